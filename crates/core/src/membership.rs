@@ -1,0 +1,306 @@
+//! Cluster membership: which storage nodes exist, where they listen, and the replica
+//! number each one stamps on the versions it creates.
+//!
+//! Every node and client is given the same membership (the `--peers` flag), and every
+//! derived fact — the ring, replica numbers — is computed from it deterministically, so
+//! all of them agree without talking to each other.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// One storage node as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Node id, for example `s1`.
+    pub id: String,
+    /// Where the node serves gRPC, for example `http://127.0.0.1:7001`.
+    pub url: NodeUrl,
+    /// The replica number stamped on the versions this node creates: its 1-based
+    /// position in the membership sorted by id in natural order (`s2` before `s10`).
+    pub replica: u32,
+}
+
+/// A node address of the form `http://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeUrl {
+    /// Host name or IP address, as written.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl NodeUrl {
+    /// Parses `http://HOST:PORT` (a trailing `/` is accepted). Only plain `http` is
+    /// supported: dida nodes speak gRPC over cleartext HTTP/2.
+    pub fn parse(text: &str) -> Result<Self, MembershipError> {
+        let bad = |why: &str| MembershipError::BadUrl {
+            url: text.to_string(),
+            why: why.to_string(),
+        };
+        let rest = text
+            .strip_prefix("http://")
+            .ok_or_else(|| bad("it must start with http://"))?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| bad("it must name a port, as in http://127.0.0.1:7001"))?;
+        if host.is_empty() || host.contains('/') || host.contains('@') {
+            return Err(bad("the host is missing or malformed"));
+        }
+        let port: u16 = port
+            .parse()
+            .map_err(|_| bad("the port must be a number from 1 to 65535"))?;
+        if port == 0 {
+            return Err(bad("the port must be a number from 1 to 65535"));
+        }
+        Ok(Self {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for NodeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}:{}", self.host, self.port)
+    }
+}
+
+/// Why a membership list or node address was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MembershipError {
+    /// The list names no node at all.
+    #[error("the membership list is empty")]
+    Empty,
+    /// An entry is not of the form `ID=URL`.
+    #[error("membership entry {entry:?} is not of the form ID=http://HOST:PORT")]
+    BadEntry {
+        /// The offending entry.
+        entry: String,
+    },
+    /// A node id uses characters other than letters, digits, `-`, `_` and `.`.
+    #[error("node id {id:?} is invalid: use 1 to 64 letters, digits, '-', '_' or '.'")]
+    BadId {
+        /// The offending id.
+        id: String,
+    },
+    /// A URL could not be parsed.
+    #[error("bad node URL {url:?}: {why}")]
+    BadUrl {
+        /// The offending URL.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The same id appears twice.
+    #[error("node id {id:?} appears more than once")]
+    DuplicateId {
+        /// The repeated id.
+        id: String,
+    },
+    /// Two nodes claim the same address.
+    #[error("nodes {first:?} and {second:?} share the address {url}")]
+    DuplicateUrl {
+        /// First node.
+        first: String,
+        /// Second node.
+        second: String,
+        /// The shared address.
+        url: String,
+    },
+    /// A node id was looked up that is not a member.
+    #[error("unknown storage node {id:?}; known nodes: {known}")]
+    UnknownNode {
+        /// The id asked for.
+        id: String,
+        /// Comma-separated known ids.
+        known: String,
+    },
+}
+
+/// Checks that a node id is made of 1 to 64 letters, digits, `-`, `_` or `.`.
+pub fn check_node_id(id: &str) -> Result<(), MembershipError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(MembershipError::BadId { id: id.to_string() })
+    }
+}
+
+/// The set of storage nodes, sorted by id in natural order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    members: Vec<Member>,
+}
+
+impl Membership {
+    /// Parses `ID=URL,ID=URL,…` (the `--peers` flag). Whitespace around entries is
+    /// ignored.
+    pub fn parse(spec: &str) -> Result<Self, MembershipError> {
+        let mut nodes = Vec::new();
+        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (id, url) = entry
+                .split_once('=')
+                .ok_or_else(|| MembershipError::BadEntry {
+                    entry: entry.to_string(),
+                })?;
+            nodes.push((id.trim().to_string(), url.trim().to_string()));
+        }
+        Self::new(nodes)
+    }
+
+    /// Builds a membership from `(id, url)` pairs, validating both and numbering the
+    /// replicas.
+    pub fn new(nodes: impl IntoIterator<Item = (String, String)>) -> Result<Self, MembershipError> {
+        let mut members = Vec::new();
+        for (id, url) in nodes {
+            check_node_id(&id)?;
+            let url = NodeUrl::parse(&url)?;
+            if members.iter().any(|m: &Member| m.id == id) {
+                return Err(MembershipError::DuplicateId { id });
+            }
+            if let Some(other) = members.iter().find(|m| m.url == url) {
+                return Err(MembershipError::DuplicateUrl {
+                    first: other.id.clone(),
+                    second: id,
+                    url: url.to_string(),
+                });
+            }
+            members.push(Member {
+                id,
+                url,
+                replica: 0,
+            });
+        }
+        if members.is_empty() {
+            return Err(MembershipError::Empty);
+        }
+        members.sort_by(|a, b| natural_cmp(&a.id, &b.id));
+        for (position, member) in members.iter_mut().enumerate() {
+            member.replica = position as u32 + 1;
+        }
+        Ok(Self { members })
+    }
+
+    /// Every member, in natural id order.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Always false: a membership has at least one node.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Position of `id` in [`Self::members`].
+    pub fn index_of(&self, id: &str) -> Result<usize, MembershipError> {
+        self.members
+            .iter()
+            .position(|m| m.id == id)
+            .ok_or_else(|| MembershipError::UnknownNode {
+                id: id.to_string(),
+                known: self.ids().collect::<Vec<_>>().join(","),
+            })
+    }
+
+    /// The member called `id`.
+    pub fn get(&self, id: &str) -> Result<&Member, MembershipError> {
+        Ok(&self.members[self.index_of(id)?])
+    }
+
+    /// Member ids, in natural order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(|m| m.id.as_str())
+    }
+}
+
+/// Compares ids so that runs of digits compare as numbers: `s2 < s10`.
+fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a, b);
+    loop {
+        match (a.chars().next(), b.chars().next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.len() - a.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                let db = b.len() - b.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                let (na, nb) = (a[..da].trim_start_matches('0'), b[..db].trim_start_matches('0'));
+                let order = na
+                    .len()
+                    .cmp(&nb.len())
+                    .then_with(|| na.cmp(nb))
+                    .then_with(|| da.cmp(&db));
+                if order != Ordering::Equal {
+                    return order;
+                }
+                a = &a[da..];
+                b = &b[db..];
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(&y);
+                }
+                a = &a[x.len_utf8()..];
+                b = &b[y.len_utf8()..];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_numbers_members_in_natural_order() {
+        let m = Membership::parse(
+            "s10=http://127.0.0.1:7010, s2=http://localhost:7002,s1=http://127.0.0.1:7001/",
+        )
+        .unwrap();
+        let ids: Vec<_> = m.ids().collect();
+        assert_eq!(ids, ["s1", "s2", "s10"]);
+        assert_eq!(m.get("s10").unwrap().replica, 3);
+        assert_eq!(m.get("s2").unwrap().url.to_string(), "http://localhost:7002");
+        assert_eq!(m.get("s1").unwrap().url.port, 7001);
+    }
+
+    #[test]
+    fn rejects_malformed_membership_with_a_clear_reason() {
+        let cases = [
+            ("", "empty"),
+            ("s1", "not of the form"),
+            ("s1=127.0.0.1:7001", "must start with http://"),
+            ("s1=http://127.0.0.1", "must name a port"),
+            ("s1=http://127.0.0.1:0", "port must be a number"),
+            ("s1=http://127.0.0.1:99999", "port must be a number"),
+            ("s 1=http://127.0.0.1:7001", "node id"),
+            ("s1=http://a:1,s1=http://b:1", "more than once"),
+            ("s1=http://a:1,s2=http://a:1", "share the address"),
+        ];
+        for (spec, expected) in cases {
+            let err = Membership::parse(spec).unwrap_err().to_string();
+            assert!(err.contains(expected), "{spec:?}: {err}");
+        }
+        let m = Membership::parse("s1=http://a:1").unwrap();
+        let err = m.get("s9").unwrap_err().to_string();
+        assert!(err.contains("unknown storage node \"s9\"") && err.contains("s1"));
+    }
+
+    #[test]
+    fn natural_order_compares_digit_runs_as_numbers() {
+        let mut ids = vec!["s10", "s9", "a", "s1", "s01x", "s1x", "b2"];
+        ids.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(ids, ["a", "b2", "s1", "s1x", "s01x", "s9", "s10"]);
+    }
+}

@@ -1,0 +1,238 @@
+//! `dida kv`: the storage service from the command line.
+//!
+//! A thin shell around [`dida_storage_client::StorageClient`]: it routes like any
+//! client, prints readable lines (or, with `--json`, the events of SPEC §6.3), and
+//! reports every failure with the node it concerns.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use dida_core::datafile::read_data_file;
+use dida_core::events::Event;
+use dida_core::{Membership, Record, Version};
+use dida_storage_client::{ClientConfig, StorageClient};
+
+/// Flags of `dida kv`.
+#[derive(Debug, Args)]
+pub struct KvArgs {
+    /// Every storage node: ID=URL,ID=URL,…
+    #[arg(long, env = "DIDA_PEERS")]
+    peers: String,
+    /// Replication factor the nodes were started with.
+    #[arg(long, default_value_t = 3)]
+    replication_factor: usize,
+    /// Virtual nodes per storage node the nodes were started with.
+    #[arg(long, default_value_t = 128)]
+    vnodes: u32,
+    /// Deadline of every call, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    deadline: u64,
+    /// Print one JSON event per line instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    command: KvCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KvCommand {
+    /// Read the newest version of KEY (or exactly --version) from one of its replicas.
+    Read {
+        key: String,
+        /// Exact version to read, as NUMBER.REPLICA (for example 3.1).
+        #[arg(long)]
+        version: Option<Version>,
+        /// Ask this node instead of a replica chosen by the client.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Write VALUE to KEY.
+    Write { key: String, value: String },
+    /// Write NEW to KEY only if its newest value is OLD (compare-and-swap).
+    Cas { key: String, old: String, new: String },
+    /// Write every key,value line of FILE (checked whole before anything is written).
+    Populate { file: PathBuf },
+    /// List every record of one node (--server) or of every node.
+    List {
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Show the status of one node (--server) or of every node.
+    Status {
+        #[arg(long)]
+        server: Option<String>,
+    },
+}
+
+/// Runs one `dida kv` command.
+pub async fn run(args: KvArgs) -> anyhow::Result<()> {
+    let membership = Membership::parse(&args.peers).context("invalid --peers")?;
+    let client = StorageClient::new(
+        membership,
+        ClientConfig {
+            replication_factor: args.replication_factor,
+            vnodes: args.vnodes,
+            deadline: Duration::from_millis(args.deadline),
+        },
+    )?;
+    let out = Printer { json: args.json };
+    match args.command {
+        KvCommand::Read {
+            key,
+            version,
+            server,
+        } => {
+            let (served_by, record) = match server {
+                Some(server) => {
+                    let record = client.read_from(&server, &key, version).await?;
+                    (server, record)
+                }
+                None => client.read_with_server(&key, version).await?,
+            };
+            match record {
+                Some(record) => out.record(&served_by, &record),
+                None => match version {
+                    Some(v) => bail!("{served_by} holds no version {v} of key {key:?}"),
+                    None => bail!("{served_by} holds no value for key {key:?}"),
+                },
+            }
+        }
+        KvCommand::Write { key, value } => {
+            let version = client.write(&key, &value).await?;
+            out.event(Event::Write { key: key.clone(), version }, || {
+                format!("{key} written at version {version}")
+            });
+        }
+        KvCommand::Cas { key, old, new } => {
+            let version = client.update_if_value_is(&key, &old, &new).await?;
+            let applied = version.is_some();
+            out.event(Event::Cas { key: key.clone(), applied, version }, || match version {
+                Some(v) => format!("{key}: {old} -> {new} at version {v}"),
+                None => format!("{key}: not updated (its value is not {old:?})"),
+            });
+        }
+        KvCommand::Populate { file } => populate(&client, &file, &out).await?,
+        KvCommand::List { server } => {
+            let mut failed = Vec::new();
+            for id in selected_nodes(&client, server)? {
+                match client.list(&id).await {
+                    Ok(records) => records.iter().for_each(|r| out.record(&id, r)),
+                    Err(error) => {
+                        out.error("list", &error.to_string());
+                        failed.push(id);
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                bail!("could not list {}", failed.join(", "));
+            }
+        }
+        KvCommand::Status { server } => {
+            for id in selected_nodes(&client, server)? {
+                let (state, details) = match client.status(&id).await {
+                    Ok(s) => (
+                        "alive",
+                        serde_json::json!({
+                            "url": s.url, "replica": s.replica, "keys": s.keys,
+                            "records": s.records, "replication_factor": s.replication_factor,
+                            "max_versions": s.max_versions, "write_acks": s.write_acks,
+                            "gossip_delay_ms": s.gossip_delay_ms, "vnodes": s.vnodes,
+                            "replication": s.replication.map(|r| serde_json::json!({
+                                "push_messages_sent": r.push_messages_sent,
+                                "records_pushed": r.records_pushed,
+                                "push_bytes_sent": r.push_bytes_sent,
+                                "push_failures": r.push_failures,
+                                "anti_entropy_rounds": r.anti_entropy_rounds,
+                                "anti_entropy_bytes_sent": r.anti_entropy_bytes_sent,
+                                "anti_entropy_bytes_received": r.anti_entropy_bytes_received,
+                                "records_repaired": r.records_repaired,
+                            })),
+                        }),
+                    ),
+                    Err(error) => ("failed", serde_json::json!({ "error": error.to_string() })),
+                };
+                out.event(
+                    Event::Status {
+                        node: id.clone(),
+                        role: "storage".into(),
+                        state: state.into(),
+                        details: details.clone(),
+                    },
+                    || format!("{id:<8} storage  {state:<6} {details}"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The nodes a `list`/`status` concerns: the one named, or all.
+fn selected_nodes(client: &StorageClient, server: Option<String>) -> anyhow::Result<Vec<String>> {
+    match server {
+        Some(id) => {
+            client.membership().index_of(&id)?;
+            Ok(vec![id])
+        }
+        None => Ok(client.membership().ids().map(String::from).collect()),
+    }
+}
+
+/// Validates the whole file, then writes it line by line. On a failure, the lines
+/// before it stay written (and are reported), the rest are not attempted.
+async fn populate(client: &StorageClient, file: &std::path::Path, out: &Printer) -> anyhow::Result<()> {
+    let pairs = read_data_file(file)?;
+    for (index, (key, value)) in pairs.iter().enumerate() {
+        if let Err(error) = client.write(key, value).await {
+            bail!(
+                "populate stopped at record {} of {} (key {key:?}): {error}; the {index} \
+                 records before it were written and are kept",
+                index + 1,
+                pairs.len()
+            );
+        }
+    }
+    out.text(|| format!("populated {} records from {}", pairs.len(), file.display()));
+    Ok(())
+}
+
+/// Prints results as text or as JSON events.
+struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    fn record(&self, server: &str, record: &Record) {
+        self.event(Event::record(server, record), || {
+            format!("{server:<8} {:<24} {:>8} {}", record.key, record.version.to_string(), record.value)
+        });
+    }
+
+    fn event(&self, event: Event, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{}", event.to_json_line());
+        } else {
+            println!("{}", text());
+        }
+    }
+
+    fn text(&self, text: impl FnOnce() -> String) {
+        if !self.json {
+            println!("{}", text());
+        }
+    }
+
+    fn error(&self, command: &str, message: &str) {
+        if self.json {
+            let event = Event::Error {
+                line: None,
+                command: command.to_string(),
+                message: message.to_string(),
+            };
+            println!("{}", event.to_json_line());
+        } else {
+            eprintln!("error: {message}");
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! `dida`: every role of the platform in one binary.
+//!
+//! This crate only wires the role crates to the command line: each subcommand parses
+//! its flags into the role's configuration and runs it.
+
+mod kv;
+mod logging;
+mod storage;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// dida: a distributed function-as-a-service platform.
+#[derive(Debug, Parser)]
+#[command(name = "dida", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a storage node.
+    Storage(storage::StorageArgs),
+    /// Read, write and inspect the storage service from the command line.
+    Kv(kv::KvArgs),
+    /// Measure the platform against a transport baseline.
+    Bench(dida_bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_log = match cli.command {
+        Command::Storage(_) => "info",
+        Command::Kv(_) | Command::Bench(_) => "warn",
+    };
+    logging::init(default_log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Storage(args) => storage::run(args).await,
+            Command::Kv(args) => kv::run(args).await,
+            Command::Bench(args) => dida_bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

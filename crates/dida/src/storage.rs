@@ -1,0 +1,86 @@
+//! `dida storage`: flags of a storage node.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use dida_core::membership::NodeUrl;
+use dida_core::Membership;
+use dida_storage::StorageConfig;
+
+/// Flags of `dida storage`.
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// This node's id (for example s1).
+    #[arg(long)]
+    id: String,
+    /// Where this node serves, for example http://127.0.0.1:7001.
+    #[arg(long)]
+    url: String,
+    /// Milliseconds every gossip message this node sends waits before leaving.
+    #[arg(long, default_value_t = 0)]
+    gossip_delay: u64,
+    /// Every storage node: ID=URL,ID=URL,… (this node may be omitted).
+    #[arg(long)]
+    peers: String,
+    /// Distinct nodes holding each key.
+    #[arg(long, default_value_t = 3)]
+    replication_factor: usize,
+    /// Versions of each key a replica keeps.
+    #[arg(long, default_value_t = 5)]
+    max_versions: usize,
+    /// Replicas (the primary included) that must hold a write before it is acknowledged.
+    #[arg(long, default_value_t = 1)]
+    write_acks: usize,
+    /// Virtual nodes per storage node on the ring (all nodes and clients must agree).
+    #[arg(long, default_value_t = 128)]
+    vnodes: u32,
+    /// Milliseconds between two anti-entropy rounds.
+    #[arg(long, default_value_t = 1000)]
+    anti_entropy_interval: u64,
+    /// Deadline, in milliseconds, of every call this node makes to another node.
+    #[arg(long, default_value_t = 2000)]
+    rpc_deadline: u64,
+    /// Milliseconds a write waits for --write-acks replicas before failing.
+    #[arg(long, default_value_t = 5000)]
+    ack_timeout: u64,
+}
+
+impl StorageArgs {
+    /// Turns the flags into a node configuration, adding this node to the membership
+    /// when `--peers` leaves it out.
+    fn into_config(self) -> anyhow::Result<StorageConfig> {
+        let url = NodeUrl::parse(&self.url)?;
+        let mut nodes: Vec<(String, String)> = Membership::parse(&self.peers)
+            .context("invalid --peers")?
+            .members()
+            .iter()
+            .map(|m| (m.id.clone(), m.url.to_string()))
+            .collect();
+        match nodes.iter().find(|(id, _)| *id == self.id) {
+            Some((_, listed)) if *listed != url.to_string() => bail!(
+                "--url {url} differs from the address --peers gives {} ({listed})",
+                self.id
+            ),
+            Some(_) => {}
+            None => nodes.push((self.id.clone(), url.to_string())),
+        }
+        let membership = Membership::new(nodes).context("invalid --peers")?;
+        let mut config = StorageConfig::new(self.id, membership);
+        config.gossip_delay = Duration::from_millis(self.gossip_delay);
+        config.replication_factor = self.replication_factor;
+        config.max_versions = self.max_versions;
+        config.write_acks = self.write_acks;
+        config.vnodes = self.vnodes;
+        config.anti_entropy_interval = Duration::from_millis(self.anti_entropy_interval);
+        config.rpc_deadline = Duration::from_millis(self.rpc_deadline);
+        config.ack_timeout = Duration::from_millis(self.ack_timeout);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs a storage node until interrupted.
+pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
+    dida_storage::node::run(args.into_config()?).await
+}

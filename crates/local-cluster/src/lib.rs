@@ -1,0 +1,206 @@
+//! A cluster of real `dida storage` processes on loopback.
+//!
+//! Benchmarks and integration tests need the real thing — separate processes talking
+//! over real sockets, killable with SIGKILL — without any set-up by hand. A
+//! [`LocalCluster`] picks free loopback ports, starts one `dida storage` process per
+//! node, waits until every node answers, and kills them all when dropped, so no test
+//! leaves a process behind.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use dida_core::Membership;
+use dida_storage_client::{ClientConfig, StorageClient};
+use tokio::process::{Child, Command};
+
+/// Settings of every node of a local cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Number of storage nodes, named `s1`, `s2`, …
+    pub nodes: usize,
+    /// `--replication-factor`.
+    pub replication_factor: usize,
+    /// `--max-versions`.
+    pub max_versions: usize,
+    /// `--write-acks`.
+    pub write_acks: usize,
+    /// `--gossip-delay` of each node, in milliseconds (`s1` first); nodes beyond the
+    /// list use 0.
+    pub gossip_delays_ms: Vec<u64>,
+    /// `--anti-entropy-interval` in milliseconds.
+    pub anti_entropy_interval_ms: u64,
+    /// Extra environment for the processes, e.g. `RUST_LOG`.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        Self {
+            nodes: 5,
+            replication_factor: 3,
+            max_versions: 5,
+            write_acks: 1,
+            gossip_delays_ms: Vec::new(),
+            anti_entropy_interval_ms: 1000,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A running local cluster. Dropping it SIGKILLs every node still running.
+#[derive(Debug)]
+pub struct LocalCluster {
+    spec: ClusterSpec,
+    membership: Membership,
+    peers: String,
+    children: Vec<Option<Child>>,
+}
+
+impl LocalCluster {
+    /// Starts `spec.nodes` storage processes of the `dida` binary at `binary` and waits
+    /// (up to 30 s) until every one answers a ping.
+    pub async fn start(binary: &Path, spec: ClusterSpec) -> anyhow::Result<Self> {
+        if spec.nodes == 0 {
+            bail!("a cluster needs at least one node");
+        }
+        let ports = free_ports(spec.nodes)?;
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("s{}=http://127.0.0.1:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let membership = Membership::parse(&peers)?;
+        let mut cluster = Self {
+            spec,
+            membership,
+            peers,
+            children: Vec::new(),
+        };
+        for i in 0..cluster.spec.nodes {
+            let child = cluster.spawn_node(binary, i)?;
+            cluster.children.push(Some(child));
+        }
+        cluster.wait_until_ready(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    fn spawn_node(&self, binary: &Path, index: usize) -> anyhow::Result<Child> {
+        let id = format!("s{}", index + 1);
+        let url = self.membership.get(&id)?.url.to_string();
+        let delay = self.spec.gossip_delays_ms.get(index).copied().unwrap_or(0);
+        let mut command = Command::new(binary);
+        command
+            .args(["storage", "--id", &id, "--url", &url])
+            .args(["--gossip-delay", &delay.to_string()])
+            .args(["--peers", &self.peers])
+            .args(["--replication-factor", &self.spec.replication_factor.to_string()])
+            .args(["--max-versions", &self.spec.max_versions.to_string()])
+            .args(["--write-acks", &self.spec.write_acks.to_string()])
+            .args([
+                "--anti-entropy-interval",
+                &self.spec.anti_entropy_interval_ms.to_string(),
+            ])
+            .envs(self.spec.env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        command
+            .spawn()
+            .with_context(|| format!("cannot start {} storage for {id}", binary.display()))
+    }
+
+    async fn wait_until_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let client = self.client()?;
+        let deadline = Instant::now() + limit;
+        for (index, id) in self.ids().enumerate() {
+            loop {
+                if client.ping(&id).await.is_ok() {
+                    break;
+                }
+                if let Some(child) = self.children[index].as_mut() {
+                    if let Some(status) = child.try_wait()? {
+                        bail!("storage node {id} exited during start-up: {status}");
+                    }
+                }
+                if Instant::now() > deadline {
+                    bail!("storage node {id} did not answer within {limit:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `--peers` value describing this cluster.
+    pub fn peers(&self) -> &str {
+        &self.peers
+    }
+
+    /// The cluster's membership.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Node ids, `s1` first.
+    pub fn ids(&self) -> impl Iterator<Item = String> {
+        (1..=self.spec.nodes).map(|i| format!("s{i}"))
+    }
+
+    /// A routing client configured like the nodes.
+    pub fn client(&self) -> anyhow::Result<StorageClient> {
+        Ok(StorageClient::new(
+            self.membership.clone(),
+            ClientConfig {
+                replication_factor: self.spec.replication_factor,
+                deadline: Duration::from_secs(5),
+                ..ClientConfig::default()
+            },
+        )?)
+    }
+
+    /// SIGKILLs node `id` (a fail-stop crash) and reaps it.
+    pub async fn kill(&mut self, id: &str) -> anyhow::Result<()> {
+        let index = self.membership.index_of(id)?;
+        let Some(mut child) = self.children[index].take() else {
+            bail!("storage node {id} is not running");
+        };
+        child.kill().await.with_context(|| format!("cannot kill {id}"))?;
+        Ok(())
+    }
+
+    /// Process ids of the nodes still running.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children
+            .iter()
+            .flatten()
+            .filter_map(Child::id)
+            .collect()
+    }
+}
+
+/// Reserves `count` distinct free TCP ports on 127.0.0.1.
+///
+/// The ports are found by binding port 0 and released before the nodes bind them, so
+/// another process could in principle take one in between; the nodes then fail to
+/// start with a clear "port in use" error rather than misbehaving.
+pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot reserve loopback ports")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// Path of the `dida` binary next to the running executable (for benchmarks started
+/// by `dida` itself, this is the running executable).
+pub fn current_dida() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot locate the running dida binary")
+}

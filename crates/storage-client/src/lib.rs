@@ -1,0 +1,356 @@
+//! Client library for the dida storage service.
+//!
+//! A [`StorageClient`] knows the cluster's membership and derives the same ring as the
+//! storage nodes, so it sends every call straight to the right node: writes and
+//! conditional updates to the key's primary, reads to one of the key's replicas
+//! (rotating between them to spread load, and falling back to the next replica when
+//! one fails). Every call has a deadline; a node that does not answer yields a
+//! [`ClientError`] naming it, never a hang.
+//!
+//! Workers use this library for their operators' storage calls, and `dida kv` is a
+//! thin command-line shell around it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dida_core::limits::{check_key, check_value};
+use dida_core::{Membership, MembershipError, Record, Ring, Version};
+use dida_proto::convert::{record_from_wire, version_from_wire, version_to_wire};
+use dida_proto::storage::storage_client::StorageClient as GrpcClient;
+use dida_proto::storage::{
+    ListRecordsRequest, PingRequest, ReadRequest, StatusReply, StatusRequest,
+    UpdateIfValueIsRequest, WriteRequest,
+};
+use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
+use tonic::transport::Channel;
+use tonic::Code;
+
+/// How a client routes and how long it waits.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Must match the storage nodes' `--replication-factor`.
+    pub replication_factor: usize,
+    /// Must match the storage nodes' `--vnodes`.
+    pub vnodes: u32,
+    /// Deadline of every call (connecting included).
+    pub deadline: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            replication_factor: 3,
+            vnodes: 128,
+            deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The caller named a node that is not a member, or the membership is invalid.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    /// The key or value breaks a size limit; nothing was sent.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The node could not be reached (refused connection, reset, ...).
+    #[error("storage node {node} at {url} is unreachable: {message}")]
+    Unreachable {
+        /// Node id.
+        node: String,
+        /// Node address.
+        url: String,
+        /// What the transport said.
+        message: String,
+    },
+    /// The node did not answer within the deadline.
+    #[error("storage node {node} at {url} did not answer within {deadline:?}")]
+    Timeout {
+        /// Node id.
+        node: String,
+        /// Node address.
+        url: String,
+        /// The deadline that passed.
+        deadline: Duration,
+    },
+    /// The node answered with an error.
+    #[error("storage node {node} refused the request ({code:?}): {message}")]
+    Rejected {
+        /// Node id.
+        node: String,
+        /// gRPC status code.
+        code: Code,
+        /// The node's explanation.
+        message: String,
+    },
+    /// The node answered with a malformed reply.
+    #[error("storage node {node} sent a malformed reply: {message}")]
+    BadReply {
+        /// Node id.
+        node: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// A routing client for the storage service. Cheap to share behind an `Arc`; all
+/// methods take `&self`.
+#[derive(Debug)]
+pub struct StorageClient {
+    membership: Membership,
+    ring: Ring,
+    nodes: Vec<GrpcClient<Channel>>,
+    deadline: Duration,
+    next_read: AtomicUsize,
+}
+
+impl StorageClient {
+    /// A client for the cluster `membership`. No connection is made until a call needs
+    /// one.
+    pub fn new(membership: Membership, config: ClientConfig) -> Result<Self, ClientError> {
+        let ids: Vec<&str> = membership.ids().collect();
+        let ring = Ring::new(&ids, config.vnodes, config.replication_factor);
+        let nodes = membership
+            .members()
+            .iter()
+            .map(|m| {
+                lazy_channel(&m.url.to_string(), config.deadline)
+                    .map(|channel| {
+                        GrpcClient::new(channel)
+                            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                    })
+                    .map_err(|e| ClientError::Invalid(format!("bad URL for {}: {e}", m.id)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            membership,
+            ring,
+            nodes,
+            deadline: config.deadline,
+            next_read: AtomicUsize::new(0),
+        })
+    }
+
+    /// The cluster this client talks to.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Ids of the replicas of `key`, primary first.
+    pub fn replicas(&self, key: &str) -> Vec<&str> {
+        self.ring
+            .replicas(key)
+            .iter()
+            .map(|&n| self.membership.members()[n].id.as_str())
+            .collect()
+    }
+
+    /// Id of the primary of `key`.
+    pub fn primary(&self, key: &str) -> &str {
+        &self.membership.members()[self.ring.primary(key)].id
+    }
+
+    /// Reads the newest version of `key` (or exactly `version`) from one of its
+    /// replicas, trying the others in turn if it fails. Replicas are rotated between
+    /// calls to spread the load; a replica that has not yet received a recent write
+    /// answers with what it has (SPEC §2.2).
+    pub async fn read(&self, key: &str, version: Option<Version>) -> Result<Option<Record>, ClientError> {
+        Ok(self.read_with_server(key, version).await?.1)
+    }
+
+    /// Like [`Self::read`], also returning the id of the node that answered.
+    pub async fn read_with_server(
+        &self,
+        key: &str,
+        version: Option<Version>,
+    ) -> Result<(String, Option<Record>), ClientError> {
+        check_key(key).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let replicas = self.ring.replicas(key);
+        let start = self.next_read.fetch_add(1, Ordering::Relaxed);
+        let mut last_error = None;
+        for offset in 0..replicas.len() {
+            let node = replicas[(start + offset) % replicas.len()];
+            match self.read_at(node, key, version).await {
+                Ok(record) => return Ok(record),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.expect("every key has a replica"))
+    }
+
+    /// Reads `key` from the named node (which forwards if it is not a replica).
+    pub async fn read_from(&self, node: &str, key: &str, version: Option<Version>) -> Result<Option<Record>, ClientError> {
+        check_key(key).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        Ok(self.read_at(self.membership.index_of(node)?, key, version).await?.1)
+    }
+
+    /// Reads from node `node`; returns who answered (the node, or the replica it
+    /// forwarded to) and the record.
+    async fn read_at(
+        &self,
+        node: usize,
+        key: &str,
+        version: Option<Version>,
+    ) -> Result<(String, Option<Record>), ClientError> {
+        let request = ReadRequest {
+            key: key.to_string(),
+            version: version.map(version_to_wire),
+            forwarded: false,
+        };
+        let reply = self.nodes[node]
+            .clone()
+            .read(request)
+            .await
+            .map_err(|s| self.call_failed(node, s))?
+            .into_inner();
+        let record = reply
+            .record
+            .map(record_from_wire)
+            .transpose()
+            .map_err(|e| self.bad_reply(node, e))?;
+        Ok((reply.served_by, record))
+    }
+
+    /// Writes `value` to `key` through its primary; returns the new version.
+    pub async fn write(&self, key: &str, value: &str) -> Result<Version, ClientError> {
+        self.write_at(self.ring.primary(key), key, value).await
+    }
+
+    /// Sends a write to the named node, which forwards it to the primary if needed.
+    pub async fn write_via(&self, node: &str, key: &str, value: &str) -> Result<Version, ClientError> {
+        self.write_at(self.membership.index_of(node)?, key, value).await
+    }
+
+    async fn write_at(&self, node: usize, key: &str, value: &str) -> Result<Version, ClientError> {
+        check_key(key)
+            .and_then(|()| check_value(value))
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let request = WriteRequest {
+            key: key.to_string(),
+            value: value.to_string(),
+            forwarded: false,
+        };
+        let reply = self.nodes[node]
+            .clone()
+            .write(request)
+            .await
+            .map_err(|s| self.call_failed(node, s))?
+            .into_inner();
+        reply
+            .version
+            .map(version_from_wire)
+            .ok_or_else(|| self.bad_reply(node, "write reply without a version"))
+    }
+
+    /// Compare-and-swap through the key's primary: writes `new` if the newest value of
+    /// `key` is `old`. Returns the new version, or `None` if the comparison failed.
+    pub async fn update_if_value_is(&self, key: &str, old: &str, new: &str) -> Result<Option<Version>, ClientError> {
+        check_key(key)
+            .and_then(|()| check_value(old))
+            .and_then(|()| check_value(new))
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let node = self.ring.primary(key);
+        let request = UpdateIfValueIsRequest {
+            key: key.to_string(),
+            old_value: old.to_string(),
+            new_value: new.to_string(),
+            forwarded: false,
+        };
+        let reply = self.nodes[node]
+            .clone()
+            .update_if_value_is(request)
+            .await
+            .map_err(|s| self.call_failed(node, s))?
+            .into_inner();
+        Ok(reply.version.map(version_from_wire))
+    }
+
+    /// Every record the named node holds.
+    pub async fn list(&self, node: &str) -> Result<Vec<Record>, ClientError> {
+        let index = self.membership.index_of(node)?;
+        let reply = self.nodes[index]
+            .clone()
+            .list_records(ListRecordsRequest {})
+            .await
+            .map_err(|s| self.call_failed(index, s))?
+            .into_inner();
+        reply
+            .records
+            .into_iter()
+            .map(|r| record_from_wire(r).map_err(|e| self.bad_reply(index, e)))
+            .collect()
+    }
+
+    /// The named node's status report.
+    pub async fn status(&self, node: &str) -> Result<StatusReply, ClientError> {
+        let index = self.membership.index_of(node)?;
+        Ok(self.nodes[index]
+            .clone()
+            .status(StatusRequest {})
+            .await
+            .map_err(|s| self.call_failed(index, s))?
+            .into_inner())
+    }
+
+    /// A no-op call to the named node: the transport baseline and a liveness probe.
+    pub async fn ping(&self, node: &str) -> Result<(), ClientError> {
+        let index = self.membership.index_of(node)?;
+        self.nodes[index]
+            .clone()
+            .ping(PingRequest {})
+            .await
+            .map_err(|s| self.call_failed(index, s))?;
+        Ok(())
+    }
+
+    fn call_failed(&self, node: usize, status: tonic::Status) -> ClientError {
+        let member = &self.membership.members()[node];
+        let (node, url) = (member.id.clone(), member.url.to_string());
+        // Statuses made by this process's transport carry the underlying error as
+        // their source; statuses a node sent back do not.
+        let from_transport = std::error::Error::source(&status).is_some();
+        match status.code() {
+            Code::DeadlineExceeded | Code::Cancelled => ClientError::Timeout {
+                node,
+                url,
+                deadline: self.deadline,
+            },
+            _ if from_transport => ClientError::Unreachable {
+                node,
+                url,
+                message: describe_transport_error(&status),
+            },
+            code => ClientError::Rejected {
+                node,
+                code,
+                message: status.message().to_string(),
+            },
+        }
+    }
+
+    fn bad_reply(&self, node: usize, error: impl std::fmt::Display) -> ClientError {
+        ClientError::BadReply {
+            node: self.membership.members()[node].id.clone(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// The most specific description of a transport failure tonic gives: its message and
+/// the chain of sources (where "connection refused" usually hides).
+fn describe_transport_error(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        let shown = error.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = error.source();
+    }
+    text
+}

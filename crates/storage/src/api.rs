@@ -1,0 +1,191 @@
+//! The client-facing gRPC service of a storage node (SPEC §2.2–2.3).
+//!
+//! Any node accepts any request. A write or conditional update is executed by the key's
+//! primary — here if this node is the primary, otherwise forwarded to it once — so all
+//! writes of a key are totally ordered by the primary's store. A read is answered
+//! locally by a replica of the key, or forwarded to the key's replicas otherwise.
+
+use std::sync::Arc;
+
+use dida_core::limits::{check_key, check_value};
+use dida_core::Version;
+use dida_proto::convert::{record_to_wire, version_from_wire, version_to_wire};
+use dida_proto::storage::storage_server::Storage;
+use dida_proto::storage::{
+    ListRecordsReply, ListRecordsRequest, Member, PingReply, PingRequest, ReadReply, ReadRequest,
+    StatusReply, StatusRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply,
+    WriteRequest,
+};
+use tonic::{Request, Response, Status};
+
+use crate::state::NodeState;
+
+/// Implements [`Storage`] over a node's state.
+#[derive(Debug, Clone)]
+pub(crate) struct StorageApi {
+    pub state: Arc<NodeState>,
+}
+
+fn invalid(error: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(error.to_string())
+}
+
+impl StorageApi {
+    /// The error for a request forwarded to a node that is not the key's primary: the
+    /// two nodes were started with different memberships.
+    fn not_primary(&self, key: &str, primary: usize) -> Status {
+        Status::failed_precondition(format!(
+            "node {} received a forwarded request for key {key:?} but is not its primary \
+             ({} is); the nodes disagree on the ring — were they given the same --peers?",
+            self.state.id(),
+            self.state.id_of(primary)
+        ))
+    }
+
+    /// Wraps a failed call to peer `index` with who it was.
+    fn peer_failed(&self, index: usize, what: &str, status: Status) -> Status {
+        Status::new(
+            status.code(),
+            format!(
+                "{what} via {} ({}) failed: {}",
+                self.state.id_of(index),
+                self.state.url_of(index),
+                status.message()
+            ),
+        )
+    }
+}
+
+#[tonic::async_trait]
+impl Storage for StorageApi {
+    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {
+        let request = request.into_inner();
+        check_key(&request.key).map_err(invalid)?;
+        let state = &self.state;
+        if request.forwarded || state.replicates(&request.key) {
+            let version: Option<Version> = request.version.map(version_from_wire);
+            let record = state.store.read(&request.key, version);
+            return Ok(Response::new(ReadReply {
+                record: record.as_ref().map(record_to_wire),
+                served_by: state.id().to_string(),
+            }));
+        }
+        let mut last_error = None;
+        for &replica in state.ring.replicas(&request.key) {
+            let forwarded = ReadRequest {
+                forwarded: true,
+                ..request.clone()
+            };
+            match state.peers.storage(replica).read(forwarded).await {
+                Ok(reply) => return Ok(reply),
+                Err(status) => last_error = Some(self.peer_failed(replica, "read forwarded", status)),
+            }
+        }
+        Err(last_error.expect("every key has at least one replica"))
+    }
+
+    async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteReply>, Status> {
+        let request = request.into_inner();
+        check_key(&request.key).map_err(invalid)?;
+        check_value(&request.value).map_err(invalid)?;
+        let state = &self.state;
+        let primary = state.ring.primary(&request.key);
+        if primary == state.me {
+            let record = state.execute_write(&request.key, &request.value).await?;
+            return Ok(Response::new(WriteReply {
+                version: Some(version_to_wire(record.version)),
+                primary: state.id().to_string(),
+            }));
+        }
+        if request.forwarded {
+            return Err(self.not_primary(&request.key, primary));
+        }
+        let forwarded = WriteRequest {
+            forwarded: true,
+            ..request
+        };
+        state
+            .peers
+            .storage(primary)
+            .write(forwarded)
+            .await
+            .map_err(|s| self.peer_failed(primary, "write forwarded to primary", s))
+    }
+
+    async fn update_if_value_is(
+        &self,
+        request: Request<UpdateIfValueIsRequest>,
+    ) -> Result<Response<UpdateIfValueIsReply>, Status> {
+        let request = request.into_inner();
+        check_key(&request.key).map_err(invalid)?;
+        check_value(&request.old_value).map_err(invalid)?;
+        check_value(&request.new_value).map_err(invalid)?;
+        let state = &self.state;
+        let primary = state.ring.primary(&request.key);
+        if primary == state.me {
+            let record = state
+                .execute_cas(&request.key, &request.old_value, &request.new_value)
+                .await?;
+            return Ok(Response::new(UpdateIfValueIsReply {
+                version: record.map(|r| version_to_wire(r.version)),
+                primary: state.id().to_string(),
+            }));
+        }
+        if request.forwarded {
+            return Err(self.not_primary(&request.key, primary));
+        }
+        let forwarded = UpdateIfValueIsRequest {
+            forwarded: true,
+            ..request
+        };
+        state
+            .peers
+            .storage(primary)
+            .update_if_value_is(forwarded)
+            .await
+            .map_err(|s| self.peer_failed(primary, "conditional update forwarded to primary", s))
+    }
+
+    async fn list_records(
+        &self,
+        _request: Request<ListRecordsRequest>,
+    ) -> Result<Response<ListRecordsReply>, Status> {
+        let records = self.state.store.records();
+        Ok(Response::new(ListRecordsReply {
+            records: records.iter().map(record_to_wire).collect(),
+        }))
+    }
+
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        let state = &self.state;
+        let config = &state.config;
+        let (keys, records) = state.store.counts();
+        Ok(Response::new(StatusReply {
+            id: state.id().to_string(),
+            url: state.url_of(state.me),
+            replica: state.replica,
+            members: config
+                .membership
+                .members()
+                .iter()
+                .map(|m| Member {
+                    id: m.id.clone(),
+                    url: m.url.to_string(),
+                    replica: m.replica,
+                })
+                .collect(),
+            keys,
+            records,
+            replication_factor: state.ring.replication_factor() as u32,
+            max_versions: state.store.max_versions() as u32,
+            write_acks: config.write_acks as u32,
+            gossip_delay_ms: config.gossip_delay.as_millis() as u64,
+            vnodes: state.ring.vnodes(),
+            replication: Some(state.stats.snapshot()),
+        }))
+    }
+
+    async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        Ok(Response::new(PingReply {}))
+    }
+}

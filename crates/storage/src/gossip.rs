@@ -1,0 +1,186 @@
+//! Background propagation of new versions to the other replicas (SPEC §2.4).
+//!
+//! Each peer has an outbox. A record put in it becomes *due* `gossip_delay` after it
+//! was queued; a sender task per peer waits until the oldest record is due, sends every
+//! due record in one `Push` message and, for `--write-acks`, tells the waiting writer
+//! once the peer has answered. So every gossip message leaves at least `gossip_delay`
+//! after each record it carries was created, and records queued close together share
+//! a message.
+//!
+//! A push that fails (peer down, deadline passed) is retried with exponential backoff,
+//! keeping the records' order; an outbox that overflows drops its oldest records, which
+//! anti-entropy repairs later.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dida_core::Record;
+use dida_proto::convert::record_to_wire;
+use dida_proto::storage::PushRequest;
+use prost::Message;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::state::NodeState;
+use crate::stats::ReplicationStats;
+
+/// Tells a waiting writer that one more replica holds its record.
+pub(crate) type AckSender = mpsc::UnboundedSender<()>;
+
+/// Most records an outbox holds before it drops its oldest.
+const MAX_QUEUED_RECORDS: usize = 200_000;
+/// Most payload bytes sent in one push message.
+const MAX_PUSH_BYTES: usize = 4 * 1024 * 1024;
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+struct Pending {
+    due: Instant,
+    record: Record,
+    ack: Option<AckSender>,
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: Mutex<VecDeque<Pending>>,
+    ready: Notify,
+}
+
+impl Outbox {
+    /// Waits until the outbox holds a record, and returns when the oldest is due.
+    async fn next_due(&self) -> Instant {
+        loop {
+            if let Some(front) = self.queue.lock().expect("outbox lock poisoned").front() {
+                return front.due;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// Takes the due records, oldest first, up to the size of one message.
+    fn take_due(&self, now: Instant) -> Vec<Pending> {
+        let mut queue = self.queue.lock().expect("outbox lock poisoned");
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while let Some(front) = queue.front() {
+            let size = front.record.key.len() + front.record.value.len() + 32;
+            if front.due > now || (!batch.is_empty() && bytes + size > MAX_PUSH_BYTES) {
+                break;
+            }
+            bytes += size;
+            batch.push(queue.pop_front().expect("front exists"));
+        }
+        batch
+    }
+
+    /// Puts a batch that could not be sent back in front, in its original order.
+    fn requeue(&self, batch: Vec<Pending>) {
+        let mut queue = self.queue.lock().expect("outbox lock poisoned");
+        for pending in batch.into_iter().rev() {
+            queue.push_front(pending);
+        }
+        queue.truncate(MAX_QUEUED_RECORDS);
+    }
+}
+
+/// The outboxes of one node, one per peer.
+#[derive(Debug)]
+pub(crate) struct Gossip {
+    outboxes: Vec<Option<Arc<Outbox>>>,
+    delay: Duration,
+}
+
+impl Gossip {
+    /// Outboxes for every member but `me`, each message waiting `delay`.
+    pub fn new(members: usize, me: usize, delay: Duration) -> Self {
+        Self {
+            outboxes: (0..members)
+                .map(|i| (i != me).then(|| Arc::new(Outbox::default())))
+                .collect(),
+            delay,
+        }
+    }
+
+    /// Queues records for `peer`; they leave no earlier than the gossip delay from now.
+    /// `ack` is told when the peer has stored each of them.
+    pub fn enqueue(&self, peer: usize, records: impl IntoIterator<Item = Record>, ack: Option<AckSender>) {
+        let outbox = self.outboxes[peer].as_ref().expect("no outbox to self");
+        let due = Instant::now() + self.delay;
+        let mut queue = outbox.queue.lock().expect("outbox lock poisoned");
+        for record in records {
+            if queue.len() >= MAX_QUEUED_RECORDS {
+                let dropped = queue.pop_front();
+                debug!(peer, key = ?dropped.map(|p| p.record.key), "outbox full: dropped oldest record (anti-entropy will repair)");
+            }
+            queue.push_back(Pending {
+                due,
+                record,
+                ack: ack.clone(),
+            });
+        }
+        drop(queue);
+        outbox.ready.notify_one();
+    }
+
+    /// Starts one sender task per peer.
+    pub fn spawn_senders(state: &Arc<NodeState>) -> Vec<JoinHandle<()>> {
+        state
+            .gossip
+            .outboxes
+            .iter()
+            .enumerate()
+            .filter_map(|(peer, outbox)| {
+                let outbox = outbox.clone()?;
+                Some(tokio::spawn(run_sender(state.clone(), peer, outbox)))
+            })
+            .collect()
+    }
+}
+
+/// Sends `peer`'s due records forever, one message at a time.
+async fn run_sender(state: Arc<NodeState>, peer: usize, outbox: Arc<Outbox>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let due = outbox.next_due().await;
+        tokio::time::sleep_until(due).await;
+        let batch = outbox.take_due(Instant::now());
+        if batch.is_empty() {
+            continue;
+        }
+        let request = PushRequest {
+            from: state.id().to_string(),
+            records: batch.iter().map(|p| record_to_wire(&p.record)).collect(),
+        };
+        let bytes = request.encoded_len() as u64;
+        match state.peers.replication(peer).push(request).await {
+            Ok(_) => {
+                let stats = &state.stats;
+                ReplicationStats::add(&stats.push_messages_sent, 1);
+                ReplicationStats::add(&stats.records_pushed, batch.len() as u64);
+                ReplicationStats::add(&stats.push_bytes_sent, bytes);
+                for pending in batch {
+                    if let Some(ack) = pending.ack {
+                        let _ = ack.send(());
+                    }
+                }
+                backoff = MIN_BACKOFF;
+            }
+            Err(status) => {
+                ReplicationStats::add(&state.stats.push_failures, 1);
+                warn!(
+                    peer = state.id_of(peer),
+                    records = batch.len(),
+                    error = %status.message(),
+                    "gossip push failed; retrying in {backoff:?}"
+                );
+                outbox.requeue(batch);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Configuring, starting and stopping a storage node.
+//!
+//! [`start`] runs a node on an already bound listener inside the current tokio runtime,
+//! which is how tests run a whole cluster in one process; [`run`] is the `dida storage`
+//! process: it binds the node's URL and serves until interrupted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use dida_core::{Membership, Ring};
+use dida_proto::storage::replication_server::ReplicationServer;
+use dida_proto::storage::storage_server::StorageServer;
+use dida_proto::transport::MAX_MESSAGE_BYTES;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+use crate::anti_entropy;
+use crate::api::StorageApi;
+use crate::gossip::Gossip;
+use crate::peers::Peers;
+use crate::replication::ReplicationService;
+use crate::state::NodeState;
+use crate::stats::ReplicationStats;
+use crate::store::MultiVersionStore;
+
+/// Everything a storage node is configured with.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// This node's id; must be a member.
+    pub id: String,
+    /// Every storage node of the cluster, this one included.
+    pub membership: Membership,
+    /// How long every gossip message this node sends waits before leaving.
+    pub gossip_delay: Duration,
+    /// How many distinct nodes hold each key.
+    pub replication_factor: usize,
+    /// How many versions of each key a replica keeps.
+    pub max_versions: usize,
+    /// How many replicas (the primary included) must hold a write before it is
+    /// acknowledged; 1 answers as soon as the primary applied it (the course's mode).
+    pub write_acks: usize,
+    /// Virtual nodes per storage node on the ring.
+    pub vnodes: u32,
+    /// Time between two anti-entropy rounds (each with the next peer in turn).
+    pub anti_entropy_interval: Duration,
+    /// Deadline of every call this node makes to another node.
+    pub rpc_deadline: Duration,
+    /// How long a write waits for `write_acks` replicas before failing.
+    pub ack_timeout: Duration,
+}
+
+impl StorageConfig {
+    /// A configuration with the platform's defaults: replication factor 3, 5 versions,
+    /// acknowledgement by the primary alone, 128 virtual nodes, one anti-entropy round
+    /// per second, 2 s call deadlines and a 5 s acknowledgement timeout.
+    pub fn new(id: impl Into<String>, membership: Membership) -> Self {
+        Self {
+            id: id.into(),
+            membership,
+            gossip_delay: Duration::ZERO,
+            replication_factor: 3,
+            max_versions: 5,
+            write_acks: 1,
+            vnodes: 128,
+            anti_entropy_interval: Duration::from_secs(1),
+            rpc_deadline: Duration::from_secs(2),
+            ack_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.membership.index_of(&self.id)?;
+        if self.replication_factor == 0 {
+            bail!("--replication-factor must be at least 1");
+        }
+        if self.max_versions == 0 {
+            bail!("--max-versions must be at least 1");
+        }
+        if self.write_acks == 0 || self.write_acks > self.replication_factor {
+            bail!(
+                "--write-acks must be between 1 and the replication factor ({}), got {}",
+                self.replication_factor,
+                self.write_acks
+            );
+        }
+        if self.vnodes == 0 {
+            bail!("--vnodes must be at least 1");
+        }
+        if self.anti_entropy_interval.is_zero() {
+            bail!("the anti-entropy interval must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// A running storage node. Dropping the handle stops the node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    addr: SocketAddr,
+    state: Arc<NodeState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// The address the node serves on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The node's store, for in-process inspection (tests, embedding).
+    pub fn store(&self) -> &MultiVersionStore {
+        &self.state.store
+    }
+
+    /// Stops serving and waits for the server to finish.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop_tasks();
+        if let Some(server) = self.server.take() {
+            server.await.context("storage server task panicked")??;
+        }
+        Ok(())
+    }
+
+    fn stop_tasks(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        self.stop_tasks();
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// Starts a storage node serving on `listener`, in the current runtime.
+pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Result<NodeHandle> {
+    config.validate()?;
+    let me = config.membership.index_of(&config.id)?;
+    let ids: Vec<&str> = config.membership.ids().collect();
+    let ring = Ring::new(&ids, config.vnodes, config.replication_factor);
+    let state = Arc::new(NodeState {
+        me,
+        replica: config.membership.members()[me].replica,
+        ring,
+        store: MultiVersionStore::new(config.max_versions),
+        peers: Peers::new(&config.membership, me, config.rpc_deadline)?,
+        gossip: Gossip::new(config.membership.len(), me, config.gossip_delay),
+        stats: ReplicationStats::default(),
+        config,
+    });
+
+    let addr = listener.local_addr().context("listener has no local address")?;
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let storage = StorageServer::new(StorageApi {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let replication = ReplicationServer::new(ReplicationService {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(storage)
+            .add_service(replication)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = shutdown_rx.await;
+            }),
+    );
+
+    let mut tasks = Gossip::spawn_senders(&state);
+    tasks.push(anti_entropy::spawn(state.clone()));
+    info!(
+        id = %state.id(),
+        %addr,
+        replica = state.replica,
+        nodes = state.ring.node_count(),
+        replication_factor = state.ring.replication_factor(),
+        "storage node serving"
+    );
+    Ok(NodeHandle {
+        addr,
+        state,
+        shutdown: Some(shutdown_tx),
+        server: Some(server),
+        tasks,
+    })
+}
+
+/// Runs the `dida storage` process: binds the node's own URL and serves until
+/// Ctrl-C or SIGTERM.
+pub async fn run(config: StorageConfig) -> anyhow::Result<()> {
+    config.validate()?;
+    let url = config.membership.get(&config.id)?.url.clone();
+    let listener = TcpListener::bind((url.host.as_str(), url.port))
+        .await
+        .with_context(|| format!("cannot listen on {url} (is the port already in use?)"))?;
+    let handle = start(config, listener).await?;
+    wait_for_termination().await;
+    info!("storage node stopping");
+    handle.shutdown().await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn wait_for_termination() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler cannot fail on Unix");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

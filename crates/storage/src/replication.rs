@@ -1,0 +1,91 @@
+//! The peer-facing gRPC service: receives gossip pushes and answers anti-entropy
+//! digests.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use dida_core::RangeId;
+use dida_proto::convert::{record_from_wire, version_to_wire};
+use dida_proto::storage::replication_server::Replication;
+use dida_proto::storage::{DigestReply, DigestRequest, KeyVersions, PushReply, PushRequest};
+use tonic::{Request, Response, Status};
+use tracing::warn;
+
+use crate::anti_entropy::{range_digests, shared_ranges};
+use crate::state::NodeState;
+
+/// Implements [`Replication`] over a node's state.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplicationService {
+    pub state: Arc<NodeState>,
+}
+
+#[tonic::async_trait]
+impl Replication for ReplicationService {
+    async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushReply>, Status> {
+        let request = request.into_inner();
+        let mut applied = 0;
+        for wire in request.records {
+            let record = record_from_wire(wire).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if !self.state.replicates(&record.key) {
+                // Only possible if the sender's ring differs from ours: refuse to store
+                // data where no reader would look for it.
+                warn!(from = %request.from, key = %record.key, "refused a pushed record this node does not replicate");
+                continue;
+            }
+            if self.state.store.merge(&record) {
+                applied += 1;
+            }
+        }
+        Ok(Response::new(PushReply { applied }))
+    }
+
+    async fn sync_digests(&self, request: Request<DigestRequest>) -> Result<Response<DigestReply>, Status> {
+        let request = request.into_inner();
+        let state = &self.state;
+        if request.ring_fingerprint != state.ring.fingerprint() {
+            return Err(Status::failed_precondition(format!(
+                "node {} and node {} disagree on the ring (different --peers, --vnodes or \
+                 --replication-factor); anti-entropy refused",
+                state.id(),
+                request.from
+            )));
+        }
+        let sender = state
+            .config
+            .membership
+            .index_of(&request.from)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let ours: HashSet<RangeId> = shared_ranges(&state.ring, state.me, sender).into_iter().collect();
+        let ranges: Vec<RangeId> = request
+            .ranges
+            .iter()
+            .map(|r| r.range)
+            .filter(|r| ours.contains(r))
+            .collect();
+        let digests = range_digests(&state.store, &state.ring, &ranges);
+        let mismatched: HashSet<RangeId> = request
+            .ranges
+            .iter()
+            .filter(|r| digests.get(&r.range).is_some_and(|&d| d != r.digest))
+            .map(|r| r.range)
+            .collect();
+        let keys = if mismatched.is_empty() {
+            Vec::new()
+        } else {
+            state
+                .store
+                .versions_where(|key| mismatched.contains(&state.ring.range_of(key)))
+                .into_iter()
+                .map(|(key, versions)| KeyVersions {
+                    key,
+                    versions: versions.into_iter().map(version_to_wire).collect(),
+                })
+                .collect()
+        };
+        Ok(Response::new(DigestReply {
+            mismatched_ranges: mismatched.into_iter().collect(),
+            keys,
+        }))
+    }
+}

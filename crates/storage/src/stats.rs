@@ -1,0 +1,40 @@
+//! Replication counters, reported by `Status` so that the cost of gossip and
+//! anti-entropy can be observed on a live cluster.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use dida_proto::storage::ReplicationStats as WireStats;
+
+/// Monotonic counters of replication traffic sent and received by one node.
+#[derive(Debug, Default)]
+pub(crate) struct ReplicationStats {
+    pub push_messages_sent: AtomicU64,
+    pub records_pushed: AtomicU64,
+    pub push_bytes_sent: AtomicU64,
+    pub push_failures: AtomicU64,
+    pub anti_entropy_rounds: AtomicU64,
+    pub anti_entropy_bytes_sent: AtomicU64,
+    pub anti_entropy_bytes_received: AtomicU64,
+    pub records_repaired: AtomicU64,
+}
+
+impl ReplicationStats {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    /// A snapshot in wire form.
+    pub fn snapshot(&self) -> WireStats {
+        WireStats {
+            push_messages_sent: self.push_messages_sent.load(Relaxed),
+            records_pushed: self.records_pushed.load(Relaxed),
+            push_bytes_sent: self.push_bytes_sent.load(Relaxed),
+            push_failures: self.push_failures.load(Relaxed),
+            anti_entropy_rounds: self.anti_entropy_rounds.load(Relaxed),
+            anti_entropy_bytes_sent: self.anti_entropy_bytes_sent.load(Relaxed),
+            anti_entropy_bytes_received: self.anti_entropy_bytes_received.load(Relaxed),
+            records_repaired: self.records_repaired.load(Relaxed),
+        }
+    }
+}
