@@ -2,7 +2,7 @@
 //! building dida never needs a system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/storage.proto"];
+    let files = ["proto/storage.proto", "proto/execution.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -11,6 +11,21 @@ use crate::{Record, Version};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Event {
+    /// The outcome of an application execution.
+    Client {
+        /// Execution id.
+        id: String,
+        /// The client's input.
+        input: String,
+        /// The application (file) that ran.
+        app: String,
+        /// `ok` or `error`.
+        status: String,
+        /// Outputs of the operators that completed, in chain order.
+        outputs: Vec<String>,
+        /// Why the execution failed (null when it succeeded).
+        error: Option<String>,
+    },
     /// A record held by a storage node (`listServer`, `listGlobal`, `kv read`, `kv list`).
     Record {
         /// The storage node holding it.
@@ -100,6 +115,18 @@ mod tests {
         assert_eq!(
             error.to_json_line(),
             r#"{"event":"error","line":3,"command":"populate","message":"bad"}"#
+        );
+        let client = Event::Client {
+            id: "e-1".into(),
+            input: "23".into(),
+            app: "app.txt".into(),
+            status: "ok".into(),
+            outputs: vec!["12".into(), "end".into()],
+            error: None,
+        };
+        assert_eq!(
+            client.to_json_line(),
+            r#"{"event":"client","id":"e-1","input":"23","app":"app.txt","status":"ok","outputs":["12","end"],"error":null}"#
         );
     }
 }

@@ -6,6 +6,7 @@
 //! the consistent-hash ring, how cluster membership and data files are parsed, and the
 //! size limits every input is checked against.
 
+pub mod app;
 pub mod datafile;
 pub mod events;
 pub mod limits;

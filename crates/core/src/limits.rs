@@ -10,7 +10,6 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// Largest value, in bytes of UTF-8.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
-
 /// Why a key or value was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError {

@@ -235,7 +235,10 @@ fn natural_cmp(a: &str, b: &str) -> Ordering {
             (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
                 let da = a.len() - a.trim_start_matches(|c: char| c.is_ascii_digit()).len();
                 let db = b.len() - b.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-                let (na, nb) = (a[..da].trim_start_matches('0'), b[..db].trim_start_matches('0'));
+                let (na, nb) = (
+                    a[..da].trim_start_matches('0'),
+                    b[..db].trim_start_matches('0'),
+                );
                 let order = na
                     .len()
                     .cmp(&nb.len())
@@ -271,7 +274,10 @@ mod tests {
         let ids: Vec<_> = m.ids().collect();
         assert_eq!(ids, ["s1", "s2", "s10"]);
         assert_eq!(m.get("s10").unwrap().replica, 3);
-        assert_eq!(m.get("s2").unwrap().url.to_string(), "http://localhost:7002");
+        assert_eq!(
+            m.get("s2").unwrap().url.to_string(),
+            "http://localhost:7002"
+        );
         assert_eq!(m.get("s1").unwrap().url.port, 7001);
     }
 

@@ -93,7 +93,9 @@ impl Ring {
     /// The range `key` belongs to.
     pub fn range_of(&self, key: &str) -> RangeId {
         let hash = key_hash(key);
-        let index = self.points.partition_point(|(position, _)| *position < hash);
+        let index = self
+            .points
+            .partition_point(|(position, _)| *position < hash);
         (if index == self.points.len() { 0 } else { index }) as RangeId
     }
 
@@ -166,7 +168,11 @@ impl Ring {
             let end = self.points[i].0;
             let start = self.points[(i + self.points.len() - 1) % self.points.len()].0;
             let width = end.wrapping_sub(start);
-            let width = if self.points.len() == 1 { u64::MAX } else { width };
+            let width = if self.points.len() == 1 {
+                u64::MAX
+            } else {
+                width
+            };
             (i, width as f64 / full)
         })
     }
@@ -259,7 +265,10 @@ mod tests {
                 rmax
             );
             if vnodes >= 128 {
-                assert!(max / min < 1.5, "unbalanced at {vnodes} vnodes: {primary:?}");
+                assert!(
+                    max / min < 1.5,
+                    "unbalanced at {vnodes} vnodes: {primary:?}"
+                );
             }
         }
     }

@@ -91,8 +91,20 @@ mod tests {
         let v: Version = "42.3".parse().unwrap();
         assert_eq!(v, Version::new(42, 3));
         assert_eq!(v.to_string(), "42.3");
-        for bad in ["", "1", "1.", ".1", "a.b", "1.2.3", "-1.2", "99999999999999999999.1"] {
-            assert!(bad.parse::<Version>().is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "",
+            "1",
+            "1.",
+            ".1",
+            "a.b",
+            "1.2.3",
+            "-1.2",
+            "99999999999999999999.1",
+        ] {
+            assert!(
+                bad.parse::<Version>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 }

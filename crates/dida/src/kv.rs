@@ -51,7 +51,11 @@ enum KvCommand {
     /// Write VALUE to KEY.
     Write { key: String, value: String },
     /// Write NEW to KEY only if its newest value is OLD (compare-and-swap).
-    Cas { key: String, old: String, new: String },
+    Cas {
+        key: String,
+        old: String,
+        new: String,
+    },
     /// Write every key,value line of FILE (checked whole before anything is written).
     Populate { file: PathBuf },
     /// List every record of one node (--server) or of every node.
@@ -101,17 +105,28 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
         }
         KvCommand::Write { key, value } => {
             let version = client.write(&key, &value).await?;
-            out.event(Event::Write { key: key.clone(), version }, || {
-                format!("{key} written at version {version}")
-            });
+            out.event(
+                Event::Write {
+                    key: key.clone(),
+                    version,
+                },
+                || format!("{key} written at version {version}"),
+            );
         }
         KvCommand::Cas { key, old, new } => {
             let version = client.update_if_value_is(&key, &old, &new).await?;
             let applied = version.is_some();
-            out.event(Event::Cas { key: key.clone(), applied, version }, || match version {
-                Some(v) => format!("{key}: {old} -> {new} at version {v}"),
-                None => format!("{key}: not updated (its value is not {old:?})"),
-            });
+            out.event(
+                Event::Cas {
+                    key: key.clone(),
+                    applied,
+                    version,
+                },
+                || match version {
+                    Some(v) => format!("{key}: {old} -> {new} at version {v}"),
+                    None => format!("{key}: not updated (its value is not {old:?})"),
+                },
+            );
         }
         KvCommand::Populate { file } => populate(&client, &file, &out).await?,
         KvCommand::List { server } => {
@@ -181,7 +196,11 @@ fn selected_nodes(client: &StorageClient, server: Option<String>) -> anyhow::Res
 
 /// Validates the whole file, then writes it line by line. On a failure, the lines
 /// before it stay written (and are reported), the rest are not attempted.
-async fn populate(client: &StorageClient, file: &std::path::Path, out: &Printer) -> anyhow::Result<()> {
+async fn populate(
+    client: &StorageClient,
+    file: &std::path::Path,
+    out: &Printer,
+) -> anyhow::Result<()> {
     let pairs = read_data_file(file)?;
     for (index, (key, value)) in pairs.iter().enumerate() {
         if let Err(error) = client.write(key, value).await {
@@ -205,7 +224,12 @@ struct Printer {
 impl Printer {
     fn record(&self, server: &str, record: &Record) {
         self.event(Event::record(server, record), || {
-            format!("{server:<8} {:<24} {:>8} {}", record.key, record.version.to_string(), record.value)
+            format!(
+                "{server:<8} {:<24} {:>8} {}",
+                record.key,
+                record.version.to_string(),
+                record.value
+            )
         });
     }
 

@@ -1,6 +1,8 @@
 //! Log set-up: everything goes through `tracing` to stderr; `RUST_LOG` overrides the
 //! role's default level.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber, `default` being the filter used when `RUST_LOG`
@@ -10,6 +12,7 @@ pub fn init(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

@@ -3,9 +3,12 @@
 //! This crate only wires the role crates to the command line: each subcommand parses
 //! its flags into the role's configuration and runs it.
 
+mod client;
 mod kv;
 mod logging;
+mod scheduler;
 mod storage;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -23,6 +26,14 @@ struct Cli {
 enum Command {
     /// Run a storage node.
     Storage(storage::StorageArgs),
+    /// Run a worker.
+    Worker(worker::WorkerArgs),
+    /// Run the scheduler.
+    Scheduler(scheduler::SchedulerArgs),
+    /// Run an application and print its outcome.
+    Run(client::RunArgs),
+    /// Fetch the outcome of an execution started with `run --async`.
+    Status(client::StatusArgs),
     /// Read, write and inspect the storage service from the command line.
     Kv(kv::KvArgs),
     /// Measure the platform against a transport baseline.
@@ -32,11 +43,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
-        Command::Storage(_) => "info",
-        Command::Kv(_) | Command::Bench(_) => "warn",
+        Command::Storage(_) | Command::Worker(_) | Command::Scheduler(_) => "info",
+        Command::Kv(_) | Command::Bench(_) | Command::Run(_) | Command::Status(_) => "warn",
     };
     logging::init(default_log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -46,6 +60,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Storage(args) => storage::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
+            Command::Scheduler(args) => scheduler::run(args).await,
+            Command::Run(args) => client::run(args).await,
+            Command::Status(args) => client::status(args).await,
             Command::Kv(args) => kv::run(args).await,
             Command::Bench(args) => dida_bench::run(args).await,
         }

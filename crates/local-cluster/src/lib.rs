@@ -97,13 +97,21 @@ impl LocalCluster {
             .args(["storage", "--id", &id, "--url", &url])
             .args(["--gossip-delay", &delay.to_string()])
             .args(["--peers", &self.peers])
-            .args(["--replication-factor", &self.spec.replication_factor.to_string()])
+            .args([
+                "--replication-factor",
+                &self.spec.replication_factor.to_string(),
+            ])
             .args(["--max-versions", &self.spec.max_versions.to_string()])
             .args(["--write-acks", &self.spec.write_acks.to_string()])
             .args([
                 "--anti-entropy-interval",
                 &self.spec.anti_entropy_interval_ms.to_string(),
             ])
+            // Nodes only report problems unless the caller asks for more.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_string()),
+            )
             .envs(self.spec.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -169,7 +177,10 @@ impl LocalCluster {
         let Some(mut child) = self.children[index].take() else {
             bail!("storage node {id} is not running");
         };
-        child.kill().await.with_context(|| format!("cannot kill {id}"))?;
+        child
+            .kill()
+            .await
+            .with_context(|| format!("cannot kill {id}"))?;
         Ok(())
     }
 

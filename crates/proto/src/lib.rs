@@ -4,12 +4,33 @@
 //! workers and the scheduler) speaks exactly the same messages, and so that the
 //! generated code is compiled once.
 
-/// Storage API (`Storage` service) and storage-to-storage replication
-/// (`Replication` service).
-pub mod storage {
-    #![allow(missing_docs, clippy::all, clippy::pedantic)]
-    tonic::include_proto!("dida.storage.v1");
+/// Generated code, nested by protobuf package as the generator expects
+/// (`dida.storage.v1` → `packages::dida::storage::v1`).
+mod packages {
+    pub mod dida {
+        pub mod storage {
+            pub mod v1 {
+                #![allow(missing_docs, clippy::all, clippy::pedantic)]
+                tonic::include_proto!("dida.storage.v1");
+            }
+        }
+        pub mod execution {
+            pub mod v1 {
+                #![allow(missing_docs, clippy::all, clippy::pedantic)]
+                tonic::include_proto!("dida.execution.v1");
+            }
+        }
+    }
 }
 
-pub mod transport;
+/// Storage API (`Storage` service) and storage-to-storage replication
+/// (`Replication` service).
+pub use packages::dida::storage::v1 as storage;
+
+/// Execution protocol: the scheduler (`Scheduler` service), workers (`Worker`
+/// service), and the request that travels between workers.
+pub use packages::dida::execution::v1 as execution;
+
 pub mod convert;
+pub mod server;
+pub mod transport;

@@ -18,7 +18,7 @@ use dida_core::{Membership, MembershipError, Record, Ring, Version};
 use dida_proto::convert::{record_from_wire, version_from_wire, version_to_wire};
 use dida_proto::storage::storage_client::StorageClient as GrpcClient;
 use dida_proto::storage::{
-    ListRecordsRequest, PingRequest, ReadRequest, StatusReply, StatusRequest,
+    ListRecordsRequest, PingRequest, ReadReply, ReadRequest, StatusReply, StatusRequest,
     UpdateIfValueIsRequest, WriteRequest,
 };
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
@@ -95,6 +95,18 @@ pub enum ClientError {
     },
 }
 
+/// What one replica answered to a read of an exact version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRead {
+    /// The node that answered.
+    pub server: String,
+    /// The record, if the replica holds that version.
+    pub record: Option<Record>,
+    /// True when the replica holds `max_versions` newer versions of the key: the
+    /// version was garbage-collected there and will never be held again.
+    pub discarded: bool,
+}
+
 /// A routing client for the storage service. Cheap to share behind an `Arc`; all
 /// methods take `&self`.
 #[derive(Debug)]
@@ -157,7 +169,11 @@ impl StorageClient {
     /// replicas, trying the others in turn if it fails. Replicas are rotated between
     /// calls to spread the load; a replica that has not yet received a recent write
     /// answers with what it has (SPEC §2.2).
-    pub async fn read(&self, key: &str, version: Option<Version>) -> Result<Option<Record>, ClientError> {
+    pub async fn read(
+        &self,
+        key: &str,
+        version: Option<Version>,
+    ) -> Result<Option<Record>, ClientError> {
         Ok(self.read_with_server(key, version).await?.1)
     }
 
@@ -182,9 +198,44 @@ impl StorageClient {
     }
 
     /// Reads `key` from the named node (which forwards if it is not a replica).
-    pub async fn read_from(&self, node: &str, key: &str, version: Option<Version>) -> Result<Option<Record>, ClientError> {
+    pub async fn read_from(
+        &self,
+        node: &str,
+        key: &str,
+        version: Option<Version>,
+    ) -> Result<Option<Record>, ClientError> {
         check_key(key).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        Ok(self.read_at(self.membership.index_of(node)?, key, version).await?.1)
+        Ok(self
+            .read_at(self.membership.index_of(node)?, key, version)
+            .await?
+            .1)
+    }
+
+    /// Reads exactly `version` of `key` from the named replica, telling apart a
+    /// version that has not arrived yet from one the replica discarded for good. This
+    /// is what keeps reads consistent within an execution (SPEC §4).
+    pub async fn read_exact(
+        &self,
+        node: &str,
+        key: &str,
+        version: Version,
+    ) -> Result<ReplicaRead, ClientError> {
+        check_key(key).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let index = self.membership.index_of(node)?;
+        let reply = self.read_reply(index, key, Some(version)).await?;
+        let discarded = reply.record.is_none()
+            && reply.max_versions > 0
+            && reply.newer_versions_held >= reply.max_versions;
+        let record = reply
+            .record
+            .map(record_from_wire)
+            .transpose()
+            .map_err(|e| self.bad_reply(index, e))?;
+        Ok(ReplicaRead {
+            server: reply.served_by,
+            record,
+            discarded,
+        })
     }
 
     /// Reads from node `node`; returns who answered (the node, or the replica it
@@ -195,17 +246,7 @@ impl StorageClient {
         key: &str,
         version: Option<Version>,
     ) -> Result<(String, Option<Record>), ClientError> {
-        let request = ReadRequest {
-            key: key.to_string(),
-            version: version.map(version_to_wire),
-            forwarded: false,
-        };
-        let reply = self.nodes[node]
-            .clone()
-            .read(request)
-            .await
-            .map_err(|s| self.call_failed(node, s))?
-            .into_inner();
+        let reply = self.read_reply(node, key, version).await?;
         let record = reply
             .record
             .map(record_from_wire)
@@ -214,14 +255,39 @@ impl StorageClient {
         Ok((reply.served_by, record))
     }
 
+    async fn read_reply(
+        &self,
+        node: usize,
+        key: &str,
+        version: Option<Version>,
+    ) -> Result<ReadReply, ClientError> {
+        let request = ReadRequest {
+            key: key.to_string(),
+            version: version.map(version_to_wire),
+            forwarded: false,
+        };
+        Ok(self.nodes[node]
+            .clone()
+            .read(request)
+            .await
+            .map_err(|s| self.call_failed(node, s))?
+            .into_inner())
+    }
+
     /// Writes `value` to `key` through its primary; returns the new version.
     pub async fn write(&self, key: &str, value: &str) -> Result<Version, ClientError> {
         self.write_at(self.ring.primary(key), key, value).await
     }
 
     /// Sends a write to the named node, which forwards it to the primary if needed.
-    pub async fn write_via(&self, node: &str, key: &str, value: &str) -> Result<Version, ClientError> {
-        self.write_at(self.membership.index_of(node)?, key, value).await
+    pub async fn write_via(
+        &self,
+        node: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Version, ClientError> {
+        self.write_at(self.membership.index_of(node)?, key, value)
+            .await
     }
 
     async fn write_at(&self, node: usize, key: &str, value: &str) -> Result<Version, ClientError> {
@@ -247,7 +313,12 @@ impl StorageClient {
 
     /// Compare-and-swap through the key's primary: writes `new` if the newest value of
     /// `key` is `old`. Returns the new version, or `None` if the comparison failed.
-    pub async fn update_if_value_is(&self, key: &str, old: &str, new: &str) -> Result<Option<Version>, ClientError> {
+    pub async fn update_if_value_is(
+        &self,
+        key: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<Option<Version>, ClientError> {
         check_key(key)
             .and_then(|()| check_value(old))
             .and_then(|()| check_value(new))

@@ -101,11 +101,17 @@ async fn round(state: &NodeState, peer: usize, ranges: &[RangeId]) -> Result<(),
     let stats = &state.stats;
     ReplicationStats::add(&stats.anti_entropy_rounds, 1);
     ReplicationStats::add(&stats.anti_entropy_bytes_sent, sent);
-    ReplicationStats::add(&stats.anti_entropy_bytes_received, reply.encoded_len() as u64);
+    ReplicationStats::add(
+        &stats.anti_entropy_bytes_received,
+        reply.encoded_len() as u64,
+    );
     let repaired = repair(state, peer, reply);
     ReplicationStats::add(&stats.records_repaired, repaired as u64);
     if repaired > 0 {
-        debug!(peer = state.id_of(peer), repaired, "anti-entropy queued repairs");
+        debug!(
+            peer = state.id_of(peer),
+            repaired, "anti-entropy queued repairs"
+        );
     }
     Ok(())
 }
@@ -120,7 +126,12 @@ fn repair(state: &NodeState, peer: usize, reply: DigestReply) -> usize {
     let theirs: HashMap<String, Vec<Version>> = reply
         .keys
         .into_iter()
-        .map(|k| (k.key, k.versions.into_iter().map(version_from_wire).collect()))
+        .map(|k| {
+            (
+                k.key,
+                k.versions.into_iter().map(version_from_wire).collect(),
+            )
+        })
         .collect();
     let max_versions = state.store.max_versions();
     let mut queued = 0;
@@ -130,7 +141,9 @@ fn repair(state: &NodeState, peer: usize, reply: DigestReply) -> usize {
     {
         let held = theirs.get(&key).map(Vec::as_slice).unwrap_or(&[]);
         // A full replica would drop at once anything older than its oldest version.
-        let floor = (held.len() >= max_versions).then(|| held.iter().min().copied()).flatten();
+        let floor = (held.len() >= max_versions)
+            .then(|| held.iter().min().copied())
+            .flatten();
         let missing = state.store.records_of(&key, |v| {
             !held.contains(&v) && floor.is_none_or(|oldest| v > oldest)
         });

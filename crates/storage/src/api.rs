@@ -65,9 +65,15 @@ impl Storage for StorageApi {
         if request.forwarded || state.replicates(&request.key) {
             let version: Option<Version> = request.version.map(version_from_wire);
             let record = state.store.read(&request.key, version);
+            let newer_versions_held = match (&record, version) {
+                (None, Some(wanted)) => state.store.newer_versions_held(&request.key, wanted),
+                _ => 0,
+            };
             return Ok(Response::new(ReadReply {
                 record: record.as_ref().map(record_to_wire),
                 served_by: state.id().to_string(),
+                newer_versions_held: newer_versions_held as u32,
+                max_versions: state.store.max_versions() as u32,
             }));
         }
         let mut last_error = None;
@@ -78,7 +84,9 @@ impl Storage for StorageApi {
             };
             match state.peers.storage(replica).read(forwarded).await {
                 Ok(reply) => return Ok(reply),
-                Err(status) => last_error = Some(self.peer_failed(replica, "read forwarded", status)),
+                Err(status) => {
+                    last_error = Some(self.peer_failed(replica, "read forwarded", status))
+                }
             }
         }
         Err(last_error.expect("every key has at least one replica"))
@@ -156,7 +164,10 @@ impl Storage for StorageApi {
         }))
     }
 
-    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusReply>, Status> {
         let state = &self.state;
         let config = &state.config;
         let (keys, records) = state.store.counts();

@@ -107,7 +107,12 @@ impl Gossip {
 
     /// Queues records for `peer`; they leave no earlier than the gossip delay from now.
     /// `ack` is told when the peer has stored each of them.
-    pub fn enqueue(&self, peer: usize, records: impl IntoIterator<Item = Record>, ack: Option<AckSender>) {
+    pub fn enqueue(
+        &self,
+        peer: usize,
+        records: impl IntoIterator<Item = Record>,
+        ack: Option<AckSender>,
+    ) {
         let outbox = self.outboxes[peer].as_ref().expect("no outbox to self");
         let due = Instant::now() + self.delay;
         let mut queue = outbox.queue.lock().expect("outbox lock poisoned");

@@ -8,15 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use dida_core::{Membership, Ring};
+use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::storage::replication_server::ReplicationServer;
 use dida_proto::storage::storage_server::StorageServer;
 use dida_proto::transport::MAX_MESSAGE_BYTES;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
 use crate::anti_entropy;
@@ -102,17 +100,14 @@ impl StorageConfig {
 /// A running storage node. Dropping the handle stops the node.
 #[derive(Debug)]
 pub struct NodeHandle {
-    addr: SocketAddr,
+    server: ServerHandle,
     state: Arc<NodeState>,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl NodeHandle {
     /// The address the node serves on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 
     /// The node's store, for in-process inspection (tests, embedding).
@@ -121,30 +116,8 @@ impl NodeHandle {
     }
 
     /// Stops serving and waits for the server to finish.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        self.stop_tasks();
-        if let Some(server) = self.server.take() {
-            server.await.context("storage server task panicked")??;
-        }
-        Ok(())
-    }
-
-    fn stop_tasks(&mut self) {
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
-}
-
-impl Drop for NodeHandle {
-    fn drop(&mut self) {
-        self.stop_tasks();
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.server.shutdown().await
     }
 }
 
@@ -165,8 +138,6 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
         config,
     });
 
-    let addr = listener.local_addr().context("listener has no local address")?;
-    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let storage = StorageServer::new(StorageApi {
         state: state.clone(),
     })
@@ -177,33 +148,22 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(storage)
-            .add_service(replication)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = shutdown_rx.await;
-            }),
-    );
-
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(storage)
+        .add_service(replication);
     let mut tasks = Gossip::spawn_senders(&state);
     tasks.push(anti_entropy::spawn(state.clone()));
+    let server = ServerHandle::spawn(router, listener)?.with_tasks(tasks);
     info!(
         id = %state.id(),
-        %addr,
+        addr = %server.local_addr(),
         replica = state.replica,
         nodes = state.ring.node_count(),
         replication_factor = state.ring.replication_factor(),
         "storage node serving"
     );
-    Ok(NodeHandle {
-        addr,
-        state,
-        shutdown: Some(shutdown_tx),
-        server: Some(server),
-        tasks,
-    })
+    Ok(NodeHandle { server, state })
 }
 
 /// Runs the `dida storage` process: binds the node's own URL and serves until
@@ -211,21 +171,9 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
 pub async fn run(config: StorageConfig) -> anyhow::Result<()> {
     config.validate()?;
     let url = config.membership.get(&config.id)?.url.clone();
-    let listener = TcpListener::bind((url.host.as_str(), url.port))
-        .await
-        .with_context(|| format!("cannot listen on {url} (is the port already in use?)"))?;
+    let listener = bind(&url.host, url.port).await?;
     let handle = start(config, listener).await?;
     wait_for_termination().await;
     info!("storage node stopping");
     handle.shutdown().await
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn wait_for_termination() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler cannot fail on Unix");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }

@@ -26,7 +26,8 @@ impl Replication for ReplicationService {
         let request = request.into_inner();
         let mut applied = 0;
         for wire in request.records {
-            let record = record_from_wire(wire).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let record =
+                record_from_wire(wire).map_err(|e| Status::invalid_argument(e.to_string()))?;
             if !self.state.replicates(&record.key) {
                 // Only possible if the sender's ring differs from ours: refuse to store
                 // data where no reader would look for it.
@@ -40,7 +41,10 @@ impl Replication for ReplicationService {
         Ok(Response::new(PushReply { applied }))
     }
 
-    async fn sync_digests(&self, request: Request<DigestRequest>) -> Result<Response<DigestReply>, Status> {
+    async fn sync_digests(
+        &self,
+        request: Request<DigestRequest>,
+    ) -> Result<Response<DigestReply>, Status> {
         let request = request.into_inner();
         let state = &self.state;
         if request.ring_fingerprint != state.ring.fingerprint() {
@@ -56,7 +60,9 @@ impl Replication for ReplicationService {
             .membership
             .index_of(&request.from)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let ours: HashSet<RangeId> = shared_ranges(&state.ring, state.me, sender).into_iter().collect();
+        let ours: HashSet<RangeId> = shared_ranges(&state.ring, state.me, sender)
+            .into_iter()
+            .collect();
         let ranges: Vec<RangeId> = request
             .ranges
             .iter()

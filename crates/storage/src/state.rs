@@ -55,7 +55,12 @@ impl NodeState {
 
     /// Executes a conditional update as the key's primary; `None` when the comparison
     /// failed.
-    pub async fn execute_cas(&self, key: &str, old: &str, new: &str) -> Result<Option<Record>, Status> {
+    pub async fn execute_cas(
+        &self,
+        key: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<Option<Record>, Status> {
         match self.store.update_if_value_is(key, old, new, self.replica) {
             CasOutcome::Mismatch => Ok(None),
             CasOutcome::Applied(record) => {
@@ -84,7 +89,8 @@ impl NodeState {
         }
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
         for &peer in &others {
-            self.gossip.enqueue(peer, [record.clone()], Some(ack_tx.clone()));
+            self.gossip
+                .enqueue(peer, [record.clone()], Some(ack_tx.clone()));
         }
         drop(ack_tx);
         let wait_for_acks = async {

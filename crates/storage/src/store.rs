@@ -66,6 +66,19 @@ impl MultiVersionStore {
         })
     }
 
+    /// How many versions of `key` newer than `version` this replica holds. When that
+    /// reaches `max_versions`, `version` can never be held here again: it was
+    /// discarded, or would be the moment it arrived.
+    pub fn newer_versions_held(&self, key: &str, version: Version) -> usize {
+        let shard = self.shard(key).read().expect("store lock poisoned");
+        shard.get(key).map_or(0, |versions| {
+            versions
+                .range(version..)
+                .filter(|(v, _)| **v > version)
+                .count()
+        })
+    }
+
     /// Executes a write as the key's primary: the new version's number is one more than
     /// the highest this replica knows for the key, stamped with `replica`.
     pub fn write(&self, key: &str, value: &str, replica: u32) -> Record {
@@ -105,7 +118,10 @@ impl MultiVersionStore {
     /// `true` if the record was new to this replica and is kept (a version older than
     /// every one of `max_versions` held versions is dropped at once).
     pub fn merge(&self, record: &Record) -> bool {
-        let mut shard = self.shard(&record.key).write().expect("store lock poisoned");
+        let mut shard = self
+            .shard(&record.key)
+            .write()
+            .expect("store lock poisoned");
         let versions = shard.entry(record.key.clone()).or_default();
         if versions.contains_key(&record.version) {
             return false;
@@ -146,7 +162,10 @@ impl MultiVersionStore {
     }
 
     /// The versions held of every key for which `select` returns true.
-    pub fn versions_where(&self, mut select: impl FnMut(&str) -> bool) -> Vec<(String, Vec<Version>)> {
+    pub fn versions_where(
+        &self,
+        mut select: impl FnMut(&str) -> bool,
+    ) -> Vec<(String, Vec<Version>)> {
         let mut out = Vec::new();
         self.for_each_key(|key, versions| {
             if select(key) {
@@ -238,6 +257,9 @@ mod tests {
             assert!(store.read("k", Some(*v)).is_some());
         }
         assert_eq!(store.counts(), (1, 3));
+        assert_eq!(store.newer_versions_held("k", versions[0]), 3);
+        assert_eq!(store.newer_versions_held("k", versions[3]), 1);
+        assert_eq!(store.newer_versions_held("other", versions[0]), 0);
         // A gossiped version older than all kept ones is not kept.
         assert!(!store.merge(&record("k", 1, 9, "late")));
         assert_eq!(store.counts(), (1, 3));
@@ -250,17 +272,26 @@ mod tests {
     #[test]
     fn conditional_update_compares_the_newest_value() {
         let store = MultiVersionStore::new(5);
-        assert_eq!(store.update_if_value_is("k", "", "x", 1), CasOutcome::Mismatch);
+        assert_eq!(
+            store.update_if_value_is("k", "", "x", 1),
+            CasOutcome::Mismatch
+        );
         assert_eq!(store.read("k", None), None, "a failed CAS writes nothing");
         store.write("k", "old", 1);
-        assert_eq!(store.update_if_value_is("k", "nope", "x", 1), CasOutcome::Mismatch);
+        assert_eq!(
+            store.update_if_value_is("k", "nope", "x", 1),
+            CasOutcome::Mismatch
+        );
         let CasOutcome::Applied(applied) = store.update_if_value_is("k", "old", "new", 1) else {
             panic!("CAS should apply");
         };
         assert_eq!(applied.version, Version::new(2, 1));
         assert_eq!(store.read("k", None).unwrap().value, "new");
         // The same old value no longer matches.
-        assert_eq!(store.update_if_value_is("k", "old", "again", 1), CasOutcome::Mismatch);
+        assert_eq!(
+            store.update_if_value_is("k", "old", "again", 1),
+            CasOutcome::Mismatch
+        );
     }
 
     #[test]
@@ -297,7 +328,9 @@ mod tests {
                     while wins < 200 {
                         let current = store.read("n", None).unwrap().value;
                         let next = (current.parse::<u64>().unwrap() + 1).to_string();
-                        if let CasOutcome::Applied(_) = store.update_if_value_is("n", &current, &next, 1) {
+                        if let CasOutcome::Applied(_) =
+                            store.update_if_value_is("n", &current, &next, 1)
+                        {
                             wins += 1;
                         }
                     }

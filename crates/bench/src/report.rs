@@ -1,0 +1,255 @@
+//! Turning measurements into what `dida bench` prints: the set-up, one row per
+//! measurement (as a table line or a JSON object), and the verdict.
+//!
+//! Every row carries its throughput as a ratio to the no-op RPC at the same
+//! concurrency, because on a shared machine the ratio is what can be compared from one
+//! run (or machine) to the next; the absolute numbers are shown for context only.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::closed_loop::Measurement;
+
+/// The concurrency the verdict is about (from the issue: reads at 64 in flight).
+pub(crate) const VERDICT_CONCURRENCY: usize = 64;
+
+/// The target of the verdict: reads must reach this share of the no-op RPC's
+/// throughput at [`VERDICT_CONCURRENCY`] in flight.
+pub(crate) const VERDICT_TARGET: f64 = 0.70;
+
+/// What was measured and where, printed before the results so every report says
+/// what produced it.
+#[derive(Debug)]
+pub(crate) struct Setup {
+    /// Where the nodes come from, e.g. "local, started by this run".
+    pub cluster: String,
+    /// Number of storage nodes.
+    pub nodes: usize,
+    /// Replication factor of the cluster.
+    pub replication_factor: usize,
+    /// The node every request goes to.
+    pub target: String,
+    /// Bytes per value of the read and write workloads.
+    pub value_size: usize,
+    /// Keys per read or write workload.
+    pub keys: usize,
+    /// Length of each measurement.
+    pub duration: Duration,
+    /// Warm-up before each measurement.
+    pub warmup: Duration,
+    /// Cores available to this process (the cluster's processes share them).
+    pub cores: usize,
+}
+
+/// One measurement, summarised for the report.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Row {
+    /// Workload name.
+    pub workload: &'static str,
+    /// Requests in flight.
+    pub concurrency: usize,
+    /// Successful requests per second.
+    pub ops_per_sec: f64,
+    /// Median latency of successful requests, in microseconds.
+    pub p50_us: u64,
+    /// 99th percentile latency of successful requests, in microseconds.
+    pub p99_us: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+    /// Throughput over the no-op RPC's at the same concurrency; `None` when the
+    /// baseline completed nothing.
+    pub vs_ping: Option<f64>,
+}
+
+impl Row {
+    /// Summarises `measurement`, comparing it with the baseline's throughput.
+    pub fn new(
+        workload: &'static str,
+        concurrency: usize,
+        measurement: &Measurement,
+        ping_ops_per_sec: f64,
+    ) -> Self {
+        let ops_per_sec = measurement.throughput();
+        Self {
+            workload,
+            concurrency,
+            ops_per_sec,
+            p50_us: measurement.latency_us.value_at_quantile(0.50),
+            p99_us: measurement.latency_us.value_at_quantile(0.99),
+            errors: measurement.errors,
+            first_error: measurement.first_error.clone(),
+            vs_ping: ratio(ops_per_sec, ping_ops_per_sec),
+        }
+    }
+}
+
+/// `value / baseline`, or `None` when there is no baseline to compare with.
+pub(crate) fn ratio(value: f64, baseline: f64) -> Option<f64> {
+    (baseline > 0.0).then(|| value / baseline)
+}
+
+/// The one-line verdict on the issue's target, from the rows of a run.
+pub(crate) fn verdict(rows: &[Row]) -> String {
+    let reads = rows
+        .iter()
+        .find(|row| row.workload == "read" && row.concurrency == VERDICT_CONCURRENCY);
+    match reads.and_then(|row| row.vs_ping) {
+        Some(share) => format!(
+            "reads at {VERDICT_CONCURRENCY} in flight: {:.0}% of no-op RPC throughput (target ≥ {:.0}%): {}",
+            share * 100.0,
+            VERDICT_TARGET * 100.0,
+            if share >= VERDICT_TARGET { "met" } else { "NOT met" }
+        ),
+        None => format!(
+            "reads at {VERDICT_CONCURRENCY} in flight: not measured (include {VERDICT_CONCURRENCY} in --concurrency)"
+        ),
+    }
+}
+
+/// Prints the report, as a table for people or as JSON lines for scripts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Printer {
+    /// One JSON object per line instead of text.
+    pub json: bool,
+}
+
+impl Printer {
+    /// Prints the set-up (and, as text, the table's header).
+    pub fn setup(self, setup: &Setup) {
+        if self.json {
+            let line = json!({
+                "kind": "setup",
+                "cluster": setup.cluster,
+                "nodes": setup.nodes,
+                "replication_factor": setup.replication_factor,
+                "target": setup.target,
+                "value_size": setup.value_size,
+                "keys": setup.keys,
+                "duration_s": setup.duration.as_secs_f64(),
+                "warmup_s": setup.warmup.as_secs_f64(),
+                "cores": setup.cores,
+            });
+            println!("{line}");
+            return;
+        }
+        println!("dida bench storage");
+        println!(
+            "  cluster:            {} storage nodes ({})",
+            setup.nodes, setup.cluster
+        );
+        println!("  replication factor: {}", setup.replication_factor);
+        println!(
+            "  target node:        {} (every request goes to it)",
+            setup.target
+        );
+        println!(
+            "  values:             {} bytes, {} keys per workload",
+            setup.value_size, setup.keys
+        );
+        println!(
+            "  each measurement:   {} s after a {} s warm-up, closed loop",
+            setup.duration.as_secs_f64(),
+            setup.warmup.as_secs_f64()
+        );
+        println!("  machine:            {} cores available", setup.cores);
+        println!();
+        println!(
+            "{:<8} {:>11} {:>10} {:>9} {:>9} {:>7} {:>8}",
+            "workload", "concurrency", "ops/s", "p50 (µs)", "p99 (µs)", "errors", "vs ping"
+        );
+    }
+
+    /// Prints one row (and, as text, the first error if there were any).
+    pub fn row(self, row: &Row) {
+        if self.json {
+            let line = json!({
+                "kind": "measurement",
+                "workload": row.workload,
+                "concurrency": row.concurrency,
+                "ops_per_sec": row.ops_per_sec,
+                "p50_us": row.p50_us,
+                "p99_us": row.p99_us,
+                "errors": row.errors,
+                "first_error": row.first_error,
+                "vs_ping": row.vs_ping,
+            });
+            println!("{line}");
+            return;
+        }
+        let vs_ping = row
+            .vs_ping
+            .map_or_else(|| "-".to_string(), |share| format!("{:.0}%", share * 100.0));
+        println!(
+            "{:<8} {:>11} {:>10.0} {:>9} {:>9} {:>7} {:>8}",
+            row.workload,
+            row.concurrency,
+            row.ops_per_sec,
+            row.p50_us,
+            row.p99_us,
+            row.errors,
+            vs_ping
+        );
+        if let Some(error) = &row.first_error {
+            println!("         first error: {error}");
+        }
+    }
+
+    /// Prints the verdict on the issue's target.
+    pub fn verdict(self, rows: &[Row]) {
+        let text = verdict(rows);
+        if self.json {
+            println!("{}", json!({ "kind": "verdict", "text": text }));
+        } else {
+            println!();
+            println!("{text}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(workload: &'static str, concurrency: usize, ops_per_sec: f64, ping: f64) -> Row {
+        Row {
+            workload,
+            concurrency,
+            ops_per_sec,
+            p50_us: 0,
+            p99_us: 0,
+            errors: 0,
+            first_error: None,
+            vs_ping: ratio(ops_per_sec, ping),
+        }
+    }
+
+    #[test]
+    fn ratio_is_relative_to_the_baseline_and_absent_without_one() {
+        assert_eq!(ratio(750.0, 1000.0), Some(0.75));
+        assert_eq!(ratio(750.0, 0.0), None);
+    }
+
+    #[test]
+    fn verdict_reports_reads_at_64_against_the_target() {
+        let rows = [
+            row("ping", 64, 1000.0, 1000.0),
+            row("read", 16, 100.0, 1000.0),
+            row("read", 64, 812.0, 1000.0),
+        ];
+        assert_eq!(
+            verdict(&rows),
+            "reads at 64 in flight: 81% of no-op RPC throughput (target ≥ 70%): met"
+        );
+        let slow = [row("read", 64, 500.0, 1000.0)];
+        assert!(verdict(&slow).ends_with("50% of no-op RPC throughput (target ≥ 70%): NOT met"));
+    }
+
+    #[test]
+    fn verdict_says_so_when_64_was_not_measured() {
+        let rows = [row("read", 16, 900.0, 1000.0)];
+        assert!(verdict(&rows).contains("not measured"));
+    }
+}

@@ -1,0 +1,176 @@
+//! `dida run` and `dida status`: submit an application and fetch its outcome.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use dida_core::app::read_app_file;
+use dida_core::events::Event;
+use dida_core::membership::NodeUrl;
+use dida_proto::execution::scheduler_client::SchedulerClient;
+use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, SubmitRequest};
+use dida_proto::transport::lazy_channel;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+/// Flags of `dida run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The scheduler's URL.
+    #[arg(long, env = "DIDA_SCHEDULER")]
+    scheduler: String,
+    /// The input string of the execution.
+    #[arg(long)]
+    input: String,
+    /// The application file: `operator <ClassName> <position>` per line.
+    app: PathBuf,
+    /// Print the execution id and return at once; `dida status ID` fetches the outcome.
+    #[arg(long = "async")]
+    detach: bool,
+    /// Print the `client` event as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+}
+
+/// Flags of `dida status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The scheduler's URL.
+    #[arg(long, env = "DIDA_SCHEDULER")]
+    scheduler: String,
+    /// The execution id `dida run --async` printed.
+    id: String,
+    /// Wait for the execution to finish (up to --timeout seconds) instead of answering
+    /// at once.
+    #[arg(long)]
+    wait: bool,
+    /// Print the `client` event as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+}
+
+fn scheduler(url: &str) -> anyhow::Result<SchedulerClient<Channel>> {
+    let url = NodeUrl::parse(url).context("invalid --scheduler")?;
+    // Outcome calls wait up to 10 s on the scheduler; the deadline covers that.
+    let channel = lazy_channel(&url.to_string(), Duration::from_secs(20))?;
+    Ok(SchedulerClient::new(channel))
+}
+
+/// Runs `dida run`.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let operators = read_app_file(&args.app)?;
+    let mut client = scheduler(&args.scheduler)?;
+    let app = args.app.display().to_string();
+    let reply = client
+        .submit(SubmitRequest {
+            app: app.clone(),
+            operators,
+            input: args.input.clone(),
+        })
+        .await
+        .map_err(|s| {
+            anyhow::anyhow!(
+                "the scheduler at {} refused the execution: {}",
+                args.scheduler,
+                s.message()
+            )
+        })?
+        .into_inner();
+    if args.detach {
+        println!("{}", reply.execution_id);
+        return Ok(());
+    }
+    let outcome = wait_for(
+        &mut client,
+        &reply.execution_id,
+        Duration::from_secs(args.timeout),
+    )
+    .await?;
+    print_outcome(&outcome, args.json)
+}
+
+/// Runs `dida status`.
+pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let mut client = scheduler(&args.scheduler)?;
+    let outcome = if args.wait {
+        wait_for(&mut client, &args.id, Duration::from_secs(args.timeout)).await?
+    } else {
+        let reply = client
+            .outcome(OutcomeRequest {
+                execution_id: args.id.clone(),
+                wait_ms: 0,
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        match (reply.finished, reply.outcome) {
+            (true, Some(outcome)) => outcome,
+            _ => {
+                println!("{}: running", args.id);
+                return Ok(());
+            }
+        }
+    };
+    print_outcome(&outcome, args.json)
+}
+
+async fn wait_for(
+    client: &mut SchedulerClient<Channel>,
+    id: &str,
+    limit: Duration,
+) -> anyhow::Result<ExecutionOutcome> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let reply = client
+            .outcome(OutcomeRequest {
+                execution_id: id.to_string(),
+                wait_ms: 10_000,
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("cannot fetch the outcome of {id}: {}", s.message()))?
+            .into_inner();
+        if let (true, Some(outcome)) = (reply.finished, reply.outcome) {
+            return Ok(outcome);
+        }
+    }
+    bail!("execution {id} did not finish within {limit:?}; `dida status {id}` fetches it later")
+}
+
+/// Prints an outcome; an execution that failed makes the command fail too.
+fn print_outcome(outcome: &ExecutionOutcome, json: bool) -> anyhow::Result<()> {
+    if json {
+        let event = Event::Client {
+            id: outcome.execution_id.clone(),
+            input: outcome.input.clone(),
+            app: outcome.app.clone(),
+            status: if outcome.error.is_none() {
+                "ok"
+            } else {
+                "error"
+            }
+            .to_string(),
+            outputs: outcome.outputs.clone(),
+            error: outcome.error.clone(),
+        };
+        println!("{}", event.to_json_line());
+    } else {
+        println!(
+            "execution {} ({} with input {:?})",
+            outcome.execution_id, outcome.app, outcome.input
+        );
+        for (order, output) in outcome.outputs.iter().enumerate() {
+            println!("  [{order}] {output}");
+        }
+    }
+    match &outcome.error {
+        Some(error) => bail!("execution {} failed: {error}", outcome.execution_id),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,94 @@
+//! `dida worker`: flags of a worker.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use dida_core::membership::NodeUrl;
+use dida_core::Membership;
+use dida_worker::consistency::ConsistencySettings;
+use dida_worker::{SandboxLimits, WorkerConfig};
+
+/// Flags of `dida worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// This worker's id (for example w1).
+    #[arg(long)]
+    id: String,
+    /// Where this worker serves, for example http://127.0.0.1:4001.
+    #[arg(long)]
+    url: String,
+    /// Milliseconds the worker waits before forwarding a request to the next worker.
+    #[arg(long, default_value_t = 0)]
+    gossip_delay: u64,
+    /// Every storage node: ID=URL,ID=URL,…
+    #[arg(long)]
+    storage: String,
+    /// The scheduler's URL.
+    #[arg(long)]
+    scheduler: String,
+    /// A directory of <ClassName>.wasm operators; they take precedence over the
+    /// built-in operators of the same name.
+    #[arg(long)]
+    operators: Option<PathBuf>,
+    /// The storage cluster's replication factor.
+    #[arg(long, default_value_t = 3)]
+    replication_factor: usize,
+    /// The storage cluster's virtual nodes per node.
+    #[arg(long, default_value_t = 128)]
+    vnodes: u32,
+    /// CPU budget of one operator invocation, in fuel units (~1 per instruction).
+    #[arg(long, default_value_t = SandboxLimits::default().fuel)]
+    max_fuel: u64,
+    /// Memory limit of one operator invocation, in MiB.
+    #[arg(long, default_value_t = 64)]
+    max_memory_mb: usize,
+    /// Wall-time limit of one operator invocation, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    max_wall_ms: u64,
+    /// Operator invocations that may run at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: u32,
+    /// How long a read of a version this execution already read or wrote may wait for
+    /// gossip to bring it to a replica, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    consistency_deadline: u64,
+    /// Deadline, in milliseconds, of every call to another node.
+    #[arg(long, default_value_t = 5000)]
+    rpc_deadline: u64,
+}
+
+impl WorkerArgs {
+    fn into_config(self) -> anyhow::Result<WorkerConfig> {
+        let url = NodeUrl::parse(&self.url).context("invalid --url")?;
+        let storage = Membership::parse(&self.storage).context("invalid --storage")?;
+        let scheduler = NodeUrl::parse(&self.scheduler).context("invalid --scheduler")?;
+        let mut config = WorkerConfig::new(self.id, url, storage, scheduler);
+        config.gossip_delay = Duration::from_millis(self.gossip_delay);
+        config.operators_dir = self.operators;
+        config.replication_factor = self.replication_factor;
+        config.vnodes = self.vnodes;
+        config.builtins = dida_operators::builtin()
+            .iter()
+            .map(|op| (op.name.to_string(), op.wasm))
+            .collect();
+        config.limits = SandboxLimits {
+            fuel: self.max_fuel,
+            memory_bytes: self.max_memory_mb * 1024 * 1024,
+            wall_time: Duration::from_millis(self.max_wall_ms),
+            concurrent_invocations: self.concurrency,
+        };
+        config.consistency = ConsistencySettings {
+            pinned_read_deadline: Duration::from_millis(self.consistency_deadline),
+            ..ConsistencySettings::default()
+        };
+        config.rpc_deadline = Duration::from_millis(self.rpc_deadline);
+        Ok(config)
+    }
+}
+
+/// Runs a worker until interrupted.
+pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    dida_worker::node::run(args.into_config()?).await
+}

@@ -1,0 +1,104 @@
+//! Serving a dida role: the one way every node runs its gRPC server, so start-up,
+//! shutdown and signal handling behave the same for storage nodes, workers and the
+//! scheduler, in-process or as processes.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Router;
+
+/// A running gRPC server and the background tasks of its node. Dropping it stops
+/// them all.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// Serves `router` on `listener` in the current runtime.
+    pub fn spawn(router: Router, listener: TcpListener) -> anyhow::Result<Self> {
+        let addr = listener
+            .local_addr()
+            .context("listener has no local address")?;
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(router.serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            async {
+                let _ = shutdown_rx.await;
+            },
+        ));
+        Ok(Self {
+            addr,
+            shutdown: Some(shutdown_tx),
+            server: Some(server),
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Ties background tasks to the server: they are aborted when it stops.
+    pub fn with_tasks(mut self, tasks: impl IntoIterator<Item = JoinHandle<()>>) -> Self {
+        self.tasks.extend(tasks);
+        self
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the background tasks, then the server, and waits for it to finish.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop();
+        if let Some(server) = self.server.take() {
+            server.await.context("server task panicked")??;
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// Binds `host:port` for a node, with an error that says what went wrong.
+pub async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen on {host}:{port} (is the port already in use?)"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM: how a node process knows to stop.
+pub async fn wait_for_termination() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

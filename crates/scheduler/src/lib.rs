@@ -1,0 +1,14 @@
+//! The dida scheduler (SPEC §5).
+//!
+//! It gives every execution a unique id, assigns each operator of the chain to the
+//! worker currently running the fewest operators ([`load`]), hands the request to the
+//! first worker — and is then off the data path: workers pass the request along and
+//! confirm each operator they finish, and the last one reports the outcome, which the
+//! scheduler keeps for the client ([`executions`]).
+
+pub mod executions;
+pub mod load;
+pub mod node;
+mod service;
+
+pub use node::{NodeHandle, SchedulerConfig};

@@ -1,0 +1,137 @@
+//! Configuring, starting and stopping the scheduler.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dida_core::membership::NodeUrl;
+use dida_core::Membership;
+use dida_proto::execution::scheduler_server::SchedulerServer;
+use dida_proto::execution::worker_client::WorkerClient;
+use dida_proto::server::{bind, wait_for_termination, ServerHandle};
+use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+use tracing::info;
+
+use crate::executions::ExecutionTable;
+use crate::service::{OperatorCache, SchedulerService};
+
+/// Everything the scheduler is configured with.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// The scheduler's id.
+    pub id: String,
+    /// Where it serves.
+    pub url: NodeUrl,
+    /// The workers it assigns operators to.
+    pub workers: Membership,
+    /// Deadline of every call to a worker.
+    pub rpc_deadline: Duration,
+    /// An execution with no outcome after this long is failed and its load released.
+    pub execution_timeout: Duration,
+    /// How long the workers' operator lists are trusted before asking again.
+    pub operator_cache_ttl: Duration,
+}
+
+impl SchedulerConfig {
+    /// A configuration with the default deadlines: 5 s calls, 5 min executions, 1 s
+    /// operator-list cache.
+    pub fn new(id: impl Into<String>, url: NodeUrl, workers: Membership) -> Self {
+        Self {
+            id: id.into(),
+            url,
+            workers,
+            rpc_deadline: Duration::from_secs(5),
+            execution_timeout: Duration::from_secs(300),
+            operator_cache_ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the scheduler's service shares.
+#[derive(Debug)]
+pub(crate) struct SchedulerState {
+    pub config: SchedulerConfig,
+    pub workers: Vec<WorkerClient<Channel>>,
+    pub executions: Mutex<ExecutionTable>,
+    pub operators: OperatorCache,
+}
+
+/// A running scheduler. Dropping it stops the scheduler.
+#[derive(Debug)]
+pub struct NodeHandle {
+    server: ServerHandle,
+}
+
+impl NodeHandle {
+    /// The address the scheduler serves on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Stops serving and waits for the server to finish.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.server.shutdown().await
+    }
+}
+
+/// Starts the scheduler on `listener`, in the current runtime.
+pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Result<NodeHandle> {
+    let workers = config
+        .workers
+        .members()
+        .iter()
+        .map(|m| {
+            lazy_channel(&m.url.to_string(), config.rpc_deadline)
+                .map(WorkerClient::new)
+                .map_err(|e| anyhow::anyhow!("bad address for worker {}: {e}", m.id))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Execution ids are "<boot>-<n>": the boot tag (start time, base 36) keeps ids
+    // unique across scheduler restarts.
+    let boot_millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let boot = radix36(boot_millis % 36u128.pow(5));
+    let state = Arc::new(SchedulerState {
+        executions: Mutex::new(ExecutionTable::new(workers.len(), boot)),
+        operators: OperatorCache::new(workers.len()),
+        workers,
+        config,
+    });
+    let service = SchedulerServer::new(SchedulerService {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(service);
+    let server = ServerHandle::spawn(router, listener)?;
+    info!(id = %state.config.id, addr = %server.local_addr(), workers = state.workers.len(), "scheduler serving");
+    Ok(NodeHandle { server })
+}
+
+/// Runs the `dida scheduler` process until Ctrl-C or SIGTERM.
+pub async fn run(config: SchedulerConfig) -> anyhow::Result<()> {
+    let listener = bind(&config.url.host, config.url.port).await?;
+    let handle = start(config, listener).await?;
+    wait_for_termination().await;
+    info!("scheduler stopping");
+    handle.shutdown().await
+}
+
+fn radix36(mut n: u128) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ASCII digits")
+}

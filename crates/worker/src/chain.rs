@@ -1,0 +1,246 @@
+//! One hop of an execution (SPEC §3.3): run `chain[next]`, store its output, then
+//! hand the request to the next worker — or, at the end of the chain or on a failure,
+//! report the outcome to the scheduler. The worker also confirms to the scheduler
+//! every operator it ran, which is what the scheduler's load accounting counts.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dida_core::Version;
+use dida_proto::convert::{version_from_wire, version_to_wire};
+use dida_proto::execution::worker_client::WorkerClient;
+use dida_proto::execution::{ChainRequest, CompletionRequest, ExecutionOutcome, Metadata};
+use tracing::{debug, warn};
+
+use crate::consistency::ExecutionStorage;
+use crate::host::HostState;
+use crate::node::WorkerState;
+use crate::runtime::ExecutionMeta;
+
+/// Attempts of a call to another node before giving up.
+const ATTEMPTS: u32 = 3;
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Runs the request's next operator and moves the execution on. Never fails: every
+/// failure ends up in the outcome reported to the scheduler.
+pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) {
+    let order = request.next as usize;
+    let classname = request.chain[order].classname.clone();
+    let previous = order
+        .checked_sub(1)
+        .and_then(|p| request.chain[p].output.clone());
+    let meta = request.meta.take().unwrap_or_default();
+    let execution_id = meta.id.clone();
+
+    state.stats.running.fetch_add(1, Relaxed);
+    let (result, meta) = run_operator(
+        &state,
+        meta,
+        order,
+        &classname,
+        &request.input,
+        previous.as_deref(),
+    )
+    .await;
+    state.stats.running.fetch_sub(1, Relaxed);
+    request.meta = Some(meta);
+    confirm_completion(&state, &execution_id, order);
+
+    match result {
+        Ok(output) => {
+            state.stats.completed.fetch_add(1, Relaxed);
+            debug!(execution = %execution_id, operator = %classname, order, %output, "operator done");
+            request.chain[order].output = Some(output);
+            request.next += 1;
+            if (request.next as usize) < request.chain.len() {
+                tokio::time::sleep(state.config.gossip_delay).await;
+                if let Err(error) = forward(&state, &request).await {
+                    let next = request.next as usize;
+                    report(&state, outcome(&request, Some((error, next)), next)).await;
+                }
+            } else {
+                report(&state, outcome(&request, None, request.chain.len())).await;
+            }
+        }
+        Err(message) => {
+            state.stats.failed.fetch_add(1, Relaxed);
+            let error = format!(
+                "{classname} (position {order}) failed on worker {}: {message}",
+                state.config.id
+            );
+            warn!(execution = %execution_id, "{error}");
+            report(&state, outcome(&request, Some((error, order)), order + 1)).await;
+        }
+    }
+}
+
+/// Runs one operator in the sandbox; returns its output (or why it failed) and the
+/// metadata to carry on (pins and entries as the operator left them).
+async fn run_operator(
+    state: &WorkerState,
+    meta: Metadata,
+    order: usize,
+    classname: &str,
+    input: &str,
+    previous: Option<&str>,
+) -> (Result<String, String>, Metadata) {
+    let operator = match state.registry.get(classname).await {
+        Ok(operator) => operator,
+        Err(error) => return (Err(error.to_string()), meta),
+    };
+    let pins: BTreeMap<String, Version> = meta
+        .pinned
+        .iter()
+        .map(|(key, v)| (key.clone(), version_from_wire(*v)))
+        .collect();
+    let entries: BTreeMap<String, String> = meta.entries.clone().into_iter().collect();
+    let storage = ExecutionStorage::new(state.storage.clone(), pins, state.config.consistency);
+    let limits = state.registry.runtime().limits();
+    let host = HostState::new(
+        storage,
+        entries.clone(),
+        limits.memory_bytes,
+        meta.id.clone(),
+        classname.to_string(),
+    );
+    let wit_meta = ExecutionMeta {
+        id: meta.id.clone(),
+        order: order as u32,
+        entries: entries.into_iter().collect(),
+    };
+    let (result, host) = state
+        .registry
+        .runtime()
+        .invoke(&operator, host, wit_meta, input, previous)
+        .await;
+    let HostState {
+        storage, entries, ..
+    } = host;
+    // A consistency failure stops the execution even if the operator swallowed it.
+    let result = match storage.fatal() {
+        Some(fatal) => Err(fatal.to_string()),
+        None => result.map_err(|e| e.to_string()),
+    };
+    let meta = Metadata {
+        id: meta.id,
+        pinned: storage
+            .into_pins()
+            .into_iter()
+            .map(|(key, v)| (key, version_to_wire(v)))
+            .collect(),
+        entries: entries.into_iter().collect(),
+    };
+    (result, meta)
+}
+
+/// Hands the request to the worker assigned to its next operator.
+async fn forward(state: &WorkerState, request: &ChainRequest) -> Result<(), String> {
+    let next = &request.chain[request.next as usize];
+    let channel = state.worker_channel(&next.worker_url).map_err(|e| {
+        format!(
+            "bad address {} for worker {}: {e}",
+            next.worker_url, next.worker_id
+        )
+    })?;
+    retry(|| {
+        let mut client = WorkerClient::new(channel.clone());
+        let request = request.clone();
+        async move { client.execute(request).await.map(|_| ()) }
+    })
+    .await
+    .map_err(|status| {
+        format!(
+            "could not hand {} (position {}) to worker {} at {}: {}",
+            next.classname,
+            next.order,
+            next.worker_id,
+            next.worker_url,
+            status.message()
+        )
+    })
+}
+
+/// Tells the scheduler, in the background, that this worker finished `order`.
+fn confirm_completion(state: &Arc<WorkerState>, execution_id: &str, order: usize) {
+    let state = state.clone();
+    let request = CompletionRequest {
+        execution_id: execution_id.to_string(),
+        worker_id: state.config.id.clone(),
+        order: order as u32,
+    };
+    tokio::spawn(async move {
+        let sent = retry(|| {
+            let mut scheduler = state.scheduler.clone();
+            let request = request.clone();
+            async move { scheduler.operator_completed(request).await.map(|_| ()) }
+        })
+        .await;
+        if let Err(status) = sent {
+            warn!(execution = %request.execution_id, error = %status.message(), "could not confirm completion to the scheduler");
+        }
+    });
+}
+
+/// Reports how the execution ended to the scheduler.
+async fn report(state: &WorkerState, outcome: ExecutionOutcome) {
+    let sent = retry(|| {
+        let mut scheduler = state.scheduler.clone();
+        let outcome = outcome.clone();
+        async move { scheduler.report_outcome(outcome).await.map(|_| ()) }
+    })
+    .await;
+    if let Err(status) = sent {
+        warn!(execution = %outcome.execution_id, error = %status.message(), "could not report the outcome to the scheduler");
+    }
+}
+
+/// The outcome of `request` as it stands: outputs so far, and the error and the
+/// position it concerns, if any.
+fn outcome(
+    request: &ChainRequest,
+    error: Option<(String, usize)>,
+    unrun_from: usize,
+) -> ExecutionOutcome {
+    let failed = error.as_ref().map(|(_, order)| &request.chain[*order]);
+    ExecutionOutcome {
+        execution_id: request
+            .meta
+            .as_ref()
+            .map(|m| m.id.clone())
+            .unwrap_or_default(),
+        app: request.app.clone(),
+        input: request.input.clone(),
+        outputs: request
+            .chain
+            .iter()
+            .map_while(|a| a.output.clone())
+            .collect(),
+        failed_operator: failed.map(|a| a.classname.clone()),
+        failed_order: failed.map(|a| a.order),
+        error: error.map(|(message, _)| message),
+        unrun_from: unrun_from as u32,
+    }
+}
+
+/// Calls `attempt` up to [`ATTEMPTS`] times, pausing between failures. Each attempt
+/// is bounded by the channel's deadline, so this never hangs.
+async fn retry<F, Fut>(mut attempt: F) -> Result<(), tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), tonic::Status>>,
+{
+    let mut last = None;
+    for round in 0..ATTEMPTS {
+        match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(status) => last = Some(status),
+        }
+        if round + 1 < ATTEMPTS {
+            tokio::time::sleep(RETRY_PAUSE * (round + 1)).await;
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}

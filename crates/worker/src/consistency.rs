@@ -1,0 +1,193 @@
+//! The storage proxy of one execution: every storage call an operator makes goes
+//! through it, and it keeps the guarantees of SPEC §4.
+//!
+//! The proxy carries the execution's **pins**: the version of every key the execution
+//! has read or written. A read of a pinned key (without an explicit version) returns
+//! exactly the pinned version: the proxy asks each replica for it and, while gossip is
+//! still on its way, retries with backoff until a deadline. When every replica that
+//! answers has discarded that version (it holds `max_versions` newer ones), the
+//! version can never be read again and the execution stops with an error saying so.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dida_core::{Record, Version};
+use dida_storage_client::StorageClient;
+use tokio::time::Instant;
+
+/// How long and how often the proxy retries a pinned read.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsistencySettings {
+    /// How long a read of a pinned version waits for it to reach a replica.
+    pub pinned_read_deadline: Duration,
+    /// First pause between two rounds over the replicas (doubles up to 200 ms).
+    pub initial_backoff: Duration,
+}
+
+impl Default for ConsistencySettings {
+    fn default() -> Self {
+        Self {
+            pinned_read_deadline: Duration::from_secs(10),
+            initial_backoff: Duration::from_millis(5),
+        }
+    }
+}
+
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Storage access of one operator invocation, consistent with the whole execution.
+#[derive(Debug)]
+pub struct ExecutionStorage {
+    client: Arc<StorageClient>,
+    pins: BTreeMap<String, Version>,
+    settings: ConsistencySettings,
+    fatal: Option<String>,
+}
+
+impl ExecutionStorage {
+    /// A proxy starting from the pins the execution carried so far.
+    pub fn new(
+        client: Arc<StorageClient>,
+        pins: BTreeMap<String, Version>,
+        settings: ConsistencySettings,
+    ) -> Self {
+        Self {
+            client,
+            pins,
+            settings,
+            fatal: None,
+        }
+    }
+
+    /// The pins after this invocation, to carry on to the next operator.
+    pub fn into_pins(self) -> BTreeMap<String, Version> {
+        self.pins
+    }
+
+    /// The pins as they stand.
+    pub fn pins(&self) -> &BTreeMap<String, Version> {
+        &self.pins
+    }
+
+    /// An error that must fail the execution whatever the operator does with it.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    /// `read(key, version?)` as an operator sees it.
+    ///
+    /// - explicit `version`: exactly that version from any replica, or none;
+    /// - pinned key: exactly the pinned version (see the module docs);
+    /// - otherwise: the newest version a replica holds, which is then pinned.
+    pub async fn read(
+        &mut self,
+        key: &str,
+        version: Option<Version>,
+    ) -> Result<Option<Record>, String> {
+        if let Some(version) = version {
+            return self.read_exact_once(key, version).await;
+        }
+        if let Some(&pinned) = self.pins.get(key) {
+            return self.read_pinned(key, pinned).await.map(Some);
+        }
+        let record = self
+            .client
+            .read(key, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(record) = &record {
+            self.pins.insert(key.to_string(), record.version);
+        }
+        Ok(record)
+    }
+
+    /// `write(key, value)`: the new version is pinned.
+    pub async fn write(&mut self, key: &str, value: &str) -> Result<Version, String> {
+        let version = self
+            .client
+            .write(key, value)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.pins.insert(key.to_string(), version);
+        Ok(version)
+    }
+
+    /// `update_if_value_is(key, old, new)`: when it applies, the new version is pinned.
+    pub async fn update_if_value_is(
+        &mut self,
+        key: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<Option<Version>, String> {
+        let version = self
+            .client
+            .update_if_value_is(key, old, new)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(version) = version {
+            self.pins.insert(key.to_string(), version);
+        }
+        Ok(version)
+    }
+
+    async fn read_exact_once(&self, key: &str, version: Version) -> Result<Option<Record>, String> {
+        let mut last_error = None;
+        for replica in self.client.replicas(key) {
+            match self.client.read_exact(replica, key, version).await {
+                Ok(read) if read.record.is_some() => return Ok(read.record),
+                Ok(_) => {}
+                Err(error) => last_error = Some(error.to_string()),
+            }
+        }
+        match last_error {
+            Some(error) if self.client.replicas(key).len() == 1 => Err(error),
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads exactly `version` of a pinned key, waiting for gossip if needed.
+    async fn read_pinned(&mut self, key: &str, version: Version) -> Result<Record, String> {
+        let deadline = Instant::now() + self.settings.pinned_read_deadline;
+        let mut backoff = self.settings.initial_backoff;
+        loop {
+            let mut answered = 0;
+            let mut discarded = 0;
+            let mut last_error = None;
+            for replica in self.client.replicas(key) {
+                match self.client.read_exact(replica, key, version).await {
+                    Ok(read) => {
+                        if let Some(record) = read.record {
+                            return Ok(record);
+                        }
+                        answered += 1;
+                        discarded += usize::from(read.discarded);
+                    }
+                    Err(error) => last_error = Some(error.to_string()),
+                }
+            }
+            if answered > 0 && discarded == answered {
+                return Err(self.fail(format!(
+                    "version {version} of key {key:?}, which this execution read or wrote \
+                     earlier, was garbage-collected on every live replica (each holds \
+                     max_versions newer versions); the execution cannot read it consistently"
+                )));
+            }
+            if Instant::now() + backoff > deadline {
+                let why = last_error.map_or_else(String::new, |e| format!(" (last error: {e})"));
+                return Err(self.fail(format!(
+                    "version {version} of key {key:?}, which this execution read or wrote \
+                     earlier, reached no replica within {:?}{why}",
+                    self.settings.pinned_read_deadline
+                )));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn fail(&mut self, message: String) -> String {
+        self.fatal = Some(message.clone());
+        message
+    }
+}

@@ -1,0 +1,28 @@
+//! The dida worker (SPEC §3.3–3.4).
+//!
+//! A worker runs one operator of an application chain at a time per request, stores
+//! its output in the request and forwards the request to the next worker; the last
+//! one reports the outcome to the scheduler. Operators are WebAssembly components run
+//! by wasmtime in a sandbox:
+//!
+//! - [`registry`]: finds operators by class name (built-in or `<ClassName>.wasm` in
+//!   the operators directory), compiles and pre-instantiates them once, and picks up
+//!   a file replaced on disk;
+//! - [`runtime`]: the wasmtime engine (pooling allocator, fuel) and one invocation
+//!   with its CPU, memory and wall-time limits;
+//! - `host`: what an operator may call — storage, metadata, logging;
+//! - [`consistency`]: the storage proxy that keeps an execution's reads consistent
+//!   (SPEC §4);
+//! - `service` and `chain`: the gRPC service and the hop-by-hop execution;
+//! - [`node`]: configuration, start-up and shutdown.
+
+mod chain;
+pub mod consistency;
+mod host;
+pub mod node;
+pub mod registry;
+pub mod runtime;
+mod service;
+
+pub use node::{NodeHandle, WorkerConfig};
+pub use runtime::SandboxLimits;

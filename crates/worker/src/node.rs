@@ -1,0 +1,201 @@
+//! Configuring, starting and stopping a worker.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use dida_core::membership::NodeUrl;
+use dida_core::Membership;
+use dida_proto::execution::scheduler_client::SchedulerClient;
+use dida_proto::execution::worker_server::WorkerServer;
+use dida_proto::server::{bind, wait_for_termination, ServerHandle};
+use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
+use dida_storage_client::{ClientConfig, StorageClient};
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::consistency::ConsistencySettings;
+use crate::registry::OperatorRegistry;
+use crate::runtime::{OperatorRuntime, SandboxLimits};
+use crate::service::WorkerService;
+
+/// Everything a worker is configured with.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This worker's id.
+    pub id: String,
+    /// Where this worker serves (also how others reach it).
+    pub url: NodeUrl,
+    /// How long the worker waits before forwarding a request to the next worker.
+    pub gossip_delay: Duration,
+    /// The storage cluster operators use.
+    pub storage: Membership,
+    /// The storage cluster's replication factor (for routing).
+    pub replication_factor: usize,
+    /// The storage cluster's virtual nodes per node (for routing).
+    pub vnodes: u32,
+    /// The scheduler to confirm completions and report outcomes to.
+    pub scheduler_url: NodeUrl,
+    /// A directory of `<ClassName>.wasm` operators, taking precedence over built-ins.
+    pub operators_dir: Option<PathBuf>,
+    /// Built-in operators: class name → component bytes.
+    pub builtins: BTreeMap<String, &'static [u8]>,
+    /// Sandbox limits of every invocation.
+    pub limits: SandboxLimits,
+    /// How reads of pinned versions wait for gossip.
+    pub consistency: ConsistencySettings,
+    /// Deadline of every call to another node.
+    pub rpc_deadline: Duration,
+}
+
+impl WorkerConfig {
+    /// A configuration with default limits and deadlines.
+    pub fn new(
+        id: impl Into<String>,
+        url: NodeUrl,
+        storage: Membership,
+        scheduler_url: NodeUrl,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            url,
+            gossip_delay: Duration::ZERO,
+            storage,
+            replication_factor: 3,
+            vnodes: 128,
+            scheduler_url,
+            operators_dir: None,
+            builtins: BTreeMap::new(),
+            limits: SandboxLimits::default(),
+            consistency: ConsistencySettings::default(),
+            rpc_deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters reported by `Status`.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerStats {
+    pub running: AtomicU64,
+    pub completed: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// What the worker's service and hop tasks share.
+#[derive(Debug)]
+pub(crate) struct WorkerState {
+    pub config: WorkerConfig,
+    pub registry: OperatorRegistry,
+    pub storage: Arc<StorageClient>,
+    pub scheduler: SchedulerClient<tonic::transport::Channel>,
+    /// Channels to other workers, by URL, opened on first use.
+    pub workers: Mutex<HashMap<String, tonic::transport::Channel>>,
+    pub stats: WorkerStats,
+}
+
+impl WorkerState {
+    /// A channel to the worker at `url` (reused across requests).
+    pub fn worker_channel(
+        &self,
+        url: &str,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        let mut workers = self.workers.lock().expect("worker channel lock poisoned");
+        if let Some(channel) = workers.get(url) {
+            return Ok(channel.clone());
+        }
+        let channel = lazy_channel(url, self.config.rpc_deadline)?;
+        workers.insert(url.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// A running worker. Dropping it stops the worker.
+#[derive(Debug)]
+pub struct NodeHandle {
+    server: ServerHandle,
+}
+
+impl NodeHandle {
+    /// The address the worker serves on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Stops serving and waits for the server to finish.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.server.shutdown().await
+    }
+}
+
+/// Starts a worker serving on `listener`, in the current runtime. Built-in operators
+/// are compiled in the background so the first executions need not wait for them.
+pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Result<NodeHandle> {
+    if let Some(dir) = &config.operators_dir {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "--operators {} is not a directory",
+            dir.display()
+        );
+    }
+    let runtime = OperatorRuntime::new(config.limits)?;
+    let registry = OperatorRegistry::new(
+        runtime,
+        config.builtins.clone(),
+        config.operators_dir.clone(),
+    );
+    let storage = StorageClient::new(
+        config.storage.clone(),
+        ClientConfig {
+            replication_factor: config.replication_factor,
+            vnodes: config.vnodes,
+            deadline: config.rpc_deadline,
+        },
+    )
+    .context("invalid storage membership")?;
+    let scheduler = SchedulerClient::new(
+        lazy_channel(&config.scheduler_url.to_string(), config.rpc_deadline)
+            .context("invalid --scheduler")?,
+    );
+    let state = Arc::new(WorkerState {
+        registry,
+        storage: Arc::new(storage),
+        scheduler,
+        workers: Mutex::new(HashMap::new()),
+        stats: WorkerStats::default(),
+        config,
+    });
+    let warm = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            for name in state.config.builtins.keys() {
+                if let Err(error) = state.registry.get(name).await {
+                    tracing::warn!(%error, "built-in operator failed to compile");
+                }
+            }
+        })
+    };
+    let service = WorkerServer::new(WorkerService {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(service);
+    let server = ServerHandle::spawn(router, listener)?.with_tasks([warm]);
+    info!(id = %state.config.id, addr = %server.local_addr(), "worker serving");
+    Ok(NodeHandle { server })
+}
+
+/// Runs the `dida worker` process until Ctrl-C or SIGTERM.
+pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    let listener = bind(&config.url.host, config.url.port).await?;
+    let handle = start(config, listener).await?;
+    wait_for_termination().await;
+    info!("worker stopping");
+    handle.shutdown().await
+}

@@ -1,0 +1,231 @@
+//! The wasmtime engine that runs operators, and one sandboxed invocation.
+//!
+//! Operators are compiled once into an [`OperatorPre`] (a pre-instantiated component:
+//! imports resolved, type-checked), so an invocation is only "allocate an instance
+//! from the pool, call `run`": microseconds, not milliseconds. Every invocation gets a
+//! fresh store — nothing survives from one call to the next — with three limits:
+//!
+//! - **CPU**: a fuel budget (about one unit per WebAssembly instruction); running out
+//!   traps. The guest also yields to the async runtime every few million units, so a
+//!   busy operator never starves the worker's other tasks.
+//! - **memory**: a cap on linear-memory growth, enforced by a resource limiter.
+//! - **wall time**: a deadline on the whole call, storage calls included.
+//!
+//! Exceeding a limit, trapping (a panic in Rust), or returning an error fails only
+//! that invocation, with a message saying which; the worker keeps serving.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use crate::host::HostState;
+
+/// Generated bindings of the `operator` world of `wit/operator.wit`.
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "operator",
+        imports: { "dida:operator/storage": async },
+        exports: { default: async },
+    });
+}
+
+pub(crate) use bindings::dida::operator::types::ExecutionMeta;
+/// A compiled, pre-instantiated operator, ready to be instantiated cheaply.
+pub type OperatorPre = bindings::OperatorPre<HostState>;
+
+/// Fuel consumed between two yields of a running guest to the async runtime.
+const FUEL_YIELD_INTERVAL: u64 = 5_000_000;
+
+/// The sandbox limits of one invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// CPU budget in fuel units (about one per WebAssembly instruction).
+    pub fuel: u64,
+    /// Largest linear memory an operator may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Longest an invocation may take, storage calls included.
+    pub wall_time: Duration,
+    /// Invocations that may run at once on this worker (each holds a pool slot).
+    pub concurrent_invocations: u32,
+}
+
+impl Default for SandboxLimits {
+    /// 2·10⁹ fuel (a second or two of CPU), 64 MiB, 30 s, 64 at once.
+    fn default() -> Self {
+        Self {
+            fuel: 2_000_000_000,
+            memory_bytes: 64 * 1024 * 1024,
+            wall_time: Duration::from_secs(30),
+            concurrent_invocations: 64,
+        }
+    }
+}
+
+/// Why an invocation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvocationError {
+    /// The operator returned an error.
+    #[error("operator returned an error: {0}")]
+    Returned(String),
+    /// The operator used up its fuel.
+    #[error("operator exceeded its CPU limit ({0} fuel units) and was stopped")]
+    OutOfFuel(u64),
+    /// The operator tried to grow its memory past the limit.
+    #[error("operator exceeded its memory limit of {0} bytes and was stopped")]
+    OutOfMemory(usize),
+    /// The operator ran past its wall-time deadline.
+    #[error("operator exceeded its wall-time limit of {0:?} and was stopped")]
+    WallTime(Duration),
+    /// The operator trapped (for example a Rust panic).
+    #[error("operator trapped: {0}")]
+    Trapped(String),
+    /// The operator could not be instantiated.
+    #[error("operator could not be instantiated: {0}")]
+    Instantiation(String),
+}
+
+/// Runs operators: one engine and linker per worker.
+#[derive(Clone)]
+pub struct OperatorRuntime {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    limits: SandboxLimits,
+    slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for OperatorRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorRuntime")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl OperatorRuntime {
+    /// An engine with a pooling allocator sized for `limits.concurrent_invocations`,
+    /// fuel metering, and a linker providing the operator's imports (and a WASI
+    /// environment with no files, no network, no environment variables).
+    pub fn new(limits: SandboxLimits) -> anyhow::Result<Self> {
+        let slots = limits.concurrent_invocations.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 16)
+            .total_memories(slots * 4)
+            .total_tables(slots * 16)
+            .total_stacks(slots)
+            .max_memory_size(limits.memory_bytes);
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("cannot create the WebAssembly engine")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("cannot link WASI")?;
+        bindings::Operator::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)
+            .context("cannot link the operator imports")?;
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            limits,
+            slots: Arc::new(Semaphore::new(slots as usize)),
+        })
+    }
+
+    /// The limits every invocation runs under.
+    pub fn limits(&self) -> SandboxLimits {
+        self.limits
+    }
+
+    /// Compiles a component and resolves its imports. CPU-heavy: call it off the
+    /// async runtime's worker threads.
+    pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<OperatorPre> {
+        let component = Component::new(&self.engine, wasm)
+            .map_err(anyhow::Error::from)
+            .context("not a valid WebAssembly component")?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the component does not fit the dida:operator world (check its imports)")?;
+        bindings::OperatorPre::new(instance_pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not export `run`")
+    }
+
+    /// Runs `run(meta, input, previous)` of an operator in a fresh sandbox. Returns
+    /// the operator's output (or why it failed) and the host state, which carries the
+    /// storage pins and metadata the operator left.
+    pub(crate) async fn invoke(
+        &self,
+        operator: &OperatorPre,
+        host: HostState,
+        meta: ExecutionMeta,
+        input: &str,
+        previous: Option<&str>,
+    ) -> (Result<String, InvocationError>, HostState) {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the slot semaphore is never closed");
+        let mut store = Store::new(&self.engine, host);
+        store.limiter(|state| &mut state.limiter);
+        if let Err(error) = store
+            .set_fuel(self.limits.fuel)
+            .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)))
+        {
+            return (
+                Err(InvocationError::Instantiation(error.to_string())),
+                store.into_data(),
+            );
+        }
+        let call = async {
+            let instance = operator
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| InvocationError::Instantiation(format!("{e:#}")))?;
+            instance
+                .call_run(&mut store, &meta, input, previous)
+                .await
+                .map_err(Err)
+                .and_then(|result| result.map_err(|message| Ok(InvocationError::Returned(message))))
+                .map_err(|e: Result<InvocationError, wasmtime::Error>| match e {
+                    Ok(returned) => returned,
+                    Err(trap) => self.classify_trap(&store, trap),
+                })
+        };
+        let result = match tokio::time::timeout(self.limits.wall_time, call).await {
+            Ok(result) => result,
+            Err(_) => Err(InvocationError::WallTime(self.limits.wall_time)),
+        };
+        (result, store.into_data())
+    }
+
+    /// Turns a trap into the limit that caused it, when one did.
+    fn classify_trap(&self, store: &Store<HostState>, error: wasmtime::Error) -> InvocationError {
+        if store.data().limiter.memory_exceeded {
+            return InvocationError::OutOfMemory(self.limits.memory_bytes);
+        }
+        if error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
+            return InvocationError::OutOfFuel(self.limits.fuel);
+        }
+        let panic = store.data().panic_message();
+        let trap = error
+            .downcast_ref::<Trap>()
+            .map_or_else(|| format!("{error:#}"), ToString::to_string);
+        match panic {
+            Some(panic) => InvocationError::Trapped(format!("{trap}; it printed: {panic}")),
+            None => InvocationError::Trapped(trap),
+        }
+    }
+}

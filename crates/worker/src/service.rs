@@ -1,0 +1,79 @@
+//! The worker's gRPC service.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use dida_proto::execution::worker_server::Worker;
+use dida_proto::execution::{
+    ChainRequest, ExecuteAck, ListOperatorsReply, ListOperatorsRequest, WorkerStatusReply,
+    WorkerStatusRequest,
+};
+use dida_proto::storage::{PingReply, PingRequest};
+use tonic::{Request, Response, Status};
+
+use crate::chain::run_hop;
+use crate::node::WorkerState;
+
+/// Implements [`Worker`] over the worker's state.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerService {
+    pub state: Arc<WorkerState>,
+}
+
+#[tonic::async_trait]
+impl Worker for WorkerService {
+    /// Checks the request, starts running it in the background and answers at once:
+    /// no caller waits for an operator to run.
+    async fn execute(
+        &self,
+        request: Request<ChainRequest>,
+    ) -> Result<Response<ExecuteAck>, Status> {
+        let request = request.into_inner();
+        let next = request.next as usize;
+        let Some(assignment) = request.chain.get(next) else {
+            return Err(Status::invalid_argument(format!(
+                "request has no operator at position {next} (chain of {})",
+                request.chain.len()
+            )));
+        };
+        if assignment.worker_id != self.state.config.id {
+            return Err(Status::failed_precondition(format!(
+                "operator {next} of the chain is assigned to {}, not to this worker ({})",
+                assignment.worker_id, self.state.config.id
+            )));
+        }
+        if request.meta.as_ref().is_none_or(|m| m.id.is_empty()) {
+            return Err(Status::invalid_argument("request without an execution id"));
+        }
+        tokio::spawn(run_hop(self.state.clone(), request));
+        Ok(Response::new(ExecuteAck {}))
+    }
+
+    async fn list_operators(
+        &self,
+        _request: Request<ListOperatorsRequest>,
+    ) -> Result<Response<ListOperatorsReply>, Status> {
+        Ok(Response::new(ListOperatorsReply {
+            operators: self.state.registry.names(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<WorkerStatusRequest>,
+    ) -> Result<Response<WorkerStatusReply>, Status> {
+        let state = &self.state;
+        Ok(Response::new(WorkerStatusReply {
+            id: state.config.id.clone(),
+            url: state.config.url.to_string(),
+            running: state.stats.running.load(Relaxed),
+            completed: state.stats.completed.load(Relaxed),
+            failed: state.stats.failed.load(Relaxed),
+            gossip_delay_ms: state.config.gossip_delay.as_millis() as u64,
+        }))
+    }
+
+    async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        Ok(Response::new(PingReply {}))
+    }
+}
