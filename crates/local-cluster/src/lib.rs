@@ -1,10 +1,11 @@
-//! A cluster of real `dida storage` processes on loopback.
+//! A cluster of real `dida` processes on loopback.
 //!
 //! Benchmarks and integration tests need the real thing — separate processes talking
 //! over real sockets, killable with SIGKILL — without any set-up by hand. A
 //! [`LocalCluster`] picks free loopback ports, starts one `dida storage` process per
-//! node, waits until every node answers, and kills them all when dropped, so no test
-//! leaves a process behind.
+//! node (and, on request, a `dida scheduler` and `dida worker`s that use them), waits
+//! until every node answers, and kills them all when dropped, so no test leaves a
+//! process behind.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use dida_core::Membership;
+use dida_proto::execution::scheduler_client::SchedulerClient;
+use dida_proto::execution::worker_client::WorkerClient;
+use dida_proto::storage::PingRequest;
+use dida_proto::transport::lazy_channel;
 use dida_storage_client::{ClientConfig, StorageClient};
 use tokio::process::{Child, Command};
 
@@ -57,6 +62,30 @@ pub struct LocalCluster {
     membership: Membership,
     peers: String,
     children: Vec<Option<Child>>,
+    compute: Option<Compute>,
+}
+
+/// Settings of the compute half started by [`LocalCluster::start_compute`].
+#[derive(Debug, Clone, Default)]
+pub struct ComputeSpec {
+    /// Number of workers, named `w1`, `w2`, …
+    pub workers: usize,
+    /// `--gossip-delay` of each worker in milliseconds (`w1` first); workers beyond
+    /// the list use 0.
+    pub worker_gossip_delays_ms: Vec<u64>,
+    /// `--operators` of every worker (user operators taking precedence over built-ins).
+    pub operators_dir: Option<PathBuf>,
+    /// Further flags given to every worker, e.g. `["--max-wall-ms", "2000"]`.
+    pub worker_args: Vec<String>,
+}
+
+/// The scheduler and workers of a cluster, with their processes.
+#[derive(Debug)]
+struct Compute {
+    scheduler_url: String,
+    workers: Membership,
+    scheduler: Child,
+    worker_children: Vec<Child>,
 }
 
 impl LocalCluster {
@@ -79,6 +108,7 @@ impl LocalCluster {
             membership,
             peers,
             children: Vec::new(),
+            compute: None,
         };
         for i in 0..cluster.spec.nodes {
             let child = cluster.spawn_node(binary, i)?;
@@ -88,11 +118,93 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// Starts a `dida scheduler` and `spec.workers` `dida worker` processes using this
+    /// cluster's storage, and waits (up to 60 s: workers compile their operators on
+    /// start) until each answers a ping.
+    pub async fn start_compute(&mut self, binary: &Path, spec: ComputeSpec) -> anyhow::Result<()> {
+        if spec.workers == 0 {
+            bail!("the compute half needs at least one worker");
+        }
+        if self.compute.is_some() {
+            bail!("this cluster already runs a scheduler and workers");
+        }
+        let ports = free_ports(spec.workers + 1)?;
+        let scheduler_url = format!("http://127.0.0.1:{}", ports[0]);
+        let workers = ports[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("w{}=http://127.0.0.1:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let scheduler = node_command(binary, &self.spec.env)
+            .args(["scheduler", "--id", "scheduler", "--url", &scheduler_url])
+            .args(["--workers", &workers])
+            .spawn()
+            .with_context(|| format!("cannot start {} scheduler", binary.display()))?;
+        let membership = Membership::parse(&workers)?;
+        let mut worker_children = Vec::new();
+        for (index, member) in membership.members().iter().enumerate() {
+            let delay = spec
+                .worker_gossip_delays_ms
+                .get(index)
+                .copied()
+                .unwrap_or(0);
+            let mut command = node_command(binary, &self.spec.env);
+            command
+                .args([
+                    "worker",
+                    "--id",
+                    &member.id,
+                    "--url",
+                    &member.url.to_string(),
+                ])
+                .args(["--gossip-delay", &delay.to_string()])
+                .args(["--storage", &self.peers, "--scheduler", &scheduler_url])
+                .args([
+                    "--replication-factor",
+                    &self.spec.replication_factor.to_string(),
+                ])
+                .args(&spec.worker_args);
+            if let Some(dir) = &spec.operators_dir {
+                command.arg("--operators").arg(dir);
+            }
+            let child = command.spawn().with_context(|| {
+                format!("cannot start {} worker for {}", binary.display(), member.id)
+            })?;
+            worker_children.push(child);
+        }
+        let mut compute = Compute {
+            scheduler_url,
+            workers: membership,
+            scheduler,
+            worker_children,
+        };
+        let ready = compute.wait_until_ready(Duration::from_secs(60)).await;
+        self.compute = Some(compute);
+        ready
+    }
+
+    /// The scheduler's URL (after [`LocalCluster::start_compute`]).
+    pub fn scheduler_url(&self) -> anyhow::Result<&str> {
+        Ok(&self.compute()?.scheduler_url)
+    }
+
+    /// The workers' membership, `w1` first (after [`LocalCluster::start_compute`]).
+    pub fn workers(&self) -> anyhow::Result<&Membership> {
+        Ok(&self.compute()?.workers)
+    }
+
+    fn compute(&self) -> anyhow::Result<&Compute> {
+        self.compute
+            .as_ref()
+            .context("no scheduler and workers: call start_compute first")
+    }
+
     fn spawn_node(&self, binary: &Path, index: usize) -> anyhow::Result<Child> {
         let id = format!("s{}", index + 1);
         let url = self.membership.get(&id)?.url.to_string();
         let delay = self.spec.gossip_delays_ms.get(index).copied().unwrap_or(0);
-        let mut command = Command::new(binary);
+        let mut command = node_command(binary, &self.spec.env);
         command
             .args(["storage", "--id", &id, "--url", &url])
             .args(["--gossip-delay", &delay.to_string()])
@@ -106,17 +218,7 @@ impl LocalCluster {
             .args([
                 "--anti-entropy-interval",
                 &self.spec.anti_entropy_interval_ms.to_string(),
-            ])
-            // Nodes only report problems unless the caller asks for more.
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_string()),
-            )
-            .envs(self.spec.env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
+            ]);
         command
             .spawn()
             .with_context(|| format!("cannot start {} storage for {id}", binary.display()))
@@ -184,14 +286,83 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Process ids of the nodes still running.
+    /// Process ids of the nodes still running (storage, then scheduler and workers).
     pub fn pids(&self) -> Vec<u32> {
+        let compute = self
+            .compute
+            .iter()
+            .flat_map(|c| std::iter::once(&c.scheduler).chain(&c.worker_children));
         self.children
             .iter()
             .flatten()
+            .chain(compute)
             .filter_map(Child::id)
             .collect()
     }
+}
+
+impl Compute {
+    async fn wait_until_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        let rpc_deadline = Duration::from_secs(2);
+        let scheduler = SchedulerClient::new(lazy_channel(&self.scheduler_url, rpc_deadline)?);
+        wait_for("scheduler", &mut self.scheduler, deadline, || {
+            let mut scheduler = scheduler.clone();
+            async move { scheduler.ping(PingRequest {}).await.is_ok() }
+        })
+        .await?;
+        for (member, child) in self.workers.members().iter().zip(&mut self.worker_children) {
+            let worker = WorkerClient::new(lazy_channel(&member.url.to_string(), rpc_deadline)?);
+            wait_for(&format!("worker {}", member.id), child, deadline, || {
+                let mut worker = worker.clone();
+                async move { worker.ping(PingRequest {}).await.is_ok() }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Polls `answers` until it is true, failing if `child` exits or `deadline` passes.
+async fn wait_for<F, Fut>(
+    what: &str,
+    child: &mut Child,
+    deadline: Instant,
+    mut answers: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if answers().await {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited during start-up: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not answer in time");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `dida` node process: quiet unless `RUST_LOG` asks for more, its stdout
+/// discarded, its logs on our stderr, killed when its handle is dropped.
+fn node_command(binary: &Path, env: &[(String, String)]) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_string()),
+        )
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    command
 }
 
 /// Reserves `count` distinct free TCP ports on 127.0.0.1.
