@@ -13,6 +13,7 @@ pub mod limits;
 pub mod membership;
 pub mod record;
 pub mod ring;
+pub mod script;
 pub mod version;
 
 pub use membership::{Member, Membership, MembershipError};

@@ -1,0 +1,535 @@
+//! The PuppetMaster's script language (SPEC §6.2), parsed one line at a time.
+//!
+//! The same parser serves script files, `--step` and the interactive console, so a
+//! line means the same thing wherever it is typed. Parsing is purely syntactic: the
+//! command name, its arity and the form of every argument (node ids, `http://HOST:PORT`
+//! URLs, numbers). What depends on the session — whether a node id is already taken,
+//! whether a file exists, whether a node was already crashed — is checked by the
+//! PuppetMaster when it runs the line, with the same line number.
+//!
+//! Besides the commands of the SPEC, the language has one extension, `await`, which
+//! blocks until every client issued so far has its outcome: the deterministic
+//! alternative to guessing a `wait` long enough before a `listGlobal`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::membership::{check_node_id, NodeUrl};
+
+/// Longest `wait` accepted, in milliseconds (one hour): a longer pause is a typo.
+pub const MAX_WAIT_MS: u64 = 3_600_000;
+
+/// Largest gossip delay accepted, in milliseconds (ten minutes).
+pub const MAX_GOSSIP_DELAY_MS: u64 = 600_000;
+
+/// The role of a node a script starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// `dida scheduler`.
+    Scheduler,
+    /// `dida storage`.
+    Storage,
+    /// `dida worker`.
+    Worker,
+}
+
+impl Role {
+    /// The role's name, as in `dida <role>` and in JSON events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduler => "scheduler",
+            Self::Storage => "storage",
+            Self::Worker => "worker",
+        }
+    }
+
+    /// The role called `name` (`scheduler`, `storage` or `worker`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "scheduler" => Some(Self::Scheduler),
+            "storage" => Some(Self::Storage),
+            "worker" => Some(Self::Worker),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A node declared by a setup line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDecl {
+    /// Its role.
+    pub role: Role,
+    /// Its id.
+    pub id: String,
+    /// Where it serves.
+    pub url: NodeUrl,
+    /// Its gossip delay in milliseconds (always 0 for the scheduler, which has none).
+    pub gossip_delay_ms: u64,
+}
+
+/// One command of the language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `debug`: workers send what they output to the PuppetMaster.
+    Debug,
+    /// `scheduler`, `storage` or `worker`: a node of the setup block.
+    Node(NodeDecl),
+    /// `client <input> <app_file>`: run an application.
+    Client {
+        /// The input string.
+        input: String,
+        /// The application file, as written (relative to the script's folder).
+        app: PathBuf,
+    },
+    /// `populate <data_file>`: write every `key,value` line of the file.
+    Populate {
+        /// The data file, as written (relative to the script's folder).
+        data: PathBuf,
+    },
+    /// `status`: every node reports its status.
+    Status,
+    /// `listServer <id>`: every record of one storage node.
+    ListServer {
+        /// The storage node.
+        id: String,
+    },
+    /// `listGlobal`: every record of every live storage node.
+    ListGlobal,
+    /// `crash <id>`: SIGKILL a storage node.
+    Crash {
+        /// The storage node.
+        id: String,
+    },
+    /// `wait <ms>`: pause the script.
+    Wait {
+        /// How long, in milliseconds.
+        ms: u64,
+    },
+    /// `await` (extension): block until every client issued so far has finished.
+    Await,
+}
+
+impl Command {
+    /// The command's name as written in scripts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Node(node) => node.role.as_str(),
+            Self::Client { .. } => "client",
+            Self::Populate { .. } => "populate",
+            Self::Status => "status",
+            Self::ListServer { .. } => "listServer",
+            Self::ListGlobal => "listGlobal",
+            Self::Crash { .. } => "crash",
+            Self::Wait { .. } => "wait",
+            Self::Await => "await",
+        }
+    }
+}
+
+/// How one command is written, for `help`, completion and error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandHelp {
+    /// The command's name.
+    pub name: &'static str,
+    /// Its arguments, as in `<id> <url>`.
+    pub args: &'static str,
+    /// What it does.
+    pub summary: &'static str,
+}
+
+impl CommandHelp {
+    /// `name args`, the way the command is written.
+    pub fn usage(&self) -> String {
+        if self.args.is_empty() {
+            self.name.to_string()
+        } else {
+            format!("{} {}", self.name, self.args)
+        }
+    }
+
+    fn arity(&self) -> usize {
+        self.args.split_whitespace().count()
+    }
+}
+
+/// Every command of the language, in the order of SPEC §6.2.
+pub const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "debug",
+        args: "",
+        summary: "workers send the records and metadata they output to the PuppetMaster (before the setup lines)",
+    },
+    CommandHelp {
+        name: "scheduler",
+        args: "<id> <url>",
+        summary: "declare the scheduler (setup block)",
+    },
+    CommandHelp {
+        name: "storage",
+        args: "<id> <url> <gossip_delay>",
+        summary: "declare a storage node (setup block)",
+    },
+    CommandHelp {
+        name: "worker",
+        args: "<id> <url> <gossip_delay>",
+        summary: "declare a worker (setup block)",
+    },
+    CommandHelp {
+        name: "client",
+        args: "<input> <app_file>",
+        summary: "run the application in app_file with input string input (returns at once)",
+    },
+    CommandHelp {
+        name: "populate",
+        args: "<data_file>",
+        summary: "write every key,value line of data_file",
+    },
+    CommandHelp {
+        name: "status",
+        args: "",
+        summary: "every node reports its status",
+    },
+    CommandHelp {
+        name: "listServer",
+        args: "<id>",
+        summary: "list every record held by storage node id",
+    },
+    CommandHelp {
+        name: "listGlobal",
+        args: "",
+        summary: "list every record held by every live storage node",
+    },
+    CommandHelp {
+        name: "crash",
+        args: "<id>",
+        summary: "kill storage node id (SIGKILL: a real fail-stop crash)",
+    },
+    CommandHelp {
+        name: "wait",
+        args: "<ms>",
+        summary: "pause the script for ms milliseconds",
+    },
+    CommandHelp {
+        name: "await",
+        args: "",
+        summary: "block until every client issued so far has its outcome (extension)",
+    },
+];
+
+/// Why a line was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("line {line}: {message}")]
+pub struct ScriptError {
+    /// 1-based line number.
+    pub line: usize,
+    /// The command the line names (its first word), or empty.
+    pub command: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A parsed line: its number and command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// 1-based line number in the script (or in the console session).
+    pub number: usize,
+    /// The command.
+    pub command: Command,
+}
+
+/// Parses one line. Blank lines and lines starting with `#` yield `Ok(None)`.
+pub fn parse_line(number: usize, text: &str) -> Result<Option<Command>, ScriptError> {
+    let text = text.trim();
+    if text.is_empty() || text.starts_with('#') {
+        return Ok(None);
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let name = words[0];
+    let args = &words[1..];
+    let err = |message: String| ScriptError {
+        line: number,
+        command: name.to_string(),
+        message,
+    };
+    let Some(help) = COMMANDS.iter().find(|c| c.name == name) else {
+        let hint = COMMANDS
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+            .map_or_else(
+                || "`help` lists the commands".to_string(),
+                |c| format!("did you mean `{}`?", c.name),
+            );
+        return Err(err(format!("unknown command {name:?}; {hint}")));
+    };
+    if args.len() != help.arity() {
+        return Err(err(format!(
+            "`{name}` takes {} argument{} ({}), found {}",
+            help.arity(),
+            if help.arity() == 1 { "" } else { "s" },
+            if help.args.is_empty() {
+                "none".to_string()
+            } else {
+                format!("usage: {}", help.usage())
+            },
+            args.len()
+        )));
+    }
+    let node = |role: Role| -> Result<Command, ScriptError> {
+        let id = node_id(args[0]).map_err(&err)?;
+        let url = NodeUrl::parse(args[1]).map_err(|e| err(e.to_string()))?;
+        let gossip_delay_ms = match args.get(2) {
+            Some(delay) => {
+                milliseconds(delay, "gossip_delay", MAX_GOSSIP_DELAY_MS).map_err(&err)?
+            }
+            None => 0,
+        };
+        Ok(Command::Node(NodeDecl {
+            role,
+            id,
+            url,
+            gossip_delay_ms,
+        }))
+    };
+    let command = match name {
+        "debug" => Command::Debug,
+        "scheduler" => node(Role::Scheduler)?,
+        "storage" => node(Role::Storage)?,
+        "worker" => node(Role::Worker)?,
+        "client" => Command::Client {
+            input: args[0].to_string(),
+            app: PathBuf::from(args[1]),
+        },
+        "populate" => Command::Populate {
+            data: PathBuf::from(args[0]),
+        },
+        "status" => Command::Status,
+        "listServer" => Command::ListServer {
+            id: node_id(args[0]).map_err(err)?,
+        },
+        "listGlobal" => Command::ListGlobal,
+        "crash" => Command::Crash {
+            id: node_id(args[0]).map_err(err)?,
+        },
+        "wait" => Command::Wait {
+            ms: milliseconds(args[0], "ms", MAX_WAIT_MS).map_err(err)?,
+        },
+        "await" => Command::Await,
+        other => unreachable!("{other} is in COMMANDS but has no parser"),
+    };
+    Ok(Some(command))
+}
+
+/// Parses a whole script: every valid line, and an error for every invalid one (so
+/// all mistakes are reported at once, each with its line number).
+pub fn parse_script(text: &str) -> (Vec<Line>, Vec<ScriptError>) {
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        match parse_line(index + 1, raw) {
+            Ok(Some(command)) => lines.push(Line {
+                number: index + 1,
+                command,
+            }),
+            Ok(None) => {}
+            Err(error) => errors.push(error),
+        }
+    }
+    (lines, errors)
+}
+
+fn node_id(id: &str) -> Result<String, String> {
+    check_node_id(id).map_err(|e| e.to_string())?;
+    Ok(id.to_string())
+}
+
+fn milliseconds(text: &str, what: &str, max: u64) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if n <= max => Ok(n),
+        Ok(n) => Err(format!("{what} {n} is too large (at most {max})")),
+        Err(_) => Err(format!(
+            "{what} must be a non-negative whole number of milliseconds, found {text:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> NodeUrl {
+        NodeUrl::parse(text).unwrap()
+    }
+
+    #[test]
+    fn accepts_the_course_script_exactly_as_written() {
+        let script = "debug\n\
+            scheduler sched1 http://localhost:3000\n\
+            storage s1 http://localhost:3001 0\n\
+            worker w1 http://localhost:4001 100\n\
+            \n\
+            # a comment\n\
+            populate data.txt\n\
+            client 23 app.txt\n\
+            status\n\
+            listServer s1\n\
+            listGlobal\n\
+            crash s1\n\
+            wait 500\n\
+            await\r\n";
+        let (lines, errors) = parse_script(script);
+        assert!(errors.is_empty(), "{errors:?}");
+        let commands: Vec<_> = lines.iter().map(|l| l.command.clone()).collect();
+        assert_eq!(
+            commands,
+            vec![
+                Command::Debug,
+                Command::Node(NodeDecl {
+                    role: Role::Scheduler,
+                    id: "sched1".into(),
+                    url: url("http://localhost:3000"),
+                    gossip_delay_ms: 0,
+                }),
+                Command::Node(NodeDecl {
+                    role: Role::Storage,
+                    id: "s1".into(),
+                    url: url("http://localhost:3001"),
+                    gossip_delay_ms: 0,
+                }),
+                Command::Node(NodeDecl {
+                    role: Role::Worker,
+                    id: "w1".into(),
+                    url: url("http://localhost:4001"),
+                    gossip_delay_ms: 100,
+                }),
+                Command::Populate {
+                    data: "data.txt".into()
+                },
+                Command::Client {
+                    input: "23".into(),
+                    app: "app.txt".into()
+                },
+                Command::Status,
+                Command::ListServer { id: "s1".into() },
+                Command::ListGlobal,
+                Command::Crash { id: "s1".into() },
+                Command::Wait { ms: 500 },
+                Command::Await,
+            ]
+        );
+        assert_eq!(lines[1].number, 2);
+        assert_eq!(lines[4].number, 7, "blank and comment lines keep numbering");
+    }
+
+    #[test]
+    fn refuses_every_malformed_line_with_its_number() {
+        let cases: &[(&str, &str)] = &[
+            ("frobnicate", "unknown command \"frobnicate\""),
+            ("listserver s1", "did you mean `listServer`?"),
+            ("Status", "did you mean `status`?"),
+            ("status now", "`status` takes 0 arguments"),
+            ("debug on", "`debug` takes 0 arguments"),
+            ("listGlobal s1", "`listGlobal` takes 0 arguments"),
+            ("await 3", "`await` takes 0 arguments"),
+            ("storage s1 http://localhost:3001", "takes 3 arguments"),
+            ("storage s1 http://localhost:3001 0 9", "takes 3 arguments"),
+            ("worker w1", "takes 3 arguments"),
+            ("scheduler sched", "takes 2 arguments"),
+            ("scheduler a http://localhost:1 0", "takes 2 arguments"),
+            ("client 23", "usage: client <input> <app_file>"),
+            ("client 23 app.txt extra", "takes 2 arguments"),
+            ("populate", "takes 1 argument "),
+            ("listServer", "takes 1 argument "),
+            ("crash", "takes 1 argument "),
+            ("crash s1 s2", "takes 1 argument "),
+            ("wait", "takes 1 argument "),
+            ("wait soon", "must be a non-negative whole number"),
+            ("wait -5", "must be a non-negative whole number"),
+            ("wait 99999999999", "too large"),
+            ("storage s1 localhost:3001 0", "must start with http://"),
+            (
+                "storage s1 https://localhost:3001 0",
+                "must start with http://",
+            ),
+            ("storage s1 http://localhost 0", "must name a port"),
+            (
+                "storage s1 http://localhost:99999 0",
+                "port must be a number",
+            ),
+            ("storage s1 http://localhost:0 0", "port must be a number"),
+            ("worker w1 http://:4001 0", "host is missing"),
+            (
+                "storage s1 http://localhost:3001 fast",
+                "gossip_delay must be",
+            ),
+            (
+                "storage s1 http://localhost:3001 -1",
+                "gossip_delay must be",
+            ),
+            (
+                "storage s/1 http://localhost:3001 0",
+                "node id \"s/1\" is invalid",
+            ),
+            ("crash ../x", "node id \"../x\" is invalid"),
+            ("listServer s;rm", "is invalid"),
+        ];
+        for (text, expected) in cases {
+            let error = parse_line(7, text).unwrap_err();
+            assert_eq!(error.line, 7, "{text}");
+            assert_eq!(error.command, text.split_whitespace().next().unwrap());
+            assert!(
+                error.message.contains(expected),
+                "{text:?}: {:?} does not contain {expected:?}",
+                error.message
+            );
+            assert!(error.to_string().starts_with("line 7: "));
+        }
+    }
+
+    #[test]
+    fn a_script_reports_every_bad_line_and_keeps_the_good_ones() {
+        let (lines, errors) = parse_script("status\nbogus\nwait x\nlistGlobal\n");
+        assert_eq!(
+            lines.iter().map(|l| l.number).collect::<Vec<_>>(),
+            vec![1, 4]
+        );
+        assert_eq!(
+            errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+    }
+
+    #[test]
+    fn blank_and_comment_lines_are_nothing() {
+        assert_eq!(parse_line(1, "   "), Ok(None));
+        assert_eq!(parse_line(1, "# storage s1"), Ok(None));
+    }
+
+    #[test]
+    fn every_command_has_a_parser_and_roles_round_trip() {
+        for help in COMMANDS {
+            let args: Vec<&str> = help
+                .args
+                .split_whitespace()
+                .map(|a| match a {
+                    "<url>" => "http://127.0.0.1:1",
+                    "<gossip_delay>" | "<ms>" => "1",
+                    _ => "x",
+                })
+                .collect();
+            let line = format!("{} {}", help.name, args.join(" "));
+            let command = parse_line(1, &line).unwrap().unwrap();
+            assert_eq!(command.name(), help.name);
+        }
+        for role in [Role::Scheduler, Role::Storage, Role::Worker] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("sh"), None);
+    }
+}
