@@ -2,7 +2,11 @@
 //! building dida never needs a system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/storage.proto", "proto/execution.proto"];
+    let files = [
+        "proto/storage.proto",
+        "proto/execution.proto",
+        "proto/control.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -20,6 +20,12 @@ mod packages {
                 tonic::include_proto!("dida.execution.v1");
             }
         }
+        pub mod control {
+            pub mod v1 {
+                #![allow(missing_docs, clippy::all, clippy::pedantic)]
+                tonic::include_proto!("dida.control.v1");
+            }
+        }
     }
 }
 
@@ -30,6 +36,10 @@ pub use packages::dida::storage::v1 as storage;
 /// Execution protocol: the scheduler (`Scheduler` service), workers (`Worker`
 /// service), and the request that travels between workers.
 pub use packages::dida::execution::v1 as execution;
+
+/// Control plane: the PCS (`ProcessCreation` service) that starts and kills node
+/// processes for the PuppetMaster, and the PuppetMaster's `DebugSink`.
+pub use packages::dida::control::v1 as control;
 
 pub mod convert;
 pub mod server;
