@@ -1,0 +1,345 @@
+//! The recorded history: every operation the workload invoked, with its arguments,
+//! when it was invoked, when it completed and what it returned.
+//!
+//! The checkers only ever look at this record, never at the cluster's internals, so
+//! the history must be honest: an operation whose outcome the client could not learn
+//! (a timeout, a connection reset mid-call, a write the primary applied but could not
+//! get acknowledged) is recorded as [`OpResult::Unknown`] — it may or may not have
+//! taken effect — and only errors that prove the request never executed are recorded
+//! as [`OpResult::Failed`].
+
+use std::time::{Duration, Instant};
+
+use dida_core::Version;
+use dida_storage_client::ClientError;
+use serde::{Deserialize, Serialize};
+use tonic::Code;
+
+/// Who invoked an operation: a storage client task or a chain client task.
+pub type ClientId = u32;
+
+/// What an operation asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OpKind {
+    /// `write(key, value)`.
+    Write {
+        /// The value written; unique in the whole run.
+        value: String,
+    },
+    /// `update_if_value_is(key, old, new)`.
+    Cas {
+        /// The value the key must hold for the swap to happen.
+        old: String,
+        /// The value written if it does; unique in the whole run.
+        new: String,
+    },
+    /// `read(key)` from any replica.
+    Read,
+    /// One chain execution through the scheduler, whose input is the key.
+    Chain {
+        /// The operators of the chain, in order.
+        operators: Vec<String>,
+    },
+}
+
+/// How an operation ended, as far as its client could tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OpResult {
+    /// A write or a successful CAS: the version the primary created.
+    Written {
+        /// The new version.
+        version: Version,
+    },
+    /// A CAS whose comparison failed: nothing was written.
+    CasFailed,
+    /// A read: the record the replica returned (`None`: the key had no value there).
+    ReadValue {
+        /// The value read.
+        value: Option<String>,
+        /// Its version.
+        version: Option<Version>,
+    },
+    /// A chain that ran to its end: every operator's output.
+    ChainCompleted {
+        /// Outputs in chain order.
+        outputs: Vec<String>,
+    },
+    /// A chain the platform stopped with an error (a clear failure, not a hang).
+    ChainFailed {
+        /// The error the outcome carried.
+        error: String,
+    },
+    /// The request certainly did not execute (e.g. the connection was refused, or the
+    /// request was rejected before anything was written).
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// The client cannot tell whether the request took effect (timeout, connection
+    /// lost mid-call, write applied but not acknowledged by enough replicas). For a
+    /// chain: no outcome arrived before the deadline, i.e. the chain hung.
+    Unknown {
+        /// What the client saw.
+        error: String,
+    },
+}
+
+/// One operation of the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    /// Position in the history (unique); checkers name operations by it.
+    pub id: u64,
+    /// The client task that invoked it.
+    pub client: ClientId,
+    /// The key it is about (for a chain: its input).
+    pub key: String,
+    /// What was asked.
+    pub kind: OpKind,
+    /// When it was invoked, in nanoseconds since the start of the run.
+    pub invoked_ns: u64,
+    /// When the client got its result (or gave up), in nanoseconds since the start of
+    /// the run. For an [`OpResult::Unknown`] operation the checkers treat the return
+    /// time as +∞, since the request may still take effect later.
+    pub completed_ns: u64,
+    /// What came back.
+    pub result: OpResult,
+}
+
+impl Operation {
+    /// True for a write or CAS the storage service acknowledged: it must never be lost
+    /// (with `--write-acks` ≥ 2).
+    pub fn acknowledged_write(&self) -> Option<(&str, Version)> {
+        match (&self.kind, &self.result) {
+            (OpKind::Write { value }, OpResult::Written { version }) => Some((value, *version)),
+            (OpKind::Cas { new, .. }, OpResult::Written { version }) => Some((new, *version)),
+            _ => None,
+        }
+    }
+
+    /// True when the outcome is unknown.
+    pub fn is_unknown(&self) -> bool {
+        matches!(self.result, OpResult::Unknown { .. })
+    }
+}
+
+/// The clock every operation of a run is timed with: one monotonic origin, so the
+/// invocation and completion times of all clients can be compared.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock {
+    origin: Instant,
+}
+
+impl RunClock {
+    /// A clock whose zero is now.
+    pub fn start() -> Self {
+        Self {
+            origin: Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since the start of the run.
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Time elapsed since the start of the run.
+    pub fn elapsed(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+/// Classifies a failed storage call: [`OpResult::Failed`] only when the error proves
+/// the request never executed, [`OpResult::Unknown`] otherwise.
+///
+/// - a refused connection: the request was never sent — failed;
+/// - an invalid request or a node refusing on membership grounds: nothing was
+///   written — failed;
+/// - `UNAVAILABLE` from a node (the primary applied the write but too few replicas
+///   acknowledged it), a timeout, a reset mid-call, anything else — unknown.
+pub fn classify_error(error: &ClientError) -> OpResult {
+    let text = error.to_string();
+    let definite = match error {
+        ClientError::Invalid(_) | ClientError::Membership(_) => true,
+        ClientError::Unreachable { message, .. } => {
+            message.to_ascii_lowercase().contains("connection refused")
+        }
+        ClientError::Rejected { code, .. } => matches!(
+            code,
+            Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound
+        ),
+        ClientError::Timeout { .. } | ClientError::BadReply { .. } => false,
+    };
+    if definite {
+        OpResult::Failed { error: text }
+    } else {
+        OpResult::Unknown { error: text }
+    }
+}
+
+/// Counts of a history, for the summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryCounts {
+    /// Storage operations invoked (writes, CAS, reads).
+    pub attempted: u64,
+    /// Writes invoked.
+    pub writes: u64,
+    /// CAS invoked.
+    pub cas: u64,
+    /// Reads invoked.
+    pub reads: u64,
+    /// Writes and successful CAS the service acknowledged with a version.
+    pub acknowledged: u64,
+    /// CAS whose comparison failed.
+    pub cas_failed: u64,
+    /// Reads that returned.
+    pub reads_ok: u64,
+    /// Storage operations that certainly did not execute.
+    pub failed: u64,
+    /// Storage operations with an unknown outcome.
+    pub unknown: u64,
+    /// Chain executions submitted.
+    pub chains: u64,
+    /// Operations recorded without a result. Always 0: every operation gets one (the
+    /// field exists so the summary can show it).
+    pub without_result: u64,
+}
+
+impl HistoryCounts {
+    /// Counts `history`.
+    pub fn of(history: &[Operation]) -> Self {
+        let mut counts = Self::default();
+        for op in history {
+            match op.kind {
+                OpKind::Chain { .. } => {
+                    counts.chains += 1;
+                    continue;
+                }
+                OpKind::Write { .. } => counts.writes += 1,
+                OpKind::Cas { .. } => counts.cas += 1,
+                OpKind::Read => counts.reads += 1,
+            }
+            counts.attempted += 1;
+            match op.result {
+                OpResult::Written { .. } => counts.acknowledged += 1,
+                OpResult::CasFailed => counts.cas_failed += 1,
+                OpResult::ReadValue { .. } => counts.reads_ok += 1,
+                OpResult::Failed { .. } => counts.failed += 1,
+                OpResult::Unknown { .. } => counts.unknown += 1,
+                OpResult::ChainCompleted { .. } | OpResult::ChainFailed { .. } => {
+                    counts.without_result += 1
+                }
+            }
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(kind: OpKind, result: OpResult) -> Operation {
+        Operation {
+            id: 0,
+            client: 1,
+            key: "k".into(),
+            kind,
+            invoked_ns: 1,
+            completed_ns: 2,
+            result,
+        }
+    }
+
+    #[test]
+    fn refused_connections_and_invalid_requests_are_definite_failures() {
+        let refused = ClientError::Unreachable {
+            node: "s1".into(),
+            url: "http://127.0.0.1:1".into(),
+            message: "transport error: tcp connect error: Connection refused (os error 111)"
+                .into(),
+        };
+        assert!(matches!(classify_error(&refused), OpResult::Failed { .. }));
+        let invalid = ClientError::Invalid("key too long".into());
+        assert!(matches!(classify_error(&invalid), OpResult::Failed { .. }));
+    }
+
+    #[test]
+    fn timeouts_resets_and_unacknowledged_writes_are_unknown() {
+        let timeout = ClientError::Timeout {
+            node: "s1".into(),
+            url: "http://127.0.0.1:1".into(),
+            deadline: Duration::from_secs(1),
+        };
+        assert!(matches!(classify_error(&timeout), OpResult::Unknown { .. }));
+        let reset = ClientError::Unreachable {
+            node: "s1".into(),
+            url: "http://127.0.0.1:1".into(),
+            message: "connection reset by peer".into(),
+        };
+        assert!(matches!(classify_error(&reset), OpResult::Unknown { .. }));
+        let unacknowledged = ClientError::Rejected {
+            node: "s1".into(),
+            code: Code::Unavailable,
+            message: "applied by the primary but not acknowledged".into(),
+        };
+        assert!(matches!(
+            classify_error(&unacknowledged),
+            OpResult::Unknown { .. }
+        ));
+    }
+
+    #[test]
+    fn counts_tell_acknowledged_writes_from_the_rest() {
+        let version = Version::new(1, 1);
+        let history = vec![
+            op(
+                OpKind::Write { value: "a".into() },
+                OpResult::Written { version },
+            ),
+            op(
+                OpKind::Cas {
+                    old: "a".into(),
+                    new: "b".into(),
+                },
+                OpResult::CasFailed,
+            ),
+            op(
+                OpKind::Write { value: "c".into() },
+                OpResult::Unknown { error: "x".into() },
+            ),
+            op(
+                OpKind::Chain {
+                    operators: vec!["EchoOperator".into()],
+                },
+                OpResult::ChainFailed { error: "y".into() },
+            ),
+        ];
+        let counts = HistoryCounts::of(&history);
+        assert_eq!(counts.attempted, 3);
+        assert_eq!(counts.acknowledged, 1);
+        assert_eq!(counts.cas_failed, 1);
+        assert_eq!(counts.unknown, 1);
+        assert_eq!(counts.chains, 1);
+        assert_eq!(counts.without_result, 0);
+        assert_eq!(history[0].acknowledged_write(), Some(("a", version)));
+        assert_eq!(history[1].acknowledged_write(), None);
+    }
+
+    #[test]
+    fn operations_round_trip_through_json() {
+        let original = op(
+            OpKind::Cas {
+                old: "a".into(),
+                new: "b".into(),
+            },
+            OpResult::Written {
+                version: Version::new(3, 2),
+            },
+        );
+        let json = serde_json::to_string(&original).unwrap();
+        assert!(json.contains("\"type\":\"cas\""), "{json}");
+        assert_eq!(serde_json::from_str::<Operation>(&json).unwrap(), original);
+    }
+}
