@@ -63,11 +63,15 @@ pub enum OpResult {
     },
     /// A chain that ran to its end: every operator's output.
     ChainCompleted {
+        /// The id the scheduler gave the execution.
+        execution_id: String,
         /// Outputs in chain order.
         outputs: Vec<String>,
     },
     /// A chain the platform stopped with an error (a clear failure, not a hang).
     ChainFailed {
+        /// The id the scheduler gave the execution.
+        execution_id: String,
         /// The error the outcome carried.
         error: String,
     },
@@ -257,8 +261,7 @@ mod tests {
         let refused = ClientError::Unreachable {
             node: "s1".into(),
             url: "http://127.0.0.1:1".into(),
-            message: "transport error: tcp connect error: Connection refused (os error 111)"
-                .into(),
+            message: "transport error: tcp connect error: Connection refused (os error 111)".into(),
         };
         assert!(matches!(classify_error(&refused), OpResult::Failed { .. }));
         let invalid = ClientError::Invalid("key too long".into());
@@ -313,7 +316,10 @@ mod tests {
                 OpKind::Chain {
                     operators: vec!["EchoOperator".into()],
                 },
-                OpResult::ChainFailed { error: "y".into() },
+                OpResult::ChainFailed {
+                    execution_id: "e1".into(),
+                    error: "y".into(),
+                },
             ),
         ];
         let counts = HistoryCounts::of(&history);

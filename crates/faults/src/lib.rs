@@ -12,8 +12,26 @@
 //! 4. with `--write-acks 1`, how many acknowledged writes were lost (reported).
 //!
 //! Modules, one job each:
-//! - [`history`]: the recorded operations;
+//! - [`history`]: the recorded operations and the run's clock;
 //! - [`linearizability`]: the register linearizability checker;
+//! - [`lost_writes`]: reading back every live replica and classifying each
+//!   acknowledged write as held, discarded by `max_versions`, or lost;
+//! - [`workload`]: the storage clients;
+//! - [`chains`]: the chain clients and the chain checker;
+//! - [`nemesis`]: when and which storage nodes are SIGKILLed;
+//! - [`report`]: the summary, as text or JSON, and the verdict;
+//! - [`suite`]: one run from start to finish, under a watchdog.
+//!
+//! See `docs/faults.md` for how to run it and what the results mean.
 
+pub mod chains;
 pub mod history;
 pub mod linearizability;
+pub mod lost_writes;
+pub mod nemesis;
+pub mod report;
+pub mod suite;
+pub mod workload;
+
+pub use report::Report;
+pub use suite::{run, SuiteConfig};

@@ -137,10 +137,17 @@ type State = Option<u32>;
 #[derive(Debug, Clone, Copy)]
 enum Step {
     Write(u32),
-    Cas { old: u32, new: u32, swapped: bool },
+    Cas {
+        old: u32,
+        new: u32,
+        swapped: bool,
+    },
     /// A CAS of unknown outcome: linearized only where it swaps (where it would not,
     /// it is a no-op, the same as never linearizing it).
-    CasUnknown { old: u32, new: u32 },
+    CasUnknown {
+        old: u32,
+        new: u32,
+    },
     Read(State),
 }
 
@@ -285,7 +292,11 @@ impl Search {
                 op,
                 is_call,
                 prev: index - 1,
-                next: if position + 1 == count { NIL } else { index + 1 },
+                next: if position + 1 == count {
+                    NIL
+                } else {
+                    index + 1
+                },
             });
             if is_call {
                 call_node[op] = index;
@@ -353,7 +364,7 @@ impl Search {
             }
             steps += 1;
             if steps > limits.max_steps
-                || (steps % 4096 == 0 && started.elapsed() > limits.max_time)
+                || (steps.is_multiple_of(4096) && started.elapsed() > limits.max_time)
             {
                 return Verdict::Inconclusive {
                     reason: format!(
@@ -367,7 +378,11 @@ impl Search {
                     ),
                 };
             }
-            let node = if entry == NIL { None } else { Some(self.nodes[entry]) };
+            let node = if entry == NIL {
+                None
+            } else {
+                Some(self.nodes[entry])
+            };
             match node {
                 Some(node) if node.is_call => {
                     if let Some(next_state) = self.steps[node.op].apply(state) {
@@ -525,8 +540,7 @@ mod tests {
     }
 
     #[test]
-    fn a_write_cannot_take_effect_before_an_operation_that_completed_before_it_was_invoked()
-    {
+    fn a_write_cannot_take_effect_before_an_operation_that_completed_before_it_was_invoked() {
         // The CAS needs "b", but the write of "b" was invoked after the CAS returned.
         let history = [
             write(0, "a", 0, 1),
@@ -749,8 +763,7 @@ mod tests {
             history.push(RegisterEvent {
                 id: i as u64,
                 invoked,
-                returned: (!unknown || matches!(op, RegisterOp::Read { .. }))
-                    .then_some(returned),
+                returned: (!unknown || matches!(op, RegisterOp::Read { .. })).then_some(returned),
                 op,
             });
         }

@@ -1,0 +1,583 @@
+//! One run of the suite, start to finish: start a local cluster of real processes,
+//! run the workload and the nemesis together, let the cluster converge, run the
+//! checkers, stop the cluster, and build the report.
+//!
+//! The whole run is under a watchdog: every call already has a deadline, and on top
+//! of that the run as a whole gives up (with an error naming the phase) rather than
+//! hang.
+
+use std::collections::{BTreeSet, HashSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
+use dida_proto::execution::scheduler_client::SchedulerClient;
+use dida_proto::transport::lazy_channel;
+use dida_storage_client::{ClientConfig, StorageClient};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+use crate::chains::{self, ChainReport, ChainWorkload};
+use crate::history::{HistoryCounts, OpKind, OpResult, Operation, RunClock};
+use crate::linearizability::{
+    check_register, CasOutcome, RegisterEvent, RegisterOp, SearchLimits, Verdict,
+};
+use crate::lost_writes::{self, AckedWrite};
+use crate::nemesis;
+use crate::report::{KeyLinearizability, LinearizabilityReport, Report, RunSettings};
+use crate::workload::{self, StorageWorkload};
+
+/// Everything a run needs to know.
+#[derive(Debug, Clone)]
+pub struct SuiteConfig {
+    /// The `dida` binary the cluster's processes run.
+    pub binary: PathBuf,
+    /// How long the workload runs.
+    pub duration: Duration,
+    /// Concurrent storage clients.
+    pub clients: usize,
+    /// Concurrent chain clients (0: no scheduler and workers are started).
+    pub chain_clients: usize,
+    /// Contended keys of the storage workload (and of the write-then-read chains).
+    pub keys: usize,
+    /// `--write-acks` of the storage nodes.
+    pub write_acks: usize,
+    /// Storage nodes to SIGKILL during the run (at most R − 1).
+    pub crashes: usize,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Storage nodes.
+    pub nodes: usize,
+    /// Replication factor.
+    pub replication_factor: usize,
+    /// `--max-versions` of the storage nodes: large, so the lost-writes check is exact.
+    pub max_versions: usize,
+    /// Workers.
+    pub workers: usize,
+    /// `--anti-entropy-interval` of the storage nodes.
+    pub anti_entropy_interval: Duration,
+    /// Deadline of one storage operation; beyond the nodes' 5 s `--ack-timeout`, so a
+    /// write waiting for acknowledgements is not cut short by the client.
+    pub op_deadline: Duration,
+    /// An execution without an outcome this long after submission has hung.
+    pub chain_deadline: Duration,
+    /// Longest wait for the cluster to converge before the lost-writes check.
+    pub convergence_limit: Duration,
+    /// Longest time the linearizability checker may spend, over all keys.
+    pub check_budget: Duration,
+    /// Where to write the history as JSON lines, if anywhere.
+    pub history_path: Option<PathBuf>,
+}
+
+impl SuiteConfig {
+    /// The defaults of `dida faults` for a given binary.
+    pub fn new(binary: PathBuf) -> Self {
+        Self {
+            binary,
+            duration: Duration::from_secs(20),
+            clients: 8,
+            chain_clients: 2,
+            keys: 5,
+            write_acks: 2,
+            crashes: 2,
+            seed: 1,
+            nodes: 5,
+            replication_factor: 3,
+            max_versions: 1000,
+            workers: 3,
+            anti_entropy_interval: Duration::from_millis(250),
+            op_deadline: Duration::from_secs(8),
+            chain_deadline: Duration::from_secs(60),
+            convergence_limit: Duration::from_secs(30),
+            check_budget: Duration::from_secs(60),
+            history_path: None,
+        }
+    }
+
+    /// Rejects settings the suite cannot run meaningfully.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(!self.duration.is_zero(), "--duration must be positive");
+        ensure!(self.clients > 0, "--clients must be at least 1");
+        ensure!(self.keys > 0, "--keys must be at least 1");
+        ensure!(
+            self.nodes >= self.replication_factor && self.replication_factor > 0,
+            "{} nodes cannot hold {} replicas of each key",
+            self.nodes,
+            self.replication_factor
+        );
+        ensure!(
+            (1..=self.replication_factor).contains(&self.write_acks),
+            "--write-acks must be from 1 to the replication factor ({}), not {}",
+            self.replication_factor,
+            self.write_acks
+        );
+        ensure!(
+            self.crashes < self.replication_factor,
+            "--crashes {} would leave keys without any replica: at most R - 1 = {} \
+             storage nodes may crash",
+            self.crashes,
+            self.replication_factor - 1
+        );
+        ensure!(
+            self.workers > 0 || self.chain_clients == 0,
+            "chain clients need at least one worker"
+        );
+        Ok(())
+    }
+
+    /// How long the whole run may take before the watchdog stops it: start-up, the
+    /// workload, the slowest operation or chain, convergence, the checks and a
+    /// margin.
+    pub fn watchdog(&self) -> Duration {
+        Duration::from_secs(180)
+            + self.duration
+            + self.op_deadline.max(self.chain_deadline)
+            + self.convergence_limit
+            + self.check_budget * 2
+    }
+}
+
+/// Runs the suite; returns the report and the history. The report says whether the
+/// checkers held; an `Err` means the run itself could not be carried out (the
+/// cluster did not start, the watchdog fired, …).
+pub async fn run(config: SuiteConfig) -> anyhow::Result<(Report, Vec<Operation>)> {
+    config.validate()?;
+    let limit = config.watchdog();
+    let phase = Arc::new(std::sync::Mutex::new("starting"));
+    match tokio::time::timeout(limit, run_inner(config, phase.clone())).await {
+        Ok(result) => result,
+        Err(_) => {
+            let phase = phase.lock().map(|p| *p).unwrap_or("unknown");
+            bail!("watchdog: the run did not finish within {limit:?} (stuck while {phase})")
+        }
+    }
+}
+
+type Phase = Arc<std::sync::Mutex<&'static str>>;
+
+fn enter(phase: &Phase, name: &'static str) {
+    tracing::info!("faults: {name}");
+    if let Ok(mut current) = phase.lock() {
+        *current = name;
+    }
+}
+
+async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report, Vec<Operation>)> {
+    let started = Instant::now();
+    let mut seeds = StdRng::seed_from_u64(config.seed);
+
+    enter(&phase, "starting the storage nodes");
+    let mut cluster = LocalCluster::start(
+        &config.binary,
+        ClusterSpec {
+            nodes: config.nodes,
+            replication_factor: config.replication_factor,
+            max_versions: config.max_versions,
+            write_acks: config.write_acks,
+            gossip_delays_ms: Vec::new(),
+            anti_entropy_interval_ms: u64::try_from(config.anti_entropy_interval.as_millis())
+                .unwrap_or(u64::MAX),
+            env: Vec::new(),
+        },
+    )
+    .await
+    .context("cannot start the storage nodes")?;
+    let scheduler = if config.chain_clients > 0 {
+        enter(&phase, "starting the scheduler and workers");
+        cluster
+            .start_compute(
+                &config.binary,
+                ComputeSpec {
+                    workers: config.workers,
+                    ..ComputeSpec::default()
+                },
+            )
+            .await
+            .context("cannot start the scheduler and workers")?;
+        let url = cluster.scheduler_url()?;
+        let scheduler = SchedulerClient::new(
+            lazy_channel(url, Duration::from_secs(20))
+                .with_context(|| format!("bad scheduler URL {url}"))?,
+        );
+        enter(&phase, "warming up the workers");
+        let completed =
+            chains::warm_up(scheduler.clone(), 2 * config.workers, config.chain_deadline).await;
+        tracing::info!(completed, "faults: warm-up executions completed");
+        Some(scheduler)
+    } else {
+        None
+    };
+    let membership = cluster.membership().clone();
+    let all_nodes: Vec<String> = cluster.ids().collect();
+    let client_config = |deadline| ClientConfig {
+        replication_factor: config.replication_factor,
+        deadline,
+        ..ClientConfig::default()
+    };
+    let new_client = |deadline| {
+        StorageClient::new(membership.clone(), client_config(deadline))
+            .context("cannot build a storage client")
+    };
+
+    enter(&phase, "running the workload and the nemesis");
+    let clock = RunClock::start();
+    let keys = Arc::new(workload::storage_keys(config.keys));
+    let storage_workload = StorageWorkload {
+        keys: keys.clone(),
+        duration: config.duration,
+        op_deadline: config.op_deadline,
+        max_think: Duration::from_millis(4),
+        error_backoff: Duration::from_millis(20),
+    };
+    let mut tasks: JoinSet<Vec<Operation>> = JoinSet::new();
+    for i in 0..config.clients {
+        let client = new_client(config.op_deadline)?;
+        let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        tasks.spawn(workload::run_storage_client(
+            id,
+            client,
+            storage_workload.clone(),
+            clock,
+            seeds.next_u64(),
+        ));
+    }
+    if let Some(scheduler) = &scheduler {
+        let chain_workload = ChainWorkload {
+            keys: chains::chain_keys(config.keys),
+            duration: config.duration,
+            chain_deadline: config.chain_deadline,
+            pause: Duration::from_millis(20),
+        };
+        for i in 0..config.chain_clients {
+            let id = u32::try_from(1000 + i).unwrap_or(u32::MAX);
+            tasks.spawn(chains::run_chain_client(
+                id,
+                scheduler.clone(),
+                chain_workload.clone(),
+                clock,
+                seeds.next_u64(),
+            ));
+        }
+    }
+    let cluster = Arc::new(Mutex::new(cluster));
+    let crash_times = nemesis::crash_times(config.duration, config.crashes, &mut seeds);
+    let nemesis_task = tokio::spawn(nemesis::run_nemesis(
+        cluster.clone(),
+        new_client(Duration::from_secs(1))?,
+        crash_times,
+        clock,
+        seeds.next_u64(),
+    ));
+    let mut history = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        history.extend(joined.context("a client task panicked")?);
+    }
+    let crashes = nemesis_task.await.context("the nemesis task panicked")?;
+    history.sort_by_key(|op| (op.invoked_ns, op.client));
+    for (id, op) in history.iter_mut().enumerate() {
+        op.id = id as u64;
+    }
+    if let Some(path) = &config.history_path {
+        write_history(path, &history)?;
+    }
+
+    enter(&phase, "waiting for the cluster to converge");
+    let dead: HashSet<&str> = crashes.iter().map(|c| c.node.as_str()).collect();
+    let live: Vec<String> = all_nodes
+        .iter()
+        .filter(|n| !dead.contains(n.as_str()))
+        .cloned()
+        .collect();
+    let reader = new_client(Duration::from_secs(5))?;
+    let (snapshot, converged, convergence) = lost_writes::wait_for_convergence(
+        &reader,
+        &live,
+        config.anti_entropy_interval * 4,
+        config.convergence_limit,
+    )
+    .await;
+    // Everything the checkers need is recorded: stop every process now, so the
+    // checks have the machine to themselves.
+    drop(cluster);
+
+    enter(&phase, "checking");
+    let acked = acknowledged_writes(&history);
+    let mut lost = lost_writes::count_lost(&acked, &snapshot, config.max_versions);
+    lost.converged = converged;
+    lost.convergence_ms = u64::try_from(convergence.as_millis()).unwrap_or(u64::MAX);
+    let lost_ops: HashSet<u64> = if config.write_acks == 1 {
+        // Every lost write, not just the examples the report keeps.
+        lost_writes::all_lost(&acked, &snapshot, config.max_versions)
+            .into_iter()
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    let linearizability = check_linearizability(&history, &keys, &lost_ops, &config).await?;
+    let mut report = Report {
+        settings: RunSettings {
+            nodes: config.nodes,
+            replication_factor: config.replication_factor,
+            write_acks: config.write_acks,
+            max_versions: config.max_versions,
+            workers: if config.chain_clients > 0 {
+                config.workers
+            } else {
+                0
+            },
+            clients: config.clients,
+            chain_clients: config.chain_clients,
+            keys: config.keys,
+            duration_ms: u64::try_from(config.duration.as_millis()).unwrap_or(u64::MAX),
+            crashes: config.crashes,
+            seed: config.seed,
+        },
+        operations: HistoryCounts::of(&history),
+        crashes,
+        lost_writes: lost,
+        linearizability,
+        chains: ChainReport::of(&history),
+        checks: Vec::new(),
+        passed: false,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    report.judge();
+    Ok((report, history))
+}
+
+/// Every acknowledged write of the history: storage writes and successful CAS, and
+/// the writes of completed write-then-read chains.
+fn acknowledged_writes(history: &[Operation]) -> Vec<AckedWrite> {
+    history
+        .iter()
+        .filter_map(|op| {
+            if let Some((value, version)) = op.acknowledged_write() {
+                return Some(AckedWrite {
+                    op: op.id,
+                    key: op.key.clone(),
+                    value: value.to_string(),
+                    version,
+                    acked_ns: op.completed_ns,
+                });
+            }
+            chains::acknowledged_chain_write(op).map(|(key, value, version)| AckedWrite {
+                op: op.id,
+                key,
+                value,
+                version,
+                acked_ns: op.completed_ns,
+            })
+        })
+        .collect()
+}
+
+/// The register history of one key: its writes and CAS, definite failures left out
+/// (they did not execute), unknown outcomes with no return time. Reads are left out
+/// on purpose: SPEC §2.2 lets any replica serve a read, so a read may be stale, and
+/// only writes and CAS are promised a total order. Operations in `as_unknown` (lost
+/// writes, with `--write-acks 1`) are treated as of unknown outcome.
+fn register_events(
+    history: &[Operation],
+    key: &str,
+    as_unknown: &HashSet<u64>,
+) -> Vec<RegisterEvent> {
+    history
+        .iter()
+        .filter(|op| op.key == key)
+        .filter_map(|op| {
+            let unknown = op.is_unknown() || as_unknown.contains(&op.id);
+            let returned = (!unknown).then_some(op.completed_ns);
+            let register_op = match (&op.kind, &op.result) {
+                (_, OpResult::Failed { .. }) => return None,
+                (OpKind::Write { value }, _) => RegisterOp::Write {
+                    value: value.clone(),
+                },
+                (OpKind::Cas { old, new }, result) => RegisterOp::Cas {
+                    old: old.clone(),
+                    new: new.clone(),
+                    outcome: match result {
+                        _ if unknown => CasOutcome::Unknown,
+                        OpResult::Written { .. } => CasOutcome::Swapped,
+                        _ => CasOutcome::NotSwapped,
+                    },
+                },
+                _ => return None,
+            };
+            Some(RegisterEvent {
+                id: op.id,
+                invoked: op.invoked_ns,
+                returned,
+                op: register_op,
+            })
+        })
+        .collect()
+}
+
+/// Checker (2), key by key, on blocking threads (the search is CPU-bound).
+async fn check_linearizability(
+    history: &[Operation],
+    keys: &[String],
+    lost_ops: &HashSet<u64>,
+    config: &SuiteConfig,
+) -> anyhow::Result<LinearizabilityReport> {
+    let per_key = config.check_budget / u32::try_from(keys.len().max(1)).unwrap_or(u32::MAX);
+    let limits = SearchLimits {
+        max_time: per_key.max(Duration::from_secs(1)),
+        ..SearchLimits::default()
+    };
+    let no_adjustment = HashSet::new();
+    let mut report = LinearizabilityReport::default();
+    for key in keys {
+        let events = register_events(history, key, &no_adjustment);
+        let lost_here: BTreeSet<u64> = events
+            .iter()
+            .map(|e| e.id)
+            .filter(|id| lost_ops.contains(id))
+            .collect();
+        let adjusted = (!lost_here.is_empty()).then(|| register_events(history, key, lost_ops));
+        let unknown = events.iter().filter(|e| e.returned.is_none()).count();
+        let operations = events.len();
+        let started = Instant::now();
+        let (verdict, adjusted_verdict) = tokio::task::spawn_blocking(move || {
+            let verdict = check_register(&events, limits);
+            let adjusted_verdict = match adjusted {
+                Some(adjusted) if verdict.is_violation() => Some(check_register(&adjusted, limits)),
+                _ => None,
+            };
+            (verdict, adjusted_verdict)
+        })
+        .await
+        .context("the linearizability checker panicked")?;
+        if let Verdict::NotLinearizable { blocked_op, .. } = &verdict {
+            tracing::warn!(%key, blocked_op, "faults: history not linearizable");
+        }
+        report.keys.push(KeyLinearizability {
+            key: key.clone(),
+            operations,
+            unknown,
+            verdict,
+            verdict_allowing_lost_writes: adjusted_verdict,
+            check_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+    Ok(report)
+}
+
+/// Writes the history as JSON lines, one operation per line.
+fn write_history(path: &Path, history: &[Operation]) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create the history file {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for op in history {
+        serde_json::to_writer(&mut out, op)
+            .with_context(|| format!("cannot write the history to {}", path.display()))?;
+        out.write_all(b"\n")
+            .with_context(|| format!("cannot write the history to {}", path.display()))?;
+    }
+    out.flush()
+        .with_context(|| format!("cannot write the history to {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dida_core::Version;
+
+    fn op(id: u64, kind: OpKind, result: OpResult) -> Operation {
+        Operation {
+            id,
+            client: 1,
+            key: "k0".into(),
+            kind,
+            invoked_ns: id * 10,
+            completed_ns: id * 10 + 5,
+            result,
+        }
+    }
+
+    #[test]
+    fn register_events_skip_reads_and_definite_failures() {
+        let history = vec![
+            op(
+                0,
+                OpKind::Write { value: "a".into() },
+                OpResult::Written {
+                    version: Version::new(1, 1),
+                },
+            ),
+            op(
+                1,
+                OpKind::Write { value: "b".into() },
+                OpResult::Failed {
+                    error: "refused".into(),
+                },
+            ),
+            op(
+                2,
+                OpKind::Read,
+                OpResult::ReadValue {
+                    value: Some("a".into()),
+                    version: Some(Version::new(1, 1)),
+                },
+            ),
+            op(
+                3,
+                OpKind::Cas {
+                    old: "a".into(),
+                    new: "c".into(),
+                },
+                OpResult::Unknown {
+                    error: "timeout".into(),
+                },
+            ),
+            op(
+                4,
+                OpKind::Cas {
+                    old: "x".into(),
+                    new: "d".into(),
+                },
+                OpResult::CasFailed,
+            ),
+        ];
+        let events = register_events(&history, "k0", &HashSet::new());
+        let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [0, 3, 4]);
+        assert_eq!(events[1].returned, None);
+        assert!(matches!(
+            events[1].op,
+            RegisterOp::Cas {
+                outcome: CasOutcome::Unknown,
+                ..
+            }
+        ));
+        assert!(matches!(
+            events[2].op,
+            RegisterOp::Cas {
+                outcome: CasOutcome::NotSwapped,
+                ..
+            }
+        ));
+        // A lost write is treated as unknown when asked.
+        let events = register_events(&history, "k0", &HashSet::from([0]));
+        assert_eq!(events[0].returned, None);
+    }
+
+    #[test]
+    fn settings_beyond_the_replication_factor_are_refused() {
+        let mut config = SuiteConfig::new(PathBuf::from("dida"));
+        assert!(config.validate().is_ok());
+        config.crashes = 3;
+        assert!(config.validate().is_err());
+        config.crashes = 1;
+        config.write_acks = 4;
+        assert!(config.validate().is_err());
+        config.write_acks = 0;
+        assert!(config.validate().is_err());
+    }
+}
