@@ -4,6 +4,7 @@
 //! its flags into the role's configuration and runs it.
 
 mod client;
+mod faults;
 mod kv;
 mod logging;
 mod scheduler;
@@ -38,6 +39,8 @@ enum Command {
     Kv(kv::KvArgs),
     /// Measure the platform against a transport baseline.
     Bench(dida_bench::BenchArgs),
+    /// Run the fault-injection suite: a workload while storage nodes are SIGKILLed.
+    Faults(faults::FaultsArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
     let default_log = match cli.command {
         Command::Storage(_) | Command::Worker(_) | Command::Scheduler(_) => "info",
         Command::Kv(_) | Command::Bench(_) | Command::Run(_) | Command::Status(_) => "warn",
+        Command::Faults(_) => "warn,dida_faults=info",
     };
     logging::init(default_log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
             Command::Status(args) => client::status(args).await,
             Command::Kv(args) => kv::run(args).await,
             Command::Bench(args) => dida_bench::run(args).await,
+            Command::Faults(args) => faults::run(args).await,
         }
     });
     match result {

@@ -1,0 +1,96 @@
+//! `dida faults`: the fault-injection suite (crate `dida-faults`) from the command
+//! line. It starts its own local cluster of this same binary, so one command runs it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use dida_faults::SuiteConfig;
+use dida_local_cluster::current_dida;
+
+/// Flags of `dida faults`.
+#[derive(Debug, Args)]
+pub struct FaultsArgs {
+    /// Seconds the workload runs (fractions allowed).
+    #[arg(long, default_value = "20", value_parser = parse_seconds)]
+    duration: Duration,
+    /// Concurrent storage clients (writes, CAS, reads).
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Concurrent chain clients (executions through the scheduler); 0 for none.
+    #[arg(long, default_value_t = 2)]
+    chain_clients: usize,
+    /// Keys the storage clients share (few keys: more contention).
+    #[arg(long, default_value_t = 5)]
+    keys: usize,
+    /// `--write-acks` of the storage nodes: 1 is the course's mode, where a crash may
+    /// lose acknowledged writes; with 2 or more none may be lost.
+    #[arg(long, default_value_t = 2)]
+    write_acks: usize,
+    /// Storage nodes SIGKILLed during the run, one at a time (at most R - 1 = 2).
+    #[arg(long, default_value_t = 2)]
+    crashes: usize,
+    /// Seed of every random choice (operations, keys, crash moments, victims); by
+    /// default one is drawn and printed, so a run can be repeated.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print the report as one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Also write the whole history to this file, one JSON operation per line.
+    #[arg(long)]
+    history: Option<PathBuf>,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(format!(
+            "the duration must be from 0 to 86400 seconds, not {text}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Runs `dida faults`: prints the report, and fails when a checker that must hold
+/// did not.
+pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
+    let binary = current_dida()?;
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    let mut config = SuiteConfig::new(binary);
+    config.duration = args.duration;
+    config.clients = args.clients;
+    config.chain_clients = args.chain_clients;
+    config.keys = args.keys;
+    config.write_acks = args.write_acks;
+    config.crashes = args.crashes;
+    config.seed = seed;
+    config.history_path = args.history;
+    tracing::info!(seed, "faults: starting (repeat with --seed {seed})");
+    let (report, _history) = dida_faults::run(config)
+        .await
+        .context("the fault-injection run could not be carried out")?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    if !report.passed {
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| c.status == dida_faults::report::CheckStatus::Failed)
+            .map(|c| c.name.as_str())
+            .collect();
+        bail!("checks failed: {}", failed.join("; "));
+    }
+    Ok(())
+}

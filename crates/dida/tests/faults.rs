@@ -1,0 +1,243 @@
+//! `dida faults` as a user runs it: the fault-injection suite in short form.
+//!
+//! The tests run by default assert only what must hold whatever the state of crash
+//! takeover in the storage nodes (SPEC §2.5): every operation is recorded with a
+//! result, the crash really killed a node, no acknowledged write is lost with
+//! `--write-acks 2` and one crash, each key's history is linearizable, and no chain
+//! hangs. The `#[ignore]`d tests assert what needs the next replica to take over as
+//! primary (and re-replicate) after a crash; run them with
+//! `cargo test -p dida --test faults -- --ignored`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use dida_faults::history::{OpKind, OpResult, Operation};
+use dida_faults::report::CheckStatus;
+use dida_faults::Report;
+
+fn dida() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_dida"))
+}
+
+/// Runs `dida faults --json --history FILE ARGS…`; returns the process output, the
+/// report and the history.
+fn faults(args: &[&str]) -> (Output, Report, Vec<Operation>) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let history_path = dir.path().join("history.jsonl");
+    let output = Command::new(dida())
+        .args(["faults", "--json", "--history"])
+        .arg(&history_path)
+        .args(args)
+        .output()
+        .expect("run dida faults");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Report = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}); stdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let history = std::fs::read_to_string(&history_path)
+        .expect("history file")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("history line"))
+        .collect();
+    (output, report, history)
+}
+
+fn check_status(report: &Report, prefix: &str) -> CheckStatus {
+    report
+        .checks
+        .iter()
+        .find(|c| c.name.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no check {prefix} in {:#?}", report.checks))
+        .status
+}
+
+fn is_storage_write(op: &Operation) -> bool {
+    matches!(op.kind, OpKind::Write { .. } | OpKind::Cas { .. })
+}
+
+#[test]
+fn a_short_run_with_one_crash_records_everything_and_its_checkers_hold() {
+    let (output, report, history) = faults(&[
+        "--duration",
+        "4",
+        "--crashes",
+        "1",
+        "--write-acks",
+        "2",
+        "--clients",
+        "4",
+        "--keys",
+        "3",
+        "--seed",
+        "7",
+    ]);
+    let text = format!(
+        "{report:#?}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The crash happened and really killed a storage process.
+    assert_eq!(report.crashes.len(), 1, "{text}");
+    assert!(report.crashes[0].confirmed_dead, "{text}");
+    assert!(report.lost_writes.live_nodes.len() == 4, "{text}");
+    assert!(!report
+        .lost_writes
+        .live_nodes
+        .contains(&report.crashes[0].node));
+
+    // Every operation is in the history, with a result and sane times.
+    let counts = &report.operations;
+    assert!(counts.attempted > 0 && counts.acknowledged > 0, "{text}");
+    assert_eq!(counts.without_result, 0, "{text}");
+    assert_eq!(
+        history.len() as u64,
+        counts.attempted + counts.chains,
+        "{text}"
+    );
+    for op in &history {
+        assert!(op.completed_ns >= op.invoked_ns, "{op:?}");
+    }
+
+    // (1) with --write-acks 2 and one crash, no acknowledged write is lost.
+    assert!(report.lost_writes.acknowledged >= counts.acknowledged);
+    assert_eq!(report.lost_writes.lost, 0, "{text}");
+    assert_eq!(check_status(&report, "(1)"), CheckStatus::Passed, "{text}");
+
+    // (2) every key's history of writes and CAS is linearizable.
+    assert_eq!(report.linearizability.keys.len(), 3, "{text}");
+    assert_eq!(report.linearizability.summary(), "linearizable", "{text}");
+
+    // (3) chains ran, and none hung or read inconsistently.
+    assert!(report.chains.submitted > 0, "{text}");
+    assert_eq!(report.chains.hung, 0, "{text}");
+    assert_eq!(report.chains.inconsistent, 0, "{text}");
+
+    assert!(report.passed, "{text}");
+    assert!(output.status.success(), "{text}");
+}
+
+#[test]
+fn the_course_mode_reports_lost_writes_without_failing_on_them() {
+    let (output, report, _history) = faults(&[
+        "--duration",
+        "3",
+        "--crashes",
+        "1",
+        "--write-acks",
+        "1",
+        "--chain-clients",
+        "0",
+        "--seed",
+        "11",
+    ]);
+    let text = format!(
+        "{report:#?}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lost = &report.lost_writes;
+    assert_eq!(
+        lost.held + lost.discarded_by_max_versions + lost.lost,
+        lost.acknowledged,
+        "{text}"
+    );
+    // (4) is reported, never a failure; (1) does not apply.
+    assert_eq!(
+        check_status(&report, "(4)"),
+        CheckStatus::Reported,
+        "{text}"
+    );
+    assert!(!report.checks.iter().any(|c| c.name.starts_with("(1)")));
+    assert_eq!(report.chains.submitted, 0);
+    assert_eq!(report.settings.workers, 0);
+    assert!(output.status.success(), "{text}");
+}
+
+#[test]
+fn more_crashes_than_the_replication_factor_allows_are_refused() {
+    let output = Command::new(dida())
+        .args(["faults", "--crashes", "3"])
+        .output()
+        .expect("run dida faults");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at most R - 1 = 2"), "{stderr}");
+}
+
+/// Depends on the storage takeover work (SPEC §2.5): until the next replica takes
+/// over as primary, writes to the keys the killed node led fail for good.
+#[test]
+#[ignore = "needs primary takeover after a crash (storage work of SPEC §2.5)"]
+fn writes_succeed_after_the_crash_once_the_next_replica_takes_over() {
+    let (output, report, history) = faults(&[
+        "--duration",
+        "20",
+        "--crashes",
+        "1",
+        "--write-acks",
+        "2",
+        "--chain-clients",
+        "0",
+        "--keys",
+        "5",
+        "--seed",
+        "13",
+    ]);
+    let text = format!(
+        "{report:#?}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    // Give the cluster 3 s to detect the crash and hand the keys over.
+    let settled = report.crashes[0].at_ns + 3_000_000_000;
+    let after: Vec<&Operation> = history
+        .iter()
+        .filter(|op| is_storage_write(op) && op.invoked_ns >= settled)
+        .collect();
+    assert!(!after.is_empty(), "{text}");
+    for op in &after {
+        assert!(
+            !matches!(
+                op.result,
+                OpResult::Failed { .. } | OpResult::Unknown { .. }
+            ),
+            "a write failed well after the crash: {op:?}"
+        );
+    }
+    for key in ["k0", "k1", "k2", "k3", "k4"] {
+        assert!(
+            after
+                .iter()
+                .any(|op| op.key == key && op.acknowledged_write().is_some()),
+            "no write of {key} acknowledged after the crash\n{text}"
+        );
+    }
+}
+
+/// Depends on the storage re-replication work (SPEC §2.5): with two crashes and
+/// `--write-acks 2`, a write held by exactly the two killed nodes is lost unless the
+/// replication factor was restored between the crashes.
+#[test]
+#[ignore = "needs re-replication after a crash (storage work of SPEC §2.5)"]
+fn no_acknowledged_write_is_lost_with_two_crashes_and_write_acks_2() {
+    let (output, report, _history) = faults(&[
+        "--duration",
+        "20",
+        "--crashes",
+        "2",
+        "--write-acks",
+        "2",
+        "--seed",
+        "17",
+    ]);
+    let text = format!(
+        "{report:#?}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(report.crashes.len(), 2, "{text}");
+    assert_eq!(report.lost_writes.lost, 0, "{text}");
+    assert_eq!(report.chains.hung, 0, "{text}");
+    assert!(output.status.success(), "{text}");
+}
