@@ -266,18 +266,20 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     }
     let cluster = Arc::new(Mutex::new(cluster));
     let crash_times = nemesis::crash_times(config.duration, config.crashes, &mut seeds);
-    let nemesis_task = tokio::spawn(nemesis::run_nemesis(
+    let mut nemesis_task = AbortOnDrop(tokio::spawn(nemesis::run_nemesis(
         cluster.clone(),
         new_client(Duration::from_secs(1))?,
         crash_times,
         clock,
         seeds.next_u64(),
-    ));
+    )));
     let mut history = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         history.extend(joined.context("a client task panicked")?);
     }
-    let crashes = nemesis_task.await.context("the nemesis task panicked")?;
+    let crashes = (&mut nemesis_task.0)
+        .await
+        .context("the nemesis task panicked")?;
     history.sort_by_key(|op| (op.invoked_ns, op.client));
     for (id, op) in history.iter_mut().enumerate() {
         op.id = id as u64;
@@ -348,6 +350,16 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     };
     report.judge();
     Ok((report, history))
+}
+
+/// Aborts the task when dropped, so that a run stopped by the watchdog does not leave
+/// the nemesis (and the cluster it holds) running.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Every acknowledged write of the history: storage writes and successful CAS, and
