@@ -49,11 +49,28 @@ impl Ring {
     /// Builds the ring of `ids` with `vnodes` points per node. The replication factor
     /// is capped at the number of nodes; `vnodes` and the factor are at least 1.
     pub fn new<S: AsRef<str>>(ids: &[S], vnodes: u32, replication_factor: usize) -> Self {
+        Self::without(ids, vnodes, replication_factor, |_| false)
+    }
+
+    /// Builds the ring of `ids` without the nodes for which `excluded(index)` holds
+    /// (the nodes known to have crashed). Node indices still refer to `ids`, and the
+    /// surviving nodes keep their points, so a key's preference list is exactly the
+    /// first `replication_factor` distinct *live* nodes clockwise from it (SPEC §2.3):
+    /// a key whose primary crashed is led by its next replica, and the next live node
+    /// on the ring becomes a replica. The factor is capped at the number of live nodes.
+    pub fn without<S: AsRef<str>>(
+        ids: &[S],
+        vnodes: u32,
+        replication_factor: usize,
+        excluded: impl Fn(usize) -> bool,
+    ) -> Self {
         let vnodes = vnodes.max(1);
-        let replication_factor = replication_factor.clamp(1, ids.len().max(1));
+        let live = (0..ids.len()).filter(|&node| !excluded(node)).count();
+        let replication_factor = replication_factor.clamp(1, live.max(1));
         let mut points: Vec<(u64, usize)> = ids
             .iter()
             .enumerate()
+            .filter(|(node, _)| !excluded(*node))
             .flat_map(|(node, id)| (0..vnodes).map(move |i| (vnode_hash(id.as_ref(), i), node)))
             .collect();
         points.sort_unstable();
@@ -289,5 +306,28 @@ mod tests {
         values
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+    }
+
+    #[test]
+    fn excluding_a_node_promotes_the_next_live_replicas_only() {
+        let ids = ["s1", "s2", "s3", "s4", "s5"];
+        let full = Ring::new(&ids, 64, 3);
+        let without_s2 = Ring::without(&ids, 64, 3, |node| node == 1);
+        assert_ne!(full.fingerprint(), without_s2.fingerprint());
+        for i in 0..2000 {
+            let key = format!("key-{i}");
+            let before = full.replicas(&key);
+            let after = without_s2.replicas(&key);
+            assert!(!after.contains(&1), "a crashed node is never a replica");
+            assert_eq!(after.len(), 3);
+            // The surviving replicas keep their order; a new one is appended.
+            let survivors: Vec<usize> = before.iter().copied().filter(|&n| n != 1).collect();
+            assert_eq!(&after[..survivors.len()], survivors.as_slice(), "{key}");
+            if !before.contains(&1) {
+                assert_eq!(before, after, "keys the crash does not touch stay put");
+            }
+        }
+        let two_left = Ring::without(&ids, 64, 3, |node| node >= 2);
+        assert_eq!(two_left.replication_factor(), 2, "capped at the live nodes");
     }
 }

@@ -79,6 +79,7 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
             replication_factor: args.replication_factor,
             vnodes: args.vnodes,
             deadline: Duration::from_millis(args.deadline),
+            ..ClientConfig::default()
         },
     )?;
     let out = Printer { json: args.json };

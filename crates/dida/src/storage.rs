@@ -44,6 +44,15 @@ pub struct StorageArgs {
     /// Milliseconds a write waits for --write-acks replicas before failing.
     #[arg(long, default_value_t = 5000)]
     ack_timeout: u64,
+    /// Milliseconds between two probe rounds of the crash detector.
+    #[arg(long, default_value_t = 250)]
+    probe_interval: u64,
+    /// Milliseconds a probe of a peer (direct or indirect) may take.
+    #[arg(long, default_value_t = 500)]
+    probe_timeout: u64,
+    /// Milliseconds a peer nobody reaches stays suspected before it is declared failed.
+    #[arg(long, default_value_t = 1500)]
+    suspicion_timeout: u64,
 }
 
 impl StorageArgs {
@@ -75,6 +84,9 @@ impl StorageArgs {
         config.anti_entropy_interval = Duration::from_millis(self.anti_entropy_interval);
         config.rpc_deadline = Duration::from_millis(self.rpc_deadline);
         config.ack_timeout = Duration::from_millis(self.ack_timeout);
+        config.probe_interval = Duration::from_millis(self.probe_interval);
+        config.probe_timeout = Duration::from_millis(self.probe_timeout);
+        config.suspicion_timeout = Duration::from_millis(self.suspicion_timeout);
         config.validate()?;
         Ok(config)
     }

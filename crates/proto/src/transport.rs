@@ -25,3 +25,28 @@ pub fn lazy_channel(url: &str, deadline: Duration) -> Result<Channel, tonic::tra
         .keep_alive_timeout(deadline)
         .connect_lazy())
 }
+
+/// Whether a failed call never reached its server: the connection could not be made
+/// (refused, no route, connect timeout). Such a call certainly had no effect, so a
+/// write may be retried elsewhere without risk of applying it twice; any other
+/// failure (a reset or a deadline mid-call) leaves the outcome unknown.
+pub fn is_connect_failure(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable
+            ) {
+                return true;
+            }
+        }
+        // hyper-util reports connect failures as `ConnectError("tcp connect error", …)`.
+        if error.to_string().contains("connect error") {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}

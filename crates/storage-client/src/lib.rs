@@ -7,10 +7,21 @@
 //! one fails). Every call has a deadline; a node that does not answer yields a
 //! [`ClientError`] naming it, never a hang.
 //!
+//! **Crashes (SPEC §2.5).** The client keeps a view of the storage nodes known to have
+//! crashed and routes by the ring of the live ones, as the nodes do. When a call fails
+//! it asks a live node for its view ([`StorageClient::refresh_view`]): reads go on
+//! to the next replica at once; a write or conditional update that certainly had no
+//! effect (its primary refused the connection, or a node answered `ABORTED` because
+//! the crash is not yet detected everywhere) is retried, with backoff, at the key's
+//! new primary until `failover_deadline`. A write whose outcome is unknown (a timeout
+//! or a reset mid-call) is never retried: it could apply twice.
+//!
 //! Workers use this library for their operators' storage calls, and `dida kv` is a
 //! thin command-line shell around it.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use dida_core::limits::{check_key, check_value};
@@ -19,7 +30,7 @@ use dida_proto::convert::{record_from_wire, version_from_wire, version_to_wire};
 use dida_proto::storage::storage_client::StorageClient as GrpcClient;
 use dida_proto::storage::{
     ListRecordsRequest, PingRequest, ReadReply, ReadRequest, StatusReply, StatusRequest,
-    UpdateIfValueIsRequest, WriteRequest,
+    UpdateIfValueIsRequest, ViewRequest, WriteRequest,
 };
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
 use tonic::transport::Channel;
@@ -34,6 +45,9 @@ pub struct ClientConfig {
     pub vnodes: u32,
     /// Deadline of every call (connecting included).
     pub deadline: Duration,
+    /// How long a write or conditional update whose primary crashed is retried at
+    /// the next primary, waiting for the crash to be detected.
+    pub failover_deadline: Duration,
 }
 
 impl Default for ClientConfig {
@@ -42,6 +56,7 @@ impl Default for ClientConfig {
             replication_factor: 3,
             vnodes: 128,
             deadline: Duration::from_secs(5),
+            failover_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -112,11 +127,17 @@ pub struct ReplicaRead {
 #[derive(Debug)]
 pub struct StorageClient {
     membership: Membership,
-    ring: Ring,
+    config: ClientConfig,
+    /// Nodes known to have crashed, and the ring of the others.
+    view: RwLock<(BTreeSet<usize>, Arc<Ring>)>,
     nodes: Vec<GrpcClient<Channel>>,
-    deadline: Duration,
     next_read: AtomicUsize,
 }
+
+/// First pause between two attempts of a write during a failover.
+const FAILOVER_FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// Longest pause between two attempts of a write during a failover.
+const FAILOVER_MAX_PAUSE: Duration = Duration::from_millis(500);
 
 impl StorageClient {
     /// A client for the cluster `membership`. No connection is made until a call needs
@@ -139,11 +160,95 @@ impl StorageClient {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             membership,
-            ring,
+            config,
+            view: RwLock::new((BTreeSet::new(), Arc::new(ring))),
             nodes,
-            deadline: config.deadline,
             next_read: AtomicUsize::new(0),
         })
+    }
+
+    /// The ring of the nodes this client believes alive.
+    fn ring(&self) -> Arc<Ring> {
+        self.view.read().expect("view lock poisoned").1.clone()
+    }
+
+    /// Ids of the storage nodes this client knows to have crashed.
+    pub fn failed(&self) -> Vec<String> {
+        let view = self.view.read().expect("view lock poisoned");
+        view.0
+            .iter()
+            .map(|&n| self.membership.members()[n].id.clone())
+            .collect()
+    }
+
+    /// Asks the nodes believed alive, in turn, which nodes have crashed, and adopts
+    /// the first answer (views only grow: crashed nodes never return). Returns true
+    /// if the view changed. Workers call it periodically; every client calls it when
+    /// a call fails.
+    pub async fn refresh_view(&self) -> bool {
+        let candidates: Vec<usize> = {
+            let view = self.view.read().expect("view lock poisoned");
+            (0..self.nodes.len())
+                .filter(|n| !view.0.contains(n))
+                .collect()
+        };
+        for node in candidates {
+            let Ok(reply) = self.nodes[node].clone().view(ViewRequest {}).await else {
+                continue;
+            };
+            let failed: Vec<usize> = reply
+                .into_inner()
+                .failed
+                .iter()
+                .filter_map(|id| self.membership.index_of(id).ok())
+                .collect();
+            return self.learn_failed(failed);
+        }
+        false
+    }
+
+    /// Adds `failed` to the view; true if it changed.
+    fn learn_failed(&self, failed: Vec<usize>) -> bool {
+        let mut view = self.view.write().expect("view lock poisoned");
+        let before = view.0.len();
+        view.0.extend(failed);
+        if view.0.len() == before {
+            return false;
+        }
+        let ids: Vec<&str> = self.membership.ids().collect();
+        let excluded = view.0.clone();
+        view.1 = Arc::new(Ring::without(
+            &ids,
+            self.config.vnodes,
+            self.config.replication_factor,
+            |n| excluded.contains(&n),
+        ));
+        true
+    }
+
+    /// Runs `attempt` against the current primary of `key`, retrying at the new
+    /// primary while a crash is being detected (see the crate documentation).
+    async fn at_primary<T, F, Fut>(&self, key: &str, mut attempt: F) -> Result<T, ClientError>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.config.failover_deadline;
+        let mut pause = FAILOVER_FIRST_PAUSE;
+        loop {
+            let primary = self.ring().primary(key);
+            match attempt(primary).await {
+                Err(error) if never_applied(&error) => {
+                    if tokio::time::Instant::now() + pause > deadline {
+                        return Err(error);
+                    }
+                    self.refresh_view().await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(FAILOVER_MAX_PAUSE);
+                }
+                result => return result,
+            }
+        }
     }
 
     /// The cluster this client talks to.
@@ -151,18 +256,18 @@ impl StorageClient {
         &self.membership
     }
 
-    /// Ids of the replicas of `key`, primary first.
+    /// Ids of the replicas of `key` among the nodes believed alive, primary first.
     pub fn replicas(&self, key: &str) -> Vec<&str> {
-        self.ring
+        self.ring()
             .replicas(key)
             .iter()
             .map(|&n| self.membership.members()[n].id.as_str())
             .collect()
     }
 
-    /// Id of the primary of `key`.
+    /// Id of the primary of `key` among the nodes believed alive.
     pub fn primary(&self, key: &str) -> &str {
-        &self.membership.members()[self.ring.primary(key)].id
+        &self.membership.members()[self.ring().primary(key)].id
     }
 
     /// Reads the newest version of `key` (or exactly `version`) from one of its
@@ -184,14 +289,22 @@ impl StorageClient {
         version: Option<Version>,
     ) -> Result<(String, Option<Record>), ClientError> {
         check_key(key).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let replicas = self.ring.replicas(key);
-        let start = self.next_read.fetch_add(1, Ordering::Relaxed);
         let mut last_error = None;
-        for offset in 0..replicas.len() {
-            let node = replicas[(start + offset) % replicas.len()];
-            match self.read_at(node, key, version).await {
-                Ok(record) => return Ok(record),
-                Err(error) => last_error = Some(error),
+        // A second pass, after refreshing the view, reaches the replicas that took
+        // over from crashed ones.
+        for _pass in 0..2 {
+            let ring = self.ring();
+            let replicas = ring.replicas(key);
+            let start = self.next_read.fetch_add(1, Ordering::Relaxed);
+            for offset in 0..replicas.len() {
+                let node = replicas[(start + offset) % replicas.len()];
+                match self.read_at(node, key, version).await {
+                    Ok(record) => return Ok(record),
+                    Err(error) => last_error = Some(error),
+                }
+            }
+            if !self.refresh_view().await {
+                break;
             }
         }
         Err(last_error.expect("every key has a replica"))
@@ -274,9 +387,11 @@ impl StorageClient {
             .into_inner())
     }
 
-    /// Writes `value` to `key` through its primary; returns the new version.
+    /// Writes `value` to `key` through its primary; returns the new version. If the
+    /// primary crashed, the write goes to the next primary once the crash is detected.
     pub async fn write(&self, key: &str, value: &str) -> Result<Version, ClientError> {
-        self.write_at(self.ring.primary(key), key, value).await
+        self.at_primary(key, |primary| self.write_at(primary, key, value))
+            .await
     }
 
     /// Sends a write to the named node, which forwards it to the primary if needed.
@@ -323,20 +438,22 @@ impl StorageClient {
             .and_then(|()| check_value(old))
             .and_then(|()| check_value(new))
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let node = self.ring.primary(key);
-        let request = UpdateIfValueIsRequest {
-            key: key.to_string(),
-            old_value: old.to_string(),
-            new_value: new.to_string(),
-            forwarded: false,
-        };
-        let reply = self.nodes[node]
-            .clone()
-            .update_if_value_is(request)
-            .await
-            .map_err(|s| self.call_failed(node, s))?
-            .into_inner();
-        Ok(reply.version.map(version_from_wire))
+        self.at_primary(key, |node| async move {
+            let request = UpdateIfValueIsRequest {
+                key: key.to_string(),
+                old_value: old.to_string(),
+                new_value: new.to_string(),
+                forwarded: false,
+            };
+            let reply = self.nodes[node]
+                .clone()
+                .update_if_value_is(request)
+                .await
+                .map_err(|s| self.call_failed(node, s))?
+                .into_inner();
+            Ok(reply.version.map(version_from_wire))
+        })
+        .await
     }
 
     /// Every record the named node holds.
@@ -387,7 +504,7 @@ impl StorageClient {
             Code::DeadlineExceeded | Code::Cancelled => ClientError::Timeout {
                 node,
                 url,
-                deadline: self.deadline,
+                deadline: self.config.deadline,
             },
             _ if from_transport => ClientError::Unreachable {
                 node,
@@ -407,6 +524,21 @@ impl StorageClient {
             node: self.membership.members()[node].id.clone(),
             message: error.to_string(),
         }
+    }
+}
+
+/// Whether a failed write or conditional update certainly had no effect, so that
+/// sending it again cannot apply it twice: the connection to the node was never made,
+/// or a node answered `ABORTED` (a forward that could not reach the primary, or views
+/// that differ during a failover).
+fn never_applied(error: &ClientError) -> bool {
+    match error {
+        ClientError::Unreachable { message, .. } => {
+            let message = message.to_ascii_lowercase();
+            message.contains("connect error") || message.contains("connection refused")
+        }
+        ClientError::Rejected { code, .. } => *code == Code::Aborted,
+        _ => false,
     }
 }
 

@@ -54,34 +54,64 @@ pub(crate) fn range_digests(
     digests
 }
 
-/// Starts the periodic rounds, visiting the peers that share ranges in turn.
+/// Starts the periodic rounds, visiting the peers that share ranges in turn. The
+/// partners and their shared ranges follow the current view: after a crash the ring
+/// changes, and a change of view starts a round with every partner at once, which is
+/// how a node that just became a replica of a range receives its data (the
+/// replication factor is restored, SPEC §2.5).
 pub(crate) fn spawn(state: Arc<NodeState>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let partners: Vec<(usize, Vec<RangeId>)> = (0..state.ring.node_count())
-            .filter(|&peer| peer != state.me)
-            .map(|peer| (peer, shared_ranges(&state.ring, state.me, peer)))
-            .filter(|(_, ranges)| !ranges.is_empty())
-            .collect();
-        if partners.is_empty() {
-            return;
-        }
         let mut ticker = tokio::time::interval(state.config.anti_entropy_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        for (peer, ranges) in partners.iter().cycle().skip(state.me) {
-            ticker.tick().await;
-            if let Err(status) = round(&state, *peer, ranges).await {
-                debug!(peer = state.id_of(*peer), error = %status.message(), "anti-entropy round failed");
+        let mut turn = state.me;
+        loop {
+            let everyone = tokio::select! {
+                _ = ticker.tick() => false,
+                () = state.view_changed.notified() => true,
+            };
+            if state.is_fenced() {
+                return;
+            }
+            let ring = state.ring();
+            let view = state.view.current();
+            let partners: Vec<(usize, Vec<RangeId>)> = (0..ring.node_count())
+                .filter(|&peer| peer != state.me && !view.failed.contains(&peer))
+                .map(|peer| (peer, shared_ranges(&ring, state.me, peer)))
+                .filter(|(_, ranges)| !ranges.is_empty())
+                .collect();
+            if partners.is_empty() {
+                continue;
+            }
+            let chosen: Vec<&(usize, Vec<RangeId>)> = if everyone {
+                partners.iter().collect()
+            } else {
+                turn = turn.wrapping_add(1);
+                vec![&partners[turn % partners.len()]]
+            };
+            let rounds = chosen
+                .iter()
+                .map(|(peer, ranges)| round(&state, &ring, *peer, ranges));
+            let results = futures::future::join_all(rounds).await;
+            for ((peer, _), result) in chosen.iter().zip(results) {
+                if let Err(status) = result {
+                    debug!(peer = state.id_of(*peer), error = %status.message(), "anti-entropy round failed");
+                }
             }
         }
     })
 }
 
 /// One round with `peer` over the `ranges` both replicate.
-async fn round(state: &NodeState, peer: usize, ranges: &[RangeId]) -> Result<(), tonic::Status> {
-    let digests = range_digests(&state.store, &state.ring, ranges);
+async fn round(
+    state: &NodeState,
+    ring: &Ring,
+    peer: usize,
+    ranges: &[RangeId],
+) -> Result<(), tonic::Status> {
+    let digests = range_digests(&state.store, ring, ranges);
     let request = DigestRequest {
         from: state.id().to_string(),
-        ring_fingerprint: state.ring.fingerprint(),
+        ring_fingerprint: ring.fingerprint(),
         ranges: ranges
             .iter()
             .map(|&range| RangeDigest {
@@ -105,7 +135,7 @@ async fn round(state: &NodeState, peer: usize, ranges: &[RangeId]) -> Result<(),
         &stats.anti_entropy_bytes_received,
         reply.encoded_len() as u64,
     );
-    let repaired = repair(state, peer, reply);
+    let repaired = repair(state, ring, peer, reply);
     ReplicationStats::add(&stats.records_repaired, repaired as u64);
     if repaired > 0 {
         debug!(
@@ -118,7 +148,7 @@ async fn round(state: &NodeState, peer: usize, ranges: &[RangeId]) -> Result<(),
 
 /// Queues for `peer` every version this node holds, in the ranges whose digests
 /// differed, that the peer does not. Returns how many records were queued.
-fn repair(state: &NodeState, peer: usize, reply: DigestReply) -> usize {
+fn repair(state: &NodeState, ring: &Ring, peer: usize, reply: DigestReply) -> usize {
     if reply.mismatched_ranges.is_empty() {
         return 0;
     }
@@ -137,7 +167,7 @@ fn repair(state: &NodeState, peer: usize, reply: DigestReply) -> usize {
     let mut queued = 0;
     for (key, _) in state
         .store
-        .versions_where(|key| mismatched.contains(&state.ring.range_of(key)))
+        .versions_where(|key| mismatched.contains(&ring.range_of(key)))
     {
         let held = theirs.get(&key).map(Vec::as_slice).unwrap_or(&[]);
         // A full replica would drop at once anything older than its oldest version.

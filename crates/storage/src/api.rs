@@ -13,9 +13,10 @@ use dida_proto::convert::{record_to_wire, version_from_wire, version_to_wire};
 use dida_proto::storage::storage_server::Storage;
 use dida_proto::storage::{
     ListRecordsReply, ListRecordsRequest, Member, PingReply, PingRequest, ReadReply, ReadRequest,
-    StatusReply, StatusRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply,
-    WriteRequest,
+    StatusReply, StatusRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, ViewReply,
+    ViewRequest, WriteReply, WriteRequest,
 };
+use dida_proto::transport::is_connect_failure;
 use tonic::{Request, Response, Status};
 
 use crate::state::NodeState;
@@ -31,21 +32,31 @@ fn invalid(error: impl std::fmt::Display) -> Status {
 }
 
 impl StorageApi {
-    /// The error for a request forwarded to a node that is not the key's primary: the
-    /// two nodes were started with different memberships.
+    /// The error for a request forwarded to a node that is not the key's primary.
+    /// Right after a crash this happens while the two nodes' views differ, so it is
+    /// `ABORTED`: nothing was applied and the caller may retry. If it persists, the
+    /// nodes were started with different memberships.
     fn not_primary(&self, key: &str, primary: usize) -> Status {
-        Status::failed_precondition(format!(
+        Status::aborted(format!(
             "node {} received a forwarded request for key {key:?} but is not its primary \
-             ({} is); the nodes disagree on the ring — were they given the same --peers?",
+             ({} is): the nodes' views differ (a crash not yet detected everywhere — retry), \
+             or they were given different --peers; nothing was applied",
             self.state.id(),
             self.state.id_of(primary)
         ))
     }
 
-    /// Wraps a failed call to peer `index` with who it was.
+    /// Wraps a failed call to peer `index` with who it was. A forward that could not
+    /// even connect certainly had no effect: it becomes `ABORTED` (retry once the
+    /// crash is detected), unlike a failure mid-call whose outcome is unknown.
     fn peer_failed(&self, index: usize, what: &str, status: Status) -> Status {
+        let code = if is_connect_failure(&status) {
+            tonic::Code::Aborted
+        } else {
+            status.code()
+        };
         Status::new(
-            status.code(),
+            code,
             format!(
                 "{what} via {} ({}) failed: {}",
                 self.state.id_of(index),
@@ -56,19 +67,61 @@ impl StorageApi {
     }
 }
 
+impl StorageApi {
+    /// Asks the other replicas of the key for the read, returning the first answer
+    /// that holds a record (`None` if none does or none answers).
+    async fn read_elsewhere(
+        &self,
+        request: &ReadRequest,
+        ring: &dida_core::Ring,
+    ) -> Option<ReadReply> {
+        for &replica in ring.replicas(&request.key) {
+            if replica == self.state.me {
+                continue;
+            }
+            let forwarded = ReadRequest {
+                forwarded: true,
+                ..request.clone()
+            };
+            if let Ok(reply) = self.state.peers.storage(replica).read(forwarded).await {
+                let reply = reply.into_inner();
+                if reply.record.is_some() {
+                    return Some(reply);
+                }
+            }
+        }
+        None
+    }
+}
+
 #[tonic::async_trait]
 impl Storage for StorageApi {
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {
+        self.state.check_serving()?;
         let request = request.into_inner();
         check_key(&request.key).map_err(invalid)?;
         let state = &self.state;
-        if request.forwarded || state.replicates(&request.key) {
+        let ring = state.ring();
+        if request.forwarded || ring.replicas(&request.key).contains(&state.me) {
             let version: Option<Version> = request.version.map(version_from_wire);
             let record = state.store.read(&request.key, version);
             let newer_versions_held = match (&record, version) {
                 (None, Some(wanted)) => state.store.newer_versions_held(&request.key, wanted),
                 _ => 0,
             };
+            // A replica that joined the key's preference list after a crash may not
+            // have received the key from anti-entropy yet: rather than answer "no
+            // such key", it asks the key's other replicas.
+            let joined_after_a_crash = !state
+                .view
+                .initial_ring()
+                .replicas(&request.key)
+                .contains(&state.me);
+            if record.is_none() && !request.forwarded && joined_after_a_crash {
+                if let Some(reply) = self.read_elsewhere(&request, &ring).await {
+                    return Ok(Response::new(reply));
+                }
+            }
             return Ok(Response::new(ReadReply {
                 record: record.as_ref().map(record_to_wire),
                 served_by: state.id().to_string(),
@@ -77,7 +130,7 @@ impl Storage for StorageApi {
             }));
         }
         let mut last_error = None;
-        for &replica in state.ring.replicas(&request.key) {
+        for &replica in ring.replicas(&request.key) {
             let forwarded = ReadRequest {
                 forwarded: true,
                 ..request.clone()
@@ -93,11 +146,12 @@ impl Storage for StorageApi {
     }
 
     async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteReply>, Status> {
+        self.state.check_serving()?;
         let request = request.into_inner();
         check_key(&request.key).map_err(invalid)?;
         check_value(&request.value).map_err(invalid)?;
         let state = &self.state;
-        let primary = state.ring.primary(&request.key);
+        let primary = state.ring().primary(&request.key);
         if primary == state.me {
             let record = state.execute_write(&request.key, &request.value).await?;
             return Ok(Response::new(WriteReply {
@@ -124,12 +178,13 @@ impl Storage for StorageApi {
         &self,
         request: Request<UpdateIfValueIsRequest>,
     ) -> Result<Response<UpdateIfValueIsReply>, Status> {
+        self.state.check_serving()?;
         let request = request.into_inner();
         check_key(&request.key).map_err(invalid)?;
         check_value(&request.old_value).map_err(invalid)?;
         check_value(&request.new_value).map_err(invalid)?;
         let state = &self.state;
-        let primary = state.ring.primary(&request.key);
+        let primary = state.ring().primary(&request.key);
         if primary == state.me {
             let record = state
                 .execute_cas(&request.key, &request.old_value, &request.new_value)
@@ -158,6 +213,7 @@ impl Storage for StorageApi {
         &self,
         _request: Request<ListRecordsRequest>,
     ) -> Result<Response<ListRecordsReply>, Status> {
+        self.state.check_serving()?;
         let records = self.state.store.records();
         Ok(Response::new(ListRecordsReply {
             records: records.iter().map(record_to_wire).collect(),
@@ -171,6 +227,7 @@ impl Storage for StorageApi {
         let state = &self.state;
         let config = &state.config;
         let (keys, records) = state.store.counts();
+        let view = state.view.current();
         Ok(Response::new(StatusReply {
             id: state.id().to_string(),
             url: state.url_of(state.me),
@@ -187,16 +244,35 @@ impl Storage for StorageApi {
                 .collect(),
             keys,
             records,
-            replication_factor: state.ring.replication_factor() as u32,
+            replication_factor: view.ring.replication_factor() as u32,
             max_versions: state.store.max_versions() as u32,
             write_acks: config.write_acks as u32,
             gossip_delay_ms: config.gossip_delay.as_millis() as u64,
-            vnodes: state.ring.vnodes(),
+            vnodes: view.ring.vnodes(),
             replication: Some(state.stats.snapshot()),
+            failed: state.failed_ids(),
+            view_epoch: view.epoch,
+            fenced: state.is_fenced(),
+            suspected: state
+                .suspected
+                .lock()
+                .expect("suspects lock poisoned")
+                .iter()
+                .map(|&n| state.id_of(n).to_string())
+                .collect(),
         }))
     }
 
     async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        self.state.check_serving()?;
         Ok(Response::new(PingReply {}))
+    }
+
+    async fn view(&self, _request: Request<ViewRequest>) -> Result<Response<ViewReply>, Status> {
+        self.state.check_serving()?;
+        Ok(Response::new(ViewReply {
+            failed: self.state.failed_ids(),
+            epoch: self.state.view.current().epoch,
+        }))
     }
 }

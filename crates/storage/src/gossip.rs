@@ -156,6 +156,17 @@ async fn run_sender(state: Arc<NodeState>, peer: usize, outbox: Arc<Outbox>) {
         if batch.is_empty() {
             continue;
         }
+        if state.view.current().failed.contains(&peer) {
+            // The peer crashed for good: what it would have held now goes to the
+            // next live replica (anti-entropy). Dropping the batch also drops its
+            // acknowledgement senders, so no writer waits for this peer.
+            debug!(
+                peer = state.id_of(peer),
+                records = batch.len(),
+                "dropped gossip for a failed peer"
+            );
+            continue;
+        }
         let request = PushRequest {
             from: state.id().to_string(),
             records: batch.iter().map(|p| record_to_wire(&p.record)).collect(),

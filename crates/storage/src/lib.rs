@@ -14,12 +14,17 @@
 //!   `--write-acks`;
 //! - `anti_entropy`: periodic digest comparison with each replica peer, repairing
 //!   whatever a push missed;
-//! - `replication`: the peer-facing gRPC service that receives both.
+//! - `replication`: the peer-facing gRPC service that receives both;
+//! - `detector` and `view`: crash detection (probes, indirect probes, suspicion) and
+//!   the view of which nodes crashed, from which the live ring follows: the next
+//!   replica takes over a crashed primary's keys (after pulling them from the
+//!   surviving replicas) and the next live node becomes a replica (SPEC §2.5).
 //!
 //! The invariants these modules keep are written down in `docs/protocols.md`.
 
 mod anti_entropy;
 mod api;
+mod detector;
 mod gossip;
 pub mod node;
 mod peers;
@@ -27,6 +32,7 @@ mod replication;
 mod state;
 mod stats;
 pub mod store;
+mod view;
 
 pub use node::{NodeHandle, StorageConfig};
 pub use store::MultiVersionStore;

@@ -4,27 +4,32 @@
 //! which is how tests run a whole cluster in one process; [`run`] is the `dida storage`
 //! process: it binds the node's URL and serves until interrupted.
 
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::bail;
-use dida_core::{Membership, Ring};
+use dida_core::Membership;
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::storage::replication_server::ReplicationServer;
 use dida_proto::storage::storage_server::StorageServer;
 use dida_proto::transport::MAX_MESSAGE_BYTES;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tracing::info;
 
 use crate::anti_entropy;
 use crate::api::StorageApi;
+use crate::detector;
 use crate::gossip::Gossip;
 use crate::peers::Peers;
 use crate::replication::ReplicationService;
 use crate::state::NodeState;
 use crate::stats::ReplicationStats;
 use crate::store::MultiVersionStore;
+use crate::view::ViewCell;
 
 /// Everything a storage node is configured with.
 #[derive(Debug, Clone)]
@@ -48,14 +53,23 @@ pub struct StorageConfig {
     pub anti_entropy_interval: Duration,
     /// Deadline of every call this node makes to another node.
     pub rpc_deadline: Duration,
-    /// How long a write waits for `write_acks` replicas before failing.
+    /// How long a write waits for `write_acks` replicas before failing (also how
+    /// long a new primary tries to bring a key up to date after a crash).
     pub ack_timeout: Duration,
+    /// Time between two probe rounds of the crash detector.
+    pub probe_interval: Duration,
+    /// How long a probe (direct, or indirect through another node) may take.
+    pub probe_timeout: Duration,
+    /// How long a peer stays suspected, unreachable by anyone, before it is declared
+    /// failed.
+    pub suspicion_timeout: Duration,
 }
 
 impl StorageConfig {
     /// A configuration with the platform's defaults: replication factor 3, 5 versions,
     /// acknowledgement by the primary alone, 128 virtual nodes, one anti-entropy round
-    /// per second, 2 s call deadlines and a 5 s acknowledgement timeout.
+    /// per second, 2 s call deadlines, a 5 s acknowledgement timeout, and crash
+    /// detection probing every 250 ms with 500 ms probes and 1.5 s of suspicion.
     pub fn new(id: impl Into<String>, membership: Membership) -> Self {
         Self {
             id: id.into(),
@@ -68,6 +82,9 @@ impl StorageConfig {
             anti_entropy_interval: Duration::from_secs(1),
             rpc_deadline: Duration::from_secs(2),
             ack_timeout: Duration::from_secs(5),
+            probe_interval: Duration::from_millis(250),
+            probe_timeout: Duration::from_millis(500),
+            suspicion_timeout: Duration::from_millis(1500),
         }
     }
 
@@ -92,6 +109,9 @@ impl StorageConfig {
         }
         if self.anti_entropy_interval.is_zero() {
             bail!("the anti-entropy interval must be positive");
+        }
+        if self.probe_interval.is_zero() || self.probe_timeout.is_zero() {
+            bail!("the probe interval and probe timeout must be positive");
         }
         Ok(())
     }
@@ -125,12 +145,15 @@ impl NodeHandle {
 pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Result<NodeHandle> {
     config.validate()?;
     let me = config.membership.index_of(&config.id)?;
-    let ids: Vec<&str> = config.membership.ids().collect();
-    let ring = Ring::new(&ids, config.vnodes, config.replication_factor);
     let state = Arc::new(NodeState {
         me,
         replica: config.membership.members()[me].replica,
-        ring,
+        view: ViewCell::new(&config.membership, config.vnodes, config.replication_factor),
+        view_changed: Notify::new(),
+        suspected: Mutex::new(BTreeSet::new()),
+        fenced: AtomicBool::new(false),
+        taken_over: Mutex::new(HashSet::new()),
+        takeover_lock: tokio::sync::Mutex::new(()),
         store: MultiVersionStore::new(config.max_versions),
         peers: Peers::new(&config.membership, me, config.rpc_deadline)?,
         gossip: Gossip::new(config.membership.len(), me, config.gossip_delay),
@@ -154,13 +177,14 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
         .add_service(replication);
     let mut tasks = Gossip::spawn_senders(&state);
     tasks.push(anti_entropy::spawn(state.clone()));
+    tasks.push(detector::spawn(state.clone()));
     let server = ServerHandle::spawn(router, listener)?.with_tasks(tasks);
     info!(
         id = %state.id(),
         addr = %server.local_addr(),
         replica = state.replica,
-        nodes = state.ring.node_count(),
-        replication_factor = state.ring.replication_factor(),
+        nodes = state.config.membership.len(),
+        replication_factor = state.ring().replication_factor(),
         "storage node serving"
     );
     Ok(NodeHandle { server, state })

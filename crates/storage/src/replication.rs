@@ -1,17 +1,24 @@
-//! The peer-facing gRPC service: receives gossip pushes and answers anti-entropy
-//! digests.
+//! The peer-facing gRPC service: receives gossip pushes, answers anti-entropy
+//! digests, failure-detector probes, and the key pulls of a node taking over as
+//! primary.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use dida_core::RangeId;
-use dida_proto::convert::{record_from_wire, version_to_wire};
+use std::time::Duration;
+
+use dida_proto::convert::{record_from_wire, record_to_wire, version_to_wire};
 use dida_proto::storage::replication_server::Replication;
-use dida_proto::storage::{DigestReply, DigestRequest, KeyVersions, PushReply, PushRequest};
+use dida_proto::storage::{
+    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, KeyVersions, ProbeForReply,
+    ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest,
+};
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
 use crate::anti_entropy::{range_digests, shared_ranges};
+use crate::detector;
 use crate::state::NodeState;
 
 /// Implements [`Replication`] over a node's state.
@@ -23,6 +30,7 @@ pub(crate) struct ReplicationService {
 #[tonic::async_trait]
 impl Replication for ReplicationService {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushReply>, Status> {
+        self.state.check_serving()?;
         let request = request.into_inner();
         let mut applied = 0;
         for wire in request.records {
@@ -45,12 +53,15 @@ impl Replication for ReplicationService {
         &self,
         request: Request<DigestRequest>,
     ) -> Result<Response<DigestReply>, Status> {
+        self.state.check_serving()?;
         let request = request.into_inner();
         let state = &self.state;
-        if request.ring_fingerprint != state.ring.fingerprint() {
+        let ring = state.ring();
+        if request.ring_fingerprint != ring.fingerprint() {
             return Err(Status::failed_precondition(format!(
                 "node {} and node {} disagree on the ring (different --peers, --vnodes or \
-                 --replication-factor); anti-entropy refused",
+                 --replication-factor, or views not yet equal after a crash); anti-entropy \
+                 refused",
                 state.id(),
                 request.from
             )));
@@ -60,16 +71,14 @@ impl Replication for ReplicationService {
             .membership
             .index_of(&request.from)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let ours: HashSet<RangeId> = shared_ranges(&state.ring, state.me, sender)
-            .into_iter()
-            .collect();
+        let ours: HashSet<RangeId> = shared_ranges(&ring, state.me, sender).into_iter().collect();
         let ranges: Vec<RangeId> = request
             .ranges
             .iter()
             .map(|r| r.range)
             .filter(|r| ours.contains(r))
             .collect();
-        let digests = range_digests(&state.store, &state.ring, &ranges);
+        let digests = range_digests(&state.store, &ring, &ranges);
         let mismatched: HashSet<RangeId> = request
             .ranges
             .iter()
@@ -81,7 +90,7 @@ impl Replication for ReplicationService {
         } else {
             state
                 .store
-                .versions_where(|key| mismatched.contains(&state.ring.range_of(key)))
+                .versions_where(|key| mismatched.contains(&ring.range_of(key)))
                 .into_iter()
                 .map(|(key, versions)| KeyVersions {
                     key,
@@ -92,6 +101,48 @@ impl Replication for ReplicationService {
         Ok(Response::new(DigestReply {
             mismatched_ranges: mismatched.into_iter().collect(),
             keys,
+        }))
+    }
+
+    async fn probe(&self, request: Request<ProbeRequest>) -> Result<Response<ProbeReply>, Status> {
+        self.state.check_serving()?;
+        let request = request.into_inner();
+        self.state.learn_failed_ids(&request.failed);
+        Ok(Response::new(ProbeReply {
+            failed: self.state.failed_ids(),
+        }))
+    }
+
+    async fn probe_for(
+        &self,
+        request: Request<ProbeForRequest>,
+    ) -> Result<Response<ProbeForReply>, Status> {
+        self.state.check_serving()?;
+        let request = request.into_inner();
+        let state = &self.state;
+        let target = state
+            .config
+            .membership
+            .index_of(&request.target)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if target == state.me {
+            return Ok(Response::new(ProbeForReply { reachable: true }));
+        }
+        // The asker's timeout, within reason: a probe never holds a task for long.
+        let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 10_000).into());
+        let reachable = detector::probe_for(state, target, timeout).await;
+        Ok(Response::new(ProbeForReply { reachable }))
+    }
+
+    async fn fetch_key(
+        &self,
+        request: Request<FetchKeyRequest>,
+    ) -> Result<Response<FetchKeyReply>, Status> {
+        self.state.check_serving()?;
+        let request = request.into_inner();
+        let records = self.state.store.records_of(&request.key, |_| true);
+        Ok(Response::new(FetchKeyReply {
+            records: records.iter().map(record_to_wire).collect(),
         }))
     }
 }

@@ -1,0 +1,215 @@
+//! Storage-node crashes with real processes (SPEC §2.5): 5 `dida storage` nodes,
+//! replication factor 3, nodes SIGKILLed. The survivors must detect the crash, the
+//! next replica must take over the crashed primary's keys without breaking the total
+//! order of writes, and the replication factor must be restored.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dida_core::Version;
+use dida_local_cluster::{ClusterSpec, LocalCluster};
+use dida_storage_client::StorageClient;
+
+fn dida() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_dida"))
+}
+
+/// Polls `check` every 25 ms until it returns `Some`, failing the test after `limit`.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A cluster whose writes are acknowledged by 2 replicas, so none is lost to one crash.
+async fn cluster() -> LocalCluster {
+    LocalCluster::start(
+        dida(),
+        ClusterSpec {
+            write_acks: 2,
+            anti_entropy_interval_ms: 200,
+            ..ClusterSpec::default()
+        },
+    )
+    .await
+    .expect("cluster starts")
+}
+
+/// SIGKILLs `victim` and waits until every other live node lists it as failed;
+/// returns how long each took to learn it (the detection time).
+async fn crash_and_detect(
+    cluster: &mut LocalCluster,
+    client: &StorageClient,
+    victim: &str,
+    already_failed: &[&str],
+) -> Vec<Duration> {
+    cluster.kill(victim).await.expect("kill");
+    let crashed_at = Instant::now();
+    let survivors: Vec<String> = cluster
+        .ids()
+        .filter(|id| id != victim && !already_failed.contains(&id.as_str()))
+        .collect();
+    let mut detection = Vec::new();
+    for node in &survivors {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{node} to declare {victim} failed"),
+            || async {
+                let status = client.status(node).await.ok()?;
+                status.failed.iter().any(|f| f == victim).then_some(())
+            },
+        )
+        .await;
+        detection.push(crashed_at.elapsed());
+    }
+    detection
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_replica_takes_over_a_crashed_primary_in_order() {
+    let mut cluster = cluster().await;
+    let client = cluster.client().unwrap();
+    let key = "account";
+    let primary = client.primary(key).to_string();
+    let replicas: Vec<String> = client.replicas(key).iter().map(|r| r.to_string()).collect();
+
+    // A history of writes and conditional updates led by the original primary.
+    let mut versions: Vec<Version> = vec![client.write(key, "0").await.unwrap()];
+    for n in 0..5 {
+        let version = client
+            .update_if_value_is(key, &n.to_string(), &(n + 1).to_string())
+            .await
+            .unwrap()
+            .expect("the only writer's CAS succeeds");
+        versions.push(version);
+    }
+
+    let detection = crash_and_detect(&mut cluster, &client, &primary, &[]).await;
+    eprintln!("detection times after SIGKILL of {primary}: {detection:?}");
+
+    // The client learns the crash and goes to the next replica, which pulls the
+    // key's versions first: the CAS compares against "5", the last acknowledged value.
+    let next = client
+        .update_if_value_is(key, "5", "6")
+        .await
+        .expect("the next primary serves the CAS")
+        .expect("it compares against the last acknowledged value");
+    versions.push(next);
+    assert_eq!(client.primary(key), replicas[1], "the next replica leads");
+    assert!(
+        versions.windows(2).all(|pair| pair[0] < pair[1]),
+        "versions keep increasing across the takeover: {versions:?}"
+    );
+    assert_eq!(
+        client.update_if_value_is(key, "5", "7").await.unwrap(),
+        None,
+        "a CAS from a value already replaced fails"
+    );
+
+    // Every live replica in the new view (one of them new) ends with the newest value.
+    let new_replicas: Vec<String> = client.replicas(key).iter().map(|r| r.to_string()).collect();
+    assert!(!new_replicas.contains(&primary));
+    assert_eq!(new_replicas.len(), 3);
+    for replica in &new_replicas {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{replica} to hold version {next}"),
+            || async {
+                let record = client.read_from(replica, key, None).await.ok()??;
+                (record.version == next && record.value == "6").then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_is_restored_and_two_crashes_lose_no_acknowledged_write() {
+    let mut cluster = cluster().await;
+    let client = cluster.client().unwrap();
+    let mut acknowledged: BTreeMap<String, (Version, String)> = BTreeMap::new();
+    for i in 0..150 {
+        let (key, value) = (format!("key-{i}"), format!("value-{i}"));
+        let version = client
+            .write(&key, &value)
+            .await
+            .expect("write acknowledged");
+        acknowledged.insert(key, (version, value));
+    }
+
+    // First crash; then every key must be back on 3 live replicas, the new view's.
+    let detection = crash_and_detect(&mut cluster, &client, "s1", &[]).await;
+    eprintln!("detection times after SIGKILL of s1: {detection:?}");
+    assert!(client.refresh_view().await, "the client learns the crash");
+    assert_eq!(client.failed(), ["s1"]);
+    assert_every_key_on_its_replicas(&client, &acknowledged).await;
+
+    // Second crash, after re-replication: nothing acknowledged is lost.
+    crash_and_detect(&mut cluster, &client, "s3", &["s1"]).await;
+    client.refresh_view().await;
+    assert_eq!(client.failed(), ["s1", "s3"]);
+    for (key, (version, value)) in &acknowledged {
+        let record = client
+            .read(key, None)
+            .await
+            .expect("read after two crashes")
+            .unwrap_or_else(|| panic!("{key} lost after two crashes"));
+        assert_eq!((&record.version, &record.value), (version, value), "{key}");
+    }
+    assert_every_key_on_its_replicas(&client, &acknowledged).await;
+
+    // Writes go on, led by the survivors.
+    client.write("key-0", "after-two-crashes").await.unwrap();
+}
+
+/// Waits until every key of `expected` is held, at its acknowledged version, by
+/// each of its replicas in the client's current view — and by no other live node.
+async fn assert_every_key_on_its_replicas(
+    client: &StorageClient,
+    expected: &BTreeMap<String, (Version, String)>,
+) {
+    let failed = client.failed();
+    let live: Vec<String> = client
+        .membership()
+        .ids()
+        .filter(|id| !failed.iter().any(|f| f == id))
+        .map(str::to_string)
+        .collect();
+    eventually(
+        Duration::from_secs(30),
+        "re-replication onto the live replicas",
+        || async {
+            let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for node in &live {
+                for record in client.list(node).await.ok()? {
+                    if expected.get(&record.key).map(|(v, _)| *v) == Some(record.version) {
+                        holders.entry(record.key).or_default().push(node.clone());
+                    }
+                }
+            }
+            expected
+                .keys()
+                .all(|key| {
+                    let mut want: Vec<String> =
+                        client.replicas(key).iter().map(|r| r.to_string()).collect();
+                    want.sort();
+                    holders.get(key) == Some(&want)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}

@@ -1,0 +1,158 @@
+//! Crash detection (SPEC §2.5): probes, indirect probes, suspicion, and the spread of
+//! every failure with the probes themselves.
+//!
+//! Every `probe_interval` a node probes each peer it believes alive, all at once
+//! (`Probe`, bounded by `probe_timeout`). A peer that does not answer is probed
+//! indirectly: up to [`INDIRECT_PROBES`] other live peers are asked to probe it
+//! (`ProbeFor`), which tells a crashed node from a slow link between two nodes. If
+//! none reaches it, the peer is **suspected**; a suspected peer that still answers
+//! nobody once `suspicion_timeout` has passed is declared **failed**. Any answer
+//! clears a suspicion.
+//!
+//! Each probe and each answer carries the failed nodes its sender knows, and the
+//! receiver adds them to its own view, so a failure reaches every live node within
+//! one probe interval of being declared, without a separate broadcast. Views only
+//! grow (a crashed node never comes back).
+//!
+//! **Detection bound.** A crash is declared at most `probe_interval + probe_timeout
+//! (direct) + probe_timeout (indirect) + suspicion_timeout` after it happens, plus
+//! one `probe_interval` to reach every node: with the defaults (250 ms, 500 ms,
+//! 1500 ms) about 3 s, and typically 2–2.5 s.
+//!
+//! **False suspicion.** A node that is alive but was declared failed (it could not
+//! answer anyone for `suspicion_timeout`) learns it from the next probe it exchanges
+//! and **fences** itself: it stops serving, exactly as if it had crashed, so two
+//! nodes never both act as a key's primary once the view has spread. Generous
+//! timeouts keep this rare; the window before the fenced node hears of it is the
+//! price of a detector without leases (see docs/protocols.md).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dida_proto::storage::{ProbeForRequest, ProbeRequest};
+use futures::future::join_all;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::state::NodeState;
+
+/// How many other peers are asked to probe a peer that missed a direct probe.
+pub(crate) const INDIRECT_PROBES: usize = 2;
+
+/// Starts the detector task of a node.
+pub(crate) fn spawn(state: Arc<NodeState>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(state.config.probe_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut suspected: HashMap<usize, Instant> = HashMap::new();
+        loop {
+            ticker.tick().await;
+            if state.is_fenced() {
+                return;
+            }
+            probe_round(&state, &mut suspected).await;
+            *state.suspected.lock().expect("suspects lock poisoned") =
+                suspected.keys().copied().collect();
+        }
+    })
+}
+
+/// Probes every live peer once; updates suspicions and declares failures.
+async fn probe_round(state: &Arc<NodeState>, suspected: &mut HashMap<usize, Instant>) {
+    let view = state.view.current();
+    let peers: Vec<usize> = (0..state.config.membership.len())
+        .filter(|&n| n != state.me && !view.failed.contains(&n))
+        .collect();
+    let answered = join_all(peers.iter().map(|&peer| reachable(state, peer, &peers))).await;
+    let mut newly_failed = Vec::new();
+    for (&peer, answered) in peers.iter().zip(answered) {
+        if answered {
+            if suspected.remove(&peer).is_some() {
+                info!(peer = state.id_of(peer), "suspected peer answered again");
+            }
+            continue;
+        }
+        let since = *suspected.entry(peer).or_insert_with(|| {
+            warn!(
+                peer = state.id_of(peer),
+                "peer missed direct and indirect probes: suspected"
+            );
+            Instant::now()
+        });
+        if since.elapsed() >= state.config.suspicion_timeout {
+            newly_failed.push(peer);
+        }
+    }
+    for peer in &newly_failed {
+        suspected.remove(peer);
+    }
+    suspected.retain(|peer, _| !view.failed.contains(peer));
+    if !newly_failed.is_empty() {
+        let names: Vec<&str> = newly_failed.iter().map(|&n| state.id_of(n)).collect();
+        warn!(failed = ?names, "declaring crashed peers failed");
+        state.learn_failed(newly_failed);
+    }
+}
+
+/// Whether `peer` answers a direct probe, or else an indirect one through up to
+/// [`INDIRECT_PROBES`] of the other live `peers`.
+async fn reachable(state: &Arc<NodeState>, peer: usize, peers: &[usize]) -> bool {
+    if probe(state, peer).await {
+        return true;
+    }
+    let helpers: Vec<usize> = peers
+        .iter()
+        .copied()
+        .filter(|&helper| helper != peer)
+        .cycle()
+        .skip(state.me + peer)
+        .take(INDIRECT_PROBES.min(peers.len().saturating_sub(1)))
+        .collect();
+    let timeout = state.config.probe_timeout;
+    let asks = helpers.iter().map(|&helper| {
+        let mut client = state.peers.replication(helper);
+        let request = ProbeForRequest {
+            from: state.id().to_string(),
+            target: state.id_of(peer).to_string(),
+            timeout_ms: timeout.as_millis() as u32,
+        };
+        async move {
+            matches!(
+                tokio::time::timeout(timeout * 2, client.probe_for(request)).await,
+                Ok(Ok(reply)) if reply.get_ref().reachable
+            )
+        }
+    });
+    join_all(asks).await.into_iter().any(|reached| reached)
+}
+
+/// One direct probe of `peer`, exchanging failed sets. True if it answered in time.
+pub(crate) async fn probe(state: &NodeState, peer: usize) -> bool {
+    let request = ProbeRequest {
+        from: state.id().to_string(),
+        failed: state.failed_ids(),
+    };
+    let mut client = state.peers.replication(peer);
+    match tokio::time::timeout(state.config.probe_timeout, client.probe(request)).await {
+        Ok(Ok(reply)) => {
+            state.learn_failed_ids(&reply.into_inner().failed);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Probes `peer` with `timeout` on behalf of another node (`ProbeFor`).
+pub(crate) async fn probe_for(state: &NodeState, peer: usize, timeout: Duration) -> bool {
+    let request = ProbeRequest {
+        from: state.id().to_string(),
+        failed: state.failed_ids(),
+    };
+    let mut client = state.peers.replication(peer);
+    matches!(
+        tokio::time::timeout(timeout, client.probe(request)).await,
+        Ok(Ok(_))
+    )
+}
