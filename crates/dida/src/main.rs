@@ -7,6 +7,8 @@ mod client;
 mod faults;
 mod kv;
 mod logging;
+mod pcs;
+mod puppetmaster;
 mod scheduler;
 mod storage;
 mod worker;
@@ -41,13 +43,24 @@ enum Command {
     Bench(dida_bench::BenchArgs),
     /// Run the fault-injection suite: a workload while storage nodes are SIGKILLed.
     Faults(faults::FaultsArgs),
+    /// Run a PCS: start and kill dida nodes on this machine for a PuppetMaster.
+    Pcs(pcs::PcsArgs),
+    /// Run the PuppetMaster: start a cluster, run a script or a console, crash nodes.
+    #[command(alias = "pm")]
+    Puppetmaster(puppetmaster::PuppetmasterArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
-        Command::Storage(_) | Command::Worker(_) | Command::Scheduler(_) => "info",
-        Command::Kv(_) | Command::Bench(_) | Command::Run(_) | Command::Status(_) => "warn",
+        Command::Storage(_) | Command::Worker(_) | Command::Scheduler(_) | Command::Pcs(_) => {
+            "info"
+        }
+        Command::Kv(_)
+        | Command::Bench(_)
+        | Command::Run(_)
+        | Command::Status(_)
+        | Command::Puppetmaster(_) => "warn",
         Command::Faults(_) => "warn,dida_faults=info",
     };
     logging::init(default_log);
@@ -71,6 +84,8 @@ fn main() -> ExitCode {
             Command::Kv(args) => kv::run(args).await,
             Command::Bench(args) => dida_bench::run(args).await,
             Command::Faults(args) => faults::run(args).await,
+            Command::Pcs(args) => pcs::run(args).await,
+            Command::Puppetmaster(args) => puppetmaster::run(args).await,
         }
     });
     match result {

@@ -57,6 +57,10 @@ pub struct WorkerArgs {
     /// Deadline, in milliseconds, of every call to another node.
     #[arg(long, default_value_t = 5000)]
     rpc_deadline: u64,
+    /// Debug mode: after each operator, send the records it wrote and the metadata
+    /// to this PuppetMaster debug sink (http://HOST:PORT, usually port 10001).
+    #[arg(long)]
+    debug_sink: Option<String>,
 }
 
 impl WorkerArgs {
@@ -84,6 +88,11 @@ impl WorkerArgs {
             ..ConsistencySettings::default()
         };
         config.rpc_deadline = Duration::from_millis(self.rpc_deadline);
+        config.debug_sink = self
+            .debug_sink
+            .map(|url| NodeUrl::parse(&url))
+            .transpose()
+            .context("invalid --debug-sink")?;
         Ok(config)
     }
 }

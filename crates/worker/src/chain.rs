@@ -9,8 +9,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dida_core::Version;
-use dida_proto::convert::{version_from_wire, version_to_wire};
+use dida_core::{Record, Version};
+use dida_proto::control::DebugReport;
+use dida_proto::convert::{record_to_wire, version_from_wire, version_to_wire};
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{ChainRequest, CompletionRequest, ExecutionOutcome, Metadata};
 use tracing::{debug, warn};
@@ -36,7 +37,7 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
     let execution_id = meta.id.clone();
 
     state.stats.running.fetch_add(1, Relaxed);
-    let (result, meta) = run_operator(
+    let (result, meta, written) = run_operator(
         &state,
         meta,
         order,
@@ -46,6 +47,9 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
     )
     .await;
     state.stats.running.fetch_sub(1, Relaxed);
+    if state.debug_sink.is_some() {
+        report_debug(&state, &classname, order, &result, &meta, written);
+    }
     request.meta = Some(meta);
     confirm_completion(&state, &execution_id, order);
 
@@ -77,8 +81,9 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
     }
 }
 
-/// Runs one operator in the sandbox; returns its output (or why it failed) and the
-/// metadata to carry on (pins and entries as the operator left them).
+/// Runs one operator in the sandbox; returns its output (or why it failed), the
+/// metadata to carry on (pins and entries as the operator left them) and the records
+/// it wrote.
 async fn run_operator(
     state: &WorkerState,
     meta: Metadata,
@@ -86,10 +91,10 @@ async fn run_operator(
     classname: &str,
     input: &str,
     previous: Option<&str>,
-) -> (Result<String, String>, Metadata) {
+) -> (Result<String, String>, Metadata, Vec<Record>) {
     let operator = match state.registry.get(classname).await {
         Ok(operator) => operator,
-        Err(error) => return (Err(error.to_string()), meta),
+        Err(error) => return (Err(error.to_string()), meta, Vec::new()),
     };
     let pins: BTreeMap<String, Version> = meta
         .pinned
@@ -124,6 +129,7 @@ async fn run_operator(
         Some(fatal) => Err(fatal.to_string()),
         None => result.map_err(|e| e.to_string()),
     };
+    let written = storage.written().to_vec();
     let meta = Metadata {
         id: meta.id,
         pinned: storage
@@ -133,7 +139,39 @@ async fn run_operator(
             .collect(),
         entries: entries.into_iter().collect(),
     };
-    (result, meta)
+    (result, meta, written)
+}
+
+/// Debug mode: sends what the operator output and wrote, with the metadata, to the
+/// PuppetMaster's debug sink — in the background and with the call deadline, so a
+/// slow or absent PuppetMaster never delays the execution.
+fn report_debug(
+    state: &Arc<WorkerState>,
+    classname: &str,
+    order: usize,
+    result: &Result<String, String>,
+    meta: &Metadata,
+    written: Vec<Record>,
+) {
+    let Some(mut sink) = state.debug_sink.clone() else {
+        return;
+    };
+    let report = DebugReport {
+        worker_id: state.config.id.clone(),
+        execution_id: meta.id.clone(),
+        operator: classname.to_string(),
+        order: order as u32,
+        output: result.as_ref().ok().cloned(),
+        error: result.as_ref().err().cloned(),
+        written: written.iter().map(record_to_wire).collect(),
+        entries: meta.entries.clone(),
+        pinned: meta.pinned.clone(),
+    };
+    tokio::spawn(async move {
+        if let Err(status) = sink.report(report).await {
+            debug!(error = %status.message(), "debug sink did not take the report");
+        }
+    });
 }
 
 /// Hands the request to the worker assigned to its next operator.

@@ -43,6 +43,9 @@ pub struct ExecutionStorage {
     pins: BTreeMap<String, Version>,
     settings: ConsistencySettings,
     fatal: Option<String>,
+    /// Every record this invocation wrote (writes and applied conditional updates),
+    /// for the debug sink.
+    written: Vec<Record>,
 }
 
 impl ExecutionStorage {
@@ -57,6 +60,7 @@ impl ExecutionStorage {
             pins,
             settings,
             fatal: None,
+            written: Vec::new(),
         }
     }
 
@@ -68,6 +72,11 @@ impl ExecutionStorage {
     /// The pins as they stand.
     pub fn pins(&self) -> &BTreeMap<String, Version> {
         &self.pins
+    }
+
+    /// The records this invocation wrote, in order.
+    pub fn written(&self) -> &[Record] {
+        &self.written
     }
 
     /// An error that must fail the execution whatever the operator does with it.
@@ -110,6 +119,11 @@ impl ExecutionStorage {
             .await
             .map_err(|e| e.to_string())?;
         self.pins.insert(key.to_string(), version);
+        self.written.push(Record {
+            key: key.to_string(),
+            version,
+            value: value.to_string(),
+        });
         Ok(version)
     }
 
@@ -127,6 +141,11 @@ impl ExecutionStorage {
             .map_err(|e| e.to_string())?;
         if let Some(version) = version {
             self.pins.insert(key.to_string(), version);
+            self.written.push(Record {
+                key: key.to_string(),
+                version,
+                value: new.to_string(),
+            });
         }
         Ok(version)
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use dida_core::membership::NodeUrl;
 use dida_core::Membership;
+use dida_proto::control::debug_sink_client::DebugSinkClient;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_server::WorkerServer;
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
@@ -50,6 +51,9 @@ pub struct WorkerConfig {
     pub consistency: ConsistencySettings,
     /// Deadline of every call to another node.
     pub rpc_deadline: Duration,
+    /// Debug mode (`--debug-sink`): after each operator, the worker sends what it
+    /// output and wrote, with the metadata, to this PuppetMaster debug sink.
+    pub debug_sink: Option<NodeUrl>,
 }
 
 impl WorkerConfig {
@@ -73,6 +77,7 @@ impl WorkerConfig {
             limits: SandboxLimits::default(),
             consistency: ConsistencySettings::default(),
             rpc_deadline: Duration::from_secs(5),
+            debug_sink: None,
         }
     }
 }
@@ -92,6 +97,8 @@ pub(crate) struct WorkerState {
     pub registry: OperatorRegistry,
     pub storage: Arc<StorageClient>,
     pub scheduler: SchedulerClient<tonic::transport::Channel>,
+    /// The PuppetMaster's debug sink, in debug mode.
+    pub debug_sink: Option<DebugSinkClient<tonic::transport::Channel>>,
     /// Channels to other workers, by URL, opened on first use.
     pub workers: Mutex<HashMap<String, tonic::transport::Channel>>,
     pub stats: WorkerStats,
@@ -160,10 +167,17 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
         lazy_channel(&config.scheduler_url.to_string(), config.rpc_deadline)
             .context("invalid --scheduler")?,
     );
+    let debug_sink = match &config.debug_sink {
+        Some(url) => Some(DebugSinkClient::new(
+            lazy_channel(&url.to_string(), config.rpc_deadline).context("invalid --debug-sink")?,
+        )),
+        None => None,
+    };
     let state = Arc::new(WorkerState {
         registry,
         storage: Arc::new(storage),
         scheduler,
+        debug_sink,
         workers: Mutex::new(HashMap::new()),
         stats: WorkerStats::default(),
         config,

@@ -1,0 +1,125 @@
+//! `dida puppetmaster` (alias `dida pm`): flags of the PuppetMaster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use dida_core::membership::NodeUrl;
+use dida_pcs::auth::TOKEN_ENV;
+use dida_puppetmaster::{Mode, PmConfig, Printer};
+
+/// Flags of `dida puppetmaster`.
+#[derive(Debug, Args)]
+pub struct PuppetmasterArgs {
+    /// The script to run (SPEC §6.2 language); without one, an interactive console.
+    script: Option<PathBuf>,
+    /// Run the script one line per key press (Enter: run, c: run the rest, q: stop).
+    #[arg(long, requires = "script", conflicts_with = "batch")]
+    step: bool,
+    /// Run the script, wait for every client it issued, stop the nodes and exit
+    /// (status 1 if a line was invalid or a node could not start).
+    #[arg(long, requires = "script")]
+    batch: bool,
+    /// Stop running the script at its first failed line.
+    #[arg(long)]
+    stop_on_error: bool,
+    /// Print one JSON event per line on stdout (SPEC §6.3).
+    #[arg(long)]
+    json: bool,
+    /// PCSs to start nodes with, URL,URL,… (each node goes to the PCS of its URL's
+    /// host). Without any, the PuppetMaster runs a PCS of its own, in-process.
+    #[arg(long, value_delimiter = ',')]
+    pcs: Vec<String>,
+    /// The token the PCSs require.
+    #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
+    token: Option<String>,
+    /// Replication factor of the storage cluster (given to every node).
+    #[arg(long, default_value_t = 3)]
+    replication_factor: usize,
+    /// Versions of each key a storage node keeps.
+    #[arg(long, default_value_t = 5)]
+    max_versions: usize,
+    /// Replicas holding a write before it is acknowledged.
+    #[arg(long, default_value_t = 1)]
+    write_acks: usize,
+    /// A directory of <ClassName>.wasm operators for every worker (it must exist on
+    /// every worker's machine); by default the built-in sample operators.
+    #[arg(long)]
+    operators: Option<PathBuf>,
+    /// RUST_LOG of the nodes (their lines are relayed to stderr, prefixed with the
+    /// node id): error, warn, info, debug or trace.
+    #[arg(long, default_value = "warn")]
+    node_log: String,
+    /// Where the debug sink listens once a script says `debug`.
+    #[arg(long, default_value = "127.0.0.1:10001")]
+    debug_listen: SocketAddr,
+    /// The debug sink's URL as workers reach it (when they run on other machines).
+    #[arg(long)]
+    debug_url: Option<String>,
+    /// Seconds a client may wait for its outcome.
+    #[arg(long, default_value_t = 300)]
+    client_timeout: u64,
+    /// Deadline, in milliseconds, of each call to a node (status, listings, populate).
+    #[arg(long, default_value_t = 2000)]
+    rpc_deadline: u64,
+}
+
+impl PuppetmasterArgs {
+    fn into_config(self) -> anyhow::Result<(PmConfig, Mode, bool)> {
+        let binary = std::env::current_exe().context("cannot locate the running dida binary")?;
+        let mut config = PmConfig::new(binary);
+        for url in &self.pcs {
+            NodeUrl::parse(url).with_context(|| format!("invalid --pcs {url}"))?;
+        }
+        if let Some(url) = &self.debug_url {
+            NodeUrl::parse(url).context("invalid --debug-url")?;
+        }
+        if self.write_acks == 0 || self.write_acks > self.replication_factor {
+            bail!("--write-acks must be from 1 to --replication-factor");
+        }
+        config.pcs = self.pcs;
+        config.token = self.token.filter(|t| !t.is_empty());
+        config.replication_factor = self.replication_factor;
+        config.max_versions = self.max_versions;
+        config.write_acks = self.write_acks;
+        config.operators = match self.operators {
+            Some(dir) => Some(
+                std::path::absolute(&dir)
+                    .with_context(|| format!("invalid --operators {}", dir.display()))?,
+            ),
+            None => None,
+        };
+        config.node_log = self.node_log;
+        config.debug_listen = self.debug_listen;
+        config.debug_url = self.debug_url;
+        config.client_timeout = Duration::from_secs(self.client_timeout);
+        config.rpc_deadline = Duration::from_millis(self.rpc_deadline);
+        let mode = Mode {
+            script: self.script,
+            step: self.step,
+            batch: self.batch,
+            stop_on_error: self.stop_on_error,
+        };
+        Ok((config, mode, self.json))
+    }
+}
+
+/// Runs the PuppetMaster; in batch mode, fails when a line was invalid or a node
+/// could not start.
+pub async fn run(args: PuppetmasterArgs) -> anyhow::Result<()> {
+    let (config, mode, json) = args.into_config()?;
+    let batch = mode.batch;
+    let printer = Arc::new(Printer::stdio(json));
+    let summary = dida_puppetmaster::run(config, mode, printer).await?;
+    if batch && !summary.is_clean() {
+        bail!(
+            "the script had {} failed line(s) and {} node(s) that could not start",
+            summary.errors,
+            summary.start_failures
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The client of a PCS, as the PuppetMaster and the tests use it: every call carries
+//! the token (when there is one), has a deadline, and fails with an error that names
+//! the PCS.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use dida_proto::control::process_creation_client::ProcessCreationClient;
+use dida_proto::control::{
+    KillNodeRequest, ListNodesRequest, NodeProcess, OutputLine, OutputRequest, StartNodeRequest,
+    StopAllRequest,
+};
+use dida_proto::storage::PingRequest;
+use dida_proto::transport::lazy_channel;
+use tonic::codegen::InterceptedService;
+use tonic::transport::Channel;
+use tonic::Streaming;
+
+use crate::auth::AttachToken;
+
+/// Deadline of PCS calls: a start waits for the node to listen (30 s by default on
+/// the PCS), so it is longer than a node call's.
+pub const PCS_DEADLINE: Duration = Duration::from_secs(45);
+
+type Grpc = ProcessCreationClient<InterceptedService<Channel, AttachToken>>;
+
+/// A connection to one PCS.
+#[derive(Debug, Clone)]
+pub struct PcsClient {
+    url: String,
+    grpc: Grpc,
+}
+
+impl PcsClient {
+    /// A client of the PCS at `url` (`http://HOST:PORT`); connects on first use.
+    pub fn new(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
+        let channel =
+            lazy_channel(url, PCS_DEADLINE).with_context(|| format!("bad PCS URL {url:?}"))?;
+        Ok(Self {
+            url: url.to_string(),
+            grpc: ProcessCreationClient::with_interceptor(channel, AttachToken::new(token)?),
+        })
+    }
+
+    /// The PCS's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn fail(&self, what: &str, status: tonic::Status) -> anyhow::Error {
+        anyhow::anyhow!("PCS {}: {what}: {}", self.url, status.message())
+    }
+
+    /// Starts a node; returns its pid once it listens.
+    pub async fn start_node(&self, request: StartNodeRequest) -> anyhow::Result<u32> {
+        let id = request.node_id.clone();
+        Ok(self
+            .grpc
+            .clone()
+            .start_node(request)
+            .await
+            .map_err(|s| self.fail(&format!("cannot start {id}"), s))?
+            .into_inner()
+            .pid)
+    }
+
+    /// SIGKILLs a node; returns its pid.
+    pub async fn kill_node(&self, id: &str) -> anyhow::Result<u32> {
+        Ok(self
+            .grpc
+            .clone()
+            .kill_node(KillNodeRequest {
+                node_id: id.to_string(),
+            })
+            .await
+            .map_err(|s| self.fail(&format!("cannot kill {id}"), s))?
+            .into_inner()
+            .pid)
+    }
+
+    /// Every node the PCS started.
+    pub async fn list_nodes(&self) -> anyhow::Result<Vec<NodeProcess>> {
+        Ok(self
+            .grpc
+            .clone()
+            .list_nodes(ListNodesRequest {})
+            .await
+            .map_err(|s| self.fail("cannot list its nodes", s))?
+            .into_inner()
+            .nodes)
+    }
+
+    /// Kills every node the PCS started that still runs; returns their pids.
+    pub async fn stop_all(&self) -> anyhow::Result<Vec<u32>> {
+        Ok(self
+            .grpc
+            .clone()
+            .stop_all(StopAllRequest {})
+            .await
+            .map_err(|s| self.fail("cannot stop its nodes", s))?
+            .into_inner()
+            .pids)
+    }
+
+    /// The stream of every line the PCS's nodes print from now on.
+    pub async fn output(&self) -> anyhow::Result<Streaming<OutputLine>> {
+        Ok(self
+            .grpc
+            .clone()
+            .output(OutputRequest {})
+            .await
+            .map_err(|s| self.fail("cannot follow its output", s))?
+            .into_inner())
+    }
+
+    /// Checks that the PCS answers (and accepts our token).
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        self.grpc
+            .clone()
+            .ping(PingRequest {})
+            .await
+            .map_err(|s| self.fail("does not answer", s))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,365 @@
+//! The nodes of a session: declared by the setup block, started together through
+//! the PCSs, crashed and stopped on request.
+//!
+//! Nodes are not started line by line: a script may declare them in any order, and
+//! each needs to know the others (storage nodes their peers, workers the storage
+//! nodes and the scheduler, the scheduler the workers). So the setup block is
+//! collected first; at its end the storage nodes start (all at once), then the
+//! scheduler and the workers, each with the full membership.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dida_core::membership::NodeUrl;
+use dida_core::script::{NodeDecl, Role};
+use dida_core::Membership;
+use dida_pcs::PcsClient;
+use dida_proto::control::{Flag, StartNodeRequest};
+use dida_storage_client::{ClientConfig, StorageClient};
+use futures::future::join_all;
+
+use crate::config::PmConfig;
+use crate::output::{PmEvent, Printer};
+use crate::placement::place;
+
+/// Where a node stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeState {
+    /// Declared by the setup block, not started yet.
+    Declared,
+    /// Running, with this pid.
+    Running(u32),
+    /// Could not be started.
+    FailedToStart,
+    /// Killed by `crash`.
+    Crashed(u32),
+    /// Stopped when the session ended.
+    Stopped(u32),
+}
+
+/// One node of the session.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// What the setup line said.
+    pub decl: NodeDecl,
+    /// The line that declared it.
+    pub line: usize,
+    /// Index of the PCS that runs it.
+    pub pcs: usize,
+    /// Where it stands.
+    pub state: NodeState,
+}
+
+/// The nodes of a session and the PCSs that run them.
+#[derive(Debug)]
+pub struct Cluster {
+    config: Arc<PmConfig>,
+    pcs: Vec<PcsClient>,
+    nodes: Vec<Node>,
+    started: bool,
+}
+
+impl Cluster {
+    /// A cluster with no node yet, placing nodes on `pcs`.
+    pub fn new(config: Arc<PmConfig>, pcs: Vec<PcsClient>) -> Self {
+        Self {
+            config,
+            pcs,
+            nodes: Vec::new(),
+            started: false,
+        }
+    }
+
+    /// Whether the setup block is over (its nodes were started).
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// Every node, in the order they were declared.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The node called `id`.
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.decl.id == id)
+    }
+
+    /// The PCSs nodes are placed on.
+    pub fn pcs(&self) -> &[PcsClient] {
+        &self.pcs
+    }
+
+    fn of_role(&self, role: Role) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(move |n| n.decl.role == role)
+    }
+
+    /// Adds a node of the setup block.
+    pub fn declare(&mut self, line: usize, decl: NodeDecl) -> Result<(), String> {
+        if self.started {
+            return Err(format!(
+                "the cluster is already running: {} lines belong to the setup block at the \
+                 top of the script, before any other command",
+                decl.role
+            ));
+        }
+        if let Some(other) = self.node(&decl.id) {
+            return Err(format!(
+                "node id {:?} is already used by the {} declared on line {}",
+                decl.id, other.decl.role, other.line
+            ));
+        }
+        if let Some(other) = self.nodes.iter().find(|n| n.decl.url == decl.url) {
+            return Err(format!(
+                "{} is already the address of {} (line {})",
+                decl.url, other.decl.id, other.line
+            ));
+        }
+        if decl.role == Role::Scheduler {
+            if let Some(other) = self.of_role(Role::Scheduler).next() {
+                return Err(format!(
+                    "there is already a scheduler, {} (line {}); a cluster has one",
+                    other.decl.id, other.line
+                ));
+            }
+        }
+        let pcs_urls: Vec<String> = self.pcs.iter().map(|p| p.url().to_string()).collect();
+        let pcs = if self.pcs.len() == 1 && self.config.pcs.is_empty() {
+            0 // the in-process PCS runs everything
+        } else {
+            place(&decl.url, &pcs_urls)?
+        };
+        self.nodes.push(Node {
+            decl,
+            line,
+            pcs,
+            state: NodeState::Declared,
+        });
+        Ok(())
+    }
+
+    /// `ID=URL,…` of the nodes of `role`.
+    fn membership(&self, role: Role) -> String {
+        self.of_role(role)
+            .map(|n| format!("{}={}", n.decl.id, n.decl.url))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The scheduler's URL, if one was declared.
+    pub fn scheduler_url(&self) -> Option<&NodeUrl> {
+        self.of_role(Role::Scheduler).next().map(|n| &n.decl.url)
+    }
+
+    /// A storage client for the declared storage nodes, configured like them.
+    pub fn storage_client(&self) -> Result<StorageClient, String> {
+        let membership = Membership::parse(&self.membership(Role::Storage))
+            .map_err(|_| "the setup block declares no storage node".to_string())?;
+        StorageClient::new(
+            membership,
+            ClientConfig {
+                replication_factor: self.config.replication_factor,
+                deadline: self.config.rpc_deadline,
+                ..ClientConfig::default()
+            },
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Ends the setup block: starts the storage nodes, then the scheduler and the
+    /// workers. Returns one `(line, node, message)` per node that could not start (or
+    /// per problem of the block as a whole, on the line of the first node).
+    pub async fn start(
+        &mut self,
+        debug_sink: Option<&str>,
+        printer: &Printer,
+    ) -> Vec<(usize, String, String)> {
+        self.started = true;
+        if self.nodes.is_empty() {
+            return Vec::new();
+        }
+        let first_line = self.nodes[0].line;
+        let has = |role| self.of_role(role).next().is_some();
+        let missing = match (has(Role::Storage), has(Role::Scheduler), has(Role::Worker)) {
+            (_, true, false) => Some("a scheduler needs at least one worker"),
+            (_, false, true) => Some("workers need a scheduler"),
+            (false, _, true) => Some("workers need at least one storage node"),
+            _ => None,
+        };
+        if let Some(missing) = missing {
+            for node in &mut self.nodes {
+                node.state = NodeState::FailedToStart;
+            }
+            return vec![(
+                first_line,
+                "setup".into(),
+                format!("the setup block is incomplete: {missing}; no node was started"),
+            )];
+        }
+        let mut failures = self.start_role(&[Role::Storage], debug_sink, printer).await;
+        failures.extend(
+            self.start_role(&[Role::Scheduler, Role::Worker], debug_sink, printer)
+                .await,
+        );
+        failures
+    }
+
+    /// Starts every declared node of `roles` at once.
+    async fn start_role(
+        &mut self,
+        roles: &[Role],
+        debug_sink: Option<&str>,
+        printer: &Printer,
+    ) -> Vec<(usize, String, String)> {
+        let indexes: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| roles.contains(&self.nodes[i].decl.role))
+            .collect();
+        let starts = indexes.iter().map(|&i| {
+            let node = &self.nodes[i];
+            let request = self.request(&node.decl, debug_sink);
+            let pcs = self.pcs[node.pcs].clone();
+            async move { pcs.start_node(request).await }
+        });
+        let results = join_all(starts).await;
+        let mut failures = Vec::new();
+        for (i, result) in indexes.into_iter().zip(results) {
+            let node = &mut self.nodes[i];
+            match result {
+                Ok(pid) => {
+                    node.state = NodeState::Running(pid);
+                    announce(printer, node, &self.pcs[node.pcs], "started", pid);
+                }
+                Err(error) => {
+                    node.state = NodeState::FailedToStart;
+                    failures.push((node.line, node.decl.role.to_string(), format!("{error:#}")));
+                }
+            }
+        }
+        failures
+    }
+
+    /// What the PCS is asked to start for `decl`.
+    fn request(&self, decl: &NodeDecl, debug_sink: Option<&str>) -> StartNodeRequest {
+        let config = &self.config;
+        let mut flags: BTreeMap<&str, String> = BTreeMap::new();
+        match decl.role {
+            Role::Storage => {
+                flags.insert("peers", self.membership(Role::Storage));
+                flags.insert("gossip-delay", decl.gossip_delay_ms.to_string());
+                flags.insert("replication-factor", config.replication_factor.to_string());
+                flags.insert("max-versions", config.max_versions.to_string());
+                flags.insert("write-acks", config.write_acks.to_string());
+            }
+            Role::Worker => {
+                flags.insert("storage", self.membership(Role::Storage));
+                if let Some(url) = self.scheduler_url() {
+                    flags.insert("scheduler", url.to_string());
+                }
+                flags.insert("gossip-delay", decl.gossip_delay_ms.to_string());
+                flags.insert("replication-factor", config.replication_factor.to_string());
+                if let Some(dir) = &config.operators {
+                    flags.insert("operators", dir.display().to_string());
+                }
+                if let Some(sink) = debug_sink {
+                    flags.insert("debug-sink", sink.to_string());
+                }
+            }
+            Role::Scheduler => {
+                flags.insert("workers", self.membership(Role::Worker));
+            }
+        }
+        StartNodeRequest {
+            role: decl.role.to_string(),
+            node_id: decl.id.clone(),
+            url: decl.url.to_string(),
+            flags: flags
+                .into_iter()
+                .map(|(name, value)| Flag {
+                    name: name.to_string(),
+                    value,
+                })
+                .collect(),
+            log_level: config.node_log.clone(),
+        }
+    }
+
+    /// `crash <id>`: SIGKILLs a running storage node.
+    pub async fn crash(&mut self, id: &str, printer: &Printer) -> Result<(), String> {
+        let known = self
+            .nodes
+            .iter()
+            .map(|n| n.decl.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.decl.id == id)
+            .ok_or_else(|| format!("unknown node {id:?} (nodes: {known})"))?;
+        if node.decl.role != Role::Storage {
+            return Err(format!(
+                "{id} is a {}; only storage nodes crash (SPEC: the scheduler and workers \
+                 are assumed never to fail)",
+                node.decl.role
+            ));
+        }
+        match node.state {
+            NodeState::Running(_) => {}
+            NodeState::Crashed(_) => return Err(format!("{id} has already crashed")),
+            NodeState::Declared => return Err(format!("{id} is not started yet")),
+            NodeState::FailedToStart => return Err(format!("{id} never started")),
+            NodeState::Stopped(_) => return Err(format!("{id} was stopped")),
+        }
+        let pcs = &self.pcs[node.pcs];
+        let pid = pcs.kill_node(id).await.map_err(|e| format!("{e:#}"))?;
+        node.state = NodeState::Crashed(pid);
+        announce(printer, node, pcs, "crashed", pid);
+        Ok(())
+    }
+
+    /// Stops every node still running; returns the pids stopped.
+    pub async fn stop(&mut self, printer: &Printer) -> Vec<u32> {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| matches!(self.nodes[i].state, NodeState::Running(_)))
+            .collect();
+        let kills = running.iter().map(|&i| {
+            let node = &self.nodes[i];
+            let pcs = self.pcs[node.pcs].clone();
+            let id = node.decl.id.clone();
+            async move { pcs.kill_node(&id).await }
+        });
+        let results = join_all(kills).await;
+        let mut pids = Vec::new();
+        for (i, result) in running.into_iter().zip(results) {
+            let node = &mut self.nodes[i];
+            match result {
+                Ok(pid) => {
+                    node.state = NodeState::Stopped(pid);
+                    announce(printer, node, &self.pcs[node.pcs], "stopped", pid);
+                    pids.push(pid);
+                }
+                Err(error) => printer.error(None, "stop", &format!("{error:#}")),
+            }
+        }
+        pids
+    }
+}
+
+fn announce(printer: &Printer, node: &Node, pcs: &PcsClient, state: &str, pid: u32) {
+    printer.pm_event(
+        &PmEvent::Node {
+            node: node.decl.id.clone(),
+            role: node.decl.role.to_string(),
+            url: node.decl.url.to_string(),
+            state: state.to_string(),
+            pid,
+            pcs: pcs.url().to_string(),
+        },
+        || {
+            format!(
+                "{} {} {state} (pid {pid}, {})",
+                node.decl.role, node.decl.id, node.decl.url
+            )
+        },
+    );
+}

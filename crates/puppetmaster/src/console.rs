@@ -1,0 +1,214 @@
+//! The interactive console: line editing, history (kept in `~/.dida_history`),
+//! `help`, and tab completion of commands and node ids, by `rustyline`.
+//!
+//! rustyline blocks, so the editor lives on its own thread and hands each line to
+//! the session; it prompts again only once the line has run, and whatever the
+//! session prints meanwhile (client outcomes, debug reports, node output) goes
+//! through rustyline's external printer, above the prompt rather than through it.
+
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+
+use dida_core::script::{parse_line, Line, Role, COMMANDS};
+use rustyline::completion::Completer;
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, ExternalPrinter, Helper};
+use tokio::sync::mpsc;
+
+use crate::output::{Printer, Sink};
+use crate::session::Session;
+
+/// Words the console understands besides the script commands.
+const CONSOLE_WORDS: &[&str] = &["help", "quit", "exit"];
+
+/// Completes command names (first word) and node ids (later words).
+#[derive(Debug, Default)]
+struct ConsoleHelper {
+    /// Every node id with its role, refreshed after each line.
+    nodes: Arc<Mutex<Vec<(String, Role)>>>,
+}
+
+/// What completes the word at `pos` of `line`: its start and the candidates.
+fn completions(line: &str, pos: usize, nodes: &[(String, Role)]) -> (usize, Vec<String>) {
+    let before = &line[..pos];
+    let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    let word = &before[start..];
+    let first = before.split_whitespace().next().unwrap_or("");
+    let candidates: Vec<String> = if start == 0 {
+        COMMANDS
+            .iter()
+            .map(|c| c.name)
+            .chain(CONSOLE_WORDS.iter().copied())
+            .filter(|name| name.starts_with(word))
+            .map(|name| format!("{name} "))
+            .collect()
+    } else {
+        let storage_only = matches!(first, "listServer" | "crash");
+        nodes
+            .iter()
+            .filter(|(_, role)| !storage_only || *role == Role::Storage)
+            .map(|(id, _)| id)
+            .filter(|id| id.starts_with(word))
+            .cloned()
+            .collect()
+    };
+    (start, candidates)
+}
+
+impl Completer for ConsoleHelper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(completions(line, pos, &nodes))
+    }
+}
+
+impl Hinter for ConsoleHelper {
+    type Hint = String;
+}
+impl Highlighter for ConsoleHelper {}
+impl Validator for ConsoleHelper {}
+impl Helper for ConsoleHelper {}
+
+/// The text of `help`.
+pub fn help_text() -> String {
+    let width = COMMANDS.iter().map(|c| c.usage().len()).max().unwrap_or(0);
+    let mut text = String::from("commands:\n");
+    for command in COMMANDS {
+        text.push_str(&format!(
+            "  {:<width$}  {}\n",
+            command.usage(),
+            command.summary
+        ));
+    }
+    text.push_str(&format!(
+        "  {:<width$}  {}\n  {:<width$}  {}",
+        "help", "this list", "quit", "stop every node and leave (also Ctrl-D)"
+    ));
+    text
+}
+
+fn history_file() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".dida_history"))
+}
+
+/// Runs the console until `quit`, `exit` or end of input.
+pub async fn run(session: &mut Session, printer: &Printer) -> anyhow::Result<()> {
+    let helper = ConsoleHelper::default();
+    let nodes = helper.nodes.clone();
+    let mut editor: Editor<ConsoleHelper, DefaultHistory> = Editor::new()?;
+    editor.set_helper(Some(helper));
+    if let Some(file) = history_file() {
+        let _ = editor.load_history(&file);
+    }
+    if let Ok(external) = editor.create_external_printer() {
+        let external = Arc::new(Mutex::new(external));
+        let sink: Sink = Arc::new(move |line| {
+            let _ = external
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .print(format!("{line}\n"));
+        });
+        printer.redirect(sink.clone(), sink);
+    }
+    printer.text(|| "dida PuppetMaster console: `help` lists the commands".into());
+
+    let (lines_tx, mut lines_rx) = mpsc::channel::<String>(1);
+    let (ready_tx, ready_rx) = std_mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        while ready_rx.recv().is_ok() {
+            match editor.readline("dida> ") {
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        let _ = editor.add_history_entry(line.as_str());
+                    }
+                    if lines_tx.blocking_send(line).is_err() {
+                        break;
+                    }
+                }
+                Err(ReadlineError::Interrupted) => {
+                    if lines_tx.blocking_send(String::new()).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break, // end of input or a terminal error
+            }
+        }
+        if let Some(file) = history_file() {
+            let _ = editor.save_history(&file);
+        }
+    });
+
+    let mut number = 0;
+    let _ = ready_tx.send(());
+    while let Some(text) = lines_rx.recv().await {
+        number += 1;
+        match text.trim() {
+            "quit" | "exit" => break,
+            "help" => printer.text(help_text),
+            _ => match parse_line(number, &text) {
+                Ok(Some(command)) => {
+                    session.execute(&Line { number, command }).await;
+                    *nodes.lock().unwrap_or_else(|e| e.into_inner()) = session
+                        .cluster()
+                        .nodes()
+                        .iter()
+                        .map(|n| (n.decl.id.clone(), n.decl.role))
+                        .collect();
+                }
+                Ok(None) => {}
+                Err(error) => session.report(error.line, &error.command, &error.message),
+            },
+        }
+        if ready_tx.send(()).is_err() {
+            break;
+        }
+    }
+    drop(ready_tx);
+    drop(lines_rx);
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completes_commands_then_node_ids() {
+        let nodes = vec![
+            ("s1".to_string(), Role::Storage),
+            ("s2".to_string(), Role::Storage),
+            ("w1".to_string(), Role::Worker),
+        ];
+        assert_eq!(
+            completions("list", 4, &nodes),
+            (0, vec!["listServer ".into(), "listGlobal ".into()])
+        );
+        assert_eq!(completions("q", 1, &nodes), (0, vec!["quit ".into()]));
+        assert_eq!(
+            completions("crash ", 6, &nodes),
+            (6, vec!["s1".into(), "s2".into()])
+        );
+        assert_eq!(completions("status w", 8, &nodes), (7, vec!["w1".into()]));
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        let help = help_text();
+        for command in COMMANDS {
+            assert!(help.contains(&command.usage()), "{}", command.name);
+        }
+    }
+}

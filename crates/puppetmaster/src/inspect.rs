@@ -1,0 +1,233 @@
+//! `status`, `listServer`, `listGlobal` and `populate`: the PuppetMaster asks the
+//! nodes itself, all at once and each with a deadline, and prints the answers as
+//! tables (or events). A node that does not answer in time is shown as failed; no
+//! command ever waits on it longer than the deadline.
+
+use std::path::Path;
+use std::time::Duration;
+
+use dida_core::datafile::read_data_file;
+use dida_core::events::Event;
+use dida_core::script::Role;
+use dida_core::Record;
+use dida_proto::execution::scheduler_client::SchedulerClient;
+use dida_proto::execution::worker_client::WorkerClient;
+use dida_proto::execution::{SchedulerStatusRequest, WorkerStatusRequest};
+use dida_proto::transport::lazy_channel;
+use dida_storage_client::StorageClient;
+use futures::future::join_all;
+use serde_json::{json, Value};
+
+use crate::cluster::{Cluster, Node, NodeState};
+use crate::output::{table, Printer};
+
+/// `status`: asks every node for its status and prints one row (event) per node.
+pub async fn status(cluster: &Cluster, deadline: Duration, printer: &Printer) {
+    let storage = cluster.storage_client().ok();
+    let answers = join_all(
+        cluster
+            .nodes()
+            .iter()
+            .map(|node| node_status(node, storage.as_ref(), deadline)),
+    )
+    .await;
+    let mut rows = vec![vec![
+        "node".to_string(),
+        "role".into(),
+        "state".into(),
+        "url".into(),
+        "details".into(),
+    ]];
+    for (node, (state, details)) in cluster.nodes().iter().zip(answers) {
+        let event = Event::Status {
+            node: node.decl.id.clone(),
+            role: node.decl.role.to_string(),
+            state: state.to_string(),
+            details: details.clone(),
+        };
+        printer.event(&event, String::new);
+        rows.push(vec![
+            node.decl.id.clone(),
+            node.decl.role.to_string(),
+            state.to_string(),
+            node.decl.url.to_string(),
+            summary(&details),
+        ]);
+    }
+    printer.text(|| table(&rows));
+}
+
+/// One node's state (`alive` or `failed`) and details.
+async fn node_status(
+    node: &Node,
+    storage: Option<&StorageClient>,
+    deadline: Duration,
+) -> (&'static str, Value) {
+    let process = match node.state {
+        NodeState::Declared => return ("failed", json!({ "error": "not started yet" })),
+        NodeState::FailedToStart => return ("failed", json!({ "error": "could not start" })),
+        NodeState::Running(pid) => json!({ "pid": pid }),
+        NodeState::Crashed(pid) => json!({ "pid": pid, "crashed": true }),
+        NodeState::Stopped(pid) => json!({ "pid": pid, "stopped": true }),
+    };
+    let url = node.decl.url.to_string();
+    let answer: Result<Value, String> = match node.decl.role {
+        Role::Storage => match storage {
+            Some(client) => client
+                .status(&node.decl.id)
+                .await
+                .map(|s| {
+                    json!({
+                        "replica": s.replica,
+                        "members": s.members.len(),
+                        "keys": s.keys,
+                        "records": s.records,
+                        "replication_factor": s.replication_factor,
+                        "max_versions": s.max_versions,
+                        "write_acks": s.write_acks,
+                        "gossip_delay_ms": s.gossip_delay_ms,
+                    })
+                })
+                .map_err(|e| e.to_string()),
+            None => Err("no storage client".into()),
+        },
+        Role::Worker => match lazy_channel(&url, deadline) {
+            Ok(channel) => WorkerClient::new(channel)
+                .status(WorkerStatusRequest {})
+                .await
+                .map(|r| {
+                    let r = r.into_inner();
+                    json!({
+                        "running": r.running,
+                        "completed": r.completed,
+                        "failed": r.failed,
+                        "gossip_delay_ms": r.gossip_delay_ms,
+                    })
+                })
+                .map_err(|s| s.message().to_string()),
+            Err(error) => Err(error.to_string()),
+        },
+        Role::Scheduler => match lazy_channel(&url, deadline) {
+            Ok(channel) => SchedulerClient::new(channel)
+                .status(SchedulerStatusRequest {})
+                .await
+                .map(|r| {
+                    let r = r.into_inner();
+                    let loads: serde_json::Map<String, Value> = r
+                        .workers
+                        .iter()
+                        .map(|w| (w.worker_id.clone(), json!(w.load)))
+                        .collect();
+                    json!({
+                        "executions_submitted": r.executions_submitted,
+                        "executions_finished": r.executions_finished,
+                        "executions_running": r.executions_running,
+                        "worker_loads": loads,
+                    })
+                })
+                .map_err(|s| s.message().to_string()),
+            Err(error) => Err(error.to_string()),
+        },
+    };
+    let mut details = process;
+    match answer {
+        Ok(Value::Object(fields)) => {
+            if let Some(details) = details.as_object_mut() {
+                details.extend(fields);
+            }
+            ("alive", details)
+        }
+        Ok(_) => ("alive", details),
+        Err(error) => {
+            details["error"] = json!(format!("did not answer: {error}"));
+            ("failed", details)
+        }
+    }
+}
+
+/// The details of a status as `key=value` pairs for the table.
+fn summary(details: &Value) -> String {
+    match details {
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// `listServer` (one id) and `listGlobal` (every storage node that has not crashed):
+/// every record of each node, one row (event) per record.
+pub async fn list(cluster: &Cluster, ids: &[String], printer: &Printer) -> Result<(), String> {
+    let client = cluster.storage_client()?;
+    let answers = join_all(ids.iter().map(|id| client.list(id))).await;
+    let mut rows = vec![vec![
+        "server".to_string(),
+        "key".into(),
+        "version".into(),
+        "value".into(),
+    ]];
+    let mut failed = Vec::new();
+    for (id, answer) in ids.iter().zip(answers) {
+        match answer {
+            Ok(mut records) => {
+                records.sort_by(|a: &Record, b: &Record| {
+                    a.key.cmp(&b.key).then(a.version.cmp(&b.version))
+                });
+                for record in &records {
+                    printer.event(&Event::record(id, record), String::new);
+                    rows.push(vec![
+                        id.clone(),
+                        record.key.clone(),
+                        record.version.to_string(),
+                        record.value.clone(),
+                    ]);
+                }
+            }
+            Err(error) => {
+                let event = Event::Status {
+                    node: id.clone(),
+                    role: "storage".into(),
+                    state: "failed".into(),
+                    details: json!({ "error": format!("did not answer: {error}") }),
+                };
+                printer.event(&event, String::new);
+                failed.push(format!("{id} (failed: {error})"));
+            }
+        }
+    }
+    printer.text(|| {
+        let mut text = table(&rows);
+        if rows.len() == 1 {
+            text.push_str("\n(no records)");
+        }
+        for failure in &failed {
+            text.push_str(&format!("\n{failure}"));
+        }
+        text
+    });
+    Ok(())
+}
+
+/// `populate`: checks the whole file, then writes its records in file order (so a
+/// key written twice ends with the later value). Stops at the first failed write.
+pub async fn populate(cluster: &Cluster, file: &Path, printer: &Printer) -> Result<(), String> {
+    let pairs = read_data_file(file).map_err(|e| e.to_string())?;
+    let client = cluster.storage_client()?;
+    for (index, (key, value)) in pairs.iter().enumerate() {
+        client.write(key, value).await.map_err(|e| {
+            format!(
+                "record {} of {} (key {key:?}) could not be written: {e}; the records \
+                 before it were written",
+                index + 1,
+                pairs.len()
+            )
+        })?;
+    }
+    printer.text(|| format!("populated {} records from {}", pairs.len(), file.display()));
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The PuppetMaster (SPEC §6.2–6.3): the single console from which an operator of
+//! the platform starts nodes, runs applications, inspects state and injects
+//! crashes.
+//!
+//! It reads the script language of [`dida_core::script`] from a file (all at once,
+//! or one line per key press with `--step`) or from an interactive console, starts
+//! nodes through PCSs (one in-process when none is given, so one command brings a
+//! whole cluster up), and prints readable tables or, with `--json`, one event per
+//! line. In batch mode it runs a script, waits for every client it issued, stops the
+//! nodes it started and tells whether everything went well.
+//!
+//! - [`config`]: what it is configured with;
+//! - [`session`]: running lines, reporting errors with their line numbers;
+//! - `cluster`: the setup block, placing and starting nodes, crashing them;
+//! - `placement`: which PCS runs a node;
+//! - `clients`, `inspect`: `client`; `status`, `listServer`, `listGlobal`, `populate`;
+//! - `debug_sink`: the service workers in debug mode report to;
+//! - [`output`]: text and JSON events;
+//! - `console`: the interactive console.
+
+mod clients;
+mod cluster;
+pub mod config;
+mod console;
+mod debug_sink;
+mod inspect;
+pub mod output;
+mod placement;
+pub mod session;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use dida_core::script::{parse_line, Line};
+
+pub use config::PmConfig;
+pub use output::Printer;
+pub use session::{Session, Summary};
+
+/// How the PuppetMaster takes its commands.
+#[derive(Debug, Clone, Default)]
+pub struct Mode {
+    /// The script to run; `None`: the interactive console.
+    pub script: Option<PathBuf>,
+    /// Run the script one line per key press.
+    pub step: bool,
+    /// Run the script, wait for its clients, stop the nodes and return.
+    pub batch: bool,
+    /// Stop running the script at its first failed line.
+    pub stop_on_error: bool,
+}
+
+/// Runs the PuppetMaster until its script (batch mode) or console ends, or until
+/// Ctrl-C; stops every node it started before returning.
+pub async fn run(config: PmConfig, mode: Mode, printer: Arc<Printer>) -> anyhow::Result<Summary> {
+    let script = match &mode.script {
+        Some(path) => Some((
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the script {}", path.display()))?,
+            script_dir(path)?,
+        )),
+        None => None,
+    };
+    let base_dir = match &script {
+        Some((_, dir)) => dir.clone(),
+        None => std::env::current_dir().context("cannot find the current directory")?,
+    };
+    let mut session = Session::start(config, printer.clone(), base_dir).await?;
+    let interrupted = tokio::select! {
+        () = drive(&mut session, script.as_ref().map(|(text, _)| text.as_str()), &mode, &printer) => false,
+        _ = tokio::signal::ctrl_c() => true,
+    };
+    if interrupted {
+        printer.note("interrupted: stopping the nodes");
+    }
+    let summary = session.summary();
+    let stopped = session.shutdown().await;
+    tracing::debug!(?stopped, "nodes stopped");
+    Ok(summary)
+}
+
+/// The script's folder, against which its `client` and `populate` paths resolve.
+fn script_dir(path: &Path) -> anyhow::Result<PathBuf> {
+    let absolute = std::path::absolute(path)
+        .with_context(|| format!("cannot resolve the script path {}", path.display()))?;
+    Ok(absolute
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf))
+}
+
+async fn drive(session: &mut Session, script: Option<&str>, mode: &Mode, printer: &Printer) {
+    if let Some(text) = script {
+        if !run_script(session, text, mode, printer).await {
+            printer.note("the script stopped at its first error (--stop-on-error)");
+        }
+        session.finish_setup().await;
+        if mode.batch {
+            session.wait_for_clients().await;
+            return;
+        }
+    }
+    if let Err(error) = console::run(session, printer).await {
+        printer.error(None, "console", &format!("{error:#}"));
+    }
+    session.wait_for_clients().await;
+}
+
+/// Runs every line of `text`; returns false if it stopped early.
+async fn run_script(session: &mut Session, text: &str, mode: &Mode, printer: &Printer) -> bool {
+    let mut stepping = mode.step;
+    for (index, raw) in text.lines().enumerate() {
+        let number = index + 1;
+        let command = match parse_line(number, raw) {
+            Ok(Some(command)) => command,
+            Ok(None) => continue,
+            Err(error) => {
+                session.report(error.line, &error.command, &error.message);
+                if mode.stop_on_error {
+                    return false;
+                }
+                continue;
+            }
+        };
+        if stepping {
+            match step_prompt(number, raw.trim(), printer).await {
+                Step::Run => {}
+                Step::Continue => stepping = false,
+                Step::Quit => return true,
+            }
+        }
+        let ok = session.execute(&Line { number, command }).await;
+        if !ok && mode.stop_on_error {
+            return false;
+        }
+    }
+    true
+}
+
+enum Step {
+    Run,
+    Continue,
+    Quit,
+}
+
+/// Shows the next line and waits for a key press (Enter runs it, `c` runs the rest
+/// without stopping, `q` stops the script).
+async fn step_prompt(number: usize, line: &str, printer: &Printer) -> Step {
+    printer.note(&format!(
+        "line {number}: {line}    [Enter: run, c: run the rest, q: stop]"
+    ));
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut answer = String::new();
+        match std::io::stdin().read_line(&mut answer) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(answer),
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    match answer.as_deref().map(str::trim) {
+        None if !std::io::stdin().is_terminal() => Step::Continue,
+        None | Some("q") => Step::Quit,
+        Some("c") => Step::Continue,
+        Some(_) => Step::Run,
+    }
+}

@@ -1,0 +1,321 @@
+//! A PuppetMaster session: runs script lines one after the other, whatever they come
+//! from (a file, `--step`, the console), and reports every error with its line
+//! number without ever stopping the session itself.
+//!
+//! Commands run in order. `client` returns as soon as the scheduler accepted the
+//! execution (its outcome is printed when it arrives); the administrative commands
+//! (`populate`, `status`, `listServer`, `listGlobal`, `crash`) finish before the next
+//! line, each bounded by deadlines; `wait` and `await` block on purpose.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use dida_core::script::{Command, Line, Role};
+use dida_pcs::auth::TOKEN_HEADER;
+use dida_pcs::{PcsClient, PcsConfig, PcsHandle};
+use dida_proto::server::ServerHandle;
+use tokio::task::JoinHandle;
+
+use crate::clients::Clients;
+use crate::cluster::{Cluster, NodeState};
+use crate::config::PmConfig;
+use crate::output::Printer;
+use crate::{debug_sink, inspect};
+
+/// A running session; see the module documentation.
+#[derive(Debug)]
+pub struct Session {
+    config: Arc<PmConfig>,
+    printer: Arc<Printer>,
+    base_dir: PathBuf,
+    cluster: Cluster,
+    clients: Clients,
+    local_pcs: Option<PcsHandle>,
+    relays: Vec<JoinHandle<()>>,
+    debug_sink: Option<(ServerHandle, String)>,
+    errors: usize,
+    start_failures: usize,
+}
+
+/// How a session went, for the exit code of batch mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Lines that failed (invalid or refused).
+    pub errors: usize,
+    /// Nodes that could not start.
+    pub start_failures: usize,
+}
+
+impl Summary {
+    /// True when every line ran and every node started.
+    pub fn is_clean(&self) -> bool {
+        self.errors == 0 && self.start_failures == 0
+    }
+}
+
+impl Session {
+    /// Starts a session whose relative paths are resolved against `base_dir` (the
+    /// script's folder). With no PCS configured, starts one in-process on a free
+    /// loopback port, protected by a fresh random token.
+    pub async fn start(
+        config: PmConfig,
+        printer: Arc<Printer>,
+        base_dir: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let (pcs, local_pcs) = if config.pcs.is_empty() {
+            let token = random_token()?;
+            let mut pcs_config = PcsConfig::new(config.binary.clone());
+            pcs_config.token = Some(token.clone());
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .context("cannot start the local PCS")?;
+            let handle = dida_pcs::node::start(pcs_config, listener).await?;
+            let url = format!("http://{}", handle.local_addr());
+            (vec![PcsClient::new(&url, Some(&token))?], Some(handle))
+        } else {
+            let clients = config
+                .pcs
+                .iter()
+                .map(|url| PcsClient::new(url, config.token.as_deref()))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for client in &clients {
+                client.ping().await?;
+            }
+            (clients, None)
+        };
+        let relays = pcs
+            .iter()
+            .map(|client| tokio::spawn(relay_output(client.clone(), printer.clone())))
+            .collect();
+        Ok(Self {
+            clients: Clients::new(config.client_timeout, printer.clone()),
+            cluster: Cluster::new(config.clone(), pcs),
+            config,
+            printer,
+            base_dir,
+            local_pcs,
+            relays,
+            debug_sink: None,
+            errors: 0,
+            start_failures: 0,
+        })
+    }
+
+    /// The session's nodes (for status displays and completion).
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// How the session has gone so far.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            errors: self.errors,
+            start_failures: self.start_failures,
+        }
+    }
+
+    /// Reports an error of line `line` (0: not from a script line).
+    pub fn report(&mut self, line: usize, command: &str, message: &str) {
+        self.errors += 1;
+        self.printer
+            .error((line > 0).then_some(line), command, message);
+    }
+
+    /// Runs one line; returns false (after reporting why) when it failed.
+    pub async fn execute(&mut self, line: &Line) -> bool {
+        let command = &line.command;
+        let result = match command {
+            Command::Node(decl) => self.cluster.declare(line.number, decl.clone()),
+            Command::Debug => self.enable_debug().await,
+            other => {
+                // Start failures are reported on the node lines; this line still runs.
+                self.finish_setup().await;
+                self.run(line.number, other).await
+            }
+        };
+        match result {
+            Ok(()) => true,
+            Err(message) => {
+                self.report(line.number, command.name(), &message);
+                false
+            }
+        }
+    }
+
+    /// Ends the setup block if it is still open: starts its nodes. Returns false if
+    /// some node could not start (each failure was reported on its line).
+    pub async fn finish_setup(&mut self) -> bool {
+        if self.cluster.is_started() {
+            return true;
+        }
+        let sink = self.debug_sink.as_ref().map(|(_, url)| url.clone());
+        let failures = self.cluster.start(sink.as_deref(), &self.printer).await;
+        for (line, command, message) in &failures {
+            self.start_failures += 1;
+            self.printer.error(Some(*line), command, message);
+        }
+        failures.is_empty()
+    }
+
+    async fn run(&mut self, number: usize, command: &Command) -> Result<(), String> {
+        match command {
+            Command::Client { input, app } => {
+                let scheduler = self
+                    .cluster
+                    .scheduler_url()
+                    .cloned()
+                    .ok_or("the setup block declares no scheduler")?;
+                let path = self.resolve(app);
+                self.clients
+                    .issue(number, input, &app.display().to_string(), &path, &scheduler)
+                    .await
+            }
+            Command::Populate { data } => {
+                inspect::populate(&self.cluster, &self.resolve(data), &self.printer).await
+            }
+            Command::Status => {
+                inspect::status(&self.cluster, self.config.rpc_deadline, &self.printer).await;
+                Ok(())
+            }
+            Command::ListServer { id } => {
+                let node = self
+                    .cluster
+                    .node(id)
+                    .ok_or_else(|| format!("unknown node {id:?}"))?;
+                if node.decl.role != Role::Storage {
+                    return Err(format!("{id} is a {}, not a storage node", node.decl.role));
+                }
+                inspect::list(&self.cluster, std::slice::from_ref(id), &self.printer).await
+            }
+            Command::ListGlobal => {
+                let live: Vec<String> = self
+                    .cluster
+                    .nodes()
+                    .iter()
+                    .filter(|n| n.decl.role == Role::Storage)
+                    .filter(|n| !matches!(n.state, NodeState::Crashed(_)))
+                    .map(|n| n.decl.id.clone())
+                    .collect();
+                inspect::list(&self.cluster, &live, &self.printer).await
+            }
+            Command::Crash { id } => self.cluster.crash(id, &self.printer).await,
+            Command::Wait { ms } => {
+                tokio::time::sleep(Duration::from_millis(*ms)).await;
+                Ok(())
+            }
+            Command::Await => {
+                self.clients.wait_all().await;
+                Ok(())
+            }
+            Command::Node(_) | Command::Debug => unreachable!("handled by execute"),
+        }
+    }
+
+    /// `debug`: starts the sink the workers will report to.
+    async fn enable_debug(&mut self) -> Result<(), String> {
+        if self.cluster.is_started() {
+            return Err(
+                "debug must come before the setup block ends (workers learn where to \
+                 report when they start)"
+                    .into(),
+            );
+        }
+        if self.debug_sink.is_some() {
+            return Ok(());
+        }
+        let listener = tokio::net::TcpListener::bind(self.config.debug_listen)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot listen on {} for debug reports (is the port already in use?): {e}",
+                    self.config.debug_listen
+                )
+            })?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let url = match &self.config.debug_url {
+            Some(url) => url.clone(),
+            None => sink_url(addr)?,
+        };
+        let server =
+            debug_sink::start(listener, self.printer.clone()).map_err(|e| e.to_string())?;
+        self.printer
+            .note(&format!("debug mode: workers report to {url}"));
+        self.debug_sink = Some((server, url));
+        Ok(())
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// Waits for every client issued so far (their outcomes are printed).
+    pub async fn wait_for_clients(&mut self) {
+        self.clients.wait_all().await;
+    }
+
+    /// Stops every node the session started (and its own PCS, if it runs one);
+    /// returns the pids stopped.
+    pub async fn shutdown(mut self) -> Vec<u32> {
+        let mut pids = self.cluster.stop(&self.printer).await;
+        // The relays hold streams open on the PCSs; a PCS stops only once they close.
+        for relay in self.relays.drain(..) {
+            relay.abort();
+        }
+        if let Some(pcs) = self.local_pcs.take() {
+            match tokio::time::timeout(SHUTDOWN_LIMIT, pcs.shutdown()).await {
+                Ok(Ok(more)) => pids.extend(more),
+                Ok(Err(error)) => self.printer.note(&format!("local PCS: {error:#}")),
+                Err(_) => self.printer.note("local PCS: did not stop in time"),
+            }
+        }
+        if let Some((sink, _)) = self.debug_sink.take() {
+            let _ = tokio::time::timeout(SHUTDOWN_LIMIT, sink.shutdown()).await;
+        }
+        pids
+    }
+}
+
+/// How long the session's own servers get to stop gracefully (dropping them then
+/// stops them at once).
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Prints every line a PCS relays, until its stream ends.
+async fn relay_output(pcs: PcsClient, printer: Arc<Printer>) {
+    match pcs.output().await {
+        Ok(mut lines) => {
+            while let Ok(Some(line)) = lines.message().await {
+                printer.relay(&line.node_id, &line.line);
+            }
+        }
+        Err(error) => printer.note(&format!("cannot relay node output: {error:#}")),
+    }
+}
+
+/// The URL workers reach the sink at when it listens on `addr`.
+fn sink_url(addr: SocketAddr) -> Result<String, String> {
+    if addr.ip().is_unspecified() {
+        return Err(format!(
+            "the debug sink listens on {addr}: give --debug-url with an address the \
+             workers can reach"
+        ));
+    }
+    Ok(format!("http://{addr}"))
+}
+
+/// 128 random bits, hex-encoded, for the in-process PCS's token.
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .with_context(|| format!("cannot draw a random {TOKEN_HEADER} for the local PCS"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
