@@ -213,3 +213,47 @@ async fn assert_every_key_on_its_replicas(
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_entropy_on_a_converged_store_costs_digests_not_data() {
+    let cluster = cluster().await;
+    let client = cluster.client().unwrap();
+    let value = "v".repeat(100);
+    for i in 0..1000 {
+        client.write(&format!("key-{i}"), &value).await.unwrap();
+    }
+    // Converged: every node holds its 3-replica share (3000 records in all).
+    eventually(Duration::from_secs(30), "replicas to converge", || async {
+        let mut total = 0;
+        for id in cluster.ids() {
+            total += client.status(&id).await.ok()?.records;
+        }
+        (total == 3000).then_some(())
+    })
+    .await;
+    let stats = |status: dida_proto::storage::StatusReply| status.replication.unwrap();
+    let before = stats(client.status("s1").await.unwrap());
+    let after = eventually(Duration::from_secs(30), "five more rounds", || async {
+        let now = stats(client.status("s1").await.ok()?);
+        (now.anti_entropy_rounds >= before.anti_entropy_rounds + 5).then_some(now)
+    })
+    .await;
+    let rounds = after.anti_entropy_rounds - before.anti_entropy_rounds;
+    let sent = (after.anti_entropy_bytes_sent - before.anti_entropy_bytes_sent) / rounds;
+    let received =
+        (after.anti_entropy_bytes_received - before.anti_entropy_bytes_received) / rounds;
+    let held = client.status("s1").await.unwrap().records * 100;
+    eprintln!(
+        "anti-entropy on a converged store: {sent} bytes sent and {received} received per \
+         round; s1 holds {held} bytes of values"
+    );
+    assert_eq!(received, 0, "digests agree: the reply is empty");
+    assert!(
+        sent * 10 < held,
+        "a round ({sent} B) costs a small fraction of the data ({held} B)"
+    );
+    assert_eq!(
+        after.records_repaired, before.records_repaired,
+        "nothing to repair"
+    );
+}
