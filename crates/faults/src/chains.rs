@@ -321,12 +321,12 @@ impl ChainReport {
     }
 }
 
-/// A short, stable label for an error message: its first 80 characters with digits
-/// (ids, versions, ports) masked, so that similar failures group together.
+/// A stable label for an error message: its first 200 characters with digits (ids,
+/// versions, ports, positions) masked, so that similar failures group together.
 fn failure_kind(error: &str) -> String {
     error
         .chars()
-        .take(80)
+        .take(200)
         .map(|c| if c.is_ascii_digit() { '#' } else { c })
         .collect()
 }

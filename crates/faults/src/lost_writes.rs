@@ -13,7 +13,7 @@
 //!   holds at least that many, so this test is exact: a write that is neither held
 //!   nor excusable was never on any node still alive, or was removed by something
 //!   other than the version limit. The suite runs with a large `--max-versions`
-//!   (1000) so that this case does not arise in practice;
+//!   (1 000 000) so that this case does not arise in practice;
 //! - **lost** otherwise. With `--write-acks` ≥ 2 that must never happen while fewer
 //!   than that many replicas of a key fail; with `--write-acks 1` (the course's mode)
 //!   it happens when a primary dies before gossiping a write it acknowledged.
