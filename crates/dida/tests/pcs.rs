@@ -108,7 +108,10 @@ async fn pcs_refuses_requests_without_its_token_and_anything_but_a_dida_role() {
     });
     let refused = pcs.start_node(request).await.unwrap_err().to_string();
     assert!(refused.contains("not a flag the PCS passes"), "{refused}");
-    assert!(pcs.list_nodes().await.unwrap().is_empty(), "nothing started");
+    assert!(
+        pcs.list_nodes().await.unwrap().is_empty(),
+        "nothing started"
+    );
     assert!(!answers(port));
 }
 
@@ -119,7 +122,10 @@ async fn pcs_starts_crashes_and_cleans_up_nodes() {
     let mut output = pcs.output().await.unwrap();
     let ports = free_ports(2).unwrap();
 
-    let pid = pcs.start_node(storage_request("s1", ports[0])).await.unwrap();
+    let pid = pcs
+        .start_node(storage_request("s1", ports[0]))
+        .await
+        .unwrap();
     assert!(answers(ports[0]), "StartNode answers once the node listens");
     assert!(alive(pid));
 
@@ -164,7 +170,10 @@ async fn pcs_starts_crashes_and_cleans_up_nodes() {
     }
 
     // A node still running when the PCS is SIGKILLed dies with it.
-    let pid = pcs.start_node(storage_request("s2", ports[1])).await.unwrap();
+    let pid = pcs
+        .start_node(storage_request("s2", ports[1]))
+        .await
+        .unwrap();
     assert!(alive(pid));
     pcs_process.kill().await.unwrap();
     eventually("the orphaned node is gone", || !alive(pid)).await;

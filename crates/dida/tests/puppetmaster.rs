@@ -1,0 +1,388 @@
+//! `dida puppetmaster` as a user runs it: the example scripts in batch JSON mode
+//! (every node a real process, started by the PuppetMaster's own PCS), crashes,
+//! every kind of malformed line, and no process left behind.
+//!
+//! The examples use the course's fixed `localhost` ports; each test copies them to
+//! a temporary folder with free loopback ports instead, so tests never collide.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use dida_local_cluster::free_ports;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::time::Instant;
+
+fn dida() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_dida"))
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/puppetmaster")
+}
+
+/// Copies the examples to a temporary folder, giving every `localhost:PORT` of
+/// `script` a free loopback port; returns the folder and the copied script.
+fn prepare(script: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["apps", "data"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        for entry in std::fs::read_dir(examples().join(sub)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.path().join(sub).join(entry.file_name())).unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(examples().join(script)).unwrap();
+    let path = dir.path().join(script);
+    std::fs::write(&path, with_free_ports(&text)).unwrap();
+    (dir, path)
+}
+
+/// Replaces every `http://localhost:PORT` with `http://127.0.0.1:FREE`.
+fn with_free_ports(text: &str) -> String {
+    let mut ports = BTreeMap::new();
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("http://localhost:") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + "http://localhost:".len()..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        let port = &rest[..digits];
+        let free = *ports
+            .entry(port.to_string())
+            .or_insert_with(|| free_ports(1).unwrap()[0]);
+        out.push_str(&format!("http://127.0.0.1:{free}"));
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What a batch run printed and how it ended.
+struct Run {
+    events: Vec<Value>,
+    success: bool,
+    stderr: String,
+}
+
+impl Run {
+    fn of(&self, kind: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["event"] == kind).collect()
+    }
+
+    /// The `client` events, by input.
+    fn clients(&self) -> Vec<(String, &Value)> {
+        self.of("client")
+            .into_iter()
+            .map(|e| (e["input"].as_str().unwrap().to_string(), e))
+            .collect()
+    }
+
+    /// The value of the newest version of `key` among the `record` events.
+    fn newest(&self, key: &str) -> Option<String> {
+        self.of("record")
+            .into_iter()
+            .filter(|r| r["key"] == key)
+            .max_by_key(|r| {
+                (
+                    r["version"]["number"].as_u64().unwrap(),
+                    r["version"]["replica"].as_u64().unwrap(),
+                )
+            })
+            .map(|r| r["value"].as_str().unwrap().to_string())
+    }
+
+    /// Every pid a `node` event reported.
+    fn pids(&self) -> HashSet<u32> {
+        self.of("node")
+            .iter()
+            .map(|e| e["pid"].as_u64().unwrap() as u32)
+            .collect()
+    }
+}
+
+/// Runs `dida pm SCRIPT --batch --json ARGS` to the end (at most 100 s).
+async fn batch(script: &Path, args: &[&str]) -> Run {
+    let output = tokio::time::timeout(
+        Duration::from_secs(100),
+        Command::new(dida())
+            .arg("pm")
+            .arg(script)
+            .args(["--batch", "--json", "--debug-listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the batch run finished in time")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let events = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?} is not JSON: {e}")))
+        .collect();
+    Run {
+        events,
+        success: output.status.success(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// True while `pid` is a live (not zombie) process.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+async fn assert_all_gone(pids: &HashSet<u32>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&p| alive(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "processes left behind: {:?}",
+            pids.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_course_script_runs_the_classic_applications() {
+    let (_dir, script) = prepare("course.txt");
+    let run = batch(&script, &[]).await;
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.of("error").is_empty(), "{:?}", run.of("error"));
+
+    let started = run.of("node");
+    assert_eq!(
+        started.iter().filter(|e| e["state"] == "started").count(),
+        9
+    );
+    let clients = run.clients();
+    assert_eq!(clients.len(), 2, "{clients:?}");
+    for (input, event) in &clients {
+        assert_eq!(event["status"], "ok", "{event}");
+        assert_eq!(event["error"], Value::Null);
+        let outputs: Vec<&str> = event["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o.as_str().unwrap())
+            .collect();
+        match input.as_str() {
+            "23" => assert_eq!(outputs, ["12", "end"]),
+            "1" => assert_eq!(outputs, ["1", "2"]),
+            other => panic!("unexpected client {other}"),
+        }
+        assert!(!event["id"].as_str().unwrap().is_empty());
+    }
+    // The final records: 23 went 11 → 12 → success; the increments' key holds 2.
+    assert_eq!(run.newest("23").as_deref(), Some("success"));
+    assert_eq!(run.newest("13").as_deref(), Some("1"));
+    let increment = clients.iter().find(|(i, _)| i == "1").unwrap().1["id"]
+        .as_str()
+        .unwrap();
+    assert_eq!(run.newest(increment).as_deref(), Some("2"));
+    // listServer s1 lists only s1; listGlobal lists every node.
+    let servers: HashSet<&str> = run
+        .of("record")
+        .iter()
+        .map(|r| r["server"].as_str().unwrap())
+        .collect();
+    assert!(servers.len() > 1, "{servers:?}");
+    // status: every node answered.
+    let status = run.of("status");
+    assert_eq!(status.len(), 9);
+    assert!(status.iter().all(|s| s["state"] == "alive"), "{status:?}");
+    // debug: the workers reported every operator they ran, with what it wrote.
+    let debug = run.of("debug");
+    assert_eq!(debug.len(), 4, "{debug:?}");
+    let add = debug
+        .iter()
+        .find(|d| d["operator"] == "AddOperator")
+        .unwrap();
+    assert_eq!(add["output"], "12");
+    assert_eq!(add["written"][0]["key"], "23");
+    assert_eq!(add["written"][0]["value"], "12");
+    // Nothing is left running.
+    assert_eq!(
+        run.of("node")
+            .iter()
+            .filter(|e| e["state"] == "stopped")
+            .count(),
+        9
+    );
+    assert_all_gone(&run.pids()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_script_takes_orders_until_stock_runs_out() {
+    let (_dir, script) = prepare("shop.txt");
+    let run = batch(&script, &[]).await;
+    assert!(run.success, "{}", run.stderr);
+    let clients = run.clients();
+    assert_eq!(clients.len(), 5, "{clients:?}");
+    let books: Vec<_> = clients.iter().filter(|(i, _)| i == "book").collect();
+    assert!(books.iter().all(|(_, e)| e["status"] == "ok"), "{books:?}");
+    let pens: Vec<_> = clients.iter().filter(|(i, _)| i == "pen").collect();
+    assert_eq!(pens.iter().filter(|(_, e)| e["status"] == "ok").count(), 1);
+    let failed = pens.iter().find(|(_, e)| e["status"] == "error").unwrap().1;
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("out of stock: pen"),
+        "{failed}"
+    );
+    assert_eq!(run.newest("stock:book").as_deref(), Some("0"));
+    assert_eq!(run.newest("stock:pen").as_deref(), Some("0"));
+    assert_eq!(run.newest("revenue").as_deref(), Some("38"));
+    assert_all_gone(&run.pids()).await;
+}
+
+/// Reads the events of a running PuppetMaster as they come, checking the crashed
+/// node's process and port the moment the `crash` is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_kills_the_storage_process_and_status_shows_it_failed() {
+    let (_dir, script) = prepare("crash.txt");
+    let mut child = Command::new(dida())
+        .arg("pm")
+        .arg(&script)
+        .args(["--batch", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(100);
+    let mut events = Vec::new();
+    let mut crashed_port = None;
+    while let Some(line) = tokio::time::timeout_at(deadline, lines.next_line())
+        .await
+        .expect("the script finished in time")
+        .unwrap()
+    {
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if event["event"] == "node" && event["state"] == "crashed" {
+            assert_eq!(event["node"], "s1");
+            let pid = event["pid"].as_u64().unwrap() as u32;
+            assert!(!alive(pid), "the crashed node's process is gone");
+            let url = event["url"].as_str().unwrap();
+            let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+            assert!(
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+                "its port no longer answers"
+            );
+            crashed_port = Some(port);
+        }
+        events.push(event);
+    }
+    assert!(child.wait().await.unwrap().success());
+    assert!(crashed_port.is_some(), "crash was reported");
+    let s1 = events
+        .iter()
+        .find(|e| e["event"] == "status" && e["node"] == "s1")
+        .expect("status reports s1");
+    assert_eq!(s1["state"], "failed");
+    let others: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "status" && e["node"] != "s1")
+        .collect();
+    assert!(others.iter().all(|e| e["state"] == "alive"), "{others:?}");
+    let first = events
+        .iter()
+        .find(|e| e["event"] == "client" && e["input"] == "23")
+        .unwrap();
+    assert_eq!(first["status"], "ok", "{first}");
+    let servers: HashSet<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "record")
+        .map(|r| r["server"].as_str().unwrap())
+        .collect();
+    assert!(!servers.contains("s1"), "listGlobal skips the crashed node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_malformed_line_is_one_error_with_its_line_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let [s1, s2, s3] = free_ports(3).unwrap()[..] else {
+        unreachable!()
+    };
+    std::fs::write(dir.path().join("data.txt"), "k,v\n").unwrap();
+    let script = format!(
+        "storage s1 http://127.0.0.1:{s1} 0\n\
+         storage s1 http://127.0.0.1:{s2} 0\n\
+         worker w1 http://127.0.0.1:{taken_port} 0\n\
+         storage s3 http://127.0.0.1:{s3} 0\n\
+         storage s4 127.0.0.1:{s2} 0\n\
+         scheduler sched http://127.0.0.1:{s2}\n\
+         frobnicate\n\
+         crash\n\
+         populate data.txt\n\
+         populate missing.txt\n\
+         client 1 missing-app.txt\n\
+         crash nobody\n\
+         crash s3\n\
+         crash s3\n\
+         listServer s1\n"
+    );
+    let path = dir.path().join("bad.txt");
+    std::fs::write(&path, script).unwrap();
+    let run = batch(&path, &["--replication-factor", "2"]).await;
+    drop(taken);
+    assert!(!run.success, "an invalid script fails the batch run");
+    let errors: BTreeMap<u64, String> = run
+        .of("error")
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        (2, "node id \"s1\" is already used"),
+        (3, "already in use"),
+        (5, "must start with http://"),
+        (7, "unknown command \"frobnicate\""),
+        (8, "`crash` takes 1 argument"),
+        (10, "cannot read the data file"),
+        (11, "cannot read the application file"),
+        (12, "unknown node \"nobody\""),
+        (14, "s3 has already crashed"),
+    ];
+    for (line, message) in expected {
+        let got = errors
+            .get(&line)
+            .unwrap_or_else(|| panic!("no error on line {line}: {errors:?}"));
+        assert!(got.contains(message), "line {line}: {got:?}");
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:?}");
+    // The session went on: the good lines ran.
+    assert_eq!(
+        run.of("node")
+            .iter()
+            .filter(|e| e["state"] == "crashed")
+            .count(),
+        1
+    );
+    assert_eq!(
+        run.newest("k").as_deref(),
+        Some("v"),
+        "populate and listServer ran"
+    );
+    assert_all_gone(&run.pids()).await;
+}
