@@ -158,7 +158,8 @@ impl RunClock {
 /// the request never executed, [`OpResult::Unknown`] otherwise.
 ///
 /// - a refused connection: the request was never sent — failed;
-/// - an invalid request or a node refusing on membership grounds: nothing was
+/// - an invalid request, a node refusing on membership grounds, or `ABORTED` (a node
+///   that is not, or not yet, the key's primary refused to execute it): nothing was
 ///   written — failed;
 /// - `UNAVAILABLE` from a node (the primary applied the write but too few replicas
 ///   acknowledged it), a timeout, a reset mid-call, anything else — unknown.
@@ -171,7 +172,7 @@ pub fn classify_error(error: &ClientError) -> OpResult {
         }
         ClientError::Rejected { code, .. } => matches!(
             code,
-            Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound
+            Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound | Code::Aborted
         ),
         ClientError::Timeout { .. } | ClientError::BadReply { .. } => false,
     };

@@ -65,8 +65,10 @@ pub struct SuiteConfig {
     pub workers: usize,
     /// `--anti-entropy-interval` of the storage nodes.
     pub anti_entropy_interval: Duration,
-    /// Deadline of one storage operation; beyond the nodes' 5 s `--ack-timeout`, so a
-    /// write waiting for acknowledgements is not cut short by the client.
+    /// Deadline of one storage call; beyond the nodes' 5 s `--ack-timeout`, so a
+    /// write waiting for acknowledgements is not cut short by the client. An
+    /// operation as a whole (the client library's retries at a new primary after a
+    /// crash included) is bounded by [`Self::op_limit`].
     pub op_deadline: Duration,
     /// An execution without an outcome this long after submission has hung.
     pub chain_deadline: Duration,
@@ -134,13 +136,21 @@ impl SuiteConfig {
         Ok(())
     }
 
+    /// The longest one storage operation may take, retries included: one call, the
+    /// client library's failover window (during which it retries, at the key's new
+    /// primary, a write that certainly had no effect) and a margin. Past it the
+    /// operation is recorded as unknown.
+    pub fn op_limit(&self) -> Duration {
+        self.op_deadline + ClientConfig::default().failover_deadline + Duration::from_secs(2)
+    }
+
     /// How long the whole run may take before the watchdog stops it: start-up, the
     /// workload, the slowest operation or chain, convergence, the checks and a
     /// margin.
     pub fn watchdog(&self) -> Duration {
         Duration::from_secs(180)
             + self.duration
-            + self.op_deadline.max(self.chain_deadline)
+            + self.op_limit().max(self.chain_deadline)
             + self.convergence_limit
             + self.check_budget * 2
     }
@@ -234,7 +244,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     let storage_workload = StorageWorkload {
         keys: keys.clone(),
         duration: config.duration,
-        op_deadline: config.op_deadline,
+        op_deadline: config.op_limit(),
         max_think: Duration::from_millis(4),
         error_backoff: Duration::from_millis(20),
     };

@@ -29,7 +29,8 @@ pub struct StorageWorkload {
     pub keys: Arc<Vec<String>>,
     /// Clients stop invoking operations once the run clock passes this.
     pub duration: Duration,
-    /// Longest an operation may take before it is recorded as unknown.
+    /// Longest an operation may take (the client library's own retries included)
+    /// before it is recorded as unknown.
     pub op_deadline: Duration,
     /// Longest pause between two operations of one client (uniform from zero).
     pub max_think: Duration,
