@@ -90,15 +90,31 @@ impl HostState {
         }
     }
 
-    /// The last line the operator wrote to stderr (a Rust panic message lands there).
+    /// What the operator wrote to stderr before trapping (see [`panic_report`]).
     pub(crate) fn panic_message(&self) -> Option<String> {
-        let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
-        text.lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty())
-            .map(str::to_string)
+        panic_report(&String::from_utf8_lossy(&self.stderr.contents()))
     }
+}
+
+/// An operator's stderr summed up on one line: from its last Rust panic report
+/// (`thread '…' panicked at FILE:LINE:COL:` then the message) when there is one, else
+/// its last line.
+///
+/// The standard library ends a panic report with the hint `note: run with
+/// RUST_BACKTRACE=1 …`. That hint is dropped: it is always the last line, and taking
+/// the last line used to report it instead of the panic message.
+fn panic_report(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    let start = lines
+        .iter()
+        .rposition(|l| l.contains(" panicked at "))
+        .unwrap_or(lines.len().saturating_sub(1));
+    let report = lines.get(start..)?.join(" ");
+    (!report.is_empty()).then_some(report)
 }
 
 impl WasiView for HostState {
@@ -172,5 +188,34 @@ impl log::Host for HostState {
             log::Level::Warn => tracing::warn!(execution, operator, "{message}"),
             log::Level::Error => tracing::error!(execution, operator, "{message}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_report;
+
+    #[test]
+    fn panic_report_keeps_the_message_not_the_backtrace_hint() {
+        let stderr = "starting\n\
+            thread '<unnamed>' panicked at src/lib.rs:17:9:\n\
+            TrapOperator panicked on purpose\n\
+            note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            panic_report(stderr).as_deref(),
+            Some(
+                "thread '<unnamed>' panicked at src/lib.rs:17:9: TrapOperator panicked on purpose"
+            )
+        );
+        assert_eq!(
+            panic_report("one\ntwo\n\n").as_deref(),
+            Some("two"),
+            "no panic report: the last line"
+        );
+        assert_eq!(panic_report(""), None);
+        assert_eq!(
+            panic_report("note: run with `RUST_BACKTRACE=1` ...\n"),
+            None
+        );
     }
 }
