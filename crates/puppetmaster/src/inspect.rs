@@ -86,6 +86,8 @@ async fn node_status(
                         "max_versions": s.max_versions,
                         "write_acks": s.write_acks,
                         "gossip_delay_ms": s.gossip_delay_ms,
+                        "presumed_failed": s.failed,
+                        "suspected": s.suspected,
                     })
                 })
                 .map_err(|e| e.to_string()),

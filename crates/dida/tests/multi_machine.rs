@@ -1,0 +1,214 @@
+//! The PuppetMaster across machines: two network namespaces joined by a veth pair
+//! stand for two machines, each with its own `dida pcs` (listening on its own
+//! address, with a token), and the PuppetMaster places every node on the PCS of its
+//! URL's host.
+//!
+//! Network namespaces need root: the test is skipped, with a message saying so,
+//! when it runs as another user or where namespaces cannot be created.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+const TOKEN: &str = "multi-machine-test-token";
+
+fn dida() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_dida"))
+}
+
+fn ip(args: &[&str]) -> bool {
+    std::process::Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Two namespaces `<tag>a` (10.X.Y.1) and `<tag>b` (10.X.Y.2) joined by a veth
+/// pair; deleted when dropped.
+struct Machines {
+    names: [String; 2],
+    addresses: [String; 2],
+}
+
+impl Machines {
+    fn create() -> Option<Self> {
+        let tag = format!("dida{}", std::process::id() % 100_000);
+        let subnet = format!(
+            "10.{}.{}",
+            100 + std::process::id() % 100,
+            std::process::id() % 250
+        );
+        let machines = Self {
+            names: [format!("{tag}a"), format!("{tag}b")],
+            addresses: [format!("{subnet}.1"), format!("{subnet}.2")],
+        };
+        let [a, b] = &machines.names;
+        let ok = ip(&["netns", "add", a])
+            && ip(&["netns", "add", b])
+            && ip(&[
+                "link",
+                "add",
+                &format!("{tag}x"),
+                "netns",
+                a,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{tag}y"),
+                "netns",
+                b,
+            ])
+            && ip(&[
+                "-n",
+                a,
+                "addr",
+                "add",
+                &format!("{}/24", machines.addresses[0]),
+                "dev",
+                &format!("{tag}x"),
+            ])
+            && ip(&[
+                "-n",
+                b,
+                "addr",
+                "add",
+                &format!("{}/24", machines.addresses[1]),
+                "dev",
+                &format!("{tag}y"),
+            ])
+            && [a, b]
+                .iter()
+                .all(|ns| ip(&["-n", ns, "link", "set", "lo", "up"]))
+            && ip(&["-n", a, "link", "set", &format!("{tag}x"), "up"])
+            && ip(&["-n", b, "link", "set", &format!("{tag}y"), "up"]);
+        ok.then_some(machines)
+    }
+
+    /// `dida ARGS` run inside namespace `index`.
+    fn dida(&self, index: usize) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.names[index]])
+            .arg(dida())
+            .env("DIDA_PCS_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+}
+
+impl Drop for Machines {
+    fn drop(&mut self) {
+        for name in &self.names {
+            ip(&["netns", "del", name]);
+        }
+    }
+}
+
+async fn start_pcs(machines: &Machines, index: usize) -> Child {
+    let listen = format!("{}:10000", machines.addresses[index]);
+    machines
+        .dida(index)
+        .args(["pcs", "--listen", &listen])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_puppetmaster_places_nodes_on_the_pcs_of_their_machine() {
+    // The effective user id, from /proc (field 3 of the Uid: line).
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !root {
+        eprintln!("SKIPPED: the multi-machine test needs root (network namespaces)");
+        return;
+    }
+    let Some(machines) = Machines::create() else {
+        eprintln!("SKIPPED: cannot create network namespaces and a veth pair here");
+        return;
+    };
+    let _pcs_a = start_pcs(&machines, 0).await;
+    let _pcs_b = start_pcs(&machines, 1).await;
+    let [a, b] = &machines.addresses;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.txt"), "23,11\n").unwrap();
+    std::fs::write(
+        dir.path().join("app.txt"),
+        "operator AddOperator 0\noperator UpdateAndChainOperator 1\n",
+    )
+    .unwrap();
+    let script = format!(
+        "scheduler sched http://{a}:3000\n\
+         storage s1 http://{a}:3001 0\n\
+         storage s2 http://{b}:3001 0\n\
+         worker w1 http://{b}:4001 0\n\
+         worker w2 http://{a}:4001 0\n\
+         populate data.txt\n\
+         client 23 app.txt\n\
+         await\n\
+         listGlobal\n"
+    );
+    let path = dir.path().join("script.txt");
+    std::fs::write(&path, script).unwrap();
+    // The PCSs may take a moment to listen: retry the run until they answer.
+    let deadline = Instant::now() + Duration::from_secs(100);
+    let output = loop {
+        let output = machines
+            .dida(0)
+            .arg("pm")
+            .arg(&path)
+            .args(["--batch", "--json", "--replication-factor", "2"])
+            .args(["--pcs", &format!("http://{a}:10000,http://{b}:10000")])
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if output.status.success() || !stderr.contains("does not answer") {
+            break output;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the PCSs did not answer: {stderr}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let events: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let placed = |node: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == "node" && e["node"] == node && e["state"] == "started")
+            .map(|e| e["pcs"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(placed("s1"), format!("http://{a}:10000"));
+    assert_eq!(placed("s2"), format!("http://{b}:10000"));
+    assert_eq!(placed("w1"), format!("http://{b}:10000"));
+    let client = events.iter().find(|e| e["event"] == "client").unwrap();
+    assert_eq!(client["status"], "ok", "{client}");
+    assert_eq!(client["outputs"], serde_json::json!(["12", "end"]));
+    for server in ["s1", "s2"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["event"] == "record" && e["server"] == server && e["key"] == "23"),
+            "{server} holds key 23 (replication factor 2 across both machines)"
+        );
+    }
+}
