@@ -31,6 +31,10 @@ pub struct FaultsArgs {
     /// Storage nodes SIGKILLed during the run, one at a time (at most R - 1 = 2).
     #[arg(long, default_value_t = 2)]
     crashes: usize,
+    /// `--gossip-delay` of every storage node, in milliseconds: how long a write
+    /// acknowledged with `--write-acks 1` lives on its primary alone.
+    #[arg(long, default_value_t = 0)]
+    gossip_delay: u64,
     /// Seed of every random choice (operations, keys, crash moments, victims); by
     /// default one is drawn and printed, so a run can be repeated.
     #[arg(long)]
@@ -72,6 +76,7 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
     config.keys = args.keys;
     config.write_acks = args.write_acks;
     config.crashes = args.crashes;
+    config.gossip_delay = Duration::from_millis(args.gossip_delay);
     config.seed = seed;
     config.history_path = args.history;
     tracing::info!(seed, "faults: starting (repeat with --seed {seed})");

@@ -35,6 +35,8 @@ pub struct RunSettings {
     pub duration_ms: u64,
     /// Crashes asked for.
     pub crashes: usize,
+    /// `--gossip-delay` of the storage nodes, in milliseconds.
+    pub gossip_delay_ms: u64,
     /// Seed of every random choice (workload and nemesis).
     pub seed: u64,
 }
@@ -277,12 +279,14 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "dida faults: {} storage nodes (R={}, --write-acks {}, --max-versions {}), \
-             {} workers; {} clients on {} keys, {} chain clients; {:.1} s; seed {}",
+            "dida faults: {} storage nodes (R={}, --write-acks {}, --max-versions {}, \
+             --gossip-delay {}), {} workers; {} clients on {} keys, {} chain clients; \
+             {:.1} s; seed {}",
             s.nodes,
             s.replication_factor,
             s.write_acks,
             s.max_versions,
+            s.gossip_delay_ms,
             s.workers,
             s.clients,
             s.keys,

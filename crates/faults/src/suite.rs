@@ -63,6 +63,9 @@ pub struct SuiteConfig {
     pub max_versions: usize,
     /// Workers.
     pub workers: usize,
+    /// `--gossip-delay` of every storage node: the window in which a write
+    /// acknowledged with `--write-acks 1` exists on its primary only.
+    pub gossip_delay: Duration,
     /// `--anti-entropy-interval` of the storage nodes.
     pub anti_entropy_interval: Duration,
     /// Deadline of one storage call; beyond the nodes' 5 s `--ack-timeout`, so a
@@ -96,6 +99,7 @@ impl SuiteConfig {
             replication_factor: 3,
             max_versions: 1_000_000,
             workers: 3,
+            gossip_delay: Duration::ZERO,
             anti_entropy_interval: Duration::from_millis(250),
             op_deadline: Duration::from_secs(8),
             chain_deadline: Duration::from_secs(60),
@@ -193,7 +197,11 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             replication_factor: config.replication_factor,
             max_versions: config.max_versions,
             write_acks: config.write_acks,
-            gossip_delays_ms: Vec::new(),
+            gossip_delays_ms: vec![
+                u64::try_from(config.gossip_delay.as_millis())
+                    .unwrap_or(u64::MAX);
+                config.nodes
+            ],
             anti_entropy_interval_ms: u64::try_from(config.anti_entropy_interval.as_millis())
                 .unwrap_or(u64::MAX),
             env: Vec::new(),
@@ -351,6 +359,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             keys: config.keys,
             duration_ms: u64::try_from(config.duration.as_millis()).unwrap_or(u64::MAX),
             crashes: config.crashes,
+            gossip_delay_ms: u64::try_from(config.gossip_delay.as_millis()).unwrap_or(u64::MAX),
             seed: config.seed,
         },
         operations: HistoryCounts::of(&history),
