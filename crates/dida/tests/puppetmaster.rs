@@ -386,3 +386,33 @@ async fn every_malformed_line_is_one_error_with_its_line_and_the_session_goes_on
     );
     assert_all_gone(&run.pids()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_script_spreads_executions_over_every_worker() {
+    let (_dir, script) = prepare("load.txt");
+    let run = batch(&script, &[]).await;
+    assert!(run.success, "{}", run.stderr);
+    let clients = run.clients();
+    assert_eq!(clients.len(), 12);
+    for (input, event) in &clients {
+        assert_eq!(event["status"], "ok", "{input}: {event}");
+        assert_eq!(event["outputs"], serde_json::json!(["1", "2"]), "{input}");
+        let id = event["id"].as_str().unwrap();
+        assert_eq!(run.newest(id), None, "load.txt lists no records");
+    }
+    // The second status comes after `await`: every operator has completed, and the
+    // least-loaded assignment gave every worker a share.
+    let workers: Vec<&Value> = run
+        .of("status")
+        .into_iter()
+        .filter(|s| s["role"] == "worker")
+        .collect();
+    assert_eq!(workers.len(), 6, "two status commands, three workers");
+    let completed: Vec<u64> = workers[3..]
+        .iter()
+        .map(|w| w["details"]["completed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(completed.iter().sum::<u64>(), 24, "{completed:?}");
+    assert!(completed.iter().all(|&c| c > 0), "{completed:?}");
+    assert_all_gone(&run.pids()).await;
+}
