@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dida_core::membership::NodeUrl;
 use dida_pcs::auth::TOKEN_ENV;
+use dida_pcs::launch::LOG_LEVELS;
 use dida_puppetmaster::{Mode, PmConfig, Printer};
 
 /// Flags of `dida puppetmaster`.
@@ -79,6 +80,9 @@ impl PuppetmasterArgs {
         }
         if self.write_acks == 0 || self.write_acks > self.replication_factor {
             bail!("--write-acks must be from 1 to --replication-factor");
+        }
+        if !LOG_LEVELS.contains(&self.node_log.as_str()) {
+            bail!("--node-log must be one of {}", LOG_LEVELS.join(", "));
         }
         config.pcs = self.pcs;
         config.token = self.token.filter(|t| !t.is_empty());

@@ -363,3 +363,104 @@ fn announce(printer: &Printer, node: &Node, pcs: &PcsClient, state: &str, pid: u
         },
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn decl(role: Role, id: &str, port: u16) -> NodeDecl {
+        NodeDecl {
+            role,
+            id: id.into(),
+            url: NodeUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+            gossip_delay_ms: 0,
+        }
+    }
+
+    fn cluster(pcs: &[&str]) -> Cluster {
+        let mut config = PmConfig::new(PathBuf::from("/nonexistent/dida"));
+        config.pcs = pcs.iter().map(|p| p.to_string()).collect();
+        let clients = if pcs.is_empty() {
+            vec![PcsClient::new("http://127.0.0.1:1", None).unwrap()]
+        } else {
+            pcs.iter()
+                .map(|p| PcsClient::new(p, None).unwrap())
+                .collect()
+        };
+        Cluster::new(Arc::new(config), clients)
+    }
+
+    #[tokio::test]
+    async fn the_setup_block_refuses_clashing_nodes() {
+        let mut cluster = cluster(&[]);
+        cluster.declare(1, decl(Role::Storage, "s1", 3001)).unwrap();
+        cluster
+            .declare(2, decl(Role::Scheduler, "sched", 3000))
+            .unwrap();
+        let twice = cluster
+            .declare(3, decl(Role::Worker, "s1", 4001))
+            .unwrap_err();
+        assert!(twice.contains("already used by the storage declared on line 1"));
+        let same_url = cluster
+            .declare(4, decl(Role::Worker, "w1", 3001))
+            .unwrap_err();
+        assert!(same_url.contains("already the address of s1 (line 1)"));
+        let second = cluster
+            .declare(5, decl(Role::Scheduler, "other", 3009))
+            .unwrap_err();
+        assert!(second.contains("already a scheduler"));
+        cluster.started = true;
+        let late = cluster
+            .declare(6, decl(Role::Worker, "w2", 4002))
+            .unwrap_err();
+        assert!(late.contains("already running"));
+    }
+
+    #[tokio::test]
+    async fn nodes_are_started_with_the_full_membership() {
+        let mut cluster = cluster(&[]);
+        cluster.declare(1, decl(Role::Worker, "w1", 4001)).unwrap();
+        cluster.declare(2, decl(Role::Storage, "s2", 3002)).unwrap();
+        cluster
+            .declare(3, decl(Role::Scheduler, "sched", 3000))
+            .unwrap();
+        cluster.declare(4, decl(Role::Storage, "s1", 3001)).unwrap();
+        let flags = |request: StartNodeRequest| -> BTreeMap<String, String> {
+            request
+                .flags
+                .into_iter()
+                .map(|f| (f.name, f.value))
+                .collect()
+        };
+        let worker = flags(cluster.request(&cluster.nodes[0].decl, Some("http://pm:10001")));
+        assert_eq!(
+            worker["storage"],
+            "s2=http://127.0.0.1:3002,s1=http://127.0.0.1:3001"
+        );
+        assert_eq!(worker["scheduler"], "http://127.0.0.1:3000");
+        assert_eq!(worker["debug-sink"], "http://pm:10001");
+        let storage = flags(cluster.request(&cluster.nodes[1].decl, None));
+        assert_eq!(storage["peers"], worker["storage"]);
+        assert_eq!(storage["replication-factor"], "3");
+        let scheduler = flags(cluster.request(&cluster.nodes[2].decl, None));
+        assert_eq!(scheduler["workers"], "w1=http://127.0.0.1:4001");
+    }
+
+    #[tokio::test]
+    async fn with_several_pcs_a_node_needs_one_on_its_host() {
+        let mut cluster = cluster(&["http://10.0.0.1:10000", "http://10.0.0.2:10000"]);
+        let mut remote = decl(Role::Storage, "s1", 3001);
+        remote.url = NodeUrl::parse("http://10.0.0.2:3001").unwrap();
+        cluster.declare(1, remote).unwrap();
+        assert_eq!(cluster.nodes()[0].pcs, 1);
+        let nowhere = cluster
+            .declare(2, decl(Role::Storage, "s2", 3002))
+            .unwrap_err();
+        assert!(
+            nowhere.contains("no PCS runs on host 127.0.0.1"),
+            "{nowhere}"
+        );
+    }
+}
