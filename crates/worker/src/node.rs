@@ -160,6 +160,7 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
             replication_factor: config.replication_factor,
             vnodes: config.vnodes,
             deadline: config.rpc_deadline,
+            ..ClientConfig::default()
         },
     )
     .context("invalid storage membership")?;
@@ -192,6 +193,7 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
             }
         })
     };
+    let view = tokio::spawn(follow_storage_view(state.storage.clone()));
     let service = WorkerServer::new(WorkerService {
         state: state.clone(),
     })
@@ -200,9 +202,24 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(service);
-    let server = ServerHandle::spawn(router, listener)?.with_tasks([warm]);
+    let server = ServerHandle::spawn(router, listener)?.with_tasks([warm, view]);
     info!(id = %state.config.id, addr = %server.local_addr(), "worker serving");
     Ok(NodeHandle { server })
+}
+
+/// How often a worker asks the storage nodes which of them crashed.
+const VIEW_REFRESH: Duration = Duration::from_secs(1);
+
+/// Keeps the worker's view of crashed storage nodes current (SPEC §2.5), so that its
+/// operators' calls go to the live replicas without first failing on a dead one.
+async fn follow_storage_view(storage: Arc<StorageClient>) {
+    let mut ticker = tokio::time::interval(VIEW_REFRESH);
+    loop {
+        ticker.tick().await;
+        if storage.refresh_view().await {
+            info!(failed = ?storage.failed(), "storage view changed");
+        }
+    }
 }
 
 /// Runs the `dida worker` process until Ctrl-C or SIGTERM.
