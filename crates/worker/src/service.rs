@@ -70,6 +70,7 @@ impl Worker for WorkerService {
             completed: state.stats.completed.load(Relaxed),
             failed: state.stats.failed.load(Relaxed),
             gossip_delay_ms: state.config.gossip_delay.as_millis() as u64,
+            failed_storage: state.storage.failed(),
         }))
     }
 
