@@ -150,16 +150,18 @@ async fn step_prompt(number: usize, line: &str, printer: &Printer) -> Step {
     printer.note(&format!(
         "line {number}: {line}    [Enter: run, c: run the rest, q: stop]"
     ));
-    let answer = tokio::task::spawn_blocking(|| {
+    // A plain thread, not `spawn_blocking`: after a Ctrl-C the runtime must not wait
+    // for this read to end before the process can exit.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
         let mut answer = String::new();
-        match std::io::stdin().read_line(&mut answer) {
+        let answer = match std::io::stdin().read_line(&mut answer) {
             Ok(0) | Err(_) => None,
             Ok(_) => Some(answer),
-        }
-    })
-    .await
-    .ok()
-    .flatten();
+        };
+        let _ = tx.send(answer);
+    });
+    let answer = rx.await.ok().flatten();
     match answer.as_deref().map(str::trim) {
         None if !std::io::stdin().is_terminal() => Step::Continue,
         None | Some("q") => Step::Quit,
