@@ -112,6 +112,13 @@ impl Drop for Machines {
     }
 }
 
+/// Says why the test is skipped, on the real stderr: the test harness captures
+/// `eprintln!` of passing tests, and a skip must be visible.
+fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED multi-machine test: {why}");
+}
+
 async fn start_pcs(machines: &Machines, index: usize) -> Child {
     let listen = format!("{}:10000", machines.addresses[index]);
     machines
@@ -132,11 +139,11 @@ async fn a_puppetmaster_places_nodes_on_the_pcs_of_their_machine() {
         })
         .unwrap_or(false);
     if !root {
-        eprintln!("SKIPPED: the multi-machine test needs root (network namespaces)");
+        skip("the multi-machine test needs root (network namespaces)");
         return;
     }
     let Some(machines) = Machines::create() else {
-        eprintln!("SKIPPED: cannot create network namespaces and a veth pair here");
+        skip("cannot create network namespaces and a veth pair here");
         return;
     };
     let _pcs_a = start_pcs(&machines, 0).await;
