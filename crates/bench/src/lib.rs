@@ -7,10 +7,13 @@
 //! Modules, one job each:
 //! - `storage`: `dida bench storage` — its flags, the cluster it measures and the
 //!   order of the measurements;
+//! - `chain`: `dida bench chain` — executions of chains of no-op operators against
+//!   the worker ping, the per-hop overhead, and one operator invocation alone;
 //! - `workload`: the storage workloads (which keys, what one request is);
 //! - `closed_loop`: the load generator every workload runs under;
 //! - `report`: turning measurements into table rows, JSON lines and the verdict.
 
+mod chain;
 mod closed_loop;
 mod report;
 mod storage;
@@ -29,14 +32,18 @@ pub struct BenchArgs {
 enum BenchTarget {
     /// Storage reads, writes and CAS against a no-op RPC baseline.
     Storage(storage::StorageBenchArgs),
+    /// Chains of no-op operators against a worker ping, and one invocation alone.
+    Chain(chain::ChainBenchArgs),
 }
 
 /// Runs the selected benchmark and prints its report on standard output.
 ///
-/// Called by the `dida` binary for `dida bench …`; the benchmark may start storage
-/// processes of that same binary, and stops them before returning.
+/// Called by the `dida` binary for `dida bench …`; the benchmark may start storage,
+/// scheduler and worker processes of that same binary, and stops them before
+/// returning.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         BenchTarget::Storage(args) => storage::run(args).await,
+        BenchTarget::Chain(args) => chain::run(args).await,
     }
 }

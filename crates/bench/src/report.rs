@@ -46,7 +46,7 @@ pub(crate) struct Setup {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Row {
     /// Workload name.
-    pub workload: &'static str,
+    pub workload: String,
     /// Requests in flight.
     pub concurrency: usize,
     /// Successful requests per second.
@@ -67,14 +67,14 @@ pub(crate) struct Row {
 impl Row {
     /// Summarises `measurement`, comparing it with the baseline's throughput.
     pub fn new(
-        workload: &'static str,
+        workload: impl Into<String>,
         concurrency: usize,
         measurement: &Measurement,
         ping_ops_per_sec: f64,
     ) -> Self {
         let ops_per_sec = measurement.throughput();
         Self {
-            workload,
+            workload: workload.into(),
             concurrency,
             ops_per_sec,
             p50_us: measurement.latency_us.value_at_quantile(0.50),
@@ -156,6 +156,14 @@ impl Printer {
         );
         println!("  machine:            {} cores available", setup.cores);
         println!();
+        self.table_header();
+    }
+
+    /// Prints the header of the table of rows (nothing in JSON mode).
+    pub fn table_header(self) {
+        if self.json {
+            return;
+        }
         println!(
             "{:<8} {:>11} {:>10} {:>9} {:>9} {:>7} {:>8}",
             "workload", "concurrency", "ops/s", "p50 (µs)", "p99 (µs)", "errors", "vs ping"
@@ -199,12 +207,21 @@ impl Printer {
 
     /// Prints the verdict on the target.
     pub fn verdict(self, rows: &[Row]) {
-        let text = verdict(rows);
-        if self.json {
-            println!("{}", json!({ "kind": "verdict", "text": text }));
-        } else {
+        self.verdicts(&[verdict(rows)]);
+    }
+
+    /// Prints verdict lines: as text after a blank line, in JSON one `verdict` object
+    /// per line.
+    pub fn verdicts(self, lines: &[String]) {
+        if !self.json {
             println!();
-            println!("{text}");
+        }
+        for text in lines {
+            if self.json {
+                println!("{}", json!({ "kind": "verdict", "text": text }));
+            } else {
+                println!("{text}");
+            }
         }
     }
 }
@@ -215,7 +232,7 @@ mod tests {
 
     fn row(workload: &'static str, concurrency: usize, ops_per_sec: f64, ping: f64) -> Row {
         Row {
-            workload,
+            workload: workload.to_string(),
             concurrency,
             ops_per_sec,
             p50_us: 0,

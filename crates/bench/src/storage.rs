@@ -62,7 +62,7 @@ pub(crate) struct StorageBenchArgs {
 
 /// The concurrencies to measure at, in the order given; each at least 1, no repeats.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Concurrencies(Vec<usize>);
+pub(crate) struct Concurrencies(pub(crate) Vec<usize>);
 
 impl FromStr for Concurrencies {
     type Err = String;
@@ -86,7 +86,7 @@ impl FromStr for Concurrencies {
 }
 
 /// Parses a number of seconds (fractions allowed, zero allowed).
-fn parse_seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .trim()
         .parse()
@@ -96,7 +96,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses a number of seconds that must be more than zero.
-fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
     let duration = parse_seconds(text)?;
     if duration.is_zero() {
         return Err("must be more than zero seconds".to_string());
@@ -144,8 +144,9 @@ async fn start_cluster(args: &StorageBenchArgs) -> anyhow::Result<LocalCluster> 
         })
 }
 
-/// Stops every node of the local cluster and reaps its process.
-async fn stop_cluster(mut cluster: LocalCluster) -> anyhow::Result<()> {
+/// Stops every storage node of the local cluster and reaps its process. A scheduler
+/// and workers, if started, are killed when the cluster is dropped at the end.
+pub(crate) async fn stop_cluster(mut cluster: LocalCluster) -> anyhow::Result<()> {
     let ids: Vec<String> = cluster.ids().collect();
     for id in ids {
         cluster
@@ -306,16 +307,16 @@ impl Bench {
 
 /// How long each measurement warms up and then runs.
 #[derive(Debug, Clone, Copy)]
-struct Timing {
-    warmup: Duration,
-    duration: Duration,
+pub(crate) struct Timing {
+    pub(crate) warmup: Duration,
+    pub(crate) duration: Duration,
 }
 
 impl Timing {
     /// Warms `ops` up (connections, caches, the CAS counters), then measures them.
     /// Warm-up failures are logged rather than reported in the table, since the
     /// warm-up's numbers are discarded; the measured run reports its own.
-    async fn measure<O: Operation>(self, ops: Vec<O>) -> anyhow::Result<Measurement> {
+    pub(crate) async fn measure<O: Operation>(self, ops: Vec<O>) -> anyhow::Result<Measurement> {
         let ops = if self.warmup.is_zero() {
             ops
         } else {

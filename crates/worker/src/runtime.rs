@@ -14,6 +14,7 @@
 //! Exceeding a limit, trapping (a panic in Rust), or returning an error fails only
 //! that invocation, with a message saying which; the worker keeps serving.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+use crate::consistency::ExecutionStorage;
 use crate::host::HostState;
 
 /// Generated bindings of the `operator` world of `wit/operator.wit`.
@@ -160,6 +162,38 @@ impl OperatorRuntime {
         bindings::OperatorPre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .context("the component does not export `run`")
+    }
+
+    /// Runs `operator` (class name `name`) once, outside any execution, the way a
+    /// worker's hop runs it: a fresh store and host state under this runtime's
+    /// limits, `storage` as the storage proxy, position 0, no metadata entries and no
+    /// previous output. Returns only the output (or why it failed).
+    ///
+    /// This is the whole invocation — instantiating from the pool and calling `run` —
+    /// with no worker, scheduler or network around it, so benchmarks and tests can
+    /// measure or exercise it alone. `storage` is called only if the operator uses
+    /// storage.
+    pub async fn invoke_alone(
+        &self,
+        operator: &OperatorPre,
+        name: &str,
+        storage: ExecutionStorage,
+        input: &str,
+    ) -> Result<String, InvocationError> {
+        let execution_id = format!("{name}-alone");
+        let meta = ExecutionMeta {
+            id: execution_id.clone(),
+            order: 0,
+            entries: Vec::new(),
+        };
+        let host = HostState::new(
+            storage,
+            BTreeMap::new(),
+            self.limits.memory_bytes,
+            execution_id,
+            name.to_string(),
+        );
+        self.invoke(operator, host, meta, input, None).await.0
     }
 
     /// Runs `run(meta, input, previous)` of an operator in a fresh sandbox. Returns
