@@ -104,6 +104,7 @@ async fn node_status(
                         "completed": r.completed,
                         "failed": r.failed,
                         "gossip_delay_ms": r.gossip_delay_ms,
+                        "presumed_failed_storage": r.failed_storage,
                     })
                 })
                 .map_err(|s| s.message().to_string()),
