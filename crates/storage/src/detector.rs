@@ -19,6 +19,10 @@
 //! one `probe_interval` to reach every node: with the defaults (250 ms, 500 ms,
 //! 1500 ms) about 3 s, and typically 2–2.5 s.
 //!
+//! **Start-up.** Nodes of a cluster start one after another: a peer that has never
+//! answered is not suspected during the first `STARTUP_GRACE` (30 s) after this node
+//! started, so a slow start is not taken for a crash.
+//!
 //! **False suspicion.** A node that is alive but was declared failed (it could not
 //! answer anyone for `suspicion_timeout`) learns it from the next probe it exchanges
 //! and **fences** itself: it stops serving, exactly as if it had crashed, so two
@@ -26,7 +30,7 @@
 //! timeouts keep this rare; the window before the fenced node hears of it is the
 //! price of a detector without leases (see docs/protocols.md).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,26 +45,41 @@ use crate::state::NodeState;
 /// How many other peers are asked to probe a peer that missed a direct probe.
 pub(crate) const INDIRECT_PROBES: usize = 2;
 
+/// How long after start a node waits before suspecting a peer that has never
+/// answered it (a peer that has answered once is suspected as soon as it stops).
+const STARTUP_GRACE: Duration = Duration::from_secs(30);
+
 /// Starts the detector task of a node.
 pub(crate) fn spawn(state: Arc<NodeState>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(state.config.probe_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut suspected: HashMap<usize, Instant> = HashMap::new();
+        let mut seen = HashSet::new();
+        let started = Instant::now();
         loop {
             ticker.tick().await;
             if state.is_fenced() {
                 return;
             }
-            probe_round(&state, &mut suspected).await;
+            let grace_over = started.elapsed() >= STARTUP_GRACE;
+            probe_round(&state, &mut suspected, &mut seen, grace_over).await;
             *state.suspected.lock().expect("suspects lock poisoned") =
                 suspected.keys().copied().collect();
         }
     })
 }
 
-/// Probes every live peer once; updates suspicions and declares failures.
-async fn probe_round(state: &Arc<NodeState>, suspected: &mut HashMap<usize, Instant>) {
+/// Probes every live peer once; updates suspicions and declares failures. A peer
+/// that has never answered is only suspected once the start-up grace is over
+/// (`grace_over`): nodes of a cluster start one after another, and a slow start must
+/// not be mistaken for a crash.
+async fn probe_round(
+    state: &Arc<NodeState>,
+    suspected: &mut HashMap<usize, Instant>,
+    seen: &mut HashSet<usize>,
+    grace_over: bool,
+) {
     let view = state.view.current();
     let peers: Vec<usize> = (0..state.config.membership.len())
         .filter(|&n| n != state.me && !view.failed.contains(&n))
@@ -69,9 +88,13 @@ async fn probe_round(state: &Arc<NodeState>, suspected: &mut HashMap<usize, Inst
     let mut newly_failed = Vec::new();
     for (&peer, answered) in peers.iter().zip(answered) {
         if answered {
+            seen.insert(peer);
             if suspected.remove(&peer).is_some() {
                 info!(peer = state.id_of(peer), "suspected peer answered again");
             }
+            continue;
+        }
+        if !seen.contains(&peer) && !grace_over {
             continue;
         }
         let since = *suspected.entry(peer).or_insert_with(|| {
