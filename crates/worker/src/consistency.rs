@@ -7,13 +7,17 @@
 //! still on its way, retries with backoff until a deadline. When every replica that
 //! answers has discarded that version (it holds `max_versions` newer ones), the
 //! version can never be read again and the execution stops with an error saying so.
+//!
+//! The one exception is [`ExecutionStorage::read_latest`], the `read-latest` escape
+//! hatch for read-modify-write loops: it asks the key's primary for its newest
+//! version, ignoring the pin, and re-pins the key to what it read.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dida_core::{Record, Version};
-use dida_storage_client::StorageClient;
+use dida_storage_client::{ClientError, StorageClient};
 use tokio::time::Instant;
 
 /// How long and how often the proxy retries a pinned read.
@@ -109,6 +113,51 @@ impl ExecutionStorage {
             self.pins.insert(key.to_string(), record.version);
         }
         Ok(record)
+    }
+
+    /// `read_latest(key)` as an operator sees it: the newest version of `key`, read
+    /// at the key's primary (which executes every write of the key, so it holds the
+    /// value a compare-and-swap is compared with), whatever the execution pinned.
+    /// The key is then re-pinned to the version read, or unpinned when it has none,
+    /// so that later reads of the key in this execution return the same thing.
+    ///
+    /// If the primary cannot be reached, the client's view of crashed nodes is
+    /// refreshed and the key's primary in the new view is asked; failing that, the
+    /// newest version one replica holds ([`StorageClient::read`]), which may lag
+    /// behind the primary: a compare-and-swap made with it may fail again, and the
+    /// operator's loop retries.
+    pub async fn read_latest(&mut self, key: &str) -> Result<Option<Record>, String> {
+        let record = self.read_at_primary(key).await?;
+        match &record {
+            Some(record) => {
+                self.pins.insert(key.to_string(), record.version);
+            }
+            None => {
+                self.pins.remove(key);
+            }
+        }
+        Ok(record)
+    }
+
+    /// The newest version of `key` at its primary, else at any replica (see
+    /// [`Self::read_latest`]).
+    async fn read_at_primary(&self, key: &str) -> Result<Option<Record>, String> {
+        let primary = self.client.primary(key).to_string();
+        let error = match self.client.read_from(&primary, key, None).await {
+            Ok(record) => return Ok(record),
+            Err(error @ ClientError::Invalid(_)) => return Err(error.to_string()),
+            Err(error) => error,
+        };
+        tracing::debug!(key, %primary, %error, "read-latest: primary unreachable");
+        if self.client.refresh_view().await {
+            let new_primary = self.client.primary(key);
+            if new_primary != primary {
+                if let Ok(record) = self.client.read_from(new_primary, key, None).await {
+                    return Ok(record);
+                }
+            }
+        }
+        self.client.read(key, None).await.map_err(|e| e.to_string())
     }
 
     /// `write(key, value)`: the new version is pinned.

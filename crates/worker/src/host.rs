@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use dida_core::Version;
+use dida_core::{Record, Version};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -133,6 +133,14 @@ fn to_wit(version: Version) -> types::Version {
     }
 }
 
+fn to_wit_record(record: Record) -> types::StoredRecord {
+    types::StoredRecord {
+        key: record.key,
+        version: to_wit(record.version),
+        value: record.value,
+    }
+}
+
 impl types::Host for HostState {}
 
 impl storage::Host for HostState {
@@ -143,11 +151,12 @@ impl storage::Host for HostState {
     ) -> Result<Option<types::StoredRecord>, String> {
         let version = version.map(|v| Version::new(v.number, v.replica));
         let record = self.storage.read(&key, version).await?;
-        Ok(record.map(|r| types::StoredRecord {
-            key: r.key,
-            version: to_wit(r.version),
-            value: r.value,
-        }))
+        Ok(record.map(to_wit_record))
+    }
+
+    async fn read_latest(&mut self, key: String) -> Result<Option<types::StoredRecord>, String> {
+        let record = self.storage.read_latest(&key).await?;
+        Ok(record.map(to_wit_record))
     }
 
     async fn write(&mut self, key: String, value: String) -> Result<types::Version, String> {

@@ -37,6 +37,7 @@
 //!   proxy. Within one execution, a read (without a version) of a key that this or an
 //!   earlier operator of the execution already read or wrote returns exactly that
 //!   version, so operators of a chain see one consistent snapshot of what they touched.
+//!   The one exception is [`Context::read_latest`], for compare-and-swap retry loops.
 //! - **Isolation.** Every invocation runs in a fresh instance: no global state
 //!   survives from one call to the next, which is why [`Operator::run`] takes no
 //!   `self`. Data meant for later operators goes to the metadata
@@ -285,9 +286,42 @@ impl Context {
     ///
     /// If the execution already read or wrote `key` (in this operator or an earlier
     /// one), this returns exactly that version instead (SPEC §4); otherwise the
-    /// version returned is pinned for the rest of the execution.
+    /// version returned is pinned for the rest of the execution. To retry a lost
+    /// compare-and-swap, re-read with [`read_latest`](Self::read_latest) instead.
     pub fn read(&self, key: &str) -> Result<Option<Record>, StorageError> {
         wit_storage::read(key, None)
+            .map(|record| record.map(Record::from))
+            .map_err(storage_error)
+    }
+
+    /// The newest version of `key` in storage right now, or `None` if the key has no
+    /// value, **ignoring** what this execution pinned: the escape hatch from SPEC §4
+    /// for read-modify-write loops.
+    ///
+    /// [`read`](Self::read) keeps a key's version stable for the whole execution, so
+    /// after a lost [`update_if_value_is`](Self::update_if_value_is) it returns the
+    /// same stale value again and a retry built on it can never succeed. Read once
+    /// with `read`, and after each lost compare-and-swap re-read with `read_latest`:
+    ///
+    /// ```ignore
+    /// let mut current = ctx.read("counter")?.ok_or("counter has no value")?;
+    /// loop {
+    ///     let next = (current.value.parse::<u64>().map_err(|e| e.to_string())? + 1).to_string();
+    ///     if ctx.update_if_value_is("counter", &current.value, &next)?.is_some() {
+    ///         break;
+    ///     }
+    ///     // Lost the race: someone else changed the counter; look again.
+    ///     current = ctx.read_latest("counter")?.ok_or("counter has no value")?;
+    /// }
+    /// ```
+    ///
+    /// The worker reads the key at its primary, the storage node that executes (and
+    /// so compares) every write of the key, or at another replica when the primary
+    /// cannot be reached. The version returned replaces the execution's pin of `key`:
+    /// later reads of `key` in this execution, in this operator or a later one, return
+    /// it (with `None`, the key is no longer pinned).
+    pub fn read_latest(&self, key: &str) -> Result<Option<Record>, StorageError> {
+        wit_storage::read_latest(key)
             .map(|record| record.map(Record::from))
             .map_err(storage_error)
     }

@@ -2,7 +2,10 @@
 //!
 //! Reads the item's price from key `price:<item>` and adds it to key `revenue` with
 //! a compare-and-swap, retried a bounded number of times when another execution
-//! charged at the same moment, so no charge is ever lost. `revenue` must be seeded
+//! charged at the same moment, so no charge is ever lost. The first attempt reads
+//! `revenue` with `read`; a retry re-reads it with `read_latest`, because `read`
+//! would return the version this execution pinned on its first read (SPEC §4) — the
+//! very value the lost compare-and-swap was compared with. `revenue` must be seeded
 //! (for example with `0`) before the first order: a compare-and-swap never matches
 //! a key without a value, and a blind first write could lose a concurrent charge.
 //!
@@ -37,7 +40,13 @@ impl Operator for ChargeOperator {
             .ok_or_else(|| format!("no price for item {item:?}: key {price_key:?} has no value"))?;
         let price = parse_amount(&price_key, &price_record.value)?;
         for attempt in 1..=MAX_ATTEMPTS {
-            let revenue = ctx.read(REVENUE)?.ok_or_else(|| {
+            // After a lost compare-and-swap, `read` would return the pinned, stale value.
+            let revenue = if attempt == 1 {
+                ctx.read(REVENUE)?
+            } else {
+                ctx.read_latest(REVENUE)?
+            };
+            let revenue = revenue.ok_or_else(|| {
                 format!("key {REVENUE:?} has no value: seed it (for example with 0) before taking orders")
             })?;
             let total = parse_amount(REVENUE, &revenue.value)?

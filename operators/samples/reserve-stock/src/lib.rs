@@ -4,7 +4,10 @@
 //! Takes one unit of stock of the item: key `stock:<item>` holds the units left, and
 //! the operator decrements it with a compare-and-swap, so two concurrent orders can
 //! never both take the last unit. If another execution changed the stock between
-//! the read and the swap, it reads again and retries, a bounded number of times.
+//! the read and the swap, it reads again and retries, a bounded number of times. The
+//! first attempt reads with `read`; a retry re-reads with `read_latest`, because
+//! `read` would return the version this execution pinned on its first read (SPEC §4)
+//! — the very value the lost compare-and-swap was compared with.
 //! Fails with `out of stock: <item>` when no unit is left, and with a clear error
 //! when the item is unknown (the key has no value).
 //!
@@ -26,9 +29,14 @@ impl Operator for ReserveStockOperator {
     fn run(ctx: &mut Context, item: &str, _previous: Option<&str>) -> Result<String, String> {
         let key = format!("stock:{item}");
         for attempt in 1..=MAX_ATTEMPTS {
-            let record = ctx
-                .read(&key)?
-                .ok_or_else(|| format!("unknown item {item:?}: key {key:?} has no value"))?;
+            // After a lost compare-and-swap, `read` would return the pinned, stale value.
+            let record = if attempt == 1 {
+                ctx.read(&key)?
+            } else {
+                ctx.read_latest(&key)?
+            };
+            let record =
+                record.ok_or_else(|| format!("unknown item {item:?}: key {key:?} has no value"))?;
             let units: u64 = record.value.trim().parse().map_err(|_| {
                 format!(
                     "key {key:?} holds {:?}, not a number of units",
