@@ -6,10 +6,16 @@
 //! between them (so the cluster can detect each one and repair before the next), and
 //! the last fifth of the run is left without crashes so that recovery shows in the
 //! history. Each kill is confirmed: the node must stop answering.
+//!
+//! The victim is a random live node among those that are, at that moment, the
+//! primary of at least one of the workload's keys (any live node if none is): a crash
+//! of a node that leads nothing the clients use would test little, and with a few
+//! keys on five nodes that would be a frequent draw.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use dida_core::Ring;
 use dida_local_cluster::LocalCluster;
 use dida_storage_client::StorageClient;
 use rand::rngs::StdRng;
@@ -45,36 +51,78 @@ pub struct Crash {
     pub node: String,
     /// When, in nanoseconds since the start of the run.
     pub at_ns: u64,
+    /// The workload's keys it was the primary of when it was killed.
+    pub led_keys: Vec<String>,
     /// True when the node stopped answering after the kill.
     pub confirmed_dead: bool,
     /// What went wrong, if the kill failed.
     pub error: Option<String>,
 }
 
-/// Kills one random live storage node at each of `times`, and returns the crashes.
+/// Whom and when to kill.
+#[derive(Debug, Clone)]
+pub struct NemesisPlan {
+    /// Moments of the crashes (see [`crash_times`]).
+    pub times: Vec<Duration>,
+    /// The keys the workload uses: victims are drawn among their primaries.
+    pub keys: Vec<String>,
+    /// `--vnodes` of the cluster, to place the keys as the nodes do.
+    pub vnodes: u32,
+    /// Replication factor of the cluster.
+    pub replication_factor: usize,
+}
+
+/// The keys of `keys` that each live node leads, by node id, on the ring of the live
+/// nodes (the ring the cluster uses once it has detected the crashes).
+fn primaries<'a>(
+    live: &[String],
+    keys: &'a [String],
+    vnodes: u32,
+    replication_factor: usize,
+) -> Vec<(String, Vec<&'a str>)> {
+    let ring = Ring::new(live, vnodes, replication_factor);
+    let mut led: Vec<(String, Vec<&str>)> = live.iter().map(|n| (n.clone(), Vec::new())).collect();
+    for key in keys {
+        if let Some(entry) = led.get_mut(ring.primary(key)) {
+            entry.1.push(key);
+        }
+    }
+    led
+}
+
+/// Kills one live storage node at each moment of `plan` — a random one among the
+/// primaries of the workload's keys — and returns the crashes.
 ///
 /// `probe` is a client of the same cluster with a short deadline, used to confirm
 /// each kill.
 pub async fn run_nemesis(
     cluster: Arc<Mutex<LocalCluster>>,
     probe: StorageClient,
-    times: Vec<Duration>,
+    plan: NemesisPlan,
     clock: RunClock,
     seed: u64,
 ) -> Vec<Crash> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut live: Vec<String> = cluster.lock().await.ids().collect();
     let mut crashes = Vec::new();
-    for at in times {
+    for at in plan.times {
         if let Some(wait) = at.checked_sub(clock.elapsed()) {
             tokio::time::sleep(wait).await;
         }
         if live.is_empty() {
             break;
         }
-        let node = live.remove(rng.random_range(0..live.len()));
+        let led = primaries(&live, &plan.keys, plan.vnodes, plan.replication_factor);
+        let leaders: Vec<usize> = (0..led.len()).filter(|&i| !led[i].1.is_empty()).collect();
+        let index = if leaders.is_empty() {
+            rng.random_range(0..live.len())
+        } else {
+            leaders[rng.random_range(0..leaders.len())]
+        };
+        let led_keys: Vec<String> = led[index].1.iter().map(|k| k.to_string()).collect();
+        let node = live.remove(index);
         let at_ns = clock.now_ns();
-        tracing::info!(%node, at_s = at_ns as f64 / 1e9, "nemesis: SIGKILL");
+        tracing::info!(%node, at_s = at_ns as f64 / 1e9, led = ?led_keys, "nemesis: SIGKILL");
         let killed = cluster.lock().await.kill(&node).await;
         let crash = match killed {
             Ok(()) => {
@@ -85,6 +133,7 @@ pub async fn run_nemesis(
                 Crash {
                     node,
                     at_ns,
+                    led_keys,
                     confirmed_dead,
                     error: None,
                 }
@@ -94,6 +143,7 @@ pub async fn run_nemesis(
                 Crash {
                     node,
                     at_ns,
+                    led_keys,
                     confirmed_dead: false,
                     error: Some(format!("{error:#}")),
                 }
@@ -123,5 +173,21 @@ mod tests {
             assert!(*times.last().unwrap() <= duration.mul_f64(0.8));
         }
         assert!(crash_times(Duration::from_secs(5), 0, &mut rng).is_empty());
+    }
+
+    #[test]
+    fn every_key_has_exactly_one_primary_among_the_live_nodes() {
+        let live: Vec<String> = ["s1", "s2", "s4"].iter().map(|s| s.to_string()).collect();
+        let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+        let led = primaries(&live, &keys, 128, 3);
+        assert_eq!(led.len(), 3);
+        assert_eq!(led.iter().map(|(_, keys)| keys.len()).sum::<usize>(), 20);
+        // The same placement as the ring the cluster itself derives.
+        let ring = Ring::new(&live, 128, 3);
+        for (node, keys) in &led {
+            for key in keys {
+                assert_eq!(&live[ring.primary(key)], node);
+            }
+        }
     }
 }

@@ -313,9 +313,14 @@ impl Report {
             .iter()
             .map(|c| {
                 format!(
-                    "{} at {:.1} s{}",
+                    "{} at {:.1} s (primary of {}){}",
                     c.node,
                     c.at_ns as f64 / 1e9,
+                    if c.led_keys.is_empty() {
+                        "none of the keys".to_string()
+                    } else {
+                        c.led_keys.join(" ")
+                    },
                     if c.confirmed_dead {
                         ""
                     } else {
@@ -368,7 +373,7 @@ impl Report {
             .unwrap_or(0);
         let _ = writeln!(
             out,
-            "linearizable {} ({} keys; slowest check {} ms)",
+            "histories    {} ({} keys; slowest check {} ms)",
             self.linearizability.summary(),
             self.linearizability.keys.len(),
             slowest
@@ -427,6 +432,7 @@ mod tests {
             crashes: vec![Crash {
                 node: "s2".into(),
                 at_ns: 1_000_000_000,
+                led_keys: vec!["k0".into()],
                 confirmed_dead: true,
                 error: None,
             }],

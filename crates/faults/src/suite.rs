@@ -287,11 +287,24 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
         }
     }
     let cluster = Arc::new(Mutex::new(cluster));
-    let crash_times = nemesis::crash_times(config.duration, config.crashes, &mut seeds);
+    let plan = nemesis::NemesisPlan {
+        times: nemesis::crash_times(config.duration, config.crashes, &mut seeds),
+        keys: keys
+            .iter()
+            .cloned()
+            .chain(chains::chain_keys(if scheduler.is_some() {
+                config.keys
+            } else {
+                0
+            }))
+            .collect(),
+        vnodes: ClientConfig::default().vnodes,
+        replication_factor: config.replication_factor,
+    };
     let mut nemesis_task = AbortOnDrop(tokio::spawn(nemesis::run_nemesis(
         cluster.clone(),
         new_client(Duration::from_secs(1))?,
-        crash_times,
+        plan,
         clock,
         seeds.next_u64(),
     )));
