@@ -1,12 +1,10 @@
 //! `dida faults` as a user runs it: the fault-injection suite in short form.
 //!
-//! The tests run by default assert only what must hold whatever the state of crash
-//! takeover in the storage nodes (SPEC §2.5): every operation is recorded with a
-//! result, the crash really killed a node, no acknowledged write is lost with
-//! `--write-acks 2` and one crash, each key's history is linearizable, and no chain
-//! hangs. The `#[ignore]`d tests assert what needs the next replica to take over as
-//! primary (and re-replicate) after a crash; run them with
-//! `cargo test -p dida --test faults -- --ignored`.
+//! Every operation is recorded with a result, the crash really killed a node, no
+//! acknowledged write is lost with `--write-acks 2` (one crash, and two crashes one
+//! after the other), each key's history is linearizable, no chain hangs, and once the
+//! next replica has taken over a crashed primary's keys (SPEC §2.5) every write
+//! succeeds again.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -166,10 +164,9 @@ fn more_crashes_than_the_replication_factor_allows_are_refused() {
     assert!(stderr.contains("at most R - 1 = 2"), "{stderr}");
 }
 
-/// Depends on the storage takeover work (SPEC §2.5): until the next replica takes
-/// over as primary, writes to the keys the killed node led fail for good.
+/// Takeover (SPEC §2.5): once the next replica leads the killed node's keys, writes
+/// of every key succeed again.
 #[test]
-#[ignore = "needs primary takeover after a crash (storage work of SPEC §2.5)"]
 fn writes_succeed_after_the_crash_once_the_next_replica_takes_over() {
     let (output, report, history) = faults(&[
         "--duration",
@@ -216,11 +213,10 @@ fn writes_succeed_after_the_crash_once_the_next_replica_takes_over() {
     }
 }
 
-/// Depends on the storage re-replication work (SPEC §2.5): with two crashes and
-/// `--write-acks 2`, a write held by exactly the two killed nodes is lost unless the
-/// replication factor was restored between the crashes.
+/// Re-replication (SPEC §2.5): with two crashes and `--write-acks 2`, a write held
+/// by exactly the two killed nodes would be lost unless the replication factor was
+/// restored between the crashes.
 #[test]
-#[ignore = "needs re-replication after a crash (storage work of SPEC §2.5)"]
 fn no_acknowledged_write_is_lost_with_two_crashes_and_write_acks_2() {
     let (output, report, _history) = faults(&[
         "--duration",
