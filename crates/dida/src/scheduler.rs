@@ -26,6 +26,13 @@ pub struct SchedulerArgs {
     /// Deadline, in milliseconds, of every call to a worker.
     #[arg(long, default_value_t = 5000)]
     rpc_deadline: u64,
+    /// Every storage node, ID=URL,…: the scheduler then follows which of them
+    /// crashed and shows it in its status (it does not otherwise use storage).
+    #[arg(long)]
+    storage: Option<String>,
+    /// The storage cluster's replication factor (with --storage).
+    #[arg(long, default_value_t = 3)]
+    replication_factor: usize,
 }
 
 /// Runs the scheduler until interrupted.
@@ -35,5 +42,9 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     let mut config = SchedulerConfig::new(args.id, url, workers);
     config.execution_timeout = Duration::from_secs(args.execution_timeout);
     config.rpc_deadline = Duration::from_millis(args.rpc_deadline);
+    if let Some(storage) = &args.storage {
+        let membership = Membership::parse(storage).context("invalid --storage")?;
+        config.storage = Some((membership, args.replication_factor));
+    }
     dida_scheduler::node::run(config).await
 }

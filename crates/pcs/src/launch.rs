@@ -53,6 +53,9 @@ fn allowed(role: Role) -> &'static [(&'static str, Kind)] {
             ("anti-entropy-interval", POSITIVE_MS),
             ("rpc-deadline", POSITIVE_MS),
             ("ack-timeout", POSITIVE_MS),
+            ("probe-interval", POSITIVE_MS),
+            ("probe-timeout", POSITIVE_MS),
+            ("suspicion-timeout", POSITIVE_MS),
         ],
         Role::Worker => &[
             ("gossip-delay", MS),
@@ -89,6 +92,8 @@ fn allowed(role: Role) -> &'static [(&'static str, Kind)] {
         ],
         Role::Scheduler => &[
             ("workers", Kind::Membership),
+            ("storage", Kind::Membership),
+            ("replication-factor", SMALL),
             (
                 "execution-timeout",
                 Kind::Number {

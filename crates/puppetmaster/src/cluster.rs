@@ -266,6 +266,11 @@ impl Cluster {
             }
             Role::Scheduler => {
                 flags.insert("workers", self.membership(Role::Worker));
+                let storage = self.membership(Role::Storage);
+                if !storage.is_empty() {
+                    flags.insert("storage", storage);
+                    flags.insert("replication-factor", config.replication_factor.to_string());
+                }
             }
         }
         StartNodeRequest {
@@ -446,6 +451,10 @@ mod tests {
         assert_eq!(storage["replication-factor"], "3");
         let scheduler = flags(cluster.request(&cluster.nodes[2].decl, None));
         assert_eq!(scheduler["workers"], "w1=http://127.0.0.1:4001");
+        assert_eq!(
+            scheduler["storage"], worker["storage"],
+            "the scheduler follows the storage view"
+        );
     }
 
     #[tokio::test]

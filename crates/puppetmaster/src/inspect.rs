@@ -126,6 +126,7 @@ async fn node_status(
                         "executions_finished": r.executions_finished,
                         "executions_running": r.executions_running,
                         "worker_loads": loads,
+                        "presumed_failed_storage": r.failed_storage,
                     })
                 })
                 .map_err(|s| s.message().to_string()),

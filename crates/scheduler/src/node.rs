@@ -10,6 +10,7 @@ use dida_proto::execution::scheduler_server::SchedulerServer;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
+use dida_storage_client::{ClientConfig, StorageClient};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tracing::info;
@@ -32,6 +33,10 @@ pub struct SchedulerConfig {
     pub execution_timeout: Duration,
     /// How long the workers' operator lists are trusted before asking again.
     pub operator_cache_ttl: Duration,
+    /// The storage cluster and its replication factor, when given: the scheduler
+    /// then follows which storage nodes crashed (SPEC §2.5) and reports it in its
+    /// status. It never calls storage otherwise.
+    pub storage: Option<(Membership, usize)>,
 }
 
 impl SchedulerConfig {
@@ -45,6 +50,7 @@ impl SchedulerConfig {
             rpc_deadline: Duration::from_secs(5),
             execution_timeout: Duration::from_secs(300),
             operator_cache_ttl: Duration::from_secs(1),
+            storage: None,
         }
     }
 }
@@ -56,6 +62,8 @@ pub(crate) struct SchedulerState {
     pub workers: Vec<WorkerClient<Channel>>,
     pub executions: Mutex<ExecutionTable>,
     pub operators: OperatorCache,
+    /// A client of the storage cluster, used only to follow its view.
+    pub storage: Option<Arc<StorageClient>>,
 }
 
 /// A running scheduler. Dropping it stops the scheduler.
@@ -94,10 +102,22 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let boot = radix36(boot_millis % 36u128.pow(5));
+    let storage = match &config.storage {
+        Some((membership, replication_factor)) => Some(Arc::new(StorageClient::new(
+            membership.clone(),
+            ClientConfig {
+                replication_factor: *replication_factor,
+                deadline: config.rpc_deadline,
+                ..ClientConfig::default()
+            },
+        )?)),
+        None => None,
+    };
     let state = Arc::new(SchedulerState {
         executions: Mutex::new(ExecutionTable::new(workers.len(), boot)),
         operators: OperatorCache::new(workers.len()),
         workers,
+        storage,
         config,
     });
     let service = SchedulerServer::new(SchedulerService {
@@ -108,10 +128,17 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(service);
-    let server = ServerHandle::spawn(router, listener)?;
+    let view = state
+        .storage
+        .clone()
+        .map(|storage| tokio::spawn(storage.follow_view(STORAGE_VIEW_REFRESH)));
+    let server = ServerHandle::spawn(router, listener)?.with_tasks(view);
     info!(id = %state.config.id, addr = %server.local_addr(), workers = state.workers.len(), "scheduler serving");
     Ok(NodeHandle { server })
 }
+
+/// How often the scheduler asks the storage nodes which of them crashed.
+const STORAGE_VIEW_REFRESH: Duration = Duration::from_secs(1);
 
 /// Runs the `dida scheduler` process until Ctrl-C or SIGTERM.
 pub async fn run(config: SchedulerConfig) -> anyhow::Result<()> {

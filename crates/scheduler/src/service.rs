@@ -311,6 +311,12 @@ impl Scheduler for SchedulerService {
             executions_submitted: submitted,
             executions_finished: finished,
             executions_running: submitted - finished,
+            failed_storage: self
+                .state
+                .storage
+                .as_ref()
+                .map(|storage| storage.failed())
+                .unwrap_or_default(),
         }))
     }
 

@@ -207,6 +207,21 @@ impl StorageClient {
         false
     }
 
+    /// Keeps this client's view current by asking for it every `period`, forever.
+    /// Nodes that route through the client (workers) or report the cluster's state
+    /// (the scheduler) run it as a background task, so every node learns of a crash
+    /// (SPEC §2.5) even if it makes no storage call at that moment.
+    pub async fn follow_view(self: Arc<Self>, period: Duration) {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if self.refresh_view().await {
+                tracing::info!(failed = ?self.failed(), "storage view changed");
+            }
+        }
+    }
+
     /// Adds `failed` to the view; true if it changed.
     fn learn_failed(&self, failed: Vec<usize>) -> bool {
         let mut view = self.view.write().expect("view lock poisoned");

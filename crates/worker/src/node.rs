@@ -193,7 +193,7 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
             }
         })
     };
-    let view = tokio::spawn(follow_storage_view(state.storage.clone()));
+    let view = tokio::spawn(state.storage.clone().follow_view(STORAGE_VIEW_REFRESH));
     let service = WorkerServer::new(WorkerService {
         state: state.clone(),
     })
@@ -207,20 +207,9 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
     Ok(NodeHandle { server })
 }
 
-/// How often a worker asks the storage nodes which of them crashed.
-const VIEW_REFRESH: Duration = Duration::from_secs(1);
-
-/// Keeps the worker's view of crashed storage nodes current (SPEC §2.5), so that its
+/// How often a worker asks the storage nodes which of them crashed, so that its
 /// operators' calls go to the live replicas without first failing on a dead one.
-async fn follow_storage_view(storage: Arc<StorageClient>) {
-    let mut ticker = tokio::time::interval(VIEW_REFRESH);
-    loop {
-        ticker.tick().await;
-        if storage.refresh_view().await {
-            info!(failed = ?storage.failed(), "storage view changed");
-        }
-    }
-}
+const STORAGE_VIEW_REFRESH: Duration = Duration::from_secs(1);
 
 /// Runs the `dida worker` process until Ctrl-C or SIGTERM.
 pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
