@@ -12,7 +12,6 @@
 //!
 //! Nothing sleeps and hopes: every "eventually" is a poll with a deadline.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,28 +23,8 @@ use dida_proto::transport::lazy_channel;
 use dida_storage_client::StorageClient;
 use tonic::transport::Channel;
 
-fn dida() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_dida"))
-}
-
-/// Polls `check` every 25 ms until it returns `Some`, failing the test after `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+mod support;
+use support::{dida, eventually};
 
 /// Submits `operators` with `input`; returns the execution id.
 async fn submit(scheduler: &SchedulerClient<Channel>, operators: &[&str], input: &str) -> String {

@@ -2,7 +2,6 @@
 //! replication factor 3, driven through the client library.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,28 +9,8 @@ use dida_core::{Record, Version};
 use dida_local_cluster::{ClusterSpec, LocalCluster};
 use dida_storage_client::StorageClient;
 
-fn dida() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_dida"))
-}
-
-/// Polls `check` every 25 ms until it returns `Some`, failing the test after `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+mod support;
+use support::{dida, eventually};
 
 /// Every record of every node, by node id.
 async fn all_records(

@@ -4,35 +4,14 @@
 //! order of writes, and the replication factor must be restored.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dida_core::Version;
 use dida_local_cluster::{ClusterSpec, LocalCluster};
 use dida_storage_client::StorageClient;
 
-fn dida() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_dida"))
-}
-
-/// Polls `check` every 25 ms until it returns `Some`, failing the test after `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+mod support;
+use support::{dida, eventually};
 
 /// A cluster whose writes are acknowledged by 2 replicas, so none is lost to one crash.
 async fn cluster() -> LocalCluster {
