@@ -17,7 +17,7 @@ use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{
-    ExecutionOutcome, OutcomeRequest, SchedulerStatusReply, SchedulerStatusRequest, SubmitRequest,
+    ExecutionOutcome, SchedulerStatusReply, SchedulerStatusRequest, SubmitRequest,
     WorkerStatusReply, WorkerStatusRequest,
 };
 use dida_proto::transport::lazy_channel;
@@ -69,26 +69,7 @@ impl Platform {
 
     /// Waits (up to 60 s) for the outcome of execution `id`.
     async fn outcome(&self, id: &str) -> ExecutionOutcome {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let reply = self
-                .scheduler
-                .clone()
-                .outcome(OutcomeRequest {
-                    execution_id: id.to_string(),
-                    wait_ms: 5_000,
-                })
-                .await
-                .expect("outcome call")
-                .into_inner();
-            if reply.finished {
-                return reply.outcome.expect("a finished execution has an outcome");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "execution {id} did not finish in 60 s"
-            );
-        }
+        support::outcome(&self.scheduler, id).await
     }
 
     /// Submits and waits for the outcome.

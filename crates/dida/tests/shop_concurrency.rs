@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 use dida_core::Record;
 use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
 use dida_proto::execution::scheduler_client::SchedulerClient;
-use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, SubmitRequest};
+use dida_proto::execution::SubmitRequest;
 use dida_proto::transport::lazy_channel;
 use dida_storage_client::StorageClient;
 use tonic::transport::Channel;
 
 mod support;
-use support::{dida, eventually};
+use support::{dida, eventually, outcome};
 
 /// Submits `operators` with `input`; returns the execution id.
 async fn submit(scheduler: &SchedulerClient<Channel>, operators: &[&str], input: &str) -> String {
@@ -39,29 +39,6 @@ async fn submit(scheduler: &SchedulerClient<Channel>, operators: &[&str], input:
         .unwrap_or_else(|s| panic!("submit {operators:?} refused: {}", s.message()))
         .into_inner()
         .execution_id
-}
-
-/// Waits (up to 60 s) for the outcome of execution `id`.
-async fn outcome(scheduler: &SchedulerClient<Channel>, id: &str) -> ExecutionOutcome {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let reply = scheduler
-            .clone()
-            .outcome(OutcomeRequest {
-                execution_id: id.to_string(),
-                wait_ms: 5_000,
-            })
-            .await
-            .expect("outcome call")
-            .into_inner();
-        if reply.finished {
-            return reply.outcome.expect("a finished execution has an outcome");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "execution {id} did not finish in 60 s"
-        );
-    }
 }
 
 /// The newest record of `key` at its primary, which executes every write of the key.

@@ -1,6 +1,5 @@
 //! Configuring, starting and stopping the scheduler.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,23 +65,9 @@ pub(crate) struct SchedulerState {
     pub storage: Option<Arc<StorageClient>>,
 }
 
-/// A running scheduler. Dropping it stops the scheduler.
-#[derive(Debug)]
-pub struct NodeHandle {
-    server: ServerHandle,
-}
-
-impl NodeHandle {
-    /// The address the scheduler serves on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-
-    /// Stops serving and waits for the server to finish.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.server.shutdown().await
-    }
-}
+/// A running scheduler: serve until [`NodeHandle::shutdown`] or drop. It is the
+/// server handle every dida role uses, with the scheduler's background tasks tied to it.
+pub type NodeHandle = ServerHandle;
 
 /// Starts the scheduler on `listener`, in the current runtime.
 pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Result<NodeHandle> {
@@ -134,7 +119,7 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
         .map(|storage| tokio::spawn(storage.follow_view(STORAGE_VIEW_REFRESH)));
     let server = ServerHandle::spawn(router, listener)?.with_tasks(view);
     info!(id = %state.config.id, addr = %server.local_addr(), workers = state.workers.len(), "scheduler serving");
-    Ok(NodeHandle { server })
+    Ok(server)
 }
 
 /// How often the scheduler asks the storage nodes which of them crashed.

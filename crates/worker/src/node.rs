@@ -1,7 +1,6 @@
 //! Configuring, starting and stopping a worker.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -120,23 +119,9 @@ impl WorkerState {
     }
 }
 
-/// A running worker. Dropping it stops the worker.
-#[derive(Debug)]
-pub struct NodeHandle {
-    server: ServerHandle,
-}
-
-impl NodeHandle {
-    /// The address the worker serves on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-
-    /// Stops serving and waits for the server to finish.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.server.shutdown().await
-    }
-}
+/// A running worker: serve until [`NodeHandle::shutdown`] or drop. It is the
+/// server handle every dida role uses, with the worker's background tasks tied to it.
+pub type NodeHandle = ServerHandle;
 
 /// Starts a worker serving on `listener`, in the current runtime. Built-in operators
 /// are compiled in the background so the first executions need not wait for them.
@@ -204,7 +189,7 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
         .add_service(service);
     let server = ServerHandle::spawn(router, listener)?.with_tasks([warm, view]);
     info!(id = %state.config.id, addr = %server.local_addr(), "worker serving");
-    Ok(NodeHandle { server })
+    Ok(server)
 }
 
 /// How often a worker asks the storage nodes which of them crashed, so that its

@@ -6,6 +6,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use dida_proto::execution::scheduler_client::SchedulerClient;
+use dida_proto::execution::{ExecutionOutcome, OutcomeRequest};
+use tonic::transport::Channel;
+
 /// The `dida` binary cargo built for these tests.
 pub fn dida() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_dida"))
@@ -28,5 +32,28 @@ where
             "timed out after {limit:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits (up to 60 s) for the outcome of execution `id`, as `dida run` does.
+pub async fn outcome(scheduler: &SchedulerClient<Channel>, id: &str) -> ExecutionOutcome {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = scheduler
+            .clone()
+            .outcome(OutcomeRequest {
+                execution_id: id.to_string(),
+                wait_ms: 5_000,
+            })
+            .await
+            .expect("outcome call")
+            .into_inner();
+        if reply.finished {
+            return reply.outcome.expect("a finished execution has an outcome");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "execution {id} did not finish in 60 s"
+        );
     }
 }
