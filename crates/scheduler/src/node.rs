@@ -9,7 +9,7 @@ use dida_proto::execution::scheduler_server::SchedulerServer;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
-use dida_storage_client::{ClientConfig, StorageClient};
+use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tracing::info;
@@ -116,14 +116,11 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
     let view = state
         .storage
         .clone()
-        .map(|storage| tokio::spawn(storage.follow_view(STORAGE_VIEW_REFRESH)));
+        .map(|storage| tokio::spawn(storage.follow_view(VIEW_REFRESH)));
     let server = ServerHandle::spawn(router, listener)?.with_tasks(view);
     info!(id = %state.config.id, addr = %server.local_addr(), workers = state.workers.len(), "scheduler serving");
     Ok(server)
 }
-
-/// How often the scheduler asks the storage nodes which of them crashed.
-const STORAGE_VIEW_REFRESH: Duration = Duration::from_secs(1);
 
 /// Runs the `dida scheduler` process until Ctrl-C or SIGTERM.
 pub async fn run(config: SchedulerConfig) -> anyhow::Result<()> {

@@ -134,6 +134,11 @@ pub struct StorageClient {
     next_read: AtomicUsize,
 }
 
+/// How often nodes that follow the storage view ([`StorageClient::follow_view`]:
+/// workers, the scheduler) ask for it: a crash reaches them within this period of
+/// being declared.
+pub const VIEW_REFRESH: Duration = Duration::from_secs(1);
+
 /// First pause between two attempts of a write during a failover.
 const FAILOVER_FIRST_PAUSE: Duration = Duration::from_millis(50);
 /// Longest pause between two attempts of a write during a failover.

@@ -14,7 +14,7 @@ use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_server::WorkerServer;
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
-use dida_storage_client::{ClientConfig, StorageClient};
+use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -178,7 +178,7 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
             }
         })
     };
-    let view = tokio::spawn(state.storage.clone().follow_view(STORAGE_VIEW_REFRESH));
+    let view = tokio::spawn(state.storage.clone().follow_view(VIEW_REFRESH));
     let service = WorkerServer::new(WorkerService {
         state: state.clone(),
     })
@@ -191,10 +191,6 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
     info!(id = %state.config.id, addr = %server.local_addr(), "worker serving");
     Ok(server)
 }
-
-/// How often a worker asks the storage nodes which of them crashed, so that its
-/// operators' calls go to the live replicas without first failing on a dead one.
-const STORAGE_VIEW_REFRESH: Duration = Duration::from_secs(1);
 
 /// Runs the `dida worker` process until Ctrl-C or SIGTERM.
 pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
