@@ -1,15 +1,36 @@
 //! Transport settings shared by every dida role, so every connection between nodes
 //! behaves the same way: lazy connection, a connect deadline, a per-call deadline,
-//! `TCP_NODELAY`, and the same message-size limit on both ends.
+//! `TCP_NODELAY` on both ends, keep-alive, and the same message-size limit on both
+//! ends. Clients get their channels from [`lazy_channel`], servers their builder from
+//! [`server_builder`] (and their sockets' options from
+//! [`ServerHandle::spawn`](crate::server::ServerHandle::spawn)).
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, Endpoint, Server};
 
 /// Largest message any dida node encodes or decodes (64 MiB): big enough for a
 /// `ListRecords` of a large node, small enough that a hostile peer cannot make a node
 /// allocate without bound.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How often an idle HTTP/2 connection is pinged, by either end, to notice a peer
+/// that is gone (the kernel's keep-alive alone takes minutes to).
+pub const HTTP2_KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// Idle time after which the kernel probes a connection with TCP keep-alive.
+pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// The gRPC server builder every dida role starts from, so every server applies the
+/// same transport settings. Serve the router it builds with
+/// [`ServerHandle::spawn`](crate::server::ServerHandle::spawn), which applies
+/// `TCP_NODELAY` to each accepted socket (the builder's own `tcp_nodelay` only
+/// reaches sockets of listeners tonic binds itself).
+pub fn server_builder() -> Server {
+    Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
+}
 
 /// Opens a lazily connected channel to `url` (`http://HOST:PORT`).
 ///
@@ -21,7 +42,8 @@ pub fn lazy_channel(url: &str, deadline: Duration) -> Result<Channel, tonic::tra
         .connect_timeout(deadline)
         .timeout(deadline)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
+        .http2_keep_alive_interval(HTTP2_KEEPALIVE)
+        .tcp_keepalive(Some(TCP_KEEPALIVE))
         .keep_alive_timeout(deadline)
         .connect_lazy())
 }

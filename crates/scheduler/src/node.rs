@@ -110,8 +110,7 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let router = dida_proto::transport::server_builder()
         .add_service(service);
     let view = state
         .storage

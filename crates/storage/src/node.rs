@@ -171,8 +171,7 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let router = dida_proto::transport::server_builder()
         .add_service(storage)
         .add_service(replication);
     let mut tasks = Gossip::spawn_senders(&state);

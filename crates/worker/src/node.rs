@@ -184,8 +184,7 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let router = dida_proto::transport::server_builder()
         .add_service(service);
     let server = ServerHandle::spawn(router, listener)?.with_tasks([warm, view]);
     info!(id = %state.config.id, addr = %server.local_addr(), "worker serving");
