@@ -2,7 +2,9 @@
 //!
 //! Absolute numbers say more about the machine than about dida, so every benchmark
 //! measures a transport baseline in the same run, against the same node, and reports
-//! its results as ratios to that baseline. Nothing here asserts an absolute time.
+//! its results as ratios to that baseline. The storage benchmark also measures Redis
+//! beside dida, a baseline that shares none of dida's request path. Nothing here
+//! asserts an absolute time.
 //!
 //! Modules, one job each:
 //! - `storage`: `dida bench storage` — its flags, the cluster it measures and the
@@ -10,11 +12,14 @@
 //! - `chain`: `dida bench chain` — executions of chains of no-op operators against
 //!   the worker ping, the per-hop overhead, and one operator invocation alone;
 //! - `workload`: the storage workloads (which keys, what one request is);
+//! - `redis`: the Redis baseline of `dida bench storage` — starting `redis-server`
+//!   and the Redis GET and SET workloads;
 //! - `closed_loop`: the load generator every workload runs under;
 //! - `report`: turning measurements into table rows, JSON lines and the verdict.
 
 mod chain;
 mod closed_loop;
+mod redis;
 mod report;
 mod storage;
 mod workload;
@@ -30,7 +35,7 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum BenchTarget {
-    /// Storage reads, writes and CAS against a no-op RPC baseline.
+    /// Storage reads, writes and CAS against a no-op RPC baseline and Redis.
     Storage(storage::StorageBenchArgs),
     /// Chains of no-op operators against a worker ping, and one invocation alone.
     Chain(chain::ChainBenchArgs),

@@ -4,12 +4,16 @@
 //! Every row carries its throughput as a ratio to the no-op RPC at the same
 //! concurrency, because on a shared machine the ratio is what can be compared from one
 //! run (or machine) to the next; the absolute numbers are shown for context only.
+//! Storage rows of `read` and `write` also carry a ratio to Redis doing the same job
+//! (`vs redis`), a baseline that does not share dida's request path.
 
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::closed_loop::Measurement;
+use crate::redis::RedisWorkload;
+use crate::workload::Workload;
 
 /// The concurrency the verdict is about (from the issue: reads at 64 in flight).
 pub(crate) const VERDICT_CONCURRENCY: usize = 64;
@@ -17,6 +21,10 @@ pub(crate) const VERDICT_CONCURRENCY: usize = 64;
 /// The target of the verdict: reads must reach this share of the no-op RPC's
 /// throughput at [`VERDICT_CONCURRENCY`] in flight.
 pub(crate) const VERDICT_TARGET: f64 = 0.70;
+
+/// The target of the verdict against Redis (from the issue): reads must reach this
+/// share of Redis GET's throughput at [`VERDICT_CONCURRENCY`] in flight.
+pub(crate) const REDIS_VERDICT_TARGET: f64 = 0.6;
 
 /// What was measured and where, printed before the results so every report says
 /// what produced it.
@@ -40,6 +48,8 @@ pub(crate) struct Setup {
     pub warmup: Duration,
     /// Cores available to this process (the cluster's processes share them).
     pub cores: usize,
+    /// The Redis baseline: what was measured, or why it was not.
+    pub redis: String,
 }
 
 /// One measurement, summarised for the report.
@@ -109,6 +119,47 @@ pub(crate) fn verdict(rows: &[Row]) -> String {
     }
 }
 
+/// The one-line verdict on reads against Redis GET, from the rows of a run.
+pub(crate) fn redis_verdict(rows: &[Row]) -> String {
+    let get = Workload::Redis(RedisWorkload::Get).name();
+    let at_verdict = |workload: &str| {
+        rows.iter()
+            .find(|row| row.workload == workload && row.concurrency == VERDICT_CONCURRENCY)
+    };
+    let prefix = format!("reads at {VERDICT_CONCURRENCY} in flight");
+    if !rows.iter().any(|row| row.workload == get) {
+        return format!(
+            "{prefix} against Redis GET: not measured (no Redis in this run; see the set-up)"
+        );
+    }
+    let (Some(reads), Some(gets)) = (at_verdict(Workload::Read.name()), at_verdict(get)) else {
+        return format!(
+            "{prefix} against Redis GET: not measured (include {VERDICT_CONCURRENCY} in --concurrency)"
+        );
+    };
+    match ratio(reads.ops_per_sec, gets.ops_per_sec) {
+        Some(share) => format!(
+            "{prefix}: {share:.2}× Redis GET (target ≥ {REDIS_VERDICT_TARGET}×): {}",
+            if share >= REDIS_VERDICT_TARGET {
+                "met"
+            } else {
+                "NOT met"
+            }
+        ),
+        None => format!("{prefix} against Redis GET: no GET succeeded (see the redis-get row)"),
+    }
+}
+
+/// Whether a table has a `vs redis` column, and if so a row's value in it.
+#[derive(Debug, Clone, Copy)]
+enum RedisColumn {
+    /// The chain benchmark's table: no Redis.
+    Absent,
+    /// The storage benchmark's table: the row's ratio to its Redis counterpart, if
+    /// it has one and Redis was measured.
+    Ratio(Option<f64>),
+}
+
 /// Prints the report, as a table for people or as JSON lines for scripts.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Printer {
@@ -131,6 +182,7 @@ impl Printer {
                 "duration_s": setup.duration.as_secs_f64(),
                 "warmup_s": setup.warmup.as_secs_f64(),
                 "cores": setup.cores,
+                "redis": setup.redis,
             });
             println!("{line}");
             return;
@@ -155,25 +207,48 @@ impl Printer {
             setup.warmup.as_secs_f64()
         );
         println!("  machine:            {} cores available", setup.cores);
+        println!("  redis:              {}", setup.redis);
         println!();
-        self.table_header();
+        self.header(RedisColumn::Ratio(None));
     }
 
-    /// Prints the header of the table of rows (nothing in JSON mode).
+    /// Prints the header of a table of rows without Redis (nothing in JSON mode).
     pub fn table_header(self) {
+        self.header(RedisColumn::Absent);
+    }
+
+    /// Prints the header of a table, with a `vs redis` column or without.
+    fn header(self, redis: RedisColumn) {
         if self.json {
             return;
         }
-        println!(
-            "{:<8} {:>11} {:>10} {:>9} {:>9} {:>7} {:>8}",
+        let width = workload_width(redis);
+        print!(
+            "{:<width$} {:>11} {:>10} {:>9} {:>9} {:>7} {:>8}",
             "workload", "concurrency", "ops/s", "p50 (µs)", "p99 (µs)", "errors", "vs ping"
         );
+        match redis {
+            RedisColumn::Absent => println!(),
+            RedisColumn::Ratio(_) => println!(" {:>8}", "vs redis"),
+        }
     }
 
-    /// Prints one row (and, as text, the first error if there were any).
+    /// Prints one row of a table without Redis (and, as text, the first error if
+    /// there were any).
     pub fn row(self, row: &Row) {
+        self.print_row(row, RedisColumn::Absent);
+    }
+
+    /// Prints one row of the storage table, with its ratio to the Redis workload
+    /// doing the same job (`None` when it has none or Redis was not measured).
+    pub fn storage_row(self, row: &Row, vs_redis: Option<f64>) {
+        self.print_row(row, RedisColumn::Ratio(vs_redis));
+    }
+
+    /// Prints one row, as a JSON object or a table line.
+    fn print_row(self, row: &Row, redis: RedisColumn) {
         if self.json {
-            let line = json!({
+            let mut line = json!({
                 "kind": "measurement",
                 "workload": row.workload,
                 "concurrency": row.concurrency,
@@ -184,14 +259,18 @@ impl Printer {
                 "first_error": row.first_error,
                 "vs_ping": row.vs_ping,
             });
+            if let (RedisColumn::Ratio(vs_redis), Some(fields)) = (redis, line.as_object_mut()) {
+                fields.insert("vs_redis".to_string(), json!(vs_redis));
+            }
             println!("{line}");
             return;
         }
         let vs_ping = row
             .vs_ping
             .map_or_else(|| "-".to_string(), |share| format!("{:.0}%", share * 100.0));
-        println!(
-            "{:<8} {:>11} {:>10.0} {:>9} {:>9} {:>7} {:>8}",
+        let width = workload_width(redis);
+        print!(
+            "{:<width$} {:>11} {:>10.0} {:>9} {:>9} {:>7} {:>8}",
             row.workload,
             row.concurrency,
             row.ops_per_sec,
@@ -200,14 +279,13 @@ impl Printer {
             row.errors,
             vs_ping
         );
+        match redis {
+            RedisColumn::Absent => println!(),
+            RedisColumn::Ratio(vs_redis) => println!(" {:>8}", redis_ratio_text(vs_redis)),
+        }
         if let Some(error) = &row.first_error {
             println!("         first error: {error}");
         }
-    }
-
-    /// Prints the verdict on the issue's target.
-    pub fn verdict(self, rows: &[Row]) {
-        self.verdicts(&[verdict(rows)]);
     }
 
     /// Prints verdict lines: as text after a blank line, in JSON one `verdict` object
@@ -224,6 +302,20 @@ impl Printer {
             }
         }
     }
+}
+
+/// Width of the workload column: wide enough for `redis-get` in the storage table,
+/// unchanged (8) in tables without Redis.
+fn workload_width(redis: RedisColumn) -> usize {
+    match redis {
+        RedisColumn::Absent => 8,
+        RedisColumn::Ratio(_) => 9,
+    }
+}
+
+/// A `vs redis` cell: the ratio as a multiple, or `-` when there is none.
+fn redis_ratio_text(vs_redis: Option<f64>) -> String {
+    vs_redis.map_or_else(|| "-".to_string(), |share| format!("{share:.2}×"))
 }
 
 #[cfg(test)]
@@ -262,6 +354,51 @@ mod tests {
         );
         let slow = [row("read", 64, 500.0, 1000.0)];
         assert!(verdict(&slow).ends_with("50% of no-op RPC throughput (target ≥ 70%): NOT met"));
+    }
+
+    #[test]
+    fn redis_verdict_compares_reads_with_gets_at_64() {
+        let rows = [
+            row("ping", 64, 1000.0, 1000.0),
+            row("redis-get", 64, 2000.0, 1000.0),
+            row("read", 16, 900.0, 1000.0),
+            row("read", 64, 1300.0, 1000.0),
+        ];
+        assert_eq!(
+            redis_verdict(&rows),
+            "reads at 64 in flight: 0.65× Redis GET (target ≥ 0.6×): met"
+        );
+        let slow = [
+            row("redis-get", 64, 2000.0, 1000.0),
+            row("read", 64, 1100.0, 1000.0),
+        ];
+        assert_eq!(
+            redis_verdict(&slow),
+            "reads at 64 in flight: 0.55× Redis GET (target ≥ 0.6×): NOT met"
+        );
+    }
+
+    #[test]
+    fn redis_verdict_says_why_it_has_no_ratio() {
+        let no_redis = [row("read", 64, 900.0, 1000.0)];
+        assert!(redis_verdict(&no_redis).contains("no Redis in this run"));
+        let not_at_64 = [
+            row("redis-get", 16, 900.0, 1000.0),
+            row("read", 16, 900.0, 1000.0),
+        ];
+        assert!(redis_verdict(&not_at_64).contains("include 64 in --concurrency"));
+        let failed = [
+            row("redis-get", 64, 0.0, 1000.0),
+            row("read", 64, 900.0, 1000.0),
+        ];
+        assert!(redis_verdict(&failed).contains("no GET succeeded"));
+    }
+
+    #[test]
+    fn redis_ratios_are_shown_as_multiples() {
+        assert_eq!(redis_ratio_text(Some(0.456)), "0.46×");
+        assert_eq!(redis_ratio_text(Some(1.5)), "1.50×");
+        assert_eq!(redis_ratio_text(None), "-");
     }
 
     #[test]

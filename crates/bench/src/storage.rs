@@ -1,10 +1,13 @@
-//! `dida bench storage`: reads, writes and CAS against a no-op RPC baseline.
+//! `dida bench storage`: reads, writes and CAS against a no-op RPC baseline and
+//! against Redis.
 //!
 //! The benchmark measures a running cluster (`--peers`) or, by default, starts one of
 //! real `dida storage` processes on loopback and stops it at the end. At each
-//! concurrency it measures the no-op RPC first and then every storage workload, all
-//! against the same target node, so each row's "vs ping" compares runs made moments
-//! apart under the same conditions.
+//! concurrency it measures the baselines first — the no-op RPC to the target node,
+//! then Redis GET and SET — and then every storage workload, all against the same
+//! target node, so each row's "vs ping" and "vs redis" compare runs made moments
+//! apart under the same conditions. Redis is started from PATH unless `--no-redis`
+//! or `--redis-url` says otherwise (see `crate::redis`).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,7 +21,8 @@ use dida_local_cluster::{current_dida, ClusterSpec, LocalCluster};
 use dida_storage_client::{ClientConfig, StorageClient};
 
 use crate::closed_loop::{self, Measurement, Operation};
-use crate::report::{Printer, Row, Setup};
+use crate::redis::{self, Redis, RedisBaseline, RedisChoice};
+use crate::report::{self, ratio, Printer, Row, Setup};
 use crate::workload::{self, Workload};
 
 /// How long the set-up waits for the populated keys to reach the target.
@@ -58,6 +62,25 @@ pub(crate) struct StorageBenchArgs {
     /// Print one JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
+    /// Measure no Redis. By default the benchmark measures Redis GET and SET beside
+    /// dida, starting redis-server from PATH (and skipping Redis if it is missing).
+    #[arg(long, conflicts_with = "redis_url")]
+    no_redis: bool,
+    /// Measure the Redis at this URL (e.g. redis://127.0.0.1:6379) instead of
+    /// starting redis-server; its keys dida-bench:* are deleted at the end.
+    #[arg(long, value_name = "URL", value_parser = redis::parse_redis_url)]
+    redis_url: Option<String>,
+}
+
+impl StorageBenchArgs {
+    /// Where the Redis baseline comes from.
+    fn redis_choice(&self) -> RedisChoice {
+        match (&self.redis_url, self.no_redis) {
+            (Some(url), _) => RedisChoice::Url(url.clone()),
+            (None, true) => RedisChoice::Skip,
+            (None, false) => RedisChoice::Start,
+        }
+    }
 }
 
 /// The concurrencies to measure at, in the order given; each at least 1, no repeats.
@@ -168,6 +191,20 @@ async fn measure_all(
     membership
         .index_of(&target)
         .with_context(|| format!("--target {target} is not a storage node of the cluster"))?;
+    let config = ClientConfig {
+        replication_factor: args.replication_factor,
+        ..ClientConfig::default()
+    };
+    let value: Arc<str> = value.into();
+    // Redis commands get the deadline every dida request gets.
+    let (redis, redis_setup) =
+        match redis::prepare(&args.redis_choice(), args.keys, &value, config.deadline).await? {
+            RedisBaseline::Ready(redis) => {
+                let description = redis.description().to_string();
+                (Some(*redis), description)
+            }
+            RedisBaseline::Skipped(why) => (None, why),
+        };
     let setup = Setup {
         cluster: if args.peers.is_some() {
             "given by --peers".to_string()
@@ -182,17 +219,12 @@ async fn measure_all(
         duration: args.duration,
         warmup: args.warmup,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        redis: redis_setup,
     };
-    let client = StorageClient::new(
-        membership,
-        ClientConfig {
-            replication_factor: args.replication_factor,
-            ..ClientConfig::default()
-        },
-    )
-    .context("cannot create a storage client")?;
+    let client =
+        StorageClient::new(membership, config).context("cannot create a storage client")?;
     let most = args.concurrency.0.iter().copied().max().unwrap_or(1);
-    let bench = Bench::prepare(Arc::new(client), target, args.keys, most, value.into()).await?;
+    let bench = Bench::prepare(Arc::new(client), target, args.keys, most, value, redis).await?;
 
     let printer = Printer { json: args.json };
     printer.setup(&setup);
@@ -203,27 +235,39 @@ async fn measure_all(
     let mut rows = Vec::new();
     for &concurrency in &args.concurrency.0 {
         let mut ping_ops_per_sec = 0.0;
+        let mut redis_ops_per_sec = Vec::new();
         for workload in Workload::ALL {
-            let measurement = bench
+            let Some(measurement) = bench
                 .measure(workload, concurrency, timing)
                 .await
                 .with_context(|| {
                     format!("{} at concurrency {concurrency} failed", workload.name())
-                })?;
-            if workload == Workload::Ping {
-                ping_ops_per_sec = measurement.throughput();
+                })?
+            else {
+                continue;
+            };
+            match workload {
+                Workload::Ping => ping_ops_per_sec = measurement.throughput(),
+                Workload::Redis(command) => {
+                    redis_ops_per_sec.push((command, measurement.throughput()));
+                }
+                Workload::Read | Workload::Write | Workload::Cas => {}
             }
             let row = Row::new(workload.name(), concurrency, &measurement, ping_ops_per_sec);
-            printer.row(&row);
+            let vs_redis = workload
+                .redis_baseline()
+                .and_then(|command| redis_ops_per_sec.iter().find(|(c, _)| *c == command))
+                .and_then(|&(_, redis)| ratio(row.ops_per_sec, redis));
+            printer.storage_row(&row, vs_redis);
             rows.push(row);
         }
     }
-    printer.verdict(&rows);
-    Ok(())
+    printer.verdicts(&[report::verdict(&rows), report::redis_verdict(&rows)]);
+    bench.finish().await
 }
 
-/// Everything the workloads share: the client, the target node and the keys chosen
-/// so that the target serves them itself.
+/// Everything the workloads share: the client, the target node, the keys chosen so
+/// that the target serves them itself, and the Redis baseline if there is one.
 struct Bench {
     client: Arc<StorageClient>,
     target: String,
@@ -231,18 +275,20 @@ struct Bench {
     write_keys: Arc<[String]>,
     cas_keys: Vec<String>,
     value: Arc<str>,
+    redis: Option<Redis>,
 }
 
 impl Bench {
     /// Chooses the keys of every workload (`keys` each for reads and writes, one per
     /// task for CAS at the highest concurrency) and populates the read keys on the
-    /// target.
+    /// target. `redis` is the Redis baseline, already populated, if this run has one.
     async fn prepare(
         client: Arc<StorageClient>,
         target: String,
         keys: usize,
         most_in_flight: usize,
         value: Arc<str>,
+        redis: Option<Redis>,
     ) -> anyhow::Result<Self> {
         let replicated = |key: &str| client.replicas(key).contains(&target.as_str());
         let primary = |key: &str| client.primary(key) == target;
@@ -267,23 +313,29 @@ impl Bench {
             write_keys,
             cas_keys,
             value,
+            redis,
         })
     }
 
-    /// Measures one workload at one concurrency.
+    /// Measures one workload at one concurrency; `None` for a Redis workload when
+    /// this run has no Redis.
     async fn measure(
         &self,
         workload: Workload,
         concurrency: usize,
         timing: Timing,
-    ) -> anyhow::Result<Measurement> {
+    ) -> anyhow::Result<Option<Measurement>> {
         let (client, target) = (&self.client, self.target.as_str());
-        match workload {
+        let measurement = match workload {
             Workload::Ping => {
                 timing
                     .measure(workload::ping_ops(client, target, concurrency))
                     .await
             }
+            Workload::Redis(command) => match &self.redis {
+                Some(redis) => redis.measure(command, concurrency, timing).await,
+                None => return Ok(None),
+            },
             Workload::Read => {
                 let ops = workload::read_ops(client, target, &self.read_keys, concurrency);
                 timing.measure(ops).await
@@ -301,6 +353,19 @@ impl Bench {
                     .measure(workload::cas_ops(client, target, keys))
                     .await
             }
+        };
+        measurement.map(Some)
+    }
+
+    /// Ends the run's use of Redis (see [`Redis::finish`]); the storage side needs
+    /// no clean-up.
+    async fn finish(self) -> anyhow::Result<()> {
+        match self.redis {
+            Some(redis) => redis
+                .finish()
+                .await
+                .context("cannot finish the Redis baseline"),
+            None => Ok(()),
         }
     }
 }
@@ -338,6 +403,44 @@ impl Timing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// `dida bench storage`'s flags as a command of their own, to parse them.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: StorageBenchArgs,
+    }
+
+    fn redis_choice(flags: &[&str]) -> Result<RedisChoice, clap::Error> {
+        let argv = std::iter::once("storage").chain(flags.iter().copied());
+        Ok(Cli::try_parse_from(argv)?.args.redis_choice())
+    }
+
+    #[test]
+    fn redis_is_started_by_default_skipped_or_given_by_url() {
+        assert_eq!(redis_choice(&[]).unwrap(), RedisChoice::Start);
+        assert_eq!(redis_choice(&["--no-redis"]).unwrap(), RedisChoice::Skip);
+        assert_eq!(
+            redis_choice(&["--redis-url", "redis://127.0.0.1:6379"]).unwrap(),
+            RedisChoice::Url("redis://127.0.0.1:6379".to_string())
+        );
+    }
+
+    #[test]
+    fn redis_flags_reject_contradictions_and_bad_urls() {
+        let both = ["--no-redis", "--redis-url", "redis://127.0.0.1:6379"];
+        assert_eq!(
+            redis_choice(&both).unwrap_err().kind(),
+            clap::error::ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            redis_choice(&["--redis-url", "http://example.invalid"])
+                .unwrap_err()
+                .kind(),
+            clap::error::ErrorKind::ValueValidation
+        );
+    }
 
     #[test]
     fn concurrency_lists_keep_their_order() {

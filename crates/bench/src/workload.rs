@@ -8,6 +8,9 @@
 //! - `write`: keys whose primary is the target;
 //! - `cas`: one key per task whose primary is the target, so each task is its key's
 //!   only writer and every compare-and-swap should succeed.
+//!
+//! Beside them run the Redis workloads (`redis-get`, `redis-set`, in `crate::redis`),
+//! the outside baseline for `read` and `write`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,16 +20,19 @@ use dida_storage_client::StorageClient;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::closed_loop::Operation;
+use crate::redis::RedisWorkload;
 
 /// How many preparation requests are in flight at once; only the set-up uses it.
 const PREPARE_IN_FLIGHT: usize = 32;
 
-/// The workloads, in the order they run at each concurrency: the baseline first, so
-/// every other row can be compared with it.
+/// The workloads, in the order they run at each concurrency: the baselines first, so
+/// every other row can be compared with them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Workload {
     /// A no-op RPC to the target: the transport baseline.
     Ping,
+    /// A Redis command: the outside baseline, measured when the run has a Redis.
+    Redis(RedisWorkload),
     /// Reads of keys the target replicates.
     Read,
     /// Writes of keys whose primary is the target.
@@ -36,9 +42,11 @@ pub(crate) enum Workload {
 }
 
 impl Workload {
-    /// Every workload, baseline first.
-    pub const ALL: [Workload; 4] = [
+    /// Every workload, baselines first.
+    pub const ALL: [Workload; 6] = [
         Workload::Ping,
+        Workload::Redis(RedisWorkload::Get),
+        Workload::Redis(RedisWorkload::Set),
         Workload::Read,
         Workload::Write,
         Workload::Cas,
@@ -48,9 +56,21 @@ impl Workload {
     pub fn name(self) -> &'static str {
         match self {
             Workload::Ping => "ping",
+            Workload::Redis(command) => command.name(),
             Workload::Read => "read",
             Workload::Write => "write",
             Workload::Cas => "cas",
+        }
+    }
+
+    /// The Redis workload doing the same job, which the report compares this one
+    /// with ("vs redis"): GET for reads, SET for writes. CAS has none (Redis would
+    /// need a script or a transaction, which is a different cost).
+    pub fn redis_baseline(self) -> Option<RedisWorkload> {
+        match self {
+            Workload::Read => Some(RedisWorkload::Get),
+            Workload::Write => Some(RedisWorkload::Set),
+            Workload::Ping | Workload::Redis(_) | Workload::Cas => None,
         }
     }
 }
@@ -303,9 +323,21 @@ mod tests {
     }
 
     #[test]
-    fn workloads_run_baseline_first() {
+    fn workloads_run_baselines_first() {
         assert_eq!(Workload::ALL[0], Workload::Ping);
         let names: Vec<_> = Workload::ALL.iter().map(|w| w.name()).collect();
-        assert_eq!(names, ["ping", "read", "write", "cas"]);
+        assert_eq!(
+            names,
+            ["ping", "redis-get", "redis-set", "read", "write", "cas"]
+        );
+    }
+
+    #[test]
+    fn reads_compare_with_get_and_writes_with_set() {
+        let pairs: Vec<_> = Workload::ALL
+            .iter()
+            .filter_map(|w| Some((w.name(), w.redis_baseline()?.name())))
+            .collect();
+        assert_eq!(pairs, [("read", "redis-get"), ("write", "redis-set")]);
     }
 }
