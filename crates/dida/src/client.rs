@@ -9,8 +9,8 @@ use dida_core::app::read_app_file;
 use dida_core::events::Event;
 use dida_core::membership::NodeUrl;
 use dida_proto::execution::scheduler_client::SchedulerClient;
-use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, SubmitRequest};
-use dida_proto::transport::lazy_channel;
+use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, RunRequest, SubmitRequest};
+use dida_proto::transport::lazy_channel_for_waits;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
@@ -56,49 +56,71 @@ pub struct StatusArgs {
     timeout: u64,
 }
 
-fn scheduler(url: &str) -> anyhow::Result<SchedulerClient<Channel>> {
+/// Deadline of connecting to the scheduler.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How much longer than the wait it asks for a call may take (the scheduler answers
+/// when the wait ends; this covers the round trip and a busy scheduler).
+const CALL_MARGIN: Duration = Duration::from_secs(10);
+
+/// One `Outcome` call of `dida status --wait` waits this long on the scheduler.
+const OUTCOME_WAIT: Duration = Duration::from_secs(10);
+
+/// A client of the scheduler at `url` whose calls may wait up to `longest_wait`.
+fn scheduler(url: &str, longest_wait: Duration) -> anyhow::Result<SchedulerClient<Channel>> {
     let url = NodeUrl::parse(url).context("invalid --scheduler")?;
-    // Outcome calls wait up to 10 s on the scheduler; the deadline covers that.
-    let channel = lazy_channel(&url.to_string(), Duration::from_secs(20))?;
+    let channel = lazy_channel_for_waits(
+        &url.to_string(),
+        CONNECT_DEADLINE,
+        longest_wait.saturating_add(CALL_MARGIN),
+    )?;
     Ok(SchedulerClient::new(channel))
 }
 
-/// Runs `dida run`.
+/// Runs `dida run`: with `--async`, a `Submit` that prints the id; otherwise one
+/// `Run` call that submits and answers with the outcome when the execution ends.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let operators = read_app_file(&args.app)?;
-    let mut client = scheduler(&args.scheduler)?;
-    let app = args.app.display().to_string();
-    let reply = client
-        .submit(SubmitRequest {
-            app: app.clone(),
-            operators,
-            input: args.input.clone(),
-        })
-        .await
-        .map_err(|s| {
-            anyhow::anyhow!(
-                "the scheduler at {} refused the execution: {}",
-                args.scheduler,
-                s.message()
-            )
-        })?
-        .into_inner();
+    let limit = Duration::from_secs(args.timeout);
+    let mut client = scheduler(&args.scheduler, limit)?;
+    let submit = SubmitRequest {
+        app: args.app.display().to_string(),
+        operators,
+        input: args.input.clone(),
+    };
+    let refused = |s: tonic::Status| {
+        anyhow::anyhow!(
+            "the scheduler at {} refused the execution: {}",
+            args.scheduler,
+            s.message()
+        )
+    };
     if args.detach {
+        let reply = client.submit(submit).await.map_err(refused)?.into_inner();
         println!("{}", reply.execution_id);
         return Ok(());
     }
-    let outcome = wait_for(
-        &mut client,
-        &reply.execution_id,
-        Duration::from_secs(args.timeout),
-    )
-    .await?;
+    let reply = client
+        .run(RunRequest {
+            submit: Some(submit),
+            wait_ms: u32::try_from(limit.as_millis()).unwrap_or(u32::MAX).max(1),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let outcome = reply.outcome.unwrap_or_default();
+    if !reply.finished {
+        let id = outcome.execution_id;
+        bail!(
+            "execution {id} did not finish within {limit:?}; `dida status {id}` fetches it later"
+        );
+    }
     print_outcome(&outcome, args.json)
 }
 
 /// Runs `dida status`.
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let mut client = scheduler(&args.scheduler)?;
+    let mut client = scheduler(&args.scheduler, OUTCOME_WAIT)?;
     let outcome = if args.wait {
         wait_for(&mut client, &args.id, Duration::from_secs(args.timeout)).await?
     } else {
@@ -131,7 +153,7 @@ async fn wait_for(
         let reply = client
             .outcome(OutcomeRequest {
                 execution_id: id.to_string(),
-                wait_ms: 10_000,
+                wait_ms: OUTCOME_WAIT.as_millis() as u32,
             })
             .await
             .map_err(|s| anyhow::anyhow!("cannot fetch the outcome of {id}: {}", s.message()))?

@@ -38,13 +38,24 @@ pub fn server_builder() -> Server {
 /// call, which fails within `deadline` (the deadline bounds both connecting and every
 /// call made on the channel), so no caller ever hangs on an unreachable node.
 pub fn lazy_channel(url: &str, deadline: Duration) -> Result<Channel, tonic::transport::Error> {
+    lazy_channel_for_waits(url, deadline, deadline)
+}
+
+/// Like [`lazy_channel`], for calls that wait on the server on purpose (`Run`,
+/// `Outcome`): connecting is bounded by `connect_deadline`, each call by
+/// `call_deadline`, so an unreachable node is still noticed quickly.
+pub fn lazy_channel_for_waits(
+    url: &str,
+    connect_deadline: Duration,
+    call_deadline: Duration,
+) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(url.to_string())?
-        .connect_timeout(deadline)
-        .timeout(deadline)
+        .connect_timeout(connect_deadline)
+        .timeout(call_deadline)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(HTTP2_KEEPALIVE)
         .tcp_keepalive(Some(TCP_KEEPALIVE))
-        .keep_alive_timeout(deadline)
+        .keep_alive_timeout(connect_deadline)
         .connect_lazy())
 }
 

@@ -51,14 +51,15 @@ impl ExecutionTable {
         }
     }
 
-    /// Starts an execution of `operators` operators: returns its new id and the
-    /// worker (index) assigned to each operator.
-    pub fn start(&mut self, operators: usize) -> (String, Vec<usize>) {
+    /// Starts an execution of `operators` operators: returns its new id, the worker
+    /// (index) assigned to each operator, and a receiver that turns true when the
+    /// execution ends.
+    pub fn start(&mut self, operators: usize) -> (String, Vec<usize>, watch::Receiver<bool>) {
         self.next += 1;
         self.submitted += 1;
         let id = format!("{}-{}", self.boot, self.next);
         let assignments = self.loads.assign(operators);
-        let (finished, _) = watch::channel(false);
+        let (finished, ended) = watch::channel(false);
         self.executions.insert(
             id.clone(),
             Execution {
@@ -68,7 +69,7 @@ impl ExecutionTable {
                 finished,
             },
         );
-        (id, assignments)
+        (id, assignments, ended)
     }
 
     /// Records that `worker` finished position `order` of execution `id`. Unknown,
@@ -154,8 +155,8 @@ mod tests {
     #[test]
     fn ids_are_unique_and_loads_return_to_zero() {
         let mut table = ExecutionTable::new(3, "b".into());
-        let (a, assigned_a) = table.start(3);
-        let (b, assigned_b) = table.start(2);
+        let (a, assigned_a, mut a_ended) = table.start(3);
+        let (b, assigned_b, _) = table.start(2);
         assert_ne!(a, b);
         assert_eq!(table.loads().loads().iter().sum::<u64>(), 5);
         for (order, worker) in assigned_a.iter().enumerate() {
@@ -165,7 +166,9 @@ mod tests {
             !table.complete(&a, 0, assigned_a[0]),
             "a duplicate confirmation counts once"
         );
+        assert!(!*a_ended.borrow_and_update());
         assert!(table.finish(ended(&a, 3, None)));
+        assert!(*a_ended.borrow_and_update(), "the receiver sees the end");
         assert!(!table.finish(ended(&a, 3, None)), "an execution ends once");
         // b fails at position 0: position 1 never runs and is released.
         assert!(table.complete(&b, 0, assigned_b[0]));
@@ -177,7 +180,7 @@ mod tests {
     #[test]
     fn a_completion_arriving_after_the_outcome_still_counts_once() {
         let mut table = ExecutionTable::new(2, "b".into());
-        let (id, assigned) = table.start(2);
+        let (id, assigned, _) = table.start(2);
         assert!(table.finish(ended(&id, 2, None)));
         assert_eq!(table.loads().loads().iter().sum::<u64>(), 2);
         for (order, worker) in assigned.iter().enumerate() {
@@ -189,7 +192,7 @@ mod tests {
     #[test]
     fn unknown_ids_and_wrong_workers_change_nothing() {
         let mut table = ExecutionTable::new(2, "b".into());
-        let (id, assigned) = table.start(1);
+        let (id, assigned, _) = table.start(1);
         let other = 1 - assigned[0];
         assert!(!table.complete(&id, 0, other));
         assert!(!table.complete("nope", 0, 0));

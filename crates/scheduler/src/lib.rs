@@ -4,8 +4,11 @@
 //! worker currently running the fewest operators ([`load`]), hands the request to the
 //! first worker — and is then off the data path: workers pass the request along and
 //! confirm each operator they finish, and the last one reports the outcome, which the
-//! scheduler keeps for the client ([`executions`]).
+//! scheduler keeps for the client ([`executions`]). Which operators each worker can
+//! run is kept current in the background (`catalogue`), so a submit costs no call
+//! but the one to the first worker.
 
+mod catalogue;
 pub mod executions;
 pub mod load;
 pub mod node;

@@ -14,8 +14,9 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tracing::info;
 
+use crate::catalogue::OperatorCatalogue;
 use crate::executions::ExecutionTable;
-use crate::service::{OperatorCache, SchedulerService};
+use crate::service::SchedulerService;
 
 /// Everything the scheduler is configured with.
 #[derive(Debug, Clone)]
@@ -30,8 +31,9 @@ pub struct SchedulerConfig {
     pub rpc_deadline: Duration,
     /// An execution with no outcome after this long is failed and its load released.
     pub execution_timeout: Duration,
-    /// How long the workers' operator lists are trusted before asking again.
-    pub operator_cache_ttl: Duration,
+    /// How often the workers' operator lists are fetched again in the background (a
+    /// submit naming an operator not known everywhere asks at once).
+    pub operator_refresh: Duration,
     /// The storage cluster and its replication factor, when given: the scheduler
     /// then follows which storage nodes crashed (SPEC §2.5) and reports it in its
     /// status. It never calls storage otherwise.
@@ -39,8 +41,8 @@ pub struct SchedulerConfig {
 }
 
 impl SchedulerConfig {
-    /// A configuration with the default deadlines: 5 s calls, 5 min executions, 1 s
-    /// operator-list cache.
+    /// A configuration with the default deadlines: 5 s calls, 5 min executions,
+    /// operator lists refreshed every second.
     pub fn new(id: impl Into<String>, url: NodeUrl, workers: Membership) -> Self {
         Self {
             id: id.into(),
@@ -48,7 +50,7 @@ impl SchedulerConfig {
             workers,
             rpc_deadline: Duration::from_secs(5),
             execution_timeout: Duration::from_secs(300),
-            operator_cache_ttl: Duration::from_secs(1),
+            operator_refresh: Duration::from_secs(1),
             storage: None,
         }
     }
@@ -60,7 +62,7 @@ pub(crate) struct SchedulerState {
     pub config: SchedulerConfig,
     pub workers: Vec<WorkerClient<Channel>>,
     pub executions: Mutex<ExecutionTable>,
-    pub operators: OperatorCache,
+    pub operators: Arc<OperatorCatalogue>,
     /// A client of the storage cluster, used only to follow its view.
     pub storage: Option<Arc<StorageClient>>,
 }
@@ -100,7 +102,7 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
     };
     let state = Arc::new(SchedulerState {
         executions: Mutex::new(ExecutionTable::new(workers.len(), boot)),
-        operators: OperatorCache::new(workers.len()),
+        operators: Arc::new(OperatorCatalogue::new(workers.len())),
         workers,
         storage,
         config,
@@ -110,13 +112,19 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = dida_proto::transport::server_builder()
-        .add_service(service);
+    let router = dida_proto::transport::server_builder().add_service(service);
     let view = state
         .storage
         .clone()
         .map(|storage| tokio::spawn(storage.follow_view(VIEW_REFRESH)));
-    let server = ServerHandle::spawn(router, listener)?.with_tasks(view);
+    let catalogue = tokio::spawn(
+        state
+            .operators
+            .clone()
+            .refresh_forever(state.workers.clone(), state.config.operator_refresh),
+    );
+    let server =
+        ServerHandle::spawn(router, listener)?.with_tasks(view.into_iter().chain([catalogue]));
     info!(id = %state.config.id, addr = %server.local_addr(), workers = state.workers.len(), "scheduler serving");
     Ok(server)
 }

@@ -1,42 +1,25 @@
 //! The scheduler's gRPC service.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dida_core::app::check_operator_name;
 use dida_proto::execution::scheduler_server::Scheduler;
 use dida_proto::execution::{
-    Assignment, ChainRequest, CompletionAck, CompletionRequest, ExecutionOutcome,
-    ListOperatorsRequest, Metadata, OutcomeReply, OutcomeRequest, SchedulerStatusReply,
+    Assignment, ChainRequest, CompletionAck, CompletionBatch, ExecutionOutcome, Metadata,
+    OutcomeReply, OutcomeReport, OutcomeRequest, RunRequest, SchedulerStatusReply,
     SchedulerStatusRequest, SubmitReply, SubmitRequest, WorkerLoad,
 };
 use dida_proto::storage::{PingReply, PingRequest};
-use tokio::time::Instant;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use crate::catalogue::Gap;
 use crate::node::SchedulerState;
 
-/// Longest a client may wait for an outcome in one call.
+/// Longest a client may wait for an outcome in one `Outcome` call.
 const MAX_WAIT: Duration = Duration::from_secs(60);
-
-/// One worker's operator list and when it was fetched.
-type CachedList = Option<(Instant, BTreeSet<String>)>;
-
-/// The operators each worker can run, as last asked.
-#[derive(Debug)]
-pub(crate) struct OperatorCache {
-    lists: Mutex<Vec<CachedList>>,
-}
-
-impl OperatorCache {
-    pub fn new(workers: usize) -> Self {
-        Self {
-            lists: Mutex::new(vec![None; workers]),
-        }
-    }
-}
 
 /// Implements [`Scheduler`] over the scheduler's state.
 #[derive(Debug, Clone)]
@@ -49,106 +32,63 @@ impl SchedulerService {
         &self.state.config.workers.members()[index].id
     }
 
-    /// The operators worker `index` can run (cached for the configured time).
-    async fn operators_of(&self, index: usize) -> Result<BTreeSet<String>, Status> {
-        let ttl = self.state.config.operator_cache_ttl;
-        if let Some((at, list)) = &self
-            .state
-            .operators
-            .lists
-            .lock()
-            .expect("cache lock poisoned")[index]
-        {
-            if at.elapsed() < ttl {
-                return Ok(list.clone());
-            }
-        }
-        let member = &self.state.config.workers.members()[index];
-        let reply = self.state.workers[index]
-            .clone()
-            .list_operators(ListOperatorsRequest {})
-            .await
-            .map_err(|status| {
-                Status::unavailable(format!(
-                    "worker {} at {} did not say which operators it runs: {}",
-                    member.id,
-                    member.url,
-                    status.message()
-                ))
-            })?;
-        let list: BTreeSet<String> = reply.into_inner().operators.into_iter().collect();
-        self.state
-            .operators
-            .lists
-            .lock()
-            .expect("cache lock poisoned")[index] = Some((Instant::now(), list.clone()));
-        Ok(list)
-    }
-
-    /// Checks, before anything runs, that every worker can run every operator.
+    /// Checks, before anything runs, that every worker can run every operator: by the
+    /// catalogue alone when it can tell, otherwise after asking the workers again.
     async fn check_operators(&self, operators: &[String]) -> Result<(), Status> {
         for name in operators {
             check_operator_name(name).map_err(Status::invalid_argument)?;
         }
-        let lists =
-            futures::future::join_all((0..self.state.workers.len()).map(|i| self.operators_of(i)))
-                .await;
-        let mut lists_ok = Vec::new();
-        for list in lists {
-            lists_ok.push(list?);
+        let catalogue = &self.state.operators;
+        if catalogue.check(operators).is_ok() {
+            return Ok(());
         }
-        for name in operators {
-            let missing: Vec<&str> = lists_ok
-                .iter()
-                .enumerate()
-                .filter(|(_, list)| !list.contains(name))
-                .map(|(i, _)| self.worker_id(i))
-                .collect();
-            if missing.len() == lists_ok.len() {
-                return Err(Status::invalid_argument(format!(
-                    "unknown operator {name}: no worker can run it (no built-in and no {name}.wasm in any \
-                     worker's operators directory)"
-                )));
+        let refreshed = catalogue.refresh_all(&self.state.workers).await;
+        match catalogue.check(operators) {
+            Ok(()) => Ok(()),
+            Err(Gap::UnknownWorkers(workers)) => {
+                let index = workers[0];
+                let member = &self.state.config.workers.members()[index];
+                let why = refreshed[index]
+                    .as_ref()
+                    .err()
+                    .map_or("no answer yet", |status| status.message());
+                Err(Status::unavailable(format!(
+                    "worker {} at {} did not say which operators it runs: {why}",
+                    member.id, member.url
+                )))
             }
-            if !missing.is_empty() {
-                return Err(Status::invalid_argument(format!(
-                    "operator {name} is missing on worker(s) {}; every worker must be able to run it",
-                    missing.join(", ")
-                )));
+            Err(Gap::Missing {
+                operator,
+                everywhere: true,
+                ..
+            }) => Err(Status::invalid_argument(format!(
+                "unknown operator {operator}: no worker can run it (no built-in and no \
+                 {operator}.wasm in any worker's operators directory)"
+            ))),
+            Err(Gap::Missing {
+                operator, workers, ..
+            }) => {
+                let ids: Vec<&str> = workers.iter().map(|&i| self.worker_id(i)).collect();
+                Err(Status::invalid_argument(format!(
+                    "operator {operator} is missing on worker(s) {}; every worker must be able to run it",
+                    ids.join(", ")
+                )))
             }
         }
-        Ok(())
     }
 
-    fn fail(&self, id: &str, request: &SubmitRequest, message: String) {
-        let outcome = ExecutionOutcome {
-            execution_id: id.to_string(),
-            app: request.app.clone(),
-            input: request.input.clone(),
-            error: Some(message),
-            unrun_from: 0,
-            ..ExecutionOutcome::default()
-        };
-        self.state
-            .executions
-            .lock()
-            .expect("executions lock poisoned")
-            .finish(outcome);
-    }
-}
-
-#[tonic::async_trait]
-impl Scheduler for SchedulerService {
-    async fn submit(
+    /// Starts an execution of `request`: checks it, assigns its operators, hands it to
+    /// the first worker and arms its timeout. Returns its id and a receiver that turns
+    /// true when it ends.
+    async fn start(
         &self,
-        request: Request<SubmitRequest>,
-    ) -> Result<Response<SubmitReply>, Status> {
-        let request = request.into_inner();
+        request: SubmitRequest,
+    ) -> Result<(String, watch::Receiver<bool>), Status> {
         if request.operators.is_empty() {
             return Err(Status::invalid_argument("the application has no operator"));
         }
         self.check_operators(&request.operators).await?;
-        let (id, assignments) = self
+        let (id, assignments, finished) = self
             .state
             .executions
             .lock()
@@ -210,7 +150,91 @@ impl Scheduler for SchedulerService {
                 });
             }
         });
-        Ok(Response::new(SubmitReply { execution_id: id }))
+        Ok((id, finished))
+    }
+
+    /// The outcome of `id` if it has ended, and a receiver that turns true when it
+    /// does; `NOT_FOUND` for an unknown (or long forgotten) id.
+    fn lookup(
+        &self,
+        id: &str,
+    ) -> Result<(Option<ExecutionOutcome>, watch::Receiver<bool>), Status> {
+        self.state
+            .executions
+            .lock()
+            .expect("executions lock poisoned")
+            .outcome(id)
+            .ok_or_else(|| Status::not_found(format!("unknown execution id {id:?}")))
+    }
+
+    fn fail(&self, id: &str, request: &SubmitRequest, message: String) {
+        let outcome = ExecutionOutcome {
+            execution_id: id.to_string(),
+            app: request.app.clone(),
+            input: request.input.clone(),
+            error: Some(message),
+            unrun_from: 0,
+            ..ExecutionOutcome::default()
+        };
+        self.state
+            .executions
+            .lock()
+            .expect("executions lock poisoned")
+            .finish(outcome);
+    }
+
+    /// Applies a worker's completion confirmations to the load table.
+    fn confirm(&self, batch: &CompletionBatch) -> Result<(), Status> {
+        let worker = self
+            .state
+            .config
+            .workers
+            .index_of(&batch.worker_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut executions = self
+            .state
+            .executions
+            .lock()
+            .expect("executions lock poisoned");
+        for completion in &batch.completions {
+            executions.complete(&completion.execution_id, completion.order as usize, worker);
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl Scheduler for SchedulerService {
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitReply>, Status> {
+        let (execution_id, _) = self.start(request.into_inner()).await?;
+        Ok(Response::new(SubmitReply { execution_id }))
+    }
+
+    async fn run(&self, request: Request<RunRequest>) -> Result<Response<OutcomeReply>, Status> {
+        let RunRequest { submit, wait_ms } = request.into_inner();
+        let submit =
+            submit.ok_or_else(|| Status::invalid_argument("a run request without a submit"))?;
+        let (id, mut finished) = self.start(submit).await?;
+        // Every execution ends, by its outcome report or by its timeout, so waiting
+        // without a limit is bounded too. The wait ends early only if the outcome was
+        // forgotten meanwhile (the lookup then says so).
+        let ended = finished.wait_for(|done| *done);
+        if wait_ms == 0 {
+            let _ = ended.await;
+        } else {
+            let _ = tokio::time::timeout(Duration::from_millis(wait_ms.into()), ended).await;
+        }
+        let (outcome, _) = self.lookup(&id)?;
+        Ok(Response::new(OutcomeReply {
+            finished: outcome.is_some(),
+            outcome: Some(outcome.unwrap_or_else(|| ExecutionOutcome {
+                execution_id: id,
+                ..ExecutionOutcome::default()
+            })),
+        }))
     }
 
     async fn outcome(
@@ -218,17 +242,7 @@ impl Scheduler for SchedulerService {
         request: Request<OutcomeRequest>,
     ) -> Result<Response<OutcomeReply>, Status> {
         let request = request.into_inner();
-        let lookup = || {
-            self.state
-                .executions
-                .lock()
-                .expect("executions lock poisoned")
-                .outcome(&request.execution_id)
-                .ok_or_else(|| {
-                    Status::not_found(format!("unknown execution id {:?}", request.execution_id))
-                })
-        };
-        let (outcome, mut finished) = lookup()?;
+        let (outcome, mut finished) = self.lookup(&request.execution_id)?;
         if outcome.is_some() || request.wait_ms == 0 {
             return Ok(Response::new(OutcomeReply {
                 finished: outcome.is_some(),
@@ -237,37 +251,34 @@ impl Scheduler for SchedulerService {
         }
         let wait = Duration::from_millis(request.wait_ms.into()).min(MAX_WAIT);
         let _ = tokio::time::timeout(wait, finished.wait_for(|done| *done)).await;
-        let (outcome, _) = lookup()?;
+        let (outcome, _) = self.lookup(&request.execution_id)?;
         Ok(Response::new(OutcomeReply {
             finished: outcome.is_some(),
             outcome,
         }))
     }
 
-    async fn operator_completed(
+    async fn operators_completed(
         &self,
-        request: Request<CompletionRequest>,
+        request: Request<CompletionBatch>,
     ) -> Result<Response<CompletionAck>, Status> {
-        let request = request.into_inner();
-        let worker = self
-            .state
-            .config
-            .workers
-            .index_of(&request.worker_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.state
-            .executions
-            .lock()
-            .expect("executions lock poisoned")
-            .complete(&request.execution_id, request.order as usize, worker);
+        self.confirm(&request.into_inner())?;
         Ok(Response::new(CompletionAck {}))
     }
 
     async fn report_outcome(
         &self,
-        request: Request<ExecutionOutcome>,
+        request: Request<OutcomeReport>,
     ) -> Result<Response<CompletionAck>, Status> {
-        let outcome = request.into_inner();
+        let OutcomeReport {
+            outcome,
+            completions,
+        } = request.into_inner();
+        if let Some(batch) = &completions {
+            self.confirm(batch)?;
+        }
+        let outcome = outcome
+            .ok_or_else(|| Status::invalid_argument("an outcome report without an outcome"))?;
         match &outcome.error {
             None => info!(execution = %outcome.execution_id, "execution finished"),
             Some(error) => info!(execution = %outcome.execution_id, %error, "execution failed"),

@@ -1,7 +1,10 @@
 //! One hop of an execution (SPEC §3.3): run `chain[next]`, store its output, then
 //! hand the request to the next worker — or, at the end of the chain or on a failure,
 //! report the outcome to the scheduler. The worker also confirms to the scheduler
-//! every operator it ran, which is what the scheduler's load accounting counts.
+//! every operator it ran, which is what the scheduler's load accounting counts: on
+//! the outcome report when this hop ends the execution, otherwise through the
+//! [`CompletionQueue`](crate::completions::CompletionQueue), in batches — so a hop
+//! costs one RPC, the forward.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,7 +16,9 @@ use dida_core::{Record, Version};
 use dida_proto::control::DebugReport;
 use dida_proto::convert::{record_to_wire, version_from_wire, version_to_wire};
 use dida_proto::execution::worker_client::WorkerClient;
-use dida_proto::execution::{ChainRequest, CompletionRequest, ExecutionOutcome, Metadata};
+use dida_proto::execution::{
+    ChainRequest, Completion, CompletionBatch, ExecutionOutcome, Metadata, OutcomeReport,
+};
 use tracing::{debug, warn};
 
 use crate::consistency::ExecutionStorage;
@@ -51,7 +56,10 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
         report_debug(&state, &classname, order, &result, &meta, written);
     }
     request.meta = Some(meta);
-    confirm_completion(&state, &execution_id, order);
+    let completion = Completion {
+        execution_id: execution_id.clone(),
+        order: order as u32,
+    };
 
     match result {
         Ok(output) => {
@@ -60,6 +68,7 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
             request.chain[order].output = Some(output);
             request.next += 1;
             if (request.next as usize) < request.chain.len() {
+                state.completions.push(completion);
                 // Even a zero-length tokio sleep waits for the next 1 ms timer tick,
                 // which would be most of a hop's cost: sleep only when asked to.
                 if !state.config.gossip_delay.is_zero() {
@@ -67,10 +76,11 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
                 }
                 if let Err(error) = forward(&state, &request).await {
                     let next = request.next as usize;
-                    report(&state, outcome(&request, Some((error, next)), next)).await;
+                    report(&state, outcome(&request, Some((error, next)), next), None).await;
                 }
             } else {
-                report(&state, outcome(&request, None, request.chain.len())).await;
+                let ended = outcome(&request, None, request.chain.len());
+                report(&state, ended, Some(completion)).await;
             }
         }
         Err(message) => {
@@ -80,7 +90,8 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
                 state.config.id
             );
             warn!(execution = %execution_id, "{error}");
-            report(&state, outcome(&request, Some((error, order)), order + 1)).await;
+            let ended = outcome(&request, Some((error, order)), order + 1);
+            report(&state, ended, Some(completion)).await;
         }
     }
 }
@@ -205,37 +216,35 @@ async fn forward(state: &WorkerState, request: &ChainRequest) -> Result<(), Stri
     })
 }
 
-/// Tells the scheduler, in the background, that this worker finished `order`.
-fn confirm_completion(state: &Arc<WorkerState>, execution_id: &str, order: usize) {
-    let state = state.clone();
-    let request = CompletionRequest {
-        execution_id: execution_id.to_string(),
-        worker_id: state.config.id.clone(),
-        order: order as u32,
+/// Reports how the execution ended to the scheduler, confirming on the way `own` (the
+/// completion of the operator that ended it) and every completion still queued. If
+/// the report cannot be delivered, the completions go back to the queue.
+async fn report(state: &WorkerState, outcome: ExecutionOutcome, own: Option<Completion>) {
+    let mut completions = state.completions.take();
+    completions.extend(own);
+    let report = OutcomeReport {
+        outcome: Some(outcome),
+        completions: Some(CompletionBatch {
+            worker_id: state.config.id.clone(),
+            completions,
+        }),
     };
-    tokio::spawn(async move {
-        let sent = retry(|| {
-            let mut scheduler = state.scheduler.clone();
-            let request = request.clone();
-            async move { scheduler.operator_completed(request).await.map(|_| ()) }
-        })
-        .await;
-        if let Err(status) = sent {
-            warn!(execution = %request.execution_id, error = %status.message(), "could not confirm completion to the scheduler");
-        }
-    });
-}
-
-/// Reports how the execution ended to the scheduler.
-async fn report(state: &WorkerState, outcome: ExecutionOutcome) {
     let sent = retry(|| {
         let mut scheduler = state.scheduler.clone();
-        let outcome = outcome.clone();
-        async move { scheduler.report_outcome(outcome).await.map(|_| ()) }
+        let report = report.clone();
+        async move { scheduler.report_outcome(report).await.map(|_| ()) }
     })
     .await;
     if let Err(status) = sent {
-        warn!(execution = %outcome.execution_id, error = %status.message(), "could not report the outcome to the scheduler");
+        let OutcomeReport {
+            outcome,
+            completions,
+        } = report;
+        let id = outcome.map(|o| o.execution_id).unwrap_or_default();
+        warn!(execution = %id, error = %status.message(), "could not report the outcome to the scheduler");
+        state
+            .completions
+            .push_all(completions.map(|c| c.completions).unwrap_or_default());
     }
 }
 
@@ -269,7 +278,7 @@ fn outcome(
 
 /// Calls `attempt` up to [`ATTEMPTS`] times, pausing between failures. Each attempt
 /// is bounded by the channel's deadline, so this never hangs.
-async fn retry<F, Fut>(mut attempt: F) -> Result<(), tonic::Status>
+pub(crate) async fn retry<F, Fut>(mut attempt: F) -> Result<(), tonic::Status>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), tonic::Status>>,

@@ -14,9 +14,11 @@
 //! - [`consistency`]: the storage proxy that keeps an execution's reads consistent
 //!   (SPEC §4);
 //! - `service` and `chain`: the gRPC service and the hop-by-hop execution;
+//! - `completions`: confirming completed operators to the scheduler in batches;
 //! - [`node`]: configuration, start-up and shutdown.
 
 mod chain;
+mod completions;
 pub mod consistency;
 mod host;
 pub mod node;

@@ -18,6 +18,7 @@ use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
 use tokio::net::TcpListener;
 use tracing::info;
 
+use crate::completions::CompletionQueue;
 use crate::consistency::ConsistencySettings;
 use crate::registry::OperatorRegistry;
 use crate::runtime::{OperatorRuntime, SandboxLimits};
@@ -100,6 +101,8 @@ pub(crate) struct WorkerState {
     pub debug_sink: Option<DebugSinkClient<tonic::transport::Channel>>,
     /// Channels to other workers, by URL, opened on first use.
     pub workers: Mutex<HashMap<String, tonic::transport::Channel>>,
+    /// Completed operators not yet confirmed to the scheduler.
+    pub completions: CompletionQueue,
     pub stats: WorkerStats,
 }
 
@@ -165,6 +168,7 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
         scheduler,
         debug_sink,
         workers: Mutex::new(HashMap::new()),
+        completions: CompletionQueue::default(),
         stats: WorkerStats::default(),
         config,
     });
@@ -179,14 +183,14 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
         })
     };
     let view = tokio::spawn(state.storage.clone().follow_view(VIEW_REFRESH));
+    let confirm = tokio::spawn(CompletionQueue::flush_forever(state.clone()));
     let service = WorkerServer::new(WorkerService {
         state: state.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = dida_proto::transport::server_builder()
-        .add_service(service);
-    let server = ServerHandle::spawn(router, listener)?.with_tasks([warm, view]);
+    let router = dida_proto::transport::server_builder().add_service(service);
+    let server = ServerHandle::spawn(router, listener)?.with_tasks([warm, view, confirm]);
     info!(id = %state.config.id, addr = %server.local_addr(), "worker serving");
     Ok(server)
 }
