@@ -21,7 +21,9 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+};
 
 use crate::consistency::ExecutionStorage;
 use crate::host::HostState;
@@ -108,6 +110,13 @@ impl std::fmt::Debug for OperatorRuntime {
     }
 }
 
+/// Bytes of each pool slot's memory and table kept resident between invocations. A
+/// Rust operator's stack ends at 1 MiB and its data and heap start there, so 2 MiB
+/// keeps what a typical invocation touches; with the default 64 slots a worker keeps
+/// at most 128 MiB of memories resident, and only pages operators actually touched.
+/// Measured with `dida bench chain` (the `invoke` row): p50 20–22 µs → 9 µs.
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+
 impl OperatorRuntime {
     /// An engine with a pooling allocator sized for `limits.concurrent_invocations`,
     /// fuel metering, and a linker providing the operator's imports (and a WASI
@@ -120,7 +129,15 @@ impl OperatorRuntime {
             .total_memories(slots * 4)
             .total_tables(slots * 16)
             .total_stacks(slots)
-            .max_memory_size(limits.memory_bytes);
+            .max_memory_size(limits.memory_bytes)
+            // Reset a slot for its next instance by rewriting only the pages the last
+            // one touched (found with Linux's PAGEMAP_SCAN where the kernel has it),
+            // instead of madvise: no page faults on reuse, and no TLB shoot-down
+            // across the worker's threads per invocation. At most this much of each
+            // slot stays resident; the rest is decommitted as before.
+            .pagemap_scan(Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES);
         let mut config = Config::new();
         config
             .consume_fuel(true)
