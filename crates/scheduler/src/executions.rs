@@ -2,8 +2,9 @@
 //! their outcomes, which clients fetch (waiting if they like).
 //!
 //! Load accounting lives here too, because it follows executions: a worker's load goes
-//! down when it confirms an operator, and when an execution ends early, the operators
-//! that will never run are released so no load is left behind.
+//! down when it confirms an operator, and when an execution ends every position not
+//! confirmed yet is settled — it either ran before the end (its confirmation is late)
+//! or never will — so no load is left behind.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -86,8 +87,10 @@ impl ExecutionTable {
         true
     }
 
-    /// Records how execution `id` ended, releasing the positions from `unrun_from` on
-    /// that have not run. Returns false if the execution is unknown or had already
+    /// Records how execution `id` ended, settling every position not confirmed yet:
+    /// those before `unrun_from` ran and completed before the execution ended (their
+    /// confirmations may still be on their way, and will count for nothing), the
+    /// others will never run. Returns false if the execution is unknown or had already
     /// ended.
     pub fn finish(&mut self, outcome: ExecutionOutcome) -> bool {
         let Some(execution) = self.executions.get_mut(&outcome.execution_id) else {
@@ -96,8 +99,7 @@ impl ExecutionTable {
         if execution.outcome.is_some() {
             return false;
         }
-        let from = (outcome.unrun_from as usize).min(execution.settled.len());
-        for order in from..execution.settled.len() {
+        for order in 0..execution.settled.len() {
             if !execution.settled[order] {
                 execution.settled[order] = true;
                 self.loads.complete(execution.assignments[order]);
@@ -178,13 +180,14 @@ mod tests {
     }
 
     #[test]
-    fn a_completion_arriving_after_the_outcome_still_counts_once() {
+    fn the_outcome_settles_every_position_and_late_completions_count_for_nothing() {
         let mut table = ExecutionTable::new(2, "b".into());
         let (id, assigned, _) = table.start(2);
+        assert!(table.complete(&id, 0, assigned[0]));
         assert!(table.finish(ended(&id, 2, None)));
-        assert_eq!(table.loads().loads().iter().sum::<u64>(), 2);
+        assert_eq!(table.loads().loads(), &[0, 0]);
         for (order, worker) in assigned.iter().enumerate() {
-            assert!(table.complete(&id, order, *worker));
+            assert!(!table.complete(&id, order, *worker));
         }
         assert_eq!(table.loads().loads(), &[0, 0]);
     }

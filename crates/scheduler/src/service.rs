@@ -118,18 +118,27 @@ impl SchedulerService {
             chain,
             app: request.app.clone(),
         };
-        if let Err(status) = self.state.workers[assignments[0]]
+        match self.state.workers[assignments[0]]
             .clone()
             .execute(chain_request)
             .await
         {
-            let message = format!(
-                "could not start the execution on worker {}: {}",
-                self.worker_id(assignments[0]),
-                status.message()
-            );
-            self.fail(&id, &request, message.clone());
-            return Err(Status::unavailable(message));
+            Ok(ack) => {
+                if let Some(batch) = &ack.get_ref().completions {
+                    if let Err(status) = self.confirm(batch) {
+                        warn!(error = %status.message(), "a worker's answer carried bad completions");
+                    }
+                }
+            }
+            Err(status) => {
+                let message = format!(
+                    "could not start the execution on worker {}: {}",
+                    self.worker_id(assignments[0]),
+                    status.message()
+                );
+                self.fail(&id, &request, message.clone());
+                return Err(Status::unavailable(message));
+            }
         }
         info!(execution = %id, app = %request.app, operators = request.operators.len(), "execution started");
         let timeout = self.state.config.execution_timeout;

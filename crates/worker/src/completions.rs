@@ -5,14 +5,17 @@
 //! operator would double the RPCs of a hop (the forward is the other one); instead a
 //! worker queues its completions here and confirms them
 //!
-//! - on the outcome report it sends anyway when it ends an execution (which takes the
-//!   whole queue with it), or
+//! - on messages sent anyway, which take the whole queue with them: the outcome report
+//!   when the worker ends an execution, and its answer when the scheduler hands it a
+//!   new execution; or else
 //! - in one `OperatorsCompleted` batch, sent by [`CompletionQueue::flush_forever`] at
-//!   most [`BATCH_WINDOW`] after the first completion of the batch was queued.
+//!   most [`BATCH_WINDOW`] after the first completion of the batch was queued (if no
+//!   message took it meanwhile).
 //!
 //! So a completion reaches the scheduler at most `BATCH_WINDOW` plus one call after
 //! the operator ended (plus the retries of [`crate::chain`] if the scheduler is
-//! unreachable): that is how stale a worker's load can be.
+//! unreachable), and never later than the outcome of its execution, which settles
+//! every position: that is how stale a worker's load can be.
 
 use std::mem;
 use std::sync::{Arc, Mutex};
@@ -26,7 +29,7 @@ use crate::chain::retry;
 use crate::node::WorkerState;
 
 /// How long the first completion of a batch waits for others to join it.
-pub const BATCH_WINDOW: Duration = Duration::from_millis(2);
+pub const BATCH_WINDOW: Duration = Duration::from_millis(5);
 
 /// Most completions sent in one call; more wait for the next one.
 const MAX_BATCH: usize = 4096;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use dida_proto::execution::worker_server::Worker;
 use dida_proto::execution::{
-    ChainRequest, ExecuteAck, ListOperatorsReply, ListOperatorsRequest, WorkerStatusReply,
-    WorkerStatusRequest,
+    ChainRequest, CompletionBatch, ExecuteAck, ListOperatorsReply, ListOperatorsRequest,
+    WorkerStatusReply, WorkerStatusRequest,
 };
 use dida_proto::storage::{PingReply, PingRequest};
 use tonic::{Request, Response, Status};
@@ -23,7 +23,8 @@ pub(crate) struct WorkerService {
 #[tonic::async_trait]
 impl Worker for WorkerService {
     /// Checks the request, starts running it in the background and answers at once:
-    /// no caller waits for an operator to run.
+    /// no caller waits for an operator to run. The answer to the scheduler (the
+    /// request of a new execution) carries this worker's queued completions.
     async fn execute(
         &self,
         request: Request<ChainRequest>,
@@ -45,8 +46,12 @@ impl Worker for WorkerService {
         if request.meta.as_ref().is_none_or(|m| m.id.is_empty()) {
             return Err(Status::invalid_argument("request without an execution id"));
         }
+        let completions = (next == 0).then(|| CompletionBatch {
+            worker_id: self.state.config.id.clone(),
+            completions: self.state.completions.take(),
+        });
         tokio::spawn(run_hop(self.state.clone(), request));
-        Ok(Response::new(ExecuteAck {}))
+        Ok(Response::new(ExecuteAck { completions }))
     }
 
     async fn list_operators(
