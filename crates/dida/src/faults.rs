@@ -45,6 +45,10 @@ pub struct FaultsArgs {
     /// Also write the whole history to this file, one JSON operation per line.
     #[arg(long)]
     history: Option<PathBuf>,
+    /// Also write a crash timeline to this file, as JSON lines: operations and errors
+    /// per 100 ms, and when each crash was injected, detected and repaired.
+    #[arg(long)]
+    timeline: Option<PathBuf>,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -79,6 +83,7 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
     config.gossip_delay = Duration::from_millis(args.gossip_delay);
     config.seed = seed;
     config.history_path = args.history;
+    config.timeline_path = args.timeline;
     tracing::info!(seed, "faults: starting (repeat with --seed {seed})");
     let (report, _history) = dida_faults::run(config)
         .await

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 use dida_faults::history::{OpKind, OpResult, Operation};
 use dida_faults::report::CheckStatus;
+use dida_faults::timeline::{MarkEvent, TimelineLine};
 use dida_faults::Report;
 
 fn dida() -> &'static Path {
@@ -20,11 +21,21 @@ fn dida() -> &'static Path {
 /// Runs `dida faults --json --history FILE ARGS…`; returns the process output, the
 /// report and the history.
 fn faults(args: &[&str]) -> (Output, Report, Vec<Operation>) {
+    let (output, report, history, _timeline) = faults_with_timeline(args);
+    (output, report, history)
+}
+
+/// Runs `dida faults --json --history FILE --timeline FILE ARGS…`; returns the
+/// process output, the report, the history and the timeline.
+fn faults_with_timeline(args: &[&str]) -> (Output, Report, Vec<Operation>, Vec<TimelineLine>) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let history_path = dir.path().join("history.jsonl");
+    let timeline_path = dir.path().join("timeline.jsonl");
     let output = Command::new(dida())
         .args(["faults", "--json", "--history"])
         .arg(&history_path)
+        .arg("--timeline")
+        .arg(&timeline_path)
         .args(args)
         .output()
         .expect("run dida faults");
@@ -40,7 +51,12 @@ fn faults(args: &[&str]) -> (Output, Report, Vec<Operation>) {
         .lines()
         .map(|line| serde_json::from_str(line).expect("history line"))
         .collect();
-    (output, report, history)
+    let timeline = std::fs::read_to_string(&timeline_path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("timeline line"))
+        .collect();
+    (output, report, history, timeline)
 }
 
 fn check_status(report: &Report, prefix: &str) -> CheckStatus {
@@ -58,7 +74,7 @@ fn is_storage_write(op: &Operation) -> bool {
 
 #[test]
 fn a_short_run_with_one_crash_records_everything_and_its_checkers_hold() {
-    let (output, report, history) = faults(&[
+    let (output, report, history, timeline) = faults_with_timeline(&[
         "--duration",
         "4",
         "--crashes",
@@ -115,6 +131,55 @@ fn a_short_run_with_one_crash_records_everything_and_its_checkers_hold() {
 
     assert!(report.passed, "{text}");
     assert!(output.status.success(), "{text}");
+
+    // The timeline: what ran, every operation in a bucket, and the crash marked —
+    // killed, then detected by a live node (then, usually, re-replicated).
+    let Some(TimelineLine::Setup(setup)) = timeline.first() else {
+        panic!("the timeline does not start with its setup: {timeline:?}\n{text}");
+    };
+    assert_eq!(setup.settings.replication_factor, 3);
+    assert_eq!(setup.settings.write_acks, 2);
+    let buckets: Vec<_> = timeline
+        .iter()
+        .filter_map(|line| match line {
+            TimelineLine::Bucket(bucket) => Some(bucket),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        buckets.len() >= 40,
+        "a 4 s run has 40 buckets: {timeline:?}"
+    );
+    for (i, bucket) in buckets.iter().enumerate() {
+        assert_eq!(bucket.t_ms, i as u64 * setup.bucket_ms);
+    }
+    let bucketed: u64 = buckets.iter().map(|b| b.ok + b.errors).sum();
+    assert_eq!(bucketed, history.len() as u64);
+    let marks: Vec<_> = timeline
+        .iter()
+        .filter_map(|line| match line {
+            TimelineLine::Mark(mark) => Some(mark),
+            _ => None,
+        })
+        .collect();
+    let victim = &report.crashes[0].node;
+    let position = |event| {
+        marks
+            .iter()
+            .position(|m| m.event == event && &m.node == victim)
+            .unwrap_or_else(|| panic!("no {event:?} mark for {victim}: {marks:?}\n{text}"))
+    };
+    let (kill, detected) = (position(MarkEvent::Kill), position(MarkEvent::Detected));
+    assert!(kill < detected, "{marks:?}");
+    assert!(marks[kill].t_ms <= marks[detected].t_ms, "{marks:?}");
+    let by = marks[detected].by.as_deref().expect("detected by a node");
+    assert!(by != victim && setup.node_ids.iter().any(|n| n == by));
+    if let Some(repaired) = marks
+        .iter()
+        .position(|m| m.event == MarkEvent::ReReplicated && &m.node == victim)
+    {
+        assert!(detected < repaired, "{marks:?}");
+    }
 }
 
 #[test]

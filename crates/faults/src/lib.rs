@@ -20,6 +20,10 @@
 //! - [`chains`]: the chain clients and the chain checker;
 //! - [`nemesis`]: when and which storage nodes are SIGKILLed;
 //! - [`report`]: the summary, as text or JSON, and the verdict;
+//! - [`timeline`]: the crash timeline (`--timeline`): operations per 100 ms, with
+//!   marks for each kill, its detection and the end of re-replication;
+//! - [`marks`]: the watcher that finds when a crash was detected and when
+//!   replication was restored;
 //! - [`suite`]: one run from start to finish, under a watchdog.
 //!
 //! See `docs/faults.md` for how to run it and what the results mean.
@@ -28,9 +32,11 @@ pub mod chains;
 pub mod history;
 pub mod linearizability;
 pub mod lost_writes;
+pub mod marks;
 pub mod nemesis;
 pub mod report;
 pub mod suite;
+pub mod timeline;
 pub mod workload;
 
 pub use report::Report;

@@ -21,6 +21,7 @@ use dida_storage_client::StorageClient;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Mutex;
 
 use crate::history::RunClock;
@@ -94,13 +95,15 @@ fn primaries<'a>(
 /// primaries of the workload's keys — and returns the crashes.
 ///
 /// `probe` is a client of the same cluster with a short deadline, used to confirm
-/// each kill.
+/// each kill. Each crash carried out is also sent on `kills`, if given, as soon as
+/// it is confirmed (the timeline's watcher follows it from there).
 pub async fn run_nemesis(
     cluster: Arc<Mutex<LocalCluster>>,
     probe: StorageClient,
     plan: NemesisPlan,
     clock: RunClock,
     seed: u64,
+    kills: Option<UnboundedSender<Crash>>,
 ) -> Vec<Crash> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut live: Vec<String> = cluster.lock().await.ids().collect();
@@ -130,13 +133,18 @@ pub async fn run_nemesis(
                 if !confirmed_dead {
                     tracing::warn!(%node, "nemesis: the node still answers after SIGKILL");
                 }
-                Crash {
+                let crash = Crash {
                     node,
                     at_ns,
                     led_keys,
                     confirmed_dead,
                     error: None,
+                };
+                if let Some(kills) = &kills {
+                    // The watcher may be gone (a stopped run): nothing to tell then.
+                    let _ = kills.send(crash.clone());
                 }
+                crash
             }
             Err(error) => {
                 tracing::warn!(%node, "nemesis: kill failed: {error:#}");

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context};
 use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
@@ -28,8 +28,10 @@ use crate::linearizability::{
     check_register, CasOutcome, RegisterEvent, RegisterOp, SearchLimits, Verdict,
 };
 use crate::lost_writes::{self, AckedWrite};
+use crate::marks::{self, WatchConfig};
 use crate::nemesis;
 use crate::report::{KeyLinearizability, LinearizabilityReport, Report, RunSettings};
+use crate::timeline::{self, Mark, MarkEvent, Setup};
 use crate::workload::{self, StorageWorkload};
 
 /// Everything a run needs to know.
@@ -81,6 +83,9 @@ pub struct SuiteConfig {
     pub check_budget: Duration,
     /// Where to write the history as JSON lines, if anywhere.
     pub history_path: Option<PathBuf>,
+    /// Where to write the crash timeline as JSON lines, if anywhere
+    /// ([`crate::timeline`]).
+    pub timeline_path: Option<PathBuf>,
 }
 
 impl SuiteConfig {
@@ -106,6 +111,7 @@ impl SuiteConfig {
             convergence_limit: Duration::from_secs(30),
             check_budget: Duration::from_secs(60),
             history_path: None,
+            timeline_path: None,
         }
     }
 
@@ -149,14 +155,53 @@ impl SuiteConfig {
     }
 
     /// How long the whole run may take before the watchdog stops it: start-up, the
-    /// workload, the slowest operation or chain, convergence, the checks and a
-    /// margin.
+    /// workload, the slowest operation or chain, convergence (or the timeline's
+    /// watcher, if longer), the checks and a margin.
     pub fn watchdog(&self) -> Duration {
+        let settle = if self.timeline_path.is_some() {
+            self.convergence_limit.max(self.watch().limit())
+        } else {
+            self.convergence_limit
+        };
         Duration::from_secs(180)
             + self.duration
             + self.op_limit().max(self.chain_deadline)
-            + self.convergence_limit
+            + settle
             + self.check_budget * 2
+    }
+
+    /// How the timeline's watcher follows each crash ([`crate::marks`]).
+    pub fn watch(&self) -> WatchConfig {
+        WatchConfig {
+            detection_poll: Duration::from_millis(50),
+            detection_limit: Duration::from_secs(15),
+            replication_poll: Duration::from_millis(100),
+            replication_limit: self.convergence_limit,
+            vnodes: ClientConfig::default().vnodes,
+            replication_factor: self.replication_factor,
+        }
+    }
+
+    /// The settings a report (and a timeline) repeats.
+    fn settings(&self) -> RunSettings {
+        RunSettings {
+            nodes: self.nodes,
+            replication_factor: self.replication_factor,
+            write_acks: self.write_acks,
+            max_versions: self.max_versions,
+            workers: if self.chain_clients > 0 {
+                self.workers
+            } else {
+                0
+            },
+            clients: self.clients,
+            chain_clients: self.chain_clients,
+            keys: self.keys,
+            duration_ms: millis(self.duration),
+            crashes: self.crashes,
+            gossip_delay_ms: millis(self.gossip_delay),
+            seed: self.seed,
+        }
     }
 }
 
@@ -248,6 +293,10 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
 
     enter(&phase, "running the workload and the nemesis");
     let clock = RunClock::start();
+    let start_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0);
     let keys = Arc::new(workload::storage_keys(config.keys));
     let storage_workload = StorageWorkload {
         keys: keys.clone(),
@@ -301,12 +350,25 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
         vnodes: ClientConfig::default().vnodes,
         replication_factor: config.replication_factor,
     };
+    let (kills, watcher) = if config.timeline_path.is_some() {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = tokio::spawn(marks::watch_crashes(
+            new_client(Duration::from_secs(1))?,
+            receiver,
+            clock,
+            config.watch(),
+        ));
+        (Some(sender), Some(AbortOnDrop(watcher)))
+    } else {
+        (None, None)
+    };
     let mut nemesis_task = AbortOnDrop(tokio::spawn(nemesis::run_nemesis(
         cluster.clone(),
         new_client(Duration::from_secs(1))?,
         plan,
         clock,
         seeds.next_u64(),
+        kills,
     )));
     let mut history = Vec::new();
     while let Some(joined) = tasks.join_next().await {
@@ -338,6 +400,40 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
         config.convergence_limit,
     )
     .await;
+    if let (Some(path), Some(mut watcher)) = (&config.timeline_path, watcher) {
+        enter(&phase, "waiting for the crash marks of the timeline");
+        let limit = config.watch().limit();
+        let found = match tokio::time::timeout(limit, &mut watcher.0).await {
+            Ok(joined) => joined.context("the timeline's watcher panicked")?,
+            Err(_) => {
+                tracing::warn!("faults: the timeline's watcher did not finish in {limit:?}");
+                Vec::new()
+            }
+        };
+        let mut marks: Vec<Mark> = crashes
+            .iter()
+            .filter(|c| c.error.is_none())
+            .map(|c| Mark::at_ns(c.at_ns, MarkEvent::Kill, &c.node))
+            .collect();
+        marks.extend(found);
+        let setup = Setup {
+            start_unix_ms,
+            bucket_ms: millis(timeline::BUCKET),
+            node_ids: all_nodes.clone(),
+            anti_entropy_interval_ms: millis(config.anti_entropy_interval),
+            detection_poll_ms: millis(config.watch().detection_poll),
+            replication_poll_ms: millis(config.watch().replication_poll),
+            settings: config.settings(),
+        };
+        let end_ns = marks
+            .iter()
+            .map(|m| m.t_ms.saturating_add(1).saturating_mul(1_000_000))
+            .chain([u64::try_from(config.duration.as_nanos()).unwrap_or(u64::MAX)])
+            .max()
+            .unwrap_or(0);
+        let buckets = timeline::buckets(&history, timeline::BUCKET, end_ns);
+        write_timeline(path, &setup, &buckets, &marks)?;
+    }
     // Everything the checkers need is recorded: stop every process now, so the
     // checks have the machine to themselves.
     drop(cluster);
@@ -357,24 +453,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     };
     let linearizability = check_linearizability(&history, &keys, &lost_ops, &config).await?;
     let mut report = Report {
-        settings: RunSettings {
-            nodes: config.nodes,
-            replication_factor: config.replication_factor,
-            write_acks: config.write_acks,
-            max_versions: config.max_versions,
-            workers: if config.chain_clients > 0 {
-                config.workers
-            } else {
-                0
-            },
-            clients: config.clients,
-            chain_clients: config.chain_clients,
-            keys: config.keys,
-            duration_ms: u64::try_from(config.duration.as_millis()).unwrap_or(u64::MAX),
-            crashes: config.crashes,
-            gossip_delay_ms: u64::try_from(config.gossip_delay.as_millis()).unwrap_or(u64::MAX),
-            seed: config.seed,
-        },
+        settings: config.settings(),
         operations: HistoryCounts::of(&history),
         crashes,
         lost_writes: lost,
@@ -514,6 +593,23 @@ async fn check_linearizability(
         });
     }
     Ok(report)
+}
+
+/// Writes the timeline file.
+fn write_timeline(
+    path: &Path,
+    setup: &Setup,
+    buckets: &[timeline::Bucket],
+    marks: &[Mark],
+) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create the timeline file {}", path.display()))?;
+    timeline::write(&mut std::io::BufWriter::new(file), setup, buckets, marks)
+        .with_context(|| format!("cannot write the timeline to {}", path.display()))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Writes the history as JSON lines, one operation per line.
