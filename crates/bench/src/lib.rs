@@ -11,6 +11,9 @@
 //!   order of the measurements;
 //! - `chain`: `dida bench chain` — executions of chains of no-op operators against
 //!   the worker ping, the per-hop overhead, and one operator invocation alone;
+//! - `idle`: `dida bench idle` — the CPU an idle, converged cluster burns, empty and
+//!   holding data;
+//! - `cpu`: CPU time of the node processes, from `/proc`;
 //! - `workload`: the storage workloads (which keys, what one request is);
 //! - `redis`: the Redis baseline of `dida bench storage` — starting `redis-server`
 //!   and the Redis GET and SET workloads;
@@ -19,6 +22,8 @@
 
 mod chain;
 mod closed_loop;
+mod cpu;
+mod idle;
 mod redis;
 mod report;
 mod storage;
@@ -39,6 +44,8 @@ enum BenchTarget {
     Storage(storage::StorageBenchArgs),
     /// Chains of no-op operators against a worker ping, and one invocation alone.
     Chain(chain::ChainBenchArgs),
+    /// CPU of an idle, converged cluster, empty and then holding data.
+    Idle(idle::IdleBenchArgs),
 }
 
 /// Runs the selected benchmark and prints its report on standard output.
@@ -50,5 +57,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         BenchTarget::Storage(args) => storage::run(args).await,
         BenchTarget::Chain(args) => chain::run(args).await,
+        BenchTarget::Idle(args) => idle::run(args).await,
     }
 }

@@ -109,11 +109,23 @@ impl Ring {
 
     /// The range `key` belongs to.
     pub fn range_of(&self, key: &str) -> RangeId {
-        let hash = key_hash(key);
-        let index = self
-            .points
-            .partition_point(|(position, _)| *position < hash);
+        self.range_at(key_hash(key))
+    }
+
+    /// The range that ring position `position` belongs to: the one closed by the first
+    /// point at or after it, wrapping around. Public so that code keeping per-range
+    /// state can place hashes it already computed, or another ring's points.
+    pub fn range_at(&self, position: u64) -> RangeId {
+        let index = self.points.partition_point(|(point, _)| *point < position);
         (if index == self.points.len() { 0 } else { index }) as RangeId
+    }
+
+    /// The ring positions of the points that close each range, in range order
+    /// (ascending). Storage nodes use the points of the ring with every node alive as
+    /// fixed buckets: every later ring's points are a subset of them
+    /// ([`Ring::without`]), so each of its ranges is a run of those buckets.
+    pub fn range_ends(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
+        self.points.iter().map(|(position, _)| *position)
     }
 
     /// Preference list of a range: node indices, primary first.

@@ -2,25 +2,30 @@
 //! repair what gossip missed (SPEC §2.4).
 //!
 //! One round, node A with peer B:
-//! 1. A computes, for every ring range that both A and B replicate, a digest of what it
-//!    holds there: the wrapping sum of a hash of each key's versions and values.
-//! 2. After its gossip delay, A sends the digests (`SyncDigests`). B computes its own
+//! 1. A takes, for every ring range that both A and B replicate, the digest of what it
+//!    holds there: the wrapping sum of a hash of each record (`crate::digest`).
+//! 2. After its gossip delay, A sends the digests (`SyncDigests`). B takes its own
 //!    digests of the same ranges and answers with the keys and versions it holds in the
-//!    ranges that differ.
+//!    ranges that differ ([`compare_digests`]).
 //! 3. A pushes, through B's gossip outbox (so again after the delay), the versions B
 //!    lacks.
 //!
 //! Repair is push-only: what A lacks is pushed by B in B's own rounds, so data only ever
-//! travels in messages its holder sent after its own gossip delay. On a converged
-//! store a round costs one digest per shared range and an empty reply: its cost grows
-//! with the difference between replicas, not with the data.
+//! travels in messages its holder sent after its own gossip delay.
+//!
+//! The store keeps every digest current as records change, bucketed so that it holds
+//! in every view (`crate::arcs`): taking the digests costs one look per shard of the
+//! shared ranges, and keys are read only in ranges whose digests differ. On a
+//! converged store a round is therefore one digest per shared range and an empty
+//! reply, in CPU as in bytes: its cost grows with the difference between replicas,
+//! not with the data.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dida_core::{RangeId, Ring, Version};
-use dida_proto::convert::version_from_wire;
-use dida_proto::storage::{DigestReply, DigestRequest, RangeDigest};
+use dida_proto::convert::{version_from_wire, version_to_wire};
+use dida_proto::storage::{DigestReply, DigestRequest, KeyVersions, RangeDigest};
 use prost::Message;
 use tokio::task::JoinHandle;
 use tracing::debug;
@@ -39,19 +44,43 @@ pub(crate) fn shared_ranges(ring: &Ring, a: usize, b: usize) -> Vec<RangeId> {
         .collect()
 }
 
-/// Digest of each of `ranges` over what `store` holds (0 for an empty range).
-pub(crate) fn range_digests(
+/// B's side of a round: compares the digests A sent (`theirs`) with this node's
+/// digests of the same ranges, keeping only those in `shared` (the ranges both
+/// replicate, by this node's ring), and lists this node's keys and versions in the
+/// ranges that differ. Keys are read only when some range differs.
+pub(crate) fn compare_digests(
     store: &MultiVersionStore,
     ring: &Ring,
-    ranges: &[RangeId],
-) -> HashMap<RangeId, u64> {
-    let mut digests: HashMap<RangeId, u64> = ranges.iter().map(|&r| (r, 0)).collect();
-    store.for_each_key_digest(|key, digest| {
-        if let Some(sum) = digests.get_mut(&ring.range_of(key)) {
-            *sum = sum.wrapping_add(digest);
-        }
-    });
-    digests
+    shared: &HashSet<RangeId>,
+    theirs: &[RangeDigest],
+) -> DigestReply {
+    let ranges: Vec<RangeId> = theirs
+        .iter()
+        .map(|r| r.range)
+        .filter(|r| shared.contains(r))
+        .collect();
+    let ours = store.range_digests(ring, &ranges);
+    let mismatched: HashSet<RangeId> = theirs
+        .iter()
+        .filter(|r| ours.get(&r.range).is_some_and(|&d| d != r.digest))
+        .map(|r| r.range)
+        .collect();
+    let keys = if mismatched.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .versions_in(ring, &mismatched)
+            .into_iter()
+            .map(|(key, versions)| KeyVersions {
+                key,
+                versions: versions.into_iter().map(version_to_wire).collect(),
+            })
+            .collect()
+    };
+    DigestReply {
+        mismatched_ranges: mismatched.into_iter().collect(),
+        keys,
+    }
 }
 
 /// Starts the periodic rounds, visiting the peers that share ranges in turn. The
@@ -108,7 +137,7 @@ async fn round(
     peer: usize,
     ranges: &[RangeId],
 ) -> Result<(), tonic::Status> {
-    let digests = range_digests(&state.store, ring, ranges);
+    let digests = state.store.range_digests(ring, ranges);
     let request = DigestRequest {
         from: state.id().to_string(),
         ring_fingerprint: ring.fingerprint(),
@@ -135,12 +164,15 @@ async fn round(
         &stats.anti_entropy_bytes_received,
         reply.encoded_len() as u64,
     );
+    let visited_before = state.store.keys_visited();
     let repaired = repair(state, ring, peer, reply);
     ReplicationStats::add(&stats.records_repaired, repaired as u64);
     if repaired > 0 {
         debug!(
             peer = state.id_of(peer),
-            repaired, "anti-entropy queued repairs"
+            repaired,
+            keys_visited = state.store.keys_visited().saturating_sub(visited_before),
+            "anti-entropy queued repairs"
         );
     }
     Ok(())
@@ -165,10 +197,7 @@ fn repair(state: &NodeState, ring: &Ring, peer: usize, reply: DigestReply) -> us
         .collect();
     let max_versions = state.store.max_versions();
     let mut queued = 0;
-    for (key, _) in state
-        .store
-        .versions_where(|key| mismatched.contains(&ring.range_of(key)))
-    {
+    for (key, _) in state.store.versions_in(ring, &mismatched) {
         let held = theirs.get(&key).map(Vec::as_slice).unwrap_or(&[]);
         // A full replica would drop at once anything older than its oldest version.
         let floor = (held.len() >= max_versions)
@@ -183,4 +212,100 @@ fn repair(state: &NodeState, ring: &Ring, peer: usize, reply: DigestReply) -> us
         }
     }
     queued
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dida_core::Record;
+
+    const FIVE: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
+
+    fn digests_sent(
+        store: &MultiVersionStore,
+        ring: &Ring,
+        ranges: &[RangeId],
+    ) -> Vec<RangeDigest> {
+        let digests = store.range_digests(ring, ranges);
+        ranges
+            .iter()
+            .map(|&range| RangeDigest {
+                range,
+                digest: digests[&range],
+            })
+            .collect()
+    }
+
+    /// Two replicas of every key in the ranges nodes 0 and 1 share, as gossip would
+    /// leave them: the same records, delivered in opposite orders.
+    fn converged_pair(first: &Ring, ring: &Ring) -> (MultiVersionStore, MultiVersionStore) {
+        let (a, b) = (
+            MultiVersionStore::new(5, first),
+            MultiVersionStore::new(5, first),
+        );
+        let records: Vec<Record> = (0..20_000)
+            .map(|i| format!("key-{i}"))
+            .filter(|key| {
+                let replicas = ring.replicas(key);
+                replicas.contains(&0) && replicas.contains(&1)
+            })
+            .map(|key| a.write(&key, "sixteen byte val", 1))
+            .collect();
+        for record in records.iter().rev() {
+            b.merge(record);
+        }
+        (a, b)
+    }
+
+    #[test]
+    fn a_converged_round_reads_no_key_on_either_side() {
+        let first = Ring::new(&FIVE, 32, 3);
+        for ring in [first.clone(), Ring::without(&FIVE, 32, 3, |n| n == 3)] {
+            let (a, b) = converged_pair(&first, &ring);
+            let shared = shared_ranges(&ring, 0, 1);
+            let (a_before, b_before) = (a.keys_visited(), b.keys_visited());
+            let sent = digests_sent(&a, &ring, &shared);
+            let reply = compare_digests(&b, &ring, &shared.iter().copied().collect(), &sent);
+            assert!(reply.mismatched_ranges.is_empty());
+            assert!(reply.keys.is_empty());
+            assert_eq!(a.keys_visited(), a_before, "A walked keys");
+            assert_eq!(b.keys_visited(), b_before, "B walked keys");
+            assert!(a.counts().0 > 1000, "the replicas hold data");
+        }
+    }
+
+    #[test]
+    fn a_differing_range_is_the_only_one_whose_keys_are_read() {
+        let first = Ring::new(&FIVE, 32, 3);
+        let ring = Ring::without(&FIVE, 32, 3, |n| n == 3);
+        let (a, b) = converged_pair(&first, &ring);
+        let shared = shared_ranges(&ring, 0, 1);
+        let held = a.records().swap_remove(0).key;
+        let newer = b.write(&held, "only on b", 1);
+        let differing = ring.range_of(&newer.key);
+        assert!(shared.contains(&differing));
+
+        let before = b.keys_visited();
+        let sent = digests_sent(&a, &ring, &shared);
+        let reply = compare_digests(&b, &ring, &shared.iter().copied().collect(), &sent);
+        assert_eq!(reply.mismatched_ranges, vec![differing]);
+        assert!(reply.keys.iter().any(|k| k.key == newer.key));
+        assert!(reply
+            .keys
+            .iter()
+            .all(|k| ring.range_of(&k.key) == differing));
+        assert_eq!(b.keys_visited() - before, reply.keys.len() as u64);
+        assert!(reply.keys.len() < b.counts().0 as usize / 10);
+    }
+
+    #[test]
+    fn digests_of_ranges_not_shared_are_ignored() {
+        let first = Ring::new(&FIVE, 32, 3);
+        let (a, b) = converged_pair(&first, &first);
+        b.write("key-7", "only on b", 1);
+        let everything: Vec<RangeId> = (0..first.range_count() as RangeId).collect();
+        let sent = digests_sent(&a, &first, &everything);
+        let reply = compare_digests(&b, &first, &HashSet::new(), &sent);
+        assert!(reply.mismatched_ranges.is_empty() && reply.keys.is_empty());
+    }
 }

@@ -4,7 +4,9 @@
 //! gives it, and cooperates with the other nodes to keep every key on its
 //! `replication_factor` replicas:
 //!
-//! - [`store`]: the multi-version store itself;
+//! - [`store`]: the multi-version store itself, which keeps the digests anti-entropy
+//!   compares current as records change (`digest`), bucketed by the arcs of the ring
+//!   with every node alive (`arcs`) so that they stay valid in every view;
 //! - [`node`]: configuration, start-up and shutdown, in-process or as a process;
 //! - `api`: the client-facing gRPC service (read, write, conditional update, list,
 //!   status), executing writes of the keys this node leads and forwarding the rest to
@@ -24,7 +26,9 @@
 
 mod anti_entropy;
 mod api;
+mod arcs;
 mod detector;
+mod digest;
 mod gossip;
 pub mod node;
 mod peers;

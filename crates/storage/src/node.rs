@@ -145,16 +145,17 @@ impl NodeHandle {
 pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Result<NodeHandle> {
     config.validate()?;
     let me = config.membership.index_of(&config.id)?;
+    let view = ViewCell::new(&config.membership, config.vnodes, config.replication_factor);
     let state = Arc::new(NodeState {
         me,
         replica: config.membership.members()[me].replica,
-        view: ViewCell::new(&config.membership, config.vnodes, config.replication_factor),
+        store: MultiVersionStore::new(config.max_versions, view.initial_ring()),
+        view,
         view_changed: Notify::new(),
         suspected: Mutex::new(BTreeSet::new()),
         fenced: AtomicBool::new(false),
         taken_over: Mutex::new(HashSet::new()),
         takeover_lock: tokio::sync::Mutex::new(()),
-        store: MultiVersionStore::new(config.max_versions),
         peers: Peers::new(&config.membership, me, config.rpc_deadline)?,
         gossip: Gossip::new(config.membership.len(), me, config.gossip_delay),
         stats: ReplicationStats::default(),

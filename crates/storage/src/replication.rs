@@ -8,16 +8,16 @@ use std::sync::Arc;
 use dida_core::RangeId;
 use std::time::Duration;
 
-use dida_proto::convert::{record_from_wire, record_to_wire, version_to_wire};
+use dida_proto::convert::{record_from_wire, record_to_wire};
 use dida_proto::storage::replication_server::Replication;
 use dida_proto::storage::{
-    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, KeyVersions, ProbeForReply,
-    ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest,
+    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, ProbeForReply, ProbeForRequest,
+    ProbeReply, ProbeRequest, PushReply, PushRequest,
 };
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
-use crate::anti_entropy::{range_digests, shared_ranges};
+use crate::anti_entropy::{compare_digests, shared_ranges};
 use crate::detector;
 use crate::state::NodeState;
 
@@ -71,37 +71,13 @@ impl Replication for ReplicationService {
             .membership
             .index_of(&request.from)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let ours: HashSet<RangeId> = shared_ranges(&ring, state.me, sender).into_iter().collect();
-        let ranges: Vec<RangeId> = request
-            .ranges
-            .iter()
-            .map(|r| r.range)
-            .filter(|r| ours.contains(r))
-            .collect();
-        let digests = range_digests(&state.store, &ring, &ranges);
-        let mismatched: HashSet<RangeId> = request
-            .ranges
-            .iter()
-            .filter(|r| digests.get(&r.range).is_some_and(|&d| d != r.digest))
-            .map(|r| r.range)
-            .collect();
-        let keys = if mismatched.is_empty() {
-            Vec::new()
-        } else {
-            state
-                .store
-                .versions_where(|key| mismatched.contains(&ring.range_of(key)))
-                .into_iter()
-                .map(|(key, versions)| KeyVersions {
-                    key,
-                    versions: versions.into_iter().map(version_to_wire).collect(),
-                })
-                .collect()
-        };
-        Ok(Response::new(DigestReply {
-            mismatched_ranges: mismatched.into_iter().collect(),
-            keys,
-        }))
+        let shared: HashSet<RangeId> = shared_ranges(&ring, state.me, sender).into_iter().collect();
+        Ok(Response::new(compare_digests(
+            &state.store,
+            &ring,
+            &shared,
+            &request.ranges,
+        )))
     }
 
     async fn probe(&self, request: Request<ProbeRequest>) -> Result<Response<ProbeReply>, Status> {

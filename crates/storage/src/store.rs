@@ -4,14 +4,27 @@
 //! different keys rarely contend. Every operation on one key happens under its shard's
 //! lock, which is what makes a conditional update atomic: the comparison and the write
 //! it guards are one critical section, after every earlier write of the key.
+//!
+//! The shards follow the arcs of the first ring ([`crate::arcs`]): each arc's keys
+//! live in shards of their own, and each shard keeps a [`Tally`] of its records and
+//! their digest, updated under the same lock as the records. So the digest of any
+//! range, in any view, is a sum over the shards of its arcs, and the keys of one range
+//! are found without reading the others: what anti-entropy costs depends on the
+//! number of ranges and on how much replicas differ, not on how much data they hold.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::RwLock;
 
-use dida_core::{Record, Version};
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+use dida_core::ring::key_hash;
+use dida_core::{RangeId, Record, Ring, Version};
 
-const SHARDS: usize = 64;
+use crate::arcs::Arcs;
+use crate::digest::Tally;
+
+/// The fewest shards a store has: with few arcs (few nodes or vnodes) each arc gets
+/// several, so that concurrent requests still rarely contend.
+const MIN_SHARDS: usize = 64;
 
 /// The versions one replica holds of one key, oldest first.
 type KeyVersions = BTreeMap<Version, String>;
@@ -19,8 +32,20 @@ type KeyVersions = BTreeMap<Version, String>;
 /// A multi-version key-value store that keeps at most `max_versions` versions per key.
 #[derive(Debug)]
 pub struct MultiVersionStore {
-    shards: Vec<RwLock<HashMap<String, KeyVersions>>>,
+    arcs: Arcs,
+    /// Shards per arc; arc `a` owns `shards[a * shards_per_arc..(a + 1) * shards_per_arc]`.
+    shards_per_arc: usize,
+    shards: Vec<RwLock<Shard>>,
     max_versions: usize,
+    /// Keys visited by walks over many keys (listing, anti-entropy's key exchange).
+    keys_visited: AtomicU64,
+}
+
+/// The keys of one shard and the tally of their records.
+#[derive(Debug, Default)]
+struct Shard {
+    keys: HashMap<String, KeyVersions>,
+    tally: Tally,
 }
 
 /// What a conditional update found.
@@ -34,10 +59,21 @@ pub enum CasOutcome {
 
 impl MultiVersionStore {
     /// An empty store keeping at most `max_versions` (at least 1) versions per key.
-    pub fn new(max_versions: usize) -> Self {
+    ///
+    /// `first` is the ring with every node alive: the store buckets keys by its arcs,
+    /// so every ring it is later asked about must be `first` or
+    /// [`Ring::without`] some of its nodes (as every view's ring is).
+    pub fn new(max_versions: usize, first: &Ring) -> Self {
+        let arcs = Arcs::of(first);
+        let shards_per_arc = MIN_SHARDS.div_ceil(arcs.len());
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..arcs.len() * shards_per_arc)
+                .map(|_| RwLock::default())
+                .collect(),
+            arcs,
+            shards_per_arc,
             max_versions: max_versions.max(1),
+            keys_visited: AtomicU64::new(0),
         }
     }
 
@@ -46,15 +82,21 @@ impl MultiVersionStore {
         self.max_versions
     }
 
-    fn shard(&self, key: &str) -> &RwLock<HashMap<String, KeyVersions>> {
-        &self.shards[(xxh3_64(key.as_bytes()) as usize) % SHARDS]
+    fn shard(&self, key: &str) -> &RwLock<Shard> {
+        let position = key_hash(key);
+        let within = (position % self.shards_per_arc as u64) as usize;
+        &self.shards[self.arcs.arc_at(position) * self.shards_per_arc + within]
+    }
+
+    fn shards_of_arc(&self, arc: usize) -> &[RwLock<Shard>] {
+        &self.shards[arc * self.shards_per_arc..(arc + 1) * self.shards_per_arc]
     }
 
     /// The newest version of `key`, or exactly `version` when given; `None` when this
     /// replica does not hold it.
     pub fn read(&self, key: &str, version: Option<Version>) -> Option<Record> {
         let shard = self.shard(key).read().expect("store lock poisoned");
-        let versions = shard.get(key)?;
+        let versions = shard.keys.get(key)?;
         let (version, value) = match version {
             None => versions.last_key_value()?,
             Some(wanted) => versions.get_key_value(&wanted)?,
@@ -71,7 +113,7 @@ impl MultiVersionStore {
     /// discarded, or would be the moment it arrived.
     pub fn newer_versions_held(&self, key: &str, version: Version) -> usize {
         let shard = self.shard(key).read().expect("store lock poisoned");
-        shard.get(key).map_or(0, |versions| {
+        shard.keys.get(key).map_or(0, |versions| {
             versions
                 .range(version..)
                 .filter(|(v, _)| **v > version)
@@ -83,30 +125,40 @@ impl MultiVersionStore {
     /// the highest this replica knows for the key, stamped with `replica`.
     pub fn write(&self, key: &str, value: &str, replica: u32) -> Record {
         let mut shard = self.shard(key).write().expect("store lock poisoned");
-        let versions = shard.entry(key.to_string()).or_default();
-        self.append(key, versions, value, replica)
+        let Shard { keys, tally } = &mut *shard;
+        let versions = keys.entry(key.to_string()).or_default();
+        self.append(key, versions, tally, value, replica)
     }
 
     /// Executes a conditional update as the key's primary: writes `new` only if the
     /// newest value is `old`. A key with no value never matches.
     pub fn update_if_value_is(&self, key: &str, old: &str, new: &str, replica: u32) -> CasOutcome {
         let mut shard = self.shard(key).write().expect("store lock poisoned");
-        let Some(versions) = shard.get_mut(key) else {
+        let Shard { keys, tally } = &mut *shard;
+        let Some(versions) = keys.get_mut(key) else {
             return CasOutcome::Mismatch;
         };
         match versions.last_key_value() {
             Some((_, current)) if current == old => {
-                CasOutcome::Applied(self.append(key, versions, new, replica))
+                CasOutcome::Applied(self.append(key, versions, tally, new, replica))
             }
             _ => CasOutcome::Mismatch,
         }
     }
 
-    fn append(&self, key: &str, versions: &mut KeyVersions, value: &str, replica: u32) -> Record {
+    fn append(
+        &self,
+        key: &str,
+        versions: &mut KeyVersions,
+        tally: &mut Tally,
+        value: &str,
+        replica: u32,
+    ) -> Record {
         let number = versions.last_key_value().map_or(0, |(v, _)| v.number) + 1;
         let version = Version::new(number, replica);
         versions.insert(version, value.to_string());
-        self.discard_oldest(versions);
+        tally.add(key, version, value);
+        self.discard_oldest(key, versions, tally);
         Record {
             key: key.to_string(),
             version,
@@ -122,25 +174,29 @@ impl MultiVersionStore {
             .shard(&record.key)
             .write()
             .expect("store lock poisoned");
-        let versions = shard.entry(record.key.clone()).or_default();
+        let Shard { keys, tally } = &mut *shard;
+        let versions = keys.entry(record.key.clone()).or_default();
         if versions.contains_key(&record.version) {
             return false;
         }
         versions.insert(record.version, record.value.clone());
-        self.discard_oldest(versions);
+        tally.add(&record.key, record.version, &record.value);
+        self.discard_oldest(&record.key, versions, tally);
         versions.contains_key(&record.version)
     }
 
-    fn discard_oldest(&self, versions: &mut KeyVersions) {
+    fn discard_oldest(&self, key: &str, versions: &mut KeyVersions, tally: &mut Tally) {
         while versions.len() > self.max_versions {
-            versions.pop_first();
+            if let Some((version, value)) = versions.pop_first() {
+                tally.remove(key, version, &value);
+            }
         }
     }
 
     /// Every record held, sorted by key then version.
     pub fn records(&self) -> Vec<Record> {
         let mut records = Vec::new();
-        self.for_each_key(|key, versions| {
+        self.visit_keys(&self.shards, |key, versions| {
             records.extend(versions.iter().map(|(version, value)| Record {
                 key: key.to_string(),
                 version: *version,
@@ -151,34 +207,58 @@ impl MultiVersionStore {
         records
     }
 
-    /// `(keys, records)` currently held.
+    /// `(keys, records)` currently held, from the shards' tallies: a status request
+    /// costs one look per shard, not one per key.
     pub fn counts(&self) -> (u64, u64) {
         let (mut keys, mut records) = (0, 0);
-        self.for_each_key(|_, versions| {
-            keys += 1;
-            records += versions.len() as u64;
-        });
+        for shard in &self.shards {
+            let shard = shard.read().expect("store lock poisoned");
+            keys += shard.keys.len() as u64;
+            records += shard.tally.records;
+        }
         (keys, records)
     }
 
-    /// The versions held of every key for which `select` returns true.
-    pub fn versions_where(
+    /// The digest of each of `ranges` of `ring` (0 for an empty range): the wrapping
+    /// sum of [`crate::digest::record_digest`] over the records held there. Costs one
+    /// look per shard of the ranges' arcs, whatever the number of keys. `ring` must
+    /// derive from the store's first ring (see [`MultiVersionStore::new`]).
+    pub fn range_digests(&self, ring: &Ring, ranges: &[RangeId]) -> HashMap<RangeId, u64> {
+        let mut digests: HashMap<RangeId, u64> = ranges.iter().map(|&r| (r, 0)).collect();
+        for (arc, range) in self.arcs.ranges_in(ring).into_iter().enumerate() {
+            let Some(sum) = digests.get_mut(&range) else {
+                continue;
+            };
+            for shard in self.shards_of_arc(arc) {
+                let digest = shard.read().expect("store lock poisoned").tally.digest;
+                *sum = sum.wrapping_add(digest);
+            }
+        }
+        digests
+    }
+
+    /// The versions held of every key in `ranges` of `ring`, reading only the shards
+    /// of those ranges. `ring` must derive from the store's first ring.
+    pub fn versions_in(
         &self,
-        mut select: impl FnMut(&str) -> bool,
+        ring: &Ring,
+        ranges: &HashSet<RangeId>,
     ) -> Vec<(String, Vec<Version>)> {
         let mut out = Vec::new();
-        self.for_each_key(|key, versions| {
-            if select(key) {
-                out.push((key.to_string(), versions.keys().copied().collect()));
+        for (arc, range) in self.arcs.ranges_in(ring).into_iter().enumerate() {
+            if ranges.contains(&range) {
+                self.visit_keys(self.shards_of_arc(arc), |key, versions| {
+                    out.push((key.to_string(), versions.keys().copied().collect()));
+                });
             }
-        });
+        }
         out
     }
 
     /// The held records of `key` whose versions `wanted` accepts.
     pub fn records_of(&self, key: &str, mut wanted: impl FnMut(Version) -> bool) -> Vec<Record> {
         let shard = self.shard(key).read().expect("store lock poisoned");
-        shard.get(key).map_or_else(Vec::new, |versions| {
+        shard.keys.get(key).map_or_else(Vec::new, |versions| {
             versions
                 .iter()
                 .filter(|(v, _)| wanted(**v))
@@ -191,26 +271,20 @@ impl MultiVersionStore {
         })
     }
 
-    /// Calls `visit` with every key and a digest of the versions and values held of it.
-    /// Two replicas holding the same versions of a key compute the same digest.
-    pub fn for_each_key_digest(&self, mut visit: impl FnMut(&str, u64)) {
-        self.for_each_key(|key, versions| {
-            let mut hasher = Xxh3::new();
-            hasher.update(key.as_bytes());
-            for (version, value) in versions {
-                hasher.update(&version.number.to_le_bytes());
-                hasher.update(&version.replica.to_le_bytes());
-                hasher.update(&(value.len() as u64).to_le_bytes());
-                hasher.update(value.as_bytes());
-            }
-            visit(key, hasher.digest());
-        });
+    /// How many keys walks over many keys ([`MultiVersionStore::records`],
+    /// [`MultiVersionStore::versions_in`]) have visited since the store was created.
+    /// It is how anti-entropy's cost is observed: a round between converged replicas
+    /// must not make it grow, and a round that repairs logs how far it grew.
+    pub fn keys_visited(&self) -> u64 {
+        self.keys_visited.load(Relaxed)
     }
 
-    fn for_each_key(&self, mut visit: impl FnMut(&str, &KeyVersions)) {
-        for shard in &self.shards {
+    fn visit_keys(&self, shards: &[RwLock<Shard>], mut visit: impl FnMut(&str, &KeyVersions)) {
+        for shard in shards {
             let shard = shard.read().expect("store lock poisoned");
-            for (key, versions) in shard.iter() {
+            self.keys_visited
+                .fetch_add(shard.keys.len() as u64, Relaxed);
+            for (key, versions) in &shard.keys {
                 visit(key, versions);
             }
         }
@@ -220,6 +294,16 @@ impl MultiVersionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FIVE: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
+
+    fn first_ring() -> Ring {
+        Ring::new(&FIVE, 16, 3)
+    }
+
+    fn new_store(max_versions: usize) -> MultiVersionStore {
+        MultiVersionStore::new(max_versions, &first_ring())
+    }
 
     fn record(key: &str, number: u64, replica: u32, value: &str) -> Record {
         Record {
@@ -231,7 +315,7 @@ mod tests {
 
     #[test]
     fn writes_get_increasing_numbers_and_reads_see_latest_or_exact() {
-        let store = MultiVersionStore::new(5);
+        let store = new_store(5);
         assert_eq!(store.read("k", None), None);
         let a = store.write("k", "a", 2);
         let b = store.write("k", "b", 2);
@@ -247,7 +331,7 @@ mod tests {
 
     #[test]
     fn keeps_at_most_max_versions_discarding_the_oldest() {
-        let store = MultiVersionStore::new(3);
+        let store = new_store(3);
         let versions: Vec<Version> = (0..5)
             .map(|i| store.write("k", &i.to_string(), 1).version)
             .collect();
@@ -271,7 +355,7 @@ mod tests {
 
     #[test]
     fn conditional_update_compares_the_newest_value() {
-        let store = MultiVersionStore::new(5);
+        let store = new_store(5);
         assert_eq!(
             store.update_if_value_is("k", "", "x", 1),
             CasOutcome::Mismatch
@@ -296,8 +380,10 @@ mod tests {
 
     #[test]
     fn merge_is_idempotent_and_digests_agree_on_equal_contents() {
-        let a = MultiVersionStore::new(5);
-        let b = MultiVersionStore::new(5);
+        let ring = first_ring();
+        let everything: Vec<RangeId> = (0..ring.range_count() as RangeId).collect();
+        let a = new_store(5);
+        let b = new_store(5);
         let r1 = record("k", 1, 1, "x");
         let r2 = record("k", 2, 1, "y");
         assert!(a.merge(&r1));
@@ -305,20 +391,124 @@ mod tests {
         a.merge(&r2);
         b.merge(&r2);
         b.merge(&r1);
-        let digest = |s: &MultiVersionStore| {
-            let mut d = 0;
-            s.for_each_key_digest(|_, h| d = h);
-            d
-        };
-        assert_eq!(digest(&a), digest(&b));
+        let digests = |s: &MultiVersionStore| s.range_digests(&ring, &everything);
+        assert_eq!(digests(&a), digests(&b));
         b.merge(&record("k", 3, 2, "z"));
-        assert_ne!(digest(&a), digest(&b));
+        assert_ne!(digests(&a), digests(&b));
         assert_eq!(a.records(), vec![r1, r2]);
+    }
+
+    /// A small deterministic generator (xorshift64), so the random test replays.
+    struct Random(u64);
+
+    impl Random {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// Range digests recomputed from every record held, the definition the kept
+    /// digests must always equal.
+    fn digests_from_scratch(store: &MultiVersionStore, ring: &Ring) -> HashMap<RangeId, u64> {
+        let mut digests: HashMap<RangeId, u64> =
+            (0..ring.range_count() as RangeId).map(|r| (r, 0)).collect();
+        for r in store.records() {
+            let sum = digests.entry(ring.range_of(&r.key)).or_default();
+            *sum = sum.wrapping_add(crate::digest::record_digest(&r.key, r.version, &r.value));
+        }
+        digests
+    }
+
+    fn random_changes(store: &MultiVersionStore, random: &mut Random, count: usize) {
+        for _ in 0..count {
+            let key = format!("key-{}", random.below(300));
+            let value = format!("v{}", random.below(1000));
+            match random.below(4) {
+                0 => {
+                    store.write(&key, &value, 1);
+                }
+                1 => {
+                    let current = store.read(&key, None).map(|r| r.value).unwrap_or_default();
+                    store.update_if_value_is(&key, &current, &value, 1);
+                }
+                // Replica pushes, some older than every version kept (dropped at once),
+                // some repeated (ignored).
+                _ => {
+                    let number = random.below(12) + 1;
+                    let replica = random.below(3) as u32 + 1;
+                    store.merge(&record(&key, number, replica, &value));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn kept_digests_equal_digests_from_scratch_through_changes_and_crashes() {
+        let store = new_store(3);
+        let mut random = Random(0x9e37_79b9_7f4a_7c15);
+        let first = first_ring();
+        let everything = |ring: &Ring| (0..ring.range_count() as RangeId).collect::<Vec<_>>();
+        random_changes(&store, &mut random, 5000);
+        let (_, records) = store.counts();
+        assert!(
+            records > 300 && records <= 900,
+            "3 versions of 300 keys at most"
+        );
+        assert_eq!(
+            store.range_digests(&first, &everything(&first)),
+            digests_from_scratch(&store, &first)
+        );
+        // Views after crashes: fewer, wider ranges, with no pass over the keys.
+        for crashed in [vec![2], vec![2, 4]] {
+            let ring = Ring::without(&FIVE, 16, 3, |n| crashed.contains(&n));
+            let visited = store.keys_visited();
+            let kept = store.range_digests(&ring, &everything(&ring));
+            assert_eq!(store.keys_visited(), visited, "digests never walk the keys");
+            assert_eq!(kept, digests_from_scratch(&store, &ring));
+            random_changes(&store, &mut random, 2000);
+            assert_eq!(
+                store.range_digests(&ring, &everything(&ring)),
+                digests_from_scratch(&store, &ring)
+            );
+        }
+    }
+
+    #[test]
+    fn counts_and_range_keys_come_from_the_right_shards() {
+        let store = new_store(2);
+        let ring = Ring::without(&FIVE, 16, 3, |n| n == 0);
+        for i in 0..500 {
+            let key = format!("key-{i}");
+            store.write(&key, "a", 1);
+            store.write(&key, "b", 1);
+            store.write(&key, "c", 1);
+        }
+        assert_eq!(store.counts(), (500, 1000));
+        let wanted: HashSet<RangeId> = [0, 3, 7].into();
+        let mut got: Vec<String> = store
+            .versions_in(&ring, &wanted)
+            .into_iter()
+            .map(|(key, versions)| {
+                assert_eq!(versions, vec![Version::new(2, 1), Version::new(3, 1)]);
+                key
+            })
+            .collect();
+        got.sort();
+        let mut expected: Vec<String> = (0..500)
+            .map(|i| format!("key-{i}"))
+            .filter(|key| wanted.contains(&ring.range_of(key)))
+            .collect();
+        expected.sort();
+        assert!(!expected.is_empty());
+        assert_eq!(got, expected);
     }
 
     #[test]
     fn concurrent_increments_by_cas_never_lose_an_update() {
-        let store = std::sync::Arc::new(MultiVersionStore::new(5));
+        let store = std::sync::Arc::new(new_store(5));
         store.write("n", "0", 1);
         let threads: Vec<_> = (0..8)
             .map(|_| {
