@@ -17,7 +17,7 @@ use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{
-    ExecutionOutcome, SchedulerStatusReply, SchedulerStatusRequest, SubmitRequest,
+    ExecutionOutcome, RunRequest, SchedulerStatusReply, SchedulerStatusRequest, SubmitRequest,
     WorkerStatusReply, WorkerStatusRequest,
 };
 use dida_proto::transport::lazy_channel;
@@ -26,6 +26,15 @@ use tonic::transport::Channel;
 
 mod support;
 use support::{dida, eventually};
+
+/// The submit of `operators` (in chain order) with `input`.
+fn submit_request(operators: &[&str], input: &str) -> SubmitRequest {
+    SubmitRequest {
+        app: format!("test-app({})", operators.join(",")),
+        operators: operators.iter().map(|s| s.to_string()).collect(),
+        input: input.to_string(),
+    }
+}
 
 /// A storage cluster plus a scheduler and workers, and a client of the scheduler.
 struct Platform {
@@ -58,13 +67,33 @@ impl Platform {
     async fn submit(&self, operators: &[&str], input: &str) -> Result<String, tonic::Status> {
         self.scheduler
             .clone()
-            .submit(SubmitRequest {
-                app: format!("test-app({})", operators.join(",")),
-                operators: operators.iter().map(|s| s.to_string()).collect(),
-                input: input.to_string(),
-            })
+            .submit(submit_request(operators, input))
             .await
             .map(|reply| reply.into_inner().execution_id)
+    }
+
+    /// One `Run` call: submits, and waits on the scheduler up to `wait_ms` (0: until
+    /// the end). Returns whether it ended and the outcome (only the id if not).
+    async fn run_call(
+        &self,
+        operators: &[&str],
+        input: &str,
+        wait_ms: u32,
+    ) -> (bool, ExecutionOutcome) {
+        let reply = self
+            .scheduler
+            .clone()
+            .run(RunRequest {
+                submit: Some(submit_request(operators, input)),
+                wait_ms,
+            })
+            .await
+            .unwrap_or_else(|s| panic!("run {operators:?} refused: {}", s.message()))
+            .into_inner();
+        (
+            reply.finished,
+            reply.outcome.expect("a run reply carries an outcome"),
+        )
     }
 
     /// Waits (up to 60 s) for the outcome of execution `id`.
@@ -72,13 +101,11 @@ impl Platform {
         support::outcome(&self.scheduler, id).await
     }
 
-    /// Submits and waits for the outcome.
+    /// Submits and waits for the outcome, in one `Run` call.
     async fn run(&self, operators: &[&str], input: &str) -> ExecutionOutcome {
-        let id = self
-            .submit(operators, input)
-            .await
-            .unwrap_or_else(|s| panic!("submit {operators:?} refused: {}", s.message()));
-        self.outcome(&id).await
+        let (finished, outcome) = self.run_call(operators, input, 0).await;
+        assert!(finished, "Run answered before the end: {outcome:?}");
+        outcome
     }
 
     async fn status(&self) -> SchedulerStatusReply {
@@ -512,6 +539,41 @@ async fn concurrent_executions_spread_evenly_and_loads_return_to_zero() {
         .map(|w| w.completed)
         .collect();
     assert_eq!(completed, assigned);
+}
+
+/// `Run` submits and answers with the outcome when the execution ends, in one call;
+/// when the wait it asked for runs out first, it answers `finished: false` with the
+/// execution id, and `Outcome` fetches the end later. Loads return to zero either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_answers_at_the_end_or_with_the_id_when_its_wait_runs_out() {
+    let platform = Platform::start(
+        ClusterSpec::default(),
+        ComputeSpec {
+            workers: 2,
+            operators_dir: Some(dida_operators::fixtures_dir().to_path_buf()),
+            ..ComputeSpec::default()
+        },
+    )
+    .await;
+    let outcome = platform
+        .run(&["EchoOperator", "EchoOperator"], "twice")
+        .await;
+    assert_eq!(outcome.error, None, "{outcome:?}");
+    assert_eq!(outcome.outputs, ["twice", "twice"]);
+
+    // Held by AwaitKeyOperator until `held-go` is written: the wait runs out first.
+    let (finished, pending) = platform.run_call(&["AwaitKeyOperator"], "held", 200).await;
+    assert!(!finished, "{pending:?}");
+    assert!(
+        !pending.execution_id.is_empty(),
+        "the reply names the execution"
+    );
+    assert!(pending.outputs.is_empty() && pending.error.is_none());
+    platform.storage().write("held-go", "go").await.unwrap();
+    let outcome = platform.outcome(&pending.execution_id).await;
+    assert_eq!(outcome.error, None, "{outcome:?}");
+    assert_eq!(outcome.outputs, ["go"]);
+    platform.idle().await;
 }
 
 // ---------------------------------------------------------------------------
