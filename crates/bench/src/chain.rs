@@ -622,7 +622,7 @@ fn per_hop_verdict(hop: Option<&PerHop>, concurrency: usize) -> String {
 /// The RPC bound of chains of `length` operators: ping throughput ÷ (length + 2),
 /// the rate at which the calls one execution needs (the client's, `length`
 /// hand-offs, the outcome report) could go if each cost a ping.
-fn rpc_bound(ping_ops_per_sec: f64, length: usize) -> f64 {
+pub(crate) fn rpc_bound(ping_ops_per_sec: f64, length: usize) -> f64 {
     ping_ops_per_sec / (length as f64 + 2.0)
 }
 
@@ -717,6 +717,7 @@ mod tests {
             errors: 0,
             first_error: None,
             vs_ping: None,
+            percentiles: Vec::new(),
         }
     }
 

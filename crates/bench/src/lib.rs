@@ -18,11 +18,14 @@
 //! - `redis`: the Redis baseline of `dida bench storage` — starting `redis-server`
 //!   and the Redis GET and SET workloads;
 //! - `closed_loop`: the load generator every workload runs under;
-//! - `report`: turning measurements into table rows, JSON lines and the verdict.
+//! - `report`: turning measurements into table rows, JSON lines and the verdict;
+//! - `evaluate`: `dida bench report` — the evaluation report (`docs/evaluation.md` and
+//!   its SVG plots) rebuilt from the JSON results `scripts/evaluate.sh` collects.
 
 mod chain;
 mod closed_loop;
 mod cpu;
+mod evaluate;
 mod idle;
 mod redis;
 mod report;
@@ -46,6 +49,9 @@ enum BenchTarget {
     Chain(chain::ChainBenchArgs),
     /// CPU of an idle, converged cluster, empty and then holding data.
     Idle(idle::IdleBenchArgs),
+    /// The evaluation report: plots and docs/evaluation.md from scripts/evaluate.sh's
+    /// results.
+    Report(evaluate::ReportArgs),
 }
 
 /// Runs the selected benchmark and prints its report on standard output.
@@ -58,5 +64,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Storage(args) => storage::run(args).await,
         BenchTarget::Chain(args) => chain::run(args).await,
         BenchTarget::Idle(args) => idle::run(args).await,
+        BenchTarget::Report(args) => evaluate::run(args),
     }
 }

@@ -26,6 +26,14 @@ pub(crate) const VERDICT_TARGET: f64 = 0.70;
 /// share of Redis GET's throughput at [`VERDICT_CONCURRENCY`] in flight.
 pub(crate) const REDIS_VERDICT_TARGET: f64 = 0.6;
 
+/// The quantiles every row lists in JSON (`percentiles`), enough points to draw a
+/// latency CDF: the minimum (0), the body in tenths, and the tail up to the maximum
+/// (1).
+pub(crate) const CDF_QUANTILES: [f64; 19] = [
+    0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995,
+    0.9999, 1.0,
+];
+
 /// What was measured and where, printed before the results so every report says
 /// what produced it.
 #[derive(Debug)]
@@ -36,6 +44,10 @@ pub(crate) struct Setup {
     pub nodes: usize,
     /// Replication factor of the cluster.
     pub replication_factor: usize,
+    /// `--write-acks` of the nodes, when this run started them.
+    pub write_acks: Option<usize>,
+    /// `--gossip-delay` of the nodes in milliseconds, when this run started them.
+    pub gossip_delay_ms: Option<u64>,
     /// The node every request goes to.
     pub target: String,
     /// Bytes per value of the read and write workloads.
@@ -72,6 +84,9 @@ pub(crate) struct Row {
     /// Throughput over the no-op RPC's at the same concurrency; `None` when the
     /// baseline completed nothing.
     pub vs_ping: Option<f64>,
+    /// Latency at each of [`CDF_QUANTILES`], in microseconds: `(quantile, µs)`
+    /// (empty when nothing succeeded).
+    pub percentiles: Vec<(f64, u64)>,
 }
 
 impl Row {
@@ -92,8 +107,20 @@ impl Row {
             errors: measurement.errors,
             first_error: measurement.first_error.clone(),
             vs_ping: ratio(ops_per_sec, ping_ops_per_sec),
+            percentiles: percentiles(&measurement.latency_us),
         }
     }
+}
+
+/// The latency at each of [`CDF_QUANTILES`], or nothing for an empty histogram.
+fn percentiles(latency_us: &hdrhistogram::Histogram<u64>) -> Vec<(f64, u64)> {
+    if latency_us.is_empty() {
+        return Vec::new();
+    }
+    CDF_QUANTILES
+        .iter()
+        .map(|&quantile| (quantile, latency_us.value_at_quantile(quantile)))
+        .collect()
 }
 
 /// `value / baseline`, or `None` when there is no baseline to compare with.
@@ -176,6 +203,8 @@ impl Printer {
                 "cluster": setup.cluster,
                 "nodes": setup.nodes,
                 "replication_factor": setup.replication_factor,
+                "write_acks": setup.write_acks,
+                "gossip_delay_ms": setup.gossip_delay_ms,
                 "target": setup.target,
                 "value_size": setup.value_size,
                 "keys": setup.keys,
@@ -193,6 +222,9 @@ impl Printer {
             setup.nodes, setup.cluster
         );
         println!("  replication factor: {}", setup.replication_factor);
+        if let (Some(acks), Some(delay)) = (setup.write_acks, setup.gossip_delay_ms) {
+            println!("  write acks:         {acks}; gossip delay {delay} ms");
+        }
         println!(
             "  target node:        {} (every request goes to it)",
             setup.target
@@ -248,21 +280,7 @@ impl Printer {
     /// Prints one row, as a JSON object or a table line.
     fn print_row(self, row: &Row, redis: RedisColumn) {
         if self.json {
-            let mut line = json!({
-                "kind": "measurement",
-                "workload": row.workload,
-                "concurrency": row.concurrency,
-                "ops_per_sec": row.ops_per_sec,
-                "p50_us": row.p50_us,
-                "p99_us": row.p99_us,
-                "errors": row.errors,
-                "first_error": row.first_error,
-                "vs_ping": row.vs_ping,
-            });
-            if let (RedisColumn::Ratio(vs_redis), Some(fields)) = (redis, line.as_object_mut()) {
-                fields.insert("vs_redis".to_string(), json!(vs_redis));
-            }
-            println!("{line}");
+            println!("{}", row_json(row, redis));
             return;
         }
         let vs_ping = row
@@ -304,6 +322,27 @@ impl Printer {
     }
 }
 
+/// One row as the JSON object `--json` prints: `vs_redis` only in the storage
+/// table, `percentiles` as `[quantile, µs]` pairs.
+fn row_json(row: &Row, redis: RedisColumn) -> serde_json::Value {
+    let mut line = json!({
+        "kind": "measurement",
+        "workload": row.workload,
+        "concurrency": row.concurrency,
+        "ops_per_sec": row.ops_per_sec,
+        "p50_us": row.p50_us,
+        "p99_us": row.p99_us,
+        "errors": row.errors,
+        "first_error": row.first_error,
+        "vs_ping": row.vs_ping,
+        "percentiles": row.percentiles,
+    });
+    if let (RedisColumn::Ratio(vs_redis), Some(fields)) = (redis, line.as_object_mut()) {
+        fields.insert("vs_redis".to_string(), json!(vs_redis));
+    }
+    line
+}
+
 /// Width of the workload column: wide enough for `redis-get` in the storage table,
 /// unchanged (8) in tables without Redis.
 fn workload_width(redis: RedisColumn) -> usize {
@@ -332,6 +371,7 @@ mod tests {
             errors: 0,
             first_error: None,
             vs_ping: ratio(ops_per_sec, ping),
+            percentiles: Vec::new(),
         }
     }
 
@@ -399,6 +439,36 @@ mod tests {
         assert_eq!(redis_ratio_text(Some(0.456)), "0.46×");
         assert_eq!(redis_ratio_text(Some(1.5)), "1.50×");
         assert_eq!(redis_ratio_text(None), "-");
+    }
+
+    #[test]
+    fn percentiles_run_from_the_minimum_to_the_maximum() {
+        let mut latency_us = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        for value in 1..=1000 {
+            latency_us.record(value).unwrap();
+        }
+        let listed = percentiles(&latency_us);
+        assert_eq!(listed.len(), CDF_QUANTILES.len());
+        assert_eq!(listed.first(), Some(&(0.0, 1)));
+        assert_eq!(listed.last(), Some(&(1.0, 1000)));
+        assert!(listed.contains(&(0.5, 500)));
+        assert!(listed.windows(2).all(|pair| pair[0].1 <= pair[1].1));
+        let empty = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        assert!(percentiles(&empty).is_empty());
+    }
+
+    #[test]
+    fn json_rows_list_their_percentiles_as_pairs() {
+        let row = Row {
+            percentiles: vec![(0.5, 90), (0.99, 400)],
+            ..row("read", 16, 10.0, 10.0)
+        };
+        let storage = row_json(&row, RedisColumn::Ratio(Some(0.5)));
+        assert_eq!(storage["percentiles"].to_string(), "[[0.5,90],[0.99,400]]");
+        assert_eq!(storage["vs_redis"], json!(0.5));
+        let chain = row_json(&row, RedisColumn::Absent);
+        assert_eq!(chain["percentiles"], storage["percentiles"]);
+        assert!(chain.get("vs_redis").is_none());
     }
 
     #[test]

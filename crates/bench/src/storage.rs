@@ -41,6 +41,14 @@ pub(crate) struct StorageBenchArgs {
     /// Replication factor of the cluster (with --peers, the one the nodes run with).
     #[arg(long, default_value_t = 3)]
     replication_factor: usize,
+    /// `--write-acks` of the local cluster's nodes: replicas holding a write before it
+    /// is acknowledged (ignored with --peers).
+    #[arg(long, default_value_t = 1)]
+    write_acks: usize,
+    /// `--gossip-delay` of every node of the local cluster, in milliseconds (ignored
+    /// with --peers).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    gossip_delay: u64,
     /// Requests in flight to measure at, comma-separated.
     #[arg(long, default_value = "1,16,64")]
     concurrency: Concurrencies,
@@ -152,9 +160,16 @@ pub(crate) async fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
 
 /// Starts the local cluster the benchmark measures when no --peers are given.
 async fn start_cluster(args: &StorageBenchArgs) -> anyhow::Result<LocalCluster> {
+    ensure!(
+        (1..=args.replication_factor).contains(&args.write_acks),
+        "--write-acks must be from 1 to the replication factor ({})",
+        args.replication_factor
+    );
     let spec = ClusterSpec {
         nodes: args.nodes,
         replication_factor: args.replication_factor,
+        write_acks: args.write_acks,
+        gossip_delays_ms: vec![args.gossip_delay; args.nodes],
         ..ClusterSpec::default()
     };
     LocalCluster::start(&current_dida()?, spec)
@@ -213,6 +228,9 @@ async fn measure_all(
         },
         nodes: membership.len(),
         replication_factor: args.replication_factor,
+        // Only a cluster this run started is known to use these.
+        write_acks: args.peers.is_none().then_some(args.write_acks),
+        gossip_delay_ms: args.peers.is_none().then_some(args.gossip_delay),
         target: target.clone(),
         value_size: args.value_size,
         keys: args.keys,
@@ -440,6 +458,18 @@ mod tests {
                 .kind(),
             clap::error::ErrorKind::ValueValidation
         );
+    }
+
+    #[test]
+    fn write_acks_and_gossip_delay_default_to_the_courses_mode() {
+        let parse = |flags: &[&str]| {
+            let argv = std::iter::once("storage").chain(flags.iter().copied());
+            Cli::try_parse_from(argv).unwrap().args
+        };
+        let default = parse(&[]);
+        assert_eq!((default.write_acks, default.gossip_delay), (1, 0));
+        let given = parse(&["--write-acks", "2", "--gossip-delay", "100"]);
+        assert_eq!((given.write_acks, given.gossip_delay), (2, 100));
     }
 
     #[test]

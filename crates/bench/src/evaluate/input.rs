@@ -1,0 +1,768 @@
+//! Reading what one run of `scripts/evaluate.sh` left in its directory.
+//!
+//! Each benchmark wrote its `--json` output there; this module turns those files back
+//! into typed rows. A file that is missing is a part of the run that did not happen
+//! (the report says so); a file that is there but cannot be read is an error naming
+//! the file and line, since a report built from half a file would mislead.
+//!
+//! The files, all optional:
+//! - `machine.txt`: `key: value` lines about the machine and the commit;
+//! - `storage.jsonl`: `dida bench storage --json`, the concurrency sweep;
+//! - `settings-*.jsonl`: `dida bench storage --json` with other `--write-acks`,
+//!   `--gossip-delay` or `--replication-factor`;
+//! - `chain.jsonl`: `dida bench chain --json`;
+//! - `idle.jsonl`: `dida bench idle --json`;
+//! - `faults-*.json`: `dida faults --json` (one report object), with the run's stderr
+//!   in `faults-*.log`;
+//! - `faults-timeline.jsonl`: `dida faults --timeline`, operations per 100 ms and the
+//!   moments of kill, detection and re-replication;
+//! - `redis-benchmark.csv`: `redis-benchmark --csv`;
+//! - `load.tsv`: the machine's load, sampled during the run;
+//! - `skipped.txt`: `what: why` for every part the script left out.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Everything one run left in its directory.
+#[derive(Debug, Default)]
+pub(crate) struct Evaluation {
+    /// `machine.txt`, in file order.
+    pub machine: Vec<(String, String)>,
+    /// The concurrency sweep of `dida bench storage`.
+    pub storage: Option<BenchRun>,
+    /// `dida bench storage` runs with other settings, by file name.
+    pub settings: Vec<BenchRun>,
+    /// `dida bench chain`.
+    pub chain: Option<BenchRun>,
+    /// `dida bench idle`.
+    pub idle: Option<IdleRun>,
+    /// `dida faults` runs, by file name.
+    pub faults: Vec<FaultsRun>,
+    /// The timeline of one `dida faults` run.
+    pub timeline: Option<Timeline>,
+    /// `redis-benchmark --csv`, one row per command.
+    pub redis_benchmark: Vec<RedisBenchmarkRow>,
+    /// The machine's load during the run.
+    pub load: Vec<LoadSample>,
+    /// Parts of the run the script left out, and why.
+    pub skipped: Vec<(String, String)>,
+}
+
+impl Evaluation {
+    /// Reads every file of `dir` this module knows; the directory must exist.
+    pub fn read(dir: &Path) -> anyhow::Result<Self> {
+        if !dir.is_dir() {
+            bail!(
+                "{} is not a directory: run scripts/evaluate.sh first",
+                dir.display()
+            );
+        }
+        let mut evaluation = Self {
+            machine: optional(&dir.join("machine.txt"), |text| Ok(key_values(text)))?
+                .unwrap_or_default(),
+            storage: optional(&dir.join("storage.jsonl"), BenchRun::parse)?,
+            chain: optional(&dir.join("chain.jsonl"), BenchRun::parse)?,
+            idle: optional(&dir.join("idle.jsonl"), IdleRun::parse)?,
+            timeline: optional(&dir.join("faults-timeline.jsonl"), Timeline::parse)?,
+            redis_benchmark: optional(&dir.join("redis-benchmark.csv"), parse_redis_benchmark)?
+                .unwrap_or_default(),
+            load: optional(&dir.join("load.tsv"), parse_load)?.unwrap_or_default(),
+            skipped: optional(&dir.join("skipped.txt"), |text| Ok(key_values(text)))?
+                .unwrap_or_default(),
+            ..Self::default()
+        };
+        for path in files(dir, "settings-", ".jsonl")? {
+            let mut run = read_with(&path, BenchRun::parse)?;
+            run.name = stem(&path, "settings-", ".jsonl");
+            evaluation.settings.push(run);
+        }
+        for path in files(dir, "faults-", ".json")? {
+            let label = stem(&path, "faults-", ".json");
+            let log = fs::read_to_string(path.with_extension("log")).unwrap_or_default();
+            let text = fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            evaluation.faults.push(FaultsRun::parse(label, &text, &log));
+        }
+        Ok(evaluation)
+    }
+
+    /// The value of `key` in `machine.txt`, if given and not empty.
+    pub fn machine(&self, key: &str) -> Option<&str> {
+        self.machine
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// The files of `dir` named `<prefix>…<suffix>`, sorted by name.
+fn files(dir: &Path, prefix: &str, suffix: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(prefix) && name.ends_with(suffix) && path.is_file() {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The part of a file name between `prefix` and `suffix`.
+fn stem(path: &Path, prefix: &str, suffix: &str) -> String {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(suffix))
+        .unwrap_or(name)
+        .to_string()
+}
+
+/// Parses `path` with `parse`, or `None` when the file does not exist.
+fn optional<T>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> anyhow::Result<T>,
+) -> anyhow::Result<Option<T>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_with(path, parse).map(Some)
+}
+
+/// Reads `path` and parses it with `parse`, naming the file in any error.
+fn read_with<T>(path: &Path, parse: impl FnOnce(&str) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&text).with_context(|| format!("cannot parse {}", path.display()))
+}
+
+/// `key: value` lines (blank lines and lines without a colon are ignored).
+fn key_values(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+        .filter(|(key, _)| !key.is_empty())
+        .collect()
+}
+
+/// The JSON objects of a JSON-lines text, with their line numbers (blank lines
+/// skipped).
+fn json_lines(text: &str) -> anyhow::Result<Vec<(usize, Map<String, Value>)>> {
+    let mut objects = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(line)
+            .with_context(|| format!("line {number} is not JSON: {line}"))?;
+        let Value::Object(object) = value else {
+            bail!("line {number} is not a JSON object: {line}");
+        };
+        objects.push((number, object));
+    }
+    Ok(objects)
+}
+
+/// The `kind` field of a JSON line ("" when absent).
+fn kind(object: &Map<String, Value>) -> &str {
+    object.get("kind").and_then(Value::as_str).unwrap_or("")
+}
+
+/// Deserializes one JSON line as `T`, naming the line in the error.
+fn typed<T: for<'de> Deserialize<'de>>(
+    number: usize,
+    object: Map<String, Value>,
+) -> anyhow::Result<T> {
+    serde_json::from_value(Value::Object(object))
+        .with_context(|| format!("line {number} does not have the expected fields"))
+}
+
+/// One `dida bench storage` or `dida bench chain` run (`--json`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BenchRun {
+    /// The file name between its prefix and `.jsonl` (settings runs only).
+    pub name: String,
+    /// The `setup` line.
+    pub setup: Map<String, Value>,
+    /// One per measurement, in the order measured.
+    pub rows: Vec<BenchRow>,
+    /// The `per_hop` lines of a chain run.
+    pub per_hop: Vec<PerHopLine>,
+    /// The verdict lines.
+    pub verdicts: Vec<String>,
+}
+
+/// One measurement line of `dida bench storage` or `dida bench chain`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(crate) struct BenchRow {
+    pub workload: String,
+    pub concurrency: usize,
+    pub ops_per_sec: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    #[serde(default)]
+    pub errors: u64,
+    /// `[quantile, µs]` pairs, from the minimum to the maximum; empty in runs made
+    /// before the field existed.
+    #[serde(default)]
+    pub percentiles: Vec<(f64, u64)>,
+}
+
+/// A `per_hop` line of `dida bench chain`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(crate) struct PerHopLine {
+    pub concurrency: usize,
+    pub per_hop_us: f64,
+    pub ping_p50_us: u64,
+    pub round_trips: Option<f64>,
+    pub target_round_trips: f64,
+}
+
+impl BenchRun {
+    /// Parses the JSON lines of one run; lines of other kinds are ignored.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut run = Self::default();
+        for (number, object) in json_lines(text)? {
+            match kind(&object) {
+                "setup" => run.setup = object,
+                "measurement" => run.rows.push(typed(number, object)?),
+                "per_hop" => run.per_hop.push(typed(number, object)?),
+                "verdict" => {
+                    if let Some(text) = object.get("text").and_then(Value::as_str) {
+                        run.verdicts.push(text.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if run.rows.is_empty() {
+            bail!("no measurement in it (did the benchmark fail? see its .log)");
+        }
+        Ok(run)
+    }
+
+    /// The row of `workload` at `concurrency`, if measured.
+    pub fn row(&self, workload: &str, concurrency: usize) -> Option<&BenchRow> {
+        self.rows
+            .iter()
+            .find(|row| row.workload == workload && row.concurrency == concurrency)
+    }
+
+    /// The concurrencies measured, in the order measured.
+    pub fn concurrencies(&self) -> Vec<usize> {
+        let mut levels = Vec::new();
+        for row in &self.rows {
+            if !levels.contains(&row.concurrency) {
+                levels.push(row.concurrency);
+            }
+        }
+        levels
+    }
+
+    /// The workloads measured, in the order first measured.
+    pub fn workloads(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        for row in &self.rows {
+            if !names.contains(&row.workload.as_str()) {
+                names.push(row.workload.as_str());
+            }
+        }
+        names
+    }
+
+    /// A whole-number field of the set-up line.
+    pub fn setup_u64(&self, key: &str) -> Option<u64> {
+        self.setup.get(key).and_then(Value::as_u64)
+    }
+
+    /// A number field of the set-up line.
+    pub fn setup_f64(&self, key: &str) -> Option<f64> {
+        self.setup.get(key).and_then(Value::as_f64)
+    }
+
+    /// A text field of the set-up line.
+    pub fn setup_str(&self, key: &str) -> Option<&str> {
+        self.setup.get(key).and_then(Value::as_str)
+    }
+}
+
+/// One `dida bench idle` run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdleRun {
+    pub setup: Map<String, Value>,
+    pub rows: Vec<IdleRow>,
+    pub verdicts: Vec<String>,
+}
+
+/// One measurement of `dida bench idle`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(crate) struct IdleRow {
+    /// `idle-empty` or `idle-loaded`.
+    pub workload: String,
+    pub keys: u64,
+    /// User + system CPU of every node process over the measurement.
+    pub core_seconds: f64,
+    pub duration_s: f64,
+}
+
+impl IdleRun {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut run = Self::default();
+        for (number, object) in json_lines(text)? {
+            match kind(&object) {
+                "setup" => run.setup = object,
+                "measurement" => run.rows.push(typed(number, object)?),
+                "verdict" => {
+                    if let Some(text) = object.get("text").and_then(Value::as_str) {
+                        run.verdicts.push(text.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if run.rows.is_empty() {
+            bail!("no measurement in it (did the benchmark fail? see idle.log)");
+        }
+        Ok(run)
+    }
+}
+
+/// One `dida faults --json` run.
+#[derive(Debug, Clone)]
+pub(crate) struct FaultsRun {
+    /// The file name between `faults-` and `.json`.
+    pub label: String,
+    /// The report, or why there is none.
+    pub report: Result<FaultsReport, String>,
+}
+
+/// The parts of a `dida faults` report the evaluation shows.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FaultsReport {
+    pub write_acks: u64,
+    pub crashes_asked: u64,
+    pub gossip_delay_ms: u64,
+    pub duration_ms: u64,
+    pub seed: u64,
+    /// Storage operations invoked.
+    pub attempted: u64,
+    /// Writes and successful CAS acknowledged.
+    pub acknowledged: u64,
+    /// Storage operations that certainly failed.
+    pub failed: u64,
+    /// Storage operations with an unknown outcome.
+    pub unknown: u64,
+    /// Chain executions submitted, and completed consistently.
+    pub chains: u64,
+    pub chains_consistent: u64,
+    /// Acknowledged writes checked, and lost.
+    pub writes_checked: u64,
+    pub writes_lost: u64,
+    /// Crashes carried out: node and seconds since the start.
+    pub crashes: Vec<(String, f64)>,
+    /// Checks by name, with their status (`passed`, `failed`, …).
+    pub checks: Vec<(String, String)>,
+    pub passed: bool,
+    pub elapsed_ms: u64,
+}
+
+impl FaultsRun {
+    /// Reads a report from the run's stdout; without one, the reason is the last line
+    /// of its stderr (`log`).
+    fn parse(label: String, text: &str, log: &str) -> Self {
+        let report = match text.trim() {
+            "" => {
+                let last = log
+                    .lines()
+                    .rev()
+                    .find(|line| !line.trim().is_empty())
+                    .unwrap_or("no output");
+                Err(format!("no report; the run ended with: {}", last.trim()))
+            }
+            text => FaultsReport::parse(text).map_err(|error| format!("{error:#}")),
+        };
+        Self { label, report }
+    }
+}
+
+impl FaultsReport {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let report: Value = serde_json::from_str(text).context("the report is not JSON")?;
+        let number = |path: &[&str]| {
+            path.iter()
+                .try_fold(&report, |value, key| value.get(key))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        let crashes = report
+            .get("crashes")
+            .and_then(Value::as_array)
+            .map(|crashes| {
+                crashes
+                    .iter()
+                    .filter_map(|crash| {
+                        let node = crash.get("node")?.as_str()?.to_string();
+                        let at = crash.get("at_ns")?.as_u64()? as f64 / 1e9;
+                        Some((node, at))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let checks = report
+            .get("checks")
+            .and_then(Value::as_array)
+            .map(|checks| {
+                checks
+                    .iter()
+                    .filter_map(|check| {
+                        let name = check.get("name")?.as_str()?.to_string();
+                        let status = check.get("status")?.as_str()?.to_string();
+                        Some((name, status))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Some(passed) = report.get("passed").and_then(Value::as_bool) else {
+            bail!("the report has no `passed` field");
+        };
+        Ok(Self {
+            write_acks: number(&["settings", "write_acks"]),
+            crashes_asked: number(&["settings", "crashes"]),
+            gossip_delay_ms: number(&["settings", "gossip_delay_ms"]),
+            duration_ms: number(&["settings", "duration_ms"]),
+            seed: number(&["settings", "seed"]),
+            attempted: number(&["operations", "attempted"]),
+            acknowledged: number(&["operations", "acknowledged"]),
+            failed: number(&["operations", "failed"]),
+            unknown: number(&["operations", "unknown"]),
+            chains: number(&["chains", "submitted"]),
+            chains_consistent: number(&["chains", "consistent"]),
+            writes_checked: number(&["lost_writes", "acknowledged"]),
+            writes_lost: number(&["lost_writes", "lost"]),
+            crashes,
+            checks,
+            passed,
+            elapsed_ms: number(&["elapsed_ms"]),
+        })
+    }
+}
+
+/// The timeline of a `dida faults --timeline` run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Timeline {
+    /// The `setup` line: the run's settings (`write_acks`, `crashes`, `seed`, …).
+    pub setup: Map<String, Value>,
+    /// Operations per bucket (100 ms), in time order.
+    pub buckets: Vec<Bucket>,
+    /// Kills, detections and ends of re-replication, in time order.
+    pub marks: Vec<Mark>,
+}
+
+/// Operations that ended in one bucket of a timeline.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(crate) struct Bucket {
+    /// Start of the bucket, in milliseconds since the start of the workload.
+    pub t_ms: u64,
+    /// Operations that succeeded.
+    pub ok: u64,
+    /// Operations that failed or whose outcome is unknown.
+    pub errors: u64,
+    /// Per kind of operation, as the run reports it.
+    #[serde(default)]
+    pub by_op: BTreeMap<String, Value>,
+}
+
+/// A moment of a timeline.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(crate) struct Mark {
+    pub t_ms: u64,
+    /// `kill`, `detected` or `re-replicated`.
+    pub event: String,
+    /// The node the event is about.
+    #[serde(default)]
+    pub node: String,
+}
+
+impl Timeline {
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut timeline = Self::default();
+        for (number, object) in json_lines(text)? {
+            match kind(&object) {
+                "setup" => timeline.setup = object,
+                "bucket" => timeline.buckets.push(typed(number, object)?),
+                "mark" => timeline.marks.push(typed(number, object)?),
+                _ => {}
+            }
+        }
+        if timeline.buckets.is_empty() {
+            bail!("no bucket in it");
+        }
+        timeline.buckets.sort_by_key(|bucket| bucket.t_ms);
+        timeline.marks.sort_by_key(|mark| mark.t_ms);
+        Ok(timeline)
+    }
+
+    /// Width of a bucket in milliseconds: the smallest gap between two buckets (100
+    /// when there is only one).
+    pub fn bucket_ms(&self) -> u64 {
+        self.buckets
+            .windows(2)
+            .map(|pair| pair[1].t_ms.saturating_sub(pair[0].t_ms))
+            .filter(|&gap| gap > 0)
+            .min()
+            .unwrap_or(100)
+    }
+}
+
+/// One command of `redis-benchmark --csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RedisBenchmarkRow {
+    /// `GET`, `SET`, …
+    pub test: String,
+    /// Requests per second.
+    pub rps: f64,
+    /// Median latency, in milliseconds, when reported (Redis ≥ 7).
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency, in milliseconds, when reported.
+    pub p99_ms: Option<f64>,
+}
+
+/// Parses `redis-benchmark --csv`: a header line naming the columns (`"test","rps",…`)
+/// and one line per command, every field quoted. Older versions print no header and
+/// only test and rps.
+fn parse_redis_benchmark(text: &str) -> anyhow::Result<Vec<RedisBenchmarkRow>> {
+    let unquote = |field: &str| field.trim().trim_matches('"').to_string();
+    let mut header: Vec<String> = vec!["test".into(), "rps".into()];
+    let mut rows = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let fields: Vec<String> = line.split(',').map(unquote).collect();
+        if line.trim().is_empty() {
+            continue;
+        }
+        if fields.first().is_some_and(|f| f == "test") {
+            header = fields;
+            continue;
+        }
+        let field = |name: &str| {
+            header
+                .iter()
+                .position(|column| column == name)
+                .and_then(|i| fields.get(i))
+        };
+        let number = |name: &str| field(name).and_then(|f| f.parse::<f64>().ok());
+        let (Some(test), Some(rps)) = (field("test"), number("rps")) else {
+            bail!("line {} is not a redis-benchmark result: {line}", index + 1);
+        };
+        rows.push(RedisBenchmarkRow {
+            test: test.clone(),
+            rps,
+            p50_ms: number("p50_latency_ms"),
+            p99_ms: number("p99_latency_ms"),
+        });
+    }
+    Ok(rows)
+}
+
+/// One sample of the machine's load.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LoadSample {
+    /// Seconds since the start of the run.
+    pub t_s: f64,
+    /// 1-minute load average.
+    pub load1: f64,
+    /// `rustc` processes running (other people's builds).
+    pub rustc: u64,
+}
+
+/// Parses `load.tsv`: `seconds<TAB>load1<TAB>rustc processes` per line.
+fn parse_load(text: &str) -> anyhow::Result<Vec<LoadSample>> {
+    let mut samples = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+        let sample = match fields.as_slice() {
+            [t, load1, rustc] => (|| {
+                Some(LoadSample {
+                    t_s: t.parse().ok()?,
+                    load1: load1.parse().ok()?,
+                    rustc: rustc.parse().ok()?,
+                })
+            })(),
+            _ => None,
+        };
+        match sample {
+            Some(sample) => samples.push(sample),
+            None => bail!("line {} is not `seconds load1 rustc`: {line}", index + 1),
+        }
+    }
+    Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STORAGE: &str = r#"{"kind":"setup","cluster":"local processes started by this run","nodes":5,"replication_factor":3,"write_acks":1,"gossip_delay_ms":0,"target":"s1","value_size":16,"keys":1000,"duration_s":3.0,"warmup_s":0.5,"cores":2,"redis":"Redis 7.0.15"}
+{"kind":"measurement","workload":"ping","concurrency":1,"ops_per_sec":10000.0,"p50_us":90,"p99_us":150,"errors":0,"first_error":null,"vs_ping":1.0,"vs_redis":null,"percentiles":[[0.0,40],[0.5,90],[1.0,900]]}
+{"kind":"measurement","workload":"read","concurrency":1,"ops_per_sec":9000.0,"p50_us":95,"p99_us":160,"errors":0,"first_error":null,"vs_ping":0.9,"vs_redis":0.5}
+
+{"kind":"verdict","text":"reads at 64 in flight: not measured"}
+"#;
+
+    #[test]
+    fn a_bench_run_keeps_its_setup_rows_and_verdicts() {
+        let run = BenchRun::parse(STORAGE).unwrap();
+        assert_eq!(run.setup_u64("write_acks"), Some(1));
+        assert_eq!(run.setup_str("target"), Some("s1"));
+        assert_eq!(run.rows.len(), 2);
+        let ping = run.row("ping", 1).unwrap();
+        assert_eq!(ping.percentiles, vec![(0.0, 40), (0.5, 90), (1.0, 900)]);
+        // Rows from before the percentiles existed still parse.
+        assert!(run.row("read", 1).unwrap().percentiles.is_empty());
+        assert_eq!(run.verdicts, vec!["reads at 64 in flight: not measured"]);
+        assert_eq!(run.concurrencies(), vec![1]);
+        assert_eq!(run.workloads(), vec!["ping", "read"]);
+    }
+
+    #[test]
+    fn a_bench_run_names_the_line_it_cannot_read() {
+        let error = BenchRun::parse("{\"kind\":\"setup\"}\nnot json\n").unwrap_err();
+        assert!(format!("{error:#}").contains("line 2"), "{error:#}");
+        let error =
+            BenchRun::parse("{\"kind\":\"measurement\",\"workload\":\"read\"}\n").unwrap_err();
+        assert!(format!("{error:#}").contains("line 1"), "{error:#}");
+        assert!(BenchRun::parse("{\"kind\":\"setup\"}\n").is_err());
+    }
+
+    #[test]
+    fn a_chain_run_keeps_its_per_hop_lines() {
+        let text = r#"{"kind":"setup","benchmark":"chain"}
+{"kind":"measurement","workload":"chain-1","concurrency":1,"ops_per_sec":2000.0,"p50_us":450,"p99_us":1100,"errors":0,"first_error":null,"vs_ping":0.2}
+{"kind":"per_hop","concurrency":1,"shortest":1,"longest":10,"shortest_p50_us":450,"longest_p50_us":3100,"per_hop_us":294.4,"ping_p50_us":86,"round_trips":3.42,"target_round_trips":2.0}
+"#;
+        let run = BenchRun::parse(text).unwrap();
+        assert_eq!(run.per_hop.len(), 1);
+        assert_eq!(run.per_hop[0].round_trips, Some(3.42));
+    }
+
+    #[test]
+    fn an_idle_run_reads_core_seconds() {
+        let text = r#"{"kind":"setup","bench":"idle","keys":300000}
+{"kind":"measurement","workload":"idle-empty","keys":0,"core_seconds":0.21,"duration_s":10.0}
+{"kind":"measurement","workload":"idle-loaded","keys":300000,"core_seconds":0.3,"duration_s":10.0}
+{"kind":"verdict","text":"idle CPU with 300000 keys: 1.43× the empty cluster's (target ≤ 2×): met","ratio":1.43,"met":true}
+"#;
+        let run = IdleRun::parse(text).unwrap();
+        assert_eq!(run.rows.len(), 2);
+        assert_eq!(run.rows[1].core_seconds, 0.3);
+        assert!(run.verdicts[0].ends_with("met"));
+    }
+
+    #[test]
+    fn a_timeline_has_buckets_and_marks_in_time_order() {
+        let text = r#"{"kind":"setup","bucket_ms":100}
+{"kind":"bucket","t_ms":100,"ok":40,"errors":2,"by_op":{"write":{"ok":20,"errors":2}}}
+{"kind":"bucket","t_ms":0,"ok":50,"errors":0,"by_op":{}}
+{"kind":"mark","t_ms":150,"event":"detected","node":"s2"}
+{"kind":"mark","t_ms":120,"event":"kill","node":"s2"}
+{"kind":"bucket","t_ms":200,"ok":45,"errors":0}
+"#;
+        let timeline = Timeline::parse(text).unwrap();
+        let times: Vec<u64> = timeline.buckets.iter().map(|b| b.t_ms).collect();
+        assert_eq!(times, vec![0, 100, 200]);
+        assert_eq!(timeline.bucket_ms(), 100);
+        assert_eq!(timeline.marks[0].event, "kill");
+        assert_eq!(timeline.marks[1].node, "s2");
+        assert!(timeline.buckets[1].by_op.contains_key("write"));
+        assert_eq!(timeline.setup.get("bucket_ms"), Some(&Value::from(100)));
+    }
+
+    #[test]
+    fn redis_benchmark_csv_is_read_by_column_name() {
+        let text = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\
+                    \"SET\",\"52910.05\",\"0.671\",\"0.120\",\"0.623\",\"1.015\",\"1.607\",\"4.023\"\n\
+                    \"GET\",\"61349.69\",\"0.575\",\"0.104\",\"0.551\",\"0.863\",\"1.287\",\"3.599\"\n";
+        let rows = parse_redis_benchmark(text).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].test, "GET");
+        assert_eq!(rows[1].rps, 61349.69);
+        assert_eq!(rows[0].p50_ms, Some(0.623));
+        assert_eq!(rows[0].p99_ms, Some(1.607));
+        let old = parse_redis_benchmark("\"SET\",\"40000.00\"\n").unwrap();
+        assert_eq!(old[0].rps, 40000.0);
+        assert_eq!(old[0].p50_ms, None);
+        assert!(parse_redis_benchmark("\"GET\",\"fast\"\n").is_err());
+    }
+
+    #[test]
+    fn a_faults_report_is_summarised_and_a_missing_one_explained() {
+        let text = r#"{"settings":{"nodes":5,"replication_factor":3,"write_acks":2,"max_versions":1000000,"workers":3,"clients":8,"chain_clients":2,"keys":5,"duration_ms":20000,"crashes":2,"gossip_delay_ms":0,"seed":7},
+"operations":{"attempted":900,"writes":300,"cas":300,"reads":300,"acknowledged":500,"cas_failed":10,"reads_ok":290,"failed":12,"unknown":3,"chains":80,"without_result":0},
+"crashes":[{"node":"s2","at_ns":4500000000,"led_keys":["k0"],"confirmed_dead":true,"error":null}],
+"lost_writes":{"acknowledged":500,"lost":0},
+"chains":{"submitted":80,"consistent":78},
+"checks":[{"name":"(1) no acknowledged write lost (--write-acks 2)","status":"passed","detail":""}],
+"passed":true,"elapsed_ms":41000}"#;
+        let run = FaultsRun::parse("acks2".into(), text, "");
+        let report = run.report.unwrap();
+        assert_eq!(report.write_acks, 2);
+        assert_eq!(report.attempted, 900);
+        assert_eq!(report.crashes, vec![("s2".to_string(), 4.5)]);
+        assert_eq!(report.checks[0].1, "passed");
+        assert!(report.passed);
+        let missing = FaultsRun::parse(
+            "x".into(),
+            "",
+            "starting\nError: the cluster did not start\n",
+        );
+        assert_eq!(
+            missing.report.unwrap_err(),
+            "no report; the run ended with: Error: the cluster did not start"
+        );
+    }
+
+    #[test]
+    fn load_samples_and_key_values_parse() {
+        let samples = parse_load("0\t1.50\t2\n5.0\t2.25\t0\n").unwrap();
+        assert_eq!(samples[1].load1, 2.25);
+        assert_eq!(samples[0].rustc, 2);
+        assert!(parse_load("0 1.5\n").is_err());
+        let pairs = key_values("cpu: Intel(R) Xeon(R): 2 GHz\n\nnot a pair\ncores: 2\n");
+        assert_eq!(pairs[0], ("cpu".into(), "Intel(R) Xeon(R): 2 GHz".into()));
+        assert_eq!(pairs[1], ("cores".into(), "2".into()));
+    }
+
+    #[test]
+    fn a_directory_with_some_files_reads_what_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("storage.jsonl"), STORAGE).unwrap();
+        fs::write(dir.path().join("settings-acks2.jsonl"), STORAGE).unwrap();
+        fs::write(
+            dir.path().join("machine.txt"),
+            "cores: 2\ncommit: abc-dirty\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("skipped.txt"), "timeline: no --timeline\n").unwrap();
+        fs::write(dir.path().join("faults-acks1.json"), "").unwrap();
+        fs::write(dir.path().join("faults-acks1.log"), "boom\n").unwrap();
+        let evaluation = Evaluation::read(dir.path()).unwrap();
+        assert!(evaluation.storage.is_some());
+        assert!(evaluation.chain.is_none());
+        assert_eq!(evaluation.settings[0].name, "acks2");
+        assert_eq!(evaluation.machine("commit"), Some("abc-dirty"));
+        assert_eq!(evaluation.machine("cpu"), None);
+        assert_eq!(evaluation.skipped[0].0, "timeline");
+        assert_eq!(evaluation.faults[0].label, "acks1");
+        assert!(evaluation.faults[0].report.is_err());
+        assert!(Evaluation::read(&dir.path().join("missing")).is_err());
+    }
+}
