@@ -151,7 +151,12 @@ async fn run_sender(state: Arc<NodeState>, peer: usize, outbox: Arc<Outbox>) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let due = outbox.next_due().await;
-        tokio::time::sleep_until(due).await;
+        // A deadline already reached still waits for the timer's next 1 ms tick, which
+        // with `--gossip-delay 0` was most of a `--write-acks 2` write's latency: sleep
+        // only for a deadline still ahead.
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
         let batch = outbox.take_due(Instant::now());
         if batch.is_empty() {
             continue;
