@@ -25,12 +25,24 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use dida_core::Version;
+use dida_core::{Record, Version};
 use dida_storage_client::StorageClient;
 use serde::{Deserialize, Serialize};
 
 /// What a node holds: key → version → value.
 pub type NodeContents = HashMap<String, BTreeMap<Version, String>>;
+
+/// What a node's listing holds, by key and version.
+pub fn node_contents(records: impl IntoIterator<Item = Record>) -> NodeContents {
+    let mut contents = NodeContents::new();
+    for record in records {
+        contents
+            .entry(record.key)
+            .or_default()
+            .insert(record.version, record.value);
+    }
+    contents
+}
 
 /// Every live node's contents at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,14 +59,7 @@ pub async fn snapshot(client: &StorageClient, live: &[String]) -> Snapshot {
     for node in live {
         match client.list(node).await {
             Ok(records) => {
-                let mut contents = NodeContents::new();
-                for record in records {
-                    contents
-                        .entry(record.key)
-                        .or_default()
-                        .insert(record.version, record.value);
-                }
-                result.nodes.insert(node.clone(), contents);
+                result.nodes.insert(node.clone(), node_contents(records));
             }
             Err(error) => {
                 result.unreadable.insert(node.clone(), error.to_string());

@@ -200,13 +200,7 @@ async fn wait_for_replication(
             let Ok(records) = client.list(&node).await else {
                 continue;
             };
-            let mut contents = NodeContents::new();
-            for record in records {
-                contents
-                    .entry(record.key)
-                    .or_default()
-                    .insert(record.version, record.value);
-            }
+            let contents = lost_writes::node_contents(records);
             if missing_share(&baseline, &contents, &ring, index) == 0 {
                 pending.remove(&node);
             }
