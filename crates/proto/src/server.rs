@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::server::{Router, TcpIncoming};
 
@@ -26,6 +26,7 @@ pub struct ServerHandle {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     tasks: Vec<JoinHandle<()>>,
+    stop_signal: Option<watch::Sender<()>>,
 }
 
 impl ServerHandle {
@@ -47,12 +48,21 @@ impl ServerHandle {
             shutdown: Some(shutdown_tx),
             server: Some(server),
             tasks: Vec::new(),
+            stop_signal: None,
         })
     }
 
     /// Ties background tasks to the server: they are aborted when it stops.
     pub fn with_tasks(mut self, tasks: impl IntoIterator<Item = JoinHandle<()>>) -> Self {
         self.tasks.extend(tasks);
+        self
+    }
+
+    /// Drops `signal` when the server stops, so every receiver of it sees its
+    /// `changed()` fail. Long-lived calls (streams that would otherwise keep a
+    /// graceful shutdown waiting for ever) and the tasks serving them end on it.
+    pub fn with_stop_signal(mut self, signal: watch::Sender<()>) -> Self {
+        self.stop_signal = Some(signal);
         self
     }
 
@@ -74,6 +84,7 @@ impl ServerHandle {
         for task in self.tasks.drain(..) {
             task.abort();
         }
+        self.stop_signal = None;
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

@@ -15,7 +15,6 @@ use std::time::Duration;
 use dida_core::{Record, Version};
 use dida_proto::control::DebugReport;
 use dida_proto::convert::{record_to_wire, version_from_wire, version_to_wire};
-use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{
     ChainRequest, Completion, CompletionBatch, ExecutionOutcome, Metadata, OutcomeReport,
 };
@@ -189,31 +188,22 @@ fn report_debug(
     });
 }
 
-/// Hands the request to the worker assigned to its next operator.
+/// Hands the request to the worker assigned to its next operator, on this worker's
+/// stream to it (retried like a call).
 async fn forward(state: &WorkerState, request: &ChainRequest) -> Result<(), String> {
     let next = &request.chain[request.next as usize];
-    let channel = state.worker_channel(&next.worker_url).map_err(|e| {
-        format!(
-            "bad address {} for worker {}: {e}",
-            next.worker_url, next.worker_id
-        )
-    })?;
-    retry(|| {
-        let mut client = WorkerClient::new(channel.clone());
-        let request = request.clone();
-        async move { client.execute(request).await.map(|_| ()) }
-    })
-    .await
-    .map_err(|status| {
-        format!(
-            "could not hand {} (position {}) to worker {} at {}: {}",
-            next.classname,
-            next.order,
-            next.worker_id,
-            next.worker_url,
-            status.message()
-        )
-    })
+    retry(|| state.hand_offs.hand_off(&next.worker_url, request.clone()))
+        .await
+        .map_err(|status| {
+            format!(
+                "could not hand {} (position {}) to worker {} at {}: {}",
+                next.classname,
+                next.order,
+                next.worker_id,
+                next.worker_url,
+                status.message()
+            )
+        })
 }
 
 /// Reports how the execution ended to the scheduler, confirming on the way `own` (the

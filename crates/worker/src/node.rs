@@ -1,9 +1,9 @@
 //! Configuring, starting and stopping a worker.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,10 +16,12 @@ use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
 use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing::info;
 
 use crate::completions::CompletionQueue;
 use crate::consistency::ConsistencySettings;
+use crate::handoff::HandOffLinks;
 use crate::registry::OperatorRegistry;
 use crate::runtime::{OperatorRuntime, SandboxLimits};
 use crate::service::WorkerService;
@@ -99,27 +101,13 @@ pub(crate) struct WorkerState {
     pub scheduler: SchedulerClient<tonic::transport::Channel>,
     /// The PuppetMaster's debug sink, in debug mode.
     pub debug_sink: Option<DebugSinkClient<tonic::transport::Channel>>,
-    /// Channels to other workers, by URL, opened on first use.
-    pub workers: Mutex<HashMap<String, tonic::transport::Channel>>,
+    /// Streams to other workers, by URL, that requests are handed on.
+    pub hand_offs: HandOffLinks,
+    /// Fires when the worker stops: ends the hand-off streams, both directions.
+    pub stop: watch::Receiver<()>,
     /// Completed operators not yet confirmed to the scheduler.
     pub completions: CompletionQueue,
     pub stats: WorkerStats,
-}
-
-impl WorkerState {
-    /// A channel to the worker at `url` (reused across requests).
-    pub fn worker_channel(
-        &self,
-        url: &str,
-    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-        let mut workers = self.workers.lock().expect("worker channel lock poisoned");
-        if let Some(channel) = workers.get(url) {
-            return Ok(channel.clone());
-        }
-        let channel = lazy_channel(url, self.config.rpc_deadline)?;
-        workers.insert(url.to_string(), channel.clone());
-        Ok(channel)
-    }
 }
 
 /// A running worker: serve until [`NodeHandle::shutdown`] or drop. It is the
@@ -162,12 +150,14 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
         )),
         None => None,
     };
+    let (stop_signal, stop) = watch::channel(());
     let state = Arc::new(WorkerState {
         registry,
         storage: Arc::new(storage),
         scheduler,
         debug_sink,
-        workers: Mutex::new(HashMap::new()),
+        hand_offs: HandOffLinks::new(config.rpc_deadline, stop.clone()),
+        stop,
         completions: CompletionQueue::default(),
         stats: WorkerStats::default(),
         config,
@@ -190,7 +180,9 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let router = dida_proto::transport::server_builder().add_service(service);
-    let server = ServerHandle::spawn(router, listener)?.with_tasks([warm, view, confirm]);
+    let server = ServerHandle::spawn(router, listener)?
+        .with_tasks([warm, view, confirm])
+        .with_stop_signal(stop_signal);
     info!(id = %state.config.id, addr = %server.local_addr(), "worker serving");
     Ok(server)
 }
