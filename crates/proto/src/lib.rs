@@ -41,6 +41,7 @@ pub use packages::dida::execution::v1 as execution;
 /// processes for the PuppetMaster, and the PuppetMaster's `DebugSink`.
 pub use packages::dida::control::v1 as control;
 
+pub mod acked;
 pub mod convert;
 pub mod server;
 pub mod transport;

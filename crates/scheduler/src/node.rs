@@ -5,12 +5,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dida_core::membership::NodeUrl;
 use dida_core::Membership;
+use dida_proto::acked::{self, AckedLinks};
 use dida_proto::execution::scheduler_server::SchedulerServer;
 use dida_proto::execution::worker_client::WorkerClient;
+use dida_proto::execution::{HandOff, HandOffAck};
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
 use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::transport::Channel;
 use tracing::info;
 
@@ -61,6 +64,10 @@ impl SchedulerConfig {
 pub(crate) struct SchedulerState {
     pub config: SchedulerConfig,
     pub workers: Vec<WorkerClient<Channel>>,
+    /// Streams to the workers that new executions are handed on.
+    pub hand_offs: AckedLinks<HandOff, HandOffAck>,
+    /// Fires when the scheduler stops: ends its streams, both directions.
+    pub stop: watch::Receiver<()>,
     pub executions: Mutex<ExecutionTable>,
     pub operators: Arc<OperatorCatalogue>,
     /// A client of the storage cluster, used only to follow its view.
@@ -100,7 +107,10 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
         )?)),
         None => None,
     };
+    let (stop_signal, stop) = watch::channel(());
     let state = Arc::new(SchedulerState {
+        hand_offs: acked::hand_offs(config.rpc_deadline, stop.clone()),
+        stop,
         executions: Mutex::new(ExecutionTable::new(workers.len(), boot)),
         operators: Arc::new(OperatorCatalogue::new(workers.len())),
         workers,
@@ -123,8 +133,9 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
             .clone()
             .refresh_forever(state.workers.clone(), state.config.operator_refresh),
     );
-    let server =
-        ServerHandle::spawn(router, listener)?.with_tasks(view.into_iter().chain([catalogue]));
+    let server = ServerHandle::spawn(router, listener)?
+        .with_tasks(view.into_iter().chain([catalogue]))
+        .with_stop_signal(stop_signal);
     info!(id = %state.config.id, addr = %server.local_addr(), workers = state.workers.len(), "scheduler serving");
     Ok(server)
 }

@@ -4,15 +4,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dida_core::app::check_operator_name;
+use dida_proto::acked;
 use dida_proto::execution::scheduler_server::Scheduler;
 use dida_proto::execution::{
-    Assignment, ChainRequest, CompletionAck, CompletionBatch, ExecutionOutcome, Metadata,
-    OutcomeReply, OutcomeReport, OutcomeRequest, RunRequest, SchedulerStatusReply,
-    SchedulerStatusRequest, SubmitReply, SubmitRequest, WorkerLoad,
+    Assignment, ChainRequest, CompletionAck, CompletionBatch, ExecutionOutcome, HandOff, Metadata,
+    OutcomeReply, OutcomeReport, OutcomeRequest, ReportAck, RunRequest, SchedulerStatusReply,
+    SchedulerStatusRequest, SequencedReport, SubmitReply, SubmitRequest, WorkerLoad,
 };
 use dida_proto::storage::{PingReply, PingRequest};
 use tokio::sync::watch;
-use tonic::{Request, Response, Status};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use crate::catalogue::Gap;
@@ -118,13 +120,18 @@ impl SchedulerService {
             chain,
             app: request.app.clone(),
         };
-        match self.state.workers[assignments[0]]
-            .clone()
-            .execute(chain_request)
-            .await
-        {
+        let first = &members[assignments[0]].url.to_string();
+        let handed = self
+            .state
+            .hand_offs
+            .send(first, |seq| HandOff {
+                seq,
+                request: Some(chain_request),
+            })
+            .await;
+        match handed {
             Ok(ack) => {
-                if let Some(batch) = &ack.get_ref().completions {
+                if let Some(batch) = &ack.completions {
                     if let Err(status) = self.confirm(batch) {
                         warn!(error = %status.message(), "a worker's answer carried bad completions");
                     }
@@ -190,6 +197,30 @@ impl SchedulerService {
             .lock()
             .expect("executions lock poisoned")
             .finish(outcome);
+    }
+
+    /// Records how an execution ended, as the worker that ended it reported, with
+    /// the completions the report carries.
+    fn record(&self, report: OutcomeReport) -> Result<(), Status> {
+        let OutcomeReport {
+            outcome,
+            completions,
+        } = report;
+        if let Some(batch) = &completions {
+            self.confirm(batch)?;
+        }
+        let outcome = outcome
+            .ok_or_else(|| Status::invalid_argument("an outcome report without an outcome"))?;
+        match &outcome.error {
+            None => info!(execution = %outcome.execution_id, "execution finished"),
+            Some(error) => info!(execution = %outcome.execution_id, %error, "execution failed"),
+        }
+        self.state
+            .executions
+            .lock()
+            .expect("executions lock poisoned")
+            .finish(outcome);
+        Ok(())
     }
 
     /// Applies a worker's completion confirmations to the load table.
@@ -275,29 +306,37 @@ impl Scheduler for SchedulerService {
         Ok(Response::new(CompletionAck {}))
     }
 
-    async fn report_outcome(
+    type ReportOutcomesStream = ReceiverStream<Result<ReportAck, Status>>;
+
+    /// Serves a worker's stream of outcome reports: each is recorded and
+    /// acknowledged in turn.
+    async fn report_outcomes(
         &self,
-        request: Request<OutcomeReport>,
-    ) -> Result<Response<CompletionAck>, Status> {
-        let OutcomeReport {
-            outcome,
-            completions,
-        } = request.into_inner();
-        if let Some(batch) = &completions {
-            self.confirm(batch)?;
-        }
-        let outcome = outcome
-            .ok_or_else(|| Status::invalid_argument("an outcome report without an outcome"))?;
-        match &outcome.error {
-            None => info!(execution = %outcome.execution_id, "execution finished"),
-            Some(error) => info!(execution = %outcome.execution_id, %error, "execution failed"),
-        }
-        self.state
-            .executions
-            .lock()
-            .expect("executions lock poisoned")
-            .finish(outcome);
-        Ok(Response::new(CompletionAck {}))
+        request: Request<Streaming<SequencedReport>>,
+    ) -> Result<Response<Self::ReportOutcomesStream>, Status> {
+        let service = self.clone();
+        let acks = acked::serve(
+            request.into_inner(),
+            self.state.stop.clone(),
+            move |SequencedReport { seq, report }| {
+                let recorded = report
+                    .ok_or_else(|| Status::invalid_argument("a report without its outcome"))
+                    .and_then(|report| service.record(report));
+                match recorded {
+                    Ok(()) => ReportAck {
+                        seq,
+                        error: None,
+                        code: tonic::Code::Ok as i32,
+                    },
+                    Err(status) => ReportAck {
+                        seq,
+                        error: Some(status.message().to_string()),
+                        code: status.code() as i32,
+                    },
+                }
+            },
+        );
+        Ok(Response::new(acks))
     }
 
     async fn status(

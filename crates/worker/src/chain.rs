@@ -16,7 +16,8 @@ use dida_core::{Record, Version};
 use dida_proto::control::DebugReport;
 use dida_proto::convert::{record_to_wire, version_from_wire, version_to_wire};
 use dida_proto::execution::{
-    ChainRequest, Completion, CompletionBatch, ExecutionOutcome, Metadata, OutcomeReport,
+    ChainRequest, Completion, CompletionBatch, ExecutionOutcome, HandOff, Metadata, OutcomeReport,
+    SequencedReport,
 };
 use tracing::{debug, warn};
 
@@ -192,18 +193,27 @@ fn report_debug(
 /// stream to it (retried like a call).
 async fn forward(state: &WorkerState, request: &ChainRequest) -> Result<(), String> {
     let next = &request.chain[request.next as usize];
-    retry(|| state.hand_offs.hand_off(&next.worker_url, request.clone()))
-        .await
-        .map_err(|status| {
-            format!(
-                "could not hand {} (position {}) to worker {} at {}: {}",
-                next.classname,
-                next.order,
-                next.worker_id,
-                next.worker_url,
-                status.message()
-            )
-        })
+    retry(|| async {
+        state
+            .hand_offs
+            .send(&next.worker_url, |seq| HandOff {
+                seq,
+                request: Some(request.clone()),
+            })
+            .await
+            .map(|_| ())
+    })
+    .await
+    .map_err(|status| {
+        format!(
+            "could not hand {} (position {}) to worker {} at {}: {}",
+            next.classname,
+            next.order,
+            next.worker_id,
+            next.worker_url,
+            status.message()
+        )
+    })
 }
 
 /// Reports how the execution ended to the scheduler, confirming on the way `own` (the
@@ -219,10 +229,16 @@ async fn report(state: &WorkerState, outcome: ExecutionOutcome, own: Option<Comp
             completions,
         }),
     };
-    let sent = retry(|| {
-        let mut scheduler = state.scheduler.clone();
-        let report = report.clone();
-        async move { scheduler.report_outcome(report).await.map(|_| ()) }
+    let scheduler = state.config.scheduler_url.to_string();
+    let sent = retry(|| async {
+        state
+            .reports
+            .send(&scheduler, |seq| SequencedReport {
+                seq,
+                report: Some(report.clone()),
+            })
+            .await
+            .map(|_| ())
     })
     .await;
     if let Err(status) = sent {

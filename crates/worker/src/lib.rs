@@ -14,14 +14,12 @@
 //! - [`consistency`]: the storage proxy that keeps an execution's reads consistent
 //!   (SPEC §4);
 //! - `service` and `chain`: the gRPC service and the hop-by-hop execution;
-//! - `handoff`: the long-lived streams requests travel on from worker to worker;
 //! - `completions`: confirming completed operators to the scheduler in batches;
 //! - [`node`]: configuration, start-up and shutdown.
 
 mod chain;
 mod completions;
 pub mod consistency;
-mod handoff;
 mod host;
 pub mod node;
 pub mod registry;

@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use dida_core::membership::NodeUrl;
 use dida_core::Membership;
+use dida_proto::acked::{self, AckedLinks};
 use dida_proto::control::debug_sink_client::DebugSinkClient;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_server::WorkerServer;
+use dida_proto::execution::{HandOff, HandOffAck, ReportAck, SequencedReport};
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
 use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
@@ -21,7 +23,6 @@ use tracing::info;
 
 use crate::completions::CompletionQueue;
 use crate::consistency::ConsistencySettings;
-use crate::handoff::HandOffLinks;
 use crate::registry::OperatorRegistry;
 use crate::runtime::{OperatorRuntime, SandboxLimits};
 use crate::service::WorkerService;
@@ -102,8 +103,10 @@ pub(crate) struct WorkerState {
     /// The PuppetMaster's debug sink, in debug mode.
     pub debug_sink: Option<DebugSinkClient<tonic::transport::Channel>>,
     /// Streams to other workers, by URL, that requests are handed on.
-    pub hand_offs: HandOffLinks,
-    /// Fires when the worker stops: ends the hand-off streams, both directions.
+    pub hand_offs: AckedLinks<HandOff, HandOffAck>,
+    /// The stream to the scheduler that outcomes are reported on.
+    pub reports: AckedLinks<SequencedReport, ReportAck>,
+    /// Fires when the worker stops: ends its streams, both directions.
     pub stop: watch::Receiver<()>,
     /// Completed operators not yet confirmed to the scheduler.
     pub completions: CompletionQueue,
@@ -156,7 +159,8 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
         storage: Arc::new(storage),
         scheduler,
         debug_sink,
-        hand_offs: HandOffLinks::new(config.rpc_deadline, stop.clone()),
+        hand_offs: acked::hand_offs(config.rpc_deadline, stop.clone()),
+        reports: acked::outcome_reports(config.rpc_deadline, stop.clone()),
         stop,
         completions: CompletionQueue::default(),
         stats: WorkerStats::default(),

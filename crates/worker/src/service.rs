@@ -3,17 +3,17 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use dida_proto::acked;
 use dida_proto::execution::worker_server::Worker;
 use dida_proto::execution::{
-    ChainRequest, CompletionBatch, ExecuteAck, HandOff, HandOffAck, ListOperatorsReply,
-    ListOperatorsRequest, WorkerStatusReply, WorkerStatusRequest,
+    ChainRequest, CompletionBatch, HandOff, HandOffAck, ListOperatorsReply, ListOperatorsRequest,
+    WorkerStatusReply, WorkerStatusRequest,
 };
 use dida_proto::storage::{PingReply, PingRequest};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::chain::run_hop;
-use crate::handoff;
 use crate::node::WorkerState;
 
 /// Implements [`Worker`] over the worker's state.
@@ -24,36 +24,19 @@ pub(crate) struct WorkerService {
 
 #[tonic::async_trait]
 impl Worker for WorkerService {
-    /// Checks the request, starts running it in the background and answers at once:
-    /// no caller waits for an operator to run. The answer to the scheduler (the
-    /// request of a new execution) carries this worker's queued completions.
-    async fn execute(
-        &self,
-        request: Request<ChainRequest>,
-    ) -> Result<Response<ExecuteAck>, Status> {
-        let request = request.into_inner();
-        check(&self.state, &request)?;
-        let completions = (request.next == 0).then(|| CompletionBatch {
-            worker_id: self.state.config.id.clone(),
-            completions: self.state.completions.take(),
-        });
-        tokio::spawn(run_hop(self.state.clone(), request));
-        Ok(Response::new(ExecuteAck { completions }))
-    }
-
     type HandOffStream = ReceiverStream<Result<HandOffAck, Status>>;
 
-    /// Serves a peer worker's stream of hand-offs: each request gets the checks of
-    /// `execute`, starts in the background and is acknowledged at once.
+    /// Serves a stream of hand-offs (from the scheduler or another worker): each
+    /// request is checked, starts in the background and is acknowledged at once. The
+    /// acknowledgement of a new execution (position 0, from the scheduler) carries
+    /// this worker's queued completions.
     async fn hand_off(
         &self,
         request: Request<Streaming<HandOff>>,
     ) -> Result<Response<Self::HandOffStream>, Status> {
         let state = self.state.clone();
-        let acks = handoff::serve(request.into_inner(), state.stop.clone(), move |request| {
-            check(&state, &request)?;
-            tokio::spawn(run_hop(state.clone(), request));
-            Ok(())
+        let acks = acked::serve(request.into_inner(), state.stop.clone(), move |hand_off| {
+            accept(&state, hand_off)
         });
         Ok(Response::new(acks))
     }
@@ -85,6 +68,36 @@ impl Worker for WorkerService {
 
     async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
         Ok(Response::new(PingReply {}))
+    }
+}
+
+/// Takes the hand-off if [`check`] allows, starting its operator in the background,
+/// and says so in the acknowledgement.
+fn accept(state: &Arc<WorkerState>, hand_off: HandOff) -> HandOffAck {
+    let HandOff { seq, request } = hand_off;
+    let checked = request
+        .ok_or_else(|| Status::invalid_argument("hand-off without a request"))
+        .and_then(|request| check(state, &request).map(|()| request));
+    match checked {
+        Ok(request) => {
+            let completions = (request.next == 0).then(|| CompletionBatch {
+                worker_id: state.config.id.clone(),
+                completions: state.completions.take(),
+            });
+            tokio::spawn(run_hop(state.clone(), request));
+            HandOffAck {
+                seq,
+                error: None,
+                code: tonic::Code::Ok as i32,
+                completions,
+            }
+        }
+        Err(status) => HandOffAck {
+            seq,
+            error: Some(status.message().to_string()),
+            code: status.code() as i32,
+            completions: None,
+        },
     }
 }
 

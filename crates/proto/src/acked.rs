@@ -1,0 +1,352 @@
+//! Acknowledged messages on long-lived streams: what dida sends on the execution
+//! path, one message per hop, instead of one unary call each.
+//!
+//! A unary gRPC call pays, on both ends, for request headers, routing, response
+//! headers and trailers — several times what a small message costs to encode and
+//! decode. On a stream that stays open a message costs one frame each way: the
+//! message and its acknowledgement. [`AckedLinks`] is the sending end (one stream
+//! per peer, opened on first use), [`serve`] the receiving end. The semantics are
+//! those of the calls they replace:
+//!
+//! - a send succeeds only on an acknowledgement that carries no refusal; a refusal
+//!   comes back as the [`Status`] the call would have returned;
+//! - every send is bounded by the deadline: without an acknowledgement by then it
+//!   fails, and the stream is closed (a stalled peer is not waited on again);
+//! - a broken stream fails every send waiting on it at once, and the next send to
+//!   that peer opens a new stream. As with a call whose answer was lost, a message
+//!   the peer took just before the break may be sent again by the caller's retry;
+//! - both ends stop their streams when their node stops (its stop signal), so a
+//!   graceful shutdown is never kept waiting by a peer's open stream.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Status, Streaming};
+use tracing::debug;
+
+use crate::transport::lazy_channel;
+
+/// Messages that may wait in a stream's outbound queue (and acknowledgements in
+/// its reply queue) before senders wait: enough for every hop in flight on a busy
+/// node.
+const QUEUE_DEPTH: usize = 1024;
+
+/// An acknowledgement: which message it answers, and whether it was refused.
+pub trait Ack: Send + 'static {
+    /// The sequence number of the message it answers.
+    fn seq(&self) -> u64;
+    /// The refusal it carries, as the status a unary call would have returned.
+    fn refusal(&self) -> Option<Status>;
+}
+
+/// Opens the stream on a channel: the generated client's streaming method.
+pub type Opener<M, A> = Arc<
+    dyn Fn(
+            Channel,
+            ReceiverStream<M>,
+        ) -> Pin<Box<dyn Future<Output = Result<Streaming<A>, Status>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A send waiting for its acknowledgement.
+type Waiter<A> = oneshot::Sender<Result<A, Status>>;
+
+/// The open links of one kind, by peer URL.
+type LinkTable<M, A> = Arc<Mutex<HashMap<String, Arc<Link<M, A>>>>>;
+
+/// The open streams of one kind, one per peer URL.
+pub struct AckedLinks<M, A> {
+    deadline: Duration,
+    stop: watch::Receiver<()>,
+    open: Opener<M, A>,
+    links: LinkTable<M, A>,
+}
+
+impl<M, A> std::fmt::Debug for AckedLinks<M, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let peers: Vec<String> = self
+            .links
+            .lock()
+            .map(|links| links.keys().cloned().collect())
+            .unwrap_or_default();
+        f.debug_struct("AckedLinks")
+            .field("deadline", &self.deadline)
+            .field("open_to", &peers)
+            .finish()
+    }
+}
+
+/// One open stream to a peer.
+struct Link<M, A> {
+    outbound: mpsc::Sender<M>,
+    /// Messages sent and not yet acknowledged; `None` once the stream has closed,
+    /// so a late send fails at once instead of waiting for an answer that cannot
+    /// come.
+    waiting: Mutex<Option<HashMap<u64, Waiter<A>>>>,
+    next_seq: AtomicU64,
+}
+
+impl<M, A: Ack> Link<M, A> {
+    /// Registers a message about to be sent; fails if the stream has closed.
+    fn register(&self, waiter: Waiter<A>) -> Result<u64, Status> {
+        let mut waiting = self.waiting.lock().expect("stream lock poisoned");
+        let waiting = waiting.as_mut().ok_or_else(closed)?;
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        waiting.insert(seq, waiter);
+        Ok(seq)
+    }
+
+    /// Delivers an acknowledgement to the send it answers.
+    fn settle(&self, ack: A) {
+        let waiter = self
+            .waiting
+            .lock()
+            .expect("stream lock poisoned")
+            .as_mut()
+            .and_then(|waiting| waiting.remove(&ack.seq()));
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(match ack.refusal() {
+                None => Ok(ack),
+                Some(refusal) => Err(refusal),
+            });
+        }
+    }
+
+    /// Closes the link: every send still waiting fails with `why`.
+    fn close(&self, why: &Status) {
+        let waiting = self.waiting.lock().expect("stream lock poisoned").take();
+        for (_, waiter) in waiting.into_iter().flatten() {
+            let _ = waiter.send(Err(Status::new(why.code(), why.message())));
+        }
+    }
+}
+
+fn closed() -> Status {
+    Status::unavailable("the stream to the peer has closed")
+}
+
+impl<M: Send + 'static, A: Ack> AckedLinks<M, A> {
+    /// No streams yet; each opens with `open` on the first send to its peer. Every
+    /// send is bounded by `deadline`; every stream ends when `stop` fires.
+    pub fn new(deadline: Duration, stop: watch::Receiver<()>, open: Opener<M, A>) -> Self {
+        Self {
+            deadline,
+            stop,
+            open,
+            links: Arc::default(),
+        }
+    }
+
+    /// Sends the message `message(seq)` to the peer at `url` and returns its
+    /// acknowledgement — or the refusal or failure, always within the deadline.
+    pub async fn send(&self, url: &str, message: impl FnOnce(u64) -> M) -> Result<A, Status> {
+        let link = self.link(url)?;
+        let (waiter, answer) = oneshot::channel();
+        let seq = link.register(waiter)?;
+        let exchange = async {
+            if link.outbound.send(message(seq)).await.is_err() {
+                return Err(closed());
+            }
+            answer.await.unwrap_or_else(|_| Err(closed()))
+        };
+        match tokio::time::timeout(self.deadline, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                let why = Status::deadline_exceeded(format!(
+                    "no acknowledgement within {:?}",
+                    self.deadline
+                ));
+                forget(&self.links, url, &link);
+                link.close(&why);
+                Err(why)
+            }
+        }
+    }
+
+    /// Peers a stream is open to (for tests and status).
+    pub fn open_peers(&self) -> usize {
+        self.links.lock().expect("stream lock poisoned").len()
+    }
+
+    /// The open link to `url`, opening one if there is none.
+    fn link(&self, url: &str) -> Result<Arc<Link<M, A>>, Status> {
+        let mut links = self.links.lock().expect("stream lock poisoned");
+        if let Some(link) = links.get(url) {
+            return Ok(link.clone());
+        }
+        let channel = lazy_channel(url, self.deadline)
+            .map_err(|e| Status::invalid_argument(format!("bad address {url}: {e}")))?;
+        let (outbound, messages) = mpsc::channel(QUEUE_DEPTH);
+        let link = Arc::new(Link {
+            outbound,
+            waiting: Mutex::new(Some(HashMap::new())),
+            next_seq: AtomicU64::new(0),
+        });
+        links.insert(url.to_string(), link.clone());
+        let stream = (self.open)(channel, ReceiverStream::new(messages));
+        tokio::spawn(drive(
+            stream,
+            link.clone(),
+            self.stop.clone(),
+            self.links.clone(),
+            url.to_string(),
+        ));
+        Ok(link)
+    }
+}
+
+/// Removes `link` from `links` if it is still the one for `url`.
+fn forget<M, A>(
+    links: &Mutex<HashMap<String, Arc<Link<M, A>>>>,
+    url: &str,
+    link: &Arc<Link<M, A>>,
+) {
+    let mut links = links.lock().expect("stream lock poisoned");
+    if links.get(url).is_some_and(|l| Arc::ptr_eq(l, link)) {
+        links.remove(url);
+    }
+}
+
+/// Runs one stream: settles acknowledgements as they come, and closes the link when
+/// the stream ends, fails or the node stops.
+async fn drive<M, A: Ack>(
+    stream: impl Future<Output = Result<Streaming<A>, Status>>,
+    link: Arc<Link<M, A>>,
+    mut stop: watch::Receiver<()>,
+    links: LinkTable<M, A>,
+    url: String,
+) {
+    let run = async {
+        let mut acks = stream.await?;
+        while let Some(ack) = acks.message().await? {
+            link.settle(ack);
+        }
+        Err::<(), _>(Status::unavailable("the peer closed the stream"))
+    };
+    let why = tokio::select! {
+        ended = run => ended.err().unwrap_or_else(closed),
+        _ = stop.changed() => Status::unavailable("this node is stopping"),
+    };
+    debug!(peer = %url, error = %why.message(), "stream closed");
+    forget(&links, &url, &link);
+    link.close(&why);
+}
+
+/// Serves one peer's stream: answers every message with `handle(message)`, in
+/// order, until the peer closes the stream or `stop` fires.
+pub fn serve<M, A, F>(
+    mut inbound: Streaming<M>,
+    mut stop: watch::Receiver<()>,
+    handle: F,
+) -> ReceiverStream<Result<A, Status>>
+where
+    M: Send + 'static,
+    A: Send + 'static,
+    F: Fn(M) -> A + Send + 'static,
+{
+    let (acks, replies) = mpsc::channel(QUEUE_DEPTH);
+    tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                message = inbound.message() => message,
+                _ = stop.changed() => break,
+            };
+            match message {
+                Ok(Some(message)) => {
+                    if acks.send(Ok(handle(message))).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    debug!(error = %status.message(), "a peer's stream failed");
+                    break;
+                }
+            }
+        }
+    });
+    ReceiverStream::new(replies)
+}
+
+/// The refusal an acknowledgement of the execution protocol carries, if any.
+fn refusal(error: &Option<String>, code: i32) -> Option<Status> {
+    error
+        .as_ref()
+        .map(|message| Status::new(tonic::Code::from_i32(code), message.clone()))
+}
+
+impl Ack for crate::execution::HandOffAck {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn refusal(&self) -> Option<Status> {
+        refusal(&self.error, self.code)
+    }
+}
+
+impl Ack for crate::execution::ReportAck {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn refusal(&self) -> Option<Status> {
+        refusal(&self.error, self.code)
+    }
+}
+
+/// The scheduler's and every worker's hand-off streams to workers
+/// (`Worker.HandOff`), each send bounded by `deadline`.
+pub fn hand_offs(
+    deadline: Duration,
+    stop: watch::Receiver<()>,
+) -> AckedLinks<crate::execution::HandOff, crate::execution::HandOffAck> {
+    use crate::execution::worker_client::WorkerClient;
+    AckedLinks::new(
+        deadline,
+        stop,
+        Arc::new(|channel, messages| {
+            Box::pin(async move {
+                let mut client = WorkerClient::new(channel)
+                    .max_decoding_message_size(crate::transport::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(crate::transport::MAX_MESSAGE_BYTES);
+                client
+                    .hand_off(messages)
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+        }),
+    )
+}
+
+/// A worker's outcome-report stream to the scheduler (`Scheduler.ReportOutcomes`),
+/// each send bounded by `deadline`.
+pub fn outcome_reports(
+    deadline: Duration,
+    stop: watch::Receiver<()>,
+) -> AckedLinks<crate::execution::SequencedReport, crate::execution::ReportAck> {
+    use crate::execution::scheduler_client::SchedulerClient;
+    AckedLinks::new(
+        deadline,
+        stop,
+        Arc::new(|channel, messages| {
+            Box::pin(async move {
+                let mut client = SchedulerClient::new(channel)
+                    .max_decoding_message_size(crate::transport::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(crate::transport::MAX_MESSAGE_BYTES);
+                client
+                    .report_outcomes(messages)
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+        }),
+    )
+}
