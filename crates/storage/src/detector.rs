@@ -1,9 +1,13 @@
 //! Crash detection (SPEC §2.5): probes, indirect probes, suspicion, and the spread of
 //! every failure with the probes themselves.
 //!
+//! The rules — who is asked to probe indirectly, when a silent peer is suspected and
+//! when it is declared failed — are plain functions in `suspicion`; this module does
+//! the probing and applies them.
+//!
 //! Every `probe_interval` a node probes each peer it believes alive, all at once
 //! (`Probe`, bounded by `probe_timeout`). A peer that does not answer is probed
-//! indirectly: up to [`INDIRECT_PROBES`] other live peers are asked to probe it
+//! indirectly: up to [`INDIRECT_PROBES`](crate::suspicion::INDIRECT_PROBES) other live peers are asked to probe it
 //! (`ProbeFor`), which tells a crashed node from a slow link between two nodes. If
 //! none reaches it, the peer is **suspected**; a suspected peer that still answers
 //! nobody once `suspicion_timeout` has passed is declared **failed**. Any answer
@@ -21,7 +25,10 @@
 //!
 //! **Start-up.** Nodes of a cluster start one after another: a peer that has never
 //! answered is not suspected during the first `STARTUP_GRACE` (30 s) after this node
-//! started, so a slow start is not taken for a crash.
+//! started, so a slow start is not taken for a crash. A peer that has probed this
+//! node has started, though, and is no longer spared: a node killed moments after
+//! the cluster came up, before this node's own probes reached it, is declared
+//! within the usual bound, not after the grace.
 //!
 //! **False suspicion.** A node that is alive but was declared failed (it could not
 //! answer anyone for `suspicion_timeout`) learns it from the next probe it exchanges
@@ -30,7 +37,6 @@
 //! timeouts keep this rare; the window before the fenced node hears of it is the
 //! price of a detector without leases (see docs/protocols.md).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,9 +47,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::state::NodeState;
-
-/// How many other peers are asked to probe a peer that missed a direct probe.
-pub(crate) const INDIRECT_PROBES: usize = 2;
+use crate::suspicion::{indirect_helpers, Suspicions};
 
 /// How long after start a node waits before suspecting a peer that has never
 /// answered it (a peer that has answered once is suspected as soon as it stops).
@@ -54,100 +58,79 @@ pub(crate) fn spawn(state: Arc<NodeState>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(state.config.probe_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut suspected: HashMap<usize, Instant> = HashMap::new();
-        let mut seen = HashSet::new();
-        let started = Instant::now();
+        let mut suspicions = Suspicions::new(
+            Instant::now(),
+            STARTUP_GRACE,
+            state.config.suspicion_timeout,
+        );
         loop {
             ticker.tick().await;
             if state.is_fenced() {
                 return;
             }
-            let grace_over = started.elapsed() >= STARTUP_GRACE;
-            probe_round(&state, &mut suspected, &mut seen, grace_over).await;
-            *state.suspected.lock().expect("suspects lock poisoned") =
-                suspected.keys().copied().collect();
+            probe_round(&state, &mut suspicions).await;
+            *state.suspected.lock().expect("suspects lock poisoned") = suspicions.suspected();
         }
     })
 }
 
-/// Probes every live peer once; updates suspicions and declares failures. A peer
-/// that has never answered is only suspected once the start-up grace is over
-/// (`grace_over`): nodes of a cluster start one after another, and a slow start must
-/// not be mistaken for a crash.
-async fn probe_round(
-    state: &Arc<NodeState>,
-    suspected: &mut HashMap<usize, Instant>,
-    seen: &mut HashSet<usize>,
-    grace_over: bool,
-) {
+/// Probes every live peer once, directly and, for those that miss, indirectly; lets
+/// `suspicions` decide what the answers mean, logs it and declares the failures.
+async fn probe_round(state: &Arc<NodeState>, suspicions: &mut Suspicions) {
     let view = state.view.current();
     let peers: Vec<usize> = (0..state.config.membership.len())
         .filter(|&n| n != state.me && !view.failed.contains(&n))
         .collect();
-    let answered = join_all(peers.iter().map(|&peer| reachable(state, peer, &peers))).await;
-    let mut newly_failed = Vec::new();
-    for (&peer, answered) in peers.iter().zip(answered) {
-        if answered {
-            seen.insert(peer);
-            if suspected.remove(&peer).is_some() {
-                info!(peer = state.id_of(peer), "suspected peer answered again");
-            }
-            continue;
-        }
-        if !seen.contains(&peer) && !grace_over {
-            continue;
-        }
-        let since = *suspected.entry(peer).or_insert_with(|| {
-            warn!(
-                peer = state.id_of(peer),
-                "peer missed direct and indirect probes: suspected"
-            );
-            Instant::now()
-        });
-        if since.elapsed() >= state.config.suspicion_timeout {
-            newly_failed.push(peer);
-        }
+    let reached = join_all(peers.iter().map(|&peer| reachable(state, peer, &peers))).await;
+    let answers: Vec<(usize, bool)> = peers.iter().copied().zip(reached).collect();
+    suspicions.started(
+        state
+            .heard_from
+            .lock()
+            .expect("heard-from lock poisoned")
+            .iter()
+            .copied(),
+    );
+    let verdict = suspicions.observe(Instant::now(), &answers, &view.failed);
+    for &peer in &verdict.cleared {
+        info!(peer = state.id_of(peer), "suspected peer answered again");
     }
-    for peer in &newly_failed {
-        suspected.remove(peer);
+    for &peer in &verdict.suspected {
+        warn!(
+            peer = state.id_of(peer),
+            "peer missed direct and indirect probes: suspected"
+        );
     }
-    suspected.retain(|peer, _| !view.failed.contains(peer));
-    if !newly_failed.is_empty() {
-        let names: Vec<&str> = newly_failed.iter().map(|&n| state.id_of(n)).collect();
+    if !verdict.failed.is_empty() {
+        let names: Vec<&str> = verdict.failed.iter().map(|&n| state.id_of(n)).collect();
         warn!(failed = ?names, "declaring crashed peers failed");
-        state.learn_failed(newly_failed);
+        state.learn_failed(verdict.failed);
     }
 }
 
-/// Whether `peer` answers a direct probe, or else an indirect one through up to
-/// [`INDIRECT_PROBES`] of the other live `peers`.
+/// Whether `peer` answers a direct probe, or else an indirect one through the
+/// [`indirect_helpers`] among the other live `peers`.
 async fn reachable(state: &Arc<NodeState>, peer: usize, peers: &[usize]) -> bool {
     if probe(state, peer).await {
         return true;
     }
-    let helpers: Vec<usize> = peers
-        .iter()
-        .copied()
-        .filter(|&helper| helper != peer)
-        .cycle()
-        .skip(state.me + peer)
-        .take(INDIRECT_PROBES.min(peers.len().saturating_sub(1)))
-        .collect();
     let timeout = state.config.probe_timeout;
-    let asks = helpers.iter().map(|&helper| {
-        let mut client = state.peers.replication(helper);
-        let request = ProbeForRequest {
-            from: state.id().to_string(),
-            target: state.id_of(peer).to_string(),
-            timeout_ms: timeout.as_millis() as u32,
-        };
-        async move {
-            matches!(
-                tokio::time::timeout(timeout * 2, client.probe_for(request)).await,
-                Ok(Ok(reply)) if reply.get_ref().reachable
-            )
-        }
-    });
+    let asks = indirect_helpers(state.me, peer, peers)
+        .into_iter()
+        .map(|helper| {
+            let mut client = state.peers.replication(helper);
+            let request = ProbeForRequest {
+                from: state.id().to_string(),
+                target: state.id_of(peer).to_string(),
+                timeout_ms: timeout.as_millis() as u32,
+            };
+            async move {
+                matches!(
+                    tokio::time::timeout(timeout * 2, client.probe_for(request)).await,
+                    Ok(Ok(reply)) if reply.get_ref().reachable
+                )
+            }
+        });
     join_all(asks).await.into_iter().any(|reached| reached)
 }
 

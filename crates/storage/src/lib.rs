@@ -7,7 +7,8 @@
 //! - [`store`]: the multi-version store itself, which keeps the digests anti-entropy
 //!   compares current as records change (`digest`), bucketed by the arcs of the ring
 //!   with every node alive (`arcs`) so that they stay valid in every view;
-//! - [`node`]: configuration, start-up and shutdown, in-process or as a process;
+//! - [`config`]: the node's settings and their checks;
+//! - [`node`]: start-up and shutdown, in-process or as a process;
 //! - `api`: the client-facing gRPC service (read, write, conditional update, list,
 //!   status), executing writes of the keys this node leads and forwarding the rest to
 //!   their primary;
@@ -17,7 +18,8 @@
 //! - `anti_entropy`: periodic digest comparison with each replica peer, repairing
 //!   whatever a push missed;
 //! - `replication`: the peer-facing gRPC service that receives both;
-//! - `detector` and `view`: crash detection (probes, indirect probes, suspicion) and
+//! - `detector`, `suspicion` and `view`: crash detection (probes, indirect probes;
+//!   the suspicion rules as plain functions, tested without sockets) and
 //!   the view of which nodes crashed, from which the live ring follows: the next
 //!   replica takes over a crashed primary's keys (after pulling them from the
 //!   surviving replicas) and the next live node becomes a replica (SPEC §2.5).
@@ -27,6 +29,7 @@
 mod anti_entropy;
 mod api;
 mod arcs;
+pub mod config;
 mod detector;
 mod digest;
 mod gossip;
@@ -36,7 +39,9 @@ mod replication;
 mod state;
 mod stats;
 pub mod store;
+mod suspicion;
 mod view;
 
-pub use node::{NodeHandle, StorageConfig};
+pub use config::StorageConfig;
+pub use node::NodeHandle;
 pub use store::MultiVersionStore;

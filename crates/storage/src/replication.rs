@@ -83,6 +83,13 @@ impl Replication for ReplicationService {
     async fn probe(&self, request: Request<ProbeRequest>) -> Result<Response<ProbeReply>, Status> {
         self.state.check_serving()?;
         let request = request.into_inner();
+        if let Ok(from) = self.state.config.membership.index_of(&request.from) {
+            self.state
+                .heard_from
+                .lock()
+                .expect("heard-from lock poisoned")
+                .insert(from);
+        }
         self.state.learn_failed_ids(&request.failed);
         Ok(Response::new(ProbeReply {
             failed: self.state.failed_ids(),

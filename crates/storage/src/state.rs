@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use tonic::Status;
 use tracing::{error, info};
 
+use crate::config::StorageConfig;
 use crate::gossip::Gossip;
-use crate::node::StorageConfig;
 use crate::peers::Peers;
 use crate::stats::ReplicationStats;
 use crate::store::{CasOutcome, MultiVersionStore};
@@ -34,6 +34,10 @@ pub(crate) struct NodeState {
     pub view_changed: Notify,
     /// Peers the detector currently suspects (for `Status`).
     pub suspected: Mutex<BTreeSet<usize>>,
+    /// Peers that have probed this node: they have started, so the detector's
+    /// start-up grace no longer spares them even if none of its own probes reached
+    /// them yet.
+    pub heard_from: Mutex<BTreeSet<usize>>,
     /// Set when the other nodes declared this node failed: it then stops serving.
     pub fenced: AtomicBool,
     /// Keys this node took over as primary after a crash and has brought up to date.
