@@ -77,13 +77,16 @@ impl Outbox {
         batch
     }
 
-    /// Puts a batch that could not be sent back in front, in its original order.
+    /// Puts a batch that could not be sent back in front, in its original order. If
+    /// the outbox then holds too many records, the oldest go, as in
+    /// [`Gossip::enqueue`]: anti-entropy repairs them.
     fn requeue(&self, batch: Vec<Pending>) {
         let mut queue = self.queue.lock().expect("outbox lock poisoned");
         for pending in batch.into_iter().rev() {
             queue.push_front(pending);
         }
-        queue.truncate(MAX_QUEUED_RECORDS);
+        let excess = queue.len().saturating_sub(MAX_QUEUED_RECORDS);
+        queue.drain(..excess);
     }
 }
 
@@ -203,5 +206,110 @@ async fn run_sender(state: Arc<NodeState>, peer: usize, outbox: Arc<Outbox>) {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dida_core::Version;
+
+    use super::*;
+
+    fn record(key: &str, size: usize) -> Record {
+        Record {
+            key: key.to_string(),
+            version: Version {
+                number: 1,
+                replica: 1,
+            },
+            value: "x".repeat(size),
+        }
+    }
+
+    fn keys(batch: &[Pending]) -> Vec<&str> {
+        batch.iter().map(|p| p.record.key.as_str()).collect()
+    }
+
+    fn outbox(gossip: &Gossip, peer: usize) -> &Outbox {
+        gossip.outboxes[peer].as_deref().expect("an outbox")
+    }
+
+    #[test]
+    fn records_leave_only_once_the_gossip_delay_has_passed_oldest_first() {
+        let delay = Duration::from_millis(100);
+        let gossip = Gossip::new(3, 0, delay);
+        let queued_at = Instant::now();
+        gossip.enqueue(1, [record("a", 1), record("b", 1)], None);
+        let outbox = outbox(&gossip, 1);
+        assert!(outbox.take_due(queued_at).is_empty(), "not due yet");
+        let due = queued_at + delay + Duration::from_millis(5);
+        assert_eq!(keys(&outbox.take_due(due)), ["a", "b"]);
+        assert!(outbox.take_due(due).is_empty());
+        assert!(gossip.outboxes[0].is_none(), "no outbox to itself");
+    }
+
+    #[test]
+    fn one_message_carries_at_most_its_size_limit_but_always_one_record() {
+        let gossip = Gossip::new(2, 0, Duration::ZERO);
+        let big = MAX_PUSH_BYTES / 2;
+        gossip.enqueue(1, (0..3).map(|i| record(&format!("k{i}"), big)), None);
+        let outbox = outbox(&gossip, 1);
+        let later = Instant::now() + Duration::from_secs(1);
+        assert_eq!(
+            keys(&outbox.take_due(later)),
+            ["k0"],
+            "two halves and their keys exceed the limit"
+        );
+        // A record larger than a message still leaves, alone.
+        gossip.enqueue(1, [record("huge", MAX_PUSH_BYTES * 2)], None);
+        assert_eq!(keys(&outbox.take_due(later)), ["k1"]);
+        assert_eq!(keys(&outbox.take_due(later)), ["k2"]);
+        assert_eq!(keys(&outbox.take_due(later)), ["huge"]);
+    }
+
+    #[test]
+    fn a_failed_batch_goes_back_in_front_in_its_order() {
+        let gossip = Gossip::new(2, 0, Duration::ZERO);
+        gossip.enqueue(1, [record("a", 1), record("b", 1)], None);
+        let outbox = outbox(&gossip, 1);
+        let later = Instant::now() + Duration::from_secs(1);
+        let batch = outbox.take_due(later);
+        gossip.enqueue(1, [record("c", 1)], None);
+        outbox.requeue(batch);
+        assert_eq!(keys(&outbox.take_due(later)), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_full_outbox_drops_its_oldest_records_on_enqueue_and_on_requeue() {
+        let gossip = Gossip::new(2, 0, Duration::ZERO);
+        let outbox = outbox(&gossip, 1);
+        let later = Instant::now() + Duration::from_secs(1);
+        gossip.enqueue(
+            1,
+            (0..MAX_QUEUED_RECORDS).map(|i| record(&format!("k{i}"), 0)),
+            None,
+        );
+        gossip.enqueue(1, [record("newest", 0)], None);
+        let queue = outbox.queue.lock().unwrap();
+        assert_eq!(queue.len(), MAX_QUEUED_RECORDS);
+        assert_eq!(queue.front().unwrap().record.key, "k1", "k0 was dropped");
+        assert_eq!(queue.back().unwrap().record.key, "newest");
+        drop(queue);
+        // A failed batch put back into a full outbox: the oldest (the batch's
+        // first records) go, the newest stay.
+        let batch: Vec<Pending> = (0..3)
+            .map(|i| Pending {
+                due: Instant::now(),
+                record: record(&format!("old{i}"), 0),
+                ack: None,
+            })
+            .collect();
+        outbox.requeue(batch);
+        let queue = outbox.queue.lock().unwrap();
+        assert_eq!(queue.len(), MAX_QUEUED_RECORDS);
+        assert_eq!(queue.front().unwrap().record.key, "k1");
+        assert_eq!(queue.back().unwrap().record.key, "newest");
+        drop(queue);
+        assert!(!outbox.take_due(later).is_empty());
     }
 }
