@@ -31,12 +31,69 @@ use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 use tracing::debug;
 
-use crate::transport::lazy_channel;
+use crate::transport::{is_connect_failure, lazy_channel};
 
 /// Messages that may wait in a stream's outbound queue (and acknowledgements in
 /// its reply queue) before senders wait: enough for every hop in flight on a busy
 /// node.
 const QUEUE_DEPTH: usize = 1024;
+
+/// Why a send failed, and so whether its message could have been taken.
+#[derive(Debug)]
+pub enum Failure {
+    /// The receiver answered with a refusal: it did not take the message.
+    Refused(Status),
+    /// The message never left this process: the connection to the peer could not
+    /// be made. It certainly had no effect, so it may be sent elsewhere.
+    NotSent(Status),
+    /// The stream broke, or the deadline passed, after the message may have left:
+    /// the receiver may or may not have taken it.
+    Lost(Status),
+}
+
+impl Failure {
+    /// The status a unary call would have failed with.
+    pub fn status(&self) -> &Status {
+        match self {
+            Failure::Refused(status) | Failure::NotSent(status) | Failure::Lost(status) => status,
+        }
+    }
+
+    /// The same failure for another waiter (a `Status` cannot be cloned with its
+    /// source; the message keeps the source's text).
+    fn duplicate(&self) -> Self {
+        let copy = |status: &Status| Status::new(status.code(), describe(status));
+        match self {
+            Failure::Refused(status) => Failure::Refused(copy(status)),
+            Failure::NotSent(status) => Failure::NotSent(copy(status)),
+            Failure::Lost(status) => Failure::Lost(copy(status)),
+        }
+    }
+}
+
+impl From<Failure> for Status {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Refused(status) | Failure::NotSent(status) | Failure::Lost(status) => status,
+        }
+    }
+}
+
+/// A status's message followed by the chain of its sources (where "connection
+/// refused" usually hides).
+fn describe(status: &Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        let shown = error.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = error.source();
+    }
+    text
+}
 
 /// An acknowledgement: which message it answers, and whether it was refused.
 pub trait Ack: Send + 'static {
@@ -57,7 +114,7 @@ pub type Opener<M, A> = Arc<
 >;
 
 /// A send waiting for its acknowledgement.
-type Waiter<A> = oneshot::Sender<Result<A, Status>>;
+type Waiter<A> = oneshot::Sender<Result<A, Failure>>;
 
 /// The open links of one kind, by peer URL.
 type LinkTable<M, A> = Arc<Mutex<HashMap<String, Arc<Link<M, A>>>>>;
@@ -65,6 +122,8 @@ type LinkTable<M, A> = Arc<Mutex<HashMap<String, Arc<Link<M, A>>>>>;
 /// The open streams of one kind, one per peer URL.
 pub struct AckedLinks<M, A> {
     deadline: Duration,
+    /// Whether a send that times out closes its stream (see [`AckedLinks::new`]).
+    close_on_timeout: bool,
     stop: watch::Receiver<()>,
     open: Opener<M, A>,
     links: LinkTable<M, A>,
@@ -95,13 +154,23 @@ struct Link<M, A> {
 }
 
 impl<M, A: Ack> Link<M, A> {
-    /// Registers a message about to be sent; fails if the stream has closed.
-    fn register(&self, waiter: Waiter<A>) -> Result<u64, Status> {
+    /// Registers a message about to be sent; gives the waiter back if the stream
+    /// has closed.
+    fn register(&self, waiter: Waiter<A>) -> Result<u64, Waiter<A>> {
         let mut waiting = self.waiting.lock().expect("stream lock poisoned");
-        let waiting = waiting.as_mut().ok_or_else(closed)?;
+        let Some(waiting) = waiting.as_mut() else {
+            return Err(waiter);
+        };
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         waiting.insert(seq, waiter);
         Ok(seq)
+    }
+
+    /// Forgets the send `seq` (its deadline passed; the stream stays open).
+    fn abandon(&self, seq: u64) {
+        if let Some(waiting) = self.waiting.lock().expect("stream lock poisoned").as_mut() {
+            waiting.remove(&seq);
+        }
     }
 
     /// Delivers an acknowledgement to the send it answers.
@@ -115,16 +184,16 @@ impl<M, A: Ack> Link<M, A> {
         if let Some(waiter) = waiter {
             let _ = waiter.send(match ack.refusal() {
                 None => Ok(ack),
-                Some(refusal) => Err(refusal),
+                Some(refusal) => Err(Failure::Refused(refusal)),
             });
         }
     }
 
     /// Closes the link: every send still waiting fails with `why`.
-    fn close(&self, why: &Status) {
+    fn close(&self, why: &Failure) {
         let waiting = self.waiting.lock().expect("stream lock poisoned").take();
         for (_, waiter) in waiting.into_iter().flatten() {
-            let _ = waiter.send(Err(Status::new(why.code(), why.message())));
+            let _ = waiter.send(Err(why.duplicate()));
         }
     }
 }
@@ -135,10 +204,19 @@ fn closed() -> Status {
 
 impl<M: Send + 'static, A: Ack> AckedLinks<M, A> {
     /// No streams yet; each opens with `open` on the first send to its peer. Every
-    /// send is bounded by `deadline`; every stream ends when `stop` fires.
-    pub fn new(deadline: Duration, stop: watch::Receiver<()>, open: Opener<M, A>) -> Self {
+    /// send is bounded by `deadline`; every stream ends when `stop` fires. With
+    /// `close_on_timeout`, a send that times out also closes its stream: right when
+    /// the receiver answers at once (a silent peer is a stalled one), wrong when an
+    /// answer may take long on purpose (a write waiting for its replicas).
+    pub fn new(
+        deadline: Duration,
+        close_on_timeout: bool,
+        stop: watch::Receiver<()>,
+        open: Opener<M, A>,
+    ) -> Self {
         Self {
             deadline,
+            close_on_timeout,
             stop,
             open,
             links: Arc::default(),
@@ -146,26 +224,44 @@ impl<M: Send + 'static, A: Ack> AckedLinks<M, A> {
     }
 
     /// Sends the message `message(seq)` to the peer at `url` and returns its
-    /// acknowledgement — or the refusal or failure, always within the deadline.
-    pub async fn send(&self, url: &str, message: impl FnOnce(u64) -> M) -> Result<A, Status> {
-        let link = self.link(url)?;
-        let (waiter, answer) = oneshot::channel();
-        let seq = link.register(waiter)?;
+    /// acknowledgement — or why not, always within the deadline.
+    pub async fn send(&self, url: &str, message: impl FnOnce(u64) -> M) -> Result<A, Failure> {
+        let (mut waiter, answer) = oneshot::channel();
+        // A link found closing is replaced by a fresh one (once): nothing was sent on it.
+        let mut attempt = 0;
+        let (link, seq) = loop {
+            let link = self.link(url).map_err(Failure::NotSent)?;
+            match link.register(waiter) {
+                Ok(seq) => break (link, seq),
+                Err(back) if attempt == 0 => {
+                    forget(&self.links, url, &link);
+                    waiter = back;
+                    attempt += 1;
+                }
+                Err(_) => return Err(Failure::NotSent(closed())),
+            }
+        };
         let exchange = async {
             if link.outbound.send(message(seq)).await.is_err() {
-                return Err(closed());
+                return Err(Failure::Lost(closed()));
             }
-            answer.await.unwrap_or_else(|_| Err(closed()))
+            answer
+                .await
+                .unwrap_or_else(|_| Err(Failure::Lost(closed())))
         };
         match tokio::time::timeout(self.deadline, exchange).await {
             Ok(result) => result,
             Err(_) => {
-                let why = Status::deadline_exceeded(format!(
+                let why = Failure::Lost(Status::deadline_exceeded(format!(
                     "no acknowledgement within {:?}",
                     self.deadline
-                ));
-                forget(&self.links, url, &link);
-                link.close(&why);
+                )));
+                if self.close_on_timeout {
+                    forget(&self.links, url, &link);
+                    link.close(&why);
+                } else {
+                    link.abandon(seq);
+                }
                 Err(why)
             }
         }
@@ -225,17 +321,25 @@ async fn drive<M, A: Ack>(
     url: String,
 ) {
     let run = async {
-        let mut acks = stream.await?;
-        while let Some(ack) = acks.message().await? {
+        let mut acks = stream.await.map_err(|status| {
+            if is_connect_failure(&status) {
+                Failure::NotSent(status)
+            } else {
+                Failure::Lost(status)
+            }
+        })?;
+        while let Some(ack) = acks.message().await.map_err(Failure::Lost)? {
             link.settle(ack);
         }
-        Err::<(), _>(Status::unavailable("the peer closed the stream"))
+        Err::<(), _>(Failure::Lost(Status::unavailable(
+            "the peer closed the stream",
+        )))
     };
     let why = tokio::select! {
-        ended = run => ended.err().unwrap_or_else(closed),
-        _ = stop.changed() => Status::unavailable("this node is stopping"),
+        ended = run => ended.err().unwrap_or_else(|| Failure::Lost(closed())),
+        _ = stop.changed() => Failure::Lost(Status::unavailable("this node is stopping")),
     };
-    debug!(peer = %url, error = %why.message(), "stream closed");
+    debug!(peer = %url, error = %why.status().message(), "stream closed");
     forget(&links, &url, &link);
     link.close(&why);
 }
@@ -276,6 +380,47 @@ where
     ReceiverStream::new(replies)
 }
 
+/// Serves one peer's stream of requests whose answers may take a while (a write
+/// waiting for its replicas): each message is handled in a task of its own and
+/// answered when done, in whatever order the answers come; until the peer closes the
+/// stream or `stop` fires.
+pub fn serve_concurrently<M, A, F, Fut>(
+    mut inbound: Streaming<M>,
+    mut stop: watch::Receiver<()>,
+    handle: F,
+) -> ReceiverStream<Result<A, Status>>
+where
+    M: Send + 'static,
+    A: Send + 'static,
+    F: Fn(M) -> Fut + Send + 'static,
+    Fut: Future<Output = A> + Send + 'static,
+{
+    let (acks, replies) = mpsc::channel(QUEUE_DEPTH);
+    tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                message = inbound.message() => message,
+                _ = stop.changed() => break,
+            };
+            match message {
+                Ok(Some(message)) => {
+                    let answer = handle(message);
+                    let acks = acks.clone();
+                    tokio::spawn(async move {
+                        let _ = acks.send(Ok(answer.await)).await;
+                    });
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    debug!(error = %status.message(), "a peer's stream failed");
+                    break;
+                }
+            }
+        }
+    });
+    ReceiverStream::new(replies)
+}
+
 /// The refusal an acknowledgement of the execution protocol carries, if any.
 fn refusal(error: &Option<String>, code: i32) -> Option<Status> {
     error
@@ -284,6 +429,16 @@ fn refusal(error: &Option<String>, code: i32) -> Option<Status> {
 }
 
 impl Ack for crate::execution::HandOffAck {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn refusal(&self) -> Option<Status> {
+        refusal(&self.error, self.code)
+    }
+}
+
+impl Ack for crate::storage::StorageAnswer {
     fn seq(&self) -> u64 {
         self.seq
     }
@@ -312,6 +467,7 @@ pub fn hand_offs(
     use crate::execution::worker_client::WorkerClient;
     AckedLinks::new(
         deadline,
+        true,
         stop,
         Arc::new(|channel, messages| {
             Box::pin(async move {
@@ -336,6 +492,7 @@ pub fn outcome_reports(
     use crate::execution::scheduler_client::SchedulerClient;
     AckedLinks::new(
         deadline,
+        true,
         stop,
         Arc::new(|channel, messages| {
             Box::pin(async move {
@@ -344,6 +501,33 @@ pub fn outcome_reports(
                     .max_encoding_message_size(crate::transport::MAX_MESSAGE_BYTES);
                 client
                     .report_outcomes(messages)
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+        }),
+    )
+}
+
+/// A storage client's streams to the storage nodes (`Storage.Calls`), each send
+/// bounded by `deadline`. A send that times out leaves the stream open: a write may
+/// wait for its replicas on purpose, and the other requests on the stream are not
+/// to blame.
+pub fn storage_calls(
+    deadline: Duration,
+    stop: watch::Receiver<()>,
+) -> AckedLinks<crate::storage::StorageCall, crate::storage::StorageAnswer> {
+    use crate::storage::storage_client::StorageClient;
+    AckedLinks::new(
+        deadline,
+        false,
+        stop,
+        Arc::new(|channel, messages| {
+            Box::pin(async move {
+                let mut client = StorageClient::new(channel)
+                    .max_decoding_message_size(crate::transport::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(crate::transport::MAX_MESSAGE_BYTES);
+                client
+                    .calls(messages)
                     .await
                     .map(tonic::Response::into_inner)
             })

@@ -84,11 +84,33 @@ async fn a_peer_that_never_acknowledges_fails_the_send_at_its_deadline() {
             })
             .await
             .unwrap_err();
-        assert_eq!(failed.code(), Code::DeadlineExceeded, "{failed:?}");
+        assert!(matches!(failed, acked::Failure::Lost(_)), "{failed:?}");
+        assert_eq!(failed.status().code(), Code::DeadlineExceeded, "{failed:?}");
         let waited = started.elapsed();
         assert!(waited >= deadline && waited < deadline * 5, "{waited:?}");
         // The stalled stream was dropped: each send opened its own.
         assert_eq!(links.open_peers(), 0);
         assert_eq!(streams.load(Ordering::SeqCst), attempt);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_to_a_port_nothing_listens_on_was_never_sent_and_says_why() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let (_stop_signal, stop) = watch::channel(());
+    let links = acked::hand_offs(Duration::from_secs(2), stop);
+    let failed = links
+        .send(&url, |seq| HandOff {
+            seq,
+            request: Some(ChainRequest::default()),
+        })
+        .await
+        .unwrap_err();
+    // Never sent: a caller may send it elsewhere without risk of applying it twice.
+    assert!(matches!(failed, acked::Failure::NotSent(_)), "{failed:?}");
+    // The transport's words survive for callers that show or classify them.
+    let message = failed.status().message().to_ascii_lowercase();
+    assert!(message.contains("connection refused"), "{message}");
 }

@@ -128,7 +128,8 @@ impl SchedulerService {
                 seq,
                 request: Some(chain_request),
             })
-            .await;
+            .await
+            .map_err(Status::from);
         match handed {
             Ok(ack) => {
                 if let Some(batch) = &ack.completions {

@@ -26,13 +26,17 @@ use std::time::Duration;
 
 use dida_core::limits::{check_key, check_value};
 use dida_core::{Membership, MembershipError, Record, Ring, Version};
+use dida_proto::acked::{self, AckedLinks};
 use dida_proto::convert::{record_from_wire, version_from_wire, version_to_wire};
+use dida_proto::storage::storage_answer::Answer;
+use dida_proto::storage::storage_call::Call;
 use dida_proto::storage::storage_client::StorageClient as GrpcClient;
 use dida_proto::storage::{
     ListRecordsRequest, PingRequest, ReadReply, ReadRequest, StatusReply, StatusRequest,
-    UpdateIfValueIsRequest, ViewRequest, WriteRequest,
+    StorageAnswer, StorageCall, UpdateIfValueIsRequest, ViewRequest, WriteRequest,
 };
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
+use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -131,6 +135,12 @@ pub struct StorageClient {
     /// Nodes known to have crashed, and the ring of the others.
     view: RwLock<(BTreeSet<usize>, Arc<Ring>)>,
     nodes: Vec<GrpcClient<Channel>>,
+    /// Each node's URL, as the key of its `Calls` stream.
+    urls: Vec<String>,
+    /// Reads, writes and conditional updates: one `Calls` stream per node.
+    calls: AckedLinks<StorageCall, StorageAnswer>,
+    /// Dropped with the client, which ends its streams.
+    _stop: watch::Sender<()>,
     next_read: AtomicUsize,
 }
 
@@ -163,7 +173,15 @@ impl StorageClient {
                     .map_err(|e| ClientError::Invalid(format!("bad URL for {}: {e}", m.id)))
             })
             .collect::<Result<_, _>>()?;
+        let (stop_signal, stop) = watch::channel(());
         Ok(Self {
+            urls: membership
+                .members()
+                .iter()
+                .map(|m| m.url.to_string())
+                .collect(),
+            calls: acked::storage_calls(config.deadline, stop),
+            _stop: stop_signal,
             membership,
             config,
             view: RwLock::new((BTreeSet::new(), Arc::new(ring))),
@@ -399,12 +417,25 @@ impl StorageClient {
             version: version.map(version_to_wire),
             forwarded: false,
         };
-        Ok(self.nodes[node]
-            .clone()
-            .read(request)
+        match self.call(node, Call::Read(request)).await? {
+            Answer::Read(reply) => Ok(reply),
+            _ => Err(self.bad_reply(node, "a read answered with another reply")),
+        }
+    }
+
+    /// Sends one request on the node's `Calls` stream and returns its answer.
+    async fn call(&self, node: usize, call: Call) -> Result<Answer, ClientError> {
+        let answer = self
+            .calls
+            .send(&self.urls[node], |seq| StorageCall {
+                seq,
+                call: Some(call),
+            })
             .await
-            .map_err(|s| self.call_failed(node, s))?
-            .into_inner())
+            .map_err(|failure| self.send_failed(node, failure))?;
+        answer
+            .answer
+            .ok_or_else(|| self.bad_reply(node, "an answer without a reply"))
     }
 
     /// Writes `value` to `key` through its primary; returns the new version. If the
@@ -434,12 +465,9 @@ impl StorageClient {
             value: value.to_string(),
             forwarded: false,
         };
-        let reply = self.nodes[node]
-            .clone()
-            .write(request)
-            .await
-            .map_err(|s| self.call_failed(node, s))?
-            .into_inner();
+        let Answer::Write(reply) = self.call(node, Call::Write(request)).await? else {
+            return Err(self.bad_reply(node, "a write answered with another reply"));
+        };
         reply
             .version
             .map(version_from_wire)
@@ -465,12 +493,13 @@ impl StorageClient {
                 new_value: new.to_string(),
                 forwarded: false,
             };
-            let reply = self.nodes[node]
-                .clone()
-                .update_if_value_is(request)
-                .await
-                .map_err(|s| self.call_failed(node, s))?
-                .into_inner();
+            let Answer::UpdateIfValueIs(reply) =
+                self.call(node, Call::UpdateIfValueIs(request)).await?
+            else {
+                return Err(
+                    self.bad_reply(node, "a conditional update answered with another reply")
+                );
+            };
             Ok(reply.version.map(version_from_wire))
         })
         .await
@@ -536,6 +565,35 @@ impl StorageClient {
                 code,
                 message: status.message().to_string(),
             },
+        }
+    }
+
+    /// What a failed send on a `Calls` stream means for the caller: a refusal is the
+    /// node's answer, as from a call; a request that never left (no connection) is
+    /// `Unreachable` with the transport's words, as a refused call was; a request
+    /// lost after it may have left is a timeout or an unreachable node whose words do
+    /// not claim it was never sent.
+    fn send_failed(&self, node: usize, failure: acked::Failure) -> ClientError {
+        let member = &self.membership.members()[node];
+        let (id, url) = (member.id.clone(), member.url.to_string());
+        match failure {
+            acked::Failure::Refused(status) => self.call_failed(node, status),
+            acked::Failure::Lost(status)
+                if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) =>
+            {
+                ClientError::Timeout {
+                    node: id,
+                    url,
+                    deadline: self.config.deadline,
+                }
+            }
+            acked::Failure::NotSent(status) | acked::Failure::Lost(status) => {
+                ClientError::Unreachable {
+                    node: id,
+                    url,
+                    message: status.message().to_string(),
+                }
+            }
         }
     }
 

@@ -9,15 +9,20 @@ use std::sync::Arc;
 
 use dida_core::limits::{check_key, check_value};
 use dida_core::Version;
+use dida_proto::acked;
 use dida_proto::convert::{record_to_wire, version_from_wire, version_to_wire};
+use dida_proto::storage::storage_answer::Answer;
+use dida_proto::storage::storage_call::Call;
 use dida_proto::storage::storage_server::Storage;
 use dida_proto::storage::{
     ListRecordsReply, ListRecordsRequest, Member, PingReply, PingRequest, ReadReply, ReadRequest,
-    StatusReply, StatusRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, ViewReply,
-    ViewRequest, WriteReply, WriteRequest,
+    StatusReply, StatusRequest, StorageAnswer, StorageCall, UpdateIfValueIsReply,
+    UpdateIfValueIsRequest, ViewReply, ViewRequest, WriteReply, WriteRequest,
 };
 use dida_proto::transport::is_connect_failure;
-use tonic::{Request, Response, Status};
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::state::NodeState;
 
@@ -25,6 +30,8 @@ use crate::state::NodeState;
 #[derive(Debug, Clone)]
 pub(crate) struct StorageApi {
     pub state: Arc<NodeState>,
+    /// Fires when the node stops: ends the clients' `Calls` streams.
+    pub stop: watch::Receiver<()>,
 }
 
 fn invalid(error: impl std::fmt::Display) -> Status {
@@ -68,6 +75,40 @@ impl StorageApi {
 }
 
 impl StorageApi {
+    /// Answers one request of a `Calls` stream exactly as the unary call would.
+    async fn answer(&self, call: StorageCall) -> StorageAnswer {
+        let StorageCall { seq, call } = call;
+        let answered = match call {
+            Some(Call::Read(request)) => self
+                .read(Request::new(request))
+                .await
+                .map(|reply| Answer::Read(reply.into_inner())),
+            Some(Call::Write(request)) => self
+                .write(Request::new(request))
+                .await
+                .map(|reply| Answer::Write(reply.into_inner())),
+            Some(Call::UpdateIfValueIs(request)) => self
+                .update_if_value_is(Request::new(request))
+                .await
+                .map(|reply| Answer::UpdateIfValueIs(reply.into_inner())),
+            None => Err(Status::invalid_argument("a call without a request")),
+        };
+        match answered {
+            Ok(answer) => StorageAnswer {
+                seq,
+                error: None,
+                code: tonic::Code::Ok as i32,
+                answer: Some(answer),
+            },
+            Err(status) => StorageAnswer {
+                seq,
+                error: Some(status.message().to_string()),
+                code: status.code() as i32,
+                answer: None,
+            },
+        }
+    }
+
     /// Asks the other replicas of the key for the read, returning the first answer
     /// that holds a record (`None` if none does or none answers).
     async fn read_elsewhere(
@@ -266,6 +307,23 @@ impl Storage for StorageApi {
     async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
         self.state.check_serving()?;
         Ok(Response::new(PingReply {}))
+    }
+
+    type CallsStream = ReceiverStream<Result<StorageAnswer, Status>>;
+
+    /// Serves a client's stream of reads, writes and conditional updates: each is
+    /// handled as its unary call would be, concurrently, and answered when done.
+    async fn calls(
+        &self,
+        request: Request<Streaming<StorageCall>>,
+    ) -> Result<Response<Self::CallsStream>, Status> {
+        let api = self.clone();
+        let answers =
+            acked::serve_concurrently(request.into_inner(), self.stop.clone(), move |call| {
+                let api = api.clone();
+                async move { api.answer(call).await }
+            });
+        Ok(Response::new(answers))
     }
 
     async fn view(&self, _request: Request<ViewRequest>) -> Result<Response<ViewReply>, Status> {

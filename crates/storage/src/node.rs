@@ -14,7 +14,7 @@ use dida_proto::storage::replication_server::ReplicationServer;
 use dida_proto::storage::storage_server::StorageServer;
 use dida_proto::transport::MAX_MESSAGE_BYTES;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tracing::info;
 
 use crate::anti_entropy;
@@ -75,8 +75,10 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
         config,
     });
 
+    let (stop_signal, stop) = watch::channel(());
     let storage = StorageServer::new(StorageApi {
         state: state.clone(),
+        stop,
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -91,7 +93,9 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
     let mut tasks = Gossip::spawn_senders(&state);
     tasks.push(anti_entropy::spawn(state.clone()));
     tasks.push(detector::spawn(state.clone()));
-    let server = ServerHandle::spawn(router, listener)?.with_tasks(tasks);
+    let server = ServerHandle::spawn(router, listener)?
+        .with_tasks(tasks)
+        .with_stop_signal(stop_signal);
     info!(
         id = %state.id(),
         addr = %server.local_addr(),

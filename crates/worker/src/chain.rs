@@ -202,6 +202,7 @@ async fn forward(state: &WorkerState, request: &ChainRequest) -> Result<(), Stri
             })
             .await
             .map(|_| ())
+            .map_err(tonic::Status::from)
     })
     .await
     .map_err(|status| {
@@ -239,6 +240,7 @@ async fn report(state: &WorkerState, outcome: ExecutionOutcome, own: Option<Comp
             })
             .await
             .map(|_| ())
+            .map_err(tonic::Status::from)
     })
     .await;
     if let Err(status) = sent {

@@ -62,6 +62,7 @@ async fn hand_off(links: &Links, url: &str, worker_id: &str) -> Result<HandOffAc
             request: Some(request(worker_id, url)),
         })
         .await
+        .map_err(Status::from)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
