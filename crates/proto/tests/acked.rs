@@ -87,7 +87,11 @@ async fn a_peer_that_never_acknowledges_fails_the_send_at_its_deadline() {
         assert!(matches!(failed, acked::Failure::Lost(_)), "{failed:?}");
         assert_eq!(failed.status().code(), Code::DeadlineExceeded, "{failed:?}");
         let waited = started.elapsed();
-        assert!(waited >= deadline && waited < deadline * 5, "{waited:?}");
+        // Bounded, not timed: the margin only rules out a hang on a loaded machine.
+        assert!(
+            waited >= deadline && waited < deadline + Duration::from_secs(10),
+            "{waited:?}"
+        );
         // The stalled stream was dropped: each send opened its own.
         assert_eq!(links.open_peers(), 0);
         assert_eq!(streams.load(Ordering::SeqCst), attempt);

@@ -99,7 +99,8 @@ async fn hand_offs_share_one_stream_keep_refusals_and_reconnect_after_the_peer_r
         matches!(gone.code(), Code::Unavailable | Code::DeadlineExceeded),
         "{gone:?}"
     );
-    assert!(started.elapsed() <= deadline + Duration::from_secs(1));
+    // Bounded, not timed: the margin only rules out a hang on a loaded machine.
+    assert!(started.elapsed() <= deadline + Duration::from_secs(10));
 
     // A worker started again at that address gets hand-offs on a new stream (the
     // first attempt may still find the old stream closing, as a caller's retry would).
