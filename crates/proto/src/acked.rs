@@ -31,7 +31,7 @@ use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 use tracing::debug;
 
-use crate::transport::{is_connect_failure, lazy_channel};
+use crate::transport::{describe, is_connect_failure, lazy_channel, MAX_MESSAGE_BYTES};
 
 /// Messages that may wait in a stream's outbound queue (and acknowledgements in
 /// its reply queue) before senders wait: enough for every hop in flight on a busy
@@ -77,22 +77,6 @@ impl From<Failure> for Status {
             Failure::Refused(status) | Failure::NotSent(status) | Failure::Lost(status) => status,
         }
     }
-}
-
-/// A status's message followed by the chain of its sources (where "connection
-/// refused" usually hides).
-fn describe(status: &Status) -> String {
-    let mut text = status.message().to_string();
-    let mut source = std::error::Error::source(status);
-    while let Some(error) = source {
-        let shown = error.to_string();
-        if !text.contains(&shown) {
-            text.push_str(": ");
-            text.push_str(&shown);
-        }
-        source = error.source();
-    }
-    text
 }
 
 /// An acknowledgement: which message it answers, and whether it was refused.
@@ -347,8 +331,8 @@ async fn drive<M, A: Ack>(
 /// Serves one peer's stream: answers every message with `handle(message)`, in
 /// order, until the peer closes the stream or `stop` fires.
 pub fn serve<M, A, F>(
-    mut inbound: Streaming<M>,
-    mut stop: watch::Receiver<()>,
+    inbound: Streaming<M>,
+    stop: watch::Receiver<()>,
     handle: F,
 ) -> ReceiverStream<Result<A, Status>>
 where
@@ -356,28 +340,10 @@ where
     A: Send + 'static,
     F: Fn(M) -> A + Send + 'static,
 {
-    let (acks, replies) = mpsc::channel(QUEUE_DEPTH);
-    tokio::spawn(async move {
-        loop {
-            let message = tokio::select! {
-                message = inbound.message() => message,
-                _ = stop.changed() => break,
-            };
-            match message {
-                Ok(Some(message)) => {
-                    if acks.send(Ok(handle(message))).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(status) => {
-                    debug!(error = %status.message(), "a peer's stream failed");
-                    break;
-                }
-            }
-        }
-    });
-    ReceiverStream::new(replies)
+    serve_each(inbound, stop, move |message, acks| {
+        let answer = handle(message);
+        async move { acks.send(Ok(answer)).await.is_ok() }
+    })
 }
 
 /// Serves one peer's stream of requests whose answers may take a while (a write
@@ -385,8 +351,8 @@ where
 /// answered when done, in whatever order the answers come; until the peer closes the
 /// stream or `stop` fires.
 pub fn serve_concurrently<M, A, F, Fut>(
-    mut inbound: Streaming<M>,
-    mut stop: watch::Receiver<()>,
+    inbound: Streaming<M>,
+    stop: watch::Receiver<()>,
     handle: F,
 ) -> ReceiverStream<Result<A, Status>>
 where
@@ -395,6 +361,29 @@ where
     F: Fn(M) -> Fut + Send + 'static,
     Fut: Future<Output = A> + Send + 'static,
 {
+    serve_each(inbound, stop, move |message, acks| {
+        let answer = handle(message);
+        tokio::spawn(async move {
+            let _ = acks.send(Ok(answer.await)).await;
+        });
+        std::future::ready(true)
+    })
+}
+
+/// The loop of both servers: passes every message, with the reply queue, to
+/// `each` (which answers it, now or later, and says whether to go on) until the
+/// peer closes the stream, it fails, or `stop` fires.
+fn serve_each<M, A, F, Fut>(
+    mut inbound: Streaming<M>,
+    mut stop: watch::Receiver<()>,
+    mut each: F,
+) -> ReceiverStream<Result<A, Status>>
+where
+    M: Send + 'static,
+    A: Send + 'static,
+    F: FnMut(M, mpsc::Sender<Result<A, Status>>) -> Fut + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
     let (acks, replies) = mpsc::channel(QUEUE_DEPTH);
     tokio::spawn(async move {
         loop {
@@ -404,11 +393,9 @@ where
             };
             match message {
                 Ok(Some(message)) => {
-                    let answer = handle(message);
-                    let acks = acks.clone();
-                    tokio::spawn(async move {
-                        let _ = acks.send(Ok(answer.await)).await;
-                    });
+                    if !each(message, acks.clone()).await {
+                        break;
+                    }
                 }
                 Ok(None) => break,
                 Err(status) => {
@@ -428,34 +415,43 @@ fn refusal(error: &Option<String>, code: i32) -> Option<Status> {
         .map(|message| Status::new(tonic::Code::from_i32(code), message.clone()))
 }
 
-impl Ack for crate::execution::HandOffAck {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
+/// Every acknowledgement of the execution and storage protocols carries the same
+/// three fields: `seq`, and `error` with its `code` when refused.
+macro_rules! impl_ack {
+    ($($ack:path),+) => {$(
+        impl Ack for $ack {
+            fn seq(&self) -> u64 {
+                self.seq
+            }
 
-    fn refusal(&self) -> Option<Status> {
-        refusal(&self.error, self.code)
-    }
+            fn refusal(&self) -> Option<Status> {
+                refusal(&self.error, self.code)
+            }
+        }
+    )+};
 }
 
-impl Ack for crate::storage::StorageAnswer {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
+impl_ack!(
+    crate::execution::HandOffAck,
+    crate::execution::ReportAck,
+    crate::storage::StorageAnswer
+);
 
-    fn refusal(&self) -> Option<Status> {
-        refusal(&self.error, self.code)
-    }
-}
-
-impl Ack for crate::execution::ReportAck {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    fn refusal(&self) -> Option<Status> {
-        refusal(&self.error, self.code)
-    }
+/// The [`Opener`] of a generated client's streaming method: the client on the
+/// channel, with dida's message-size limits, calling `$method`.
+macro_rules! opener {
+    ($client:ident, $method:ident) => {
+        Arc::new(|channel, messages| {
+            Box::pin(async move {
+                $client::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                    .$method(messages)
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+        })
+    };
 }
 
 /// The scheduler's and every worker's hand-off streams to workers
@@ -465,22 +461,7 @@ pub fn hand_offs(
     stop: watch::Receiver<()>,
 ) -> AckedLinks<crate::execution::HandOff, crate::execution::HandOffAck> {
     use crate::execution::worker_client::WorkerClient;
-    AckedLinks::new(
-        deadline,
-        true,
-        stop,
-        Arc::new(|channel, messages| {
-            Box::pin(async move {
-                let mut client = WorkerClient::new(channel)
-                    .max_decoding_message_size(crate::transport::MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(crate::transport::MAX_MESSAGE_BYTES);
-                client
-                    .hand_off(messages)
-                    .await
-                    .map(tonic::Response::into_inner)
-            })
-        }),
-    )
+    AckedLinks::new(deadline, true, stop, opener!(WorkerClient, hand_off))
 }
 
 /// A worker's outcome-report stream to the scheduler (`Scheduler.ReportOutcomes`),
@@ -494,17 +475,7 @@ pub fn outcome_reports(
         deadline,
         true,
         stop,
-        Arc::new(|channel, messages| {
-            Box::pin(async move {
-                let mut client = SchedulerClient::new(channel)
-                    .max_decoding_message_size(crate::transport::MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(crate::transport::MAX_MESSAGE_BYTES);
-                client
-                    .report_outcomes(messages)
-                    .await
-                    .map(tonic::Response::into_inner)
-            })
-        }),
+        opener!(SchedulerClient, report_outcomes),
     )
 }
 
@@ -517,20 +488,5 @@ pub fn storage_calls(
     stop: watch::Receiver<()>,
 ) -> AckedLinks<crate::storage::StorageCall, crate::storage::StorageAnswer> {
     use crate::storage::storage_client::StorageClient;
-    AckedLinks::new(
-        deadline,
-        false,
-        stop,
-        Arc::new(|channel, messages| {
-            Box::pin(async move {
-                let mut client = StorageClient::new(channel)
-                    .max_decoding_message_size(crate::transport::MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(crate::transport::MAX_MESSAGE_BYTES);
-                client
-                    .calls(messages)
-                    .await
-                    .map(tonic::Response::into_inner)
-            })
-        }),
-    )
+    AckedLinks::new(deadline, false, stop, opener!(StorageClient, calls))
 }

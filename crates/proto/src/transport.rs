@@ -83,3 +83,20 @@ pub fn is_connect_failure(status: &tonic::Status) -> bool {
     }
     false
 }
+
+/// A status's message followed by the chain of its sources, where the transport
+/// hides the words that matter ("connection refused"): what error messages show and
+/// what callers classify.
+pub fn describe(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        let shown = error.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = error.source();
+    }
+    text
+}

@@ -35,7 +35,7 @@ use dida_proto::storage::{
     ListRecordsRequest, PingRequest, ReadReply, ReadRequest, StatusReply, StatusRequest,
     StorageAnswer, StorageCall, UpdateIfValueIsRequest, ViewRequest, WriteRequest,
 };
-use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
+use dida_proto::transport::{describe, lazy_channel, MAX_MESSAGE_BYTES};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -558,7 +558,7 @@ impl StorageClient {
             _ if from_transport => ClientError::Unreachable {
                 node,
                 url,
-                message: describe_transport_error(&status),
+                message: describe(&status),
             },
             code => ClientError::Rejected {
                 node,
@@ -618,20 +618,4 @@ fn never_applied(error: &ClientError) -> bool {
         ClientError::Rejected { code, .. } => *code == Code::Aborted,
         _ => false,
     }
-}
-
-/// The most specific description of a transport failure tonic gives: its message and
-/// the chain of sources (where "connection refused" usually hides).
-fn describe_transport_error(status: &tonic::Status) -> String {
-    let mut text = status.message().to_string();
-    let mut source = std::error::Error::source(status);
-    while let Some(error) = source {
-        let shown = error.to_string();
-        if !text.contains(&shown) {
-            text.push_str(": ");
-            text.push_str(&shown);
-        }
-        source = error.source();
-    }
-    text
 }
