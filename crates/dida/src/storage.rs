@@ -53,6 +53,10 @@ pub struct StorageArgs {
     /// Milliseconds a peer nobody reaches stays suspected before it is declared failed.
     #[arg(long, default_value_t = 1500)]
     suspicion_timeout: u64,
+    /// Peers to reach at another address than --peers gives: ID=URL,ID=URL,… (a
+    /// proxy or a NAT in between; the fault suite partitions nodes this way).
+    #[arg(long, default_value = "")]
+    dial: String,
 }
 
 impl StorageArgs {
@@ -87,6 +91,16 @@ impl StorageArgs {
         config.probe_interval = Duration::from_millis(self.probe_interval);
         config.probe_timeout = Duration::from_millis(self.probe_timeout);
         config.suspicion_timeout = Duration::from_millis(self.suspicion_timeout);
+        if !self.dial.is_empty() {
+            for member in Membership::parse(&self.dial)
+                .context("invalid --dial")?
+                .members()
+            {
+                config
+                    .dial_overrides
+                    .insert(member.id.clone(), member.url.clone());
+            }
+        }
         config.validate()?;
         Ok(config)
     }

@@ -2,9 +2,11 @@
 //! each other. Kept apart from start-up (`node`) so that every module that reads a
 //! setting depends on this alone.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::bail;
+use dida_core::membership::NodeUrl;
 use dida_core::Membership;
 
 /// Everything a storage node is configured with.
@@ -39,6 +41,10 @@ pub struct StorageConfig {
     /// How long a peer stays suspected, unreachable by anyone, before it is declared
     /// failed.
     pub suspicion_timeout: Duration,
+    /// Peers this node reaches at another address than the membership's URL (a
+    /// proxy, a NAT), by id. The fault suite routes peer traffic through proxies it
+    /// can cut this way, to partition nodes without root.
+    pub dial_overrides: BTreeMap<String, NodeUrl>,
 }
 
 impl StorageConfig {
@@ -61,6 +67,7 @@ impl StorageConfig {
             probe_interval: Duration::from_millis(250),
             probe_timeout: Duration::from_millis(500),
             suspicion_timeout: Duration::from_millis(1500),
+            dial_overrides: BTreeMap::new(),
         }
     }
 
@@ -89,6 +96,18 @@ impl StorageConfig {
         if self.probe_interval.is_zero() || self.probe_timeout.is_zero() {
             bail!("the probe interval and probe timeout must be positive");
         }
+        for id in self.dial_overrides.keys() {
+            if self.membership.index_of(id).is_err() {
+                bail!("--dial names {id}, which is not a member of --peers");
+            }
+        }
         Ok(())
+    }
+
+    /// The URL this node connects to in order to reach member `index`: its
+    /// membership URL unless `dial_overrides` routes it elsewhere.
+    pub fn dial_url(&self, index: usize) -> &NodeUrl {
+        let member = &self.membership.members()[index];
+        self.dial_overrides.get(&member.id).unwrap_or(&member.url)
     }
 }

@@ -69,7 +69,7 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
         fenced: AtomicBool::new(false),
         taken_over: Mutex::new(HashSet::new()),
         takeover_lock: tokio::sync::Mutex::new(()),
-        peers: Peers::new(&config.membership, me, config.rpc_deadline)?,
+        peers: Peers::new(&config, me, config.rpc_deadline)?,
         gossip: Gossip::new(config.membership.len(), me, config.gossip_delay),
         stats: ReplicationStats::default(),
         config,

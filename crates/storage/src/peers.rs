@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use dida_core::Membership;
+use crate::config::StorageConfig;
 use dida_proto::storage::replication_client::ReplicationClient;
 use dida_proto::storage::storage_client::StorageClient;
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
@@ -16,17 +16,18 @@ pub(crate) struct Peers {
 }
 
 impl Peers {
-    /// Prepares (without connecting) a channel to every member other than `me`.
-    pub fn new(membership: &Membership, me: usize, deadline: Duration) -> anyhow::Result<Self> {
+    /// Prepares (without connecting) a channel to every member other than `me`, at
+    /// the address `config` dials it.
+    pub fn new(config: &StorageConfig, me: usize, deadline: Duration) -> anyhow::Result<Self> {
         let mut storage = Vec::new();
         let mut replication = Vec::new();
-        for (index, member) in membership.members().iter().enumerate() {
+        for (index, member) in config.membership.members().iter().enumerate() {
             if index == me {
                 storage.push(None);
                 replication.push(None);
                 continue;
             }
-            let channel = lazy_channel(&member.url.to_string(), deadline)
+            let channel = lazy_channel(&config.dial_url(index).to_string(), deadline)
                 .map_err(|e| anyhow::anyhow!("bad address for peer {}: {e}", member.id))?;
             storage.push(Some(
                 StorageClient::new(channel.clone())
