@@ -20,17 +20,17 @@
 //! reply, in CPU as in bytes: its cost grows with the difference between replicas,
 //! not with the data.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use dida_core::{RangeId, Ring, Version};
 use dida_proto::convert::{version_from_wire, version_to_wire};
 use dida_proto::storage::{DigestReply, DigestRequest, KeyVersions, RangeDigest};
 use prost::Message;
-use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::state::NodeState;
+use crate::gossip::Gossip;
+use crate::peering::Peering;
 use crate::stats::ReplicationStats;
 use crate::store::MultiVersionStore;
 
@@ -60,7 +60,7 @@ pub(crate) fn compare_digests(
         .filter(|r| shared.contains(r))
         .collect();
     let ours = store.range_digests(ring, &ranges);
-    let mismatched: HashSet<RangeId> = theirs
+    let mismatched: BTreeSet<RangeId> = theirs
         .iter()
         .filter(|r| ours.get(&r.range).is_some_and(|&d| d != r.digest))
         .map(|r| r.range)
@@ -69,7 +69,7 @@ pub(crate) fn compare_digests(
         Vec::new()
     } else {
         store
-            .versions_in(ring, &mismatched)
+            .versions_in(ring, &mismatched.iter().copied().collect())
             .into_iter()
             .map(|(key, versions)| KeyVersions {
                 key,
@@ -83,61 +83,71 @@ pub(crate) fn compare_digests(
     }
 }
 
-/// Starts the periodic rounds, visiting the peers that share ranges in turn. The
-/// partners and their shared ranges follow the current view: after a crash the ring
-/// changes, and a change of view starts a round with every partner at once, which is
-/// how a node that just became a replica of a range receives its data (the
-/// replication factor is restored, SPEC §2.5).
-pub(crate) fn spawn(state: Arc<NodeState>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(state.config.anti_entropy_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut turn = state.me;
-        loop {
-            let everyone = tokio::select! {
-                _ = ticker.tick() => false,
-                () = state.view_changed.notified() => true,
-            };
-            if state.is_fenced() {
-                return;
-            }
-            let ring = state.ring();
-            let view = state.view.current();
-            let partners: Vec<(usize, Vec<RangeId>)> = (0..ring.node_count())
-                .filter(|&peer| peer != state.me && !view.failed.contains(&peer))
-                .map(|peer| (peer, shared_ranges(&ring, state.me, peer)))
-                .filter(|(_, ranges)| !ranges.is_empty())
-                .collect();
-            if partners.is_empty() {
-                continue;
-            }
-            let chosen: Vec<&(usize, Vec<RangeId>)> = if everyone {
-                partners.iter().collect()
-            } else {
-                turn = turn.wrapping_add(1);
-                vec![&partners[turn % partners.len()]]
-            };
-            let rounds = chosen
-                .iter()
-                .map(|(peer, ranges)| round(&state, &ring, *peer, ranges));
-            let results = futures::future::join_all(rounds).await;
-            for ((peer, _), result) in chosen.iter().zip(results) {
-                if let Err(status) = result {
-                    debug!(peer = state.id_of(*peer), error = %status.message(), "anti-entropy round failed");
-                }
+/// What anti-entropy works with: the node's context, its store and its outboxes.
+#[derive(Debug, Clone)]
+pub(crate) struct Repairer {
+    pub peering: Arc<Peering>,
+    pub store: Arc<MultiVersionStore>,
+    pub gossip: Arc<Gossip>,
+}
+
+/// The periodic rounds, visiting the peers that share ranges in turn, until the node
+/// is fenced. The partners and their shared ranges follow the current view: after a
+/// crash the ring changes, and a change of view starts a round with every partner at
+/// once, which is how a node that just became a replica of a range receives its data
+/// (the replication factor is restored, SPEC §2.5).
+pub(crate) async fn run(node: Repairer) {
+    let state = &node.peering;
+    let mut ticker = tokio::time::interval(state.config.anti_entropy_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut turn = state.me;
+    loop {
+        // Biased: the simulator replays a run exactly, so no random choice here.
+        let everyone = tokio::select! {
+            biased;
+            () = state.view_changed.notified() => true,
+            _ = ticker.tick() => false,
+        };
+        if state.is_fenced() {
+            return;
+        }
+        let ring = state.ring();
+        let partners: Vec<(usize, Vec<RangeId>)> = state
+            .live_peers()
+            .into_iter()
+            .map(|peer| (peer, shared_ranges(&ring, state.me, peer)))
+            .filter(|(_, ranges)| !ranges.is_empty())
+            .collect();
+        if partners.is_empty() {
+            continue;
+        }
+        let chosen: Vec<&(usize, Vec<RangeId>)> = if everyone {
+            partners.iter().collect()
+        } else {
+            turn = turn.wrapping_add(1);
+            vec![&partners[turn % partners.len()]]
+        };
+        let rounds = chosen
+            .iter()
+            .map(|(peer, ranges)| round(&node, &ring, *peer, ranges));
+        let results = futures::future::join_all(rounds).await;
+        for ((peer, _), result) in chosen.iter().zip(results) {
+            if let Err(status) = result {
+                debug!(node = state.id(), peer = state.id_of(*peer), error = %status.message(), "anti-entropy round failed");
             }
         }
-    })
+    }
 }
 
 /// One round with `peer` over the `ranges` both replicate.
 async fn round(
-    state: &NodeState,
+    node: &Repairer,
     ring: &Ring,
     peer: usize,
     ranges: &[RangeId],
 ) -> Result<(), tonic::Status> {
-    let digests = state.store.range_digests(ring, ranges);
+    let state = &node.peering;
+    let digests = node.store.range_digests(ring, ranges);
     let request = DigestRequest {
         from: state.id().to_string(),
         ring_fingerprint: ring.fingerprint(),
@@ -151,12 +161,7 @@ async fn round(
     };
     let sent = request.encoded_len() as u64;
     tokio::time::sleep(state.config.gossip_delay).await;
-    let reply = state
-        .peers
-        .replication(peer)
-        .sync_digests(request)
-        .await?
-        .into_inner();
+    let reply = state.transport.sync_digests(peer, request).await?;
     let stats = &state.stats;
     ReplicationStats::add(&stats.anti_entropy_rounds, 1);
     ReplicationStats::add(&stats.anti_entropy_bytes_sent, sent);
@@ -164,25 +169,35 @@ async fn round(
         &stats.anti_entropy_bytes_received,
         reply.encoded_len() as u64,
     );
-    let visited_before = state.store.keys_visited();
-    let repaired = repair(state, ring, peer, reply);
+    let visited_before = node.store.keys_visited();
+    let missing = missing_records(&node.store, ring, reply);
+    let repaired = missing.len();
+    if repaired > 0 {
+        node.gossip.enqueue(peer, missing, None);
+    }
     ReplicationStats::add(&stats.records_repaired, repaired as u64);
     if repaired > 0 {
         debug!(
+            node = state.id(),
             peer = state.id_of(peer),
             repaired,
-            keys_visited = state.store.keys_visited().saturating_sub(visited_before),
+            keys_visited = node.store.keys_visited().saturating_sub(visited_before),
             "anti-entropy queued repairs"
         );
     }
     Ok(())
 }
 
-/// Queues for `peer` every version this node holds, in the ranges whose digests
-/// differed, that the peer does not. Returns how many records were queued.
-fn repair(state: &NodeState, ring: &Ring, peer: usize, reply: DigestReply) -> usize {
+/// A's side of a round, without I/O: from B's reply, every version this store holds
+/// in the ranges whose digests differed that B does not (and would keep), key by key
+/// in key order.
+pub(crate) fn missing_records(
+    store: &MultiVersionStore,
+    ring: &Ring,
+    reply: DigestReply,
+) -> Vec<dida_core::Record> {
     if reply.mismatched_ranges.is_empty() {
-        return 0;
+        return Vec::new();
     }
     let mismatched: HashSet<RangeId> = reply.mismatched_ranges.into_iter().collect();
     let theirs: HashMap<String, Vec<Version>> = reply
@@ -195,23 +210,19 @@ fn repair(state: &NodeState, ring: &Ring, peer: usize, reply: DigestReply) -> us
             )
         })
         .collect();
-    let max_versions = state.store.max_versions();
-    let mut queued = 0;
-    for (key, _) in state.store.versions_in(ring, &mismatched) {
+    let max_versions = store.max_versions();
+    let mut missing = Vec::new();
+    for (key, _) in store.versions_in(ring, &mismatched) {
         let held = theirs.get(&key).map(Vec::as_slice).unwrap_or(&[]);
         // A full replica would drop at once anything older than its oldest version.
         let floor = (held.len() >= max_versions)
             .then(|| held.iter().min().copied())
             .flatten();
-        let missing = state.store.records_of(&key, |v| {
+        missing.extend(store.records_of(&key, |v| {
             !held.contains(&v) && floor.is_none_or(|oldest| v > oldest)
-        });
-        queued += missing.len();
-        if !missing.is_empty() {
-            state.gossip.enqueue(peer, missing, None);
-        }
+        }));
     }
-    queued
+    missing
 }
 
 #[cfg(test)]
@@ -307,5 +318,36 @@ mod tests {
         let sent = digests_sent(&a, &first, &everything);
         let reply = compare_digests(&b, &first, &HashSet::new(), &sent);
         assert!(reply.mismatched_ranges.is_empty() && reply.keys.is_empty());
+    }
+
+    #[test]
+    fn a_round_pushes_exactly_what_the_peer_lacks_and_would_keep() {
+        let first = Ring::new(&FIVE, 32, 3);
+        let (a, b) = converged_pair(&first, &first);
+        let shared = shared_ranges(&first, 0, 1);
+        let key = a.records().swap_remove(0).key;
+        let newer = a.write(&key, "only on a", 1);
+        let sent = digests_sent(&a, &first, &shared);
+        let reply = compare_digests(&b, &first, &shared.iter().copied().collect(), &sent);
+        assert_eq!(missing_records(&a, &first, reply), vec![newer]);
+
+        // A version older than every one a full replica holds would be dropped on
+        // arrival: it is not sent.
+        let (a, b) = (
+            MultiVersionStore::new(5, &first),
+            MultiVersionStore::new(5, &first),
+        );
+        let key = (0..)
+            .map(|i| format!("key-{i}"))
+            .find(|k| shared.contains(&first.range_of(k)))
+            .expect("a shared key");
+        a.write(&key, "old", 2);
+        for i in 0..6 {
+            b.write(&key, &format!("v{i}"), 1);
+        }
+        let sent = digests_sent(&a, &first, &shared);
+        let reply = compare_digests(&b, &first, &shared.iter().copied().collect(), &sent);
+        assert!(!reply.mismatched_ranges.is_empty());
+        assert!(missing_records(&a, &first, reply).is_empty());
     }
 }

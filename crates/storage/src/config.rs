@@ -45,6 +45,11 @@ pub struct StorageConfig {
     /// proxy, a NAT), by id. The fault suite routes peer traffic through proxies it
     /// can cut this way, to partition nodes without root.
     pub dial_overrides: BTreeMap<String, NodeUrl>,
+    /// Whether this node refuses the pushes of peers it counts failed, and makes
+    /// the replicas it catches up from adopt its view (invariant D2). Always on;
+    /// only the simulator turns it off (`dida sim --break-fence`), to show that
+    /// without it acknowledged writes are lost.
+    pub fence: bool,
 }
 
 impl StorageConfig {
@@ -68,6 +73,7 @@ impl StorageConfig {
             probe_timeout: Duration::from_millis(500),
             suspicion_timeout: Duration::from_millis(1500),
             dial_overrides: BTreeMap::new(),
+            fence: true,
         }
     }
 

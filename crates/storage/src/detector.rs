@@ -42,45 +42,41 @@ use std::time::Duration;
 
 use dida_proto::storage::{ProbeForRequest, ProbeRequest};
 use futures::future::join_all;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::state::NodeState;
+use crate::peering::Peering;
 use crate::suspicion::{indirect_helpers, Suspicions};
 
 /// How long after start a node waits before suspecting a peer that has never
 /// answered it (a peer that has answered once is suspected as soon as it stops).
 const STARTUP_GRACE: Duration = Duration::from_secs(30);
 
-/// Starts the detector task of a node.
-pub(crate) fn spawn(state: Arc<NodeState>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(state.config.probe_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut suspicions = Suspicions::new(
-            Instant::now(),
-            STARTUP_GRACE,
-            state.config.suspicion_timeout,
-        );
-        loop {
-            ticker.tick().await;
-            if state.is_fenced() {
-                return;
-            }
-            probe_round(&state, &mut suspicions).await;
-            *state.suspected.lock().expect("suspects lock poisoned") = suspicions.suspected();
+/// The detector of a node: a probe round every `probe_interval` until the node is
+/// fenced.
+pub(crate) async fn run(state: Arc<Peering>) {
+    let mut ticker = tokio::time::interval(state.config.probe_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut suspicions = Suspicions::new(
+        Instant::now(),
+        STARTUP_GRACE,
+        state.config.suspicion_timeout,
+    );
+    loop {
+        ticker.tick().await;
+        if state.is_fenced() {
+            return;
         }
-    })
+        probe_round(&state, &mut suspicions).await;
+        *state.suspected.lock().expect("suspects lock poisoned") = suspicions.suspected();
+    }
 }
 
 /// Probes every live peer once, directly and, for those that miss, indirectly; lets
 /// `suspicions` decide what the answers mean, logs it and declares the failures.
-async fn probe_round(state: &Arc<NodeState>, suspicions: &mut Suspicions) {
+async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
     let view = state.view.current();
-    let peers: Vec<usize> = (0..state.config.membership.len())
-        .filter(|&n| n != state.me && !view.failed.contains(&n))
-        .collect();
+    let peers = state.live_peers();
     let reached = join_all(peers.iter().map(|&peer| reachable(state, peer, &peers))).await;
     let answers: Vec<(usize, bool)> = peers.iter().copied().zip(reached).collect();
     suspicions.started(
@@ -93,32 +89,42 @@ async fn probe_round(state: &Arc<NodeState>, suspicions: &mut Suspicions) {
     );
     let verdict = suspicions.observe(Instant::now(), &answers, &view.failed);
     for &peer in &verdict.cleared {
-        info!(peer = state.id_of(peer), "suspected peer answered again");
+        info!(
+            node = state.id(),
+            peer = state.id_of(peer),
+            "suspected peer answered again"
+        );
     }
     for &peer in &verdict.suspected {
         warn!(
+            node = state.id(),
             peer = state.id_of(peer),
             "peer missed direct and indirect probes: suspected"
         );
     }
+    if verdict.without_quorum {
+        warn!(
+            node = state.id(),
+            "this node reaches no majority of the live nodes: it declares no one failed"
+        );
+    }
     if !verdict.failed.is_empty() {
         let names: Vec<&str> = verdict.failed.iter().map(|&n| state.id_of(n)).collect();
-        warn!(failed = ?names, "declaring crashed peers failed");
+        warn!(node = state.id(), failed = ?names, "declaring crashed peers failed");
         state.learn_failed(verdict.failed);
     }
 }
 
 /// Whether `peer` answers a direct probe, or else an indirect one through the
 /// [`indirect_helpers`] among the other live `peers`.
-async fn reachable(state: &Arc<NodeState>, peer: usize, peers: &[usize]) -> bool {
-    if probe(state, peer).await {
+async fn reachable(state: &Arc<Peering>, peer: usize, peers: &[usize]) -> bool {
+    if probe(state, peer, state.config.probe_timeout).await {
         return true;
     }
     let timeout = state.config.probe_timeout;
     let asks = indirect_helpers(state.me, peer, peers)
         .into_iter()
         .map(|helper| {
-            let mut client = state.peers.replication(helper);
             let request = ProbeForRequest {
                 from: state.id().to_string(),
                 target: state.id_of(peer).to_string(),
@@ -126,39 +132,27 @@ async fn reachable(state: &Arc<NodeState>, peer: usize, peers: &[usize]) -> bool
             };
             async move {
                 matches!(
-                    tokio::time::timeout(timeout * 2, client.probe_for(request)).await,
-                    Ok(Ok(reply)) if reply.get_ref().reachable
+                    tokio::time::timeout(timeout * 2, state.transport.probe_for(helper, request)).await,
+                    Ok(Ok(reply)) if reply.reachable
                 )
             }
         });
     join_all(asks).await.into_iter().any(|reached| reached)
 }
 
-/// One direct probe of `peer`, exchanging failed sets. True if it answered in time.
-pub(crate) async fn probe(state: &NodeState, peer: usize) -> bool {
+/// One probe of `peer` within `timeout`, exchanging failed sets: made by the
+/// detector and, for `ProbeFor`, on behalf of another node. True if it answered in
+/// time.
+pub(crate) async fn probe(state: &Peering, peer: usize, timeout: Duration) -> bool {
     let request = ProbeRequest {
         from: state.id().to_string(),
         failed: state.failed_ids(),
     };
-    let mut client = state.peers.replication(peer);
-    match tokio::time::timeout(state.config.probe_timeout, client.probe(request)).await {
+    match tokio::time::timeout(timeout, state.transport.probe(peer, request)).await {
         Ok(Ok(reply)) => {
-            state.learn_failed_ids(&reply.into_inner().failed);
+            state.learn_failed_ids(&reply.failed);
             true
         }
         _ => false,
     }
-}
-
-/// Probes `peer` with `timeout` on behalf of another node (`ProbeFor`).
-pub(crate) async fn probe_for(state: &NodeState, peer: usize, timeout: Duration) -> bool {
-    let request = ProbeRequest {
-        from: state.id().to_string(),
-        failed: state.failed_ids(),
-    };
-    let mut client = state.peers.replication(peer);
-    matches!(
-        tokio::time::timeout(timeout, client.probe(request)).await,
-        Ok(Ok(_))
-    )
 }

@@ -18,13 +18,14 @@ use std::time::Duration;
 use dida_core::Record;
 use dida_proto::convert::record_to_wire;
 use dida_proto::storage::PushRequest;
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use prost::Message;
 use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::state::NodeState;
+use crate::peering::Peering;
 use crate::stats::ReplicationStats;
 
 /// Tells a waiting writer that one more replica holds its record.
@@ -134,23 +135,21 @@ impl Gossip {
         outbox.ready.notify_one();
     }
 
-    /// Starts one sender task per peer.
-    pub fn spawn_senders(state: &Arc<NodeState>) -> Vec<JoinHandle<()>> {
-        state
-            .gossip
-            .outboxes
+    /// One sender per peer, to be spawned by whoever runs the node.
+    pub fn senders(&self, peering: &Arc<Peering>) -> Vec<BoxFuture<'static, ()>> {
+        self.outboxes
             .iter()
             .enumerate()
             .filter_map(|(peer, outbox)| {
                 let outbox = outbox.clone()?;
-                Some(tokio::spawn(run_sender(state.clone(), peer, outbox)))
+                Some(run_sender(peering.clone(), peer, outbox).boxed())
             })
             .collect()
     }
 }
 
 /// Sends `peer`'s due records forever, one message at a time.
-async fn run_sender(state: Arc<NodeState>, peer: usize, outbox: Arc<Outbox>) {
+async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let due = outbox.next_due().await;
@@ -163,6 +162,10 @@ async fn run_sender(state: Arc<NodeState>, peer: usize, outbox: Arc<Outbox>) {
         let batch = outbox.take_due(Instant::now());
         if batch.is_empty() {
             continue;
+        }
+        if state.is_fenced() {
+            // Declared failed: this node behaves as if crashed from now on.
+            return;
         }
         if state.view.current().failed.contains(&peer) {
             // The peer crashed for good: what it would have held now goes to the
@@ -180,7 +183,7 @@ async fn run_sender(state: Arc<NodeState>, peer: usize, outbox: Arc<Outbox>) {
             records: batch.iter().map(|p| record_to_wire(&p.record)).collect(),
         };
         let bytes = request.encoded_len() as u64;
-        match state.peers.replication(peer).push(request).await {
+        match state.transport.push(peer, request).await {
             Ok(_) => {
                 let stats = &state.stats;
                 ReplicationStats::add(&stats.push_messages_sent, 1);

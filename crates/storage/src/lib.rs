@@ -29,19 +29,25 @@
 mod anti_entropy;
 mod api;
 mod arcs;
+mod client_handlers;
 pub mod config;
 mod detector;
 mod digest;
 mod gossip;
+mod grpc_peers;
 pub mod node;
-mod peers;
+mod peer_handlers;
+mod peering;
 mod replication;
 mod state;
 mod stats;
 pub mod store;
 mod suspicion;
+pub mod transport;
 mod view;
 
 pub use config::StorageConfig;
 pub use node::NodeHandle;
+pub use state::Node;
 pub use store::MultiVersionStore;
+pub use transport::PeerTransport;

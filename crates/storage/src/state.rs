@@ -1,136 +1,115 @@
-//! The state one storage node shares between its gRPC services and background tasks.
+//! One storage node's protocol core: its context, store and outboxes, and how it
+//! executes a write as a key's primary (catching up after a takeover, then
+//! replicating).
+//!
+//! A [`Node`] does no I/O of its own: it reaches its peers through the
+//! [`PeerTransport`] it is given and runs on tokio's clock. The gRPC services
+//! (`api`, `replication`) and the simulator (`dida-sim`) both drive the same `Node`
+//! — the first from sockets, the second from an in-memory network under a seed.
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use dida_core::{Record, Ring};
 use dida_proto::convert::record_from_wire;
 use dida_proto::storage::FetchKeyRequest;
-use futures::future::join_all;
-use tokio::sync::{mpsc, Notify};
+use futures::future::{join_all, BoxFuture};
+use futures::FutureExt;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::Status;
-use tracing::{error, info};
+use tracing::info;
 
+use crate::anti_entropy::{self, Repairer};
 use crate::config::StorageConfig;
+use crate::detector;
 use crate::gossip::Gossip;
-use crate::peers::Peers;
-use crate::stats::ReplicationStats;
+use crate::peering::Peering;
 use crate::store::{CasOutcome, MultiVersionStore};
-use crate::view::ViewCell;
+use crate::transport::PeerTransport;
 
-/// Everything a storage node knows, shared (behind an `Arc`) by its services and tasks.
+/// A storage node's state and protocols, independent of how messages travel.
 #[derive(Debug)]
-pub(crate) struct NodeState {
-    pub config: StorageConfig,
-    /// This node's index in the membership (and so on the ring).
-    pub me: usize,
+pub struct Node {
+    pub(crate) peering: Arc<Peering>,
+    pub(crate) store: Arc<MultiVersionStore>,
+    pub(crate) gossip: Arc<Gossip>,
     /// The replica number stamped on versions this node creates.
-    pub replica: u32,
-    /// Which nodes have crashed, and the ring of the live ones.
-    pub view: ViewCell,
-    /// Told at every change of the view (anti-entropy re-replicates at once).
-    pub view_changed: Notify,
-    /// Peers the detector currently suspects (for `Status`).
-    pub suspected: Mutex<BTreeSet<usize>>,
-    /// Peers that have probed this node: they have started, so the detector's
-    /// start-up grace no longer spares them even if none of its own probes reached
-    /// them yet.
-    pub heard_from: Mutex<BTreeSet<usize>>,
-    /// Set when the other nodes declared this node failed: it then stops serving.
-    pub fenced: AtomicBool,
+    pub(crate) replica: u32,
     /// Keys this node took over as primary after a crash and has brought up to date.
-    pub taken_over: Mutex<HashSet<String>>,
+    taken_over: Mutex<HashSet<String>>,
     /// Serializes takeover syncs, so concurrent writes of a key sync it once.
-    pub takeover_lock: tokio::sync::Mutex<()>,
-    pub store: MultiVersionStore,
-    pub peers: Peers,
-    pub gossip: Gossip,
-    pub stats: ReplicationStats,
+    takeover_lock: tokio::sync::Mutex<()>,
 }
 
-impl NodeState {
-    /// Id of member `index`.
-    pub fn id_of(&self, index: usize) -> &str {
-        &self.config.membership.members()[index].id
+impl Node {
+    /// The node `config.id` of `config.membership`, reaching its peers through
+    /// `transport`. Nothing runs until [`Node::background_tasks`] are spawned.
+    pub fn new(config: StorageConfig, transport: Arc<dyn PeerTransport>) -> anyhow::Result<Self> {
+        let peering = Peering::new(config, transport)?;
+        let config = &peering.config;
+        Ok(Self {
+            replica: config.membership.members()[peering.me].replica,
+            store: Arc::new(MultiVersionStore::new(
+                config.max_versions,
+                peering.view.initial_ring(),
+            )),
+            gossip: Arc::new(Gossip::new(
+                config.membership.len(),
+                peering.me,
+                config.gossip_delay,
+            )),
+            peering: Arc::new(peering),
+            taken_over: Mutex::new(HashSet::new()),
+            takeover_lock: tokio::sync::Mutex::new(()),
+        })
     }
 
-    /// URL of member `index`, for error messages.
-    pub fn url_of(&self, index: usize) -> String {
-        self.config.membership.members()[index].url.to_string()
+    /// The node's protocols that run on their own — a gossip sender per peer,
+    /// anti-entropy and the crash detector — for the caller to spawn (the simulator
+    /// wraps them so a pause or crash of the node stops them).
+    pub fn background_tasks(&self) -> Vec<BoxFuture<'static, ()>> {
+        let mut tasks = self.gossip.senders(&self.peering);
+        tasks.push(
+            anti_entropy::run(Repairer {
+                peering: self.peering.clone(),
+                store: self.store.clone(),
+                gossip: self.gossip.clone(),
+            })
+            .boxed(),
+        );
+        tasks.push(detector::run(self.peering.clone()).boxed());
+        tasks
     }
 
     /// This node's id.
     pub fn id(&self) -> &str {
-        self.id_of(self.me)
+        self.peering.id()
     }
 
-    /// The ring of the live nodes, as this node currently sees it.
+    /// The node's store, for in-process inspection (tests, the simulator's checks).
+    pub fn store(&self) -> &MultiVersionStore {
+        &self.store
+    }
+
+    /// The ring of the live nodes as this node sees it.
     pub fn ring(&self) -> Arc<Ring> {
-        self.view.ring()
+        self.peering.ring()
+    }
+
+    /// Ids of the nodes this node counts failed.
+    pub fn failed_ids(&self) -> Vec<String> {
+        self.peering.failed_ids()
+    }
+
+    /// Whether the other nodes declared this node failed (it no longer serves).
+    pub fn is_fenced(&self) -> bool {
+        self.peering.is_fenced()
     }
 
     /// Whether this node holds a replica of `key`.
-    pub fn replicates(&self, key: &str) -> bool {
-        self.ring().replicas(key).contains(&self.me)
-    }
-
-    /// Whether the other nodes declared this node failed.
-    pub fn is_fenced(&self) -> bool {
-        self.fenced.load(Ordering::Relaxed)
-    }
-
-    /// Refuses service once fenced: a node declared failed behaves as if crashed.
-    pub fn check_serving(&self) -> Result<(), Status> {
-        if self.is_fenced() {
-            return Err(Status::unavailable(format!(
-                "storage node {} was declared failed by its peers and has stopped serving",
-                self.id()
-            )));
-        }
-        Ok(())
-    }
-
-    /// Ids of the nodes this node knows to have crashed.
-    pub fn failed_ids(&self) -> Vec<String> {
-        self.view
-            .current()
-            .failed
-            .iter()
-            .map(|&n| self.id_of(n).to_string())
-            .collect()
-    }
-
-    /// Adds the failed nodes another node told us about (unknown ids are ignored).
-    pub fn learn_failed_ids(&self, ids: &[String]) {
-        let nodes: Vec<usize> = ids
-            .iter()
-            .filter_map(|id| self.config.membership.index_of(id).ok())
-            .collect();
-        if !nodes.is_empty() {
-            self.learn_failed(nodes);
-        }
-    }
-
-    /// Adds `nodes` to this node's view. If the view changed, re-replication starts
-    /// at once; if it names this node, the node fences itself.
-    pub fn learn_failed(&self, nodes: Vec<usize>) {
-        let Some(view) = self.view.mark_failed(nodes) else {
-            return;
-        };
-        let failed: Vec<&str> = view.failed.iter().map(|&n| self.id_of(n)).collect();
-        if view.failed.contains(&self.me) {
-            if !self.fenced.swap(true, Ordering::Relaxed) {
-                error!(
-                    ?failed,
-                    "the other storage nodes declared this node failed: it stops serving"
-                );
-            }
-            return;
-        }
-        info!(epoch = view.epoch, ?failed, "view changed");
-        self.view_changed.notify_waiters();
+    pub(crate) fn replicates(&self, key: &str) -> bool {
+        self.ring().replicas(key).contains(&self.peering.me)
     }
 
     /// Brings `key` up to date before this node executes its first write or
@@ -140,9 +119,11 @@ impl NodeState {
     /// itself been declared failed) this node holds every version that any live node
     /// holds — with `--write-acks N ≥ 2`, every acknowledged write — and the versions
     /// it creates next follow all of them: the total order of §2.2 holds across the
-    /// takeover.
+    /// takeover. Each pull carries this node's view, which the replica adopts before
+    /// answering: from then on it refuses the old primary's pushes (D2).
     async fn catch_up(&self, key: &str) -> Result<(), Status> {
-        let led_from_start = self.view.initial_ring().primary(key) == self.me;
+        let state = &self.peering;
+        let led_from_start = state.view.initial_ring().primary(key) == state.me;
         if led_from_start || self.is_caught_up(key) {
             return Ok(());
         }
@@ -150,24 +131,24 @@ impl NodeState {
         if self.is_caught_up(key) {
             return Ok(());
         }
-        let deadline = Instant::now() + self.config.ack_timeout;
+        let deadline = Instant::now() + state.config.ack_timeout;
         loop {
-            let ring = self.ring();
+            let ring = state.ring();
             let others: Vec<usize> = ring
                 .replicas(key)
                 .iter()
                 .copied()
-                .filter(|&n| n != self.me)
+                .filter(|&n| n != state.me)
                 .collect();
-            let pulls = others.iter().map(|&peer| self.fetch_key(peer, key));
+            let pulls = others.iter().map(|&peer| self.pull_key(peer, key));
             let silent: Vec<&str> = others
                 .iter()
                 .zip(join_all(pulls).await)
                 .filter(|(_, pulled)| !pulled)
-                .map(|(&peer, _)| self.id_of(peer))
+                .map(|(&peer, _)| state.id_of(peer))
                 .collect();
             if silent.is_empty() {
-                info!(key, "took over key as primary");
+                info!(node = state.id(), key, "took over key as primary");
                 self.taken_over
                     .lock()
                     .expect("takeover lock poisoned")
@@ -176,15 +157,16 @@ impl NodeState {
             }
             if Instant::now() >= deadline {
                 return Err(Status::unavailable(format!(
-                    "node {} became primary of key {key:?} after a crash but could not bring it                      up to date: replica(s) {} did not answer within {:?}; nothing was written",
-                    self.id(),
+                    "node {} became primary of key {key:?} after a crash but could not bring it \
+                     up to date: replica(s) {} did not answer within {:?}; nothing was written",
+                    state.id(),
                     silent.join(", "),
-                    self.config.ack_timeout
+                    state.config.ack_timeout
                 )));
             }
             // A replica that does not answer is being detected; retry with the view
             // the detector will have updated.
-            tokio::time::sleep(self.config.probe_interval).await;
+            tokio::time::sleep(state.config.probe_interval).await;
         }
     }
 
@@ -196,15 +178,21 @@ impl NodeState {
     }
 
     /// Pulls and merges `peer`'s versions of `key`; false if it did not answer.
-    async fn fetch_key(&self, peer: usize, key: &str) -> bool {
+    async fn pull_key(&self, peer: usize, key: &str) -> bool {
+        let state = &self.peering;
         let request = FetchKeyRequest {
-            from: self.id().to_string(),
+            from: state.id().to_string(),
             key: key.to_string(),
+            failed: if state.config.fence {
+                state.failed_ids()
+            } else {
+                Vec::new()
+            },
         };
-        let Ok(reply) = self.peers.replication(peer).fetch_key(request).await else {
+        let Ok(reply) = state.transport.fetch_key(peer, request).await else {
             return false;
         };
-        for wire in reply.into_inner().records {
+        for wire in reply.records {
             if let Ok(record) = record_from_wire(wire) {
                 if record.key == key {
                     self.store.merge(&record);
@@ -215,50 +203,73 @@ impl NodeState {
     }
 
     /// Executes a write as the key's primary, then replicates it (SPEC §2.4).
-    pub async fn execute_write(&self, key: &str, value: &str) -> Result<Record, Status> {
+    pub(crate) async fn execute_write(&self, key: &str, value: &str) -> Result<Record, Status> {
         self.catch_up(key).await?;
+        let others = self.enough_replicas(key)?;
         let record = self.store.write(key, value, self.replica);
-        self.replicate(&record).await?;
+        self.replicate(&record, &others).await?;
         Ok(record)
     }
 
     /// Executes a conditional update as the key's primary; `None` when the comparison
     /// failed.
-    pub async fn execute_cas(
+    pub(crate) async fn execute_cas(
         &self,
         key: &str,
         old: &str,
         new: &str,
     ) -> Result<Option<Record>, Status> {
         self.catch_up(key).await?;
+        let others = self.enough_replicas(key)?;
         match self.store.update_if_value_is(key, old, new, self.replica) {
             CasOutcome::Mismatch => Ok(None),
             CasOutcome::Applied(record) => {
-                self.replicate(&record).await?;
+                self.replicate(&record, &others).await?;
                 Ok(Some(record))
             }
         }
     }
 
-    /// Hands a record this node just created to the other replicas of its key. With
-    /// `write_acks > 1`, waits until that many replicas (this one included) hold it.
-    async fn replicate(&self, record: &Record) -> Result<(), Status> {
-        let others: Vec<usize> = self
+    /// The other live replicas of `key`, provided that with this node they can make
+    /// up `--write-acks`: a node whose view has fewer (most of the cluster failed,
+    /// or it is cut off and its own view is wrong) refuses the write before applying
+    /// it, rather than acknowledging a write too few nodes hold.
+    fn enough_replicas(&self, key: &str) -> Result<Vec<usize>, Status> {
+        let state = &self.peering;
+        let others: Vec<usize> = state
             .ring()
-            .replicas(&record.key)
+            .replicas(key)
             .iter()
             .copied()
-            .filter(|&n| n != self.me)
+            .filter(|&n| n != state.me)
             .collect();
-        let needed = self.config.write_acks.min(others.len() + 1) - 1;
+        let needed = state.config.write_acks - 1;
+        if others.len() < needed {
+            return Err(Status::unavailable(format!(
+                "node {} counts only {} live replica(s) of key {key:?}, fewer than \
+                 --write-acks {}; nothing was written",
+                state.id(),
+                others.len() + 1,
+                state.config.write_acks
+            )));
+        }
+        Ok(others)
+    }
+
+    /// Hands a record this node just created to the `others` replicas of its key.
+    /// With `write_acks > 1`, waits until that many replicas (this one included)
+    /// hold it.
+    async fn replicate(&self, record: &Record, others: &[usize]) -> Result<(), Status> {
+        let state = &self.peering;
+        let needed = state.config.write_acks - 1;
         if needed == 0 {
-            for &peer in &others {
+            for &peer in others {
                 self.gossip.enqueue(peer, [record.clone()], None);
             }
             return Ok(());
         }
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
-        for &peer in &others {
+        for &peer in others {
             self.gossip
                 .enqueue(peer, [record.clone()], Some(ack_tx.clone()));
         }
@@ -273,7 +284,7 @@ impl NodeState {
             }
             acked
         };
-        let acked = tokio::time::timeout(self.config.ack_timeout, wait_for_acks)
+        let acked = tokio::time::timeout(state.config.ack_timeout, wait_for_acks)
             .await
             .unwrap_or(0);
         if acked >= needed {
@@ -284,10 +295,10 @@ impl NodeState {
              its replicas acknowledged it within {:?}; it is not acknowledged, though \
              replication goes on in the background",
             record.key,
-            self.id(),
+            state.id(),
             record.version,
-            self.config.write_acks,
-            self.config.ack_timeout,
+            state.config.write_acks,
+            state.config.ack_timeout,
         )))
     }
 }

@@ -237,8 +237,8 @@ impl MultiVersionStore {
         digests
     }
 
-    /// The versions held of every key in `ranges` of `ring`, reading only the shards
-    /// of those ranges. `ring` must derive from the store's first ring.
+    /// The versions held of every key in `ranges` of `ring`, in key order, reading
+    /// only the shards of those ranges. `ring` must derive from the store's first ring.
     pub fn versions_in(
         &self,
         ring: &Ring,
@@ -252,6 +252,9 @@ impl MultiVersionStore {
                 });
             }
         }
+        // In key order, not the shards' hash order: a repair then sends the same
+        // messages in the same order on every run of a simulation seed.
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out
     }
 

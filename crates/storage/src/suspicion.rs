@@ -2,6 +2,13 @@
 //! probe, and — from each round's answers and the time — which peers become
 //! suspected, which are cleared, and which are declared failed.
 //!
+//! **Only a majority declares.** A node declares a peer failed only while it reaches
+//! (directly or indirectly) a strict majority of the nodes its view counts alive,
+//! itself included. A node cut off from the others therefore suspects them but
+//! declares no one: it cannot take over their keys (and acknowledge writes nobody
+//! else will ever see), and when the partition heals it learns from the majority
+//! that it was declared failed, instead of the majority learning the reverse.
+//!
 //! `detector` does the probing and applies what [`Suspicions::observe`] decides;
 //! keeping the rules here makes them testable with plain values (no sockets, no
 //! clock but the instants passed in).
@@ -32,6 +39,12 @@ pub(crate) fn indirect_helpers(me: usize, target: usize, peers: &[usize]) -> Vec
         .collect()
 }
 
+/// Whether a node that reaches `reached` of the `live` nodes of its view (itself
+/// counted in both) may declare failures: it must reach a strict majority.
+pub(crate) fn has_quorum(reached: usize, live: usize) -> bool {
+    2 * reached > live
+}
+
 /// What one round of observations changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Verdict {
@@ -41,6 +54,9 @@ pub(crate) struct Verdict {
     pub suspected: Vec<usize>,
     /// Peers suspected for the whole suspicion timeout: to be declared failed.
     pub failed: Vec<usize>,
+    /// Some peer was suspected long enough but this node reached no majority of
+    /// the live nodes, so it stays suspected, undeclared.
+    pub without_quorum: bool,
 }
 
 /// The detector's memory between rounds.
@@ -80,6 +96,8 @@ impl Suspicions {
         failed: &BTreeSet<usize>,
     ) -> Verdict {
         let grace_over = now.duration_since(self.started) >= self.startup_grace;
+        let reached = answers.iter().filter(|(_, answered)| *answered).count() + 1;
+        let quorum = has_quorum(reached, answers.len() + 1);
         let mut verdict = Verdict::default();
         for &(peer, answered) in answers {
             if answered {
@@ -97,7 +115,11 @@ impl Suspicions {
                 now
             });
             if now.duration_since(since) >= self.suspicion_timeout {
-                verdict.failed.push(peer);
+                if quorum {
+                    verdict.failed.push(peer);
+                } else {
+                    verdict.without_quorum = true;
+                }
             }
         }
         for peer in &verdict.failed {
@@ -154,18 +176,19 @@ mod tests {
     fn an_answer_clears_a_suspicion_and_the_next_silence_starts_the_clock_again() {
         let t0 = Instant::now();
         let mut s = Suspicions::new(t0, GRACE, TIMEOUT);
-        s.observe(t0, &[(1, true)], &none());
-        s.observe(t0 + 100 * MS, &[(1, false)], &none());
-        let cleared = s.observe(t0 + 1000 * MS, &[(1, true)], &none());
+        s.observe(t0, &[(1, true), (2, true)], &none());
+        s.observe(t0 + 100 * MS, &[(1, false), (2, true)], &none());
+        let cleared = s.observe(t0 + 1000 * MS, &[(1, true), (2, true)], &none());
         assert_eq!(cleared.cleared, vec![1]);
         // Silent again: suspected anew, so 1.5 s from now, not from the first time.
-        s.observe(t0 + 1200 * MS, &[(1, false)], &none());
+        s.observe(t0 + 1200 * MS, &[(1, false), (2, true)], &none());
         assert!(s
-            .observe(t0 + 2000 * MS, &[(1, false)], &none())
+            .observe(t0 + 2000 * MS, &[(1, false), (2, true)], &none())
             .failed
             .is_empty());
         assert_eq!(
-            s.observe(t0 + 2700 * MS, &[(1, false)], &none()).failed,
+            s.observe(t0 + 2700 * MS, &[(1, false), (2, true)], &none())
+                .failed,
             vec![1]
         );
     }
@@ -197,11 +220,13 @@ mod tests {
         let mut s = Suspicions::new(t0, GRACE, TIMEOUT);
         s.started([5]);
         assert_eq!(
-            s.observe(t0 + MS, &[(5, false)], &none()).suspected,
+            s.observe(t0 + MS, &[(5, false), (6, true)], &none())
+                .suspected,
             vec![5]
         );
         assert_eq!(
-            s.observe(t0 + MS + TIMEOUT, &[(5, false)], &none()).failed,
+            s.observe(t0 + MS + TIMEOUT, &[(5, false), (6, true)], &none())
+                .failed,
             vec![5]
         );
     }
@@ -214,6 +239,26 @@ mod tests {
         s.observe(t0 + MS, &[(1, false), (2, false)], &none());
         s.observe(t0 + 2 * MS, &[(1, false)], &BTreeSet::from([2]));
         assert_eq!(s.suspected(), BTreeSet::from([1]));
+    }
+
+    #[test]
+    fn a_node_reaching_no_majority_suspects_but_declares_no_one_until_it_does() {
+        let t0 = Instant::now();
+        let mut s = Suspicions::new(t0, GRACE, TIMEOUT);
+        let all = [(1, true), (2, true), (3, true), (4, true)];
+        s.observe(t0, &all, &none());
+        // Cut off from everyone: 1 of 5 reached.
+        let alone = [(1, false), (2, false), (3, false), (4, false)];
+        s.observe(t0 + MS, &alone, &none());
+        let later = s.observe(t0 + MS + TIMEOUT, &alone, &none());
+        assert!(later.failed.is_empty() && later.without_quorum);
+        assert_eq!(s.suspected().len(), 4, "still suspected");
+        // Two of five silent while it reaches the other two: 3 of 5, a majority.
+        let minority_silent = [(1, false), (2, false), (3, true), (4, true)];
+        let declared = s.observe(t0 + 2 * TIMEOUT, &minority_silent, &none());
+        assert_eq!(declared.failed, vec![1, 2]);
+        assert!(!declared.without_quorum);
+        assert!(has_quorum(2, 3) && !has_quorum(1, 2) && !has_quorum(2, 4));
     }
 
     #[test]

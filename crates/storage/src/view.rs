@@ -68,6 +68,16 @@ impl ViewCell {
         &self.initial_ring
     }
 
+    /// Runs `apply` unless `node` has failed, holding the view so that no change of
+    /// view happens meanwhile: whatever `apply` does is done before any later
+    /// [`ViewCell::mark_failed`] returns. Pushes from a peer are stored this way, so
+    /// a replica that adopted a view naming their sender failed (a new primary's
+    /// catch-up) has stored every push it will ever accept from it (invariant D2).
+    pub fn unless_failed<R>(&self, node: usize, apply: impl FnOnce() -> R) -> Option<R> {
+        let current = self.current.read().expect("view lock poisoned");
+        (!current.failed.contains(&node)).then(apply)
+    }
+
     /// Adds `nodes` to the failed set. Returns the new view if anything changed.
     pub fn mark_failed(&self, nodes: impl IntoIterator<Item = usize>) -> Option<Arc<View>> {
         let mut current = self.current.write().expect("view lock poisoned");

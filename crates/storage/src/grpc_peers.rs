@@ -1,0 +1,126 @@
+//! The gRPC [`PeerTransport`]: one lazily connected channel to every other storage
+//! node, at the address the configuration dials it.
+
+use dida_proto::storage::replication_client::ReplicationClient;
+use dida_proto::storage::storage_client::StorageClient;
+use dida_proto::storage::{
+    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, ProbeForReply, ProbeForRequest,
+    ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
+    UpdateIfValueIsRequest, WriteReply, WriteRequest,
+};
+use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
+use tonic::transport::Channel;
+use tonic::Status;
+
+use crate::config::StorageConfig;
+use crate::transport::PeerTransport;
+
+/// Clients for every member but this node, indexed like the membership.
+#[derive(Debug)]
+pub(crate) struct GrpcPeers {
+    storage: Vec<Option<StorageClient<Channel>>>,
+    replication: Vec<Option<ReplicationClient<Channel>>>,
+}
+
+impl GrpcPeers {
+    /// Prepares (without connecting) a channel to every member other than `me`, at
+    /// the address `config` dials it, with `config.rpc_deadline` on every call.
+    pub fn new(config: &StorageConfig, me: usize) -> anyhow::Result<Self> {
+        let mut storage = Vec::new();
+        let mut replication = Vec::new();
+        for (index, member) in config.membership.members().iter().enumerate() {
+            if index == me {
+                storage.push(None);
+                replication.push(None);
+                continue;
+            }
+            let channel = lazy_channel(&config.dial_url(index).to_string(), config.rpc_deadline)
+                .map_err(|e| anyhow::anyhow!("bad address for peer {}: {e}", member.id))?;
+            storage.push(Some(
+                StorageClient::new(channel.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            ));
+            replication.push(Some(
+                ReplicationClient::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            ));
+        }
+        Ok(Self {
+            storage,
+            replication,
+        })
+    }
+
+    fn storage(&self, index: usize) -> Result<StorageClient<Channel>, Status> {
+        self.storage
+            .get(index)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| Status::internal(format!("no peer {index} to call")))
+    }
+
+    fn replication(&self, index: usize) -> Result<ReplicationClient<Channel>, Status> {
+        self.replication
+            .get(index)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| Status::internal(format!("no peer {index} to call")))
+    }
+}
+
+#[tonic::async_trait]
+impl PeerTransport for GrpcPeers {
+    async fn push(&self, to: usize, request: PushRequest) -> Result<PushReply, Status> {
+        Ok(self.replication(to)?.push(request).await?.into_inner())
+    }
+
+    async fn probe(&self, to: usize, request: ProbeRequest) -> Result<ProbeReply, Status> {
+        Ok(self.replication(to)?.probe(request).await?.into_inner())
+    }
+
+    async fn probe_for(
+        &self,
+        to: usize,
+        request: ProbeForRequest,
+    ) -> Result<ProbeForReply, Status> {
+        Ok(self.replication(to)?.probe_for(request).await?.into_inner())
+    }
+
+    async fn sync_digests(&self, to: usize, request: DigestRequest) -> Result<DigestReply, Status> {
+        Ok(self
+            .replication(to)?
+            .sync_digests(request)
+            .await?
+            .into_inner())
+    }
+
+    async fn fetch_key(
+        &self,
+        to: usize,
+        request: FetchKeyRequest,
+    ) -> Result<FetchKeyReply, Status> {
+        Ok(self.replication(to)?.fetch_key(request).await?.into_inner())
+    }
+
+    async fn read(&self, to: usize, request: ReadRequest) -> Result<ReadReply, Status> {
+        Ok(self.storage(to)?.read(request).await?.into_inner())
+    }
+
+    async fn write(&self, to: usize, request: WriteRequest) -> Result<WriteReply, Status> {
+        Ok(self.storage(to)?.write(request).await?.into_inner())
+    }
+
+    async fn update_if_value_is(
+        &self,
+        to: usize,
+        request: UpdateIfValueIsRequest,
+    ) -> Result<UpdateIfValueIsReply, Status> {
+        Ok(self
+            .storage(to)?
+            .update_if_value_is(request)
+            .await?
+            .into_inner())
+    }
+}
