@@ -10,6 +10,7 @@ mod logging;
 mod pcs;
 mod puppetmaster;
 mod scheduler;
+mod sim;
 mod storage;
 mod worker;
 
@@ -43,6 +44,8 @@ enum Command {
     Bench(dida_bench::BenchArgs),
     /// Run the fault-injection suite: a workload while storage nodes are SIGKILLed.
     Faults(faults::FaultsArgs),
+    /// Simulate a storage cluster deterministically under seeded faults, and check it.
+    Sim(sim::SimArgs),
     /// Run a PCS: start and kill dida nodes on this machine for a PuppetMaster.
     Pcs(pcs::PcsArgs),
     /// Run the PuppetMaster: start a cluster, run a script or a console, crash nodes.
@@ -62,6 +65,8 @@ fn main() -> ExitCode {
         | Command::Status(_)
         | Command::Puppetmaster(_) => "warn",
         Command::Faults(_) => "warn,dida_faults=info",
+        // Simulated nodes would log every suspicion of every seed.
+        Command::Sim(_) => "off",
     };
     logging::init(default_log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -76,6 +81,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            // Each seed runs on a runtime of its own, so on a blocking thread.
+            Command::Sim(args) => match tokio::task::spawn_blocking(move || sim::run(args)).await {
+                Ok(result) => result,
+                Err(error) => Err(anyhow::anyhow!("the simulator panicked: {error}")),
+            },
             Command::Storage(args) => storage::run(args).await,
             Command::Worker(args) => worker::run(args).await,
             Command::Scheduler(args) => scheduler::run(args).await,

@@ -207,7 +207,9 @@ impl Node {
         self.catch_up(key).await?;
         let others = self.enough_replicas(key)?;
         let record = self.store.write(key, value, self.replica);
-        self.replicate(&record, &others).await?;
+        if !self.replicate(&record, &others).await {
+            return Err(self.not_acknowledged(&record));
+        }
         Ok(record)
     }
 
@@ -222,9 +224,29 @@ impl Node {
         self.catch_up(key).await?;
         let others = self.enough_replicas(key)?;
         match self.store.update_if_value_is(key, old, new, self.replica) {
-            CasOutcome::Mismatch => Ok(None),
+            CasOutcome::Mismatch => {
+                // The answer "it holds another value" reveals that value, which
+                // may be a write not yet acknowledged (its replicas unreachable):
+                // if that write were then lost in a takeover, the client would have
+                // seen a value that never was. So the value compared against must
+                // be held by --write-acks replicas before the mismatch is told.
+                if let Some(current) = self.store.read(key, None) {
+                    if !self.replicate(&current, &others).await {
+                        return Err(Status::unavailable(format!(
+                            "conditional update of key {key:?} found another value (version                              {}) on primary {}, but fewer than {} of its replicas confirmed                              holding it within {:?}; the outcome is unknown",
+                            current.version,
+                            self.peering.id(),
+                            self.peering.config.write_acks,
+                            self.peering.config.ack_timeout,
+                        )));
+                    }
+                }
+                Ok(None)
+            }
             CasOutcome::Applied(record) => {
-                self.replicate(&record, &others).await?;
+                if !self.replicate(&record, &others).await {
+                    return Err(self.not_acknowledged(&record));
+                }
                 Ok(Some(record))
             }
         }
@@ -256,17 +278,18 @@ impl Node {
         Ok(others)
     }
 
-    /// Hands a record this node just created to the `others` replicas of its key.
-    /// With `write_acks > 1`, waits until that many replicas (this one included)
-    /// hold it.
-    async fn replicate(&self, record: &Record, others: &[usize]) -> Result<(), Status> {
+    /// Hands `record` to the `others` replicas of its key. With `write_acks > 1`,
+    /// waits until that many replicas (this one included) hold it; false if they
+    /// did not within the acknowledgement timeout. A replica that already holds it
+    /// acknowledges it again, so this also confirms a record created earlier.
+    async fn replicate(&self, record: &Record, others: &[usize]) -> bool {
         let state = &self.peering;
         let needed = state.config.write_acks - 1;
         if needed == 0 {
             for &peer in others {
                 self.gossip.enqueue(peer, [record.clone()], None);
             }
-            return Ok(());
+            return true;
         }
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
         for &peer in others {
@@ -287,10 +310,13 @@ impl Node {
         let acked = tokio::time::timeout(state.config.ack_timeout, wait_for_acks)
             .await
             .unwrap_or(0);
-        if acked >= needed {
-            return Ok(());
-        }
-        Err(Status::unavailable(format!(
+        acked >= needed
+    }
+
+    /// The error for a record this node applied but too few replicas acknowledged.
+    fn not_acknowledged(&self, record: &Record) -> Status {
+        let state = &self.peering;
+        Status::unavailable(format!(
             "write of key {:?} was applied by primary {} as version {} but fewer than {} of \
              its replicas acknowledged it within {:?}; it is not acknowledged, though \
              replication goes on in the background",
@@ -299,6 +325,6 @@ impl Node {
             record.version,
             state.config.write_acks,
             state.config.ack_timeout,
-        )))
+        ))
     }
 }

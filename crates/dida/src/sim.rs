@@ -1,0 +1,154 @@
+//! `dida sim`: the deterministic simulator of a storage cluster (`dida-sim`).
+
+use std::time::Instant;
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+use dida_sim::many::{run_seeds, summarize};
+use dida_sim::{run_seed, NemesisKind, SeedReport, SimConfig};
+
+/// Flags of `dida sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// How many seeds to run (from --first-seed on).
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed of the range.
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
+    /// Run this one seed only (and print its trace with --trace).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print every event of the run (with --seed).
+    #[arg(long, requires = "seed")]
+    trace: bool,
+    /// --write-acks of every node (default: 2 or 3, drawn by the seed).
+    #[arg(long)]
+    write_acks: Option<usize>,
+    /// The nemesis (default: by seed, a quarter of the seeds each).
+    #[arg(long, value_enum)]
+    nemesis: Option<Nemesis>,
+    /// Turn the fence of invariant D2 off, to see the checks catch the lost writes.
+    #[arg(long)]
+    break_fence: bool,
+    /// Print one JSON object per seed instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The nemesis, as the command line names it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Nemesis {
+    Kill,
+    Pause,
+    Partition,
+    Mixed,
+}
+
+impl From<Nemesis> for NemesisKind {
+    fn from(nemesis: Nemesis) -> Self {
+        match nemesis {
+            Nemesis::Kill => NemesisKind::Kill,
+            Nemesis::Pause => NemesisKind::Pause,
+            Nemesis::Partition => NemesisKind::Partition,
+            Nemesis::Mixed => NemesisKind::Mixed,
+        }
+    }
+}
+
+fn one_line(report: &SeedReport) -> String {
+    let verdict = if report.passed() { "ok" } else { "FAILED" };
+    let faults: Vec<&str> = report.faults.iter().map(|f| f.what.as_str()).collect();
+    format!(
+        "seed {:>5} {verdict:<6} nemesis {:<9} acks {} ops {:>5} lost nodes {:?}{} faults [{}]",
+        report.seed,
+        report.nemesis,
+        report.write_acks,
+        report.operations,
+        report.lost_nodes,
+        if report.beyond_tolerance {
+            " (beyond tolerance)"
+        } else {
+            ""
+        },
+        faults.join("; ")
+    )
+}
+
+/// Runs the simulator; fails when any seed fails a check.
+pub fn run(args: SimArgs) -> anyhow::Result<()> {
+    if let Some(acks) = args.write_acks {
+        if !(1..=3).contains(&acks) {
+            bail!(
+                "--write-acks must be 1, 2 or 3 (the simulated cluster has replication factor 3)"
+            );
+        }
+    }
+    let config = SimConfig {
+        write_acks: args.write_acks,
+        nemesis: args.nemesis.map(Into::into),
+        trace: args.trace,
+        break_fence: args.break_fence,
+    };
+    let began = Instant::now();
+    let reports = match args.seed {
+        Some(seed) => {
+            let report = run_seed(seed, &config)?;
+            for line in &report.trace {
+                println!("{line}");
+            }
+            vec![report]
+        }
+        None => run_seeds(args.first_seed, args.seeds, &config, &|report| {
+            if !report.passed() {
+                eprintln!("{}", one_line(report));
+            }
+        })?,
+    };
+    if args.json {
+        for report in &reports {
+            println!("{}", serde_json::to_string(report)?);
+        }
+    } else {
+        for report in &reports {
+            if !report.passed() || args.seed.is_some() {
+                println!("{}", one_line(report));
+                for finding in &report.findings {
+                    println!("    {}: {}", finding.invariant, finding.detail);
+                }
+            }
+        }
+        println!("nemesis    seeds  passed  beyond-tolerance  faults  nodes-lost  operations  acked-lost");
+        for (kind, sum) in summarize(&reports) {
+            println!(
+                "{:<10} {:>5}  {:>6}  {:>16}  {:>6}  {:>10}  {:>10}  {:>10}",
+                kind.to_string(),
+                sum.seeds,
+                sum.passed,
+                sum.beyond_tolerance,
+                sum.faults,
+                sum.nodes_lost,
+                sum.operations,
+                sum.lost_acknowledged
+            );
+        }
+        println!(
+            "{} seeds in {:.1} s",
+            reports.len(),
+            began.elapsed().as_secs_f64()
+        );
+    }
+    let failed: Vec<u64> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.seed)
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} seeds failed: {failed:?}",
+            failed.len(),
+            reports.len()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! The checks run after every simulated run, once faults are healed and the
+//! cluster has had time to converge. Each finding names the invariant of
+//! docs/protocols.md it breaks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use dida_core::{Record, Ring, Version};
+use dida_faults::linearizability::{check_register, SearchLimits, Verdict};
+use dida_storage::Node;
+use serde::Serialize;
+
+use crate::process::{ProcState, Process};
+use crate::workload::Recorded;
+
+/// One broken invariant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// The invariant, as docs/protocols.md names it (or `lost-write`,
+    /// `linearizability`).
+    pub invariant: &'static str,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// Everything the checks look at.
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    /// The nodes, by index.
+    pub nodes: &'a [Arc<Node>],
+    /// Their processes.
+    pub processes: &'a [Arc<Process>],
+    /// The replica number of each node (creators of versions).
+    pub replicas: &'a [u32],
+    /// Ring parameters shared by every node.
+    pub vnodes: u32,
+    /// Replication factor.
+    pub replication_factor: usize,
+    /// Versions kept per key.
+    pub max_versions: usize,
+    /// Every write and CAS the clients recorded.
+    pub history: &'a [Recorded],
+    /// Whether acknowledged writes must all survive (write-acks ≥ 2 and the loss
+    /// within the fault budget).
+    pub acknowledged_must_survive: bool,
+}
+
+impl Outcome<'_> {
+    fn serving(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&n| {
+                self.processes[n].state() != ProcState::Crashed && !self.nodes[n].is_fenced()
+            })
+            .collect()
+    }
+
+    /// Runs every check; returns the findings and how many acknowledged writes no
+    /// serving replica holds (reported even when they may be lost).
+    pub fn check(&self) -> (Vec<Finding>, usize) {
+        let mut findings = Vec::new();
+        let serving = self.serving();
+        self.views(&serving, &mut findings);
+        self.versions(&mut findings);
+        self.convergence(&serving, &mut findings);
+        let lost = self.lost_writes(&serving, &mut findings);
+        if self.acknowledged_must_survive {
+            self.order(&mut findings);
+            self.linearizability(&mut findings);
+        }
+        (findings, lost)
+    }
+
+    /// D1/D2 at the end: the serving nodes agree on who failed; every crashed node
+    /// is counted failed; every node counted failed that still runs has fenced
+    /// itself, and every fenced node is counted failed.
+    fn views(&self, serving: &[usize], findings: &mut Vec<Finding>) {
+        let mut views = BTreeMap::new();
+        for &n in serving {
+            views.insert(self.nodes[n].id(), self.nodes[n].failed_ids());
+        }
+        let distinct: BTreeSet<&Vec<String>> = views.values().collect();
+        if distinct.len() > 1 {
+            findings.push(Finding {
+                invariant: "D1",
+                detail: format!("the serving nodes' views did not converge: {views:?}"),
+            });
+            return;
+        }
+        let Some(failed) = distinct.into_iter().next() else {
+            findings.push(Finding {
+                invariant: "D1",
+                detail: "no node is left serving".to_string(),
+            });
+            return;
+        };
+        for (n, node) in self.nodes.iter().enumerate() {
+            let counted = failed.iter().any(|id| id == node.id());
+            let crashed = self.processes[n].state() == ProcState::Crashed;
+            if crashed && !counted {
+                findings.push(Finding {
+                    invariant: "D1",
+                    detail: format!(
+                        "{} crashed but the serving nodes never counted it failed",
+                        node.id()
+                    ),
+                });
+            }
+            if !crashed && counted != node.is_fenced() {
+                findings.push(Finding {
+                    invariant: "D2",
+                    detail: format!(
+                        "{} is {} but {} counted failed",
+                        node.id(),
+                        if node.is_fenced() {
+                            "fenced"
+                        } else {
+                            "serving"
+                        },
+                        if counted { "is" } else { "is not" }
+                    ),
+                });
+            }
+        }
+    }
+
+    /// V1 (a version names one value everywhere), V2 (at most `max_versions` per
+    /// key per replica) and W2 (only a node that was the key's primary in some
+    /// view creates its versions), over every node's store, crashed ones included.
+    fn versions(&self, findings: &mut Vec<Finding>) {
+        let ids: Vec<&str> = self.nodes.iter().map(|n| n.id()).collect();
+        let lost: Vec<usize> = (0..self.nodes.len())
+            .filter(|&n| {
+                self.processes[n].state() == ProcState::Crashed || self.nodes[n].is_fenced()
+            })
+            .collect();
+        let mut values: BTreeMap<(String, Version), (String, &str)> = BTreeMap::new();
+        let mut primaries: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+        for node in self.nodes {
+            let records = node.store().records();
+            let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
+            for record in &records {
+                *per_key.entry(&record.key).or_default() += 1;
+                let slot = (record.key.clone(), record.version);
+                match values.get(&slot) {
+                    Some((value, holder)) if *value != record.value => findings.push(Finding {
+                        invariant: "V1",
+                        detail: format!(
+                            "version {} of {:?} is {:?} on {holder} but {:?} on {}",
+                            record.version,
+                            record.key,
+                            value,
+                            record.value,
+                            node.id()
+                        ),
+                    }),
+                    Some(_) => {}
+                    None => {
+                        values.insert(slot, (record.value.clone(), node.id()));
+                    }
+                }
+                let possible = primaries
+                    .entry(record.key.clone())
+                    .or_insert_with(|| self.possible_primaries(&ids, &lost, &record.key));
+                let creator = self
+                    .replicas
+                    .iter()
+                    .position(|&r| r == record.version.replica);
+                if !creator.is_some_and(|c| possible.contains(&c)) {
+                    findings.push(Finding {
+                        invariant: "W2",
+                        detail: format!(
+                            "version {} of {:?} was created by replica {}, never the key's primary",
+                            record.version, record.key, record.version.replica
+                        ),
+                    });
+                }
+            }
+            for (key, count) in per_key {
+                if count > self.max_versions {
+                    findings.push(Finding {
+                        invariant: "V2",
+                        detail: format!("{} holds {count} versions of {key:?}", node.id()),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The primaries `key` had in any view: the ring without any subset of the
+    /// nodes lost in the run.
+    fn possible_primaries(&self, ids: &[&str], lost: &[usize], key: &str) -> BTreeSet<usize> {
+        (0..1usize << lost.len())
+            .map(|mask| {
+                let without: BTreeSet<usize> = lost
+                    .iter()
+                    .enumerate()
+                    .filter(|(bit, _)| mask & (1 << bit) != 0)
+                    .map(|(_, &n)| n)
+                    .collect();
+                Ring::without(ids, self.vnodes, self.replication_factor, |n| {
+                    without.contains(&n)
+                })
+                .primary(key)
+            })
+            .collect()
+    }
+
+    /// G2: after healing, every serving replica of a key holds the same versions.
+    fn convergence(&self, serving: &[usize], findings: &mut Vec<Finding>) {
+        let Some(&observer) = serving.first() else {
+            return;
+        };
+        let ring = self.nodes[observer].ring();
+        let keys: BTreeSet<String> = serving
+            .iter()
+            .flat_map(|&n| self.nodes[n].store().records())
+            .map(|r| r.key)
+            .collect();
+        for key in keys {
+            let holders: Vec<usize> = ring
+                .replicas(&key)
+                .iter()
+                .copied()
+                .filter(|n| serving.contains(n))
+                .collect();
+            let held: BTreeMap<&str, Vec<Record>> = holders
+                .iter()
+                .map(|&n| {
+                    (
+                        self.nodes[n].id(),
+                        self.nodes[n].store().records_of(&key, |_| true),
+                    )
+                })
+                .collect();
+            let mut distinct = held.values();
+            let first = distinct.next();
+            if distinct.any(|records| Some(records) != first) {
+                let versions: BTreeMap<&str, Vec<String>> = held
+                    .iter()
+                    .map(|(id, records)| {
+                        (*id, records.iter().map(|r| r.version.to_string()).collect())
+                    })
+                    .collect();
+                findings.push(Finding {
+                    invariant: "G2",
+                    detail: format!("replicas of {key:?} differ after healing: {versions:?}"),
+                });
+            }
+        }
+    }
+
+    /// A1: every acknowledged write is held by every serving replica of its key,
+    /// unless `max_versions` newer versions replaced it there. Returns how many are
+    /// missing; a finding only when they had to survive.
+    fn lost_writes(&self, serving: &[usize], findings: &mut Vec<Finding>) -> usize {
+        let Some(&observer) = serving.first() else {
+            return 0;
+        };
+        let ring = self.nodes[observer].ring();
+        let mut lost = 0;
+        for recorded in self.history {
+            let Some(version) = recorded.version else {
+                continue;
+            };
+            let missing: Vec<&str> = ring
+                .replicas(&recorded.key)
+                .iter()
+                .filter(|n| serving.contains(n))
+                .map(|&n| &self.nodes[n])
+                .filter(|node| {
+                    let versions: Vec<Version> = node
+                        .store()
+                        .records_of(&recorded.key, |_| true)
+                        .iter()
+                        .map(|r| r.version)
+                        .collect();
+                    let newer = versions.iter().filter(|&&v| v > version).count();
+                    !versions.contains(&version) && newer < self.max_versions
+                })
+                .map(|node| node.id())
+                .collect();
+            if !missing.is_empty() {
+                lost += 1;
+                if self.acknowledged_must_survive {
+                    findings.push(Finding {
+                        invariant: "A1",
+                        detail: format!(
+                            "acknowledged write {} of {:?} (op {}) is missing on {}",
+                            version,
+                            recorded.key,
+                            recorded.event.id,
+                            missing.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+        lost
+    }
+
+    /// T1 (and V1's "versions increase"): an acknowledged write that returned
+    /// before another was invoked has the smaller version, across takeovers too.
+    fn order(&self, findings: &mut Vec<Finding>) {
+        let mut by_key: BTreeMap<&str, Vec<&Recorded>> = BTreeMap::new();
+        for recorded in self.history.iter().filter(|r| r.version.is_some()) {
+            by_key.entry(&recorded.key).or_default().push(recorded);
+        }
+        for (key, acked) in by_key {
+            for a in &acked {
+                for b in &acked {
+                    let returned = a.event.returned.expect("acknowledged ops returned");
+                    if returned < b.event.invoked && a.version >= b.version {
+                        findings.push(Finding {
+                            invariant: "T1",
+                            detail: format!(
+                                "on {key:?}, op {} (version {}) returned before op {} (version {}) was invoked",
+                                a.event.id,
+                                a.version.expect("acknowledged"),
+                                b.event.id,
+                                b.version.expect("acknowledged")
+                            ),
+                        });
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// W1: each key's writes and CAS are linearizable.
+    fn linearizability(&self, findings: &mut Vec<Finding>) {
+        let mut by_key: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+        for recorded in self.history {
+            by_key
+                .entry(&recorded.key)
+                .or_default()
+                .push(recorded.event.clone());
+        }
+        let limits = SearchLimits {
+            max_steps: 2_000_000,
+            max_time: std::time::Duration::from_secs(120),
+        };
+        for (key, events) in by_key {
+            match check_register(&events, limits) {
+                Verdict::Linearizable => {}
+                Verdict::NotLinearizable { blocked_op, .. } => findings.push(Finding {
+                    invariant: "W1",
+                    detail: format!(
+                        "the history of {key:?} is not linearizable (blocked at op {blocked_op})"
+                    ),
+                }),
+                Verdict::Inconclusive { reason } => findings.push(Finding {
+                    invariant: "W1",
+                    detail: format!("the linearizability search of {key:?} gave up: {reason}"),
+                }),
+            }
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The simulated nemesis: kills, pauses and partitions, drawn from the run's seed.
+//!
+//! A run has one to three fault episodes, one after another in the middle of the
+//! workload, each followed by time to detect and repair. Which kinds a seed draws
+//! is fixed by the seed ([`NemesisKind::of_seed`]), so every kind is exercised in a
+//! known share of the seeds. The victim is, half of the time, the primary of one of
+//! the workload's keys (a paused or isolated primary is the case the fence exists
+//! for), otherwise any node still in service.
+//!
+//! Faults are budgeted: with `--write-acks A ≥ 2` the cluster promises to keep
+//! acknowledged writes while at most A − 1 nodes are lost (crashed, or declared
+//! failed after a pause or a partition), so no episode starts once that many are
+//! lost. A single episode can still lose more (a partial partition can make a node
+//! declare a healthy peer failed); the run then reports itself beyond tolerance
+//! and its loss checks are skipped.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dida_storage::Node;
+use rand::rngs::StdRng;
+use rand::RngExt;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::network::Network;
+use crate::process::{ProcState, Process};
+use crate::trace::Trace;
+
+/// Which faults a run injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NemesisKind {
+    /// Crashes only.
+    Kill,
+    /// Pauses only (SIGSTOP, then SIGCONT).
+    Pause,
+    /// Partitions only: isolating a node, cutting its outgoing links only
+    /// (asymmetric), or cutting it from some of its peers.
+    Partition,
+    /// Any of the three, drawn per episode.
+    Mixed,
+}
+
+impl NemesisKind {
+    /// The kind seed `seed` exercises: the four kinds in turn, a quarter each.
+    pub fn of_seed(seed: u64) -> Self {
+        [Self::Kill, Self::Pause, Self::Partition, Self::Mixed][(seed % 4) as usize]
+    }
+}
+
+impl fmt::Display for NemesisKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::Kill => "kill",
+            Self::Pause => "pause",
+            Self::Partition => "partition",
+            Self::Mixed => "mixed",
+        };
+        f.write_str(name)
+    }
+}
+
+/// One fault as injected.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultRecord {
+    /// What was done, e.g. `pause s3` or `isolate s1 (outgoing only)`.
+    pub what: String,
+    /// Simulated seconds since the start of the run.
+    pub start_s: f64,
+    /// When it was undone (`None` for a kill).
+    pub end_s: Option<f64>,
+}
+
+/// What the nemesis works on.
+#[derive(Debug, Clone)]
+pub struct Nemesis {
+    /// The run's nodes, by index.
+    pub nodes: Vec<Arc<Node>>,
+    /// Their processes.
+    pub processes: Vec<Arc<Process>>,
+    /// The network between them.
+    pub network: Arc<Network>,
+    /// The workload's keys (victims are often their primaries).
+    pub keys: Vec<String>,
+    /// How many nodes may be lost before no more faults start.
+    pub budget: usize,
+    /// The run's seeded generator.
+    pub rng: Arc<Mutex<StdRng>>,
+    /// The run's trace.
+    pub trace: Arc<Trace>,
+}
+
+/// The nodes lost so far: crashed, or counted failed by some node still serving.
+pub fn lost_nodes(nodes: &[Arc<Node>], processes: &[Arc<Process>]) -> BTreeSet<usize> {
+    let ids: Vec<&str> = nodes.iter().map(|n| n.id()).collect();
+    let mut lost: BTreeSet<usize> = (0..nodes.len())
+        .filter(|&n| processes[n].state() == ProcState::Crashed)
+        .collect();
+    for node in nodes {
+        for failed in node.failed_ids() {
+            if let Some(index) = ids.iter().position(|id| *id == failed) {
+                lost.insert(index);
+            }
+        }
+    }
+    lost
+}
+
+impl Nemesis {
+    fn draw<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
+        f(&mut self.rng.lock().expect("rng lock poisoned"))
+    }
+
+    /// A node still in service to hit: half of the time the primary of a workload
+    /// key as a serving node sees it, otherwise any node not yet lost.
+    fn victim(&self) -> Option<usize> {
+        let lost = lost_nodes(&self.nodes, &self.processes);
+        let candidates: Vec<usize> = (0..self.nodes.len())
+            .filter(|n| !lost.contains(n))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let (primary_wanted, key, pick) = self.draw(|rng| {
+            (
+                rng.random_bool(0.5),
+                rng.random_range(0..self.keys.len()),
+                rng.random_range(0..candidates.len()),
+            )
+        });
+        if primary_wanted {
+            let observer = &self.nodes[candidates[0]];
+            let primary = observer.ring().primary(&self.keys[key]);
+            if candidates.contains(&primary) {
+                return Some(primary);
+            }
+        }
+        Some(candidates[pick])
+    }
+
+    /// Runs the episodes of `kind` between `from` and `to` (offsets from `start`),
+    /// and returns what was injected. Every fault it starts, it ends (but kills).
+    pub async fn run(
+        self,
+        kind: NemesisKind,
+        start: Instant,
+        from: Duration,
+        to: Duration,
+    ) -> Vec<FaultRecord> {
+        let episodes = self.draw(|rng| rng.random_range(1..=3u32));
+        let slot = (to - from) / episodes;
+        let mut records = Vec::new();
+        for episode in 0..episodes {
+            let slot_start = start + from + slot * episode;
+            let (offset, length, kind_roll, shape) = self.draw(|rng| {
+                (
+                    Duration::from_millis(rng.random_range(0..1000)),
+                    Duration::from_millis(rng.random_range(500..5000)),
+                    rng.random_range(0..3u32),
+                    rng.random_range(0..3u32),
+                )
+            });
+            tokio::time::sleep_until(slot_start + offset).await;
+            let length = length.min(slot.saturating_sub(offset + Duration::from_secs(3)));
+            if lost_nodes(&self.nodes, &self.processes).len() >= self.budget {
+                self.trace
+                    .event(format_args!("nemesis: fault budget spent, no more faults"));
+                break;
+            }
+            let Some(victim) = self.victim() else { break };
+            let this = match kind {
+                NemesisKind::Mixed => [
+                    NemesisKind::Kill,
+                    NemesisKind::Pause,
+                    NemesisKind::Partition,
+                ][kind_roll as usize],
+                other => other,
+            };
+            let id = self.nodes[victim].id().to_string();
+            let started = Instant::now().duration_since(start).as_secs_f64();
+            let what = match this {
+                NemesisKind::Kill => {
+                    self.processes[victim].set(ProcState::Crashed);
+                    format!("kill {id}")
+                }
+                NemesisKind::Pause => {
+                    self.processes[victim].set(ProcState::Paused);
+                    format!("pause {id} for {length:?}")
+                }
+                _ => self.partition(victim, shape, length),
+            };
+            self.trace.event(format_args!("nemesis: {what}"));
+            if this == NemesisKind::Kill {
+                records.push(FaultRecord {
+                    what,
+                    start_s: started,
+                    end_s: None,
+                });
+                continue;
+            }
+            tokio::time::sleep(length).await;
+            self.processes[victim].set(ProcState::Up);
+            self.network.heal_all();
+            self.trace.event(format_args!("nemesis: healed ({what})"));
+            records.push(FaultRecord {
+                what,
+                start_s: started,
+                end_s: Some(Instant::now().duration_since(start).as_secs_f64()),
+            });
+        }
+        records
+    }
+
+    /// Cuts `victim` off in one of three shapes, and says how.
+    fn partition(&self, victim: usize, shape: u32, length: Duration) -> String {
+        let id = self.nodes[victim].id();
+        let others: Vec<usize> = (0..self.nodes.len()).filter(|&n| n != victim).collect();
+        match shape {
+            0 => {
+                for &peer in &others {
+                    self.network.cut(victim, peer);
+                    self.network.cut(peer, victim);
+                }
+                format!("isolate {id} for {length:?}")
+            }
+            1 => {
+                for &peer in &others {
+                    self.network.cut(victim, peer);
+                }
+                format!("cut {id}'s outgoing links (asymmetric) for {length:?}")
+            }
+            _ => {
+                let count = self.draw(|rng| rng.random_range(1..others.len()));
+                let first = self.draw(|rng| rng.random_range(0..others.len()));
+                let cut: Vec<usize> = (0..count)
+                    .map(|i| others[(first + i) % others.len()])
+                    .collect();
+                for &peer in &cut {
+                    self.network.cut(victim, peer);
+                    self.network.cut(peer, victim);
+                }
+                let names: Vec<&str> = cut.iter().map(|&n| self.nodes[n].id()).collect();
+                format!("cut {id} from {} for {length:?}", names.join(","))
+            }
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The in-memory network: every message a node sends another goes through
+//! [`Network::call`], which decides — from the seeded generator, in the order the
+//! single-threaded runtime makes the calls — its delay, whether it is lost or
+//! duplicated, and whether a partition or a dead or paused receiver stops it. The
+//! receiver's handler is the real one (`dida_storage::Node`), run as part of the
+//! receiver's process.
+//!
+//! Delays are drawn per message, so messages between two nodes overtake each other
+//! (reordering). A lost request, a lost reply, a cut link and a handler that dies
+//! with its node all look the same to the caller: no answer before the call's
+//! deadline, as over TCP. A call to a crashed node fails at once as "connection
+//! refused" (nothing listens), which the storage code knows had no effect.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use dida_proto::storage::{
+    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, ProbeForReply, ProbeForRequest,
+    ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
+    UpdateIfValueIsRequest, WriteReply, WriteRequest,
+};
+use dida_storage::{Node, PeerTransport};
+use rand::rngs::StdRng;
+use rand::RngExt;
+use tokio::sync::oneshot;
+use tonic::Status;
+
+use crate::process::{Gated, ProcState, Process};
+use crate::trace::Trace;
+
+/// How unreliable the network is in a run.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkFaults {
+    /// Fewest and most milliseconds a message takes, uniformly drawn.
+    pub delay_ms: (u64, u64),
+    /// Chance that a request or a reply is lost.
+    pub loss: f64,
+    /// Chance that a request is delivered twice.
+    pub duplicate: f64,
+}
+
+/// What a call is, for the trace and the network's choices.
+#[derive(Debug, Clone, Copy)]
+pub struct Call {
+    /// Its name in the trace.
+    pub what: &'static str,
+    /// How long the caller waits for the reply.
+    pub deadline: Duration,
+    /// Whether the network may deliver it twice. Only messages that are idempotent
+    /// by contract are (pushes, probes, digests, key pulls): gRPC never duplicates
+    /// a call, and the one retry in the protocols that could repeat one — gossip
+    /// resending a push whose reply was lost — is of that kind. A forwarded client
+    /// write is at most once by design, its lost reply an unknown outcome.
+    pub idempotent: bool,
+}
+
+/// Who sends a message: a node (subject to partitions and loss), or a client of
+/// the cluster (outside it: only delay applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// Storage node by index.
+    Node(usize),
+    /// A workload client, by number.
+    Client(usize),
+}
+
+/// The simulated network between the nodes of one run.
+#[derive(Debug)]
+pub struct Network {
+    ids: Vec<String>,
+    nodes: OnceLock<Vec<Arc<Node>>>,
+    processes: Vec<Arc<Process>>,
+    /// Directed links that deliver nothing: `(from, to)`.
+    cuts: Mutex<BTreeSet<(usize, usize)>>,
+    rng: Arc<Mutex<StdRng>>,
+    faults: LinkFaults,
+    rpc_deadline: Duration,
+    trace: Arc<Trace>,
+}
+
+impl Network {
+    /// A network between the nodes `ids`, each running as one of `processes`.
+    pub fn new(
+        ids: Vec<String>,
+        processes: Vec<Arc<Process>>,
+        rng: Arc<Mutex<StdRng>>,
+        faults: LinkFaults,
+        rpc_deadline: Duration,
+        trace: Arc<Trace>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            ids,
+            nodes: OnceLock::new(),
+            processes,
+            cuts: Mutex::new(BTreeSet::new()),
+            rng,
+            faults,
+            rpc_deadline,
+            trace,
+        })
+    }
+
+    /// Attaches the nodes (created after the network, since each holds a transport
+    /// into it).
+    pub fn attach(&self, nodes: Vec<Arc<Node>>) {
+        self.nodes.set(nodes).expect("the nodes are attached once");
+    }
+
+    /// The transport node `me` sends through.
+    pub fn transport(self: &Arc<Self>, me: usize) -> Arc<dyn PeerTransport> {
+        Arc::new(SimTransport {
+            me,
+            network: self.clone(),
+        })
+    }
+
+    /// Stops delivering messages from `from` to `to`.
+    pub fn cut(&self, from: usize, to: usize) {
+        self.cuts
+            .lock()
+            .expect("cuts lock poisoned")
+            .insert((from, to));
+    }
+
+    /// Delivers every message again.
+    pub fn heal_all(&self) {
+        self.cuts.lock().expect("cuts lock poisoned").clear();
+    }
+
+    fn is_cut(&self, from: Sender, to: usize) -> bool {
+        match from {
+            Sender::Node(from) => self
+                .cuts
+                .lock()
+                .expect("cuts lock poisoned")
+                .contains(&(from, to)),
+            Sender::Client(_) => false,
+        }
+    }
+
+    fn name(&self, sender: Sender) -> String {
+        match sender {
+            Sender::Node(n) => self.ids[n].clone(),
+            Sender::Client(c) => format!("client{c}"),
+        }
+    }
+
+    /// Draws whether a message is lost and how long it takes.
+    fn draw(&self, lossy: bool) -> (bool, Duration, bool) {
+        let mut rng = self.rng.lock().expect("rng lock poisoned");
+        let (low, high) = self.faults.delay_ms;
+        let delay = Duration::from_millis(rng.random_range(low..=high));
+        let lost = lossy && rng.random_bool(self.faults.loss);
+        let duplicated = lossy && rng.random_bool(self.faults.duplicate);
+        (lost, delay, duplicated)
+    }
+
+    /// Sends `request` from `from` to node `to` and waits for the reply, at most
+    /// `deadline`. `handle` is the receiver's handler.
+    ///
+    /// The message travels in a task of its own and is handled in a task of the
+    /// receiver's process: a caller that gives up does not take back what it sent,
+    /// and a paused receiver handles the request when it resumes, as a stopped
+    /// process finds it in its socket buffer.
+    pub async fn call<Req, Rep, H, Fut>(
+        self: &Arc<Self>,
+        from: Sender,
+        to: usize,
+        call: Call,
+        request: Req,
+        handle: H,
+    ) -> Result<Rep, Status>
+    where
+        Req: Clone + Send + 'static,
+        Rep: Send + 'static,
+        H: Fn(Arc<Node>, Req) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = Result<Rep, Status>> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let network = self.clone();
+        tokio::spawn(async move {
+            if let Some(answer) = network.deliver(from, to, call, request, handle).await {
+                let _ = reply_tx.send(answer);
+            }
+        });
+        let answer = async {
+            match reply_rx.await {
+                Ok(answer) => answer,
+                Err(_) => futures::future::pending().await,
+            }
+        };
+        match tokio::time::timeout(call.deadline, answer).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "{} from {} to {}: no answer within {:?}",
+                call.what,
+                self.name(from),
+                self.ids[to],
+                call.deadline
+            ))),
+        }
+    }
+
+    /// Carries one request and its reply; `None` when either is lost or the
+    /// receiver dies before answering.
+    async fn deliver<Req, Rep, H, Fut>(
+        self: &Arc<Self>,
+        from: Sender,
+        to: usize,
+        call: Call,
+        request: Req,
+        handle: H,
+    ) -> Option<Result<Rep, Status>>
+    where
+        Req: Clone + Send + 'static,
+        Rep: Send + 'static,
+        H: Fn(Arc<Node>, Req) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = Result<Rep, Status>> + Send + 'static,
+    {
+        let (sender, receiver, what) = (self.name(from), self.ids[to].clone(), call.what);
+        let process = self.processes[to].clone();
+        if process.state() == ProcState::Crashed {
+            self.trace.event(format_args!(
+                "{sender} -> {receiver} {what}: refused (crashed)"
+            ));
+            return Some(Err(connection_refused(&receiver)));
+        }
+        let lossy = matches!(from, Sender::Node(_));
+        let (lost, delay, duplicated) = self.draw(lossy);
+        let duplicated = duplicated && call.idempotent;
+        if lost || self.is_cut(from, to) {
+            let why = if lost { "lost" } else { "cut" };
+            self.trace
+                .event(format_args!("{sender} -> {receiver} {what}: request {why}"));
+            return None;
+        }
+        tokio::time::sleep(delay).await;
+        let node = self.nodes.get().expect("nodes attached")[to].clone();
+        if duplicated {
+            self.trace
+                .event(format_args!("{sender} -> {receiver} {what}: duplicated"));
+            let (node, request, handle) = (node.clone(), request.clone(), handle.clone());
+            tokio::spawn(Gated::new(process.clone(), async move {
+                let _ = handle(node, request).await;
+            }));
+        }
+        let (handled_tx, handled_rx) = oneshot::channel();
+        tokio::spawn(Gated::new(process, async move {
+            let _ = handled_tx.send(handle(node, request).await);
+        }));
+        let Ok(answer) = handled_rx.await else {
+            self.trace.event(format_args!(
+                "{sender} -> {receiver} {what}: receiver crashed"
+            ));
+            return None;
+        };
+        let (lost, delay, _) = self.draw(lossy);
+        let back = match from {
+            Sender::Node(from) => self.is_cut(Sender::Node(to), from),
+            Sender::Client(_) => false,
+        };
+        let outcome = match &answer {
+            Ok(_) => "ok".to_string(),
+            Err(status) => format!("{:?}", status.code()),
+        };
+        if lost || back {
+            let why = if lost { "lost" } else { "cut" };
+            self.trace.event(format_args!(
+                "{sender} -> {receiver} {what}: {outcome}, reply {why}"
+            ));
+            return None;
+        }
+        tokio::time::sleep(delay).await;
+        self.trace
+            .event(format_args!("{sender} -> {receiver} {what}: {outcome}"));
+        Some(answer)
+    }
+}
+
+/// The status of a call nothing listened for, as a real connection refusal reads.
+fn connection_refused(to: &str) -> Status {
+    let mut status = Status::unavailable(format!("{to}: connection refused (simulated)"));
+    status.set_source(Arc::new(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        "connect error: connection refused",
+    )));
+    status
+}
+
+/// The [`PeerTransport`] of one node.
+#[derive(Debug)]
+struct SimTransport {
+    me: usize,
+    network: Arc<Network>,
+}
+
+macro_rules! relay {
+    ($self:ident, $to:ident, $what:literal, $idempotent:literal, $request:ident, $handler:ident) => {
+        $self
+            .network
+            .call(
+                Sender::Node($self.me),
+                $to,
+                Call {
+                    what: $what,
+                    deadline: $self.network.rpc_deadline,
+                    idempotent: $idempotent,
+                },
+                $request,
+                |node: Arc<Node>, request| async move { node.$handler(request).await },
+            )
+            .await
+    };
+}
+
+#[tonic::async_trait]
+impl PeerTransport for SimTransport {
+    async fn push(&self, to: usize, request: PushRequest) -> Result<PushReply, Status> {
+        relay!(self, to, "push", true, request, push)
+    }
+
+    async fn probe(&self, to: usize, request: ProbeRequest) -> Result<ProbeReply, Status> {
+        relay!(self, to, "probe", true, request, probe)
+    }
+
+    async fn probe_for(
+        &self,
+        to: usize,
+        request: ProbeForRequest,
+    ) -> Result<ProbeForReply, Status> {
+        relay!(self, to, "probe-for", true, request, probe_for)
+    }
+
+    async fn sync_digests(&self, to: usize, request: DigestRequest) -> Result<DigestReply, Status> {
+        relay!(self, to, "sync-digests", true, request, sync_digests)
+    }
+
+    async fn fetch_key(
+        &self,
+        to: usize,
+        request: FetchKeyRequest,
+    ) -> Result<FetchKeyReply, Status> {
+        relay!(self, to, "fetch-key", true, request, fetch_key)
+    }
+
+    async fn read(&self, to: usize, request: ReadRequest) -> Result<ReadReply, Status> {
+        relay!(self, to, "read", false, request, read)
+    }
+
+    async fn write(&self, to: usize, request: WriteRequest) -> Result<WriteReply, Status> {
+        relay!(self, to, "write", false, request, write)
+    }
+
+    async fn update_if_value_is(
+        &self,
+        to: usize,
+        request: UpdateIfValueIsRequest,
+    ) -> Result<UpdateIfValueIsReply, Status> {
+        relay!(self, to, "cas", false, request, update_if_value_is)
+    }
+}

@@ -1,0 +1,308 @@
+//! One simulated run, from a seed to a report.
+//!
+//! The run happens on a single-threaded tokio runtime with its clock paused: time
+//! advances only when every task waits for a timer, straight to the next one. With
+//! one thread, no real I/O and every random choice drawn from the seeded generator,
+//! a seed replays the same run event for event (the trace's fingerprint shows it).
+//!
+//! Timeline (simulated): the clients run from 0 to 26 s; faults start between 3 s
+//! and 22 s and each is undone (but kills) before its slot ends; from 26 s the
+//! cluster has until 40 s to detect, repair and converge; then the checks run.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use dida_core::Membership;
+use dida_storage::{Node, StorageConfig};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::checks::{Finding, Outcome};
+use crate::nemesis::{lost_nodes, FaultRecord, Nemesis, NemesisKind};
+use crate::network::{LinkFaults, Network};
+use crate::process::{Gated, ProcState, Process};
+use crate::trace::Trace;
+use crate::workload::{Recorded, Workload};
+
+const NODES: usize = 5;
+const REPLICATION_FACTOR: usize = 3;
+const VNODES: u32 = 16;
+const CLIENTS: usize = 4;
+const KEYS: usize = 4;
+const FAULTS_FROM: Duration = Duration::from_secs(3);
+const FAULTS_UNTIL: Duration = Duration::from_secs(22);
+const WORKLOAD_UNTIL: Duration = Duration::from_secs(26);
+const CHECK_AT: Duration = Duration::from_secs(40);
+
+/// What to simulate, beyond the seed.
+#[derive(Debug, Clone, Default)]
+pub struct SimConfig {
+    /// `--write-acks` of every node; by default 2 or 3, drawn by the seed.
+    pub write_acks: Option<usize>,
+    /// The nemesis; by default the seed's ([`NemesisKind::of_seed`]).
+    pub nemesis: Option<NemesisKind>,
+    /// Keep the text of every event.
+    pub trace: bool,
+    /// Turns the fence of invariant D2 off, to show the checks catch its absence.
+    pub break_fence: bool,
+}
+
+/// What one seed's run did and what the checks found.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedReport {
+    /// The seed.
+    pub seed: u64,
+    /// The nemesis it ran.
+    pub nemesis: NemesisKind,
+    /// `--write-acks` of the nodes.
+    pub write_acks: usize,
+    /// `--max-versions` of the nodes.
+    pub max_versions: usize,
+    /// The faults injected, in order.
+    pub faults: Vec<FaultRecord>,
+    /// Nodes lost by the end (crashed or declared failed).
+    pub lost_nodes: Vec<String>,
+    /// More nodes were lost than `--write-acks` tolerates: loss checks skipped.
+    pub beyond_tolerance: bool,
+    /// Writes and CAS recorded.
+    pub operations: usize,
+    /// Of those, acknowledged with a version.
+    pub acknowledged: usize,
+    /// Of those, with an unknown outcome.
+    pub unknown: usize,
+    /// Acknowledged writes no serving replica holds (a finding only when they had
+    /// to survive).
+    pub lost_acknowledged: usize,
+    /// Broken invariants; empty for a passing run.
+    pub findings: Vec<Finding>,
+    /// Events in the trace, and their fingerprint (equal for equal runs).
+    pub events: u64,
+    /// See `events`.
+    pub fingerprint: u64,
+    /// The trace's text, when asked for.
+    #[serde(skip)]
+    pub trace: Vec<String>,
+}
+
+impl SeedReport {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Simulates `seed`.
+pub fn run_seed(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .context("could not build the simulation's runtime")?;
+    runtime.block_on(simulate(seed, config))
+}
+
+async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
+    let start = Instant::now();
+    let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
+    let draw =
+        |f: &mut dyn FnMut(&mut StdRng) -> u64| f(&mut rng.lock().expect("rng lock poisoned"));
+    let nemesis_kind = config.nemesis.unwrap_or_else(|| NemesisKind::of_seed(seed));
+    let write_acks = config.write_acks.unwrap_or(2 + ((seed / 4) % 2) as usize);
+    let max_versions = if draw(&mut |r| r.random_range(0..2)) == 0 {
+        3
+    } else {
+        1000
+    };
+    let gossip_delay = Duration::from_millis(draw(&mut |r| r.random_range(0..30)));
+    let faults = LinkFaults {
+        delay_ms: (1, draw(&mut |r| r.random_range(2..20))),
+        loss: draw(&mut |r| r.random_range(0..30)) as f64 / 1000.0,
+        duplicate: draw(&mut |r| r.random_range(0..30)) as f64 / 1000.0,
+    };
+    let trace = Arc::new(Trace::new(config.trace));
+    trace.event(format_args!(
+        "seed {seed}: nemesis {nemesis_kind}, --write-acks {write_acks}, --max-versions {max_versions}, \
+         gossip delay {gossip_delay:?}, {faults:?}, fence {}",
+        if config.break_fence { "OFF" } else { "on" }
+    ));
+
+    let ids: Vec<String> = (1..=NODES).map(|i| format!("s{i}")).collect();
+    let membership = Membership::new(
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), format!("http://127.0.0.1:{}", 7001 + i))),
+    )?;
+    let replicas: Vec<u32> = membership.members().iter().map(|m| m.replica).collect();
+    let processes: Vec<Arc<Process>> = (0..NODES).map(|_| Process::new()).collect();
+    let rpc_deadline = Duration::from_secs(1);
+    let network = Network::new(
+        ids.clone(),
+        processes.clone(),
+        rng.clone(),
+        faults,
+        rpc_deadline,
+        trace.clone(),
+    );
+    let mut nodes = Vec::new();
+    for (index, id) in ids.iter().enumerate() {
+        let mut node_config = StorageConfig::new(id.clone(), membership.clone());
+        node_config.replication_factor = REPLICATION_FACTOR;
+        node_config.max_versions = max_versions;
+        node_config.write_acks = write_acks;
+        node_config.vnodes = VNODES;
+        node_config.gossip_delay = gossip_delay;
+        node_config.anti_entropy_interval = Duration::from_millis(250);
+        node_config.rpc_deadline = rpc_deadline;
+        node_config.ack_timeout = Duration::from_secs(2);
+        node_config.fence = !config.break_fence;
+        nodes.push(Arc::new(Node::new(node_config, network.transport(index))?));
+    }
+    network.attach(nodes.clone());
+    for (node, process) in nodes.iter().zip(&processes) {
+        for task in node.background_tasks() {
+            tokio::spawn(Gated::new(process.clone(), task));
+        }
+    }
+
+    let regressions = Arc::new(Mutex::new(Vec::new()));
+    let monitor = tokio::spawn(watch_views(
+        nodes.clone(),
+        processes.clone(),
+        trace.clone(),
+        regressions.clone(),
+    ));
+    let keys: Vec<String> = (0..KEYS).map(|k| format!("k{k}")).collect();
+    let history: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+    let workload = Workload {
+        network: network.clone(),
+        nodes: NODES,
+        keys: keys.clone(),
+        until: start + WORKLOAD_UNTIL,
+        start,
+        deadline: Duration::from_secs(10),
+        rng: rng.clone(),
+        history: history.clone(),
+        trace: trace.clone(),
+    };
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| tokio::spawn(workload.clone().client(c)))
+        .collect();
+    let budget = if write_acks >= 2 {
+        write_acks - 1
+    } else {
+        REPLICATION_FACTOR - 1
+    };
+    let nemesis = Nemesis {
+        nodes: nodes.clone(),
+        processes: processes.clone(),
+        network: network.clone(),
+        keys,
+        budget,
+        rng: rng.clone(),
+        trace: trace.clone(),
+    };
+    let faults = nemesis
+        .run(nemesis_kind, start, FAULTS_FROM, FAULTS_UNTIL)
+        .await;
+    for client in clients {
+        client.await.context("a simulated client panicked")?;
+    }
+    tokio::time::sleep_until(start + CHECK_AT).await;
+    monitor.abort();
+    trace.event(format_args!("checks"));
+
+    let lost: BTreeSet<usize> = lost_nodes(&nodes, &processes);
+    let beyond_tolerance = lost.len() > budget;
+    let history = history.lock().expect("history lock poisoned").clone();
+    let outcome = Outcome {
+        nodes: &nodes,
+        processes: &processes,
+        replicas: &replicas,
+        vnodes: VNODES,
+        replication_factor: REPLICATION_FACTOR,
+        max_versions,
+        history: &history,
+        acknowledged_must_survive: write_acks >= 2 && !beyond_tolerance,
+    };
+    let (mut findings, lost_acknowledged) = outcome.check();
+    findings.extend(
+        regressions
+            .lock()
+            .expect("regressions lock poisoned")
+            .drain(..)
+            .map(|detail| Finding {
+                invariant: "D1",
+                detail,
+            }),
+    );
+    for finding in &findings {
+        trace.event(format_args!(
+            "FAILED {}: {}",
+            finding.invariant, finding.detail
+        ));
+    }
+    let (events, fingerprint) = trace.fingerprint();
+    Ok(SeedReport {
+        seed,
+        nemesis: nemesis_kind,
+        write_acks,
+        max_versions,
+        faults,
+        lost_nodes: lost.iter().map(|&n| ids[n].clone()).collect(),
+        beyond_tolerance,
+        operations: history.len(),
+        acknowledged: history.iter().filter(|r| r.version.is_some()).count(),
+        unknown: history
+            .iter()
+            .filter(|r| r.event.returned.is_none())
+            .count(),
+        lost_acknowledged,
+        findings,
+        events,
+        fingerprint,
+        trace: trace.take_lines(),
+    })
+}
+
+/// D1 while the run goes on: samples every running node's view every 50 ms and
+/// reports any view that lost a failed node; traces every change.
+async fn watch_views(
+    nodes: Vec<Arc<Node>>,
+    processes: Vec<Arc<Process>>,
+    trace: Arc<Trace>,
+    regressions: Arc<Mutex<Vec<String>>>,
+) {
+    let mut last: Vec<BTreeSet<String>> = vec![BTreeSet::new(); nodes.len()];
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (n, node) in nodes.iter().enumerate() {
+            if processes[n].state() == ProcState::Crashed {
+                continue;
+            }
+            let now: BTreeSet<String> = node.failed_ids().into_iter().collect();
+            if now == last[n] {
+                continue;
+            }
+            if !now.is_superset(&last[n]) {
+                regressions
+                    .lock()
+                    .expect("regressions lock poisoned")
+                    .push(format!(
+                        "{}'s view shrank from {:?} to {now:?}",
+                        node.id(),
+                        last[n]
+                    ));
+            }
+            trace.event(format_args!(
+                "view of {}: failed {now:?}{}",
+                node.id(),
+                if node.is_fenced() { " (fenced)" } else { "" }
+            ));
+            last[n] = now;
+        }
+    }
+}
