@@ -149,12 +149,15 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
             for id in selected_nodes(&client, server)? {
                 let (state, details) = match client.status(&id).await {
                     Ok(s) => (
-                        "alive",
+                        // Declared failed by its peers: it answers status only.
+                        if s.fenced { "fenced" } else { "alive" },
                         serde_json::json!({
                             "url": s.url, "replica": s.replica, "keys": s.keys,
                             "records": s.records, "replication_factor": s.replication_factor,
                             "max_versions": s.max_versions, "write_acks": s.write_acks,
                             "gossip_delay_ms": s.gossip_delay_ms, "vnodes": s.vnodes,
+                            "presumed_failed": s.failed, "suspected": s.suspected,
+                            "fenced": s.fenced,
                             "replication": s.replication.map(|r| serde_json::json!({
                                 "push_messages_sent": r.push_messages_sent,
                                 "records_pushed": r.records_pushed,

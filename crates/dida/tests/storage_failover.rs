@@ -236,3 +236,70 @@ async fn anti_entropy_on_a_converged_store_costs_digests_not_data() {
         "nothing to repair"
     );
 }
+
+/// Sends `signal` (`STOP` or `CONT`) to process `pid` with the system's `kill`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// A node paused (SIGSTOP) for longer than the suspicion timeout is declared failed
+/// by the others; resumed (SIGCONT), it learns so from its first probe, fences
+/// itself, and every status says so — `Status`, `dida kv status` — rather than
+/// showing a live node that serves nothing (D2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_declared_failed_fences_itself_and_every_status_says_so() {
+    let cluster = cluster().await;
+    let client = cluster.client().unwrap();
+    let ids: Vec<String> = cluster.ids().collect();
+    let victim = ids[1].clone();
+    let pid = cluster.pids()[1];
+    signal(pid, "STOP");
+    for node in ids.iter().filter(|id| **id != victim) {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{node} to declare the paused {victim} failed"),
+            || async {
+                let status = client.status(node).await.ok()?;
+                status.failed.contains(&victim).then_some(())
+            },
+        )
+        .await;
+    }
+    signal(pid, "CONT");
+    eventually(
+        Duration::from_secs(10),
+        &format!("the resumed {victim} to fence itself"),
+        || async { client.status(&victim).await.ok()?.fenced.then_some(()) },
+    )
+    .await;
+    let output = tokio::process::Command::new(dida())
+        .args([
+            "kv",
+            "--peers",
+            cluster.peers(),
+            "status",
+            "--server",
+            &victim,
+        ])
+        .output()
+        .await
+        .expect("run dida kv status");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(text.contains("fenced"), "{text}");
+    assert!(!text.contains(" alive "), "{text}");
+    // Keys are written, none of them by the fenced node.
+    let fenced_replica = cluster.membership().get(&victim).unwrap().replica;
+    for i in 0..20 {
+        let key = format!("after-pause-{i}");
+        let version = client.write(&key, "v").await.expect("write");
+        assert_ne!(
+            version.replica, fenced_replica,
+            "{key} executed by the fenced node"
+        );
+    }
+}

@@ -57,7 +57,8 @@ pub async fn status(cluster: &Cluster, deadline: Duration, printer: &Printer) {
     printer.text(|| table(&rows));
 }
 
-/// One node's state (`alive` or `failed`) and details.
+/// One node's state (`alive`, `fenced` — declared failed by its peers, serving
+/// nothing — or `failed`) and details.
 async fn node_status(
     node: &Node,
     storage: Option<&StorageClient>,
@@ -88,6 +89,7 @@ async fn node_status(
                         "gossip_delay_ms": s.gossip_delay_ms,
                         "presumed_failed": s.failed,
                         "suspected": s.suspected,
+                        "fenced": s.fenced,
                     })
                 })
                 .map_err(|e| e.to_string()),
@@ -136,10 +138,13 @@ async fn node_status(
     let mut details = process;
     match answer {
         Ok(Value::Object(fields)) => {
+            // A storage node the others declared failed answers status but serves
+            // nothing else: it is shown as such, not as alive.
+            let fenced = fields.get("fenced") == Some(&Value::Bool(true));
             if let Some(details) = details.as_object_mut() {
                 details.extend(fields);
             }
-            ("alive", details)
+            (if fenced { "fenced" } else { "alive" }, details)
         }
         Ok(_) => ("alive", details),
         Err(error) => {

@@ -607,8 +607,8 @@ impl StorageClient {
 
 /// Whether a failed write or conditional update certainly had no effect, so that
 /// sending it again cannot apply it twice: the connection to the node was never made,
-/// or a node answered `ABORTED` (a forward that could not reach the primary, or views
-/// that differ during a failover).
+/// or a node answered `ABORTED` (a forward that could not reach the primary, views
+/// that differ during a failover, or a node its peers declared failed).
 fn never_applied(error: &ClientError) -> bool {
     match error {
         ClientError::Unreachable { message, .. } => {

@@ -94,10 +94,14 @@ impl Peering {
     }
 
     /// Refuses service once fenced: a node declared failed behaves as if crashed.
+    /// The refusal is `ABORTED`, the code that tells clients nothing was applied
+    /// and they may retry — here at the key's new primary, once they have the view
+    /// in which this node failed.
     pub fn check_serving(&self) -> Result<(), Status> {
         if self.is_fenced() {
-            return Err(Status::unavailable(format!(
-                "storage node {} was declared failed by its peers and has stopped serving",
+            return Err(Status::aborted(format!(
+                "storage node {} was declared failed by its peers and has stopped serving; \
+                 nothing was applied",
                 self.id()
             )));
         }
