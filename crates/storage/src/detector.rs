@@ -30,6 +30,10 @@
 //! the cluster came up, before this node's own probes reached it, is declared
 //! within the usual bound, not after the grace.
 //!
+//! **Only a majority declares** (`suspicion::has_quorum`): a node that reaches no
+//! strict majority of the live nodes suspects but declares no one, so a node cut
+//! off from the rest never takes their keys over.
+//!
 //! **False suspicion.** A node that is alive but was declared failed (it could not
 //! answer anyone for `suspicion_timeout`) learns it from the next probe it exchanges
 //! and **fences** itself: it stops serving, exactly as if it had crashed, so two
