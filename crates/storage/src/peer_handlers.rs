@@ -18,6 +18,7 @@ use tracing::warn;
 use crate::anti_entropy::{compare_digests, shared_ranges};
 use crate::detector;
 use crate::state::Node;
+use crate::view::View;
 
 impl Node {
     /// Stores gossiped records this node replicates. A push from a peer this node
@@ -27,12 +28,14 @@ impl Node {
         let state = &self.peering;
         state.check_serving()?;
         let sender = state.config.membership.index_of(&request.from).ok();
-        let store = || {
+        // Runs under the view's read lock (see `ViewCell::unless_failed`): it uses
+        // the view it is given and never reads the cell again.
+        let store = |view: &View| {
             let mut applied = 0;
             for wire in request.records {
                 let record =
                     record_from_wire(wire).map_err(|e| Status::invalid_argument(e.to_string()))?;
-                if !self.replicates(&record.key) {
+                if !view.ring.replicas(&record.key).contains(&state.me) {
                     // Only possible if the sender's ring differs from ours: refuse to
                     // store data where no reader would look for it.
                     warn!(node = state.id(), from = %request.from, key = %record.key, "refused a pushed record this node does not replicate");
@@ -54,7 +57,7 @@ impl Node {
                     )))
                 })
             }
-            _ => store(),
+            _ => store(&state.view.current()),
         }
     }
 

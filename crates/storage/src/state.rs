@@ -107,11 +107,6 @@ impl Node {
         self.peering.is_fenced()
     }
 
-    /// Whether this node holds a replica of `key`.
-    pub(crate) fn replicates(&self, key: &str) -> bool {
-        self.ring().replicas(key).contains(&self.peering.me)
-    }
-
     /// Brings `key` up to date before this node executes its first write or
     /// conditional update of it as primary after a crash (SPEC §2.5): pulls every
     /// version the key's other live replicas hold. The surviving replicas of the

@@ -73,9 +73,12 @@ impl ViewCell {
     /// [`ViewCell::mark_failed`] returns. Pushes from a peer are stored this way, so
     /// a replica that adopted a view naming their sender failed (a new primary's
     /// catch-up) has stored every push it will ever accept from it (invariant D2).
-    pub fn unless_failed<R>(&self, node: usize, apply: impl FnOnce() -> R) -> Option<R> {
+    ///
+    /// `apply` gets the view it runs in and must not read the cell again: a second
+    /// read lock taken while a change waits for the write lock deadlocks.
+    pub fn unless_failed<R>(&self, node: usize, apply: impl FnOnce(&View) -> R) -> Option<R> {
         let current = self.current.read().expect("view lock poisoned");
-        (!current.failed.contains(&node)).then(apply)
+        (!current.failed.contains(&node)).then(|| apply(&current))
     }
 
     /// Adds `nodes` to the failed set. Returns the new view if anything changed.
