@@ -321,12 +321,14 @@ pub async fn run_nemesis(
             reported.insert(node.clone());
         }
     };
-    let mut faulted_since_settled = false;
+    // Kills need no survey: the nemesis knows whom it killed. After a pause or a
+    // partition only the cluster knows whether the target was declared failed.
+    let mut survey_needed = false;
     for (at, length) in plan.times.iter().zip(lengths) {
         if let Some(wait) = at.checked_sub(clock.elapsed()) {
             tokio::time::sleep(wait).await;
         }
-        let lost = if faulted_since_settled {
+        let lost = if survey_needed {
             survey::survey(&probe, &nodes, &outcome.killed, SURVEY_DEADLINE)
                 .await
                 .lost
@@ -391,10 +393,10 @@ pub async fn run_nemesis(
                 partition(&cluster, fault, shape, cuts, length, clock).await
             }
         };
-        faulted_since_settled |= kind != FaultKind::Kill;
+        survey_needed |= kind != FaultKind::Kill;
         outcome.faults.push(fault);
     }
-    outcome.survey = if faulted_since_settled {
+    outcome.survey = if survey_needed {
         settle(&probe, &nodes, &outcome.killed).await
     } else {
         Survey {

@@ -457,6 +457,16 @@ fn kind_name(kind: FaultKind) -> &'static str {
 /// One line about one fault: what, whom, when, and what became of the target.
 fn describe(fault: &Fault) -> String {
     let mut line = kind_name(fault.kind).to_string();
+    if fault.node.is_empty() {
+        // Skipped before a target was drawn (the fault budget was spent).
+        let _ = write!(
+            line,
+            " at {:.1} s not injected: {}",
+            fault.at_ns as f64 / 1e9,
+            fault.error.as_deref().unwrap_or("no target")
+        );
+        return line;
+    }
     if let Some(shape) = fault.shape {
         line.push_str(match shape {
             PartitionShape::Isolate => " (isolate)",
