@@ -472,12 +472,29 @@ async fn pause(
         return fault;
     }
     let started = tokio::time::Instant::now();
-    // A stopped process answers nothing: the ping must not come back while it lasts.
+    // SIGSTOP takes effect as each thread of the node is next scheduled: wait until
+    // the process is stopped, then make sure it answers nothing.
     let limit = (length / 2).min(Duration::from_secs(1));
-    fault.confirmed = !matches!(
-        tokio::time::timeout(limit, probe.ping(&node)).await,
+    let stopped = loop {
+        match cluster.lock().await.is_stopped(&node) {
+            Ok(true) => break true,
+            Ok(false) if started.elapsed() < limit => {}
+            Ok(false) => break false,
+            Err(error) => {
+                tracing::warn!(%node, "nemesis: cannot tell whether the node stopped: {error:#}");
+                break false;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let answered = matches!(
+        tokio::time::timeout(limit.saturating_sub(started.elapsed()), probe.ping(&node)).await,
         Ok(Ok(()))
     );
+    fault.confirmed = stopped && !answered;
+    if !fault.confirmed {
+        tracing::warn!(%node, stopped, answered, "nemesis: the pause did not take");
+    }
     tokio::time::sleep_until(started + length).await;
     let resumed = cluster.lock().await.resume(&node);
     fault.end_ns = Some(clock.now_ns());

@@ -341,12 +341,32 @@ impl LocalCluster {
         self.signal(id, Signal::SIGCONT)
     }
 
-    fn signal(&self, id: &str, signal: Signal) -> anyhow::Result<()> {
+    /// Whether node `id` is stopped now (SIGSTOP takes effect asynchronously: each
+    /// thread stops when it is next scheduled, so a just-paused node may still answer
+    /// for a few milliseconds). Read from `/proc/<pid>/stat`, so Linux only.
+    pub fn is_stopped(&self, id: &str) -> anyhow::Result<bool> {
+        let pid = self.pid(id)?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("cannot read the state of {id} (process {pid})"))?;
+        // `pid (comm) state …`: the command may hold spaces and parentheses, the
+        // state follows the last `)`.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .with_context(|| format!("unexpected /proc/{pid}/stat: {stat:?}"))?;
+        Ok(state == "T")
+    }
+
+    fn pid(&self, id: &str) -> anyhow::Result<u32> {
         let index = self.membership.index_of(id)?;
-        let pid = self.children[index]
+        self.children[index]
             .as_ref()
             .and_then(Child::id)
-            .with_context(|| format!("storage node {id} is not running"))?;
+            .with_context(|| format!("storage node {id} is not running"))
+    }
+
+    fn signal(&self, id: &str, signal: Signal) -> anyhow::Result<()> {
+        let pid = self.pid(id)?;
         let pid = i32::try_from(pid).with_context(|| format!("bad process id {pid}"))?;
         send_signal(Pid::from_raw(pid), signal)
             .with_context(|| format!("cannot send {signal} to {id}"))
