@@ -40,8 +40,9 @@ pub struct FaultsArgs {
     nemesis: NemesisKind,
     /// How long a pause or partition lasts, MIN-MAX milliseconds (a random length in
     /// between, cut short to end before the next fault and the last fifth of the run).
-    /// The default straddles the storage nodes' 1.5 s suspicion timeout: shorter
-    /// faults are survived, longer ones get the node declared failed.
+    /// The default straddles the time the storage nodes take to declare a silent
+    /// peer failed (2.3 to 3.5 s with their default probe and suspicion timeouts):
+    /// shorter faults are survived, longer ones get the node declared failed.
     #[arg(long, default_value = "1000-5000", value_parser = parse_millis_range)]
     fault_ms: (Duration, Duration),
     /// `--gossip-delay` of every storage node, in milliseconds: how long a write
