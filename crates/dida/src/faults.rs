@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use dida_faults::nemesis::NemesisKind;
 use dida_faults::SuiteConfig;
 use dida_local_cluster::current_dida;
 
@@ -28,9 +29,22 @@ pub struct FaultsArgs {
     /// lose acknowledged writes; with 2 or more none may be lost.
     #[arg(long, default_value_t = 2)]
     write_acks: usize,
-    /// Storage nodes SIGKILLed during the run, one at a time (at most R - 1 = 2).
+    /// Faults injected during the run, one at a time (at most R - 1 = 2: each may
+    /// cost the cluster one storage node).
     #[arg(long, default_value_t = 2)]
     crashes: usize,
+    /// Which faults: kill (SIGKILL), pause (SIGSTOP, then SIGCONT), partition (links
+    /// between storage nodes cut silently, then healed) or mixed (each fault drawn
+    /// among the three).
+    #[arg(long, default_value = "kill", value_parser = parse_nemesis)]
+    nemesis: NemesisKind,
+    /// How long a pause or partition lasts, MIN-MAX milliseconds (a random length in
+    /// between, cut short to end before the next fault and the last fifth of the run).
+    /// The default straddles the time the storage nodes take to declare a silent
+    /// peer failed (2.3 to 3.5 s with their default probe and suspicion timeouts):
+    /// shorter faults are survived, longer ones get the node declared failed.
+    #[arg(long, default_value = "1000-5000", value_parser = parse_millis_range)]
+    fault_ms: (Duration, Duration),
     /// `--gossip-delay` of every storage node, in milliseconds: how long a write
     /// acknowledged with `--write-acks 1` lives on its primary alone.
     #[arg(long, default_value_t = 0)]
@@ -63,6 +77,23 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+fn parse_nemesis(text: &str) -> Result<NemesisKind, String> {
+    text.parse()
+}
+
+fn parse_millis_range(text: &str) -> Result<(Duration, Duration), String> {
+    let bad = || format!("{text:?} is not MIN-MAX milliseconds (e.g. 500-3500)");
+    let (min, max) = text.split_once('-').ok_or_else(bad)?;
+    let min: u64 = min.trim().parse().map_err(|_| bad())?;
+    let max: u64 = max.trim().parse().map_err(|_| bad())?;
+    if min == 0 || min > max || max > 3_600_000 {
+        return Err(format!(
+            "--fault-ms needs 0 < MIN <= MAX <= 3600000, not {text}"
+        ));
+    }
+    Ok((Duration::from_millis(min), Duration::from_millis(max)))
+}
+
 /// Runs `dida faults`: prints the report, and fails when a checker that must hold
 /// did not.
 pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
@@ -80,6 +111,8 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
     config.keys = args.keys;
     config.write_acks = args.write_acks;
     config.crashes = args.crashes;
+    config.nemesis = args.nemesis;
+    config.fault_lengths = args.fault_ms;
     config.gossip_delay = Duration::from_millis(args.gossip_delay);
     config.seed = seed;
     config.history_path = args.history;

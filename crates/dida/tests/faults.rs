@@ -4,12 +4,14 @@
 //! acknowledged write is lost with `--write-acks 2` (one crash, and two crashes one
 //! after the other), each key's history is linearizable, no chain hangs, and once the
 //! next replica has taken over a crashed primary's keys (SPEC §2.5) every write
-//! succeeds again.
+//! succeeds again. The pause and partition nemeses: each fault is reported with its
+//! start and end and what became of its target, and the checks still hold.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use dida_faults::history::{OpKind, OpResult, Operation};
+use dida_faults::nemesis::{FaultKind, PartitionShape};
 use dida_faults::report::CheckStatus;
 use dida_faults::timeline::{MarkEvent, TimelineLine};
 use dida_faults::Report;
@@ -94,13 +96,13 @@ fn a_short_run_with_one_crash_records_everything_and_its_checkers_hold() {
     );
 
     // The crash happened and really killed a storage process.
-    assert_eq!(report.crashes.len(), 1, "{text}");
-    assert!(report.crashes[0].confirmed_dead, "{text}");
+    assert_eq!(report.faults.len(), 1, "{text}");
+    assert!(report.faults[0].confirmed, "{text}");
     assert!(report.lost_writes.live_nodes.len() == 4, "{text}");
     assert!(!report
         .lost_writes
         .live_nodes
-        .contains(&report.crashes[0].node));
+        .contains(&report.faults[0].node));
 
     // Every operation is in the history, with a result and sane times.
     let counts = &report.operations;
@@ -162,7 +164,7 @@ fn a_short_run_with_one_crash_records_everything_and_its_checkers_hold() {
             _ => None,
         })
         .collect();
-    let victim = &report.crashes[0].node;
+    let victim = &report.faults[0].node;
     let position = |event| {
         marks
             .iter()
@@ -253,7 +255,7 @@ fn writes_succeed_after_the_crash_once_the_next_replica_takes_over() {
     );
     assert!(output.status.success(), "{text}");
     // Give the cluster 3 s to detect the crash and hand the keys over.
-    let settled = report.crashes[0].at_ns + 3_000_000_000;
+    let settled = report.faults[0].at_ns + 3_000_000_000;
     let after: Vec<&Operation> = history
         .iter()
         .filter(|op| is_storage_write(op) && op.invoked_ns >= settled)
@@ -297,8 +299,196 @@ fn no_acknowledged_write_is_lost_with_two_crashes_and_write_acks_2() {
         "{report:#?}\nstderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(report.crashes.len(), 2, "{text}");
+    assert_eq!(report.faults.len(), 2, "{text}");
     assert_eq!(report.lost_writes.lost, 0, "{text}");
     assert_eq!(report.chains.hung, 0, "{text}");
     assert!(output.status.success(), "{text}");
+}
+
+/// The report's account of one pause or partition is complete and consistent: a
+/// start and a later end, confirmed, and a fate that agrees with the survivors'
+/// statuses (a target declared failed is lost, and fenced once it heard of it; one
+/// not declared is not lost).
+fn assert_fault_accounted(report: &Report, kind: FaultKind, text: &str) {
+    assert_eq!(report.faults.len(), report.settings.crashes, "{text}");
+    for fault in &report.faults {
+        assert_eq!(fault.kind, kind, "{text}");
+        assert!(
+            fault.confirmed && fault.error.is_none(),
+            "{fault:?}\n{text}"
+        );
+        let end = fault.end_ns.unwrap_or_else(|| panic!("no end: {fault:?}"));
+        assert!(end > fault.at_ns, "{fault:?}");
+        // The fault ends before the last fifth of the run.
+        assert!(
+            end <= report.settings.duration_ms * 800_000 + 500_000_000,
+            "{fault:?}"
+        );
+        assert_eq!(
+            fault.lost,
+            report.lost_nodes.contains(&fault.node),
+            "{text}"
+        );
+        if fault.lost {
+            assert!(!fault.declared_failed_by.is_empty(), "{fault:?}\n{text}");
+            assert!(
+                !report.lost_writes.live_nodes.contains(&fault.node),
+                "{text}"
+            );
+        } else {
+            assert!(
+                report.lost_writes.live_nodes.contains(&fault.node),
+                "{text}"
+            );
+        }
+    }
+    assert!(report.lost_nodes.len() <= 2, "{text}");
+}
+
+/// A pause long enough to be declared failed (4.5 s; a silent node is declared
+/// 2.3 to 3.5 s after it stops answering) and the run's checks with
+/// `--write-acks 2`.
+#[test]
+fn a_paused_node_is_reported_with_its_pause_and_resume_and_the_checks_hold() {
+    let (output, report, _history, timeline) = faults_with_timeline(&[
+        "--nemesis",
+        "pause",
+        "--fault-ms",
+        "4500-4500",
+        "--duration",
+        "9",
+        "--crashes",
+        "1",
+        "--write-acks",
+        "2",
+        "--clients",
+        "4",
+        "--keys",
+        "3",
+        "--seed",
+        "21",
+    ]);
+    let text = format!(
+        "{report:#?}\n{}\nstderr: {}",
+        report.to_text(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_fault_accounted(&report, FaultKind::Pause, &text);
+    let pause = &report.faults[0];
+    if pause.lost {
+        // It resumed and heard from its peers that it had been declared failed.
+        assert_eq!(pause.fenced, Some(true), "{text}");
+    }
+    let marks: Vec<_> = timeline
+        .iter()
+        .filter_map(|line| match line {
+            TimelineLine::Mark(mark) => Some(mark),
+            _ => None,
+        })
+        .collect();
+    for event in [MarkEvent::Pause, MarkEvent::Resume] {
+        assert!(
+            marks
+                .iter()
+                .any(|m| m.event == event && m.node == pause.node),
+            "no {event:?} mark: {marks:?}"
+        );
+    }
+    assert_eq!(report.lost_writes.lost, 0, "{text}");
+    assert_eq!(report.linearizability.summary(), "linearizable", "{text}");
+    assert_eq!(report.chains.hung, 0, "{text}");
+    assert!(report.passed, "{text}");
+    assert!(output.status.success(), "{text}");
+}
+
+/// Partitions through the suite's proxies, and the run's checks with
+/// `--write-acks 2`. With this seed: a one-way cut, then an isolation, both shorter
+/// than the detection time (see the next test for a longer isolation).
+#[test]
+fn a_partition_is_reported_with_its_cuts_and_heal_and_the_checks_hold() {
+    let (output, report, _history) = faults(&[
+        "--nemesis",
+        "partition",
+        "--fault-ms",
+        "1000-3000",
+        "--duration",
+        "8",
+        "--crashes",
+        "2",
+        "--write-acks",
+        "2",
+        "--chain-clients",
+        "0",
+        "--clients",
+        "4",
+        "--keys",
+        "3",
+        "--seed",
+        "24",
+    ]);
+    let text = format!(
+        "{report:#?}\n{}\nstderr: {}",
+        report.to_text(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_fault_accounted(&report, FaultKind::Partition, &text);
+    for fault in &report.faults {
+        let shape = fault.shape.unwrap_or_else(|| panic!("no shape: {fault:?}"));
+        assert!(!fault.cuts.is_empty(), "{fault:?}");
+        // Every cut involves the target; an isolation cuts it both ways from all.
+        for [from, to] in &fault.cuts {
+            assert!(from == &fault.node || to == &fault.node, "{fault:?}");
+        }
+        if shape == PartitionShape::Isolate {
+            assert_eq!(
+                fault.cuts.len(),
+                2 * (report.settings.nodes - 1),
+                "{fault:?}"
+            );
+        }
+    }
+    assert_eq!(report.lost_writes.lost, 0, "{text}");
+    assert_eq!(report.linearizability.summary(), "linearizable", "{text}");
+    assert!(report.passed, "{text}");
+    assert!(output.status.success(), "{text}");
+}
+
+/// A node isolated for longer than the detection time (seed 3: s5 for 5 s). Ignored
+/// while it fails: the storage detector has no quorum, so the isolated node declares
+/// its four peers failed, keeps serving the clients that still route to it, and
+/// acknowledges writes with `--write-acks 2` that the majority never sees (a run on
+/// the commit that added this test lost 487 of 2 708 acknowledged writes); and
+/// after the heal neither side probes the other again, so it is never fenced. Run it
+/// with `cargo test -p dida --test faults -- --ignored`.
+#[test]
+#[ignore = "split brain of an isolated node: the storage detector has no quorum yet"]
+fn an_isolated_node_declared_failed_loses_no_acknowledged_write() {
+    let (output, report, _history) = faults(&[
+        "--nemesis",
+        "partition",
+        "--fault-ms",
+        "5000-5000",
+        "--duration",
+        "12",
+        "--crashes",
+        "1",
+        "--write-acks",
+        "2",
+        "--chain-clients",
+        "0",
+        "--clients",
+        "4",
+        "--keys",
+        "3",
+        "--seed",
+        "3",
+    ]);
+    let text = format!(
+        "{}\nstderr: {}",
+        report.to_text(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_fault_accounted(&report, FaultKind::Partition, &text);
+    assert_eq!(report.lost_writes.lost, 0, "{text}");
+    assert!(report.passed, "{text}");
 }

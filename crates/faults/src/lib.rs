@@ -1,8 +1,8 @@
 //! The fault-injection suite of dida (`dida faults`).
 //!
 //! A workload of concurrent clients writes, compare-and-swaps and reads a small set
-//! of contended keys and runs chain executions, while a nemesis SIGKILLs storage
-//! nodes at random moments. Every operation is recorded with its invocation time,
+//! of contended keys and runs chain executions, while a nemesis SIGKILLs, pauses
+//! (SIGSTOP / SIGCONT) or partitions storage nodes at random moments. Every operation is recorded with its invocation time,
 //! completion time and result, and checkers then judge the run from that record:
 //!
 //! 1. no acknowledged write is lost (must hold with `--write-acks` ≥ 2);
@@ -18,10 +18,14 @@
 //!   acknowledged write as held, discarded by `max_versions`, or lost;
 //! - [`workload`]: the storage clients;
 //! - [`chains`]: the chain clients and the chain checker;
-//! - [`nemesis`]: when and which storage nodes are SIGKILLed;
+//! - [`nemesis`]: when and which storage nodes are killed, paused or partitioned
+//!   (partitions through `dida_local_cluster::proxy`);
+//! - [`survey`]: which nodes the cluster has lost (killed, or declared failed and
+//!   fenced after a pause or partition);
 //! - [`report`]: the summary, as text or JSON, and the verdict;
 //! - [`timeline`]: the crash timeline (`--timeline`): operations per 100 ms, with
-//!   marks for each kill, its detection and the end of re-replication;
+//!   marks for each fault, the detection of each lost node and the end of
+//!   re-replication;
 //! - [`marks`]: the watcher that finds when a crash was detected and when
 //!   replication was restored;
 //! - [`suite`]: one run from start to finish, under a watchdog.
@@ -36,6 +40,7 @@ pub mod marks;
 pub mod nemesis;
 pub mod report;
 pub mod suite;
+pub mod survey;
 pub mod timeline;
 pub mod workload;
 

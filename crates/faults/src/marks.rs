@@ -1,9 +1,13 @@
 //! The marks of the crash timeline ([`crate::timeline`]) that only the cluster can
 //! tell: when a killed node was detected, and when replication was restored.
 //!
-//! A background task learns of each kill from the nemesis and follows that crash, by
-//! polling, until both events are seen or their deadlines pass (a mark not seen in
-//! time is left out, with a warning):
+//! A background task learns of each lost node from the nemesis — a kill as soon as it
+//! is confirmed, a node declared failed after a pause or partition when the nemesis's
+//! survey finds it — and follows that crash, by polling, until both events are seen or
+//! their deadlines pass (a mark not seen in time is left out, with a warning). For a
+//! node lost to a pause or partition the `detected` mark is therefore when a survey
+//! saw the declaration (before the next fault, or once the cluster has settled after
+//! the last one): an upper bound, not the moment of the declaration.
 //!
 //! - **detected**: the first poll (every 50 ms) in which some live storage node's
 //!   status lists the victim among the nodes it knows to have failed (SPEC §2.5);
@@ -31,7 +35,6 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::history::RunClock;
 use crate::lost_writes::{self, NodeContents};
-use crate::nemesis::Crash;
 use crate::timeline::{Mark, MarkEvent};
 
 /// How the watcher polls.
@@ -64,24 +67,24 @@ pub type Baseline = BTreeMap<String, BTreeSet<Version>>;
 /// The nodes killed so far, shared by the crashes being followed.
 type Killed = Arc<Mutex<BTreeSet<String>>>;
 
-/// Follows every crash the nemesis reports on `kills` until the channel closes and
+/// Follows every lost node the nemesis reports on `kills` until the channel closes and
 /// every crash has been followed; returns the `detected` and `re-replicated` marks.
 /// `client` is a client of the cluster with a short call deadline.
 pub async fn watch_crashes(
     client: StorageClient,
-    mut kills: UnboundedReceiver<Crash>,
+    mut kills: UnboundedReceiver<String>,
     clock: RunClock,
     config: WatchConfig,
 ) -> Vec<Mark> {
     let client = Arc::new(client);
     let killed: Killed = Arc::default();
     let mut followed: JoinSet<Vec<Mark>> = JoinSet::new();
-    while let Some(crash) = kills.recv().await {
+    while let Some(node) = kills.recv().await {
         if let Ok(mut killed) = killed.lock() {
-            killed.insert(crash.node.clone());
+            killed.insert(node.clone());
         }
         followed.spawn(follow_crash(
-            crash.node,
+            node,
             client.clone(),
             killed.clone(),
             clock,

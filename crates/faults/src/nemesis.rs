@@ -1,17 +1,41 @@
-//! The nemesis: SIGKILLs storage nodes at random moments of the run, one at a time.
+//! The nemesis: injects faults into storage nodes at random moments of the run, one
+//! at a time — SIGKILL (`kill`, the default), SIGSTOP then SIGCONT (`pause`), cut
+//! network links then heal them (`partition`), or a random mix of the three
+//! (`mixed`).
 //!
-//! SPEC §2.5: storage nodes fail only by crashing and never come back. With
-//! replication factor R, up to R − 1 crashes still leave every key a replica, so that
-//! is the most the suite injects. Crashes are spread over the run with a pause
-//! between them (so the cluster can detect each one and repair before the next), and
-//! the last fifth of the run is left without crashes so that recovery shows in the
-//! history. Each kill is confirmed: the node must stop answering.
+//! **Budget.** SPEC §2.5: with replication factor R, up to R − 1 lost nodes still
+//! leave every key a replica, so that is the most the suite may lose. A killed node is
+//! lost; a paused or partitioned one is lost if the others declare it failed (it then
+//! fences itself for good, see [`crate::survey`]). Each fault targets one node and
+//! costs at most that one, and `--crashes` (the number of faults) is at most R − 1;
+//! before each fault the nemesis also surveys the cluster, and skips the fault (the
+//! run then fails its "faults injected as planned" check) if R − 1 nodes are lost
+//! already — a cascade the faults did not call for.
 //!
-//! The victim is a random live node among those that are, at that moment, the
-//! primary of at least one of the workload's keys (any live node if none is): a crash
-//! of a node that leads nothing the clients use would test little, and with a few
-//! keys on five nodes that would be a frequent draw.
+//! **When.** Faults are spread over the run with time between them (so the cluster
+//! can detect each one and repair before the next), and the last fifth of the run is
+//! left without faults so that recovery shows in the history ([`crash_times`]). A
+//! pause or partition lasts a random time in `--fault-ms` (by default 0.5 s to 3.5 s:
+//! the shorter ones end before the crash detector's suspicion timeout of 1.5 s runs
+//! out and are survived, the longer ones get the node declared failed), cut short so
+//! that it ends before the next fault and before the last fifth.
+//!
+//! **Whom.** The target is a random node among those not lost that are, at that
+//! moment, the primary of at least one of the workload's keys (any such node if none
+//! is): a fault of a node that leads nothing the clients use would test little, and
+//! with a few keys on five nodes that would be a frequent draw.
+//!
+//! **Partitions** take one of three shapes, drawn evenly: the target *isolated* from
+//! every peer; the target *cut* from one or two peers, both ways; or a *one-way* cut
+//! between the target and one or two peers (only the connections one side makes to
+//! the other are silenced). See `dida_local_cluster::proxy` for how a cut is made.
+//!
+//! Each fault is confirmed: a killed node must stop answering, a paused one must not
+//! answer while paused, every link of a partition must have been cut.
 
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +49,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Mutex;
 
 use crate::history::RunClock;
+use crate::survey::{self, Survey};
 
 /// When the crashes happen, as offsets from the start of the run.
 ///
@@ -45,26 +70,18 @@ pub fn crash_times(duration: Duration, crashes: usize, rng: &mut StdRng) -> Vec<
         .collect()
 }
 
-/// One injected crash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Crash {
-    /// The storage node killed.
-    pub node: String,
-    /// When, in nanoseconds since the start of the run.
-    pub at_ns: u64,
-    /// The workload's keys it was the primary of when it was killed.
-    pub led_keys: Vec<String>,
-    /// True when the node stopped answering after the kill.
-    pub confirmed_dead: bool,
-    /// What went wrong, if the kill failed.
-    pub error: Option<String>,
-}
-
-/// Whom and when to kill.
+/// Whom and when to fault.
 #[derive(Debug, Clone)]
 pub struct NemesisPlan {
-    /// Moments of the crashes (see [`crash_times`]).
+    /// Which faults.
+    pub kind: NemesisKind,
+    /// Moments of the faults (see [`crash_times`]).
     pub times: Vec<Duration>,
+    /// Length of the run: pauses and partitions end before its last fifth.
+    pub duration: Duration,
+    /// Shortest and longest pause or partition (before it is cut short to end in
+    /// time).
+    pub fault_lengths: (Duration, Duration),
     /// The keys the workload uses: victims are drawn among their primaries.
     pub keys: Vec<String>,
     /// `--vnodes` of the cluster, to place the keys as the nodes do.
@@ -74,7 +91,7 @@ pub struct NemesisPlan {
 }
 
 /// The keys of `keys` that each live node leads, by node id, on the ring of the live
-/// nodes (the ring the cluster uses once it has detected the crashes).
+/// nodes not lost (the ring the cluster uses once it has detected the losses).
 fn primaries<'a>(
     live: &[String],
     keys: &'a [String],
@@ -91,29 +108,257 @@ fn primaries<'a>(
     led
 }
 
-/// Kills one live storage node at each moment of `plan` — a random one among the
-/// primaries of the workload's keys — and returns the crashes.
+/// Which faults the nemesis injects (`dida faults --nemesis`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NemesisKind {
+    /// SIGKILL: a fail-stop crash (SPEC §2.5), the course's only fault.
+    #[default]
+    Kill,
+    /// SIGSTOP, then SIGCONT: a node that stops answering for a while (a long GC
+    /// pause, a descheduled VM) and then carries on as if nothing happened.
+    Pause,
+    /// Links between nodes cut silently, then healed.
+    Partition,
+    /// Each fault drawn among the three above.
+    Mixed,
+}
+
+impl fmt::Display for NemesisKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Kill => "kill",
+            Self::Pause => "pause",
+            Self::Partition => "partition",
+            Self::Mixed => "mixed",
+        })
+    }
+}
+
+impl FromStr for NemesisKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "kill" => Ok(Self::Kill),
+            "pause" => Ok(Self::Pause),
+            "partition" => Ok(Self::Partition),
+            "mixed" => Ok(Self::Mixed),
+            _ => Err(format!(
+                "unknown nemesis {text:?}: expected kill, pause, partition or mixed"
+            )),
+        }
+    }
+}
+
+/// What one fault did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// SIGKILL.
+    Kill,
+    /// SIGSTOP, then SIGCONT.
+    Pause,
+    /// Links cut, then healed.
+    Partition,
+}
+
+/// The shape of a partition (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionShape {
+    /// The target cut from every peer, both ways.
+    Isolate,
+    /// The target cut from one or two peers, both ways.
+    Cut,
+    /// Only the connections one side makes to the other cut.
+    OneWay,
+}
+
+/// One injected fault and what became of its target.
+///
+/// Serialized with the field names of the crashes of earlier reports (`node`,
+/// `at_ns`), which the evaluation report reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// Kill, pause or partition.
+    pub kind: FaultKind,
+    /// The target node.
+    pub node: String,
+    /// For a partition: its shape.
+    pub shape: Option<PartitionShape>,
+    /// For a partition: the links cut, as `[from, to]` pairs — the connections
+    /// `from` makes to `to` were silenced (both directions of their bytes).
+    pub cuts: Vec<[String; 2]>,
+    /// Start (the kill, SIGSTOP or cut), in nanoseconds since the start of the run.
+    pub at_ns: u64,
+    /// End (SIGCONT or heal), for a pause or partition.
+    pub end_ns: Option<u64>,
+    /// The workload's keys the target was the primary of when the fault started.
+    pub led_keys: Vec<String>,
+    /// True when the fault was confirmed: a killed node stopped answering, a paused
+    /// one did not answer while paused, every link of a partition was cut.
+    pub confirmed: bool,
+    /// The survivors that list the target as failed at the end of the run.
+    pub declared_failed_by: Vec<String>,
+    /// Whether the target's own status said it was fenced at the end of the run
+    /// (none for a killed node, or one that did not answer).
+    pub fenced: Option<bool>,
+    /// True when the target is lost (killed, or declared failed: see
+    /// [`crate::survey`]) at the end of the run.
+    pub lost: bool,
+    /// What went wrong, if the fault could not be injected.
+    pub error: Option<String>,
+}
+
+impl Fault {
+    fn new(kind: FaultKind, node: String, at_ns: u64, led_keys: Vec<String>) -> Self {
+        Self {
+            kind,
+            node,
+            shape: None,
+            cuts: Vec::new(),
+            at_ns,
+            end_ns: None,
+            led_keys,
+            confirmed: false,
+            declared_failed_by: Vec::new(),
+            fenced: None,
+            lost: false,
+            error: None,
+        }
+    }
+}
+
+/// What the nemesis did, and the state it left the cluster in.
+#[derive(Debug, Clone, Default)]
+pub struct NemesisOutcome {
+    /// The faults, in order.
+    pub faults: Vec<Fault>,
+    /// The nodes killed.
+    pub killed: BTreeSet<String>,
+    /// The last survey, taken once the cluster settled after the last fault.
+    pub survey: Survey,
+}
+
+/// How long each pause or partition lasts: a random length in `lengths`, cut short to
+/// end a second before the next fault starts (or halfway to it, if sooner) and
+/// before the last fifth of the run.
+pub fn fault_lengths(
+    times: &[Duration],
+    duration: Duration,
+    lengths: (Duration, Duration),
+    rng: &mut StdRng,
+) -> Vec<Duration> {
+    let quiet = duration.mul_f64(0.8);
+    let (shortest, longest) = (lengths.0.min(lengths.1), lengths.0.max(lengths.1));
+    times
+        .iter()
+        .enumerate()
+        .map(|(i, &start)| {
+            let drawn = if shortest == longest {
+                shortest
+            } else {
+                rng.random_range(shortest..=longest)
+            };
+            // Before the next fault, leaving the cluster up to a second (half the
+            // time between the two faults at most) to declare and spread what this
+            // one cost; and before the quiet last fifth.
+            let end = match times.get(i + 1) {
+                Some(&next) => {
+                    let gap = next.saturating_sub(start) / 2;
+                    next.saturating_sub(gap.min(Duration::from_secs(1)))
+                }
+                None => quiet,
+            };
+            drawn.min(end.min(quiet).saturating_sub(start))
+        })
+        .collect()
+}
+
+/// The live-node survey's settings: each status call's deadline, and how long the
+/// cluster gets after the last fault to declare (and spread) what it will.
+const SURVEY_DEADLINE: Duration = Duration::from_secs(1);
+const SETTLE_POLL: Duration = Duration::from_millis(250);
+const SETTLE_AT_LEAST: Duration = Duration::from_secs(1);
+const SETTLE_AT_MOST: Duration = Duration::from_secs(6);
+
+/// Injects one fault at each moment of `plan` and returns what it did.
 ///
 /// `probe` is a client of the same cluster with a short deadline, used to confirm
-/// each kill. Each crash carried out is also sent on `kills`, if given, as soon as
-/// it is confirmed (the timeline's watcher follows it from there).
+/// each fault and to survey the nodes. Each node lost is also sent on `losses`, if
+/// given: a killed node as soon as the kill is confirmed, a node declared failed as
+/// soon as a survey finds it (the timeline's watcher follows it from there).
 pub async fn run_nemesis(
     cluster: Arc<Mutex<LocalCluster>>,
     probe: StorageClient,
     plan: NemesisPlan,
     clock: RunClock,
     seed: u64,
-    kills: Option<UnboundedSender<Crash>>,
-) -> Vec<Crash> {
+    losses: Option<UnboundedSender<String>>,
+) -> NemesisOutcome {
+    // Victims are drawn from the seed as before pauses and partitions existed, so a
+    // `kill` run repeats the choices of earlier versions; everything else comes from
+    // a second stream.
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut live: Vec<String> = cluster.lock().await.ids().collect();
-    let mut crashes = Vec::new();
-    for at in plan.times {
+    let mut faults_rng = StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
+    let nodes: Vec<String> = cluster.lock().await.ids().collect();
+    let lengths = fault_lengths(
+        &plan.times,
+        plan.duration,
+        plan.fault_lengths,
+        &mut faults_rng,
+    );
+    let budget = plan.replication_factor.saturating_sub(1);
+    let mut outcome = NemesisOutcome::default();
+    let mut reported: BTreeSet<String> = BTreeSet::new();
+    let mut report_losses = |lost: &BTreeSet<String>| {
+        for node in lost.difference(&reported.clone()) {
+            if let Some(losses) = &losses {
+                // The watcher may be gone (a stopped run): nothing to tell then.
+                let _ = losses.send(node.clone());
+            }
+            reported.insert(node.clone());
+        }
+    };
+    // Kills need no survey: the nemesis knows whom it killed. After a pause or a
+    // partition only the cluster knows whether the target was declared failed.
+    let mut survey_needed = false;
+    for (at, length) in plan.times.iter().zip(lengths) {
         if let Some(wait) = at.checked_sub(clock.elapsed()) {
             tokio::time::sleep(wait).await;
         }
-        if live.is_empty() {
-            break;
+        let lost = if survey_needed {
+            survey::survey(&probe, &nodes, &outcome.killed, SURVEY_DEADLINE)
+                .await
+                .lost
+        } else {
+            outcome.killed.clone()
+        };
+        report_losses(&lost);
+        let kind = match plan.kind {
+            NemesisKind::Kill => FaultKind::Kill,
+            NemesisKind::Pause => FaultKind::Pause,
+            NemesisKind::Partition => FaultKind::Partition,
+            NemesisKind::Mixed => [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition]
+                [faults_rng.random_range(0..3)],
+        };
+        let live: Vec<String> = nodes
+            .iter()
+            .filter(|n| !lost.contains(*n))
+            .cloned()
+            .collect();
+        if lost.len() >= budget || live.is_empty() {
+            let lost_list: Vec<&str> = lost.iter().map(String::as_str).collect();
+            tracing::warn!(lost = ?lost_list, "nemesis: fault budget spent; fault skipped");
+            let mut fault = Fault::new(kind, String::new(), clock.now_ns(), Vec::new());
+            fault.error = Some(format!(
+                "skipped: {} nodes already lost ({}), the most R - 1 = {budget} allows",
+                lost.len(),
+                lost_list.join(", ")
+            ));
+            outcome.faults.push(fault);
+            continue;
         }
         let led = primaries(&live, &plan.keys, plan.vnodes, plan.replication_factor);
         let leaders: Vec<usize> = (0..led.len()).filter(|&i| !led[i].1.is_empty()).collect();
@@ -123,43 +368,226 @@ pub async fn run_nemesis(
             leaders[rng.random_range(0..leaders.len())]
         };
         let led_keys: Vec<String> = led[index].1.iter().map(|k| k.to_string()).collect();
-        let node = live.remove(index);
-        let at_ns = clock.now_ns();
-        tracing::info!(%node, at_s = at_ns as f64 / 1e9, led = ?led_keys, "nemesis: SIGKILL");
-        let killed = cluster.lock().await.kill(&node).await;
-        let crash = match killed {
-            Ok(()) => {
-                let confirmed_dead = probe.ping(&node).await.is_err();
-                if !confirmed_dead {
-                    tracing::warn!(%node, "nemesis: the node still answers after SIGKILL");
+        let node = live[index].clone();
+        let fault = Fault::new(kind, node, clock.now_ns(), led_keys);
+        let fault = match kind {
+            FaultKind::Kill => {
+                let fault = kill(&cluster, &probe, fault).await;
+                if fault.confirmed {
+                    outcome.killed.insert(fault.node.clone());
+                    report_losses(&outcome.killed);
                 }
-                let crash = Crash {
-                    node,
-                    at_ns,
-                    led_keys,
-                    confirmed_dead,
-                    error: None,
-                };
-                if let Some(kills) = &kills {
-                    // The watcher may be gone (a stopped run): nothing to tell then.
-                    let _ = kills.send(crash.clone());
-                }
-                crash
+                fault
             }
-            Err(error) => {
-                tracing::warn!(%node, "nemesis: kill failed: {error:#}");
-                Crash {
-                    node,
-                    at_ns,
-                    led_keys,
-                    confirmed_dead: false,
-                    error: Some(format!("{error:#}")),
-                }
+            FaultKind::Pause => pause(&cluster, &probe, fault, length, clock).await,
+            FaultKind::Partition => {
+                let peers: Vec<String> = nodes
+                    .iter()
+                    .filter(|n| **n != fault.node)
+                    .cloned()
+                    .collect();
+                let live_peers: Vec<String> =
+                    live.iter().filter(|n| **n != fault.node).cloned().collect();
+                let (shape, cuts) =
+                    partition_shape(&fault.node, &peers, &live_peers, &mut faults_rng);
+                partition(&cluster, fault, shape, cuts, length, clock).await
             }
         };
-        crashes.push(crash);
+        survey_needed |= kind != FaultKind::Kill;
+        outcome.faults.push(fault);
     }
-    crashes
+    outcome.survey = if survey_needed {
+        settle(&probe, &nodes, &outcome.killed).await
+    } else {
+        Survey {
+            lost: outcome.killed.clone(),
+            ..Survey::default()
+        }
+    };
+    report_losses(&outcome.survey.lost);
+    for fault in &mut outcome.faults {
+        if fault.node.is_empty() {
+            continue;
+        }
+        fault.declared_failed_by = outcome.survey.declared_by(&fault.node);
+        fault.lost = outcome.survey.lost.contains(&fault.node);
+        fault.fenced = (fault.kind != FaultKind::Kill
+            && !outcome.survey.silent.contains(&fault.node))
+        .then(|| outcome.survey.fenced.contains(&fault.node));
+    }
+    outcome
+}
+
+/// Surveys the cluster until two surveys in a row agree (and at least
+/// [`SETTLE_AT_LEAST`] has passed), or [`SETTLE_AT_MOST`]: a declaration made just
+/// as the last fault ended takes a probe round or two to spread.
+async fn settle(probe: &StorageClient, nodes: &[String], killed: &BTreeSet<String>) -> Survey {
+    let started = tokio::time::Instant::now();
+    let mut previous = survey::survey(probe, nodes, killed, SURVEY_DEADLINE).await;
+    loop {
+        tokio::time::sleep(SETTLE_POLL).await;
+        let current = survey::survey(probe, nodes, killed, SURVEY_DEADLINE).await;
+        let settled = current == previous && current.silent.is_empty();
+        if (settled && started.elapsed() >= SETTLE_AT_LEAST) || started.elapsed() >= SETTLE_AT_MOST
+        {
+            return current;
+        }
+        previous = current;
+    }
+}
+
+/// SIGKILLs the target and confirms it stopped answering.
+async fn kill(cluster: &Mutex<LocalCluster>, probe: &StorageClient, mut fault: Fault) -> Fault {
+    let node = fault.node.clone();
+    tracing::info!(%node, at_s = fault.at_ns as f64 / 1e9, led = ?fault.led_keys, "nemesis: SIGKILL");
+    match cluster.lock().await.kill(&node).await {
+        Ok(()) => {
+            fault.confirmed = probe.ping(&node).await.is_err();
+            if !fault.confirmed {
+                tracing::warn!(%node, "nemesis: the node still answers after SIGKILL");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%node, "nemesis: kill failed: {error:#}");
+            fault.error = Some(format!("{error:#}"));
+        }
+    }
+    fault
+}
+
+/// SIGSTOPs the target for `length`, confirms it does not answer meanwhile, then
+/// SIGCONTs it.
+async fn pause(
+    cluster: &Mutex<LocalCluster>,
+    probe: &StorageClient,
+    mut fault: Fault,
+    length: Duration,
+    clock: RunClock,
+) -> Fault {
+    let node = fault.node.clone();
+    tracing::info!(%node, at_s = fault.at_ns as f64 / 1e9, length = ?length, "nemesis: SIGSTOP");
+    if let Err(error) = cluster.lock().await.pause(&node) {
+        tracing::warn!(%node, "nemesis: pause failed: {error:#}");
+        fault.error = Some(format!("{error:#}"));
+        return fault;
+    }
+    let started = tokio::time::Instant::now();
+    // SIGSTOP takes effect as each thread of the node is next scheduled: wait until
+    // the process is stopped, then make sure it answers nothing.
+    let limit = (length / 2).min(Duration::from_secs(1));
+    let stopped = loop {
+        match cluster.lock().await.is_stopped(&node) {
+            Ok(true) => break true,
+            Ok(false) if started.elapsed() < limit => {}
+            Ok(false) => break false,
+            Err(error) => {
+                tracing::warn!(%node, "nemesis: cannot tell whether the node stopped: {error:#}");
+                break false;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let answered = matches!(
+        tokio::time::timeout(limit.saturating_sub(started.elapsed()), probe.ping(&node)).await,
+        Ok(Ok(()))
+    );
+    fault.confirmed = stopped && !answered;
+    if !fault.confirmed {
+        tracing::warn!(%node, stopped, answered, "nemesis: the pause did not take");
+    }
+    tokio::time::sleep_until(started + length).await;
+    let resumed = cluster.lock().await.resume(&node);
+    fault.end_ns = Some(clock.now_ns());
+    tracing::info!(%node, at_s = clock.now_ns() as f64 / 1e9, "nemesis: SIGCONT");
+    if let Err(error) = resumed {
+        tracing::warn!(%node, "nemesis: resume failed: {error:#}");
+        fault.error = Some(format!("{error:#}"));
+    }
+    fault
+}
+
+/// Draws a partition of `target` (see the module documentation): its shape and the
+/// links to cut, as (from, to). `peers` are all the other nodes, `live_peers` those not
+/// lost (a cut from a lost node would test nothing).
+fn partition_shape(
+    target: &str,
+    peers: &[String],
+    live_peers: &[String],
+    rng: &mut StdRng,
+) -> (PartitionShape, Vec<[String; 2]>) {
+    let pair = |from: &str, to: &str| [from.to_string(), to.to_string()];
+    let shape = if live_peers.is_empty() {
+        PartitionShape::Isolate
+    } else {
+        [
+            PartitionShape::Isolate,
+            PartitionShape::Cut,
+            PartitionShape::OneWay,
+        ][rng.random_range(0..3)]
+    };
+    if shape == PartitionShape::Isolate {
+        let cuts = peers
+            .iter()
+            .flat_map(|peer| [pair(target, peer), pair(peer, target)])
+            .collect();
+        return (shape, cuts);
+    }
+    // One or two peers, never all of them (that would be an isolation).
+    let most = 2.min(live_peers.len().saturating_sub(1)).max(1);
+    let count = rng.random_range(1..=most);
+    let mut chosen: Vec<&String> = Vec::new();
+    while chosen.len() < count {
+        let peer = &live_peers[rng.random_range(0..live_peers.len())];
+        if !chosen.contains(&peer) {
+            chosen.push(peer);
+        }
+    }
+    let outward = rng.random_bool(0.5);
+    let cuts = chosen
+        .into_iter()
+        .flat_map(|peer| match shape {
+            PartitionShape::OneWay if outward => vec![pair(target, peer)],
+            PartitionShape::OneWay => vec![pair(peer, target)],
+            _ => vec![pair(target, peer), pair(peer, target)],
+        })
+        .collect();
+    (shape, cuts)
+}
+
+/// Cuts `cuts` for `length`, then heals them.
+async fn partition(
+    cluster: &Mutex<LocalCluster>,
+    mut fault: Fault,
+    shape: PartitionShape,
+    cuts: Vec<[String; 2]>,
+    length: Duration,
+    clock: RunClock,
+) -> Fault {
+    let described: Vec<String> = cuts
+        .iter()
+        .map(|[from, to]| format!("{from}->{to}"))
+        .collect();
+    tracing::info!(node = %fault.node, at_s = fault.at_ns as f64 / 1e9, ?shape, cuts = ?described,
+        length = ?length, "nemesis: partition");
+    let started = tokio::time::Instant::now();
+    let errors: Vec<String> = {
+        let cluster = cluster.lock().await;
+        cuts.iter()
+            .filter_map(|[from, to]| cluster.cut(from, to).err().map(|e| format!("{e:#}")))
+            .collect()
+    };
+    fault.confirmed = errors.is_empty();
+    fault.shape = Some(shape);
+    fault.cuts = cuts;
+    tokio::time::sleep_until(started + length).await;
+    cluster.lock().await.heal_all();
+    fault.end_ns = Some(clock.now_ns());
+    tracing::info!(node = %fault.node, at_s = clock.now_ns() as f64 / 1e9, "nemesis: healed");
+    if !errors.is_empty() {
+        tracing::warn!(node = %fault.node, "nemesis: partition failed: {}", errors.join("; "));
+        fault.error = Some(errors.join("; "));
+    }
+    fault
 }
 
 #[cfg(test)]
@@ -197,5 +625,89 @@ mod tests {
                 assert_eq!(&live[ring.primary(key)], node);
             }
         }
+    }
+
+    #[test]
+    fn pauses_and_partitions_end_before_the_next_fault_and_the_quiet_fifth() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let duration = Duration::from_secs(10);
+        let times = [Duration::from_secs(2), Duration::from_secs(5)];
+        let lengths = fault_lengths(
+            &times,
+            duration,
+            (Duration::from_secs(1), Duration::from_secs(9)),
+            &mut rng,
+        );
+        assert_eq!(lengths.len(), 2);
+        // A second before the next fault, and before 80 % of the run.
+        assert!(
+            times[0] + lengths[0] <= Duration::from_secs(4),
+            "{lengths:?}"
+        );
+        assert!(
+            times[1] + lengths[1] <= Duration::from_secs(8),
+            "{lengths:?}"
+        );
+        // Close faults leave half the time between them.
+        let close = [Duration::from_secs(2), Duration::from_millis(2600)];
+        let fixed = (Duration::from_secs(5), Duration::from_secs(5));
+        let lengths = fault_lengths(&close, duration, fixed, &mut rng);
+        assert_eq!(lengths[0], Duration::from_millis(300));
+        // Within the range when nothing cuts them short.
+        let lengths = fault_lengths(
+            &[Duration::from_secs(1)],
+            Duration::from_secs(60),
+            (Duration::from_secs(1), Duration::from_secs(2)),
+            &mut rng,
+        );
+        assert!((Duration::from_secs(1)..=Duration::from_secs(2)).contains(&lengths[0]));
+    }
+
+    #[test]
+    fn partitions_cut_the_target_from_some_or_all_peers() {
+        let peers: Vec<String> = ["s1", "s2", "s4", "s5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut shapes = BTreeSet::new();
+        for _ in 0..200 {
+            let (shape, cuts) = partition_shape("s3", &peers, &peers, &mut rng);
+            shapes.insert(format!("{shape:?}"));
+            assert!(cuts
+                .iter()
+                .all(|[from, to]| from != to && (from == "s3" || to == "s3")));
+            let others: BTreeSet<&String> = cuts
+                .iter()
+                .map(|[from, to]| if from == "s3" { to } else { from })
+                .collect();
+            match shape {
+                PartitionShape::Isolate => assert_eq!(cuts.len(), 8),
+                PartitionShape::Cut => {
+                    assert!((1..=2).contains(&others.len()));
+                    assert_eq!(cuts.len(), 2 * others.len());
+                }
+                PartitionShape::OneWay => {
+                    assert!((1..=2).contains(&others.len()));
+                    assert_eq!(cuts.len(), others.len());
+                    // All in the same direction.
+                    let outward = cuts.iter().filter(|[from, _]| from == "s3").count();
+                    assert!(outward == 0 || outward == cuts.len(), "{cuts:?}");
+                }
+            }
+        }
+        assert_eq!(shapes.len(), 3, "every shape is drawn: {shapes:?}");
+        // With no live peer left, only an isolation makes sense.
+        let (shape, _) = partition_shape("s3", &peers, &[], &mut rng);
+        assert_eq!(shape, PartitionShape::Isolate);
+    }
+
+    #[test]
+    fn nemesis_names_parse_and_print_back() {
+        for name in ["kill", "pause", "partition", "mixed"] {
+            let kind: NemesisKind = name.parse().unwrap();
+            assert_eq!(kind.to_string(), name);
+        }
+        assert!("crash".parse::<NemesisKind>().is_err());
     }
 }

@@ -9,7 +9,7 @@ use crate::chains::ChainReport;
 use crate::history::HistoryCounts;
 use crate::linearizability::Verdict;
 use crate::lost_writes::LostWritesReport;
-use crate::nemesis::Crash;
+use crate::nemesis::{Fault, FaultKind, NemesisKind, PartitionShape};
 
 /// The settings a run used, repeated in its report so that every result says what
 /// produced it.
@@ -33,8 +33,16 @@ pub struct RunSettings {
     pub keys: usize,
     /// Length of the workload, in milliseconds.
     pub duration_ms: u64,
-    /// Crashes asked for.
+    /// Faults asked for (`--crashes`, named before there were other faults than
+    /// crashes).
     pub crashes: usize,
+    /// Which faults (`--nemesis`).
+    #[serde(default)]
+    pub nemesis: NemesisKind,
+    /// Shortest and longest pause or partition asked for (`--fault-ms`), in
+    /// milliseconds.
+    #[serde(default)]
+    pub fault_ms: (u64, u64),
     /// `--gossip-delay` of the storage nodes, in milliseconds.
     pub gossip_delay_ms: u64,
     /// Seed of every random choice (workload and nemesis).
@@ -127,8 +135,14 @@ pub struct Report {
     pub settings: RunSettings,
     /// Operations by kind and result.
     pub operations: HistoryCounts,
-    /// Crashes injected.
-    pub crashes: Vec<Crash>,
+    /// Faults injected, in order. Named `crashes` in the JSON, as in the reports of
+    /// earlier versions (whose entries' `node` and `at_ns` the evaluation reads).
+    #[serde(rename = "crashes")]
+    pub faults: Vec<Fault>,
+    /// Storage nodes lost at the end of the run (killed, or declared failed after a
+    /// pause or partition): at most R − 1 may be.
+    #[serde(default)]
+    pub lost_nodes: Vec<String>,
     /// Checkers (1) and (4).
     pub lost_writes: LostWritesReport,
     /// Checker (2).
@@ -255,17 +269,46 @@ impl Report {
             },
             detail,
         });
-        let confirmed = self.crashes.iter().filter(|c| c.confirmed_dead).count();
+        let confirmed = self
+            .faults
+            .iter()
+            .filter(|f| f.confirmed && f.error.is_none())
+            .count();
+        let mut detail = format!(
+            "{} of {} planned faults ({}) injected and confirmed",
+            confirmed, self.settings.crashes, self.settings.nemesis
+        );
+        for fault in self.faults.iter().filter(|f| f.error.is_some()) {
+            let _ = write!(
+                detail,
+                "; {} {}: {}",
+                kind_name(fault.kind),
+                fault.node,
+                fault.error.as_deref().unwrap_or_default()
+            );
+        }
         checks.push(Check {
-            name: "crashes injected as planned".to_string(),
-            status: if confirmed == self.crashes.len() && confirmed == self.settings.crashes {
+            name: "faults injected as planned".to_string(),
+            status: if confirmed == self.faults.len() && confirmed == self.settings.crashes {
+                CheckStatus::Passed
+            } else {
+                CheckStatus::Failed
+            },
+            detail,
+        });
+        let budget = self.settings.replication_factor.saturating_sub(1);
+        checks.push(Check {
+            name: format!("at most R - 1 = {budget} storage nodes lost"),
+            status: if self.lost_nodes.len() <= budget {
                 CheckStatus::Passed
             } else {
                 CheckStatus::Failed
             },
             detail: format!(
-                "{} of {} planned crashes injected and confirmed dead",
-                confirmed, self.settings.crashes
+                "{} lost (killed, or declared failed by the others){}{}",
+                self.lost_nodes.len(),
+                if self.lost_nodes.is_empty() { "" } else { ": " },
+                self.lost_nodes.join(", ")
             ),
         });
         self.passed = checks.iter().all(|c| c.status != CheckStatus::Failed);
@@ -308,34 +351,20 @@ impl Report {
             o.failed,
             o.unknown
         );
-        let crashes: Vec<String> = self
-            .crashes
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} at {:.1} s (primary of {}){}",
-                    c.node,
-                    c.at_ns as f64 / 1e9,
-                    if c.led_keys.is_empty() {
-                        "none of the keys".to_string()
-                    } else {
-                        c.led_keys.join(" ")
-                    },
-                    if c.confirmed_dead {
-                        ""
-                    } else {
-                        " (NOT confirmed dead)"
-                    }
-                )
-            })
-            .collect();
         let _ = writeln!(
             out,
-            "crashes      {} injected{}{}",
-            self.crashes.len(),
-            if crashes.is_empty() { "" } else { ": " },
-            crashes.join(", ")
+            "faults       {} injected (--nemesis {}){}",
+            self.faults.len(),
+            s.nemesis,
+            if self.lost_nodes.is_empty() {
+                String::new()
+            } else {
+                format!("; nodes lost: {}", self.lost_nodes.join(", "))
+            }
         );
+        for fault in &self.faults {
+            let _ = writeln!(out, "             {}", describe(fault));
+        }
         let l = &self.lost_writes;
         let _ = writeln!(
             out,
@@ -417,6 +446,91 @@ impl Report {
     }
 }
 
+fn kind_name(kind: FaultKind) -> &'static str {
+    match kind {
+        FaultKind::Kill => "kill",
+        FaultKind::Pause => "pause",
+        FaultKind::Partition => "partition",
+    }
+}
+
+/// One line about one fault: what, whom, when, and what became of the target.
+fn describe(fault: &Fault) -> String {
+    let mut line = kind_name(fault.kind).to_string();
+    if fault.node.is_empty() {
+        // Skipped before a target was drawn (the fault budget was spent).
+        let _ = write!(
+            line,
+            " at {:.1} s not injected: {}",
+            fault.at_ns as f64 / 1e9,
+            fault.error.as_deref().unwrap_or("no target")
+        );
+        return line;
+    }
+    if let Some(shape) = fault.shape {
+        line.push_str(match shape {
+            PartitionShape::Isolate => " (isolate)",
+            PartitionShape::Cut => " (cut)",
+            PartitionShape::OneWay => " (one-way)",
+        });
+    }
+    let _ = write!(line, " {}", fault.node);
+    if !fault.cuts.is_empty() {
+        let cuts: Vec<String> = fault
+            .cuts
+            .iter()
+            .map(|[from, to]| format!("{from}->{to}"))
+            .collect();
+        let _ = write!(line, " [{}]", cuts.join(" "));
+    }
+    let _ = write!(line, " at {:.1} s", fault.at_ns as f64 / 1e9);
+    if let Some(end) = fault.end_ns {
+        let _ = write!(
+            line,
+            " until {:.1} s ({:.1} s)",
+            end as f64 / 1e9,
+            end.saturating_sub(fault.at_ns) as f64 / 1e9
+        );
+    }
+    let _ = write!(
+        line,
+        ", primary of {}",
+        if fault.led_keys.is_empty() {
+            "none of the keys".to_string()
+        } else {
+            fault.led_keys.join(" ")
+        }
+    );
+    if !fault.confirmed {
+        line.push_str(", NOT confirmed");
+    }
+    if fault.kind != FaultKind::Kill {
+        if fault.lost {
+            let _ = write!(
+                line,
+                "; declared failed by {}",
+                if fault.declared_failed_by.is_empty() {
+                    "-".to_string()
+                } else {
+                    fault.declared_failed_by.join(",")
+                }
+            );
+        } else {
+            line.push_str("; survived (not declared failed)");
+        }
+        match fault.fenced {
+            Some(true) => line.push_str(", fenced"),
+            Some(false) if fault.lost => line.push_str(", NOT fenced (still serving)"),
+            Some(false) => {}
+            None => line.push_str(", status unknown"),
+        }
+    }
+    if let Some(error) = &fault.error {
+        let _ = write!(line, "; error: {error}");
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,16 +540,25 @@ mod tests {
             settings: RunSettings {
                 write_acks,
                 crashes: 1,
+                replication_factor: 3,
                 ..RunSettings::default()
             },
             operations: HistoryCounts::default(),
-            crashes: vec![Crash {
+            faults: vec![Fault {
+                kind: FaultKind::Kill,
                 node: "s2".into(),
+                shape: None,
+                cuts: Vec::new(),
                 at_ns: 1_000_000_000,
+                end_ns: None,
                 led_keys: vec!["k0".into()],
-                confirmed_dead: true,
+                confirmed: true,
+                declared_failed_by: vec!["s1".into()],
+                fenced: None,
+                lost: true,
                 error: None,
             }],
+            lost_nodes: vec!["s2".into()],
             lost_writes: LostWritesReport {
                 acknowledged: 10,
                 held: 9,
@@ -499,9 +622,55 @@ mod tests {
         run.judge();
         assert!(!run.passed);
         let mut run = report(1);
-        run.crashes[0].confirmed_dead = false;
+        run.faults[0].confirmed = false;
         run.judge();
         assert!(!run.passed);
+    }
+
+    #[test]
+    fn more_lost_nodes_than_the_budget_fail_the_run() {
+        let mut run = report(2);
+        run.lost_writes.lost = 0;
+        run.judge();
+        assert!(run.passed, "{}", run.to_text());
+        run.lost_nodes = vec!["s1".into(), "s2".into(), "s3".into()];
+        run.judge();
+        assert!(!run.passed);
+    }
+
+    #[test]
+    fn a_pause_and_a_partition_are_described_with_start_end_and_fate() {
+        let mut run = report(2);
+        run.faults = vec![
+            Fault {
+                kind: FaultKind::Pause,
+                end_ns: Some(3_500_000_000),
+                fenced: Some(true),
+                ..run.faults[0].clone()
+            },
+            Fault {
+                kind: FaultKind::Partition,
+                node: "s3".into(),
+                shape: Some(PartitionShape::OneWay),
+                cuts: vec![["s3".into(), "s4".into()]],
+                end_ns: Some(2_000_000_000),
+                lost: false,
+                declared_failed_by: Vec::new(),
+                fenced: Some(false),
+                ..run.faults[0].clone()
+            },
+        ];
+        run.judge();
+        let text = run.to_text();
+        assert!(
+            text.contains("pause s2 at 1.0 s until 3.5 s (2.5 s)") && text.contains("fenced"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partition (one-way) s3 [s3->s4] at 1.0 s until 2.0 s")
+                && text.contains("survived"),
+            "{text}"
+        );
     }
 
     #[test]

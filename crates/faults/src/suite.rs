@@ -29,7 +29,7 @@ use crate::linearizability::{
 };
 use crate::lost_writes::{self, AckedWrite};
 use crate::marks::{self, WatchConfig};
-use crate::nemesis;
+use crate::nemesis::{self, FaultKind, NemesisKind};
 use crate::report::{KeyLinearizability, LinearizabilityReport, Report, RunSettings};
 use crate::timeline::{self, Mark, MarkEvent, Setup};
 use crate::workload::{self, StorageWorkload};
@@ -49,8 +49,13 @@ pub struct SuiteConfig {
     pub keys: usize,
     /// `--write-acks` of the storage nodes.
     pub write_acks: usize,
-    /// Storage nodes to SIGKILL during the run (at most R − 1).
+    /// Faults to inject during the run (`--crashes`; at most R − 1: each may cost
+    /// one node).
     pub crashes: usize,
+    /// Which faults (`--nemesis`).
+    pub nemesis: NemesisKind,
+    /// Shortest and longest pause or partition (`--fault-ms`).
+    pub fault_lengths: (Duration, Duration),
     /// Seed of every random choice.
     pub seed: u64,
     /// Storage nodes.
@@ -99,6 +104,8 @@ impl SuiteConfig {
             keys: 5,
             write_acks: 2,
             crashes: 2,
+            nemesis: NemesisKind::Kill,
+            fault_lengths: (Duration::from_millis(1000), Duration::from_millis(5000)),
             seed: 1,
             nodes: 5,
             replication_factor: 3,
@@ -138,6 +145,10 @@ impl SuiteConfig {
              storage nodes may crash",
             self.crashes,
             self.replication_factor - 1
+        );
+        ensure!(
+            !self.fault_lengths.0.is_zero() && self.fault_lengths.0 <= self.fault_lengths.1,
+            "--fault-ms must be MIN-MAX with 0 < MIN <= MAX"
         );
         ensure!(
             self.workers > 0 || self.chain_clients == 0,
@@ -199,6 +210,8 @@ impl SuiteConfig {
             keys: self.keys,
             duration_ms: millis(self.duration),
             crashes: self.crashes,
+            nemesis: self.nemesis,
+            fault_ms: (millis(self.fault_lengths.0), millis(self.fault_lengths.1)),
             gossip_delay_ms: millis(self.gossip_delay),
             seed: self.seed,
         }
@@ -250,6 +263,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             anti_entropy_interval_ms: u64::try_from(config.anti_entropy_interval.as_millis())
                 .unwrap_or(u64::MAX),
             env: Vec::new(),
+            partitionable: matches!(config.nemesis, NemesisKind::Partition | NemesisKind::Mixed),
         },
     )
     .await
@@ -337,7 +351,10 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     }
     let cluster = Arc::new(Mutex::new(cluster));
     let plan = nemesis::NemesisPlan {
+        kind: config.nemesis,
         times: nemesis::crash_times(config.duration, config.crashes, &mut seeds),
+        duration: config.duration,
+        fault_lengths: config.fault_lengths,
         keys: keys
             .iter()
             .cloned()
@@ -374,7 +391,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     while let Some(joined) = tasks.join_next().await {
         history.extend(joined.context("a client task panicked")?);
     }
-    let crashes = (&mut nemesis_task.0)
+    let outcome = (&mut nemesis_task.0)
         .await
         .context("the nemesis task panicked")?;
     history.sort_by_key(|op| (op.invoked_ns, op.client));
@@ -386,10 +403,13 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     }
 
     enter(&phase, "waiting for the cluster to converge");
-    let dead: HashSet<&str> = crashes.iter().map(|c| c.node.as_str()).collect();
+    // Nodes killed, and nodes declared failed after a pause or partition: the latter
+    // are fenced (or will be as soon as they hear of it) and no longer hold data
+    // anyone reads.
+    let lost = &outcome.survey.lost;
     let live: Vec<String> = all_nodes
         .iter()
-        .filter(|n| !dead.contains(n.as_str()))
+        .filter(|n| !lost.contains(*n))
         .cloned()
         .collect();
     let reader = new_client(Duration::from_secs(5))?;
@@ -410,12 +430,9 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
                 Vec::new()
             }
         };
-        let mut marks: Vec<Mark> = crashes
-            .iter()
-            .filter(|c| c.error.is_none())
-            .map(|c| Mark::at_ns(c.at_ns, MarkEvent::Kill, &c.node))
-            .collect();
+        let mut marks = fault_marks(&outcome.faults);
         marks.extend(found);
+        marks.sort_by_key(|m| m.t_ms);
         let setup = Setup {
             start_unix_ms,
             bucket_ms: millis(timeline::BUCKET),
@@ -455,7 +472,8 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     let mut report = Report {
         settings: config.settings(),
         operations: HistoryCounts::of(&history),
-        crashes,
+        lost_nodes: outcome.survey.lost.iter().cloned().collect(),
+        faults: outcome.faults,
         lost_writes: lost,
         linearizability,
         chains: ChainReport::of(&history),
@@ -465,6 +483,33 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     };
     report.judge();
     Ok((report, history))
+}
+
+/// The timeline's marks of the faults the nemesis injected: kill; pause and resume;
+/// partition (with the links cut) and heal.
+fn fault_marks(faults: &[nemesis::Fault]) -> Vec<Mark> {
+    let mut marks = Vec::new();
+    for fault in faults.iter().filter(|f| f.error.is_none()) {
+        let (start, end) = match fault.kind {
+            FaultKind::Kill => (MarkEvent::Kill, None),
+            FaultKind::Pause => (MarkEvent::Pause, Some(MarkEvent::Resume)),
+            FaultKind::Partition => (MarkEvent::Partition, Some(MarkEvent::Heal)),
+        };
+        let mut mark = Mark::at_ns(fault.at_ns, start, &fault.node);
+        if !fault.cuts.is_empty() {
+            let cuts: Vec<String> = fault
+                .cuts
+                .iter()
+                .map(|[from, to]| format!("{from}->{to}"))
+                .collect();
+            mark.by = Some(cuts.join(","));
+        }
+        marks.push(mark);
+        if let (Some(end), Some(at_ns)) = (end, fault.end_ns) {
+            marks.push(Mark::at_ns(at_ns, end, &fault.node));
+        }
+    }
+    marks
 }
 
 /// Aborts the task when dropped, so that a run stopped by the watchdog does not leave
@@ -719,6 +764,12 @@ mod tests {
         config.crashes = 3;
         assert!(config.validate().is_err());
         config.crashes = 1;
+        config.fault_lengths = (Duration::from_secs(2), Duration::from_secs(1));
+        assert!(config.validate().is_err());
+        config.fault_lengths = (Duration::ZERO, Duration::from_secs(1));
+        assert!(config.validate().is_err());
+        config.fault_lengths = (Duration::from_secs(1), Duration::from_secs(1));
+        assert!(config.validate().is_ok());
         config.write_acks = 4;
         assert!(config.validate().is_err());
         config.write_acks = 0;

@@ -104,18 +104,31 @@ pub enum MarkEvent {
     /// Replication was restored (see [`crate::marks`]).
     #[serde(rename = "re-replicated")]
     ReReplicated,
+    /// The nemesis sent it SIGSTOP.
+    #[serde(rename = "pause")]
+    Pause,
+    /// The nemesis sent it SIGCONT.
+    #[serde(rename = "resume")]
+    Resume,
+    /// The nemesis cut links of it (the mark's `by` lists them, `from->to`).
+    #[serde(rename = "partition")]
+    Partition,
+    /// The nemesis healed those links.
+    #[serde(rename = "heal")]
+    Heal,
 }
 
-/// An event of a crash.
+/// An event of a fault.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
     /// When, in milliseconds since the start of the workload.
     pub t_ms: u64,
     /// What happened.
     pub event: MarkEvent,
-    /// The crashed node.
+    /// The node the fault hit.
     pub node: String,
-    /// For `detected`: the live node whose view showed the crash first.
+    /// For `detected`: the live node whose view showed the crash first; for
+    /// `partition`: the links cut, `from->to`, comma-separated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
 }

@@ -6,8 +6,17 @@
 //! node (and, on request, a `dida scheduler` and `dida worker`s that use them), waits
 //! until every node answers, and kills them all when dropped, so no test leaves a
 //! process behind.
+//!
+//! For the fault suite a cluster can also **pause** a storage node (SIGSTOP, then
+//! SIGCONT) and, when started with [`ClusterSpec::partitionable`], **partition** the
+//! nodes: each node then reaches each peer through its own [`proxy::Link`] (one per
+//! ordered pair, passed with `dida storage --dial`), which [`LocalCluster::cut`] and
+//! [`LocalCluster::heal`] silence and restore. Clients still reach the nodes directly.
 
-use std::net::TcpListener;
+pub mod proxy;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -19,7 +28,11 @@ use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::storage::PingRequest;
 use dida_proto::transport::lazy_channel;
 use dida_storage_client::{ClientConfig, StorageClient};
+use nix::sys::signal::{kill as send_signal, Signal};
+use nix::unistd::Pid;
 use tokio::process::{Child, Command};
+
+use crate::proxy::Link;
 
 /// Settings of every node of a local cluster.
 #[derive(Debug, Clone)]
@@ -39,6 +52,10 @@ pub struct ClusterSpec {
     pub anti_entropy_interval_ms: u64,
     /// Extra environment for the processes, e.g. `RUST_LOG`.
     pub env: Vec<(String, String)>,
+    /// Route every node-to-node connection through a [`Link`] of this cluster, so
+    /// that [`LocalCluster::cut`] can partition the nodes. Off by default: the links
+    /// cost a relay hop on every replication message.
+    pub partitionable: bool,
 }
 
 impl Default for ClusterSpec {
@@ -51,6 +68,7 @@ impl Default for ClusterSpec {
             gossip_delays_ms: Vec::new(),
             anti_entropy_interval_ms: 1000,
             env: Vec::new(),
+            partitionable: false,
         }
     }
 }
@@ -63,6 +81,9 @@ pub struct LocalCluster {
     peers: String,
     children: Vec<Option<Child>>,
     compute: Option<Compute>,
+    /// With [`ClusterSpec::partitionable`]: the link node `from` dials node `to`
+    /// through, by (from, to) index.
+    links: BTreeMap<(usize, usize), Link>,
 }
 
 /// Settings of the compute half started by [`LocalCluster::start_compute`].
@@ -103,12 +124,25 @@ impl LocalCluster {
             .collect::<Vec<_>>()
             .join(",");
         let membership = Membership::parse(&peers)?;
+        let mut links = BTreeMap::new();
+        if spec.partitionable {
+            for (to, port) in ports.iter().enumerate() {
+                let destination = SocketAddr::from(([127, 0, 0, 1], *port));
+                for from in (0..spec.nodes).filter(|&from| from != to) {
+                    let link = Link::start(destination)
+                        .await
+                        .context("cannot start the partition proxies")?;
+                    links.insert((from, to), link);
+                }
+            }
+        }
         let mut cluster = Self {
             spec,
             membership,
             peers,
             children: Vec::new(),
             compute: None,
+            links,
         };
         for i in 0..cluster.spec.nodes {
             let child = cluster.spawn_node(binary, i)?;
@@ -219,6 +253,15 @@ impl LocalCluster {
                 "--anti-entropy-interval",
                 &self.spec.anti_entropy_interval_ms.to_string(),
             ]);
+        let dial: Vec<String> = self
+            .links
+            .iter()
+            .filter(|((from, _), _)| *from == index)
+            .map(|((_, to), link)| format!("s{}=http://{}", to + 1, link.addr()))
+            .collect();
+        if !dial.is_empty() {
+            command.args(["--dial", &dial.join(",")]);
+        }
         command
             .spawn()
             .with_context(|| format!("cannot start {} storage for {id}", binary.display()))
@@ -284,6 +327,84 @@ impl LocalCluster {
             .await
             .with_context(|| format!("cannot kill {id}"))?;
         Ok(())
+    }
+
+    /// Stops node `id` with SIGSTOP: the process keeps its sockets (the kernel still
+    /// accepts connections and buffers bytes) but answers nothing — a long GC pause,
+    /// a swapped-out or descheduled VM — until [`LocalCluster::resume`].
+    pub fn pause(&self, id: &str) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGSTOP)
+    }
+
+    /// Lets node `id` run again with SIGCONT after [`LocalCluster::pause`].
+    pub fn resume(&self, id: &str) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGCONT)
+    }
+
+    /// Whether node `id` is stopped now (SIGSTOP takes effect asynchronously: each
+    /// thread stops when it is next scheduled, so a just-paused node may still answer
+    /// for a few milliseconds). Read from `/proc/<pid>/stat`, so Linux only.
+    pub fn is_stopped(&self, id: &str) -> anyhow::Result<bool> {
+        let pid = self.pid(id)?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("cannot read the state of {id} (process {pid})"))?;
+        // `pid (comm) state …`: the command may hold spaces and parentheses, the
+        // state follows the last `)`.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .with_context(|| format!("unexpected /proc/{pid}/stat: {stat:?}"))?;
+        Ok(state == "T")
+    }
+
+    fn pid(&self, id: &str) -> anyhow::Result<u32> {
+        let index = self.membership.index_of(id)?;
+        self.children[index]
+            .as_ref()
+            .and_then(Child::id)
+            .with_context(|| format!("storage node {id} is not running"))
+    }
+
+    fn signal(&self, id: &str, signal: Signal) -> anyhow::Result<()> {
+        let pid = self.pid(id)?;
+        let pid = i32::try_from(pid).with_context(|| format!("bad process id {pid}"))?;
+        send_signal(Pid::from_raw(pid), signal)
+            .with_context(|| format!("cannot send {signal} to {id}"))
+    }
+
+    /// Cuts the connections node `from` makes to node `to` (both directions of
+    /// their bytes), silently, until [`LocalCluster::heal`]; the connections `to`
+    /// makes to `from` are not affected. Needs [`ClusterSpec::partitionable`].
+    pub fn cut(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        self.link(from, to)?.cut();
+        Ok(())
+    }
+
+    /// Restores what [`LocalCluster::cut`] cut.
+    pub fn heal(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        self.link(from, to)?.heal();
+        Ok(())
+    }
+
+    /// Heals every cut link.
+    pub fn heal_all(&self) {
+        for link in self.links.values() {
+            link.heal();
+        }
+    }
+
+    fn link(&self, from: &str, to: &str) -> anyhow::Result<&Link> {
+        let key = (
+            self.membership.index_of(from)?,
+            self.membership.index_of(to)?,
+        );
+        self.links.get(&key).with_context(|| {
+            if self.spec.partitionable {
+                format!("no link from {from} to {to}")
+            } else {
+                "the cluster was not started partitionable".to_string()
+            }
+        })
     }
 
     /// Process ids of the nodes still running (storage, then scheduler and workers).
