@@ -116,7 +116,10 @@ impl LocalCluster {
         if spec.nodes == 0 {
             bail!("a cluster needs at least one node");
         }
-        let ports = free_ports(spec.nodes)?;
+        // The nodes' ports stay reserved until the proxies are up, so that no proxy
+        // (bound to a free port itself) takes the port of a node not started yet.
+        let reserved = reserve_ports(spec.nodes)?;
+        let ports = ports_of(&reserved)?;
         let peers = ports
             .iter()
             .enumerate()
@@ -144,6 +147,7 @@ impl LocalCluster {
             compute: None,
             links,
         };
+        drop(reserved);
         for i in 0..cluster.spec.nodes {
             let child = cluster.spawn_node(binary, i)?;
             cluster.children.push(Some(child));
@@ -272,8 +276,16 @@ impl LocalCluster {
         let deadline = Instant::now() + limit;
         for (index, id) in self.ids().enumerate() {
             loop {
-                if client.ping(&id).await.is_ok() {
-                    break;
+                // The node itself must answer: another process on its port (it
+                // lost a race for the port) would answer a ping too.
+                match client.status(&id).await {
+                    Ok(status) if status.id == id => break,
+                    Ok(status) => bail!(
+                        "storage node {id}'s address is served by {} ({}), not by {id}",
+                        status.id,
+                        status.url
+                    ),
+                    Err(_) => {}
                 }
                 if let Some(child) = self.children[index].as_mut() {
                     if let Some(status) = child.try_wait()? {
@@ -492,10 +504,20 @@ fn node_command(binary: &Path, env: &[(String, String)]) -> Command {
 /// another process could in principle take one in between; the nodes then fail to
 /// start with a clear "port in use" error rather than misbehaving.
 pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..count)
+    ports_of(&reserve_ports(count)?)
+}
+
+/// Binds `count` distinct free loopback ports and keeps them bound until the
+/// listeners are dropped.
+fn reserve_ports(count: usize) -> anyhow::Result<Vec<TcpListener>> {
+    (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()
-        .context("cannot reserve loopback ports")?;
+        .context("cannot reserve loopback ports")
+}
+
+/// The ports of `listeners`.
+fn ports_of(listeners: &[TcpListener]) -> anyhow::Result<Vec<u16>> {
     listeners
         .iter()
         .map(|l| Ok(l.local_addr()?.port()))
