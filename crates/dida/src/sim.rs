@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use anyhow::bail;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use dida_sim::many::{run_seeds, summarize};
 use dida_sim::{run_seed, NemesisKind, SeedReport, SimConfig};
 
@@ -27,33 +27,13 @@ pub struct SimArgs {
     write_acks: Option<usize>,
     /// The nemesis (default: by seed, a quarter of the seeds each).
     #[arg(long, value_enum)]
-    nemesis: Option<Nemesis>,
+    nemesis: Option<NemesisKind>,
     /// Turn the fence of invariant D2 off, to see the checks catch the lost writes.
     #[arg(long)]
     break_fence: bool,
     /// Print one JSON object per seed instead of the summary.
     #[arg(long)]
     json: bool,
-}
-
-/// The nemesis, as the command line names it.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Nemesis {
-    Kill,
-    Pause,
-    Partition,
-    Mixed,
-}
-
-impl From<Nemesis> for NemesisKind {
-    fn from(nemesis: Nemesis) -> Self {
-        match nemesis {
-            Nemesis::Kill => NemesisKind::Kill,
-            Nemesis::Pause => NemesisKind::Pause,
-            Nemesis::Partition => NemesisKind::Partition,
-            Nemesis::Mixed => NemesisKind::Mixed,
-        }
-    }
 }
 
 fn one_line(report: &SeedReport) -> String {
@@ -86,7 +66,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     let config = SimConfig {
         write_acks: args.write_acks,
-        nemesis: args.nemesis.map(Into::into),
+        nemesis: args.nemesis,
         trace: args.trace,
         break_fence: args.break_fence,
     };

@@ -30,7 +30,7 @@ use crate::process::{ProcState, Process};
 use crate::trace::Trace;
 
 /// Which faults a run injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum NemesisKind {
     /// Crashes only.

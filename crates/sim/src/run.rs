@@ -108,20 +108,22 @@ pub fn run_seed(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
 async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     let start = Instant::now();
     let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
-    let draw =
-        |f: &mut dyn FnMut(&mut StdRng) -> u64| f(&mut rng.lock().expect("rng lock poisoned"));
     let nemesis_kind = config.nemesis.unwrap_or_else(|| NemesisKind::of_seed(seed));
     let write_acks = config.write_acks.unwrap_or(2 + ((seed / 4) % 2) as usize);
-    let max_versions = if draw(&mut |r| r.random_range(0..2)) == 0 {
-        3
-    } else {
-        1000
-    };
-    let gossip_delay = Duration::from_millis(draw(&mut |r| r.random_range(0..30)));
-    let faults = LinkFaults {
-        delay_ms: (1, draw(&mut |r| r.random_range(2..20))),
-        loss: draw(&mut |r| r.random_range(0..30)) as f64 / 1000.0,
-        duplicate: draw(&mut |r| r.random_range(0..30)) as f64 / 1000.0,
+    let (max_versions, gossip_delay, faults) = {
+        let mut rng = rng.lock().expect("rng lock poisoned");
+        let max_versions = if rng.random_range(0..2u64) == 0 {
+            3
+        } else {
+            1000
+        };
+        let gossip_delay = Duration::from_millis(rng.random_range(0..30u64));
+        let faults = LinkFaults {
+            delay_ms: (1, rng.random_range(2..20u64)),
+            loss: rng.random_range(0..30u64) as f64 / 1000.0,
+            duplicate: rng.random_range(0..30u64) as f64 / 1000.0,
+        };
+        (max_versions, gossip_delay, faults)
     };
     let trace = Arc::new(Trace::new(config.trace));
     trace.event(format_args!(

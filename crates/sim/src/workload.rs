@@ -80,17 +80,16 @@ impl Workload {
         op: RegisterOp,
         version: Option<Version>,
     ) {
-        let version_parsed = version;
         let mut history = self.history.lock().expect("history lock poisoned");
         let id = history.len() as u64;
-        let version = version.map_or_else(|| "-".to_string(), |v| v.to_string());
+        let shown = version.map_or_else(|| "-".to_string(), |v| v.to_string());
         let outcome = if returned.is_some() {
             "done"
         } else {
             "unknown"
         };
         self.trace.event(format_args!(
-            "op {id} on {key:?}: {op:?} {outcome}, version {version} (invoked at {:.3}s)",
+            "op {id} on {key:?}: {op:?} {outcome}, version {shown} (invoked at {:.3}s)",
             invoked as f64 / 1e9
         ));
         history.push(Recorded {
@@ -101,7 +100,7 @@ impl Workload {
                 returned,
                 op,
             },
-            version: version_parsed,
+            version,
         });
     }
 
