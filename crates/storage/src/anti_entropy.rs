@@ -111,11 +111,12 @@ pub(crate) async fn run(node: Repairer) {
         if state.is_fenced() {
             return;
         }
-        let ring = state.ring();
+        let view = state.view.current();
+        let ring = &view.ring;
         let partners: Vec<(usize, Vec<RangeId>)> = state
-            .live_peers()
+            .live_peers(&view)
             .into_iter()
-            .map(|peer| (peer, shared_ranges(&ring, state.me, peer)))
+            .map(|peer| (peer, shared_ranges(ring, state.me, peer)))
             .filter(|(_, ranges)| !ranges.is_empty())
             .collect();
         if partners.is_empty() {
@@ -129,7 +130,7 @@ pub(crate) async fn run(node: Repairer) {
         };
         let rounds = chosen
             .iter()
-            .map(|(peer, ranges)| round(&node, &ring, *peer, ranges));
+            .map(|(peer, ranges)| round(&node, ring, *peer, ranges));
         let results = futures::future::join_all(rounds).await;
         for ((peer, _), result) in chosen.iter().zip(results) {
             if let Err(status) = result {

@@ -80,7 +80,7 @@ pub(crate) async fn run(state: Arc<Peering>) {
 /// `suspicions` decide what the answers mean, logs it and declares the failures.
 async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
     let view = state.view.current();
-    let peers = state.live_peers();
+    let peers = state.live_peers(&view);
     let reached = join_all(peers.iter().map(|&peer| reachable(state, peer, &peers))).await;
     let answers: Vec<(usize, bool)> = peers.iter().copied().zip(reached).collect();
     suspicions.started(

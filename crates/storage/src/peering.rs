@@ -18,7 +18,7 @@ use tracing::{error, info};
 use crate::config::StorageConfig;
 use crate::stats::ReplicationStats;
 use crate::transport::PeerTransport;
-use crate::view::ViewCell;
+use crate::view::{View, ViewCell};
 
 /// One node's identity, view, transport and counters.
 #[derive(Debug)]
@@ -80,9 +80,9 @@ impl Peering {
         self.view.ring()
     }
 
-    /// The peers this node believes alive.
-    pub fn live_peers(&self) -> Vec<usize> {
-        let view = self.view.current();
+    /// The peers `view` counts alive (a snapshot the caller also takes its ring or
+    /// failed set from, so they agree).
+    pub fn live_peers(&self, view: &View) -> Vec<usize> {
         (0..self.config.membership.len())
             .filter(|&n| n != self.me && !view.failed.contains(&n))
             .collect()
