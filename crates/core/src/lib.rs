@@ -10,12 +10,14 @@ pub mod app;
 pub mod datafile;
 pub mod events;
 pub mod limits;
+pub mod liveness;
 pub mod membership;
 pub mod record;
 pub mod ring;
 pub mod script;
 pub mod version;
 
+pub use liveness::{Liveness, MemberState, MemberStates};
 pub use membership::{Member, Membership, MembershipError};
 pub use record::Record;
 pub use ring::{RangeId, Ring};

@@ -128,9 +128,12 @@ impl Ring {
         self.points.iter().map(|(position, _)| *position)
     }
 
-    /// Preference list of a range: node indices, primary first.
+    /// Preference list of a range: node indices, primary first. Empty for a ring
+    /// without nodes (every member out of a node's view), or a range it lacks.
     pub fn range_replicas(&self, range: RangeId) -> &[usize] {
-        &self.preference[range as usize]
+        self.preference
+            .get(range as usize)
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Preference list of `key`: node indices, primary first.
@@ -138,9 +141,10 @@ impl Ring {
         self.range_replicas(self.range_of(key))
     }
 
-    /// The node that executes writes and conditional updates of `key`.
-    pub fn primary(&self, key: &str) -> usize {
-        self.replicas(key)[0]
+    /// The node that executes writes and conditional updates of `key`; `None` on a
+    /// ring without nodes.
+    pub fn primary(&self, key: &str) -> Option<usize> {
+        self.replicas(key).first().copied()
     }
 
     /// Number of ranges (points) on the ring.
@@ -307,7 +311,7 @@ mod tests {
         let ring = Ring::new(&FIVE, 128, 3);
         let mut counts = [0usize; 5];
         for i in 0..100_000 {
-            counts[ring.primary(&format!("user:{i}"))] += 1;
+            counts[ring.primary(&format!("user:{i}")).unwrap()] += 1;
         }
         let (min, max) = (*counts.iter().min().unwrap(), *counts.iter().max().unwrap());
         println!("100000 keys over 5 nodes x 128 vnodes: {counts:?}");

@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use dida_core::datafile::read_data_file;
 use dida_core::events::Event;
 use dida_core::{Membership, Record, Version};
+use dida_proto::convert::{storage_state, view_summary};
 use dida_storage_client::{ClientConfig, StorageClient};
 
 /// Flags of `dida kv`.
@@ -149,8 +150,7 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
             for id in selected_nodes(&client, server)? {
                 let (state, details) = match client.status(&id).await {
                     Ok(s) => (
-                        // Declared failed by its peers: it answers status only.
-                        if s.fenced { "fenced" } else { "alive" },
+                        storage_state(&s),
                         serde_json::json!({
                             "url": s.url, "replica": s.replica, "keys": s.keys,
                             "records": s.records, "replication_factor": s.replication_factor,
@@ -158,6 +158,8 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
                             "gossip_delay_ms": s.gossip_delay_ms, "vnodes": s.vnodes,
                             "presumed_failed": s.failed, "suspected": s.suspected,
                             "fenced": s.fenced,
+                            "incarnation": s.incarnation,
+                            "view": view_summary(&s.view),
                             "replication": s.replication.map(|r| serde_json::json!({
                                 "push_messages_sent": r.push_messages_sent,
                                 "records_pushed": r.records_pushed,

@@ -40,11 +40,12 @@ fn one_line(report: &SeedReport) -> String {
     let verdict = if report.passed() { "ok" } else { "FAILED" };
     let faults: Vec<&str> = report.faults.iter().map(|f| f.what.as_str()).collect();
     format!(
-        "seed {:>5} {verdict:<6} nemesis {:<9} acks {} ops {:>5} lost nodes {:?}{} faults [{}]",
+        "seed {:>5} {verdict:<6} nemesis {:<9} acks {} ops {:>5} peak lost {} lost nodes {:?}{} faults [{}]",
         report.seed,
         report.nemesis,
         report.write_acks,
         report.operations,
+        report.peak_lost,
         report.lost_nodes,
         if report.beyond_tolerance {
             " (beyond tolerance)"
@@ -98,7 +99,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        println!("nemesis    seeds  passed  beyond-tolerance  faults  nodes-lost  operations  acked-lost");
+        println!("nemesis    seeds  passed  beyond-tolerance  faults   peak-lost  operations  acked-lost");
         for (kind, sum) in summarize(&reports) {
             println!(
                 "{:<10} {:>5}  {:>6}  {:>16}  {:>6}  {:>10}  {:>10}  {:>10}",
@@ -107,7 +108,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
                 sum.passed,
                 sum.beyond_tolerance,
                 sum.faults,
-                sum.nodes_lost,
+                sum.peak_lost,
                 sum.operations,
                 sum.lost_acknowledged
             );

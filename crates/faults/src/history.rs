@@ -166,7 +166,7 @@ impl RunClock {
 pub fn classify_error(error: &ClientError) -> OpResult {
     let text = error.to_string();
     let definite = match error {
-        ClientError::Invalid(_) | ClientError::Membership(_) => true,
+        ClientError::Invalid(_) | ClientError::Membership(_) | ClientError::NotSettled(_) => true,
         ClientError::Unreachable { message, .. } => {
             message.to_ascii_lowercase().contains("connection refused")
         }

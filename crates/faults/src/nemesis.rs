@@ -101,7 +101,7 @@ fn primaries<'a>(
     let ring = Ring::new(live, vnodes, replication_factor);
     let mut led: Vec<(String, Vec<&str>)> = live.iter().map(|n| (n.clone(), Vec::new())).collect();
     for key in keys {
-        if let Some(entry) = led.get_mut(ring.primary(key)) {
+        if let Some(entry) = ring.primary(key).and_then(|p| led.get_mut(p)) {
             entry.1.push(key);
         }
     }
@@ -622,7 +622,7 @@ mod tests {
         let ring = Ring::new(&live, 128, 3);
         for (node, keys) in &led {
             for key in keys {
-                assert_eq!(&live[ring.primary(key)], node);
+                assert_eq!(&live[ring.primary(key).unwrap()], node);
             }
         }
     }

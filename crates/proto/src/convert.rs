@@ -2,7 +2,7 @@
 //! role validates incoming records the same way.
 
 use dida_core::limits::{check_key, check_value};
-use dida_core::{Record, Version};
+use dida_core::{Liveness, MemberState, MemberStates, Membership, Record, Version};
 
 use crate::storage as wire;
 
@@ -64,4 +64,84 @@ pub fn record_from_wire(record: wire::Record) -> Result<Record, RecordError> {
         version: version_from_wire(version),
         value: record.value,
     })
+}
+
+/// A liveness on the wire.
+pub fn liveness_to_wire(liveness: Liveness) -> wire::Liveness {
+    match liveness {
+        Liveness::Joining => wire::Liveness::Joining,
+        Liveness::Alive => wire::Liveness::Alive,
+        Liveness::Failed => wire::Liveness::Failed,
+    }
+}
+
+/// A liveness from the wire.
+pub fn liveness_from_wire(liveness: wire::Liveness) -> Liveness {
+    match liveness {
+        wire::Liveness::Joining => Liveness::Joining,
+        wire::Liveness::Alive => Liveness::Alive,
+        wire::Liveness::Failed => Liveness::Failed,
+    }
+}
+
+/// Every member's state on the wire, named by id.
+pub fn view_to_wire(membership: &Membership, states: &MemberStates) -> Vec<wire::MemberView> {
+    membership
+        .ids()
+        .zip(states.iter())
+        .map(|(id, state)| wire::MemberView {
+            id: id.to_string(),
+            incarnation: state.incarnation,
+            liveness: liveness_to_wire(state.liveness) as i32,
+        })
+        .collect()
+}
+
+/// The member states named in `view`, by membership index. Entries for ids outside
+/// `membership` or with an unknown liveness are skipped: a view is advice merged
+/// into the receiver's, never trusted wholesale.
+pub fn view_from_wire(
+    membership: &Membership,
+    view: &[wire::MemberView],
+) -> Vec<(usize, MemberState)> {
+    view.iter()
+        .filter_map(|member| {
+            let index = membership.index_of(&member.id).ok()?;
+            let liveness = wire::Liveness::try_from(member.liveness).ok()?;
+            Some((
+                index,
+                MemberState {
+                    incarnation: member.incarnation,
+                    liveness: liveness_from_wire(liveness),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// How a storage node's `Status` reads to a person: `fenced` (declared failed, it
+/// serves nothing while it starts over), `joining` (catching up after a start, it
+/// forwards) or `alive`. `dida kv status` and the PuppetMaster's `status` both show
+/// it.
+pub fn storage_state(status: &wire::StatusReply) -> &'static str {
+    if status.fenced {
+        return "fenced";
+    }
+    match wire::Liveness::try_from(status.liveness) {
+        Ok(liveness) => liveness_from_wire(liveness).name(),
+        Err(_) => "alive",
+    }
+}
+
+/// A storage node's view as `id=liveness@incarnation` for every member, for status
+/// displays.
+pub fn view_summary(view: &[wire::MemberView]) -> Vec<String> {
+    view.iter()
+        .map(|member| {
+            let liveness = wire::Liveness::try_from(member.liveness)
+                .map(|l| liveness_from_wire(l).name())
+                .unwrap_or("unknown");
+            format!("{}={liveness}@{}", member.id, member.incarnation)
+        })
+        .collect()
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use dida_core::{Record, Ring, Version};
+use dida_core::{Liveness, Record, Ring, Version};
 use dida_faults::linearizability::{check_register, SearchLimits, Verdict};
 use dida_storage::Node;
 use serde::Serialize;
@@ -30,6 +30,10 @@ pub struct Outcome<'a> {
     pub nodes: &'a [Arc<Node>],
     /// Their processes.
     pub processes: &'a [Arc<Process>],
+    /// Nodes replaced by a restart (their stores still count for V1 and W2).
+    pub retired: &'a [Arc<Node>],
+    /// Every node that was out of some running node's ring at some point.
+    pub ever_lost: &'a BTreeSet<usize>,
     /// The replica number of each node (creators of versions).
     pub replicas: &'a [u32],
     /// Ring parameters shared by every node.
@@ -70,72 +74,60 @@ impl Outcome<'_> {
         (findings, lost)
     }
 
-    /// D1/D2 at the end: the serving nodes agree on who failed; every crashed node
-    /// is counted failed; every node counted failed that still runs has fenced
-    /// itself, and every fenced node is counted failed.
+    /// D3 at the end: the running nodes' views converged — every running node is
+    /// alive at its own incarnation (none still fenced or joining), every crashed
+    /// one is failed.
     fn views(&self, serving: &[usize], findings: &mut Vec<Finding>) {
-        let mut views = BTreeMap::new();
-        for &n in serving {
-            views.insert(self.nodes[n].id(), self.nodes[n].failed_ids());
-        }
-        let distinct: BTreeSet<&Vec<String>> = views.values().collect();
-        if distinct.len() > 1 {
-            findings.push(Finding {
-                invariant: "D1",
-                detail: format!("the serving nodes' views did not converge: {views:?}"),
-            });
-            return;
-        }
-        let Some(failed) = distinct.into_iter().next() else {
-            findings.push(Finding {
-                invariant: "D1",
-                detail: "no node is left serving".to_string(),
-            });
-            return;
-        };
         for (n, node) in self.nodes.iter().enumerate() {
-            let counted = failed.iter().any(|id| id == node.id());
             let crashed = self.processes[n].state() == ProcState::Crashed;
-            if crashed && !counted {
+            if !crashed && !serving.contains(&n) {
                 findings.push(Finding {
-                    invariant: "D1",
-                    detail: format!(
-                        "{} crashed but the serving nodes never counted it failed",
-                        node.id()
-                    ),
+                    invariant: "D3",
+                    detail: format!("{} still runs but is fenced at the end", node.id()),
                 });
             }
-            if !crashed && counted != node.is_fenced() {
-                findings.push(Finding {
-                    invariant: "D2",
-                    detail: format!(
-                        "{} is {} but {} counted failed",
-                        node.id(),
-                        if node.is_fenced() {
-                            "fenced"
-                        } else {
-                            "serving"
-                        },
-                        if counted { "is" } else { "is not" }
-                    ),
-                });
+        }
+        for &observer in serving {
+            for (member, (id, state)) in
+                self.nodes[observer].member_states().into_iter().enumerate()
+            {
+                let crashed = self.processes[member].state() == ProcState::Crashed;
+                let expected = if crashed {
+                    state.liveness == Liveness::Failed
+                } else {
+                    state.liveness == Liveness::Alive
+                        && state.incarnation == self.nodes[member].incarnation()
+                };
+                if !expected {
+                    findings.push(Finding {
+                        invariant: "D3",
+                        detail: format!(
+                            "{} sees {id} {}@{}, but it {}",
+                            self.nodes[observer].id(),
+                            state.liveness,
+                            state.incarnation,
+                            if crashed {
+                                "crashed".to_string()
+                            } else {
+                                format!("runs at incarnation {}", self.nodes[member].incarnation())
+                            }
+                        ),
+                    });
+                }
             }
         }
     }
 
     /// V1 (a version names one value everywhere), V2 (at most `max_versions` per
     /// key per replica) and W2 (only a node that was the key's primary in some
-    /// view creates its versions), over every node's store, crashed ones included.
+    /// view creates its versions), over every node's store, crashed and restarted
+    /// ones included.
     fn versions(&self, findings: &mut Vec<Finding>) {
         let ids: Vec<&str> = self.nodes.iter().map(|n| n.id()).collect();
-        let lost: Vec<usize> = (0..self.nodes.len())
-            .filter(|&n| {
-                self.processes[n].state() == ProcState::Crashed || self.nodes[n].is_fenced()
-            })
-            .collect();
+        let lost: Vec<usize> = self.ever_lost.iter().copied().collect();
         let mut values: BTreeMap<(String, Version), (String, &str)> = BTreeMap::new();
         let mut primaries: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
-        for node in self.nodes {
+        for node in self.nodes.iter().chain(self.retired) {
             let records = node.store().records();
             let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
             for record in &records {
@@ -202,6 +194,7 @@ impl Outcome<'_> {
                 })
                 .primary(key)
             })
+            .flatten()
             .collect()
     }
 

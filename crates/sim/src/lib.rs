@@ -26,6 +26,7 @@
 //! on all cores).
 
 pub mod checks;
+pub mod cluster;
 pub mod many;
 pub mod nemesis;
 pub mod network;

@@ -57,8 +57,8 @@ pub struct KindSummary {
     pub beyond_tolerance: u64,
     /// Faults injected.
     pub faults: u64,
-    /// Nodes lost (crashed or declared failed).
-    pub nodes_lost: u64,
+    /// The sum over seeds of the most nodes lost at one time.
+    pub peak_lost: u64,
     /// Writes and CAS recorded.
     pub operations: u64,
     /// Acknowledged writes no serving replica holds.
@@ -67,8 +67,7 @@ pub struct KindSummary {
 
 /// Adds the reports up per nemesis kind, in the kinds' order.
 pub fn summarize(reports: &[SeedReport]) -> Vec<(crate::NemesisKind, KindSummary)> {
-    use crate::NemesisKind::*;
-    [Kill, Pause, Partition, Mixed]
+    crate::NemesisKind::ALL
         .into_iter()
         .map(|kind| {
             let mut sum = KindSummary::default();
@@ -77,7 +76,7 @@ pub fn summarize(reports: &[SeedReport]) -> Vec<(crate::NemesisKind, KindSummary
                 sum.passed += u64::from(report.passed());
                 sum.beyond_tolerance += u64::from(report.beyond_tolerance);
                 sum.faults += report.faults.len() as u64;
-                sum.nodes_lost += report.lost_nodes.len() as u64;
+                sum.peak_lost += report.peak_lost as u64;
                 sum.operations += report.operations as u64;
                 sum.lost_acknowledged += report.lost_acknowledged as u64;
             }

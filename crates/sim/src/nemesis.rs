@@ -1,4 +1,5 @@
-//! The simulated nemesis: kills, pauses and partitions, drawn from the run's seed.
+//! The simulated nemesis: kills, restarts, pauses and partitions, drawn from the
+//! run's seed.
 //!
 //! A run has one to three fault episodes, one after another in the middle of the
 //! workload, each followed by time to detect and repair. Which kinds a seed draws
@@ -19,14 +20,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dida_storage::Node;
 use rand::rngs::StdRng;
 use rand::RngExt;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::network::Network;
-use crate::process::{ProcState, Process};
+use crate::cluster::Cluster;
+use crate::process::ProcState;
 use crate::trace::Trace;
 
 /// Which faults a run injects.
@@ -35,19 +35,31 @@ use crate::trace::Trace;
 pub enum NemesisKind {
     /// Crashes only.
     Kill,
+    /// Crashes, each followed by a restart of the node (empty, a new incarnation)
+    /// after the fault's length.
+    Restart,
     /// Pauses only (SIGSTOP, then SIGCONT).
     Pause,
     /// Partitions only: isolating a node, cutting its outgoing links only
     /// (asymmetric), or cutting it from some of its peers.
     Partition,
-    /// Any of the three, drawn per episode.
+    /// Any of the four, drawn per episode.
     Mixed,
 }
 
 impl NemesisKind {
-    /// The kind seed `seed` exercises: the four kinds in turn, a quarter each.
+    /// Every kind, in the order seeds take them.
+    pub const ALL: [NemesisKind; 5] = [
+        Self::Kill,
+        Self::Pause,
+        Self::Partition,
+        Self::Restart,
+        Self::Mixed,
+    ];
+
+    /// The kind seed `seed` exercises: the five kinds in turn, a fifth each.
     pub fn of_seed(seed: u64) -> Self {
-        [Self::Kill, Self::Pause, Self::Partition, Self::Mixed][(seed % 4) as usize]
+        Self::ALL[(seed % Self::ALL.len() as u64) as usize]
     }
 }
 
@@ -55,6 +67,7 @@ impl fmt::Display for NemesisKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self {
             Self::Kill => "kill",
+            Self::Restart => "restart",
             Self::Pause => "pause",
             Self::Partition => "partition",
             Self::Mixed => "mixed",
@@ -70,19 +83,16 @@ pub struct FaultRecord {
     pub what: String,
     /// Simulated seconds since the start of the run.
     pub start_s: f64,
-    /// When it was undone (`None` for a kill).
+    /// When it was undone (`None` for a kill; a restart's is when the node was
+    /// started again).
     pub end_s: Option<f64>,
 }
 
 /// What the nemesis works on.
 #[derive(Debug, Clone)]
 pub struct Nemesis {
-    /// The run's nodes, by index.
-    pub nodes: Vec<Arc<Node>>,
-    /// Their processes.
-    pub processes: Vec<Arc<Process>>,
-    /// The network between them.
-    pub network: Arc<Network>,
+    /// The run's nodes, their processes and the network between them.
+    pub cluster: Arc<Cluster>,
     /// The workload's keys (victims are often their primaries).
     pub keys: Vec<String>,
     /// How many nodes may be lost before no more faults start.
@@ -93,15 +103,21 @@ pub struct Nemesis {
     pub trace: Arc<Trace>,
 }
 
-/// The nodes lost so far: crashed, or counted failed by some node still serving.
-pub fn lost_nodes(nodes: &[Arc<Node>], processes: &[Arc<Process>]) -> BTreeSet<usize> {
-    let ids: Vec<&str> = nodes.iter().map(|n| n.id()).collect();
+/// The nodes lost now: crashed, or out of the ring (declared failed, or restarted
+/// and still catching up, so holding less than its share) in the view of some node
+/// still running.
+pub fn lost_nodes(cluster: &Cluster) -> BTreeSet<usize> {
+    let nodes = cluster.nodes();
+    let processes = cluster.processes();
     let mut lost: BTreeSet<usize> = (0..nodes.len())
         .filter(|&n| processes[n].state() == ProcState::Crashed)
         .collect();
-    for node in nodes {
-        for failed in node.failed_ids() {
-            if let Some(index) = ids.iter().position(|id| *id == failed) {
+    for (n, node) in nodes.iter().enumerate() {
+        if processes[n].state() == ProcState::Crashed {
+            continue;
+        }
+        for (index, (_, state)) in node.member_states().into_iter().enumerate() {
+            if !state.in_ring() {
                 lost.insert(index);
             }
         }
@@ -117,8 +133,8 @@ impl Nemesis {
     /// A node still in service to hit: half of the time the primary of a workload
     /// key as a serving node sees it, otherwise any node not yet lost.
     fn victim(&self) -> Option<usize> {
-        let lost = lost_nodes(&self.nodes, &self.processes);
-        let candidates: Vec<usize> = (0..self.nodes.len())
+        let lost = lost_nodes(&self.cluster);
+        let candidates: Vec<usize> = (0..self.cluster.len())
             .filter(|n| !lost.contains(n))
             .collect();
         if candidates.is_empty() {
@@ -132,9 +148,9 @@ impl Nemesis {
             )
         });
         if primary_wanted {
-            let observer = &self.nodes[candidates[0]];
+            let observer = self.cluster.node(candidates[0]);
             let primary = observer.ring().primary(&self.keys[key]);
-            if candidates.contains(&primary) {
+            if let Some(primary) = primary.filter(|p| candidates.contains(p)) {
                 return Some(primary);
             }
         }
@@ -159,13 +175,13 @@ impl Nemesis {
                 (
                     Duration::from_millis(rng.random_range(0..1000)),
                     Duration::from_millis(rng.random_range(500..5000)),
-                    rng.random_range(0..3u32),
+                    rng.random_range(0..4u32),
                     rng.random_range(0..3u32),
                 )
             });
             tokio::time::sleep_until(slot_start + offset).await;
             let length = length.min(slot.saturating_sub(offset + Duration::from_secs(3)));
-            if lost_nodes(&self.nodes, &self.processes).len() >= self.budget {
+            if lost_nodes(&self.cluster).len() >= self.budget {
                 self.trace
                     .event(format_args!("nemesis: fault budget spent, no more faults"));
                 break;
@@ -176,18 +192,23 @@ impl Nemesis {
                     NemesisKind::Kill,
                     NemesisKind::Pause,
                     NemesisKind::Partition,
+                    NemesisKind::Restart,
                 ][kind_roll as usize],
                 other => other,
             };
-            let id = self.nodes[victim].id().to_string();
+            let id = self.cluster.node(victim).id().to_string();
             let started = Instant::now().duration_since(start).as_secs_f64();
             let what = match this {
                 NemesisKind::Kill => {
-                    self.processes[victim].set(ProcState::Crashed);
+                    self.cluster.process(victim).set(ProcState::Crashed);
                     format!("kill {id}")
                 }
+                NemesisKind::Restart => {
+                    self.cluster.process(victim).set(ProcState::Crashed);
+                    format!("kill {id}, restart after {length:?}")
+                }
                 NemesisKind::Pause => {
-                    self.processes[victim].set(ProcState::Paused);
+                    self.cluster.process(victim).set(ProcState::Paused);
                     format!("pause {id} for {length:?}")
                 }
                 _ => self.partition(victim, shape, length),
@@ -202,8 +223,15 @@ impl Nemesis {
                 continue;
             }
             tokio::time::sleep(length).await;
-            self.processes[victim].set(ProcState::Up);
-            self.network.heal_all();
+            if this == NemesisKind::Restart {
+                if let Err(error) = self.cluster.start(victim) {
+                    self.trace
+                        .event(format_args!("nemesis: restart of {id} failed: {error:#}"));
+                }
+            } else {
+                self.cluster.process(victim).set(ProcState::Up);
+            }
+            self.cluster.network.heal_all();
             self.trace.event(format_args!("nemesis: healed ({what})"));
             records.push(FaultRecord {
                 what,
@@ -216,19 +244,21 @@ impl Nemesis {
 
     /// Cuts `victim` off in one of three shapes, and says how.
     fn partition(&self, victim: usize, shape: u32, length: Duration) -> String {
-        let id = self.nodes[victim].id();
-        let others: Vec<usize> = (0..self.nodes.len()).filter(|&n| n != victim).collect();
+        let nodes = self.cluster.nodes();
+        let id = nodes[victim].id();
+        let network = &self.cluster.network;
+        let others: Vec<usize> = (0..nodes.len()).filter(|&n| n != victim).collect();
         match shape {
             0 => {
                 for &peer in &others {
-                    self.network.cut(victim, peer);
-                    self.network.cut(peer, victim);
+                    network.cut(victim, peer);
+                    network.cut(peer, victim);
                 }
                 format!("isolate {id} for {length:?}")
             }
             1 => {
                 for &peer in &others {
-                    self.network.cut(victim, peer);
+                    network.cut(victim, peer);
                 }
                 format!("cut {id}'s outgoing links (asymmetric) for {length:?}")
             }
@@ -239,10 +269,10 @@ impl Nemesis {
                     .map(|i| others[(first + i) % others.len()])
                     .collect();
                 for &peer in &cut {
-                    self.network.cut(victim, peer);
-                    self.network.cut(peer, victim);
+                    network.cut(victim, peer);
+                    network.cut(peer, victim);
                 }
-                let names: Vec<&str> = cut.iter().map(|&n| self.nodes[n].id()).collect();
+                let names: Vec<&str> = cut.iter().map(|&n| nodes[n].id()).collect();
                 format!("cut {id} from {} for {length:?}", names.join(","))
             }
         }

@@ -13,13 +13,13 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dida_proto::storage::{
-    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, ProbeForReply, ProbeForRequest,
-    ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
-    UpdateIfValueIsRequest, WriteReply, WriteRequest,
+    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, HandbackReply, HandbackRequest,
+    ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply,
+    ReadRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
 use dida_storage::{Node, PeerTransport};
 use rand::rngs::StdRng;
@@ -70,8 +70,8 @@ pub enum Sender {
 #[derive(Debug)]
 pub struct Network {
     ids: Vec<String>,
-    nodes: OnceLock<Vec<Arc<Node>>>,
-    processes: Vec<Arc<Process>>,
+    /// The node and process now at each index; a restart installs new ones.
+    slots: Mutex<Vec<Option<(Arc<Node>, Arc<Process>)>>>,
     /// Directed links that deliver nothing: `(from, to)`.
     cuts: Mutex<BTreeSet<(usize, usize)>>,
     rng: Arc<Mutex<StdRng>>,
@@ -81,19 +81,17 @@ pub struct Network {
 }
 
 impl Network {
-    /// A network between the nodes `ids`, each running as one of `processes`.
+    /// A network between the nodes `ids`, none running yet ([`Network::install`]).
     pub fn new(
         ids: Vec<String>,
-        processes: Vec<Arc<Process>>,
         rng: Arc<Mutex<StdRng>>,
         faults: LinkFaults,
         rpc_deadline: Duration,
         trace: Arc<Trace>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            slots: Mutex::new(vec![None; ids.len()]),
             ids,
-            nodes: OnceLock::new(),
-            processes,
             cuts: Mutex::new(BTreeSet::new()),
             rng,
             faults,
@@ -102,10 +100,17 @@ impl Network {
         })
     }
 
-    /// Attaches the nodes (created after the network, since each holds a transport
-    /// into it).
-    pub fn attach(&self, nodes: Vec<Arc<Node>>) {
-        self.nodes.set(nodes).expect("the nodes are attached once");
+    /// Makes `node`, running as `process`, the node at `index` (created after the
+    /// network, since each holds a transport into it; again at every restart).
+    pub fn install(&self, index: usize, node: Arc<Node>, process: Arc<Process>) {
+        self.slots.lock().expect("slots lock poisoned")[index] = Some((node, process));
+    }
+
+    /// The node and process at `index` now.
+    pub fn slot(&self, index: usize) -> (Arc<Node>, Arc<Process>) {
+        self.slots.lock().expect("slots lock poisoned")[index]
+            .clone()
+            .expect("every node is installed before messages flow")
     }
 
     /// The transport node `me` sends through.
@@ -220,8 +225,7 @@ impl Network {
         Fut: Future<Output = Result<Rep, Status>> + Send + 'static,
     {
         let (sender, receiver, what) = (self.name(from), self.ids[to].clone(), call.what);
-        let process = self.processes[to].clone();
-        if process.state() == ProcState::Crashed {
+        if self.slot(to).1.state() == ProcState::Crashed {
             self.trace.event(format_args!(
                 "{sender} -> {receiver} {what}: refused (crashed)"
             ));
@@ -237,7 +241,16 @@ impl Network {
             return None;
         }
         tokio::time::sleep(delay).await;
-        let node = self.nodes.get().expect("nodes attached")[to].clone();
+        // Whoever runs at `to` when the message arrives handles it: a node restarted
+        // meanwhile gets what was sent to its predecessor, as a new process finds
+        // connections to its port.
+        let (node, process) = self.slot(to);
+        if process.state() == ProcState::Crashed {
+            self.trace.event(format_args!(
+                "{sender} -> {receiver} {what}: receiver crashed"
+            ));
+            return None;
+        }
         if duplicated {
             self.trace
                 .event(format_args!("{sender} -> {receiver} {what}: duplicated"));
@@ -343,6 +356,10 @@ impl PeerTransport for SimTransport {
         request: FetchKeyRequest,
     ) -> Result<FetchKeyReply, Status> {
         relay!(self, to, "fetch-key", true, request, fetch_key)
+    }
+
+    async fn handback(&self, to: usize, request: HandbackRequest) -> Result<HandbackReply, Status> {
+        relay!(self, to, "handback", true, request, handback)
     }
 
     async fn read(&self, to: usize, request: ReadRequest) -> Result<ReadReply, Status> {

@@ -14,17 +14,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use dida_core::Membership;
-use dida_storage::{Node, StorageConfig};
+use dida_core::{MemberState, Membership};
+use dida_storage::StorageConfig;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::checks::{Finding, Outcome};
+use crate::cluster::Cluster;
 use crate::nemesis::{lost_nodes, FaultRecord, Nemesis, NemesisKind};
 use crate::network::{LinkFaults, Network};
-use crate::process::{Gated, ProcState, Process};
+use crate::process::ProcState;
 use crate::trace::Trace;
 use crate::workload::{Recorded, Workload};
 
@@ -66,6 +67,9 @@ pub struct SeedReport {
     pub faults: Vec<FaultRecord>,
     /// Nodes lost by the end (crashed or declared failed).
     pub lost_nodes: Vec<String>,
+    /// The most nodes lost at one time during the faults (crashed, declared
+    /// failed, or rejoining).
+    pub peak_lost: usize,
     /// More nodes were lost than `--write-acks` tolerates: loss checks skipped.
     pub beyond_tolerance: bool,
     /// Writes and CAS recorded.
@@ -139,43 +143,46 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
             .map(|(i, id)| (id.clone(), format!("http://127.0.0.1:{}", 7001 + i))),
     )?;
     let replicas: Vec<u32> = membership.members().iter().map(|m| m.replica).collect();
-    let processes: Vec<Arc<Process>> = (0..NODES).map(|_| Process::new()).collect();
     let rpc_deadline = Duration::from_secs(1);
     let network = Network::new(
         ids.clone(),
-        processes.clone(),
         rng.clone(),
         faults,
         rpc_deadline,
         trace.clone(),
     );
-    let mut nodes = Vec::new();
-    for (index, id) in ids.iter().enumerate() {
-        let mut node_config = StorageConfig::new(id.clone(), membership.clone());
-        node_config.replication_factor = REPLICATION_FACTOR;
-        node_config.max_versions = max_versions;
-        node_config.write_acks = write_acks;
-        node_config.vnodes = VNODES;
-        node_config.gossip_delay = gossip_delay;
-        node_config.anti_entropy_interval = Duration::from_millis(250);
-        node_config.rpc_deadline = rpc_deadline;
-        node_config.ack_timeout = Duration::from_secs(2);
-        node_config.fence = !config.break_fence;
-        nodes.push(Arc::new(Node::new(node_config, network.transport(index))?));
-    }
-    network.attach(nodes.clone());
-    for (node, process) in nodes.iter().zip(&processes) {
-        for task in node.background_tasks() {
-            tokio::spawn(Gated::new(process.clone(), task));
-        }
+    let configs = ids
+        .iter()
+        .map(|id| {
+            let mut node_config = StorageConfig::new(id.clone(), membership.clone());
+            node_config.replication_factor = REPLICATION_FACTOR;
+            node_config.max_versions = max_versions;
+            node_config.write_acks = write_acks;
+            node_config.vnodes = VNODES;
+            node_config.gossip_delay = gossip_delay;
+            node_config.anti_entropy_interval = Duration::from_millis(250);
+            node_config.rpc_deadline = rpc_deadline;
+            node_config.ack_timeout = Duration::from_secs(2);
+            node_config.fence = !config.break_fence;
+            node_config
+        })
+        .collect();
+    let cluster = Cluster::new(network.clone(), configs);
+    for index in 0..NODES {
+        cluster.start(index)?;
     }
 
     let regressions = Arc::new(Mutex::new(Vec::new()));
+    let most_lost = Arc::new(Mutex::new((0, BTreeSet::new())));
     let monitor = tokio::spawn(watch_views(
-        nodes.clone(),
-        processes.clone(),
+        cluster.clone(),
         trace.clone(),
         regressions.clone(),
+    ));
+    let counter = tokio::spawn(count_lost(
+        cluster.clone(),
+        start + FAULTS_FROM,
+        most_lost.clone(),
     ));
     let keys: Vec<String> = (0..KEYS).map(|k| format!("k{k}")).collect();
     let history: Arc<Mutex<Vec<Recorded>>> = Arc::default();
@@ -199,9 +206,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
         REPLICATION_FACTOR - 1
     };
     let nemesis = Nemesis {
-        nodes: nodes.clone(),
-        processes: processes.clone(),
-        network: network.clone(),
+        cluster: cluster.clone(),
         keys,
         budget,
         rng: rng.clone(),
@@ -215,14 +220,21 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     }
     tokio::time::sleep_until(start + CHECK_AT).await;
     monitor.abort();
+    counter.abort();
     trace.event(format_args!("checks"));
 
-    let lost: BTreeSet<usize> = lost_nodes(&nodes, &processes);
-    let beyond_tolerance = lost.len() > budget;
+    let lost: BTreeSet<usize> = lost_nodes(&cluster);
+    let (most_lost, ever_lost) = most_lost.lock().expect("most-lost lock poisoned").clone();
+    let beyond_tolerance = lost.len().max(most_lost) > budget;
     let history = history.lock().expect("history lock poisoned").clone();
+    let nodes = cluster.nodes();
+    let processes = cluster.processes();
+    let retired = cluster.retired();
     let outcome = Outcome {
         nodes: &nodes,
         processes: &processes,
+        retired: &retired,
+        ever_lost: &ever_lost,
         replicas: &replicas,
         vnodes: VNODES,
         replication_factor: REPLICATION_FACTOR,
@@ -255,6 +267,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
         max_versions,
         faults,
         lost_nodes: lost.iter().map(|&n| ids[n].clone()).collect(),
+        peak_lost: most_lost,
         beyond_tolerance,
         operations: history.len(),
         acknowledged: history.iter().filter(|r| r.version.is_some()).count(),
@@ -270,41 +283,81 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     })
 }
 
+/// Keeps in `most` the largest number of nodes lost at once from `from` on
+/// (sampled every 50 ms from the start), and every node lost at some point: with rejoins, nodes
+/// lost during the run may all be back by its end, but acknowledged writes survive
+/// only while no more than the budget are lost at any one time.
+async fn count_lost(
+    cluster: Arc<Cluster>,
+    from: Instant,
+    most: Arc<Mutex<(usize, BTreeSet<usize>)>>,
+) {
+    loop {
+        let lost = lost_nodes(&cluster);
+        {
+            // Every node is out of the ring while the cluster starts (each joins):
+            // that counts for who may have led a key, not against the budget.
+            let mut most = most.lock().expect("most-lost lock poisoned");
+            if Instant::now() >= from {
+                most.0 = most.0.max(lost.len());
+            }
+            most.1.extend(lost);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// D1 while the run goes on: samples every running node's view every 50 ms and
-/// reports any view that lost a failed node; traces every change.
+/// reports any member state that moved backwards (a state replaced by one it
+/// supersedes); traces every change. A restarted node's view starts afresh.
 async fn watch_views(
-    nodes: Vec<Arc<Node>>,
-    processes: Vec<Arc<Process>>,
+    cluster: Arc<Cluster>,
     trace: Arc<Trace>,
     regressions: Arc<Mutex<Vec<String>>>,
 ) {
-    let mut last: Vec<BTreeSet<String>> = vec![BTreeSet::new(); nodes.len()];
+    let mut last: Vec<Option<(u64, Vec<(String, MemberState)>)>> = vec![None; cluster.len()];
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        for (n, node) in nodes.iter().enumerate() {
-            if processes[n].state() == ProcState::Crashed {
+        for (n, node) in cluster.nodes().iter().enumerate() {
+            if cluster.process(n).state() == ProcState::Crashed {
                 continue;
             }
-            let now: BTreeSet<String> = node.failed_ids().into_iter().collect();
-            if now == last[n] {
-                continue;
+            let now = node.member_states();
+            let process_start = node.incarnation() / crate::cluster::INCARNATION_STEP;
+            if let Some((start, before)) = &last[n] {
+                if *start == process_start {
+                    if *before == now {
+                        continue;
+                    }
+                    for ((id, old), (_, new)) in before.iter().zip(&now) {
+                        if old.supersedes(new) {
+                            regressions
+                                .lock()
+                                .expect("regressions lock poisoned")
+                                .push(format!(
+                                    "{}'s view of {id} went back from {}@{} to {}@{}",
+                                    node.id(),
+                                    old.liveness,
+                                    old.incarnation,
+                                    new.liveness,
+                                    new.incarnation
+                                ));
+                        }
+                    }
+                }
             }
-            if !now.is_superset(&last[n]) {
-                regressions
-                    .lock()
-                    .expect("regressions lock poisoned")
-                    .push(format!(
-                        "{}'s view shrank from {:?} to {now:?}",
-                        node.id(),
-                        last[n]
-                    ));
-            }
+            let shown: Vec<String> = now
+                .iter()
+                .filter(|(_, state)| !state.in_ring())
+                .map(|(id, state)| format!("{id}={}@{}", state.liveness, state.incarnation))
+                .collect();
             trace.event(format_args!(
-                "view of {}: failed {now:?}{}",
+                "view of {}@{}: out {shown:?}{}",
                 node.id(),
+                node.incarnation(),
                 if node.is_fenced() { " (fenced)" } else { "" }
             ));
-            last[n] = now;
+            last[n] = Some((process_start, now));
         }
     }
 }

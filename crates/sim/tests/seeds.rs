@@ -1,5 +1,5 @@
 //! The simulator in the test suite: a seed replays event for event, a range of
-//! seeds passes every check with each nemesis in its quarter of them, and the
+//! seeds passes every check with each nemesis in its fifth of them, and the
 //! protocol with its fence (invariant D2) turned off is caught.
 //!
 //! `DIDA_SIM_SEEDS` sets how many seeds the passing test runs (default 200, about
@@ -43,11 +43,11 @@ fn every_seed_passes_every_check_under_every_nemesis() {
         .collect();
     assert!(failed.is_empty(), "{failed:#?}");
     let summary = summarize(&reports);
-    assert_eq!(summary.len(), 4, "every nemesis ran: {summary:?}");
+    assert_eq!(summary.len(), 5, "every nemesis ran: {summary:?}");
     for (kind, sum) in &summary {
-        assert_eq!(sum.seeds, count / 4, "{kind} ran in a quarter of the seeds");
+        assert_eq!(sum.seeds, count / 5, "{kind} ran in a fifth of the seeds");
         assert!(sum.faults >= sum.seeds, "{kind}: at least one fault a seed");
-        assert!(sum.nodes_lost > 0, "{kind} lost some node");
+        assert!(sum.peak_lost > 0, "{kind} lost some node");
         assert!(
             sum.beyond_tolerance * 10 < sum.seeds,
             "{kind}: most seeds stay within the fault budget: {sum:?}"

@@ -7,9 +7,10 @@
 //! one fails). Every call has a deadline; a node that does not answer yields a
 //! [`ClientError`] naming it, never a hang.
 //!
-//! **Crashes (SPEC §2.5).** The client keeps a view of the storage nodes known to have
-//! crashed and routes by the ring of the live ones, as the nodes do. When a call fails
-//! it asks a live node for its view ([`StorageClient::refresh_view`]): reads go on
+//! **Crashes and rejoins (SPEC §2.5).** The client keeps a view of every storage
+//! node's incarnation and liveness, merged by the same rules as the nodes'
+//! (`dida_core::liveness`), and routes by the ring of the alive ones, as the nodes
+//! do. When a call fails it asks a node for its view ([`StorageClient::refresh_view`]): reads go on
 //! to the next replica at once; a write or conditional update that certainly had no
 //! effect (its primary refused the connection, or a node answered `ABORTED` because
 //! the crash is not yet detected everywhere) is retried, with backoff, at the key's
@@ -19,15 +20,16 @@
 //! Workers use this library for their operators' storage calls, and `dida kv` is a
 //! thin command-line shell around it.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use dida_core::limits::{check_key, check_value};
-use dida_core::{Membership, MembershipError, Record, Ring, Version};
+use dida_core::{
+    Liveness, MemberState, MemberStates, Membership, MembershipError, Record, Ring, Version,
+};
 use dida_proto::acked::{self, AckedLinks};
-use dida_proto::convert::{record_from_wire, version_from_wire, version_to_wire};
+use dida_proto::convert::{record_from_wire, version_from_wire, version_to_wire, view_from_wire};
 use dida_proto::storage::storage_answer::Answer;
 use dida_proto::storage::storage_call::Call;
 use dida_proto::storage::storage_client::StorageClient as GrpcClient;
@@ -94,6 +96,9 @@ pub enum ClientError {
         /// The deadline that passed.
         deadline: Duration,
     },
+    /// The cluster did not settle (every node alive in every view) in time.
+    #[error("the storage cluster did not settle: {0}")]
+    NotSettled(String),
     /// The node answered with an error.
     #[error("storage node {node} refused the request ({code:?}): {message}")]
     Rejected {
@@ -132,8 +137,9 @@ pub struct ReplicaRead {
 pub struct StorageClient {
     membership: Membership,
     config: ClientConfig,
-    /// Nodes known to have crashed, and the ring of the others.
-    view: RwLock<(BTreeSet<usize>, Arc<Ring>)>,
+    /// Every node's incarnation and liveness as last heard, and the ring of those
+    /// alive.
+    view: RwLock<(MemberStates, Arc<Ring>)>,
     nodes: Vec<GrpcClient<Channel>>,
     /// Each node's URL, as the key of its `Calls` stream.
     urls: Vec<String>,
@@ -174,6 +180,7 @@ impl StorageClient {
             })
             .collect::<Result<_, _>>()?;
         let (stop_signal, stop) = watch::channel(());
+        let nodes_len = membership.len();
         Ok(Self {
             urls: membership
                 .members()
@@ -184,7 +191,7 @@ impl StorageClient {
             _stop: stop_signal,
             membership,
             config,
-            view: RwLock::new((BTreeSet::new(), Arc::new(ring))),
+            view: RwLock::new((MemberStates::assumed(nodes_len), Arc::new(ring))),
             nodes,
             next_read: AtomicUsize::new(0),
         })
@@ -195,37 +202,34 @@ impl StorageClient {
         self.view.read().expect("view lock poisoned").1.clone()
     }
 
-    /// Ids of the storage nodes this client knows to have crashed.
+    /// Ids of the storage nodes outside this client's ring: declared failed, or
+    /// restarted and still catching up.
     pub fn failed(&self) -> Vec<String> {
         let view = self.view.read().expect("view lock poisoned");
         view.0
-            .iter()
-            .map(|&n| self.membership.members()[n].id.clone())
+            .out_of_ring()
+            .map(|n| self.membership.members()[n].id.clone())
             .collect()
     }
 
-    /// Asks the nodes believed alive, in turn, which nodes have crashed, and adopts
-    /// the first answer (views only grow: crashed nodes never return). Returns true
-    /// if the view changed. Workers call it periodically; every client calls it when
-    /// a call fails.
+    /// Asks the nodes in this client's ring, in turn (then the others: a node out
+    /// of it may have restarted), for their view, and merges the first answer
+    /// member by member, by incarnation (`dida_core::liveness`). Returns true if
+    /// the view changed. Workers call it periodically; every client calls it when a
+    /// call fails.
     pub async fn refresh_view(&self) -> bool {
         let candidates: Vec<usize> = {
             let view = self.view.read().expect("view lock poisoned");
-            (0..self.nodes.len())
-                .filter(|n| !view.0.contains(n))
-                .collect()
+            let (in_ring, out): (Vec<usize>, Vec<usize>) =
+                (0..self.nodes.len()).partition(|&n| !view.0.excluded(n));
+            in_ring.into_iter().chain(out).collect()
         };
         for node in candidates {
             let Ok(reply) = self.nodes[node].clone().view(ViewRequest {}).await else {
                 continue;
             };
-            let failed: Vec<usize> = reply
-                .into_inner()
-                .failed
-                .iter()
-                .filter_map(|id| self.membership.index_of(id).ok())
-                .collect();
-            return self.learn_failed(failed);
+            let states = view_from_wire(&self.membership, &reply.into_inner().members);
+            return self.learn(states);
         }
         false
     }
@@ -245,23 +249,44 @@ impl StorageClient {
         }
     }
 
-    /// Adds `failed` to the view; true if it changed.
-    fn learn_failed(&self, failed: Vec<usize>) -> bool {
+    /// Merges `states` into the view; true if it changed.
+    fn learn(&self, states: Vec<(usize, MemberState)>) -> bool {
         let mut view = self.view.write().expect("view lock poisoned");
-        let before = view.0.len();
-        view.0.extend(failed);
-        if view.0.len() == before {
+        let mut changed = false;
+        for (node, state) in states {
+            changed |= view.0.merge(node, state);
+        }
+        if !changed {
             return false;
         }
         let ids: Vec<&str> = self.membership.ids().collect();
-        let excluded = view.0.clone();
+        let members = view.0.clone();
+        // Never an empty ring: with every node out of it (all joining at a cold
+        // start), route to those not failed, or else to all — a joining node
+        // forwards, and any node answers with a clear error.
+        let all = 0..ids.len();
+        let exclude: Box<dyn Fn(usize) -> bool> = if !all.clone().all(|n| members.excluded(n)) {
+            Box::new(|n| members.excluded(n))
+        } else if members.failed().count() < ids.len() {
+            Box::new(|n| members.get(n).liveness == Liveness::Failed)
+        } else {
+            Box::new(|_| false)
+        };
         view.1 = Arc::new(Ring::without(
             &ids,
             self.config.vnodes,
             self.config.replication_factor,
-            |n| excluded.contains(&n),
+            exclude,
         ));
         true
+    }
+
+    /// The primary of `key` in this client's ring (which is never empty, see
+    /// [`StorageClient::learn`]).
+    fn primary_index(&self, key: &str) -> usize {
+        self.ring()
+            .primary(key)
+            .expect("a client's ring always has a node")
     }
 
     /// Runs `attempt` against the current primary of `key`, retrying at the new
@@ -274,7 +299,7 @@ impl StorageClient {
         let deadline = tokio::time::Instant::now() + self.config.failover_deadline;
         let mut pause = FAILOVER_FIRST_PAUSE;
         loop {
-            let primary = self.ring().primary(key);
+            let primary = self.primary_index(key);
             match attempt(primary).await {
                 Err(error) if never_applied(&error) => {
                     if tokio::time::Instant::now() + pause > deadline {
@@ -305,7 +330,7 @@ impl StorageClient {
 
     /// Id of the primary of `key` among the nodes believed alive.
     pub fn primary(&self, key: &str) -> &str {
-        &self.membership.members()[self.ring().primary(key)].id
+        &self.membership.members()[self.primary_index(key)].id
     }
 
     /// Reads the newest version of `key` (or exactly `version`) from one of its
@@ -530,6 +555,49 @@ impl StorageClient {
             .await
             .map_err(|s| self.call_failed(index, s))?
             .into_inner())
+    }
+
+    /// Waits until every node answers and counts every member alive — a cluster
+    /// that just started (every node joins first) or had a node rejoin has then
+    /// settled — then adopts that view. Fails after `limit`, naming what was
+    /// still missing. Test harnesses and `dida` start-up helpers call it before
+    /// their first request.
+    pub async fn wait_until_all_alive(&self, limit: Duration) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let mut missing = None;
+            let mut views = Vec::new();
+            for id in self.membership.ids() {
+                match self.status(id).await {
+                    Ok(status) => {
+                        let states = view_from_wire(&self.membership, &status.view);
+                        let out: Vec<&str> = states
+                            .iter()
+                            .filter(|(_, state)| !state.in_ring())
+                            .map(|&(n, _)| self.membership.members()[n].id.as_str())
+                            .collect();
+                        if status.fenced || !out.is_empty() || states.len() != self.nodes.len() {
+                            missing = Some(format!("{id} counts {out:?} out of the ring"));
+                        }
+                        views.push(states);
+                    }
+                    Err(error) => missing = Some(error.to_string()),
+                }
+            }
+            let Some(missing) = missing else {
+                for states in views {
+                    self.learn(states);
+                }
+                return Ok(());
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::NotSettled(format!(
+                    "the storage nodes did not all count each other alive within {limit:?}: \
+                     {missing}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// A no-op call to the named node: the transport baseline and a liveness probe.

@@ -91,8 +91,8 @@ pub(crate) struct Repairer {
     pub gossip: Arc<Gossip>,
 }
 
-/// The periodic rounds, visiting the peers that share ranges in turn, until the node
-/// is fenced. The partners and their shared ranges follow the current view: after a
+/// The periodic rounds, visiting the peers that share ranges in turn (none while
+/// the node is fenced, or joining and so out of its own ring). The partners and their shared ranges follow the current view: after a
 /// crash the ring changes, and a change of view starts a round with every partner at
 /// once, which is how a node that just became a replica of a range receives its data
 /// (the replication factor is restored, SPEC §2.5).
@@ -109,7 +109,7 @@ pub(crate) async fn run(node: Repairer) {
             _ = ticker.tick() => false,
         };
         if state.is_fenced() {
-            return;
+            continue;
         }
         let view = state.view.current();
         let ring = &view.ring;
@@ -148,6 +148,7 @@ async fn round(
     ranges: &[RangeId],
 ) -> Result<(), tonic::Status> {
     let state = &node.peering;
+    let incarnation = state.incarnation();
     let digests = node.store.range_digests(ring, ranges);
     let request = DigestRequest {
         from: state.id().to_string(),
@@ -174,7 +175,7 @@ async fn round(
     let missing = missing_records(&node.store, ring, reply);
     let repaired = missing.len();
     if repaired > 0 {
-        node.gossip.enqueue(peer, missing, None);
+        node.gossip.enqueue(peer, missing, None, incarnation);
     }
     ReplicationStats::add(&stats.records_repaired, repaired as u64);
     if repaired > 0 {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use dida_proto::acked;
-use dida_proto::convert::record_to_wire;
+use dida_proto::convert::{liveness_to_wire, record_to_wire, view_to_wire};
 use dida_proto::storage::storage_answer::Answer;
 use dida_proto::storage::storage_call::Call;
 use dida_proto::storage::storage_server::Storage;
@@ -130,6 +130,9 @@ impl Storage for StorageApi {
             failed: state.failed_ids(),
             view_epoch: view.epoch,
             fenced: state.is_fenced(),
+            incarnation: state.incarnation(),
+            view: view_to_wire(&config.membership, &view.members),
+            liveness: liveness_to_wire(view.members.get(state.me).liveness) as i32,
             suspected: state
                 .suspected
                 .lock()
@@ -165,9 +168,11 @@ impl Storage for StorageApi {
     async fn view(&self, _request: Request<ViewRequest>) -> Result<Response<ViewReply>, Status> {
         let state = &self.node.peering;
         state.check_serving()?;
+        let view = state.view.current();
         Ok(Response::new(ViewReply {
-            failed: state.failed_ids(),
-            epoch: state.view.current().epoch,
+            failed: state.out_of_ring_ids(),
+            epoch: view.epoch,
+            members: view_to_wire(&state.config.membership, &view.members),
         }))
     }
 }

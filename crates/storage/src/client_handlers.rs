@@ -69,7 +69,14 @@ impl Node {
                 }
             }
         }
-        Err(last_error.expect("every key has at least one replica"))
+        Err(last_error.unwrap_or_else(|| {
+            Status::unavailable(format!(
+                "node {} has no storage node in its ring yet (the cluster is starting, or every \
+                 node is rejoining): no replica to read key {:?} from",
+                state.id(),
+                request.key
+            ))
+        }))
     }
 
     /// Writes a key: executed here if this node is its primary, else forwarded
@@ -79,7 +86,9 @@ impl Node {
         state.check_serving()?;
         check_key(&request.key).map_err(invalid)?;
         check_value(&request.value).map_err(invalid)?;
-        let primary = state.ring().primary(&request.key);
+        let Some(primary) = state.ring().primary(&request.key) else {
+            return Err(self.not_primary(&request.key, None));
+        };
         if primary == state.me {
             let record = self.execute_write(&request.key, &request.value).await?;
             return Ok(WriteReply {
@@ -88,7 +97,7 @@ impl Node {
             });
         }
         if request.forwarded {
-            return Err(self.not_primary(&request.key, primary));
+            return Err(self.not_primary(&request.key, Some(primary)));
         }
         let forwarded = WriteRequest {
             forwarded: true,
@@ -111,7 +120,9 @@ impl Node {
         check_key(&request.key).map_err(invalid)?;
         check_value(&request.old_value).map_err(invalid)?;
         check_value(&request.new_value).map_err(invalid)?;
-        let primary = state.ring().primary(&request.key);
+        let Some(primary) = state.ring().primary(&request.key) else {
+            return Err(self.not_primary(&request.key, None));
+        };
         if primary == state.me {
             let record = self
                 .execute_cas(&request.key, &request.old_value, &request.new_value)
@@ -122,7 +133,7 @@ impl Node {
             });
         }
         if request.forwarded {
-            return Err(self.not_primary(&request.key, primary));
+            return Err(self.not_primary(&request.key, Some(primary)));
         }
         let forwarded = UpdateIfValueIsRequest {
             forwarded: true,
@@ -154,21 +165,6 @@ impl Node {
             }
         }
         None
-    }
-
-    /// The error for a request forwarded to a node that is not the key's primary.
-    /// Right after a crash this happens while the two nodes' views differ, so it is
-    /// `ABORTED`: nothing was applied and the caller may retry. If it persists, the
-    /// nodes were started with different memberships.
-    fn not_primary(&self, key: &str, primary: usize) -> Status {
-        let state = &self.peering;
-        Status::aborted(format!(
-            "node {} received a forwarded request for key {key:?} but is not its primary \
-             ({} is): the nodes' views differ (a crash not yet detected everywhere — retry), \
-             or they were given different --peers; nothing was applied",
-            state.id(),
-            state.id_of(primary)
-        ))
     }
 
     /// Wraps a failed call to peer `index` with who it was. A forward that could not

@@ -50,6 +50,20 @@ pub struct StorageConfig {
     /// only the simulator turns it off (`dida sim --break-fence`), to show that
     /// without it acknowledged writes are lost.
     pub fence: bool,
+    /// This process's incarnation (SWIM-style): it must exceed that of every earlier
+    /// process with this id, so that its announcement supersedes their failure.
+    /// [`StorageConfig::new`] takes the wall clock in milliseconds, which grows from
+    /// one start to the next; the simulator numbers restarts instead.
+    pub incarnation: u64,
+}
+
+/// An incarnation for a process starting now: the wall clock in milliseconds
+/// (at least 1, so it supersedes the incarnation 0 peers assume).
+pub fn incarnation_now() -> u64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (since_epoch.as_millis() as u64).max(1)
 }
 
 impl StorageConfig {
@@ -74,6 +88,7 @@ impl StorageConfig {
             suspicion_timeout: Duration::from_millis(1500),
             dial_overrides: BTreeMap::new(),
             fence: true,
+            incarnation: incarnation_now(),
         }
     }
 

@@ -13,10 +13,11 @@
 //! nobody once `suspicion_timeout` has passed is declared **failed**. Any answer
 //! clears a suspicion.
 //!
-//! Each probe and each answer carries the failed nodes its sender knows, and the
-//! receiver adds them to its own view, so a failure reaches every live node within
-//! one probe interval of being declared, without a separate broadcast. Views only
-//! grow (a crashed node never comes back).
+//! Each probe and each answer carries its sender's whole view (every member's
+//! incarnation and liveness, `dida_core::liveness`), and the receiver merges it, so
+//! a failure — or a restarted node's new incarnation — reaches every live node
+//! within one probe interval, without a separate broadcast. A failure is declared of
+//! the incarnation the prober knew, so it never hides a restart announced meanwhile.
 //!
 //! **Detection bound.** A crash is declared at most `probe_interval + probe_timeout
 //! (direct) + probe_timeout (indirect) + suspicion_timeout` after it happens, plus
@@ -37,9 +38,10 @@
 //! **False suspicion.** A node that is alive but was declared failed (it could not
 //! answer anyone for `suspicion_timeout`) learns it from the next probe it exchanges
 //! and **fences** itself: it stops serving, exactly as if it had crashed, so two
-//! nodes never both act as a key's primary once the view has spread. Generous
-//! timeouts keep this rare; the window before the fenced node hears of it is the
-//! price of a detector without leases (see docs/protocols.md).
+//! nodes never both act as a key's primary once the view has spread; then it starts
+//! over as a new incarnation and rejoins (`rejoin`). Generous timeouts keep this
+//! rare; the window before the fenced node hears of it is the price of a detector
+//! without leases (see docs/protocols.md).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,8 +58,8 @@ use crate::suspicion::{indirect_helpers, Suspicions};
 /// answered it (a peer that has answered once is suspected as soon as it stops).
 const STARTUP_GRACE: Duration = Duration::from_secs(30);
 
-/// The detector of a node: a probe round every `probe_interval` until the node is
-/// fenced.
+/// The detector of a node: a probe round every `probe_interval`, for as long as the
+/// process runs (a fenced node skips rounds until it has started over).
 pub(crate) async fn run(state: Arc<Peering>) {
     let mut ticker = tokio::time::interval(state.config.probe_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -69,7 +71,7 @@ pub(crate) async fn run(state: Arc<Peering>) {
     loop {
         ticker.tick().await;
         if state.is_fenced() {
-            return;
+            continue;
         }
         probe_round(&state, &mut suspicions).await;
         *state.suspected.lock().expect("suspects lock poisoned") = suspicions.suspected();
@@ -91,7 +93,8 @@ async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
             .iter()
             .copied(),
     );
-    let verdict = suspicions.observe(Instant::now(), &answers, &view.failed);
+    let failed: std::collections::BTreeSet<usize> = view.members.failed().collect();
+    let verdict = suspicions.observe(Instant::now(), &answers, &failed);
     for &peer in &verdict.cleared {
         info!(
             node = state.id(),
@@ -115,7 +118,7 @@ async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
     if !verdict.failed.is_empty() {
         let names: Vec<&str> = verdict.failed.iter().map(|&n| state.id_of(n)).collect();
         warn!(node = state.id(), failed = ?names, "declaring crashed peers failed");
-        state.learn_failed(verdict.failed);
+        state.declare_failed(&view, &verdict.failed);
     }
 }
 
@@ -150,11 +153,11 @@ async fn reachable(state: &Arc<Peering>, peer: usize, peers: &[usize]) -> bool {
 pub(crate) async fn probe(state: &Peering, peer: usize, timeout: Duration) -> bool {
     let request = ProbeRequest {
         from: state.id().to_string(),
-        failed: state.failed_ids(),
+        view: state.view_to_wire(),
     };
     match tokio::time::timeout(timeout, state.transport.probe(peer, request)).await {
         Ok(Ok(reply)) => {
-            state.learn_failed_ids(&reply.failed);
+            state.learn_wire(&reply.view);
             true
         }
         _ => false,

@@ -12,6 +12,7 @@
 //! anti-entropy repairs later.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,10 +46,13 @@ struct Pending {
     ack: Option<AckSender>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Outbox {
     queue: Mutex<VecDeque<Pending>>,
     ready: Notify,
+    /// The node's incarnation whose records the queue holds; changed (by
+    /// [`Gossip::clear`]) and read only under the queue's lock.
+    incarnation: AtomicU64,
 }
 
 impl Outbox {
@@ -81,8 +85,14 @@ impl Outbox {
     /// Puts a batch that could not be sent back in front, in its original order. If
     /// the outbox then holds too many records, the oldest go, as in
     /// [`Gossip::enqueue`]: anti-entropy repairs them.
-    fn requeue(&self, batch: Vec<Pending>) {
+    ///
+    /// A batch of an incarnation that is over (the node started over while it was
+    /// in flight) is dropped instead.
+    fn requeue(&self, batch: Vec<Pending>, incarnation: u64) {
         let mut queue = self.queue.lock().expect("outbox lock poisoned");
+        if self.incarnation.load(Ordering::Relaxed) != incarnation {
+            return;
+        }
         for pending in batch.into_iter().rev() {
             queue.push_front(pending);
         }
@@ -99,27 +109,44 @@ pub(crate) struct Gossip {
 }
 
 impl Gossip {
-    /// Outboxes for every member but `me`, each message waiting `delay`.
-    pub fn new(members: usize, me: usize, delay: Duration) -> Self {
+    /// Outboxes for every member but `me`, each message waiting `delay`, for the
+    /// node's incarnation `incarnation`.
+    pub fn new(members: usize, me: usize, delay: Duration, incarnation: u64) -> Self {
         Self {
             outboxes: (0..members)
-                .map(|i| (i != me).then(|| Arc::new(Outbox::default())))
+                .map(|i| {
+                    (i != me).then(|| {
+                        Arc::new(Outbox {
+                            queue: Mutex::default(),
+                            ready: Notify::new(),
+                            incarnation: AtomicU64::new(incarnation),
+                        })
+                    })
+                })
                 .collect(),
             delay,
         }
     }
 
     /// Queues records for `peer`; they leave no earlier than the gossip delay from now.
-    /// `ack` is told when the peer has stored each of them.
+    /// `ack` is told when the peer has stored each of them. `incarnation` is the
+    /// node's incarnation that read or wrote them: if it is over, they are dropped
+    /// (with `ack`), never sent as a later incarnation's.
     pub fn enqueue(
         &self,
         peer: usize,
         records: impl IntoIterator<Item = Record>,
         ack: Option<AckSender>,
+        incarnation: u64,
     ) {
         let outbox = self.outboxes[peer].as_ref().expect("no outbox to self");
         let due = Instant::now() + self.delay;
         let mut queue = outbox.queue.lock().expect("outbox lock poisoned");
+        if outbox.incarnation.load(Ordering::Relaxed) != incarnation {
+            // Queued late by an incarnation that is over (a write task that
+            // outlived its fence): dropped, never sent as a later one's.
+            return;
+        }
         for record in records {
             if queue.len() >= MAX_QUEUED_RECORDS {
                 let dropped = queue.pop_front();
@@ -133,6 +160,17 @@ impl Gossip {
         }
         drop(queue);
         outbox.ready.notify_one();
+    }
+
+    /// Empties every outbox, dropping the acknowledgement senders with the records,
+    /// and from now on takes only records of `incarnation`: a node starting over
+    /// as a new incarnation sends nothing its old one queued, or queues late.
+    pub fn clear(&self, incarnation: u64) {
+        for outbox in self.outboxes.iter().flatten() {
+            let mut queue = outbox.queue.lock().expect("outbox lock poisoned");
+            outbox.incarnation.store(incarnation, Ordering::Relaxed);
+            queue.clear();
+        }
     }
 
     /// One sender per peer, to be spawned by whoever runs the node.
@@ -159,28 +197,34 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
         if due > Instant::now() {
             tokio::time::sleep_until(due).await;
         }
+        // Read before the batch is taken: if the node starts over meanwhile, the
+        // batch (queued by the old incarnation) is dropped below, never sent as the
+        // new one's.
+        let incarnation = state.incarnation();
         let batch = outbox.take_due(Instant::now());
         if batch.is_empty() {
             continue;
         }
-        if state.is_fenced() {
-            // Declared failed: this node behaves as if crashed from now on.
-            return;
+        if state.is_fenced() || state.incarnation() != incarnation {
+            // Declared failed: this incarnation behaves as if crashed.
+            continue;
         }
-        if state.view.current().failed.contains(&peer) {
-            // The peer crashed for good: what it would have held now goes to the
-            // next live replica (anti-entropy). Dropping the batch also drops its
-            // acknowledgement senders, so no writer waits for this peer.
+        if state.view.current().out.contains(&peer) {
+            // The peer is out of the ring (failed, or restarted and catching up):
+            // what it would have held goes to the next live replica, or reaches it
+            // when it catches up. Dropping the batch also drops its acknowledgement
+            // senders, so no writer waits for this peer.
             debug!(
                 peer = state.id_of(peer),
                 records = batch.len(),
-                "dropped gossip for a failed peer"
+                "dropped gossip for a peer out of the ring"
             );
             continue;
         }
         let request = PushRequest {
             from: state.id().to_string(),
             records: batch.iter().map(|p| record_to_wire(&p.record)).collect(),
+            incarnation,
         };
         let bytes = request.encoded_len() as u64;
         match state.transport.push(peer, request).await {
@@ -204,7 +248,7 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
                     error = %status.message(),
                     "gossip push failed; retrying in {backoff:?}"
                 );
-                outbox.requeue(batch);
+                outbox.requeue(batch, incarnation);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -240,9 +284,9 @@ mod tests {
     #[test]
     fn records_leave_only_once_the_gossip_delay_has_passed_oldest_first() {
         let delay = Duration::from_millis(100);
-        let gossip = Gossip::new(3, 0, delay);
+        let gossip = Gossip::new(3, 0, delay, 0);
         let queued_at = Instant::now();
-        gossip.enqueue(1, [record("a", 1), record("b", 1)], None);
+        gossip.enqueue(1, [record("a", 1), record("b", 1)], None, 0);
         let outbox = outbox(&gossip, 1);
         assert!(outbox.take_due(queued_at).is_empty(), "not due yet");
         let due = queued_at + delay + Duration::from_millis(5);
@@ -253,9 +297,9 @@ mod tests {
 
     #[test]
     fn one_message_carries_at_most_its_size_limit_but_always_one_record() {
-        let gossip = Gossip::new(2, 0, Duration::ZERO);
+        let gossip = Gossip::new(2, 0, Duration::ZERO, 0);
         let big = MAX_PUSH_BYTES / 2;
-        gossip.enqueue(1, (0..3).map(|i| record(&format!("k{i}"), big)), None);
+        gossip.enqueue(1, (0..3).map(|i| record(&format!("k{i}"), big)), None, 0);
         let outbox = outbox(&gossip, 1);
         let later = Instant::now() + Duration::from_secs(1);
         assert_eq!(
@@ -264,35 +308,51 @@ mod tests {
             "two halves and their keys exceed the limit"
         );
         // A record larger than a message still leaves, alone.
-        gossip.enqueue(1, [record("huge", MAX_PUSH_BYTES * 2)], None);
+        gossip.enqueue(1, [record("huge", MAX_PUSH_BYTES * 2)], None, 0);
         assert_eq!(keys(&outbox.take_due(later)), ["k1"]);
         assert_eq!(keys(&outbox.take_due(later)), ["k2"]);
         assert_eq!(keys(&outbox.take_due(later)), ["huge"]);
     }
 
     #[test]
+    fn records_of_an_incarnation_that_is_over_are_never_queued_again() {
+        let gossip = Gossip::new(2, 0, Duration::ZERO, 7);
+        gossip.enqueue(1, [record("old", 1)], None, 7);
+        let outbox = outbox(&gossip, 1);
+        let later = Instant::now() + Duration::from_secs(1);
+        let in_flight = outbox.take_due(later);
+        gossip.clear(8);
+        gossip.enqueue(1, [record("late", 1)], None, 7);
+        outbox.requeue(in_flight, 7);
+        assert!(outbox.take_due(later).is_empty());
+        gossip.enqueue(1, [record("new", 1)], None, 8);
+        assert_eq!(keys(&outbox.take_due(later)), ["new"]);
+    }
+
+    #[test]
     fn a_failed_batch_goes_back_in_front_in_its_order() {
-        let gossip = Gossip::new(2, 0, Duration::ZERO);
-        gossip.enqueue(1, [record("a", 1), record("b", 1)], None);
+        let gossip = Gossip::new(2, 0, Duration::ZERO, 0);
+        gossip.enqueue(1, [record("a", 1), record("b", 1)], None, 0);
         let outbox = outbox(&gossip, 1);
         let later = Instant::now() + Duration::from_secs(1);
         let batch = outbox.take_due(later);
-        gossip.enqueue(1, [record("c", 1)], None);
-        outbox.requeue(batch);
+        gossip.enqueue(1, [record("c", 1)], None, 0);
+        outbox.requeue(batch, 0);
         assert_eq!(keys(&outbox.take_due(later)), ["a", "b", "c"]);
     }
 
     #[test]
     fn a_full_outbox_drops_its_oldest_records_on_enqueue_and_on_requeue() {
-        let gossip = Gossip::new(2, 0, Duration::ZERO);
+        let gossip = Gossip::new(2, 0, Duration::ZERO, 0);
         let outbox = outbox(&gossip, 1);
         let later = Instant::now() + Duration::from_secs(1);
         gossip.enqueue(
             1,
             (0..MAX_QUEUED_RECORDS).map(|i| record(&format!("k{i}"), 0)),
             None,
+            0,
         );
-        gossip.enqueue(1, [record("newest", 0)], None);
+        gossip.enqueue(1, [record("newest", 0)], None, 0);
         let queue = outbox.queue.lock().unwrap();
         assert_eq!(queue.len(), MAX_QUEUED_RECORDS);
         assert_eq!(queue.front().unwrap().record.key, "k1", "k0 was dropped");
@@ -307,7 +367,7 @@ mod tests {
                 ack: None,
             })
             .collect();
-        outbox.requeue(batch);
+        outbox.requeue(batch, 0);
         let queue = outbox.queue.lock().unwrap();
         assert_eq!(queue.len(), MAX_QUEUED_RECORDS);
         assert_eq!(queue.front().unwrap().record.key, "k1");

@@ -4,9 +4,9 @@
 use dida_proto::storage::replication_client::ReplicationClient;
 use dida_proto::storage::storage_client::StorageClient;
 use dida_proto::storage::{
-    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, ProbeForReply, ProbeForRequest,
-    ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
-    UpdateIfValueIsRequest, WriteReply, WriteRequest,
+    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, HandbackReply, HandbackRequest,
+    ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply,
+    ReadRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
 use tonic::transport::Channel;
@@ -102,6 +102,10 @@ impl PeerTransport for GrpcPeers {
         request: FetchKeyRequest,
     ) -> Result<FetchKeyReply, Status> {
         Ok(self.replication(to)?.fetch_key(request).await?.into_inner())
+    }
+
+    async fn handback(&self, to: usize, request: HandbackRequest) -> Result<HandbackReply, Status> {
+        Ok(self.replication(to)?.handback(request).await?.into_inner())
     }
 
     async fn read(&self, to: usize, request: ReadRequest) -> Result<ReadReply, Status> {

@@ -38,6 +38,7 @@ mod grpc_peers;
 pub mod node;
 mod peer_handlers;
 mod peering;
+mod rejoin;
 mod replication;
 mod state;
 mod stats;

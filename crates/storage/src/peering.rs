@@ -7,10 +7,12 @@
 //! which the simulator pauses and advances.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dida_core::Ring;
+use dida_core::{Liveness, MemberState, Ring};
+use dida_proto::convert::{view_from_wire, view_to_wire};
+use dida_proto::storage::MemberView;
 use tokio::sync::Notify;
 use tonic::Status;
 use tracing::{error, info};
@@ -30,7 +32,15 @@ pub(crate) struct Peering {
     pub view: ViewCell,
     /// Told at every change of the view (anti-entropy re-replicates at once).
     pub view_changed: Notify,
-    /// Set when the other nodes declared this node failed: it then stops serving.
+    /// This process's current incarnation: `config.incarnation` at start, higher
+    /// after every rejoin.
+    pub incarnation: AtomicU64,
+    /// The epoch of the view in which this incarnation turned alive, having caught
+    /// up (`u64::MAX` until then): keys it has led in every view since need no
+    /// takeover catch-up.
+    pub joined_epoch: AtomicU64,
+    /// Set when the other nodes declared this incarnation failed: it then stops
+    /// serving until `rejoin` has started it over.
     pub fenced: AtomicBool,
     /// Peers the detector currently suspects (for `Status`).
     pub suspected: Mutex<BTreeSet<usize>>,
@@ -49,7 +59,18 @@ impl Peering {
         let me = config.membership.index_of(&config.id)?;
         Ok(Self {
             me,
-            view: ViewCell::new(&config.membership, config.vnodes, config.replication_factor),
+            view: ViewCell::new(
+                &config.membership,
+                config.vnodes,
+                config.replication_factor,
+                me,
+                MemberState {
+                    incarnation: config.incarnation,
+                    liveness: Liveness::Joining,
+                },
+            ),
+            incarnation: AtomicU64::new(config.incarnation),
+            joined_epoch: AtomicU64::new(u64::MAX),
             view_changed: Notify::new(),
             fenced: AtomicBool::new(false),
             suspected: Mutex::new(BTreeSet::new()),
@@ -80,15 +101,26 @@ impl Peering {
         self.view.ring()
     }
 
-    /// The peers `view` counts alive (a snapshot the caller also takes its ring or
-    /// failed set from, so they agree).
+    /// The peers `view` does not count failed — alive or joining (a snapshot the
+    /// caller also takes its ring or failed set from, so they agree).
     pub fn live_peers(&self, view: &View) -> Vec<usize> {
         (0..self.config.membership.len())
-            .filter(|&n| n != self.me && !view.failed.contains(&n))
+            .filter(|&n| n != self.me && !view.is_failed(n))
             .collect()
     }
 
-    /// Whether the other nodes declared this node failed.
+    /// This process's current incarnation (it grows at every rejoin).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation.load(Ordering::Relaxed)
+    }
+
+    /// This node's own liveness in its current view.
+    pub fn liveness(&self) -> Liveness {
+        self.view.current().members.get(self.me).liveness
+    }
+
+    /// Whether the other nodes declared this incarnation failed: it stops serving
+    /// until it has started over as a new incarnation (`rejoin`).
     pub fn is_fenced(&self) -> bool {
         self.fenced.load(Ordering::Relaxed)
     }
@@ -100,58 +132,99 @@ impl Peering {
     pub fn check_serving(&self) -> Result<(), Status> {
         if self.is_fenced() {
             return Err(Status::aborted(format!(
-                "storage node {} was declared failed by its peers and has stopped serving; \
-                 nothing was applied",
+                "storage node {} was declared failed by its peers and is starting over as a \
+                 new incarnation; nothing was applied",
                 self.id()
             )));
         }
         Ok(())
     }
 
-    /// Ids of the nodes this node knows to have failed.
+    /// Ids of the nodes this node knows to have failed (in their current
+    /// incarnation).
     pub fn failed_ids(&self) -> Vec<String> {
-        self.view
-            .current()
-            .failed
+        let view = self.view.current();
+        view.members
+            .failed()
+            .map(|n| self.id_of(n).to_string())
+            .collect()
+    }
+
+    /// Ids of the nodes out of this node's ring (failed or joining).
+    pub fn out_of_ring_ids(&self) -> Vec<String> {
+        let view = self.view.current();
+        view.out
             .iter()
             .map(|&n| self.id_of(n).to_string())
             .collect()
     }
 
-    /// Adds the failed nodes another node told us about (unknown ids are ignored).
-    pub fn learn_failed_ids(&self, ids: &[String]) {
-        let nodes: Vec<usize> = ids
-            .iter()
-            .filter_map(|id| self.config.membership.index_of(id).ok())
-            .collect();
-        if !nodes.is_empty() {
-            self.learn_failed(nodes);
+    /// This node's view on the wire, for probes, pulls and handbacks.
+    pub fn view_to_wire(&self) -> Vec<MemberView> {
+        view_to_wire(&self.config.membership, &self.view.current().members)
+    }
+
+    /// Merges a view another node sent (unknown ids are ignored).
+    pub fn learn_wire(&self, view: &[MemberView]) {
+        let updates = view_from_wire(&self.config.membership, view);
+        if !updates.is_empty() {
+            self.learn(updates);
         }
     }
 
-    /// Adds `nodes` to this node's view. If the view changed, re-replication starts
-    /// at once; if it names this node, the node fences itself.
-    pub fn learn_failed(&self, nodes: Vec<usize>) {
-        let Some(view) = self.view.mark_failed(nodes) else {
+    /// Declares `nodes` failed in the incarnations `view` knows them by (a restart
+    /// announced meanwhile supersedes the declaration).
+    pub fn declare_failed(&self, view: &View, nodes: &[usize]) {
+        let updates = nodes.iter().map(|&n| {
+            let state = MemberState {
+                incarnation: view.members.get(n).incarnation,
+                liveness: Liveness::Failed,
+            };
+            (n, state)
+        });
+        self.learn(updates.collect());
+    }
+
+    /// Adopts the newer states in `updates`. If the view changed, re-replication
+    /// starts at once; if the change supersedes this node's own incarnation
+    /// (declared failed, or a later process with its id), the node fences itself
+    /// and `rejoin` starts it over.
+    ///
+    /// What others say of this node counts only when it ends this incarnation: a
+    /// peer that adopted this node's "alive" from its handback must not make it
+    /// alive in its own view before its rejoin has finished.
+    pub fn learn(&self, mut updates: Vec<(usize, MemberState)>) {
+        let mine = self.incarnation();
+        updates.retain(|&(node, state)| {
+            node != self.me
+                || state.incarnation > mine
+                || (state.incarnation == mine && state.liveness == Liveness::Failed)
+        });
+        let Some(view) = self.view.merge(updates) else {
             return;
         };
-        let failed: Vec<&str> = view.failed.iter().map(|&n| self.id_of(n)).collect();
-        if view.failed.contains(&self.me) {
+        let own = view.members.get(self.me);
+        if own.liveness == Liveness::Failed || own.incarnation > self.incarnation() {
             if !self.fenced.swap(true, Ordering::Relaxed) {
                 error!(
                     node = self.id(),
-                    ?failed,
-                    "the other storage nodes declared this node failed: it stops serving"
+                    incarnation = self.incarnation(),
+                    "the other storage nodes declared this node failed: it stops serving and \
+                     starts over as a new incarnation"
                 );
             }
-            return;
+        } else {
+            let out: Vec<String> = view
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(_, state)| !state.in_ring())
+                .map(|(n, state)| {
+                    format!("{}={}@{}", self.id_of(n), state.liveness, state.incarnation)
+                })
+                .collect();
+            info!(node = self.id(), epoch = view.epoch, ?out, "view changed");
         }
-        info!(
-            node = self.id(),
-            epoch = view.epoch,
-            ?failed,
-            "view changed"
-        );
         self.view_changed.notify_waiters();
     }
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use dida_proto::storage::replication_server::Replication;
 use dida_proto::storage::{
-    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, ProbeForReply, ProbeForRequest,
-    ProbeReply, ProbeRequest, PushReply, PushRequest,
+    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, HandbackReply, HandbackRequest,
+    ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -50,6 +50,16 @@ impl Replication for ReplicationService {
     ) -> Result<Response<ProbeForReply>, Status> {
         self.node
             .probe_for(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn handback(
+        &self,
+        request: Request<HandbackRequest>,
+    ) -> Result<Response<HandbackReply>, Status> {
+        self.node
+            .handback(request.into_inner())
             .await
             .map(Response::new)
     }

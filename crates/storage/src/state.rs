@@ -7,10 +7,11 @@
 //! (`api`, `replication`) and the simulator (`dida-sim`) both drive the same `Node`
 //! — the first from sockets, the second from an in-memory network under a seed.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use dida_core::{Record, Ring};
+use dida_core::{MemberState, Record, Ring};
 use dida_proto::convert::record_from_wire;
 use dida_proto::storage::FetchKeyRequest;
 use futures::future::{join_all, BoxFuture};
@@ -25,8 +26,18 @@ use crate::config::StorageConfig;
 use crate::detector;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
+use crate::rejoin::{self, Joiner};
 use crate::store::{CasOutcome, MultiVersionStore};
 use crate::transport::PeerTransport;
+
+/// Where a primary's write goes: the key's other live replicas, and the
+/// incarnation that applied it (its gossip is dropped if that incarnation ends
+/// before it is sent).
+#[derive(Debug)]
+struct Replicas {
+    others: Vec<usize>,
+    incarnation: u64,
+}
 
 /// A storage node's state and protocols, independent of how messages travel.
 #[derive(Debug)]
@@ -36,8 +47,10 @@ pub struct Node {
     pub(crate) gossip: Arc<Gossip>,
     /// The replica number stamped on versions this node creates.
     pub(crate) replica: u32,
-    /// Keys this node took over as primary after a crash and has brought up to date.
-    taken_over: Mutex<HashSet<String>>,
+    /// Keys this node took over as primary after a change of view and has brought
+    /// up to date, with the epoch of the view it caught each up in: the key needs
+    /// no new catch-up while the node has led it in every view since.
+    taken_over: Mutex<HashMap<String, u64>>,
     /// Serializes takeover syncs, so concurrent writes of a key sync it once.
     takeover_lock: tokio::sync::Mutex<()>,
 }
@@ -58,15 +71,16 @@ impl Node {
                 config.membership.len(),
                 peering.me,
                 config.gossip_delay,
+                config.incarnation,
             )),
             peering: Arc::new(peering),
-            taken_over: Mutex::new(HashSet::new()),
+            taken_over: Mutex::new(HashMap::new()),
             takeover_lock: tokio::sync::Mutex::new(()),
         })
     }
 
     /// The node's protocols that run on their own — a gossip sender per peer,
-    /// anti-entropy and the crash detector — for the caller to spawn (the simulator
+    /// anti-entropy, the crash detector and joining — for the caller to spawn (the simulator
     /// wraps them so a pause or crash of the node stops them).
     pub fn background_tasks(&self) -> Vec<BoxFuture<'static, ()>> {
         let mut tasks = self.gossip.senders(&self.peering);
@@ -79,6 +93,14 @@ impl Node {
             .boxed(),
         );
         tasks.push(detector::run(self.peering.clone()).boxed());
+        tasks.push(
+            rejoin::run(Joiner {
+                peering: self.peering.clone(),
+                store: self.store.clone(),
+                gossip: self.gossip.clone(),
+            })
+            .boxed(),
+        );
         tasks
     }
 
@@ -102,24 +124,41 @@ impl Node {
         self.peering.failed_ids()
     }
 
+    /// This process's current incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.peering.incarnation()
+    }
+
+    /// This node's view: every member's id, incarnation and liveness.
+    pub fn member_states(&self) -> Vec<(String, MemberState)> {
+        let view = self.peering.view.current();
+        (0..self.peering.config.membership.len())
+            .map(|n| (self.peering.id_of(n).to_string(), view.members.get(n)))
+            .collect()
+    }
+
     /// Whether the other nodes declared this node failed (it no longer serves).
     pub fn is_fenced(&self) -> bool {
         self.peering.is_fenced()
     }
 
     /// Brings `key` up to date before this node executes its first write or
-    /// conditional update of it as primary after a crash (SPEC §2.5): pulls every
-    /// version the key's other live replicas hold. The surviving replicas of the
-    /// crashed primary are all among them, so once every one has answered (or has
+    /// conditional update of it as primary since it last did not lead it (SPEC
+    /// §2.5): after a crash took the key to this node, or after this node lost it
+    /// to a rejoining node and got it back. Keys it has led in every view since it
+    /// joined need nothing: its rejoin caught them up (`rejoin`).
+    ///
+    /// Pulls every version the key's other live replicas hold. The replicas of the
+    /// previous primary are all among them, so once every one has answered (or has
     /// itself been declared failed) this node holds every version that any live node
     /// holds — with `--write-acks N ≥ 2`, every acknowledged write — and the versions
     /// it creates next follow all of them: the total order of §2.2 holds across the
     /// takeover. Each pull carries this node's view, which the replica adopts before
-    /// answering: from then on it refuses the old primary's pushes (D2).
+    /// answering: from then on it refuses the old primary's pushes (D2) and, if it
+    /// led the key, executes no more writes of it (H1).
     async fn catch_up(&self, key: &str) -> Result<(), Status> {
         let state = &self.peering;
-        let led_from_start = state.view.initial_ring().primary(key) == state.me;
-        if led_from_start || self.is_caught_up(key) {
+        if self.is_caught_up(key) {
             return Ok(());
         }
         let _one_sync_at_a_time = self.takeover_lock.lock().await;
@@ -128,8 +167,13 @@ impl Node {
         }
         let deadline = Instant::now() + state.config.ack_timeout;
         loop {
-            let ring = state.ring();
-            let others: Vec<usize> = ring
+            let view = state.view.current();
+            let primary = view.ring.primary(key);
+            if primary != Some(state.me) {
+                return Err(self.not_primary(key, primary));
+            }
+            let others: Vec<usize> = view
+                .ring
                 .replicas(key)
                 .iter()
                 .copied()
@@ -147,13 +191,19 @@ impl Node {
                 self.taken_over
                     .lock()
                     .expect("takeover lock poisoned")
-                    .insert(key.to_string());
-                return Ok(());
+                    .insert(key.to_string(), view.epoch);
+                if self.is_caught_up(key) {
+                    return Ok(());
+                }
+                // The view changed during the pulls and took the key away at some
+                // point: pull again in the new view.
+                continue;
             }
             if Instant::now() >= deadline {
                 return Err(Status::unavailable(format!(
-                    "node {} became primary of key {key:?} after a crash but could not bring it \
-                     up to date: replica(s) {} did not answer within {:?}; nothing was written",
+                    "node {} became primary of key {key:?} after a change of view but could \
+                     not bring it up to date: replica(s) {} did not answer within {:?}; \
+                     nothing was written",
                     state.id(),
                     silent.join(", "),
                     state.config.ack_timeout
@@ -165,11 +215,21 @@ impl Node {
         }
     }
 
+    /// Whether this node has led `key` in every view since it joined, or since it
+    /// last caught the key up.
     fn is_caught_up(&self, key: &str) -> bool {
-        self.taken_over
+        let state = &self.peering;
+        let joined = state.joined_epoch.load(Ordering::Relaxed);
+        if state.view.led_throughout(key, state.me, joined) {
+            return true;
+        }
+        let caught_up = self
+            .taken_over
             .lock()
             .expect("takeover lock poisoned")
-            .contains(key)
+            .get(key)
+            .copied();
+        caught_up.is_some_and(|epoch| state.view.led_throughout(key, state.me, epoch))
     }
 
     /// Pulls and merges `peer`'s versions of `key`; false if it did not answer.
@@ -178,8 +238,8 @@ impl Node {
         let request = FetchKeyRequest {
             from: state.id().to_string(),
             key: key.to_string(),
-            failed: if state.config.fence {
-                state.failed_ids()
+            view: if state.config.fence {
+                state.view_to_wire()
             } else {
                 Vec::new()
             },
@@ -197,12 +257,87 @@ impl Node {
         true
     }
 
+    /// Applies `apply` to the store as `key`'s primary, holding the view (H1): it
+    /// runs only if this node leads the key and has caught it up in the current
+    /// view, and a node adopting a view that takes the key away waits for it, so it
+    /// sees the write in its store. Returns the key's other live replicas with the
+    /// result, provided that with this node they can make up `--write-acks`: a node
+    /// whose view has fewer (most of the cluster failed, or it is cut off and its own
+    /// view is wrong) refuses the write before applying it, rather than
+    /// acknowledging a write too few nodes hold.
+    async fn as_primary<T>(
+        &self,
+        key: &str,
+        apply: impl Fn(&MultiVersionStore) -> T,
+    ) -> Result<(T, Replicas), Status> {
+        let state = &self.peering;
+        loop {
+            self.catch_up(key).await?;
+            let attempt = state.view.with_current(|view| {
+                let primary = view.ring.primary(key);
+                if primary != Some(state.me) {
+                    return Some(Err(self.not_primary(key, primary)));
+                }
+                if !self.is_caught_up(key) {
+                    return None;
+                }
+                let others: Vec<usize> = view
+                    .ring
+                    .replicas(key)
+                    .iter()
+                    .copied()
+                    .filter(|&n| n != state.me)
+                    .collect();
+                let needed = state.config.write_acks - 1;
+                if others.len() < needed {
+                    return Some(Err(Status::unavailable(format!(
+                        "node {} counts only {} live replica(s) of key {key:?}, fewer than \
+                         --write-acks {}; nothing was written",
+                        state.id(),
+                        others.len() + 1,
+                        state.config.write_acks
+                    ))));
+                }
+                let replicas = Replicas {
+                    others,
+                    incarnation: state.incarnation(),
+                };
+                Some(Ok((apply(&self.store), replicas)))
+            });
+            if let Some(result) = attempt {
+                return result;
+            }
+        }
+    }
+
+    /// The error for a write this node was asked to execute but does not lead (in
+    /// its current view), or cannot route at all (every node is out of its ring:
+    /// the cluster is starting). `ABORTED`: nothing was applied and the caller may
+    /// retry once views agree.
+    pub(crate) fn not_primary(&self, key: &str, primary: Option<usize>) -> Status {
+        let state = &self.peering;
+        let Some(primary) = primary else {
+            return Status::aborted(format!(
+                "node {} has no storage node in its ring yet (the cluster is starting, or \
+                 every node is rejoining), so key {key:?} has no primary; nothing was applied",
+                state.id()
+            ));
+        };
+        Status::aborted(format!(
+            "node {} received a request for key {key:?} but is not its primary ({} is): \
+             the nodes' views differ (a crash or a rejoin not yet known everywhere — \
+             retry), or they were given different --peers; nothing was applied",
+            state.id(),
+            state.id_of(primary)
+        ))
+    }
+
     /// Executes a write as the key's primary, then replicates it (SPEC §2.4).
     pub(crate) async fn execute_write(&self, key: &str, value: &str) -> Result<Record, Status> {
-        self.catch_up(key).await?;
-        let others = self.enough_replicas(key)?;
-        let record = self.store.write(key, value, self.replica);
-        if !self.replicate(&record, &others).await {
+        let (record, replicas) = self
+            .as_primary(key, |store| store.write(key, value, self.replica))
+            .await?;
+        if !self.replicate(&record, &replicas).await {
             return Err(self.not_acknowledged(&record));
         }
         Ok(record)
@@ -216,19 +351,27 @@ impl Node {
         old: &str,
         new: &str,
     ) -> Result<Option<Record>, Status> {
-        self.catch_up(key).await?;
-        let others = self.enough_replicas(key)?;
-        match self.store.update_if_value_is(key, old, new, self.replica) {
-            CasOutcome::Mismatch => {
+        let (outcome, replicas) = self
+            .as_primary(key, |store| {
+                match store.update_if_value_is(key, old, new, self.replica) {
+                    CasOutcome::Applied(record) => Ok(record),
+                    CasOutcome::Mismatch => Err(store.read(key, None)),
+                }
+            })
+            .await?;
+        match outcome {
+            Err(current) => {
                 // The answer "it holds another value" reveals that value, which
                 // may be a write not yet acknowledged (its replicas unreachable):
                 // if that write were then lost in a takeover, the client would have
                 // seen a value that never was. So the value compared against must
                 // be held by --write-acks replicas before the mismatch is told.
-                if let Some(current) = self.store.read(key, None) {
-                    if !self.replicate(&current, &others).await {
+                if let Some(current) = current {
+                    if !self.replicate(&current, &replicas).await {
                         return Err(Status::unavailable(format!(
-                            "conditional update of key {key:?} found another value (version                              {}) on primary {}, but fewer than {} of its replicas confirmed                              holding it within {:?}; the outcome is unknown",
+                            "conditional update of key {key:?} found another value (version \
+                             {}) on primary {}, but fewer than {} of its replicas confirmed \
+                             holding it within {:?}; the outcome is unknown",
                             current.version,
                             self.peering.id(),
                             self.peering.config.write_acks,
@@ -238,8 +381,8 @@ impl Node {
                 }
                 Ok(None)
             }
-            CasOutcome::Applied(record) => {
-                if !self.replicate(&record, &others).await {
+            Ok(record) => {
+                if !self.replicate(&record, &replicas).await {
                     return Err(self.not_acknowledged(&record));
                 }
                 Ok(Some(record))
@@ -247,49 +390,25 @@ impl Node {
         }
     }
 
-    /// The other live replicas of `key`, provided that with this node they can make
-    /// up `--write-acks`: a node whose view has fewer (most of the cluster failed,
-    /// or it is cut off and its own view is wrong) refuses the write before applying
-    /// it, rather than acknowledging a write too few nodes hold.
-    fn enough_replicas(&self, key: &str) -> Result<Vec<usize>, Status> {
-        let state = &self.peering;
-        let others: Vec<usize> = state
-            .ring()
-            .replicas(key)
-            .iter()
-            .copied()
-            .filter(|&n| n != state.me)
-            .collect();
-        let needed = state.config.write_acks - 1;
-        if others.len() < needed {
-            return Err(Status::unavailable(format!(
-                "node {} counts only {} live replica(s) of key {key:?}, fewer than \
-                 --write-acks {}; nothing was written",
-                state.id(),
-                others.len() + 1,
-                state.config.write_acks
-            )));
-        }
-        Ok(others)
-    }
-
     /// Hands `record` to the `others` replicas of its key. With `write_acks > 1`,
     /// waits until that many replicas (this one included) hold it; false if they
     /// did not within the acknowledgement timeout. A replica that already holds it
     /// acknowledges it again, so this also confirms a record created earlier.
-    async fn replicate(&self, record: &Record, others: &[usize]) -> bool {
+    async fn replicate(&self, record: &Record, replicas: &Replicas) -> bool {
         let state = &self.peering;
         let needed = state.config.write_acks - 1;
+        let incarnation = replicas.incarnation;
         if needed == 0 {
-            for &peer in others {
-                self.gossip.enqueue(peer, [record.clone()], None);
+            for &peer in &replicas.others {
+                self.gossip
+                    .enqueue(peer, [record.clone()], None, incarnation);
             }
             return true;
         }
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
-        for &peer in others {
+        for &peer in &replicas.others {
             self.gossip
-                .enqueue(peer, [record.clone()], Some(ack_tx.clone()));
+                .enqueue(peer, [record.clone()], Some(ack_tx.clone()), incarnation);
         }
         drop(ack_tx);
         let wait_for_acks = async {

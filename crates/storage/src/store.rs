@@ -207,6 +207,17 @@ impl MultiVersionStore {
         records
     }
 
+    /// Drops every record: a node declared failed starts over empty as a new
+    /// incarnation, so nothing its old incarnation wrote without acknowledgement
+    /// comes back after the writes of the primary that took over.
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            let mut shard = shard.write().expect("store lock poisoned");
+            shard.keys.clear();
+            shard.tally = Tally::default();
+        }
+    }
+
     /// `(keys, records)` currently held, from the shards' tallies: a status request
     /// costs one look per shard, not one per key.
     pub fn counts(&self) -> (u64, u64) {

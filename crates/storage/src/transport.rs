@@ -11,9 +11,9 @@
 //! [`dida_proto::transport::is_connect_failure`] holds: it certainly had no effect.
 
 use dida_proto::storage::{
-    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, ProbeForReply, ProbeForRequest,
-    ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
-    UpdateIfValueIsRequest, WriteReply, WriteRequest,
+    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, HandbackReply, HandbackRequest,
+    ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply,
+    ReadRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
 use tonic::Status;
 
@@ -32,6 +32,9 @@ pub trait PeerTransport: Send + Sync + std::fmt::Debug + 'static {
     /// Pulls a replica's versions of one key (a new primary catching up).
     async fn fetch_key(&self, to: usize, request: FetchKeyRequest)
         -> Result<FetchKeyReply, Status>;
+    /// A rejoining node's catch-up: the peer adopts its view and returns its
+    /// records of the ranges whose digests differ.
+    async fn handback(&self, to: usize, request: HandbackRequest) -> Result<HandbackReply, Status>;
     /// A client read forwarded to a replica of its key.
     async fn read(&self, to: usize, request: ReadRequest) -> Result<ReadReply, Status>;
     /// A client write forwarded to its key's primary.

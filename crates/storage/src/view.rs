@@ -1,26 +1,46 @@
-//! A node's view of the cluster: which storage nodes it knows to have crashed, and
-//! the ring that follows from it (SPEC §2.5).
+//! A node's view of the cluster: every member's incarnation and liveness
+//! ([`dida_core::liveness`]), and the ring that follows from it (SPEC §2.5).
 //!
-//! Nodes fail by crashing and never come back, so a view only ever grows: the set of
-//! failed nodes is monotonic and two views are merged by union. Each change bumps the
-//! view's `epoch` and rebuilds the ring without the failed nodes
-//! ([`dida_core::Ring::without`]), which is what moves primaryship to the next live
-//! replica and makes the next live node a replica.
+//! A member is in the ring only while alive: a node declared failed leaves it, and
+//! so does a node that (re)started and is still catching up. A restarted node
+//! announces a higher incarnation, which supersedes its failure everywhere, so views
+//! move both ways — but each member's state only ever moves forward in the order of
+//! [`MemberState::supersedes`], and two views merge member by member. Each change
+//! bumps the view's `epoch` and rebuilds the ring without the members out of it
+//! ([`dida_core::Ring::without`]), which moves primaryship to the next live replica
+//! and back.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use dida_core::{Membership, Ring};
+use dida_core::{Liveness, MemberState, MemberStates, Membership, Ring};
 
-/// One view: the failed nodes and the ring without them.
+/// One view: every member's state and the ring of those alive.
 #[derive(Debug)]
 pub(crate) struct View {
-    /// Bumped at every change; 0 is the view with every node alive.
+    /// Bumped at every change; 0 is the view this node started with.
     pub epoch: u64,
-    /// Indices of the nodes known to have crashed.
-    pub failed: BTreeSet<usize>,
-    /// The ring of the live nodes.
+    /// Every member's incarnation and liveness.
+    pub members: MemberStates,
+    /// Indices of the members out of the ring (failed or joining).
+    pub out: BTreeSet<usize>,
+    /// The ring of the alive members.
     pub ring: Arc<Ring>,
+}
+
+impl View {
+    /// Whether `node` was declared failed in its current incarnation.
+    pub fn is_failed(&self, node: usize) -> bool {
+        self.members.get(node).liveness == Liveness::Failed
+    }
+
+    /// Whether messages of `node`'s incarnation `incarnation` still count: not
+    /// superseded by a restart this node knows of, and not declared failed.
+    pub fn accepts(&self, node: usize, incarnation: u64) -> bool {
+        let known = self.members.get(node);
+        incarnation > known.incarnation
+            || (incarnation == known.incarnation && known.liveness != Liveness::Failed)
+    }
 }
 
 /// The current view, replaced wholesale on every change so readers take a consistent
@@ -31,31 +51,103 @@ pub(crate) struct ViewCell {
     vnodes: u32,
     replication_factor: usize,
     current: RwLock<Arc<View>>,
-    /// The ring with every node alive: who led each key before any crash.
+    /// The ring with every node alive: the finest ranges any view's ring has.
     initial_ring: Arc<Ring>,
+    /// Every view's ring by epoch, oldest first, so a node can tell whether it led
+    /// a key throughout since some view ([`ViewCell::led_throughout`]). Appended
+    /// under the write lock of `current`; one entry per change of view.
+    history: Mutex<Vec<(u64, Arc<Ring>)>>,
 }
 
 impl ViewCell {
-    /// The view of a cluster where every member of `membership` is alive.
-    pub fn new(membership: &Membership, vnodes: u32, replication_factor: usize) -> Self {
+    /// The view of a cluster where every member of `membership` is assumed alive,
+    /// except this node, `me`, which starts as `own`.
+    pub fn new(
+        membership: &Membership,
+        vnodes: u32,
+        replication_factor: usize,
+        me: usize,
+        own: MemberState,
+    ) -> Self {
         let ids: Vec<String> = membership.ids().map(str::to_string).collect();
-        let ring = Arc::new(Ring::new(&ids, vnodes, replication_factor));
-        Self {
+        let initial_ring = Arc::new(Ring::new(&ids, vnodes, replication_factor));
+        let mut members = MemberStates::assumed(ids.len());
+        members.merge(me, own);
+        let cell = Self {
             ids,
             vnodes,
             replication_factor,
             current: RwLock::new(Arc::new(View {
                 epoch: 0,
-                failed: BTreeSet::new(),
-                ring: ring.clone(),
+                out: BTreeSet::new(),
+                members: members.clone(),
+                ring: initial_ring.clone(),
             })),
-            initial_ring: ring,
+            initial_ring,
+            history: Mutex::new(Vec::new()),
+        };
+        let view = cell.build(0, members);
+        cell.record(&view);
+        *cell.current.write().expect("view lock poisoned") = Arc::new(view);
+        cell
+    }
+
+    fn record(&self, view: &View) {
+        self.history
+            .lock()
+            .expect("view history lock poisoned")
+            .push((view.epoch, view.ring.clone()));
+    }
+
+    /// Whether `node` was the primary of `key` in every view since `epoch`
+    /// (included), the current one too.
+    pub fn led_throughout(&self, key: &str, node: usize, epoch: u64) -> bool {
+        let history = self.history.lock().expect("view history lock poisoned");
+        let first = history.partition_point(|(e, _)| *e < epoch);
+        first < history.len()
+            && history[first..]
+                .iter()
+                .all(|(_, ring)| ring.primary(key) == Some(node))
+    }
+
+    fn build(&self, epoch: u64, members: MemberStates) -> View {
+        let out: BTreeSet<usize> = members.out_of_ring().collect();
+        let ring = if out.is_empty() {
+            self.initial_ring.clone()
+        } else {
+            Arc::new(Ring::without(
+                &self.ids,
+                self.vnodes,
+                self.replication_factor,
+                |n| out.contains(&n),
+            ))
+        };
+        View {
+            epoch,
+            members,
+            out,
+            ring,
         }
     }
 
     /// The current view.
     pub fn current(&self) -> Arc<View> {
         self.current.read().expect("view lock poisoned").clone()
+    }
+
+    /// The ring of `view` if `node` were alive in it: the ring a joining node
+    /// catches up for.
+    pub fn ring_with_alive(&self, view: &View, node: usize) -> Arc<Ring> {
+        let out: BTreeSet<usize> = view.out.iter().copied().filter(|&n| n != node).collect();
+        if out.is_empty() {
+            return self.initial_ring.clone();
+        }
+        Arc::new(Ring::without(
+            &self.ids,
+            self.vnodes,
+            self.replication_factor,
+            |n| out.contains(&n),
+        ))
     }
 
     /// The ring of the current view.
@@ -68,37 +160,112 @@ impl ViewCell {
         &self.initial_ring
     }
 
-    /// Runs `apply` unless `node` has failed, holding the view so that no change of
-    /// view happens meanwhile: whatever `apply` does is done before any later
-    /// [`ViewCell::mark_failed`] returns. Pushes from a peer are stored this way, so
-    /// a replica that adopted a view naming their sender failed (a new primary's
-    /// catch-up) has stored every push it will ever accept from it (invariant D2).
+    /// Runs `apply` with the current view, holding it so that no change of view
+    /// happens meanwhile: whatever `apply` does is done before any later
+    /// [`ViewCell::merge`] returns. Pushes from a peer are stored this way (so a
+    /// replica that adopted a view naming their sender failed has stored every
+    /// push it will ever accept from it, invariant D2), and a primary applies a
+    /// write this way (so a node that adopted a view taking the key from it has
+    /// applied every write it will ever execute of the key, invariant H1).
     ///
     /// `apply` gets the view it runs in and must not read the cell again: a second
     /// read lock taken while a change waits for the write lock deadlocks.
-    pub fn unless_failed<R>(&self, node: usize, apply: impl FnOnce(&View) -> R) -> Option<R> {
+    pub fn with_current<R>(&self, apply: impl FnOnce(&View) -> R) -> R {
         let current = self.current.read().expect("view lock poisoned");
-        (!current.failed.contains(&node)).then(|| apply(&current))
+        apply(&current)
     }
 
-    /// Adds `nodes` to the failed set. Returns the new view if anything changed.
-    pub fn mark_failed(&self, nodes: impl IntoIterator<Item = usize>) -> Option<Arc<View>> {
+    /// Adopts every state in `updates` that is newer than the one held. Returns the
+    /// new view if anything changed.
+    pub fn merge(
+        &self,
+        updates: impl IntoIterator<Item = (usize, MemberState)>,
+    ) -> Option<Arc<View>> {
         let mut current = self.current.write().expect("view lock poisoned");
-        let mut failed = current.failed.clone();
-        let before = failed.len();
-        failed.extend(nodes.into_iter().filter(|&n| n < self.ids.len()));
-        if failed.len() == before {
+        let mut members = current.members.clone();
+        let mut changed = false;
+        for (node, state) in updates {
+            changed |= members.merge(node, state);
+        }
+        if !changed {
             return None;
         }
-        let ring = Ring::without(&self.ids, self.vnodes, self.replication_factor, |n| {
-            failed.contains(&n)
-        });
-        let view = Arc::new(View {
-            epoch: current.epoch + 1,
-            failed,
-            ring: Arc::new(ring),
-        });
+        let view = Arc::new(self.build(current.epoch + 1, members));
+        self.record(&view);
         *current = view.clone();
         Some(view)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell() -> ViewCell {
+        let membership =
+            Membership::parse("a=http://127.0.0.1:1,b=http://127.0.0.1:2,c=http://127.0.0.1:3")
+                .unwrap();
+        let own = MemberState {
+            incarnation: 5,
+            liveness: Liveness::Joining,
+        };
+        ViewCell::new(&membership, 8, 2, 0, own)
+    }
+
+    #[test]
+    fn a_joining_node_is_out_of_its_own_ring_until_alive() {
+        let cell = cell();
+        assert_eq!(cell.current().out, BTreeSet::from([0]));
+        let alive = MemberState {
+            incarnation: 5,
+            liveness: Liveness::Alive,
+        };
+        let view = cell.merge([(0, alive)]).expect("changed");
+        assert!(view.out.is_empty());
+        assert_eq!(view.ring.fingerprint(), cell.initial_ring().fingerprint());
+    }
+
+    #[test]
+    fn a_restart_supersedes_a_failure_and_old_incarnations_are_refused() {
+        let cell = cell();
+        let failed = MemberState {
+            incarnation: 3,
+            liveness: Liveness::Failed,
+        };
+        let view = cell.merge([(1, failed)]).expect("changed");
+        assert!(view.is_failed(1));
+        assert!(!view.accepts(1, 3));
+        assert!(view.accepts(1, 4));
+        let rejoined = MemberState {
+            incarnation: 4,
+            liveness: Liveness::Alive,
+        };
+        let view = cell.merge([(1, rejoined)]).expect("changed");
+        assert!(!view.is_failed(1));
+        assert!(!view.accepts(1, 3));
+        assert!(cell.merge([(1, failed)]).is_none(), "stale failure ignored");
+    }
+
+    #[test]
+    fn leading_throughout_sees_every_view_since() {
+        let cell = cell();
+        let key = (0..1000)
+            .map(|i| format!("k{i}"))
+            .find(|k| cell.initial_ring().primary(k) == Some(0))
+            .expect("node 0 leads some key");
+        let alive = |incarnation| MemberState {
+            incarnation,
+            liveness: Liveness::Alive,
+        };
+        let joined = cell.merge([(0, alive(5))]).expect("changed").epoch;
+        assert!(cell.led_throughout(&key, 0, joined));
+        let failed = MemberState {
+            incarnation: 5,
+            liveness: Liveness::Failed,
+        };
+        cell.merge([(0, failed)]);
+        let back = cell.merge([(0, alive(6))]).expect("changed").epoch;
+        assert!(!cell.led_throughout(&key, 0, joined), "lost it in between");
+        assert!(cell.led_throughout(&key, 0, back));
     }
 }

@@ -31,6 +31,10 @@ async fn cluster(n: usize, replication_factor: usize) -> (Vec<NodeHandle>, Membe
         config.anti_entropy_interval = Duration::from_millis(50);
         nodes.push(start(config, listener).await.unwrap());
     }
+    client(&membership, replication_factor)
+        .wait_until_all_alive(Duration::from_secs(10))
+        .await
+        .expect("every node joins");
     (nodes, membership)
 }
 

@@ -1,0 +1,102 @@
+//! The simulated cluster: which node and process run at each index, and how a node
+//! is (re)started — a new process, a new `Node` with an empty store and a higher
+//! incarnation, its background protocols gated by the process, exactly as a real
+//! restart of `dida storage` with the same flags.
+
+use std::sync::{Arc, Mutex};
+
+use dida_storage::{Node, StorageConfig};
+
+use crate::network::Network;
+use crate::process::{Gated, Process};
+
+/// Incarnations of successive starts of one node are this far apart, above any
+/// number of start-overs (`+1` each) a fenced node may go through in one run.
+pub(crate) const INCARNATION_STEP: u64 = 1_000_000;
+
+/// The nodes of one run.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The network between them.
+    pub network: Arc<Network>,
+    /// Each node's flags; a restart reuses them.
+    configs: Vec<StorageConfig>,
+    /// How many times each node has been started.
+    starts: Mutex<Vec<u64>>,
+    /// Nodes replaced by a restart, whose stores the checks still read.
+    retired: Mutex<Vec<Arc<Node>>>,
+}
+
+impl Cluster {
+    /// A cluster of the nodes `configs` on `network`, none started yet.
+    pub fn new(network: Arc<Network>, configs: Vec<StorageConfig>) -> Arc<Self> {
+        let count = configs.len();
+        Arc::new(Self {
+            network,
+            configs,
+            starts: Mutex::new(vec![0; count]),
+            retired: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// How many nodes there are.
+    pub fn len(&self) -> usize {
+        self.configs.len()
+    }
+
+    /// Whether the cluster has no node.
+    pub fn is_empty(&self) -> bool {
+        self.configs.is_empty()
+    }
+
+    /// Starts node `index` (again): a new process and node, at a higher incarnation
+    /// than any before. The old node, if any, must have crashed.
+    pub fn start(&self, index: usize) -> anyhow::Result<()> {
+        let starts = {
+            let mut starts = self.starts.lock().expect("starts lock poisoned");
+            starts[index] += 1;
+            starts[index]
+        };
+        let mut config = self.configs[index].clone();
+        config.incarnation = starts * INCARNATION_STEP;
+        let node = Arc::new(Node::new(config, self.network.transport(index))?);
+        let process = Process::new();
+        if starts > 1 {
+            let (old, _) = self.network.slot(index);
+            self.retired
+                .lock()
+                .expect("retired lock poisoned")
+                .push(old);
+        }
+        self.network.install(index, node.clone(), process.clone());
+        for task in node.background_tasks() {
+            tokio::spawn(Gated::new(process.clone(), task));
+        }
+        Ok(())
+    }
+
+    /// The node at `index` now.
+    pub fn node(&self, index: usize) -> Arc<Node> {
+        self.network.slot(index).0
+    }
+
+    /// The process at `index` now.
+    pub fn process(&self, index: usize) -> Arc<Process> {
+        self.network.slot(index).1
+    }
+
+    /// Every node now, by index.
+    pub fn nodes(&self) -> Vec<Arc<Node>> {
+        (0..self.len()).map(|n| self.node(n)).collect()
+    }
+
+    /// Every process now, by index.
+    pub fn processes(&self) -> Vec<Arc<Process>> {
+        (0..self.len()).map(|n| self.process(n)).collect()
+    }
+
+    /// The nodes replaced by restarts.
+    pub fn retired(&self) -> Vec<Arc<Node>> {
+        self.retired.lock().expect("retired lock poisoned").clone()
+    }
+}

@@ -1,0 +1,302 @@
+//! Joining the ring: at every start, and again whenever the other nodes declare
+//! this node failed (SPEC §2.5, extended: nodes come back).
+//!
+//! A node starts as **joining** at an incarnation higher than any of its earlier
+//! processes' (`StorageConfig::incarnation`), out of its own ring and of everyone
+//! else's: it forwards what it is sent, and nobody's writes wait for it. Its probes
+//! carry its new incarnation, which supersedes a failure declared of an older one,
+//! so peers start probing it again. Then it catches up in two phases, each a
+//! `Handback` to every peer not counted failed:
+//!
+//! 1. **Joining.** The peer adopts "joining" (nothing changes for it) and returns
+//!    its records of the ranges this node will replicate whose digests differ. The
+//!    bulk of the data moves here, while the interim primaries keep serving.
+//! 2. **Alive.** The same call announcing "alive": the peer adopts it under its
+//!    view's write lock, so from then on it executes no write of this node's keys
+//!    (they are this node's again in its ring), and it has applied every write it
+//!    executed before (invariant H1). Its reply carries what changed since phase 1.
+//!
+//! Once every such peer has answered phase 2 (or refused the connection, so it is
+//! not running and executes nothing, or been declared failed), this node holds
+//! every write any of them executed of its keys, and none executes more: it turns
+//! alive in its own view and takes its keys back with no write executed by two
+//! primaries and versions still increasing. A peer that neither answers nor is
+//! declared failed (paused, cut off) keeps this node joining — a node that cannot
+//! hear from a possible interim primary cannot know it has every write.
+//!
+//! A node declared failed while alive (paused, cut off) fences itself (`Peering::
+//! learn`) and starts over here: it drops its records and its outboxes — so no
+//! write its old incarnation executed without acknowledgement resurfaces after the
+//! writes of the primary that took over — and joins as a new incarnation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use dida_core::{Liveness, MemberState, RangeId, Ring};
+use dida_proto::convert::{record_from_wire, view_to_wire};
+use dida_proto::storage::{HandbackRequest, RangeDigest};
+use dida_proto::transport::is_connect_failure;
+use futures::future::join_all;
+use tracing::{debug, info, warn};
+
+use crate::gossip::Gossip;
+use crate::peering::Peering;
+use crate::store::MultiVersionStore;
+
+/// What joining works with: the node's context, its store and its outboxes.
+#[derive(Debug, Clone)]
+pub(crate) struct Joiner {
+    pub peering: Arc<Peering>,
+    pub store: Arc<MultiVersionStore>,
+    pub gossip: Arc<Gossip>,
+}
+
+/// Joins at start, and starts over and joins again whenever this incarnation is
+/// declared failed, for as long as the process runs.
+pub(crate) async fn run(joiner: Joiner) {
+    let state = &joiner.peering;
+    loop {
+        if state.is_fenced() {
+            start_over(&joiner);
+        }
+        if state.liveness() == Liveness::Joining {
+            join(&joiner).await;
+            continue;
+        }
+        // Woken by a change of view; the tick covers one that came just before.
+        tokio::select! {
+            biased;
+            () = state.view_changed.notified() => {}
+            () = tokio::time::sleep(state.config.probe_interval) => {}
+        }
+    }
+}
+
+/// Drops everything the fenced incarnation held and queued, and becomes a new,
+/// joining incarnation above every one its peers know of.
+fn start_over(joiner: &Joiner) {
+    let state = &joiner.peering;
+    let known = state.view.current().members.get(state.me).incarnation;
+    let incarnation = known.max(state.incarnation()) + 1;
+    joiner.gossip.clear(incarnation);
+    joiner.store.clear();
+    state.incarnation.store(incarnation, Ordering::Relaxed);
+    state.joined_epoch.store(u64::MAX, Ordering::Relaxed);
+    state.view.merge([(
+        state.me,
+        MemberState {
+            incarnation,
+            liveness: Liveness::Joining,
+        },
+    )]);
+    state.fenced.store(false, Ordering::Relaxed);
+    warn!(
+        node = state.id(),
+        incarnation, "starting over empty as a new incarnation, to rejoin"
+    );
+    state.view_changed.notify_waiters();
+}
+
+/// Both phases, then alive. Returns early if the node is fenced meanwhile.
+async fn join(joiner: &Joiner) {
+    let state = &joiner.peering;
+    let incarnation = state.incarnation();
+    let mut caught_up = BTreeSet::new();
+    for liveness in [Liveness::Joining, Liveness::Alive] {
+        match catch_up(joiner, incarnation, liveness).await {
+            Some(ranges) => caught_up = ranges,
+            None => return,
+        }
+    }
+    let alive = MemberState {
+        incarnation,
+        liveness: Liveness::Alive,
+    };
+    if let Some(view) = state.view.merge([(state.me, alive)]) {
+        // Normally the ring it turned alive in is the one it caught up for. If a
+        // change of view slipped in between and gave it more ranges, its keys are
+        // caught up one by one on first write instead (`Node::catch_up`).
+        let covered = ranges_replicated(state.view.initial_ring(), &view.ring, state.me)
+            .is_subset(&caught_up);
+        if covered {
+            state.joined_epoch.store(view.epoch, Ordering::Relaxed);
+        }
+        info!(
+            node = state.id(),
+            incarnation,
+            epoch = view.epoch,
+            "caught up: alive in the ring"
+        );
+        state.view_changed.notify_waiters();
+    }
+}
+
+/// One phase: a handback announcing `liveness` to every peer not counted failed,
+/// repeated until each has answered for every range this node will replicate, or
+/// is not running, or was declared failed. Returns the ranges caught up; `None`
+/// if the node was fenced (or started over) meanwhile.
+async fn catch_up(
+    joiner: &Joiner,
+    incarnation: u64,
+    liveness: Liveness,
+) -> Option<BTreeSet<RangeId>> {
+    let state = &joiner.peering;
+    let mut pending: Option<(BTreeSet<RangeId>, BTreeMap<usize, BTreeSet<RangeId>>)> = None;
+    loop {
+        if state.is_fenced() || state.incarnation() != incarnation {
+            return None;
+        }
+        let view = state.view.current();
+        let target = state.view.ring_with_alive(&view, state.me);
+        let needed = ranges_replicated(state.view.initial_ring(), &target, state.me);
+        if pending
+            .as_ref()
+            .is_some_and(|(wanted, _)| *wanted != needed)
+        {
+            // A change of view moved ranges: start the phase over, asking every
+            // peer again (ranges already equal cost one digest each).
+            pending = None;
+        }
+        let (_, waiting) = pending.get_or_insert_with(|| {
+            let peers = state.live_peers(&view);
+            let waiting = peers.into_iter().map(|p| (p, needed.clone())).collect();
+            (needed.clone(), waiting)
+        });
+        // A peer declared failed meanwhile executes nothing more (D2).
+        waiting.retain(|&peer, _| !view.is_failed(peer));
+        if waiting.is_empty() {
+            return Some(needed);
+        }
+        let mut announced = view.members.clone();
+        announced.merge(
+            state.me,
+            MemberState {
+                incarnation,
+                liveness,
+            },
+        );
+        let wire_view = view_to_wire(&state.config.membership, &announced);
+        let peers: Vec<usize> = waiting.keys().copied().collect();
+        let calls = peers.iter().map(|&peer| {
+            let ranges: Vec<RangeId> = waiting[&peer].iter().copied().collect();
+            handback_from(joiner, peer, wire_view.clone(), ranges)
+        });
+        let answers = join_all(calls).await;
+        for (peer, answer) in peers.into_iter().zip(answers) {
+            match answer {
+                Answer::Complete(ranges) => {
+                    let left = waiting.get_mut(&peer).expect("waiting peer");
+                    for range in ranges {
+                        left.remove(&range);
+                    }
+                    if left.is_empty() {
+                        waiting.remove(&peer);
+                    }
+                }
+                Answer::NotRunning => {
+                    waiting.remove(&peer);
+                }
+                Answer::Silent => {}
+            }
+        }
+        if !waiting.is_empty() {
+            let silent: Vec<&str> = waiting.keys().map(|&p| state.id_of(p)).collect();
+            debug!(node = state.id(), phase = %liveness, ?silent, "rejoin waits for peers");
+            tokio::time::sleep(state.config.probe_interval).await;
+        }
+    }
+}
+
+/// What one handback call came to.
+enum Answer {
+    /// The peer answered; these ranges are done.
+    Complete(Vec<RangeId>),
+    /// The peer refused the connection: it is not running.
+    NotRunning,
+    /// No answer (timeout, pause, partition) or a refusal: ask again.
+    Silent,
+}
+
+/// One `Handback` to `peer` for `ranges` (of the initial ring), merging what it
+/// returns.
+async fn handback_from(
+    joiner: &Joiner,
+    peer: usize,
+    view: Vec<dida_proto::storage::MemberView>,
+    ranges: Vec<RangeId>,
+) -> Answer {
+    let state = &joiner.peering;
+    let initial = state.view.initial_ring();
+    let digests = joiner.store.range_digests(initial, &ranges);
+    let request = HandbackRequest {
+        from: state.id().to_string(),
+        view,
+        ring_fingerprint: initial.fingerprint(),
+        ranges: ranges
+            .iter()
+            .map(|&range| RangeDigest {
+                range,
+                digest: digests[&range],
+            })
+            .collect(),
+    };
+    match state.transport.handback(peer, request).await {
+        Ok(reply) => {
+            let mut merged = 0;
+            for wire in reply.records {
+                if let Ok(record) = record_from_wire(wire) {
+                    merged += usize::from(joiner.store.merge(&record));
+                }
+            }
+            if merged > 0 {
+                debug!(
+                    node = state.id(),
+                    peer = state.id_of(peer),
+                    merged,
+                    "rejoin caught up records"
+                );
+            }
+            state.learn_wire(&reply.view);
+            Answer::Complete(reply.complete_ranges)
+        }
+        Err(status) if is_connect_failure(&status) => Answer::NotRunning,
+        Err(status) => {
+            debug!(node = state.id(), peer = state.id_of(peer), error = %status.message(), "handback failed");
+            Answer::Silent
+        }
+    }
+}
+
+/// The ranges of `initial` (the finest) that `node` replicates in `target`.
+fn ranges_replicated(initial: &Ring, target: &Ring, node: usize) -> BTreeSet<RangeId> {
+    initial
+        .range_ends()
+        .enumerate()
+        .filter(|&(_, end)| target.range_replicas(target.range_at(end)).contains(&node))
+        .map(|(range, _)| range as RangeId)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dida_core::ring::key_hash;
+
+    #[test]
+    fn the_ranges_to_catch_up_are_those_replicated_in_the_target_ring() {
+        let ids = ["s1", "s2", "s3", "s4", "s5"];
+        let initial = Ring::new(&ids, 16, 3);
+        let target = Ring::without(&ids, 16, 3, |n| n == 4);
+        let ranges = ranges_replicated(&initial, &target, 0);
+        for i in 0..3000 {
+            let key = format!("key-{i}");
+            let range = initial.range_at(key_hash(&key));
+            assert_eq!(
+                ranges.contains(&range),
+                target.replicas(&key).contains(&0),
+                "{key}"
+            );
+        }
+    }
+}
