@@ -48,7 +48,7 @@ fn completions(line: &str, pos: usize, nodes: &[(String, Role)]) -> (usize, Vec<
             .map(|name| format!("{name} "))
             .collect()
     } else {
-        let storage_only = matches!(first, "listServer" | "crash");
+        let storage_only = matches!(first, "listServer" | "crash" | "restart");
         nodes
             .iter()
             .filter(|(_, role)| !storage_only || *role == Role::Storage)
