@@ -818,9 +818,18 @@ mod tests {
 
     #[test]
     fn nemesis_names_parse_and_print_back() {
-        for name in ["kill", "pause", "partition", "mixed"] {
+        for name in [
+            "kill",
+            "pause",
+            "partition",
+            "mixed",
+            "restart",
+            "rolling-restart",
+        ] {
             let kind: NemesisKind = name.parse().unwrap();
             assert_eq!(kind.to_string(), name);
+            // The report's settings name it as the command line does.
+            assert_eq!(serde_json::to_value(kind).unwrap(), name);
         }
         assert!("crash".parse::<NemesisKind>().is_err());
     }

@@ -2,9 +2,11 @@
 //! restarted in turn, one at a time, while the clients run — the way an operator
 //! upgrades a cluster.
 //!
-//! From a tenth of the run on, each node in membership order is SIGKILLed, started
-//! again at once with its original command line, waited for until it answers its
-//! status, then given a settle period before the next: the cluster must have every
+//! Each node in membership order is SIGKILLed at its moment of the plan (the suite
+//! spreads them evenly from 10 % to 80 % of the run, [`rolling_times`], so the
+//! cluster runs a while between restarts), started again at once with its original
+//! command line, waited for until it answers its status, then given a settle period
+//! before the next restart may start: the cluster must have every
 //! node answering and none lost (the restarted one not fenced, nobody declared
 //! failed by a majority) in two surveys in a row, at least [`SETTLE_AT_LEAST`] after
 //! the restart. A node that does not settle within [`SETTLE_AT_MOST`] does not stop
@@ -35,8 +37,19 @@ pub const SETTLE_AT_LEAST: Duration = Duration::from_millis(500);
 /// The most time a restarted node gets to settle before the next restart.
 pub const SETTLE_AT_MOST: Duration = Duration::from_secs(10);
 
-/// Restarts every node of `nodes` in turn; see the module documentation. Starts at
-/// the first moment of `plan.times` (a tenth of the run when the suite plans it).
+/// The moments of the restarts of `nodes` nodes in a run of `duration`: the window
+/// from 10 % to 80 % of the run cut into one slot per node, each restart at the
+/// start of its slot.
+pub fn rolling_times(duration: Duration, nodes: usize) -> Vec<Duration> {
+    let slot = duration.mul_f64(0.7) / u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
+    (0..nodes)
+        .map(|i| duration / 10 + slot * u32::try_from(i).unwrap_or(u32::MAX))
+        .collect()
+}
+
+/// Restarts every node of `nodes` in turn; see the module documentation. Node `i`
+/// is restarted at `plan.times[i]` or once the previous one settled, whichever is
+/// later (at once if the plan has no moment for it).
 pub(crate) async fn rolling_restart(
     cluster: &Arc<Mutex<LocalCluster>>,
     probe: &StorageClient,
@@ -44,16 +57,16 @@ pub(crate) async fn rolling_restart(
     nodes: &[String],
     clock: RunClock,
 ) -> NemesisOutcome {
-    if let Some(wait) = plan
-        .times
-        .first()
-        .and_then(|at| at.checked_sub(clock.elapsed()))
-    {
-        tokio::time::sleep(wait).await;
-    }
     let budget = plan.replication_factor.saturating_sub(1);
     let mut outcome = NemesisOutcome::default();
-    for node in nodes {
+    for (index, node) in nodes.iter().enumerate() {
+        if let Some(wait) = plan
+            .times
+            .get(index)
+            .and_then(|at| at.checked_sub(clock.elapsed()))
+        {
+            tokio::time::sleep(wait).await;
+        }
         let lost = survey::survey(probe, nodes, &outcome.killed, SURVEY_DEADLINE)
             .await
             .lost;
@@ -110,5 +123,18 @@ async fn settle(probe: &StorageClient, nodes: &[String], outcome: &NemesisOutcom
             return false;
         }
         tokio::time::sleep(SETTLE_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_are_spread_evenly_over_the_middle_of_the_run() {
+        let times = rolling_times(Duration::from_secs(20), 5);
+        let seconds: Vec<f64> = times.iter().map(Duration::as_secs_f64).collect();
+        assert_eq!(seconds, [2.0, 4.8, 7.6, 10.4, 13.2]);
+        assert!(rolling_times(Duration::from_secs(20), 0).is_empty());
     }
 }

@@ -31,6 +31,7 @@ use crate::lost_writes::{self, AckedWrite};
 use crate::marks::{self, WatchConfig};
 use crate::nemesis::{self, FaultKind, NemesisKind};
 use crate::report::{KeyLinearizability, LinearizabilityReport, Report, RunSettings};
+use crate::rolling;
 use crate::timeline::{self, Mark, MarkEvent, Setup};
 use crate::workload::{self, StorageWorkload};
 
@@ -363,8 +364,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     let plan = nemesis::NemesisPlan {
         kind: config.nemesis,
         times: if config.nemesis == NemesisKind::RollingRestart {
-            // Only the start: the restarts follow one another as each node settles.
-            vec![config.duration / 10]
+            rolling::rolling_times(config.duration, config.nodes)
         } else {
             nemesis::crash_times(config.duration, config.crashes, &mut seeds)
         },
