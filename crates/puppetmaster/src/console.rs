@@ -201,6 +201,11 @@ mod tests {
             completions("crash ", 6, &nodes),
             (6, vec!["s1".into(), "s2".into()])
         );
+        assert_eq!(
+            completions("restart ", 8, &nodes),
+            (8, vec!["s1".into(), "s2".into()]),
+            "only storage nodes restart"
+        );
         assert_eq!(completions("status w", 8, &nodes), (7, vec!["w1".into()]));
     }
 
