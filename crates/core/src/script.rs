@@ -7,9 +7,11 @@
 //! whether a file exists, whether a node was already crashed — is checked by the
 //! PuppetMaster when it runs the line, with the same line number.
 //!
-//! Besides the commands of the SPEC, the language has one extension, `await`, which
-//! blocks until every client issued so far has its outcome: the deterministic
-//! alternative to guessing a `wait` long enough before a `listGlobal`.
+//! Besides the commands of the SPEC, the language has two extensions: `await`, which
+//! blocks until every client issued so far has its outcome (the deterministic
+//! alternative to guessing a `wait` long enough before a `listGlobal`), and
+//! `restart`, which starts a crashed storage node again with its original flags (the
+//! fail-recover counterpart of `crash`, for exercising rejoin).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -106,6 +108,12 @@ pub enum Command {
         /// The storage node.
         id: String,
     },
+    /// `restart <id>` (extension): start a storage node again with its original
+    /// flags, SIGKILLing it first if it still runs.
+    Restart {
+        /// The storage node.
+        id: String,
+    },
     /// `wait <ms>`: pause the script.
     Wait {
         /// How long, in milliseconds.
@@ -127,6 +135,7 @@ impl Command {
             Self::ListServer { .. } => "listServer",
             Self::ListGlobal => "listGlobal",
             Self::Crash { .. } => "crash",
+            Self::Restart { .. } => "restart",
             Self::Wait { .. } => "wait",
             Self::Await => "await",
         }
@@ -210,6 +219,11 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "crash",
         args: "<id>",
         summary: "kill storage node id (SIGKILL: a real fail-stop crash)",
+    },
+    CommandHelp {
+        name: "restart",
+        args: "<id>",
+        summary: "start storage node id again with its original flags, SIGKILLing it first if it runs (extension)",
     },
     CommandHelp {
         name: "wait",
@@ -317,6 +331,9 @@ pub fn parse_line(number: usize, text: &str) -> Result<Option<Command>, ScriptEr
         "crash" => Command::Crash {
             id: node_id(args[0]).map_err(err)?,
         },
+        "restart" => Command::Restart {
+            id: node_id(args[0]).map_err(err)?,
+        },
         "wait" => Command::Wait {
             ms: milliseconds(args[0], "ms", MAX_WAIT_MS).map_err(err)?,
         },
@@ -381,6 +398,7 @@ mod tests {
             listServer s1\n\
             listGlobal\n\
             crash s1\n\
+            restart s1\n\
             wait 500\n\
             await\r\n";
         let (lines, errors) = parse_script(script);
@@ -419,6 +437,7 @@ mod tests {
                 Command::ListServer { id: "s1".into() },
                 Command::ListGlobal,
                 Command::Crash { id: "s1".into() },
+                Command::Restart { id: "s1".into() },
                 Command::Wait { ms: 500 },
                 Command::Await,
             ]
@@ -477,6 +496,11 @@ mod tests {
                 "node id \"s/1\" is invalid",
             ),
             ("crash ../x", "node id \"../x\" is invalid"),
+            ("restart", "takes 1 argument (usage: restart <id>)"),
+            ("restart s1 s2", "takes 1 argument "),
+            ("restart ../x", "node id \"../x\" is invalid"),
+            ("restart s;rm", "is invalid"),
+            ("Restart s1", "did you mean `restart`?"),
             ("listServer s;rm", "is invalid"),
         ];
         for (text, expected) in cases {

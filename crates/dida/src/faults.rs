@@ -30,15 +30,19 @@ pub struct FaultsArgs {
     #[arg(long, default_value_t = 2)]
     write_acks: usize,
     /// Faults injected during the run, one at a time (at most R - 1 = 2: each may
-    /// cost the cluster one storage node).
+    /// cost the cluster one storage node). A rolling restart ignores it: it restarts
+    /// every node once.
     #[arg(long, default_value_t = 2)]
     crashes: usize,
     /// Which faults: kill (SIGKILL), pause (SIGSTOP, then SIGCONT), partition (links
-    /// between storage nodes cut silently, then healed) or mixed (each fault drawn
-    /// among the three).
+    /// between storage nodes cut silently, then healed), mixed (each fault drawn
+    /// among the three), restart (SIGKILL, then the node started again with the same
+    /// flags after a time in --fault-ms) or rolling-restart (every node restarted in
+    /// turn, each left to answer and settle before the next).
     #[arg(long, default_value = "kill", value_parser = parse_nemesis)]
     nemesis: NemesisKind,
-    /// How long a pause or partition lasts, MIN-MAX milliseconds (a random length in
+    /// How long a pause or partition lasts (or a restarted node stays down), MIN-MAX
+    /// milliseconds (a random length in
     /// between, cut short to end before the next fault and the last fifth of the run).
     /// The default straddles the time the storage nodes take to declare a silent
     /// peer failed (2.3 to 3.5 s with their default probe and suspicion timeouts):

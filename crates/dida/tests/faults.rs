@@ -490,3 +490,145 @@ fn an_isolated_node_declared_failed_loses_no_acknowledged_write() {
     assert_eq!(report.lost_writes.lost, 0, "{text}");
     assert!(report.passed, "{text}");
 }
+
+/// The kill and restart marks of every fault of `report` in `timeline`.
+fn assert_restart_marks(report: &Report, timeline: &[TimelineLine], text: &str) {
+    let marks: Vec<_> = timeline
+        .iter()
+        .filter_map(|line| match line {
+            TimelineLine::Mark(mark) => Some(mark),
+            _ => None,
+        })
+        .collect();
+    for fault in &report.faults {
+        for event in [MarkEvent::Kill, MarkEvent::Restart] {
+            assert!(
+                marks
+                    .iter()
+                    .any(|m| m.event == event && m.node == fault.node),
+                "no {event:?} mark for {}: {marks:?}\n{text}",
+                fault.node
+            );
+        }
+    }
+}
+
+/// The restart nemesis kills a node and starts it again with the same flags after
+/// the drawn time (here 300 ms: back before its peers can declare it failed, which
+/// works without rejoin). Whether the checks hold with a node that comes back empty
+/// is the rejoin protocol's business (the next test); this one checks the fault.
+#[test]
+fn a_restarted_node_is_reported_with_its_kill_and_restart() {
+    let (output, report, _history, timeline) = faults_with_timeline(&[
+        "--nemesis",
+        "restart",
+        "--fault-ms",
+        "300-300",
+        "--duration",
+        "6",
+        "--crashes",
+        "1",
+        "--clients",
+        "4",
+        "--keys",
+        "3",
+        "--chain-clients",
+        "0",
+        "--seed",
+        "23",
+    ]);
+    let text = format!(
+        "{report:#?}\n{}\nstderr: {}",
+        report.to_text(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(report.faults.len(), 1, "{text}");
+    let fault = &report.faults[0];
+    assert_eq!(fault.kind, FaultKind::Restart, "{text}");
+    assert!(fault.confirmed && fault.error.is_none(), "{text}");
+    let end = fault.end_ns.expect("a restart has an end");
+    assert!(end >= fault.at_ns + 300_000_000, "down for 300 ms: {text}");
+    assert!(
+        report.lost_writes.live_nodes.contains(&fault.node) || fault.lost,
+        "a restarted node is read unless it was lost: {text}"
+    );
+    assert_restart_marks(&report, &timeline, &text);
+    assert!(report.to_text().contains("restart"), "{text}");
+}
+
+/// Restarts whose node stays down past detection (3.5 to 4.5 s), and the run's
+/// checks with `--write-acks 2`: the node must rejoin and catch up.
+#[test]
+#[ignore = "needs rejoin (issue 11 protocol), un-ignore after merge"]
+fn restarted_nodes_rejoin_and_no_acknowledged_write_is_lost() {
+    let (output, report, _history, timeline) = faults_with_timeline(&[
+        "--nemesis",
+        "restart",
+        "--fault-ms",
+        "3500-4500",
+        "--duration",
+        "20",
+        "--crashes",
+        "2",
+        "--write-acks",
+        "2",
+        "--seed",
+        "29",
+    ]);
+    let text = format!(
+        "{report:#?}\n{}\nstderr: {}",
+        report.to_text(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(report.faults.len(), 2, "{text}");
+    for fault in &report.faults {
+        assert_eq!(fault.kind, FaultKind::Restart, "{text}");
+        assert!(fault.confirmed && fault.error.is_none(), "{text}");
+        assert!(!fault.lost, "the node rejoined: {text}");
+        assert_eq!(fault.fenced, Some(false), "{text}");
+    }
+    assert!(report.lost_nodes.is_empty(), "{text}");
+    assert_restart_marks(&report, &timeline, &text);
+    assert_eq!(report.lost_writes.lost, 0, "{text}");
+    assert_eq!(report.linearizability.summary(), "linearizable", "{text}");
+    assert_eq!(report.chains.hung, 0, "{text}");
+    assert!(report.passed, "{text}");
+    assert!(output.status.success(), "{text}");
+}
+
+/// A rolling restart of all five nodes while the clients run: every node restarted
+/// once, back and not fenced, no acknowledged write lost, every key linearizable.
+#[test]
+#[ignore = "needs rejoin (issue 11 protocol), un-ignore after merge"]
+fn a_rolling_restart_of_every_node_loses_no_acknowledged_write() {
+    let (output, report, _history, timeline) = faults_with_timeline(&[
+        "--nemesis",
+        "rolling-restart",
+        "--duration",
+        "30",
+        "--write-acks",
+        "2",
+        "--seed",
+        "31",
+    ]);
+    let text = format!(
+        "{report:#?}\n{}\nstderr: {}",
+        report.to_text(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(report.settings.crashes, 5, "one restart per node: {text}");
+    let restarted: Vec<&str> = report.faults.iter().map(|f| f.node.as_str()).collect();
+    assert_eq!(restarted, ["s1", "s2", "s3", "s4", "s5"], "{text}");
+    for fault in &report.faults {
+        assert_eq!(fault.kind, FaultKind::Restart, "{text}");
+        assert!(fault.confirmed && fault.error.is_none(), "{text}");
+        assert!(!fault.lost, "{text}");
+    }
+    assert!(report.lost_nodes.is_empty(), "{text}");
+    assert_restart_marks(&report, &timeline, &text);
+    assert_eq!(report.lost_writes.lost, 0, "{text}");
+    assert_eq!(report.linearizability.summary(), "linearizable", "{text}");
+    assert_eq!(report.chains.hung, 0, "{text}");
+    assert!(report.passed, "{text}");
+    assert!(output.status.success(), "{text}");
+}

@@ -179,3 +179,72 @@ async fn pcs_starts_crashes_and_cleans_up_nodes() {
     eventually("the orphaned node is gone", || !alive(pid)).await;
     eventually("its port is closed", || !answers(ports[1])).await;
 }
+
+/// The command line of live process `pid`, from `/proc/PID/cmdline`.
+fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcs_restarts_a_node_with_exactly_its_original_command_line() {
+    let (_pcs, url) = start_pcs().await;
+    let pcs = PcsClient::new(&url, Some(TOKEN)).unwrap();
+    let port = free_ports(1).unwrap()[0];
+    let mut request = storage_request("s1", port);
+    request.flags.push(Flag {
+        name: "gossip-delay".into(),
+        value: "150".into(),
+    });
+    let first = pcs.start_node(request).await.unwrap();
+    let original = cmdline(first);
+    assert!(
+        original.contains(&"--gossip-delay=150".to_string()),
+        "{original:?}"
+    );
+
+    // Running: SIGKILLed first, then started again with the same argv.
+    let reply = pcs.restart_node("s1").await.unwrap();
+    assert_eq!(reply.killed_pid, first);
+    assert_ne!(reply.pid, first);
+    assert!(!alive(first), "the old process was killed");
+    assert!(answers(port), "RestartNode answers once the node listens");
+    assert_eq!(cmdline(reply.pid), original);
+
+    // Crashed: started again, nothing to kill.
+    let second = reply.pid;
+    pcs.kill_node("s1").await.unwrap();
+    assert!(!answers(port));
+    let reply = pcs.restart_node("s1").await.unwrap();
+    assert_eq!(reply.killed_pid, 0);
+    assert!(!alive(second));
+    assert!(answers(port));
+    assert_eq!(cmdline(reply.pid), original);
+    let listed = pcs.list_nodes().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].running);
+    assert_eq!(listed[0].pid, reply.pid);
+
+    let unknown = pcs.restart_node("s9").await.unwrap_err().to_string();
+    assert!(
+        unknown.contains("s9 was not started by this PCS"),
+        "{unknown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_through_an_unreachable_pcs_fails_in_time() {
+    let port = free_ports(1).unwrap()[0];
+    let pcs = PcsClient::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN)).unwrap();
+    let started = Instant::now();
+    let error = pcs.restart_node("s1").await.unwrap_err().to_string();
+    assert!(started.elapsed() < dida_pcs::client::PCS_DEADLINE);
+    assert!(
+        error.contains(&format!("PCS http://127.0.0.1:{port}: cannot restart s1")),
+        "{error}"
+    );
+}

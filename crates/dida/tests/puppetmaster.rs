@@ -432,3 +432,84 @@ async fn the_load_script_spreads_executions_over_every_worker() {
     assert!(completed.iter().all(|&c| c > 0), "{completed:?}");
     assert_all_gone(&run.pids()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_brings_a_crashed_storage_node_back_with_its_flags() {
+    // Restarted right after the crash, before its peers can declare it failed (that
+    // takes seconds): the node comes back as the same member and answers as alive.
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(4).unwrap();
+    let script = dir.path().join("restart.txt");
+    std::fs::write(
+        &script,
+        format!(
+            "storage s1 http://127.0.0.1:{} 0\n\
+             storage s2 http://127.0.0.1:{} 0\n\
+             storage s3 http://127.0.0.1:{} 0\n\
+             crash s1\n\
+             restart s1\n\
+             restart s2\n\
+             restart nope\n\
+             status\n",
+            ports[0], ports[1], ports[2]
+        ),
+    )
+    .unwrap();
+    let run = batch(&script, &[]).await;
+    assert!(!run.success, "the bad restart line makes the batch fail");
+    let errors = run.of("error");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["line"], 7);
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown node \"nope\""),
+        "{errors:?}"
+    );
+    let node_events = |id: &str| -> Vec<(String, u32)> {
+        run.of("node")
+            .into_iter()
+            .filter(|e| e["node"] == id)
+            .map(|e| {
+                (
+                    e["state"].as_str().unwrap().to_string(),
+                    e["pid"].as_u64().unwrap() as u32,
+                )
+            })
+            .collect()
+    };
+    // s1: started, crashed, restarted (a new process), stopped at the end.
+    let s1 = node_events("s1");
+    let states: Vec<&str> = s1.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        states,
+        ["started", "crashed", "restarted", "stopped"],
+        "{s1:?}"
+    );
+    assert_eq!(s1[0].1, s1[1].1, "the crash killed the first process");
+    assert_ne!(s1[2].1, s1[0].1, "the restart started a new one");
+    // s2 was running: the restart SIGKILLed it first.
+    let s2 = node_events("s2");
+    let states: Vec<&str> = s2.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        states,
+        ["started", "crashed", "restarted", "stopped"],
+        "{s2:?}"
+    );
+    assert_eq!(s2[0].1, s2[1].1);
+    // Each restart prints the node's status once it answers, then `status` all three.
+    let statuses: Vec<&Value> = run
+        .of("status")
+        .into_iter()
+        .filter(|e| e["node"] == "s1")
+        .collect();
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    for status in statuses {
+        assert_eq!(status["state"], "alive", "{status}\n{}", run.stderr);
+        assert_eq!(status["details"]["pid"], s1[2].1);
+        assert_eq!(status["details"]["restarts"], 1);
+        assert_eq!(status["details"]["members"], 3, "the same membership");
+    }
+    assert_all_gone(&run.pids()).await;
+}

@@ -2,7 +2,8 @@
 //!
 //! A workload of concurrent clients writes, compare-and-swaps and reads a small set
 //! of contended keys and runs chain executions, while a nemesis SIGKILLs, pauses
-//! (SIGSTOP / SIGCONT) or partitions storage nodes at random moments. Every operation is recorded with its invocation time,
+//! (SIGSTOP / SIGCONT), partitions or restarts storage nodes at random moments (or
+//! restarts each in turn). Every operation is recorded with its invocation time,
 //! completion time and result, and checkers then judge the run from that record:
 //!
 //! 1. no acknowledged write is lost (must hold with `--write-acks` ≥ 2);
@@ -20,6 +21,7 @@
 //! - [`chains`]: the chain clients and the chain checker;
 //! - [`nemesis`]: when and which storage nodes are killed, paused or partitioned
 //!   (partitions through `dida_local_cluster::proxy`);
+//! - [`rolling`]: the rolling restart, every storage node restarted in turn;
 //! - [`survey`]: which nodes the cluster has lost (killed, or declared failed and
 //!   fenced after a pause or partition);
 //! - [`report`]: the summary, as text or JSON, and the verdict;
@@ -39,6 +41,7 @@ pub mod lost_writes;
 pub mod marks;
 pub mod nemesis;
 pub mod report;
+pub mod rolling;
 pub mod suite;
 pub mod survey;
 pub mod timeline;

@@ -1,7 +1,8 @@
 //! The nemesis: injects faults into storage nodes at random moments of the run, one
 //! at a time — SIGKILL (`kill`, the default), SIGSTOP then SIGCONT (`pause`), cut
-//! network links then heal them (`partition`), or a random mix of the three
-//! (`mixed`).
+//! network links then heal them (`partition`), a random mix of the three (`mixed`),
+//! or SIGKILL then a start with the same command line (`restart`) — or restarts
+//! every node in turn (`rolling-restart`, see [`crate::rolling`]).
 //!
 //! **Budget.** SPEC §2.5: with replication factor R, up to R − 1 lost nodes still
 //! leave every key a replica, so that is the most the suite may lose. A killed node is
@@ -15,7 +16,8 @@
 //! **When.** Faults are spread over the run with time between them (so the cluster
 //! can detect each one and repair before the next), and the last fifth of the run is
 //! left without faults so that recovery shows in the history ([`crash_times`]). A
-//! pause or partition lasts a random time in `--fault-ms` (by default 0.5 s to 3.5 s:
+//! pause or partition (or the time a restarted node stays down) lasts a random time
+//! in `--fault-ms` (by default 0.5 s to 3.5 s:
 //! the shorter ones end before the crash detector's suspicion timeout of 1.5 s runs
 //! out and are survived, the longer ones get the node declared failed), cut short so
 //! that it ends before the next fault and before the last fifth.
@@ -30,8 +32,19 @@
 //! between the target and one or two peers (only the connections one side makes to
 //! the other are silenced). See `dida_local_cluster::proxy` for how a cut is made.
 //!
+//! **Restarts** kill the target (SIGKILL, as `kill`), leave it down for the drawn
+//! time, then start it again with its original command line
+//! ([`LocalCluster::restart`]): the same id, address, membership and proxy links. It
+//! takes one node down at a time and is held to the same budget as `kill` (R − 1
+//! nodes lost, counting the one it takes down); a restarted node that the others
+//! declared failed and that did not rejoin (it is fenced) counts as lost, as after a
+//! pause. `restart` is not part of `mixed`, so that the recorded `mixed` runs repeat
+//! with their seeds.
+//!
 //! Each fault is confirmed: a killed node must stop answering, a paused one must not
-//! answer while paused, every link of a partition must have been cut.
+//! answer while paused, every link of a partition must have been cut, a restarted
+//! node must have stopped answering after the kill and answered its status again
+//! after the start.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -92,7 +105,7 @@ pub struct NemesisPlan {
 
 /// The keys of `keys` that each live node leads, by node id, on the ring of the live
 /// nodes not lost (the ring the cluster uses once it has detected the losses).
-fn primaries<'a>(
+pub(crate) fn primaries<'a>(
     live: &[String],
     keys: &'a [String],
     vnodes: u32,
@@ -122,6 +135,13 @@ pub enum NemesisKind {
     Partition,
     /// Each fault drawn among the three above.
     Mixed,
+    /// SIGKILL, then the node started again with the same command line after a
+    /// while: a fail-recover crash (a machine rebooting, a process supervisor).
+    Restart,
+    /// Every node restarted in turn, one at a time, each left to answer and settle
+    /// before the next: a rolling upgrade.
+    #[serde(rename = "rolling-restart")]
+    RollingRestart,
 }
 
 impl fmt::Display for NemesisKind {
@@ -131,6 +151,8 @@ impl fmt::Display for NemesisKind {
             Self::Pause => "pause",
             Self::Partition => "partition",
             Self::Mixed => "mixed",
+            Self::Restart => "restart",
+            Self::RollingRestart => "rolling-restart",
         })
     }
 }
@@ -144,8 +166,11 @@ impl FromStr for NemesisKind {
             "pause" => Ok(Self::Pause),
             "partition" => Ok(Self::Partition),
             "mixed" => Ok(Self::Mixed),
+            "restart" => Ok(Self::Restart),
+            "rolling-restart" => Ok(Self::RollingRestart),
             _ => Err(format!(
-                "unknown nemesis {text:?}: expected kill, pause, partition or mixed"
+                "unknown nemesis {text:?}: expected kill, pause, partition, mixed, restart \
+                 or rolling-restart"
             )),
         }
     }
@@ -161,6 +186,8 @@ pub enum FaultKind {
     Pause,
     /// Links cut, then healed.
     Partition,
+    /// SIGKILL, then started again with the same command line.
+    Restart,
 }
 
 /// The shape of a partition (see the module documentation).
@@ -192,7 +219,8 @@ pub struct Fault {
     pub cuts: Vec<[String; 2]>,
     /// Start (the kill, SIGSTOP or cut), in nanoseconds since the start of the run.
     pub at_ns: u64,
-    /// End (SIGCONT or heal), for a pause or partition.
+    /// End (SIGCONT, heal, or the restarted node answering), for a pause, partition
+    /// or restart.
     pub end_ns: Option<u64>,
     /// The workload's keys the target was the primary of when the fault started.
     pub led_keys: Vec<String>,
@@ -212,7 +240,7 @@ pub struct Fault {
 }
 
 impl Fault {
-    fn new(kind: FaultKind, node: String, at_ns: u64, led_keys: Vec<String>) -> Self {
+    pub(crate) fn new(kind: FaultKind, node: String, at_ns: u64, led_keys: Vec<String>) -> Self {
         Self {
             kind,
             node,
@@ -278,10 +306,14 @@ pub fn fault_lengths(
 
 /// The live-node survey's settings: each status call's deadline, and how long the
 /// cluster gets after the last fault to declare (and spread) what it will.
-const SURVEY_DEADLINE: Duration = Duration::from_secs(1);
+pub(crate) const SURVEY_DEADLINE: Duration = Duration::from_secs(1);
 const SETTLE_POLL: Duration = Duration::from_millis(250);
 const SETTLE_AT_LEAST: Duration = Duration::from_secs(1);
 const SETTLE_AT_MOST: Duration = Duration::from_secs(6);
+
+/// How long a restarted node gets to answer its status before the restart counts as
+/// failed (it starts in well under a second; this covers a loaded machine).
+pub(crate) const RESTART_LIMIT: Duration = Duration::from_secs(10);
 
 /// Injects one fault at each moment of `plan` and returns what it did.
 ///
@@ -300,9 +332,14 @@ pub async fn run_nemesis(
     // Victims are drawn from the seed as before pauses and partitions existed, so a
     // `kill` run repeats the choices of earlier versions; everything else comes from
     // a second stream.
+    let nodes: Vec<String> = cluster.lock().await.ids().collect();
+    if plan.kind == NemesisKind::RollingRestart {
+        let outcome = crate::rolling::rolling_restart(&cluster, &probe, &plan, &nodes, clock).await;
+        let none = BTreeSet::new();
+        return finish(outcome, &probe, &nodes, true, losses.as_ref(), &none).await;
+    }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut faults_rng = StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
-    let nodes: Vec<String> = cluster.lock().await.ids().collect();
     let lengths = fault_lengths(
         &plan.times,
         plan.duration,
@@ -342,6 +379,8 @@ pub async fn run_nemesis(
             NemesisKind::Partition => FaultKind::Partition,
             NemesisKind::Mixed => [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition]
                 [faults_rng.random_range(0..3)],
+            NemesisKind::Restart => FaultKind::Restart,
+            NemesisKind::RollingRestart => unreachable!("handled by rolling::rolling_restart"),
         };
         let live: Vec<String> = nodes
             .iter()
@@ -392,19 +431,61 @@ pub async fn run_nemesis(
                     partition_shape(&fault.node, &peers, &live_peers, &mut faults_rng);
                 partition(&cluster, fault, shape, cuts, length, clock).await
             }
+            FaultKind::Restart => {
+                let fault = restart(&cluster, &probe, fault, length, clock).await;
+                if !cluster
+                    .lock()
+                    .await
+                    .is_running(&fault.node)
+                    .unwrap_or(false)
+                {
+                    // Killed but not started again: as lost as a killed node.
+                    outcome.killed.insert(fault.node.clone());
+                    report_losses(&outcome.killed);
+                }
+                fault
+            }
         };
         survey_needed |= kind != FaultKind::Kill;
         outcome.faults.push(fault);
     }
+    finish(
+        outcome,
+        &probe,
+        &nodes,
+        survey_needed,
+        losses.as_ref(),
+        &reported,
+    )
+    .await
+}
+
+/// Takes the last survey once the cluster settled (none is needed when every fault
+/// was a kill: the nemesis knows whom it killed), reports the nodes it finds lost,
+/// (those not in `reported` already), and records on each fault what became of its
+/// target.
+async fn finish(
+    mut outcome: NemesisOutcome,
+    probe: &StorageClient,
+    nodes: &[String],
+    survey_needed: bool,
+    losses: Option<&UnboundedSender<String>>,
+    reported: &BTreeSet<String>,
+) -> NemesisOutcome {
     outcome.survey = if survey_needed {
-        settle(&probe, &nodes, &outcome.killed).await
+        settle(probe, nodes, &outcome.killed).await
     } else {
         Survey {
             lost: outcome.killed.clone(),
             ..Survey::default()
         }
     };
-    report_losses(&outcome.survey.lost);
+    for node in outcome.survey.lost.difference(reported) {
+        if let Some(losses) = losses {
+            // The watcher may be gone (a stopped run): nothing to tell then.
+            let _ = losses.send(node.clone());
+        }
+    }
     for fault in &mut outcome.faults {
         if fault.node.is_empty() {
             continue;
@@ -434,6 +515,39 @@ async fn settle(probe: &StorageClient, nodes: &[String], killed: &BTreeSet<Strin
         }
         previous = current;
     }
+}
+
+/// SIGKILLs the target, confirms it stopped answering, leaves it down for
+/// `down_for`, then starts it again with its original command line and waits until it
+/// answers its status (up to [`RESTART_LIMIT`]).
+pub(crate) async fn restart(
+    cluster: &Mutex<LocalCluster>,
+    probe: &StorageClient,
+    fault: Fault,
+    down_for: Duration,
+    clock: RunClock,
+) -> Fault {
+    let started = tokio::time::Instant::now();
+    let mut fault = kill(cluster, probe, fault).await;
+    if fault.error.is_some() {
+        return fault;
+    }
+    let node = fault.node.clone();
+    tokio::time::sleep_until(started + down_for).await;
+    tracing::info!(%node, at_s = clock.now_ns() as f64 / 1e9, "nemesis: restart");
+    let restarted = cluster.lock().await.restart(&node, RESTART_LIMIT).await;
+    fault.end_ns = Some(clock.now_ns());
+    match restarted {
+        Ok(()) => {
+            tracing::info!(%node, at_s = clock.now_ns() as f64 / 1e9, "nemesis: restarted node answers")
+        }
+        Err(error) => {
+            tracing::warn!(%node, "nemesis: restart failed: {error:#}");
+            fault.confirmed = false;
+            fault.error = Some(format!("{error:#}"));
+        }
+    }
+    fault
 }
 
 /// SIGKILLs the target and confirms it stopped answering.
@@ -704,9 +818,18 @@ mod tests {
 
     #[test]
     fn nemesis_names_parse_and_print_back() {
-        for name in ["kill", "pause", "partition", "mixed"] {
+        for name in [
+            "kill",
+            "pause",
+            "partition",
+            "mixed",
+            "restart",
+            "rolling-restart",
+        ] {
             let kind: NemesisKind = name.parse().unwrap();
             assert_eq!(kind.to_string(), name);
+            // The report's settings name it as the command line does.
+            assert_eq!(serde_json::to_value(kind).unwrap(), name);
         }
         assert!("crash".parse::<NemesisKind>().is_err());
     }

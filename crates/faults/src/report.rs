@@ -451,6 +451,7 @@ fn kind_name(kind: FaultKind) -> &'static str {
         FaultKind::Kill => "kill",
         FaultKind::Pause => "pause",
         FaultKind::Partition => "partition",
+        FaultKind::Restart => "restart",
     }
 }
 

@@ -31,6 +31,7 @@ use crate::lost_writes::{self, AckedWrite};
 use crate::marks::{self, WatchConfig};
 use crate::nemesis::{self, FaultKind, NemesisKind};
 use crate::report::{KeyLinearizability, LinearizabilityReport, Report, RunSettings};
+use crate::rolling;
 use crate::timeline::{self, Mark, MarkEvent, Setup};
 use crate::workload::{self, StorageWorkload};
 
@@ -193,6 +194,16 @@ impl SuiteConfig {
         }
     }
 
+    /// How many faults the run plans: `--crashes`, or one restart per node for a
+    /// rolling restart.
+    pub fn planned_faults(&self) -> usize {
+        if self.nemesis == NemesisKind::RollingRestart {
+            self.nodes
+        } else {
+            self.crashes
+        }
+    }
+
     /// The settings a report (and a timeline) repeats.
     fn settings(&self) -> RunSettings {
         RunSettings {
@@ -209,7 +220,7 @@ impl SuiteConfig {
             chain_clients: self.chain_clients,
             keys: self.keys,
             duration_ms: millis(self.duration),
-            crashes: self.crashes,
+            crashes: self.planned_faults(),
             nemesis: self.nemesis,
             fault_ms: (millis(self.fault_lengths.0), millis(self.fault_lengths.1)),
             gossip_delay_ms: millis(self.gossip_delay),
@@ -352,7 +363,11 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     let cluster = Arc::new(Mutex::new(cluster));
     let plan = nemesis::NemesisPlan {
         kind: config.nemesis,
-        times: nemesis::crash_times(config.duration, config.crashes, &mut seeds),
+        times: if config.nemesis == NemesisKind::RollingRestart {
+            rolling::rolling_times(config.duration, config.nodes)
+        } else {
+            nemesis::crash_times(config.duration, config.crashes, &mut seeds)
+        },
         duration: config.duration,
         fault_lengths: config.fault_lengths,
         keys: keys
@@ -486,7 +501,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
 }
 
 /// The timeline's marks of the faults the nemesis injected: kill; pause and resume;
-/// partition (with the links cut) and heal.
+/// partition (with the links cut) and heal; kill and restart.
 fn fault_marks(faults: &[nemesis::Fault]) -> Vec<Mark> {
     let mut marks = Vec::new();
     for fault in faults.iter().filter(|f| f.error.is_none()) {
@@ -494,6 +509,7 @@ fn fault_marks(faults: &[nemesis::Fault]) -> Vec<Mark> {
             FaultKind::Kill => (MarkEvent::Kill, None),
             FaultKind::Pause => (MarkEvent::Pause, Some(MarkEvent::Resume)),
             FaultKind::Partition => (MarkEvent::Partition, Some(MarkEvent::Heal)),
+            FaultKind::Restart => (MarkEvent::Kill, Some(MarkEvent::Restart)),
         };
         let mut mark = Mark::at_ns(fault.at_ns, start, &fault.node);
         if !fault.cuts.is_empty() {

@@ -116,6 +116,9 @@ pub enum MarkEvent {
     /// The nemesis healed those links.
     #[serde(rename = "heal")]
     Heal,
+    /// The nemesis started the killed node again, and it answered its status.
+    #[serde(rename = "restart")]
+    Restart,
 }
 
 /// An event of a fault.

@@ -12,6 +12,11 @@
 //! nodes: each node then reaches each peer through its own [`proxy::Link`] (one per
 //! ordered pair, passed with `dida storage --dial`), which [`LocalCluster::cut`] and
 //! [`LocalCluster::heal`] silence and restore. Clients still reach the nodes directly.
+//!
+//! A storage node can also be **restarted** ([`LocalCluster::restart`]): SIGKILLed if
+//! it still runs, then started again with exactly the command line it was first
+//! started with — the same id, port, membership and `--dial` links, so it is reachable
+//! at the same URL through the same proxies and comes back as the same member.
 
 pub mod proxy;
 
@@ -79,6 +84,11 @@ pub struct LocalCluster {
     spec: ClusterSpec,
     membership: Membership,
     peers: String,
+    /// The `dida` binary every node runs.
+    binary: PathBuf,
+    /// Each storage node's arguments (after the binary), by index, built once at
+    /// start so that a restart runs exactly the same command line.
+    storage_args: Vec<Vec<String>>,
     children: Vec<Option<Child>>,
     compute: Option<Compute>,
     /// With [`ClusterSpec::partitionable`]: the link node `from` dials node `to`
@@ -139,17 +149,22 @@ impl LocalCluster {
                 }
             }
         }
+        let storage_args = (0..spec.nodes)
+            .map(|index| storage_args(&spec, &membership, &peers, &links, index))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut cluster = Self {
             spec,
             membership,
             peers,
+            binary: binary.to_path_buf(),
+            storage_args,
             children: Vec::new(),
             compute: None,
             links,
         };
         drop(reserved);
         for i in 0..cluster.spec.nodes {
-            let child = cluster.spawn_node(binary, i)?;
+            let child = cluster.spawn_node(i)?;
             cluster.children.push(Some(child));
         }
         cluster.wait_until_ready(Duration::from_secs(30)).await?;
@@ -238,67 +253,93 @@ impl LocalCluster {
             .context("no scheduler and workers: call start_compute first")
     }
 
-    fn spawn_node(&self, binary: &Path, index: usize) -> anyhow::Result<Child> {
-        let id = format!("s{}", index + 1);
-        let url = self.membership.get(&id)?.url.to_string();
-        let delay = self.spec.gossip_delays_ms.get(index).copied().unwrap_or(0);
-        let mut command = node_command(binary, &self.spec.env);
-        command
-            .args(["storage", "--id", &id, "--url", &url])
-            .args(["--gossip-delay", &delay.to_string()])
-            .args(["--peers", &self.peers])
-            .args([
-                "--replication-factor",
-                &self.spec.replication_factor.to_string(),
-            ])
-            .args(["--max-versions", &self.spec.max_versions.to_string()])
-            .args(["--write-acks", &self.spec.write_acks.to_string()])
-            .args([
-                "--anti-entropy-interval",
-                &self.spec.anti_entropy_interval_ms.to_string(),
-            ]);
-        let dial: Vec<String> = self
-            .links
-            .iter()
-            .filter(|((from, _), _)| *from == index)
-            .map(|((_, to), link)| format!("s{}=http://{}", to + 1, link.addr()))
-            .collect();
-        if !dial.is_empty() {
-            command.args(["--dial", &dial.join(",")]);
-        }
-        command
+    fn spawn_node(&self, index: usize) -> anyhow::Result<Child> {
+        node_command(&self.binary, &self.spec.env)
+            .args(&self.storage_args[index])
             .spawn()
-            .with_context(|| format!("cannot start {} storage for {id}", binary.display()))
+            .with_context(|| {
+                format!(
+                    "cannot start {} storage for s{}",
+                    self.binary.display(),
+                    index + 1
+                )
+            })
     }
 
     async fn wait_until_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
         let client = self.client()?;
         let deadline = Instant::now() + limit;
-        for (index, id) in self.ids().enumerate() {
-            loop {
-                // The node itself must answer: another process on its port (it
-                // lost a race for the port) would answer a ping too.
-                match client.status(&id).await {
-                    Ok(status) if status.id == id => break,
-                    Ok(status) => bail!(
-                        "storage node {id}'s address is served by {} ({}), not by {id}",
-                        status.id,
-                        status.url
-                    ),
-                    Err(_) => {}
-                }
-                if let Some(child) = self.children[index].as_mut() {
-                    if let Some(status) = child.try_wait()? {
-                        bail!("storage node {id} exited during start-up: {status}");
-                    }
-                }
-                if Instant::now() > deadline {
-                    bail!("storage node {id} did not answer within {limit:?}");
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        for index in 0..self.spec.nodes {
+            self.wait_for_node(&client, index, deadline, limit).await?;
         }
         Ok(())
+    }
+
+    /// Polls node `index`'s status until the node itself answers, failing if its
+    /// process exits or `deadline` passes (`limit` is only for the message).
+    async fn wait_for_node(
+        &mut self,
+        client: &StorageClient,
+        index: usize,
+        deadline: Instant,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let id = format!("s{}", index + 1);
+        loop {
+            // The node itself must answer: another process on its port (it
+            // lost a race for the port) would answer a ping too.
+            match client.status(&id).await {
+                Ok(status) if status.id == id => return Ok(()),
+                Ok(status) => bail!(
+                    "storage node {id}'s address is served by {} ({}), not by {id}",
+                    status.id,
+                    status.url
+                ),
+                Err(_) => {}
+            }
+            if let Some(child) = self.children[index].as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("storage node {id} exited during start-up: {status}");
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("storage node {id} did not answer within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The command line storage node `id` runs (after the binary): the same on
+    /// every (re)start.
+    pub fn storage_args(&self, id: &str) -> anyhow::Result<&[String]> {
+        Ok(&self.storage_args[self.membership.index_of(id)?])
+    }
+
+    /// Restarts storage node `id`: SIGKILLs it if it still runs (a crash, not a
+    /// shutdown), starts it again with its original command line (same port,
+    /// membership and proxy links), and waits up to `limit` until it answers its
+    /// status itself. Whether it then serves (rejoins) or stays fenced is up to the
+    /// storage protocol.
+    pub async fn restart(&mut self, id: &str, limit: Duration) -> anyhow::Result<()> {
+        let index = self.membership.index_of(id)?;
+        if let Some(mut child) = self.children[index].take() {
+            child
+                .kill()
+                .await
+                .with_context(|| format!("cannot kill {id} before restarting it"))?;
+        }
+        let child = self.spawn_node(index)?;
+        self.children[index] = Some(child);
+        tracing::info!(node = %id, "local cluster: storage node restarted");
+        let client = self.client()?;
+        self.wait_for_node(&client, index, Instant::now() + limit, limit)
+            .await
+            .with_context(|| format!("restarted storage node {id} did not come back"))
+    }
+
+    /// Whether storage node `id`'s process runs (it was not killed, or was restarted).
+    pub fn is_running(&self, id: &str) -> anyhow::Result<bool> {
+        Ok(self.children[self.membership.index_of(id)?].is_some())
     }
 
     /// The `--peers` value describing this cluster.
@@ -369,7 +410,8 @@ impl LocalCluster {
         Ok(state == "T")
     }
 
-    fn pid(&self, id: &str) -> anyhow::Result<u32> {
+    /// The process id of storage node `id`, while it runs (it changes on restart).
+    pub fn pid(&self, id: &str) -> anyhow::Result<u32> {
         let index = self.membership.index_of(id)?;
         self.children[index]
             .as_ref()
@@ -479,6 +521,50 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The arguments of storage node `index` (after the binary): its id, address and
+/// the cluster's settings, and with [`ClusterSpec::partitionable`] the links it
+/// dials its peers through.
+fn storage_args(
+    spec: &ClusterSpec,
+    membership: &Membership,
+    peers: &str,
+    links: &BTreeMap<(usize, usize), Link>,
+    index: usize,
+) -> anyhow::Result<Vec<String>> {
+    let id = format!("s{}", index + 1);
+    let url = membership.get(&id)?.url.to_string();
+    let delay = spec.gossip_delays_ms.get(index).copied().unwrap_or(0);
+    let mut args: Vec<String> = vec![
+        "storage".into(),
+        "--id".into(),
+        id,
+        "--url".into(),
+        url,
+        "--gossip-delay".into(),
+        delay.to_string(),
+        "--peers".into(),
+        peers.to_string(),
+        "--replication-factor".into(),
+        spec.replication_factor.to_string(),
+        "--max-versions".into(),
+        spec.max_versions.to_string(),
+        "--write-acks".into(),
+        spec.write_acks.to_string(),
+        "--anti-entropy-interval".into(),
+        spec.anti_entropy_interval_ms.to_string(),
+    ];
+    let dial: Vec<String> = links
+        .iter()
+        .filter(|((from, _), _)| *from == index)
+        .map(|((_, to), link)| format!("s{}=http://{}", to + 1, link.addr()))
+        .collect();
+    if !dial.is_empty() {
+        args.push("--dial".into());
+        args.push(dial.join(","));
+    }
+    Ok(args)
 }
 
 /// A `dida` node process: quiet unless `RUST_LOG` asks for more, its stdout

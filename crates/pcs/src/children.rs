@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dida_core::membership::NodeUrl;
-use dida_core::script::Role;
 use dida_proto::control::{NodeProcess, OutputLine};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -76,8 +75,9 @@ fn last_lines(recent: &[String]) -> String {
 /// One started node.
 #[derive(Debug)]
 struct Entry {
-    role: Role,
-    url: NodeUrl,
+    /// The validated command line it was started with, kept so that a restart runs
+    /// exactly the same one (nothing is re-validated or rebuilt).
+    launch: Launch,
     pid: u32,
     /// Asks the waiter to SIGKILL the child.
     kill: mpsc::Sender<()>,
@@ -170,9 +170,9 @@ impl Children {
             exit_tx,
             self.output.clone(),
         ));
+        let url = launch.url.clone();
         let entry = Entry {
-            role: launch.role,
-            url: launch.url.clone(),
+            launch,
             pid,
             kill: kill_tx,
             exit: exit_rx.clone(),
@@ -181,7 +181,7 @@ impl Children {
         if let Some(old) = self.lock().insert(id.clone(), entry) {
             old.waiter.abort();
         }
-        self.wait_until_listening(&id, &launch.url, exit_rx, &recent)
+        self.wait_until_listening(&id, &url, exit_rx, &recent)
             .await
             .map(|()| pid)
     }
@@ -284,6 +284,32 @@ impl Children {
         Ok(pid)
     }
 
+    /// Starts node `id` again with the launch it was first started with, SIGKILLing
+    /// (and reaping) it first if it still runs; returns the new pid and the pid
+    /// killed, if any. Like [`Children::start`], answers once the node listens.
+    pub async fn restart(&self, id: &str) -> Result<(u32, Option<u32>), ChildError> {
+        let (launch, running) = {
+            let nodes = self.lock();
+            let entry = nodes
+                .get(id)
+                .ok_or_else(|| ChildError::Unknown(id.to_string()))?;
+            (entry.launch.clone(), entry.exit().is_none())
+        };
+        let killed = if running {
+            match self.kill(id).await {
+                Ok(pid) => Some(pid),
+                // It exited on its own between the look-up and the kill.
+                Err(ChildError::NotRunning(..)) => None,
+                Err(error) => return Err(error),
+            }
+        } else {
+            None
+        };
+        info!(node = %id, killed, args = ?launch.args, "restarting a node with its original command line");
+        let pid = self.start(launch).await?;
+        Ok((pid, killed))
+    }
+
     /// SIGKILLs every node still running; returns their pids.
     pub async fn stop_all(&self) -> Vec<u32> {
         let running: Vec<String> = self
@@ -308,8 +334,8 @@ impl Children {
                 let exit = e.exit();
                 NodeProcess {
                     node_id: id.clone(),
-                    role: e.role.to_string(),
-                    url: e.url.to_string(),
+                    role: e.launch.role.to_string(),
+                    url: e.launch.url.to_string(),
                     pid: e.pid,
                     running: exit.is_none(),
                     exit: exit.unwrap_or_default(),

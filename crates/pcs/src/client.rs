@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use dida_proto::control::process_creation_client::ProcessCreationClient;
 use dida_proto::control::{
-    KillNodeRequest, ListNodesRequest, NodeProcess, OutputLine, OutputRequest, StartNodeRequest,
-    StopAllRequest,
+    KillNodeRequest, ListNodesRequest, NodeProcess, OutputLine, OutputRequest, RestartNodeReply,
+    RestartNodeRequest, StartNodeRequest, StopAllRequest,
 };
 use dida_proto::storage::PingRequest;
 use dida_proto::transport::lazy_channel;
@@ -76,6 +76,21 @@ impl PcsClient {
             .map_err(|s| self.fail(&format!("cannot kill {id}"), s))?
             .into_inner()
             .pid)
+    }
+
+    /// Starts a node the PCS started before again, with its original command line
+    /// (SIGKILLing it first if it still runs); answers once it listens, with the new
+    /// pid and the pid killed (0 if it was not running).
+    pub async fn restart_node(&self, id: &str) -> anyhow::Result<RestartNodeReply> {
+        Ok(self
+            .grpc
+            .clone()
+            .restart_node(RestartNodeRequest {
+                node_id: id.to_string(),
+            })
+            .await
+            .map_err(|s| self.fail(&format!("cannot restart {id}"), s))?
+            .into_inner())
     }
 
     /// Every node the PCS started.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use dida_proto::control::process_creation_server::ProcessCreation;
 use dida_proto::control::{
     KillNodeReply, KillNodeRequest, ListNodesReply, ListNodesRequest, OutputLine, OutputRequest,
-    StartNodeReply, StartNodeRequest, StopAllReply, StopAllRequest,
+    RestartNodeReply, RestartNodeRequest, StartNodeReply, StartNodeRequest, StopAllReply,
+    StopAllRequest,
 };
 use dida_proto::storage::{PingReply, PingRequest};
 use futures::Stream;
@@ -60,6 +61,20 @@ impl ProcessCreation for PcsService {
         let id = request.into_inner().node_id;
         let pid = self.children.kill(&id).await.map_err(to_status)?;
         Ok(Response::new(KillNodeReply { pid }))
+    }
+
+    async fn restart_node(
+        &self,
+        request: Request<RestartNodeRequest>,
+    ) -> Result<Response<RestartNodeReply>, Status> {
+        let peer = request.remote_addr();
+        let id = request.into_inner().node_id;
+        info!(?peer, node = %id, "restarting a node");
+        let (pid, killed) = self.children.restart(&id).await.map_err(to_status)?;
+        Ok(Response::new(RestartNodeReply {
+            pid,
+            killed_pid: killed.unwrap_or(0),
+        }))
     }
 
     async fn list_nodes(

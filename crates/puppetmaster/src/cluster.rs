@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dida_core::membership::NodeUrl;
 use dida_core::script::{NodeDecl, Role};
@@ -17,10 +18,14 @@ use dida_pcs::PcsClient;
 use dida_proto::control::{Flag, StartNodeRequest};
 use dida_storage_client::{ClientConfig, StorageClient};
 use futures::future::join_all;
+use tokio::time::Instant;
 
 use crate::config::PmConfig;
 use crate::output::{PmEvent, Printer};
 use crate::placement::place;
+
+/// How often a restarted node's `Status` is polled until it answers.
+const ANSWER_POLL: Duration = Duration::from_millis(50);
 
 /// Where a node stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +53,8 @@ pub struct Node {
     pub pcs: usize,
     /// Where it stands.
     pub state: NodeState,
+    /// How many times `restart` started it again.
+    pub restarts: u32,
 }
 
 /// The nodes of a session and the PCSs that run them.
@@ -134,6 +141,7 @@ impl Cluster {
             line,
             pcs,
             state: NodeState::Declared,
+            restarts: 0,
         });
         Ok(())
     }
@@ -288,26 +296,31 @@ impl Cluster {
         }
     }
 
-    /// `crash <id>`: SIGKILLs a running storage node.
-    pub async fn crash(&mut self, id: &str, printer: &Printer) -> Result<(), String> {
-        let known = self
-            .nodes
-            .iter()
-            .map(|n| n.decl.id.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let node = self
-            .nodes
-            .iter_mut()
-            .find(|n| n.decl.id == id)
-            .ok_or_else(|| format!("unknown node {id:?} (nodes: {known})"))?;
-        if node.decl.role != Role::Storage {
+    /// The storage node `id`, or why `verb` cannot apply to it.
+    fn storage_node(&mut self, id: &str, verb: &str) -> Result<usize, String> {
+        let Some(index) = self.nodes.iter().position(|n| n.decl.id == id) else {
+            let known = self
+                .nodes
+                .iter()
+                .map(|n| n.decl.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(format!("unknown node {id:?} (nodes: {known})"));
+        };
+        let role = self.nodes[index].decl.role;
+        if role != Role::Storage {
             return Err(format!(
-                "{id} is a {}; only storage nodes crash (SPEC: the scheduler and workers \
-                 are assumed never to fail)",
-                node.decl.role
+                "{id} is a {role}; only storage nodes {verb} (SPEC: the scheduler and \
+                 workers are assumed never to fail)"
             ));
         }
+        Ok(index)
+    }
+
+    /// `crash <id>`: SIGKILLs a running storage node.
+    pub async fn crash(&mut self, id: &str, printer: &Printer) -> Result<(), String> {
+        let index = self.storage_node(id, "crash")?;
+        let node = &mut self.nodes[index];
         match node.state {
             NodeState::Running(_) => {}
             NodeState::Crashed(_) => return Err(format!("{id} has already crashed")),
@@ -320,6 +333,72 @@ impl Cluster {
         node.state = NodeState::Crashed(pid);
         announce(printer, node, pcs, "crashed", pid);
         Ok(())
+    }
+
+    /// `restart <id>`: starts a crashed (or running: SIGKILLed first) storage node
+    /// again, through the PCS that started it, with exactly its original flags —
+    /// the same id, address and membership, so that it comes back as the same
+    /// member. Returns once the PCS saw it listen; the caller then waits for it to
+    /// answer (see [`Cluster::wait_until_answering`]).
+    pub async fn restart(&mut self, id: &str, printer: &Printer) -> Result<(), String> {
+        let index = self.storage_node(id, "restart")?;
+        let node = &mut self.nodes[index];
+        match node.state {
+            NodeState::Running(_) | NodeState::Crashed(_) => {}
+            NodeState::Declared => return Err(format!("{id} is not started yet")),
+            NodeState::FailedToStart => {
+                return Err(format!("{id} never started: there is nothing to restart"))
+            }
+            NodeState::Stopped(_) => return Err(format!("{id} was stopped")),
+        }
+        let pcs = &self.pcs[node.pcs];
+        let reply = match pcs.restart_node(id).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                // The PCS kills a running node before starting it again: if the
+                // start then failed, the node is down either way.
+                if let NodeState::Running(pid) = node.state {
+                    node.state = NodeState::Crashed(pid);
+                }
+                return Err(format!("{error:#}"));
+            }
+        };
+        if reply.killed_pid != 0 {
+            announce(printer, node, pcs, "crashed", reply.killed_pid);
+        }
+        node.state = NodeState::Running(reply.pid);
+        node.restarts += 1;
+        announce(printer, node, pcs, "restarted", reply.pid);
+        Ok(())
+    }
+
+    /// Polls storage node `id`'s `Status` (each call bounded by the RPC deadline)
+    /// until the node itself answers, or `limit` passes; returns how long it took.
+    /// A restarted process that listens may still be loading its state: only its
+    /// own answer says it is back.
+    pub async fn wait_until_answering(
+        &self,
+        id: &str,
+        limit: Duration,
+    ) -> Result<Duration, String> {
+        let client = self.storage_client()?;
+        let started = Instant::now();
+        loop {
+            let last_error =
+                match tokio::time::timeout(self.config.rpc_deadline, client.status(id)).await {
+                    Ok(Ok(status)) if status.id == id => return Ok(started.elapsed()),
+                    Ok(Ok(status)) => format!("its address is served by {}", status.id),
+                    Ok(Err(error)) => error.to_string(),
+                    Err(_) => format!("no answer within {:?}", self.config.rpc_deadline),
+                };
+            if started.elapsed() >= limit {
+                return Err(format!(
+                    "{id} was restarted but did not answer its status within {limit:?} \
+                     ({last_error})"
+                ));
+            }
+            tokio::time::sleep(ANSWER_POLL).await;
+        }
     }
 
     /// Stops every node still running; returns the pids stopped.

@@ -48,7 +48,7 @@ fn completions(line: &str, pos: usize, nodes: &[(String, Role)]) -> (usize, Vec<
             .map(|name| format!("{name} "))
             .collect()
     } else {
-        let storage_only = matches!(first, "listServer" | "crash");
+        let storage_only = matches!(first, "listServer" | "crash" | "restart");
         nodes
             .iter()
             .filter(|(_, role)| !storage_only || *role == Role::Storage)
@@ -200,6 +200,11 @@ mod tests {
         assert_eq!(
             completions("crash ", 6, &nodes),
             (6, vec!["s1".into(), "s2".into()])
+        );
+        assert_eq!(
+            completions("restart ", 8, &nodes),
+            (8, vec!["s1".into(), "s2".into()]),
+            "only storage nodes restart"
         );
         assert_eq!(completions("status w", 8, &nodes), (7, vec!["w1".into()]));
     }

@@ -23,10 +23,19 @@ use crate::output::{table, Printer};
 
 /// `status`: asks every node for its status and prints one row (event) per node.
 pub async fn status(cluster: &Cluster, deadline: Duration, printer: &Printer) {
+    status_of(cluster, cluster.nodes(), deadline, printer).await;
+}
+
+/// Asks `nodes` (of `cluster`) for their status and prints one row (event) per
+/// node: `status` for every node, `restart` for the node it restarted.
+///
+/// The `incarnation` column is where a storage node's incarnation goes once its
+/// status reports one (`details.incarnation`: which life of the node answers, so
+/// that a restart shows); until then it reads `-`.
+pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, printer: &Printer) {
     let storage = cluster.storage_client().ok();
     let answers = join_all(
-        cluster
-            .nodes()
+        nodes
             .iter()
             .map(|node| node_status(node, storage.as_ref(), deadline)),
     )
@@ -35,10 +44,11 @@ pub async fn status(cluster: &Cluster, deadline: Duration, printer: &Printer) {
         "node".to_string(),
         "role".into(),
         "state".into(),
+        "incarnation".into(),
         "url".into(),
         "details".into(),
     ]];
-    for (node, (state, details)) in cluster.nodes().iter().zip(answers) {
+    for (node, (state, details)) in nodes.iter().zip(answers) {
         let event = Event::Status {
             node: node.decl.id.clone(),
             role: node.decl.role.to_string(),
@@ -46,10 +56,14 @@ pub async fn status(cluster: &Cluster, deadline: Duration, printer: &Printer) {
             details: details.clone(),
         };
         printer.event(&event, String::new);
+        let incarnation = details
+            .get("incarnation")
+            .map_or_else(|| "-".to_string(), |i| i.to_string());
         rows.push(vec![
             node.decl.id.clone(),
             node.decl.role.to_string(),
             state.to_string(),
+            incarnation,
             node.decl.url.to_string(),
             summary(&details),
         ]);
@@ -64,13 +78,16 @@ async fn node_status(
     storage: Option<&StorageClient>,
     deadline: Duration,
 ) -> (&'static str, Value) {
-    let process = match node.state {
+    let mut process = match node.state {
         NodeState::Declared => return ("failed", json!({ "error": "not started yet" })),
         NodeState::FailedToStart => return ("failed", json!({ "error": "could not start" })),
         NodeState::Running(pid) => json!({ "pid": pid }),
         NodeState::Crashed(pid) => json!({ "pid": pid, "crashed": true }),
         NodeState::Stopped(pid) => json!({ "pid": pid, "stopped": true }),
     };
+    if node.restarts > 0 {
+        process["restarts"] = json!(node.restarts);
+    }
     let url = node.decl.url.to_string();
     let answer: Result<Value, String> = match node.decl.role {
         Role::Storage => match storage {

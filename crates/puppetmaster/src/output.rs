@@ -18,7 +18,7 @@ pub type Sink = Arc<dyn Fn(String) + Send + Sync>;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum PmEvent {
-    /// A node process changed state: `started`, `crashed` or `stopped`.
+    /// A node process changed state: `started`, `crashed`, `restarted` or `stopped`.
     Node {
         /// Node id.
         node: String,
@@ -26,7 +26,7 @@ pub enum PmEvent {
         role: String,
         /// Where it serves.
         url: String,
-        /// `started`, `crashed` or `stopped`.
+        /// `started`, `crashed`, `restarted` or `stopped`.
         state: String,
         /// Its process id on the PCS's machine.
         pid: u32,

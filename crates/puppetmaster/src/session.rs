@@ -4,7 +4,7 @@
 //!
 //! Commands run in order. `client` returns as soon as the scheduler accepted the
 //! execution (its outcome is printed when it arrives); the administrative commands
-//! (`populate`, `status`, `listServer`, `listGlobal`, `crash`) finish before the next
+//! (`populate`, `status`, `listServer`, `listGlobal`, `crash`, `restart`) finish before the next
 //! line, each bounded by deadlines; `wait` and `await` block on purpose.
 
 use std::net::SocketAddr;
@@ -203,6 +203,7 @@ impl Session {
                 inspect::list(&self.cluster, &live, &self.printer).await
             }
             Command::Crash { id } => self.cluster.crash(id, &self.printer).await,
+            Command::Restart { id } => self.restart(id).await,
             Command::Wait { ms } => {
                 tokio::time::sleep(Duration::from_millis(*ms)).await;
                 Ok(())
@@ -213,6 +214,35 @@ impl Session {
             }
             Command::Node(_) | Command::Debug => unreachable!("handled by execute"),
         }
+    }
+
+    /// `restart <id>`: restarts the node through its PCS, waits (up to
+    /// [`RESTART_ANSWER_LIMIT`]) until it answers its status, and prints that status.
+    async fn restart(&mut self, id: &str) -> Result<(), String> {
+        self.cluster.restart(id, &self.printer).await?;
+        let took = self
+            .cluster
+            .wait_until_answering(id, RESTART_ANSWER_LIMIT)
+            .await?;
+        self.printer.text(|| {
+            format!(
+                "storage {id} answers again ({} ms after it listened)",
+                took.as_millis()
+            )
+        });
+        let node = self
+            .cluster
+            .node(id)
+            .cloned()
+            .ok_or_else(|| format!("unknown node {id:?}"))?;
+        inspect::status_of(
+            &self.cluster,
+            std::slice::from_ref(&node),
+            self.config.rpc_deadline,
+            &self.printer,
+        )
+        .await;
+        Ok(())
     }
 
     /// `debug`: starts the sink the workers will report to.
@@ -282,6 +312,10 @@ impl Session {
         pids
     }
 }
+
+/// How long a restarted storage node gets to answer its status before `restart`
+/// reports it as an error (the node stays running: `status` shows how it fares).
+pub const RESTART_ANSWER_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long the session's own servers get to stop gracefully (dropping them then
 /// stops them at once).
