@@ -559,7 +559,6 @@ fn a_restarted_node_is_reported_with_its_kill_and_restart() {
 /// Restarts whose node stays down past detection (3.5 to 4.5 s), and the run's
 /// checks with `--write-acks 2`: the node must rejoin and catch up.
 #[test]
-#[ignore = "needs rejoin (issue 11 protocol), un-ignore after merge"]
 fn restarted_nodes_rejoin_and_no_acknowledged_write_is_lost() {
     let (output, report, _history, timeline) = faults_with_timeline(&[
         "--nemesis",
@@ -599,7 +598,6 @@ fn restarted_nodes_rejoin_and_no_acknowledged_write_is_lost() {
 /// A rolling restart of all five nodes while the clients run: every node restarted
 /// once, back and not fenced, no acknowledged write lost, every key linearizable.
 #[test]
-#[ignore = "needs rejoin (issue 11 protocol), un-ignore after merge"]
 fn a_rolling_restart_of_every_node_loses_no_acknowledged_write() {
     let (output, report, _history, timeline) = faults_with_timeline(&[
         "--nemesis",

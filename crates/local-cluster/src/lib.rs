@@ -272,6 +272,13 @@ impl LocalCluster {
         for index in 0..self.spec.nodes {
             self.wait_for_node(&client, index, deadline, limit).await?;
         }
+        // Every node joins before it serves as a primary: the cluster is ready once
+        // each counts every other alive.
+        let left = deadline.saturating_duration_since(Instant::now());
+        client
+            .wait_until_all_alive(left)
+            .await
+            .context("the storage nodes answer but did not all join")?;
         Ok(())
     }
 

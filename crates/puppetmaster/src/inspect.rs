@@ -10,6 +10,7 @@ use dida_core::datafile::read_data_file;
 use dida_core::events::Event;
 use dida_core::script::Role;
 use dida_core::Record;
+use dida_proto::convert::storage_state;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{SchedulerStatusRequest, WorkerStatusRequest};
@@ -29,9 +30,8 @@ pub async fn status(cluster: &Cluster, deadline: Duration, printer: &Printer) {
 /// Asks `nodes` (of `cluster`) for their status and prints one row (event) per
 /// node: `status` for every node, `restart` for the node it restarted.
 ///
-/// The `incarnation` column is where a storage node's incarnation goes once its
-/// status reports one (`details.incarnation`: which life of the node answers, so
-/// that a restart shows); until then it reads `-`.
+/// The `incarnation` column shows which life of a storage node answers (it grows
+/// at every restart and rejoin); `-` for other roles.
 pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, printer: &Printer) {
     let storage = cluster.storage_client().ok();
     let answers = join_all(
@@ -71,7 +71,8 @@ pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, pr
     printer.text(|| table(&rows));
 }
 
-/// One node's state (`alive`, `fenced` — declared failed by its peers, serving
+/// One node's state (`alive`, `joining` — (re)started and catching up, `fenced` —
+/// declared failed by its peers, serving
 /// nothing — or `failed`) and details.
 async fn node_status(
     node: &Node,
@@ -107,6 +108,8 @@ async fn node_status(
                         "presumed_failed": s.failed,
                         "suspected": s.suspected,
                         "fenced": s.fenced,
+                        "incarnation": s.incarnation,
+                        "liveness": storage_state(&s),
                     })
                 })
                 .map_err(|e| e.to_string()),
@@ -156,12 +159,17 @@ async fn node_status(
     match answer {
         Ok(Value::Object(fields)) => {
             // A storage node the others declared failed answers status but serves
-            // nothing else: it is shown as such, not as alive.
-            let fenced = fields.get("fenced") == Some(&Value::Bool(true));
+            // nothing else, and a restarted one catches up before it serves: each
+            // is shown as such, not as alive.
+            let state = match fields.get("liveness").and_then(Value::as_str) {
+                Some("fenced") => "fenced",
+                Some("joining") => "joining",
+                _ => "alive",
+            };
             if let Some(details) = details.as_object_mut() {
                 details.extend(fields);
             }
-            (if fenced { "fenced" } else { "alive" }, details)
+            (state, details)
         }
         Ok(_) => ("alive", details),
         Err(error) => {
