@@ -7,7 +7,8 @@
 //! **Budget.** SPEC §2.5: with replication factor R, up to R − 1 lost nodes still
 //! leave every key a replica, so that is the most the suite may lose. A killed node is
 //! lost; a paused or partitioned one is lost if the others declare it failed (it then
-//! fences itself for good, see [`crate::survey`]). Each fault targets one node and
+//! fences itself and rejoins, see [`crate::survey`]), and a restarted one until it
+//! has rejoined. Each fault targets one node and
 //! costs at most that one, and `--crashes` (the number of faults) is at most R − 1;
 //! before each fault the nemesis also surveys the cluster, and skips the fault (the
 //! run then fails its "faults injected as planned" check) if R − 1 nodes are lost

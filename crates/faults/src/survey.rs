@@ -1,11 +1,12 @@
 //! Which storage nodes the cluster has lost, as the cluster itself says.
 //!
 //! A killed node is lost. A paused or partitioned node is lost when the other nodes
-//! declare it failed: it then fences itself (it stops serving for good, `fenced` in
-//! its status) as soon as it hears of it, and even before that the survivors have
-//! taken its keys over. For the rest of the run it counts like a crashed node: it
-//! spends the fault budget (at most R − 1 nodes lost) and the lost-writes checker does
-//! not read it.
+//! declare it failed: it then fences itself (`fenced` in its status) as soon as it
+//! hears of it, and even before that the survivors have taken its keys over. It
+//! then starts over empty and rejoins, and a restarted node also rejoins: while it
+//! is fenced or still catching up (`joining` in its status) it holds less than its
+//! share, so it counts like a crashed node — it spends the fault budget (at most
+//! R − 1 nodes lost) — until it is alive again.
 //!
 //! The survey asks every node not killed for its status. A node is **lost** if it is
 //! fenced, or if more than half of the other nodes that answered and are not fenced
@@ -16,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use dida_proto::storage::Liveness;
 use dida_storage_client::StorageClient;
 
 /// What the nodes said about each other at one moment.
@@ -23,7 +25,7 @@ use dida_storage_client::StorageClient;
 pub struct Survey {
     /// For each node, the nodes (that answered, not fenced) listing it as failed.
     pub failed_by: BTreeMap<String, Vec<String>>,
-    /// Nodes whose own status says they are fenced.
+    /// Nodes whose own status says they are fenced or still joining.
     pub fenced: BTreeSet<String>,
     /// Nodes not killed that did not answer the status call.
     pub silent: BTreeSet<String>,
@@ -52,7 +54,8 @@ pub async fn survey(
     for node in nodes.iter().filter(|n| !killed.contains(*n)) {
         match tokio::time::timeout(deadline, client.status(node)).await {
             Ok(Ok(status)) => {
-                statuses.insert(node.clone(), (status.fenced, status.failed));
+                let out_of_service = status.fenced || status.liveness == Liveness::Joining as i32;
+                statuses.insert(node.clone(), (out_of_service, status.failed));
             }
             _ => {
                 silent.insert(node.clone());

@@ -325,8 +325,8 @@ impl LocalCluster {
     /// Restarts storage node `id`: SIGKILLs it if it still runs (a crash, not a
     /// shutdown), starts it again with its original command line (same port,
     /// membership and proxy links), and waits up to `limit` until it answers its
-    /// status itself. Whether it then serves (rejoins) or stays fenced is up to the
-    /// storage protocol.
+    /// status itself. It then rejoins (catches up, then serves) on its own;
+    /// [`StorageClient::wait_until_all_alive`] waits for that.
     pub async fn restart(&mut self, id: &str, limit: Duration) -> anyhow::Result<()> {
         let index = self.membership.index_of(id)?;
         if let Some(mut child) = self.children[index].take() {

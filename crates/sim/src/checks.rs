@@ -182,7 +182,7 @@ impl Outcome<'_> {
     /// nodes lost in the run.
     fn possible_primaries(&self, ids: &[&str], lost: &[usize], key: &str) -> BTreeSet<usize> {
         (0..1usize << lost.len())
-            .map(|mask| {
+            .filter_map(|mask| {
                 let without: BTreeSet<usize> = lost
                     .iter()
                     .enumerate()
@@ -194,7 +194,6 @@ impl Outcome<'_> {
                 })
                 .primary(key)
             })
-            .flatten()
             .collect()
     }
 

@@ -66,12 +66,15 @@ pub enum Sender {
     Client(usize),
 }
 
+/// A node and the process it runs as.
+type Slot = (Arc<Node>, Arc<Process>);
+
 /// The simulated network between the nodes of one run.
 #[derive(Debug)]
 pub struct Network {
     ids: Vec<String>,
     /// The node and process now at each index; a restart installs new ones.
-    slots: Mutex<Vec<Option<(Arc<Node>, Arc<Process>)>>>,
+    slots: Mutex<Vec<Option<Slot>>>,
     /// Directed links that deliver nothing: `(from, to)`.
     cuts: Mutex<BTreeSet<(usize, usize)>>,
     rng: Arc<Mutex<StdRng>>,

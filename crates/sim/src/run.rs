@@ -315,7 +315,9 @@ async fn watch_views(
     trace: Arc<Trace>,
     regressions: Arc<Mutex<Vec<String>>>,
 ) {
-    let mut last: Vec<Option<(u64, Vec<(String, MemberState)>)>> = vec![None; cluster.len()];
+    // Per node: which start of it was sampled, and its view then.
+    type Sample = (u64, Vec<(String, MemberState)>);
+    let mut last: Vec<Option<Sample>> = vec![None; cluster.len()];
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         for (n, node) in cluster.nodes().iter().enumerate() {

@@ -142,7 +142,8 @@ async fn catch_up(
     liveness: Liveness,
 ) -> Option<BTreeSet<RangeId>> {
     let state = &joiner.peering;
-    let mut pending: Option<(BTreeSet<RangeId>, BTreeMap<usize, BTreeSet<RangeId>>)> = None;
+    // The ranges the phase is for, and what each peer still owes of them.
+    let mut pending: Option<(BTreeSet<RangeId>, Owed)> = None;
     loop {
         if state.is_fenced() || state.incarnation() != incarnation {
             return None;
@@ -207,6 +208,9 @@ async fn catch_up(
         }
     }
 }
+
+/// For each peer still to answer a phase, the ranges it has not answered for.
+type Owed = BTreeMap<usize, BTreeSet<RangeId>>;
 
 /// What one handback call came to.
 enum Answer {
