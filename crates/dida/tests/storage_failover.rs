@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use dida_core::Version;
 use dida_local_cluster::{ClusterSpec, LocalCluster};
+use dida_proto::convert::storage_state;
+use dida_proto::storage::Liveness;
 use dida_storage_client::StorageClient;
 
 mod support;
@@ -251,11 +253,12 @@ fn signal(pid: u32, signal: &str) {
 /// itself, and every status says so — `Status`, `dida kv status` — rather than
 /// showing a live node that serves nothing (D2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_node_declared_failed_fences_itself_and_every_status_says_so() {
+async fn a_paused_node_declared_failed_fences_itself_then_rejoins_as_a_new_incarnation() {
     let cluster = cluster().await;
     let client = cluster.client().unwrap();
     let ids: Vec<String> = cluster.ids().collect();
     let victim = ids[1].clone();
+    let before = client.status(&victim).await.unwrap().incarnation;
     let pid = cluster.pids()[1];
     signal(pid, "STOP");
     for node in ids.iter().filter(|id| **id != victim) {
@@ -270,10 +273,23 @@ async fn a_paused_node_declared_failed_fences_itself_and_every_status_says_so() 
         .await;
     }
     signal(pid, "CONT");
+    // On its first probe it hears it was declared failed: it fences itself, drops
+    // what it held, and rejoins as a new incarnation that every node counts alive.
     eventually(
-        Duration::from_secs(10),
-        &format!("the resumed {victim} to fence itself"),
-        || async { client.status(&victim).await.ok()?.fenced.then_some(()) },
+        Duration::from_secs(20),
+        &format!("the resumed {victim} to rejoin as a new incarnation"),
+        || async {
+            let status = client.status(&victim).await.ok()?;
+            let incarnation = status.incarnation;
+            (incarnation > before && storage_state(&status) == "alive").then_some(())?;
+            for node in &ids {
+                let view = client.status(node).await.ok()?.view;
+                let seen = view.iter().find(|m| m.id == victim)?;
+                (seen.incarnation == incarnation && seen.liveness == Liveness::Alive as i32)
+                    .then_some(())?;
+            }
+            Some(())
+        },
     )
     .await;
     let output = tokio::process::Command::new(dida())
@@ -290,16 +306,18 @@ async fn a_paused_node_declared_failed_fences_itself_and_every_status_says_so() 
         .expect("run dida kv status");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
-    assert!(text.contains("fenced"), "{text}");
-    assert!(!text.contains(" alive "), "{text}");
-    // Keys are written, none of them by the fenced node.
-    let fenced_replica = cluster.membership().get(&victim).unwrap().replica;
-    for i in 0..20 {
-        let key = format!("after-pause-{i}");
-        let version = client.write(&key, "v").await.expect("write");
-        assert_ne!(
-            version.replica, fenced_replica,
-            "{key} executed by the fenced node"
-        );
+    assert!(text.contains(" alive "), "{text}");
+    assert!(text.contains("\"incarnation\""), "{text}");
+    // It leads its keys again.
+    client.refresh_view().await;
+    let replica = cluster.membership().get(&victim).unwrap().replica;
+    let led: Vec<String> = (0..200)
+        .map(|i| format!("after-pause-{i}"))
+        .filter(|k| client.primary(k) == victim)
+        .take(5)
+        .collect();
+    for key in &led {
+        let version = client.write(key, "v").await.expect("write");
+        assert_eq!(version.replica, replica, "{key} executed by its primary");
     }
 }

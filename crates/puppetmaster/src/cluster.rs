@@ -16,6 +16,7 @@ use dida_core::script::{NodeDecl, Role};
 use dida_core::Membership;
 use dida_pcs::PcsClient;
 use dida_proto::control::{Flag, StartNodeRequest};
+use dida_proto::convert::storage_state;
 use dida_storage_client::{ClientConfig, StorageClient};
 use futures::future::join_all;
 use tokio::time::Instant;
@@ -23,6 +24,10 @@ use tokio::time::Instant;
 use crate::config::PmConfig;
 use crate::output::{PmEvent, Printer};
 use crate::placement::place;
+
+/// How long the storage nodes of a setup block may take to all count each other
+/// alive (each joins at start).
+const JOIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// How often a restarted node's `Status` is polled until it answers.
 const ANSWER_POLL: Duration = Duration::from_millis(50);
@@ -204,7 +209,22 @@ impl Cluster {
                 format!("the setup block is incomplete: {missing}; no node was started"),
             )];
         }
+        let any_storage = has(Role::Storage);
         let mut failures = self.start_role(&[Role::Storage], debug_sink, printer).await;
+        if failures.is_empty() && any_storage {
+            // Every storage node joins (catches up) before it leads its keys: the
+            // script's first line runs on a settled cluster.
+            let settled = match self.storage_client() {
+                Ok(client) => client
+                    .wait_until_all_alive(JOIN_LIMIT)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = settled {
+                failures.push((first_line, "setup".into(), error));
+            }
+        }
         failures.extend(
             self.start_role(&[Role::Scheduler, Role::Worker], debug_sink, printer)
                 .await,
@@ -373,9 +393,9 @@ impl Cluster {
     }
 
     /// Polls storage node `id`'s `Status` (each call bounded by the RPC deadline)
-    /// until the node itself answers, or `limit` passes; returns how long it took.
-    /// A restarted process that listens may still be loading its state: only its
-    /// own answer says it is back.
+    /// until the node itself answers as alive, or `limit` passes; returns how long
+    /// it took. A restarted process that listens first catches up from its peers
+    /// (it says `joining`): only its own answer as alive says it is back.
     pub async fn wait_until_answering(
         &self,
         id: &str,
@@ -386,15 +406,20 @@ impl Cluster {
         loop {
             let last_error =
                 match tokio::time::timeout(self.config.rpc_deadline, client.status(id)).await {
-                    Ok(Ok(status)) if status.id == id => return Ok(started.elapsed()),
+                    Ok(Ok(status)) if status.id == id && storage_state(&status) == "alive" => {
+                        return Ok(started.elapsed())
+                    }
+                    Ok(Ok(status)) if status.id == id => {
+                        format!("it is {} (catching up)", storage_state(&status))
+                    }
                     Ok(Ok(status)) => format!("its address is served by {}", status.id),
                     Ok(Err(error)) => error.to_string(),
                     Err(_) => format!("no answer within {:?}", self.config.rpc_deadline),
                 };
             if started.elapsed() >= limit {
                 return Err(format!(
-                    "{id} was restarted but did not answer its status within {limit:?} \
-                     ({last_error})"
+                    "{id} was restarted but did not answer its status as alive (rejoined) \
+                     within {limit:?} ({last_error})"
                 ));
             }
             tokio::time::sleep(ANSWER_POLL).await;

@@ -217,7 +217,8 @@ impl Session {
     }
 
     /// `restart <id>`: restarts the node through its PCS, waits (up to
-    /// [`RESTART_ANSWER_LIMIT`]) until it answers its status, and prints that status.
+    /// [`RESTART_ANSWER_LIMIT`]) until it answers its status as alive (rejoined),
+    /// and prints that status.
     async fn restart(&mut self, id: &str) -> Result<(), String> {
         self.cluster.restart(id, &self.printer).await?;
         let took = self
@@ -226,7 +227,7 @@ impl Session {
             .await?;
         self.printer.text(|| {
             format!(
-                "storage {id} answers again ({} ms after it listened)",
+                "storage {id} rejoined ({} ms after it listened)",
                 took.as_millis()
             )
         });

@@ -1,15 +1,15 @@
 //! Deterministic simulation of a dida storage cluster (`dida sim`).
 //!
 //! The real protocol code — [`dida_storage::Node`]: gossip, the crash detector,
-//! anti-entropy, takeover, forwarding — runs five nodes in one process, on an
-//! in-memory network instead of gRPC, with simulated time. The seed decides
+//! anti-entropy, takeover, rejoin, forwarding — runs five nodes in one process, on
+//! an in-memory network instead of gRPC, with simulated time. The seed decides
 //! everything random: message delays (so reordering), losses and duplicates, the
-//! faults (crashes, pauses, symmetric, asymmetric and partial partitions, often of
-//! a key's primary), and the clients' writes, compare-and-swaps and reads. The same
-//! seed gives the same run, event for event.
+//! faults (crashes, restarts, pauses, symmetric, asymmetric and partial partitions,
+//! often of a key's primary), and the clients' writes, compare-and-swaps and reads.
+//! The same seed gives the same run, event for event.
 //!
 //! After each run the checks of docs/protocols.md are applied (V1, V2, W1, W2, G2,
-//! A1, T1, D1, D2), with the fault suite's linearizability checker for W1, and —
+//! A1, T1, D1, D3), with the fault suite's linearizability checker for W1, and —
 //! with `--write-acks` ≥ 2 and the losses within the fault budget — no
 //! acknowledged write may be lost.
 //!
@@ -21,7 +21,8 @@
 //! was missing was a transport trait and a network to put behind it, which is this
 //! crate (about 1,000 lines).
 //!
-//! Modules: [`process`] (up, paused, crashed), [`network`], [`workload`],
+//! Modules: [`process`] (up, paused, crashed), [`network`], [`cluster`] (which
+//! node runs at each index, and restarts), [`workload`],
 //! [`nemesis`], [`checks`], [`trace`], [`run`] (one seed) and [`many`] (many seeds
 //! on all cores).
 
