@@ -50,8 +50,10 @@ impl Cluster {
     }
 
     /// Starts node `index` (again): a new process and node, at a higher incarnation
-    /// than any before. The old node, if any, must have crashed.
-    pub fn start(&self, index: usize) -> anyhow::Result<()> {
+    /// than any before. The old node, if any, must have crashed. With `keep_data`
+    /// the new node starts with every record the old one held, as a node restarted
+    /// on its data directory with `--fsync always` does.
+    pub fn start(&self, index: usize, keep_data: bool) -> anyhow::Result<()> {
         let starts = {
             let mut starts = self.starts.lock().expect("starts lock poisoned");
             starts[index] += 1;
@@ -63,6 +65,11 @@ impl Cluster {
         let process = Process::new();
         if starts > 1 {
             let (old, _) = self.network.slot(index);
+            if keep_data {
+                for record in old.store().records() {
+                    node.store().merge(&record);
+                }
+            }
             self.retired
                 .lock()
                 .expect("retired lock poisoned")

@@ -35,8 +35,9 @@ use crate::trace::Trace;
 pub enum NemesisKind {
     /// Crashes only.
     Kill,
-    /// Crashes, each followed by a restart of the node (empty, a new incarnation)
-    /// after the fault's length.
+    /// Crashes, each followed by a restart of the node after the fault's length, as
+    /// a new incarnation: empty, or (half of the time) with every record it held,
+    /// as on a data directory.
     Restart,
     /// Pauses only (SIGSTOP, then SIGCONT).
     Pause,
@@ -179,6 +180,9 @@ impl Nemesis {
                     rng.random_range(0..3u32),
                 )
             });
+            // Drawn apart, after the others, so that seeds drawn before restarts
+            // could keep their data still run as they did.
+            let keep_data = self.draw(|rng| rng.random_bool(0.5));
             tokio::time::sleep_until(slot_start + offset).await;
             let length = length.min(slot.saturating_sub(offset + Duration::from_secs(3)));
             if lost_nodes(&self.cluster).len() >= self.budget {
@@ -205,7 +209,8 @@ impl Nemesis {
                 }
                 NemesisKind::Restart => {
                     self.cluster.process(victim).set(ProcState::Crashed);
-                    format!("kill {id}, restart after {length:?}")
+                    let data = if keep_data { "on its data" } else { "empty" };
+                    format!("kill {id}, restart {data} after {length:?}")
                 }
                 NemesisKind::Pause => {
                     self.cluster.process(victim).set(ProcState::Paused);
@@ -224,7 +229,7 @@ impl Nemesis {
             }
             tokio::time::sleep(length).await;
             if this == NemesisKind::Restart {
-                if let Err(error) = self.cluster.start(victim) {
+                if let Err(error) = self.cluster.start(victim, keep_data) {
                     self.trace
                         .event(format_args!("nemesis: restart of {id} failed: {error:#}"));
                 }

@@ -169,7 +169,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
         .collect();
     let cluster = Cluster::new(network.clone(), configs);
     for index in 0..NODES {
-        cluster.start(index)?;
+        cluster.start(index, false)?;
     }
 
     let regressions = Arc::new(Mutex::new(Vec::new()));

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use dida_core::{Liveness, MemberState, RangeId, Ring};
+use dida_core::{Liveness, MemberState, RangeId, Record, Ring};
 use dida_proto::convert::{record_from_wire, view_to_wire};
 use dida_proto::storage::{HandbackRequest, RangeDigest};
 use dida_proto::transport::is_connect_failure;
@@ -50,6 +50,8 @@ pub(crate) struct Joiner {
     pub peering: Arc<Peering>,
     pub store: Arc<MultiVersionStore>,
     pub gossip: Arc<Gossip>,
+    /// The replica number this node stamps on the versions it creates.
+    pub replica: u32,
 }
 
 /// Joins at start, and starts over and joins again whenever this incarnation is
@@ -99,14 +101,33 @@ fn start_over(joiner: &Joiner) {
 }
 
 /// Both phases, then alive. Returns early if the node is fenced meanwhile.
+///
+/// A node that kept records from an earlier life (a data directory) and finds that
+/// another node wrote one of its keys while it was out drops them and starts the
+/// phases over empty: what it kept may include a write of its own that was never
+/// acknowledged, which must not resurface after the interim primary's writes (a
+/// CAS it executed compared against a value since replaced). Its acknowledged
+/// writes are on other replicas (`--write-acks` ≥ 2) and come back in the phases.
 async fn join(joiner: &Joiner) {
     let state = &joiner.peering;
     let incarnation = state.incarnation();
     let mut caught_up = BTreeSet::new();
-    for liveness in [Liveness::Joining, Liveness::Alive] {
-        match catch_up(joiner, incarnation, liveness).await {
-            Some(ranges) => caught_up = ranges,
-            None => return,
+    let mut kept = joiner.store.counts().1 > 0;
+    let mut phases = [Liveness::Joining, Liveness::Alive].into_iter();
+    while let Some(liveness) = phases.next() {
+        match catch_up(joiner, incarnation, liveness, kept).await {
+            Phase::Done(ranges) => caught_up = ranges,
+            Phase::Interrupted => return,
+            Phase::Diverged => {
+                warn!(
+                    node = state.id(),
+                    "another node wrote this node's keys while it was out: it drops the \
+                     records it kept and catches up from its peers"
+                );
+                joiner.store.clear();
+                kept = false;
+                phases = [Liveness::Joining, Liveness::Alive].into_iter();
+            }
         }
     }
     let alive = MemberState {
@@ -132,21 +153,28 @@ async fn join(joiner: &Joiner) {
     }
 }
 
+/// How a phase ended.
+enum Phase {
+    /// Every peer answered: these ranges are caught up.
+    Done(BTreeSet<RangeId>),
+    /// The node was fenced (or started over) meanwhile.
+    Interrupted,
+    /// A peer holds a version of one of this node's keys that another node created
+    /// and this node lacks, while this node kept records from an earlier life.
+    Diverged,
+}
+
 /// One phase: a handback announcing `liveness` to every peer not counted failed,
 /// repeated until each has answered for every range this node will replicate, or
-/// is not running, or was declared failed. Returns the ranges caught up; `None`
-/// if the node was fenced (or started over) meanwhile.
-async fn catch_up(
-    joiner: &Joiner,
-    incarnation: u64,
-    liveness: Liveness,
-) -> Option<BTreeSet<RangeId>> {
+/// is not running, or was declared failed. `kept`: whether the node's records come
+/// from an earlier life, so that a divergence ends the phase.
+async fn catch_up(joiner: &Joiner, incarnation: u64, liveness: Liveness, kept: bool) -> Phase {
     let state = &joiner.peering;
     // The ranges the phase is for, and what each peer still owes of them.
     let mut pending: Option<(BTreeSet<RangeId>, Owed)> = None;
     loop {
         if state.is_fenced() || state.incarnation() != incarnation {
-            return None;
+            return Phase::Interrupted;
         }
         let view = state.view.current();
         let target = state.view.ring_with_alive(&view, state.me);
@@ -167,7 +195,7 @@ async fn catch_up(
         // A peer declared failed meanwhile executes nothing more (D2).
         waiting.retain(|&peer, _| !view.is_failed(peer));
         if waiting.is_empty() {
-            return Some(needed);
+            return Phase::Done(needed);
         }
         let mut announced = view.members.clone();
         announced.merge(
@@ -179,13 +207,15 @@ async fn catch_up(
         );
         let wire_view = view_to_wire(&state.config.membership, &announced);
         let peers: Vec<usize> = waiting.keys().copied().collect();
+        let divergence = kept.then_some(&*target);
         let calls = peers.iter().map(|&peer| {
             let ranges: Vec<RangeId> = waiting[&peer].iter().copied().collect();
-            handback_from(joiner, peer, wire_view.clone(), ranges)
+            handback_from(joiner, peer, wire_view.clone(), ranges, divergence)
         });
         let answers = join_all(calls).await;
         for (peer, answer) in peers.into_iter().zip(answers) {
             match answer {
+                Answer::Diverged => return Phase::Diverged,
                 Answer::Complete(ranges) => {
                     let left = waiting.get_mut(&peer).expect("waiting peer");
                     for range in ranges {
@@ -216,6 +246,9 @@ type Owed = BTreeMap<usize, BTreeSet<RangeId>>;
 enum Answer {
     /// The peer answered; these ranges are done.
     Complete(Vec<RangeId>),
+    /// The peer holds a version of a key this node leads in the target ring that
+    /// another node created and this node lacks (checked only when asked).
+    Diverged,
     /// The peer refused the connection: it is not running.
     NotRunning,
     /// No answer (timeout, pause, partition) or a refusal: ask again.
@@ -223,12 +256,15 @@ enum Answer {
 }
 
 /// One `Handback` to `peer` for `ranges` (of the initial ring), merging what it
-/// returns.
+/// returns. With `divergence` (the ring this node joins), a returned version of a
+/// key this node leads there, created by another node and missing here, is reported
+/// instead of merged.
 async fn handback_from(
     joiner: &Joiner,
     peer: usize,
     view: Vec<dida_proto::storage::MemberView>,
     ranges: Vec<RangeId>,
+    divergence: Option<&Ring>,
 ) -> Answer {
     let state = &joiner.peering;
     let initial = state.view.initial_ring();
@@ -247,11 +283,27 @@ async fn handback_from(
     };
     match state.transport.handback(peer, request).await {
         Ok(reply) => {
-            let mut merged = 0;
-            for wire in reply.records {
-                if let Ok(record) = record_from_wire(wire) {
-                    merged += usize::from(joiner.store.merge(&record));
+            let records: Vec<Record> = reply
+                .records
+                .into_iter()
+                .filter_map(|wire| record_from_wire(wire).ok())
+                .collect();
+            if let Some(target) = divergence {
+                let written_elsewhere = records.iter().any(|record| {
+                    record.version.replica != joiner.replica
+                        && target.primary(&record.key) == Some(state.me)
+                        && joiner
+                            .store
+                            .read(&record.key, Some(record.version))
+                            .is_none()
+                });
+                if written_elsewhere {
+                    return Answer::Diverged;
                 }
+            }
+            let mut merged = 0;
+            for record in &records {
+                merged += usize::from(joiner.store.merge(record));
             }
             if merged > 0 {
                 debug!(

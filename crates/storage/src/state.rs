@@ -98,6 +98,7 @@ impl Node {
                 peering: self.peering.clone(),
                 store: self.store.clone(),
                 gossip: self.gossip.clone(),
+                replica: self.replica,
             })
             .boxed(),
         );
