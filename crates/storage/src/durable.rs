@@ -224,6 +224,12 @@ impl Durable {
         log.appended
     }
 
+    /// The number of the last entry appended: waiting for it covers everything
+    /// the store has logged so far.
+    pub(crate) fn appended(&self) -> u64 {
+        self.lock().appended
+    }
+
     /// Marks compaction due, and wakes the background thread, when the log has
     /// outgrown the snapshot.
     fn check_size(&self, log: &mut Log) {

@@ -219,7 +219,8 @@ impl MultiVersionStore {
     }
 
     /// Executes a conditional update as the key's primary: writes `new` only if the
-    /// newest value is `old`. A key with no value never matches.
+    /// newest value is `old`. A key with no value never matches. A mismatch, too,
+    /// waits for the log to be durable (see below).
     pub fn update_if_value_is(&self, key: &str, old: &str, new: &str, replica: u32) -> CasOutcome {
         let (record, entry) = {
             let mut shard = self.shard(key).write().expect("store lock poisoned");
@@ -231,13 +232,16 @@ impl MultiVersionStore {
                 Some((_, current)) if current == old => {
                     let record = self.append(key, versions, tally, new, replica);
                     let entry = self.log(&record);
-                    (record, entry)
+                    (Some(record), entry)
                 }
-                _ => return CasOutcome::Mismatch,
+                // The answer reveals the value compared against, which must then
+                // be as durable as a write the node acknowledged: it was logged
+                // before now, so a sync of all appended so far covers it.
+                _ => (None, self.durable.as_ref().map(|d| d.appended())),
             }
         };
         self.wait_durable(entry);
-        CasOutcome::Applied(record)
+        record.map_or(CasOutcome::Mismatch, CasOutcome::Applied)
     }
 
     fn append(
