@@ -155,6 +155,12 @@ for setting in "${settings[@]}"; do
     --replication-factor "$rf" --write-acks "$acks" --gossip-delay "$gossip" --json
 done
 
+# 4b. What durability costs: the same workloads in memory and with a data directory
+# per node in each --fsync mode, one fresh cluster per mode.
+run durability "$dida" bench storage --no-redis --concurrency 1,16 \
+  --duration "$settings_duration" --warmup "$warmup" \
+  --durability memory,never,batch,always --json
+
 # 5. Crashes: dida faults, the first run with a timeline when dida faults has one.
 timeline=()
 if "$dida" faults --help | grep -q -- '--timeline'; then

@@ -62,6 +62,9 @@ pub(crate) struct Setup {
     pub cores: usize,
     /// The Redis baseline: what was measured, or why it was not.
     pub redis: String,
+    /// Where the nodes keep their records: `memory`, or the `--fsync` of their
+    /// data directories (`never`, `batch`, `always`).
+    pub durability: &'static str,
 }
 
 /// One measurement, summarised for the report.
@@ -212,6 +215,7 @@ impl Printer {
                 "warmup_s": setup.warmup.as_secs_f64(),
                 "cores": setup.cores,
                 "redis": setup.redis,
+                "durability": setup.durability,
             });
             println!("{line}");
             return;
@@ -240,6 +244,7 @@ impl Printer {
         );
         println!("  machine:            {} cores available", setup.cores);
         println!("  redis:              {}", setup.redis);
+        println!("  durability:         {}", setup.durability);
         println!();
         self.header(RedisColumn::Ratio(None));
     }

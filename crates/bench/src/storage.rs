@@ -8,6 +8,11 @@
 //! target node, so each row's "vs ping" and "vs redis" compare runs made moments
 //! apart under the same conditions. Redis is started from PATH unless `--no-redis`
 //! or `--redis-url` says otherwise (see `crate::redis`).
+//!
+//! `--durability memory,never,batch,always` measures the same workloads once per
+//! mode, each on a fresh local cluster (in memory, or with a data directory per
+//! node and that `--fsync`), and ends with every mode's throughput over the
+//! in-memory cluster's: what durability costs, measured in one run.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -19,8 +24,10 @@ use dida_core::limits::check_value;
 use dida_core::Membership;
 use dida_local_cluster::{current_dida, ClusterSpec, LocalCluster};
 use dida_storage_client::{ClientConfig, StorageClient};
+use serde_json::json;
 
 use crate::closed_loop::{self, Measurement, Operation};
+use crate::durable_cluster::{DurableCluster, DurableSpec};
 use crate::redis::{self, Redis, RedisBaseline, RedisChoice};
 use crate::report::{self, ratio, Printer, Row, Setup};
 use crate::workload::{self, Workload};
@@ -78,6 +85,44 @@ pub(crate) struct StorageBenchArgs {
     /// starting redis-server; its keys dida-bench:* are deleted at the end.
     #[arg(long, value_name = "URL", value_parser = redis::parse_redis_url)]
     redis_url: Option<String>,
+    /// How the local cluster keeps its records, one fresh cluster per mode listed:
+    /// memory (the default), or a data directory per node with --fsync never,
+    /// batch or always. With several, the report ends with each mode's
+    /// throughput over memory's (list memory first). Redis is measured in the
+    /// first mode's run only.
+    #[arg(long, value_delimiter = ',', default_value = "memory")]
+    durability: Vec<Durability>,
+}
+
+/// Where the measured nodes keep their records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Durability {
+    /// In memory only, as the course's rule has it.
+    Memory,
+    /// A data directory per node, `--fsync never`.
+    Never,
+    /// A data directory per node, `--fsync batch`.
+    Batch,
+    /// A data directory per node, `--fsync always`.
+    Always,
+}
+
+impl Durability {
+    /// The mode's name on the command line and in reports.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Never => "never",
+            Self::Batch => "batch",
+            Self::Always => "always",
+        }
+    }
+}
+
+/// A cluster this run started, of either kind.
+enum Started {
+    Memory(Box<LocalCluster>),
+    Durable(DurableCluster, tempfile::TempDir),
 }
 
 impl StorageBenchArgs {
@@ -138,48 +183,141 @@ pub(crate) fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
 /// Runs `dida bench storage`.
 pub(crate) async fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
     ensure!(args.keys > 0, "--keys must be at least 1");
+    ensure!(
+        !args.durability.is_empty(),
+        "--durability needs at least one mode"
+    );
+    ensure!(
+        args.peers.is_none() || args.durability == [Durability::Memory],
+        "--durability applies to the local cluster only, not to --peers"
+    );
     let value = "v".repeat(args.value_size);
     check_value(&value).context("--value-size is too large")?;
 
-    let (cluster, membership) = match &args.peers {
-        Some(peers) => (None, Membership::parse(peers).context("invalid --peers")?),
-        None => {
-            let cluster = start_cluster(&args).await?;
-            let membership = cluster.membership().clone();
-            (Some(cluster), membership)
-        }
-    };
-    let outcome = measure_all(&args, membership, value).await;
-    let stopped = match cluster {
-        Some(cluster) => stop_cluster(cluster).await,
-        None => Ok(()),
-    };
-    outcome?;
-    stopped
+    if let Some(peers) = &args.peers {
+        let membership = Membership::parse(peers).context("invalid --peers")?;
+        return measure_all(&args, membership, value, Durability::Memory, true)
+            .await
+            .map(drop);
+    }
+    let mut runs = Vec::new();
+    for (i, &mode) in args.durability.iter().enumerate() {
+        let cluster = start_cluster(&args, mode).await?;
+        let membership = match &cluster {
+            Started::Memory(cluster) => cluster.membership().clone(),
+            Started::Durable(cluster, _) => cluster.membership().clone(),
+        };
+        let outcome = measure_all(&args, membership, value.clone(), mode, i == 0).await;
+        let stopped = match cluster {
+            Started::Memory(cluster) => stop_cluster(*cluster).await,
+            // Dropping the cluster kills its nodes, then the directories go.
+            Started::Durable(cluster, root) => {
+                drop(cluster);
+                root.close()
+                    .context("cannot remove the nodes' data directories")
+            }
+        };
+        runs.push((mode, outcome?));
+        stopped?;
+    }
+    if runs.len() > 1 {
+        print_durability_costs(Printer { json: args.json }, &runs);
+    }
+    Ok(())
 }
 
-/// Starts the local cluster the benchmark measures when no --peers are given.
-async fn start_cluster(args: &StorageBenchArgs) -> anyhow::Result<LocalCluster> {
+/// Prints each mode's throughput over the first mode's (memory's, when listed
+/// first) for every workload and concurrency both measured.
+fn print_durability_costs(printer: Printer, runs: &[(Durability, Vec<Row>)]) {
+    let (base_mode, base_rows) = &runs[0];
+    if !printer.json {
+        println!();
+        println!("durability: ops/s of each mode over {}'s", base_mode.name());
+        println!(
+            "{:<10} {:<8} {:>11} {:>10} {:>9} {:>9} {:>10}",
+            "workload", "mode", "concurrency", "ops/s", "p50 (µs)", "p99 (µs)", "vs base"
+        );
+    }
+    for (mode, rows) in runs {
+        for row in rows.iter().filter(|r| !r.workload.starts_with("redis")) {
+            let base = base_rows
+                .iter()
+                .find(|b| b.workload == row.workload && b.concurrency == row.concurrency);
+            let vs_base = base.and_then(|b| ratio(row.ops_per_sec, b.ops_per_sec));
+            if printer.json {
+                let line = json!({
+                    "kind": "durability",
+                    "durability": mode.name(),
+                    "base": base_mode.name(),
+                    "workload": row.workload,
+                    "concurrency": row.concurrency,
+                    "ops_per_sec": row.ops_per_sec,
+                    "p50_us": row.p50_us,
+                    "p99_us": row.p99_us,
+                    "errors": row.errors,
+                    "vs_base": vs_base,
+                });
+                println!("{line}");
+            } else {
+                println!(
+                    "{:<10} {:<8} {:>11} {:>10.0} {:>9} {:>9} {:>10}",
+                    row.workload,
+                    mode.name(),
+                    row.concurrency,
+                    row.ops_per_sec,
+                    row.p50_us,
+                    row.p99_us,
+                    vs_base.map_or("-".to_string(), |r| format!("{r:.2}×"))
+                );
+            }
+        }
+    }
+}
+
+/// Starts the local cluster the benchmark measures when no --peers are given, in
+/// memory or on data directories in a temporary root.
+async fn start_cluster(args: &StorageBenchArgs, mode: Durability) -> anyhow::Result<Started> {
     ensure!(
         (1..=args.replication_factor).contains(&args.write_acks),
         "--write-acks must be from 1 to the replication factor ({})",
         args.replication_factor
     );
-    let spec = ClusterSpec {
+    let failed = || {
+        format!(
+            "cannot start a local cluster of {} storage nodes ({})",
+            args.nodes,
+            mode.name()
+        )
+    };
+    if mode == Durability::Memory {
+        let spec = ClusterSpec {
+            nodes: args.nodes,
+            replication_factor: args.replication_factor,
+            write_acks: args.write_acks,
+            gossip_delays_ms: vec![args.gossip_delay; args.nodes],
+            ..ClusterSpec::default()
+        };
+        let cluster = LocalCluster::start(&current_dida()?, spec)
+            .await
+            .with_context(failed)?;
+        return Ok(Started::Memory(Box::new(cluster)));
+    }
+    let root = tempfile::Builder::new()
+        .prefix("dida-bench-data-")
+        .tempdir()
+        .context("cannot create the nodes' data directories")?;
+    let spec = DurableSpec {
         nodes: args.nodes,
         replication_factor: args.replication_factor,
         write_acks: args.write_acks,
-        gossip_delays_ms: vec![args.gossip_delay; args.nodes],
-        ..ClusterSpec::default()
+        gossip_delay_ms: args.gossip_delay,
+        fsync: mode.name().to_string(),
+        root: root.path().to_path_buf(),
     };
-    LocalCluster::start(&current_dida()?, spec)
+    let cluster = DurableCluster::start(&current_dida()?, spec)
         .await
-        .with_context(|| {
-            format!(
-                "cannot start a local cluster of {} storage nodes",
-                args.nodes
-            )
-        })
+        .with_context(failed)?;
+    Ok(Started::Durable(cluster, root))
 }
 
 /// Stops every storage node of the local cluster and reaps its process. A scheduler
@@ -196,12 +334,14 @@ pub(crate) async fn stop_cluster(mut cluster: LocalCluster) -> anyhow::Result<()
 }
 
 /// Prepares the workloads, then measures every workload at every concurrency and
-/// prints the report.
+/// prints the report; returns its rows. Redis is measured only `with_redis`.
 async fn measure_all(
     args: &StorageBenchArgs,
     membership: Membership,
     value: String,
-) -> anyhow::Result<()> {
+    durability: Durability,
+    with_redis: bool,
+) -> anyhow::Result<Vec<Row>> {
     let target = args.target.clone();
     membership
         .index_of(&target)
@@ -212,8 +352,13 @@ async fn measure_all(
     };
     let value: Arc<str> = value.into();
     // Redis commands get the deadline every dida request gets.
+    let redis_choice = if with_redis {
+        args.redis_choice()
+    } else {
+        RedisChoice::Skip
+    };
     let (redis, redis_setup) =
-        match redis::prepare(&args.redis_choice(), args.keys, &value, config.deadline).await? {
+        match redis::prepare(&redis_choice, args.keys, &value, config.deadline).await? {
             RedisBaseline::Ready(redis) => {
                 let description = redis.description().to_string();
                 (Some(*redis), description)
@@ -238,6 +383,7 @@ async fn measure_all(
         warmup: args.warmup,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         redis: redis_setup,
+        durability: durability.name(),
     };
     let client =
         StorageClient::new(membership, config).context("cannot create a storage client")?;
@@ -281,7 +427,8 @@ async fn measure_all(
         }
     }
     printer.verdicts(&[report::verdict(&rows), report::redis_verdict(&rows)]);
-    bench.finish().await
+    bench.finish().await?;
+    Ok(rows)
 }
 
 /// Everything the workloads share: the client, the target node, the keys chosen so
@@ -470,6 +617,20 @@ mod tests {
         assert_eq!((default.write_acks, default.gossip_delay), (1, 0));
         let given = parse(&["--write-acks", "2", "--gossip-delay", "100"]);
         assert_eq!((given.write_acks, given.gossip_delay), (2, 100));
+    }
+
+    #[test]
+    fn durability_defaults_to_memory_and_takes_a_list() {
+        let parse = |flags: &[&str]| {
+            let argv = std::iter::once("storage").chain(flags.iter().copied());
+            Cli::try_parse_from(argv).map(|cli| cli.args.durability)
+        };
+        assert_eq!(parse(&[]).unwrap(), vec![Durability::Memory]);
+        assert_eq!(
+            parse(&["--durability", "memory,always,batch"]).unwrap(),
+            vec![Durability::Memory, Durability::Always, Durability::Batch]
+        );
+        assert!(parse(&["--durability", "disk"]).is_err());
     }
 
     #[test]

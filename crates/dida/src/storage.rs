@@ -1,11 +1,13 @@
 //! `dida storage`: flags of a storage node.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use dida_core::membership::NodeUrl;
 use dida_core::Membership;
+use dida_storage::config::FsyncPolicy;
 use dida_storage::StorageConfig;
 
 /// Flags of `dida storage`.
@@ -57,6 +59,14 @@ pub struct StorageArgs {
     /// proxy or a NAT in between; the fault suite partitions nodes this way).
     #[arg(long, default_value = "")]
     dial: String,
+    /// Directory where this node keeps its records, to recover them after a
+    /// restart; without it the node holds them in memory only. See docs/durability.md.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// With --data-dir, when records reach the disk: always (before each is
+    /// acknowledged), batch (within 10 ms) or never (left to the OS).
+    #[arg(long, default_value_t = FsyncPolicy::Always, requires = "data_dir")]
+    fsync: FsyncPolicy,
 }
 
 impl StorageArgs {
@@ -91,6 +101,8 @@ impl StorageArgs {
         config.probe_interval = Duration::from_millis(self.probe_interval);
         config.probe_timeout = Duration::from_millis(self.probe_timeout);
         config.suspicion_timeout = Duration::from_millis(self.suspicion_timeout);
+        config.data_dir = self.data_dir;
+        config.fsync = self.fsync;
         if !self.dial.is_empty() {
             for member in Membership::parse(&self.dial)
                 .context("invalid --dial")?

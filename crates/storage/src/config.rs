@@ -3,6 +3,9 @@
 //! setting depends on this alone.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -55,6 +58,13 @@ pub struct StorageConfig {
     /// [`StorageConfig::new`] takes the wall clock in milliseconds, which grows from
     /// one start to the next; the simulator numbers restarts instead.
     pub incarnation: u64,
+    /// Where this node keeps its records on disk (`--data-dir`); `None` keeps them
+    /// in memory only, as the course's rule has it, and a restarted node starts
+    /// empty. See docs/durability.md.
+    pub data_dir: Option<PathBuf>,
+    /// When a record logged to `data_dir` reaches the disk (`--fsync`); unused
+    /// without a data directory.
+    pub fsync: FsyncPolicy,
 }
 
 /// An incarnation for a process starting now: the wall clock in milliseconds
@@ -66,11 +76,57 @@ pub fn incarnation_now() -> u64 {
     (since_epoch.as_millis() as u64).max(1)
 }
 
+/// When a durable node's records reach the disk, relative to the node
+/// acknowledging them. A trade between what a crash of the machine (not just of the
+/// process: the operating system keeps what was written in every mode) may lose and
+/// how fast writes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// Every record is on disk before the node acknowledges it; concurrent writers
+    /// share one fsync (group commit). Loses nothing acknowledged.
+    #[default]
+    Always,
+    /// A background flusher syncs the log every [`BATCH_INTERVAL`]: a machine crash
+    /// may lose what was acknowledged within that interval.
+    Batch,
+    /// The log is written to the operating system and never synced by the node:
+    /// a machine crash may lose whatever the OS had not yet written back.
+    Never,
+}
+
+/// How often the flusher of [`FsyncPolicy::Batch`] syncs the log: the most a machine
+/// crash can lose in that mode, short enough to be a few requests' latency.
+pub const BATCH_INTERVAL: Duration = Duration::from_millis(10);
+
+impl FromStr for FsyncPolicy {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        match text {
+            "always" => Ok(Self::Always),
+            "batch" => Ok(Self::Batch),
+            "never" => Ok(Self::Never),
+            other => bail!("unknown fsync policy {other:?}: expected always, batch or never"),
+        }
+    }
+}
+
+impl fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Always => "always",
+            Self::Batch => "batch",
+            Self::Never => "never",
+        })
+    }
+}
+
 impl StorageConfig {
     /// A configuration with the platform's defaults: replication factor 3, 5 versions,
     /// acknowledgement by the primary alone, 128 virtual nodes, one anti-entropy round
     /// per second, 2 s call deadlines, a 5 s acknowledgement timeout, and crash
-    /// detection probing every 250 ms with 500 ms probes and 1.5 s of suspicion.
+    /// detection probing every 250 ms with 500 ms probes and 1.5 s of suspicion; in
+    /// memory only (no data directory).
     pub fn new(id: impl Into<String>, membership: Membership) -> Self {
         Self {
             id: id.into(),
@@ -89,6 +145,8 @@ impl StorageConfig {
             dial_overrides: BTreeMap::new(),
             fence: true,
             incarnation: incarnation_now(),
+            data_dir: None,
+            fsync: FsyncPolicy::Always,
         }
     }
 

@@ -7,6 +7,9 @@
 //! - [`store`]: the multi-version store itself, which keeps the digests anti-entropy
 //!   compares current as records change (`digest`), bucketed by the arcs of the ring
 //!   with every node alive (`arcs`) so that they stay valid in every view;
+//! - [`durable`] (with `wal`, the log's format, and `data_dir`, the directory's lock
+//!   and identity): with `--data-dir`, the store's log and snapshot, group commit
+//!   and recovery after a restart (docs/durability.md);
 //! - [`config`]: the node's settings and their checks;
 //! - [`node`]: start-up and shutdown, in-process or as a process;
 //! - `api`: the client-facing gRPC service (read, write, conditional update, list,
@@ -31,8 +34,10 @@ mod api;
 mod arcs;
 mod client_handlers;
 pub mod config;
+mod data_dir;
 mod detector;
 mod digest;
+pub mod durable;
 mod gossip;
 mod grpc_peers;
 pub mod node;
@@ -46,6 +51,7 @@ pub mod store;
 mod suspicion;
 pub mod transport;
 mod view;
+mod wal;
 
 pub use config::StorageConfig;
 pub use node::NodeHandle;

@@ -45,7 +45,7 @@ impl Node {
                 }
             }
             let joining = view.members.get(state.me).liveness == Liveness::Joining;
-            let mut applied = 0;
+            let mut accepted = Vec::with_capacity(request.records.len());
             for wire in request.records {
                 let record =
                     record_from_wire(wire).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -55,10 +55,10 @@ impl Node {
                     warn!(node = state.id(), from = %request.from, key = %record.key, "refused a pushed record this node does not replicate");
                     continue;
                 }
-                if self.store.merge(&record) {
-                    applied += 1;
-                }
+                accepted.push(record);
             }
+            // One call, so that with --fsync always one sync covers the push.
+            let applied = self.store.merge_all(&accepted) as u32;
             Ok(PushReply { applied })
         })
     }

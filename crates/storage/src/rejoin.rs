@@ -17,7 +17,9 @@
 //!    executed before (invariant H1). Its reply carries what changed since phase 1.
 //!
 //! Once every such peer has answered phase 2 (or refused the connection, so it is
-//! not running and executes nothing, or been declared failed), this node holds
+//! not running and executes nothing — a node with a data directory waits for it
+//! instead, since it may come back with writes — or been declared failed), this
+//! node holds
 //! every write any of them executed of its keys, and none executes more: it turns
 //! alive in its own view and takes its keys back with no write executed by two
 //! primaries and versions still increasing. A peer that neither answers nor is
@@ -208,6 +210,7 @@ async fn catch_up(joiner: &Joiner, incarnation: u64, liveness: Liveness, kept: b
         let wire_view = view_to_wire(&state.config.membership, &announced);
         let peers: Vec<usize> = waiting.keys().copied().collect();
         let divergence = kept.then_some(&*target);
+        let durable = state.config.data_dir.is_some();
         let calls = peers.iter().map(|&peer| {
             let ranges: Vec<RangeId> = waiting[&peer].iter().copied().collect();
             handback_from(joiner, peer, wire_view.clone(), ranges, divergence)
@@ -225,9 +228,13 @@ async fn catch_up(joiner: &Joiner, incarnation: u64, liveness: Liveness, kept: b
                         waiting.remove(&peer);
                     }
                 }
-                Answer::NotRunning => {
+                // A node without a data directory that is not running holds
+                // nothing when it comes back; a durable one may hold writes this
+                // node lacks, so it is waited for (until declared failed).
+                Answer::NotRunning if !durable => {
                     waiting.remove(&peer);
                 }
+                Answer::NotRunning => {}
                 Answer::Silent => {}
             }
         }

@@ -24,6 +24,7 @@ use tracing::info;
 use crate::anti_entropy::{self, Repairer};
 use crate::config::StorageConfig;
 use crate::detector;
+use crate::durable::Persistence;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
 use crate::rejoin::{self, Joiner};
@@ -63,10 +64,11 @@ impl Node {
         let config = &peering.config;
         Ok(Self {
             replica: config.membership.members()[peering.me].replica,
-            store: Arc::new(MultiVersionStore::new(
+            store: Arc::new(MultiVersionStore::open(
                 config.max_versions,
                 peering.view.initial_ring(),
-            )),
+                Persistence::of(config).as_ref(),
+            )?),
             gossip: Arc::new(Gossip::new(
                 config.membership.len(),
                 peering.me,

@@ -11,16 +11,24 @@
 //! range, in any view, is a sum over the shards of its arcs, and the keys of one range
 //! are found without reading the others: what anti-entropy costs depends on the
 //! number of ranges and on how much replicas differ, not on how much data they hold.
+//!
+//! A store opened with a [`Persistence`] also logs every record it takes in —
+//! written, conditionally updated or merged — before the method taking it in
+//! returns, and recovers them when reopened (see [`crate::durable`]). The log entry
+//! is appended under the shard's lock, so a key's entries are in the order its
+//! versions were applied; with `--fsync always` the method then waits, without the
+//! lock, for a sync covering its entry.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use dida_core::ring::key_hash;
 use dida_core::{RangeId, Record, Ring, Version};
 
 use crate::arcs::Arcs;
 use crate::digest::Tally;
+use crate::durable::{Durable, DurableLog, Persistence};
 
 /// The fewest shards a store has: with few arcs (few nodes or vnodes) each arc gets
 /// several, so that concurrent requests still rarely contend.
@@ -35,10 +43,13 @@ pub struct MultiVersionStore {
     arcs: Arcs,
     /// Shards per arc; arc `a` owns `shards[a * shards_per_arc..(a + 1) * shards_per_arc]`.
     shards_per_arc: usize,
-    shards: Vec<RwLock<Shard>>,
+    /// Shared with the log's background thread, which reads them to compact.
+    shards: Arc<[RwLock<Shard>]>,
     max_versions: usize,
     /// Keys visited by walks over many keys (listing, anti-entropy's key exchange).
     keys_visited: AtomicU64,
+    /// Where records are logged; `None` for a store in memory only.
+    durable: Option<DurableLog>,
 }
 
 /// The keys of one shard and the tally of their records.
@@ -74,6 +85,77 @@ impl MultiVersionStore {
             shards_per_arc,
             max_versions: max_versions.max(1),
             keys_visited: AtomicU64::new(0),
+            durable: None,
+        }
+    }
+
+    /// Like [`MultiVersionStore::new`], persisting to `persistence` when given: the
+    /// records its directory holds are recovered first (keeping `max_versions` of
+    /// each key, which may differ from the last run's). Fails, changing nothing on
+    /// disk, when the directory is in use, belongs to another node or cluster, or is
+    /// damaged anywhere but in its last entry.
+    pub fn open(
+        max_versions: usize,
+        first: &Ring,
+        persistence: Option<&Persistence>,
+    ) -> anyhow::Result<Self> {
+        let mut store = Self::new(max_versions, first);
+        let Some(persistence) = persistence else {
+            return Ok(store);
+        };
+        let durable = Durable::open(persistence, |record| {
+            store.merge_in_memory(&record);
+        })?;
+        let shards = store.shards.clone();
+        store.durable = Some(durable.start(Box::new(move |visit| visit_records(&shards, visit)))?);
+        let (keys, records) = store.counts();
+        tracing::info!(
+            dir = %persistence.dir.display(),
+            fsync = %persistence.fsync,
+            keys,
+            records,
+            "recovered the store from its data directory"
+        );
+        Ok(store)
+    }
+
+    /// Drops every record, and with persistence empties the data directory durably
+    /// before returning: a node that rejoins after being declared failed starts over
+    /// empty, and must not find its old records after a restart either.
+    pub fn clear(&self) {
+        let exclusive = self.durable.as_ref().map(|d| d.exclusive());
+        let mut shards: Vec<_> = self
+            .shards
+            .iter()
+            .map(|s| s.write().expect("store lock poisoned"))
+            .collect();
+        for shard in &mut shards {
+            **shard = Shard::default();
+        }
+        if let (Some(durable), Some(exclusive)) = (&self.durable, &exclusive) {
+            durable.clear(exclusive);
+        }
+    }
+
+    /// Rewrites the data directory as a snapshot of the records held, dropping the
+    /// log it covers (the log's background thread does so on its own when the log
+    /// outgrows the snapshot). Does nothing for a store in memory only.
+    pub fn compact(&self) -> anyhow::Result<()> {
+        match &self.durable {
+            Some(durable) => durable.compact(&|visit| visit_records(&self.shards, visit)),
+            None => Ok(()),
+        }
+    }
+
+    /// Logs `record` if the store is persistent; the entry to [`Self::wait_durable`] for.
+    fn log(&self, record: &Record) -> Option<u64> {
+        self.durable.as_ref().map(|d| d.append(record))
+    }
+
+    /// Waits until `entry` is as durable as the fsync policy asks.
+    fn wait_durable(&self, entry: Option<u64>) {
+        if let (Some(durable), Some(entry)) = (&self.durable, entry) {
+            durable.wait(entry);
         }
     }
 
@@ -124,26 +206,42 @@ impl MultiVersionStore {
     /// Executes a write as the key's primary: the new version's number is one more than
     /// the highest this replica knows for the key, stamped with `replica`.
     pub fn write(&self, key: &str, value: &str, replica: u32) -> Record {
-        let mut shard = self.shard(key).write().expect("store lock poisoned");
-        let Shard { keys, tally } = &mut *shard;
-        let versions = keys.entry(key.to_string()).or_default();
-        self.append(key, versions, tally, value, replica)
+        let (record, entry) = {
+            let mut shard = self.shard(key).write().expect("store lock poisoned");
+            let Shard { keys, tally } = &mut *shard;
+            let versions = keys.entry(key.to_string()).or_default();
+            let record = self.append(key, versions, tally, value, replica);
+            let entry = self.log(&record);
+            (record, entry)
+        };
+        self.wait_durable(entry);
+        record
     }
 
     /// Executes a conditional update as the key's primary: writes `new` only if the
-    /// newest value is `old`. A key with no value never matches.
+    /// newest value is `old`. A key with no value never matches. A mismatch, too,
+    /// waits for the log to be durable (see below).
     pub fn update_if_value_is(&self, key: &str, old: &str, new: &str, replica: u32) -> CasOutcome {
-        let mut shard = self.shard(key).write().expect("store lock poisoned");
-        let Shard { keys, tally } = &mut *shard;
-        let Some(versions) = keys.get_mut(key) else {
-            return CasOutcome::Mismatch;
-        };
-        match versions.last_key_value() {
-            Some((_, current)) if current == old => {
-                CasOutcome::Applied(self.append(key, versions, tally, new, replica))
+        let (record, entry) = {
+            let mut shard = self.shard(key).write().expect("store lock poisoned");
+            let Shard { keys, tally } = &mut *shard;
+            let Some(versions) = keys.get_mut(key) else {
+                return CasOutcome::Mismatch;
+            };
+            match versions.last_key_value() {
+                Some((_, current)) if current == old => {
+                    let record = self.append(key, versions, tally, new, replica);
+                    let entry = self.log(&record);
+                    (Some(record), entry)
+                }
+                // The answer reveals the value compared against, which must then
+                // be as durable as a write the node acknowledged: it was logged
+                // before now, so a sync of all appended so far covers it.
+                _ => (None, self.durable.as_ref().map(|d| d.appended())),
             }
-            _ => CasOutcome::Mismatch,
-        }
+        };
+        self.wait_durable(entry);
+        record.map_or(CasOutcome::Mismatch, CasOutcome::Applied)
     }
 
     fn append(
@@ -158,7 +256,7 @@ impl MultiVersionStore {
         let version = Version::new(number, replica);
         versions.insert(version, value.to_string());
         tally.add(key, version, value);
-        self.discard_oldest(key, versions, tally);
+        discard_oldest(key, versions, tally, self.max_versions);
         Record {
             key: key.to_string(),
             version,
@@ -170,33 +268,56 @@ impl MultiVersionStore {
     /// `true` if the record was new to this replica and is kept (a version older than
     /// every one of `max_versions` held versions is dropped at once).
     pub fn merge(&self, record: &Record) -> bool {
+        self.merge_all([record]) == 1
+    }
+
+    /// Stores several records other replicas created, as [`Self::merge`] does each;
+    /// returns how many were new and kept. With `--fsync always` it waits for one
+    /// sync covering them all, not one per record: a gossip push carries many.
+    pub fn merge_all<'a>(&self, records: impl IntoIterator<Item = &'a Record>) -> usize {
+        let mut kept = 0;
+        let mut last_entry = None;
+        for record in records {
+            let mut shard = self
+                .shard(&record.key)
+                .write()
+                .expect("store lock poisoned");
+            if Self::merge_into(&mut shard, record, self.max_versions) {
+                kept += 1;
+                last_entry = self.log(record).or(last_entry);
+            }
+        }
+        self.wait_durable(last_entry);
+        kept
+    }
+
+    /// Merges a recovered record, which is on disk already.
+    fn merge_in_memory(&self, record: &Record) {
         let mut shard = self
             .shard(&record.key)
             .write()
             .expect("store lock poisoned");
-        let Shard { keys, tally } = &mut *shard;
+        Self::merge_into(&mut shard, record, self.max_versions);
+    }
+
+    /// Adds `record` to `shard` unless held, keeping `max_versions`; whether it is
+    /// new and kept.
+    fn merge_into(shard: &mut Shard, record: &Record, max_versions: usize) -> bool {
+        let Shard { keys, tally } = shard;
         let versions = keys.entry(record.key.clone()).or_default();
         if versions.contains_key(&record.version) {
             return false;
         }
         versions.insert(record.version, record.value.clone());
         tally.add(&record.key, record.version, &record.value);
-        self.discard_oldest(&record.key, versions, tally);
+        discard_oldest(&record.key, versions, tally, max_versions);
         versions.contains_key(&record.version)
-    }
-
-    fn discard_oldest(&self, key: &str, versions: &mut KeyVersions, tally: &mut Tally) {
-        while versions.len() > self.max_versions {
-            if let Some((version, value)) = versions.pop_first() {
-                tally.remove(key, version, &value);
-            }
-        }
     }
 
     /// Every record held, sorted by key then version.
     pub fn records(&self) -> Vec<Record> {
         let mut records = Vec::new();
-        self.visit_keys(&self.shards, |key, versions| {
+        self.visit_keys(&self.shards[..], |key, versions| {
             records.extend(versions.iter().map(|(version, value)| Record {
                 key: key.to_string(),
                 version: *version,
@@ -207,22 +328,11 @@ impl MultiVersionStore {
         records
     }
 
-    /// Drops every record: a node declared failed starts over empty as a new
-    /// incarnation, so nothing its old incarnation wrote without acknowledgement
-    /// comes back after the writes of the primary that took over.
-    pub fn clear(&self) {
-        for shard in &self.shards {
-            let mut shard = shard.write().expect("store lock poisoned");
-            shard.keys.clear();
-            shard.tally = Tally::default();
-        }
-    }
-
     /// `(keys, records)` currently held, from the shards' tallies: a status request
     /// costs one look per shard, not one per key.
     pub fn counts(&self) -> (u64, u64) {
         let (mut keys, mut records) = (0, 0);
-        for shard in &self.shards {
+        for shard in self.shards.iter() {
             let shard = shard.read().expect("store lock poisoned");
             keys += shard.keys.len() as u64;
             records += shard.tally.records;
@@ -302,6 +412,38 @@ impl MultiVersionStore {
                 visit(key, versions);
             }
         }
+    }
+}
+
+/// Drops the oldest versions of `key` beyond `max_versions`. Not logged: replaying
+/// the log discards them again (see [`crate::durable`]).
+fn discard_oldest(key: &str, versions: &mut KeyVersions, tally: &mut Tally, max_versions: usize) {
+    while versions.len() > max_versions {
+        if let Some((version, value)) = versions.pop_first() {
+            tally.remove(key, version, &value);
+        }
+    }
+}
+
+/// Hands every record of `shards` to `visit`, one shard's copy at a time, so no
+/// lock is held while the visitor writes.
+fn visit_records(shards: &[RwLock<Shard>], visit: &mut dyn FnMut(&Record)) {
+    for shard in shards {
+        let records: Vec<Record> = {
+            let shard = shard.read().expect("store lock poisoned");
+            shard
+                .keys
+                .iter()
+                .flat_map(|(key, versions)| {
+                    versions.iter().map(|(version, value)| Record {
+                        key: key.clone(),
+                        version: *version,
+                        value: value.clone(),
+                    })
+                })
+                .collect()
+        };
+        records.iter().for_each(&mut *visit);
     }
 }
 

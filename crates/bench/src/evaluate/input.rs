@@ -10,6 +10,8 @@
 //! - `storage.jsonl`: `dida bench storage --json`, the concurrency sweep;
 //! - `settings-*.jsonl`: `dida bench storage --json` with other `--write-acks`,
 //!   `--gossip-delay` or `--replication-factor`;
+//! - `durability.jsonl`: `dida bench storage --durability … --json`, of which the
+//!   `durability` lines (each mode's throughput over memory's) are read;
 //! - `chain.jsonl`: `dida bench chain --json`;
 //! - `idle.jsonl`: `dida bench idle --json`;
 //! - `faults-*.json`: `dida faults --json` (one report object), with the run's stderr
@@ -37,6 +39,8 @@ pub(crate) struct Evaluation {
     pub storage: Option<BenchRun>,
     /// `dida bench storage` runs with other settings, by file name.
     pub settings: Vec<BenchRun>,
+    /// What durability costs: `dida bench storage --durability`'s comparison lines.
+    pub durability: Vec<DurabilityRow>,
     /// `dida bench chain`.
     pub chain: Option<BenchRun>,
     /// `dida bench idle`.
@@ -66,6 +70,8 @@ impl Evaluation {
             machine: optional(&dir.join("machine.txt"), |text| Ok(key_values(text)))?
                 .unwrap_or_default(),
             storage: optional(&dir.join("storage.jsonl"), BenchRun::parse)?,
+            durability: optional(&dir.join("durability.jsonl"), parse_durability)?
+                .unwrap_or_default(),
             chain: optional(&dir.join("chain.jsonl"), BenchRun::parse)?,
             idle: optional(&dir.join("idle.jsonl"), IdleRun::parse)?,
             timeline: optional(&dir.join("faults-timeline.jsonl"), Timeline::parse)?,
@@ -299,6 +305,34 @@ pub(crate) struct IdleRun {
     pub setup: Map<String, Value>,
     pub rows: Vec<IdleRow>,
     pub verdicts: Vec<String>,
+}
+
+/// One workload at one concurrency in one durability mode, beside the same in
+/// the base mode (memory).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(crate) struct DurabilityRow {
+    /// `memory`, `never`, `batch` or `always`.
+    pub durability: String,
+    pub workload: String,
+    pub concurrency: usize,
+    pub ops_per_sec: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// Throughput over the base mode's; absent when the base completed nothing.
+    pub vs_base: Option<f64>,
+}
+
+/// The `durability` lines of `dida bench storage --durability … --json`.
+fn parse_durability(text: &str) -> anyhow::Result<Vec<DurabilityRow>> {
+    let mut rows = Vec::new();
+    for (number, object) in json_lines(text)? {
+        if object.get("kind").and_then(Value::as_str) == Some("durability") {
+            let row = serde_json::from_value(Value::Object(object))
+                .with_context(|| format!("line {number} is not a durability row"))?;
+            rows.push(row);
+        }
+    }
+    Ok(rows)
 }
 
 /// One measurement of `dida bench idle`.
@@ -764,5 +798,23 @@ mod tests {
         assert_eq!(evaluation.faults[0].label, "acks1");
         assert!(evaluation.faults[0].report.is_err());
         assert!(Evaluation::read(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn durability_lines_are_read_and_the_rest_of_the_run_skipped() {
+        let text = concat!(
+            r#"{"kind":"setup","durability":"memory"}"#,
+            "\n",
+            r#"{"kind":"durability","durability":"always","base":"memory","workload":"write","concurrency":16,"ops_per_sec":800.0,"p50_us":19000,"p99_us":30000,"errors":0,"vs_base":0.25}"#,
+            "\n",
+        );
+        let rows = parse_durability(text).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].durability.as_str(), rows[0].concurrency),
+            ("always", 16)
+        );
+        assert_eq!(rows[0].vs_base, Some(0.25));
+        assert!(parse_durability(r#"{"kind":"durability","workload":"write"}"#).is_err());
     }
 }

@@ -45,6 +45,7 @@ pub(crate) fn document(evaluation: &Evaluation, drawn: &[String], method: &str) 
     out.push_str(&cdf_section(evaluation, &image));
     out.push_str(&chain_section(evaluation, &image));
     out.push_str(&settings_section(evaluation, &image));
+    out.push_str(&durability_section(evaluation));
     out.push_str(&crash_section(evaluation, &image));
     out.push_str(&idle_section(evaluation));
     out.push_str("---\n\n");
@@ -648,6 +649,39 @@ fn other_settings(knob: Knob, settings: &Settings) -> String {
         parts.push(format!("gossip {} ms", settings.gossip_delay_ms));
     }
     parts.join(", ")
+}
+
+/// What `--data-dir` costs in each `--fsync` mode, against the in-memory nodes.
+fn durability_section(evaluation: &Evaluation) -> String {
+    let mut out = String::from("## Durability\n\n");
+    if evaluation.durability.is_empty() {
+        out.push_str("No `dida bench storage --durability` run (see above).\n\n");
+        return out;
+    }
+    out.push_str(
+        "One fresh cluster per mode: in memory, then a data directory per node with \
+         `--fsync never`, `batch` and `always` (see [durability.md](durability.md)); \
+         \"vs memory\" is the mode's throughput over the in-memory cluster's at the \
+         same concurrency.\n\n",
+    );
+    out.push_str(
+        "| workload | in flight | mode | ops/s | p50 (µs) | p99 (µs) | vs memory |\n\
+         |---|---:|---|---:|---:|---:|---:|\n",
+    );
+    for row in &evaluation.durability {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            row.workload,
+            row.concurrency,
+            row.durability,
+            ops(row.ops_per_sec),
+            row.p50_us,
+            row.p99_us,
+            row.vs_base.map_or("–".to_string(), |r| format!("{r:.2}×")),
+        ));
+    }
+    out.push('\n');
+    out
 }
 
 fn crash_section(evaluation: &Evaluation, image: &dyn Fn(&str, &str) -> String) -> String {
