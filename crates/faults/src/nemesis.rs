@@ -310,7 +310,9 @@ pub fn fault_lengths(
 pub(crate) const SURVEY_DEADLINE: Duration = Duration::from_secs(1);
 const SETTLE_POLL: Duration = Duration::from_millis(250);
 const SETTLE_AT_LEAST: Duration = Duration::from_secs(1);
-const SETTLE_AT_MOST: Duration = Duration::from_secs(6);
+/// Long enough for a node declared failed at the last moment to fence itself,
+/// start over and rejoin.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(15);
 
 /// How long a restarted node gets to answer its status before the restart counts as
 /// failed (it starts in well under a second; this covers a loaded machine).
@@ -500,16 +502,17 @@ async fn finish(
     outcome
 }
 
-/// Surveys the cluster until two surveys in a row agree (and at least
-/// [`SETTLE_AT_LEAST`] has passed), or [`SETTLE_AT_MOST`]: a declaration made just
-/// as the last fault ended takes a probe round or two to spread.
+/// Surveys the cluster until two surveys in a row agree with every node answering
+/// and none fenced or joining (and at least [`SETTLE_AT_LEAST`] has passed), or
+/// [`SETTLE_AT_MOST`]: a declaration made just as the last fault ended takes a
+/// probe round or two to spread, and a node declared failed then rejoins.
 async fn settle(probe: &StorageClient, nodes: &[String], killed: &BTreeSet<String>) -> Survey {
     let started = tokio::time::Instant::now();
     let mut previous = survey::survey(probe, nodes, killed, SURVEY_DEADLINE).await;
     loop {
         tokio::time::sleep(SETTLE_POLL).await;
         let current = survey::survey(probe, nodes, killed, SURVEY_DEADLINE).await;
-        let settled = current == previous && current.silent.is_empty();
+        let settled = current == previous && current.silent.is_empty() && current.fenced.is_empty();
         if (settled && started.elapsed() >= SETTLE_AT_LEAST) || started.elapsed() >= SETTLE_AT_MOST
         {
             return current;
