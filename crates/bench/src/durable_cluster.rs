@@ -97,6 +97,25 @@ impl DurableCluster {
         Ok(())
     }
 
+    /// SIGKILLs node `id` and reaps it.
+    pub async fn kill(&mut self, id: &str) -> anyhow::Result<()> {
+        let index = self.membership.index_of(id)?;
+        if let Some(mut child) = self.children[index].take() {
+            child
+                .kill()
+                .await
+                .with_context(|| format!("cannot SIGKILL {id}"))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the data directory of node `id` (which must not be running): the
+    /// node's disk was lost, and it comes back as a replacement.
+    pub fn delete_data(&self, id: &str) -> anyhow::Result<()> {
+        let dir = self.spec.root.join(id);
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot delete {}", dir.display()))
+    }
+
     /// Starts every node that is not running, on its old port and data directory,
     /// and waits up to `limit` until each answers.
     pub async fn start_all(&mut self, limit: Duration) -> anyhow::Result<()> {
@@ -165,6 +184,10 @@ impl DurableCluster {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        // Each node joins (catches up) before it serves as a primary.
+        client
+            .wait_until_all_alive(deadline.saturating_duration_since(Instant::now()))
+            .await?;
         Ok(())
     }
 }

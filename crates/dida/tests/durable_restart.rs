@@ -107,3 +107,61 @@ async fn every_acknowledged_write_survives_a_crash_of_every_node() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_directory_was_deleted_rejoins_empty_and_ends_with_exactly_its_ranges() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = DurableCluster::start(
+        dida(),
+        DurableSpec {
+            nodes: 5,
+            replication_factor: 3,
+            write_acks: 2,
+            gossip_delay_ms: 0,
+            fsync: "always".into(),
+            root: root.path().to_path_buf(),
+        },
+    )
+    .await
+    .expect("the durable cluster starts");
+    let client = cluster.client().unwrap();
+    for n in 0..150 {
+        client.write(&format!("before-{n}"), "v1").await.unwrap();
+    }
+    cluster.kill("s1").await.unwrap();
+    cluster.delete_data("s1").unwrap();
+    // Written while s1 is down: its keys go to their interim primaries.
+    for n in 0..150 {
+        client.write(&format!("during-{n}"), "v2").await.unwrap();
+    }
+    cluster
+        .start_all(Duration::from_secs(30))
+        .await
+        .expect("s1 comes back empty and rejoins");
+    assert!(client.status("s1").await.unwrap().incarnation > 0);
+
+    // s1 ends with exactly the records of the keys it replicates: every version its
+    // fellow replicas hold, and nothing of any other key.
+    client.refresh_view().await;
+    eventually(
+        Duration::from_secs(20),
+        "s1 to hold exactly its ranges' records",
+        || async {
+            let held = client.list("s1").await.ok()?;
+            let mut expected = Vec::new();
+            for other in ["s2", "s3", "s4", "s5"] {
+                for record in client.list(other).await.ok()? {
+                    if client.replicas(&record.key).contains(&"s1") {
+                        expected.push(record);
+                    }
+                }
+            }
+            expected.sort_by(|a, b| (&a.key, a.version).cmp(&(&b.key, b.version)));
+            expected.dedup();
+            let mut held = held;
+            held.sort_by(|a, b| (&a.key, a.version).cmp(&(&b.key, b.version)));
+            (!held.is_empty() && held == expected).then_some(())
+        },
+    )
+    .await;
+}
