@@ -120,20 +120,25 @@ impl Outcome<'_> {
 
     /// V1 (a version names one value everywhere), V2 (at most `max_versions` per
     /// key per replica) and W2 (only a node that was the key's primary in some
-    /// view creates its versions), over every node's store, crashed and restarted
-    /// ones included.
+    /// view creates its versions), over every node's store, crashed ones included.
+    /// The store of a node replaced by a restart counts for W2 only: what it held
+    /// died with its process (or lives on in its successor's store, on a data
+    /// directory), so a version number it used for a write nobody else received
+    /// may be used again.
     fn versions(&self, findings: &mut Vec<Finding>) {
         let ids: Vec<&str> = self.nodes.iter().map(|n| n.id()).collect();
         let lost: Vec<usize> = self.ever_lost.iter().copied().collect();
         let mut values: BTreeMap<(String, Version), (String, &str)> = BTreeMap::new();
         let mut primaries: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
-        for node in self.nodes.iter().chain(self.retired) {
+        let retired = self.retired.iter().map(|node| (node, true));
+        for (node, replaced) in self.nodes.iter().map(|node| (node, false)).chain(retired) {
             let records = node.store().records();
             let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
             for record in &records {
                 *per_key.entry(&record.key).or_default() += 1;
                 let slot = (record.key.clone(), record.version);
                 match values.get(&slot) {
+                    _ if replaced => {}
                     Some((value, holder)) if *value != record.value => findings.push(Finding {
                         invariant: "V1",
                         detail: format!(
