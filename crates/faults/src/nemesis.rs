@@ -230,6 +230,11 @@ pub struct Fault {
     pub confirmed: bool,
     /// The survivors that list the target as failed at the end of the run.
     pub declared_failed_by: Vec<String>,
+    /// The other nodes that listed the target as failed just before the fault
+    /// ended (a restart or a pause): with rejoin, a node declared failed comes
+    /// back, so the end of the run alone does not tell.
+    #[serde(default)]
+    pub declared_during: Vec<String>,
     /// Whether the target's own status said it was fenced at the end of the run
     /// (none for a killed node, or one that did not answer).
     pub fenced: Option<bool>,
@@ -252,6 +257,7 @@ impl Fault {
             led_keys,
             confirmed: false,
             declared_failed_by: Vec::new(),
+            declared_during: Vec::new(),
             fenced: None,
             lost: false,
             error: None,
@@ -538,6 +544,7 @@ pub(crate) async fn restart(
     }
     let node = fault.node.clone();
     tokio::time::sleep_until(started + down_for).await;
+    fault.declared_during = declared_by(probe, &node).await;
     tracing::info!(%node, at_s = clock.now_ns() as f64 / 1e9, "nemesis: restart");
     let restarted = cluster.lock().await.restart(&node, RESTART_LIMIT).await;
     fault.end_ns = Some(clock.now_ns());
@@ -552,6 +559,26 @@ pub(crate) async fn restart(
         }
     }
     fault
+}
+
+/// The other nodes whose status lists `node` as failed now (each asked with
+/// [`SURVEY_DEADLINE`]; one that does not answer lists nothing).
+async fn declared_by(probe: &StorageClient, node: &str) -> Vec<String> {
+    let others: Vec<String> = probe
+        .membership()
+        .ids()
+        .filter(|id| *id != node)
+        .map(str::to_string)
+        .collect();
+    let mut declaring = Vec::new();
+    for other in others {
+        if let Ok(Ok(status)) = tokio::time::timeout(SURVEY_DEADLINE, probe.status(&other)).await {
+            if status.failed.iter().any(|f| f == node) {
+                declaring.push(other);
+            }
+        }
+    }
+    declaring
 }
 
 /// SIGKILLs the target and confirms it stopped answering.
@@ -614,6 +641,7 @@ async fn pause(
         tracing::warn!(%node, stopped, answered, "nemesis: the pause did not take");
     }
     tokio::time::sleep_until(started + length).await;
+    fault.declared_during = declared_by(probe, &node).await;
     let resumed = cluster.lock().await.resume(&node);
     fault.end_ns = Some(clock.now_ns());
     tracing::info!(%node, at_s = clock.now_ns() as f64 / 1e9, "nemesis: SIGCONT");

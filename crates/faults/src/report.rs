@@ -516,6 +516,12 @@ fn describe(fault: &Fault) -> String {
                     fault.declared_failed_by.join(",")
                 }
             );
+        } else if !fault.declared_during.is_empty() {
+            let _ = write!(
+                line,
+                "; declared failed by {} while down, rejoined",
+                fault.declared_during.join(",")
+            );
         } else {
             line.push_str("; survived (not declared failed)");
         }
