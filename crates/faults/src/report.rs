@@ -561,6 +561,7 @@ mod tests {
                 led_keys: vec!["k0".into()],
                 confirmed: true,
                 declared_failed_by: vec!["s1".into()],
+                declared_during: Vec::new(),
                 fenced: None,
                 lost: true,
                 error: None,
