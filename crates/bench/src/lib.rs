@@ -14,8 +14,6 @@
 //! - `idle`: `dida bench idle` — the CPU an idle, converged cluster burns, empty and
 //!   holding data;
 //! - `cpu`: CPU time of the node processes, from `/proc`;
-//! - [`durable_cluster`]: storage processes with data directories, killed and
-//!   restarted together (`--durability`, and the restart test);
 //! - `workload`: the storage workloads (which keys, what one request is);
 //! - `redis`: the Redis baseline of `dida bench storage` — starting `redis-server`
 //!   and the Redis GET and SET workloads;
@@ -27,7 +25,6 @@
 mod chain;
 mod closed_loop;
 mod cpu;
-pub mod durable_cluster;
 mod evaluate;
 mod idle;
 mod redis;

@@ -22,12 +22,11 @@ use anyhow::{ensure, Context};
 use clap::Args;
 use dida_core::limits::check_value;
 use dida_core::Membership;
-use dida_local_cluster::{current_dida, ClusterSpec, LocalCluster};
+use dida_local_cluster::{current_dida, ClusterSpec, DataDirs, LocalCluster};
 use dida_storage_client::{ClientConfig, StorageClient};
 use serde_json::json;
 
 use crate::closed_loop::{self, Measurement, Operation};
-use crate::durable_cluster::{DurableCluster, DurableSpec};
 use crate::redis::{self, Redis, RedisBaseline, RedisChoice};
 use crate::report::{self, ratio, Printer, Row, Setup};
 use crate::workload::{self, Workload};
@@ -119,10 +118,11 @@ impl Durability {
     }
 }
 
-/// A cluster this run started, of either kind.
-enum Started {
-    Memory(Box<LocalCluster>),
-    Durable(DurableCluster, tempfile::TempDir),
+/// A cluster this run started, with its nodes' data directories (removed when
+/// dropped) if it is durable.
+struct Started {
+    cluster: LocalCluster,
+    data: Option<tempfile::TempDir>,
 }
 
 impl StorageBenchArgs {
@@ -203,20 +203,16 @@ pub(crate) async fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
     let mut runs = Vec::new();
     for (i, &mode) in args.durability.iter().enumerate() {
         let cluster = start_cluster(&args, mode).await?;
-        let membership = match &cluster {
-            Started::Memory(cluster) => cluster.membership().clone(),
-            Started::Durable(cluster, _) => cluster.membership().clone(),
-        };
+        let membership = cluster.cluster.membership().clone();
         let outcome = measure_all(&args, membership, value.clone(), mode, i == 0).await;
-        let stopped = match cluster {
-            Started::Memory(cluster) => stop_cluster(*cluster).await,
-            // Dropping the cluster kills its nodes, then the directories go.
-            Started::Durable(cluster, root) => {
-                drop(cluster);
-                root.close()
-                    .context("cannot remove the nodes' data directories")
-            }
-        };
+        let stopped = stop_cluster(cluster.cluster)
+            .await
+            .and_then(|()| match cluster.data {
+                Some(root) => root
+                    .close()
+                    .context("cannot remove the nodes' data directories"),
+                None => Ok(()),
+            });
         runs.push((mode, outcome?));
         stopped?;
     }
@@ -289,35 +285,31 @@ async fn start_cluster(args: &StorageBenchArgs, mode: Durability) -> anyhow::Res
             mode.name()
         )
     };
-    if mode == Durability::Memory {
-        let spec = ClusterSpec {
-            nodes: args.nodes,
-            replication_factor: args.replication_factor,
-            write_acks: args.write_acks,
-            gossip_delays_ms: vec![args.gossip_delay; args.nodes],
-            ..ClusterSpec::default()
-        };
-        let cluster = LocalCluster::start(&current_dida()?, spec)
-            .await
-            .with_context(failed)?;
-        return Ok(Started::Memory(Box::new(cluster)));
-    }
-    let root = tempfile::Builder::new()
-        .prefix("dida-bench-data-")
-        .tempdir()
-        .context("cannot create the nodes' data directories")?;
-    let spec = DurableSpec {
+    let data = if mode == Durability::Memory {
+        None
+    } else {
+        Some(
+            tempfile::Builder::new()
+                .prefix("dida-bench-data-")
+                .tempdir()
+                .context("cannot create the nodes' data directories")?,
+        )
+    };
+    let spec = ClusterSpec {
         nodes: args.nodes,
         replication_factor: args.replication_factor,
         write_acks: args.write_acks,
-        gossip_delay_ms: args.gossip_delay,
-        fsync: mode.name().to_string(),
-        root: root.path().to_path_buf(),
+        gossip_delays_ms: vec![args.gossip_delay; args.nodes],
+        data: data.as_ref().map(|root| DataDirs {
+            root: root.path().to_path_buf(),
+            fsync: mode.name().to_string(),
+        }),
+        ..ClusterSpec::default()
     };
-    let cluster = DurableCluster::start(&current_dida()?, spec)
+    let cluster = LocalCluster::start(&current_dida()?, spec)
         .await
         .with_context(failed)?;
-    Ok(Started::Durable(cluster, root))
+    Ok(Started { cluster, data })
 }
 
 /// Stops every storage node of the local cluster and reaps its process. A scheduler

@@ -7,8 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dida_bench::durable_cluster::{DurableCluster, DurableSpec};
 use dida_core::Version;
+use dida_local_cluster::{ClusterSpec, DataDirs, LocalCluster};
 use tokio::task::JoinSet;
 
 mod support;
@@ -19,22 +19,30 @@ const WRITERS: usize = 8;
 /// Acknowledged writes to wait for before the crash.
 const ACKED_BEFORE_CRASH: usize = 300;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acknowledged_write_survives_a_crash_of_every_node() {
-    let root = tempfile::tempdir().unwrap();
-    let mut cluster = DurableCluster::start(
+/// `nodes` storage nodes, R = 3, `--write-acks 2`, each with a data directory under
+/// `root` synced before every acknowledgement.
+async fn durable_cluster(nodes: usize, root: &std::path::Path) -> LocalCluster {
+    LocalCluster::start(
         dida(),
-        DurableSpec {
-            nodes: 3,
+        ClusterSpec {
+            nodes,
             replication_factor: 3,
             write_acks: 2,
-            gossip_delay_ms: 0,
-            fsync: "always".into(),
-            root: root.path().to_path_buf(),
+            data: Some(DataDirs {
+                root: root.to_path_buf(),
+                fsync: "always".into(),
+            }),
+            ..ClusterSpec::default()
         },
     )
     .await
-    .expect("the durable cluster starts");
+    .expect("the durable cluster starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_a_crash_of_every_node() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = durable_cluster(3, root.path()).await;
     let client = Arc::new(cluster.client().unwrap());
 
     // Each write has a key of its own, so max_versions never discards one.
@@ -68,7 +76,7 @@ async fn every_acknowledged_write_survives_a_crash_of_every_node() {
 
     let restarted_at = Instant::now();
     cluster
-        .start_all(Duration::from_secs(10))
+        .start_stopped(Duration::from_secs(10))
         .await
         .expect("the nodes restart on their data directories");
     let client = cluster.client().unwrap();
@@ -111,19 +119,7 @@ async fn every_acknowledged_write_survives_a_crash_of_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_directory_was_deleted_rejoins_empty_and_ends_with_exactly_its_ranges() {
     let root = tempfile::tempdir().unwrap();
-    let mut cluster = DurableCluster::start(
-        dida(),
-        DurableSpec {
-            nodes: 5,
-            replication_factor: 3,
-            write_acks: 2,
-            gossip_delay_ms: 0,
-            fsync: "always".into(),
-            root: root.path().to_path_buf(),
-        },
-    )
-    .await
-    .expect("the durable cluster starts");
+    let mut cluster = durable_cluster(5, root.path()).await;
     let client = cluster.client().unwrap();
     for n in 0..150 {
         client.write(&format!("before-{n}"), "v1").await.unwrap();
@@ -135,7 +131,7 @@ async fn a_node_whose_directory_was_deleted_rejoins_empty_and_ends_with_exactly_
         client.write(&format!("during-{n}"), "v2").await.unwrap();
     }
     cluster
-        .start_all(Duration::from_secs(30))
+        .start_stopped(Duration::from_secs(30))
         .await
         .expect("s1 comes back empty and rejoins");
     assert!(client.status("s1").await.unwrap().incarnation > 0);

@@ -275,6 +275,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
                 .unwrap_or(u64::MAX),
             env: Vec::new(),
             partitionable: matches!(config.nemesis, NemesisKind::Partition | NemesisKind::Mixed),
+            data: None,
         },
     )
     .await

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{bail, ensure, Context};
 use dida_core::Membership;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
@@ -61,6 +61,18 @@ pub struct ClusterSpec {
     /// that [`LocalCluster::cut`] can partition the nodes. Off by default: the links
     /// cost a relay hop on every replication message.
     pub partitionable: bool,
+    /// Keep each node's records on disk (`--data-dir <root>/<id>`, `--fsync`), so a
+    /// node killed and started again recovers them. `None`: in memory only.
+    pub data: Option<DataDirs>,
+}
+
+/// Where a durable cluster's nodes keep their data, and how they sync it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDirs {
+    /// The directory holding each node's data directory, `<root>/<id>`.
+    pub root: PathBuf,
+    /// `--fsync` of every node: `always`, `batch` or `never`.
+    pub fsync: String,
 }
 
 impl Default for ClusterSpec {
@@ -74,6 +86,7 @@ impl Default for ClusterSpec {
             anti_entropy_interval_ms: 1000,
             env: Vec::new(),
             partitionable: false,
+            data: None,
         }
     }
 }
@@ -344,6 +357,48 @@ impl LocalCluster {
             .with_context(|| format!("restarted storage node {id} did not come back"))
     }
 
+    /// SIGKILLs every storage node at once — every signal sent before any process is
+    /// reaped, as a power cut would — and reaps them.
+    pub async fn kill_all(&mut self) -> anyhow::Result<()> {
+        for child in self.children.iter_mut().flatten() {
+            child
+                .start_kill()
+                .context("cannot SIGKILL a storage node")?;
+        }
+        for slot in &mut self.children {
+            if let Some(mut child) = slot.take() {
+                child.wait().await.context("cannot reap a storage node")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts every storage node that is not running, with its original command
+    /// line, and waits up to `limit` until every node answers and counts every other
+    /// alive.
+    pub async fn start_stopped(&mut self, limit: Duration) -> anyhow::Result<()> {
+        for index in 0..self.spec.nodes {
+            if self.children[index].is_none() {
+                self.children[index] = Some(self.spawn_node(index)?);
+            }
+        }
+        self.wait_until_ready(limit).await
+    }
+
+    /// Deletes the data directory of storage node `id`, which must not be running:
+    /// its disk was lost, and it comes back empty, as a replacement.
+    pub fn delete_data(&self, id: &str) -> anyhow::Result<()> {
+        let index = self.membership.index_of(id)?;
+        ensure!(self.children[index].is_none(), "{id} still runs");
+        let data = self
+            .spec
+            .data
+            .as_ref()
+            .context("the cluster keeps no data directories")?;
+        let dir = data.root.join(id);
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot delete {}", dir.display()))
+    }
+
     /// Whether storage node `id`'s process runs (it was not killed, or was restarted).
     pub fn is_running(&self, id: &str) -> anyhow::Result<bool> {
         Ok(self.children[self.membership.index_of(id)?].is_some())
@@ -570,6 +625,13 @@ fn storage_args(
     if !dial.is_empty() {
         args.push("--dial".into());
         args.push(dial.join(","));
+    }
+    if let Some(data) = &spec.data {
+        let dir = data.root.join(format!("s{}", index + 1));
+        args.push("--data-dir".into());
+        args.push(dir.to_string_lossy().into_owned());
+        args.push("--fsync".into());
+        args.push(data.fsync.clone());
     }
     Ok(args)
 }
