@@ -23,9 +23,12 @@
 //! - `replication`: the peer-facing gRPC service that receives both;
 //! - `detector`, `suspicion` and `view`: crash detection (probes, indirect probes;
 //!   the suspicion rules as plain functions, tested without sockets) and
-//!   the view of which nodes crashed, from which the live ring follows: the next
-//!   replica takes over a crashed primary's keys (after pulling them from the
-//!   surviving replicas) and the next live node becomes a replica (SPEC §2.5).
+//!   the view — every member's incarnation and liveness — from which the ring of the
+//!   alive nodes follows: the next replica takes over a crashed primary's keys
+//!   (after pulling them from the surviving replicas) and the next live node becomes
+//!   a replica (SPEC §2.5);
+//! - `rejoin`: a node (re)starting, or starting over after being declared failed,
+//!   joins as a new incarnation and catches up before it leads its keys again.
 //!
 //! The invariants these modules keep are written down in `docs/protocols.md`.
 
