@@ -44,6 +44,23 @@ pub(crate) fn shared_ranges(ring: &Ring, a: usize, b: usize) -> Vec<RangeId> {
         .collect()
 }
 
+/// The digests of `ranges` of `ring` in `store`, as sent to a peer: an anti-entropy
+/// round's, and a rejoining node's `Handback`.
+pub(crate) fn digests_on_wire(
+    store: &MultiVersionStore,
+    ring: &Ring,
+    ranges: &[RangeId],
+) -> Vec<RangeDigest> {
+    let digests = store.range_digests(ring, ranges);
+    ranges
+        .iter()
+        .map(|&range| RangeDigest {
+            range,
+            digest: digests[&range],
+        })
+        .collect()
+}
+
 /// B's side of a round: compares the digests A sent (`theirs`) with this node's
 /// digests of the same ranges, keeping only those in `shared` (the ranges both
 /// replicate, by this node's ring), and lists this node's keys and versions in the
@@ -149,17 +166,10 @@ async fn round(
 ) -> Result<(), tonic::Status> {
     let state = &node.peering;
     let incarnation = state.incarnation();
-    let digests = node.store.range_digests(ring, ranges);
     let request = DigestRequest {
         from: state.id().to_string(),
         ring_fingerprint: ring.fingerprint(),
-        ranges: ranges
-            .iter()
-            .map(|&range| RangeDigest {
-                range,
-                digest: digests[&range],
-            })
-            .collect(),
+        ranges: digests_on_wire(&node.store, ring, ranges),
     };
     let sent = request.encoded_len() as u64;
     tokio::time::sleep(state.config.gossip_delay).await;

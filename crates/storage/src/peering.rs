@@ -101,6 +101,16 @@ impl Peering {
         self.view.ring()
     }
 
+    /// The replicas of `key` on `ring` other than this node, primary first: whom a
+    /// primary replicates to, and whom a new primary catches up from.
+    pub fn other_replicas(&self, ring: &Ring, key: &str) -> Vec<usize> {
+        ring.replicas(key)
+            .iter()
+            .copied()
+            .filter(|&n| n != self.me)
+            .collect()
+    }
+
     /// The peers `view` does not count failed — alive or joining (a snapshot the
     /// caller also takes its ring or failed set from, so they agree).
     pub fn live_peers(&self, view: &View) -> Vec<usize> {

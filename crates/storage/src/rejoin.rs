@@ -37,11 +37,12 @@ use std::sync::Arc;
 
 use dida_core::{Liveness, MemberState, RangeId, Record, Ring};
 use dida_proto::convert::{record_from_wire, view_to_wire};
-use dida_proto::storage::{HandbackRequest, RangeDigest};
+use dida_proto::storage::HandbackRequest;
 use dida_proto::transport::is_connect_failure;
 use futures::future::join_all;
 use tracing::{debug, info, warn};
 
+use crate::anti_entropy::digests_on_wire;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
 use crate::store::MultiVersionStore;
@@ -275,18 +276,11 @@ async fn handback_from(
 ) -> Answer {
     let state = &joiner.peering;
     let initial = state.view.initial_ring();
-    let digests = joiner.store.range_digests(initial, &ranges);
     let request = HandbackRequest {
         from: state.id().to_string(),
         view,
         ring_fingerprint: initial.fingerprint(),
-        ranges: ranges
-            .iter()
-            .map(|&range| RangeDigest {
-                range,
-                digest: digests[&range],
-            })
-            .collect(),
+        ranges: digests_on_wire(&joiner.store, initial, &ranges),
     };
     match state.transport.handback(peer, request).await {
         Ok(reply) => {

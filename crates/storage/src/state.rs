@@ -175,13 +175,7 @@ impl Node {
             if primary != Some(state.me) {
                 return Err(self.not_primary(key, primary));
             }
-            let others: Vec<usize> = view
-                .ring
-                .replicas(key)
-                .iter()
-                .copied()
-                .filter(|&n| n != state.me)
-                .collect();
+            let others = state.other_replicas(&view.ring, key);
             let pulls = others.iter().map(|&peer| self.pull_key(peer, key));
             let silent: Vec<&str> = others
                 .iter()
@@ -284,13 +278,7 @@ impl Node {
                 if !self.is_caught_up(key) {
                     return None;
                 }
-                let others: Vec<usize> = view
-                    .ring
-                    .replicas(key)
-                    .iter()
-                    .copied()
-                    .filter(|&n| n != state.me)
-                    .collect();
+                let others = state.other_replicas(&view.ring, key);
                 let needed = state.config.write_acks - 1;
                 if others.len() < needed {
                     return Some(Err(Status::unavailable(format!(
