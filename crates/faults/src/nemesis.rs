@@ -246,6 +246,24 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// A fault not injected because `lost` nodes were lost already, `budget` being
+    /// the most the run allows (R − 1).
+    pub(crate) fn skipped(
+        kind: FaultKind,
+        node: String,
+        at_ns: u64,
+        lost: &[&str],
+        budget: usize,
+    ) -> Self {
+        let mut fault = Self::new(kind, node, at_ns, Vec::new());
+        fault.error = Some(format!(
+            "skipped: {} nodes already lost ({}), the most R - 1 = {budget} allows",
+            lost.len(),
+            lost.join(", ")
+        ));
+        fault
+    }
+
     pub(crate) fn new(kind: FaultKind, node: String, at_ns: u64, led_keys: Vec<String>) -> Self {
         Self {
             kind,
@@ -399,12 +417,7 @@ pub async fn run_nemesis(
         if lost.len() >= budget || live.is_empty() {
             let lost_list: Vec<&str> = lost.iter().map(String::as_str).collect();
             tracing::warn!(lost = ?lost_list, "nemesis: fault budget spent; fault skipped");
-            let mut fault = Fault::new(kind, String::new(), clock.now_ns(), Vec::new());
-            fault.error = Some(format!(
-                "skipped: {} nodes already lost ({}), the most R - 1 = {budget} allows",
-                lost.len(),
-                lost_list.join(", ")
-            ));
+            let fault = Fault::skipped(kind, String::new(), clock.now_ns(), &lost_list, budget);
             outcome.faults.push(fault);
             continue;
         }

@@ -73,13 +73,13 @@ pub(crate) async fn rolling_restart(
         if lost.len() >= budget {
             let lost_list: Vec<&str> = lost.iter().map(String::as_str).collect();
             tracing::warn!(%node, lost = ?lost_list, "rolling restart: fault budget spent; restart skipped");
-            let mut fault =
-                Fault::new(FaultKind::Restart, node.clone(), clock.now_ns(), Vec::new());
-            fault.error = Some(format!(
-                "skipped: {} nodes already lost ({}), the most R - 1 = {budget} allows",
-                lost.len(),
-                lost_list.join(", ")
-            ));
+            let fault = Fault::skipped(
+                FaultKind::Restart,
+                node.clone(),
+                clock.now_ns(),
+                &lost_list,
+                budget,
+            );
             outcome.faults.push(fault);
             continue;
         }
