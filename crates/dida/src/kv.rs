@@ -134,12 +134,12 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
         KvCommand::List { server } => {
             let mut failed = Vec::new();
             for id in selected_nodes(&client, server)? {
-                match client.list(&id).await {
-                    Ok(records) => records.iter().for_each(|r| out.record(&id, r)),
-                    Err(error) => {
-                        out.error("list", &error.to_string());
-                        failed.push(id);
-                    }
+                let listed = client
+                    .list_pages(&id, |page| page.iter().for_each(|r| out.record(&id, r)))
+                    .await;
+                if let Err(error) = listed {
+                    out.error("list", &error.to_string());
+                    failed.push(id);
                 }
             }
             if !failed.is_empty() {

@@ -42,6 +42,7 @@ pub use packages::dida::execution::v1 as execution;
 pub use packages::dida::control::v1 as control;
 
 pub mod acked;
+pub mod connections;
 pub mod convert;
 pub mod server;
 pub mod transport;

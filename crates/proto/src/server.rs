@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::server::{Router, TcpIncoming};
 
+use crate::connections::{self, ConnectionLimits, LimitedConnection};
 use crate::transport::TCP_KEEPALIVE;
 
 /// A running gRPC server and the background tasks of its node. Dropping it stops
@@ -105,10 +106,15 @@ impl Drop for ServerHandle {
 /// that must leave at once (with Nagle's algorithm a reply waits for the peer's
 /// delayed ACK), and TCP keep-alive, so a peer that vanished without a FIN is
 /// noticed by the kernel even on an idle connection.
-fn accepting(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener)
+/// Connections are held within the limits of [`ConnectionLimits::for_this_process`]
+/// (see [`crate::connections`]).
+fn accepting(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<LimitedConnection>> {
+    let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .with_keepalive(Some(TCP_KEEPALIVE))
+        .with_keepalive(Some(TCP_KEEPALIVE));
+    connections::limited(incoming, ConnectionLimits::for_this_process())
 }
 
 /// Binds `host:port` for a node, with an error that says what went wrong.

@@ -14,6 +14,13 @@ use tonic::transport::{Channel, Endpoint, Server};
 /// allocate without bound.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Requests one connection may have in progress at once on a server; more wait for
+/// one to finish. With the bounds on connections ([`crate::connections`]) it bounds
+/// the work one client can make a node hold. A `Calls` or acknowledged-push stream
+/// counts as one request however many messages it carries, so 256 is far above what
+/// dida's own clients use.
+pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 256;
+
 /// How often an idle HTTP/2 connection is pinged, by either end, to notice a peer
 /// that is gone (the kernel's keep-alive alone takes minutes to).
 pub const HTTP2_KEEPALIVE: Duration = Duration::from_secs(10);
@@ -30,6 +37,7 @@ pub fn server_builder() -> Server {
     Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
+        .concurrency_limit_per_connection(MAX_IN_FLIGHT_PER_CONNECTION)
 }
 
 /// Opens a lazily connected channel to `url` (`http://HOST:PORT`).

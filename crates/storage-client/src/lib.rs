@@ -530,20 +530,48 @@ impl StorageClient {
         .await
     }
 
-    /// Every record the named node holds.
+    /// Every record the named node holds, sorted by key then version. Collects
+    /// [`StorageClient::list_pages`]; callers that print a large node's records as
+    /// they come use that instead.
     pub async fn list(&self, node: &str) -> Result<Vec<Record>, ClientError> {
+        let mut records = Vec::new();
+        self.list_pages(node, |page| records.extend(page)).await?;
+        Ok(records)
+    }
+
+    /// Streams every record the named node holds to `each`, a page at a time, in
+    /// key then version order, and returns how many there were. The node sends pages
+    /// of bounded size (a node of any size can be listed); each page must come
+    /// within the client's deadline.
+    pub async fn list_pages(
+        &self,
+        node: &str,
+        mut each: impl FnMut(Vec<Record>),
+    ) -> Result<usize, ClientError> {
         let index = self.membership.index_of(node)?;
-        let reply = self.nodes[index]
+        let mut pages = self.nodes[index]
             .clone()
             .list_records(ListRecordsRequest {})
             .await
             .map_err(|s| self.call_failed(index, s))?
             .into_inner();
-        reply
-            .records
-            .into_iter()
-            .map(|r| record_from_wire(r).map_err(|e| self.bad_reply(index, e)))
-            .collect()
+        let mut listed = 0;
+        loop {
+            let page = tokio::time::timeout(self.config.deadline, pages.message())
+                .await
+                .map_err(|_| self.timed_out(index))?
+                .map_err(|s| self.call_failed(index, s))?;
+            let Some(page) = page else {
+                return Ok(listed);
+            };
+            let records = page
+                .records
+                .into_iter()
+                .map(|r| record_from_wire(r).map_err(|e| self.bad_reply(index, e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            listed += records.len();
+            each(records);
+        }
     }
 
     /// The named node's status report.
@@ -611,18 +639,14 @@ impl StorageClient {
         Ok(())
     }
 
-    fn call_failed(&self, node: usize, status: tonic::Status) -> ClientError {
-        let member = &self.membership.members()[node];
+    fn call_failed(&self, index: usize, status: tonic::Status) -> ClientError {
+        let member = &self.membership.members()[index];
         let (node, url) = (member.id.clone(), member.url.to_string());
         // Statuses made by this process's transport carry the underlying error as
         // their source; statuses a node sent back do not.
         let from_transport = std::error::Error::source(&status).is_some();
         match status.code() {
-            Code::DeadlineExceeded | Code::Cancelled => ClientError::Timeout {
-                node,
-                url,
-                deadline: self.config.deadline,
-            },
+            Code::DeadlineExceeded | Code::Cancelled => self.timed_out(index),
             _ if from_transport => ClientError::Unreachable {
                 node,
                 url,
@@ -649,11 +673,7 @@ impl StorageClient {
             acked::Failure::Lost(status)
                 if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) =>
             {
-                ClientError::Timeout {
-                    node: id,
-                    url,
-                    deadline: self.config.deadline,
-                }
+                self.timed_out(node)
             }
             acked::Failure::NotSent(status) | acked::Failure::Lost(status) => {
                 ClientError::Unreachable {
@@ -662,6 +682,16 @@ impl StorageClient {
                     message: status.message().to_string(),
                 }
             }
+        }
+    }
+
+    /// The node did not answer within the client's deadline.
+    fn timed_out(&self, index: usize) -> ClientError {
+        let member = &self.membership.members()[index];
+        ClientError::Timeout {
+            node: member.id.clone(),
+            url: member.url.to_string(),
+            deadline: self.config.deadline,
         }
     }
 

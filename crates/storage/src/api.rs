@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use dida_proto::acked;
-use dida_proto::convert::{liveness_to_wire, record_to_wire, view_to_wire};
+use dida_proto::convert::{liveness_to_wire, view_to_wire};
 use dida_proto::storage::storage_answer::Answer;
 use dida_proto::storage::storage_call::Call;
 use dida_proto::storage::storage_server::Storage;
 use dida_proto::storage::{
-    ListRecordsReply, ListRecordsRequest, Member, PingReply, PingRequest, ReadReply, ReadRequest,
+    ListRecordsPage, ListRecordsRequest, Member, PingReply, PingRequest, ReadReply, ReadRequest,
     StatusReply, StatusRequest, StorageAnswer, StorageCall, UpdateIfValueIsReply,
     UpdateIfValueIsRequest, ViewReply, ViewRequest, WriteReply, WriteRequest,
 };
@@ -18,14 +18,17 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::listing::Listings;
 use crate::state::Node;
 
 /// Implements [`Storage`] over a node.
 #[derive(Debug, Clone)]
 pub(crate) struct StorageApi {
     pub node: Arc<Node>,
-    /// Fires when the node stops: ends the clients' `Calls` streams.
+    /// Fires when the node stops: ends the clients' `Calls` streams and listings.
     pub stop: watch::Receiver<()>,
+    /// The slots that bound concurrent listings.
+    pub listings: Listings,
 }
 
 impl StorageApi {
@@ -85,15 +88,17 @@ impl Storage for StorageApi {
             .map(Response::new)
     }
 
+    type ListRecordsStream = ReceiverStream<Result<ListRecordsPage, Status>>;
+
     async fn list_records(
         &self,
         _request: Request<ListRecordsRequest>,
-    ) -> Result<Response<ListRecordsReply>, Status> {
-        self.node.peering.check_serving()?;
-        let records = self.node.store.records();
-        Ok(Response::new(ListRecordsReply {
-            records: records.iter().map(record_to_wire).collect(),
-        }))
+    ) -> Result<Response<Self::ListRecordsStream>, Status> {
+        let pages = self
+            .listings
+            .start(self.node.clone(), self.stop.clone())
+            .await?;
+        Ok(Response::new(pages))
     }
 
     async fn status(

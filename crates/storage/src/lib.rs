@@ -15,6 +15,7 @@
 //! - `api`: the client-facing gRPC service (read, write, conditional update, list,
 //!   status), executing writes of the keys this node leads and forwarding the rest to
 //!   their primary;
+//! - [`listing`]: `ListRecords`, streamed in pages of bounded size, a few at a time;
 //! - `gossip`: background pushes of new versions to the other replicas, each message
 //!   delayed by the node's gossip delay, with optional acknowledgements for
 //!   `--write-acks`;
@@ -43,6 +44,7 @@ mod digest;
 pub mod durable;
 mod gossip;
 mod grpc_peers;
+pub mod listing;
 pub mod node;
 mod peer_handlers;
 mod peering;

@@ -57,6 +57,7 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
     let storage = StorageServer::new(StorageApi {
         node: node.clone(),
         stop,
+        listings: Default::default(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -328,6 +328,15 @@ impl MultiVersionStore {
         records
     }
 
+    /// The names of every key held, sorted: what a listing walks, a key at a time,
+    /// without copying the values up front.
+    pub fn sorted_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        self.visit_keys(&self.shards[..], |key, _| keys.push(key.to_string()));
+        keys.sort_unstable();
+        keys
+    }
+
     /// `(keys, records)` currently held, from the shards' tallies: a status request
     /// costs one look per shard, not one per key.
     pub fn counts(&self) -> (u64, u64) {
