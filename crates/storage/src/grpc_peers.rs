@@ -1,5 +1,11 @@
-//! The gRPC [`PeerTransport`]: one lazily connected channel to every other storage
+//! The gRPC [`PeerTransport`]: lazily connected channels to every other storage
 //! node, at the address the configuration dials it.
+//!
+//! Each peer gets two connections: one for the failure detector's probes and one for
+//! everything else. A probe must be answered within the detector's deadline even
+//! while the data connection is busy — a handback or a burst of pushes fills its
+//! HTTP/2 flow-control window, and a probe queued behind them would make a slow link
+//! look like a crash. Load alone must never get a live node declared failed.
 
 use dida_proto::storage::replication_client::ReplicationClient;
 use dida_proto::storage::storage_client::StorageClient;
@@ -20,6 +26,8 @@ use crate::transport::PeerTransport;
 pub(crate) struct GrpcPeers {
     storage: Vec<Option<StorageClient<Channel>>>,
     replication: Vec<Option<ReplicationClient<Channel>>>,
+    /// The probes' own connections (see the module documentation).
+    probes: Vec<Option<ReplicationClient<Channel>>>,
 }
 
 impl GrpcPeers {
@@ -28,14 +36,21 @@ impl GrpcPeers {
     pub fn new(config: &StorageConfig, me: usize) -> anyhow::Result<Self> {
         let mut storage = Vec::new();
         let mut replication = Vec::new();
+        let mut probes = Vec::new();
         for (index, member) in config.membership.members().iter().enumerate() {
             if index == me {
                 storage.push(None);
                 replication.push(None);
+                probes.push(None);
                 continue;
             }
-            let channel = lazy_channel(&config.dial_url(index).to_string(), config.rpc_deadline)
-                .map_err(|e| anyhow::anyhow!("bad address for peer {}: {e}", member.id))?;
+            let url = config.dial_url(index).to_string();
+            let channel = || {
+                lazy_channel(&url, config.rpc_deadline)
+                    .map_err(|e| anyhow::anyhow!("bad address for peer {}: {e}", member.id))
+            };
+            probes.push(Some(ReplicationClient::new(channel()?)));
+            let channel = channel()?;
             storage.push(Some(
                 StorageClient::new(channel.clone())
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -50,24 +65,30 @@ impl GrpcPeers {
         Ok(Self {
             storage,
             replication,
+            probes,
         })
     }
 
     fn storage(&self, index: usize) -> Result<StorageClient<Channel>, Status> {
-        self.storage
-            .get(index)
-            .cloned()
-            .flatten()
-            .ok_or_else(|| Status::internal(format!("no peer {index} to call")))
+        peer(&self.storage, index)
     }
 
     fn replication(&self, index: usize) -> Result<ReplicationClient<Channel>, Status> {
-        self.replication
-            .get(index)
-            .cloned()
-            .flatten()
-            .ok_or_else(|| Status::internal(format!("no peer {index} to call")))
+        peer(&self.replication, index)
     }
+
+    fn prober(&self, index: usize) -> Result<ReplicationClient<Channel>, Status> {
+        peer(&self.probes, index)
+    }
+}
+
+/// The client of peer `index` among `clients`.
+fn peer<C: Clone>(clients: &[Option<C>], index: usize) -> Result<C, Status> {
+    clients
+        .get(index)
+        .cloned()
+        .flatten()
+        .ok_or_else(|| Status::internal(format!("no peer {index} to call")))
 }
 
 #[tonic::async_trait]
@@ -77,7 +98,7 @@ impl PeerTransport for GrpcPeers {
     }
 
     async fn probe(&self, to: usize, request: ProbeRequest) -> Result<ProbeReply, Status> {
-        Ok(self.replication(to)?.probe(request).await?.into_inner())
+        Ok(self.prober(to)?.probe(request).await?.into_inner())
     }
 
     async fn probe_for(
@@ -85,7 +106,7 @@ impl PeerTransport for GrpcPeers {
         to: usize,
         request: ProbeForRequest,
     ) -> Result<ProbeForReply, Status> {
-        Ok(self.replication(to)?.probe_for(request).await?.into_inner())
+        Ok(self.prober(to)?.probe_for(request).await?.into_inner())
     }
 
     async fn sync_digests(&self, to: usize, request: DigestRequest) -> Result<DigestReply, Status> {
