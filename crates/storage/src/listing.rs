@@ -38,8 +38,9 @@ pub const LIST_PAGE_BYTES: usize = 256 * 1024;
 pub const MAX_CONCURRENT_LISTINGS: usize = 4;
 
 /// How long a listing waits for one of the [`MAX_CONCURRENT_LISTINGS`] slots before
-/// it is refused.
-pub const LISTING_QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// it is refused: well within clients' deadlines (5 s by default), so a caller hears
+/// "busy" rather than timing out.
+pub const LISTING_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a listing waits for its reader to take a page before giving up, so a
 /// reader that stopped reading does not hold a slot for ever.
