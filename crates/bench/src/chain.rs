@@ -43,13 +43,13 @@ use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{RunRequest, SubmitRequest};
 use dida_proto::storage::PingRequest;
 use dida_proto::transport::lazy_channel;
+use dida_proto::transport::NodeChannel;
 use dida_storage_client::{ClientConfig, StorageClient};
 use dida_worker::consistency::{ConsistencySettings, ExecutionStorage};
 use dida_worker::registry::OperatorRegistry;
 use dida_worker::runtime::OperatorRuntime;
 use dida_worker::SandboxLimits;
 use serde_json::json;
-use tonic::transport::Channel;
 
 use crate::closed_loop::{Measurement, Operation};
 use crate::report::{ratio, Printer, Row};
@@ -386,7 +386,7 @@ fn print_setup(printer: Printer, args: &ChainBenchArgs, target: &Target) {
 /// Measures executions of chains of `length` at `concurrency` in flight.
 async fn measure_chain(
     timing: Timing,
-    scheduler: &SchedulerClient<Channel>,
+    scheduler: &SchedulerClient<NodeChannel>,
     length: usize,
     concurrency: usize,
 ) -> anyhow::Result<Measurement> {
@@ -404,7 +404,7 @@ async fn measure_chain(
 /// The baseline: the worker's `Ping`, an empty RPC answered without touching any
 /// state — the cost of one round trip between two dida processes.
 struct WorkerPing {
-    worker: WorkerClient<Channel>,
+    worker: WorkerClient<NodeChannel>,
 }
 
 impl Operation for WorkerPing {
@@ -420,7 +420,7 @@ impl Operation for WorkerPing {
 /// One execution of a chain: one `Run` call, answered when it has ended. Fails unless
 /// every operator ran and echoed the input.
 struct Execute {
-    scheduler: SchedulerClient<Channel>,
+    scheduler: SchedulerClient<NodeChannel>,
     app: String,
     operators: Arc<[String]>,
 }

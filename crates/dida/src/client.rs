@@ -11,8 +11,8 @@ use dida_core::membership::NodeUrl;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, RunRequest, SubmitRequest};
 use dida_proto::transport::lazy_channel_for_waits;
+use dida_proto::transport::NodeChannel;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 /// Flags of `dida run`.
 #[derive(Debug, Args)]
@@ -67,7 +67,7 @@ const CALL_MARGIN: Duration = Duration::from_secs(10);
 const OUTCOME_WAIT: Duration = Duration::from_secs(10);
 
 /// A client of the scheduler at `url` whose calls may wait up to `longest_wait`.
-fn scheduler(url: &str, longest_wait: Duration) -> anyhow::Result<SchedulerClient<Channel>> {
+fn scheduler(url: &str, longest_wait: Duration) -> anyhow::Result<SchedulerClient<NodeChannel>> {
     let url = NodeUrl::parse(url).context("invalid --scheduler")?;
     let channel = lazy_channel_for_waits(
         &url.to_string(),
@@ -144,7 +144,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 async fn wait_for(
-    client: &mut SchedulerClient<Channel>,
+    client: &mut SchedulerClient<NodeChannel>,
     id: &str,
     limit: Duration,
 ) -> anyhow::Result<ExecutionOutcome> {

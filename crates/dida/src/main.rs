@@ -3,6 +3,7 @@
 //! This crate only wires the role crates to the command line: each subcommand parses
 //! its flags into the role's configuration and runs it.
 
+mod certs;
 mod client;
 mod faults;
 mod kv;
@@ -10,6 +11,7 @@ mod logging;
 mod pcs;
 mod puppetmaster;
 mod scheduler;
+mod security;
 mod sim;
 mod storage;
 mod worker;
@@ -24,6 +26,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    security: security::SecurityArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,6 +55,22 @@ enum Command {
     /// Run the PuppetMaster: start a cluster, run a script or a console, crash nodes.
     #[command(alias = "pm")]
     Puppetmaster(puppetmaster::PuppetmasterArgs),
+    /// Make a development CA and a certificate per node and client, for mutual TLS.
+    Certs(certs::CertsArgs),
+}
+
+impl Command {
+    /// The certificate this process presents by default: a node's own id, else its
+    /// role's usual name (see `dida certs`).
+    fn tls_name(&self) -> &str {
+        match self {
+            Command::Storage(args) => args.id(),
+            Command::Worker(args) => args.id(),
+            Command::Scheduler(args) => args.id(),
+            Command::Pcs(_) => "pcs",
+            _ => "client",
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -65,10 +85,16 @@ fn main() -> ExitCode {
         | Command::Status(_)
         | Command::Puppetmaster(_) => "warn",
         Command::Faults(_) => "warn,dida_faults=info",
+        Command::Certs(_) => "warn",
         // Simulated nodes would log every suspicion of every seed.
         Command::Sim(_) => "off",
     };
     logging::init(default_log);
+    let tls_name = cli.command.tls_name().to_string();
+    if let Err(error) = cli.security.install(&tls_name) {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -96,6 +122,7 @@ fn main() -> ExitCode {
             Command::Faults(args) => faults::run(args).await,
             Command::Pcs(args) => pcs::run(args).await,
             Command::Puppetmaster(args) => puppetmaster::run(args).await,
+            Command::Certs(args) => certs::run(args),
         }
     });
     match result {

@@ -28,6 +28,15 @@ pub async fn run(args: PcsArgs) -> anyhow::Result<()> {
     let mut config = PcsConfig::new(binary);
     config.token = args.token.filter(|t| !t.is_empty());
     config.start_timeout = Duration::from_secs(args.start_timeout);
+    // A PCS starts processes: reachable from other machines, it needs its own
+    // token or the cluster's authentication.
+    if config.token.is_none() {
+        let host = args
+            .listen
+            .rsplit_once(':')
+            .map_or(args.listen.as_str(), |(host, _)| host);
+        dida_proto::security::installed().check_exposure(host)?;
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| {

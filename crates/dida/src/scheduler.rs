@@ -35,6 +35,13 @@ pub struct SchedulerArgs {
     replication_factor: usize,
 }
 
+impl SchedulerArgs {
+    /// The scheduler's id: the name of the certificate it presents by default.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 /// Runs the scheduler until interrupted.
 pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     let url = NodeUrl::parse(&args.url).context("invalid --url")?;

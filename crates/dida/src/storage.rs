@@ -70,6 +70,11 @@ pub struct StorageArgs {
 }
 
 impl StorageArgs {
+    /// This node's id: the name of the certificate it presents by default.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Turns the flags into a node configuration, adding this node to the membership
     /// when `--peers` leaves it out.
     fn into_config(self) -> anyhow::Result<StorageConfig> {

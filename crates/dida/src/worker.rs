@@ -64,6 +64,11 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    /// This node's id: the name of the certificate it presents by default.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     fn into_config(self) -> anyhow::Result<WorkerConfig> {
         let url = NodeUrl::parse(&self.url).context("invalid --url")?;
         let storage = Membership::parse(&self.storage).context("invalid --storage")?;

@@ -21,8 +21,8 @@ use dida_proto::execution::{
     WorkerStatusReply, WorkerStatusRequest,
 };
 use dida_proto::transport::lazy_channel;
+use dida_proto::transport::NodeChannel;
 use dida_storage_client::StorageClient;
-use tonic::transport::Channel;
 
 mod support;
 use support::{dida, eventually};
@@ -39,7 +39,7 @@ fn submit_request(operators: &[&str], input: &str) -> SubmitRequest {
 /// A storage cluster plus a scheduler and workers, and a client of the scheduler.
 struct Platform {
     cluster: LocalCluster,
-    scheduler: SchedulerClient<Channel>,
+    scheduler: SchedulerClient<NodeChannel>,
 }
 
 impl Platform {

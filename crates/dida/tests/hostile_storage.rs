@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use dida_local_cluster::{ClusterSpec, LocalCluster};
 use dida_proto::connections::ConnectionLimits;
+use dida_proto::storage::replication_client::ReplicationClient;
+use dida_proto::storage::{Liveness, MemberView, ProbeRequest, PushRequest};
 use dida_storage_client::{ClientError, StorageClient};
 use futures::future::join_all;
 use tokio::net::{TcpSocket, TcpStream};
@@ -323,4 +325,89 @@ async fn writes_to_a_fenced_primary_fail_over_and_none_fails() {
     })
     .await;
     assert_eq!(last.value, "10");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_cluster_token_forged_probes_and_pushes_are_refused() {
+    let cluster = LocalCluster::start(
+        dida(),
+        ClusterSpec {
+            nodes: 3,
+            replication_factor: 3,
+            env: vec![("DIDA_CLUSTER_TOKEN".into(), "s3cret-token".into())],
+            ..ClusterSpec::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Clients need no token: the nodes work together with it, and serve them.
+    let client = cluster.client().unwrap();
+    client.write("k", "v").await.unwrap();
+    let incarnation = client.status("s1").await.unwrap().incarnation;
+    let s1 = cluster.membership().get("s1").unwrap().url.to_string();
+
+    let forged_probe = ProbeRequest {
+        from: "s2".into(),
+        view: vec![MemberView {
+            id: "s1".into(),
+            incarnation,
+            liveness: Liveness::Failed as i32,
+        }],
+    };
+    let forged_push = PushRequest {
+        from: "s2".into(),
+        records: vec![dida_proto::storage::Record {
+            key: "k".into(),
+            version: Some(dida_proto::storage::Version {
+                number: 99,
+                replica: 2,
+            }),
+            value: "forged".into(),
+        }],
+        ..PushRequest::default()
+    };
+    for token in [None, Some("guess")] {
+        let mut replication = ReplicationClient::new(
+            tonic::transport::Endpoint::from_shared(s1.clone())
+                .unwrap()
+                .timeout(Duration::from_secs(5))
+                .connect_lazy(),
+        );
+        let mut probe = tonic::Request::new(forged_probe.clone());
+        let mut push = tonic::Request::new(forged_push.clone());
+        if let Some(token) = token {
+            probe
+                .metadata_mut()
+                .insert("x-dida-cluster-token", token.parse().unwrap());
+            push.metadata_mut()
+                .insert("x-dida-cluster-token", token.parse().unwrap());
+        }
+        let refused = replication.probe(probe).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+        assert!(refused.message().contains("cluster token"), "{refused}");
+        let refused = replication.push(push).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+    }
+    // Nothing changed.
+    let status = client.status("s1").await.unwrap();
+    assert!(!status.fenced && status.incarnation == incarnation);
+    assert_eq!(client.read("k", None).await.unwrap().unwrap().value, "v");
+}
+
+#[tokio::test]
+async fn a_node_reachable_from_other_machines_needs_authentication() {
+    let refused = tokio::process::Command::new(dida())
+        .env_remove("DIDA_TLS_DIR")
+        .env_remove("DIDA_CLUSTER_TOKEN")
+        .args(["storage", "--id", "s1", "--url", "http://0.0.0.0:7999"])
+        .args(["--peers", "s1=http://0.0.0.0:7999"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("without authentication") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
 }

@@ -20,14 +20,18 @@ use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::SubmitRequest;
 use dida_proto::transport::lazy_channel;
+use dida_proto::transport::NodeChannel;
 use dida_storage_client::StorageClient;
-use tonic::transport::Channel;
 
 mod support;
 use support::{dida, eventually, outcome};
 
 /// Submits `operators` with `input`; returns the execution id.
-async fn submit(scheduler: &SchedulerClient<Channel>, operators: &[&str], input: &str) -> String {
+async fn submit(
+    scheduler: &SchedulerClient<NodeChannel>,
+    operators: &[&str],
+    input: &str,
+) -> String {
     scheduler
         .clone()
         .submit(SubmitRequest {

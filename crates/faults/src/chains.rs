@@ -20,10 +20,10 @@ use std::time::Duration;
 use dida_core::Version;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::{OutcomeRequest, SubmitRequest};
+use dida_proto::transport::NodeChannel;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 
 use crate::history::{ClientId, OpKind, OpResult, Operation, RunClock};
 
@@ -58,7 +58,7 @@ pub fn chain_keys(count: usize) -> Vec<String> {
 /// two applications, and returns its executions as operations.
 pub async fn run_chain_client(
     client_id: ClientId,
-    scheduler: SchedulerClient<Channel>,
+    scheduler: SchedulerClient<NodeChannel>,
     workload: ChainWorkload,
     clock: RunClock,
     seed: u64,
@@ -97,7 +97,7 @@ pub async fn run_chain_client(
 /// in a debug build), and that start-up cost is not what the suite measures. Returns
 /// how many warm-up executions completed; their results are not part of the history.
 pub async fn warm_up(
-    scheduler: SchedulerClient<Channel>,
+    scheduler: SchedulerClient<NodeChannel>,
     per_app: usize,
     deadline: Duration,
 ) -> usize {
@@ -123,7 +123,7 @@ pub async fn warm_up(
 
 /// Submits one execution and waits for its outcome, up to `deadline` in all.
 async fn execute(
-    mut scheduler: SchedulerClient<Channel>,
+    mut scheduler: SchedulerClient<NodeChannel>,
     operators: &[String],
     input: &str,
     deadline: Duration,

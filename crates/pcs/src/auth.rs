@@ -1,10 +1,10 @@
 //! The PCS's shared-secret token: when a PCS is given one, every request must carry
-//! it in the [`TOKEN_HEADER`] metadata entry, or it is refused as unauthenticated.
+//! it in the [`TOKEN_HEADER`] metadata entry (its client adds it), or it is refused
+//! as unauthenticated.
 //!
 //! A token is what keeps a PCS reachable from other machines from being usable by
 //! anyone who can reach its port. It is compared in constant time.
 
-use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -49,35 +49,6 @@ impl Interceptor for RequireToken {
     }
 }
 
-/// Client side: adds the token to every request.
-#[derive(Debug, Clone)]
-pub struct AttachToken {
-    token: Option<MetadataValue<tonic::metadata::Ascii>>,
-}
-
-impl AttachToken {
-    /// Attaches `token`, or nothing when `None`. Fails if the token is not printable
-    /// ASCII (it could not travel in a header).
-    pub fn new(token: Option<&str>) -> anyhow::Result<Self> {
-        let token = token
-            .map(|t| {
-                t.parse()
-                    .map_err(|_| anyhow::anyhow!("the PCS token must be printable ASCII"))
-            })
-            .transpose()?;
-        Ok(Self { token })
-    }
-}
-
-impl Interceptor for AttachToken {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(token) = &self.token {
-            request.metadata_mut().insert(TOKEN_HEADER, token.clone());
-        }
-        Ok(request)
-    }
-}
-
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -87,10 +58,13 @@ mod tests {
     use super::*;
 
     fn with(token: Option<&str>) -> Request<()> {
-        AttachToken::new(token)
-            .unwrap()
-            .call(Request::new(()))
-            .unwrap()
+        let mut request = Request::new(());
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert(TOKEN_HEADER, token.parse().unwrap());
+        }
+        request
     }
 
     #[test]
@@ -110,6 +84,6 @@ mod tests {
         let mut pcs = RequireToken::new(None);
         assert!(pcs.call(with(None)).is_ok());
         assert!(pcs.call(with(Some("anything"))).is_ok());
-        assert!(AttachToken::new(Some("bad\ntoken")).is_err());
+        assert!(crate::client::PcsClient::new("http://127.0.0.1:1", Some("bad\ntoken")).is_err());
     }
 }

@@ -11,18 +11,16 @@ use dida_proto::control::{
     RestartNodeRequest, StartNodeRequest, StopAllRequest,
 };
 use dida_proto::storage::PingRequest;
-use dida_proto::transport::lazy_channel;
-use tonic::codegen::InterceptedService;
-use tonic::transport::Channel;
+use dida_proto::transport::{lazy_channel_with_headers, NodeChannel};
 use tonic::Streaming;
 
-use crate::auth::AttachToken;
+use crate::auth::TOKEN_HEADER;
 
 /// Deadline of PCS calls: a start waits for the node to listen (30 s by default on
 /// the PCS), so it is longer than a node call's.
 pub const PCS_DEADLINE: Duration = Duration::from_secs(45);
 
-type Grpc = ProcessCreationClient<InterceptedService<Channel, AttachToken>>;
+type Grpc = ProcessCreationClient<NodeChannel>;
 
 /// A connection to one PCS.
 #[derive(Debug, Clone)]
@@ -34,11 +32,12 @@ pub struct PcsClient {
 impl PcsClient {
     /// A client of the PCS at `url` (`http://HOST:PORT`); connects on first use.
     pub fn new(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
-        let channel =
-            lazy_channel(url, PCS_DEADLINE).with_context(|| format!("bad PCS URL {url:?}"))?;
+        let headers: Vec<_> = token.map(|t| (TOKEN_HEADER, t)).into_iter().collect();
+        let channel = lazy_channel_with_headers(url, PCS_DEADLINE, PCS_DEADLINE, &headers)
+            .with_context(|| format!("bad PCS URL or token for {url:?}"))?;
         Ok(Self {
             url: url.to_string(),
-            grpc: ProcessCreationClient::with_interceptor(channel, AttachToken::new(token)?),
+            grpc: ProcessCreationClient::new(channel),
         })
     }
 

@@ -78,7 +78,7 @@ pub async fn start(config: PcsConfig, listener: TcpListener) -> anyhow::Result<P
         },
         RequireToken::new(config.token.clone()),
     );
-    let router = dida_proto::transport::server_builder().add_service(service);
+    let router = dida_proto::transport::server_builder()?.add_service(service);
     let server = ServerHandle::spawn(router, listener)?;
     info!(addr = %server.local_addr(), token = config.token.is_some(), binary = %config.binary.display(), "PCS serving");
     Ok(PcsHandle { server, children })

@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::transport::NodeChannel;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 use tracing::debug;
 
@@ -90,7 +90,7 @@ pub trait Ack: Send + 'static {
 /// Opens the stream on a channel: the generated client's streaming method.
 pub type Opener<M, A> = Arc<
     dyn Fn(
-            Channel,
+            NodeChannel,
             ReceiverStream<M>,
         ) -> Pin<Box<dyn Future<Output = Result<Streaming<A>, Status>> + Send>>
         + Send

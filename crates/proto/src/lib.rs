@@ -42,7 +42,9 @@ pub use packages::dida::execution::v1 as execution;
 pub use packages::dida::control::v1 as control;
 
 pub mod acked;
+pub mod authorize;
 pub mod connections;
 pub mod convert;
+pub mod security;
 pub mod server;
 pub mod transport;

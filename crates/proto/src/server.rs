@@ -14,10 +14,10 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::TcpIncoming;
 
 use crate::connections::{self, ConnectionLimits, LimitedConnection};
-use crate::transport::TCP_KEEPALIVE;
+use crate::transport::{NodeRouter, TCP_KEEPALIVE};
 
 /// A running gRPC server and the background tasks of its node. Dropping it stops
 /// them all.
@@ -33,7 +33,7 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Serves `router` on `listener` in the current runtime. Every accepted
     /// connection gets `TCP_NODELAY` and TCP keep-alive (see [`accepting`]).
-    pub fn spawn(router: Router, listener: TcpListener) -> anyhow::Result<Self> {
+    pub fn spawn(router: NodeRouter, listener: TcpListener) -> anyhow::Result<Self> {
         let addr = listener
             .local_addr()
             .context("listener has no local address")?;
@@ -118,7 +118,11 @@ fn accepting(
 }
 
 /// Binds `host:port` for a node, with an error that says what went wrong.
+///
+/// Refuses a host other machines can reach when this process authenticates
+/// nothing ([`crate::security::Security::check_exposure`]).
 pub async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    crate::security::installed().check_exposure(host)?;
     TcpListener::bind((host, port))
         .await
         .with_context(|| format!("cannot listen on {host}:{port} (is the port already in use?)"))

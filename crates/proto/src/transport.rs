@@ -7,7 +7,16 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint, Server};
+use anyhow::Context;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig,
+};
+
+use crate::authorize::AuthorizeLayer;
+use crate::security::{self, CLUSTER_TOKEN_HEADER};
 
 /// Largest message any dida node encodes or decodes (64 MiB): big enough for a
 /// `ListRecords` of a large node, small enough that a hostile peer cannot make a node
@@ -28,16 +37,59 @@ pub const HTTP2_KEEPALIVE: Duration = Duration::from_secs(10);
 /// Idle time after which the kernel probes a connection with TCP keep-alive.
 pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
+/// The server builder of every dida role: authorisation on every request.
+pub type NodeServer =
+    Server<tower::layer::util::Stack<AuthorizeLayer, tower::layer::util::Identity>>;
+
+/// What a dida server serves: its services behind [`AuthorizeLayer`].
+pub type NodeRouter = tonic::transport::server::Router<
+    tower::layer::util::Stack<AuthorizeLayer, tower::layer::util::Identity>,
+>;
+
 /// The gRPC server builder every dida role starts from, so every server applies the
-/// same transport settings. Serve the router it builds with
+/// same transport settings and the same security: mutual TLS when this process has
+/// a TLS identity ([`security::installed`]), and [`AuthorizeLayer`] on every call.
+/// Serve the router it builds with
 /// [`ServerHandle::spawn`](crate::server::ServerHandle::spawn), which applies
 /// `TCP_NODELAY` to each accepted socket (the builder's own `tcp_nodelay` only
 /// reaches sockets of listeners tonic binds itself).
-pub fn server_builder() -> Server {
-    Server::builder()
+pub fn server_builder() -> anyhow::Result<NodeServer> {
+    let mut builder = Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
-        .concurrency_limit_per_connection(MAX_IN_FLIGHT_PER_CONNECTION)
+        .concurrency_limit_per_connection(MAX_IN_FLIGHT_PER_CONNECTION);
+    if let Some(tls) = &security::installed().tls {
+        let config = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+            .client_ca_root(Certificate::from_pem(&tls.ca_pem));
+        builder = builder
+            .tls_config(config)
+            .context("cannot use this node's TLS certificate and key")?;
+    }
+    Ok(builder.layer(AuthorizeLayer))
+}
+
+/// A channel to a dida node, as every client holds it: the cluster token (when this
+/// process has one) is added to every call.
+pub type NodeChannel = InterceptedService<Channel, Credentials>;
+
+/// Adds the credentials a channel carries to every call made on it: this process's
+/// cluster token, and any header its client adds (a PCS's own token).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    headers: Vec<(&'static str, MetadataValue<Ascii>)>,
+}
+
+impl Interceptor for Credentials {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        for (name, value) in &self.headers {
+            request.metadata_mut().insert(*name, value.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// Opens a lazily connected channel to `url` (`http://HOST:PORT`).
@@ -45,7 +97,11 @@ pub fn server_builder() -> Server {
 /// Nothing is sent until the first call; a node that is down is discovered by that
 /// call, which fails within `deadline` (the deadline bounds both connecting and every
 /// call made on the channel), so no caller ever hangs on an unreachable node.
-pub fn lazy_channel(url: &str, deadline: Duration) -> Result<Channel, tonic::transport::Error> {
+///
+/// With TLS on ([`security::installed`]), the connection is made with TLS whatever
+/// the URL's scheme, presenting this process's certificate and trusting only the
+/// cluster's CA.
+pub fn lazy_channel(url: &str, deadline: Duration) -> anyhow::Result<NodeChannel> {
     lazy_channel_for_waits(url, deadline, deadline)
 }
 
@@ -56,15 +112,57 @@ pub fn lazy_channel_for_waits(
     url: &str,
     connect_deadline: Duration,
     call_deadline: Duration,
-) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(url.to_string())?
+) -> anyhow::Result<NodeChannel> {
+    lazy_channel_with_headers(url, connect_deadline, call_deadline, &[])
+}
+
+/// Like [`lazy_channel_for_waits`], adding `headers` (name, printable ASCII value)
+/// to every call made on the channel.
+pub fn lazy_channel_with_headers(
+    url: &str,
+    connect_deadline: Duration,
+    call_deadline: Duration,
+    headers: &[(&'static str, &str)],
+) -> anyhow::Result<NodeChannel> {
+    let security = security::installed();
+    let url = match (&security.tls, url.strip_prefix("http://")) {
+        (Some(_), Some(rest)) => format!("https://{rest}"),
+        _ => url.to_string(),
+    };
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .with_context(|| format!("invalid node URL {url:?}"))?
         .connect_timeout(connect_deadline)
         .timeout(call_deadline)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(HTTP2_KEEPALIVE)
         .tcp_keepalive(Some(TCP_KEEPALIVE))
-        .keep_alive_timeout(connect_deadline)
-        .connect_lazy())
+        .keep_alive_timeout(connect_deadline);
+    if let Some(tls) = &security.tls {
+        let config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+            .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        endpoint = endpoint
+            .tls_config(config)
+            .context("cannot use this process's TLS certificate and key")?;
+    }
+    let token = security
+        .cluster_token
+        .as_deref()
+        .map(|token| (CLUSTER_TOKEN_HEADER, token));
+    let headers = token
+        .iter()
+        .chain(headers)
+        .map(|&(name, value)| {
+            let value = value
+                .parse()
+                .with_context(|| format!("the value of {name} must be printable ASCII"))?;
+            Ok((name, value))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(InterceptedService::new(
+        endpoint.connect_lazy(),
+        Credentials { headers },
+    ))
 }
 
 /// Whether a failed call never reached its server: the connection could not be made

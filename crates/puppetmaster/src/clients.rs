@@ -11,9 +11,9 @@ use dida_core::membership::NodeUrl;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, SubmitRequest};
 use dida_proto::transport::lazy_channel;
+use dida_proto::transport::NodeChannel;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::output::{PmEvent, Printer};
 
@@ -108,7 +108,7 @@ impl Clients {
 }
 
 async fn wait_for(
-    client: &mut SchedulerClient<Channel>,
+    client: &mut SchedulerClient<NodeChannel>,
     id: &str,
     limit: Duration,
 ) -> Result<ExecutionOutcome, String> {

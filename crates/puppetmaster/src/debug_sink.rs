@@ -35,7 +35,7 @@ pub fn start(listener: TcpListener, printer: Arc<Printer>) -> anyhow::Result<Ser
     let service = DebugSinkServer::new(Sink { printer })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = dida_proto::transport::server_builder().add_service(service);
+    let router = dida_proto::transport::server_builder()?.add_service(service);
     ServerHandle::spawn(router, listener)
 }
 

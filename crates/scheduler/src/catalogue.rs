@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::ListOperatorsRequest;
-use tonic::transport::Channel;
+use dida_proto::transport::NodeChannel;
 use tonic::Status;
 use tracing::debug;
 
@@ -57,7 +57,10 @@ impl OperatorCatalogue {
     /// Asks every worker (`workers[i]` is worker `i`) which operators it runs, all at
     /// once, and records the answers. Each call is bounded by the channel's deadline;
     /// a worker that does not answer keeps what was known of it.
-    pub async fn refresh_all(&self, workers: &[WorkerClient<Channel>]) -> Vec<Result<(), Status>> {
+    pub async fn refresh_all(
+        &self,
+        workers: &[WorkerClient<NodeChannel>],
+    ) -> Vec<Result<(), Status>> {
         let asks = workers.iter().enumerate().map(|(index, worker)| {
             let mut worker = worker.clone();
             async move {
@@ -72,7 +75,7 @@ impl OperatorCatalogue {
     /// Refreshes the catalogue every `period`, for as long as the scheduler runs.
     pub async fn refresh_forever(
         self: Arc<Self>,
-        workers: Vec<WorkerClient<Channel>>,
+        workers: Vec<WorkerClient<NodeChannel>>,
         period: Duration,
     ) {
         let mut ticks = tokio::time::interval(period);

@@ -10,11 +10,11 @@ use dida_proto::execution::scheduler_server::SchedulerServer;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{HandOff, HandOffAck};
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
+use dida_proto::transport::NodeChannel;
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
 use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 use tracing::info;
 
 use crate::catalogue::OperatorCatalogue;
@@ -63,7 +63,7 @@ impl SchedulerConfig {
 #[derive(Debug)]
 pub(crate) struct SchedulerState {
     pub config: SchedulerConfig,
-    pub workers: Vec<WorkerClient<Channel>>,
+    pub workers: Vec<WorkerClient<NodeChannel>>,
     /// Streams to the workers that new executions are handed on.
     pub hand_offs: AckedLinks<HandOff, HandOffAck>,
     /// Fires when the scheduler stops: ends its streams, both directions.
@@ -122,7 +122,7 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = dida_proto::transport::server_builder().add_service(service);
+    let router = dida_proto::transport::server_builder()?.add_service(service);
     let view = state
         .storage
         .clone()

@@ -37,9 +37,9 @@ use dida_proto::storage::{
     ListRecordsRequest, PingRequest, ReadReply, ReadRequest, StatusReply, StatusRequest,
     StorageAnswer, StorageCall, UpdateIfValueIsRequest, ViewRequest, WriteRequest,
 };
+use dida_proto::transport::NodeChannel;
 use dida_proto::transport::{describe, lazy_channel, MAX_MESSAGE_BYTES};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 use tonic::Code;
 
 /// How a client routes and how long it waits.
@@ -140,7 +140,7 @@ pub struct StorageClient {
     /// Every node's incarnation and liveness as last heard, and the ring of those
     /// alive.
     view: RwLock<(MemberStates, Arc<Ring>)>,
-    nodes: Vec<GrpcClient<Channel>>,
+    nodes: Vec<GrpcClient<NodeChannel>>,
     /// Each node's URL, as the key of its `Calls` stream.
     urls: Vec<String>,
     /// Reads, writes and conditional updates: one `Calls` stream per node.

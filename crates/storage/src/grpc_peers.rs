@@ -14,8 +14,8 @@ use dida_proto::storage::{
     ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply,
     ReadRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
+use dida_proto::transport::NodeChannel;
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
-use tonic::transport::Channel;
 use tonic::Status;
 
 use crate::config::StorageConfig;
@@ -24,10 +24,10 @@ use crate::transport::PeerTransport;
 /// Clients for every member but this node, indexed like the membership.
 #[derive(Debug)]
 pub(crate) struct GrpcPeers {
-    storage: Vec<Option<StorageClient<Channel>>>,
-    replication: Vec<Option<ReplicationClient<Channel>>>,
+    storage: Vec<Option<StorageClient<NodeChannel>>>,
+    replication: Vec<Option<ReplicationClient<NodeChannel>>>,
     /// The probes' own connections (see the module documentation).
-    probes: Vec<Option<ReplicationClient<Channel>>>,
+    probes: Vec<Option<ReplicationClient<NodeChannel>>>,
 }
 
 impl GrpcPeers {
@@ -69,15 +69,15 @@ impl GrpcPeers {
         })
     }
 
-    fn storage(&self, index: usize) -> Result<StorageClient<Channel>, Status> {
+    fn storage(&self, index: usize) -> Result<StorageClient<NodeChannel>, Status> {
         peer(&self.storage, index)
     }
 
-    fn replication(&self, index: usize) -> Result<ReplicationClient<Channel>, Status> {
+    fn replication(&self, index: usize) -> Result<ReplicationClient<NodeChannel>, Status> {
         peer(&self.replication, index)
     }
 
-    fn prober(&self, index: usize) -> Result<ReplicationClient<Channel>, Status> {
+    fn prober(&self, index: usize) -> Result<ReplicationClient<NodeChannel>, Status> {
         peer(&self.probes, index)
     }
 }

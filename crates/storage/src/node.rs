@@ -64,7 +64,7 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
     let replication = ReplicationServer::new(ReplicationService { node: node.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = dida_proto::transport::server_builder()
+    let router = dida_proto::transport::server_builder()?
         .add_service(storage)
         .add_service(replication);
     let tasks: Vec<_> = node

@@ -99,9 +99,9 @@ pub(crate) struct WorkerState {
     pub config: WorkerConfig,
     pub registry: OperatorRegistry,
     pub storage: Arc<StorageClient>,
-    pub scheduler: SchedulerClient<tonic::transport::Channel>,
+    pub scheduler: SchedulerClient<dida_proto::transport::NodeChannel>,
     /// The PuppetMaster's debug sink, in debug mode.
-    pub debug_sink: Option<DebugSinkClient<tonic::transport::Channel>>,
+    pub debug_sink: Option<DebugSinkClient<dida_proto::transport::NodeChannel>>,
     /// Streams to other workers, by URL, that requests are handed on.
     pub hand_offs: AckedLinks<HandOff, HandOffAck>,
     /// The stream to the scheduler that outcomes are reported on.
@@ -183,7 +183,7 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = dida_proto::transport::server_builder().add_service(service);
+    let router = dida_proto::transport::server_builder()?.add_service(service);
     let server = ServerHandle::spawn(router, listener)?
         .with_tasks([warm, view, confirm])
         .with_stop_signal(stop_signal);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::{ExecutionOutcome, OutcomeRequest};
-use tonic::transport::Channel;
+use dida_proto::transport::NodeChannel;
 
 /// The `dida` binary cargo built for these tests.
 pub fn dida() -> &'static Path {
@@ -36,7 +36,7 @@ where
 }
 
 /// Waits (up to 60 s) for the outcome of execution `id`, as `dida run` does.
-pub async fn outcome(scheduler: &SchedulerClient<Channel>, id: &str) -> ExecutionOutcome {
+pub async fn outcome(scheduler: &SchedulerClient<NodeChannel>, id: &str) -> ExecutionOutcome {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let reply = scheduler
