@@ -8,6 +8,7 @@
 #
 #   bash scripts/run-example.sh                # readable tables
 #   bash scripts/run-example.sh --json         # one JSON event per line
+#   bash scripts/run-example.sh --tls          # every node and client over mutual TLS
 #   bash scripts/run-example.sh SCRIPT [...]   # another script (examples/puppetmaster/*.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,5 +20,20 @@ if [[ $# -gt 0 && $1 != -* ]]; then
   script=$1
   shift
 fi
-echo "== dida puppetmaster $script --batch $*" >&2
-exec target/release/dida puppetmaster "$script" --batch "$@"
+args=()
+tls=()
+for arg in "$@"; do
+  if [[ $arg == --tls ]]; then
+    # A fresh development CA and certificates for the nodes the demo starts; the
+    # PuppetMaster presents `client` and passes the directory on to every node.
+    certs=$(mktemp -d)
+    trap 'rm -rf "$certs"' EXIT
+    target/release/dida certs --out "$certs/tls" --storage s1,s2,s3,s4,s5 \
+      --workers w1,w2,w3 --scheduler sched >&2
+    tls=(--tls-dir "$certs/tls")
+  else
+    args+=("$arg")
+  fi
+done
+echo "== dida puppetmaster $script --batch ${tls[*]} ${args[*]}" >&2
+target/release/dida puppetmaster "$script" --batch "${tls[@]}" "${args[@]}"
