@@ -53,6 +53,7 @@ mod stats;
 pub mod store;
 mod suspicion;
 pub mod transport;
+mod validation;
 mod view;
 mod wal;
 
