@@ -214,7 +214,7 @@ async fn round(
 /// once; versions a write can have created (`validation::version`). A reply
 /// listing versions B does not hold would make A skip repairs B needs, and one
 /// listing ranges A did not send would make it push data B should not hold.
-pub(crate) fn check_reply(
+fn check_reply(
     membership: &Membership,
     ring: &Ring,
     sent: &[RangeId],
@@ -378,6 +378,58 @@ mod tests {
         let sent = digests_sent(&a, &first, &everything);
         let reply = compare_digests(&b, &first, &HashSet::new(), &sent);
         assert!(reply.mismatched_ranges.is_empty() && reply.keys.is_empty());
+    }
+
+    #[test]
+    fn a_digest_reply_is_used_only_if_it_answers_what_was_sent() {
+        let membership = Membership::new(
+            FIVE.iter()
+                .enumerate()
+                .map(|(i, id)| (id.to_string(), format!("http://127.0.0.1:{}", 7001 + i))),
+        )
+        .unwrap();
+        let ring = Ring::new(&FIVE, 32, 3);
+        let shared = shared_ranges(&ring, 0, 1);
+        let key = (0..)
+            .map(|i| format!("key-{i}"))
+            .find(|k| ring.range_of(k) == shared[0])
+            .expect("a key of the first shared range");
+        let other = (0..)
+            .map(|i| format!("key-{i}"))
+            .find(|k| ring.range_of(k) != shared[0])
+            .expect("a key of another range");
+        let reply = |mismatched: Vec<RangeId>, key: &str, number, replica| DigestReply {
+            mismatched_ranges: mismatched,
+            keys: vec![KeyVersions {
+                key: key.to_string(),
+                versions: vec![version_to_wire(Version::new(number, replica))],
+            }],
+        };
+        let sent = &shared[..1];
+        let check = |reply: &DigestReply| check_reply(&membership, &ring, sent, reply);
+        assert!(check(&reply(vec![shared[0]], &key, 3, 2)).is_ok());
+        for (bad, says) in [
+            (reply(vec![shared[1]], &key, 3, 2), "was not sent"),
+            (
+                reply(vec![shared[0]], &other, 3, 2),
+                "does not report mismatched",
+            ),
+            (
+                reply(vec![shared[0]], &key, u64::MAX, 2),
+                "above the highest",
+            ),
+            (reply(vec![shared[0]], &key, 3, 9), "replica 9"),
+            (
+                reply(vec![shared[0], shared[0]], &key, 3, 2),
+                "more than once",
+            ),
+        ] {
+            let Refusal(why) = check(&bad).unwrap_err();
+            assert!(why.contains(says), "{why}");
+        }
+        let mut twice = reply(vec![shared[0]], &key, 3, 2);
+        twice.keys.push(twice.keys[0].clone());
+        assert!(check(&twice).unwrap_err().0.contains("twice"));
     }
 
     #[test]

@@ -223,7 +223,7 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
             continue;
         }
         // The peer refuses records of keys that it and this node do not both
-        // replicate in its view (invariant R1). Those that do not in this node's
+        // replicate in its view (invariant R2). Those that do not in this node's
         // current view are dropped (with their acknowledgement senders): their key
         // moved, and anti-entropy brings its new replicas what they lack. Without
         // this a batch refused for good would block the outbox.

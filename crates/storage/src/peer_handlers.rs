@@ -2,6 +2,10 @@
 //! digests, failure-detector probes, and the key pulls of a node taking over as
 //! primary. The gRPC service (`replication`) and the simulator's network deliver
 //! messages here alike.
+//!
+//! Every handler checks its message before it changes anything (`validation`, and
+//! the view-dependent rules below): a message refused changes neither the store
+//! nor the view, and its status names what was wrong (invariant R1).
 
 use std::collections::HashSet;
 use std::time::Duration;

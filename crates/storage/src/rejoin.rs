@@ -85,8 +85,9 @@ fn start_over(joiner: &Joiner) {
     let state = &joiner.peering;
     let known = state.view.current().members.get(state.me).incarnation;
     let Some(incarnation) = MemberState::next_incarnation(known.max(state.incarnation())) else {
-        // Views refuse incarnations past the bound, so only a forged announcement
-        // accepted before the bound existed could bring a node here.
+        // Views refuse incarnations past the bound, so only an announcement of this
+        // node at the highest incarnation itself, which no honest process makes,
+        // brings a node here.
         error!(
             node = state.id(),
             known,
