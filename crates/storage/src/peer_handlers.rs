@@ -71,7 +71,10 @@ impl Node {
             };
             for record in &records {
                 let replicas = ring.replicas(&record.key);
-                let who = match (replicas.contains(&state.me), replicas.contains(&sender)) {
+                // A sender this node counts failed is out of its ring, so this check
+                // is a fence too (D2): `--break-fence` turns it off with the other.
+                let sender_replicates = replicas.contains(&sender) || !state.config.fence;
+                let who = match (replicas.contains(&state.me), sender_replicates) {
                     (true, true) => continue,
                     (false, _) => "this node".to_string(),
                     (true, false) => format!("the sender {from}"),
