@@ -62,6 +62,24 @@ impl MemberState {
         liveness: Liveness::Alive,
     };
 
+    /// The highest incarnation a member may have: 2^62.
+    ///
+    /// A process's incarnation is the wall clock in milliseconds (about 2^41
+    /// today), plus one per start-over, so no honest incarnation comes near it.
+    /// Views refuse a state above it, and a start-over that would pass it fails
+    /// ([`MemberState::next_incarnation`]): a peer announcing incarnation
+    /// `u64::MAX` for some node would otherwise make that node's next start-over
+    /// overflow.
+    pub const MAX_INCARNATION: u64 = 1 << 62;
+
+    /// The incarnation a process starts over at, above `known` (the highest it or
+    /// its peers knew for it); `None` past [`MemberState::MAX_INCARNATION`].
+    pub fn next_incarnation(known: u64) -> Option<u64> {
+        known
+            .checked_add(1)
+            .filter(|&next| next <= Self::MAX_INCARNATION)
+    }
+
     /// Whether this state is newer than `other`: it replaces it in a merge.
     pub fn supersedes(&self, other: &MemberState) -> bool {
         (self.incarnation, self.liveness) > (other.incarnation, other.liveness)
@@ -169,6 +187,20 @@ mod tests {
         assert_eq!(forward.get(0), state(9, Liveness::Alive));
         assert_eq!(forward.failed().collect::<Vec<_>>(), vec![1]);
         assert!(!forward.excluded(0));
+    }
+
+    #[test]
+    fn a_start_over_never_passes_the_highest_incarnation() {
+        assert_eq!(MemberState::next_incarnation(7), Some(8));
+        assert_eq!(
+            MemberState::next_incarnation(MemberState::MAX_INCARNATION - 1),
+            Some(MemberState::MAX_INCARNATION)
+        );
+        assert_eq!(
+            MemberState::next_incarnation(MemberState::MAX_INCARNATION),
+            None
+        );
+        assert_eq!(MemberState::next_incarnation(u64::MAX), None);
     }
 
     #[test]

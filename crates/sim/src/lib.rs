@@ -8,8 +8,11 @@
 //! often of a key's primary), and the clients' writes, compare-and-swaps and reads.
 //! The same seed gives the same run, event for event.
 //!
+//! Throughout the workload a hostile peer ([`forger`]) hands the nodes forged
+//! replication messages, each of which must be refused (R1).
+//!
 //! After each run the checks of docs/protocols.md are applied (V1, V2, W1, W2, G2,
-//! A1, T1, D1, D3), with the fault suite's linearizability checker for W1, and —
+//! A1, T1, D1, D3, R1), with the fault suite's linearizability checker for W1, and —
 //! with `--write-acks` ≥ 2 and the losses within the fault budget — no
 //! acknowledged write may be lost.
 //!
@@ -22,12 +25,13 @@
 //! crate (about 1,000 lines).
 //!
 //! Modules: [`process`] (up, paused, crashed), [`network`], [`cluster`] (which
-//! node runs at each index, and restarts), [`workload`],
+//! node runs at each index, and restarts), [`workload`], [`forger`],
 //! [`nemesis`], [`checks`], [`trace`], [`run`] (one seed) and [`many`] (many seeds
 //! on all cores).
 
 pub mod checks;
 pub mod cluster;
+pub mod forger;
 pub mod many;
 pub mod nemesis;
 pub mod network;

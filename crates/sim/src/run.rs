@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::checks::{Finding, Outcome};
 use crate::cluster::Cluster;
+use crate::forger::{forged_values_kept, Forger};
 use crate::nemesis::{lost_nodes, FaultRecord, Nemesis, NemesisKind};
 use crate::network::{LinkFaults, Network};
 use crate::process::ProcState;
@@ -38,6 +39,8 @@ const FAULTS_FROM: Duration = Duration::from_secs(3);
 const FAULTS_UNTIL: Duration = Duration::from_secs(22);
 const WORKLOAD_UNTIL: Duration = Duration::from_secs(26);
 const CHECK_AT: Duration = Duration::from_secs(40);
+/// The forger starts once every node has joined.
+const FORGERIES_FROM: Duration = Duration::from_secs(1);
 
 /// What to simulate, beyond the seed.
 #[derive(Debug, Clone, Default)]
@@ -81,6 +84,8 @@ pub struct SeedReport {
     /// Acknowledged writes no serving replica holds (a finding only when they had
     /// to survive).
     pub lost_acknowledged: usize,
+    /// Forged replication messages sent to the nodes (all must be refused).
+    pub forgeries: usize,
     /// Broken invariants; empty for a passing run.
     pub findings: Vec<Finding>,
     /// Events in the trace, and their fingerprint (equal for equal runs).
@@ -200,6 +205,17 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| tokio::spawn(workload.clone().client(c)))
         .collect();
+    let forgeries_accepted = Arc::new(Mutex::new(Vec::new()));
+    let forger = tokio::spawn(
+        Forger::new(
+            seed,
+            cluster.clone(),
+            keys.clone(),
+            trace.clone(),
+            forgeries_accepted.clone(),
+        )
+        .run(start + FORGERIES_FROM, start + WORKLOAD_UNTIL),
+    );
     let budget = if write_acks >= 2 {
         write_acks - 1
     } else {
@@ -218,6 +234,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     for client in clients {
         client.await.context("a simulated client panicked")?;
     }
+    let forgeries = forger.await.context("the simulated forger panicked")?;
     tokio::time::sleep_until(start + CHECK_AT).await;
     monitor.abort();
     counter.abort();
@@ -253,6 +270,17 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
                 detail,
             }),
     );
+    let stores: Vec<Arc<dida_storage::Node>> = nodes.iter().chain(&retired).cloned().collect();
+    let forgeries_accepted = forgeries_accepted
+        .lock()
+        .expect("forgeries lock poisoned")
+        .drain(..)
+        .chain(forged_values_kept(&stores))
+        .collect::<Vec<_>>();
+    findings.extend(forgeries_accepted.into_iter().map(|detail| Finding {
+        invariant: "R1",
+        detail,
+    }));
     for finding in &findings {
         trace.event(format_args!(
             "FAILED {}: {}",
@@ -276,6 +304,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
             .filter(|r| r.event.returned.is_none())
             .count(),
         lost_acknowledged,
+        forgeries,
         findings,
         events,
         fingerprint,

@@ -23,7 +23,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use dida_core::{RangeId, Ring, Version};
+use dida_core::{Membership, RangeId, Ring, Version};
 use dida_proto::convert::{version_from_wire, version_to_wire};
 use dida_proto::storage::{DigestReply, DigestRequest, KeyVersions, RangeDigest};
 use prost::Message;
@@ -33,6 +33,7 @@ use crate::gossip::Gossip;
 use crate::peering::Peering;
 use crate::stats::ReplicationStats;
 use crate::store::MultiVersionStore;
+use crate::validation::{self, Refusal};
 
 /// The ranges that nodes `a` and `b` both replicate.
 pub(crate) fn shared_ranges(ring: &Ring, a: usize, b: usize) -> Vec<RangeId> {
@@ -181,6 +182,14 @@ async fn round(
         &stats.anti_entropy_bytes_received,
         reply.encoded_len() as u64,
     );
+    check_reply(&state.config.membership, ring, ranges, &reply).map_err(|refusal| {
+        tonic::Status::invalid_argument(format!(
+            "node {} refused node {}'s digest reply: {}; nothing was repaired",
+            state.id(),
+            state.id_of(peer),
+            refusal.0
+        ))
+    })?;
     let visited_before = node.store.keys_visited();
     let missing = missing_records(&node.store, ring, reply);
     let repaired = missing.len();
@@ -196,6 +205,45 @@ async fn round(
             keys_visited = node.store.keys_visited().saturating_sub(visited_before),
             "anti-entropy queued repairs"
         );
+    }
+    Ok(())
+}
+
+/// Checks B's reply to digests of `sent` ranges of `ring` before A acts on it:
+/// mismatched ranges among those sent, named once; keys of those ranges, each
+/// once; versions a write can have created (`validation::version`). A reply
+/// listing versions B does not hold would make A skip repairs B needs, and one
+/// listing ranges A did not send would make it push data B should not hold.
+fn check_reply(
+    membership: &Membership,
+    ring: &Ring,
+    sent: &[RangeId],
+    reply: &DigestReply,
+) -> Result<(), Refusal> {
+    let mismatched =
+        validation::ranges(ring.range_count(), reply.mismatched_ranges.iter().copied())?;
+    if let Some(range) = mismatched.iter().find(|r| !sent.contains(r)) {
+        return Err(Refusal(format!(
+            "it reports range {range} mismatched, which was not sent"
+        )));
+    }
+    let mut keys = HashSet::new();
+    for listed in &reply.keys {
+        validation::key(&listed.key)?;
+        if !keys.insert(listed.key.as_str()) {
+            return Err(Refusal(format!("it lists key {:?} twice", listed.key)));
+        }
+        let range = ring.range_of(&listed.key);
+        if !mismatched.contains(&range) {
+            return Err(Refusal(format!(
+                "it lists key {:?}, of range {range}, which it does not report mismatched",
+                listed.key
+            )));
+        }
+        for &version in &listed.versions {
+            validation::wire_version(membership, version)
+                .map_err(|Refusal(why)| Refusal(format!("key {:?}: {why}", listed.key)))?;
+        }
     }
     Ok(())
 }
@@ -272,7 +320,7 @@ mod tests {
                 let replicas = ring.replicas(key);
                 replicas.contains(&0) && replicas.contains(&1)
             })
-            .map(|key| a.write(&key, "sixteen byte val", 1))
+            .map(|key| a.write(&key, "sixteen byte val", 1).unwrap())
             .collect();
         for record in records.iter().rev() {
             b.merge(record);
@@ -304,7 +352,7 @@ mod tests {
         let (a, b) = converged_pair(&first, &ring);
         let shared = shared_ranges(&ring, 0, 1);
         let held = a.records().swap_remove(0).key;
-        let newer = b.write(&held, "only on b", 1);
+        let newer = b.write(&held, "only on b", 1).unwrap();
         let differing = ring.range_of(&newer.key);
         assert!(shared.contains(&differing));
 
@@ -325,11 +373,63 @@ mod tests {
     fn digests_of_ranges_not_shared_are_ignored() {
         let first = Ring::new(&FIVE, 32, 3);
         let (a, b) = converged_pair(&first, &first);
-        b.write("key-7", "only on b", 1);
+        b.write("key-7", "only on b", 1).unwrap();
         let everything: Vec<RangeId> = (0..first.range_count() as RangeId).collect();
         let sent = digests_sent(&a, &first, &everything);
         let reply = compare_digests(&b, &first, &HashSet::new(), &sent);
         assert!(reply.mismatched_ranges.is_empty() && reply.keys.is_empty());
+    }
+
+    #[test]
+    fn a_digest_reply_is_used_only_if_it_answers_what_was_sent() {
+        let membership = Membership::new(
+            FIVE.iter()
+                .enumerate()
+                .map(|(i, id)| (id.to_string(), format!("http://127.0.0.1:{}", 7001 + i))),
+        )
+        .unwrap();
+        let ring = Ring::new(&FIVE, 32, 3);
+        let shared = shared_ranges(&ring, 0, 1);
+        let key = (0..)
+            .map(|i| format!("key-{i}"))
+            .find(|k| ring.range_of(k) == shared[0])
+            .expect("a key of the first shared range");
+        let other = (0..)
+            .map(|i| format!("key-{i}"))
+            .find(|k| ring.range_of(k) != shared[0])
+            .expect("a key of another range");
+        let reply = |mismatched: Vec<RangeId>, key: &str, number, replica| DigestReply {
+            mismatched_ranges: mismatched,
+            keys: vec![KeyVersions {
+                key: key.to_string(),
+                versions: vec![version_to_wire(Version::new(number, replica))],
+            }],
+        };
+        let sent = &shared[..1];
+        let check = |reply: &DigestReply| check_reply(&membership, &ring, sent, reply);
+        assert!(check(&reply(vec![shared[0]], &key, 3, 2)).is_ok());
+        for (bad, says) in [
+            (reply(vec![shared[1]], &key, 3, 2), "was not sent"),
+            (
+                reply(vec![shared[0]], &other, 3, 2),
+                "does not report mismatched",
+            ),
+            (
+                reply(vec![shared[0]], &key, u64::MAX, 2),
+                "above the highest",
+            ),
+            (reply(vec![shared[0]], &key, 3, 9), "replica 9"),
+            (
+                reply(vec![shared[0], shared[0]], &key, 3, 2),
+                "more than once",
+            ),
+        ] {
+            let Refusal(why) = check(&bad).unwrap_err();
+            assert!(why.contains(says), "{why}");
+        }
+        let mut twice = reply(vec![shared[0]], &key, 3, 2);
+        twice.keys.push(twice.keys[0].clone());
+        assert!(check(&twice).unwrap_err().0.contains("twice"));
     }
 
     #[test]
@@ -338,7 +438,7 @@ mod tests {
         let (a, b) = converged_pair(&first, &first);
         let shared = shared_ranges(&first, 0, 1);
         let key = a.records().swap_remove(0).key;
-        let newer = a.write(&key, "only on a", 1);
+        let newer = a.write(&key, "only on a", 1).unwrap();
         let sent = digests_sent(&a, &first, &shared);
         let reply = compare_digests(&b, &first, &shared.iter().copied().collect(), &sent);
         assert_eq!(missing_records(&a, &first, reply), vec![newer]);
@@ -353,9 +453,9 @@ mod tests {
             .map(|i| format!("key-{i}"))
             .find(|k| shared.contains(&first.range_of(k)))
             .expect("a shared key");
-        a.write(&key, "old", 2);
+        a.write(&key, "old", 2).unwrap();
         for i in 0..6 {
-            b.write(&key, &format!("v{i}"), 1);
+            b.write(&key, &format!("v{i}"), 1).unwrap();
         }
         let sent = digests_sent(&a, &first, &shared);
         let reply = compare_digests(&b, &first, &shared.iter().copied().collect(), &sent);

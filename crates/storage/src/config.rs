@@ -48,8 +48,9 @@ pub struct StorageConfig {
     /// proxy, a NAT), by id. The fault suite routes peer traffic through proxies it
     /// can cut this way, to partition nodes without root.
     pub dial_overrides: BTreeMap<String, NodeUrl>,
-    /// Whether this node refuses the pushes of peers it counts failed, and makes
-    /// the replicas it catches up from adopt its view (invariant D2). Always on;
+    /// Whether this node refuses the pushes of peers it counts failed or that do
+    /// not replicate the pushed keys in its view (invariants D2, R2), and makes
+    /// the replicas it catches up from adopt its view (D2). Always on;
     /// only the simulator turns it off (`dida sim --break-fence`), to show that
     /// without it acknowledged writes are lost.
     pub fence: bool,

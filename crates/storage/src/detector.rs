@@ -157,7 +157,10 @@ pub(crate) async fn probe(state: &Peering, peer: usize, timeout: Duration) -> bo
     };
     match tokio::time::timeout(timeout, state.transport.probe(peer, request)).await {
         Ok(Ok(reply)) => {
-            state.learn_wire(&reply.view);
+            if let Err(refusal) = state.learn_wire(&reply.view) {
+                // It answered, so it runs; what it says is not believed.
+                warn!(node = state.id(), peer = state.id_of(peer), reason = %refusal.0, "ignored the malformed view a probed peer answered with");
+            }
             true
         }
         _ => false,

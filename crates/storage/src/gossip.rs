@@ -209,7 +209,8 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
             // Declared failed: this incarnation behaves as if crashed.
             continue;
         }
-        if state.view.current().out.contains(&peer) {
+        let view = state.view.current();
+        if view.out.contains(&peer) {
             // The peer is out of the ring (failed, or restarted and catching up):
             // what it would have held goes to the next live replica, or reaches it
             // when it catches up. Dropping the batch also drops its acknowledgement
@@ -219,6 +220,25 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
                 records = batch.len(),
                 "dropped gossip for a peer out of the ring"
             );
+            continue;
+        }
+        // The peer refuses records of keys that it and this node do not both
+        // replicate in its view (invariant R2). Those that do not in this node's
+        // current view are dropped (with their acknowledgement senders): their key
+        // moved, and anti-entropy brings its new replicas what they lack. Without
+        // this a batch refused for good would block the outbox.
+        let (batch, moved): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| {
+            let replicas = view.ring.replicas(&p.record.key);
+            replicas.contains(&state.me) && replicas.contains(&peer)
+        });
+        if !moved.is_empty() {
+            debug!(
+                peer = state.id_of(peer),
+                records = moved.len(),
+                "dropped gossip of keys this node and the peer no longer both replicate"
+            );
+        }
+        if batch.is_empty() {
             continue;
         }
         let request = PushRequest {

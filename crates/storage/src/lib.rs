@@ -21,7 +21,9 @@
 //!   `--write-acks`;
 //! - `anti_entropy`: periodic digest comparison with each replica peer, repairing
 //!   whatever a push missed;
-//! - `replication`: the peer-facing gRPC service that receives both;
+//! - `replication`: the peer-facing gRPC service that receives both, handing each
+//!   message to `peer_handlers`, which first checks it with `validation` (sender,
+//!   versions, views, ranges) and refuses it whole if anything is wrong;
 //! - `detector`, `suspicion` and `view`: crash detection (probes, indirect probes;
 //!   the suspicion rules as plain functions, tested without sockets) and
 //!   the view — every member's incarnation and liveness — from which the ring of the
@@ -55,6 +57,7 @@ mod stats;
 pub mod store;
 mod suspicion;
 pub mod transport;
+mod validation;
 mod view;
 mod wal;
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dida_core::{Liveness, MemberState, Ring};
-use dida_proto::convert::{view_from_wire, view_to_wire};
+use dida_proto::convert::view_to_wire;
 use dida_proto::storage::MemberView;
 use tokio::sync::Notify;
 use tonic::Status;
@@ -20,6 +20,7 @@ use tracing::{error, info};
 use crate::config::StorageConfig;
 use crate::stats::ReplicationStats;
 use crate::transport::PeerTransport;
+use crate::validation::{self, Refusal};
 use crate::view::{View, ViewCell};
 
 /// One node's identity, view, transport and counters.
@@ -174,12 +175,17 @@ impl Peering {
         view_to_wire(&self.config.membership, &self.view.current().members)
     }
 
-    /// Merges a view another node sent (unknown ids are ignored).
-    pub fn learn_wire(&self, view: &[MemberView]) {
-        let updates = view_from_wire(&self.config.membership, view);
+    /// Merges a view another node sent in a reply, checked whole first
+    /// ([`validation::view`]): a view naming a non-member, a member twice, an
+    /// unknown liveness or an incarnation past the bound changes nothing. (Handlers
+    /// check the views of requests before anything else and [`Peering::learn`]
+    /// them.)
+    pub fn learn_wire(&self, view: &[MemberView]) -> Result<(), Refusal> {
+        let updates = validation::view(&self.config.membership, view)?;
         if !updates.is_empty() {
             self.learn(updates);
         }
+        Ok(())
     }
 
     /// Declares `nodes` failed in the incarnations `view` knows them by (a restart

@@ -36,16 +36,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use dida_core::{Liveness, MemberState, RangeId, Record, Ring};
-use dida_proto::convert::{record_from_wire, view_to_wire};
-use dida_proto::storage::HandbackRequest;
+use dida_proto::convert::view_to_wire;
+use dida_proto::storage::{HandbackReply, HandbackRequest};
 use dida_proto::transport::is_connect_failure;
 use futures::future::join_all;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::anti_entropy::digests_on_wire;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
 use crate::store::MultiVersionStore;
+use crate::validation::{self, Refusal};
 
 /// What joining works with: the node's context, its store and its outboxes.
 #[derive(Debug, Clone)]
@@ -83,7 +84,19 @@ pub(crate) async fn run(joiner: Joiner) {
 fn start_over(joiner: &Joiner) {
     let state = &joiner.peering;
     let known = state.view.current().members.get(state.me).incarnation;
-    let incarnation = known.max(state.incarnation()) + 1;
+    let Some(incarnation) = MemberState::next_incarnation(known.max(state.incarnation())) else {
+        // Views refuse incarnations past the bound, so only an announcement of this
+        // node at the highest incarnation itself, which no honest process makes,
+        // brings a node here.
+        error!(
+            node = state.id(),
+            known,
+            "cannot start over: no incarnation above {known} is allowed (the highest is {}); \
+             the node stays fenced",
+            MemberState::MAX_INCARNATION
+        );
+        return;
+    };
     joiner.gossip.clear(incarnation);
     joiner.store.clear();
     state.incarnation.store(incarnation, Ordering::Relaxed);
@@ -284,11 +297,13 @@ async fn handback_from(
     };
     match state.transport.handback(peer, request).await {
         Ok(reply) => {
-            let records: Vec<Record> = reply
-                .records
-                .into_iter()
-                .filter_map(|wire| record_from_wire(wire).ok())
-                .collect();
+            let (records, complete_ranges, view) = match check_reply(state, &ranges, reply) {
+                Ok(checked) => checked,
+                Err(refusal) => {
+                    warn!(node = state.id(), peer = state.id_of(peer), reason = %refusal.0, "refused a peer's handback reply; asking again");
+                    return Answer::Silent;
+                }
+            };
             if let Some(target) = divergence {
                 let written_elsewhere = records.iter().any(|record| {
                     record.version.replica != joiner.replica
@@ -314,8 +329,10 @@ async fn handback_from(
                     "rejoin caught up records"
                 );
             }
-            state.learn_wire(&reply.view);
-            Answer::Complete(reply.complete_ranges)
+            if !view.is_empty() {
+                state.learn(view);
+            }
+            Answer::Complete(complete_ranges)
         }
         Err(status) if is_connect_failure(&status) => Answer::NotRunning,
         Err(status) => {
@@ -323,6 +340,41 @@ async fn handback_from(
             Answer::Silent
         }
     }
+}
+
+/// A handback reply's records, complete ranges and view, checked.
+type CheckedReply = (Vec<Record>, Vec<RangeId>, Vec<(usize, MemberState)>);
+
+/// Checks a handback reply whole before any of it is used: its view well formed,
+/// its records valid (`validation::record`) and of the `asked` ranges of the
+/// first ring, and its complete ranges among those asked.
+fn check_reply(
+    state: &Peering,
+    asked: &[RangeId],
+    reply: HandbackReply,
+) -> Result<CheckedReply, Refusal> {
+    let membership = &state.config.membership;
+    let initial = state.view.initial_ring();
+    let updates = validation::view(membership, &reply.view)?;
+    let records = validation::records(membership, reply.records)?;
+    if let Some(stray) = records
+        .iter()
+        .find(|r| !asked.contains(&initial.range_of(&r.key)))
+    {
+        return Err(Refusal(format!(
+            "it returned key {:?}, of range {}, which was not asked for",
+            stray.key,
+            initial.range_of(&stray.key)
+        )));
+    }
+    let complete =
+        validation::ranges(initial.range_count(), reply.complete_ranges.iter().copied())?;
+    if let Some(range) = complete.iter().find(|r| !asked.contains(r)) {
+        return Err(Refusal(format!(
+            "it reported range {range} complete, which was not asked for"
+        )));
+    }
+    Ok((records, reply.complete_ranges, updates))
 }
 
 /// The ranges of `initial` (the finest) that `node` replicates in `target`.

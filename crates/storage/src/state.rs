@@ -11,15 +11,15 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use dida_core::version::VersionError;
 use dida_core::{MemberState, Record, Ring};
-use dida_proto::convert::record_from_wire;
 use dida_proto::storage::FetchKeyRequest;
 use futures::future::{join_all, BoxFuture};
 use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::Status;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::anti_entropy::{self, Repairer};
 use crate::config::StorageConfig;
@@ -30,6 +30,7 @@ use crate::peering::Peering;
 use crate::rejoin::{self, Joiner};
 use crate::store::{CasOutcome, MultiVersionStore};
 use crate::transport::PeerTransport;
+use crate::validation::{self, Refusal};
 
 /// Where a primary's write goes: the key's other live replicas, and the
 /// incarnation that applied it (its gossip is dropped if that incarnation ends
@@ -229,7 +230,9 @@ impl Node {
         caught_up.is_some_and(|epoch| state.view.led_throughout(key, state.me, epoch))
     }
 
-    /// Pulls and merges `peer`'s versions of `key`; false if it did not answer.
+    /// Pulls and merges `peer`'s versions of `key`; false if it did not answer, or
+    /// answered with a record that is not a valid version of `key` (then nothing
+    /// of its answer is merged, and the pull counts as unanswered).
     async fn pull_key(&self, peer: usize, key: &str) -> bool {
         let state = &self.peering;
         let request = FetchKeyRequest {
@@ -244,14 +247,26 @@ impl Node {
         let Ok(reply) = state.transport.fetch_key(peer, request).await else {
             return false;
         };
-        for wire in reply.records {
-            if let Ok(record) = record_from_wire(wire) {
-                if record.key == key {
-                    self.store.merge(&record);
+        let checked =
+            validation::records(&state.config.membership, reply.records).and_then(|records| {
+                match records.iter().find(|r| r.key != key) {
+                    Some(other) => Err(Refusal(format!(
+                        "it returned a record of key {:?} for key {key:?}",
+                        other.key
+                    ))),
+                    None => Ok(records),
                 }
+            });
+        match checked {
+            Ok(records) => {
+                self.store.merge_all(&records);
+                true
+            }
+            Err(refusal) => {
+                warn!(node = state.id(), peer = state.id_of(peer), key, reason = %refusal.0, "refused a peer's answer to a key pull");
+                false
             }
         }
-        true
     }
 
     /// Applies `apply` to the store as `key`'s primary, holding the view (H1): it
@@ -328,6 +343,7 @@ impl Node {
         let (record, replicas) = self
             .as_primary(key, |store| store.write(key, value, self.replica))
             .await?;
+        let record = record.map_err(|e| self.version_exhausted(key, e))?;
         if !self.replicate(&record, &replicas).await {
             return Err(self.not_acknowledged(&record));
         }
@@ -345,11 +361,13 @@ impl Node {
         let (outcome, replicas) = self
             .as_primary(key, |store| {
                 match store.update_if_value_is(key, old, new, self.replica) {
-                    CasOutcome::Applied(record) => Ok(record),
-                    CasOutcome::Mismatch => Err(store.read(key, None)),
+                    Ok(CasOutcome::Applied(record)) => Ok(Ok(record)),
+                    Ok(CasOutcome::Mismatch) => Ok(Err(store.read(key, None))),
+                    Err(exhausted) => Err(exhausted),
                 }
             })
             .await?;
+        let outcome = outcome.map_err(|e| self.version_exhausted(key, e))?;
         match outcome {
             Err(current) => {
                 // The answer "it holds another value" reveals that value, which
@@ -416,6 +434,16 @@ impl Node {
             .await
             .unwrap_or(0);
         acked >= needed
+    }
+
+    /// The error for a write or conditional update of a key whose newest version is
+    /// at [`dida_core::Version::MAX_NUMBER`]: `FAILED_PRECONDITION`, since no retry
+    /// can succeed, and nothing was written.
+    fn version_exhausted(&self, key: &str, error: VersionError) -> Status {
+        Status::failed_precondition(format!(
+            "primary {} cannot write key {key:?}: {error}; nothing was written",
+            self.peering.id()
+        ))
     }
 
     /// The error for a record this node applied but too few replicas acknowledged.

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
 use dida_core::ring::key_hash;
+use dida_core::version::VersionError;
 use dida_core::{RangeId, Record, Ring, Version};
 
 use crate::arcs::Arcs;
@@ -204,33 +205,43 @@ impl MultiVersionStore {
     }
 
     /// Executes a write as the key's primary: the new version's number is one more than
-    /// the highest this replica knows for the key, stamped with `replica`.
-    pub fn write(&self, key: &str, value: &str, replica: u32) -> Record {
+    /// the highest this replica knows for the key, stamped with `replica`. Fails,
+    /// storing nothing, when that highest number is at [`Version::MAX_NUMBER`].
+    pub fn write(&self, key: &str, value: &str, replica: u32) -> Result<Record, VersionError> {
         let (record, entry) = {
             let mut shard = self.shard(key).write().expect("store lock poisoned");
             let Shard { keys, tally } = &mut *shard;
             let versions = keys.entry(key.to_string()).or_default();
-            let record = self.append(key, versions, tally, value, replica);
+            // A failing append leaves a key that has versions, so no empty entry.
+            let record = self.append(key, versions, tally, value, replica)?;
             let entry = self.log(&record);
             (record, entry)
         };
         self.wait_durable(entry);
-        record
+        Ok(record)
     }
 
     /// Executes a conditional update as the key's primary: writes `new` only if the
     /// newest value is `old`. A key with no value never matches. A mismatch, too,
-    /// waits for the log to be durable (see below).
-    pub fn update_if_value_is(&self, key: &str, old: &str, new: &str, replica: u32) -> CasOutcome {
+    /// waits for the log to be durable (see below). Fails, storing nothing, when the
+    /// value matches but the newest version is at [`Version::MAX_NUMBER`]: a swap
+    /// that cannot get a higher version must not report success.
+    pub fn update_if_value_is(
+        &self,
+        key: &str,
+        old: &str,
+        new: &str,
+        replica: u32,
+    ) -> Result<CasOutcome, VersionError> {
         let (record, entry) = {
             let mut shard = self.shard(key).write().expect("store lock poisoned");
             let Shard { keys, tally } = &mut *shard;
             let Some(versions) = keys.get_mut(key) else {
-                return CasOutcome::Mismatch;
+                return Ok(CasOutcome::Mismatch);
             };
             match versions.last_key_value() {
                 Some((_, current)) if current == old => {
-                    let record = self.append(key, versions, tally, new, replica);
+                    let record = self.append(key, versions, tally, new, replica)?;
                     let entry = self.log(&record);
                     (Some(record), entry)
                 }
@@ -241,9 +252,11 @@ impl MultiVersionStore {
             }
         };
         self.wait_durable(entry);
-        record.map_or(CasOutcome::Mismatch, CasOutcome::Applied)
+        Ok(record.map_or(CasOutcome::Mismatch, CasOutcome::Applied))
     }
 
+    /// Adds `value` as the version after the newest of `versions`
+    /// ([`Version::after`]: checked, never wrapping); changes nothing on failure.
     fn append(
         &self,
         key: &str,
@@ -251,17 +264,17 @@ impl MultiVersionStore {
         tally: &mut Tally,
         value: &str,
         replica: u32,
-    ) -> Record {
-        let number = versions.last_key_value().map_or(0, |(v, _)| v.number) + 1;
-        let version = Version::new(number, replica);
+    ) -> Result<Record, VersionError> {
+        let newest = versions.last_key_value().map(|(v, _)| *v);
+        let version = Version::after(newest, replica)?;
         versions.insert(version, value.to_string());
         tally.add(key, version, value);
         discard_oldest(key, versions, tally, self.max_versions);
-        Record {
+        Ok(Record {
             key: key.to_string(),
             version,
             value: value.to_string(),
-        }
+        })
     }
 
     /// Stores a record another replica created (gossip or anti-entropy). Returns
@@ -482,8 +495,8 @@ mod tests {
     fn writes_get_increasing_numbers_and_reads_see_latest_or_exact() {
         let store = new_store(5);
         assert_eq!(store.read("k", None), None);
-        let a = store.write("k", "a", 2);
-        let b = store.write("k", "b", 2);
+        let a = store.write("k", "a", 2).unwrap();
+        let b = store.write("k", "b", 2).unwrap();
         assert_eq!(a.version, Version::new(1, 2));
         assert_eq!(b.version, Version::new(2, 2));
         assert_eq!(store.read("k", None).unwrap().value, "b");
@@ -491,14 +504,45 @@ mod tests {
         assert_eq!(store.read("k", Some(Version::new(1, 3))), None);
         // A write numbers past the highest version known, whoever created it.
         assert!(store.merge(&record("k", 9, 1, "gossiped")));
-        assert_eq!(store.write("k", "c", 2).version, Version::new(10, 2));
+        assert_eq!(
+            store.write("k", "c", 2).unwrap().version,
+            Version::new(10, 2)
+        );
+    }
+
+    #[test]
+    fn a_key_at_the_highest_version_number_takes_no_more_writes_and_changes_nothing() {
+        let store = new_store(5);
+        let last = record("k", Version::MAX_NUMBER, 1, "last");
+        assert!(store.merge(&last));
+        let before = (store.records(), store.counts());
+        let exhausted = VersionError::Exhausted {
+            newest: last.version,
+        };
+        assert_eq!(store.write("k", "wraps?", 2), Err(exhausted));
+        assert_eq!(
+            store.update_if_value_is("k", "last", "swapped?", 2),
+            Err(exhausted),
+            "a matching CAS that cannot get a higher version does not report success"
+        );
+        assert_eq!(
+            store.update_if_value_is("k", "other", "x", 2),
+            Ok(CasOutcome::Mismatch)
+        );
+        assert_eq!((store.records(), store.counts()), before);
+        assert_eq!(store.read("k", None), Some(last));
+        // One below the bound still takes exactly one more write.
+        store.merge(&record("j", Version::MAX_NUMBER - 1, 1, "x"));
+        let at_bound = store.write("j", "y", 2).unwrap();
+        assert_eq!(at_bound.version, Version::new(Version::MAX_NUMBER, 2));
+        assert!(store.write("j", "z", 2).is_err());
     }
 
     #[test]
     fn keeps_at_most_max_versions_discarding_the_oldest() {
         let store = new_store(3);
         let versions: Vec<Version> = (0..5)
-            .map(|i| store.write("k", &i.to_string(), 1).version)
+            .map(|i| store.write("k", &i.to_string(), 1).unwrap().version)
             .collect();
         assert_eq!(store.read("k", Some(versions[0])), None);
         assert_eq!(store.read("k", Some(versions[1])), None);
@@ -522,23 +566,24 @@ mod tests {
     fn conditional_update_compares_the_newest_value() {
         let store = new_store(5);
         assert_eq!(
-            store.update_if_value_is("k", "", "x", 1),
+            store.update_if_value_is("k", "", "x", 1).unwrap(),
             CasOutcome::Mismatch
         );
         assert_eq!(store.read("k", None), None, "a failed CAS writes nothing");
-        store.write("k", "old", 1);
+        store.write("k", "old", 1).unwrap();
         assert_eq!(
-            store.update_if_value_is("k", "nope", "x", 1),
+            store.update_if_value_is("k", "nope", "x", 1).unwrap(),
             CasOutcome::Mismatch
         );
-        let CasOutcome::Applied(applied) = store.update_if_value_is("k", "old", "new", 1) else {
+        let CasOutcome::Applied(applied) = store.update_if_value_is("k", "old", "new", 1).unwrap()
+        else {
             panic!("CAS should apply");
         };
         assert_eq!(applied.version, Version::new(2, 1));
         assert_eq!(store.read("k", None).unwrap().value, "new");
         // The same old value no longer matches.
         assert_eq!(
-            store.update_if_value_is("k", "old", "again", 1),
+            store.update_if_value_is("k", "old", "again", 1).unwrap(),
             CasOutcome::Mismatch
         );
     }
@@ -593,11 +638,11 @@ mod tests {
             let value = format!("v{}", random.below(1000));
             match random.below(4) {
                 0 => {
-                    store.write(&key, &value, 1);
+                    store.write(&key, &value, 1).unwrap();
                 }
                 1 => {
                     let current = store.read(&key, None).map(|r| r.value).unwrap_or_default();
-                    store.update_if_value_is(&key, &current, &value, 1);
+                    store.update_if_value_is(&key, &current, &value, 1).unwrap();
                 }
                 // Replica pushes, some older than every version kept (dropped at once),
                 // some repeated (ignored).
@@ -647,9 +692,9 @@ mod tests {
         let ring = Ring::without(&FIVE, 16, 3, |n| n == 0);
         for i in 0..500 {
             let key = format!("key-{i}");
-            store.write(&key, "a", 1);
-            store.write(&key, "b", 1);
-            store.write(&key, "c", 1);
+            store.write(&key, "a", 1).unwrap();
+            store.write(&key, "b", 1).unwrap();
+            store.write(&key, "c", 1).unwrap();
         }
         assert_eq!(store.counts(), (500, 1000));
         let wanted: HashSet<RangeId> = [0, 3, 7].into();
@@ -674,7 +719,7 @@ mod tests {
     #[test]
     fn concurrent_increments_by_cas_never_lose_an_update() {
         let store = std::sync::Arc::new(new_store(5));
-        store.write("n", "0", 1);
+        store.write("n", "0", 1).unwrap();
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let store = store.clone();
@@ -684,7 +729,7 @@ mod tests {
                         let current = store.read("n", None).unwrap().value;
                         let next = (current.parse::<u64>().unwrap() + 1).to_string();
                         if let CasOutcome::Applied(_) =
-                            store.update_if_value_is("n", &current, &next, 1)
+                            store.update_if_value_is("n", &current, &next, 1).unwrap()
                         {
                             wins += 1;
                         }

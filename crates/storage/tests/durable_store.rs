@@ -71,9 +71,9 @@ fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn fill(store: &MultiVersionStore) -> Vec<Record> {
     for i in 0..200 {
         let key = format!("key-{i}");
-        store.write(&key, "a", 1);
+        store.write(&key, "a", 1).unwrap();
         assert!(matches!(
-            store.update_if_value_is(&key, "a", "b", 1),
+            store.update_if_value_is(&key, "a", "b", 1).unwrap(),
             CasOutcome::Applied(_)
         ));
         store.merge(&record(&key, 7, 2, "pushed"));
@@ -92,7 +92,10 @@ fn every_record_comes_back_with_its_version_after_a_reopen() {
     let store = open(dir.path());
     assert_eq!(store.records(), held);
     // The next write numbers past the recovered versions.
-    assert_eq!(store.write("key-0", "c", 1).version, Version::new(8, 1));
+    assert_eq!(
+        store.write("key-0", "c", 1).unwrap().version,
+        Version::new(8, 1)
+    );
 }
 
 #[test]
@@ -112,7 +115,7 @@ fn max_versions_holds_after_a_reopen_even_a_smaller_one() {
     {
         let store = open_with(5, &p).unwrap();
         for i in 0..10 {
-            store.write("k", &i.to_string(), 1);
+            store.write("k", &i.to_string(), 1).unwrap();
         }
         assert_eq!(store.counts(), (1, 5));
     }
@@ -233,7 +236,7 @@ fn a_cleared_store_reopens_empty_and_keeps_later_writes() {
         fill(&store);
         store.clear();
         assert_eq!(store.counts(), (0, 0));
-        store.write("after", "x", 1);
+        store.write("after", "x", 1).unwrap();
     }
     let store = open(dir.path());
     assert_eq!(store.records(), vec![record("after", 1, 1, "x")]);
@@ -248,7 +251,9 @@ fn compaction_bounds_the_log_and_loses_nothing() {
     // 20 000 writes of 100 keys: ~1 MB of log for ~200 live records.
     for round in 0..200 {
         for i in 0..100 {
-            store.write(&format!("key-{i}"), &format!("value-{round}"), 1);
+            store
+                .write(&format!("key-{i}"), &format!("value-{round}"), 1)
+                .unwrap();
         }
     }
     store.compact().unwrap();
@@ -271,7 +276,7 @@ fn concurrent_writers_all_recover() {
             let store = store.clone();
             std::thread::spawn(move || {
                 for i in 0..50 {
-                    store.write(&format!("t{t}-{i}"), "v", 1);
+                    store.write(&format!("t{t}-{i}"), "v", 1).unwrap();
                 }
             })
         })

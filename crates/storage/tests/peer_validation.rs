@@ -1,0 +1,543 @@
+//! Every replication-service handler refuses what a peer could not legitimately
+//! send — unknown senders, versions that cannot be followed, replica numbers no
+//! member has, views naming strangers, ranges that do not exist — with a status
+//! naming what was wrong, and the refusal changes nothing: each test compares the
+//! node's store and view before and after.
+//!
+//! The node under test runs in process with its background protocols over a
+//! transport whose every call is refused as if no peer were running: it then
+//! joins at once (no peer to catch up from) and sees every peer alive at
+//! incarnation 0, as at the start of a cluster.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dida_core::version::VersionError;
+use dida_core::{MemberState, Membership, Record, Ring, Version};
+use dida_proto::storage::{
+    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, HandbackReply, HandbackRequest,
+    Liveness as WireLiveness, MemberView, ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest,
+    PushReply, PushRequest, RangeDigest, ReadReply, ReadRequest, Record as WireRecord,
+    UpdateIfValueIsReply, UpdateIfValueIsRequest, Version as WireVersion, WriteReply, WriteRequest,
+};
+use dida_storage::{Node, PeerTransport, StorageConfig};
+use tonic::{Code, Status};
+
+const IDS: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
+const VNODES: u32 = 16;
+const REPLICATION_FACTOR: usize = 3;
+
+/// Every call fails as a refused connection: no peer runs.
+#[derive(Debug)]
+struct NoPeers;
+
+fn refused() -> Status {
+    let mut status = Status::unavailable("connection refused (test)");
+    status.set_source(Arc::new(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        "connect error: connection refused",
+    )));
+    status
+}
+
+#[tonic::async_trait]
+impl PeerTransport for NoPeers {
+    async fn push(&self, _: usize, _: PushRequest) -> Result<PushReply, Status> {
+        Err(refused())
+    }
+    async fn probe(&self, _: usize, _: ProbeRequest) -> Result<ProbeReply, Status> {
+        Err(refused())
+    }
+    async fn probe_for(&self, _: usize, _: ProbeForRequest) -> Result<ProbeForReply, Status> {
+        Err(refused())
+    }
+    async fn sync_digests(&self, _: usize, _: DigestRequest) -> Result<DigestReply, Status> {
+        Err(refused())
+    }
+    async fn fetch_key(&self, _: usize, _: FetchKeyRequest) -> Result<FetchKeyReply, Status> {
+        Err(refused())
+    }
+    async fn handback(&self, _: usize, _: HandbackRequest) -> Result<HandbackReply, Status> {
+        Err(refused())
+    }
+    async fn read(&self, _: usize, _: ReadRequest) -> Result<ReadReply, Status> {
+        Err(refused())
+    }
+    async fn write(&self, _: usize, _: WriteRequest) -> Result<WriteReply, Status> {
+        Err(refused())
+    }
+    async fn update_if_value_is(
+        &self,
+        _: usize,
+        _: UpdateIfValueIsRequest,
+    ) -> Result<UpdateIfValueIsReply, Status> {
+        Err(refused())
+    }
+}
+
+fn membership() -> Membership {
+    Membership::new(
+        IDS.iter()
+            .enumerate()
+            .map(|(i, id)| (id.to_string(), format!("http://127.0.0.1:{}", 7001 + i))),
+    )
+    .unwrap()
+}
+
+fn ring() -> Ring {
+    Ring::new(&IDS, VNODES, REPLICATION_FACTOR)
+}
+
+/// Node `s1` (index 0), alive, its protocols running.
+async fn node() -> Arc<Node> {
+    let mut config = StorageConfig::new("s1".to_string(), membership());
+    config.vnodes = VNODES;
+    config.replication_factor = REPLICATION_FACTOR;
+    config.incarnation = 10;
+    let node = Arc::new(Node::new(config, Arc::new(NoPeers)).unwrap());
+    for task in node.background_tasks() {
+        tokio::spawn(task);
+    }
+    let alive = MemberState {
+        incarnation: 10,
+        liveness: dida_core::Liveness::Alive,
+    };
+    for _ in 0..200 {
+        if node.member_states()[0].1 == alive {
+            return node;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("s1 did not turn alive: {:?}", node.member_states());
+}
+
+/// What a refusal must leave as it was: every record held and the whole view.
+fn snapshot(node: &Node) -> (Vec<Record>, Vec<(String, MemberState)>, bool) {
+    (
+        node.store().records(),
+        node.member_states(),
+        node.is_fenced(),
+    )
+}
+
+/// A key whose replicas (all nodes alive) satisfy `wanted`.
+fn key_where(wanted: impl Fn(&[usize]) -> bool) -> String {
+    let ring = ring();
+    (0..10_000)
+        .map(|i| format!("key-{i}"))
+        .find(|key| wanted(ring.replicas(key)))
+        .expect("some key fits")
+}
+
+fn wire_record(key: &str, number: u64, replica: u32) -> WireRecord {
+    WireRecord {
+        key: key.to_string(),
+        version: Some(WireVersion { number, replica }),
+        value: "v".to_string(),
+    }
+}
+
+fn push(from: &str, incarnation: u64, records: Vec<WireRecord>) -> PushRequest {
+    PushRequest {
+        from: from.to_string(),
+        records,
+        incarnation,
+    }
+}
+
+fn entry(id: &str, incarnation: u64, liveness: WireLiveness) -> MemberView {
+    MemberView {
+        id: id.to_string(),
+        incarnation,
+        liveness: liveness as i32,
+    }
+}
+
+/// Asserts `result` failed with `code` and a message containing each of `says`.
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, says: &[&str]) {
+    let status = result.expect_err("refused");
+    assert_eq!(status.code(), code, "{}", status.message());
+    for words in says {
+        assert!(
+            status.message().contains(words),
+            "{:?} does not say {words:?}",
+            status.message()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_push_from_a_non_member_or_from_the_node_itself_is_refused() {
+    let node = node().await;
+    let key = key_where(|r| r.contains(&0) && r.contains(&1));
+    let before = snapshot(&node);
+    for from in ["", "s99", "S2", "s1"] {
+        let forged = push(from, 1, vec![wire_record(&key, 3, 2)]);
+        assert_refused(
+            node.push(forged).await,
+            Code::InvalidArgument,
+            &["node s1 refused a push", "nothing was changed"],
+        );
+    }
+    assert_eq!(snapshot(&node), before);
+    // The same push from a member that replicates the key is stored.
+    let applied = node
+        .push(push("s2", 1, vec![wire_record(&key, 3, 2)]))
+        .await;
+    assert_eq!(applied.unwrap().applied, 1);
+}
+
+#[tokio::test]
+async fn a_push_of_a_version_that_cannot_be_followed_or_of_no_member_is_refused() {
+    let node = node().await;
+    let key = key_where(|r| r.contains(&0) && r.contains(&1));
+    let before = snapshot(&node);
+    for (number, replica, says) in [
+        (0, 0, "number 0"),
+        (0, 2, "number 0"),
+        (5, 0, "replica 0"),
+        (5, 99, "replica 99"),
+        (5, u32::MAX, "replica 4294967295"),
+        (u64::MAX, 2, "above the highest"),
+        (Version::MAX_NUMBER + 1, 2, "above the highest"),
+    ] {
+        // A valid record first: the push is refused whole, so it is not kept.
+        let records = vec![wire_record(&key, 1, 2), wire_record(&key, number, replica)];
+        assert_refused(
+            node.push(push("s2", 1, records)).await,
+            Code::InvalidArgument,
+            &[says, "nothing was changed"],
+        );
+    }
+    let mut unversioned = wire_record(&key, 1, 2);
+    unversioned.version = None;
+    assert_refused(
+        node.push(push("s2", 1, vec![unversioned])).await,
+        Code::InvalidArgument,
+        &["has no version"],
+    );
+    assert_refused(
+        node.push(push("s2", u64::MAX, vec![wire_record(&key, 1, 2)]))
+            .await,
+        Code::InvalidArgument,
+        &["incarnation 18446744073709551615"],
+    );
+    assert_eq!(snapshot(&node), before);
+}
+
+#[tokio::test]
+async fn a_push_is_stored_only_if_the_sender_and_the_receiver_replicate_every_key() {
+    let node = node().await;
+    let shared = key_where(|r| r.contains(&0) && r.contains(&1));
+    let not_senders = key_where(|r| r.contains(&0) && !r.contains(&1));
+    let not_mine = key_where(|r| !r.contains(&0) && r.contains(&1));
+    let before = snapshot(&node);
+    assert_refused(
+        node.push(push(
+            "s2",
+            1,
+            vec![wire_record(&shared, 1, 2), wire_record(&not_senders, 1, 2)],
+        ))
+        .await,
+        Code::FailedPrecondition,
+        &[
+            "the sender s2 does not replicate",
+            &not_senders,
+            "nothing was stored",
+        ],
+    );
+    assert_refused(
+        node.push(push("s2", 1, vec![wire_record(&not_mine, 1, 2)]))
+            .await,
+        Code::FailedPrecondition,
+        &["this node does not replicate", &not_mine],
+    );
+    assert_eq!(snapshot(&node), before);
+}
+
+#[tokio::test]
+async fn a_push_of_an_incarnation_declared_failed_is_refused() {
+    let node = node().await;
+    let key = key_where(|r| r.contains(&0) && r.contains(&1));
+    // s3 declares s2 failed at incarnation 4.
+    let declared = ProbeRequest {
+        from: "s3".to_string(),
+        view: vec![entry("s2", 4, WireLiveness::Failed)],
+    };
+    node.probe(declared).await.unwrap();
+    let before = snapshot(&node);
+    for incarnation in [3, 4] {
+        assert_refused(
+            node.push(push("s2", incarnation, vec![wire_record(&key, 1, 2)]))
+                .await,
+            Code::FailedPrecondition,
+            &["counts incarnation", "over"],
+        );
+    }
+    assert_eq!(snapshot(&node), before);
+}
+
+#[tokio::test]
+async fn a_pushed_version_at_the_bound_stops_writes_with_an_error_instead_of_wrapping() {
+    let node = node().await;
+    let led = key_where(|r| r[0] == 0 && r.contains(&1));
+    let last = wire_record(&led, Version::MAX_NUMBER, 2);
+    node.push(push("s2", 1, vec![last])).await.unwrap();
+    let before = snapshot(&node);
+    let write = WriteRequest {
+        key: led.clone(),
+        value: "next".to_string(),
+        forwarded: false,
+    };
+    let exhausted = VersionError::Exhausted {
+        newest: Version::new(Version::MAX_NUMBER, 2),
+    }
+    .to_string();
+    assert_refused(
+        node.write(write).await,
+        Code::FailedPrecondition,
+        &[&exhausted, "nothing was written"],
+    );
+    let cas = UpdateIfValueIsRequest {
+        key: led.clone(),
+        old_value: "v".to_string(),
+        new_value: "swapped".to_string(),
+        forwarded: false,
+    };
+    assert_refused(
+        node.update_if_value_is(cas).await,
+        Code::FailedPrecondition,
+        &[&exhausted],
+    );
+    assert_eq!(snapshot(&node), before);
+}
+
+#[tokio::test]
+async fn a_probe_is_believed_only_from_a_member_naming_members() {
+    let node = node().await;
+    let before = snapshot(&node);
+    let me_failed = entry("s1", 10, WireLiveness::Failed);
+    let forgeries = [
+        ("", vec![me_failed.clone()], "not a storage node"),
+        ("intruder", vec![me_failed.clone()], "not a storage node"),
+        ("s1", vec![me_failed.clone()], "receiving node itself"),
+        (
+            "s2",
+            vec![
+                entry("s3", 1, WireLiveness::Failed),
+                entry("s9", 1, WireLiveness::Failed),
+            ],
+            "non-member",
+        ),
+        (
+            "s2",
+            vec![
+                entry("s3", 1, WireLiveness::Failed),
+                entry("s3", 1, WireLiveness::Alive),
+            ],
+            "more than one entry",
+        ),
+        (
+            "s2",
+            vec![entry("s3", u64::MAX, WireLiveness::Failed)],
+            "above the highest",
+        ),
+        (
+            "s2",
+            vec![MemberView {
+                id: "s3".to_string(),
+                incarnation: 1,
+                liveness: 9,
+            }],
+            "unknown liveness",
+        ),
+    ];
+    for (from, view, says) in forgeries {
+        let probe = ProbeRequest {
+            from: from.to_string(),
+            view,
+        };
+        assert_refused(
+            node.probe(probe).await,
+            Code::InvalidArgument,
+            &["node s1 refused a probe", says],
+        );
+    }
+    assert_eq!(snapshot(&node), before, "not fenced, view unchanged");
+    // A member's word about a member is believed.
+    let probe = ProbeRequest {
+        from: "s2".to_string(),
+        view: vec![entry("s3", 1, WireLiveness::Failed)],
+    };
+    node.probe(probe).await.unwrap();
+    assert_eq!(node.failed_ids(), ["s3"]);
+}
+
+#[tokio::test]
+async fn a_probe_request_needs_a_member_asking_about_another_member() {
+    let node = node().await;
+    let before = snapshot(&node);
+    for (from, target, says) in [
+        ("intruder", "s3", "not a storage node"),
+        ("s2", "s9", "the target is not a storage node"),
+        ("s2", "s2", "the sender itself"),
+    ] {
+        let request = ProbeForRequest {
+            from: from.to_string(),
+            target: target.to_string(),
+            timeout_ms: 10,
+        };
+        assert_refused(
+            node.probe_for(request).await,
+            Code::InvalidArgument,
+            &[says],
+        );
+    }
+    assert_eq!(snapshot(&node), before);
+}
+
+#[tokio::test]
+async fn a_malformed_key_pull_is_refused_before_its_view_is_adopted() {
+    let node = node().await;
+    let before = snapshot(&node);
+    let failed_s3 = entry("s3", 1, WireLiveness::Failed);
+    for (from, key, view, says) in [
+        (
+            "intruder",
+            "k",
+            vec![failed_s3.clone()],
+            "not a storage node",
+        ),
+        ("s2", "", vec![failed_s3.clone()], "key"),
+        (
+            "s2",
+            "k",
+            vec![failed_s3.clone(), entry("s6", 1, WireLiveness::Failed)],
+            "non-member",
+        ),
+    ] {
+        let request = FetchKeyRequest {
+            from: from.to_string(),
+            key: key.to_string(),
+            view,
+        };
+        assert_refused(
+            node.fetch_key(request).await,
+            Code::InvalidArgument,
+            &["node s1 refused a key pull", says],
+        );
+    }
+    assert_eq!(snapshot(&node), before);
+}
+
+#[tokio::test]
+async fn a_malformed_handback_is_refused_before_its_view_is_adopted() {
+    let node = node().await;
+    let before = snapshot(&node);
+    let ring = ring();
+    let joining = vec![entry("s2", 50, WireLiveness::Joining)];
+    let digest = |range| RangeDigest { range, digest: 1 };
+    let cases = [
+        (
+            "intruder",
+            joining.clone(),
+            ring.fingerprint(),
+            vec![digest(0)],
+            Code::InvalidArgument,
+        ),
+        (
+            "s2",
+            vec![
+                entry("s2", 50, WireLiveness::Joining),
+                entry("x", 1, WireLiveness::Alive),
+            ],
+            ring.fingerprint(),
+            vec![digest(0)],
+            Code::InvalidArgument,
+        ),
+        (
+            "s2",
+            joining.clone(),
+            ring.fingerprint() ^ 1,
+            vec![digest(0)],
+            Code::FailedPrecondition,
+        ),
+        (
+            "s2",
+            joining.clone(),
+            ring.fingerprint(),
+            vec![digest(ring.range_count() as u32)],
+            Code::InvalidArgument,
+        ),
+        (
+            "s2",
+            joining.clone(),
+            ring.fingerprint(),
+            vec![digest(1), digest(1)],
+            Code::InvalidArgument,
+        ),
+    ];
+    for (from, view, ring_fingerprint, ranges, code) in cases {
+        let request = HandbackRequest {
+            from: from.to_string(),
+            view,
+            ring_fingerprint,
+            ranges,
+        };
+        assert_refused(node.handback(request).await, code, &["handback"]);
+    }
+    assert_eq!(snapshot(&node), before, "s2 is not joining in s1's view");
+}
+
+#[tokio::test]
+async fn a_digest_exchange_names_only_ranges_both_replicate() {
+    let node = node().await;
+    let ring = ring();
+    let shared: Vec<u32> = (0..ring.range_count() as u32)
+        .filter(|&r| {
+            let replicas = ring.range_replicas(r);
+            replicas.contains(&0) && replicas.contains(&1)
+        })
+        .collect();
+    let not_shared = (0..ring.range_count() as u32)
+        .find(|r| !shared.contains(r))
+        .expect("a range s1 and s2 do not share");
+    let digest = |range| RangeDigest { range, digest: 1 };
+    let before = snapshot(&node);
+    for (from, ranges, says) in [
+        ("nobody", vec![digest(shared[0])], "not a storage node"),
+        (
+            "s2",
+            vec![digest(not_shared)],
+            "not one both nodes replicate",
+        ),
+        (
+            "s2",
+            vec![digest(ring.range_count() as u32)],
+            "does not exist",
+        ),
+        (
+            "s2",
+            vec![digest(shared[0]), digest(shared[0])],
+            "more than once",
+        ),
+    ] {
+        let request = DigestRequest {
+            from: from.to_string(),
+            ring_fingerprint: ring.fingerprint(),
+            ranges,
+        };
+        assert_refused(
+            node.sync_digests(request).await,
+            Code::InvalidArgument,
+            &["digest exchange", says],
+        );
+    }
+    assert_eq!(snapshot(&node), before);
+    let fine = DigestRequest {
+        from: "s2".to_string(),
+        ring_fingerprint: ring.fingerprint(),
+        ranges: shared.iter().map(|&r| digest(r)).collect(),
+    };
+    assert!(node.sync_digests(fine).await.is_ok());
+}
