@@ -162,6 +162,26 @@ async fn a_tls_cluster_serves_its_clients_and_refuses_everyone_else() {
         assert!(refused.message().contains("may not call"), "{refused}");
     }
 
+    // A storage node's own certificate may not speak for another member: s3 cannot
+    // declare s1 failed in s2's name.
+    let impersonation = ReplicationClient::new(channel(
+        &s1,
+        &dir.join("ca.pem"),
+        Some((&dir.join("s3.pem"), &dir.join("s3.key"))),
+    ))
+    .probe(forged_probe(incarnation))
+    .await
+    .expect_err("s3 spoke for s2");
+    assert_eq!(
+        impersonation.code(),
+        tonic::Code::PermissionDenied,
+        "{impersonation}"
+    );
+    assert!(
+        impersonation.message().contains("may not speak for"),
+        "{impersonation}"
+    );
+
     // Nothing changed: s1 is alive in its first incarnation and serves.
     let status = client.status("s1").await.unwrap();
     assert!(!status.fenced);

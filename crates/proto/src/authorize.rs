@@ -122,6 +122,30 @@ fn caller_role<B>(request: &http::Request<B>) -> Option<Role> {
     Some(role)
 }
 
+/// With TLS on, checks that a node's message speaks for the node whose certificate
+/// made the call: `claimed` (a message's `from`) must be the certificate's name.
+/// Authorisation by role says a storage node sent a push; this says which one, so a
+/// member cannot forge another member's pushes, probes or failure declarations.
+/// Without TLS there is no certificate to check against, and the claim stands.
+pub fn check_speaks_for<T>(request: &tonic::Request<T>, claimed: &str) -> Result<(), Status> {
+    if security::installed().tls.is_none() {
+        return Ok(());
+    }
+    let certs = request
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    let (_, name) = certs
+        .first()
+        .and_then(|cert| identity_of_certificate(cert.as_ref()))
+        .ok_or_else(|| Status::unauthenticated("the client certificate names no dida role"))?;
+    if name != claimed {
+        return Err(Status::permission_denied(format!(
+            "the certificate of {name} may not speak for {claimed:?}"
+        )));
+    }
+    Ok(())
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

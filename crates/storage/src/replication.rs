@@ -1,8 +1,10 @@
 //! The peer-facing gRPC service: hands each message to the node's handler
-//! (`peer_handlers`).
+//! (`peer_handlers`), once the caller's certificate (with TLS on) shows it is the
+//! member the message claims to come from.
 
 use std::sync::Arc;
 
+use dida_proto::authorize::check_speaks_for;
 use dida_proto::storage::replication_server::Replication;
 use dida_proto::storage::{
     DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, HandbackReply, HandbackRequest,
@@ -21,6 +23,7 @@ pub(crate) struct ReplicationService {
 #[tonic::async_trait]
 impl Replication for ReplicationService {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushReply>, Status> {
+        check_speaks_for(&request, &request.get_ref().from)?;
         self.node
             .push(request.into_inner())
             .await
@@ -31,6 +34,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<DigestRequest>,
     ) -> Result<Response<DigestReply>, Status> {
+        check_speaks_for(&request, &request.get_ref().from)?;
         self.node
             .sync_digests(request.into_inner())
             .await
@@ -38,6 +42,7 @@ impl Replication for ReplicationService {
     }
 
     async fn probe(&self, request: Request<ProbeRequest>) -> Result<Response<ProbeReply>, Status> {
+        check_speaks_for(&request, &request.get_ref().from)?;
         self.node
             .probe(request.into_inner())
             .await
@@ -48,6 +53,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<ProbeForRequest>,
     ) -> Result<Response<ProbeForReply>, Status> {
+        check_speaks_for(&request, &request.get_ref().from)?;
         self.node
             .probe_for(request.into_inner())
             .await
@@ -58,6 +64,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<HandbackRequest>,
     ) -> Result<Response<HandbackReply>, Status> {
+        check_speaks_for(&request, &request.get_ref().from)?;
         self.node
             .handback(request.into_inner())
             .await
@@ -68,6 +75,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<FetchKeyRequest>,
     ) -> Result<Response<FetchKeyReply>, Status> {
+        check_speaks_for(&request, &request.get_ref().from)?;
         self.node
             .fetch_key(request.into_inner())
             .await
