@@ -630,3 +630,40 @@ fn a_rolling_restart_of_every_node_loses_no_acknowledged_write() {
     assert!(report.passed, "{text}");
     assert!(output.status.success(), "{text}");
 }
+
+/// The fault suite over mutual TLS: every node, the scheduler, the workers and the
+/// suite's own clients present certificates from `dida certs`, and the checks hold
+/// through a crash as they do in plaintext.
+#[test]
+fn the_suite_runs_over_mutual_tls_and_its_checks_hold() {
+    let certs = tempfile::tempdir().expect("temporary directory");
+    let made = Command::new(dida())
+        .args(["certs", "--out"])
+        .arg(certs.path())
+        .args(["--storage", "s1,s2,s3,s4,s5", "--workers", "w1,w2,w3"])
+        .output()
+        .expect("run dida certs");
+    assert!(made.status.success(), "{made:?}");
+    let dir = certs.path().to_string_lossy().into_owned();
+    let (output, report, _history) = faults(&[
+        "--tls-dir",
+        &dir,
+        "--duration",
+        "6",
+        "--crashes",
+        "1",
+        "--write-acks",
+        "2",
+        "--seed",
+        "11",
+    ]);
+    let text = format!(
+        "{report:#?}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(report.faults[0].confirmed, "{text}");
+    assert!(report.operations.acknowledged > 0, "{text}");
+    assert!(report.operations.chains > 0, "{text}");
+    assert_eq!(check_status(&report, "(1)"), CheckStatus::Passed, "{text}");
+}
