@@ -394,6 +394,50 @@ async fn with_a_cluster_token_forged_probes_and_pushes_are_refused() {
     assert_eq!(client.read("k", None).await.unwrap().unwrap().value, "v");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_pushes_that_cannot_be_right_are_refused_and_change_nothing() {
+    let (cluster, client) = three_replicas().await;
+    let version = client.write("k", "v").await.unwrap();
+    let s1 = cluster.membership().get("s1").unwrap().url.to_string();
+    let mut replication = ReplicationClient::new(
+        tonic::transport::Endpoint::from_shared(s1)
+            .unwrap()
+            .timeout(Duration::from_secs(5))
+            .connect_lazy(),
+    );
+    let push = |from: &str, number: u64, replica: u32| PushRequest {
+        from: from.into(),
+        records: vec![dida_proto::storage::Record {
+            key: "k".into(),
+            version: Some(dida_proto::storage::Version { number, replica }),
+            value: "forged".into(),
+        }],
+        ..PushRequest::default()
+    };
+    // A version that would wrap the key's numbering (the review's u64::MAX), version
+    // 0.0, replica numbers no member has, and senders that are not members.
+    for forged in [
+        push("s2", u64::MAX, 2),
+        push("s2", 0, 0),
+        push("s2", 5, 99),
+        push("s2", 5, u32::MAX),
+        push("", 5, 2),
+        push("intruder", 5, 2),
+    ] {
+        let refused = replication.push(forged.clone()).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::InvalidArgument,
+            "{forged:?}: {refused}"
+        );
+    }
+    // Nothing changed: the key reads as written, and the next write follows it.
+    let record = client.read("k", None).await.unwrap().unwrap();
+    assert_eq!((record.value.as_str(), record.version), ("v", version));
+    let next = client.write("k", "w").await.unwrap();
+    assert_eq!(next.number, version.number + 1);
+}
+
 #[tokio::test]
 async fn a_node_reachable_from_other_machines_needs_authentication() {
     let refused = tokio::process::Command::new(dida())
