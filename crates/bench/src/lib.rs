@@ -30,6 +30,7 @@ mod idle;
 mod redis;
 mod report;
 mod storage;
+mod transport;
 mod workload;
 
 use clap::{Args, Subcommand};

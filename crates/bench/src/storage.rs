@@ -13,6 +13,8 @@
 //! mode, each on a fresh local cluster (in memory, or with a data directory per
 //! node and that `--fsync`), and ends with every mode's throughput over the
 //! in-memory cluster's: what durability costs, measured in one run.
+//!
+//! `--transport plaintext,tls` does the same for mutual TLS (see `crate::transport`).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use serde_json::json;
 use crate::closed_loop::{self, Measurement, Operation};
 use crate::redis::{self, Redis, RedisBaseline, RedisChoice};
 use crate::report::{self, ratio, Printer, Row, Setup};
+use crate::transport::{self, Transport};
 use crate::workload::{self, Workload};
 
 /// How long the set-up waits for the populated keys to reach the target.
@@ -91,6 +94,12 @@ pub(crate) struct StorageBenchArgs {
     /// first mode's run only.
     #[arg(long, value_delimiter = ',', default_value = "memory")]
     durability: Vec<Durability>,
+    /// How nodes and clients talk: plaintext or tls (mutual TLS with certificates
+    /// made for the run). By default, as this process does (TLS with --tls-dir).
+    /// With a list, each transport runs in a process of its own on a fresh local
+    /// cluster, and the report ends with each one's throughput over the first's.
+    #[arg(long, value_delimiter = ',')]
+    transport: Option<Vec<Transport>>,
 }
 
 /// Where the measured nodes keep their records.
@@ -193,6 +202,19 @@ pub(crate) async fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
     );
     let value = "v".repeat(args.value_size);
     check_value(&value).context("--value-size is too large")?;
+    let this_process = if dida_proto::security::installed().tls.is_some() {
+        Transport::Tls
+    } else {
+        Transport::Plaintext
+    };
+    if let Some(transports) = args.transport.as_deref().filter(|t| *t != [this_process]) {
+        ensure!(
+            args.peers.is_none(),
+            "--transport applies to the local cluster only, not to --peers"
+        );
+        ensure!(!transports.is_empty(), "--transport needs at least one");
+        return transport::compare(transports, args.nodes, args.json).await;
+    }
 
     if let Some(peers) = &args.peers {
         let membership = Membership::parse(peers).context("invalid --peers")?;
