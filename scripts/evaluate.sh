@@ -161,6 +161,12 @@ run durability "$dida" bench storage --no-redis --concurrency 1,16 \
   --duration "$settings_duration" --warmup "$warmup" \
   --durability memory,never,batch,always --json
 
+# 4c. What mutual TLS costs: the same workloads in plaintext and over mutual TLS,
+# one fresh cluster (and one bench process) per transport.
+run transport "$dida" bench storage --no-redis --concurrency 1,16 \
+  --duration "$settings_duration" --warmup "$warmup" \
+  --transport plaintext,tls --json
+
 # 5. Crashes: dida faults, the first run with a timeline when dida faults has one.
 timeline=()
 if "$dida" faults --help | grep -q -- '--timeline'; then

@@ -33,6 +33,9 @@ impl Transport {
     }
 }
 
+/// A child's measurements, by workload and concurrency.
+type Measurements = BTreeMap<(String, usize), Measured>;
+
 /// One measurement a child reported.
 #[derive(Debug, Clone)]
 struct Measured {
@@ -51,7 +54,7 @@ pub(crate) async fn compare(
 ) -> anyhow::Result<()> {
     let dida = current_dida()?;
     let forwarded = forwarded_arguments()?;
-    let mut results: Vec<(Transport, BTreeMap<(String, usize), Measured>)> = Vec::new();
+    let mut results: Vec<(Transport, Measurements)> = Vec::new();
     for &transport in transports {
         let certs = tempfile::Builder::new()
             .prefix("dida-bench-certs-")
@@ -151,7 +154,7 @@ async fn make_certificates(
 
 /// The dida measurements (not Redis's) of a child's JSON report, by workload and
 /// concurrency.
-fn measurements(report: &str) -> BTreeMap<(String, usize), Measured> {
+fn measurements(report: &str) -> Measurements {
     report
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -174,7 +177,7 @@ fn measurements(report: &str) -> BTreeMap<(String, usize), Measured> {
 
 /// Prints each transport's measurements and its throughput over the first
 /// transport's.
-fn print_costs(results: &[(Transport, BTreeMap<(String, usize), Measured>)], json: bool) {
+fn print_costs(results: &[(Transport, Measurements)], json: bool) {
     let Some((base, base_rows)) = results.first() else {
         return;
     };

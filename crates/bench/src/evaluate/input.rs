@@ -40,7 +40,9 @@ pub(crate) struct Evaluation {
     /// `dida bench storage` runs with other settings, by file name.
     pub settings: Vec<BenchRun>,
     /// What durability costs: `dida bench storage --durability`'s comparison lines.
-    pub durability: Vec<DurabilityRow>,
+    pub durability: Vec<ComparisonRow>,
+    /// What mutual TLS costs: `dida bench storage --transport`'s comparison lines.
+    pub transport: Vec<ComparisonRow>,
     /// `dida bench chain`.
     pub chain: Option<BenchRun>,
     /// `dida bench idle`.
@@ -70,8 +72,14 @@ impl Evaluation {
             machine: optional(&dir.join("machine.txt"), |text| Ok(key_values(text)))?
                 .unwrap_or_default(),
             storage: optional(&dir.join("storage.jsonl"), BenchRun::parse)?,
-            durability: optional(&dir.join("durability.jsonl"), parse_durability)?
-                .unwrap_or_default(),
+            durability: optional(&dir.join("durability.jsonl"), |text| {
+                parse_comparison(text, "durability")
+            })?
+            .unwrap_or_default(),
+            transport: optional(&dir.join("transport.jsonl"), |text| {
+                parse_comparison(text, "transport")
+            })?
+            .unwrap_or_default(),
             chain: optional(&dir.join("chain.jsonl"), BenchRun::parse)?,
             idle: optional(&dir.join("idle.jsonl"), IdleRun::parse)?,
             timeline: optional(&dir.join("faults-timeline.jsonl"), Timeline::parse)?,
@@ -307,12 +315,13 @@ pub(crate) struct IdleRun {
     pub verdicts: Vec<String>,
 }
 
-/// One workload at one concurrency in one durability mode, beside the same in
-/// the base mode (memory).
+/// One workload at one concurrency in one mode (a durability mode, or a
+/// transport), beside the same in the base mode (memory, or plaintext).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub(crate) struct DurabilityRow {
-    /// `memory`, `never`, `batch` or `always`.
-    pub durability: String,
+pub(crate) struct ComparisonRow {
+    /// `memory`, `never`, `batch` or `always`; or `plaintext` or `tls`.
+    #[serde(alias = "durability", alias = "transport")]
+    pub mode: String,
     pub workload: String,
     pub concurrency: usize,
     pub ops_per_sec: f64,
@@ -322,13 +331,14 @@ pub(crate) struct DurabilityRow {
     pub vs_base: Option<f64>,
 }
 
-/// The `durability` lines of `dida bench storage --durability … --json`.
-fn parse_durability(text: &str) -> anyhow::Result<Vec<DurabilityRow>> {
+/// The comparison lines (`kind` = `durability` or `transport`) of `dida bench
+/// storage --durability … --json` or `--transport … --json`.
+fn parse_comparison(text: &str, kind: &str) -> anyhow::Result<Vec<ComparisonRow>> {
     let mut rows = Vec::new();
     for (number, object) in json_lines(text)? {
-        if object.get("kind").and_then(Value::as_str) == Some("durability") {
+        if object.get("kind").and_then(Value::as_str) == Some(kind) {
             let row = serde_json::from_value(Value::Object(object))
-                .with_context(|| format!("line {number} is not a durability row"))?;
+                .with_context(|| format!("line {number} is not a {kind} row"))?;
             rows.push(row);
         }
     }
@@ -808,13 +818,15 @@ mod tests {
             r#"{"kind":"durability","durability":"always","base":"memory","workload":"write","concurrency":16,"ops_per_sec":800.0,"p50_us":19000,"p99_us":30000,"errors":0,"vs_base":0.25}"#,
             "\n",
         );
-        let rows = parse_durability(text).unwrap();
+        let rows = parse_comparison(text, "durability").unwrap();
         assert_eq!(rows.len(), 1);
-        assert_eq!(
-            (rows[0].durability.as_str(), rows[0].concurrency),
-            ("always", 16)
-        );
+        assert_eq!((rows[0].mode.as_str(), rows[0].concurrency), ("always", 16));
         assert_eq!(rows[0].vs_base, Some(0.25));
-        assert!(parse_durability(r#"{"kind":"durability","workload":"write"}"#).is_err());
+        assert!(
+            parse_comparison(r#"{"kind":"durability","workload":"write"}"#, "durability").is_err()
+        );
+        let transport = r#"{"kind":"transport","transport":"tls","base":"plaintext","workload":"ping","concurrency":1,"ops_per_sec":900.0,"p50_us":1000,"p99_us":3000,"errors":0,"vs_base":0.9}"#;
+        let rows = parse_comparison(transport, "transport").unwrap();
+        assert_eq!((rows[0].mode.as_str(), rows[0].vs_base), ("tls", Some(0.9)));
     }
 }

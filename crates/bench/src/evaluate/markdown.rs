@@ -10,7 +10,7 @@ use super::analysis::{
     Comparison, Knob, Settings, TimelineSummary, REDIS_BENCHMARK_CONCURRENCY,
 };
 use super::figures::{self, settings_concurrency};
-use super::input::{BenchRow, BenchRun, Evaluation, LoadSample};
+use super::input::{BenchRow, BenchRun, ComparisonRow, Evaluation, LoadSample};
 use crate::chain::rpc_bound;
 use crate::report::REDIS_VERDICT_TARGET;
 
@@ -46,6 +46,7 @@ pub(crate) fn document(evaluation: &Evaluation, drawn: &[String], method: &str) 
     out.push_str(&chain_section(evaluation, &image));
     out.push_str(&settings_section(evaluation, &image));
     out.push_str(&durability_section(evaluation));
+    out.push_str(&transport_section(evaluation));
     out.push_str(&crash_section(evaluation, &image));
     out.push_str(&idle_section(evaluation));
     out.push_str("---\n\n");
@@ -653,27 +654,60 @@ fn other_settings(knob: Knob, settings: &Settings) -> String {
 
 /// What `--data-dir` costs in each `--fsync` mode, against the in-memory nodes.
 fn durability_section(evaluation: &Evaluation) -> String {
-    let mut out = String::from("## Durability\n\n");
-    if evaluation.durability.is_empty() {
-        out.push_str("No `dida bench storage --durability` run (see above).\n\n");
-        return out;
-    }
-    out.push_str(
+    comparison_section(
+        "Durability",
+        &evaluation.durability,
+        "No `dida bench storage --durability` run (see above).",
         "One fresh cluster per mode: in memory, then a data directory per node with \
          `--fsync never`, `batch` and `always` (see [durability.md](durability.md)); \
          \"vs memory\" is the mode's throughput over the in-memory cluster's at the \
-         same concurrency.\n\n",
+         same concurrency.",
+        "vs memory",
+    )
+}
+
+/// What mutual TLS costs, against plaintext.
+fn transport_section(evaluation: &Evaluation) -> String {
+    comparison_section(
+        "Transport security",
+        &evaluation.transport,
+        "No `dida bench storage --transport` run (see above).",
+        "One fresh cluster per transport, each measured by a process of its own: \
+         plaintext gRPC, then mutual TLS between every node and the client, with \
+         certificates made by `dida certs` (see [security.md](security.md)); `ping` is \
+         the raw RPC. \"vs plaintext\" is the transport's throughput over plaintext's \
+         at the same concurrency.",
+        "vs plaintext",
+    )
+}
+
+/// A table of every mode's measurements beside the base mode's.
+fn comparison_section(
+    title: &str,
+    rows: &[ComparisonRow],
+    missing: &str,
+    intro: &str,
+    versus: &str,
+) -> String {
+    let mut out = format!("## {title}\n\n");
+    if rows.is_empty() {
+        out.push_str(missing);
+        out.push_str("\n\n");
+        return out;
+    }
+    out.push_str(intro);
+    out.push_str("\n\n");
+    let _ = writeln!(
+        out,
+        "| workload | in flight | mode | ops/s | p50 (µs) | p99 (µs) | {versus} |\n\
+         |---|---:|---|---:|---:|---:|---:|"
     );
-    out.push_str(
-        "| workload | in flight | mode | ops/s | p50 (µs) | p99 (µs) | vs memory |\n\
-         |---|---:|---|---:|---:|---:|---:|\n",
-    );
-    for row in &evaluation.durability {
+    for row in rows {
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} |\n",
             row.workload,
             row.concurrency,
-            row.durability,
+            row.mode,
             ops(row.ops_per_sec),
             row.p50_us,
             row.p99_us,
