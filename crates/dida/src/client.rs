@@ -11,7 +11,7 @@ use dida_core::limits::MAX_DEADLINE_MS;
 use dida_core::membership::NodeUrl;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, RunRequest, SubmitRequest};
-use dida_proto::transport::lazy_channel_for_waits;
+use dida_proto::transport::{lazy_channel_for_waits, MAX_MESSAGE_BYTES};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
@@ -84,7 +84,11 @@ fn scheduler(url: &str, longest_wait: Duration) -> anyhow::Result<SchedulerClien
         CONNECT_DEADLINE,
         longest_wait.saturating_add(CALL_MARGIN),
     )?;
-    Ok(SchedulerClient::new(channel))
+    // An outcome carries every output (up to the 16 MiB per-hop limit): the client
+    // takes messages as large as the nodes send, not tonic's default 4 MiB.
+    Ok(SchedulerClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
 /// Runs `dida run`: with `--async`, a `Submit` that prints the id; otherwise one
