@@ -130,17 +130,22 @@ pub fn check_vnodes(vnodes: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks `--replication-factor` against the number of storage nodes it spreads
-/// each key over: at least 1, at most `nodes` (a key cannot have more distinct
-/// replicas than there are nodes).
-pub fn check_replication_factor(factor: usize, nodes: usize) -> Result<(), String> {
-    if factor == 0 || factor > nodes {
-        return Err(format!(
+/// The replication factor when `--replication-factor` is not given: 3, or the
+/// number of storage nodes if there are fewer (so a one-node cluster needs no flag).
+pub const DEFAULT_REPLICATION_FACTOR: usize = 3;
+
+/// The replication factor for `nodes` storage nodes: `flag` if given, checked
+/// (at least 1, at most `nodes`: a key cannot have more distinct replicas than there
+/// are nodes), else [`DEFAULT_REPLICATION_FACTOR`] capped at `nodes`.
+pub fn replication_factor(flag: Option<usize>, nodes: usize) -> Result<usize, String> {
+    match flag {
+        None => Ok(DEFAULT_REPLICATION_FACTOR.min(nodes).max(1)),
+        Some(factor) if factor == 0 || factor > nodes => Err(format!(
             "--replication-factor must be from 1 to the number of storage nodes ({nodes}), \
              got {factor}"
-        ));
+        )),
+        Some(factor) => Ok(factor),
     }
-    Ok(())
 }
 
 /// Why a key or value was refused.
@@ -229,12 +234,15 @@ mod tests {
             let error = check_vnodes(bad).unwrap_err();
             assert!(error.contains("--vnodes must be from 1 to 4096"), "{error}");
         }
-        assert!(check_replication_factor(1, 1).is_ok());
-        assert!(check_replication_factor(3, 5).is_ok());
-        assert!(check_replication_factor(0, 5)
+        assert_eq!(replication_factor(Some(1), 1), Ok(1));
+        assert_eq!(replication_factor(Some(3), 5), Ok(3));
+        assert!(replication_factor(Some(0), 5)
             .unwrap_err()
             .contains("from 1 to the number of storage nodes (5), got 0"));
-        assert!(check_replication_factor(4, 3).is_err());
+        assert!(replication_factor(Some(4), 3).is_err());
+        // Without the flag: 3, capped at the nodes there are.
+        assert_eq!(replication_factor(None, 5), Ok(3));
+        assert_eq!(replication_factor(None, 1), Ok(1));
         assert_eq!(
             check_deadline_ms("--deadline", 5000),
             Ok(Duration::from_secs(5))

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use dida_core::datafile::read_data_file;
 use dida_core::events::Event;
-use dida_core::limits::{check_deadline_ms, check_replication_factor, check_vnodes};
+use dida_core::limits::{check_deadline_ms, check_vnodes, replication_factor};
 use dida_core::{Membership, Record, Version};
 use dida_proto::convert::{storage_state, view_summary};
 use dida_storage_client::{ClientConfig, StorageClient};
@@ -28,9 +28,10 @@ pub struct KvArgs {
     /// Every storage node: ID=URL,ID=URL,…
     #[arg(long, env = "DIDA_PEERS")]
     peers: String,
-    /// Replication factor the nodes were started with (1 to the number of peers).
-    #[arg(long, default_value_t = 3)]
-    replication_factor: usize,
+    /// Replication factor the nodes were started with (1 to the number of peers;
+    /// default 3, or the number of peers if fewer).
+    #[arg(long)]
+    replication_factor: Option<usize>,
     /// Virtual nodes per storage node the nodes were started with (1 to 4096).
     #[arg(long, default_value_t = 128)]
     vnodes: u32,
@@ -86,14 +87,14 @@ enum KvCommand {
 /// Runs one `dida kv` command.
 pub async fn run(args: KvArgs) -> anyhow::Result<()> {
     let membership = Membership::parse(&args.peers).context("invalid --peers")?;
-    check_replication_factor(args.replication_factor, membership.len())
+    let replication_factor = replication_factor(args.replication_factor, membership.len())
         .map_err(anyhow::Error::msg)?;
     check_vnodes(args.vnodes).map_err(anyhow::Error::msg)?;
     let deadline = check_deadline_ms("--deadline", args.deadline).map_err(anyhow::Error::msg)?;
     let client = StorageClient::new(
         membership,
         ClientConfig {
-            replication_factor: args.replication_factor,
+            replication_factor,
             vnodes: args.vnodes,
             deadline,
             ..ClientConfig::default()

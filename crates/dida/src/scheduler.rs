@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use dida_core::limits::{
-    check_deadline_ms, check_replication_factor, DEFAULT_RETAINED_BYTES, MAX_DEADLINE_MS,
+    check_deadline_ms, replication_factor, DEFAULT_RETAINED_BYTES, MAX_DEADLINE_MS,
 };
 use dida_core::membership::NodeUrl;
 use dida_core::Membership;
@@ -33,9 +33,10 @@ pub struct SchedulerArgs {
     /// crashed and shows it in its status (it does not otherwise use storage).
     #[arg(long)]
     storage: Option<String>,
-    /// The storage cluster's replication factor (with --storage).
-    #[arg(long, default_value_t = 3)]
-    replication_factor: usize,
+    /// The storage cluster's replication factor (with --storage; default 3, or the
+    /// number of storage nodes if fewer).
+    #[arg(long)]
+    replication_factor: Option<usize>,
     /// MiB of outcomes (and of running executions' inputs) kept for clients to
     /// fetch; beyond it the oldest outcomes are forgotten, and submits are refused
     /// while running executions hold it all. See docs/limits.md.
@@ -72,9 +73,9 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     config.max_retained_bytes = args.max_retained_mb * MIB;
     if let Some(storage) = &args.storage {
         let membership = Membership::parse(storage).context("invalid --storage")?;
-        check_replication_factor(args.replication_factor, membership.len())
+        let replication_factor = replication_factor(args.replication_factor, membership.len())
             .map_err(anyhow::Error::msg)?;
-        config.storage = Some((membership, args.replication_factor));
+        config.storage = Some((membership, replication_factor));
     }
     dida_scheduler::node::run(config).await
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use dida_core::limits::{check_deadline_ms, check_replication_factor, check_vnodes};
+use dida_core::limits::{check_deadline_ms, check_vnodes, replication_factor};
 use dida_core::membership::NodeUrl;
 use dida_core::script::MAX_GOSSIP_DELAY_MS;
 use dida_core::Membership;
@@ -27,9 +27,10 @@ pub struct StorageArgs {
     /// Every storage node: ID=URL,ID=URL,… (this node may be omitted).
     #[arg(long)]
     peers: String,
-    /// Distinct nodes holding each key (1 to the number of storage nodes).
-    #[arg(long, default_value_t = 3)]
-    replication_factor: usize,
+    /// Distinct nodes holding each key (1 to the number of storage nodes; default 3,
+    /// or the number of nodes if fewer).
+    #[arg(long)]
+    replication_factor: Option<usize>,
     /// Versions of each key a replica keeps.
     #[arg(long, default_value_t = 5)]
     max_versions: usize,
@@ -92,7 +93,7 @@ impl StorageArgs {
             None => nodes.push((self.id.clone(), url.to_string())),
         }
         let membership = Membership::new(nodes).context("invalid --peers")?;
-        check_replication_factor(self.replication_factor, membership.len())
+        let replication_factor = replication_factor(self.replication_factor, membership.len())
             .map_err(anyhow::Error::msg)?;
         check_vnodes(self.vnodes).map_err(anyhow::Error::msg)?;
         if self.gossip_delay > MAX_GOSSIP_DELAY_MS {
@@ -105,7 +106,7 @@ impl StorageArgs {
             |flag: &str, ms: u64| check_deadline_ms(flag, ms).map_err(anyhow::Error::msg);
         let mut config = StorageConfig::new(self.id, membership);
         config.gossip_delay = Duration::from_millis(self.gossip_delay);
-        config.replication_factor = self.replication_factor;
+        config.replication_factor = replication_factor;
         config.max_versions = self.max_versions;
         config.write_acks = self.write_acks;
         config.vnodes = self.vnodes;

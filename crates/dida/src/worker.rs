@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use dida_core::limits::{check_deadline_ms, check_replication_factor, check_vnodes};
+use dida_core::limits::{check_deadline_ms, check_vnodes, replication_factor};
 use dida_core::membership::NodeUrl;
 use dida_core::script::MAX_GOSSIP_DELAY_MS;
 use dida_core::Membership;
@@ -34,9 +34,10 @@ pub struct WorkerArgs {
     /// built-in operators of the same name.
     #[arg(long)]
     operators: Option<PathBuf>,
-    /// The storage cluster's replication factor.
-    #[arg(long, default_value_t = 3)]
-    replication_factor: usize,
+    /// The storage cluster's replication factor (default 3, or the number of
+    /// storage nodes if fewer).
+    #[arg(long)]
+    replication_factor: Option<usize>,
     /// The storage cluster's virtual nodes per node.
     #[arg(long, default_value_t = 128)]
     vnodes: u32,
@@ -79,7 +80,7 @@ impl WorkerArgs {
     fn into_config(self) -> anyhow::Result<WorkerConfig> {
         let url = NodeUrl::parse(&self.url).context("invalid --url")?;
         let storage = Membership::parse(&self.storage).context("invalid --storage")?;
-        check_replication_factor(self.replication_factor, storage.len())
+        let replication_factor = replication_factor(self.replication_factor, storage.len())
             .map_err(anyhow::Error::msg)?;
         check_vnodes(self.vnodes).map_err(anyhow::Error::msg)?;
         let deadline =
@@ -112,7 +113,7 @@ impl WorkerArgs {
         let mut config = WorkerConfig::new(self.id, url, storage, scheduler);
         config.gossip_delay = Duration::from_millis(self.gossip_delay);
         config.operators_dir = self.operators;
-        config.replication_factor = self.replication_factor;
+        config.replication_factor = replication_factor;
         config.vnodes = self.vnodes;
         config.builtins = dida_operators::builtin()
             .iter()
