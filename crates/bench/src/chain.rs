@@ -223,9 +223,12 @@ struct Target {
 /// Starts the storage nodes, then the scheduler and the workers.
 async fn start_cluster(args: &ChainBenchArgs) -> anyhow::Result<LocalCluster> {
     let binary = current_dida()?;
+    let defaults = ClusterSpec::default();
     let spec = ClusterSpec {
         nodes: args.nodes,
-        ..ClusterSpec::default()
+        // Nodes refuse a replication factor above their number.
+        replication_factor: defaults.replication_factor.min(args.nodes),
+        ..defaults
     };
     let mut cluster = LocalCluster::start(&binary, spec).await.with_context(|| {
         format!(

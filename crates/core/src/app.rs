@@ -3,6 +3,9 @@
 
 use std::path::Path;
 
+use crate::limits::MAX_CHAIN_OPERATORS;
+use crate::textfile::{read_text_file, strip_bom, TextLimits};
+
 /// An application file line (or the file as a whole) that could not be accepted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{file}:{line}: {message}")]
@@ -31,17 +34,22 @@ pub fn check_operator_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Reads and parses an application file; returns the operator names in chain order.
+/// Reads and parses an application file (under [`TextLimits::SCRIPT_FILE`]); returns
+/// the operator names in chain order.
 pub fn read_app_file(path: &Path) -> Result<Vec<String>, AppFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| AppFileError {
-        file: path.display().to_string(),
-        line: 0,
-        message: format!("cannot read the application file: {e}"),
+    let file = path.display().to_string();
+    let text = read_text_file(path, "application file", TextLimits::SCRIPT_FILE).map_err(|e| {
+        AppFileError {
+            file: file.clone(),
+            line: e.line,
+            message: e.message,
+        }
     })?;
-    parse_app(&path.display().to_string(), &text)
+    parse_app(&file, &text)
 }
 
-/// Parses application-file text; returns the operator names in chain order.
+/// Parses application-file text (a leading byte order mark is dropped); returns the
+/// operator names in chain order.
 pub fn parse_app(file: &str, text: &str) -> Result<Vec<String>, AppFileError> {
     let err = |line: usize, message: String| AppFileError {
         file: file.to_string(),
@@ -49,7 +57,7 @@ pub fn parse_app(file: &str, text: &str) -> Result<Vec<String>, AppFileError> {
         message,
     };
     let mut slots: Vec<Option<(String, usize)>> = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
+    for (index, raw) in strip_bom(text).lines().enumerate() {
         let line_no = index + 1;
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -65,10 +73,13 @@ pub fn parse_app(file: &str, text: &str) -> Result<Vec<String>, AppFileError> {
                         format!("position {seq:?} is not a non-negative integer"),
                     )
                 })?;
-                if seq > 10_000 {
+                if seq >= MAX_CHAIN_OPERATORS {
                     return Err(err(
                         line_no,
-                        format!("position {seq} is too large (at most 10000)"),
+                        format!(
+                            "position {seq} is too large (at most {})",
+                            MAX_CHAIN_OPERATORS - 1
+                        ),
                     ));
                 }
                 if slots.len() <= seq {
@@ -159,5 +170,22 @@ mod tests {
         }
         let missing = read_app_file(Path::new("/nonexistent/app.txt")).unwrap_err();
         assert!(missing.message.contains("cannot read"));
+    }
+
+    #[test]
+    fn a_bom_is_dropped_and_bad_bytes_are_reported_on_their_line() {
+        assert_eq!(
+            parse_app("app.txt", "\u{feff}operator A 0\n").unwrap(),
+            ["A"]
+        );
+        let path = std::env::temp_dir().join(format!("dida-app-{}.txt", std::process::id()));
+        std::fs::write(&path, b"\xEF\xBB\xBFoperator A 0\noperator \xC0B 1\n").unwrap();
+        let error = read_app_file(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(error.line, 2, "{error}");
+        assert!(
+            error.message.contains("invalid UTF-8 at byte offset 25"),
+            "{error}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::limits::{check_key, check_value};
+use crate::textfile::{read_text_file, strip_bom, TextLimits};
 
 /// A data-file line that could not be accepted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -10,28 +11,34 @@ use crate::limits::{check_key, check_value};
 pub struct DataFileError {
     /// The file, as given.
     pub file: String,
-    /// 1-based line number (0 when the file could not be read at all).
+    /// 1-based line number (0 when the problem concerns the whole file: it could not
+    /// be opened, or it is over the size limit).
     pub line: usize,
     /// What is wrong.
     pub message: String,
 }
 
 /// Reads and validates a whole data file before anything is written, so a malformed
-/// line never leaves half a file stored.
+/// line never leaves half a file stored. The file is read under
+/// [`TextLimits::DATA_FILE`]: a line or a file over its limit, binary content and
+/// invalid UTF-8 are refused with the line (and byte offset) concerned.
 pub fn read_data_file(path: &Path) -> Result<Vec<(String, String)>, DataFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| DataFileError {
-        file: path.display().to_string(),
-        line: 0,
-        message: format!("cannot read the data file: {e}"),
-    })?;
-    parse_data(&path.display().to_string(), &text)
+    let file = path.display().to_string();
+    let text =
+        read_text_file(path, "data file", TextLimits::DATA_FILE).map_err(|e| DataFileError {
+            file: file.clone(),
+            line: e.line,
+            message: e.message,
+        })?;
+    parse_data(&file, &text)
 }
 
-/// Parses data-file text: blank lines and lines starting with `#` are skipped; every
-/// other line must be `key,value` with no spaces or further commas (SPEC §6.2).
+/// Parses data-file text: a leading byte order mark is dropped, blank lines and lines
+/// starting with `#` are skipped; every other line must be `key,value` with no spaces
+/// or further commas (SPEC §6.2).
 pub fn parse_data(file: &str, text: &str) -> Result<Vec<(String, String)>, DataFileError> {
     let mut pairs = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
+    for (index, raw) in strip_bom(text).lines().enumerate() {
         let err = |message: String| DataFileError {
             file: file.to_string(),
             line: index + 1,
@@ -94,5 +101,61 @@ mod tests {
         }
         let missing = read_data_file(Path::new("/nonexistent/data.txt")).unwrap_err();
         assert!(missing.to_string().contains("cannot read the data file"));
+    }
+
+    #[test]
+    fn a_leading_bom_is_not_part_of_the_first_key() {
+        let pairs = parse_data("d.txt", "\u{feff}13,1\n14,2\n").unwrap();
+        assert_eq!(pairs[0], ("13".into(), "1".into()));
+        let dir = tempfile_dir();
+        let path = dir.join("bom.txt");
+        std::fs::write(&path, b"\xEF\xBB\xBF13,1\r\n14,2\r\n").unwrap();
+        let pairs = read_data_file(&path).unwrap();
+        assert_eq!(
+            pairs,
+            vec![("13".into(), "1".into()), ("14".into(), "2".into())]
+        );
+    }
+
+    #[test]
+    fn unreadable_content_is_reported_on_its_line_not_line_0() {
+        let dir = tempfile_dir();
+        for (name, bytes, line, expected) in [
+            (
+                "utf8.txt",
+                &b"a,1\nb,\xFF\n"[..],
+                2,
+                "invalid UTF-8 at byte offset 6",
+            ),
+            (
+                "binary.txt",
+                &b"a,1\nb,2\n\x00\x01\x02"[..],
+                3,
+                "NUL byte at byte offset 8",
+            ),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let error = read_data_file(&path).unwrap_err();
+            assert_eq!(error.line, line, "{error}");
+            assert!(error.message.contains(expected), "{error}");
+            assert!(error
+                .to_string()
+                .starts_with(&format!("{}:{line}: ", path.display())));
+        }
+    }
+
+    #[test]
+    fn an_endless_device_is_refused_quickly() {
+        let error = read_data_file(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(error.line, 1);
+        assert!(error.message.contains("binary content"), "{error}");
+    }
+
+    /// A fresh directory for this test process's files.
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("dida-datafile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 }

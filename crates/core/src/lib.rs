@@ -15,6 +15,7 @@ pub mod membership;
 pub mod record;
 pub mod ring;
 pub mod script;
+pub mod textfile;
 pub mod version;
 
 pub use liveness::{Liveness, MemberState, MemberStates};

@@ -16,7 +16,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::limits::check_input;
 use crate::membership::{check_node_id, NodeUrl};
+use crate::textfile::strip_bom;
 
 /// Longest `wait` accepted, in milliseconds (one hour): a longer pause is a typo.
 pub const MAX_WAIT_MS: u64 = 3_600_000;
@@ -316,10 +318,13 @@ pub fn parse_line(number: usize, text: &str) -> Result<Option<Command>, ScriptEr
         "scheduler" => node(Role::Scheduler)?,
         "storage" => node(Role::Storage)?,
         "worker" => node(Role::Worker)?,
-        "client" => Command::Client {
-            input: args[0].to_string(),
-            app: PathBuf::from(args[1]),
-        },
+        "client" => {
+            check_input(args[0]).map_err(|e| err(e.to_string()))?;
+            Command::Client {
+                input: args[0].to_string(),
+                app: PathBuf::from(args[1]),
+            }
+        }
         "populate" => Command::Populate {
             data: PathBuf::from(args[0]),
         },
@@ -344,11 +349,12 @@ pub fn parse_line(number: usize, text: &str) -> Result<Option<Command>, ScriptEr
 }
 
 /// Parses a whole script: every valid line, and an error for every invalid one (so
-/// all mistakes are reported at once, each with its line number).
+/// all mistakes are reported at once, each with its line number). A leading byte
+/// order mark is dropped, so the first command is recognised.
 pub fn parse_script(text: &str) -> (Vec<Line>, Vec<ScriptError>) {
     let mut lines = Vec::new();
     let mut errors = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
+    for (index, raw) in strip_bom(text).lines().enumerate() {
         match parse_line(index + 1, raw) {
             Ok(Some(command)) => lines.push(Line {
                 number: index + 1,
@@ -527,6 +533,16 @@ mod tests {
             errors.iter().map(|e| e.line).collect::<Vec<_>>(),
             vec![2, 3]
         );
+    }
+
+    #[test]
+    fn a_leading_bom_is_dropped_and_oversized_inputs_are_refused() {
+        let (lines, errors) = parse_script("\u{feff}status\r\nlistGlobal\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(lines[0].command, Command::Status);
+        let long = "i".repeat(crate::limits::MAX_INPUT_BYTES + 1);
+        let error = parse_line(4, &format!("client {long} app.txt")).unwrap_err();
+        assert!(error.message.contains("the input is"), "{}", error.message);
     }
 
     #[test]

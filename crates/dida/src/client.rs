@@ -7,11 +7,11 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dida_core::app::read_app_file;
 use dida_core::events::Event;
+use dida_core::limits::MAX_DEADLINE_MS;
 use dida_core::membership::NodeUrl;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, RunRequest, SubmitRequest};
-use dida_proto::transport::lazy_channel_for_waits;
-use dida_proto::transport::NodeChannel;
+use dida_proto::transport::{lazy_channel_for_waits, NodeChannel, MAX_MESSAGE_BYTES};
 use tokio::time::Instant;
 
 /// Flags of `dida run`.
@@ -31,7 +31,7 @@ pub struct RunArgs {
     /// Print the `client` event as JSON.
     #[arg(long)]
     json: bool,
-    /// Give up waiting after this many seconds.
+    /// Give up waiting after this many seconds (1 to 3600).
     #[arg(long, default_value_t = 300)]
     timeout: u64,
 }
@@ -51,9 +51,18 @@ pub struct StatusArgs {
     /// Print the `client` event as JSON.
     #[arg(long)]
     json: bool,
-    /// Give up waiting after this many seconds.
+    /// Give up waiting after this many seconds (1 to 3600).
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+}
+
+/// Checks `--timeout` (seconds): positive and at most an hour, like every deadline.
+fn timeout(seconds: u64) -> anyhow::Result<Duration> {
+    let max = MAX_DEADLINE_MS / 1000;
+    if seconds == 0 || seconds > max {
+        bail!("--timeout must be from 1 to {max} seconds, got {seconds}");
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 /// Deadline of connecting to the scheduler.
@@ -74,14 +83,18 @@ fn scheduler(url: &str, longest_wait: Duration) -> anyhow::Result<SchedulerClien
         CONNECT_DEADLINE,
         longest_wait.saturating_add(CALL_MARGIN),
     )?;
-    Ok(SchedulerClient::new(channel))
+    // An outcome carries every output (up to the 16 MiB per-hop limit): the client
+    // takes messages as large as the nodes send, not tonic's default 4 MiB.
+    Ok(SchedulerClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
 /// Runs `dida run`: with `--async`, a `Submit` that prints the id; otherwise one
 /// `Run` call that submits and answers with the outcome when the execution ends.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let limit = timeout(args.timeout)?;
     let operators = read_app_file(&args.app)?;
-    let limit = Duration::from_secs(args.timeout);
     let mut client = scheduler(&args.scheduler, limit)?;
     let submit = SubmitRequest {
         app: args.app.display().to_string(),
@@ -121,8 +134,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Runs `dida status`.
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let mut client = scheduler(&args.scheduler, OUTCOME_WAIT)?;
+    let limit = timeout(args.timeout)?;
     let outcome = if args.wait {
-        wait_for(&mut client, &args.id, Duration::from_secs(args.timeout)).await?
+        wait_for(&mut client, &args.id, limit).await?
     } else {
         let reply = client
             .outcome(OutcomeRequest {

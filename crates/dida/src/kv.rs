@@ -5,15 +5,22 @@
 //! reports every failure with the node it concerns.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use dida_core::datafile::read_data_file;
 use dida_core::events::Event;
+use dida_core::limits::{check_deadline_ms, check_vnodes, replication_factor};
 use dida_core::{Membership, Record, Version};
 use dida_proto::convert::{storage_state, view_summary};
 use dida_storage_client::{ClientConfig, StorageClient};
+
+use crate::ExitStatus;
+
+/// Exit status of `dida kv cas` when the key's value was not OLD, so nothing was
+/// written: distinct from 0 (written), 1 (an error) and 2 (a usage error), so a
+/// script can tell a lost race from a failure.
+pub const CAS_NOT_APPLIED_EXIT: u8 = 3;
 
 /// Flags of `dida kv`.
 #[derive(Debug, Args)]
@@ -21,13 +28,14 @@ pub struct KvArgs {
     /// Every storage node: ID=URL,ID=URL,…
     #[arg(long, env = "DIDA_PEERS")]
     peers: String,
-    /// Replication factor the nodes were started with.
-    #[arg(long, default_value_t = 3)]
-    replication_factor: usize,
-    /// Virtual nodes per storage node the nodes were started with.
+    /// Replication factor the nodes were started with (1 to the number of peers;
+    /// default 3, or the number of peers if fewer).
+    #[arg(long)]
+    replication_factor: Option<usize>,
+    /// Virtual nodes per storage node the nodes were started with (1 to 4096).
     #[arg(long, default_value_t = 128)]
     vnodes: u32,
-    /// Deadline of every call, in milliseconds.
+    /// Deadline of every call, in milliseconds (1 to 3600000).
     #[arg(long, default_value_t = 5000)]
     deadline: u64,
     /// Print one JSON event per line instead of text.
@@ -51,7 +59,12 @@ enum KvCommand {
     },
     /// Write VALUE to KEY.
     Write { key: String, value: String },
-    /// Write NEW to KEY only if its newest value is OLD (compare-and-swap).
+    /// Write NEW to KEY only if its newest value is OLD (compare-and-swap); exits
+    /// with status 3 when the value was not OLD (nothing written).
+    #[command(
+        after_help = "Exit status: 0 when NEW was written, 3 when the value was not \
+        OLD and nothing was written, 1 on an error, 2 on a usage error."
+    )]
     Cas {
         key: String,
         old: String,
@@ -74,12 +87,16 @@ enum KvCommand {
 /// Runs one `dida kv` command.
 pub async fn run(args: KvArgs) -> anyhow::Result<()> {
     let membership = Membership::parse(&args.peers).context("invalid --peers")?;
+    let replication_factor = replication_factor(args.replication_factor, membership.len())
+        .map_err(anyhow::Error::msg)?;
+    check_vnodes(args.vnodes).map_err(anyhow::Error::msg)?;
+    let deadline = check_deadline_ms("--deadline", args.deadline).map_err(anyhow::Error::msg)?;
     let client = StorageClient::new(
         membership,
         ClientConfig {
-            replication_factor: args.replication_factor,
+            replication_factor,
             vnodes: args.vnodes,
-            deadline: Duration::from_millis(args.deadline),
+            deadline,
             ..ClientConfig::default()
         },
     )?;
@@ -129,6 +146,13 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
                     None => format!("{key}: not updated (its value is not {old:?})"),
                 },
             );
+            if !applied {
+                return Err(ExitStatus {
+                    code: CAS_NOT_APPLIED_EXIT,
+                    message: String::new(),
+                }
+                .into());
+            }
         }
         KvCommand::Populate { file } => populate(&client, &file, &out).await?,
         KvCommand::List { server } => {

@@ -16,6 +16,7 @@ mod sim;
 mod storage;
 mod worker;
 
+use std::fmt;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -73,6 +74,25 @@ impl Command {
     }
 }
 
+/// A command that ran as asked but reports its result through a distinct exit
+/// status (`dida kv cas` that did not swap exits with 3): `main` exits with `code`,
+/// printing `message` on stderr unless it is empty, instead of the generic 1.
+#[derive(Debug)]
+pub(crate) struct ExitStatus {
+    /// The process's exit status.
+    pub code: u8,
+    /// What to print on stderr, if anything.
+    pub message: String,
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit status {}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ExitStatus {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
@@ -127,6 +147,15 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<ExitStatus>() => {
+            let status = error
+                .downcast::<ExitStatus>()
+                .expect("checked by the guard");
+            if !status.message.is_empty() {
+                eprintln!("{}", status.message);
+            }
+            ExitCode::from(status.code)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
+use dida_core::limits::{DEFAULT_PCS_MAX_NODES, MAX_DEADLINE_MS};
 use dida_pcs::auth::TOKEN_ENV;
 use dida_pcs::PcsConfig;
 
@@ -17,9 +18,14 @@ pub struct PcsArgs {
     /// Every request must carry this token (the PuppetMaster's --token).
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
-    /// Seconds a started node may take to listen on its URL before it is killed.
+    /// Seconds a started node may take to listen on its URL before it is killed
+    /// (1 to 3600).
     #[arg(long, default_value_t = 30)]
     start_timeout: u64,
+    /// Most nodes this PCS runs at once; a start beyond it is refused. See
+    /// docs/limits.md.
+    #[arg(long, default_value_t = DEFAULT_PCS_MAX_NODES)]
+    max_nodes: usize,
 }
 
 /// Runs a PCS until interrupted; the nodes it started are killed when it stops.
@@ -27,7 +33,18 @@ pub async fn run(args: PcsArgs) -> anyhow::Result<()> {
     let binary = std::env::current_exe().context("cannot locate the running dida binary")?;
     let mut config = PcsConfig::new(binary);
     config.token = args.token.filter(|t| !t.is_empty());
+    let max_timeout_s = MAX_DEADLINE_MS / 1000;
+    if args.start_timeout == 0 || args.start_timeout > max_timeout_s {
+        bail!(
+            "--start-timeout must be from 1 to {max_timeout_s} seconds, got {}",
+            args.start_timeout
+        );
+    }
+    if args.max_nodes == 0 {
+        bail!("--max-nodes must be at least 1");
+    }
     config.start_timeout = Duration::from_secs(args.start_timeout);
+    config.max_nodes = args.max_nodes;
     // A PCS starts processes: reachable from other machines, it needs its own
     // token or the cluster's authentication.
     if config.token.is_none() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use dida_core::limits::{check_deadline_ms, MAX_DEADLINE_MS};
 use dida_core::membership::NodeUrl;
 use dida_pcs::auth::TOKEN_ENV;
 use dida_pcs::launch::LOG_LEVELS;
@@ -37,7 +38,8 @@ pub struct PuppetmasterArgs {
     /// The token the PCSs require.
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
-    /// Replication factor of the storage cluster (given to every node).
+    /// Replication factor of the storage cluster (given to every node; capped at the
+    /// number of storage nodes the script declares).
     #[arg(long, default_value_t = 3)]
     replication_factor: usize,
     /// Versions of each key a storage node keeps.
@@ -60,7 +62,7 @@ pub struct PuppetmasterArgs {
     /// The debug sink's URL as workers reach it (when they run on other machines).
     #[arg(long)]
     debug_url: Option<String>,
-    /// Seconds a client may wait for its outcome.
+    /// Seconds a client may wait for its outcome (1 to 3600).
     #[arg(long, default_value_t = 300)]
     client_timeout: u64,
     /// Deadline, in milliseconds, of each call to a node (status, listings, populate).
@@ -77,6 +79,9 @@ impl PuppetmasterArgs {
         }
         if let Some(url) = &self.debug_url {
             NodeUrl::parse(url).context("invalid --debug-url")?;
+        }
+        if self.replication_factor == 0 {
+            bail!("--replication-factor must be at least 1");
         }
         if self.write_acks == 0 || self.write_acks > self.replication_factor {
             bail!("--write-acks must be from 1 to --replication-factor");
@@ -99,8 +104,16 @@ impl PuppetmasterArgs {
         config.node_log = self.node_log;
         config.debug_listen = self.debug_listen;
         config.debug_url = self.debug_url;
+        let max_timeout_s = MAX_DEADLINE_MS / 1000;
+        if self.client_timeout == 0 || self.client_timeout > max_timeout_s {
+            bail!(
+                "--client-timeout must be from 1 to {max_timeout_s} seconds, got {}",
+                self.client_timeout
+            );
+        }
         config.client_timeout = Duration::from_secs(self.client_timeout);
-        config.rpc_deadline = Duration::from_millis(self.rpc_deadline);
+        config.rpc_deadline =
+            check_deadline_ms("--rpc-deadline", self.rpc_deadline).map_err(anyhow::Error::msg)?;
         let mode = Mode {
             script: self.script,
             step: self.step,

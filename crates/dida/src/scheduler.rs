@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
+use dida_core::limits::{
+    check_deadline_ms, replication_factor, DEFAULT_RETAINED_BYTES, MAX_DEADLINE_MS,
+};
 use dida_core::membership::NodeUrl;
 use dida_core::Membership;
 use dida_scheduler::SchedulerConfig;
@@ -20,7 +23,7 @@ pub struct SchedulerArgs {
     /// Every worker: ID=URL,ID=URL,…
     #[arg(long)]
     workers: String,
-    /// Seconds after which an execution with no outcome is failed.
+    /// Seconds after which an execution with no outcome is failed (1 to 3600).
     #[arg(long, default_value_t = 300)]
     execution_timeout: u64,
     /// Deadline, in milliseconds, of every call to a worker.
@@ -30,10 +33,21 @@ pub struct SchedulerArgs {
     /// crashed and shows it in its status (it does not otherwise use storage).
     #[arg(long)]
     storage: Option<String>,
-    /// The storage cluster's replication factor (with --storage).
-    #[arg(long, default_value_t = 3)]
-    replication_factor: usize,
+    /// The storage cluster's replication factor (with --storage; default 3, or the
+    /// number of storage nodes if fewer).
+    #[arg(long)]
+    replication_factor: Option<usize>,
+    /// MiB of outcomes (and of running executions' inputs) kept for clients to
+    /// fetch; beyond it the oldest outcomes are forgotten, and submits are refused
+    /// while running executions hold it all. See docs/limits.md.
+    #[arg(long, default_value_t = DEFAULT_RETAINED_BYTES / MIB)]
+    max_retained_mb: usize,
 }
+
+const MIB: usize = 1024 * 1024;
+
+/// Largest `--max-retained-mb` (64 GiB): beyond it the flag is surely a typo.
+const MAX_RETAINED_MB: usize = 64 * 1024;
 
 impl SchedulerArgs {
     /// The scheduler's id: the name of the certificate it presents by default.
@@ -47,11 +61,28 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     let url = NodeUrl::parse(&args.url).context("invalid --url")?;
     let workers = Membership::parse(&args.workers).context("invalid --workers")?;
     let mut config = SchedulerConfig::new(args.id, url, workers);
+    let max_timeout_s = MAX_DEADLINE_MS / 1000;
+    if args.execution_timeout == 0 || args.execution_timeout > max_timeout_s {
+        bail!(
+            "--execution-timeout must be from 1 to {max_timeout_s} seconds, got {}",
+            args.execution_timeout
+        );
+    }
     config.execution_timeout = Duration::from_secs(args.execution_timeout);
-    config.rpc_deadline = Duration::from_millis(args.rpc_deadline);
+    config.rpc_deadline =
+        check_deadline_ms("--rpc-deadline", args.rpc_deadline).map_err(anyhow::Error::msg)?;
+    if args.max_retained_mb == 0 || args.max_retained_mb > MAX_RETAINED_MB {
+        bail!(
+            "--max-retained-mb must be from 1 to {MAX_RETAINED_MB}, got {}",
+            args.max_retained_mb
+        );
+    }
+    config.max_retained_bytes = args.max_retained_mb * MIB;
     if let Some(storage) = &args.storage {
         let membership = Membership::parse(storage).context("invalid --storage")?;
-        config.storage = Some((membership, args.replication_factor));
+        let replication_factor = replication_factor(args.replication_factor, membership.len())
+            .map_err(anyhow::Error::msg)?;
+        config.storage = Some((membership, replication_factor));
     }
     dida_scheduler::node::run(config).await
 }

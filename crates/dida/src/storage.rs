@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use dida_core::limits::{check_deadline_ms, check_vnodes, replication_factor};
 use dida_core::membership::NodeUrl;
+use dida_core::script::MAX_GOSSIP_DELAY_MS;
 use dida_core::Membership;
 use dida_storage::config::FsyncPolicy;
 use dida_storage::StorageConfig;
@@ -25,16 +27,18 @@ pub struct StorageArgs {
     /// Every storage node: ID=URL,ID=URL,… (this node may be omitted).
     #[arg(long)]
     peers: String,
-    /// Distinct nodes holding each key.
-    #[arg(long, default_value_t = 3)]
-    replication_factor: usize,
+    /// Distinct nodes holding each key (1 to the number of storage nodes; default 3,
+    /// or the number of nodes if fewer).
+    #[arg(long)]
+    replication_factor: Option<usize>,
     /// Versions of each key a replica keeps.
     #[arg(long, default_value_t = 5)]
     max_versions: usize,
     /// Replicas (the primary included) that must hold a write before it is acknowledged.
     #[arg(long, default_value_t = 1)]
     write_acks: usize,
-    /// Virtual nodes per storage node on the ring (all nodes and clients must agree).
+    /// Virtual nodes per storage node on the ring, 1 to 4096 (all nodes and clients
+    /// must agree).
     #[arg(long, default_value_t = 128)]
     vnodes: u32,
     /// Milliseconds between two anti-entropy rounds.
@@ -94,18 +98,30 @@ impl StorageArgs {
             None => nodes.push((self.id.clone(), url.to_string())),
         }
         let membership = Membership::new(nodes).context("invalid --peers")?;
+        let replication_factor = replication_factor(self.replication_factor, membership.len())
+            .map_err(anyhow::Error::msg)?;
+        check_vnodes(self.vnodes).map_err(anyhow::Error::msg)?;
+        if self.gossip_delay > MAX_GOSSIP_DELAY_MS {
+            bail!(
+                "--gossip-delay must be at most {MAX_GOSSIP_DELAY_MS} milliseconds, got {}",
+                self.gossip_delay
+            );
+        }
+        let deadline =
+            |flag: &str, ms: u64| check_deadline_ms(flag, ms).map_err(anyhow::Error::msg);
         let mut config = StorageConfig::new(self.id, membership);
         config.gossip_delay = Duration::from_millis(self.gossip_delay);
-        config.replication_factor = self.replication_factor;
+        config.replication_factor = replication_factor;
         config.max_versions = self.max_versions;
         config.write_acks = self.write_acks;
         config.vnodes = self.vnodes;
-        config.anti_entropy_interval = Duration::from_millis(self.anti_entropy_interval);
-        config.rpc_deadline = Duration::from_millis(self.rpc_deadline);
-        config.ack_timeout = Duration::from_millis(self.ack_timeout);
-        config.probe_interval = Duration::from_millis(self.probe_interval);
-        config.probe_timeout = Duration::from_millis(self.probe_timeout);
-        config.suspicion_timeout = Duration::from_millis(self.suspicion_timeout);
+        config.anti_entropy_interval =
+            deadline("--anti-entropy-interval", self.anti_entropy_interval)?;
+        config.rpc_deadline = deadline("--rpc-deadline", self.rpc_deadline)?;
+        config.ack_timeout = deadline("--ack-timeout", self.ack_timeout)?;
+        config.probe_interval = deadline("--probe-interval", self.probe_interval)?;
+        config.probe_timeout = deadline("--probe-timeout", self.probe_timeout)?;
+        config.suspicion_timeout = deadline("--suspicion-timeout", self.suspicion_timeout)?;
         config.data_dir = self.data_dir;
         config.fsync = self.fsync;
         if !self.dial.is_empty() {

@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
+use dida_core::limits::{check_deadline_ms, check_vnodes, replication_factor};
 use dida_core::membership::NodeUrl;
+use dida_core::script::MAX_GOSSIP_DELAY_MS;
 use dida_core::Membership;
 use dida_worker::consistency::ConsistencySettings;
 use dida_worker::{SandboxLimits, WorkerConfig};
@@ -32,22 +34,26 @@ pub struct WorkerArgs {
     /// built-in operators of the same name.
     #[arg(long)]
     operators: Option<PathBuf>,
-    /// The storage cluster's replication factor.
-    #[arg(long, default_value_t = 3)]
-    replication_factor: usize,
+    /// The storage cluster's replication factor (default 3, or the number of
+    /// storage nodes if fewer).
+    #[arg(long)]
+    replication_factor: Option<usize>,
     /// The storage cluster's virtual nodes per node.
     #[arg(long, default_value_t = 128)]
     vnodes: u32,
     /// CPU budget of one operator invocation, in fuel units (~1 per instruction).
     #[arg(long, default_value_t = SandboxLimits::default().fuel)]
     max_fuel: u64,
-    /// Memory limit of one operator invocation, in MiB.
+    /// Memory limit of one operator invocation, in MiB (1 to 4096, WebAssembly's
+    /// largest 32-bit memory).
     #[arg(long, default_value_t = 64)]
     max_memory_mb: usize,
-    /// Wall-time limit of one operator invocation, in milliseconds.
+    /// Wall-time limit of one operator invocation, loading the operator included, in
+    /// milliseconds (1 to 3600000).
     #[arg(long, default_value_t = 30_000)]
     max_wall_ms: u64,
-    /// Operator invocations that may run at once.
+    /// Operator invocations that may run at once (1 to 1024: each reserves a sandbox
+    /// slot of --max-memory-mb).
     #[arg(long, default_value_t = 64)]
     concurrency: u32,
     /// How long a read of a version this execution already read or wrote may wait for
@@ -63,6 +69,13 @@ pub struct WorkerArgs {
     debug_sink: Option<String>,
 }
 
+/// Most operator invocations a worker runs at once: each holds a pool slot whose
+/// memories are reserved up front (virtual memory), so the pool must stay sane.
+const MAX_CONCURRENCY: u32 = 1024;
+
+/// Largest `--max-memory-mb`: a 32-bit WebAssembly memory cannot pass 4 GiB.
+const MAX_MEMORY_MB: usize = 4096;
+
 impl WorkerArgs {
     /// This node's id: the name of the certificate it presents by default.
     pub fn id(&self) -> &str {
@@ -72,11 +85,40 @@ impl WorkerArgs {
     fn into_config(self) -> anyhow::Result<WorkerConfig> {
         let url = NodeUrl::parse(&self.url).context("invalid --url")?;
         let storage = Membership::parse(&self.storage).context("invalid --storage")?;
+        let replication_factor = replication_factor(self.replication_factor, storage.len())
+            .map_err(anyhow::Error::msg)?;
+        check_vnodes(self.vnodes).map_err(anyhow::Error::msg)?;
+        let deadline =
+            |flag: &str, ms: u64| check_deadline_ms(flag, ms).map_err(anyhow::Error::msg);
+        let wall_time = deadline("--max-wall-ms", self.max_wall_ms)?;
+        let pinned_read_deadline = deadline("--consistency-deadline", self.consistency_deadline)?;
+        let rpc_deadline = deadline("--rpc-deadline", self.rpc_deadline)?;
+        if self.gossip_delay > MAX_GOSSIP_DELAY_MS {
+            bail!(
+                "--gossip-delay must be at most {MAX_GOSSIP_DELAY_MS} milliseconds, got {}",
+                self.gossip_delay
+            );
+        }
+        if self.max_memory_mb == 0 || self.max_memory_mb > MAX_MEMORY_MB {
+            bail!(
+                "--max-memory-mb must be from 1 to {MAX_MEMORY_MB}, got {}",
+                self.max_memory_mb
+            );
+        }
+        if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
+            bail!(
+                "--concurrency must be from 1 to {MAX_CONCURRENCY}, got {}",
+                self.concurrency
+            );
+        }
+        if self.max_fuel == 0 {
+            bail!("--max-fuel must be positive");
+        }
         let scheduler = NodeUrl::parse(&self.scheduler).context("invalid --scheduler")?;
         let mut config = WorkerConfig::new(self.id, url, storage, scheduler);
         config.gossip_delay = Duration::from_millis(self.gossip_delay);
         config.operators_dir = self.operators;
-        config.replication_factor = self.replication_factor;
+        config.replication_factor = replication_factor;
         config.vnodes = self.vnodes;
         config.builtins = dida_operators::builtin()
             .iter()
@@ -85,14 +127,14 @@ impl WorkerArgs {
         config.limits = SandboxLimits {
             fuel: self.max_fuel,
             memory_bytes: self.max_memory_mb * 1024 * 1024,
-            wall_time: Duration::from_millis(self.max_wall_ms),
+            wall_time,
             concurrent_invocations: self.concurrency,
         };
         config.consistency = ConsistencySettings {
-            pinned_read_deadline: Duration::from_millis(self.consistency_deadline),
+            pinned_read_deadline,
             ..ConsistencySettings::default()
         };
-        config.rpc_deadline = Duration::from_millis(self.rpc_deadline);
+        config.rpc_deadline = rpc_deadline;
         config.debug_sink = self
             .debug_sink
             .map(|url| NodeUrl::parse(&url))

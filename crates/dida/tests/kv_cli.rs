@@ -58,8 +58,9 @@ async fn kv_commands_print_text_and_json_events() {
     assert_eq!(event["event"], "cas");
     assert_eq!(event["applied"], true);
     assert_eq!(event["version"]["number"], 2);
+    // A swap that did not happen is no error, but has its own exit status.
     let failed_cas = kv(&cluster, &["cas", "23", "11", "again"]).await;
-    assert!(failed_cas.status.success());
+    assert_eq!(failed_cas.status.code(), Some(3), "{}", stderr(&failed_cas));
     assert!(stdout(&failed_cas).contains("not updated"));
 
     let exact = kv(

@@ -139,6 +139,13 @@ impl LocalCluster {
         if spec.nodes == 0 {
             bail!("a cluster needs at least one node");
         }
+        if !(1..=spec.nodes).contains(&spec.replication_factor) {
+            bail!(
+                "the replication factor must be from 1 to the number of nodes ({}), not {}",
+                spec.nodes,
+                spec.replication_factor
+            );
+        }
         // The nodes' ports stay reserved until the proxies are up, so that no proxy
         // (bound to a free port itself) takes the port of a node not started yet.
         let reserved = reserve_ports(spec.nodes)?;

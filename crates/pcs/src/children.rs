@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use dida_core::membership::NodeUrl;
 use dida_proto::control::{NodeProcess, OutputLine};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -27,6 +27,17 @@ use crate::launch::Launch;
 
 /// Lines of a child's output kept to explain a failed start.
 const RECENT_LINES: usize = 20;
+
+/// Longest line of a child's output relayed, in bytes; the rest of a longer line is
+/// dropped (and the line says so). Relayed lines wait in a channel of 4096 for slow
+/// readers, so each must be bounded: a worker logging an operator's output at debug
+/// level could otherwise print a line of tens of megabytes.
+const MAX_RELAYED_LINE_BYTES: usize = 16 * 1024;
+
+/// Entries (running or exited nodes) kept per allowed live node: beyond
+/// `max_nodes` times this, the exited ones are forgotten (and can no longer be
+/// restarted by id), so a stream of distinct ids cannot grow the table forever.
+const ENTRIES_PER_NODE: usize = 4;
 
 /// Why a child could not be started or killed.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +66,8 @@ pub(crate) enum ChildError {
         exit: String,
         recent: Vec<String>,
     },
+    #[error("cannot start node {id}: this PCS already runs {max} nodes, its limit (dida pcs --max-nodes)")]
+    TooManyNodes { id: String, max: usize },
     #[error("node {id} did not listen on {url} within {timeout:?}; it was killed{}", last_lines(.recent))]
     NotListening {
         id: String,
@@ -100,15 +113,22 @@ pub(crate) struct Children {
     start_timeout: Duration,
     nodes: Mutex<BTreeMap<String, Entry>>,
     output: broadcast::Sender<OutputLine>,
+    /// Most nodes running at once.
+    max_nodes: usize,
+    /// One permit per running node, held by its waiter until the process exits.
+    slots: Arc<Semaphore>,
 }
 
 impl Children {
-    pub fn new(binary: PathBuf, start_timeout: Duration) -> Self {
+    /// No node yet; at most `max_nodes` will run at once.
+    pub fn new(binary: PathBuf, start_timeout: Duration, max_nodes: usize) -> Self {
         Self {
             binary,
             start_timeout,
             nodes: Mutex::new(BTreeMap::new()),
             output: broadcast::channel(4096).0,
+            max_nodes,
+            slots: Arc::new(Semaphore::new(max_nodes)),
         }
     }
 
@@ -127,6 +147,14 @@ impl Children {
         if self.lock().get(&id).is_some_and(|e| e.exit().is_none()) {
             return Err(ChildError::AlreadyRunning(id));
         }
+        let slot =
+            self.slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| ChildError::TooManyNodes {
+                    id: id.clone(),
+                    max: self.max_nodes,
+                })?;
         let (host, port) = (launch.url.host.clone(), launch.url.port);
         // Checked here, where the port is, so that "port in use" is one clear error
         // rather than a node that exits with it in its log.
@@ -169,6 +197,7 @@ impl Children {
             kill_rx,
             exit_tx,
             self.output.clone(),
+            slot,
         ));
         let url = launch.url.clone();
         let entry = Entry {
@@ -178,8 +207,14 @@ impl Children {
             exit: exit_rx.clone(),
             waiter,
         };
-        if let Some(old) = self.lock().insert(id.clone(), entry) {
-            old.waiter.abort();
+        {
+            let mut nodes = self.lock();
+            if nodes.len() >= self.max_nodes.saturating_mul(ENTRIES_PER_NODE) {
+                nodes.retain(|_, e| e.exit().is_none());
+            }
+            if let Some(old) = nodes.insert(id.clone(), entry) {
+                old.waiter.abort();
+            }
         }
         self.wait_until_listening(&id, &url, exit_rx, &recent)
             .await
@@ -246,8 +281,8 @@ impl Children {
         let output = self.output.clone();
         let id = id.to_string();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(pipe).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            let mut pipe = BufReader::new(pipe);
+            while let Ok(Some(line)) = next_line(&mut pipe, MAX_RELAYED_LINE_BYTES).await {
                 {
                     let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
                     if recent.len() == RECENT_LINES {
@@ -354,13 +389,58 @@ impl Drop for Children {
     }
 }
 
-/// Owns `child` until it exits (or is killed on request), then publishes how it ended.
+/// The next line of `reader` without its line end (`None` at the end), at most
+/// `max` bytes of it: the rest of a longer line is read and dropped, and the line
+/// ends with a note saying how much. Invalid UTF-8 is replaced, as for any relayed
+/// output.
+async fn next_line(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    max: usize,
+) -> std::io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let mut dropped = 0usize;
+    let mut read_any = false;
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            break;
+        }
+        read_any = true;
+        let (chunk, done) = match buffer.iter().position(|&b| b == b'\n') {
+            Some(end) => (&buffer[..end], Some(end + 1)),
+            None => (buffer, None),
+        };
+        let room = max - line.len();
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        dropped += chunk.len().saturating_sub(room);
+        let used = done.unwrap_or(buffer.len());
+        reader.consume(used);
+        if done.is_some() {
+            break;
+        }
+    }
+    if !read_any {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    let mut text = String::from_utf8_lossy(&line).into_owned();
+    if dropped > 0 {
+        text.push_str(&format!(" … ({dropped} more bytes dropped)"));
+    }
+    Ok(Some(text))
+}
+
+/// Owns `child` until it exits (or is killed on request), then publishes how it
+/// ended, giving its `slot` back first so that a restart finds it free.
 async fn wait_for_exit(
     id: String,
     mut child: Child,
     mut kill: mpsc::Receiver<()>,
     exit: watch::Sender<Option<String>>,
     output: broadcast::Sender<OutputLine>,
+    slot: OwnedSemaphorePermit,
 ) {
     let status = tokio::select! {
         status = child.wait() => status,
@@ -378,6 +458,7 @@ async fn wait_for_exit(
         },
         Err(error) => format!("could not be waited for: {error}"),
     };
+    drop(slot);
     info!(node = %id, "node {how}");
     let _ = output.send(OutputLine {
         node_id: id,
@@ -412,3 +493,22 @@ fn die_with_parent(command: &mut Command) {
 
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_command: &mut Command) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn relayed_lines_are_bounded() {
+        let long = "x".repeat(100);
+        let input = format!("short\r\n{long}\nlast");
+        let mut reader = BufReader::with_capacity(7, input.as_bytes());
+        assert_eq!(next_line(&mut reader, 10).await.unwrap().unwrap(), "short");
+        assert_eq!(
+            next_line(&mut reader, 10).await.unwrap().unwrap(),
+            "xxxxxxxxxx … (90 more bytes dropped)"
+        );
+        assert_eq!(next_line(&mut reader, 10).await.unwrap().unwrap(), "last");
+        assert_eq!(next_line(&mut reader, 10).await.unwrap(), None);
+    }
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dida_core::limits::DEFAULT_PCS_MAX_NODES;
 use dida_proto::control::process_creation_server::ProcessCreationServer;
 use dida_proto::control::OutputLine;
 use dida_proto::server::{wait_for_termination, ServerHandle};
@@ -25,15 +26,20 @@ pub struct PcsConfig {
     pub token: Option<String>,
     /// How long a started node may take to listen on its URL.
     pub start_timeout: Duration,
+    /// Most nodes it runs at once (`--max-nodes`); a start beyond it is refused
+    /// with `RESOURCE_EXHAUSTED`.
+    pub max_nodes: usize,
 }
 
 impl PcsConfig {
-    /// A PCS running `binary`, without a token, giving nodes 30 s to start.
+    /// A PCS running `binary`, without a token, giving nodes 30 s to start and
+    /// running at most [`DEFAULT_PCS_MAX_NODES`] at once.
     pub fn new(binary: PathBuf) -> Self {
         Self {
             binary,
             token: None,
             start_timeout: Duration::from_secs(30),
+            max_nodes: DEFAULT_PCS_MAX_NODES,
         }
     }
 }
@@ -71,7 +77,12 @@ pub async fn start(config: PcsConfig, listener: TcpListener) -> anyhow::Result<P
         "the dida binary {} does not exist",
         config.binary.display()
     );
-    let children = Arc::new(Children::new(config.binary.clone(), config.start_timeout));
+    anyhow::ensure!(config.max_nodes > 0, "--max-nodes must be at least 1");
+    let children = Arc::new(Children::new(
+        config.binary.clone(),
+        config.start_timeout,
+        config.max_nodes,
+    ));
     let service = ProcessCreationServer::with_interceptor(
         PcsService {
             children: children.clone(),

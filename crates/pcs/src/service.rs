@@ -34,6 +34,7 @@ fn to_status(error: ChildError) -> Status {
         }
         ChildError::Spawn { .. } | ChildError::ExitedEarly { .. } => Status::internal(message),
         ChildError::NotListening { .. } => Status::deadline_exceeded(message),
+        ChildError::TooManyNodes { .. } => Status::resource_exhausted(message),
     }
 }
 

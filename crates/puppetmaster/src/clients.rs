@@ -10,8 +10,7 @@ use dida_core::events::Event;
 use dida_core::membership::NodeUrl;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, SubmitRequest};
-use dida_proto::transport::lazy_channel;
-use dida_proto::transport::NodeChannel;
+use dida_proto::transport::{lazy_channel, NodeChannel, MAX_MESSAGE_BYTES};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -57,7 +56,10 @@ impl Clients {
             Duration::from_millis(u64::from(OUTCOME_WAIT_MS)) + Duration::from_secs(10),
         )
         .map_err(|e| format!("bad scheduler URL {scheduler}: {e}"))?;
-        let mut client = SchedulerClient::new(channel);
+        // Outcomes carry every output: take them as large as the scheduler sends.
+        let mut client = SchedulerClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let id = client
             .submit(SubmitRequest {
                 app: app_as_written.to_string(),

@@ -164,6 +164,15 @@ impl Cluster {
         self.of_role(Role::Scheduler).next().map(|n| &n.decl.url)
     }
 
+    /// The replication factor every node and client is given: `--replication-factor`,
+    /// capped at the number of storage nodes the setup block declares (a key cannot
+    /// have more replicas than there are nodes, and the nodes refuse a factor above
+    /// it), so a script may declare fewer storage nodes than the default factor.
+    fn replication_factor(&self) -> usize {
+        let storage = self.of_role(Role::Storage).count();
+        self.config.replication_factor.min(storage.max(1))
+    }
+
     /// A storage client for the declared storage nodes, configured like them.
     pub fn storage_client(&self) -> Result<StorageClient, String> {
         let membership = Membership::parse(&self.membership(Role::Storage))
@@ -171,7 +180,7 @@ impl Cluster {
         StorageClient::new(
             membership,
             ClientConfig {
-                replication_factor: self.config.replication_factor,
+                replication_factor: self.replication_factor(),
                 deadline: self.config.rpc_deadline,
                 ..ClientConfig::default()
             },
@@ -274,7 +283,7 @@ impl Cluster {
             Role::Storage => {
                 flags.insert("peers", self.membership(Role::Storage));
                 flags.insert("gossip-delay", decl.gossip_delay_ms.to_string());
-                flags.insert("replication-factor", config.replication_factor.to_string());
+                flags.insert("replication-factor", self.replication_factor().to_string());
                 flags.insert("max-versions", config.max_versions.to_string());
                 flags.insert("write-acks", config.write_acks.to_string());
             }
@@ -284,7 +293,7 @@ impl Cluster {
                     flags.insert("scheduler", url.to_string());
                 }
                 flags.insert("gossip-delay", decl.gossip_delay_ms.to_string());
-                flags.insert("replication-factor", config.replication_factor.to_string());
+                flags.insert("replication-factor", self.replication_factor().to_string());
                 if let Some(dir) = &config.operators {
                     flags.insert("operators", dir.display().to_string());
                 }
@@ -297,7 +306,7 @@ impl Cluster {
                 let storage = self.membership(Role::Storage);
                 if !storage.is_empty() {
                     flags.insert("storage", storage);
-                    flags.insert("replication-factor", config.replication_factor.to_string());
+                    flags.insert("replication-factor", self.replication_factor().to_string());
                 }
             }
         }
@@ -552,7 +561,9 @@ mod tests {
         assert_eq!(worker["debug-sink"], "http://pm:10001");
         let storage = flags(cluster.request(&cluster.nodes[1].decl, None));
         assert_eq!(storage["peers"], worker["storage"]);
-        assert_eq!(storage["replication-factor"], "3");
+        // The default factor 3, capped at the two storage nodes declared.
+        assert_eq!(storage["replication-factor"], "2");
+        assert_eq!(worker["replication-factor"], "2");
         let scheduler = flags(cluster.request(&cluster.nodes[2].decl, None));
         assert_eq!(scheduler["workers"], "w1=http://127.0.0.1:4001");
         assert_eq!(

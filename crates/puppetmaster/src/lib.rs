@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use dida_core::script::{parse_line, Line};
+use dida_core::textfile::{read_text_file, TextLimits};
 
 pub use config::PmConfig;
 pub use output::Printer;
@@ -57,7 +58,7 @@ pub struct Mode {
 pub async fn run(config: PmConfig, mode: Mode, printer: Arc<Printer>) -> anyhow::Result<Summary> {
     let script = match &mode.script {
         Some(path) => Some((
-            std::fs::read_to_string(path)
+            read_text_file(path, "script", TextLimits::SCRIPT_FILE)
                 .with_context(|| format!("cannot read the script {}", path.display()))?,
             script_dir(path)?,
         )),

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use dida_core::limits::DEFAULT_RETAINED_BYTES;
 use dida_core::membership::NodeUrl;
 use dida_core::Membership;
 use dida_proto::acked::{self, AckedLinks};
@@ -41,11 +42,16 @@ pub struct SchedulerConfig {
     /// then follows which storage nodes crashed (SPEC §2.5) and reports it in its
     /// status. It never calls storage otherwise.
     pub storage: Option<(Membership, usize)>,
+    /// Bytes of outcomes, and of running executions' inputs, kept at most
+    /// (`--max-retained-mb`): beyond them the oldest outcomes are forgotten, and a
+    /// submit the running executions leave no room for is refused.
+    pub max_retained_bytes: usize,
 }
 
 impl SchedulerConfig {
     /// A configuration with the default deadlines: 5 s calls, 5 min executions,
-    /// operator lists refreshed every second.
+    /// operator lists refreshed every second; outcomes kept up to
+    /// [`DEFAULT_RETAINED_BYTES`].
     pub fn new(id: impl Into<String>, url: NodeUrl, workers: Membership) -> Self {
         Self {
             id: id.into(),
@@ -55,6 +61,7 @@ impl SchedulerConfig {
             execution_timeout: Duration::from_secs(300),
             operator_refresh: Duration::from_secs(1),
             storage: None,
+            max_retained_bytes: DEFAULT_RETAINED_BYTES,
         }
     }
 }
@@ -111,7 +118,11 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
     let state = Arc::new(SchedulerState {
         hand_offs: acked::hand_offs(config.rpc_deadline, stop.clone()),
         stop,
-        executions: Mutex::new(ExecutionTable::new(workers.len(), boot)),
+        executions: Mutex::new(ExecutionTable::new(
+            workers.len(),
+            boot,
+            config.max_retained_bytes,
+        )),
         operators: Arc::new(OperatorCatalogue::new(workers.len())),
         workers,
         storage,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dida_core::app::check_operator_name;
+use dida_core::limits::{check_input, MAX_CHAIN_OPERATORS, MAX_INPUT_BYTES};
 use dida_proto::acked;
 use dida_proto::execution::scheduler_server::Scheduler;
 use dida_proto::execution::{
@@ -23,6 +24,42 @@ use crate::node::SchedulerState;
 /// Longest a client may wait for an outcome in one `Outcome` call.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// Longest application name a submit may carry (a file path: `PATH_MAX` on Linux).
+/// It is echoed in every outcome, so it is bounded like the input.
+pub const MAX_APP_NAME_BYTES: usize = 4096;
+
+/// Checks what a submit carries before anything is allocated for it: an operator
+/// list of 1 to [`MAX_CHAIN_OPERATORS`] valid class names, an input of at most
+/// [`MAX_INPUT_BYTES`] and an application name of at most [`MAX_APP_NAME_BYTES`].
+/// Every refusal is `INVALID_ARGUMENT` with a message saying which limit, and by how
+/// much.
+pub(crate) fn validate_submit(request: &SubmitRequest) -> Result<(), Status> {
+    if request.operators.is_empty() {
+        return Err(Status::invalid_argument("the application has no operator"));
+    }
+    if request.operators.len() > MAX_CHAIN_OPERATORS {
+        return Err(Status::invalid_argument(format!(
+            "the application has {} operators; the limit is {MAX_CHAIN_OPERATORS}",
+            request.operators.len()
+        )));
+    }
+    check_input(&request.input).map_err(|e| {
+        Status::invalid_argument(format!(
+            "{e} (an execution's input is at most {MAX_INPUT_BYTES} bytes)"
+        ))
+    })?;
+    if request.app.len() > MAX_APP_NAME_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "the application name is {} bytes long; the limit is {MAX_APP_NAME_BYTES}",
+            request.app.len()
+        )));
+    }
+    for name in &request.operators {
+        check_operator_name(name).map_err(Status::invalid_argument)?;
+    }
+    Ok(())
+}
+
 /// Implements [`Scheduler`] over the scheduler's state.
 #[derive(Debug, Clone)]
 pub(crate) struct SchedulerService {
@@ -37,9 +74,6 @@ impl SchedulerService {
     /// Checks, before anything runs, that every worker can run every operator: by the
     /// catalogue alone when it can tell, otherwise after asking the workers again.
     async fn check_operators(&self, operators: &[String]) -> Result<(), Status> {
-        for name in operators {
-            check_operator_name(name).map_err(Status::invalid_argument)?;
-        }
         let catalogue = &self.state.operators;
         if catalogue.check(operators).is_ok() {
             return Ok(());
@@ -86,16 +120,15 @@ impl SchedulerService {
         &self,
         request: SubmitRequest,
     ) -> Result<(String, watch::Receiver<bool>), Status> {
-        if request.operators.is_empty() {
-            return Err(Status::invalid_argument("the application has no operator"));
-        }
+        validate_submit(&request)?;
         self.check_operators(&request.operators).await?;
         let (id, assignments, finished) = self
             .state
             .executions
             .lock()
             .expect("executions lock poisoned")
-            .start(request.operators.len());
+            .start(request.operators.len(), &request.app, &request.input)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let members = self.state.config.workers.members();
         let chain: Vec<Assignment> = request
             .operators
@@ -152,19 +185,13 @@ impl SchedulerService {
         let timeout = self.state.config.execution_timeout;
         let state = self.state.clone();
         let watched = id.clone();
+        // The timer holds only the id: the table keeps the application and input
+        // the timeout outcome reports, counted against its budget.
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             let mut executions = state.executions.lock().expect("executions lock poisoned");
-            if executions.is_running(&watched) {
+            if executions.time_out(&watched, format!("no outcome within {timeout:?}")) {
                 warn!(execution = %watched, "no outcome within {timeout:?}; failing the execution");
-                executions.finish(ExecutionOutcome {
-                    execution_id: watched.clone(),
-                    app: request.app,
-                    input: request.input,
-                    error: Some(format!("no outcome within {timeout:?}")),
-                    unrun_from: 0,
-                    ..ExecutionOutcome::default()
-                });
             }
         });
         Ok((id, finished))

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dida_core::limits::{MAX_CHAIN_REQUEST_BYTES, MAX_DEBUG_REPORT_BYTES};
 use dida_core::{Record, Version};
 use dida_proto::control::DebugReport;
 use dida_proto::convert::{record_to_wire, version_from_wire, version_to_wire};
@@ -19,6 +20,7 @@ use dida_proto::execution::{
     ChainRequest, Completion, CompletionBatch, ExecutionOutcome, HandOff, Metadata, OutcomeReport,
     SequencedReport,
 };
+use prost::Message;
 use tracing::{debug, warn};
 
 use crate::consistency::ExecutionStorage;
@@ -69,12 +71,22 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
             request.next += 1;
             if (request.next as usize) < request.chain.len() {
                 state.completions.push(completion);
-                // Even a zero-length tokio sleep waits for the next 1 ms timer tick,
-                // which would be most of a hop's cost: sleep only when asked to.
-                if !state.config.gossip_delay.is_zero() {
-                    tokio::time::sleep(state.config.gossip_delay).await;
-                }
-                if let Err(error) = forward(&state, &request).await {
+                let forwarded = match check_request_size(&request) {
+                    Ok(()) => {
+                        // Even a zero-length tokio sleep waits for the next 1 ms timer
+                        // tick, which would be most of a hop's cost: sleep only when
+                        // asked to.
+                        if !state.config.gossip_delay.is_zero() {
+                            tokio::time::sleep(state.config.gossip_delay).await;
+                        }
+                        forward(&state, &request).await
+                    }
+                    Err(error) => {
+                        warn!(execution = %execution_id, "{error}");
+                        Err(error)
+                    }
+                };
+                if let Err(error) = forwarded {
                     let next = request.next as usize;
                     report(&state, outcome(&request, Some((error, next)), next), None).await;
                 }
@@ -107,9 +119,20 @@ async fn run_operator(
     input: &str,
     previous: Option<&str>,
 ) -> (Result<String, String>, Metadata, Vec<Record>) {
-    let operator = match state.registry.get(classname).await {
-        Ok(operator) => operator,
-        Err(error) => return (Err(error.to_string()), meta, Vec::new()),
+    // Loading (reading and compiling a new or changed file) counts against the
+    // invocation's wall-time limit, like the call itself.
+    let wall_time = state.registry.runtime().limits().wall_time;
+    let deadline = tokio::time::Instant::now() + wall_time;
+    let operator = match tokio::time::timeout_at(deadline, state.registry.get(classname)).await {
+        Ok(Ok(operator)) => operator,
+        Ok(Err(error)) => return (Err(error.to_string()), meta, Vec::new()),
+        Err(_) => {
+            let error = format!(
+                "loading operator {classname} took longer than its wall-time limit of \
+                 {wall_time:?}; it was not run"
+            );
+            return (Err(error), meta, Vec::new());
+        }
     };
     let pins: BTreeMap<String, Version> = meta
         .pinned
@@ -134,7 +157,7 @@ async fn run_operator(
     let (result, host) = state
         .registry
         .runtime()
-        .invoke(&operator, host, wit_meta, input, previous)
+        .invoke(&operator, host, wit_meta, input, previous, deadline)
         .await;
     let HostState {
         storage, entries, ..
@@ -171,7 +194,7 @@ fn report_debug(
     let Some(mut sink) = state.debug_sink.clone() else {
         return;
     };
-    let report = DebugReport {
+    let mut report = DebugReport {
         worker_id: state.config.id.clone(),
         execution_id: meta.id.clone(),
         operator: classname.to_string(),
@@ -182,11 +205,46 @@ fn report_debug(
         entries: meta.entries.clone(),
         pinned: meta.pinned.clone(),
     };
+    let size = report.encoded_len();
+    if size > MAX_DEBUG_REPORT_BYTES {
+        // The sink refuses larger reports: send what fits, and say what is left out.
+        report.output = None;
+        report.written.clear();
+        report.entries.clear();
+        report.error = Some(format!(
+            "the debug report was {size} bytes, over the sink's limit of \
+             {MAX_DEBUG_REPORT_BYTES}: the output, records and metadata are left out{}",
+            report
+                .error
+                .as_deref()
+                .map(|e| format!("; the operator failed: {}", truncated(e, 4096)))
+                .unwrap_or_default()
+        ));
+    }
     tokio::spawn(async move {
         if let Err(status) = sink.report(report).await {
             debug!(error = %status.message(), "debug sink did not take the report");
         }
     });
+}
+
+/// Whether `request` may be handed to its next worker: at most
+/// [`MAX_CHAIN_REQUEST_BYTES`] encoded. A larger one would near the transport's
+/// message limit as it grows, and a hop lost in transit leaves the client waiting for
+/// the execution's timeout; instead the execution fails here, at once, and the error
+/// reaches the client with the outcome.
+fn check_request_size(request: &ChainRequest) -> Result<(), String> {
+    let size = request.encoded_len();
+    if size <= MAX_CHAIN_REQUEST_BYTES {
+        return Ok(());
+    }
+    let next = &request.chain[request.next as usize];
+    Err(format!(
+        "the request to hand {} (position {}) to worker {} is {size} bytes, over the limit \
+         of {MAX_CHAIN_REQUEST_BYTES} bytes per hop: the input and outputs so far are too \
+         large to carry on",
+        next.classname, next.order, next.worker_id
+    ))
 }
 
 /// Hands the request to the worker assigned to its next operator, on this worker's
@@ -224,7 +282,7 @@ async fn report(state: &WorkerState, outcome: ExecutionOutcome, own: Option<Comp
     let mut completions = state.completions.take();
     completions.extend(own);
     let report = OutcomeReport {
-        outcome: Some(outcome),
+        outcome: Some(bounded(outcome)),
         completions: Some(CompletionBatch {
             worker_id: state.config.id.clone(),
             completions,
@@ -256,6 +314,39 @@ async fn report(state: &WorkerState, outcome: ExecutionOutcome, own: Option<Comp
     }
 }
 
+/// `outcome`, made to fit in [`MAX_CHAIN_REQUEST_BYTES`] so that its report is never
+/// lost in transit: past the limit, outputs are left out from the last one back (and
+/// the input, if it alone is too large), and the outcome becomes a failure that says
+/// so — the client gets a clear error instead of waiting for the timeout.
+fn bounded(mut outcome: ExecutionOutcome) -> ExecutionOutcome {
+    let size = outcome.encoded_len();
+    if size <= MAX_CHAIN_REQUEST_BYTES {
+        return outcome;
+    }
+    // A string field costs its bytes, a tag byte and its length's varint.
+    let field = |text: &str| text.len() + 1 + prost::length_delimiter_len(text.len());
+    let mut left = size;
+    while left > MAX_CHAIN_REQUEST_BYTES {
+        match outcome.outputs.pop() {
+            Some(output) => left -= field(&output),
+            None => {
+                outcome.input.clear();
+                break;
+            }
+        }
+    }
+    let note = format!(
+        "the outcome was {size} bytes, over the limit of {MAX_CHAIN_REQUEST_BYTES} bytes: \
+         only the first {} outputs are reported",
+        outcome.outputs.len()
+    );
+    outcome.error = Some(match outcome.error.take() {
+        Some(error) => format!("{error}; {note}"),
+        None => note,
+    });
+    outcome
+}
+
 /// The outcome of `request` as it stands: outputs so far, and the error and the
 /// position it concerns, if any.
 fn outcome(
@@ -284,6 +375,15 @@ fn outcome(
     }
 }
 
+/// At most the first `max` bytes of `text`, cut at a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Calls `attempt` up to [`ATTEMPTS`] times, pausing between failures. Each attempt
 /// is bounded by the channel's deadline, so this never hangs.
 pub(crate) async fn retry<F, Fut>(mut attempt: F) -> Result<(), tonic::Status>
@@ -302,4 +402,74 @@ where
         }
     }
     Err(last.expect("at least one attempt"))
+}
+
+#[cfg(test)]
+mod tests {
+    use dida_proto::execution::Assignment;
+
+    use super::*;
+
+    fn request(input: &str, outputs: &[&str]) -> ChainRequest {
+        let chain = (0..=outputs.len())
+            .map(|order| Assignment {
+                classname: format!("Op{order}"),
+                order: order as u32,
+                worker_id: "w1".into(),
+                worker_url: "http://127.0.0.1:1".into(),
+                output: outputs.get(order).map(|o| o.to_string()),
+            })
+            .collect();
+        ChainRequest {
+            meta: Some(Metadata {
+                id: "e-1".into(),
+                ..Metadata::default()
+            }),
+            input: input.into(),
+            next: outputs.len() as u32,
+            chain,
+            app: "app.txt".into(),
+        }
+    }
+
+    #[test]
+    fn a_hop_over_the_request_limit_fails_naming_the_next_operator() {
+        assert!(check_request_size(&request("in", &["a", "b"])).is_ok());
+        let big = "x".repeat(MAX_CHAIN_REQUEST_BYTES / 2 + 1);
+        let error = check_request_size(&request("in", &[&big, &big])).unwrap_err();
+        assert!(error.contains("Op2 (position 2) to worker w1"), "{error}");
+        assert!(error.contains(&format!("over the limit of {MAX_CHAIN_REQUEST_BYTES}")));
+    }
+
+    #[test]
+    fn an_outcome_over_the_limit_keeps_what_fits_and_says_so() {
+        let small = request("in", &["a", "b"]);
+        let kept = bounded(outcome(&small, None, 2));
+        assert_eq!(kept.error, None);
+        assert_eq!(kept.outputs, ["a", "b"]);
+
+        let big = "x".repeat(MAX_CHAIN_REQUEST_BYTES / 2 + 1);
+        let large = request("in", &["a", &big, &big]);
+        let failed = outcome(&large, Some(("boom".into(), 3)), 3);
+        let kept = bounded(failed);
+        assert!(kept.encoded_len() <= MAX_CHAIN_REQUEST_BYTES);
+        assert_eq!(kept.outputs.len(), 2, "the last output is left out");
+        let error = kept.error.unwrap();
+        assert!(error.starts_with("boom; the outcome was"), "{error}");
+        assert!(error.contains("only the first 2 outputs"), "{error}");
+        assert_eq!(kept.input, "in");
+
+        // A success too large to report becomes a failure that says why.
+        let huge = "x".repeat(MAX_CHAIN_REQUEST_BYTES + 1);
+        let kept = bounded(outcome(&request(&huge, &[]), None, 0));
+        assert!(kept.input.is_empty() && kept.error.is_some());
+        assert!(kept.encoded_len() <= MAX_CHAIN_REQUEST_BYTES);
+    }
+
+    #[test]
+    fn truncation_respects_character_boundaries() {
+        assert_eq!(truncated("héllo", 2), "h");
+        assert_eq!(truncated("héllo", 3), "hé");
+        assert_eq!(truncated("abc", 10), "abc");
+    }
 }

@@ -6,14 +6,25 @@
 //! replace any sample. Compiled operators are cached; a cached file is checked (size,
 //! modification time, inode) on every use, so a file replaced on disk is recompiled on
 //! its next use, without restarting the worker.
+//!
+//! Only a regular file of at most [`MAX_OPERATOR_FILE_BYTES`] is read: a FIFO, a
+//! device or a directory named `<ClassName>.wasm` is refused with a clear error before
+//! it is opened (opening a FIFO would block until someone writes to it), and the file
+//! is opened without blocking and checked again once open, in case it was swapped
+//! meanwhile. A compilation runs in a task of its own, so a caller that stops waiting
+//! (its wall-time limit passed) leaves the result cached for the next one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::os::unix::fs::MetadataExt;
+use std::fs::{File, FileType, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use dida_core::app::check_operator_name;
+use dida_core::limits::MAX_OPERATOR_FILE_BYTES;
+use nix::fcntl::OFlag;
 
 use crate::runtime::{OperatorPre, OperatorRuntime};
 
@@ -66,13 +77,16 @@ impl Source {
     }
 }
 
+/// Compiled operators by class name, with the source each was compiled from.
+type Cache = Mutex<HashMap<String, (Source, OperatorPre)>>;
+
 /// The operators a worker can run.
 pub struct OperatorRegistry {
     runtime: OperatorRuntime,
     builtins: BTreeMap<String, &'static [u8]>,
     dir: Option<PathBuf>,
-    cache: Mutex<HashMap<String, (Source, OperatorPre)>>,
-    compiling: tokio::sync::Mutex<()>,
+    cache: Arc<Cache>,
+    compiling: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for OperatorRegistry {
@@ -96,8 +110,8 @@ impl OperatorRegistry {
             runtime,
             builtins,
             dir,
-            cache: Mutex::new(HashMap::new()),
-            compiling: tokio::sync::Mutex::new(()),
+            cache: Arc::new(Mutex::new(HashMap::new())),
+            compiling: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -127,49 +141,27 @@ impl OperatorRegistry {
     }
 
     /// The compiled operator `name`, compiling (or recompiling a changed file) first
-    /// if needed.
+    /// if needed. Reading and compiling run in a task of their own: if the caller
+    /// stops waiting, the operator is still compiled and cached.
     pub async fn get(&self, name: &str) -> Result<OperatorPre, RegistryError> {
         check_operator_name(name).map_err(RegistryError::InvalidName)?;
         let source = self.locate(name)?;
-        if let Some(pre) = self.cached(name, &source) {
+        if let Some(pre) = cached(&self.cache, name, &source) {
             return Ok(pre);
         }
-        // One compilation at a time: compiling is CPU-bound, and two requests for the
-        // same new operator should compile it once.
-        let _compiling = self.compiling.lock().await;
-        if let Some(pre) = self.cached(name, &source) {
-            return Ok(pre);
-        }
-        let load_error = |message: String| RegistryError::Load {
+        let task = tokio::spawn(compile(
+            self.runtime.clone(),
+            self.cache.clone(),
+            self.compiling.clone(),
+            name.to_string(),
+            source.clone(),
+            self.builtins.get(name).copied(),
+        ));
+        task.await.map_err(|e| RegistryError::Load {
             name: name.to_string(),
             source_desc: source.describe(),
-            message,
-        };
-        let wasm: Vec<u8> = match &source {
-            Source::Builtin => self.builtins[name].to_vec(),
-            Source::File { path, .. } => tokio::fs::read(path)
-                .await
-                .map_err(|e| load_error(e.to_string()))?,
-        };
-        let runtime = self.runtime.clone();
-        let pre = tokio::task::spawn_blocking(move || runtime.compile(&wasm))
-            .await
-            .map_err(|e| load_error(format!("compilation task failed: {e}")))?
-            .map_err(|e| load_error(format!("{e:#}")))?;
-        tracing::info!(operator = name, source = %source.describe(), "operator compiled");
-        self.cache
-            .lock()
-            .expect("operator cache lock poisoned")
-            .insert(name.to_string(), (source, pre.clone()));
-        Ok(pre)
-    }
-
-    fn cached(&self, name: &str, source: &Source) -> Option<OperatorPre> {
-        let cache = self.cache.lock().expect("operator cache lock poisoned");
-        cache
-            .get(name)
-            .filter(|(cached, _)| cached == source)
-            .map(|(_, pre)| pre.clone())
+            message: format!("compilation task failed: {e}"),
+        })?
     }
 
     fn locate(&self, name: &str) -> Result<Source, RegistryError> {
@@ -194,5 +186,143 @@ impl OperatorRegistry {
                 |d: &Path| d.display().to_string(),
             ),
         })
+    }
+}
+
+/// Reads (a file) and compiles operator `name` from `source`, one compilation at a
+/// time, and caches it: compiling is CPU-bound, and two requests for the same new
+/// operator should compile it once.
+async fn compile(
+    runtime: OperatorRuntime,
+    cache: Arc<Cache>,
+    compiling: Arc<tokio::sync::Mutex<()>>,
+    name: String,
+    source: Source,
+    builtin: Option<&'static [u8]>,
+) -> Result<OperatorPre, RegistryError> {
+    let _compiling = compiling.lock().await;
+    if let Some(pre) = cached(&cache, &name, &source) {
+        return Ok(pre);
+    }
+    let load_error = |message: String| RegistryError::Load {
+        name: name.clone(),
+        source_desc: source.describe(),
+        message,
+    };
+    let path = match &source {
+        Source::Builtin => None,
+        Source::File { path, .. } => Some(path.clone()),
+    };
+    let pre = tokio::task::spawn_blocking(move || {
+        let wasm = match (path, builtin) {
+            (Some(path), _) => read_operator_file(&path)?,
+            (None, Some(bytes)) => bytes.to_vec(),
+            (None, None) => return Err("the built-in is missing".to_string()),
+        };
+        runtime.compile(&wasm).map_err(|e| format!("{e:#}"))
+    })
+    .await
+    .map_err(|e| load_error(format!("compilation task failed: {e}")))?
+    .map_err(load_error)?;
+    tracing::info!(operator = %name, source = %source.describe(), "operator compiled");
+    cache
+        .lock()
+        .expect("operator cache lock poisoned")
+        .insert(name, (source, pre.clone()));
+    Ok(pre)
+}
+
+fn cached(cache: &Cache, name: &str, source: &Source) -> Option<OperatorPre> {
+    let cache = cache.lock().expect("operator cache lock poisoned");
+    cache
+        .get(name)
+        .filter(|(cached, _)| cached == source)
+        .map(|(_, pre)| pre.clone())
+}
+
+/// Reads an operator file, refusing anything but a regular file of at most
+/// [`MAX_OPERATOR_FILE_BYTES`] without blocking (see the module documentation).
+pub fn read_operator_file(path: &Path) -> Result<Vec<u8>, String> {
+    let metadata = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
+    check_operator_file(metadata.file_type(), metadata.len())?;
+    let file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|e| format!("cannot open it: {e}"))?;
+    // It may have been replaced between the look-up and the open.
+    let metadata = file
+        .metadata()
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    check_operator_file(metadata.file_type(), metadata.len())?;
+    let mut wasm = Vec::new();
+    file.take(MAX_OPERATOR_FILE_BYTES + 1)
+        .read_to_end(&mut wasm)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    check_operator_file(metadata.file_type(), wasm.len() as u64)?;
+    Ok(wasm)
+}
+
+/// Refuses what is not a regular file, or is larger than
+/// [`MAX_OPERATOR_FILE_BYTES`].
+fn check_operator_file(kind: FileType, len: u64) -> Result<(), String> {
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "it is {what}; an operator must be a regular .wasm file"
+        ));
+    }
+    if len > MAX_OPERATOR_FILE_BYTES {
+        return Err(format!(
+            "it is {len} bytes, larger than the limit of {MAX_OPERATOR_FILE_BYTES} bytes for \
+             an operator file"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_under_the_limit_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("Fifo.wasm");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let started = std::time::Instant::now();
+        let error = read_operator_file(&fifo).unwrap_err();
+        assert!(error.contains("it is a FIFO (named pipe)"), "{error}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "no blocking"
+        );
+
+        let error = read_operator_file(dir.path()).unwrap_err();
+        assert!(error.contains("it is a directory"), "{error}");
+        let error = read_operator_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(error.contains("a character device"), "{error}");
+
+        let big = dir.path().join("Big.wasm");
+        let file = File::create(&big).unwrap();
+        file.set_len(MAX_OPERATOR_FILE_BYTES + 1).unwrap();
+        let error = read_operator_file(&big).unwrap_err();
+        assert!(error.contains("larger than the limit"), "{error}");
+
+        let small = dir.path().join("Small.wasm");
+        std::fs::write(&small, b"\0asm").unwrap();
+        assert_eq!(read_operator_file(&small).unwrap(), b"\0asm");
     }
 }

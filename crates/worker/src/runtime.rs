@@ -210,12 +210,16 @@ impl OperatorRuntime {
             execution_id,
             name.to_string(),
         );
-        self.invoke(operator, host, meta, input, None).await.0
+        let deadline = tokio::time::Instant::now() + self.limits.wall_time;
+        self.invoke(operator, host, meta, input, None, deadline)
+            .await
+            .0
     }
 
-    /// Runs `run(meta, input, previous)` of an operator in a fresh sandbox. Returns
-    /// the operator's output (or why it failed) and the host state, which carries the
-    /// storage pins and metadata the operator left.
+    /// Runs `run(meta, input, previous)` of an operator in a fresh sandbox, stopping
+    /// it at `deadline` (the wall-time limit, counted from when the hop began loading
+    /// the operator). Returns the operator's output (or why it failed) and the host
+    /// state, which carries the storage pins and metadata the operator left.
     pub(crate) async fn invoke(
         &self,
         operator: &OperatorPre,
@@ -223,6 +227,7 @@ impl OperatorRuntime {
         meta: ExecutionMeta,
         input: &str,
         previous: Option<&str>,
+        deadline: tokio::time::Instant,
     ) -> (Result<String, InvocationError>, HostState) {
         let _slot = self
             .slots
@@ -255,7 +260,7 @@ impl OperatorRuntime {
                     Err(trap) => self.classify_trap(&store, trap),
                 })
         };
-        let result = match tokio::time::timeout(self.limits.wall_time, call).await {
+        let result = match tokio::time::timeout_at(deadline, call).await {
             Ok(result) => result,
             Err(_) => Err(InvocationError::WallTime(self.limits.wall_time)),
         };
