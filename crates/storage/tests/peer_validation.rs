@@ -541,3 +541,185 @@ async fn a_digest_exchange_names_only_ranges_both_replicate() {
     };
     assert!(node.sync_digests(fine).await.is_ok());
 }
+
+/// Property-based fuzzing of every handler's request validation: arbitrary messages
+/// (senders real and not, any numbers, any liveness code, keys and values of any
+/// shape) never panic a node, each gets an answer or a status within a deadline,
+/// and the node still answers afterwards.
+mod fuzz {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Message {
+        Push(PushRequest),
+        Probe(ProbeRequest),
+        ProbeFor(ProbeForRequest),
+        FetchKey(FetchKeyRequest),
+        Handback(HandbackRequest),
+        Digests(DigestRequest),
+        Read(ReadRequest),
+        Write(WriteRequest),
+        Cas(UpdateIfValueIsRequest),
+    }
+
+    fn id() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(vec!["s1", "s2", "s3", "s4", "s5", "", "s6"])
+                .prop_map(String::from),
+            ".{0,8}",
+        ]
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![".{0,16}", "key-[0-9]{1,3}"]
+    }
+
+    fn record() -> impl Strategy<Value = WireRecord> {
+        (
+            text(),
+            proptest::option::of((any::<u64>(), any::<u32>())),
+            text(),
+        )
+            .prop_map(|(key, version, value)| WireRecord {
+                key,
+                version: version.map(|(number, replica)| WireVersion { number, replica }),
+                value,
+            })
+    }
+
+    fn view() -> impl Strategy<Value = Vec<MemberView>> {
+        proptest::collection::vec(
+            (id(), any::<u64>(), -1i32..4).prop_map(|(id, incarnation, liveness)| MemberView {
+                id,
+                incarnation,
+                liveness,
+            }),
+            0..7,
+        )
+    }
+
+    fn ranges() -> impl Strategy<Value = Vec<RangeDigest>> {
+        proptest::collection::vec(
+            (any::<u32>(), any::<u64>()).prop_map(|(range, digest)| RangeDigest { range, digest }),
+            0..6,
+        )
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            (
+                id(),
+                proptest::collection::vec(record(), 0..4),
+                any::<u64>()
+            )
+                .prop_map(|(from, records, incarnation)| Message::Push(PushRequest {
+                    from,
+                    records,
+                    incarnation
+                })),
+            (id(), view()).prop_map(|(from, view)| Message::Probe(ProbeRequest { from, view })),
+            (id(), id(), 0u32..50).prop_map(|(from, target, timeout_ms)| Message::ProbeFor(
+                ProbeForRequest {
+                    from,
+                    target,
+                    timeout_ms
+                }
+            )),
+            (id(), text(), view()).prop_map(|(from, key, view)| Message::FetchKey(
+                FetchKeyRequest { from, key, view }
+            )),
+            (id(), view(), any::<u64>(), ranges()).prop_map(
+                |(from, view, ring_fingerprint, ranges)| Message::Handback(HandbackRequest {
+                    from,
+                    view,
+                    ring_fingerprint,
+                    ranges
+                })
+            ),
+            (id(), any::<u64>(), ranges()).prop_map(|(from, ring_fingerprint, ranges)| {
+                Message::Digests(DigestRequest {
+                    from,
+                    ring_fingerprint,
+                    ranges,
+                })
+            }),
+            (
+                text(),
+                proptest::option::of((any::<u64>(), any::<u32>())),
+                any::<bool>()
+            )
+                .prop_map(|(key, version, forwarded)| Message::Read(ReadRequest {
+                    key,
+                    version: version.map(|(number, replica)| WireVersion { number, replica }),
+                    forwarded,
+                })),
+            (text(), text(), any::<bool>()).prop_map(|(key, value, forwarded)| Message::Write(
+                WriteRequest {
+                    key,
+                    value,
+                    forwarded
+                }
+            )),
+            (text(), text(), text(), any::<bool>()).prop_map(
+                |(key, old_value, new_value, forwarded)| Message::Cas(UpdateIfValueIsRequest {
+                    key,
+                    old_value,
+                    new_value,
+                    forwarded,
+                })
+            ),
+        ]
+    }
+
+    /// Hands `message` to its handler; only whether it returns matters here.
+    async fn handle(node: &Node, message: Message) {
+        let _ = match message {
+            Message::Push(m) => node.push(m).await.map(drop),
+            Message::Probe(m) => node.probe(m).await.map(drop),
+            Message::ProbeFor(m) => node.probe_for(m).await.map(drop),
+            Message::FetchKey(m) => node.fetch_key(m).await.map(drop),
+            Message::Handback(m) => node.handback(m).await.map(drop),
+            Message::Digests(m) => node.sync_digests(m).await.map(drop),
+            Message::Read(m) => node.read(m).await.map(drop),
+            Message::Write(m) => node.write(m).await.map(drop),
+            Message::Cas(m) => node.update_if_value_is(m).await.map(drop),
+        };
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn arbitrary_messages_never_panic_or_hang_a_node() {
+        let node = node().await;
+        let runtime = tokio::runtime::Handle::current();
+        let mut runner = TestRunner::new(Config {
+            cases: 512,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&message(), |message| {
+                let shown = format!("{message:?}");
+                let answered = tokio::task::block_in_place(|| {
+                    runtime.block_on(tokio::time::timeout(
+                        Duration::from_secs(10),
+                        handle(&node, message),
+                    ))
+                });
+                prop_assert!(answered.is_ok(), "no answer within 10 s to {shown}");
+                Ok(())
+            })
+            .unwrap();
+        // The node still answers (a fenced node answers with a status).
+        let after = tokio::time::timeout(
+            Duration::from_secs(10),
+            node.read(ReadRequest {
+                key: "after".into(),
+                ..ReadRequest::default()
+            }),
+        )
+        .await;
+        assert!(after.is_ok(), "the node stopped answering");
+    }
+}
