@@ -1,7 +1,8 @@
 //! The PuppetMaster across machines: two network namespaces joined by a veth pair
 //! stand for two machines, each with its own `dida pcs` (listening on its own
 //! address, with a token), and the PuppetMaster places every node on the PCS of its
-//! URL's host.
+//! URL's host. The nodes, reachable from the other machine, guard the calls between
+//! them with a cluster token.
 //!
 //! Network namespaces need root: the test is skipped, with a message saying so,
 //! when it runs as another user or where namespaces cannot be created.
@@ -15,6 +16,11 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 const TOKEN: &str = "multi-machine-test-token";
+
+/// The nodes listen on addresses other machines reach, so they must authenticate
+/// the calls between them: every process gets the cluster token, and passes it on
+/// to the nodes it starts.
+const CLUSTER_TOKEN: &str = "multi-machine-cluster-token";
 
 fn dida() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_dida"))
@@ -98,6 +104,7 @@ impl Machines {
             .args(["netns", "exec", &self.names[index]])
             .arg(dida())
             .env("DIDA_PCS_TOKEN", TOKEN)
+            .env("DIDA_CLUSTER_TOKEN", CLUSTER_TOKEN)
             .stdin(Stdio::null())
             .kill_on_drop(true);
         command
