@@ -226,9 +226,11 @@ impl<M: Send + 'static, A: Ack> AckedLinks<M, A> {
             }
         };
         let exchange = async {
-            if link.outbound.send(message(seq)).await.is_err() {
-                return Err(Failure::Lost(closed()));
-            }
+            // A queue that refuses the message belongs to a stream that ended after
+            // this send registered: the stream's end delivers its reason to every
+            // registered send (a refused connection is `NotSent`), so wait for it
+            // rather than guess.
+            let _ = link.outbound.send(message(seq)).await;
             answer
                 .await
                 .unwrap_or_else(|_| Err(Failure::Lost(closed())))
