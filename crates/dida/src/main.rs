@@ -110,10 +110,13 @@ fn main() -> ExitCode {
         Command::Sim(_) => "off",
     };
     logging::init(default_log);
-    let tls_name = cli.command.tls_name().to_string();
-    if let Err(error) = cli.security.install(&tls_name) {
-        eprintln!("error: {error:#}");
-        return ExitCode::FAILURE;
+    // `dida certs` makes identities; it needs none of its own.
+    if !matches!(cli.command, Command::Certs(_)) {
+        let tls_name = cli.command.tls_name().to_string();
+        if let Err(error) = cli.security.install(&tls_name) {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -25,8 +25,9 @@ pub struct SecurityArgs {
     /// directory: this process presents NAME.pem / NAME.key (see --tls-name).
     #[arg(long, global = true, env = TLS_DIR_ENV, value_name = "DIR")]
     tls_dir: Option<PathBuf>,
-    /// Which certificate of --tls-dir to present: by default the node's --id, or
-    /// `scheduler`, `pcs`, `client` for the other commands.
+    /// Which certificate of --tls-dir to present: by default the node's --id
+    /// (storage nodes, workers, the scheduler), `pcs` for a PCS, `client` for every
+    /// other command.
     #[arg(long, global = true, value_name = "NAME")]
     tls_name: Option<String>,
     /// Use mutual TLS with this certificate (instead of --tls-dir).
