@@ -239,21 +239,54 @@ pub(crate) async fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
         stopped?;
     }
     if runs.len() > 1 {
-        print_durability_costs(Printer { json: args.json }, &runs);
+        let runs: Vec<_> = runs
+            .iter()
+            .map(|(mode, rows)| (mode.name(), rows.iter().map(ModeRow::from).collect()))
+            .collect();
+        print_mode_costs(Printer { json: args.json }, "durability", &runs);
     }
     Ok(())
 }
 
-/// Prints each mode's throughput over the first mode's (memory's, when listed
-/// first) for every workload and concurrency both measured.
-fn print_durability_costs(printer: Printer, runs: &[(Durability, Vec<Row>)]) {
-    let (base_mode, base_rows) = &runs[0];
+/// One workload at one concurrency in one mode of a comparison (a durability mode,
+/// a transport): what [`print_mode_costs`] prints.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ModeRow {
+    pub workload: String,
+    pub concurrency: usize,
+    pub ops_per_sec: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub errors: u64,
+}
+
+impl From<&Row> for ModeRow {
+    fn from(row: &Row) -> Self {
+        Self {
+            workload: row.workload.clone(),
+            concurrency: row.concurrency,
+            ops_per_sec: row.ops_per_sec,
+            p50_us: row.p50_us,
+            p99_us: row.p99_us,
+            errors: row.errors,
+        }
+    }
+}
+
+/// Prints every mode's dida measurements (not Redis's) with their throughput over
+/// the first mode's at the same workload and concurrency. `kind` names the
+/// comparison (`durability`, `transport`): the JSON lines' `kind`, and the key of
+/// each line's mode.
+pub(crate) fn print_mode_costs(printer: Printer, kind: &str, runs: &[(&str, Vec<ModeRow>)]) {
+    let Some((base_mode, base_rows)) = runs.first() else {
+        return;
+    };
     if !printer.json {
         println!();
-        println!("durability: ops/s of each mode over {}'s", base_mode.name());
+        println!("{kind}: ops/s of each mode over {base_mode}'s (each on a fresh local cluster)");
         println!(
-            "{:<10} {:<8} {:>11} {:>10} {:>9} {:>9} {:>10}",
-            "workload", "mode", "concurrency", "ops/s", "p50 (µs)", "p99 (µs)", "vs base"
+            "{:<10} {:<10} {:>11} {:>10} {:>9} {:>9} {:>7} {:>9}",
+            "workload", "mode", "concurrency", "ops/s", "p50 (µs)", "p99 (µs)", "errors", "vs base"
         );
     }
     for (mode, rows) in runs {
@@ -264,9 +297,9 @@ fn print_durability_costs(printer: Printer, runs: &[(Durability, Vec<Row>)]) {
             let vs_base = base.and_then(|b| ratio(row.ops_per_sec, b.ops_per_sec));
             if printer.json {
                 let line = json!({
-                    "kind": "durability",
-                    "durability": mode.name(),
-                    "base": base_mode.name(),
+                    "kind": kind,
+                    kind: mode,
+                    "base": base_mode,
                     "workload": row.workload,
                     "concurrency": row.concurrency,
                     "ops_per_sec": row.ops_per_sec,
@@ -278,13 +311,14 @@ fn print_durability_costs(printer: Printer, runs: &[(Durability, Vec<Row>)]) {
                 println!("{line}");
             } else {
                 println!(
-                    "{:<10} {:<8} {:>11} {:>10.0} {:>9} {:>9} {:>10}",
+                    "{:<10} {:<10} {:>11} {:>10.0} {:>9} {:>9} {:>7} {:>9}",
                     row.workload,
-                    mode.name(),
+                    mode,
                     row.concurrency,
                     row.ops_per_sec,
                     row.p50_us,
                     row.p99_us,
+                    row.errors,
                     vs_base.map_or("-".to_string(), |r| format!("{r:.2}×"))
                 );
             }

@@ -6,13 +6,15 @@
 //! plaintext one as is, the TLS one with `--tls-dir` pointing at certificates made
 //! for the run by `dida certs` (its nodes inherit the directory). The children
 //! report in JSON; this process then prints every workload's throughput and latency
-//! under each transport, and its throughput over plaintext's.
-
-use std::collections::BTreeMap;
+//! under each transport, and its throughput over plaintext's, as the durability
+//! comparison does (`storage::print_mode_costs`).
 
 use anyhow::{bail, Context};
 use dida_local_cluster::current_dida;
 use serde_json::{json, Value};
+
+use crate::report::Printer;
+use crate::storage::{print_mode_costs, ModeRow};
 
 /// How the benchmark's nodes and clients talk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -33,18 +35,6 @@ impl Transport {
     }
 }
 
-/// A child's measurements, by workload and concurrency.
-type Measurements = BTreeMap<(String, usize), Measured>;
-
-/// One measurement a child reported.
-#[derive(Debug, Clone)]
-struct Measured {
-    ops_per_sec: f64,
-    p50_us: u64,
-    p99_us: u64,
-    errors: u64,
-}
-
 /// Measures every transport in `transports` in a child process each, with this
 /// process's own `bench storage` arguments, and prints them side by side.
 pub(crate) async fn compare(
@@ -54,7 +44,7 @@ pub(crate) async fn compare(
 ) -> anyhow::Result<()> {
     let dida = current_dida()?;
     let forwarded = forwarded_arguments()?;
-    let mut results: Vec<(Transport, Measurements)> = Vec::new();
+    let mut results: Vec<(&str, Vec<ModeRow>)> = Vec::new();
     for &transport in transports {
         let certs = tempfile::Builder::new()
             .prefix("dida-bench-certs-")
@@ -97,9 +87,9 @@ pub(crate) async fn compare(
                 }
             }
         }
-        results.push((transport, measurements(&stdout)));
+        results.push((transport.name(), measurements(&stdout)));
     }
-    print_costs(&results, json);
+    print_mode_costs(Printer { json }, "transport", &results);
     Ok(())
 }
 
@@ -152,85 +142,21 @@ async fn make_certificates(
     Ok(())
 }
 
-/// The dida measurements (not Redis's) of a child's JSON report, by workload and
-/// concurrency.
-fn measurements(report: &str) -> Measurements {
+/// The measurements of a child's JSON report, in its order.
+fn measurements(report: &str) -> Vec<ModeRow> {
     report
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|v| v["kind"] == "measurement")
         .filter_map(|v| {
-            let workload = v["workload"].as_str()?.to_string();
-            if workload.starts_with("redis") {
-                return None;
-            }
-            let measured = Measured {
+            Some(ModeRow {
+                workload: v["workload"].as_str()?.to_string(),
+                concurrency: v["concurrency"].as_u64()? as usize,
                 ops_per_sec: v["ops_per_sec"].as_f64()?,
                 p50_us: v["p50_us"].as_u64()?,
                 p99_us: v["p99_us"].as_u64()?,
                 errors: v["errors"].as_u64().unwrap_or(0),
-            };
-            Some(((workload, v["concurrency"].as_u64()? as usize), measured))
+            })
         })
         .collect()
-}
-
-/// Prints each transport's measurements and its throughput over the first
-/// transport's.
-fn print_costs(results: &[(Transport, Measurements)], json: bool) {
-    let Some((base, base_rows)) = results.first() else {
-        return;
-    };
-    if !json {
-        println!(
-            "transport: ops/s of each transport over {}'s (each on a fresh local cluster)",
-            base.name()
-        );
-        println!(
-            "{:<10} {:<10} {:>11} {:>10} {:>9} {:>9} {:>7} {:>9}",
-            "workload",
-            "transport",
-            "concurrency",
-            "ops/s",
-            "p50 (µs)",
-            "p99 (µs)",
-            "errors",
-            "vs base"
-        );
-    }
-    for (transport, rows) in results {
-        for ((workload, concurrency), row) in rows {
-            let vs_base = base_rows
-                .get(&(workload.clone(), *concurrency))
-                .filter(|b| b.ops_per_sec > 0.0)
-                .map(|b| row.ops_per_sec / b.ops_per_sec);
-            if json {
-                let line = json!({
-                    "kind": "transport",
-                    "transport": transport.name(),
-                    "base": base.name(),
-                    "workload": workload,
-                    "concurrency": concurrency,
-                    "ops_per_sec": row.ops_per_sec,
-                    "p50_us": row.p50_us,
-                    "p99_us": row.p99_us,
-                    "errors": row.errors,
-                    "vs_base": vs_base,
-                });
-                println!("{line}");
-            } else {
-                println!(
-                    "{:<10} {:<10} {:>11} {:>10.0} {:>9} {:>9} {:>7} {:>9}",
-                    workload,
-                    transport.name(),
-                    concurrency,
-                    row.ops_per_sec,
-                    row.p50_us,
-                    row.p99_us,
-                    row.errors,
-                    vs_base.map_or("-".to_string(), |r| format!("{r:.2}×"))
-                );
-            }
-        }
-    }
 }
