@@ -119,6 +119,18 @@ pub fn check_deadline_ms(flag: &str, ms: u64) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
+/// Checks a deadline flag given in seconds, as [`check_deadline_ms`] does one in
+/// milliseconds: positive and at most an hour.
+pub fn check_deadline_s(flag: &str, seconds: u64) -> Result<Duration, String> {
+    let max = MAX_DEADLINE_MS / 1000;
+    if seconds == 0 || seconds > max {
+        return Err(format!(
+            "{flag} must be from 1 to {max} seconds, got {seconds}"
+        ));
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
 /// Checks `--vnodes`: from 1 to [`MAX_VNODES`].
 pub fn check_vnodes(vnodes: u32) -> Result<(), String> {
     if vnodes == 0 || vnodes > MAX_VNODES {

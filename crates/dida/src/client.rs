@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dida_core::app::read_app_file;
 use dida_core::events::Event;
-use dida_core::limits::MAX_DEADLINE_MS;
+use dida_core::limits::check_deadline_s;
 use dida_core::membership::NodeUrl;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, RunRequest, SubmitRequest};
@@ -58,11 +58,7 @@ pub struct StatusArgs {
 
 /// Checks `--timeout` (seconds): positive and at most an hour, like every deadline.
 fn timeout(seconds: u64) -> anyhow::Result<Duration> {
-    let max = MAX_DEADLINE_MS / 1000;
-    if seconds == 0 || seconds > max {
-        bail!("--timeout must be from 1 to {max} seconds, got {seconds}");
-    }
-    Ok(Duration::from_secs(seconds))
+    check_deadline_s("--timeout", seconds).map_err(anyhow::Error::msg)
 }
 
 /// Deadline of connecting to the scheduler.

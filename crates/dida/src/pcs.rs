@@ -1,10 +1,8 @@
 //! `dida pcs`: flags of the Process Creation Service.
 
-use std::time::Duration;
-
 use anyhow::{bail, Context};
 use clap::Args;
-use dida_core::limits::{DEFAULT_PCS_MAX_NODES, MAX_DEADLINE_MS};
+use dida_core::limits::{check_deadline_s, DEFAULT_PCS_MAX_NODES};
 use dida_pcs::auth::TOKEN_ENV;
 use dida_pcs::PcsConfig;
 
@@ -33,17 +31,11 @@ pub async fn run(args: PcsArgs) -> anyhow::Result<()> {
     let binary = std::env::current_exe().context("cannot locate the running dida binary")?;
     let mut config = PcsConfig::new(binary);
     config.token = args.token.filter(|t| !t.is_empty());
-    let max_timeout_s = MAX_DEADLINE_MS / 1000;
-    if args.start_timeout == 0 || args.start_timeout > max_timeout_s {
-        bail!(
-            "--start-timeout must be from 1 to {max_timeout_s} seconds, got {}",
-            args.start_timeout
-        );
-    }
     if args.max_nodes == 0 {
         bail!("--max-nodes must be at least 1");
     }
-    config.start_timeout = Duration::from_secs(args.start_timeout);
+    config.start_timeout =
+        check_deadline_s("--start-timeout", args.start_timeout).map_err(anyhow::Error::msg)?;
     config.max_nodes = args.max_nodes;
     // A PCS starts processes: reachable from other machines, it needs its own
     // token or the cluster's authentication.

@@ -3,11 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use dida_core::limits::{check_deadline_ms, MAX_DEADLINE_MS};
+use dida_core::limits::{check_deadline_ms, check_deadline_s};
 use dida_core::membership::NodeUrl;
 use dida_pcs::auth::TOKEN_ENV;
 use dida_pcs::launch::LOG_LEVELS;
@@ -104,14 +103,8 @@ impl PuppetmasterArgs {
         config.node_log = self.node_log;
         config.debug_listen = self.debug_listen;
         config.debug_url = self.debug_url;
-        let max_timeout_s = MAX_DEADLINE_MS / 1000;
-        if self.client_timeout == 0 || self.client_timeout > max_timeout_s {
-            bail!(
-                "--client-timeout must be from 1 to {max_timeout_s} seconds, got {}",
-                self.client_timeout
-            );
-        }
-        config.client_timeout = Duration::from_secs(self.client_timeout);
+        config.client_timeout = check_deadline_s("--client-timeout", self.client_timeout)
+            .map_err(anyhow::Error::msg)?;
         config.rpc_deadline =
             check_deadline_ms("--rpc-deadline", self.rpc_deadline).map_err(anyhow::Error::msg)?;
         let mode = Mode {

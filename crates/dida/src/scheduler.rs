@@ -1,11 +1,9 @@
 //! `dida scheduler`: flags of the scheduler.
 
-use std::time::Duration;
-
 use anyhow::{bail, Context};
 use clap::Args;
 use dida_core::limits::{
-    check_deadline_ms, replication_factor, DEFAULT_RETAINED_BYTES, MAX_DEADLINE_MS,
+    check_deadline_ms, check_deadline_s, replication_factor, DEFAULT_RETAINED_BYTES,
 };
 use dida_core::membership::NodeUrl;
 use dida_core::Membership;
@@ -61,14 +59,8 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     let url = NodeUrl::parse(&args.url).context("invalid --url")?;
     let workers = Membership::parse(&args.workers).context("invalid --workers")?;
     let mut config = SchedulerConfig::new(args.id, url, workers);
-    let max_timeout_s = MAX_DEADLINE_MS / 1000;
-    if args.execution_timeout == 0 || args.execution_timeout > max_timeout_s {
-        bail!(
-            "--execution-timeout must be from 1 to {max_timeout_s} seconds, got {}",
-            args.execution_timeout
-        );
-    }
-    config.execution_timeout = Duration::from_secs(args.execution_timeout);
+    config.execution_timeout = check_deadline_s("--execution-timeout", args.execution_timeout)
+        .map_err(anyhow::Error::msg)?;
     config.rpc_deadline =
         check_deadline_ms("--rpc-deadline", args.rpc_deadline).map_err(anyhow::Error::msg)?;
     if args.max_retained_mb == 0 || args.max_retained_mb > MAX_RETAINED_MB {

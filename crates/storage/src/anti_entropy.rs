@@ -292,21 +292,6 @@ mod tests {
 
     const FIVE: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
 
-    fn digests_sent(
-        store: &MultiVersionStore,
-        ring: &Ring,
-        ranges: &[RangeId],
-    ) -> Vec<RangeDigest> {
-        let digests = store.range_digests(ring, ranges);
-        ranges
-            .iter()
-            .map(|&range| RangeDigest {
-                range,
-                digest: digests[&range],
-            })
-            .collect()
-    }
-
     /// Two replicas of every key in the ranges nodes 0 and 1 share, as gossip would
     /// leave them: the same records, delivered in opposite orders.
     fn converged_pair(first: &Ring, ring: &Ring) -> (MultiVersionStore, MultiVersionStore) {
@@ -335,7 +320,7 @@ mod tests {
             let (a, b) = converged_pair(&first, &ring);
             let shared = shared_ranges(&ring, 0, 1);
             let (a_before, b_before) = (a.keys_visited(), b.keys_visited());
-            let sent = digests_sent(&a, &ring, &shared);
+            let sent = digests_on_wire(&a, &ring, &shared);
             let reply = compare_digests(&b, &ring, &shared.iter().copied().collect(), &sent);
             assert!(reply.mismatched_ranges.is_empty());
             assert!(reply.keys.is_empty());
@@ -357,7 +342,7 @@ mod tests {
         assert!(shared.contains(&differing));
 
         let before = b.keys_visited();
-        let sent = digests_sent(&a, &ring, &shared);
+        let sent = digests_on_wire(&a, &ring, &shared);
         let reply = compare_digests(&b, &ring, &shared.iter().copied().collect(), &sent);
         assert_eq!(reply.mismatched_ranges, vec![differing]);
         assert!(reply.keys.iter().any(|k| k.key == newer.key));
@@ -375,7 +360,7 @@ mod tests {
         let (a, b) = converged_pair(&first, &first);
         b.write("key-7", "only on b", 1).unwrap();
         let everything: Vec<RangeId> = (0..first.range_count() as RangeId).collect();
-        let sent = digests_sent(&a, &first, &everything);
+        let sent = digests_on_wire(&a, &first, &everything);
         let reply = compare_digests(&b, &first, &HashSet::new(), &sent);
         assert!(reply.mismatched_ranges.is_empty() && reply.keys.is_empty());
     }
@@ -439,7 +424,7 @@ mod tests {
         let shared = shared_ranges(&first, 0, 1);
         let key = a.records().swap_remove(0).key;
         let newer = a.write(&key, "only on a", 1).unwrap();
-        let sent = digests_sent(&a, &first, &shared);
+        let sent = digests_on_wire(&a, &first, &shared);
         let reply = compare_digests(&b, &first, &shared.iter().copied().collect(), &sent);
         assert_eq!(missing_records(&a, &first, reply), vec![newer]);
 
@@ -457,7 +442,7 @@ mod tests {
         for i in 0..6 {
             b.write(&key, &format!("v{i}"), 1).unwrap();
         }
-        let sent = digests_sent(&a, &first, &shared);
+        let sent = digests_on_wire(&a, &first, &shared);
         let reply = compare_digests(&b, &first, &shared.iter().copied().collect(), &sent);
         assert!(!reply.mismatched_ranges.is_empty());
         assert!(missing_records(&a, &first, reply).is_empty());
