@@ -30,6 +30,17 @@ fn rss_bytes(pid: u32) -> u64 {
     kib * 1024
 }
 
+/// A replication client of the node at `url` as a forger holds it: a bare channel,
+/// without this process's credentials.
+fn raw_replication(url: &str) -> ReplicationClient<tonic::transport::Channel> {
+    ReplicationClient::new(
+        tonic::transport::Endpoint::from_shared(url.to_string())
+            .unwrap()
+            .timeout(Duration::from_secs(5))
+            .connect_lazy(),
+    )
+}
+
 /// A three-node cluster where every node holds every key.
 async fn three_replicas() -> (LocalCluster, Arc<StorageClient>) {
     let cluster = LocalCluster::start(
@@ -367,12 +378,7 @@ async fn with_a_cluster_token_forged_probes_and_pushes_are_refused() {
         ..PushRequest::default()
     };
     for token in [None, Some("guess")] {
-        let mut replication = ReplicationClient::new(
-            tonic::transport::Endpoint::from_shared(s1.clone())
-                .unwrap()
-                .timeout(Duration::from_secs(5))
-                .connect_lazy(),
-        );
+        let mut replication = raw_replication(&s1);
         let mut probe = tonic::Request::new(forged_probe.clone());
         let mut push = tonic::Request::new(forged_push.clone());
         if let Some(token) = token {
@@ -399,12 +405,7 @@ async fn forged_pushes_that_cannot_be_right_are_refused_and_change_nothing() {
     let (cluster, client) = three_replicas().await;
     let version = client.write("k", "v").await.unwrap();
     let s1 = cluster.membership().get("s1").unwrap().url.to_string();
-    let mut replication = ReplicationClient::new(
-        tonic::transport::Endpoint::from_shared(s1)
-            .unwrap()
-            .timeout(Duration::from_secs(5))
-            .connect_lazy(),
-    );
+    let mut replication = raw_replication(&s1);
     let push = |from: &str, number: u64, replica: u32| PushRequest {
         from: from.into(),
         records: vec![dida_proto::storage::Record {
