@@ -68,17 +68,30 @@ pub fn policy(path: &str) -> Policy {
     }
 }
 
-/// Checks one request against [`policy`] and this process's security.
-fn check<B>(request: &http::Request<B>) -> Result<(), Status> {
+/// The identity a TLS caller's certificate states, verified by the handshake and
+/// authorised by [`policy`]. [`AuthorizeLayer`] records it in the request's
+/// extensions, so handlers read it without parsing the certificate again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The caller's role.
+    pub role: Role,
+    /// The caller's name (a node's id).
+    pub name: String,
+}
+
+/// Checks one request against [`policy`] and this process's security; with TLS,
+/// returns the caller it authorised.
+fn check<B>(request: &http::Request<B>) -> Result<Option<Caller>, Status> {
     let security = security::installed();
     let path = request.uri().path();
     let policy = policy(path);
     if security.tls.is_some() {
-        let role = caller_role(request).ok_or_else(|| {
+        let caller = caller(request).ok_or_else(|| {
             Status::unauthenticated(format!(
                 "{path} needs a client certificate naming a dida role (see `dida certs`)"
             ))
         })?;
+        let role = caller.role;
         if !policy.callers.contains(&role) {
             return Err(Status::permission_denied(format!(
                 "a {role} may not call {path}: only {}",
@@ -90,7 +103,7 @@ fn check<B>(request: &http::Request<B>) -> Result<(), Status> {
                     .join(", ")
             )));
         }
-        return Ok(());
+        return Ok(Some(caller));
     }
     if let (Some(expected), true) = (&security.cluster_token, policy.between_nodes) {
         let given = request
@@ -98,7 +111,7 @@ fn check<B>(request: &http::Request<B>) -> Result<(), Status> {
             .get(CLUSTER_TOKEN_HEADER)
             .map(|v| v.as_bytes());
         return match given {
-            Some(given) if constant_time_eq(given, expected.as_bytes()) => Ok(()),
+            Some(given) if constant_time_eq(given, expected.as_bytes()) => Ok(None),
             Some(_) => Err(Status::unauthenticated(format!(
                 "{path} is a call between nodes and carries the wrong cluster token"
             ))),
@@ -108,18 +121,18 @@ fn check<B>(request: &http::Request<B>) -> Result<(), Status> {
             ))),
         };
     }
-    Ok(())
+    Ok(None)
 }
 
-/// The role in the caller's certificate, which the TLS handshake verified.
-fn caller_role<B>(request: &http::Request<B>) -> Option<Role> {
+/// The identity in the caller's certificate, which the TLS handshake verified.
+fn caller<B>(request: &http::Request<B>) -> Option<Caller> {
     // Every dida server accepts `LimitedConnection`s, whose information is TCP's.
     let info = request
         .extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()?;
     let certs = info.peer_certs()?;
-    let (role, _name) = identity_of_certificate(certs.first()?.as_ref())?;
-    Some(role)
+    let (role, name) = identity_of_certificate(certs.first()?.as_ref())?;
+    Some(Caller { role, name })
 }
 
 /// With TLS on, checks that a node's message speaks for the node whose certificate
@@ -131,13 +144,10 @@ pub fn check_speaks_for<T>(request: &tonic::Request<T>, claimed: &str) -> Result
     if security::installed().tls.is_none() {
         return Ok(());
     }
-    let certs = request
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    let (_, name) = certs
-        .first()
-        .and_then(|cert| identity_of_certificate(cert.as_ref()))
-        .ok_or_else(|| Status::unauthenticated("the client certificate names no dida role"))?;
+    let Caller { name, .. } = request
+        .extensions()
+        .get::<Caller>()
+        .ok_or_else(|| Status::unauthenticated("no client certificate naming a dida role"))?;
     if name != claimed {
         return Err(Status::permission_denied(format!(
             "the certificate of {name} may not speak for {claimed:?}"
@@ -185,9 +195,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         match check(&request) {
-            Ok(()) => Box::pin(self.inner.call(request)),
+            Ok(caller) => {
+                if let Some(caller) = caller {
+                    request.extensions_mut().insert(caller);
+                }
+                Box::pin(self.inner.call(request))
+            }
             Err(status) => {
                 tracing::warn!(
                     path = request.uri().path(),
