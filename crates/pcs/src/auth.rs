@@ -5,6 +5,7 @@
 //! A token is what keeps a PCS reachable from other machines from being usable by
 //! anyone who can reach its port. It is compared in constant time.
 
+use dida_proto::security::tokens_match;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -39,7 +40,7 @@ impl Interceptor for RequireToken {
             .get(TOKEN_HEADER)
             .and_then(|v| v.to_str().ok());
         match given {
-            Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(request),
+            Some(given) if tokens_match(given.as_bytes(), expected.as_bytes()) => Ok(request),
             Some(_) => Err(Status::unauthenticated("wrong PCS token")),
             None => Err(Status::unauthenticated(format!(
                 "this PCS requires a token (metadata {TOKEN_HEADER}; `--token` or \
@@ -47,10 +48,6 @@ impl Interceptor for RequireToken {
             ))),
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

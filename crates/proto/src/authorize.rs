@@ -24,7 +24,7 @@ use tonic::codegen::http;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::Status;
 
-use crate::security::{self, identity_of_certificate, Role, CLUSTER_TOKEN_HEADER};
+use crate::security::{self, identity_of_certificate, tokens_match, Role, CLUSTER_TOKEN_HEADER};
 
 /// Who may call an RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +111,7 @@ fn check<B>(request: &http::Request<B>) -> Result<Option<Caller>, Status> {
             .get(CLUSTER_TOKEN_HEADER)
             .map(|v| v.as_bytes());
         return match given {
-            Some(given) if constant_time_eq(given, expected.as_bytes()) => Ok(None),
+            Some(given) if tokens_match(given, expected.as_bytes()) => Ok(None),
             Some(_) => Err(Status::unauthenticated(format!(
                 "{path} is a call between nodes and carries the wrong cluster token"
             ))),
@@ -154,10 +154,6 @@ pub fn check_speaks_for<T>(request: &tonic::Request<T>, claimed: &str) -> Result
         )));
     }
     Ok(())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Applies [`policy`] to every request of a server (see the module documentation).

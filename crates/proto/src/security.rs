@@ -103,6 +103,18 @@ pub fn identity_of_certificate(der: &[u8]) -> Option<(Role, String)> {
         })
 }
 
+/// Whether a shared secret a caller gave is the expected one, compared in constant
+/// time so that the time to refuse tells nothing about the secret (the cluster token,
+/// a PCS's token).
+pub fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 /// The gRPC metadata entry that carries the cluster token on calls between nodes.
 pub const CLUSTER_TOKEN_HEADER: &str = "x-dida-cluster-token";
 
