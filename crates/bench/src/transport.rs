@@ -46,10 +46,6 @@ pub(crate) async fn compare(
     let forwarded = forwarded_arguments()?;
     let mut results: Vec<(&str, Vec<ModeRow>)> = Vec::new();
     for &transport in transports {
-        let certs = tempfile::Builder::new()
-            .prefix("dida-bench-certs-")
-            .tempdir()
-            .context("cannot create a directory for the run's certificates")?;
         let mut command = tokio::process::Command::new(&dida);
         // The child's identity is only what it is given here.
         command
@@ -61,11 +57,19 @@ pub(crate) async fn compare(
         if !results.is_empty() && !forwarded.iter().any(|a| a == "--no-redis") {
             command.arg("--no-redis");
         }
-        if transport == Transport::Tls {
+        // The certificates live (and are removed) with this run of the transport.
+        let _certs = if transport == Transport::Tls {
+            let certs = tempfile::Builder::new()
+                .prefix("dida-bench-certs-")
+                .tempdir()
+                .context("cannot create a directory for the run's certificates")?;
             let dir = certs.path().join("tls");
             make_certificates(&dida, &dir, nodes).await?;
             command.arg("--tls-dir").arg(&dir);
-        }
+            Some(certs)
+        } else {
+            None
+        };
         let output = command
             .output()
             .await
