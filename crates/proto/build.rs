@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/storage.proto",
         "proto/execution.proto",
         "proto/control.proto",
+        "proto/registry.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

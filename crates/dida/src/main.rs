@@ -8,6 +8,7 @@ mod client;
 mod faults;
 mod kv;
 mod logging;
+mod operator;
 mod pcs;
 mod puppetmaster;
 mod scheduler;
@@ -58,6 +59,8 @@ enum Command {
     Puppetmaster(puppetmaster::PuppetmasterArgs),
     /// Make a development CA and a certificate per node and client, for mutual TLS.
     Certs(certs::CertsArgs),
+    /// Deploy operators to a running cluster, list and remove them.
+    Operator(operator::OperatorArgs),
 }
 
 impl Command {
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         | Command::Bench(_)
         | Command::Run(_)
         | Command::Status(_)
+        | Command::Operator(_)
         | Command::Puppetmaster(_) => "warn",
         Command::Faults(_) => "warn,dida_faults=info",
         Command::Certs(_) => "warn",
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
             Command::Pcs(args) => pcs::run(args).await,
             Command::Puppetmaster(args) => puppetmaster::run(args).await,
             Command::Certs(args) => certs::run(args),
+            Command::Operator(args) => operator::run(args).await,
         }
     });
     match result {

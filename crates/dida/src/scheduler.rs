@@ -40,6 +40,11 @@ pub struct SchedulerArgs {
     /// while running executions hold it all. See docs/limits.md.
     #[arg(long, default_value_t = DEFAULT_RETAINED_BYTES / MIB)]
     max_retained_mb: usize,
+    /// Serve the HTTP gateway (JSON: register and invoke applications, inspect
+    /// executions and operators; see docs/http.md) on this address, for example
+    /// 127.0.0.1:8080.
+    #[arg(long)]
+    http_listen: Option<String>,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -75,6 +80,11 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         let replication_factor = replication_factor(args.replication_factor, membership.len())
             .map_err(anyhow::Error::msg)?;
         config.storage = Some((membership, replication_factor));
+    }
+    if let Some(addr) = &args.http_listen {
+        let url = NodeUrl::parse(&format!("http://{addr}"))
+            .with_context(|| format!("invalid --http-listen {addr:?}: expected HOST:PORT"))?;
+        config.http_listen = Some(url);
     }
     dida_scheduler::node::run(config).await
 }

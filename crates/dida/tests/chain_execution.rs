@@ -685,7 +685,7 @@ async fn bad_applications_are_refused_before_anything_runs() {
         .submit(&["NoSuchOperator"], "bad-input")
         .await
         .expect_err("an unknown operator must be refused");
-    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(refused.code(), tonic::Code::NotFound);
     assert!(refused.message().contains("NoSuchOperator"), "{refused:?}");
 
     let malformed = app_file(

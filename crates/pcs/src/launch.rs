@@ -28,6 +28,8 @@ enum Kind {
     Url,
     /// An absolute path to an existing directory.
     Directory,
+    /// A listening address `HOST:PORT`.
+    HostPort,
 }
 
 const MS: Kind = Kind::Number {
@@ -102,6 +104,7 @@ fn allowed(role: Role) -> &'static [(&'static str, Kind)] {
                 },
             ),
             ("rpc-deadline", POSITIVE_MS),
+            ("http-listen", Kind::HostPort),
         ],
     }
 }
@@ -193,6 +196,9 @@ fn check_value(kind: Kind, value: &str) -> Result<(), String> {
             .map(|_| ())
             .map_err(|e| e.to_string()),
         Kind::Url => NodeUrl::parse(value).map(|_| ()).map_err(|e| e.to_string()),
+        Kind::HostPort => NodeUrl::parse(&format!("http://{value}"))
+            .map(|_| ())
+            .map_err(|_| format!("{value:?} is not HOST:PORT")),
         Kind::Directory => {
             let path = Path::new(value);
             if !path.is_absolute() {

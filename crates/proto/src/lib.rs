@@ -20,6 +20,12 @@ mod packages {
                 tonic::include_proto!("dida.execution.v1");
             }
         }
+        pub mod registry {
+            pub mod v1 {
+                #![allow(missing_docs, clippy::all, clippy::pedantic)]
+                tonic::include_proto!("dida.registry.v1");
+            }
+        }
         pub mod control {
             pub mod v1 {
                 #![allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -40,6 +46,9 @@ pub use packages::dida::execution::v1 as execution;
 /// Control plane: the PCS (`ProcessCreation` service) that starts and kills node
 /// processes for the PuppetMaster, and the PuppetMaster's `DebugSink`.
 pub use packages::dida::control::v1 as control;
+
+/// Operator deployment (`Operators` service, served by the scheduler).
+pub use packages::dida::registry::v1 as registry;
 
 pub mod acked;
 pub mod authorize;

@@ -90,6 +90,22 @@ impl OperatorCatalogue {
         }
     }
 
+    /// The operators every worker is known to run (none while a worker was never
+    /// heard from).
+    pub fn common(&self) -> BTreeSet<String> {
+        let lists = self.lists.lock().expect("catalogue lock poisoned");
+        let mut known = lists.iter();
+        let Some(Some(first)) = known.next() else {
+            return BTreeSet::new();
+        };
+        known
+            .try_fold(first.clone(), |common, list| {
+                list.as_ref()
+                    .map(|l| common.intersection(l).cloned().collect())
+            })
+            .unwrap_or_default()
+    }
+
     /// Whether every worker can run every one of `operators`, by what is known now.
     pub fn check(&self, operators: &[String]) -> Result<(), Gap> {
         check(

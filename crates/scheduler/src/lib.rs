@@ -10,8 +10,11 @@
 
 mod catalogue;
 pub mod executions;
+mod http;
 pub mod load;
 pub mod node;
+mod operators_service;
+mod registry;
 mod service;
 
 pub use node::{NodeHandle, SchedulerConfig};

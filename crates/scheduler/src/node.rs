@@ -10,6 +10,7 @@ use dida_proto::acked::{self, AckedLinks};
 use dida_proto::execution::scheduler_server::SchedulerServer;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{HandOff, HandOffAck};
+use dida_proto::registry::operators_server::OperatorsServer;
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::transport::NodeChannel;
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
@@ -20,6 +21,8 @@ use tracing::info;
 
 use crate::catalogue::OperatorCatalogue;
 use crate::executions::ExecutionTable;
+use crate::operators_service::OperatorsService;
+use crate::registry::ClusterRegistry;
 use crate::service::SchedulerService;
 
 /// Everything the scheduler is configured with.
@@ -46,6 +49,8 @@ pub struct SchedulerConfig {
     /// (`--max-retained-mb`): beyond them the oldest outcomes are forgotten, and a
     /// submit the running executions leave no room for is refused.
     pub max_retained_bytes: usize,
+    /// Where the HTTP gateway serves (`--http-listen`), if it does.
+    pub http_listen: Option<NodeUrl>,
 }
 
 impl SchedulerConfig {
@@ -62,6 +67,7 @@ impl SchedulerConfig {
             operator_refresh: Duration::from_secs(1),
             storage: None,
             max_retained_bytes: DEFAULT_RETAINED_BYTES,
+            http_listen: None,
         }
     }
 }
@@ -77,16 +83,30 @@ pub(crate) struct SchedulerState {
     pub stop: watch::Receiver<()>,
     pub executions: Mutex<ExecutionTable>,
     pub operators: Arc<OperatorCatalogue>,
-    /// A client of the storage cluster, used only to follow its view.
+    /// A client of the storage cluster: to follow its view, and where deployed
+    /// operators and registered applications are kept.
     pub storage: Option<Arc<StorageClient>>,
+    /// Deployed operators and registered applications.
+    pub registry: ClusterRegistry,
 }
 
 /// A running scheduler: serve until [`NodeHandle::shutdown`] or drop. It is the
 /// server handle every dida role uses, with the scheduler's background tasks tied to it.
 pub type NodeHandle = ServerHandle;
 
-/// Starts the scheduler on `listener`, in the current runtime.
+/// Starts the scheduler on `listener`, in the current runtime, without the HTTP
+/// gateway.
 pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Result<NodeHandle> {
+    start_with_gateway(config, listener, None).await
+}
+
+/// Starts the scheduler on `listener`, and its HTTP gateway on `http` if given, in
+/// the current runtime.
+pub async fn start_with_gateway(
+    config: SchedulerConfig,
+    listener: TcpListener,
+    http: Option<TcpListener>,
+) -> anyhow::Result<NodeHandle> {
     let workers = config
         .workers
         .members()
@@ -125,6 +145,7 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
         )),
         operators: Arc::new(OperatorCatalogue::new(workers.len())),
         workers,
+        registry: ClusterRegistry::new(storage.clone()),
         storage,
         config,
     });
@@ -133,7 +154,13 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = dida_proto::transport::server_builder()?.add_service(service);
+    let operators = OperatorsServer::new(OperatorsService {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let router = dida_proto::transport::server_builder()?
+        .add_service(service)
+        .add_service(operators);
     let view = state
         .storage
         .clone()
@@ -144,8 +171,19 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
             .clone()
             .refresh_forever(state.workers.clone(), state.config.operator_refresh),
     );
+    let period = state.config.operator_refresh;
+    let deployed = tokio::spawn(state.registry.operators.clone().refresh_forever(period));
+    let apps = tokio::spawn(state.registry.apps.clone().refresh_forever(period));
+    let gateway = match http {
+        Some(http) => Some(crate::http::serve(state.clone(), http)?),
+        None => None,
+    };
     let server = ServerHandle::spawn(router, listener)?
-        .with_tasks(view.into_iter().chain([catalogue]))
+        .with_tasks(
+            view.into_iter()
+                .chain([catalogue, deployed, apps])
+                .chain(gateway),
+        )
         .with_stop_signal(stop_signal);
     info!(id = %state.config.id, addr = %server.local_addr(), workers = state.workers.len(), "scheduler serving");
     Ok(server)
@@ -154,7 +192,14 @@ pub async fn start(config: SchedulerConfig, listener: TcpListener) -> anyhow::Re
 /// Runs the `dida scheduler` process until Ctrl-C or SIGTERM.
 pub async fn run(config: SchedulerConfig) -> anyhow::Result<()> {
     let listener = bind(&config.url.host, config.url.port).await?;
-    let handle = start(config, listener).await?;
+    let http = match &config.http_listen {
+        Some(url) => {
+            crate::http::check_exposure(&url.host)?;
+            Some(bind(&url.host, url.port).await?)
+        }
+        None => None,
+    };
+    let handle = start_with_gateway(config, listener, http).await?;
     wait_for_termination().await;
     info!("scheduler stopping");
     handle.shutdown().await

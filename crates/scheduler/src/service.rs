@@ -97,15 +97,15 @@ impl SchedulerService {
                 operator,
                 everywhere: true,
                 ..
-            }) => Err(Status::invalid_argument(format!(
-                "unknown operator {operator}: no worker can run it (no built-in and no \
-                 {operator}.wasm in any worker's operators directory)"
+            }) => Err(Status::not_found(format!(
+                "unknown operator {operator}: no worker can run it (not deployed, no \
+                 built-in and no {operator}.wasm in any worker's operators directory)"
             ))),
             Err(Gap::Missing {
                 operator, workers, ..
             }) => {
                 let ids: Vec<&str> = workers.iter().map(|&i| self.worker_id(i)).collect();
-                Err(Status::invalid_argument(format!(
+                Err(Status::failed_precondition(format!(
                     "operator {operator} is missing on worker(s) {}; every worker must be able to run it",
                     ids.join(", ")
                 )))
@@ -113,15 +113,30 @@ impl SchedulerService {
         }
     }
 
+    /// Checks that the cluster can run every one of `operators` now; returns, for
+    /// each, the digest of the deployed component it runs, or an empty string when it
+    /// is not deployed and every worker runs it from its own files or built-ins.
+    pub(crate) async fn runnable(&self, operators: &[String]) -> Result<Vec<String>, Status> {
+        let digests = self.state.registry.resolve(operators).await?;
+        let local: Vec<String> = operators
+            .iter()
+            .zip(&digests)
+            .filter(|(_, digest)| digest.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.check_operators(&local).await?;
+        Ok(digests)
+    }
+
     /// Starts an execution of `request`: checks it, assigns its operators, hands it to
     /// the first worker and arms its timeout. Returns its id and a receiver that turns
     /// true when it ends.
-    async fn start(
+    pub(crate) async fn start(
         &self,
         request: SubmitRequest,
     ) -> Result<(String, watch::Receiver<bool>), Status> {
         validate_submit(&request)?;
-        self.check_operators(&request.operators).await?;
+        let digests = self.runnable(&request.operators).await?;
         let (id, assignments, finished) = self
             .state
             .executions
@@ -134,13 +149,15 @@ impl SchedulerService {
             .operators
             .iter()
             .zip(&assignments)
+            .zip(digests)
             .enumerate()
-            .map(|(order, (classname, &worker))| Assignment {
+            .map(|(order, ((classname, &worker), digest))| Assignment {
                 classname: classname.clone(),
                 order: order as u32,
                 worker_id: members[worker].id.clone(),
                 worker_url: members[worker].url.to_string(),
                 output: None,
+                digest,
             })
             .collect();
         let chain_request = ChainRequest {
@@ -199,7 +216,7 @@ impl SchedulerService {
 
     /// The outcome of `id` if it has ended, and a receiver that turns true when it
     /// does; `NOT_FOUND` for an unknown (or long forgotten) id.
-    fn lookup(
+    pub(crate) fn lookup(
         &self,
         id: &str,
     ) -> Result<(Option<ExecutionOutcome>, watch::Receiver<bool>), Status> {

@@ -20,6 +20,8 @@
 //! Workers use this library for their operators' storage calls, and `dida kv` is a
 //! thin command-line shell around it.
 
+pub mod registry;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -37,6 +37,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) {
     let order = request.next as usize;
     let classname = request.chain[order].classname.clone();
+    let digest = request.chain[order].digest.clone();
     let previous = order
         .checked_sub(1)
         .and_then(|p| request.chain[p].output.clone());
@@ -49,6 +50,7 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
         meta,
         order,
         &classname,
+        &digest,
         &request.input,
         previous.as_deref(),
     )
@@ -116,6 +118,7 @@ async fn run_operator(
     meta: Metadata,
     order: usize,
     classname: &str,
+    digest: &str,
     input: &str,
     previous: Option<&str>,
 ) -> (Result<String, String>, Metadata, Vec<Record>) {
@@ -123,7 +126,8 @@ async fn run_operator(
     // invocation's wall-time limit, like the call itself.
     let wall_time = state.registry.runtime().limits().wall_time;
     let deadline = tokio::time::Instant::now() + wall_time;
-    let operator = match tokio::time::timeout_at(deadline, state.registry.get(classname)).await {
+    let load = state.registry.get_assigned(classname, digest);
+    let operator = match tokio::time::timeout_at(deadline, load).await {
         Ok(Ok(operator)) => operator,
         Ok(Err(error)) => return (Err(error.to_string()), meta, Vec::new()),
         Err(_) => {
@@ -418,6 +422,7 @@ mod tests {
                 worker_id: "w1".into(),
                 worker_url: "http://127.0.0.1:1".into(),
                 output: outputs.get(order).map(|o| o.to_string()),
+                ..Assignment::default()
             })
             .collect();
         ChainRequest {

@@ -128,11 +128,6 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
         );
     }
     let runtime = OperatorRuntime::new(config.limits)?;
-    let registry = OperatorRegistry::new(
-        runtime,
-        config.builtins.clone(),
-        config.operators_dir.clone(),
-    );
     let storage = StorageClient::new(
         config.storage.clone(),
         ClientConfig {
@@ -143,6 +138,13 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
         },
     )
     .context("invalid storage membership")?;
+    let storage = Arc::new(storage);
+    let registry = OperatorRegistry::new(
+        runtime,
+        config.builtins.clone(),
+        config.operators_dir.clone(),
+    )
+    .with_deployed_from(storage.clone());
     let scheduler = SchedulerClient::new(
         lazy_channel(&config.scheduler_url.to_string(), config.rpc_deadline)
             .context("invalid --scheduler")?,
@@ -156,7 +158,7 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
     let (stop_signal, stop) = watch::channel(());
     let state = Arc::new(WorkerState {
         registry,
-        storage: Arc::new(storage),
+        storage,
         scheduler,
         debug_sink,
         hand_offs: acked::hand_offs(config.rpc_deadline, stop.clone()),

@@ -1,9 +1,19 @@
 //! Finding operators by class name, compiling each once, and noticing replaced files.
 //!
-//! An operator `Name` is `<dir>/Name.wasm` when the worker has an operators directory
-//! holding that file, otherwise the built-in of that name (the sample operators
-//! embedded in `dida`). A file thus takes precedence over a built-in, so users can
-//! replace any sample. Compiled operators are cached; a cached file is checked (size,
+//! An operator comes from one of three places, in this order of precedence:
+//!
+//! 1. **Deployed** (`dida operator deploy`): the scheduler fixes, when an execution
+//!    is submitted, the SHA-256 digest of the component each deployed name runs, and
+//!    the worker fetches that blob from the storage cluster (see
+//!    `dida_storage_client::registry`), checks its digest and compiles it on first
+//!    use. Compiled deployed operators are cached by digest — content, not name — so
+//!    a redeploy never changes what an execution submitted earlier runs, and at most
+//!    [`DEPLOYED_CACHE_ENTRIES`] stay compiled (least recently used go first).
+//! 2. **A file**: `<dir>/Name.wasm` when the worker has an operators directory
+//!    holding that file.
+//! 3. **A built-in** of that name (the sample operators embedded in `dida`).
+//!
+//! A file thus takes precedence over a built-in, so users can replace any sample. Compiled operators are cached; a cached file is checked (size,
 //! modification time, inode) on every use, so a file replaced on disk is recompiled on
 //! its next use, without restarting the worker.
 //!
@@ -24,6 +34,8 @@ use std::time::SystemTime;
 
 use dida_core::app::check_operator_name;
 use dida_core::limits::MAX_OPERATOR_FILE_BYTES;
+use dida_storage_client::registry::{check_digest, Registry};
+use dida_storage_client::StorageClient;
 use nix::fcntl::OFlag;
 
 use crate::runtime::{OperatorPre, OperatorRuntime};
@@ -56,10 +68,16 @@ pub enum RegistryError {
     },
 }
 
+/// Deployed operators kept compiled at most: each holds its compiled code (a few
+/// MiB), and a long-running cluster may see many redeploys.
+pub const DEPLOYED_CACHE_ENTRIES: usize = 64;
+
 /// Identity of an operator's code, to notice when a file changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
     Builtin,
+    /// A deployed component, by digest.
+    Deployed(String),
     File {
         path: PathBuf,
         len: u64,
@@ -72,6 +90,7 @@ impl Source {
     fn describe(&self) -> String {
         match self {
             Source::Builtin => "built-in".to_string(),
+            Source::Deployed(digest) => format!("deployed, sha256 {}", &digest[..12]),
             Source::File { path, .. } => path.display().to_string(),
         }
     }
@@ -80,12 +99,49 @@ impl Source {
 /// Compiled operators by class name, with the source each was compiled from.
 type Cache = Mutex<HashMap<String, (Source, OperatorPre)>>;
 
+/// Compiled deployed operators by digest, with when each was last used (a counter).
+#[derive(Default)]
+struct DeployedCache {
+    entries: HashMap<String, (OperatorPre, u64)>,
+    uses: u64,
+}
+
+impl DeployedCache {
+    fn get(&mut self, digest: &str) -> Option<OperatorPre> {
+        self.uses += 1;
+        let uses = self.uses;
+        self.entries.get_mut(digest).map(|(pre, used)| {
+            *used = uses;
+            pre.clone()
+        })
+    }
+
+    fn insert(&mut self, digest: String, pre: OperatorPre) {
+        if self.entries.len() >= DEPLOYED_CACHE_ENTRIES {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(digest, _)| digest.clone());
+            if let Some(oldest) = oldest {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.uses += 1;
+        self.entries.insert(digest, (pre, self.uses));
+    }
+}
+
 /// The operators a worker can run.
 pub struct OperatorRegistry {
     runtime: OperatorRuntime,
     builtins: BTreeMap<String, &'static [u8]>,
     dir: Option<PathBuf>,
     cache: Arc<Cache>,
+    /// Where deployed operators are fetched from (none: deployed operators are
+    /// refused).
+    storage: Option<Arc<StorageClient>>,
+    deployed: Arc<Mutex<DeployedCache>>,
     compiling: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -111,8 +167,70 @@ impl OperatorRegistry {
             builtins,
             dir,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            storage: None,
+            deployed: Arc::new(Mutex::new(DeployedCache::default())),
             compiling: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Fetches deployed operators from `storage`'s cluster.
+    pub fn with_deployed_from(mut self, storage: Arc<StorageClient>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// The operator an assignment names: the deployed component `digest` when it is
+    /// not empty, else the worker's own file or built-in `name`.
+    pub async fn get_assigned(
+        &self,
+        name: &str,
+        digest: &str,
+    ) -> Result<OperatorPre, RegistryError> {
+        if digest.is_empty() {
+            self.get(name).await
+        } else {
+            self.get_deployed(name, digest).await
+        }
+    }
+
+    /// The deployed operator `name` whose component has SHA-256 `digest`, fetched
+    /// from the storage cluster and compiled on first use. Fetching and compiling run
+    /// in a task of their own, like [`Self::get`].
+    pub async fn get_deployed(
+        &self,
+        name: &str,
+        digest: &str,
+    ) -> Result<OperatorPre, RegistryError> {
+        check_operator_name(name).map_err(RegistryError::InvalidName)?;
+        let source = Source::Deployed(digest.to_string());
+        let load_error = |message: String| RegistryError::Load {
+            name: name.to_string(),
+            source_desc: source.describe(),
+            message,
+        };
+        check_digest(digest).map_err(load_error)?;
+        if let Some(pre) = self
+            .deployed
+            .lock()
+            .expect("deployed cache lock poisoned")
+            .get(digest)
+        {
+            return Ok(pre);
+        }
+        let storage = self.storage.clone().ok_or_else(|| {
+            load_error("this worker has no storage cluster to fetch deployed operators from".into())
+        })?;
+        let task = tokio::spawn(fetch_and_compile(
+            self.runtime.clone(),
+            storage,
+            self.deployed.clone(),
+            self.compiling.clone(),
+            name.to_string(),
+            digest.to_string(),
+        ));
+        task.await
+            .map_err(|e| load_error(format!("compilation task failed: {e}")))?
+            .map_err(load_error)
     }
 
     /// The runtime operators are compiled for.
@@ -189,6 +307,42 @@ impl OperatorRegistry {
     }
 }
 
+/// Fetches the deployed component `digest` from the storage cluster and compiles
+/// it, one compilation at a time (see [`compile`]), and caches it by digest.
+async fn fetch_and_compile(
+    runtime: OperatorRuntime,
+    storage: Arc<StorageClient>,
+    deployed: Arc<Mutex<DeployedCache>>,
+    compiling: Arc<tokio::sync::Mutex<()>>,
+    name: String,
+    digest: String,
+) -> Result<OperatorPre, String> {
+    let _compiling = compiling.lock().await;
+    if let Some(pre) = deployed
+        .lock()
+        .expect("deployed cache lock poisoned")
+        .get(&digest)
+    {
+        return Ok(pre);
+    }
+    // Patience for a blob still travelling to the replicas is bounded by the
+    // caller's wall-time limit (it stops waiting for this task then).
+    let wasm = Registry::new(&storage)
+        .get_blob(&digest, runtime.limits().wall_time)
+        .await
+        .map_err(|e| format!("cannot fetch it: {e}"))?;
+    let pre =
+        tokio::task::spawn_blocking(move || runtime.compile(&wasm).map_err(|e| format!("{e:#}")))
+            .await
+            .map_err(|e| format!("compilation task failed: {e}"))??;
+    tracing::info!(operator = %name, %digest, "deployed operator compiled");
+    deployed
+        .lock()
+        .expect("deployed cache lock poisoned")
+        .insert(digest, pre.clone());
+    Ok(pre)
+}
+
 /// Reads (a file) and compiles operator `name` from `source`, one compilation at a
 /// time, and caches it: compiling is CPU-bound, and two requests for the same new
 /// operator should compile it once.
@@ -210,7 +364,7 @@ async fn compile(
         message,
     };
     let path = match &source {
-        Source::Builtin => None,
+        Source::Builtin | Source::Deployed(_) => None,
         Source::File { path, .. } => Some(path.clone()),
     };
     let pre = tokio::task::spawn_blocking(move || {

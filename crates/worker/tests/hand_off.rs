@@ -48,6 +48,7 @@ fn request(worker_id: &str, url: &str) -> ChainRequest {
             worker_id: worker_id.into(),
             worker_url: url.into(),
             output: None,
+            digest: String::new(),
         }],
         app: "test".into(),
     }
