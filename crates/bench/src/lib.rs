@@ -26,6 +26,7 @@ mod chain;
 mod closed_loop;
 mod cpu;
 mod evaluate;
+pub mod http_client;
 mod idle;
 mod redis;
 mod report;

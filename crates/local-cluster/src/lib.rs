@@ -121,6 +121,8 @@ pub struct ComputeSpec {
     pub operators_dir: Option<PathBuf>,
     /// Further flags given to every worker, e.g. `["--max-wall-ms", "2000"]`.
     pub worker_args: Vec<String>,
+    /// Further flags given to the scheduler, e.g. `["--http-listen", "127.0.0.1:8080"]`.
+    pub scheduler_args: Vec<String>,
 }
 
 /// The scheduler and workers of a cluster, with their processes.
@@ -212,6 +214,14 @@ impl LocalCluster {
         let scheduler = node_command(binary, &self.spec.env)
             .args(["scheduler", "--id", "scheduler", "--url", &scheduler_url])
             .args(["--workers", &workers])
+            // The scheduler follows the storage view, and keeps deployed operators
+            // and registered applications in the storage cluster.
+            .args(["--storage", &self.peers])
+            .args([
+                "--replication-factor",
+                &self.spec.replication_factor.to_string(),
+            ])
+            .args(&spec.scheduler_args)
             .spawn()
             .with_context(|| format!("cannot start {} scheduler", binary.display()))?;
         let membership = Membership::parse(&workers)?;
