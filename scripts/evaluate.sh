@@ -138,8 +138,9 @@ if [[ $redis == yes ]]; then
   fi
 fi
 
-# 3. Chains of 1 to 20 operators against the RPC bound.
-run chain "$dida" bench chain --lengths 1,2,5,10,20 --concurrency 1,16 "${timing[@]}" --json
+# 3. Chains of 1 to 20 operators against the RPC bound, and chain-1 over the HTTP
+# gateway beside the gRPC path.
+run chain "$dida" bench chain --lengths 1,2,5,10,20 --concurrency 1,16 --http "${timing[@]}" --json
 
 # 4. The cost of --write-acks, --gossip-delay and --replication-factor: one fresh
 # cluster per setting (R, acks, gossip delay in ms).

@@ -37,7 +37,7 @@ use anyhow::{bail, ensure, Context};
 use clap::Args;
 use dida_core::membership::NodeUrl;
 use dida_core::Membership;
-use dida_local_cluster::{current_dida, ClusterSpec, ComputeSpec, LocalCluster};
+use dida_local_cluster::{current_dida, free_ports, ClusterSpec, ComputeSpec, LocalCluster};
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{RunRequest, SubmitRequest};
@@ -52,6 +52,7 @@ use dida_worker::SandboxLimits;
 use serde_json::json;
 
 use crate::closed_loop::{Measurement, Operation};
+use crate::http_client::HttpClient;
 use crate::report::{ratio, Printer, Row};
 use crate::storage::{parse_positive_seconds, parse_seconds, stop_cluster, Concurrencies, Timing};
 
@@ -121,6 +122,15 @@ pub(crate) struct ChainBenchArgs {
     /// Seconds of warm-up before each measurement, not counted.
     #[arg(long, default_value = "0.5", value_parser = parse_seconds)]
     warmup: Duration,
+    /// Also invoke the shortest chain over the scheduler's HTTP gateway, beside the
+    /// gRPC path and the ping. The local cluster's scheduler then serves one; a
+    /// running cluster's is given with --gateway.
+    #[arg(long)]
+    http: bool,
+    /// The HTTP gateway of the running cluster given by --scheduler (HOST:PORT or
+    /// http://HOST:PORT); implies --http.
+    #[arg(long, requires = "scheduler")]
+    gateway: Option<String>,
     /// Print one JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
@@ -186,6 +196,10 @@ pub(crate) async fn run(args: ChainBenchArgs) -> anyhow::Result<()> {
                 worker_url: NodeUrl::parse(worker)
                     .context("invalid --worker")?
                     .to_string(),
+                gateway: args
+                    .gateway
+                    .as_deref()
+                    .map(|g| format!("http://{}", g.trim_start_matches("http://"))),
             };
             (None, target)
         }
@@ -218,6 +232,8 @@ struct Target {
     scheduler_url: String,
     worker_id: String,
     worker_url: String,
+    /// The scheduler's HTTP gateway, `http://HOST:PORT`, when it is measured.
+    gateway: Option<String>,
 }
 
 /// Starts the storage nodes, then the scheduler and the workers.
@@ -236,8 +252,15 @@ async fn start_cluster(args: &ChainBenchArgs) -> anyhow::Result<LocalCluster> {
             args.nodes
         )
     })?;
+    let scheduler_args = if args.http {
+        let port = free_ports(1)?[0];
+        vec!["--http-listen".to_string(), format!("127.0.0.1:{port}")]
+    } else {
+        Vec::new()
+    };
     let compute = ComputeSpec {
         workers: args.workers,
+        scheduler_args,
         ..ComputeSpec::default()
     };
     if let Err(error) = cluster.start_compute(&binary, compute).await {
@@ -266,6 +289,11 @@ fn cluster_target(cluster: &LocalCluster, args: &ChainBenchArgs) -> anyhow::Resu
         scheduler_url: cluster.scheduler_url()?.to_string(),
         worker_id: worker.id.clone(),
         worker_url: worker.url.to_string(),
+        gateway: cluster
+            .scheduler_args()?
+            .windows(2)
+            .find(|pair| pair[0] == "--http-listen")
+            .map(|pair| format!("http://{}", pair[1])),
     })
 }
 
@@ -323,9 +351,32 @@ async fn measure_all(args: &ChainBenchArgs, target: &Target) -> anyhow::Result<(
             printer.row(&row);
             rows.push(row);
         }
+        if let (Some(gateway), Some(&length)) = (&target.gateway, args.lengths.0.iter().min()) {
+            let invocations = (0..concurrency)
+                .map(|_| HttpInvoke::new(gateway, length))
+                .collect();
+            let measurement = timing
+                .measure(invocations)
+                .await
+                .with_context(|| format!("HTTP invocations at concurrency {concurrency} failed"))?;
+            let row = Row::new(
+                http_workload(length),
+                concurrency,
+                &measurement,
+                ping_ops_per_sec,
+            );
+            printer.row(&row);
+            rows.push(row);
+        }
     }
 
     let mut verdicts = Vec::new();
+    if target.gateway.is_some() {
+        let length = args.lengths.0.iter().copied().min().unwrap_or(1);
+        for &concurrency in &args.concurrency.0 {
+            verdicts.push(gateway_comparison(printer, &rows, length, concurrency));
+        }
+    }
     for &concurrency in &args.concurrency.0 {
         for &length in &args.lengths.0 {
             verdicts.push(rpc_bound_verdict(&rows, length, concurrency));
@@ -355,6 +406,7 @@ fn print_setup(printer: Printer, args: &ChainBenchArgs, target: &Target) {
             "cluster": target.description,
             "scheduler": target.scheduler_url,
             "ping_target": target.worker_url,
+            "gateway": target.gateway,
             "operator": OPERATOR,
             "lengths": args.lengths.0,
             "duration_s": args.duration.as_secs_f64(),
@@ -377,6 +429,9 @@ fn print_setup(printer: Printer, args: &ChainBenchArgs, target: &Target) {
         target.worker_id, target.worker_url
     );
     println!("  invoke:             {OPERATOR} instantiated and called in-process, no network");
+    if let Some(gateway) = &target.gateway {
+        println!("  http-chain-N:       POST {gateway}/v1/invoke (the HTTP gateway), answered when it has ended");
+    }
     println!(
         "  each measurement:   {} s after a {} s warm-up, closed loop",
         args.duration.as_secs_f64(),
@@ -402,6 +457,96 @@ async fn measure_chain(
         })
         .collect();
     timing.measure(ops).await
+}
+
+/// The name of the workload invoking chains of `length` over HTTP.
+fn http_workload(length: usize) -> String {
+    format!("http-chain-{length}")
+}
+
+/// Compares, at one concurrency, the HTTP gateway's invocations of chains of
+/// `length` with the gRPC path's (`Run`) and with the ping: prints one `gateway`
+/// JSON line per path with `--json`, and returns the verdict.
+fn gateway_comparison(printer: Printer, rows: &[Row], length: usize, concurrency: usize) -> String {
+    let find = |workload: &str| {
+        rows.iter()
+            .find(|r| r.workload == workload && r.concurrency == concurrency)
+    };
+    let (Some(ping), Some(grpc), Some(http)) = (
+        find("ping"),
+        find(&chain_workload(length)),
+        find(&http_workload(length)),
+    ) else {
+        return format!("HTTP gateway at {concurrency} in flight: not measured");
+    };
+    if printer.json {
+        for (via, row) in [("ping", ping), ("grpc", grpc), ("http", http)] {
+            let line = json!({
+                "kind": "gateway",
+                "via": via,
+                "workload": if via == "ping" { "ping".to_string() } else { chain_workload(length) },
+                "concurrency": concurrency,
+                "ops_per_sec": row.ops_per_sec,
+                "p50_us": row.p50_us,
+                "p99_us": row.p99_us,
+                "vs_base": ratio(row.ops_per_sec, grpc.ops_per_sec),
+            });
+            println!("{line}");
+        }
+    }
+    let share = |row: &Row, of: &Row| {
+        ratio(row.ops_per_sec, of.ops_per_sec).map_or("–".to_string(), |r| format!("{r:.2}×"))
+    };
+    format!(
+        "HTTP gateway, chain-{length} at {concurrency} in flight: {} the gRPC path's \
+         throughput ({} µs against {} µs at the median), {} the ping's",
+        share(http, grpc),
+        http.p50_us,
+        grpc.p50_us,
+        share(http, ping),
+    )
+}
+
+/// One execution over the HTTP gateway: `POST /v1/invoke`, answered when it has
+/// ended — what any HTTP client does. Fails unless every operator echoed the input.
+struct HttpInvoke {
+    client: HttpClient,
+    url: String,
+    body: serde_json::Value,
+    length: usize,
+}
+
+impl HttpInvoke {
+    fn new(gateway: &str, length: usize) -> Self {
+        Self {
+            client: HttpClient::new(SCHEDULER_DEADLINE),
+            url: format!("{gateway}/v1/invoke"),
+            body: json!({"operators": vec![OPERATOR; length], "input": INPUT}),
+            length,
+        }
+    }
+}
+
+impl Operation for HttpInvoke {
+    async fn call(&mut self) -> anyhow::Result<()> {
+        let response = self.client.post_json(&self.url, &self.body).await?;
+        ensure!(
+            response.status.is_success(),
+            "HTTP invoke answered {}: {}",
+            response.status,
+            response.body
+        );
+        let body = response.json()?;
+        let outputs = body["outputs"].as_array().map_or(0, |o| {
+            o.iter().filter(|v| v.as_str() == Some(INPUT)).count()
+        });
+        ensure!(
+            body["status"] == "succeeded" && outputs == self.length,
+            "HTTP invoke of {} operators ended with {body}",
+            self.length
+        );
+        Ok(())
+    }
 }
 
 /// The baseline: the worker's `Ping`, an empty RPC answered without touching any

@@ -352,7 +352,7 @@ fn row_json(row: &Row, redis: RedisColumn) -> serde_json::Value {
 /// unchanged (8) in tables without Redis.
 fn workload_width(redis: RedisColumn) -> usize {
     match redis {
-        RedisColumn::Absent => 8,
+        RedisColumn::Absent => 12,
         RedisColumn::Ratio(_) => 9,
     }
 }

@@ -129,6 +129,7 @@ pub struct ComputeSpec {
 #[derive(Debug)]
 struct Compute {
     scheduler_url: String,
+    scheduler_args: Vec<String>,
     workers: Membership,
     scheduler: Child,
     worker_children: Vec<Child>,
@@ -258,6 +259,7 @@ impl LocalCluster {
         }
         let mut compute = Compute {
             scheduler_url,
+            scheduler_args: spec.scheduler_args.clone(),
             workers: membership,
             scheduler,
             worker_children,
@@ -270,6 +272,12 @@ impl LocalCluster {
     /// The scheduler's URL (after [`LocalCluster::start_compute`]).
     pub fn scheduler_url(&self) -> anyhow::Result<&str> {
         Ok(&self.compute()?.scheduler_url)
+    }
+
+    /// The further flags the scheduler was started with (after
+    /// [`LocalCluster::start_compute`]).
+    pub fn scheduler_args(&self) -> anyhow::Result<&[String]> {
+        Ok(&self.compute()?.scheduler_args)
     }
 
     /// The workers' membership, `w1` first (after [`LocalCluster::start_compute`]).

@@ -43,6 +43,9 @@ pub(crate) struct Evaluation {
     pub durability: Vec<ComparisonRow>,
     /// What mutual TLS costs: `dida bench storage --transport`'s comparison lines.
     pub transport: Vec<ComparisonRow>,
+    /// The HTTP gateway beside the gRPC path and the ping: `dida bench chain
+    /// --http`'s comparison lines.
+    pub gateway: Vec<ComparisonRow>,
     /// `dida bench chain`.
     pub chain: Option<BenchRun>,
     /// `dida bench idle`.
@@ -81,6 +84,10 @@ impl Evaluation {
             })?
             .unwrap_or_default(),
             chain: optional(&dir.join("chain.jsonl"), BenchRun::parse)?,
+            gateway: optional(&dir.join("chain.jsonl"), |text| {
+                parse_comparison(text, "gateway")
+            })?
+            .unwrap_or_default(),
             idle: optional(&dir.join("idle.jsonl"), IdleRun::parse)?,
             timeline: optional(&dir.join("faults-timeline.jsonl"), Timeline::parse)?,
             redis_benchmark: optional(&dir.join("redis-benchmark.csv"), parse_redis_benchmark)?
@@ -319,8 +326,9 @@ pub(crate) struct IdleRun {
 /// transport), beside the same in the base mode (memory, or plaintext).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub(crate) struct ComparisonRow {
-    /// `memory`, `never`, `batch` or `always`; or `plaintext` or `tls`.
-    #[serde(alias = "durability", alias = "transport")]
+    /// `memory`, `never`, `batch` or `always`; `plaintext` or `tls`; or `ping`,
+    /// `grpc` or `http`.
+    #[serde(alias = "durability", alias = "transport", alias = "via")]
     pub mode: String,
     pub workload: String,
     pub concurrency: usize,
@@ -331,8 +339,9 @@ pub(crate) struct ComparisonRow {
     pub vs_base: Option<f64>,
 }
 
-/// The comparison lines (`kind` = `durability` or `transport`) of `dida bench
-/// storage --durability … --json` or `--transport … --json`.
+/// The comparison lines (`kind` = `durability`, `transport` or `gateway`) of `dida
+/// bench storage --durability … --json` or `--transport … --json`, or of `dida bench
+/// chain --http --json`.
 fn parse_comparison(text: &str, kind: &str) -> anyhow::Result<Vec<ComparisonRow>> {
     let mut rows = Vec::new();
     for (number, object) in json_lines(text)? {

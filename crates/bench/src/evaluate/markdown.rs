@@ -47,6 +47,7 @@ pub(crate) fn document(evaluation: &Evaluation, drawn: &[String], method: &str) 
     out.push_str(&settings_section(evaluation, &image));
     out.push_str(&durability_section(evaluation));
     out.push_str(&transport_section(evaluation));
+    out.push_str(&gateway_section(evaluation));
     out.push_str(&crash_section(evaluation, &image));
     out.push_str(&idle_section(evaluation));
     out.push_str("---\n\n");
@@ -678,6 +679,22 @@ fn transport_section(evaluation: &Evaluation) -> String {
          the raw RPC. \"vs plaintext\" is the transport's throughput over plaintext's \
          at the same concurrency.",
         "vs plaintext",
+    )
+}
+
+/// What the HTTP gateway costs, against the gRPC path and the raw RPC.
+fn gateway_section(evaluation: &Evaluation) -> String {
+    comparison_section(
+        "HTTP gateway",
+        &evaluation.gateway,
+        "No `dida bench chain --http` run (see above).",
+        "In the `dida bench chain --http` run above, at each concurrency: the worker \
+         `Ping` (the raw RPC), an execution of the shortest chain through the gRPC \
+         path (one `Run` call, what `dida run` does), and the same execution through \
+         the scheduler's HTTP gateway (`POST /v1/invoke` with a JSON body, by an HTTP/1.1 \
+         client; see [http.md](http.md)). \"vs gRPC\" is the path's throughput over \
+         the gRPC path's.",
+        "vs gRPC",
     )
 }
 
