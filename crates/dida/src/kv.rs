@@ -15,6 +15,7 @@ use dida_core::{Membership, Record, Version};
 use dida_proto::convert::{storage_state, view_summary};
 use dida_storage_client::{ClientConfig, StorageClient};
 
+use crate::conventions::print_line;
 use crate::ExitStatus;
 
 /// Exit status of `dida kv cas` when the key's value was not OLD, so nothing was
@@ -38,8 +39,9 @@ pub struct KvArgs {
     /// Deadline of every call, in milliseconds (1 to 3600000).
     #[arg(long, default_value_t = 5000)]
     deadline: u64,
-    /// Print one JSON event per line instead of text.
-    #[arg(long)]
+    /// Print one JSON event per line instead of text (errors too, as `error`
+    /// events); accepted before or after the subcommand.
+    #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
     command: KvCommand,
@@ -49,6 +51,7 @@ pub struct KvArgs {
 enum KvCommand {
     /// Read the newest version of KEY (or exactly --version) from one of its replicas.
     Read {
+        /// The key to read.
         key: String,
         /// Exact version to read, as NUMBER.REPLICA (for example 3.1).
         #[arg(long)]
@@ -58,7 +61,12 @@ enum KvCommand {
         server: Option<String>,
     },
     /// Write VALUE to KEY.
-    Write { key: String, value: String },
+    Write {
+        /// The key to write.
+        key: String,
+        /// Its new value.
+        value: String,
+    },
     /// Write NEW to KEY only if its newest value is OLD (compare-and-swap); exits
     /// with status 3 when the value was not OLD (nothing written).
     #[command(
@@ -66,19 +74,27 @@ enum KvCommand {
         OLD and nothing was written, 1 on an error, 2 on a usage error."
     )]
     Cas {
+        /// The key to update.
         key: String,
+        /// The value the key must have for the update to happen.
         old: String,
+        /// The value to write.
         new: String,
     },
     /// Write every key,value line of FILE (checked whole before anything is written).
-    Populate { file: PathBuf },
+    Populate {
+        /// A data file: one `key,value` per line.
+        file: PathBuf,
+    },
     /// List every record of one node (--server) or of every node.
     List {
+        /// The storage node to list (its id); every node without it.
         #[arg(long)]
         server: Option<String>,
     },
     /// Show the status of one node (--server) or of every node.
     Status {
+        /// The storage node to ask (its id); every node without it.
         #[arg(long)]
         server: Option<String>,
     },
@@ -265,15 +281,15 @@ impl Printer {
 
     fn event(&self, event: Event, text: impl FnOnce() -> String) {
         if self.json {
-            println!("{}", event.to_json_line());
+            print_line(&event.to_json_line());
         } else {
-            println!("{}", text());
+            print_line(&text());
         }
     }
 
     fn text(&self, text: impl FnOnce() -> String) {
         if !self.json {
-            println!("{}", text());
+            print_line(&text());
         }
     }
 
@@ -284,7 +300,7 @@ impl Printer {
                 command: command.to_string(),
                 message: message.to_string(),
             };
-            println!("{}", event.to_json_line());
+            print_line(&event.to_json_line());
         } else {
             eprintln!("error: {message}");
         }

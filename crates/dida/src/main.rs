@@ -5,12 +5,14 @@
 
 mod certs;
 mod client;
+mod conventions;
 mod faults;
 mod kv;
 mod logging;
 mod operator;
 mod pcs;
 mod puppetmaster;
+mod scaffold;
 mod scheduler;
 mod security;
 mod sim;
@@ -20,7 +22,7 @@ mod worker;
 use std::fmt;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// dida: a distributed function-as-a-service platform.
 #[derive(Debug, Parser)]
@@ -61,6 +63,13 @@ enum Command {
     Certs(certs::CertsArgs),
     /// Deploy operators to a running cluster, list and remove them.
     Operator(operator::OperatorArgs),
+    /// Write a new operator crate that builds anywhere (see docs/operators.md).
+    New(scaffold::NewArgs),
+    /// Print the shell completion script of dida for SHELL.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 impl Command {
@@ -97,7 +106,13 @@ impl fmt::Display for ExitStatus {
 impl std::error::Error for ExitStatus {}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    conventions::exit_quietly_on_broken_pipe();
+    let matches = Cli::command()
+        .try_get_matches()
+        .unwrap_or_else(|e| conventions::exit_on_usage_error(e));
+    let json = conventions::wants_json(&matches);
+    let command_path = conventions::command_path(&matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let default_log = match cli.command {
         Command::Storage(_) | Command::Worker(_) | Command::Scheduler(_) | Command::Pcs(_) => {
             "info"
@@ -109,16 +124,20 @@ fn main() -> ExitCode {
         | Command::Operator(_)
         | Command::Puppetmaster(_) => "warn",
         Command::Faults(_) => "warn,dida_faults=info",
-        Command::Certs(_) => "warn",
+        Command::Certs(_) | Command::New(_) | Command::Completions { .. } => "warn",
         // Simulated nodes would log every suspicion of every seed.
         Command::Sim(_) => "off",
     };
     logging::init(default_log);
-    // `dida certs` makes identities; it needs none of its own.
-    if !matches!(cli.command, Command::Certs(_)) {
+    // `dida certs` makes identities; it needs none of its own (nor do the local
+    // `new` and `completions`).
+    if !matches!(
+        cli.command,
+        Command::Certs(_) | Command::New(_) | Command::Completions { .. }
+    ) {
         let tls_name = cli.command.tls_name().to_string();
         if let Err(error) = cli.security.install(&tls_name) {
-            eprintln!("error: {error:#}");
+            conventions::report_error(json, &command_path, &error);
             return ExitCode::FAILURE;
         }
     }
@@ -151,6 +170,11 @@ fn main() -> ExitCode {
             Command::Puppetmaster(args) => puppetmaster::run(args).await,
             Command::Certs(args) => certs::run(args),
             Command::Operator(args) => operator::run(args).await,
+            Command::New(args) => scaffold::run(args),
+            Command::Completions { shell } => {
+                conventions::print_completions(shell, Cli::command());
+                Ok(())
+            }
         }
     });
     match result {
@@ -165,7 +189,7 @@ fn main() -> ExitCode {
             ExitCode::from(status.code)
         }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            conventions::report_error(json, &command_path, &error);
             ExitCode::FAILURE
         }
     }

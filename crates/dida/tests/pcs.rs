@@ -248,3 +248,57 @@ async fn restarting_through_an_unreachable_pcs_fails_in_time() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcs_stops_a_node_gracefully_and_kills_it_only_after_its_grace() {
+    let (_pcs, url) = start_pcs().await;
+    let pcs = PcsClient::new(&url, Some(TOKEN)).unwrap();
+    let ports = free_ports(2).unwrap();
+
+    // A node stopped with SIGTERM shuts down by itself, well within its grace.
+    let pid = pcs
+        .start_node(storage_request("s1", ports[0]))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let reply = pcs.stop_node("s1", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reply.pid, pid);
+    assert!(!reply.forced, "{reply:?}");
+    assert_eq!(reply.exit, "exited with status 0");
+    assert!(started.elapsed() < Duration::from_secs(5), "{reply:?}");
+    assert!(!alive(pid));
+    assert!(!answers(ports[0]));
+    let again = pcs
+        .stop_node("s1", Duration::from_secs(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(again.contains("not running"), "{again}");
+    let no_grace = pcs
+        .stop_node("s1", Duration::ZERO)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(no_grace.contains("grace_ms must be from 1"), "{no_grace}");
+
+    // A node that cannot act on SIGTERM (here: paused with SIGSTOP) is SIGKILLed
+    // once its grace period is over, and the reply says so.
+    let pid = pcs
+        .start_node(storage_request("s2", ports[1]))
+        .await
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let reply = pcs
+        .stop_node("s2", Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(reply.forced, "{reply:?}");
+    assert!(reply.exit.contains("SIGKILL"), "{reply:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(!alive(pid));
+}

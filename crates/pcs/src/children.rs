@@ -1,8 +1,9 @@
 //! The node processes a PCS started: spawning them, relaying their output, noticing
 //! when they exit, killing them.
 //!
-//! Each child is owned by one waiter task, which reaps it when it exits or SIGKILLs
-//! it on request; the rest of the PCS only sees its entry (pid, exit status, last
+//! Each child is owned by one waiter task, which reaps it when it exits and signals
+//! it on request (SIGTERM for a graceful stop, SIGKILL for a crash); only the waiter
+//! signals, so a signal never reaches a reaped pid that was reused; the rest of the PCS only sees its entry (pid, exit status, last
 //! lines). Children are started in their own process group, so a Ctrl-C in the
 //! terminal reaches the PCS (which then stops them in order) rather than each node,
 //! and on Linux they are tied to the PCS with `PR_SET_PDEATHSIG`, so even a PCS
@@ -92,8 +93,8 @@ struct Entry {
     /// exactly the same one (nothing is re-validated or rebuilt).
     launch: Launch,
     pid: u32,
-    /// Asks the waiter to SIGKILL the child.
-    kill: mpsc::Sender<()>,
+    /// Asks the waiter to signal the child.
+    signals: mpsc::Sender<Signal>,
     /// `None` while running, then how the process ended.
     exit: watch::Receiver<Option<String>>,
     /// Owns the child; aborting it drops the child, which SIGKILLs it.
@@ -104,6 +105,30 @@ impl Entry {
     fn exit(&self) -> Option<String> {
         self.exit.borrow().clone()
     }
+}
+
+/// What the waiter of a child is asked to send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM: stop gracefully.
+    Term,
+    /// SIGKILL: a fail-stop crash, or the end of a grace period.
+    Kill,
+}
+
+/// What it takes to signal a running node and see it end: its pid, its waiter's
+/// signal channel, its exit.
+type Running = (u32, mpsc::Sender<Signal>, watch::Receiver<Option<String>>);
+
+/// How a node ended when it was stopped ([`Children::stop`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stopped {
+    /// Its pid.
+    pub pid: u32,
+    /// Whether it outlived its grace period and was SIGKILLed.
+    pub forced: bool,
+    /// How it ended, as [`NodeProcess::exit`] says it.
+    pub exit: String,
 }
 
 /// Every node a PCS started.
@@ -189,12 +214,12 @@ impl Children {
         if let Some(stderr) = child.stderr.take() {
             self.relay(&id, "stderr", stderr, recent.clone());
         }
-        let (kill_tx, kill_rx) = mpsc::channel(1);
+        let (signals_tx, signals_rx) = mpsc::channel(1);
         let (exit_tx, exit_rx) = watch::channel(None);
         let waiter = tokio::spawn(wait_for_exit(
             id.clone(),
             child,
-            kill_rx,
+            signals_rx,
             exit_tx,
             self.output.clone(),
             slot,
@@ -203,7 +228,7 @@ impl Children {
         let entry = Entry {
             launch,
             pid,
-            kill: kill_tx,
+            signals: signals_tx,
             exit: exit_rx.clone(),
             waiter,
         };
@@ -300,23 +325,49 @@ impl Children {
         });
     }
 
+    /// The pid, signal channel and exit of running node `id`.
+    fn running(&self, id: &str) -> Result<Running, ChildError> {
+        let nodes = self.lock();
+        let entry = nodes
+            .get(id)
+            .ok_or_else(|| ChildError::Unknown(id.to_string()))?;
+        if let Some(exit) = entry.exit() {
+            return Err(ChildError::NotRunning(id.to_string(), exit));
+        }
+        Ok((entry.pid, entry.signals.clone(), entry.exit.clone()))
+    }
+
     /// SIGKILLs node `id` and waits until it is reaped; returns its pid.
     pub async fn kill(&self, id: &str) -> Result<u32, ChildError> {
-        let (pid, kill, mut exit) = {
-            let nodes = self.lock();
-            let entry = nodes
-                .get(id)
-                .ok_or_else(|| ChildError::Unknown(id.to_string()))?;
-            if let Some(exit) = entry.exit() {
-                return Err(ChildError::NotRunning(id.to_string(), exit));
-            }
-            (entry.pid, entry.kill.clone(), entry.exit.clone())
-        };
+        let (pid, signals, mut exit) = self.running(id)?;
         // The waiter may have reaped it meanwhile; either way we wait for the exit.
-        let _ = kill.send(()).await;
+        let _ = signals.send(Signal::Kill).await;
         let _ = exit.wait_for(Option::is_some).await;
         info!(node = %id, pid, "node killed");
         Ok(pid)
+    }
+
+    /// Stops node `id` gracefully: SIGTERM, then SIGKILL if it still runs after
+    /// `grace`; waits until it is reaped. Other calls go on meanwhile (nothing is
+    /// locked while waiting).
+    pub async fn stop(&self, id: &str, grace: Duration) -> Result<Stopped, ChildError> {
+        let (pid, signals, mut exit) = self.running(id)?;
+        let _ = signals.send(Signal::Term).await;
+        let forced = tokio::time::timeout(grace, exit.wait_for(Option::is_some))
+            .await
+            .is_err();
+        if forced {
+            warn!(node = %id, pid, ?grace, "node still runs after SIGTERM and its grace period: SIGKILLing it");
+            let _ = signals.send(Signal::Kill).await;
+            let _ = exit.wait_for(Option::is_some).await;
+        }
+        let how = exit.borrow().clone().unwrap_or_default();
+        info!(node = %id, pid, forced, "node stopped: it {how}");
+        Ok(Stopped {
+            pid,
+            forced,
+            exit: how,
+        })
     }
 
     /// Starts node `id` again with the launch it was first started with, SIGKILLing
@@ -433,22 +484,28 @@ async fn next_line(
 }
 
 /// Owns `child` until it exits (or is killed on request), then publishes how it
-/// ended, giving its `slot` back first so that a restart finds it free.
+/// ended, giving its `slot` back first so that a restart finds it free. Signals
+/// are sent here, where the child is known not to be reaped yet.
 async fn wait_for_exit(
     id: String,
     mut child: Child,
-    mut kill: mpsc::Receiver<()>,
+    mut signals: mpsc::Receiver<Signal>,
     exit: watch::Sender<Option<String>>,
     output: broadcast::Sender<OutputLine>,
     slot: OwnedSemaphorePermit,
 ) {
-    let status = tokio::select! {
-        status = child.wait() => status,
-        Some(()) = kill.recv() => {
-            if let Err(error) = child.start_kill() {
-                warn!(node = %id, %error, "cannot SIGKILL the node");
-            }
-            child.wait().await
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            Some(signal) = signals.recv() => match signal {
+                Signal::Kill => {
+                    if let Err(error) = child.start_kill() {
+                        warn!(node = %id, %error, "cannot SIGKILL the node");
+                    }
+                    break child.wait().await;
+                }
+                Signal::Term => terminate(&id, &child),
+            },
         }
     };
     let how = match status {
@@ -466,6 +523,18 @@ async fn wait_for_exit(
         line: format!("process {how}"),
     });
     let _ = exit.send(Some(how));
+}
+
+/// Sends SIGTERM to `child`, which is not reaped yet (its pid is still its own).
+fn terminate(id: &str, child: &Child) {
+    use nix::sys::signal::{kill, Signal as UnixSignal};
+    use nix::unistd::Pid;
+    let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) else {
+        return;
+    };
+    if let Err(error) = kill(Pid::from_raw(pid), UnixSignal::SIGTERM) {
+        warn!(node = %id, %error, "cannot SIGTERM the node");
+    }
 }
 
 /// Asks the kernel to SIGKILL the child when the thread that started it (a runtime

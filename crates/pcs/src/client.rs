@@ -8,7 +8,7 @@ use anyhow::Context;
 use dida_proto::control::process_creation_client::ProcessCreationClient;
 use dida_proto::control::{
     KillNodeRequest, ListNodesRequest, NodeProcess, OutputLine, OutputRequest, RestartNodeReply,
-    RestartNodeRequest, StartNodeRequest, StopAllRequest,
+    RestartNodeRequest, StartNodeRequest, StopAllRequest, StopNodeReply, StopNodeRequest,
 };
 use dida_proto::storage::PingRequest;
 use dida_proto::transport::{lazy_channel_with_headers, NodeChannel};
@@ -75,6 +75,25 @@ impl PcsClient {
             .map_err(|s| self.fail(&format!("cannot kill {id}"), s))?
             .into_inner()
             .pid)
+    }
+
+    /// Stops a node gracefully: SIGTERM, and SIGKILL only if it still runs after
+    /// `grace` (at most a minute); answers once it is reaped, saying how it ended.
+    pub async fn stop_node(&self, id: &str, grace: Duration) -> anyhow::Result<StopNodeReply> {
+        let grace_ms = u32::try_from(grace.as_millis()).unwrap_or(u32::MAX);
+        let mut request = tonic::Request::new(StopNodeRequest {
+            node_id: id.to_string(),
+            grace_ms,
+        });
+        // The call lasts as long as the grace period, plus the time to reap.
+        request.set_timeout(PCS_DEADLINE + grace);
+        Ok(self
+            .grpc
+            .clone()
+            .stop_node(request)
+            .await
+            .map_err(|s| self.fail(&format!("cannot stop {id}"), s))?
+            .into_inner())
     }
 
     /// Starts a node the PCS started before again, with its original command line

@@ -2,12 +2,13 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dida_proto::control::process_creation_server::ProcessCreation;
 use dida_proto::control::{
     KillNodeReply, KillNodeRequest, ListNodesReply, ListNodesRequest, OutputLine, OutputRequest,
     RestartNodeReply, RestartNodeRequest, StartNodeReply, StartNodeRequest, StopAllReply,
-    StopAllRequest,
+    StopAllRequest, StopNodeReply, StopNodeRequest,
 };
 use dida_proto::storage::{PingReply, PingRequest};
 use futures::Stream;
@@ -17,6 +18,9 @@ use tracing::{info, warn};
 
 use crate::children::{ChildError, Children};
 use crate::launch::Launch;
+
+/// Longest grace period a `StopNode` may ask for.
+pub const MAX_STOP_GRACE: Duration = Duration::from_secs(60);
 
 /// Implements [`ProcessCreation`] over the PCS's children.
 #[derive(Debug, Clone)]
@@ -62,6 +66,30 @@ impl ProcessCreation for PcsService {
         let id = request.into_inner().node_id;
         let pid = self.children.kill(&id).await.map_err(to_status)?;
         Ok(Response::new(KillNodeReply { pid }))
+    }
+
+    async fn stop_node(
+        &self,
+        request: Request<StopNodeRequest>,
+    ) -> Result<Response<StopNodeReply>, Status> {
+        let request = request.into_inner();
+        let grace = Duration::from_millis(u64::from(request.grace_ms));
+        if grace.is_zero() || grace > MAX_STOP_GRACE {
+            return Err(Status::invalid_argument(format!(
+                "grace_ms must be from 1 to {}",
+                MAX_STOP_GRACE.as_millis()
+            )));
+        }
+        let stopped = self
+            .children
+            .stop(&request.node_id, grace)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(StopNodeReply {
+            pid: stopped.pid,
+            forced: stopped.forced,
+            exit: stopped.exit,
+        }))
     }
 
     async fn restart_node(

@@ -29,6 +29,11 @@ use crate::placement::place;
 /// alive (each joins at start).
 const JOIN_LIMIT: Duration = Duration::from_secs(30);
 
+/// How long a node gets to exit after SIGTERM when the session stops it (end of a
+/// batch run, `quit`), before its PCS SIGKILLs it. Every dida role exits within
+/// milliseconds of a SIGTERM; one that does not is reported `killed`.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// How often a restarted node's `Status` is polled until it answers.
 const ANSWER_POLL: Duration = Duration::from_millis(50);
 
@@ -435,7 +440,10 @@ impl Cluster {
         }
     }
 
-    /// Stops every node still running; returns the pids stopped.
+    /// Stops every node still running, gracefully: its PCS sends SIGTERM and
+    /// SIGKILLs it only if it still runs after [`STOP_GRACE`]. Each is announced
+    /// `stopped`, or `killed` when it had to be SIGKILLed, with how it ended.
+    /// Returns the pids stopped.
     pub async fn stop(&mut self, printer: &Printer) -> Vec<u32> {
         let running: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| matches!(self.nodes[i].state, NodeState::Running(_)))
@@ -444,16 +452,29 @@ impl Cluster {
             let node = &self.nodes[i];
             let pcs = self.pcs[node.pcs].clone();
             let id = node.decl.id.clone();
-            async move { pcs.kill_node(&id).await }
+            async move { pcs.stop_node(&id, STOP_GRACE).await }
         });
         let results = join_all(kills).await;
         let mut pids = Vec::new();
         for (i, result) in running.into_iter().zip(results) {
             let node = &mut self.nodes[i];
             match result {
-                Ok(pid) => {
+                Ok(reply) => {
+                    let pid = reply.pid;
                     node.state = NodeState::Stopped(pid);
-                    announce(printer, node, &self.pcs[node.pcs], "stopped", pid);
+                    let (state, exit) = if reply.forced {
+                        (
+                            "killed",
+                            format!(
+                                "SIGKILLed after {} s of grace: it {}",
+                                STOP_GRACE.as_secs(),
+                                reply.exit
+                            ),
+                        )
+                    } else {
+                        ("stopped", reply.exit)
+                    };
+                    announce_exit(printer, node, &self.pcs[node.pcs], state, pid, Some(exit));
                     pids.push(pid);
                 }
                 Err(error) => printer.error(None, "stop", &format!("{error:#}")),
@@ -464,6 +485,22 @@ impl Cluster {
 }
 
 fn announce(printer: &Printer, node: &Node, pcs: &PcsClient, state: &str, pid: u32) {
+    announce_exit(printer, node, pcs, state, pid, None);
+}
+
+/// [`announce`] with how the process ended, for a node that stopped.
+fn announce_exit(
+    printer: &Printer,
+    node: &Node,
+    pcs: &PcsClient,
+    state: &str,
+    pid: u32,
+    exit: Option<String>,
+) {
+    let how = exit
+        .as_deref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
     printer.pm_event(
         &PmEvent::Node {
             node: node.decl.id.clone(),
@@ -472,10 +509,11 @@ fn announce(printer: &Printer, node: &Node, pcs: &PcsClient, state: &str, pid: u
             state: state.to_string(),
             pid,
             pcs: pcs.url().to_string(),
+            exit,
         },
         || {
             format!(
-                "{} {} {state} (pid {pid}, {})",
+                "{} {} {state} (pid {pid}, {}){how}",
                 node.decl.role, node.decl.id, node.decl.url
             )
         },

@@ -18,7 +18,9 @@ pub type Sink = Arc<dyn Fn(String) + Send + Sync>;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum PmEvent {
-    /// A node process changed state: `started`, `crashed`, `restarted` or `stopped`.
+    /// A node process changed state: `started`, `crashed`, `restarted`, `stopped`
+    /// (it exited after SIGTERM) or `killed` (it outlived its grace period after
+    /// SIGTERM and was SIGKILLed).
     Node {
         /// Node id.
         node: String,
@@ -26,12 +28,16 @@ pub enum PmEvent {
         role: String,
         /// Where it serves.
         url: String,
-        /// `started`, `crashed`, `restarted` or `stopped`.
+        /// `started`, `crashed`, `restarted`, `stopped` or `killed`.
         state: String,
         /// Its process id on the PCS's machine.
         pid: u32,
         /// The PCS that runs it.
         pcs: String,
+        /// How the process ended, once stopped (`exited with status 0`); absent
+        /// otherwise.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit: Option<String>,
     },
     /// A `client` line was accepted by the scheduler; its `client` event follows when
     /// the execution ends.
@@ -239,6 +245,7 @@ mod tests {
                 state: "started".into(),
                 pid: 42,
                 pcs: "local".into(),
+                exit: None,
             },
             String::new,
         );

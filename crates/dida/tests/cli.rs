@@ -1,0 +1,142 @@
+//! The conventions every `dida` command follows, as a user meets them on a real
+//! process: shell completions, `--json` errors as events, a quiet end on a closed
+//! pipe.
+
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+
+mod support;
+use support::dida;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(dida()).args(args).output().expect("run dida")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = run(&["completions", shell]);
+        assert!(output.status.success(), "{shell}: {}", text(&output.stderr));
+        let script = text(&output.stdout);
+        for word in [
+            "storage",
+            "puppetmaster",
+            "kv",
+            "new",
+            "completions",
+            "json",
+        ] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let unknown = run(&["completions", "tcsh"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+/// Storage nodes nobody serves: every call fails at once (connection refused).
+const NO_PEERS: &str = "s1=http://127.0.0.1:1";
+
+#[test]
+fn a_failed_command_with_json_prints_an_error_event_on_stdout() {
+    // `--json` after the subcommand is accepted too.
+    for args in [
+        [
+            "kv",
+            "--peers",
+            NO_PEERS,
+            "--deadline",
+            "500",
+            "--json",
+            "write",
+            "k",
+            "v",
+        ],
+        [
+            "kv",
+            "--peers",
+            NO_PEERS,
+            "--deadline",
+            "500",
+            "write",
+            "k",
+            "v",
+            "--json",
+        ],
+    ] {
+        let output = run(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stdout = text(&output.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stdout}");
+        let event: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(event["event"], "error");
+        assert_eq!(event["command"], "kv write");
+        assert!(event["message"].as_str().unwrap().contains("s1"), "{event}");
+        // The human-readable line is still on stderr.
+        assert!(text(&output.stderr).contains("error: "), "{args:?}");
+    }
+    // Without --json, stdout stays empty.
+    let plain = run(&[
+        "kv",
+        "--peers",
+        NO_PEERS,
+        "--deadline",
+        "500",
+        "write",
+        "k",
+        "v",
+    ]);
+    assert_eq!(plain.status.code(), Some(1));
+    assert!(plain.stdout.is_empty(), "{}", text(&plain.stdout));
+
+    // A usage error with --json: an event too, and clap's exit status 2.
+    let usage = run(&["kv", "--peers", NO_PEERS, "--json", "frobnicate"]);
+    assert_eq!(usage.status.code(), Some(2));
+    let event: serde_json::Value = serde_json::from_str(text(&usage.stdout).trim()).unwrap();
+    assert_eq!(event["event"], "error");
+    assert_eq!(event["command"], "usage");
+}
+
+/// Runs `dida ARGS…` with its stdout a pipe whose read end is already closed.
+fn with_closed_stdout(args: &[&str]) -> Output {
+    let mut child = Command::new(dida())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dida");
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    Output {
+        status,
+        stdout: Vec::new(),
+        stderr: stderr.into_bytes(),
+    }
+}
+
+#[test]
+fn writing_to_a_closed_pipe_ends_quietly() {
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("op");
+    for args in [
+        vec!["completions", "bash"],
+        vec!["new", "QuietOperator", "--path", path.to_str().unwrap()],
+    ] {
+        let output = with_closed_stdout(&args);
+        let stderr = text(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+    }
+}

@@ -1,0 +1,206 @@
+//! `dida new` as a user runs it (docs/operators.md, "From zero"): the crate it writes
+//! into a directory outside the repository builds for `wasm32-wasip2` with nothing
+//! but registry crates, its own test passes on the host, and the component it builds
+//! is accepted by the worker's runtime and runs on a real worker.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
+use dida_proto::execution::scheduler_client::SchedulerClient;
+use dida_proto::execution::SubmitRequest;
+use dida_proto::transport::lazy_channel;
+use dida_worker::runtime::OperatorRuntime;
+use dida_worker::SandboxLimits;
+
+mod support;
+use support::dida;
+
+const CLASS: &str = "HelloOperator";
+
+/// Variables the outer `cargo test` sets (or passes on) that would redirect or
+/// reconfigure the scaffold's own builds: flags, a forced target or target
+/// directory, wrappers, profile overrides, and the outer package's identity.
+const SCRUBBED: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_BUILD_DIR",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_TARGET_TMPDIR",
+];
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `dida new ARGS…`.
+fn dida_new(args: &[&str]) -> Output {
+    Command::new(dida())
+        .arg("new")
+        .args(args)
+        .output()
+        .expect("run dida new")
+}
+
+/// `cargo ARGS…` in `dir` as on a user's machine, with a target directory of its
+/// own under this test's scratch space (so a rerun builds incrementally).
+fn cargo(dir: &Path, args: &[&str]) -> Output {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(dir)
+        .args(args)
+        .env("CARGO_TARGET_DIR", target_dir());
+    for var in SCRUBBED {
+        command.env_remove(var);
+    }
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("CARGO_PROFILE_") {
+            command.env_remove(&var);
+        }
+    }
+    command.output().expect("run cargo")
+}
+
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_operator_builds_tests_and_runs_on_a_worker() {
+    let scratch = tempfile::tempdir().unwrap();
+    let crate_dir = scratch.path().join("hello");
+    let created = dida_new(&[CLASS, "--path", crate_dir.to_str().unwrap()]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    for file in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "wit/operator.wit",
+        "vendor/dida-sdk/Cargo.toml",
+        "vendor/dida-sdk/src/lib.rs",
+        "README.md",
+        ".gitignore",
+    ] {
+        assert!(crate_dir.join(file).is_file(), "dida new wrote no {file}");
+    }
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("name = \"hello-operator\""), "{manifest}");
+    assert!(
+        !manifest.contains(env!("CARGO_MANIFEST_DIR")),
+        "the scaffold must not point into this repository: {manifest}"
+    );
+
+    // The generated unit test runs on the host, through the SDK built for the host.
+    let tested = cargo(&crate_dir, &["test"]);
+    assert!(tested.status.success(), "cargo test: {}", stderr(&tested));
+    let test_output = String::from_utf8_lossy(&tested.stdout);
+    assert!(
+        test_output.contains("greets_and_counts ... ok"),
+        "{test_output}"
+    );
+
+    let built = cargo(
+        &crate_dir,
+        &["build", "--release", "--target", "wasm32-wasip2"],
+    );
+    assert!(built.status.success(), "cargo build: {}", stderr(&built));
+    let release = target_dir().join("wasm32-wasip2").join("release");
+    let wasm = std::fs::read(release.join(format!("{CLASS}.wasm"))).unwrap();
+    assert_eq!(
+        wasm.get(..8),
+        Some(b"\0asm\x0d\x00\x01\x00".as_slice()),
+        "not a component"
+    );
+    OperatorRuntime::new(SandboxLimits::default())
+        .unwrap()
+        .compile(&wasm)
+        .expect("the worker's runtime accepts the component");
+
+    // And it runs on a real worker given the directory as --operators.
+    let operators = scratch.path().join("operators");
+    std::fs::create_dir(&operators).unwrap();
+    std::fs::write(operators.join(format!("{CLASS}.wasm")), &wasm).unwrap();
+    let spec = ClusterSpec {
+        nodes: 1,
+        replication_factor: 1,
+        ..ClusterSpec::default()
+    };
+    let mut cluster = LocalCluster::start(dida(), spec).await.unwrap();
+    cluster
+        .start_compute(
+            dida(),
+            ComputeSpec {
+                workers: 1,
+                operators_dir: Some(operators),
+                ..ComputeSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    let channel = lazy_channel(cluster.scheduler_url().unwrap(), Duration::from_secs(20))
+        .expect("scheduler channel");
+    let scheduler = SchedulerClient::new(channel);
+    for expected in ["hello, world (#1)", "hello, world (#2)"] {
+        let id = scheduler
+            .clone()
+            .submit(SubmitRequest {
+                app: "hello-app".into(),
+                operators: vec![CLASS.into()],
+                input: "world".into(),
+            })
+            .await
+            .expect("submit")
+            .into_inner()
+            .execution_id;
+        let outcome = support::outcome(&scheduler, &id).await;
+        assert_eq!(outcome.error, None, "{outcome:?}");
+        assert_eq!(outcome.outputs, [expected], "{outcome:?}");
+    }
+}
+
+#[test]
+fn new_refuses_a_bad_class_name_and_a_non_empty_directory() {
+    let scratch = tempfile::tempdir().unwrap();
+    let target = scratch.path().join("op");
+    let bad = dida_new(&["hello-operator", "--path", target.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("did you mean HelloOperator?"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(!target.exists(), "nothing is written for a bad name");
+
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("keep.txt"), "mine").unwrap();
+    let taken = dida_new(&[CLASS, "--path", target.to_str().unwrap()]);
+    assert_eq!(taken.status.code(), Some(1));
+    assert!(
+        stderr(&taken).contains("is not empty"),
+        "{}",
+        stderr(&taken)
+    );
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        1,
+        "nothing is added to a non-empty directory"
+    );
+
+    // An empty directory is fine.
+    let empty = scratch.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let created = dida_new(&[CLASS, "--path", empty.to_str().unwrap()]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(empty.join("src/lib.rs").is_file());
+}
