@@ -67,6 +67,10 @@ pub struct PuppetmasterArgs {
     /// Deadline, in milliseconds, of each call to a node (status, listings, populate).
     #[arg(long, default_value_t = 2000)]
     rpc_deadline: u64,
+    /// The scheduler serves its HTTP gateway on this address (HOST:PORT), for
+    /// applications invoked with any HTTP client; see docs/http.md.
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
 }
 
 impl PuppetmasterArgs {
@@ -107,6 +111,7 @@ impl PuppetmasterArgs {
             .map_err(anyhow::Error::msg)?;
         config.rpc_deadline =
             check_deadline_ms("--rpc-deadline", self.rpc_deadline).map_err(anyhow::Error::msg)?;
+        config.http_listen = self.http_listen;
         let mode = Mode {
             script: self.script,
             step: self.step,

@@ -257,6 +257,20 @@ mod tests {
     }
 
     #[test]
+    fn the_scheduler_may_serve_its_http_gateway() {
+        let launch =
+            Launch::from_request(&request("scheduler", &[("http-listen", "127.0.0.1:8080")]))
+                .unwrap();
+        assert!(
+            launch
+                .args
+                .contains(&"--http-listen=127.0.0.1:8080".to_string()),
+            "{:?}",
+            launch.args
+        );
+    }
+
+    #[test]
     fn refuses_anything_but_a_dida_role() {
         for role in [
             "sh",
@@ -293,6 +307,11 @@ mod tests {
             ("storage", &[("replication-factor", "0")], "from 1 to 1024"),
             ("storage", &[("peers", "--help")], "not of the form"),
             ("worker", &[("scheduler", "ftp://x:1")], "http://"),
+            (
+                "scheduler",
+                &[("http-listen", "0.0.0.0:80 --insecure")],
+                "is not HOST:PORT",
+            ),
             (
                 "worker",
                 &[("operators", "relative/dir")],

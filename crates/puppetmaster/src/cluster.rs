@@ -313,6 +313,9 @@ impl Cluster {
                     flags.insert("storage", storage);
                     flags.insert("replication-factor", self.replication_factor().to_string());
                 }
+                if let Some(http) = config.http_listen {
+                    flags.insert("http-listen", http.to_string());
+                }
             }
         }
         StartNodeRequest {
@@ -608,6 +611,31 @@ mod tests {
             scheduler["storage"], worker["storage"],
             "the scheduler follows the storage view"
         );
+    }
+
+    #[tokio::test]
+    async fn the_scheduler_serves_the_gateway_when_asked() {
+        let mut config = PmConfig::new(PathBuf::from("/nonexistent/dida"));
+        config.http_listen = Some("127.0.0.1:8080".parse().unwrap());
+        let clients = vec![PcsClient::new("http://127.0.0.1:1", None).unwrap()];
+        let mut cluster = Cluster::new(Arc::new(config), clients);
+        cluster.declare(1, decl(Role::Worker, "w1", 4001)).unwrap();
+        cluster
+            .declare(2, decl(Role::Scheduler, "sched", 3000))
+            .unwrap();
+        let flag = |decl| {
+            cluster
+                .request(decl, None)
+                .flags
+                .into_iter()
+                .find(|f| f.name == "http-listen")
+                .map(|f| f.value)
+        };
+        assert_eq!(
+            flag(&cluster.nodes[1].decl).as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(flag(&cluster.nodes[0].decl), None, "only the scheduler");
     }
 
     #[tokio::test]

@@ -32,6 +32,8 @@ pub struct PmConfig {
     pub client_timeout: Duration,
     /// Deadline of each call to a node (status, listings, populate).
     pub rpc_deadline: Duration,
+    /// Where the scheduler serves its HTTP gateway (`--http-listen`), if it does.
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl PmConfig {
@@ -52,6 +54,7 @@ impl PmConfig {
             debug_url: None,
             client_timeout: Duration::from_secs(300),
             rpc_deadline: Duration::from_secs(2),
+            http_listen: None,
         }
     }
 }
