@@ -274,7 +274,7 @@ impl Printer {
                 "{server:<8} {:<24} {:>8} {}",
                 record.key,
                 record.version.to_string(),
-                record.value
+                dida_core::record::shown_value(&record.key, &record.value)
             )
         });
     }

@@ -218,7 +218,8 @@ pub async fn list(cluster: &Cluster, ids: &[String], printer: &Printer) -> Resul
                         id.clone(),
                         record.key.clone(),
                         record.version.to_string(),
-                        record.value.clone(),
+                        dida_core::record::shown_value(&record.key, &record.value)
+                            .into_owned(),
                     ]);
                 }
             }

@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use crate::{ClientError, StorageClient};
 
 /// Keys dida keeps for itself. Users should not write keys with this prefix.
-pub const RESERVED_PREFIX: &str = "_dida/";
+pub use dida_core::record::RESERVED_KEY_PREFIX as RESERVED_PREFIX;
 
 /// The key of the deployed-operator index.
 pub const OPERATOR_INDEX_KEY: &str = "_dida/operators";
