@@ -218,8 +218,7 @@ pub async fn list(cluster: &Cluster, ids: &[String], printer: &Printer) -> Resul
                         id.clone(),
                         record.key.clone(),
                         record.version.to_string(),
-                        dida_core::record::shown_value(&record.key, &record.value)
-                            .into_owned(),
+                        dida_core::record::shown_value(&record.key, &record.value).into_owned(),
                     ]);
                 }
             }

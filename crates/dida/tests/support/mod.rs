@@ -3,6 +3,8 @@
 //! `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
