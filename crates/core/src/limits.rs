@@ -43,6 +43,23 @@ pub const MAX_CHAIN_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// typical sizes (a few hundred bytes).
 pub const DEFAULT_RETAINED_BYTES: usize = 256 * 1024 * 1024;
 
+/// Most bytes of log text an execution keeps (64 KiB): its operators' SDK `log`
+/// calls and what they print on stdout and stderr. The lines ride in the request
+/// from hop to hop and the scheduler keeps them with the outcome, so they are
+/// bounded like the rest of it: each operator gets what the earlier ones left, keeps
+/// its first lines that fit and ends with one line saying how many bytes it dropped.
+/// A worker holds at most this much of a running operator's output.
+pub const MAX_EXECUTION_LOG_BYTES: usize = 64 * 1024;
+
+/// Most finished executions the scheduler keeps (100 000), with their outcomes,
+/// per-operator runs and logs; beyond it, or beyond `--max-retained-mb`, the oldest
+/// are forgotten first.
+pub const KEPT_EXECUTIONS: usize = 100_000;
+
+/// Most executions one `ListExecutions` call (`dida executions --limit`) returns
+/// (1000); the default is 20.
+pub const MAX_LISTED_EXECUTIONS: usize = 1000;
+
 /// Largest line of a `populate` data file: a key of [`MAX_KEY_BYTES`], the comma, a
 /// value of [`MAX_VALUE_BYTES`] and a carriage return. A longer line cannot be a
 /// valid record, so reading stops there instead of buffering it.
@@ -107,6 +124,7 @@ const _: () = assert!(MAX_DATA_LINE_BYTES as u64 <= MAX_DATA_FILE_BYTES);
 const _: () = assert!(MAX_SCRIPT_LINE_BYTES as u64 <= MAX_SCRIPT_FILE_BYTES);
 const _: () = assert!(MAX_INPUT_BYTES < MAX_CHAIN_REQUEST_BYTES);
 const _: () = assert!(MAX_CHAIN_REQUEST_BYTES <= DEFAULT_RETAINED_BYTES);
+const _: () = assert!(MAX_EXECUTION_LOG_BYTES < MAX_CHAIN_REQUEST_BYTES / 64);
 
 /// Checks a deadline flag given in milliseconds: positive and at most
 /// [`MAX_DEADLINE_MS`]. Returns it as a duration, or a message naming `flag`.

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::catalogue::OperatorCatalogue;
-use crate::executions::ExecutionTable;
+use crate::executions::{ExecutionDetails, ExecutionLogs, ExecutionSummary, ExecutionTable};
 use crate::operators_service::OperatorsService;
 use crate::registry::ClusterRegistry;
 use crate::service::SchedulerService;
@@ -88,6 +88,38 @@ pub(crate) struct SchedulerState {
     pub storage: Option<Arc<StorageClient>>,
     /// Deployed operators and registered applications.
     pub registry: ClusterRegistry,
+}
+
+/// Inspecting executions: what the gRPC service (`ListExecutions`, `Outcome`,
+/// `ExecutionLogs`) and any other front end of the scheduler answer with. Each call
+/// copies what it returns out of the table under its lock, briefly.
+impl SchedulerState {
+    /// The most recent executions, newest first (see [`ExecutionTable::recent`]).
+    pub(crate) fn recent_executions(&self, limit: usize) -> Vec<ExecutionSummary> {
+        self.executions
+            .lock()
+            .expect("executions lock poisoned")
+            .recent(limit)
+    }
+
+    /// What is kept about execution `id` but its logs; `None` if unknown. (The
+    /// gRPC `Outcome` answers with the outcome message itself, which carries the same;
+    /// this is for front ends that speak JSON.)
+    #[allow(dead_code, reason = "for the HTTP gateway, which is being built")]
+    pub(crate) fn execution_details(&self, id: &str) -> Option<ExecutionDetails> {
+        self.executions
+            .lock()
+            .expect("executions lock poisoned")
+            .details(id)
+    }
+
+    /// The log lines of execution `id`; `None` if unknown.
+    pub(crate) fn execution_logs(&self, id: &str) -> Option<ExecutionLogs> {
+        self.executions
+            .lock()
+            .expect("executions lock poisoned")
+            .logs(id)
+    }
 }
 
 /// A running scheduler: serve until [`NodeHandle::shutdown`] or drop. It is the

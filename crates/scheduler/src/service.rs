@@ -8,9 +8,11 @@ use dida_core::limits::{check_input, MAX_CHAIN_OPERATORS, MAX_INPUT_BYTES};
 use dida_proto::acked;
 use dida_proto::execution::scheduler_server::Scheduler;
 use dida_proto::execution::{
-    Assignment, ChainRequest, CompletionAck, CompletionBatch, ExecutionOutcome, HandOff, Metadata,
-    OutcomeReply, OutcomeReport, OutcomeRequest, ReportAck, RunRequest, SchedulerStatusReply,
-    SchedulerStatusRequest, SequencedReport, SubmitReply, SubmitRequest, WorkerLoad,
+    Assignment, ChainRequest, CompletionAck, CompletionBatch, ExecutionLogsReply,
+    ExecutionLogsRequest, ExecutionOutcome, ExecutionSummary, HandOff, ListExecutionsReply,
+    ListExecutionsRequest, LogLevel, LogLine, Metadata, OutcomeReply, OutcomeReport,
+    OutcomeRequest, ReportAck, RunRequest, SchedulerStatusReply, SchedulerStatusRequest,
+    SequencedReport, SubmitReply, SubmitRequest, WorkerLoad,
 };
 use dida_proto::storage::{PingReply, PingRequest};
 use tokio::sync::watch;
@@ -19,6 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use crate::catalogue::Gap;
+use crate::executions::{self, ExecutionStatus};
 use crate::node::SchedulerState;
 
 /// Longest a client may wait for an outcome in one `Outcome` call.
@@ -158,6 +161,7 @@ impl SchedulerService {
                 worker_url: members[worker].url.to_string(),
                 output: None,
                 digest,
+                ..Assignment::default()
             })
             .collect();
         let chain_request = ChainRequest {
@@ -225,7 +229,7 @@ impl SchedulerService {
             .lock()
             .expect("executions lock poisoned")
             .outcome(id)
-            .ok_or_else(|| Status::not_found(format!("unknown execution id {id:?}")))
+            .ok_or_else(|| unknown_execution(id))
     }
 
     fn fail(&self, id: &str, request: &SubmitRequest, message: String) {
@@ -427,4 +431,74 @@ impl Scheduler for SchedulerService {
     async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
         Ok(Response::new(PingReply {}))
     }
+
+    async fn list_executions(
+        &self,
+        request: Request<ListExecutionsRequest>,
+    ) -> Result<Response<ListExecutionsReply>, Status> {
+        let limit = request.into_inner().limit as usize;
+        let executions = self
+            .state
+            .recent_executions(limit)
+            .into_iter()
+            .map(|e| ExecutionSummary {
+                execution_id: e.id,
+                app: e.app,
+                status: e.status.as_str().to_string(),
+                submitted_unix_ms: e.submitted_unix_ms,
+                ended_unix_ms: e.ended_unix_ms,
+            })
+            .collect();
+        Ok(Response::new(ListExecutionsReply { executions }))
+    }
+
+    async fn execution_logs(
+        &self,
+        request: Request<ExecutionLogsRequest>,
+    ) -> Result<Response<ExecutionLogsReply>, Status> {
+        let id = request.into_inner().execution_id;
+        let logs = self
+            .state
+            .execution_logs(&id)
+            .ok_or_else(|| unknown_execution(&id))?;
+        let lines = logs
+            .lines
+            .into_iter()
+            .map(|line| LogLine {
+                order: line.order,
+                level: wire_level(line.level) as i32,
+                text: line.text,
+                operator: line.operator,
+            })
+            .collect();
+        Ok(Response::new(ExecutionLogsReply {
+            finished: logs.status != ExecutionStatus::Running,
+            lines,
+        }))
+    }
+}
+
+/// The refusal of an id the scheduler does not know (never given, or forgotten).
+fn unknown_execution(id: &str) -> Status {
+    Status::not_found(format!(
+        "unknown execution id {id:?} (the scheduler keeps the last {} executions, within \
+         --max-retained-mb)",
+        executions::KEPT_OUTCOMES
+    ))
+}
+
+/// The wire level of a level name of [`executions::level_name`].
+fn wire_level(name: &str) -> LogLevel {
+    [
+        LogLevel::Trace,
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+        LogLevel::Stdout,
+        LogLevel::Stderr,
+    ]
+    .into_iter()
+    .find(|level| executions::level_name(*level as i32) == name)
+    .unwrap_or(LogLevel::Unspecified)
 }

@@ -5,24 +5,30 @@
 //! the outcome report when this hop ends the execution, otherwise through the
 //! [`CompletionQueue`](crate::completions::CompletionQueue), in batches — so a hop
 //! costs one RPC, the forward.
+//!
+//! Each hop also records how its operator ran (worker, start, duration, fuel,
+//! outcome) and the operator's log lines in the request's assignment, so they travel
+//! with the request and reach the scheduler in the outcome report: inspecting an
+//! execution costs no call of its own.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dida_core::limits::{MAX_CHAIN_REQUEST_BYTES, MAX_DEBUG_REPORT_BYTES};
+use dida_core::limits::{MAX_CHAIN_REQUEST_BYTES, MAX_DEBUG_REPORT_BYTES, MAX_EXECUTION_LOG_BYTES};
 use dida_core::{Record, Version};
 use dida_proto::control::DebugReport;
 use dida_proto::convert::{record_to_wire, version_from_wire, version_to_wire};
 use dida_proto::execution::{
-    ChainRequest, Completion, CompletionBatch, ExecutionOutcome, HandOff, Metadata, OutcomeReport,
-    SequencedReport,
+    Assignment, ChainRequest, Completion, CompletionBatch, ExecutionOutcome, HandOff, Metadata,
+    OperatorRun, OutcomeReport, SequencedReport,
 };
 use prost::Message;
 use tracing::{debug, warn};
 
+use crate::capture::{self, Capture};
 use crate::consistency::ExecutionStorage;
 use crate::host::HostState;
 use crate::node::WorkerState;
@@ -37,25 +43,43 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) {
     let order = request.next as usize;
     let classname = request.chain[order].classname.clone();
-    let digest = request.chain[order].digest.clone();
     let previous = order
         .checked_sub(1)
         .and_then(|p| request.chain[p].output.clone());
     let meta = request.meta.take().unwrap_or_default();
     let execution_id = meta.id.clone();
+    // The operator logs within what the earlier ones left of the execution's bound.
+    let logged = capture::text_bytes(request.chain[..order].iter().flat_map(|a| &a.logs));
+    let capture = Capture::new(order as u32, MAX_EXECUTION_LOG_BYTES.saturating_sub(logged));
 
     state.stats.running.fetch_add(1, Relaxed);
+    let started = SystemTime::now();
+    let clock = Instant::now();
     let (result, meta, written) = run_operator(
         &state,
         meta,
         order,
-        &classname,
-        &digest,
+        &request.chain[order],
         &request.input,
         previous.as_deref(),
+        capture.clone(),
     )
     .await;
+    let took = clock.elapsed();
     state.stats.running.fetch_sub(1, Relaxed);
+    let assignment = &mut request.chain[order];
+    assignment.run = Some(OperatorRun {
+        order: order as u32,
+        classname: classname.clone(),
+        worker_id: state.config.id.clone(),
+        started_unix_ms: started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        duration_us: took.as_micros() as u64,
+        fuel_used: capture.fuel_used(),
+        error: result.as_ref().err().cloned(),
+    });
+    assignment.logs = capture.take_lines();
     if state.debug_sink.is_some() {
         report_debug(&state, &classname, order, &result, &meta, written);
     }
@@ -110,23 +134,25 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
     }
 }
 
-/// Runs one operator in the sandbox; returns its output (or why it failed), the
-/// metadata to carry on (pins and entries as the operator left them) and the records
-/// it wrote.
+/// Runs one operator (`assignment`: its class name and the digest it was assigned)
+/// in the sandbox; returns its output (or why it failed), the metadata to carry on
+/// (pins and entries as the operator left them) and the records it wrote. Its logs
+/// and fuel go to `capture`.
 async fn run_operator(
     state: &WorkerState,
     meta: Metadata,
     order: usize,
-    classname: &str,
-    digest: &str,
+    assignment: &Assignment,
     input: &str,
     previous: Option<&str>,
+    capture: Capture,
 ) -> (Result<String, String>, Metadata, Vec<Record>) {
     // Loading (reading and compiling a new or changed file) counts against the
     // invocation's wall-time limit, like the call itself.
     let wall_time = state.registry.runtime().limits().wall_time;
     let deadline = tokio::time::Instant::now() + wall_time;
-    let load = state.registry.get_assigned(classname, digest);
+    let classname = assignment.classname.as_str();
+    let load = state.registry.get_assigned(classname, &assignment.digest);
     let operator = match tokio::time::timeout_at(deadline, load).await {
         Ok(Ok(operator)) => operator,
         Ok(Err(error)) => return (Err(error.to_string()), meta, Vec::new()),
@@ -152,6 +178,7 @@ async fn run_operator(
         limits.memory_bytes,
         meta.id.clone(),
         classname.to_string(),
+        capture,
     );
     let wit_meta = ExecutionMeta {
         id: meta.id.clone(),
@@ -334,6 +361,7 @@ fn bounded(mut outcome: ExecutionOutcome) -> ExecutionOutcome {
         match outcome.outputs.pop() {
             Some(output) => left -= field(&output),
             None => {
+                outcome.logs.clear();
                 outcome.input.clear();
                 break;
             }
@@ -376,6 +404,13 @@ fn outcome(
         failed_order: failed.map(|a| a.order),
         error: error.map(|(message, _)| message),
         unrun_from: unrun_from as u32,
+        runs: request.chain.iter().filter_map(|a| a.run.clone()).collect(),
+        logs: request
+            .chain
+            .iter()
+            .flat_map(|a| a.logs.iter().cloned())
+            .collect(),
+        ..ExecutionOutcome::default()
     }
 }
 
@@ -410,8 +445,6 @@ where
 
 #[cfg(test)]
 mod tests {
-    use dida_proto::execution::Assignment;
-
     use super::*;
 
     fn request(input: &str, outputs: &[&str]) -> ChainRequest {

@@ -2,20 +2,20 @@
 //!
 //! Storage calls go through the execution's [`ExecutionStorage`] proxy (SPEC §4);
 //! metadata entries are kept here and carried on to the next operator; log lines go
-//! to the worker's `tracing` output, tagged with the execution and operator.
+//! to the worker's `tracing` output, tagged with the execution and operator, and to
+//! the invocation's [`Capture`] with what it prints on stdout and stderr, which the
+//! execution keeps for `dida logs`.
 
 use std::collections::BTreeMap;
 
 use dida_core::{Record, Version};
+use dida_proto::execution::LogLevel;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::capture::{Capture, Stream};
 use crate::consistency::ExecutionStorage;
 use crate::runtime::bindings::dida::operator::{log, meta, storage, types};
-
-/// Most bytes of an operator's stderr kept to explain a trap.
-const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
 
 /// Caps linear-memory growth and remembers whether the cap was hit, so a failed
 /// allocation can be reported as "memory limit exceeded" rather than as a bare trap.
@@ -53,7 +53,8 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    stderr: MemoryOutputPipe,
+    /// Log lines, printed output and fuel of this invocation.
+    pub(crate) capture: Capture,
     pub(crate) limiter: MemoryLimiter,
     /// The execution's storage proxy.
     pub(crate) storage: ExecutionStorage,
@@ -64,21 +65,25 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// A fresh state for one invocation of `operator` in execution `execution_id`.
+    /// A fresh state for one invocation of `operator` in execution `execution_id`,
+    /// recording its logs and output in `capture`.
     pub(crate) fn new(
         storage: ExecutionStorage,
         entries: BTreeMap<String, String>,
         memory_bytes: usize,
         execution_id: String,
         operator: String,
+        capture: Capture,
     ) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         // No files, no sockets, no environment: the operator sees only its imports.
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let wasi = WasiCtx::builder()
+            .stdout(capture.output(Stream::Stdout))
+            .stderr(capture.output(Stream::Stderr))
+            .build();
         Self {
             wasi,
             table: ResourceTable::new(),
-            stderr,
+            capture,
             limiter: MemoryLimiter {
                 max_bytes: memory_bytes,
                 memory_exceeded: false,
@@ -92,7 +97,7 @@ impl HostState {
 
     /// What the operator wrote to stderr before trapping (see [`panic_report`]).
     pub(crate) fn panic_message(&self) -> Option<String> {
-        panic_report(&String::from_utf8_lossy(&self.stderr.contents()))
+        panic_report(&self.capture.stderr_tail())
     }
 }
 
@@ -190,13 +195,29 @@ impl meta::Host for HostState {
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
         let (execution, operator) = (&self.execution_id, &self.operator);
-        match level {
-            log::Level::Trace => tracing::trace!(execution, operator, "{message}"),
-            log::Level::Debug => tracing::debug!(execution, operator, "{message}"),
-            log::Level::Info => tracing::info!(execution, operator, "{message}"),
-            log::Level::Warn => tracing::warn!(execution, operator, "{message}"),
-            log::Level::Error => tracing::error!(execution, operator, "{message}"),
-        }
+        let kept = match level {
+            log::Level::Trace => {
+                tracing::trace!(execution, operator, "{message}");
+                LogLevel::Trace
+            }
+            log::Level::Debug => {
+                tracing::debug!(execution, operator, "{message}");
+                LogLevel::Debug
+            }
+            log::Level::Info => {
+                tracing::info!(execution, operator, "{message}");
+                LogLevel::Info
+            }
+            log::Level::Warn => {
+                tracing::warn!(execution, operator, "{message}");
+                LogLevel::Warn
+            }
+            log::Level::Error => {
+                tracing::error!(execution, operator, "{message}");
+                LogLevel::Error
+            }
+        };
+        self.capture.log(kept, &message);
     }
 }
 

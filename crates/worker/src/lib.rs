@@ -11,12 +11,15 @@
 //! - [`runtime`]: the wasmtime engine (pooling allocator, fuel) and one invocation
 //!   with its CPU, memory and wall-time limits;
 //! - `host`: what an operator may call — storage, metadata, logging;
+//! - `capture`: what an invocation leaves for inspection — its log lines and
+//!   printed output (bounded per execution) and the fuel it used;
 //! - [`consistency`]: the storage proxy that keeps an execution's reads consistent
 //!   (SPEC §4);
 //! - `service` and `chain`: the gRPC service and the hop-by-hop execution;
 //! - `completions`: confirming completed operators to the scheduler in batches;
 //! - [`node`]: configuration, start-up and shutdown.
 
+mod capture;
 mod chain;
 mod completions;
 pub mod consistency;

@@ -25,6 +25,7 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
 };
 
+use crate::capture::Capture;
 use crate::consistency::ExecutionStorage;
 use crate::host::HostState;
 
@@ -209,6 +210,7 @@ impl OperatorRuntime {
             self.limits.memory_bytes,
             execution_id,
             name.to_string(),
+            Capture::new(0, dida_core::limits::MAX_EXECUTION_LOG_BYTES),
         );
         let deadline = tokio::time::Instant::now() + self.limits.wall_time;
         self.invoke(operator, host, meta, input, None, deadline)
@@ -219,7 +221,8 @@ impl OperatorRuntime {
     /// Runs `run(meta, input, previous)` of an operator in a fresh sandbox, stopping
     /// it at `deadline` (the wall-time limit, counted from when the hop began loading
     /// the operator). Returns the operator's output (or why it failed) and the host
-    /// state, which carries the storage pins and metadata the operator left.
+    /// state, which carries the storage pins and metadata the operator left, and in
+    /// its capture the fuel the call used.
     pub(crate) async fn invoke(
         &self,
         operator: &OperatorPre,
@@ -264,7 +267,11 @@ impl OperatorRuntime {
             Ok(result) => result,
             Err(_) => Err(InvocationError::WallTime(self.limits.wall_time)),
         };
-        (result, store.into_data())
+        let left = store.get_fuel().unwrap_or(0);
+        let host = store.into_data();
+        host.capture
+            .set_fuel_used(self.limits.fuel.saturating_sub(left));
+        (result, host)
     }
 
     /// Turns a trap into the limit that caused it, when one did.

@@ -49,6 +49,7 @@ fn request(worker_id: &str, url: &str) -> ChainRequest {
             worker_url: url.into(),
             output: None,
             digest: String::new(),
+            ..Assignment::default()
         }],
         app: "test".into(),
     }
