@@ -42,6 +42,7 @@ const FIXTURES: &[&str] = &[
     "TrapOperator",
     "FailOperator",
     "AwaitKeyOperator",
+    "LogOperator",
 ];
 
 /// Environment variables a build script inherits that must not reach the nested

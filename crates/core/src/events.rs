@@ -64,6 +64,53 @@ pub enum Event {
         /// The new version, when applied.
         version: Option<Version>,
     },
+    /// An execution in a listing (`dida executions`).
+    Execution {
+        /// Execution id.
+        id: String,
+        /// The application (file) that runs or ran.
+        app: String,
+        /// `running`, `succeeded`, `failed` or `timed_out`.
+        status: String,
+        /// When the scheduler accepted it, RFC 3339 in UTC.
+        submitted: String,
+        /// From submit to outcome, in milliseconds (null while it runs).
+        duration_ms: Option<u64>,
+    },
+    /// How one operator of an execution ran (`dida status`, after the `client` event).
+    Operator {
+        /// Execution id.
+        id: String,
+        /// Position in the chain.
+        order: u32,
+        /// Class name.
+        operator: String,
+        /// The worker that ran it.
+        worker: String,
+        /// When the worker began loading it, RFC 3339 in UTC.
+        started: String,
+        /// Loading and running it, in microseconds.
+        duration_us: u64,
+        /// Fuel units it used.
+        fuel_used: u64,
+        /// `ok` or `error`.
+        status: String,
+        /// Why it failed (null when it succeeded).
+        error: Option<String>,
+    },
+    /// A line an operator logged or printed (`dida logs`).
+    Log {
+        /// Execution id.
+        id: String,
+        /// Position of the operator in the chain.
+        order: u32,
+        /// Its class name.
+        operator: String,
+        /// `trace`, `debug`, `info`, `warn`, `error`, `stdout` or `stderr`.
+        level: String,
+        /// The line.
+        text: String,
+    },
     /// A command failed.
     Error {
         /// Line of the script or data file, when there is one.
@@ -92,9 +139,40 @@ impl Event {
     }
 }
 
+/// A Unix time in milliseconds as RFC 3339 in UTC, to the millisecond:
+/// `2026-11-30T19:40:01.123Z`.
+pub fn rfc3339_utc(unix_ms: u64) -> String {
+    let (days, ms_of_day) = (unix_ms / 86_400_000, unix_ms % 86_400_000);
+    // Civil date from days since 1970-01-01 (H. Hinnant's `civil_from_days`).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, ms) = (
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000,
+    );
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_utc(1_796_153_401_123), "2026-12-01T19:30:01.123Z");
+        assert_eq!(rfc3339_utc(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn record_event_has_the_spec_field_names() {

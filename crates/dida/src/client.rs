@@ -1,4 +1,5 @@
-//! `dida run` and `dida status`: submit an application and fetch its outcome.
+//! `dida run` and `dida status`: submit an application and fetch its outcome (and,
+//! for `status`, how each of its operators ran).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use dida_core::app::read_app_file;
-use dida_core::events::Event;
+use dida_core::events::{rfc3339_utc, Event};
 use dida_core::limits::check_deadline_s;
 use dida_core::membership::NodeUrl;
 use dida_proto::execution::scheduler_client::SchedulerClient;
@@ -72,7 +73,10 @@ const CALL_MARGIN: Duration = Duration::from_secs(10);
 const OUTCOME_WAIT: Duration = Duration::from_secs(10);
 
 /// A client of the scheduler at `url` whose calls may wait up to `longest_wait`.
-fn scheduler(url: &str, longest_wait: Duration) -> anyhow::Result<SchedulerClient<NodeChannel>> {
+pub(crate) fn scheduler(
+    url: &str,
+    longest_wait: Duration,
+) -> anyhow::Result<SchedulerClient<NodeChannel>> {
     let url = NodeUrl::parse(url).context("invalid --scheduler")?;
     let channel = lazy_channel_for_waits(
         &url.to_string(),
@@ -124,7 +128,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "execution {id} did not finish within {limit:?}; `dida status {id}` fetches it later"
         );
     }
-    print_outcome(&outcome, args.json)
+    print_outcome(&outcome, args.json, false)
 }
 
 /// Runs `dida status`.
@@ -150,7 +154,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             }
         }
     };
-    print_outcome(&outcome, args.json)
+    print_outcome(&outcome, args.json, true)
 }
 
 async fn wait_for(
@@ -175,8 +179,10 @@ async fn wait_for(
     bail!("execution {id} did not finish within {limit:?}; `dida status {id}` fetches it later")
 }
 
-/// Prints an outcome; an execution that failed makes the command fail too.
-fn print_outcome(outcome: &ExecutionOutcome, json: bool) -> anyhow::Result<()> {
+/// Prints an outcome, and with `runs` how each operator ran (after the `client`
+/// event, one `operator` event each); an execution that failed makes the command
+/// fail too.
+fn print_outcome(outcome: &ExecutionOutcome, json: bool, runs: bool) -> anyhow::Result<()> {
     if json {
         let event = Event::Client {
             id: outcome.execution_id.clone(),
@@ -192,6 +198,11 @@ fn print_outcome(outcome: &ExecutionOutcome, json: bool) -> anyhow::Result<()> {
             error: outcome.error.clone(),
         };
         println!("{}", event.to_json_line());
+        if runs {
+            for event in operator_events(outcome) {
+                println!("{}", event.to_json_line());
+            }
+        }
     } else {
         println!(
             "execution {} ({} with input {:?})",
@@ -200,9 +211,66 @@ fn print_outcome(outcome: &ExecutionOutcome, json: bool) -> anyhow::Result<()> {
         for (order, output) in outcome.outputs.iter().enumerate() {
             println!("  [{order}] {output}");
         }
+        if runs {
+            print!("{}", runs_text(outcome));
+        }
     }
     match &outcome.error {
         Some(error) => bail!("execution {} failed: {error}", outcome.execution_id),
         None => Ok(()),
     }
+}
+
+/// One `operator` event per operator that ran.
+fn operator_events(outcome: &ExecutionOutcome) -> Vec<Event> {
+    outcome
+        .runs
+        .iter()
+        .map(|run| Event::Operator {
+            id: outcome.execution_id.clone(),
+            order: run.order,
+            operator: run.classname.clone(),
+            worker: run.worker_id.clone(),
+            started: rfc3339_utc(run.started_unix_ms),
+            duration_us: run.duration_us,
+            fuel_used: run.fuel_used,
+            status: if run.error.is_none() { "ok" } else { "error" }.to_string(),
+            error: run.error.clone(),
+        })
+        .collect()
+}
+
+/// When the execution was submitted and how long it took, then a line per operator
+/// that ran: position, class name, worker, start, duration, fuel, outcome.
+fn runs_text(outcome: &ExecutionOutcome) -> String {
+    let mut text = String::new();
+    if outcome.submitted_unix_ms > 0 {
+        text.push_str(&format!(
+            "  submitted {}, ended after {} ms\n",
+            rfc3339_utc(outcome.submitted_unix_ms),
+            outcome
+                .ended_unix_ms
+                .saturating_sub(outcome.submitted_unix_ms)
+        ));
+    }
+    if outcome.runs.is_empty() {
+        return text;
+    }
+    text.push_str("  operators:\n");
+    for run in &outcome.runs {
+        let result = match &run.error {
+            None => "ok".to_string(),
+            Some(error) => format!("failed: {error}"),
+        };
+        text.push_str(&format!(
+            "    [{}] {} on worker {}, started {}, took {:.3} ms, fuel {}: {result}\n",
+            run.order,
+            run.classname,
+            run.worker_id,
+            rfc3339_utc(run.started_unix_ms),
+            run.duration_us as f64 / 1000.0,
+            run.fuel_used,
+        ));
+    }
+    text
 }

@@ -6,6 +6,7 @@
 mod certs;
 mod client;
 mod conventions;
+mod executions;
 mod faults;
 mod kv;
 mod logging;
@@ -44,8 +45,12 @@ enum Command {
     Scheduler(scheduler::SchedulerArgs),
     /// Run an application and print its outcome.
     Run(client::RunArgs),
-    /// Fetch the outcome of an execution started with `run --async`.
+    /// Fetch the outcome of an execution, and how each of its operators ran.
     Status(client::StatusArgs),
+    /// List the recent executions: id, application, status, submitted, duration.
+    Executions(executions::ExecutionsArgs),
+    /// Print the log lines of an execution's operators.
+    Logs(executions::LogsArgs),
     /// Read, write and inspect the storage service from the command line.
     Kv(kv::KvArgs),
     /// Measure the platform against a transport baseline.
@@ -122,6 +127,8 @@ fn main() -> ExitCode {
         | Command::Run(_)
         | Command::Status(_)
         | Command::Operator(_)
+        | Command::Executions(_)
+        | Command::Logs(_)
         | Command::Puppetmaster(_) => "warn",
         Command::Faults(_) => "warn,dida_faults=info",
         Command::Certs(_) | Command::New(_) | Command::Completions { .. } => "warn",
@@ -163,6 +170,8 @@ fn main() -> ExitCode {
             Command::Scheduler(args) => scheduler::run(args).await,
             Command::Run(args) => client::run(args).await,
             Command::Status(args) => client::status(args).await,
+            Command::Executions(args) => executions::list(args).await,
+            Command::Logs(args) => executions::logs(args).await,
             Command::Kv(args) => kv::run(args).await,
             Command::Bench(args) => dida_bench::run(args).await,
             Command::Faults(args) => faults::run(args).await,

@@ -45,7 +45,8 @@ pub fn find_builtin(name: &str) -> Option<&'static BuiltinOperator> {
 }
 
 /// A directory holding `<Name>.wasm` of each test fixture: `LoopOperator`,
-/// `MemoryBombOperator`, `TrapOperator`, `FailOperator` and `AwaitKeyOperator`.
+/// `MemoryBombOperator`, `TrapOperator`, `FailOperator`, `AwaitKeyOperator` and
+/// `LogOperator`.
 ///
 /// It lies inside this crate's build output (`OUT_DIR`), so it exists on the machine
 /// that built the crate: meant for tests, which pass it to workers as `--operators`.
@@ -115,7 +116,7 @@ mod tests {
     }
 
     #[test]
-    fn fixtures_dir_holds_the_five_fixtures_as_components() {
+    fn fixtures_dir_holds_the_six_fixtures_as_components() {
         let dir = fixtures_dir();
         let mut found = BTreeSet::new();
         for entry in std::fs::read_dir(dir).expect("the build script creates the fixtures dir") {
@@ -134,6 +135,7 @@ mod tests {
             "TrapOperator",
             "FailOperator",
             "AwaitKeyOperator",
+            "LogOperator",
         ]
         .iter()
         .map(|name| format!("{name}.wasm"))
