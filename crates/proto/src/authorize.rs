@@ -227,6 +227,11 @@ mod tests {
         assert_eq!(report.callers, &[Role::Worker]);
         let submit = policy("/dida.execution.v1.Scheduler/Submit");
         assert!(submit.callers.contains(&Role::Client) && !submit.between_nodes);
+        // Inspecting executions is a client's business, like fetching an outcome.
+        for method in ["ListExecutions", "ExecutionLogs", "Outcome"] {
+            let inspect = policy(&format!("/dida.execution.v1.Scheduler/{method}"));
+            assert!(inspect.callers.contains(&Role::Client) && !inspect.between_nodes);
+        }
         let write = policy("/dida.storage.v1.Storage/Write");
         assert!(write.callers.contains(&Role::Client) && !write.between_nodes);
         let start = policy("/dida.control.v1.ProcessCreation/StartNode");
