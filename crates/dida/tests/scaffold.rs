@@ -1,21 +1,21 @@
 //! `dida new` as a user runs it (docs/operators.md, "From zero"): the crate it writes
 //! into a directory outside the repository builds for `wasm32-wasip2` with nothing
 //! but registry crates, its own test passes on the host, and the component it builds
-//! is accepted by the worker's runtime and runs on a real worker.
+//! is accepted by the worker's runtime; deployed to a running cluster, it runs on a
+//! worker started after the deploy, over HTTP and with `dida run`, and its
+//! executions, per-operator timings and log lines can be inspected.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
-use dida_proto::execution::scheduler_client::SchedulerClient;
-use dida_proto::execution::SubmitRequest;
-use dida_proto::transport::lazy_channel;
+use dida_bench::http_client::StatusCode;
 use dida_worker::runtime::OperatorRuntime;
 use dida_worker::SandboxLimits;
+use serde_json::{json, Value};
 
 mod support;
 use support::dida;
+use support::live::{stderr, stdout, LiveCluster};
 
 const CLASS: &str = "HelloOperator";
 
@@ -39,10 +39,6 @@ const SCRUBBED: &[&str] = &[
     "CARGO_MANIFEST_PATH",
     "CARGO_TARGET_TMPDIR",
 ];
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// `dida new ARGS…`.
 fn dida_new(args: &[&str]) -> Output {
@@ -78,7 +74,7 @@ fn target_dir() -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_operator_builds_tests_and_runs_on_a_worker() {
+async fn a_new_operator_is_built_deployed_invoked_and_inspected() {
     let scratch = tempfile::tempdir().unwrap();
     let crate_dir = scratch.path().join("hello");
     let created = dida_new(&[CLASS, "--path", crate_dir.to_str().unwrap()]);
@@ -127,46 +123,66 @@ async fn a_new_operator_builds_tests_and_runs_on_a_worker() {
         .compile(&wasm)
         .expect("the worker's runtime accepts the component");
 
-    // And it runs on a real worker given the directory as --operators.
-    let operators = scratch.path().join("operators");
-    std::fs::create_dir(&operators).unwrap();
-    std::fs::write(operators.join(format!("{CLASS}.wasm")), &wasm).unwrap();
-    let spec = ClusterSpec {
-        nodes: 1,
-        replication_factor: 1,
-        ..ClusterSpec::default()
-    };
-    let mut cluster = LocalCluster::start(dida(), spec).await.unwrap();
-    cluster
-        .start_compute(
-            dida(),
-            ComputeSpec {
-                workers: 1,
-                operators_dir: Some(operators),
-                ..ComputeSpec::default()
-            },
-        )
-        .await
-        .unwrap();
-    let channel = lazy_channel(cluster.scheduler_url().unwrap(), Duration::from_secs(20))
-        .expect("scheduler channel");
-    let scheduler = SchedulerClient::new(channel);
-    for expected in ["hello, world (#1)", "hello, world (#2)"] {
-        let id = scheduler
-            .clone()
-            .submit(SubmitRequest {
-                app: "hello-app".into(),
-                operators: vec![CLASS.into()],
-                input: "world".into(),
-            })
-            .await
-            .expect("submit")
-            .into_inner()
-            .execution_id;
-        let outcome = support::outcome(&scheduler, &id).await;
-        assert_eq!(outcome.error, None, "{outcome:?}");
-        assert_eq!(outcome.outputs, [expected], "{outcome:?}");
-    }
+    // Deployed to a running cluster before any worker runs, then run by a worker
+    // started after the deploy: over HTTP, and with `dida run`.
+    let component = scratch.path().join(format!("{CLASS}.wasm"));
+    std::fs::write(&component, &wasm).unwrap();
+    let mut cluster = LiveCluster::start(1).await;
+    let deployed = cluster.dida(&["operator", "deploy", component.to_str().unwrap()]);
+    assert!(deployed.status.success(), "{}", stderr(&deployed));
+    cluster.start_workers().await;
+
+    let registered = cluster
+        .put_text("/v1/apps/hello", &format!("operator {CLASS} 0\n"))
+        .await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.body
+    );
+    let invoked = cluster
+        .post("/v1/apps/hello/invoke", json!({"input": "world"}))
+        .await;
+    assert_eq!(invoked.status, StatusCode::OK, "{}", invoked.body);
+    let invoked = invoked.json().unwrap();
+    assert_eq!(invoked["status"], "succeeded", "{invoked}");
+    assert_eq!(invoked["outputs"], json!(["hello, world (#1)"]));
+    let http_id = invoked["id"].as_str().unwrap().to_string();
+
+    let app = scratch.path().join("hello-app.txt");
+    std::fs::write(&app, format!("operator {CLASS} 0\n")).unwrap();
+    let run = cluster.dida(&["run", "--input", "world", "--json", app.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let run: Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    assert_eq!(run["outputs"], json!(["hello, world (#2)"]), "{run}");
+
+    // Both executions are listed, with their per-operator timings and logs.
+    let listed = cluster.dida(&["executions", "--limit", "5"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed = stdout(&listed);
+    assert!(listed.contains(&http_id), "{listed}");
+    assert_eq!(listed.matches("succeeded").count(), 2, "{listed}");
+    let status = cluster.dida(&["status", &http_id]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let status = stdout(&status);
+    assert!(
+        status.contains(&format!("[0] {CLASS} on worker w1, started "))
+            && status.contains(" ms, fuel "),
+        "{status}"
+    );
+    let logs = cluster.dida(&["logs", &http_id]);
+    assert!(logs.status.success(), "{}", stderr(&logs));
+    let logs = stdout(&logs);
+    assert!(logs.contains("greeted/world = 1 at version"), "{logs}");
+    let over_http = cluster.get(&format!("/v1/executions/{http_id}/logs")).await;
+    let over_http = over_http.json().unwrap();
+    assert!(
+        over_http["lines"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("greeted/world = 1")),
+        "{over_http}"
+    );
 }
 
 #[test]

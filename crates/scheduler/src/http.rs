@@ -24,7 +24,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use dida_core::app::parse_app;
 use dida_core::limits::{MAX_INPUT_BYTES, MAX_SCRIPT_FILE_BYTES};
-use dida_proto::execution::{ExecutionOutcome, SubmitRequest};
+use dida_proto::execution::SubmitRequest;
 use dida_proto::security;
 use dida_storage_client::registry::{now_unix_ms, AppEntry, RegistryError};
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 use tonic::{Code, Status};
 use tracing::info;
 
+use crate::executions::{ExecutionDetails, ExecutionLogs, DEFAULT_LISTED_EXECUTIONS};
 use crate::node::SchedulerState;
 use crate::service::SchedulerService;
 
@@ -94,7 +95,9 @@ fn router(state: Arc<SchedulerState>) -> Router {
         )
         .route("/v1/apps/{name}/invoke", post(invoke_app))
         .route("/v1/invoke", post(invoke))
+        .route("/v1/executions", get(list_executions))
         .route("/v1/executions/{id}", get(get_execution))
+        .route("/v1/executions/{id}/logs", get(get_logs))
         .route("/v1/operators", get(list_operators))
         .route("/v1/openapi.yaml", get(openapi))
         .fallback(not_found)
@@ -421,12 +424,8 @@ async fn run(
             .into_response());
     }
     let _ = finished.wait_for(|done| *done).await;
-    let (outcome, _) = service.lookup(&id)?;
-    Ok((
-        [(header::LOCATION, location)],
-        Json(execution_view(&id, outcome.as_ref())),
-    )
-        .into_response())
+    let details = execution(state, &id)?;
+    Ok(([(header::LOCATION, location)], Json(details)).into_response())
 }
 
 fn service(state: &Arc<SchedulerState>) -> SchedulerService {
@@ -435,28 +434,75 @@ fn service(state: &Arc<SchedulerState>) -> SchedulerService {
     }
 }
 
-/// An execution as the gateway shows it.
-fn execution_view(id: &str, outcome: Option<&ExecutionOutcome>) -> serde_json::Value {
-    match outcome {
-        None => json!({"id": id, "status": "running"}),
-        Some(outcome) => json!({
-            "id": id,
-            "app": outcome.app,
-            "status": if outcome.error.is_none() { "succeeded" } else { "failed" },
-            "outputs": outcome.outputs,
-            "error": outcome.error,
-            "failed_operator": outcome.failed_operator,
-            "failed_position": outcome.failed_order,
-        }),
-    }
+/// Execution `id` as the gateway shows it: id, application, status, times, input,
+/// outputs, error, and how each operator ran.
+fn execution(state: &SchedulerState, id: &str) -> ApiResult<ExecutionDetails> {
+    state
+        .executions
+        .lock()
+        .expect("executions lock poisoned")
+        .details(id)
+        .ok_or_else(|| unknown_execution(id))
+}
+
+fn unknown_execution(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("unknown execution id {id:?} (or forgotten: the oldest are, past the scheduler's bounds)"),
+    )
 }
 
 async fn get_execution(
     State(state): State<Arc<SchedulerState>>,
     Path(id): Path<String>,
+) -> ApiResult<Json<ExecutionDetails>> {
+    Ok(Json(execution(&state, &id)?))
+}
+
+async fn get_logs(
+    State(state): State<Arc<SchedulerState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ExecutionLogs>> {
+    let logs = state
+        .executions
+        .lock()
+        .expect("executions lock poisoned")
+        .logs(&id)
+        .ok_or_else(|| unknown_execution(&id))?;
+    Ok(Json(logs))
+}
+
+/// `?limit=N` of `GET /v1/executions`.
+#[derive(Debug, Default, Deserialize)]
+struct ListParams {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn list_executions(
+    State(state): State<Arc<SchedulerState>>,
+    Query(params): Query<ListParams>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let (outcome, _) = service(&state).lookup(&id)?;
-    Ok(Json(execution_view(&id, outcome.as_ref())))
+    if params.limit == Some(0) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit must be at least 1",
+        ));
+    }
+    let executions = state
+        .executions
+        .lock()
+        .expect("executions lock poisoned")
+        .recent(params.limit.unwrap_or(DEFAULT_LISTED_EXECUTIONS));
+    let executions: Vec<serde_json::Value> = executions
+        .iter()
+        .map(|e| {
+            let mut value = serde_json::to_value(e).expect("summaries serialise");
+            value["duration_ms"] = json!(e.duration_ms());
+            value
+        })
+        .collect();
+    Ok(Json(json!({ "executions": executions })))
 }
 
 async fn list_operators(
