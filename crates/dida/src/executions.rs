@@ -1,5 +1,6 @@
 //! `dida executions` and `dida logs`: inspect the executions the scheduler keeps —
-//! the recent ones with their status and duration, and the log lines of one.
+//! the recent ones with their status and duration, and the log lines of one. Output
+//! goes through `conventions` (a closed pipe ends the command quietly).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use dida_proto::execution::{ExecutionLogsRequest, ListExecutionsRequest, LogLine
 use dida_scheduler::executions::level_name;
 
 use crate::client::scheduler;
+use crate::conventions::{print_bytes, print_line};
 
 /// Flags of `dida executions`.
 #[derive(Debug, Args)]
@@ -62,10 +64,10 @@ pub async fn list(args: ExecutionsArgs) -> anyhow::Result<()> {
         .collect();
     if args.json {
         for event in &events {
-            println!("{}", event.to_json_line());
+            print_line(&event.to_json_line());
         }
     } else {
-        print!("{}", execution_table(&events));
+        print_bytes(execution_table(&events).as_bytes());
     }
     Ok(())
 }
@@ -124,15 +126,15 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
         .into_inner();
     for line in &reply.lines {
         if args.json {
-            println!("{}", log_event(&args.id, line).to_json_line());
+            print_line(&log_event(&args.id, line).to_json_line());
         } else {
-            println!(
+            print_line(&format!(
                 "[{}] {} {}: {}",
                 line.order,
                 line.operator,
                 level_name(line.level),
                 line.text
-            );
+            ));
         }
     }
     if !reply.finished {
