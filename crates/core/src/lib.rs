@@ -16,7 +16,6 @@ pub mod record;
 pub mod ring;
 pub mod script;
 pub mod textfile;
-pub mod time;
 pub mod version;
 
 pub use liveness::{Liveness, MemberState, MemberStates};

@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use dida_core::app::check_operator_name;
+use dida_core::events::rfc3339_utc;
 use dida_core::limits::MAX_OPERATOR_FILE_BYTES;
 use dida_core::membership::NodeUrl;
-use dida_core::time::rfc3339;
 use dida_proto::registry::operators_client::OperatorsClient;
 use dida_proto::registry::{DeployRequest, DeployedOperator, ListOperatorsRequest, RemoveRequest};
 use dida_proto::transport::{describe, lazy_channel_for_waits, NodeChannel, MAX_MESSAGE_BYTES};
@@ -187,7 +187,7 @@ async fn list(client: &mut OperatorsClient<NodeChannel>, json: bool) -> anyhow::
             "deployed",
             short(&d.digest),
             d.bytes,
-            rfc3339(d.deployed_unix_ms)
+            rfc3339_utc(d.deployed_unix_ms)
         );
     }
     for name in &reply.local {

@@ -438,10 +438,7 @@ fn service(state: &Arc<SchedulerState>) -> SchedulerService {
 /// outputs, error, and how each operator ran.
 fn execution(state: &SchedulerState, id: &str) -> ApiResult<ExecutionDetails> {
     state
-        .executions
-        .lock()
-        .expect("executions lock poisoned")
-        .details(id)
+        .execution_details(id)
         .ok_or_else(|| unknown_execution(id))
 }
 
@@ -464,10 +461,7 @@ async fn get_logs(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ExecutionLogs>> {
     let logs = state
-        .executions
-        .lock()
-        .expect("executions lock poisoned")
-        .logs(&id)
+        .execution_logs(&id)
         .ok_or_else(|| unknown_execution(&id))?;
     Ok(Json(logs))
 }
@@ -489,11 +483,7 @@ async fn list_executions(
             "limit must be at least 1",
         ));
     }
-    let executions = state
-        .executions
-        .lock()
-        .expect("executions lock poisoned")
-        .recent(params.limit.unwrap_or(DEFAULT_LISTED_EXECUTIONS));
+    let executions = state.recent_executions(params.limit.unwrap_or(DEFAULT_LISTED_EXECUTIONS));
     let executions: Vec<serde_json::Value> = executions
         .iter()
         .map(|e| {

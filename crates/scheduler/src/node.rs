@@ -105,7 +105,6 @@ impl SchedulerState {
     /// What is kept about execution `id` but its logs; `None` if unknown. (The
     /// gRPC `Outcome` answers with the outcome message itself, which carries the same;
     /// this is for front ends that speak JSON.)
-    #[allow(dead_code, reason = "for the HTTP gateway, which is being built")]
     pub(crate) fn execution_details(&self, id: &str) -> Option<ExecutionDetails> {
         self.executions
             .lock()
