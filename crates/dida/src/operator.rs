@@ -4,11 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use dida_core::app::check_operator_name;
 use dida_core::events::rfc3339_utc;
-use dida_core::limits::MAX_OPERATOR_FILE_BYTES;
 use dida_core::membership::NodeUrl;
 use dida_proto::registry::operators_client::OperatorsClient;
 use dida_proto::registry::{DeployRequest, DeployedOperator, ListOperatorsRequest, RemoveRequest};
@@ -115,9 +114,6 @@ async fn deploy(
     check_operator_name(&name).map_err(anyhow::Error::msg)?;
     let component = dida_worker::registry::read_operator_file(file)
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    if component.len() as u64 > MAX_OPERATOR_FILE_BYTES {
-        bail!("{} is over the operator limit", file.display());
-    }
     let reply = client
         .deploy(DeployRequest {
             name: name.clone(),

@@ -102,24 +102,10 @@ async fn a_deployed_operator_runs_on_workers_started_after_the_deploy() {
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(stdout(&run).contains("[1] hi"), "{}", stdout(&run));
 
-    let registered = cluster
-        .put_text(
-            "/v1/apps/hello",
-            "operator Hello 0\noperator EchoOperator 1\n",
-        )
+    cluster
+        .register_app("hello", "operator Hello 0\noperator EchoOperator 1\n")
         .await;
-    assert_eq!(
-        registered.status,
-        StatusCode::CREATED,
-        "{}",
-        registered.body
-    );
-    let invoked = cluster
-        .post("/v1/apps/hello/invoke", json!({"input": "there"}))
-        .await;
-    assert_eq!(invoked.status, StatusCode::OK, "{}", invoked.body);
-    let body = invoked.json().unwrap();
-    assert_eq!(body["status"], "succeeded", "{body}");
+    let body = cluster.invoke_app("hello", "there").await;
     assert_eq!(body["outputs"], json!(["there", "there"]));
     let id = body["id"].as_str().unwrap().to_string();
     let fetched = cluster

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use dida_bench::http_client::StatusCode;
 use dida_worker::runtime::OperatorRuntime;
 use dida_worker::SandboxLimits;
 use serde_json::{json, Value};
@@ -132,21 +131,10 @@ async fn a_new_operator_is_built_deployed_invoked_and_inspected() {
     assert!(deployed.status.success(), "{}", stderr(&deployed));
     cluster.start_workers().await;
 
-    let registered = cluster
-        .put_text("/v1/apps/hello", &format!("operator {CLASS} 0\n"))
+    cluster
+        .register_app("hello", &format!("operator {CLASS} 0\n"))
         .await;
-    assert_eq!(
-        registered.status,
-        StatusCode::CREATED,
-        "{}",
-        registered.body
-    );
-    let invoked = cluster
-        .post("/v1/apps/hello/invoke", json!({"input": "world"}))
-        .await;
-    assert_eq!(invoked.status, StatusCode::OK, "{}", invoked.body);
-    let invoked = invoked.json().unwrap();
-    assert_eq!(invoked["status"], "succeeded", "{invoked}");
+    let invoked = cluster.invoke_app("hello", "world").await;
     assert_eq!(invoked["outputs"], json!(["hello, world (#1)"]));
     let http_id = invoked["id"].as_str().unwrap().to_string();
 

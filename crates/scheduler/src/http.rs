@@ -56,12 +56,7 @@ const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
 /// gateway runs code on the cluster.
 pub(crate) fn check_exposure(host: &str) -> anyhow::Result<()> {
     let security = security::installed();
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback || security.cluster_token.is_some() || security.insecure {
+    if security::is_loopback(host) || security.cluster_token.is_some() || security.insecure {
         return Ok(());
     }
     anyhow::bail!(
@@ -213,7 +208,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> ApiResult<B
     }
     axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| too_large("more than".to_string() + &format!(" {limit}")))
+        .map_err(|_| too_large(format!("more than {limit}")))
 }
 
 /// Parses a JSON body into `T`, with a 400 saying what is wrong.
@@ -498,19 +493,13 @@ async fn list_executions(
 async fn list_operators(
     State(state): State<Arc<SchedulerState>>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let index = state.registry.operators.current().await?;
+    let (index, local) = state.operator_listing().await?;
     let deployed: Vec<serde_json::Value> = index
         .iter()
         .map(|(name, d)| {
             json!({"name": name, "digest": d.digest, "bytes": d.bytes,
                    "deployed_unix_ms": d.deployed_unix_ms})
         })
-        .collect();
-    let local: Vec<String> = state
-        .operators
-        .common()
-        .into_iter()
-        .filter(|name| !index.contains_key(name))
         .collect();
     Ok(Json(json!({"deployed": deployed, "local": local})))
 }

@@ -24,6 +24,7 @@ use crate::executions::{ExecutionDetails, ExecutionLogs, ExecutionSummary, Execu
 use crate::operators_service::OperatorsService;
 use crate::registry::ClusterRegistry;
 use crate::service::SchedulerService;
+use dida_storage_client::registry::{Deployment, Index};
 
 /// Everything the scheduler is configured with.
 #[derive(Debug, Clone)]
@@ -113,6 +114,22 @@ impl SchedulerState {
     }
 
     /// The log lines of execution `id`; `None` if unknown.
+    /// The deployed operators, and the names every worker runs from its own files
+    /// or built-ins and that are not deployed (a deployed name takes precedence):
+    /// what `dida operator list` and `GET /v1/operators` show.
+    pub(crate) async fn operator_listing(
+        &self,
+    ) -> Result<(Index<Deployment>, Vec<String>), tonic::Status> {
+        let deployed = self.registry.operators.current().await?;
+        let local = self
+            .operators
+            .common()
+            .into_iter()
+            .filter(|name| !deployed.contains_key(name))
+            .collect();
+        Ok((deployed, local))
+    }
+
     pub(crate) fn execution_logs(&self, id: &str) -> Option<ExecutionLogs> {
         self.executions
             .lock()

@@ -47,14 +47,7 @@ impl Operators for OperatorsService {
         &self,
         _request: Request<ListOperatorsRequest>,
     ) -> Result<Response<ListOperatorsReply>, Status> {
-        let index = self.state.registry.operators.current().await?;
-        let local = self
-            .state
-            .operators
-            .common()
-            .into_iter()
-            .filter(|name| !index.contains_key(name))
-            .collect();
+        let (index, local) = self.state.operator_listing().await?;
         Ok(Response::new(ListOperatorsReply {
             deployed: index.iter().map(|(n, d)| deployed(n, d)).collect(),
             local,

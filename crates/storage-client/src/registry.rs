@@ -29,6 +29,7 @@ use dida_core::limits::MAX_VALUE_BYTES;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use crate::{ClientError, StorageClient};
 
@@ -154,7 +155,7 @@ impl<'a> Registry<'a> {
     /// Stores `bytes` as a blob (unless it is there already); returns its digest.
     pub async fn put_blob(&self, bytes: &[u8]) -> Result<String, RegistryError> {
         let digest = digest_of(bytes);
-        if let Some(manifest) = self.manifest(&digest).await? {
+        if let Some(manifest) = self.manifest(&digest, Instant::now()).await? {
             if manifest.bytes == bytes.len() as u64 {
                 return Ok(digest);
             }
@@ -186,33 +187,22 @@ impl<'a> Registry<'a> {
         patience: Duration,
     ) -> Result<Vec<u8>, RegistryError> {
         check_digest(digest).map_err(RegistryError::Corrupt)?;
-        let deadline = tokio::time::Instant::now() + patience;
-        let manifest = loop {
-            match self.manifest(digest).await? {
-                Some(manifest) => break manifest,
-                None if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                None => return Err(RegistryError::MissingBlob(digest.to_string())),
-            }
-        };
+        let deadline = Instant::now() + patience;
+        let manifest = self
+            .manifest(digest, deadline)
+            .await?
+            .ok_or_else(|| RegistryError::MissingBlob(digest.to_string()))?;
         let mut bytes = Vec::with_capacity(manifest.bytes as usize);
         for chunk in 0..manifest.chunks {
-            let key = chunk_key(digest, chunk);
-            let value = loop {
-                match self.read_newest(&key).await? {
-                    Some(value) => break value,
-                    None if tokio::time::Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(50)).await
-                    }
-                    None => {
-                        return Err(RegistryError::Corrupt(format!(
-                            "blob {digest}: chunk {chunk} of {} is missing",
-                            manifest.chunks
-                        )))
-                    }
-                }
-            };
+            let value = self
+                .read_until(&chunk_key(digest, chunk), deadline)
+                .await?
+                .ok_or_else(|| {
+                    RegistryError::Corrupt(format!(
+                        "blob {digest}: chunk {chunk} of {} is missing",
+                        manifest.chunks
+                    ))
+                })?;
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(value)
                 .map_err(|e| {
@@ -228,11 +218,35 @@ impl<'a> Registry<'a> {
         Ok(bytes)
     }
 
-    async fn manifest(&self, digest: &str) -> Result<Option<Manifest>, RegistryError> {
-        self.read_newest(&manifest_key(digest))
+    /// The manifest of blob `digest`, waiting for it until `deadline` if it is not
+    /// there yet.
+    async fn manifest(
+        &self,
+        digest: &str,
+        deadline: Instant,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        let key = manifest_key(digest);
+        self.read_until(&key, deadline)
             .await?
-            .map(|value| from_json(&manifest_key(digest), &value))
+            .map(|value| from_json(&key, &value))
             .transpose()
+    }
+
+    /// The newest value of `key` (see [`Self::read_newest`]), read again every 50 ms
+    /// while it is missing — a replica may not have received it yet — until
+    /// `deadline`; read once if the deadline has passed.
+    async fn read_until(
+        &self,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<Option<String>, ClientError> {
+        loop {
+            let value = self.read_newest(key).await?;
+            if value.is_some() || Instant::now() >= deadline {
+                return Ok(value);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The index at `key` (empty if it was never written) and the exact value it was

@@ -11,7 +11,7 @@ use dida_local_cluster::{free_ports, ClusterSpec, LocalCluster};
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::storage::PingRequest;
 use dida_proto::transport::lazy_channel;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{dida, eventually};
 
@@ -161,6 +161,32 @@ impl LiveCluster {
             )
             .await
             .unwrap()
+    }
+
+    /// Registers application `name` (`PUT /v1/apps/NAME`), which must be new.
+    pub async fn register_app(&self, name: &str, app_file: &str) {
+        let registered = self.put_text(&format!("/v1/apps/{name}"), app_file).await;
+        assert_eq!(
+            registered.status,
+            StatusCode::CREATED,
+            "{}",
+            registered.body
+        );
+    }
+
+    /// Invokes application `name` with `input`, waiting for the end; returns the
+    /// execution, which must have succeeded.
+    pub async fn invoke_app(&self, name: &str, input: &str) -> Value {
+        let invoked = self
+            .post(
+                &format!("/v1/apps/{name}/invoke"),
+                json!({ "input": input }),
+            )
+            .await;
+        assert_eq!(invoked.status, StatusCode::OK, "{}", invoked.body);
+        let execution = invoked.json().unwrap();
+        assert_eq!(execution["status"], "succeeded", "{execution}");
+        execution
     }
 
     pub async fn get(&self, path: &str) -> HttpResponse {
