@@ -10,6 +10,7 @@ mod executions;
 mod faults;
 mod kv;
 mod logging;
+mod metrics_args;
 mod operator;
 mod pcs;
 mod puppetmaster;

@@ -24,6 +24,8 @@ pub struct PcsArgs {
     /// docs/limits.md.
     #[arg(long, default_value_t = DEFAULT_PCS_MAX_NODES)]
     max_nodes: usize,
+    #[command(flatten)]
+    metrics: crate::metrics_args::MetricsArgs,
 }
 
 /// Runs a PCS until interrupted; the nodes it started are killed when it stops.
@@ -37,6 +39,7 @@ pub async fn run(args: PcsArgs) -> anyhow::Result<()> {
     config.start_timeout =
         check_deadline_s("--start-timeout", args.start_timeout).map_err(anyhow::Error::msg)?;
     config.max_nodes = args.max_nodes;
+    config.metrics_listen = args.metrics.metrics_listen;
     // A PCS starts processes: reachable from other machines, it needs its own
     // token or the cluster's authentication.
     if config.token.is_none() {

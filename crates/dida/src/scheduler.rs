@@ -45,6 +45,8 @@ pub struct SchedulerArgs {
     /// 127.0.0.1:8080.
     #[arg(long)]
     http_listen: Option<String>,
+    #[command(flatten)]
+    metrics: crate::metrics_args::MetricsArgs,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -75,6 +77,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         );
     }
     config.max_retained_bytes = args.max_retained_mb * MIB;
+    config.metrics_listen = args.metrics.metrics_listen;
     if let Some(storage) = &args.storage {
         let membership = Membership::parse(storage).context("invalid --storage")?;
         let replication_factor = replication_factor(args.replication_factor, membership.len())

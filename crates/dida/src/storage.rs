@@ -71,6 +71,8 @@ pub struct StorageArgs {
     /// acknowledged), batch (within 10 ms) or never (left to the OS).
     #[arg(long, default_value_t = FsyncPolicy::Always, requires = "data_dir")]
     fsync: FsyncPolicy,
+    #[command(flatten)]
+    metrics: crate::metrics_args::MetricsArgs,
 }
 
 impl StorageArgs {
@@ -118,6 +120,7 @@ impl StorageArgs {
         config.anti_entropy_interval =
             deadline("--anti-entropy-interval", self.anti_entropy_interval)?;
         config.rpc_deadline = deadline("--rpc-deadline", self.rpc_deadline)?;
+        config.metrics_listen = self.metrics.metrics_listen;
         config.ack_timeout = deadline("--ack-timeout", self.ack_timeout)?;
         config.probe_interval = deadline("--probe-interval", self.probe_interval)?;
         config.probe_timeout = deadline("--probe-timeout", self.probe_timeout)?;

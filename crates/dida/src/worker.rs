@@ -67,6 +67,8 @@ pub struct WorkerArgs {
     /// to this PuppetMaster debug sink (http://HOST:PORT, usually port 10001).
     #[arg(long)]
     debug_sink: Option<String>,
+    #[command(flatten)]
+    metrics: crate::metrics_args::MetricsArgs,
 }
 
 /// Most operator invocations a worker runs at once: each holds a pool slot whose
@@ -135,6 +137,7 @@ impl WorkerArgs {
             ..ConsistencySettings::default()
         };
         config.rpc_deadline = rpc_deadline;
+        config.metrics_listen = self.metrics.metrics_listen;
         config.debug_sink = self
             .debug_sink
             .map(|url| NodeUrl::parse(&url))

@@ -276,6 +276,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             env: Vec::new(),
             partitionable: matches!(config.nemesis, NemesisKind::Partition | NemesisKind::Mixed),
             data: None,
+            metrics: false,
         },
     )
     .await

@@ -39,6 +39,9 @@ use tokio::process::{Child, Command};
 
 use crate::proxy::Link;
 
+/// The flag giving a node its metrics address, as [`LocalCluster`] writes it.
+const METRICS_LISTEN: &str = "--metrics-listen=";
+
 /// Settings of every node of a local cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -64,6 +67,9 @@ pub struct ClusterSpec {
     /// Keep each node's records on disk (`--data-dir <root>/<id>`, `--fsync`), so a
     /// node killed and started again recovers them. `None`: in memory only.
     pub data: Option<DataDirs>,
+    /// Give every node `--metrics-listen` on a free loopback port (see
+    /// [`LocalCluster::metrics_addr`]).
+    pub metrics: bool,
 }
 
 /// Where a durable cluster's nodes keep their data, and how they sync it.
@@ -87,6 +93,7 @@ impl Default for ClusterSpec {
             env: Vec::new(),
             partitionable: false,
             data: None,
+            metrics: false,
         }
     }
 }
@@ -172,9 +179,14 @@ impl LocalCluster {
                 }
             }
         }
-        let storage_args = (0..spec.nodes)
+        let mut storage_args = (0..spec.nodes)
             .map(|index| storage_args(&spec, &membership, &peers, &links, index))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if spec.metrics {
+            for (args, port) in storage_args.iter_mut().zip(free_ports(spec.nodes)?) {
+                args.push(format!("{METRICS_LISTEN}127.0.0.1:{port}"));
+            }
+        }
         let mut cluster = Self {
             spec,
             membership,
@@ -352,6 +364,18 @@ impl LocalCluster {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Where storage node `id` serves `/metrics`, `/healthz` and `/readyz`, when the
+    /// cluster was started with [`ClusterSpec::metrics`].
+    pub fn metrics_addr(&self, id: &str) -> anyhow::Result<SocketAddr> {
+        let args = self.storage_args(id)?;
+        let addr = args
+            .iter()
+            .find_map(|arg| arg.strip_prefix(METRICS_LISTEN))
+            .with_context(|| format!("{id} serves no metrics (ClusterSpec::metrics is off)"))?;
+        addr.parse()
+            .with_context(|| format!("bad metrics address {addr:?}"))
     }
 
     /// The command line storage node `id` runs (after the binary): the same on

@@ -46,6 +46,7 @@ const SMALL: Kind = Kind::Number { min: 1, max: 1024 };
 fn allowed(role: Role) -> &'static [(&'static str, Kind)] {
     match role {
         Role::Storage => &[
+            ("metrics-listen", Kind::HostPort),
             ("gossip-delay", MS),
             ("peers", Kind::Membership),
             ("replication-factor", SMALL),
@@ -60,6 +61,7 @@ fn allowed(role: Role) -> &'static [(&'static str, Kind)] {
             ("suspicion-timeout", POSITIVE_MS),
         ],
         Role::Worker => &[
+            ("metrics-listen", Kind::HostPort),
             ("gossip-delay", MS),
             ("storage", Kind::Membership),
             ("scheduler", Kind::Url),
@@ -93,6 +95,7 @@ fn allowed(role: Role) -> &'static [(&'static str, Kind)] {
             ("rpc-deadline", POSITIVE_MS),
         ],
         Role::Scheduler => &[
+            ("metrics-listen", Kind::HostPort),
             ("workers", Kind::Membership),
             ("storage", Kind::Membership),
             ("replication-factor", SMALL),

@@ -9,6 +9,7 @@ use dida_core::limits::DEFAULT_PCS_MAX_NODES;
 use dida_proto::control::process_creation_server::ProcessCreationServer;
 use dida_proto::control::OutputLine;
 use dida_proto::server::{wait_for_termination, ServerHandle};
+use dida_telemetry::NodeTelemetry;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tracing::{info, warn};
@@ -29,6 +30,8 @@ pub struct PcsConfig {
     /// Most nodes it runs at once (`--max-nodes`); a start beyond it is refused
     /// with `RESOURCE_EXHAUSTED`.
     pub max_nodes: usize,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (`--metrics-listen`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl PcsConfig {
@@ -40,6 +43,7 @@ impl PcsConfig {
             token: None,
             start_timeout: Duration::from_secs(30),
             max_nodes: DEFAULT_PCS_MAX_NODES,
+            metrics_listen: None,
         }
     }
 }
@@ -89,8 +93,17 @@ pub async fn start(config: PcsConfig, listener: TcpListener) -> anyhow::Result<P
         },
         RequireToken::new(config.token.clone()),
     );
-    let router = dida_proto::transport::server_builder()?.add_service(service);
-    let server = ServerHandle::spawn(router, listener)?;
+    // A PCS's own metrics are those of its RPCs (starts, kills, listings).
+    let telemetry = NodeTelemetry::start(
+        config.metrics_listen,
+        dida_telemetry::always_ready(),
+        |_| {},
+    )
+    .await?;
+    let router = dida_proto::transport::server_builder(telemetry.telemetry.rpc_layer())?
+        .add_service(telemetry.health)
+        .add_service(service);
+    let server = ServerHandle::spawn(router, listener)?.with_tasks(telemetry.tasks);
     info!(addr = %server.local_addr(), token = config.token.is_some(), binary = %config.binary.display(), "PCS serving");
     Ok(PcsHandle { server, children })
 }

@@ -15,6 +15,8 @@ use tonic::transport::{
     Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig,
 };
 
+use dida_telemetry::RpcMetricsLayer;
+
 use crate::authorize::AuthorizeLayer;
 use crate::security::{self, CLUSTER_TOKEN_HEADER};
 
@@ -37,23 +39,30 @@ pub const HTTP2_KEEPALIVE: Duration = Duration::from_secs(10);
 /// Idle time after which the kernel probes a connection with TCP keep-alive.
 pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
-/// The server builder of every dida role: authorisation on every request.
-pub type NodeServer =
-    Server<tower::layer::util::Stack<AuthorizeLayer, tower::layer::util::Identity>>;
-
-/// What a dida server serves: its services behind [`AuthorizeLayer`].
-pub type NodeRouter = tonic::transport::server::Router<
+/// The layers of every dida server: RPC metrics around authorisation.
+type NodeLayers = tower::layer::util::Stack<
+    RpcMetricsLayer,
     tower::layer::util::Stack<AuthorizeLayer, tower::layer::util::Identity>,
 >;
 
+/// The server builder of every dida role: authorisation and RPC metrics on every
+/// request.
+pub type NodeServer = Server<NodeLayers>;
+
+/// What a dida server serves: its services behind [`AuthorizeLayer`] and
+/// [`RpcMetricsLayer`].
+pub type NodeRouter = tonic::transport::server::Router<NodeLayers>;
+
 /// The gRPC server builder every dida role starts from, so every server applies the
 /// same transport settings and the same security: mutual TLS when this process has
-/// a TLS identity ([`security::installed`]), and [`AuthorizeLayer`] on every call.
+/// a TLS identity ([`security::installed`]), [`AuthorizeLayer`] on every call, and
+/// `rpc_metrics` (the node's `Telemetry::rpc_layer`, or a default layer that
+/// records nothing) counting and timing every call.
 /// Serve the router it builds with
 /// [`ServerHandle::spawn`](crate::server::ServerHandle::spawn), which applies
 /// `TCP_NODELAY` to each accepted socket (the builder's own `tcp_nodelay` only
 /// reaches sockets of listeners tonic binds itself).
-pub fn server_builder() -> anyhow::Result<NodeServer> {
+pub fn server_builder(rpc_metrics: RpcMetricsLayer) -> anyhow::Result<NodeServer> {
     let mut builder = Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
@@ -66,7 +75,7 @@ pub fn server_builder() -> anyhow::Result<NodeServer> {
             .tls_config(config)
             .context("cannot use this node's TLS certificate and key")?;
     }
-    Ok(builder.layer(AuthorizeLayer))
+    Ok(builder.layer(AuthorizeLayer).layer(rpc_metrics))
 }
 
 /// A channel to a dida node, as every client holds it: the cluster token (when this

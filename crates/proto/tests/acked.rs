@@ -69,7 +69,7 @@ async fn a_peer_that_never_acknowledges_fails_the_send_at_its_deadline() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let mute = Mute::default();
     let streams = mute.streams.clone();
-    let router = server_builder()
+    let router = server_builder(Default::default())
         .unwrap()
         .add_service(WorkerServer::new(mute));
     let _server = ServerHandle::spawn(router, listener).unwrap();

@@ -80,7 +80,7 @@ fn open_sockets() -> Vec<OpenSocket> {
 #[tokio::test]
 async fn both_ends_of_a_connection_run_with_tcp_nodelay() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let router = server_builder()
+    let router = server_builder(Default::default())
         .unwrap()
         .add_service(DebugSinkServer::new(Sink));
     let server = ServerHandle::spawn(router, listener).unwrap();

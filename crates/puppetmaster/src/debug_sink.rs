@@ -97,7 +97,7 @@ pub fn start(listener: TcpListener, printer: Arc<Printer>) -> anyhow::Result<Ser
     let service = DebugSinkServer::new(sink)
         .max_decoding_message_size(MAX_DEBUG_REPORT_BYTES)
         .max_encoding_message_size(MAX_DEBUG_REPORT_BYTES);
-    let router = dida_proto::transport::server_builder()?
+    let router = dida_proto::transport::server_builder(Default::default())?
         .concurrency_limit_per_connection(DEBUG_SINK_CONCURRENCY)
         .add_service(service);
     ServerHandle::spawn(router, listener)

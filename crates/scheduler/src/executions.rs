@@ -18,7 +18,7 @@
 //! ([`BudgetExceeded`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use dida_core::limits::{KEPT_EXECUTIONS, MAX_LISTED_EXECUTIONS};
 use dida_proto::execution::{self as wire, ExecutionOutcome, LogLevel};
@@ -27,6 +27,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::load::LoadTable;
+use crate::metrics::SchedulerMetrics;
 
 /// How many finished executions are kept for clients to fetch.
 pub const KEPT_OUTCOMES: usize = KEPT_EXECUTIONS;
@@ -175,6 +176,8 @@ struct Execution {
     /// Numbers executions in submit order (the key of `ExecutionTable::by_seq`).
     seq: u64,
     submitted_unix_ms: u64,
+    /// When it was submitted, for its end-to-end latency (monotonic, sub-ms).
+    submitted_at: Instant,
     /// Ended by the scheduler's timeout rather than a report.
     timed_out: bool,
     /// The operators' log lines, once it has ended (kept apart from the outcome,
@@ -227,6 +230,8 @@ pub struct ExecutionTable {
     running_bytes: usize,
     /// Bytes of the kept outcomes (as encoded).
     outcome_bytes: usize,
+    /// Counts and times executions as they start and end.
+    metrics: SchedulerMetrics,
 }
 
 impl ExecutionTable {
@@ -246,7 +251,13 @@ impl ExecutionTable {
             budget,
             running_bytes: 0,
             outcome_bytes: 0,
+            metrics: SchedulerMetrics::default(),
         }
+    }
+
+    /// The table's instruments, to register in the scheduler's metrics registry.
+    pub fn metrics(&self) -> &SchedulerMetrics {
+        &self.metrics
     }
 
     /// The same table keeping at most `max_kept` finished executions instead of
@@ -279,6 +290,7 @@ impl ExecutionTable {
         self.evict(0);
         self.next += 1;
         self.submitted += 1;
+        self.metrics.submitted(app);
         let id = format!("{}-{}", self.boot, self.next);
         let assignments = self.loads.assign(operators);
         let (finished, ended) = watch::channel(false);
@@ -288,6 +300,7 @@ impl ExecutionTable {
             Execution {
                 seq: self.next,
                 submitted_unix_ms: now_unix_ms(),
+                submitted_at: Instant::now(),
                 timed_out: false,
                 logs: Vec::new(),
                 settled: vec![false; operators],
@@ -355,6 +368,11 @@ impl ExecutionTable {
             }
         }
         let id = outcome.execution_id.clone();
+        self.metrics.finished(
+            &outcome.app,
+            outcome.error.is_none(),
+            execution.submitted_at.elapsed(),
+        );
         outcome.submitted_unix_ms = execution.submitted_unix_ms;
         outcome.ended_unix_ms = now_unix_ms().max(execution.submitted_unix_ms);
         execution.logs = std::mem::take(&mut outcome.logs);

@@ -12,6 +12,7 @@ mod catalogue;
 pub mod executions;
 mod http;
 pub mod load;
+pub mod metrics;
 pub mod node;
 mod operators_service;
 mod registry;

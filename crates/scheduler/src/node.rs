@@ -21,10 +21,12 @@ use tracing::info;
 
 use crate::catalogue::OperatorCatalogue;
 use crate::executions::{ExecutionDetails, ExecutionLogs, ExecutionSummary, ExecutionTable};
+use crate::metrics::LoadCollector;
 use crate::operators_service::OperatorsService;
 use crate::registry::ClusterRegistry;
 use crate::service::SchedulerService;
 use dida_storage_client::registry::{Deployment, Index};
+use dida_telemetry::NodeTelemetry;
 
 /// Everything the scheduler is configured with.
 #[derive(Debug, Clone)]
@@ -52,6 +54,8 @@ pub struct SchedulerConfig {
     pub max_retained_bytes: usize,
     /// Where the HTTP gateway serves (`--http-listen`), if it does.
     pub http_listen: Option<NodeUrl>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (`--metrics-listen`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl SchedulerConfig {
@@ -69,6 +73,7 @@ impl SchedulerConfig {
             storage: None,
             max_retained_bytes: DEFAULT_RETAINED_BYTES,
             http_listen: None,
+            metrics_listen: None,
         }
     }
 }
@@ -206,7 +211,26 @@ pub async fn start_with_gateway(
         state: state.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let router = dida_proto::transport::server_builder()?
+    let execution_metrics = state
+        .executions
+        .lock()
+        .expect("execution table lock poisoned")
+        .metrics()
+        .clone();
+    let loads = LoadCollector {
+        state: state.clone(),
+    };
+    let telemetry = NodeTelemetry::start(
+        state.config.metrics_listen,
+        dida_telemetry::always_ready(),
+        |registry| {
+            execution_metrics.register(registry);
+            registry.register_collector(Box::new(loads));
+        },
+    )
+    .await?;
+    let router = dida_proto::transport::server_builder(telemetry.telemetry.rpc_layer())?
+        .add_service(telemetry.health)
         .add_service(service)
         .add_service(operators);
     let view = state
@@ -230,7 +254,8 @@ pub async fn start_with_gateway(
         .with_tasks(
             view.into_iter()
                 .chain([catalogue, deployed, apps])
-                .chain(gateway),
+                .chain(gateway)
+                .chain(telemetry.tasks),
         )
         .with_stop_signal(stop_signal);
     info!(id = %state.config.id, addr = %server.local_addr(), workers = state.workers.len(), "scheduler serving");

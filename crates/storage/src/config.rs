@@ -66,6 +66,9 @@ pub struct StorageConfig {
     /// When a record logged to `data_dir` reaches the disk (`--fsync`); unused
     /// without a data directory.
     pub fsync: FsyncPolicy,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (`--metrics-listen`);
+    /// `None` serves none of them and records no per-RPC metrics.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// An incarnation for a process starting now: the wall clock in milliseconds
@@ -148,6 +151,7 @@ impl StorageConfig {
             incarnation: incarnation_now(),
             data_dir: None,
             fsync: FsyncPolicy::Always,
+            metrics_listen: None,
         }
     }
 

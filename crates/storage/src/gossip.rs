@@ -109,6 +109,23 @@ pub(crate) struct Gossip {
 }
 
 impl Gossip {
+    /// Records waiting in all outboxes, and how long the oldest has waited (its
+    /// due time less the delay it was queued with): the backlog `/metrics` shows.
+    pub fn backlog(&self) -> (usize, Duration) {
+        let now = Instant::now();
+        let mut depth = 0;
+        let mut oldest = Duration::ZERO;
+        for outbox in self.outboxes.iter().flatten() {
+            let queue = outbox.queue.lock().expect("outbox lock poisoned");
+            depth += queue.len();
+            if let Some(front) = queue.front() {
+                let queued_at = front.due.checked_sub(self.delay).unwrap_or(front.due);
+                oldest = oldest.max(now.saturating_duration_since(queued_at));
+            }
+        }
+        (depth, oldest)
+    }
+
     /// Outboxes for every member but `me`, each message waiting `delay`, for the
     /// node's incarnation `incarnation`.
     pub fn new(members: usize, me: usize, delay: Duration, incarnation: u64) -> Self {

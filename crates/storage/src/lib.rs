@@ -47,6 +47,7 @@ pub mod durable;
 mod gossip;
 mod grpc_peers;
 pub mod listing;
+mod metrics;
 pub mod node;
 mod peer_handlers;
 mod peering;

@@ -11,6 +11,7 @@ use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::storage::replication_server::ReplicationServer;
 use dida_proto::storage::storage_server::StorageServer;
 use dida_proto::transport::MAX_MESSAGE_BYTES;
+use dida_telemetry::NodeTelemetry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
@@ -18,6 +19,7 @@ use tracing::info;
 use crate::api::StorageApi;
 use crate::config::StorageConfig;
 use crate::grpc_peers::GrpcPeers;
+use crate::metrics::{self, StorageCollector};
 use crate::replication::ReplicationService;
 use crate::state::Node;
 use crate::store::MultiVersionStore;
@@ -27,12 +29,18 @@ use crate::store::MultiVersionStore;
 pub struct NodeHandle {
     server: ServerHandle,
     node: Arc<Node>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl NodeHandle {
     /// The address the node serves on.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where the node serves `/metrics`, `/healthz` and `/readyz`, if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The node's store, for in-process inspection (tests, embedding).
@@ -51,6 +59,7 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
     config.validate()?;
     let me = config.membership.index_of(&config.id)?;
     let transport = Arc::new(GrpcPeers::new(&config, me)?);
+    let config_metrics = config.metrics_listen;
     let node = Arc::new(Node::new(config, transport)?);
 
     let (stop_signal, stop) = watch::channel(());
@@ -64,14 +73,23 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
     let replication = ReplicationServer::new(ReplicationService { node: node.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = dida_proto::transport::server_builder()?
+    let collector = StorageCollector::new(node.clone());
+    let telemetry = NodeTelemetry::start(
+        config_metrics,
+        metrics::readiness(node.clone()),
+        |registry| registry.register_collector(Box::new(collector)),
+    )
+    .await?;
+    let router = dida_proto::transport::server_builder(telemetry.telemetry.rpc_layer())?
+        .add_service(telemetry.health)
         .add_service(storage)
         .add_service(replication);
-    let tasks: Vec<_> = node
+    let mut tasks: Vec<_> = node
         .background_tasks()
         .into_iter()
         .map(tokio::spawn)
         .collect();
+    tasks.extend(telemetry.tasks);
     let server = ServerHandle::spawn(router, listener)?
         .with_tasks(tasks)
         .with_stop_signal(stop_signal);
@@ -83,7 +101,11 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
         replication_factor = node.ring().replication_factor(),
         "storage node serving"
     );
-    Ok(NodeHandle { server, node })
+    Ok(NodeHandle {
+        server,
+        node,
+        metrics_addr: telemetry.metrics_addr,
+    })
 }
 
 /// Runs the `dida storage` process: binds the node's own URL and serves until

@@ -53,6 +53,7 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
     let capture = Capture::new(order as u32, MAX_EXECUTION_LOG_BYTES.saturating_sub(logged));
 
     state.stats.running.fetch_add(1, Relaxed);
+    state.metrics.started();
     let started = SystemTime::now();
     let clock = Instant::now();
     let (result, meta, written) = run_operator(
@@ -79,6 +80,9 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
         fuel_used: capture.fuel_used(),
         error: result.as_ref().err().cloned(),
     });
+    state
+        .metrics
+        .finished(&classname, result.is_ok(), took, capture.fuel_used());
     assignment.logs = capture.take_lines();
     if state.debug_sink.is_some() {
         report_debug(&state, &classname, order, &result, &meta, written);

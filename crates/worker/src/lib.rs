@@ -24,6 +24,7 @@ mod chain;
 mod completions;
 pub mod consistency;
 mod host;
+mod metrics;
 pub mod node;
 pub mod registry;
 pub mod runtime;

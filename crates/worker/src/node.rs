@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::WorkerMetrics;
 use anyhow::Context;
 use dida_core::membership::NodeUrl;
 use dida_core::Membership;
@@ -17,6 +18,7 @@ use dida_proto::execution::{HandOff, HandOffAck, ReportAck, SequencedReport};
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
 use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
+use dida_telemetry::NodeTelemetry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
@@ -57,6 +59,8 @@ pub struct WorkerConfig {
     /// Debug mode (`--debug-sink`): after each operator, the worker sends what it
     /// output and wrote, with the metadata, to this PuppetMaster debug sink.
     pub debug_sink: Option<NodeUrl>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (`--metrics-listen`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl WorkerConfig {
@@ -81,6 +85,7 @@ impl WorkerConfig {
             consistency: ConsistencySettings::default(),
             rpc_deadline: Duration::from_secs(5),
             debug_sink: None,
+            metrics_listen: None,
         }
     }
 }
@@ -111,6 +116,8 @@ pub(crate) struct WorkerState {
     /// Completed operators not yet confirmed to the scheduler.
     pub completions: CompletionQueue,
     pub stats: WorkerStats,
+    /// The worker's Prometheus instruments.
+    pub metrics: WorkerMetrics,
 }
 
 /// A running worker: serve until [`NodeHandle::shutdown`] or drop. It is the
@@ -166,6 +173,7 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
         stop,
         completions: CompletionQueue::default(),
         stats: WorkerStats::default(),
+        metrics: WorkerMetrics::new(),
         config,
     });
     let warm = {
@@ -185,9 +193,18 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = dida_proto::transport::server_builder()?.add_service(service);
+    let telemetry = NodeTelemetry::start(
+        state.config.metrics_listen,
+        dida_telemetry::always_ready(),
+        |registry| state.metrics.register(registry),
+    )
+    .await?;
+    let router = dida_proto::transport::server_builder(telemetry.telemetry.rpc_layer())?
+        .add_service(telemetry.health)
+        .add_service(service);
     let server = ServerHandle::spawn(router, listener)?
         .with_tasks([warm, view, confirm])
+        .with_tasks(telemetry.tasks)
         .with_stop_signal(stop_signal);
     info!(id = %state.config.id, addr = %server.local_addr(), "worker serving");
     Ok(server)

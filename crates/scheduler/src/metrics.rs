@@ -1,0 +1,146 @@
+//! The scheduler's Prometheus metrics: executions submitted and finished by
+//! application and outcome, their end-to-end latency, and each worker's load.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::node::SchedulerState;
+
+/// An application (the name it was submitted with; `-` for an anonymous chain).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct App {
+    app: String,
+}
+
+/// An application and how its execution ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppOutcome {
+    app: String,
+    /// `succeeded` or `failed`.
+    outcome: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~13 s: a one-operator chain on loopback to a slow long chain.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
+}
+
+fn app_label(app: &str) -> String {
+    if app.is_empty() {
+        "-".to_string()
+    } else {
+        app.to_string()
+    }
+}
+
+/// The execution instruments of one scheduler. Cloning shares them.
+#[derive(Debug, Clone)]
+pub struct SchedulerMetrics {
+    submitted: Family<App, Counter>,
+    finished: Family<AppOutcome, Counter>,
+    latency: Family<App, Histogram, fn() -> Histogram>,
+}
+
+impl Default for SchedulerMetrics {
+    fn default() -> Self {
+        Self {
+            submitted: Family::default(),
+            finished: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+impl SchedulerMetrics {
+    /// Adds the instruments to a node's registry.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "scheduler_executions_submitted",
+            "Executions accepted, by application",
+            self.submitted.clone(),
+        );
+        registry.register(
+            "scheduler_executions_finished",
+            "Executions ended, by application and outcome (timeouts count as failed)",
+            self.finished.clone(),
+        );
+        registry.register_with_unit(
+            "scheduler_execution_duration",
+            "End-to-end time of an execution, from submit to its outcome, by application",
+            Unit::Seconds,
+            self.latency.clone(),
+        );
+    }
+
+    /// An execution of `app` was accepted.
+    pub fn submitted(&self, app: &str) {
+        self.submitted
+            .get_or_create(&App {
+                app: app_label(app),
+            })
+            .inc();
+    }
+
+    /// An execution of `app` ended after `took`.
+    pub fn finished(&self, app: &str, ok: bool, took: Duration) {
+        let app = app_label(app);
+        self.finished
+            .get_or_create(&AppOutcome {
+                app: app.clone(),
+                outcome: if ok { "succeeded" } else { "failed" },
+            })
+            .inc();
+        self.latency
+            .get_or_create(&App { app })
+            .observe(took.as_secs_f64());
+    }
+}
+
+/// A worker, by id.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Worker {
+    worker: String,
+}
+
+/// Reads the load table at scrape time: operators assigned to each worker and not
+/// yet completed (what the least-loaded placement compares).
+#[derive(Debug)]
+pub(crate) struct LoadCollector {
+    pub state: Arc<SchedulerState>,
+}
+
+impl Collector for LoadCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let loads: Vec<u64> = self
+            .state
+            .executions
+            .lock()
+            .expect("execution table lock poisoned")
+            .loads()
+            .loads()
+            .to_vec();
+        let mut family = encoder.encode_descriptor(
+            "scheduler_worker_load",
+            "Operators assigned to each worker and not completed yet",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (member, load) in self.state.config.workers.members().iter().zip(loads) {
+            let labels = Worker {
+                worker: member.id.clone(),
+            };
+            ConstGauge::new(load as i64).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
