@@ -54,7 +54,10 @@ use serde_json::json;
 use crate::closed_loop::{Measurement, Operation};
 use crate::http_client::HttpClient;
 use crate::report::{ratio, Printer, Row};
-use crate::storage::{parse_positive_seconds, parse_seconds, stop_cluster, Concurrencies, Timing};
+use crate::storage::{
+    parse_positive_seconds, parse_seconds, print_mode_costs, stop_cluster, Concurrencies, ModeRow,
+    Timing,
+};
 
 /// The operator every chain is made of: the no-op built-in, which returns its input
 /// (or the previous output) and touches no storage.
@@ -127,6 +130,12 @@ pub(crate) struct ChainBenchArgs {
     /// running cluster's is given with --gateway.
     #[arg(long)]
     http: bool,
+    /// Measure the cost of metrics: run everything twice, on a fresh local cluster
+    /// each, without and then with --metrics-listen on every node (scraped by
+    /// nobody: the cost is recording), and end the report with the second's
+    /// throughput over the first's.
+    #[arg(long, conflicts_with = "scheduler")]
+    metrics_overhead: bool,
     /// The HTTP gateway of the running cluster given by --scheduler (HOST:PORT or
     /// http://HOST:PORT); implies --http.
     #[arg(long, requires = "scheduler")]
@@ -185,43 +194,47 @@ pub(crate) async fn run(args: ChainBenchArgs) -> anyhow::Result<()> {
         dida_operators::find_builtin(OPERATOR).is_some(),
         "this dida has no built-in {OPERATOR}"
     );
-    let (cluster, target) = match (&args.scheduler, &args.worker) {
-        (Some(scheduler), Some(worker)) => {
-            let target = Target {
-                description: "given by --scheduler and --worker".to_string(),
-                scheduler_url: NodeUrl::parse(scheduler)
-                    .context("invalid --scheduler")?
-                    .to_string(),
-                worker_id: "--worker".to_string(),
-                worker_url: NodeUrl::parse(worker)
-                    .context("invalid --worker")?
-                    .to_string(),
-                gateway: args
-                    .gateway
-                    .as_deref()
-                    .map(|g| format!("http://{}", g.trim_start_matches("http://"))),
-            };
-            (None, target)
+    if args.metrics_overhead {
+        let mut runs = Vec::new();
+        for (name, metrics) in [("off", false), ("on", true)] {
+            let rows = measure_local(&args, metrics).await?;
+            runs.push((name, rows.iter().map(ModeRow::from).collect()));
         }
-        _ => {
-            let cluster = start_cluster(&args).await?;
-            let target = cluster_target(&cluster, &args);
-            match target {
-                Ok(target) => (Some(cluster), target),
-                Err(error) => {
-                    stop_cluster(cluster).await?;
-                    return Err(error);
-                }
-            }
-        }
+        print_mode_costs(Printer { json: args.json }, "metrics", &runs);
+        return Ok(());
+    }
+    if let (Some(scheduler), Some(worker)) = (&args.scheduler, &args.worker) {
+        let target = Target {
+            description: "given by --scheduler and --worker".to_string(),
+            scheduler_url: NodeUrl::parse(scheduler)
+                .context("invalid --scheduler")?
+                .to_string(),
+            worker_id: "--worker".to_string(),
+            worker_url: NodeUrl::parse(worker)
+                .context("invalid --worker")?
+                .to_string(),
+            gateway: args
+                .gateway
+                .as_deref()
+                .map(|g| format!("http://{}", g.trim_start_matches("http://"))),
+        };
+        return measure_all(&args, &target).await.map(drop);
+    }
+    measure_local(&args, false).await.map(drop)
+}
+
+/// Starts a local cluster (every node serving metrics when `metrics` is set),
+/// measures it, stops it and returns the rows.
+async fn measure_local(args: &ChainBenchArgs, metrics: bool) -> anyhow::Result<Vec<Row>> {
+    let cluster = start_cluster(args, metrics).await?;
+    let outcome = match cluster_target(&cluster, args) {
+        Ok(target) => measure_all(args, &target).await,
+        Err(error) => Err(error),
     };
-    let outcome = measure_all(&args, &target).await;
-    let stopped = match cluster {
-        Some(cluster) => stop_cluster(cluster).await,
-        None => Ok(()),
-    };
-    outcome?;
-    stopped
+    let stopped = stop_cluster(cluster).await;
+    let rows = outcome?;
+    stopped?;
+    Ok(rows)
 }
 
 /// What the benchmark measures: the scheduler executions go to and the worker the
@@ -236,14 +249,16 @@ struct Target {
     gateway: Option<String>,
 }
 
-/// Starts the storage nodes, then the scheduler and the workers.
-async fn start_cluster(args: &ChainBenchArgs) -> anyhow::Result<LocalCluster> {
+/// Starts the storage nodes, then the scheduler and the workers, every node serving
+/// metrics when `metrics` is set.
+async fn start_cluster(args: &ChainBenchArgs, metrics: bool) -> anyhow::Result<LocalCluster> {
     let binary = current_dida()?;
     let defaults = ClusterSpec::default();
     let spec = ClusterSpec {
         nodes: args.nodes,
         // Nodes refuse a replication factor above their number.
         replication_factor: defaults.replication_factor.min(args.nodes),
+        metrics,
         ..defaults
     };
     let mut cluster = LocalCluster::start(&binary, spec).await.with_context(|| {
@@ -252,15 +267,22 @@ async fn start_cluster(args: &ChainBenchArgs) -> anyhow::Result<LocalCluster> {
             args.nodes
         )
     })?;
-    let scheduler_args = if args.http {
+    let mut scheduler_args = Vec::new();
+    let mut worker_args = Vec::new();
+    if args.http {
         let port = free_ports(1)?[0];
-        vec!["--http-listen".to_string(), format!("127.0.0.1:{port}")]
-    } else {
-        Vec::new()
-    };
+        scheduler_args.extend(["--http-listen".to_string(), format!("127.0.0.1:{port}")]);
+    }
+    if metrics {
+        // Port 0: each node takes a port of its own; nobody scrapes them here.
+        let listen = ["--metrics-listen".to_string(), "127.0.0.1:0".to_string()];
+        scheduler_args.extend(listen.clone());
+        worker_args.extend(listen);
+    }
     let compute = ComputeSpec {
         workers: args.workers,
         scheduler_args,
+        worker_args,
         ..ComputeSpec::default()
     };
     if let Err(error) = cluster.start_compute(&binary, compute).await {
@@ -299,7 +321,7 @@ fn cluster_target(cluster: &LocalCluster, args: &ChainBenchArgs) -> anyhow::Resu
 
 /// Measures one invocation alone, then the baseline and every chain length at every
 /// concurrency, and prints the report.
-async fn measure_all(args: &ChainBenchArgs, target: &Target) -> anyhow::Result<()> {
+async fn measure_all(args: &ChainBenchArgs, target: &Target) -> anyhow::Result<Vec<Row>> {
     let printer = Printer { json: args.json };
     print_setup(printer, args, target);
     let timing = Timing {
@@ -393,7 +415,7 @@ async fn measure_all(args: &ChainBenchArgs, target: &Target) -> anyhow::Result<(
     }
     verdicts.push(invocation_verdict(&invocation));
     printer.verdicts(&verdicts);
-    Ok(())
+    Ok(rows)
 }
 
 /// Prints what is measured and where.

@@ -100,6 +100,12 @@ pub(crate) struct StorageBenchArgs {
     /// cluster, and the report ends with each one's throughput over the first's.
     #[arg(long, value_delimiter = ',')]
     transport: Option<Vec<Transport>>,
+    /// Measure the cost of metrics: run the first --durability mode twice, on a
+    /// fresh local cluster each, without and then with --metrics-listen on every
+    /// node (scraped by nobody: the cost is recording), and end the report with
+    /// the second's throughput over the first's.
+    #[arg(long)]
+    metrics_overhead: bool,
 }
 
 /// Where the measured nodes keep their records.
@@ -222,9 +228,15 @@ pub(crate) async fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
             .await
             .map(drop);
     }
+    // Each run: a durability mode, and whether the nodes record metrics.
+    let plan: Vec<(Durability, bool)> = if args.metrics_overhead {
+        vec![(args.durability[0], false), (args.durability[0], true)]
+    } else {
+        args.durability.iter().map(|&mode| (mode, false)).collect()
+    };
     let mut runs = Vec::new();
-    for (i, &mode) in args.durability.iter().enumerate() {
-        let cluster = start_cluster(&args, mode).await?;
+    for (i, &(mode, metrics)) in plan.iter().enumerate() {
+        let cluster = start_cluster(&args, mode, metrics).await?;
         let membership = cluster.cluster.membership().clone();
         let outcome = measure_all(&args, membership, value.clone(), mode, i == 0).await;
         let stopped = stop_cluster(cluster.cluster)
@@ -235,15 +247,25 @@ pub(crate) async fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
                     .context("cannot remove the nodes' data directories"),
                 None => Ok(()),
             });
-        runs.push((mode, outcome?));
+        let name = match (args.metrics_overhead, metrics) {
+            (false, _) => mode.name(),
+            (true, false) => "off",
+            (true, true) => "on",
+        };
+        runs.push((name, outcome?));
         stopped?;
     }
     if runs.len() > 1 {
+        let kind = if args.metrics_overhead {
+            "metrics"
+        } else {
+            "durability"
+        };
         let runs: Vec<_> = runs
             .iter()
-            .map(|(mode, rows)| (mode.name(), rows.iter().map(ModeRow::from).collect()))
+            .map(|(name, rows)| (*name, rows.iter().map(ModeRow::from).collect()))
             .collect();
-        print_mode_costs(Printer { json: args.json }, "durability", &runs);
+        print_mode_costs(Printer { json: args.json }, kind, &runs);
     }
     Ok(())
 }
@@ -327,8 +349,13 @@ pub(crate) fn print_mode_costs(printer: Printer, kind: &str, runs: &[(&str, Vec<
 }
 
 /// Starts the local cluster the benchmark measures when no --peers are given, in
-/// memory or on data directories in a temporary root.
-async fn start_cluster(args: &StorageBenchArgs, mode: Durability) -> anyhow::Result<Started> {
+/// memory or on data directories in a temporary root, each node serving metrics
+/// when `metrics` is set.
+async fn start_cluster(
+    args: &StorageBenchArgs,
+    mode: Durability,
+    metrics: bool,
+) -> anyhow::Result<Started> {
     ensure!(
         (1..=args.replication_factor).contains(&args.write_acks),
         "--write-acks must be from 1 to the replication factor ({})",
@@ -360,6 +387,7 @@ async fn start_cluster(args: &StorageBenchArgs, mode: Durability) -> anyhow::Res
             root: root.path().to_path_buf(),
             fsync: mode.name().to_string(),
         }),
+        metrics,
         ..ClusterSpec::default()
     };
     let cluster = LocalCluster::start(&current_dida()?, spec)
