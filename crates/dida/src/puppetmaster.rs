@@ -71,6 +71,11 @@ pub struct PuppetmasterArgs {
     /// applications invoked with any HTTP client; see docs/http.md.
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// Give every node a metrics address (--metrics-listen): its own host, at its
+    /// port plus N (a node on :7001 serves /metrics on :17001 with 10000). The
+    /// addresses are printed as nodes start; see docs/observability.md.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    metrics_port_offset: Option<u16>,
 }
 
 impl PuppetmasterArgs {
@@ -112,6 +117,7 @@ impl PuppetmasterArgs {
         config.rpc_deadline =
             check_deadline_ms("--rpc-deadline", self.rpc_deadline).map_err(anyhow::Error::msg)?;
         config.http_listen = self.http_listen;
+        config.metrics_port_offset = self.metrics_port_offset;
         let mode = Mode {
             script: self.script,
             step: self.step,

@@ -65,6 +65,8 @@ pub struct Node {
     pub state: NodeState,
     /// How many times `restart` started it again.
     pub restarts: u32,
+    /// Where it serves `/metrics` (`--metrics-port-offset`), if it does.
+    pub metrics: Option<String>,
 }
 
 /// The nodes of a session and the PCSs that run them.
@@ -146,12 +148,14 @@ impl Cluster {
         } else {
             place(&decl.url, &pcs_urls)?
         };
+        let metrics = metrics_addr(&decl, self.config.metrics_port_offset);
         self.nodes.push(Node {
             decl,
             line,
             pcs,
             state: NodeState::Declared,
             restarts: 0,
+            metrics,
         });
         Ok(())
     }
@@ -284,6 +288,9 @@ impl Cluster {
     fn request(&self, decl: &NodeDecl, debug_sink: Option<&str>) -> StartNodeRequest {
         let config = &self.config;
         let mut flags: BTreeMap<&str, String> = BTreeMap::new();
+        if let Some(addr) = metrics_addr(decl, config.metrics_port_offset) {
+            flags.insert("metrics-listen", addr);
+        }
         match decl.role {
             Role::Storage => {
                 flags.insert("peers", self.membership(Role::Storage));
@@ -487,6 +494,13 @@ impl Cluster {
     }
 }
 
+/// Where node `decl` serves its metrics: its own host, at its port plus `offset`
+/// (none without an offset, or past port 65535).
+fn metrics_addr(decl: &NodeDecl, offset: Option<u16>) -> Option<String> {
+    let port = decl.url.port.checked_add(offset?)?;
+    Some(format!("{}:{port}", decl.url.host))
+}
+
 fn announce(printer: &Printer, node: &Node, pcs: &PcsClient, state: &str, pid: u32) {
     announce_exit(printer, node, pcs, state, pid, None);
 }
@@ -513,10 +527,16 @@ fn announce_exit(
             pid,
             pcs: pcs.url().to_string(),
             exit,
+            metrics: node.metrics.clone(),
         },
         || {
+            let metrics = node
+                .metrics
+                .as_deref()
+                .map(|addr| format!(", metrics http://{addr}/metrics"))
+                .unwrap_or_default();
             format!(
-                "{} {} {state} (pid {pid}, {}){how}",
+                "{} {} {state} (pid {pid}, {}{metrics}){how}",
                 node.decl.role, node.decl.id, node.decl.url
             )
         },

@@ -34,6 +34,10 @@ pub struct PmConfig {
     pub rpc_deadline: Duration,
     /// Where the scheduler serves its HTTP gateway (`--http-listen`), if it does.
     pub http_listen: Option<SocketAddr>,
+    /// Gives every node `--metrics-listen` on its own host at its port plus this
+    /// offset (`--metrics-port-offset`), so each node's metrics address follows
+    /// from the script; `None`: nodes serve no metrics.
+    pub metrics_port_offset: Option<u16>,
 }
 
 impl PmConfig {
@@ -55,6 +59,7 @@ impl PmConfig {
             client_timeout: Duration::from_secs(300),
             rpc_deadline: Duration::from_secs(2),
             http_listen: None,
+            metrics_port_offset: None,
         }
     }
 }

@@ -38,6 +38,10 @@ pub enum PmEvent {
         /// otherwise.
         #[serde(skip_serializing_if = "Option::is_none")]
         exit: Option<String>,
+        /// Where it serves `/metrics`, `/healthz` and `/readyz`, when the
+        /// PuppetMaster gave it an address (`--metrics-port-offset`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metrics: Option<String>,
     },
     /// A `client` line was accepted by the scheduler; its `client` event follows when
     /// the execution ends.
