@@ -34,6 +34,16 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     security: security::SecurityArgs,
+    /// How to write log lines on stderr: `text` for people, `json` (one object per
+    /// line, with the spans' fields such as the execution id) for machines.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = logging::LogFormat::Text,
+        env = "DIDA_LOG_FORMAT"
+    )]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,7 +146,11 @@ fn main() -> ExitCode {
         // Simulated nodes would log every suspicion of every seed.
         Command::Sim(_) => "off",
     };
-    logging::init(default_log);
+    logging::init(default_log, cli.log_format);
+    // The nodes this process starts (a PuppetMaster's, a PCS's, a local cluster's)
+    // log in the same format: they read it from the environment they inherit. No
+    // other thread runs yet, so changing the environment is sound.
+    std::env::set_var("DIDA_LOG_FORMAT", cli.log_format.as_str());
     // `dida certs` makes identities; it needs none of its own (nor do the local
     // `new` and `completions`).
     if !matches!(

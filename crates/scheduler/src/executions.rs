@@ -25,6 +25,7 @@ use dida_proto::execution::{self as wire, ExecutionOutcome, LogLevel};
 use prost::Message;
 use serde::Serialize;
 use tokio::sync::watch;
+use tracing::{info, info_span, Span};
 
 use crate::load::LoadTable;
 use crate::metrics::SchedulerMetrics;
@@ -192,6 +193,10 @@ struct Execution {
     /// Bytes this execution counts against the budget now.
     bytes: usize,
     finished: watch::Sender<bool>,
+    /// The `execution` span (id, application) that the scheduler's log lines about
+    /// it are written in, while it runs: dropped when it ends, so the subscriber keeps
+    /// no data for finished executions.
+    span: Option<Span>,
 }
 
 /// A submit refused because the running executions already hold the byte budget.
@@ -294,6 +299,7 @@ impl ExecutionTable {
         let id = format!("{}-{}", self.boot, self.next);
         let assignments = self.loads.assign(operators);
         let (finished, ended) = watch::channel(false);
+        let span = info_span!("execution", execution = %id, app = %app);
         self.by_seq.insert(self.next, id.clone());
         self.executions.insert(
             id.clone(),
@@ -309,9 +315,19 @@ impl ExecutionTable {
                 outcome: None,
                 bytes,
                 finished,
+                span: Some(span),
             },
         );
         Ok((id, assignments, ended))
+    }
+
+    /// The span of running execution `id`, for the log lines written about it while
+    /// it runs (a disabled span once it has ended, or for an unknown id).
+    pub fn span(&self, id: &str) -> Span {
+        self.executions
+            .get(id)
+            .and_then(|e| e.span.clone())
+            .unwrap_or_else(Span::none)
     }
 
     /// Fails execution `id` with `error` if it is still running (its timeout): the
@@ -388,6 +404,25 @@ impl ExecutionTable {
         self.outcome_bytes += bytes;
         execution.bytes = bytes;
         execution.submitted = None;
+        if let Some(span) = execution.span.take() {
+            let duration_ms = outcome.ended_unix_ms - outcome.submitted_unix_ms;
+            let status = if execution.timed_out {
+                ExecutionStatus::TimedOut
+            } else if outcome.error.is_some() {
+                ExecutionStatus::Failed
+            } else {
+                ExecutionStatus::Succeeded
+            };
+            span.in_scope(|| match &outcome.error {
+                None => info!(outcome = status.as_str(), duration_ms, "execution finished"),
+                Some(error) => info!(
+                    outcome = status.as_str(),
+                    duration_ms,
+                    %error,
+                    "execution finished"
+                ),
+            });
+        }
         execution.outcome = Some(outcome);
         let _ = execution.finished.send(true);
         self.finished += 1;

@@ -18,7 +18,7 @@ use dida_proto::storage::{PingReply, PingRequest};
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::catalogue::Gap;
 use crate::executions::{self, ExecutionStatus};
@@ -174,6 +174,19 @@ impl SchedulerService {
             chain,
             app: request.app.clone(),
         };
+        let span = self
+            .state
+            .executions
+            .lock()
+            .expect("executions lock poisoned")
+            .span(&id);
+        span.in_scope(|| {
+            info!(
+                operators = request.operators.len(),
+                first_worker = %members[assignments[0]].id,
+                "execution submitted"
+            )
+        });
         let first = &members[assignments[0]].url.to_string();
         let handed = self
             .state
@@ -182,6 +195,7 @@ impl SchedulerService {
                 seq,
                 request: Some(chain_request),
             })
+            .instrument(span.clone())
             .await
             .map_err(Status::from);
         match handed {
@@ -202,7 +216,6 @@ impl SchedulerService {
                 return Err(Status::unavailable(message));
             }
         }
-        info!(execution = %id, app = %request.app, operators = request.operators.len(), "execution started");
         let timeout = self.state.config.execution_timeout;
         let state = self.state.clone();
         let watched = id.clone();
@@ -211,8 +224,9 @@ impl SchedulerService {
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             let mut executions = state.executions.lock().expect("executions lock poisoned");
+            let span = executions.span(&watched);
             if executions.time_out(&watched, format!("no outcome within {timeout:?}")) {
-                warn!(execution = %watched, "no outcome within {timeout:?}; failing the execution");
+                span.in_scope(|| warn!("no outcome within {timeout:?}; failing the execution"));
             }
         });
         Ok((id, finished))
@@ -260,10 +274,6 @@ impl SchedulerService {
         }
         let outcome = outcome
             .ok_or_else(|| Status::invalid_argument("an outcome report without an outcome"))?;
-        match &outcome.error {
-            None => info!(execution = %outcome.execution_id, "execution finished"),
-            Some(error) => info!(execution = %outcome.execution_id, %error, "execution failed"),
-        }
         self.state
             .executions
             .lock()

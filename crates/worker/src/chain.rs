@@ -26,7 +26,7 @@ use dida_proto::execution::{
     OperatorRun, OutcomeReport, SequencedReport,
 };
 use prost::Message;
-use tracing::{debug, warn};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::capture::{self, Capture};
 use crate::consistency::ExecutionStorage;
@@ -40,7 +40,27 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Runs the request's next operator and moves the execution on. Never fails: every
 /// failure ends up in the outcome reported to the scheduler.
-pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) {
+///
+/// The hop runs in an `operator` span carrying the execution id, the position and
+/// the operator's name (from the request, as the scheduler assigned them), so every
+/// line this worker logs about the hop can be joined with the scheduler's and the
+/// other workers' lines on the execution id.
+pub(crate) async fn run_hop(state: Arc<WorkerState>, request: ChainRequest) {
+    let order = request.next as usize;
+    let span = info_span!(
+        "operator",
+        execution = request.meta.as_ref().map_or("", |m| m.id.as_str()),
+        position = order,
+        operator = request
+            .chain
+            .get(order)
+            .map_or("", |a| a.classname.as_str()),
+    );
+    hop(state, request).instrument(span).await
+}
+
+/// [`run_hop`] within its span.
+async fn hop(state: Arc<WorkerState>, mut request: ChainRequest) {
     let order = request.next as usize;
     let classname = request.chain[order].classname.clone();
     let previous = order
@@ -68,6 +88,16 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
     .await;
     let took = clock.elapsed();
     state.stats.running.fetch_sub(1, Relaxed);
+    info!(
+        outcome = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        },
+        duration_us = took.as_micros() as u64,
+        fuel = capture.fuel_used(),
+        "operator finished"
+    );
     let assignment = &mut request.chain[order];
     assignment.run = Some(OperatorRun {
         order: order as u32,
@@ -96,7 +126,7 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
     match result {
         Ok(output) => {
             state.stats.completed.fetch_add(1, Relaxed);
-            debug!(execution = %execution_id, operator = %classname, order, %output, "operator done");
+            debug!(%output, "operator output");
             request.chain[order].output = Some(output);
             request.next += 1;
             if (request.next as usize) < request.chain.len() {
@@ -112,7 +142,7 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
                         forward(&state, &request).await
                     }
                     Err(error) => {
-                        warn!(execution = %execution_id, "{error}");
+                        warn!("{error}");
                         Err(error)
                     }
                 };
@@ -131,7 +161,7 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, mut request: ChainRequest) 
                 "{classname} (position {order}) failed on worker {}: {message}",
                 state.config.id
             );
-            warn!(execution = %execution_id, "{error}");
+            warn!("{error}");
             let ended = outcome(&request, Some((error, order)), order + 1);
             report(&state, ended, Some(completion)).await;
         }
