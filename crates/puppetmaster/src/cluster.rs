@@ -634,6 +634,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_node_gets_a_metrics_address_at_its_port_plus_the_offset() {
+        let mut config = PmConfig::new(PathBuf::from("/nonexistent/dida"));
+        config.metrics_port_offset = Some(10_000);
+        let clients = vec![PcsClient::new("http://127.0.0.1:1", None).unwrap()];
+        let mut cluster = Cluster::new(Arc::new(config), clients);
+        cluster.declare(1, decl(Role::Storage, "s1", 7001)).unwrap();
+        cluster
+            .declare(2, decl(Role::Worker, "w1", 60_000))
+            .unwrap();
+        let flag = |decl| {
+            cluster
+                .request(decl, None)
+                .flags
+                .into_iter()
+                .find(|f| f.name == "metrics-listen")
+                .map(|f| f.value)
+        };
+        assert_eq!(
+            flag(&cluster.nodes[0].decl).as_deref(),
+            Some("127.0.0.1:17001")
+        );
+        assert_eq!(cluster.nodes[0].metrics.as_deref(), Some("127.0.0.1:17001"));
+        // Past port 65535 there is no address to give.
+        assert_eq!(flag(&cluster.nodes[1].decl), None);
+    }
+
+    #[tokio::test]
     async fn the_scheduler_serves_the_gateway_when_asked() {
         let mut config = PmConfig::new(PathBuf::from("/nonexistent/dida"));
         config.http_listen = Some("127.0.0.1:8080".parse().unwrap());

@@ -250,6 +250,7 @@ mod tests {
                 pid: 42,
                 pcs: "local".into(),
                 exit: None,
+                metrics: None,
             },
             String::new,
         );
