@@ -168,6 +168,13 @@ run transport "$dida" bench storage --no-redis --concurrency 1,16 \
   --duration "$settings_duration" --warmup "$warmup" \
   --transport plaintext,tls --json
 
+# 4d. What metrics cost: the same measurements without and with --metrics-listen on
+# every node, one fresh cluster each (docs/observability.md).
+run metrics-storage "$dida" bench storage --no-redis --concurrency 1,16 \
+  --duration "$settings_duration" --warmup "$warmup" --metrics-overhead --json
+run metrics-chain "$dida" bench chain --lengths 1,5 --concurrency 1,16 \
+  "${timing[@]}" --metrics-overhead --json
+
 # 5. Crashes: dida faults, the first run with a timeline when dida faults has one.
 timeline=()
 if "$dida" faults --help | grep -q -- '--timeline'; then

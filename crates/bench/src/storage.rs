@@ -104,7 +104,7 @@ pub(crate) struct StorageBenchArgs {
     /// fresh local cluster each, without and then with --metrics-listen on every
     /// node (scraped by nobody: the cost is recording), and end the report with
     /// the second's throughput over the first's.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "peers")]
     metrics_overhead: bool,
 }
 

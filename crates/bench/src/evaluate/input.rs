@@ -46,6 +46,9 @@ pub(crate) struct Evaluation {
     /// The HTTP gateway beside the gRPC path and the ping: `dida bench chain
     /// --http`'s comparison lines.
     pub gateway: Vec<ComparisonRow>,
+    /// What metrics cost: `dida bench storage --metrics-overhead` and `dida bench
+    /// chain --metrics-overhead`'s comparison lines (`off`, `on`).
+    pub metrics: Vec<ComparisonRow>,
     /// `dida bench chain`.
     pub chain: Option<BenchRun>,
     /// `dida bench idle`.
@@ -88,6 +91,18 @@ impl Evaluation {
                 parse_comparison(text, "gateway")
             })?
             .unwrap_or_default(),
+            metrics: [
+                optional(&dir.join("metrics-storage.jsonl"), |text| {
+                    parse_comparison(text, "metrics")
+                })?,
+                optional(&dir.join("metrics-chain.jsonl"), |text| {
+                    parse_comparison(text, "metrics")
+                })?,
+            ]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect(),
             idle: optional(&dir.join("idle.jsonl"), IdleRun::parse)?,
             timeline: optional(&dir.join("faults-timeline.jsonl"), Timeline::parse)?,
             redis_benchmark: optional(&dir.join("redis-benchmark.csv"), parse_redis_benchmark)?
@@ -328,7 +343,12 @@ pub(crate) struct IdleRun {
 pub(crate) struct ComparisonRow {
     /// `memory`, `never`, `batch` or `always`; `plaintext` or `tls`; or `ping`,
     /// `grpc` or `http`.
-    #[serde(alias = "durability", alias = "transport", alias = "via")]
+    #[serde(
+        alias = "durability",
+        alias = "transport",
+        alias = "via",
+        alias = "metrics"
+    )]
     pub mode: String,
     pub workload: String,
     pub concurrency: usize,

@@ -48,6 +48,7 @@ pub(crate) fn document(evaluation: &Evaluation, drawn: &[String], method: &str) 
     out.push_str(&durability_section(evaluation));
     out.push_str(&transport_section(evaluation));
     out.push_str(&gateway_section(evaluation));
+    out.push_str(&metrics_section(evaluation));
     out.push_str(&crash_section(evaluation, &image));
     out.push_str(&idle_section(evaluation));
     out.push_str("---\n\n");
@@ -695,6 +696,22 @@ fn gateway_section(evaluation: &Evaluation) -> String {
          client; see [http.md](http.md)). \"vs gRPC\" is the path's throughput over \
          the gRPC path's.",
         "vs gRPC",
+    )
+}
+
+/// What recording metrics costs, against nodes without `--metrics-listen`.
+fn metrics_section(evaluation: &Evaluation) -> String {
+    comparison_section(
+        "Cost of metrics",
+        &evaluation.metrics,
+        "No `dida bench storage|chain --metrics-overhead` run (see above).",
+        "`dida bench storage --metrics-overhead` and `dida bench chain \
+         --metrics-overhead`: the same measurements on a fresh local cluster without \
+         metrics (`off`), then on another whose every node serves `--metrics-listen` \
+         and so times every RPC (`on`; nobody scrapes, so this is the cost of \
+         recording). \"vs off\" is the throughput with metrics over without; see \
+         [observability.md](observability.md).",
+        "vs off",
     )
 }
 
