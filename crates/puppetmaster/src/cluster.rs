@@ -633,6 +633,16 @@ mod tests {
         );
     }
 
+    /// The value of flag `name` in the start request of `decl`, if given.
+    fn flag_value(cluster: &Cluster, decl: &NodeDecl, name: &str) -> Option<String> {
+        cluster
+            .request(decl, None)
+            .flags
+            .into_iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value)
+    }
+
     #[tokio::test]
     async fn every_node_gets_a_metrics_address_at_its_port_plus_the_offset() {
         let mut config = PmConfig::new(PathBuf::from("/nonexistent/dida"));
@@ -643,14 +653,7 @@ mod tests {
         cluster
             .declare(2, decl(Role::Worker, "w1", 60_000))
             .unwrap();
-        let flag = |decl| {
-            cluster
-                .request(decl, None)
-                .flags
-                .into_iter()
-                .find(|f| f.name == "metrics-listen")
-                .map(|f| f.value)
-        };
+        let flag = |decl| flag_value(&cluster, decl, "metrics-listen");
         assert_eq!(
             flag(&cluster.nodes[0].decl).as_deref(),
             Some("127.0.0.1:17001")
@@ -670,14 +673,7 @@ mod tests {
         cluster
             .declare(2, decl(Role::Scheduler, "sched", 3000))
             .unwrap();
-        let flag = |decl| {
-            cluster
-                .request(decl, None)
-                .flags
-                .into_iter()
-                .find(|f| f.name == "http-listen")
-                .map(|f| f.value)
-        };
+        let flag = |decl| flag_value(&cluster, decl, "http-listen");
         assert_eq!(
             flag(&cluster.nodes[1].decl).as_deref(),
             Some("127.0.0.1:8080")
