@@ -14,3 +14,6 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace
+
+# CI machines have bounded disk; say how much the build took.
+echo "== build size: $(du -sh target 2>/dev/null | cut -f1)"
