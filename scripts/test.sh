@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-wasm-target.sh
+# The dashboard's browser test drives headless Chromium.
+source scripts/ensure-chromium.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -6,6 +6,7 @@
 mod certs;
 mod client;
 mod conventions;
+mod dashboard;
 mod executions;
 mod faults;
 mod kv;
@@ -64,6 +65,8 @@ enum Command {
     Logs(executions::LogsArgs),
     /// Read, write and inspect the storage service from the command line.
     Kv(kv::KvArgs),
+    /// Serve a web dashboard of a running cluster: nodes, ring, records, executions.
+    Dashboard(dashboard::DashboardArgs),
     /// Measure the platform against a transport baseline.
     Bench(dida_bench::BenchArgs),
     /// Run the fault-injection suite: a workload while storage nodes are SIGKILLed.
@@ -130,9 +133,11 @@ fn main() -> ExitCode {
     let command_path = conventions::command_path(&matches);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let default_log = match cli.command {
-        Command::Storage(_) | Command::Worker(_) | Command::Scheduler(_) | Command::Pcs(_) => {
-            "info"
-        }
+        Command::Storage(_)
+        | Command::Worker(_)
+        | Command::Scheduler(_)
+        | Command::Pcs(_)
+        | Command::Dashboard(_) => "info",
         Command::Kv(_)
         | Command::Bench(_)
         | Command::Run(_)
@@ -188,6 +193,7 @@ fn main() -> ExitCode {
             Command::Executions(args) => executions::list(args).await,
             Command::Logs(args) => executions::logs(args).await,
             Command::Kv(args) => kv::run(args).await,
+            Command::Dashboard(args) => dashboard::run(args).await,
             Command::Bench(args) => dida_bench::run(args).await,
             Command::Faults(args) => faults::run(args).await,
             Command::Pcs(args) => pcs::run(args).await,

@@ -76,6 +76,12 @@ pub struct PuppetmasterArgs {
     /// addresses are printed as nodes start; see docs/observability.md.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     metrics_port_offset: Option<u16>,
+    /// Serve the session's web dashboard on this address (HOST:PORT): the nodes,
+    /// ring, records, executions and charts live, the PuppetMaster's output and
+    /// debug stream, and a console that runs script lines. See
+    /// docs/observability.md.
+    #[arg(long, value_name = "ADDR")]
+    dashboard: Option<SocketAddr>,
 }
 
 impl PuppetmasterArgs {
@@ -118,6 +124,7 @@ impl PuppetmasterArgs {
             check_deadline_ms("--rpc-deadline", self.rpc_deadline).map_err(anyhow::Error::msg)?;
         config.http_listen = self.http_listen;
         config.metrics_port_offset = self.metrics_port_offset;
+        config.dashboard = self.dashboard;
         let mode = Mode {
             script: self.script,
             step: self.step,

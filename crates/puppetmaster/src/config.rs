@@ -38,6 +38,8 @@ pub struct PmConfig {
     /// offset (`--metrics-port-offset`), so each node's metrics address follows
     /// from the script; `None`: nodes serve no metrics.
     pub metrics_port_offset: Option<u16>,
+    /// Where the web dashboard of the session serves (`--dashboard`), if it does.
+    pub dashboard: Option<SocketAddr>,
 }
 
 impl PmConfig {
@@ -60,6 +62,7 @@ impl PmConfig {
             rpc_deadline: Duration::from_secs(2),
             http_listen: None,
             metrics_port_offset: None,
+            dashboard: None,
         }
     }
 }

@@ -5,12 +5,17 @@
 //! the session; it prompts again only once the line has run, and whatever the
 //! session prints meanwhile (client outcomes, debug reports, node output) goes
 //! through rustyline's external printer, above the prompt rather than through it.
+//!
+//! With a dashboard, lines typed into its page run here too, in turn with the
+//! terminal's, numbered in the same sequence. When the terminal's input ends (not
+//! `quit`), the page's lines keep running until Ctrl-C.
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 
 use dida_core::script::{parse_line, Line, Role, COMMANDS};
+use dida_dashboard::ScriptRequest;
 use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -103,8 +108,13 @@ fn history_file() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".dida_history"))
 }
 
-/// Runs the console until `quit`, `exit` or end of input.
-pub async fn run(session: &mut Session, printer: &Printer) -> anyhow::Result<()> {
+/// Runs the console until `quit`, `exit` or end of input (with a dashboard's
+/// `web` lines: until `quit` or `exit`).
+pub async fn run(
+    session: &mut Session,
+    printer: &Printer,
+    mut web: Option<mpsc::Receiver<ScriptRequest>>,
+) -> anyhow::Result<()> {
     let helper = ConsoleHelper::default();
     let nodes = helper.nodes.clone();
     let mut editor: Editor<ConsoleHelper, DefaultHistory> = Editor::new()?;
@@ -152,33 +162,96 @@ pub async fn run(session: &mut Session, printer: &Printer) -> anyhow::Result<()>
 
     let mut number = 0;
     let _ = ready_tx.send(());
-    while let Some(text) = lines_rx.recv().await {
-        number += 1;
-        match text.trim() {
-            "quit" | "exit" => break,
-            "help" => printer.text(help_text),
-            _ => match parse_line(number, &text) {
-                Ok(Some(command)) => {
-                    session.execute(&Line { number, command }).await;
-                    *nodes.lock().unwrap_or_else(|e| e.into_inner()) = session
-                        .cluster()
-                        .nodes()
-                        .iter()
-                        .map(|n| (n.decl.id.clone(), n.decl.role))
-                        .collect();
+    let mut terminal_open = true;
+    loop {
+        let input = tokio::select! {
+            line = lines_rx.recv(), if terminal_open => match line {
+                Some(text) => Input::Terminal(text),
+                None if web.is_some() => {
+                    terminal_open = false;
+                    printer.note("console input ended: lines typed into the dashboard still run, until Ctrl-C");
+                    continue;
                 }
-                Ok(None) => {}
-                Err(error) => session.report(error.line, &error.command, &error.message),
+                None => break,
             },
-        }
-        if ready_tx.send(()).is_err() {
-            break;
+            Some(request) = next_request(&mut web) => Input::Page(request),
+            else => break,
+        };
+        number += 1;
+        match input {
+            Input::Terminal(text) => {
+                if matches!(text.trim(), "quit" | "exit") {
+                    break;
+                }
+                // The terminal saw the outcome printed; there is no one else to tell.
+                let _ = run_line(session, printer, number, &text).await;
+                *nodes.lock().unwrap_or_else(|e| e.into_inner()) = session
+                    .cluster()
+                    .nodes()
+                    .iter()
+                    .map(|n| (n.decl.id.clone(), n.decl.role))
+                    .collect();
+                if ready_tx.send(()).is_err() {
+                    break;
+                }
+            }
+            Input::Page(request) => {
+                let answer = if matches!(request.text.trim(), "quit" | "exit") {
+                    Err("quit from the PuppetMaster's terminal (or Ctrl-C)".to_string())
+                } else {
+                    run_line(session, printer, number, &request.text).await
+                };
+                // The page may have stopped waiting; the line ran all the same.
+                let _ = request.reply.send(answer);
+            }
         }
     }
     drop(ready_tx);
     drop(lines_rx);
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     Ok(())
+}
+
+/// A line to run, from the terminal or from the dashboard's page.
+enum Input {
+    Terminal(String),
+    Page(ScriptRequest),
+}
+
+/// The next line typed into the dashboard; pending forever without one.
+async fn next_request(web: &mut Option<mpsc::Receiver<ScriptRequest>>) -> Option<ScriptRequest> {
+    match web {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs line `number` (`help`, a script line, or nothing for a blank one); returns
+/// its number, or why it failed (the session has printed the error too).
+async fn run_line(
+    session: &mut Session,
+    printer: &Printer,
+    number: usize,
+    text: &str,
+) -> Result<usize, String> {
+    if text.trim() == "help" {
+        printer.text(help_text);
+        return Ok(number);
+    }
+    match parse_line(number, text) {
+        Ok(Some(command)) => {
+            if session.execute(&Line { number, command }).await {
+                Ok(number)
+            } else {
+                Err(format!("line {number} failed (the output says why)"))
+            }
+        }
+        Ok(None) => Ok(number),
+        Err(error) => {
+            session.report(error.line, &error.command, &error.message);
+            Err(error.message)
+        }
+    }
 }
 
 #[cfg(test)]

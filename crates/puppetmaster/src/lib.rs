@@ -16,12 +16,14 @@
 //! - `clients`, `inspect`: `client`; `status`, `listServer`, `listGlobal`, `populate`;
 //! - `debug_sink`: the service workers in debug mode report to;
 //! - [`output`]: text and JSON events;
-//! - `console`: the interactive console.
+//! - `console`: the interactive console;
+//! - `dashboard`: the session's web dashboard (`--dashboard`).
 
 mod clients;
 mod cluster;
 pub mod config;
 mod console;
+mod dashboard;
 mod debug_sink;
 mod inspect;
 pub mod output;
@@ -68,9 +70,18 @@ pub async fn run(config: PmConfig, mode: Mode, printer: Arc<Printer>) -> anyhow:
         Some((_, dir)) => dir.clone(),
         None => std::env::current_dir().context("cannot find the current directory")?,
     };
+    let dashboard_listen = config.dashboard;
     let mut session = Session::start(config, printer.clone(), base_dir).await?;
+    let (_dashboard, web_lines) = match dashboard_listen {
+        Some(listen) => {
+            let (handle, lines) = dashboard::start(listen, &mut session, &printer).await?;
+            (Some(handle), Some(lines))
+        }
+        None => (None, None),
+    };
+    let script_text = script.as_ref().map(|(text, _)| text.as_str());
     let interrupted = tokio::select! {
-        () = drive(&mut session, script.as_ref().map(|(text, _)| text.as_str()), &mode, &printer) => false,
+        () = drive(&mut session, script_text, &mode, &printer, web_lines) => false,
         _ = tokio::signal::ctrl_c() => true,
     };
     if interrupted {
@@ -91,7 +102,13 @@ fn script_dir(path: &Path) -> anyhow::Result<PathBuf> {
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf))
 }
 
-async fn drive(session: &mut Session, script: Option<&str>, mode: &Mode, printer: &Printer) {
+async fn drive(
+    session: &mut Session,
+    script: Option<&str>,
+    mode: &Mode,
+    printer: &Printer,
+    web_lines: Option<tokio::sync::mpsc::Receiver<dida_dashboard::ScriptRequest>>,
+) {
     if let Some(text) = script {
         if !run_script(session, text, mode, printer).await {
             printer.note("the script stopped at its first error (--stop-on-error)");
@@ -102,7 +119,7 @@ async fn drive(session: &mut Session, script: Option<&str>, mode: &Mode, printer
             return;
         }
     }
-    if let Err(error) = console::run(session, printer).await {
+    if let Err(error) = console::run(session, printer, web_lines).await {
         printer.error(None, "console", &format!("{error:#}"));
     }
     session.wait_for_clients().await;

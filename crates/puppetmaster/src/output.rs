@@ -3,11 +3,13 @@
 //! the PCSs relay, always on stderr so it never mixes with the events.
 //!
 //! Where the lines go is a [`Sink`], so the interactive console can print above its
-//! prompt instead of through it.
+//! prompt instead of through it. With a dashboard, every line is also mirrored into
+//! its [`Feed`], and workers' debug reports go there as JSON whatever the mode.
 
 use std::sync::{Arc, RwLock};
 
 use dida_core::events::Event;
+use dida_dashboard::{Feed, FeedKind};
 use serde::Serialize;
 
 /// Where printed lines go.
@@ -83,6 +85,7 @@ pub struct Printer {
     json: bool,
     out: RwLock<Sink>,
     err: RwLock<Sink>,
+    mirror: RwLock<Option<Arc<Feed>>>,
 }
 
 impl std::fmt::Debug for Printer {
@@ -107,6 +110,18 @@ impl Printer {
             json,
             out: RwLock::new(out),
             err: RwLock::new(err),
+            mirror: RwLock::new(None),
+        }
+    }
+
+    /// Also sends every later line to a dashboard's feed.
+    pub fn mirror_to(&self, feed: Arc<Feed>) {
+        *self.mirror.write().unwrap_or_else(|e| e.into_inner()) = Some(feed);
+    }
+
+    fn mirror(&self, kind: FeedKind, line: &str) {
+        if let Some(feed) = &*self.mirror.read().unwrap_or_else(|e| e.into_inner()) {
+            feed.push(kind, line);
         }
     }
 
@@ -122,10 +137,12 @@ impl Printer {
     }
 
     fn out(&self, line: String) {
+        self.mirror(FeedKind::Output, &line);
         (self.out.read().unwrap_or_else(|e| e.into_inner()))(line);
     }
 
     fn err(&self, line: String) {
+        self.mirror(FeedKind::Diagnostic, &line);
         (self.err.read().unwrap_or_else(|e| e.into_inner()))(line);
     }
 
@@ -144,6 +161,11 @@ impl Printer {
 
     /// Prints one of the PuppetMaster's own events as JSON, or `text` in text mode.
     pub fn pm_event(&self, event: &PmEvent, text: impl FnOnce() -> String) {
+        if matches!(event, PmEvent::Debug { .. }) {
+            if let Ok(json) = serde_json::to_string(event) {
+                self.mirror(FeedKind::Debug, &json);
+            }
+        }
         if self.json {
             match serde_json::to_string(event) {
                 Ok(line) => self.out(line),

@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use dida_core::script::{Command, Line, Role};
+use dida_dashboard::{KnownNode, Topology};
 use dida_pcs::auth::TOKEN_HEADER;
 use dida_pcs::{PcsClient, PcsConfig, PcsHandle};
 use dida_proto::server::ServerHandle;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clients::Clients;
@@ -38,6 +40,8 @@ pub struct Session {
     debug_sink: Option<(ServerHandle, String)>,
     errors: usize,
     start_failures: usize,
+    /// Where the session publishes its nodes for a dashboard, after every line.
+    topology: Option<watch::Sender<Topology>>,
 }
 
 /// How a session went, for the exit code of batch mode.
@@ -102,7 +106,47 @@ impl Session {
             debug_sink: None,
             errors: 0,
             start_failures: 0,
+            topology: None,
         })
+    }
+
+    /// Publishes the session's nodes to `sink` now and after every line (a
+    /// dashboard follows them).
+    pub fn publish_topology(&mut self, sink: watch::Sender<Topology>) {
+        self.topology = Some(sink);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let Some(sink) = &self.topology else { return };
+        let nodes = self.cluster.nodes();
+        let storage = nodes
+            .iter()
+            .filter(|n| n.decl.role == Role::Storage)
+            .map(|n| (n.decl.id.clone(), n.decl.url.to_string()))
+            .collect();
+        let known = nodes
+            .iter()
+            .map(|n| KnownNode {
+                id: n.decl.id.clone(),
+                role: n.decl.role.to_string(),
+                url: n.decl.url.to_string(),
+                process: match n.state {
+                    NodeState::Declared => "declared",
+                    NodeState::Running(_) => "running",
+                    NodeState::FailedToStart => "failed to start",
+                    NodeState::Crashed(_) => "crashed",
+                    NodeState::Stopped(_) => "stopped",
+                }
+                .to_string(),
+                metrics: n.metrics.clone(),
+            })
+            .collect();
+        sink.send_replace(Topology {
+            storage,
+            scheduler: self.cluster.scheduler_url().map(ToString::to_string),
+            known,
+        });
     }
 
     /// The session's nodes (for status displays and completion).
@@ -137,6 +181,7 @@ impl Session {
                 self.run(line.number, other).await
             }
         };
+        self.publish();
         match result {
             Ok(()) => true,
             Err(message) => {
@@ -158,6 +203,7 @@ impl Session {
             self.start_failures += 1;
             self.printer.error(Some(*line), command, message);
         }
+        self.publish();
         failures.is_empty()
     }
 
@@ -296,6 +342,7 @@ impl Session {
     /// returns the pids stopped.
     pub async fn shutdown(mut self) -> Vec<u32> {
         let mut pids = self.cluster.stop(&self.printer).await;
+        self.publish();
         // The relays hold streams open on the PCSs; a PCS stops only once they close.
         for relay in self.relays.drain(..) {
             relay.abort();
