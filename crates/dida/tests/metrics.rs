@@ -107,6 +107,13 @@ async fn storage_metrics_move_and_readiness_follows_fencing() {
     for i in 0..50 {
         client.write(&format!("metric-key-{i}"), "v").await.unwrap();
     }
+    // One key written past the versions kept (5): its oldest versions are dropped.
+    for i in 0..8 {
+        client
+            .write("metric-versions", &i.to_string())
+            .await
+            .unwrap();
+    }
     let sum = |scrapes: &[Scrape], name: &str| -> f64 {
         scrapes.iter().map(|s| total(s, name, any)).sum()
     };
@@ -130,6 +137,7 @@ async fn storage_metrics_move_and_readiness_follows_fencing() {
         "dida_storage_gossip_pushes_total",
         "dida_storage_gossip_pushed_records_total",
         "dida_storage_records",
+        "dida_storage_versions_discarded_total",
     ] {
         assert!(
             sum(&after, name) > sum(&before, name),
@@ -180,6 +188,15 @@ async fn storage_metrics_move_and_readiness_follows_fencing() {
         )
         .await;
     }
+    // The detector's and the rejoin's counters tell the story: s1 suspected and
+    // declared s3; s3 fenced itself once and caught up twice (start, rejoin).
+    let s1 = scrape(&http, addrs[0]).await;
+    let s3 = scrape(&http, addrs[2]).await;
+    assert!(total(&s1, "dida_storage_suspicions_total", any) >= 1.0);
+    assert!(total(&s1, "dida_storage_declarations_total", any) >= 1.0);
+    assert!(total(&s1, "dida_storage_view_changes_total", any) >= 2.0);
+    assert_eq!(total(&s3, "dida_storage_fences_total", any), 1.0);
+    assert_eq!(total(&s3, "dida_storage_catch_ups_total", any), 2.0);
 }
 
 /// Scheduler, workers and PCS: execution and invocation metrics move with real
@@ -256,6 +273,18 @@ async fn compute_metrics_move_with_executions() {
         6.0
     );
     assert!(total(&worker, "dida_worker_fuel_used_total", any) > 0.0);
+    // Every invocation instantiated its operator; all but the first loads of each
+    // operator found it compiled (the worker compiles them when it starts).
+    assert_eq!(
+        total(&worker, "dida_worker_instantiation_duration_seconds", |l| {
+            l.get("operator") == Some("EchoOperator")
+        }),
+        6.0
+    );
+    let hits = total(&worker, "dida_worker_operator_loads_total", |l| {
+        l.get("cache") == Some("hit")
+    });
+    assert!(hits >= 5.0, "compile-cache hits: {hits}");
     assert!(total(&worker, "dida_rpc_server_calls_total", any) > 0.0);
     assert_eq!(grpc_health(&scheduler_url).await, ServingStatus::Serving);
     let worker_url = cluster.workers().unwrap().members()[0].url.to_string();

@@ -21,9 +21,15 @@ fn dida() -> &'static Path {
 /// Starts `dida pcs` on a free loopback port with [`TOKEN`]; returns it and its URL
 /// once it answers.
 async fn start_pcs() -> (Child, String) {
+    start_pcs_with(&[]).await
+}
+
+/// [`start_pcs`] with further flags.
+async fn start_pcs_with(flags: &[&str]) -> (Child, String) {
     let port = free_ports(1).unwrap()[0];
     let child = Command::new(dida())
         .args(["pcs", "--listen", &format!("127.0.0.1:{port}")])
+        .args(flags)
         .env("DIDA_PCS_TOKEN", TOKEN)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -113,6 +119,51 @@ async fn pcs_refuses_requests_without_its_token_and_anything_but_a_dida_role() {
         "nothing started"
     );
     assert!(!answers(port));
+}
+
+/// `dida_pcs_nodes` counts the node processes by role and state as they start and
+/// crash (parsed as Prometheus text).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcs_metrics_count_its_nodes_by_role_and_state() {
+    let ports = free_ports(2).unwrap();
+    let metrics = format!("127.0.0.1:{}", ports[1]);
+    let (_pcs, url) = start_pcs_with(&["--metrics-listen", &metrics]).await;
+    let pcs = PcsClient::new(&url, Some(TOKEN)).unwrap();
+    let http = dida_bench::http_client::HttpClient::new(Duration::from_secs(5));
+    let nodes = |state: &'static str| {
+        let http = &http;
+        let metrics = &metrics;
+        async move {
+            let body = http
+                .get(&format!("http://{metrics}/metrics"))
+                .await
+                .unwrap()
+                .body;
+            let scrape =
+                prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+            scrape
+                .samples
+                .iter()
+                .filter(|s| {
+                    s.metric == "dida_pcs_nodes"
+                        && s.labels.get("role") == Some("storage")
+                        && s.labels.get("state") == Some(state)
+                })
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Gauge(v) => v,
+                    _ => panic!("dida_pcs_nodes is a gauge"),
+                })
+                .sum::<f64>()
+        }
+    };
+    assert_eq!(nodes("running").await, 0.0);
+    pcs.start_node(storage_request("s1", ports[0]))
+        .await
+        .unwrap();
+    assert_eq!(nodes("running").await, 1.0);
+    pcs.kill_node("s1").await.unwrap();
+    assert_eq!(nodes("running").await, 0.0);
+    assert_eq!(nodes("exited").await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@
 //! - [`launch`]: validating a start request and building the command line;
 //! - `children`: the processes, their output relay and their exit;
 //! - `service`: the gRPC service;
+//! - `metrics`: its node processes, as Prometheus metrics;
 //! - [`node`]: configuration, start-up and shutdown, in-process or as `dida pcs`;
 //! - [`client`]: the client the PuppetMaster (and tests) use.
 
@@ -19,6 +20,7 @@ pub mod auth;
 mod children;
 pub mod client;
 pub mod launch;
+mod metrics;
 pub mod node;
 mod service;
 

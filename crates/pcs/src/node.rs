@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::auth::RequireToken;
 use crate::children::Children;
+use crate::metrics::PcsCollector;
 use crate::service::PcsService;
 
 /// Everything a PCS is configured with. Requests never choose any of it.
@@ -93,11 +94,13 @@ pub async fn start(config: PcsConfig, listener: TcpListener) -> anyhow::Result<P
         },
         RequireToken::new(config.token.clone()),
     );
-    // A PCS's own metrics are those of its RPCs (starts, kills, listings).
+    // Its RPCs (starts, kills, listings) are counted by the RPC layer; the
+    // collector counts the processes it runs.
+    let collector = PcsCollector::new(children.clone());
     let telemetry = NodeTelemetry::start(
         config.metrics_listen,
         dida_telemetry::always_ready(),
-        |_| {},
+        |registry| registry.register_collector(Box::new(collector)),
     )
     .await?;
     let router = dida_proto::transport::server_builder(telemetry.telemetry.rpc_layer())?

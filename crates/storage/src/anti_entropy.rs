@@ -31,7 +31,7 @@ use tracing::debug;
 
 use crate::gossip::Gossip;
 use crate::peering::Peering;
-use crate::stats::ReplicationStats;
+use crate::stats;
 use crate::store::MultiVersionStore;
 use crate::validation::{self, Refusal};
 
@@ -176,9 +176,9 @@ async fn round(
     tokio::time::sleep(state.config.gossip_delay).await;
     let reply = state.transport.sync_digests(peer, request).await?;
     let stats = &state.stats;
-    ReplicationStats::add(&stats.anti_entropy_rounds, 1);
-    ReplicationStats::add(&stats.anti_entropy_bytes_sent, sent);
-    ReplicationStats::add(
+    stats::add(&stats.anti_entropy_rounds, 1);
+    stats::add(&stats.anti_entropy_bytes_sent, sent);
+    stats::add(
         &stats.anti_entropy_bytes_received,
         reply.encoded_len() as u64,
     );
@@ -196,7 +196,7 @@ async fn round(
     if repaired > 0 {
         node.gossip.enqueue(peer, missing, None, incarnation);
     }
-    ReplicationStats::add(&stats.records_repaired, repaired as u64);
+    stats::add(&stats.records_repaired, repaired as u64);
     if repaired > 0 {
         debug!(
             node = state.id(),

@@ -52,6 +52,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::peering::Peering;
+use crate::stats;
 use crate::suspicion::{indirect_helpers, Suspicions};
 
 /// How long after start a node waits before suspecting a peer that has never
@@ -102,6 +103,10 @@ async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
             "suspected peer answered again"
         );
     }
+    stats::add(
+        &state.membership_stats.suspicions,
+        verdict.suspected.len() as u64,
+    );
     for &peer in &verdict.suspected {
         warn!(
             node = state.id(),
@@ -118,6 +123,10 @@ async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
     if !verdict.failed.is_empty() {
         let names: Vec<&str> = verdict.failed.iter().map(|&n| state.id_of(n)).collect();
         warn!(node = state.id(), failed = ?names, "declaring crashed peers failed");
+        stats::add(
+            &state.membership_stats.declarations,
+            verdict.failed.len() as u64,
+        );
         state.declare_failed(&view, &verdict.failed);
     }
 }

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::peering::Peering;
-use crate::stats::ReplicationStats;
+use crate::stats;
 
 /// Tells a waiting writer that one more replica holds its record.
 pub(crate) type AckSender = mpsc::UnboundedSender<()>;
@@ -267,9 +267,9 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
         match state.transport.push(peer, request).await {
             Ok(_) => {
                 let stats = &state.stats;
-                ReplicationStats::add(&stats.push_messages_sent, 1);
-                ReplicationStats::add(&stats.records_pushed, batch.len() as u64);
-                ReplicationStats::add(&stats.push_bytes_sent, bytes);
+                stats::add(&stats.push_messages_sent, 1);
+                stats::add(&stats.records_pushed, batch.len() as u64);
+                stats::add(&stats.push_bytes_sent, bytes);
                 for pending in batch {
                     if let Some(ack) = pending.ack {
                         let _ = ack.send(());
@@ -278,7 +278,7 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
                 backoff = MIN_BACKOFF;
             }
             Err(status) => {
-                ReplicationStats::add(&state.stats.push_failures, 1);
+                stats::add(&state.stats.push_failures, 1);
                 warn!(
                     peer = state.id_of(peer),
                     records = batch.len(),

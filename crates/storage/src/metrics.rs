@@ -4,7 +4,6 @@
 //! the request path pays nothing for them.
 
 use std::fmt;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -47,10 +46,10 @@ fn counter(
     name: &str,
     help: &str,
     unit: Option<&Unit>,
-    value: &AtomicU64,
+    value: u64,
 ) -> fmt::Result {
     let metric = encoder.encode_descriptor(name, help, unit, MetricType::Counter)?;
-    ConstCounter::new(value.load(Relaxed)).encode(metric)
+    ConstCounter::new(value).encode(metric)
 }
 
 impl Collector for StorageCollector {
@@ -71,6 +70,13 @@ impl Collector for StorageCollector {
             "Versions of keys this replica holds (at most max_versions per key)",
             None,
             records as f64,
+        )?;
+        counter(
+            &mut encoder,
+            "storage_versions_discarded",
+            "Versions dropped for being older than the max_versions newest of their key",
+            None,
+            node.store.discarded(),
         )?;
         let (depth, oldest) = node.gossip.backlog();
         gauge(
@@ -93,58 +99,94 @@ impl Collector for StorageCollector {
             "storage_gossip_pushes",
             "Push messages sent to replicas",
             None,
-            &stats.push_messages_sent,
+            stats.push_messages_sent.load(Relaxed),
         )?;
         counter(
             &mut encoder,
             "storage_gossip_pushed_records",
             "Records sent to replicas in push messages",
             None,
-            &stats.records_pushed,
+            stats.records_pushed.load(Relaxed),
         )?;
         counter(
             &mut encoder,
             "storage_gossip_push_sent",
             "Payload bytes of push messages sent",
             Some(&Unit::Bytes),
-            &stats.push_bytes_sent,
+            stats.push_bytes_sent.load(Relaxed),
         )?;
         counter(
             &mut encoder,
             "storage_gossip_push_failures",
             "Push messages that failed and were retried",
             None,
-            &stats.push_failures,
+            stats.push_failures.load(Relaxed),
         )?;
         counter(
             &mut encoder,
             "storage_anti_entropy_rounds",
             "Anti-entropy rounds run with a peer",
             None,
-            &stats.anti_entropy_rounds,
+            stats.anti_entropy_rounds.load(Relaxed),
         )?;
         counter(
             &mut encoder,
             "storage_anti_entropy_sent",
             "Bytes sent by anti-entropy",
             Some(&Unit::Bytes),
-            &stats.anti_entropy_bytes_sent,
+            stats.anti_entropy_bytes_sent.load(Relaxed),
         )?;
         counter(
             &mut encoder,
             "storage_anti_entropy_received",
             "Bytes received by anti-entropy",
             Some(&Unit::Bytes),
-            &stats.anti_entropy_bytes_received,
+            stats.anti_entropy_bytes_received.load(Relaxed),
         )?;
         counter(
             &mut encoder,
             "storage_repaired_records",
             "Records anti-entropy found missing and repaired",
             None,
-            &stats.records_repaired,
+            stats.records_repaired.load(Relaxed),
+        )?;
+        let membership = &state.membership_stats;
+        counter(
+            &mut encoder,
+            "storage_suspicions",
+            "Peers this node's failure detector started to suspect",
+            None,
+            membership.suspicions.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "storage_declarations",
+            "Peers this node's failure detector declared failed",
+            None,
+            membership.declarations.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "storage_fences",
+            "Times this node learned it was declared failed and fenced itself",
+            None,
+            membership.fences.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "storage_catch_ups",
+            "Times this node caught up and entered the ring (at start and after each rejoin)",
+            None,
+            membership.catch_ups.load(Relaxed),
         )?;
         let view = state.view.current();
+        counter(
+            &mut encoder,
+            "storage_view_changes",
+            "Changes of this node's view of the cluster since it started (its epoch)",
+            None,
+            view.epoch,
+        )?;
         gauge(
             &mut encoder,
             "storage_view_epoch",

@@ -18,7 +18,7 @@ use tonic::Status;
 use tracing::{error, info};
 
 use crate::config::StorageConfig;
-use crate::stats::ReplicationStats;
+use crate::stats::{self, MembershipStats, ReplicationStats};
 use crate::transport::PeerTransport;
 use crate::validation::{self, Refusal};
 use crate::view::{View, ViewCell};
@@ -51,6 +51,7 @@ pub(crate) struct Peering {
     pub heard_from: Mutex<BTreeSet<usize>>,
     pub transport: Arc<dyn PeerTransport>,
     pub stats: ReplicationStats,
+    pub membership_stats: MembershipStats,
 }
 
 impl Peering {
@@ -78,6 +79,7 @@ impl Peering {
             heard_from: Mutex::new(BTreeSet::new()),
             transport,
             stats: ReplicationStats::default(),
+            membership_stats: MembershipStats::default(),
             config,
         })
     }
@@ -222,6 +224,7 @@ impl Peering {
         let own = view.members.get(self.me);
         if own.liveness == Liveness::Failed || own.incarnation > self.incarnation() {
             if !self.fenced.swap(true, Ordering::Relaxed) {
+                stats::add(&self.membership_stats.fences, 1);
                 error!(
                     node = self.id(),
                     incarnation = self.incarnation(),

@@ -45,6 +45,7 @@ use tracing::{debug, error, info, warn};
 use crate::anti_entropy::digests_on_wire;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
+use crate::stats;
 use crate::store::MultiVersionStore;
 use crate::validation::{self, Refusal};
 
@@ -159,6 +160,7 @@ async fn join(joiner: &Joiner) {
         if covered {
             state.joined_epoch.store(view.epoch, Ordering::Relaxed);
         }
+        stats::add(&state.membership_stats.catch_ups, 1);
         info!(
             node = state.id(),
             incarnation,

@@ -1,5 +1,6 @@
 //! Replication counters, reported by `Status` so that the cost of gossip and
-//! anti-entropy can be observed on a live cluster.
+//! anti-entropy can be observed on a live cluster, and membership counters (the
+//! failure detector's and the rejoin's), reported as metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -18,12 +19,12 @@ pub(crate) struct ReplicationStats {
     pub records_repaired: AtomicU64,
 }
 
-impl ReplicationStats {
-    /// Adds `n` to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
-    }
+/// Adds `n` to one of the counters.
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Relaxed);
+}
 
+impl ReplicationStats {
     /// A snapshot in wire form.
     pub fn snapshot(&self) -> WireStats {
         WireStats {
@@ -37,4 +38,17 @@ impl ReplicationStats {
             records_repaired: self.records_repaired.load(Relaxed),
         }
     }
+}
+
+/// Monotonic counters of what one node's failure detector and rejoin did.
+#[derive(Debug, Default)]
+pub(crate) struct MembershipStats {
+    /// Peers this node's detector started to suspect.
+    pub suspicions: AtomicU64,
+    /// Peers this node's detector declared failed.
+    pub declarations: AtomicU64,
+    /// Times this node learned it had been declared failed and fenced itself.
+    pub fences: AtomicU64,
+    /// Times this node caught up and turned alive (at start and after each rejoin).
+    pub catch_ups: AtomicU64,
 }

@@ -51,6 +51,9 @@ pub struct MultiVersionStore {
     keys_visited: AtomicU64,
     /// Where records are logged; `None` for a store in memory only.
     durable: Option<DurableLog>,
+    /// Versions dropped for being older than the `max_versions` newest of their key
+    /// (the `storage_versions_discarded_total` metric).
+    discarded: AtomicU64,
 }
 
 /// The keys of one shard and the tally of their records.
@@ -87,6 +90,7 @@ impl MultiVersionStore {
             max_versions: max_versions.max(1),
             keys_visited: AtomicU64::new(0),
             durable: None,
+            discarded: AtomicU64::new(0),
         }
     }
 
@@ -269,7 +273,7 @@ impl MultiVersionStore {
         let version = Version::after(newest, replica)?;
         versions.insert(version, value.to_string());
         tally.add(key, version, value);
-        discard_oldest(key, versions, tally, self.max_versions);
+        self.count_discarded(discard_oldest(key, versions, tally, self.max_versions));
         Ok(Record {
             key: key.to_string(),
             version,
@@ -295,7 +299,7 @@ impl MultiVersionStore {
                 .shard(&record.key)
                 .write()
                 .expect("store lock poisoned");
-            if Self::merge_into(&mut shard, record, self.max_versions) {
+            if self.merge_into(&mut shard, record) {
                 kept += 1;
                 last_entry = self.log(record).or(last_entry);
             }
@@ -310,12 +314,12 @@ impl MultiVersionStore {
             .shard(&record.key)
             .write()
             .expect("store lock poisoned");
-        Self::merge_into(&mut shard, record, self.max_versions);
+        self.merge_into(&mut shard, record);
     }
 
     /// Adds `record` to `shard` unless held, keeping `max_versions`; whether it is
     /// new and kept.
-    fn merge_into(shard: &mut Shard, record: &Record, max_versions: usize) -> bool {
+    fn merge_into(&self, shard: &mut Shard, record: &Record) -> bool {
         let Shard { keys, tally } = shard;
         let versions = keys.entry(record.key.clone()).or_default();
         if versions.contains_key(&record.version) {
@@ -323,8 +327,25 @@ impl MultiVersionStore {
         }
         versions.insert(record.version, record.value.clone());
         tally.add(&record.key, record.version, &record.value);
-        discard_oldest(&record.key, versions, tally, max_versions);
+        self.count_discarded(discard_oldest(
+            &record.key,
+            versions,
+            tally,
+            self.max_versions,
+        ));
         versions.contains_key(&record.version)
+    }
+
+    fn count_discarded(&self, n: u64) {
+        if n > 0 {
+            self.discarded.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Versions discarded since start for being older than the `max_versions`
+    /// newest of their key (a version arriving already that old counts too).
+    pub fn discarded(&self) -> u64 {
+        self.discarded.load(Relaxed)
     }
 
     /// Every record held, sorted by key then version.
@@ -437,14 +458,22 @@ impl MultiVersionStore {
     }
 }
 
-/// Drops the oldest versions of `key` beyond `max_versions`. Not logged: replaying
-/// the log discards them again (see [`crate::durable`]).
-fn discard_oldest(key: &str, versions: &mut KeyVersions, tally: &mut Tally, max_versions: usize) {
+/// Drops the oldest versions of `key` beyond `max_versions`; returns how many. Not
+/// logged: replaying the log discards them again (see [`crate::durable`]).
+fn discard_oldest(
+    key: &str,
+    versions: &mut KeyVersions,
+    tally: &mut Tally,
+    max_versions: usize,
+) -> u64 {
+    let mut dropped = 0;
     while versions.len() > max_versions {
         if let Some((version, value)) = versions.pop_first() {
             tally.remove(key, version, &value);
+            dropped += 1;
         }
     }
+    dropped
 }
 
 /// Hands every record of `shards` to `visit`, one shard's copy at a time, so no

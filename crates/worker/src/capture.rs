@@ -39,6 +39,8 @@ struct Captured {
     /// The end of stderr, for the panic message of a trap.
     stderr_tail: Vec<u8>,
     fuel_used: u64,
+    /// How long instantiating the operator took, once it was.
+    instantiation: Option<std::time::Duration>,
 }
 
 /// The WASI stream an operator prints on.
@@ -94,6 +96,16 @@ impl Capture {
     /// The fuel the invocation used.
     pub(crate) fn fuel_used(&self) -> u64 {
         self.lock().fuel_used
+    }
+
+    /// Records how long instantiating the operator took.
+    pub(crate) fn set_instantiation(&self, took: std::time::Duration) {
+        self.lock().instantiation = Some(took);
+    }
+
+    /// How long instantiating the operator took (`None` if it never was).
+    pub(crate) fn instantiation(&self) -> Option<std::time::Duration> {
+        self.lock().instantiation
     }
 
     /// The last bytes the operator printed on stderr.

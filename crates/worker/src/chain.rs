@@ -110,9 +110,13 @@ async fn hop(state: Arc<WorkerState>, mut request: ChainRequest) {
         fuel_used: capture.fuel_used(),
         error: result.as_ref().err().cloned(),
     });
-    state
-        .metrics
-        .finished(&classname, result.is_ok(), took, capture.fuel_used());
+    state.metrics.finished(
+        &classname,
+        result.is_ok(),
+        took,
+        capture.fuel_used(),
+        capture.instantiation(),
+    );
     assignment.logs = capture.take_lines();
     if state.debug_sink.is_some() {
         report_debug(&state, &classname, order, &result, &meta, written);

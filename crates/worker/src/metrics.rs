@@ -1,5 +1,7 @@
 //! The worker's Prometheus metrics: invocations of each operator by outcome, how
-//! long they took and how much fuel they burned, and the invocations running now.
+//! long they took, how long instantiating the operator took and how much fuel they
+//! burned, the invocations running now, and whether each operator load found it
+//! compiled already (the compile cache).
 
 use std::time::Duration;
 
@@ -24,6 +26,25 @@ struct Operator {
     operator: String,
 }
 
+/// Whether a load found the operator compiled.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CacheLookup {
+    /// `hit` (compiled already) or `miss` (compiled, or waited for a compilation).
+    cache: &'static str,
+}
+
+/// Operator loads by compile-cache outcome; the registry counts them.
+pub(crate) type LoadCounter = Family<CacheLookup, Counter>;
+
+/// Counts one load in `loads`: `hit` when the operator was compiled already.
+pub(crate) fn count_load(loads: &LoadCounter, hit: bool) {
+    loads
+        .get_or_create(&CacheLookup {
+            cache: if hit { "hit" } else { "miss" },
+        })
+        .inc();
+}
+
 fn duration_histogram() -> Histogram {
     // 100 µs to ~13 s: a trivial operator to one near the wall-time limit.
     Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
@@ -36,6 +57,8 @@ pub(crate) struct WorkerMetrics {
     duration: Family<Operator, Histogram, fn() -> Histogram>,
     fuel: Family<Operator, Counter>,
     running: Gauge,
+    instantiation: Family<Operator, Histogram, fn() -> Histogram>,
+    loads: LoadCounter,
 }
 
 impl WorkerMetrics {
@@ -46,7 +69,14 @@ impl WorkerMetrics {
             duration: Family::new_with_constructor(duration_histogram),
             fuel: Family::default(),
             running: Gauge::default(),
+            instantiation: Family::new_with_constructor(duration_histogram),
+            loads: LoadCounter::default(),
         }
+    }
+
+    /// The counter of operator loads, for the registry to count into.
+    pub fn loads(&self) -> LoadCounter {
+        self.loads.clone()
     }
 
     /// Adds the instruments to a node's registry.
@@ -67,6 +97,17 @@ impl WorkerMetrics {
             "Fuel (wasm instructions, roughly) operators burned",
             self.fuel.clone(),
         );
+        registry.register_with_unit(
+            "worker_instantiation_duration",
+            "Time to instantiate a compiled operator in a fresh sandbox, by operator",
+            Unit::Seconds,
+            self.instantiation.clone(),
+        );
+        registry.register(
+            "worker_operator_loads",
+            "Operator loads by compile-cache outcome (hit: compiled already)",
+            self.loads.clone(),
+        );
         registry.register(
             "worker_invocations_running",
             "Operator invocations running now",
@@ -79,8 +120,16 @@ impl WorkerMetrics {
         self.running.inc();
     }
 
-    /// An invocation of `operator` ended after `took`, burning `fuel`.
-    pub fn finished(&self, operator: &str, ok: bool, took: Duration, fuel: u64) {
+    /// An invocation of `operator` ended after `took`, burning `fuel`, having spent
+    /// `instantiation` (if it got that far) instantiating the operator.
+    pub fn finished(
+        &self,
+        operator: &str,
+        ok: bool,
+        took: Duration,
+        fuel: u64,
+        instantiation: Option<Duration>,
+    ) {
         self.running.dec();
         self.invocations
             .get_or_create(&Outcome {
@@ -95,5 +144,10 @@ impl WorkerMetrics {
             .get_or_create(&operator)
             .observe(took.as_secs_f64());
         self.fuel.get_or_create(&operator).inc_by(fuel);
+        if let Some(instantiation) = instantiation {
+            self.instantiation
+                .get_or_create(&operator)
+                .observe(instantiation.as_secs_f64());
+        }
     }
 }

@@ -146,12 +146,14 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
     )
     .context("invalid storage membership")?;
     let storage = Arc::new(storage);
+    let metrics = WorkerMetrics::new();
     let registry = OperatorRegistry::new(
         runtime,
         config.builtins.clone(),
         config.operators_dir.clone(),
     )
-    .with_deployed_from(storage.clone());
+    .with_deployed_from(storage.clone())
+    .counting_loads(metrics.loads());
     let scheduler = SchedulerClient::new(
         lazy_channel(&config.scheduler_url.to_string(), config.rpc_deadline)
             .context("invalid --scheduler")?,
@@ -173,7 +175,7 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
         stop,
         completions: CompletionQueue::default(),
         stats: WorkerStats::default(),
-        metrics: WorkerMetrics::new(),
+        metrics,
         config,
     });
     let warm = {

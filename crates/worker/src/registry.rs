@@ -24,6 +24,7 @@
 //! meanwhile. A compilation runs in a task of its own, so a caller that stops waiting
 //! (its wall-time limit passed) leaves the result cached for the next one.
 
+use crate::metrics::{count_load, LoadCounter};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, FileType, OpenOptions};
 use std::io::Read;
@@ -143,6 +144,8 @@ pub struct OperatorRegistry {
     storage: Option<Arc<StorageClient>>,
     deployed: Arc<Mutex<DeployedCache>>,
     compiling: Arc<tokio::sync::Mutex<()>>,
+    /// Loads by compile-cache outcome (the `worker_operator_loads_total` metric).
+    loads: LoadCounter,
 }
 
 impl std::fmt::Debug for OperatorRegistry {
@@ -170,7 +173,14 @@ impl OperatorRegistry {
             storage: None,
             deployed: Arc::new(Mutex::new(DeployedCache::default())),
             compiling: Arc::new(tokio::sync::Mutex::new(())),
+            loads: LoadCounter::default(),
         }
+    }
+
+    /// Counts every load into `loads`, by whether the operator was compiled already.
+    pub(crate) fn counting_loads(mut self, loads: LoadCounter) -> Self {
+        self.loads = loads;
+        self
     }
 
     /// Fetches deployed operators from `storage`'s cluster.
@@ -209,12 +219,13 @@ impl OperatorRegistry {
             message,
         };
         check_digest(digest).map_err(load_error)?;
-        if let Some(pre) = self
+        let found = self
             .deployed
             .lock()
             .expect("deployed cache lock poisoned")
-            .get(digest)
-        {
+            .get(digest);
+        count_load(&self.loads, found.is_some());
+        if let Some(pre) = found {
             return Ok(pre);
         }
         let storage = self.storage.clone().ok_or_else(|| {
@@ -264,7 +275,9 @@ impl OperatorRegistry {
     pub async fn get(&self, name: &str) -> Result<OperatorPre, RegistryError> {
         check_operator_name(name).map_err(RegistryError::InvalidName)?;
         let source = self.locate(name)?;
-        if let Some(pre) = cached(&self.cache, name, &source) {
+        let found = cached(&self.cache, name, &source);
+        count_load(&self.loads, found.is_some());
+        if let Some(pre) = found {
             return Ok(pre);
         }
         let task = tokio::spawn(compile(

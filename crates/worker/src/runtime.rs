@@ -249,10 +249,15 @@ impl OperatorRuntime {
             );
         }
         let call = async {
+            let instantiating = std::time::Instant::now();
             let instance = operator
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|e| InvocationError::Instantiation(format!("{e:#}")))?;
+            store
+                .data()
+                .capture
+                .set_instantiation(instantiating.elapsed());
             instance
                 .call_run(&mut store, &meta, input, previous)
                 .await
