@@ -31,7 +31,9 @@ pub async fn status(cluster: &Cluster, deadline: Duration, printer: &Printer) {
 /// node: `status` for every node, `restart` for the node it restarted.
 ///
 /// The `incarnation` column shows which life of a storage node answers (it grows
-/// at every restart and rejoin); `-` for other roles.
+/// at every restart and rejoin); `-` for other roles. When the nodes have metrics
+/// addresses (`--metrics-port-offset`), a `metrics` column shows them (and the
+/// JSON details carry them as `metrics`).
 pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, printer: &Printer) {
     let storage = cluster.storage_client().ok();
     let answers = join_all(
@@ -40,14 +42,19 @@ pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, pr
             .map(|node| node_status(node, storage.as_ref(), deadline)),
     )
     .await;
-    let mut rows = vec![vec![
+    let with_metrics = nodes.iter().any(|n| n.metrics.is_some());
+    let mut header = vec![
         "node".to_string(),
         "role".into(),
         "state".into(),
         "incarnation".into(),
         "url".into(),
-        "details".into(),
-    ]];
+    ];
+    if with_metrics {
+        header.push("metrics".into());
+    }
+    header.push("details".into());
+    let mut rows = vec![header];
     for (node, (state, details)) in nodes.iter().zip(answers) {
         let event = Event::Status {
             node: node.decl.id.clone(),
@@ -59,14 +66,18 @@ pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, pr
         let incarnation = details
             .get("incarnation")
             .map_or_else(|| "-".to_string(), |i| i.to_string());
-        rows.push(vec![
+        let mut row = vec![
             node.decl.id.clone(),
             node.decl.role.to_string(),
             state.to_string(),
             incarnation,
             node.decl.url.to_string(),
-            summary(&details),
-        ]);
+        ];
+        if with_metrics {
+            row.push(node.metrics.clone().unwrap_or_else(|| "-".into()));
+        }
+        row.push(summary(&details));
+        rows.push(row);
     }
     printer.text(|| table(&rows));
 }
@@ -88,6 +99,9 @@ async fn node_status(
     };
     if node.restarts > 0 {
         process["restarts"] = json!(node.restarts);
+    }
+    if let Some(metrics) = &node.metrics {
+        process["metrics"] = json!(metrics);
     }
     let url = node.decl.url.to_string();
     let answer: Result<Value, String> = match node.decl.role {
@@ -179,11 +193,13 @@ async fn node_status(
     }
 }
 
-/// The details of a status as `key=value` pairs for the table.
+/// The details of a status as `key=value` pairs for the table (but the metrics
+/// address, which has a column of its own).
 fn summary(details: &Value) -> String {
     match details {
         Value::Object(fields) => fields
             .iter()
+            .filter(|(k, _)| k.as_str() != "metrics")
             .map(|(k, v)| match v {
                 Value::String(s) => format!("{k}={s}"),
                 other => format!("{k}={other}"),
