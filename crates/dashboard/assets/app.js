@@ -134,21 +134,34 @@ function renderChart(id, series, lines, unit) {
   figure.replaceChildren(...children);
 }
 
+// Operators of running executions reported by workers in debug mode, by
+// execution id: runs travel with the outcome, but debug reports arrive as each
+// operator finishes, so a running execution shows its progress.
+const reported = new Map();
+
 function renderExecutions(snapshot) {
   const body = document.querySelector("#executions tbody");
   body.replaceChildren(...snapshot.executions.map((e) => {
     const end = e.ended_unix_ms || snapshot.at_unix_ms;
     const span = Math.max(1, end - e.submitted_unix_ms);
-    const timeline = el("div", { class: "timeline" }, ...e.runs.map((r) => {
-      const left = Math.max(0, Math.min(100, ((r.started_unix_ms - e.submitted_unix_ms) / span) * 100));
-      const width = Math.min(100 - left, (r.duration_us / 1000 / span) * 100);
-      return el("span", {
-        class: "run" + (r.error ? " error" : ""),
-        "data-operator": r.operator, "data-worker": r.worker, "data-order": r.order,
-        title: `#${r.order} ${r.operator} on ${r.worker}: ${(r.duration_us / 1000).toFixed(2)} ms${r.error ? " — " + r.error : ""}`,
-        style: `left:${left}%;width:${width}%;background:${colour(r.worker)}`,
-      }, `${r.operator}@${r.worker}`);
-    }));
+    let timeline;
+    if (e.runs.length || e.status !== "running") {
+      timeline = el("div", { class: "timeline" }, ...e.runs.map((r) => {
+        const left = Math.max(0, Math.min(100, ((r.started_unix_ms - e.submitted_unix_ms) / span) * 100));
+        const width = Math.min(100 - left, (r.duration_us / 1000 / span) * 100);
+        return el("span", {
+          class: "run" + (r.error ? " error" : ""),
+          "data-operator": r.operator, "data-worker": r.worker, "data-order": r.order,
+          title: `#${r.order} ${r.operator} on ${r.worker}: ${(r.duration_us / 1000).toFixed(2)} ms${r.error ? " — " + r.error : ""}`,
+          style: `left:${left}%;width:${width}%;background:${colour(r.worker)}`,
+        }, `${r.operator}@${r.worker}`);
+      }));
+    } else {
+      const done = reported.get(e.id) || [];
+      timeline = el("div", { class: "note" },
+        `running for ${end - e.submitted_unix_ms} ms`,
+        ...done.map((r) => el("span", { class: "badge state-running", style: "margin-left:.5em" }, `#${r.order} ${r.operator}@${r.worker} done`)));
+    }
     return el("tr", { "data-execution": e.id, "data-status": e.status },
       el("td", {}, el("code", {}, e.id)),
       el("td", {}, e.app),
@@ -174,6 +187,9 @@ function appendFeed(line) {
   if (line.kind === "debug") {
     let report;
     try { report = JSON.parse(line.text); } catch { return; }
+    if (!reported.has(report.id)) reported.set(report.id, []);
+    while (reported.size > 500) reported.delete(reported.keys().next().value);
+    reported.get(report.id).push({ order: report.order, operator: report.operator, worker: report.worker });
     const body = document.querySelector("#debug tbody");
     body.prepend(el("tr", { "data-execution": report.id },
       el("td", {}, el("code", {}, report.id)),
