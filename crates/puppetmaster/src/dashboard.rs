@@ -38,5 +38,12 @@ pub async fn start(
         "dashboard: http://{}/ (script lines typed there run here)",
         handle.local_addr()
     ));
+    if !listen.ip().is_loopback() {
+        printer.note(&format!(
+            "warning: the dashboard listens on {listen}: anyone who can reach it can run \
+             script lines (crash nodes, read files as client inputs); keep it on loopback \
+             or behind an authenticating proxy"
+        ));
+    }
     Ok((handle, lines))
 }
