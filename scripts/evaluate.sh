@@ -171,9 +171,9 @@ run transport "$dida" bench storage --no-redis --concurrency 1,16 \
 # 4d. What metrics cost: the same measurements without and with --metrics-listen on
 # every node, one fresh cluster each (docs/observability.md).
 run metrics-storage "$dida" bench storage --no-redis --concurrency 1,16 \
-  --duration "$settings_duration" --warmup "$warmup" --metrics-overhead --json
+  --duration "$settings_duration" --warmup "$warmup" --metrics-overhead --rounds 3 --json
 run metrics-chain "$dida" bench chain --lengths 1,5 --concurrency 1,16 \
-  "${timing[@]}" --metrics-overhead --json
+  "${timing[@]}" --metrics-overhead --rounds 3 --json
 
 # 5. Crashes: dida faults, the first run with a timeline when dida faults has one.
 timeline=()

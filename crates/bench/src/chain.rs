@@ -55,8 +55,8 @@ use crate::closed_loop::{Measurement, Operation};
 use crate::http_client::HttpClient;
 use crate::report::{ratio, Printer, Row};
 use crate::storage::{
-    parse_positive_seconds, parse_seconds, print_mode_costs, stop_cluster, Concurrencies, ModeRow,
-    Timing,
+    median_runs, parse_positive_seconds, parse_seconds, print_mode_costs, stop_cluster,
+    Concurrencies, ModeRow, Timing,
 };
 
 /// The operator every chain is made of: the no-op built-in, which returns its input
@@ -136,6 +136,12 @@ pub(crate) struct ChainBenchArgs {
     /// throughput over the first's.
     #[arg(long, conflicts_with = "scheduler")]
     metrics_overhead: bool,
+    /// With --metrics-overhead: run the off/on pair this many times, alternating,
+    /// and compare each row's median (a shared machine's speed drifts over minutes;
+    /// alternating spreads the drift over both modes).
+    #[arg(long, default_value_t = 1, requires = "metrics_overhead",
+          value_parser = clap::value_parser!(u32).range(1..=9))]
+    rounds: u32,
     /// The HTTP gateway of the running cluster given by --scheduler (HOST:PORT or
     /// http://HOST:PORT); implies --http.
     #[arg(long, requires = "scheduler")]
@@ -196,11 +202,13 @@ pub(crate) async fn run(args: ChainBenchArgs) -> anyhow::Result<()> {
     );
     if args.metrics_overhead {
         let mut runs = Vec::new();
-        for (name, metrics) in [("off", false), ("on", true)] {
-            let rows = measure_local(&args, metrics).await?;
-            runs.push((name, rows.iter().map(ModeRow::from).collect()));
+        for _ in 0..args.rounds {
+            for (name, metrics) in [("off", false), ("on", true)] {
+                let rows = measure_local(&args, metrics).await?;
+                runs.push((name, rows.iter().map(ModeRow::from).collect()));
+            }
         }
-        print_mode_costs(Printer { json: args.json }, "metrics", &runs);
+        print_mode_costs(Printer { json: args.json }, "metrics", &median_runs(&runs));
         return Ok(());
     }
     if let (Some(scheduler), Some(worker)) = (&args.scheduler, &args.worker) {

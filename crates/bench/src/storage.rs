@@ -106,6 +106,12 @@ pub(crate) struct StorageBenchArgs {
     /// the second's throughput over the first's.
     #[arg(long, conflicts_with = "peers")]
     metrics_overhead: bool,
+    /// With --metrics-overhead: run the off/on pair this many times, alternating,
+    /// and compare each row's median (a shared machine's speed drifts over minutes;
+    /// alternating spreads the drift over both modes).
+    #[arg(long, default_value_t = 1, requires = "metrics_overhead",
+          value_parser = clap::value_parser!(u32).range(1..=9))]
+    rounds: u32,
 }
 
 /// Where the measured nodes keep their records.
@@ -230,7 +236,9 @@ pub(crate) async fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
     }
     // Each run: a durability mode, and whether the nodes record metrics.
     let plan: Vec<(Durability, bool)> = if args.metrics_overhead {
-        vec![(args.durability[0], false), (args.durability[0], true)]
+        (0..args.rounds)
+            .flat_map(|_| [(args.durability[0], false), (args.durability[0], true)])
+            .collect()
     } else {
         args.durability.iter().map(|&mode| (mode, false)).collect()
     };
@@ -265,7 +273,7 @@ pub(crate) async fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(name, rows)| (*name, rows.iter().map(ModeRow::from).collect()))
             .collect();
-        print_mode_costs(Printer { json: args.json }, kind, &runs);
+        print_mode_costs(Printer { json: args.json }, kind, &median_runs(&runs));
     }
     Ok(())
 }
@@ -293,6 +301,60 @@ impl From<&Row> for ModeRow {
             errors: row.errors,
         }
     }
+}
+
+/// Merges the runs of the same mode (rounds of a comparison) into one, each row
+/// the median of that row over the rounds (errors summed); modes keep the order in
+/// which they first ran. One run per mode comes back unchanged.
+pub(crate) fn median_runs<'a>(runs: &[(&'a str, Vec<ModeRow>)]) -> Vec<(&'a str, Vec<ModeRow>)> {
+    let mut modes: Vec<&str> = Vec::new();
+    for (mode, _) in runs {
+        if !modes.contains(mode) {
+            modes.push(mode);
+        }
+    }
+    modes
+        .into_iter()
+        .map(|mode| {
+            let rounds: Vec<&Vec<ModeRow>> = runs
+                .iter()
+                .filter(|(m, _)| *m == mode)
+                .map(|(_, rows)| rows)
+                .collect();
+            let rows = rounds[0]
+                .iter()
+                .map(|first| {
+                    let same: Vec<&ModeRow> = rounds
+                        .iter()
+                        .filter_map(|rows| {
+                            rows.iter().find(|r| {
+                                r.workload == first.workload && r.concurrency == first.concurrency
+                            })
+                        })
+                        .collect();
+                    let median_of = |value: fn(&ModeRow) -> f64| {
+                        let mut values: Vec<f64> = same.iter().map(|r| value(r)).collect();
+                        values.sort_by(f64::total_cmp);
+                        let n = values.len();
+                        if n % 2 == 1 {
+                            values[n / 2]
+                        } else {
+                            (values[n / 2 - 1] + values[n / 2]) / 2.0
+                        }
+                    };
+                    ModeRow {
+                        workload: first.workload.clone(),
+                        concurrency: first.concurrency,
+                        ops_per_sec: median_of(|r| r.ops_per_sec),
+                        p50_us: median_of(|r| r.p50_us as f64).round() as u64,
+                        p99_us: median_of(|r| r.p99_us as f64).round() as u64,
+                        errors: same.iter().map(|r| r.errors).sum(),
+                    }
+                })
+                .collect();
+            (mode, rows)
+        })
+        .collect()
 }
 
 /// Prints every mode's dida measurements (not Redis's) with their throughput over
@@ -651,6 +713,43 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: StorageBenchArgs,
+    }
+
+    fn row(workload: &str, ops_per_sec: f64, errors: u64) -> ModeRow {
+        ModeRow {
+            workload: workload.into(),
+            concurrency: 1,
+            ops_per_sec,
+            p50_us: ops_per_sec as u64,
+            p99_us: 1,
+            errors,
+        }
+    }
+
+    #[test]
+    fn rounds_merge_into_each_rows_median_per_mode_in_first_run_order() {
+        let runs = vec![
+            ("off", vec![row("read", 10.0, 0), row("write", 1.0, 0)]),
+            ("on", vec![row("read", 30.0, 1)]),
+            ("off", vec![row("read", 50.0, 0), row("write", 3.0, 2)]),
+            ("on", vec![row("read", 20.0, 0)]),
+            ("off", vec![row("read", 20.0, 0), row("write", 2.0, 0)]),
+        ];
+        let merged = median_runs(&runs);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].0, "off");
+        assert_eq!(
+            merged[0].1,
+            vec![row("read", 20.0, 0), row("write", 2.0, 2)]
+        );
+        assert_eq!(merged[1].0, "on");
+        assert_eq!(
+            merged[1].1[0].ops_per_sec, 25.0,
+            "the mean of the middle two"
+        );
+        assert_eq!(merged[1].1[0].errors, 1);
+        let single = vec![("off", vec![row("read", 7.0, 0)])];
+        assert_eq!(median_runs(&single), single);
     }
 
     fn redis_choice(flags: &[&str]) -> Result<RedisChoice, clap::Error> {

@@ -701,7 +701,7 @@ fn gateway_section(evaluation: &Evaluation) -> String {
 
 /// What recording metrics costs, against nodes without `--metrics-listen`.
 fn metrics_section(evaluation: &Evaluation) -> String {
-    comparison_section(
+    let mut out = comparison_section(
         "Cost of metrics",
         &evaluation.metrics,
         "No `dida bench storage|chain --metrics-overhead` run (see above).",
@@ -709,10 +709,37 @@ fn metrics_section(evaluation: &Evaluation) -> String {
          --metrics-overhead`: the same measurements on a fresh local cluster without \
          metrics (`off`), then on another whose every node serves `--metrics-listen` \
          and so times every RPC (`on`; nobody scrapes, so this is the cost of \
-         recording). \"vs off\" is the throughput with metrics over without; see \
-         [observability.md](observability.md).",
+         recording); with `--rounds N` the pair runs N times, alternating, and each \
+         row is the median of its rounds. \"vs off\" is the throughput with metrics \
+         over without; see [observability.md](observability.md).",
         "vs off",
-    )
+    );
+    if let Some((mean, low, high, n)) = geometric_mean(&evaluation.metrics, "on") {
+        let _ = writeln!(
+            out,
+            "Over the {n} rows: geometric mean {mean:.2}× (from {low:.2}× to {high:.2}×).\n"
+        );
+    }
+    out
+}
+
+/// The geometric mean, minimum and maximum of the `vs_base` of `mode`'s rows, and
+/// how many there are; `None` without any.
+fn geometric_mean(rows: &[ComparisonRow], mode: &str) -> Option<(f64, f64, f64, usize)> {
+    let ratios: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.mode == mode)
+        .filter_map(|r| r.vs_base)
+        .filter(|r| *r > 0.0)
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    let n = ratios.len();
+    let mean = (ratios.iter().map(|r| r.ln()).sum::<f64>() / n as f64).exp();
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = ratios.iter().copied().fold(0.0, f64::max);
+    Some((mean, low, high, n))
 }
 
 /// A table of every mode's measurements beside the base mode's.
@@ -922,6 +949,29 @@ fn idle_section(evaluation: &Evaluation) -> String {
 mod tests {
     use super::*;
     use crate::evaluate::input::{FaultsReport, FaultsRun, IdleRow, IdleRun, RedisBenchmarkRow};
+
+    #[test]
+    fn the_geometric_mean_covers_only_the_modes_rows_with_a_ratio() {
+        let row = |mode: &str, vs_base: Option<f64>| ComparisonRow {
+            mode: mode.into(),
+            workload: "read".into(),
+            concurrency: 1,
+            ops_per_sec: 1.0,
+            p50_us: 1,
+            p99_us: 1,
+            vs_base,
+        };
+        let rows = [
+            row("off", Some(1.0)),
+            row("on", Some(0.5)),
+            row("on", Some(2.0)),
+            row("on", None),
+        ];
+        let (mean, low, high, n) = geometric_mean(&rows, "on").unwrap();
+        assert!((mean - 1.0).abs() < 1e-12);
+        assert_eq!((low, high, n), (0.5, 2.0, 2));
+        assert!(geometric_mean(&rows, "tls").is_none());
+    }
 
     fn row(workload: &str, concurrency: usize, ops_per_sec: f64) -> BenchRow {
         BenchRow {
