@@ -29,12 +29,17 @@ const SCRIPT_ANSWER_LIMIT: Duration = Duration::from_secs(30);
 /// What every route reads.
 #[derive(Clone)]
 pub(crate) struct AppState {
+    /// The latest snapshot of the cluster.
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The nodes watched (the records browser reads them).
     pub topology: watch::Receiver<Topology>,
+    /// The PuppetMaster's feed, if a PuppetMaster runs the page.
     pub feed: Option<Arc<Feed>>,
+    /// Where typed script lines go, if a PuppetMaster runs the page.
     pub script: Option<mpsc::Sender<ScriptRequest>>,
 }
 
+/// Every route of the dashboard over `state`.
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route(
