@@ -146,10 +146,14 @@ impl LiveCluster {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> HttpResponse {
+        self.try_post(path, body).await.unwrap()
+    }
+
+    /// [`Self::post`], returning a failed exchange instead of failing the test.
+    pub async fn try_post(&self, path: &str, body: Value) -> anyhow::Result<HttpResponse> {
         self.http
             .post_json(&format!("{}{path}", self.gateway), &body)
             .await
-            .unwrap()
     }
 
     pub async fn put_text(&self, path: &str, text: &str) -> HttpResponse {
