@@ -27,7 +27,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::feed::now_unix_ms;
-use crate::topology::Topology;
+use crate::topology::{KnownNode, Topology};
 use crate::{POLL_INTERVAL, RPC_DEADLINE};
 
 /// How many recent executions a snapshot lists.
@@ -104,6 +104,33 @@ pub struct NodeView {
     pub process: Option<String>,
     /// Where it serves metrics, when the PuppetMaster gave it an address.
     pub metrics: Option<String>,
+}
+
+impl NodeView {
+    /// A node in `state` for `detail`, with what the PuppetMaster knows of it
+    /// (`known`) and none of the role-specific figures yet.
+    fn new(
+        id: String,
+        role: &str,
+        url: String,
+        (state, detail): (NodeState, String),
+        known: Option<&KnownNode>,
+    ) -> Self {
+        Self {
+            id,
+            role: role.to_string(),
+            url,
+            state,
+            detail,
+            load: None,
+            keys: None,
+            records: None,
+            primary_share: None,
+            replica_share: None,
+            process: known.map(|k| k.process.clone()),
+            metrics: known.and_then(|k| k.metrics.clone()),
+        }
+    }
 }
 
 /// The ring: who leads and who replicates each range of the key space.
@@ -375,7 +402,7 @@ impl Poller {
             .map(|s| s.id.clone())
             .or_else(|| known.map(|k| k.id.clone()))
             .unwrap_or_else(|| "scheduler".into());
-        let (state, detail) = match status {
+        let state = match status {
             Some(s) if s.failed_storage.is_empty() => (NodeState::Alive, String::new()),
             Some(s) => (
                 NodeState::Alive,
@@ -383,20 +410,7 @@ impl Poller {
             ),
             None => process_state(known.map(|k| k.process.as_str())),
         };
-        NodeView {
-            id,
-            role: "scheduler".into(),
-            url: url.to_string(),
-            state,
-            detail,
-            load: None,
-            keys: None,
-            records: None,
-            primary_share: None,
-            replica_share: None,
-            process: known.map(|k| k.process.clone()),
-            metrics: known.and_then(|k| k.metrics.clone()),
-        }
+        NodeView::new(id, "scheduler", url.to_string(), state, known)
     }
 
     /// The workers the PuppetMaster declared and those the scheduler knows, each
@@ -437,7 +451,7 @@ impl Poller {
                 let load = scheduler
                     .and_then(|s| s.workers.iter().find(|w| w.worker_id == id))
                     .map(|w| w.load);
-                let (state, detail) = match &reply {
+                let state = match &reply {
                     Some(r) => (
                         NodeState::Alive,
                         format!(
@@ -448,18 +462,8 @@ impl Poller {
                     None => process_state(known.map(|k| k.process.as_str())),
                 };
                 NodeView {
-                    id,
-                    role: "worker".into(),
-                    url,
-                    state,
-                    detail,
                     load,
-                    keys: None,
-                    records: None,
-                    primary_share: None,
-                    replica_share: None,
-                    process: known.map(|k| k.process.clone()),
-                    metrics: known.and_then(|k| k.metrics.clone()),
+                    ..NodeView::new(id, "worker", url, state, known)
                 }
             })
             .collect()
@@ -603,18 +607,9 @@ fn storage_nodes(topology: &Topology, replies: &[Option<StatusReply>]) -> Vec<No
                 }
             }
             NodeView {
-                id: id.clone(),
-                role: "storage".into(),
-                url: url.clone(),
-                state,
-                detail,
-                load: None,
                 keys: reply.as_ref().map(|r| r.keys),
                 records: reply.as_ref().map(|r| r.records),
-                primary_share: None,
-                replica_share: None,
-                process: known.map(|k| k.process.clone()),
-                metrics: known.and_then(|k| k.metrics.clone()),
+                ..NodeView::new(id.clone(), "storage", url.clone(), (state, detail), known)
             }
         })
         .collect()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use dida_local_cluster::free_ports;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use support::{dida, eventually};
+use support::{copy_example_files, dida, eventually};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -30,10 +30,6 @@ const STARTUP: Duration = Duration::from_secs(60);
 
 /// The bound: a crashed storage node is shown failed within this.
 const SHOWN_FAILED_WITHIN: Duration = Duration::from_secs(10);
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/puppetmaster")
-}
 
 /// Where the screenshots go: `DIDA_SCREENSHOTS` if set, else cargo's scratch
 /// folder for tests.
@@ -56,13 +52,7 @@ impl Drop for Reaped {
 /// free ports, in debug mode, and runs one client.
 fn prepare() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    for sub in ["apps", "data"] {
-        std::fs::create_dir(dir.path().join(sub)).unwrap();
-        for entry in std::fs::read_dir(examples().join(sub)).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.path().join(sub).join(entry.file_name())).unwrap();
-        }
-    }
+    copy_example_files(dir.path());
     let ports = free_ports(7).unwrap();
     let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
     let script = format!(

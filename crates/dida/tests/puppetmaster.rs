@@ -10,31 +10,21 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+mod support;
+
 use dida_local_cluster::free_ports;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::time::Instant;
 
-fn dida() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_dida"))
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/puppetmaster")
-}
+use support::{copy_example_files, dida, examples};
 
 /// Copies the examples to a temporary folder, giving every `localhost:PORT` of
 /// `script` a free loopback port; returns the folder and the copied script.
 fn prepare(script: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    for sub in ["apps", "data"] {
-        std::fs::create_dir(dir.path().join(sub)).unwrap();
-        for entry in std::fs::read_dir(examples().join(sub)).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.path().join(sub).join(entry.file_name())).unwrap();
-        }
-    }
+    copy_example_files(dir.path());
     let text = std::fs::read_to_string(examples().join(script)).unwrap();
     let path = dir.path().join(script);
     std::fs::write(&path, with_free_ports(&text)).unwrap();

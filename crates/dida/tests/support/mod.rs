@@ -5,7 +5,7 @@
 
 pub mod live;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use dida_proto::execution::scheduler_client::SchedulerClient;
@@ -15,6 +15,23 @@ use dida_proto::transport::NodeChannel;
 /// The `dida` binary cargo built for these tests.
 pub fn dida() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_dida"))
+}
+
+/// The PuppetMaster examples (scripts, and their `apps/` and `data/` folders).
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/puppetmaster")
+}
+
+/// Copies the examples' `apps/` and `data/` folders into `dir`, so a script
+/// written there finds them where the example scripts do.
+pub fn copy_example_files(dir: &Path) {
+    for sub in ["apps", "data"] {
+        std::fs::create_dir(dir.join(sub)).unwrap();
+        for entry in std::fs::read_dir(examples().join(sub)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(sub).join(entry.file_name())).unwrap();
+        }
+    }
 }
 
 /// Polls `check` every 25 ms until it returns `Some`, failing the test after `limit`:
