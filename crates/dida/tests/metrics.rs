@@ -12,38 +12,13 @@ use std::time::Duration;
 use dida_bench::http_client::{HttpClient, StatusCode};
 use dida_local_cluster::{free_ports, ClusterSpec, ComputeSpec, LocalCluster};
 use dida_proto::transport::lazy_channel;
-use prometheus_parse::{Scrape, Value};
+use prometheus_parse::Scrape;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
+use support::prom::{any, scrape, total};
 use support::{dida, eventually};
-
-/// Scrapes and parses `/metrics` at `addr`.
-async fn scrape(http: &HttpClient, addr: SocketAddr) -> Scrape {
-    let reply = http.get(&format!("http://{addr}/metrics")).await.unwrap();
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    Scrape::parse(reply.body.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text")
-}
-
-/// The sum of every sample of `name` (over all label sets) whose labels satisfy
-/// `keep`; histograms count their observations.
-fn total(scrape: &Scrape, name: &str, keep: impl Fn(&prometheus_parse::Labels) -> bool) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && keep(&s.labels))
-        .map(|s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
-            Value::Summary(_) => 0.0,
-        })
-        .sum()
-}
-
-fn any(_: &prometheus_parse::Labels) -> bool {
-    true
-}
 
 async fn readyz(http: &HttpClient, addr: SocketAddr) -> (StatusCode, String) {
     match http.get(&format!("http://{addr}/readyz")).await {

@@ -2,6 +2,8 @@
 //! requests without its token, crashes nodes with SIGKILL, and leaves no process
 //! behind, even when it is itself killed.
 
+mod support;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -11,6 +13,8 @@ use dida_pcs::PcsClient;
 use dida_proto::control::{Flag, StartNodeRequest};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
+
+use support::prom::{scrape, total};
 
 const TOKEN: &str = "test-token-1234";
 
@@ -130,30 +134,22 @@ async fn pcs_metrics_count_its_nodes_by_role_and_state() {
     let (_pcs, url) = start_pcs_with(&["--metrics-listen", &metrics]).await;
     let pcs = PcsClient::new(&url, Some(TOKEN)).unwrap();
     let http = dida_bench::http_client::HttpClient::new(Duration::from_secs(5));
+    let metrics: std::net::SocketAddr = metrics.parse().unwrap();
     let nodes = |state: &'static str| {
         let http = &http;
-        let metrics = &metrics;
         async move {
-            let body = http
-                .get(&format!("http://{metrics}/metrics"))
-                .await
-                .unwrap()
-                .body;
-            let scrape =
-                prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
-            scrape
-                .samples
-                .iter()
-                .filter(|s| {
-                    s.metric == "dida_pcs_nodes"
-                        && s.labels.get("role") == Some("storage")
-                        && s.labels.get("state") == Some(state)
-                })
-                .map(|s| match s.value {
-                    prometheus_parse::Value::Gauge(v) => v,
-                    _ => panic!("dida_pcs_nodes is a gauge"),
-                })
-                .sum::<f64>()
+            let scrape = scrape(http, metrics).await;
+            assert!(
+                scrape
+                    .samples
+                    .iter()
+                    .filter(|s| s.metric == "dida_pcs_nodes")
+                    .all(|s| matches!(s.value, prometheus_parse::Value::Gauge(_))),
+                "dida_pcs_nodes is a gauge"
+            );
+            total(&scrape, "dida_pcs_nodes", |labels| {
+                labels.get("role") == Some("storage") && labels.get("state") == Some(state)
+            })
         }
     };
     assert_eq!(nodes("running").await, 0.0);

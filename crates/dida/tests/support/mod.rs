@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod live;
+pub mod prom;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
