@@ -157,10 +157,10 @@ fn main() -> ExitCode {
     // other thread runs yet, so changing the environment is sound.
     std::env::set_var("DIDA_LOG_FORMAT", cli.log_format.as_str());
     // `dida certs` makes identities; it needs none of its own (nor do the local
-    // `new` and `completions`).
+    // `new`, `completions` and the in-memory simulator).
     if !matches!(
         cli.command,
-        Command::Certs(_) | Command::New(_) | Command::Completions { .. }
+        Command::Certs(_) | Command::New(_) | Command::Completions { .. } | Command::Sim(_)
     ) {
         let tls_name = cli.command.tls_name().to_string();
         if let Err(error) = cli.security.install(&tls_name) {

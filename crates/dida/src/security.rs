@@ -1,5 +1,6 @@
 //! The flags every subcommand takes to authenticate (docs/security.md): mutual TLS
-//! from a `dida certs` directory or explicit files, or a cluster token; and the
+//! from a `dida certs` directory or explicit files, or a cluster token, or — with
+//! none of them — this user's cluster token file, created on first use; and the
 //! one-time installation of the resulting identity for the whole process.
 //!
 //! The settings also travel to the processes this one starts (a PCS's nodes, a
@@ -11,12 +12,17 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use dida_proto::cookie;
 use dida_proto::security::{self, Security, TlsFiles, TlsIdentity};
 
 /// The environment variable of `--tls-dir`.
 pub const TLS_DIR_ENV: &str = "DIDA_TLS_DIR";
 /// The environment variable of `--cluster-token`.
 pub const CLUSTER_TOKEN_ENV: &str = "DIDA_CLUSTER_TOKEN";
+/// The environment variable of `--cluster-token-file`.
+pub const CLUSTER_TOKEN_FILE_ENV: &str = "DIDA_CLUSTER_TOKEN_FILE";
+/// The environment variable of `--insecure`.
+pub const INSECURE_ENV: &str = "DIDA_INSECURE";
 
 /// Authentication flags, accepted by every subcommand.
 #[derive(Debug, Args)]
@@ -43,8 +49,15 @@ pub struct SecurityArgs {
     /// need none). Better passed in the environment than on the command line.
     #[arg(long, global = true, env = CLUSTER_TOKEN_ENV, hide_env_values = true)]
     cluster_token: Option<String>,
-    /// Serve on an address other machines can reach with neither TLS nor a token.
-    #[arg(long, global = true)]
+    /// Without TLS or --cluster-token: the file holding this user's cluster token,
+    /// created (readable by this user only) on first use. Every dida process of the
+    /// user reads the same file, so its nodes authenticate one another with no
+    /// flag. [default: ~/.dida/cluster-token]
+    #[arg(long, global = true, env = CLUSTER_TOKEN_FILE_ENV, value_name = "FILE")]
+    cluster_token_file: Option<PathBuf>,
+    /// Run without any credentials: no TLS, no token, no token file. Calls between
+    /// nodes are then not authenticated, and ports may listen beyond loopback.
+    #[arg(long, global = true, env = INSECURE_ENV)]
     insecure: bool,
 }
 
@@ -78,10 +91,37 @@ impl SecurityArgs {
         if let Some(token) = &self.cluster_token {
             std::env::set_var(CLUSTER_TOKEN_ENV, token);
         }
+        if let Some(file) = &self.cluster_token_file {
+            std::env::set_var(CLUSTER_TOKEN_FILE_ENV, file);
+        }
+        if self.insecure {
+            std::env::set_var(INSECURE_ENV, "true");
+        }
+        let cookie = match (&tls, &self.cluster_token, self.insecure) {
+            (None, None, false) => Some(self.cookie()?),
+            _ => None,
+        };
         security::install(Security {
             tls,
             cluster_token: self.cluster_token,
+            cookie,
             insecure: self.insecure,
+        })
+    }
+
+    /// This user's cluster token, from --cluster-token-file or the default file,
+    /// created there on first use.
+    fn cookie(&self) -> anyhow::Result<String> {
+        let path = match &self.cluster_token_file {
+            Some(path) => path.clone(),
+            None => cookie::default_path()?,
+        };
+        cookie::load_or_create(&path).with_context(|| {
+            format!(
+                "cannot use the cluster token file {} (or run with --tls-dir, \
+                 --cluster-token, or --insecure)",
+                path.display()
+            )
         })
     }
 }

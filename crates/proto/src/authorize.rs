@@ -4,8 +4,9 @@
 //! server receives, before any handler runs. With mutual TLS, the caller's role is
 //! the one its certificate states (checked against the cluster's CA by the TLS
 //! handshake) and a call from a role the table does not list is refused with
-//! `PERMISSION_DENIED`. With only a cluster token, calls between nodes must carry
-//! it (`UNAUTHENTICATED` otherwise) and client calls need nothing.
+//! `PERMISSION_DENIED`. Without TLS, calls between nodes must carry the cluster
+//! token — the explicit one or this user's cookie, [`crate::security::Security::node_token`]
+//! (`UNAUTHENTICATED` otherwise) — and client calls need nothing.
 //!
 //! The table, by service:
 //! - `Replication` (push, probe, digests, fetch, handback): storage nodes only;
@@ -105,7 +106,7 @@ fn check<B>(request: &http::Request<B>) -> Result<Option<Caller>, Status> {
         }
         return Ok(Some(caller));
     }
-    if let (Some(expected), true) = (&security.cluster_token, policy.between_nodes) {
+    if let (Some(expected), true) = (security.node_token(), policy.between_nodes) {
         let given = request
             .headers()
             .get(CLUSTER_TOKEN_HEADER)
@@ -117,7 +118,7 @@ fn check<B>(request: &http::Request<B>) -> Result<Option<Caller>, Status> {
             ))),
             None => Err(Status::unauthenticated(format!(
                 "{path} is a call between nodes and needs the cluster token \
-                 (--cluster-token)"
+                 (--cluster-token, or this user's token file ~/.dida/cluster-token)"
             ))),
         };
     }

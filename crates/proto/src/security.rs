@@ -7,13 +7,16 @@
 //! authenticated against the cluster's CA, and every call is authorised by the
 //! caller's role (see [`crate::authorize`]): only storage nodes replicate, only
 //! workers and the scheduler hand executions on, clients use the storage API and
-//! submit work. With only a [`Security::cluster_token`], calls between nodes must
-//! carry the token; clients need none.
+//! submit work. With only a cluster token, calls between nodes must carry the
+//! token; clients need none. The token is [`Security::cluster_token`] when given
+//! (`--cluster-token`), else the per-user [`Security::cookie`] (see
+//! [`crate::cookie`]): nodes of one user on one machine authenticate one another
+//! with no flag at all, and only `--insecure` runs without.
 //!
 //! A process has one identity, installed once at start-up by the `dida` binary
 //! ([`install`]) and used by every channel it opens and every server it runs
 //! ([`crate::transport`]). Processes that install nothing (in-process test clusters)
-//! run without either, on loopback.
+//! run with none of them, on loopback.
 //!
 //! The threat model and how to run a secured cluster are in docs/security.md.
 
@@ -206,16 +209,35 @@ fn first_pem_block(pem: &[u8]) -> Option<Vec<u8>> {
 pub struct Security {
     /// Mutual TLS, with this identity.
     pub tls: Option<TlsIdentity>,
-    /// The shared secret calls between nodes carry when TLS is off.
+    /// The shared secret calls between nodes carry when TLS is off, given
+    /// explicitly (`--cluster-token`): a deployment's credential, which HTTP
+    /// clients of the gateway are given too.
     pub cluster_token: Option<String>,
-    /// Serve on a non-loopback address with neither TLS nor a token, knowingly.
+    /// The per-user secret ([`crate::cookie`]) calls between nodes carry when there
+    /// is neither TLS nor an explicit token. It lives in a file of the user's home,
+    /// so it authenticates the nodes of one user on one machine to one another; it
+    /// is not a client credential and does not make a non-loopback port safe.
+    pub cookie: Option<String>,
+    /// Run with neither TLS, nor a token, nor the cookie, knowingly: calls between
+    /// nodes are not authenticated, and ports may listen beyond loopback.
     pub insecure: bool,
 }
 
 impl Security {
-    /// Whether anything authenticates calls.
+    /// Whether calls are authenticated by a credential meant to cross machines
+    /// (TLS or an explicit token), which makes a non-loopback port safe to open.
     pub fn is_authenticated(&self) -> bool {
         self.tls.is_some() || self.cluster_token.is_some()
+    }
+
+    /// The secret calls between nodes carry and servers demand when TLS is off:
+    /// the explicit token, else the cookie. `None` with TLS (certificates
+    /// authenticate) or `--insecure`.
+    pub fn node_token(&self) -> Option<&str> {
+        if self.tls.is_some() {
+            return None;
+        }
+        self.cluster_token.as_deref().or(self.cookie.as_deref())
     }
 
     /// Refuses to serve on `host` when it is reachable from other machines and
@@ -245,7 +267,7 @@ static INSTALLED: OnceLock<Security> = OnceLock::new();
 /// Installing the same settings again is allowed (tests in one process); other
 /// settings are refused, as channels already opened would keep the old ones.
 pub fn install(security: Security) -> anyhow::Result<()> {
-    if let Some(token) = &security.cluster_token {
+    if let Some(token) = security.node_token() {
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             bail!("the cluster token must be non-empty printable ASCII without spaces");
         }
@@ -262,6 +284,7 @@ pub fn installed() -> &'static Security {
     static NONE: Security = Security {
         tls: None,
         cluster_token: None,
+        cookie: None,
         insecure: false,
     };
     INSTALLED.get().unwrap_or(&NONE)
@@ -302,5 +325,29 @@ mod tests {
             ..Security::default()
         };
         assert!(insecure.check_exposure("0.0.0.0").is_ok());
+        // The cookie is one machine's credential: it authenticates nodes to one
+        // another but opens no port to other machines.
+        let cookie = Security {
+            cookie: Some("c".into()),
+            ..Security::default()
+        };
+        assert!(cookie.check_exposure("0.0.0.0").is_err());
+        assert!(cookie.check_exposure("127.0.0.1").is_ok());
+    }
+
+    #[test]
+    fn calls_between_nodes_carry_the_explicit_token_else_the_cookie() {
+        let both = Security {
+            cluster_token: Some("t".into()),
+            cookie: Some("c".into()),
+            ..Security::default()
+        };
+        assert_eq!(both.node_token(), Some("t"));
+        let cookie = Security {
+            cookie: Some("c".into()),
+            ..Security::default()
+        };
+        assert_eq!(cookie.node_token(), Some("c"));
+        assert_eq!(Security::default().node_token(), None);
     }
 }

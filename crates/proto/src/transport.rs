@@ -155,8 +155,7 @@ pub fn lazy_channel_with_headers(
             .context("cannot use this process's TLS certificate and key")?;
     }
     let token = security
-        .cluster_token
-        .as_deref()
+        .node_token()
         .map(|token| (CLUSTER_TOKEN_HEADER, token));
     let headers = token
         .iter()
