@@ -406,6 +406,11 @@ async fn forged_pushes_that_cannot_be_right_are_refused_and_change_nothing() {
     let version = client.write("k", "v").await.unwrap();
     let s1 = cluster.membership().get("s1").unwrap().url.to_string();
     let mut replication = raw_replication(&s1);
+    // Sent as a member would: with this user's cluster token, which every node of
+    // the default start demands of calls between nodes. What a member says is
+    // still validated.
+    let token =
+        dida_proto::cookie::load_or_create(&dida_proto::cookie::default_path().unwrap()).unwrap();
     let push = |from: &str, number: u64, replica: u32| PushRequest {
         from: from.into(),
         records: vec![dida_proto::storage::Record {
@@ -425,7 +430,12 @@ async fn forged_pushes_that_cannot_be_right_are_refused_and_change_nothing() {
         push("", 5, 2),
         push("intruder", 5, 2),
     ] {
-        let refused = replication.push(forged.clone()).await.unwrap_err();
+        let mut request = tonic::Request::new(forged.clone());
+        request.metadata_mut().insert(
+            dida_proto::security::CLUSTER_TOKEN_HEADER,
+            token.parse().unwrap(),
+        );
+        let refused = replication.push(request).await.unwrap_err();
         assert_eq!(
             refused.code(),
             tonic::Code::InvalidArgument,

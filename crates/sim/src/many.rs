@@ -69,6 +69,7 @@ pub struct KindSummary {
 pub fn summarize(reports: &[SeedReport]) -> Vec<(crate::NemesisKind, KindSummary)> {
     crate::NemesisKind::ALL
         .into_iter()
+        .chain(crate::NemesisKind::BEYOND_BUDGET)
         .map(|kind| {
             let mut sum = KindSummary::default();
             for report in reports.iter().filter(|r| r.nemesis == kind) {

@@ -25,6 +25,8 @@ use rand::RngExt;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use dida_proto::storage::{Liveness, MemberView, ProbeRequest};
+
 use crate::cluster::Cluster;
 use crate::process::ProcState;
 use crate::trace::Trace;
@@ -46,6 +48,17 @@ pub enum NemesisKind {
     Partition,
     /// Any of the four, drawn per episode.
     Mixed,
+    /// A member's forged declarations: every running node is handed a probe, from
+    /// another member, whose view declares every node failed (the all-declare-all
+    /// case of issue 23). Beyond any fault budget by design; nothing crashes, so
+    /// no acknowledged write may be lost. Not in the default rotation.
+    DeclareAll,
+    /// A storm of false suspicions, as under CPU starvation: two to all five nodes
+    /// paused at staggered moments for a little longer than the suspicion timeout,
+    /// so that many are declared failed while alive. Beyond the fault budget by
+    /// design; nothing crashes, so no acknowledged write may be lost. Not in the
+    /// default rotation.
+    Storm,
 }
 
 impl NemesisKind {
@@ -58,9 +71,20 @@ impl NemesisKind {
         Self::Mixed,
     ];
 
+    /// The kinds outside the default rotation, run only when asked for
+    /// (`--nemesis declare-all|storm`): each exceeds every fault budget.
+    pub const BEYOND_BUDGET: [NemesisKind; 2] = [Self::DeclareAll, Self::Storm];
+
     /// The kind seed `seed` exercises: the five kinds in turn, a fifth each.
     pub fn of_seed(seed: u64) -> Self {
         Self::ALL[(seed % Self::ALL.len() as u64) as usize]
+    }
+
+    /// Whether the kind kills no process, and every acknowledged write must survive
+    /// however many nodes it gets declared failed: a declaration never costs a
+    /// node its data.
+    pub fn keeps_every_process(self) -> bool {
+        matches!(self, Self::DeclareAll | Self::Storm)
     }
 }
 
@@ -72,6 +96,8 @@ impl fmt::Display for NemesisKind {
             Self::Pause => "pause",
             Self::Partition => "partition",
             Self::Mixed => "mixed",
+            Self::DeclareAll => "declare-all",
+            Self::Storm => "storm",
         };
         f.write_str(name)
     }
@@ -185,6 +211,10 @@ impl Nemesis {
             let keep_data = self.draw(|rng| rng.random_bool(0.5));
             tokio::time::sleep_until(slot_start + offset).await;
             let length = length.min(slot.saturating_sub(offset + Duration::from_secs(3)));
+            if kind.keeps_every_process() {
+                records.push(self.beyond_budget(kind, start).await);
+                continue;
+            }
             if lost_nodes(&self.cluster).len() >= self.budget {
                 self.trace
                     .event(format_args!("nemesis: fault budget spent, no more faults"));
@@ -245,6 +275,88 @@ impl Nemesis {
             });
         }
         records
+    }
+
+    /// One episode of a kind that ignores the budget ([`NemesisKind::keeps_every_process`]).
+    async fn beyond_budget(&self, kind: NemesisKind, start: Instant) -> FaultRecord {
+        let started = Instant::now().duration_since(start).as_secs_f64();
+        let what = match kind {
+            NemesisKind::DeclareAll => self.declare_all().await,
+            _ => self.storm().await,
+        };
+        self.trace.event(format_args!("nemesis: {what}"));
+        FaultRecord {
+            what,
+            start_s: started,
+            end_s: Some(Instant::now().duration_since(start).as_secs_f64()),
+        }
+    }
+
+    /// Hands every running node a probe from another member declaring every node
+    /// failed, at the incarnation the receiver knows it by (so that it is believed).
+    async fn declare_all(&self) -> String {
+        let nodes = self.cluster.nodes();
+        let mut answered = Vec::new();
+        for (n, node) in nodes.iter().enumerate() {
+            if self.cluster.process(n).state() != ProcState::Up {
+                continue;
+            }
+            let from = self.draw(|rng| (n + rng.random_range(1..nodes.len())) % nodes.len());
+            let view = node
+                .member_states()
+                .into_iter()
+                .map(|(id, state)| MemberView {
+                    id,
+                    incarnation: state.incarnation,
+                    liveness: Liveness::Failed as i32,
+                })
+                .collect();
+            let probe = ProbeRequest {
+                from: nodes[from].id().to_string(),
+                view,
+            };
+            let outcome = match node.probe(probe).await {
+                Ok(_) => "believed".to_string(),
+                Err(status) => format!("{:?}", status.code()),
+            };
+            answered.push(format!("{}: {outcome}", node.id()));
+        }
+        format!(
+            "forged probes declaring every node failed ({})",
+            answered.join(", ")
+        )
+    }
+
+    /// Pauses two to all nodes at staggered moments, each a little longer than the
+    /// suspicion timeout, then resumes them all.
+    async fn storm(&self) -> String {
+        let nodes = self.cluster.len();
+        let count = self.draw(|rng| rng.random_range(2..=nodes));
+        let first = self.draw(|rng| rng.random_range(0..nodes));
+        let mut paused = Vec::new();
+        let mut resume_at = Vec::new();
+        for i in 0..count {
+            let victim = (first + i) % nodes;
+            let (gap, length) = self.draw(|rng| {
+                (
+                    Duration::from_millis(rng.random_range(0..600)),
+                    Duration::from_millis(rng.random_range(1600..3500)),
+                )
+            });
+            tokio::time::sleep(gap).await;
+            if self.cluster.process(victim).state() != ProcState::Up {
+                continue;
+            }
+            self.cluster.process(victim).set(ProcState::Paused);
+            paused.push(format!("{} for {length:?}", self.cluster.node(victim).id()));
+            resume_at.push((Instant::now() + length, victim));
+        }
+        resume_at.sort();
+        for (at, victim) in resume_at {
+            tokio::time::sleep_until(at).await;
+            self.cluster.process(victim).set(ProcState::Up);
+        }
+        format!("storm of pauses: {}", paused.join(", "))
     }
 
     /// Cuts `victim` off in one of three shapes, and says how.

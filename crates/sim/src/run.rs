@@ -257,7 +257,8 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
         replication_factor: REPLICATION_FACTOR,
         max_versions,
         history: &history,
-        acknowledged_must_survive: write_acks >= 2 && !beyond_tolerance,
+        acknowledged_must_survive: write_acks >= 2
+            && (!beyond_tolerance || nemesis_kind.keeps_every_process()),
     };
     let (mut findings, lost_acknowledged) = outcome.check();
     findings.extend(

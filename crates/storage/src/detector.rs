@@ -38,10 +38,17 @@
 //! **False suspicion.** A node that is alive but was declared failed (it could not
 //! answer anyone for `suspicion_timeout`) learns it from the next probe it exchanges
 //! and **fences** itself: it stops serving, exactly as if it had crashed, so two
-//! nodes never both act as a key's primary once the view has spread; then it starts
-//! over as a new incarnation and rejoins (`rejoin`). Generous timeouts keep this
-//! rare; the window before the fenced node hears of it is the price of a detector
-//! without leases (see docs/protocols.md).
+//! nodes never both act as a key's primary once the view has spread; then it
+//! rejoins as a new incarnation, keeping its records (`rejoin`). Generous timeouts
+//! keep this rare; the window before the fenced node hears of it is the price of a
+//! detector without leases (see docs/protocols.md).
+//!
+//! **Declared peers are still probed** (directly, and not counted towards any
+//! suspicion): the probe tells a declared node that is in fact running that it was
+//! declared — so it rejoins — and its answer tells this node of its new incarnation.
+//! Without it, two running nodes that each counted the other failed (after forged
+//! declarations, or every node declared by every other) would never speak again:
+//! a split brain, each the only primary in its own ring.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +91,15 @@ pub(crate) async fn run(state: Arc<Peering>) {
 async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
     let view = state.view.current();
     let peers = state.live_peers(&view);
-    let reached = join_all(peers.iter().map(|&peer| reachable(state, peer, &peers))).await;
+    let declared: Vec<usize> = view.members.failed().collect();
+    let (reached, _) = tokio::join!(
+        join_all(peers.iter().map(|&peer| reachable(state, peer, &peers))),
+        join_all(
+            declared
+                .iter()
+                .map(|&peer| probe(state, peer, state.config.probe_timeout))
+        ),
+    );
     let answers: Vec<(usize, bool)> = peers.iter().copied().zip(reached).collect();
     suspicions.started(
         state
@@ -166,7 +181,7 @@ pub(crate) async fn probe(state: &Peering, peer: usize, timeout: Duration) -> bo
     };
     match tokio::time::timeout(timeout, state.transport.probe(peer, request)).await {
         Ok(Ok(reply)) => {
-            if let Err(refusal) = state.learn_wire(&reply.view) {
+            if let Err(refusal) = state.learn_wire(peer, &reply.view) {
                 // It answered, so it runs; what it says is not believed.
                 warn!(node = state.id(), peer = state.id_of(peer), reason = %refusal.0, "ignored the malformed view a probed peer answered with");
             }

@@ -43,6 +43,7 @@ pub mod config;
 mod data_dir;
 mod detector;
 mod digest;
+mod divergence;
 pub mod durable;
 mod gossip;
 mod grpc_peers;

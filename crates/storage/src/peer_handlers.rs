@@ -149,7 +149,7 @@ impl Node {
             .expect("heard-from lock poisoned")
             .insert(from);
         if !updates.is_empty() {
-            state.learn(updates);
+            state.learn(Some(from), updates);
         }
         Ok(ProbeReply {
             view: state.view_to_wire(),
@@ -193,11 +193,11 @@ impl Node {
         state.check_serving()?;
         let refused = |r: Refusal| r.status(state.id(), "key pull", &request.from);
         let membership = &state.config.membership;
-        validation::sender(membership, state.me, &request.from).map_err(refused)?;
+        let from = validation::sender(membership, state.me, &request.from).map_err(refused)?;
         validation::key(&request.key).map_err(refused)?;
         let updates = validation::view(membership, &request.view).map_err(refused)?;
         if !updates.is_empty() {
-            state.learn(updates);
+            state.learn(Some(from), updates);
         }
         state.check_serving()?;
         let records = self.store.records_of(&request.key, |_| true);
@@ -220,7 +220,7 @@ impl Node {
         state.check_serving()?;
         let refused = |r: Refusal| r.status(state.id(), "handback", &request.from);
         let membership = &state.config.membership;
-        validation::sender(membership, state.me, &request.from).map_err(refused)?;
+        let from = validation::sender(membership, state.me, &request.from).map_err(refused)?;
         let updates = validation::view(membership, &request.view).map_err(refused)?;
         let initial = state.view.initial_ring();
         if request.ring_fingerprint != initial.fingerprint() {
@@ -237,7 +237,7 @@ impl Node {
         )
         .map_err(refused)?;
         if !updates.is_empty() {
-            state.learn(updates);
+            state.learn(Some(from), updates);
         }
         state.check_serving()?;
         let (records, complete_ranges) =

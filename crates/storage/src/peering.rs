@@ -15,7 +15,7 @@ use dida_proto::convert::view_to_wire;
 use dida_proto::storage::MemberView;
 use tokio::sync::Notify;
 use tonic::Status;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::StorageConfig;
 use crate::stats::{self, MembershipStats, ReplicationStats};
@@ -49,6 +49,12 @@ pub(crate) struct Peering {
     /// start-up grace no longer spares them even if none of its own probes reached
     /// them yet.
     pub heard_from: Mutex<BTreeSet<usize>>,
+    /// For every member, the highest incarnation it announced of itself in a
+    /// message it sent this node: what others say of it is taken as of that
+    /// incarnation at most ([`believed`]), so no one can push a member past what
+    /// it ever announced (a failure "at incarnation 2^62" would exclude it for
+    /// good).
+    pub announced: Mutex<Vec<u64>>,
     pub transport: Arc<dyn PeerTransport>,
     pub stats: ReplicationStats,
     pub membership_stats: MembershipStats,
@@ -77,6 +83,7 @@ impl Peering {
             fenced: AtomicBool::new(false),
             suspected: Mutex::new(BTreeSet::new()),
             heard_from: Mutex::new(BTreeSet::new()),
+            announced: Mutex::new(vec![0; config.membership.len()]),
             transport,
             stats: ReplicationStats::default(),
             membership_stats: MembershipStats::default(),
@@ -182,10 +189,10 @@ impl Peering {
     /// unknown liveness or an incarnation past the bound changes nothing. (Handlers
     /// check the views of requests before anything else and [`Peering::learn`]
     /// them.)
-    pub fn learn_wire(&self, view: &[MemberView]) -> Result<(), Refusal> {
+    pub fn learn_wire(&self, source: usize, view: &[MemberView]) -> Result<(), Refusal> {
         let updates = validation::view(&self.config.membership, view)?;
         if !updates.is_empty() {
-            self.learn(updates);
+            self.learn(Some(source), updates);
         }
         Ok(())
     }
@@ -200,7 +207,7 @@ impl Peering {
             };
             (n, state)
         });
-        self.learn(updates.collect());
+        self.learn(None, updates.collect());
     }
 
     /// Adopts the newer states in `updates`. If the view changed, re-replication
@@ -208,28 +215,48 @@ impl Peering {
     /// (declared failed, or a later process with its id), the node fences itself
     /// and `rejoin` starts it over.
     ///
-    /// What others say of this node counts only when it ends this incarnation: a
-    /// peer that adopted this node's "alive" from its handback must not make it
-    /// alive in its own view before its rejoin has finished.
-    pub fn learn(&self, mut updates: Vec<(usize, MemberState)>) {
+    /// `source` is the member whose message carried `updates` (`None` for this
+    /// node's own detector): what it says of itself is its announcement, and what
+    /// anyone says of a member is taken as of the incarnation that member
+    /// announced at most ([`believed`]). A declaration therefore costs its target
+    /// a rejoin (which keeps its data, `rejoin`), never more.
+    pub fn learn(&self, source: Option<usize>, updates: Vec<(usize, MemberState)>) {
         let mine = self.incarnation();
-        updates.retain(|&(node, state)| {
-            node != self.me
-                || state.incarnation > mine
-                || (state.incarnation == mine && state.liveness == Liveness::Failed)
-        });
+        let updates: Vec<(usize, MemberState)> = {
+            let mut announced = self.announced.lock().expect("announced lock poisoned");
+            if let Some(source) = source {
+                if let Some(&(_, state)) = updates.iter().find(|(node, _)| *node == source) {
+                    announced[source] = announced[source].max(state.incarnation);
+                }
+            }
+            updates
+                .into_iter()
+                .filter_map(|(node, state)| {
+                    let taken = believed(self.me, mine, &announced, node, state);
+                    if taken.is_none() && state.incarnation > mine {
+                        warn!(
+                            node = self.id(),
+                            incarnation = state.incarnation,
+                            source = source.map(|s| self.id_of(s)),
+                            "ignored a claim about an incarnation of this node above its own"
+                        );
+                    }
+                    taken.map(|state| (node, state))
+                })
+                .collect()
+        };
         let Some(view) = self.view.merge(updates) else {
             return;
         };
         let own = view.members.get(self.me);
-        if own.liveness == Liveness::Failed || own.incarnation > self.incarnation() {
+        if own.liveness == Liveness::Failed && own.incarnation == self.incarnation() {
             if !self.fenced.swap(true, Ordering::Relaxed) {
                 stats::add(&self.membership_stats.fences, 1);
                 error!(
                     node = self.id(),
                     incarnation = self.incarnation(),
                     "the other storage nodes declared this node failed: it stops serving and \
-                     starts over as a new incarnation"
+                     rejoins as a new incarnation, keeping its records"
                 );
             }
         } else {
@@ -245,5 +272,74 @@ impl Peering {
             info!(node = self.id(), epoch = view.epoch, ?out, "view changed");
         }
         self.view_changed.notify_waiters();
+    }
+}
+
+/// What a node (`me`, at incarnation `mine`) takes from a message's claim about
+/// `node`, given the incarnations each member `announced` of itself; `None` to
+/// ignore it.
+///
+/// - Of itself, a node believes only that its current incarnation failed (the
+///   others declared it: it fences and rejoins). Its incarnation is its own to
+///   choose: a claim about a higher one is a forgery or a stale twin, and believing
+///   it would fence the node past any incarnation it may take.
+/// - Of another member, a claim about an incarnation above the highest that
+///   member announced (its own messages raise the mark before this is asked) is
+///   taken as of that highest one: "failed at some later incarnation" means at
+///   least that the one known here is over, and a third party cannot invent a
+///   member's future (which no announcement of the member could supersede).
+pub(crate) fn believed(
+    me: usize,
+    mine: u64,
+    announced: &[u64],
+    node: usize,
+    state: MemberState,
+) -> Option<MemberState> {
+    if node == me {
+        return (state.incarnation == mine && state.liveness == Liveness::Failed).then_some(state);
+    }
+    Some(MemberState {
+        incarnation: state.incarnation.min(announced[node]),
+        ..state
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(incarnation: u64, liveness: Liveness) -> MemberState {
+        MemberState {
+            incarnation,
+            liveness,
+        }
+    }
+
+    #[test]
+    fn a_node_believes_of_itself_only_that_its_current_incarnation_failed() {
+        let announced = [0, 7, 3];
+        let failed = state(10, Liveness::Failed);
+        assert_eq!(believed(0, 10, &announced, 0, failed), Some(failed));
+        for claim in [
+            state(11, Liveness::Failed),
+            state(1 << 62, Liveness::Failed),
+            state(11, Liveness::Alive),
+            state(10, Liveness::Alive),
+        ] {
+            assert_eq!(believed(0, 10, &announced, 0, claim), None, "{claim:?}");
+        }
+    }
+
+    #[test]
+    fn claims_about_others_go_no_further_than_what_they_announced() {
+        let announced = [0, 7, 3];
+        let failed = state(7, Liveness::Failed);
+        assert_eq!(believed(0, 10, &announced, 1, failed), Some(failed));
+        let alive = state(5, Liveness::Alive);
+        assert_eq!(believed(0, 10, &announced, 1, alive), Some(alive));
+        assert_eq!(
+            believed(0, 10, &announced, 2, state(1 << 62, Liveness::Failed)),
+            Some(state(3, Liveness::Failed))
+        );
     }
 }

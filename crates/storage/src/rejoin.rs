@@ -27,9 +27,20 @@
 //! hear from a possible interim primary cannot know it has every write.
 //!
 //! A node declared failed while alive (paused, cut off) fences itself (`Peering::
-//! learn`) and starts over here: it drops its records and its outboxes — so no
-//! write its old incarnation executed without acknowledgement resurfaces after the
-//! writes of the primary that took over — and joins as a new incarnation.
+//! learn`) and starts over here as a new incarnation: it drops its gossip outboxes
+//! but **keeps its records** — what peers say never costs a node its data — and
+//! joins like a node restarted on its data directory. A write of its old
+//! incarnation that was never acknowledged must not resurface after the writes of
+//! the primary that took over: before it turns alive, it sets aside, key by key,
+//! its own versions that no peer holds of a key another node wrote meanwhile
+//! (`divergence`), and nothing else.
+//!
+//! Each phase also asks the peers this node counts failed: one that answers is
+//! running (declared falsely, or rejoining itself at a new incarnation) and is
+//! waited for like any other, so that after a storm of declarations — every node
+//! declared by every other — no node turns alive alone, the only primary of every
+//! key in its own ring. One that does not answer is not waited for: declared
+//! failed, it gets no write acknowledged (D2).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -43,6 +54,7 @@ use futures::future::join_all;
 use tracing::{debug, error, info, warn};
 
 use crate::anti_entropy::digests_on_wire;
+use crate::divergence;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
 use crate::stats;
@@ -80,7 +92,7 @@ pub(crate) async fn run(joiner: Joiner) {
     }
 }
 
-/// Drops everything the fenced incarnation held and queued, and becomes a new,
+/// Drops what the fenced incarnation queued (its records stay), and becomes a new,
 /// joining incarnation above every one its peers know of.
 fn start_over(joiner: &Joiner) {
     let state = &joiner.peering;
@@ -99,7 +111,6 @@ fn start_over(joiner: &Joiner) {
         return;
     };
     joiner.gossip.clear(incarnation);
-    joiner.store.clear();
     state.incarnation.store(incarnation, Ordering::Relaxed);
     state.joined_epoch.store(u64::MAX, Ordering::Relaxed);
     state.view.merge([(
@@ -112,39 +123,37 @@ fn start_over(joiner: &Joiner) {
     state.fenced.store(false, Ordering::Relaxed);
     warn!(
         node = state.id(),
-        incarnation, "starting over empty as a new incarnation, to rejoin"
+        incarnation, "rejoining as a new incarnation, with the records it holds"
     );
     state.view_changed.notify_waiters();
 }
 
 /// Both phases, then alive. Returns early if the node is fenced meanwhile.
 ///
-/// A node that kept records from an earlier life (a data directory) and finds that
-/// another node wrote one of its keys while it was out drops them and starts the
-/// phases over empty: what it kept may include a write of its own that was never
-/// acknowledged, which must not resurface after the interim primary's writes (a
-/// CAS it executed compared against a value since replaced). Its acknowledged
-/// writes are on other replicas (`--write-acks` ≥ 2) and come back in the phases.
+/// A node that kept records from an earlier life (a data directory, or a fence)
+/// may hold a write of its own that was never acknowledged; where another node
+/// wrote the key while it was out, that write must not resurface after the interim
+/// primary's (a CAS it executed compared against a value since replaced). The
+/// phases note such keys as peers answer; once every peer has answered phase 2 —
+/// so none executes writes of its keys any more (H1), and it executes none yet —
+/// it sets aside its own versions of them that no peer holds
+/// (`divergence::resolve`). Everything else it kept stays.
 async fn join(joiner: &Joiner) {
     let state = &joiner.peering;
     let incarnation = state.incarnation();
     let mut caught_up = BTreeSet::new();
-    let mut kept = joiner.store.counts().1 > 0;
-    let mut phases = [Liveness::Joining, Liveness::Alive].into_iter();
-    while let Some(liveness) = phases.next() {
-        match catch_up(joiner, incarnation, liveness, kept).await {
+    let mut diverged = BTreeSet::new();
+    let kept = joiner.store.counts().1 > 0;
+    for liveness in [Liveness::Joining, Liveness::Alive] {
+        match catch_up(joiner, incarnation, liveness, kept, &mut diverged).await {
             Phase::Done(ranges) => caught_up = ranges,
             Phase::Interrupted => return,
-            Phase::Diverged => {
-                warn!(
-                    node = state.id(),
-                    "another node wrote this node's keys while it was out: it drops the \
-                     records it kept and catches up from its peers"
-                );
-                joiner.store.clear();
-                kept = false;
-                phases = [Liveness::Joining, Liveness::Alive].into_iter();
-            }
+        }
+    }
+    if !diverged.is_empty() {
+        divergence::resolve(state, &joiner.store, joiner.replica, &diverged).await;
+        if state.is_fenced() || state.incarnation() != incarnation {
+            return;
         }
     }
     let alive = MemberState {
@@ -177,16 +186,20 @@ enum Phase {
     Done(BTreeSet<RangeId>),
     /// The node was fenced (or started over) meanwhile.
     Interrupted,
-    /// A peer holds a version of one of this node's keys that another node created
-    /// and this node lacks, while this node kept records from an earlier life.
-    Diverged,
 }
 
-/// One phase: a handback announcing `liveness` to every peer not counted failed,
-/// repeated until each has answered for every range this node will replicate, or
-/// is not running, or was declared failed. `kept`: whether the node's records come
-/// from an earlier life, so that a divergence ends the phase.
-async fn catch_up(joiner: &Joiner, incarnation: u64, liveness: Liveness, kept: bool) -> Phase {
+/// One phase: a handback announcing `liveness` to every peer, repeated until each
+/// has answered for every range this node will replicate, or is not running, or is
+/// counted failed and does not answer. `kept`: whether the node's records come from
+/// an earlier life, so that keys written elsewhere meanwhile are noted in
+/// `diverged`.
+async fn catch_up(
+    joiner: &Joiner,
+    incarnation: u64,
+    liveness: Liveness,
+    kept: bool,
+    diverged: &mut BTreeSet<String>,
+) -> Phase {
     let state = &joiner.peering;
     // The ranges the phase is for, and what each peer still owes of them.
     let mut pending: Option<(BTreeSet<RangeId>, Owed)> = None;
@@ -206,12 +219,12 @@ async fn catch_up(joiner: &Joiner, incarnation: u64, liveness: Liveness, kept: b
             pending = None;
         }
         let (_, waiting) = pending.get_or_insert_with(|| {
-            let peers = state.live_peers(&view);
-            let waiting = peers.into_iter().map(|p| (p, needed.clone())).collect();
+            let waiting = (0..state.config.membership.len())
+                .filter(|&p| p != state.me)
+                .map(|p| (p, needed.clone()))
+                .collect();
             (needed.clone(), waiting)
         });
-        // A peer declared failed meanwhile executes nothing more (D2).
-        waiting.retain(|&peer, _| !view.is_failed(peer));
         if waiting.is_empty() {
             return Phase::Done(needed);
         }
@@ -234,8 +247,8 @@ async fn catch_up(joiner: &Joiner, incarnation: u64, liveness: Liveness, kept: b
         let answers = join_all(calls).await;
         for (peer, answer) in peers.into_iter().zip(answers) {
             match answer {
-                Answer::Diverged => return Phase::Diverged,
-                Answer::Complete(ranges) => {
+                Answer::Complete(ranges, keys) => {
+                    diverged.extend(keys);
                     let left = waiting.get_mut(&peer).expect("waiting peer");
                     for range in ranges {
                         left.remove(&range);
@@ -247,6 +260,11 @@ async fn catch_up(joiner: &Joiner, incarnation: u64, liveness: Liveness, kept: b
                 // A node without a data directory that is not running holds
                 // nothing when it comes back; a durable one may hold writes this
                 // node lacks, so it is waited for (until declared failed).
+                // A peer counted failed executes nothing that could be acknowledged
+                // (D2): asked once, it is waited for only if it answers.
+                Answer::NotRunning | Answer::Silent if view.is_failed(peer) => {
+                    waiting.remove(&peer);
+                }
                 Answer::NotRunning if !durable => {
                     waiting.remove(&peer);
                 }
@@ -267,11 +285,9 @@ type Owed = BTreeMap<usize, BTreeSet<RangeId>>;
 
 /// What one handback call came to.
 enum Answer {
-    /// The peer answered; these ranges are done.
-    Complete(Vec<RangeId>),
-    /// The peer holds a version of a key this node leads in the target ring that
-    /// another node created and this node lacks (checked only when asked).
-    Diverged,
+    /// The peer answered; these ranges are done, and these keys were written
+    /// elsewhere while this node was out (only looked for when asked).
+    Complete(Vec<RangeId>, BTreeSet<String>),
     /// The peer refused the connection: it is not running.
     NotRunning,
     /// No answer (timeout, pause, partition) or a refusal: ask again.
@@ -279,9 +295,9 @@ enum Answer {
 }
 
 /// One `Handback` to `peer` for `ranges` (of the initial ring), merging what it
-/// returns. With `divergence` (the ring this node joins), a returned version of a
-/// key this node leads there, created by another node and missing here, is reported
-/// instead of merged.
+/// returns. With `divergence` (the ring this node joins, when its records come from
+/// an earlier life), the answer also names the keys this node leads there that the
+/// peer shows were written elsewhere meanwhile.
 async fn handback_from(
     joiner: &Joiner,
     peer: usize,
@@ -306,19 +322,17 @@ async fn handback_from(
                     return Answer::Silent;
                 }
             };
-            if let Some(target) = divergence {
-                let written_elsewhere = records.iter().any(|record| {
-                    record.version.replica != joiner.replica
-                        && target.primary(&record.key) == Some(state.me)
-                        && joiner
-                            .store
-                            .read(&record.key, Some(record.version))
-                            .is_none()
-                });
-                if written_elsewhere {
-                    return Answer::Diverged;
-                }
-            }
+            let written_elsewhere = match divergence {
+                Some(target) => divergence::written_elsewhere(
+                    state.me,
+                    joiner.replica,
+                    joiner.store.max_versions(),
+                    target,
+                    &records,
+                    |key| joiner.store.records_of(key, |_| true),
+                ),
+                None => BTreeSet::new(),
+            };
             let mut merged = 0;
             for record in &records {
                 merged += usize::from(joiner.store.merge(record));
@@ -332,9 +346,9 @@ async fn handback_from(
                 );
             }
             if !view.is_empty() {
-                state.learn(view);
+                state.learn(Some(peer), view);
             }
-            Answer::Complete(complete_ranges)
+            Answer::Complete(complete_ranges, written_elsewhere)
         }
         Err(status) if is_connect_failure(&status) => Answer::NotRunning,
         Err(status) => {

@@ -142,6 +142,35 @@ impl MultiVersionStore {
         }
     }
 
+    /// Takes `versions` of `key` out of the store and returns the records taken:
+    /// used by a rejoining node for writes of its own that no peer holds, of a key
+    /// another node wrote meanwhile (`rejoin`), which must not resurface after the
+    /// interim primary's writes. The caller keeps what is returned (it logs and,
+    /// on a data directory, files it); the removal reaches the disk with
+    /// [`Self::compact`], as the log holds no removals.
+    pub fn set_aside(&self, key: &str, versions: &[Version]) -> Vec<Record> {
+        let mut shard = self.shard(key).write().expect("store lock poisoned");
+        let Shard { keys, tally } = &mut *shard;
+        let Some(held) = keys.get_mut(key) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        for &version in versions {
+            if let Some(value) = held.remove(&version) {
+                tally.remove(key, version, &value);
+                taken.push(Record {
+                    key: key.to_string(),
+                    version,
+                    value,
+                });
+            }
+        }
+        if held.is_empty() {
+            keys.remove(key);
+        }
+        taken
+    }
+
     /// Rewrites the data directory as a snapshot of the records held, dropping the
     /// log it covers (the log's background thread does so on its own when the log
     /// outgrows the snapshot). Does nothing for a store in memory only.
