@@ -13,7 +13,9 @@
 //! waits after releasing its shard lock for a sync that covers its entry; the first
 //! waiter syncs for everyone appended so far and the others wait for it (group
 //! commit), so concurrent writers share fsyncs. A log write or sync that fails stops
-//! the process (see [`Durable::fail_stop`]).
+//! the process (see [`Durable::fail_stop`]). Each sync advances the synced mark
+//! ([`crate::synced`]), against which recovery tells a torn tail (cut) from damage
+//! to what was synced (refused, with the directory left as it was).
 //!
 //! Files and their meaning are in `docs/durability.md`.
 
@@ -581,10 +583,10 @@ fn read_log(dir: &DataDir, recover: &mut impl FnMut(Record)) -> anyhow::Result<F
 /// The context of an error that refuses a data directory: what the operator can do.
 fn refusal(dir: &DataDir) -> String {
     format!(
-        "cannot recover data directory {dir}; nothing was changed. Its records are lost \
-         to this node but not to the cluster: move the directory aside (keep it to \
-         inspect) and start the node again on an empty --data-dir, and its replicas \
-         refill it (docs/durability.md, \"A damaged data directory\"). The damage",
+        "cannot recover data directory {dir}; nothing was changed. To replace what it \
+         held, move the directory aside (keep it to inspect) and start the node again \
+         on an empty --data-dir: it rejoins and its replicas refill it \
+         (docs/durability.md, \"A damaged data directory\"). The damage",
         dir = dir.path().display()
     )
 }

@@ -198,30 +198,30 @@ fn zeros_past_the_last_sync_are_a_torn_tail_of_any_length() {
 
 #[test]
 fn a_zeroed_middle_of_a_synced_log_is_refused_naming_the_file_and_nothing_is_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    fill(&open(dir.path()));
-    let segment = segment(dir.path());
-    let mut bytes = fs::read(&segment).unwrap();
-    let half = bytes.len() / 2;
-    bytes[half..].fill(0);
-    fs::write(&segment, bytes).unwrap();
-    let before = contents(dir.path());
-    let error = open_error(dir.path());
-    assert!(
-        error.contains(&format!("log segment {} is corrupt", segment.display())),
-        "{error}"
-    );
-    assert!(error.contains("at byte "), "{error}");
-    assert!(
-        error.contains(&format!("zero bytes from byte {half} to the end")),
-        "{error}"
-    );
-    assert!(error.contains("bytes were synced"), "{error}");
-    assert!(error.contains("nothing was changed"), "{error}");
-    assert!(error.contains("move the directory aside"), "{error}");
-    assert_eq!(contents(dir.path()), before);
-    // Refused again: the first refusal cut nothing.
-    assert!(open_error(dir.path()).contains("bytes were synced"));
+    for policy in [FsyncPolicy::Always, FsyncPolicy::Batch] {
+        let dir = tempfile::tempdir().unwrap();
+        fill(&open_with(3, &persistence(dir.path(), policy)).unwrap());
+        let segment = segment(dir.path());
+        let mut bytes = fs::read(&segment).unwrap();
+        let half = bytes.len() / 2;
+        bytes[half..].fill(0);
+        fs::write(&segment, bytes).unwrap();
+        let before = contents(dir.path());
+        let error = open_error(dir.path());
+        for expected in [
+            format!("log segment {} is corrupt", segment.display()),
+            format!("zero bytes from byte {half} to the end"),
+            "at byte ".to_string(),
+            "bytes were synced".to_string(),
+            "nothing was changed".to_string(),
+            "move the directory aside".to_string(),
+        ] {
+            assert!(error.contains(&expected), "{policy}: {error}");
+        }
+        assert_eq!(contents(dir.path()), before, "{policy}");
+        // Refused again: the first refusal cut nothing.
+        assert!(open_error(dir.path()).contains("bytes were synced"));
+    }
 }
 
 #[test]
