@@ -4,10 +4,15 @@
 //! it, so two processes never interleave their logs), `IDENTITY` (the node id and
 //! the ring parameters it was created for, so a directory is never served by
 //! another node or in another cluster, where its records would sit on the wrong
-//! replicas), `snapshot` and the log segments `wal-<number>.log`.
+//! replicas), `snapshot`, the log segments `wal-<number>.log` and `SYNCED` (how
+//! far the newest segment is known to be on disk, see [`crate::synced`]).
+//!
+//! The records are the users' data, so the directory is private to the node's
+//! user: dida creates it with mode 0700 and every file in it with mode 0600.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -18,6 +23,28 @@ const IDENTITY: &str = "IDENTITY";
 const IDENTITY_TITLE: &str = "dida storage data directory, format 1";
 const SNAPSHOT: &str = "snapshot";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
+const SYNCED: &str = "SYNCED";
+/// The mode of the data directory when dida creates it: its owner's only.
+const DIR_MODE: u32 = 0o700;
+/// The mode of every file dida creates in the data directory: its owner's only.
+const FILE_MODE: u32 = 0o600;
+
+/// Options that create a file readable and writable by the node's user only (the
+/// mode applies when the file is created; the caller adds how it is opened).
+pub(crate) fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.write(true).mode(FILE_MODE);
+    options
+}
+
+/// Creates (or truncates) the file at `path` for writing, readable by the node's
+/// user only, also when it existed with a wider mode (a temporary file left by an
+/// older dida): its contents are about to become one of the directory's files.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
+    let file = private_file().create(true).truncate(true).open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+    Ok(file)
+}
 
 /// Who a data directory belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,13 +69,15 @@ impl DataDir {
     /// process holds it, when it was created for another node or cluster, or when
     /// it holds data but no identity. Nothing is written unless the directory is new.
     pub(crate) fn open(path: &Path, identity: &Identity) -> anyhow::Result<Self> {
-        fs::create_dir_all(path)
+        DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(path)
             .with_context(|| format!("cannot create data directory {}", path.display()))?;
         let lock_path = path.join(LOCK);
-        let lock_file = OpenOptions::new()
+        let lock_file = private_file()
             .create(true)
             .truncate(false)
-            .write(true)
             .open(&lock_path)
             .with_context(|| format!("cannot open {}", lock_path.display()))?;
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
@@ -116,10 +145,10 @@ impl DataDir {
 
     /// Writes `name` so that a crash leaves either the old file or the new one:
     /// a temporary file, synced, renamed over it, then the directory synced.
-    fn write_atomically(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    pub(crate) fn write_atomically(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let tmp = self.path.join(format!("{name}.tmp"));
         let mut file =
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+            create_private(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         file.write_all(bytes)
             .and_then(|()| file.sync_all())
             .with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -156,6 +185,12 @@ impl DataDir {
     /// and the name to install it under.
     pub(crate) fn snapshot_tmp(&self) -> (PathBuf, &'static str) {
         (self.path.join(SNAPSHOT_TMP), SNAPSHOT)
+    }
+
+    /// The name of the synced mark's file, for [`DataDir::write_atomically`], and
+    /// its path.
+    pub(crate) fn synced_mark(&self) -> (&'static str, PathBuf) {
+        (SYNCED, self.path.join(SYNCED))
     }
 
     /// The path of log segment `number`.

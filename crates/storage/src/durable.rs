@@ -13,7 +13,9 @@
 //! waits after releasing its shard lock for a sync that covers its entry; the first
 //! waiter syncs for everyone appended so far and the others wait for it (group
 //! commit), so concurrent writers share fsyncs. A log write or sync that fails stops
-//! the process (see [`Durable::fail_stop`]).
+//! the process (see [`Durable::fail_stop`]). Each sync advances the synced mark
+//! ([`crate::synced`]), against which recovery tells a torn tail (cut) from damage
+//! to what was synced (refused, with the directory left as it was).
 //!
 //! Files and their meaning are in `docs/durability.md`.
 
@@ -30,7 +32,8 @@ use dida_core::Record;
 use tracing::{error, info, warn};
 
 use crate::config::{FsyncPolicy, StorageConfig, BATCH_INTERVAL};
-use crate::data_dir::{DataDir, Identity};
+use crate::data_dir::{create_private, private_file, DataDir, Identity};
+use crate::synced::{encode_file, read_mark, MarkFile, SyncedMark};
 use crate::wal::{
     encode_end, encode_record, read_entries, Ending, Entry, SEGMENT_MAGIC, SNAPSHOT_MAGIC,
 };
@@ -116,6 +119,10 @@ struct Log {
     /// The segment appended to.
     file: Arc<File>,
     segment: u64,
+    /// The segment's length: where the next entry goes.
+    segment_len: u64,
+    /// How far the log is known to be on disk, advanced after every sync.
+    mark: MarkFile,
     /// The number of the last entry appended.
     appended: u64,
     /// Every entry up to this number is on disk.
@@ -133,10 +140,10 @@ struct Log {
 
 impl Durable {
     /// Opens (or creates) the data directory and hands every record it holds to
-    /// `recover`, in no particular order and possibly repeated. A torn last entry is
-    /// cut off with a warning; any other damage, another node's or cluster's
-    /// directory, or one in use by another process is an error, and then nothing in
-    /// the directory was changed.
+    /// `recover`, in no particular order and possibly repeated. A torn last entry
+    /// (past what was synced) is cut off with a warning; any other damage, another
+    /// node's or cluster's directory, or one in use by another process is an error,
+    /// and then nothing in the directory was changed.
     pub(crate) fn open(
         persistence: &Persistence,
         mut recover: impl FnMut(Record),
@@ -146,53 +153,41 @@ impl Durable {
             cluster: persistence.cluster.clone(),
         };
         let dir = DataDir::open(&persistence.dir, &identity)?;
-        let refuse = || {
-            format!(
-                "cannot recover data directory {}; nothing was changed",
-                dir.path().display()
-            )
-        };
-        let (first_live, snapshot_bytes) =
-            read_snapshot(&dir, &mut recover).with_context(refuse)?;
-        let segments = dir.segments().with_context(refuse)?;
-        let (stale, live): (Vec<u64>, Vec<u64>) =
-            segments.into_iter().partition(|&n| n < first_live);
-        let mut log_bytes = 0;
-        let mut last_good = None;
-        for (i, &number) in live.iter().enumerate() {
-            let is_last = i + 1 == live.len();
-            let good = read_segment(&dir, number, is_last, &mut recover).with_context(refuse)?;
-            log_bytes += good;
-            if is_last {
-                last_good = Some((number, good));
-            }
-        }
+        let found = read_log(&dir, &mut recover).with_context(|| refusal(&dir))?;
         // Recovered: from here on the directory is changed (stale files removed,
         // a torn tail cut).
-        for number in stale {
+        for &number in &found.stale {
             remove_segment(&dir, number)?;
         }
-        let (segment, file) = match last_good {
+        let (segment, (file, segment_len)) = match found.last {
             Some((number, good)) => (number, reopen_segment(&dir, number, good)?),
-            None => (first_live, create_segment(&dir, first_live)?),
+            None => (found.first_live, create_segment(&dir, found.first_live)?),
         };
         dir.sync()?;
+        let mark = SyncedMark {
+            segment,
+            length: segment_len,
+        };
+        let (name, mark_path) = dir.synced_mark();
+        dir.write_atomically(name, &encode_file(mark))?;
         let durable = Self {
-            dir,
             policy: persistence.fsync,
             compact_after_bytes: persistence.compact_after_bytes,
             log: Mutex::new(Log {
                 file: Arc::new(file),
                 segment,
+                segment_len,
+                mark: MarkFile::open(&mark_path, mark)?,
                 appended: 0,
                 synced: 0,
                 syncing: false,
-                log_bytes,
-                snapshot_bytes,
+                log_bytes: found.log_bytes,
+                snapshot_bytes: found.snapshot_bytes,
                 compaction_due: false,
                 closing: false,
                 buffer: Vec::new(),
             }),
+            dir,
             synced: Condvar::new(),
             wake: Condvar::new(),
             exclusive: Mutex::new(()),
@@ -220,6 +215,7 @@ impl Durable {
         }
         log.appended += 1;
         log.log_bytes += log.buffer.len() as u64;
+        log.segment_len += log.buffer.len() as u64;
         self.check_size(log);
         log.appended
     }
@@ -274,6 +270,10 @@ impl Durable {
     fn sync_appended<'a>(&'a self, mut log: MutexGuard<'a, Log>) -> MutexGuard<'a, Log> {
         log.syncing = true;
         let target = log.appended;
+        let reached = SyncedMark {
+            segment: log.segment,
+            length: log.segment_len,
+        };
         let file = log.file.clone();
         drop(log);
         if let Err(e) = file.sync_data() {
@@ -282,8 +282,16 @@ impl Durable {
         let mut log = self.lock();
         log.syncing = false;
         log.synced = log.synced.max(target);
+        self.advance_mark(&mut log, reached);
         self.synced.notify_all();
         log
+    }
+
+    /// Records that the log is on disk up to `reached` (see [`crate::synced`]).
+    fn advance_mark(&self, log: &mut Log, reached: SyncedMark) {
+        if let Err(e) = log.mark.advance(reached) {
+            self.fail_stop("cannot record how far the log is synced", e);
+        }
     }
 
     /// Starts the thread that syncs the log every [`BATCH_INTERVAL`] (with the
@@ -379,11 +387,17 @@ impl Durable {
         log.synced = log.appended;
         self.synced.notify_all();
         let next = log.segment + 1;
-        let file = create_segment(&self.dir, next)?;
+        let (file, segment_len) = create_segment(&self.dir, next)?;
         self.dir.sync()?;
         log.file = Arc::new(file);
         log.segment = next;
+        log.segment_len = segment_len;
         log.log_bytes = 0;
+        let reached = SyncedMark {
+            segment: next,
+            length: segment_len,
+        };
+        self.advance_mark(&mut log, reached);
         Ok(next)
     }
 
@@ -392,7 +406,7 @@ impl Durable {
     fn write_snapshot(&self, first_live: u64, source: &RecordSource<'_>) -> anyhow::Result<u64> {
         let (tmp, name) = self.dir.snapshot_tmp();
         let context = || format!("cannot write snapshot {}", tmp.display());
-        let mut out = BufWriter::new(File::create(&tmp).with_context(context)?);
+        let mut out = BufWriter::new(create_private(&tmp).with_context(context)?);
         out.write_all(SNAPSHOT_MAGIC)
             .and_then(|()| out.write_all(&first_live.to_le_bytes()))
             .with_context(context)?;
@@ -490,7 +504,8 @@ fn read_snapshot(dir: &DataDir, recover: &mut impl FnMut(Record)) -> anyhow::Res
     let mut first_live = [0; 8];
     first_live.copy_from_slice(&bytes[SNAPSHOT_MAGIC.len()..header]);
     let (mut count, mut end) = (0, None);
-    let ending = read_entries(&bytes, header, |entry| {
+    // The snapshot was synced whole before it was put in place.
+    let ending = read_entries(&bytes, header, bytes.len(), |entry| {
         if end.is_some() {
             bail!("an entry follows the end entry");
         }
@@ -513,24 +528,95 @@ fn read_snapshot(dir: &DataDir, recover: &mut impl FnMut(Record)) -> anyhow::Res
     Ok((u64::from_le_bytes(first_live), bytes.len() as u64))
 }
 
-/// Reads log segment `number` into `recover`; returns how many of its bytes are
-/// good. Only the last segment may end in a torn entry.
+/// What [`read_log`] found in a data directory.
+struct FoundLog {
+    /// The number of the first segment the snapshot does not cover.
+    first_live: u64,
+    snapshot_bytes: u64,
+    /// Segments the snapshot covers, left by a compaction the crash interrupted.
+    stale: Vec<u64>,
+    /// The last segment and how many of its bytes are good, if there is one.
+    last: Option<(u64, u64)>,
+    /// Bytes in the segments the snapshot does not cover.
+    log_bytes: u64,
+}
+
+/// Reads the snapshot and the segments it does not cover into `recover`, checking
+/// each segment against the synced mark, and changes nothing.
+fn read_log(dir: &DataDir, recover: &mut impl FnMut(Record)) -> anyhow::Result<FoundLog> {
+    let (first_live, snapshot_bytes) = read_snapshot(dir, recover)?;
+    let mark = read_mark(&dir.synced_mark().1)?;
+    let segments = dir.segments()?;
+    let (stale, live): (Vec<u64>, Vec<u64>) = segments.into_iter().partition(|&n| n < first_live);
+    match mark {
+        Some(mark) if mark.segment >= first_live && !live.contains(&mark.segment) => bail!(
+            "log segment {} is missing, but its first {} bytes were synced",
+            dir.segment(mark.segment).display(),
+            mark.length
+        ),
+        None if !live.is_empty() => info!(
+            dir = %dir.path().display(),
+            "no synced mark (a directory an older dida wrote): the last segment's \
+             damage is taken for a torn tail until the next sync records one"
+        ),
+        _ => {}
+    }
+    let mut found = FoundLog {
+        first_live,
+        snapshot_bytes,
+        stale,
+        last: None,
+        log_bytes: 0,
+    };
+    for (i, &number) in live.iter().enumerate() {
+        let is_last = i + 1 == live.len();
+        let synced = mark.filter(|m| m.segment == number).map_or(0, |m| m.length);
+        let good = read_segment(dir, number, is_last, synced, recover)?;
+        found.log_bytes += good;
+        if is_last {
+            found.last = Some((number, good));
+        }
+    }
+    Ok(found)
+}
+
+/// The context of an error that refuses a data directory: what the operator can do.
+fn refusal(dir: &DataDir) -> String {
+    format!(
+        "cannot recover data directory {dir}; nothing was changed. To replace what it \
+         held, move the directory aside (keep it to inspect) and start the node again \
+         on an empty --data-dir: it rejoins and its replicas refill it \
+         (docs/durability.md, \"A damaged data directory\"). The damage",
+        dir = dir.path().display()
+    )
+}
+
+/// Reads log segment `number`, whose first `synced` bytes are known to be on disk,
+/// into `recover`; returns how many of its bytes are good. Only the last segment
+/// may end in a torn entry, and only past `synced`.
 fn read_segment(
     dir: &DataDir,
     number: u64,
     is_last: bool,
+    synced: u64,
     recover: &mut impl FnMut(Record),
 ) -> anyhow::Result<u64> {
     let path = dir.segment(number);
     let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.len() < SEGMENT_MAGIC.len() && is_last && SEGMENT_MAGIC.starts_with(&bytes) {
+    let never_written = bytes.len() < SEGMENT_MAGIC.len() && SEGMENT_MAGIC.starts_with(&bytes);
+    if never_written && is_last && synced == 0 {
         warn!(segment = %path.display(), "the last log segment was created but never written");
         return Ok(0);
     }
     if !bytes.starts_with(SEGMENT_MAGIC) {
-        bail!("{} is not a dida log segment", path.display());
+        bail!(
+            "{} is not a dida log segment (it does not start with {:?})",
+            path.display(),
+            String::from_utf8_lossy(SEGMENT_MAGIC)
+        );
     }
-    let ending = read_entries(&bytes, SEGMENT_MAGIC.len(), |entry| match entry {
+    let synced = usize::try_from(synced).unwrap_or(usize::MAX);
+    let ending = read_entries(&bytes, SEGMENT_MAGIC.len(), synced, |entry| match entry {
         Entry::Record(record) => {
             recover(record);
             Ok(())
@@ -544,8 +630,10 @@ fn read_segment(
             warn!(
                 segment = %path.display(),
                 at,
+                synced,
                 cut = bytes.len() - at,
-                "the log ends in a torn entry (a write cut short by a crash); cutting it off"
+                "the log ends in a torn entry past what was synced (a write cut short by \
+                 a crash); cutting it off"
             );
             Ok(at as u64)
         }
@@ -558,8 +646,9 @@ fn read_segment(
 }
 
 /// Opens segment `number` for appending after its first `good` bytes, cutting off
-/// what follows (a torn entry) and writing the header if it has none.
-fn reopen_segment(dir: &DataDir, number: u64, good: u64) -> anyhow::Result<File> {
+/// what follows (a torn entry) and writing the header if it has none; returns it
+/// with its length, on disk.
+fn reopen_segment(dir: &DataDir, number: u64, good: u64) -> anyhow::Result<(File, u64)> {
     let path = dir.segment(number);
     let context = || format!("cannot reopen log segment {}", path.display());
     let mut file = OpenOptions::new()
@@ -569,27 +658,28 @@ fn reopen_segment(dir: &DataDir, number: u64, good: u64) -> anyhow::Result<File>
     if file.metadata().with_context(context)?.len() != good {
         file.set_len(good).with_context(context)?;
     }
+    let mut len = good;
     if good == 0 {
         file.write_all(SEGMENT_MAGIC).with_context(context)?;
+        len = SEGMENT_MAGIC.len() as u64;
     }
     file.seek(SeekFrom::End(0)).with_context(context)?;
     file.sync_data().with_context(context)?;
-    Ok(file)
+    Ok((file, len))
 }
 
 /// Creates segment `number`, with its header on disk (the directory entry is the
-/// caller's to sync).
-fn create_segment(dir: &DataDir, number: u64) -> anyhow::Result<File> {
+/// caller's to sync); returns it with its length.
+fn create_segment(dir: &DataDir, number: u64) -> anyhow::Result<(File, u64)> {
     let path = dir.segment(number);
     let context = || format!("cannot create log segment {}", path.display());
-    let mut file = OpenOptions::new()
+    let mut file = private_file()
         .create_new(true)
-        .write(true)
         .open(&path)
         .with_context(context)?;
     file.write_all(SEGMENT_MAGIC).with_context(context)?;
     file.sync_data().with_context(context)?;
-    Ok(file)
+    Ok((file, SEGMENT_MAGIC.len() as u64))
 }
 
 fn remove_segment(dir: &DataDir, number: u64) -> anyhow::Result<()> {

@@ -58,6 +58,7 @@ mod state;
 mod stats;
 pub mod store;
 mod suspicion;
+mod synced;
 pub mod transport;
 mod validation;
 mod view;

@@ -4,10 +4,11 @@
 //! An entry is `len: u32 LE | crc32(len): u32 LE | crc32(payload): u32 LE | payload`.
 //! The length has a checksum of its own so that a corrupt length is recognised as
 //! corruption rather than read as "the file ends inside this entry". Reading stops
-//! at the first entry that does not check out; whether that is a torn tail (a
-//! write the crash cut short, to be cut off) or corruption before the tail (to be
-//! refused) depends on whether any valid entry follows it: appends only ever
-//! extend the file, so a crash leaves at most one bad entry, at the very end.
+//! at the first entry that does not check out. That is a torn tail (a write the
+//! crash cut short, to be cut off) only if it can be one: nothing valid follows it
+//! (appends only ever extend the file), and it starts at or after the `synced`
+//! length the caller knows reached the disk (a crash cannot take back what a sync
+//! put there). Anything else is damage, refused.
 
 use anyhow::{bail, Context};
 use dida_core::{Record, Version};
@@ -74,37 +75,83 @@ fn frame(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
 pub(crate) enum Ending {
     /// Every byte belonged to a valid entry.
     Clean,
-    /// The entries stop being valid at this offset and nothing valid follows: a
-    /// write cut short by a crash.
+    /// The entries stop being valid at this offset, past what was synced, and
+    /// nothing valid follows: a write cut short by a crash.
     Torn { at: usize },
 }
 
 /// Reads the entries of `bytes` from `start`, handing each to `visit`, and tells how
-/// the file ended. An invalid entry followed by a valid one is an error (the file
-/// was damaged, not cut short), as is a checksummed entry that does not decode.
+/// the file ended. The first `synced` bytes are known to have reached the disk, so
+/// they must all be there and valid. An invalid entry before `synced`, or followed
+/// by a valid one, is an error (the file was damaged, not cut short by a crash), as
+/// are a file shorter than `synced` and a checksummed entry that does not decode.
 pub(crate) fn read_entries(
     bytes: &[u8],
     start: usize,
+    synced: usize,
     mut visit: impl FnMut(Entry) -> anyhow::Result<()>,
 ) -> anyhow::Result<Ending> {
     let mut at = start;
     while at < bytes.len() {
         let Some(end) = valid_entry_at(bytes, at) else {
-            if let Some(next) = (at + 1..bytes.len()).find(|&p| valid_entry_at(bytes, p).is_some())
-            {
-                bail!(
-                    "the entry at byte {at} is corrupt but a valid entry follows at byte \
-                     {next}: damage before the end of the file, not a write cut short"
-                );
-            }
-            return Ok(Ending::Torn { at });
+            return torn_or_damaged(bytes, at, synced);
         };
         let entry = decode(&bytes[at + HEADER_BYTES..end])
             .with_context(|| format!("the entry at byte {at} passes its checksum but"))?;
         visit(entry)?;
         at = end;
     }
+    if bytes.len() < synced {
+        bail!(
+            "it ends at byte {} but its first {synced} bytes were synced: it was cut \
+             after the sync, which no crash does",
+            bytes.len()
+        );
+    }
     Ok(Ending::Clean)
+}
+
+/// Whether the invalid entry at `at` is a torn tail or damage.
+fn torn_or_damaged(bytes: &[u8], at: usize, synced: usize) -> anyhow::Result<Ending> {
+    let found = describe_damage(bytes, at);
+    if let Some(next) = (at + 1..bytes.len()).find(|&p| valid_entry_at(bytes, p).is_some()) {
+        bail!(
+            "at byte {at} it holds {found}, but a valid entry follows at byte {next}: \
+             damage before the end of the file, not a write cut short"
+        );
+    }
+    if at < synced {
+        bail!(
+            "at byte {at} it holds {found}, but its first {synced} bytes were synced: \
+             damage to entries already on disk, not a write a crash cut short"
+        );
+    }
+    Ok(Ending::Torn { at })
+}
+
+/// What the bytes from `at` on hold, for an error: zeros up to the end (what a
+/// zeroed or lost stretch of the disk looks like), or an entry that does not
+/// check out.
+fn describe_damage(bytes: &[u8], at: usize) -> String {
+    let rest = &bytes[at..];
+    let zeros = rest.iter().rev().take_while(|&&b| b == 0).count();
+    let entry = match rest.get(..HEADER_BYTES) {
+        None => format!("{} bytes, too few for an entry", rest.len()),
+        Some(header) if crc32fast::hash(&header[0..4]).to_le_bytes() != header[4..8] => {
+            "an entry header whose length fails its checksum".to_string()
+        }
+        Some(_) => "an entry that is cut short or fails its checksum".to_string(),
+    };
+    if zeros == rest.len() {
+        format!("{zeros} zero bytes up to the end of the file")
+    } else if zeros >= HEADER_BYTES {
+        format!(
+            "{entry}, and zero bytes from byte {} to the end of the file ({zeros} bytes)",
+            bytes.len() - zeros
+        )
+    } else {
+        entry
+    }
 }
 
 /// The end of the entry starting at `at`, if a whole, valid one starts there.
@@ -197,9 +244,15 @@ mod tests {
         })
     }
 
+    /// Reads `bytes` of which none are known to be synced: every damage that
+    /// nothing valid follows counts as a torn tail.
     fn read_all(bytes: &[u8]) -> anyhow::Result<(Vec<Entry>, Ending)> {
+        read_synced(bytes, 0)
+    }
+
+    fn read_synced(bytes: &[u8], synced: usize) -> anyhow::Result<(Vec<Entry>, Ending)> {
         let mut entries = Vec::new();
-        let ending = read_entries(bytes, 0, |e| {
+        let ending = read_entries(bytes, 0, synced, |e| {
             entries.push(e);
             Ok(())
         })?;
@@ -222,6 +275,23 @@ mod tests {
             }
         }
         (entries, bytes, starts)
+    }
+
+    /// A log of `n` records, with the offset each entry starts at.
+    fn log_of(n: u64) -> (Vec<u8>, Vec<usize>) {
+        let (mut bytes, mut starts) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            starts.push(bytes.len());
+            encode_record(
+                &Record {
+                    key: format!("key-{i}"),
+                    version: Version::new(i + 1, 1),
+                    value: "value".into(),
+                },
+                &mut bytes,
+            );
+        }
+        (bytes, starts)
     }
 
     #[test]
@@ -259,5 +329,68 @@ mod tests {
                 "byte {flip}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn a_synced_log_whose_second_half_was_zeroed_is_refused() {
+        let (mut bytes, starts) = log_of(300);
+        let synced = bytes.len();
+        let half = bytes.len() / 2;
+        bytes[half..].fill(0);
+        let error = read_synced(&bytes, synced).unwrap_err().to_string();
+        let at = starts.iter().rev().find(|&&s| s <= half).unwrap();
+        assert!(error.contains(&format!("at byte {at} ")), "{error}");
+        assert!(
+            error.contains(&format!("zero bytes from byte {half} to the end")),
+            "{error}"
+        );
+        assert!(
+            error.contains(&format!("first {synced} bytes were synced")),
+            "{error}"
+        );
+        // Garbage rather than zeros is refused too.
+        for b in &mut bytes[half..] {
+            *b = 0x5a;
+        }
+        let error = read_synced(&bytes, synced).unwrap_err().to_string();
+        assert!(error.contains("bytes were synced"), "{error}");
+    }
+
+    #[test]
+    fn a_cut_unsynced_last_entry_is_a_torn_tail() {
+        let (bytes, starts) = log_of(300);
+        let last = starts[299];
+        for cut in [last + 1, last + HEADER_BYTES, bytes.len() - 1] {
+            let (read, ending) = read_synced(&bytes[..cut], last).unwrap();
+            assert_eq!(read.len(), 299);
+            assert_eq!(ending, Ending::Torn { at: last });
+        }
+    }
+
+    #[test]
+    fn zeros_in_the_unsynced_suffix_only_are_a_torn_tail() {
+        // With `--fsync never` or between group commits, a machine crash may lose any
+        // suffix past the last sync, whatever its length: here 200 entries.
+        let (mut bytes, starts) = log_of(300);
+        let synced = starts[100];
+        bytes[synced..].fill(0);
+        let (read, ending) = read_synced(&bytes, synced).unwrap();
+        assert_eq!(read.len(), 100);
+        assert_eq!(ending, Ending::Torn { at: synced });
+        // One byte more, and the zeros reach into what was synced.
+        let error = read_synced(&bytes, synced + 1).unwrap_err().to_string();
+        assert!(error.contains("bytes were synced"), "{error}");
+    }
+
+    #[test]
+    fn a_log_shorter_than_what_was_synced_is_refused() {
+        let (bytes, starts) = log_of(10);
+        let error = read_synced(&bytes[..starts[5]], bytes.len())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!("ends at byte {}", starts[5])),
+            "{error}"
+        );
     }
 }

@@ -125,10 +125,28 @@ fn max_versions_holds_after_a_reopen_even_a_smaller_one() {
     assert_eq!(kept, vec![Version::new(9, 1), Version::new(10, 1)]);
 }
 
+/// Fills a store synced before every acknowledgement, then appends one more record
+/// with `--fsync never`, never synced: what a crash mid-append may leave torn.
+/// Returns the records held and the unsynced one.
+fn fill_then_append_unsynced(dir: &Path) -> (Vec<Record>, Record) {
+    let held = fill(&open(dir));
+    let unsynced = record("unsynced", 1, 2, "pushed");
+    let store = open_with(3, &persistence(dir, FsyncPolicy::Never)).unwrap();
+    store.merge(&unsynced);
+    (held, unsynced)
+}
+
+fn open_error(dir: &Path) -> String {
+    format!(
+        "{:#}",
+        open_with(3, &persistence(dir, FsyncPolicy::Always)).unwrap_err()
+    )
+}
+
 #[test]
-fn a_cut_last_entry_is_dropped_and_the_rest_recovered() {
+fn a_cut_unsynced_last_entry_is_dropped_and_the_rest_recovered() {
     let dir = tempfile::tempdir().unwrap();
-    let held = fill(&open(dir.path()));
+    let (held, unsynced) = fill_then_append_unsynced(dir.path());
     let segment = segment(dir.path());
     let len = fs::metadata(&segment).unwrap().len();
     OpenOptions::new()
@@ -138,28 +156,145 @@ fn a_cut_last_entry_is_dropped_and_the_rest_recovered() {
         .set_len(len - 5)
         .unwrap();
     let store = open(dir.path());
-    // The last entry was the merge of key-199's version 7.
-    let lost = record("key-199", 7, 2, "pushed");
-    let expected: Vec<Record> = held.iter().filter(|r| **r != lost).cloned().collect();
-    assert_eq!(store.records(), expected);
+    assert_eq!(store.records(), held);
     // Appends go on after the cut: a further reopen finds them.
-    store.merge(&lost);
+    store.merge(&unsynced);
+    let all = store.records();
     drop(store);
-    assert_eq!(open(dir.path()).records(), held);
+    assert_eq!(open(dir.path()).records(), all);
 }
 
 #[test]
-fn a_damaged_last_entry_is_dropped_and_the_rest_recovered() {
+fn a_damaged_unsynced_last_entry_is_dropped_and_the_rest_recovered() {
     let dir = tempfile::tempdir().unwrap();
-    let held = fill(&open(dir.path()));
+    let (held, _) = fill_then_append_unsynced(dir.path());
     let segment = segment(dir.path());
     let mut bytes = fs::read(&segment).unwrap();
     let last = bytes.len() - 3;
     bytes[last] ^= 0xff;
     fs::write(&segment, bytes).unwrap();
-    let lost = record("key-199", 7, 2, "pushed");
-    let expected: Vec<Record> = held.into_iter().filter(|r| *r != lost).collect();
-    assert_eq!(open(dir.path()).records(), expected);
+    assert_eq!(open(dir.path()).records(), held);
+}
+
+#[test]
+fn zeros_past_the_last_sync_are_a_torn_tail_of_any_length() {
+    // With `--fsync never` a machine crash may lose every append since the last
+    // sync (here, since the store opened): 200 records' worth.
+    let dir = tempfile::tempdir().unwrap();
+    let held = fill(&open(dir.path()));
+    let segment = segment(dir.path());
+    let synced = fs::metadata(&segment).unwrap().len() as usize;
+    {
+        let store = open_with(3, &persistence(dir.path(), FsyncPolicy::Never)).unwrap();
+        for i in 0..200 {
+            store.write(&format!("later-{i}"), "v", 1).unwrap();
+        }
+    }
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes[synced..].fill(0);
+    fs::write(&segment, bytes).unwrap();
+    assert_eq!(open(dir.path()).records(), held);
+}
+
+#[test]
+fn a_zeroed_middle_of_a_synced_log_is_refused_naming_the_file_and_nothing_is_changed() {
+    for policy in [FsyncPolicy::Always, FsyncPolicy::Batch] {
+        let dir = tempfile::tempdir().unwrap();
+        fill(&open_with(3, &persistence(dir.path(), policy)).unwrap());
+        let segment = segment(dir.path());
+        let mut bytes = fs::read(&segment).unwrap();
+        let half = bytes.len() / 2;
+        bytes[half..].fill(0);
+        fs::write(&segment, bytes).unwrap();
+        let before = contents(dir.path());
+        let error = open_error(dir.path());
+        for expected in [
+            format!("log segment {} is corrupt", segment.display()),
+            format!("zero bytes from byte {half} to the end"),
+            "at byte ".to_string(),
+            "bytes were synced".to_string(),
+            "nothing was changed".to_string(),
+            "move the directory aside".to_string(),
+        ] {
+            assert!(error.contains(&expected), "{policy}: {error}");
+        }
+        assert_eq!(contents(dir.path()), before, "{policy}");
+        // Refused again: the first refusal cut nothing.
+        assert!(open_error(dir.path()).contains("bytes were synced"));
+    }
+}
+
+#[test]
+fn a_synced_log_cut_short_or_missing_is_refused_and_nothing_is_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(&open(dir.path()));
+    let segment = segment(dir.path());
+    let len = fs::metadata(&segment).unwrap().len();
+    // Cut the last entry (key-199's merge, 46 bytes) whole, so every entry left
+    // checks out: only the synced mark tells that one is missing.
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes.truncate(len as usize - 46);
+    fs::write(&segment, &bytes).unwrap();
+    let before = contents(dir.path());
+    let error = open_error(dir.path());
+    assert!(
+        error.contains(&format!(
+            "ends at byte {} but its first {len} bytes",
+            len - 46
+        )),
+        "{error}"
+    );
+    assert_eq!(contents(dir.path()), before);
+
+    fs::remove_file(&segment).unwrap();
+    let before = contents(dir.path());
+    let error = open_error(dir.path());
+    assert!(error.contains("is missing"), "{error}");
+    assert_eq!(contents(dir.path()), before);
+}
+
+#[test]
+fn a_directory_without_a_synced_mark_still_opens() {
+    // As an older dida left it: no SYNCED, so a damaged last entry is a torn tail.
+    let dir = tempfile::tempdir().unwrap();
+    let (held, _) = fill_then_append_unsynced(dir.path());
+    fs::remove_file(dir.path().join("SYNCED")).unwrap();
+    let segment = segment(dir.path());
+    let len = fs::metadata(&segment).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    assert_eq!(open(dir.path()).records(), held);
+    assert!(dir.path().join("SYNCED").exists());
+}
+
+#[test]
+fn the_directory_and_every_file_are_private_to_the_nodes_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("s1");
+    {
+        let store = open(&dir);
+        fill(&store);
+        store.compact().unwrap();
+        store.write("after", "x", 1).unwrap();
+    }
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let mut names = Vec::new();
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    names.sort();
+    assert_eq!(names.len(), 5, "{names:?}");
+    for name in ["IDENTITY", "LOCK", "SYNCED", "snapshot"] {
+        assert!(names.iter().any(|n| n == name), "{names:?}");
+    }
 }
 
 #[test]
