@@ -54,8 +54,9 @@ pub enum NemesisKind {
     /// no acknowledged write may be lost. Not in the default rotation.
     DeclareAll,
     /// A storm of false suspicions, as under CPU starvation: two to all five nodes
-    /// paused at staggered moments for a little longer than the suspicion timeout,
-    /// so that many are declared failed while alive. Beyond the fault budget by
+    /// paused at staggered moments for 2.5–5 s, about once to twice the time it
+    /// takes to declare a silent node, so that many are declared failed while
+    /// alive. Beyond the fault budget by
     /// design; nothing crashes, so no acknowledged write may be lost. Not in the
     /// default rotation.
     Storm,
@@ -327,8 +328,8 @@ impl Nemesis {
         )
     }
 
-    /// Pauses two to all nodes at staggered moments, each a little longer than the
-    /// suspicion timeout, then resumes them all.
+    /// Pauses two to all nodes at staggered moments (0–1.2 s apart), each for
+    /// 2.5–5 s, then resumes them all.
     async fn storm(&self) -> String {
         let nodes = self.cluster.len();
         let count = self.draw(|rng| rng.random_range(2..=nodes));
@@ -339,8 +340,8 @@ impl Nemesis {
             let victim = (first + i) % nodes;
             let (gap, length) = self.draw(|rng| {
                 (
-                    Duration::from_millis(rng.random_range(0..600)),
-                    Duration::from_millis(rng.random_range(1600..3500)),
+                    Duration::from_millis(rng.random_range(0..1200)),
+                    Duration::from_millis(rng.random_range(2500..5000)),
                 )
             });
             tokio::time::sleep(gap).await;

@@ -91,3 +91,34 @@ fn without_the_fence_partitions_lose_acknowledged_writes_or_linearizability() {
         );
     }
 }
+
+/// Seeds of each kind beyond the fault budget in the suite (`dida sim --seeds 500
+/// --nemesis declare-all|storm` runs the full set).
+const BEYOND_BUDGET_SEEDS: u64 = 30;
+
+#[test]
+fn declarations_of_every_node_and_storms_of_false_suspicions_lose_nothing() {
+    for kind in NemesisKind::BEYOND_BUDGET {
+        let config = SimConfig {
+            nemesis: Some(kind),
+            ..SimConfig::default()
+        };
+        let reports = run_seeds(0, BEYOND_BUDGET_SEEDS, &config, &|_| {}).unwrap();
+        let failed: Vec<String> = reports
+            .iter()
+            .filter(|r| !r.passed())
+            .map(|r| format!("seed {}: {:?}", r.seed, r.findings))
+            .collect();
+        assert!(failed.is_empty(), "{kind}: {failed:#?}");
+        // The faults did what they are for: nodes were declared failed, more than
+        // the budget at once in most seeds, and every acknowledged write was checked.
+        let peak: usize = reports.iter().map(|r| r.peak_lost).sum();
+        assert!(
+            peak > BEYOND_BUDGET_SEEDS as usize,
+            "{kind}: peak lost {peak}"
+        );
+        assert!(reports.iter().all(|r| r.lost_acknowledged == 0));
+        let acknowledged: usize = reports.iter().map(|r| r.acknowledged).sum();
+        assert!(acknowledged > 100 * BEYOND_BUDGET_SEEDS as usize, "{kind}");
+    }
+}

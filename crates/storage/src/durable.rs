@@ -358,28 +358,6 @@ impl Durable {
         Ok(())
     }
 
-    /// Holds off compactions until the guard is dropped: taken by a clear before it
-    /// locks the store's shards, in the order compaction takes them too.
-    pub(crate) fn exclusive(&self) -> MutexGuard<'_, ()> {
-        self.exclusive.lock().expect("compaction lock poisoned")
-    }
-
-    /// Empties the directory's contents durably (an empty snapshot covering every
-    /// segment so far), while the caller holds `exclusive` and every shard lock, so
-    /// that nothing is appended meanwhile.
-    pub(crate) fn clear(&self, _exclusive: &MutexGuard<'_, ()>) {
-        let cleared = self.rotate().and_then(|first_live| {
-            let bytes = self.write_snapshot(first_live, &|_| {})?;
-            self.remove_segments_before(first_live)?;
-            self.lock().snapshot_bytes = bytes;
-            Ok(())
-        });
-        if let Err(e) = cleared {
-            self.fail_stop("cannot clear the data directory", format!("{e:#}"));
-        }
-        info!(dir = %self.dir.path().display(), "cleared the data directory");
-    }
-
     /// Syncs the current segment and starts the next; returns its number.
     fn rotate(&self) -> anyhow::Result<u64> {
         let mut log = self.lock();

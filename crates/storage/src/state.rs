@@ -152,12 +152,14 @@ impl Node {
     /// to a rejoining node and got it back. Keys it has led in every view since it
     /// joined need nothing: its rejoin caught them up (`rejoin`).
     ///
-    /// Pulls every version the key's other live replicas hold. The replicas of the
-    /// previous primary are all among them, so once every one has answered (or has
-    /// itself been declared failed) this node holds every version that any live node
-    /// holds — with `--write-acks N ≥ 2`, every acknowledged write — and the versions
-    /// it creates next follow all of them: the total order of §2.2 holds across the
-    /// takeover. Each pull carries this node's view, which the replica adopts before
+    /// Pulls every version the key's other live replicas hold, and those of every
+    /// member out of the ring (declared failed or joining: such a node may be
+    /// running with its records). It writes once every live replica has answered
+    /// and fewer than `--write-acks` members out of the ring are silent
+    /// ([`may_proceed`]), so it holds every version any live replica holds and —
+    /// with `--write-acks N ≥ 2` — every acknowledged write, even when several of
+    /// its holders were declared failed at once; the versions it creates next
+    /// follow all of them: the total order of §2.2 holds across the takeover. Each pull carries this node's view, which the replica adopts before
     /// answering: from then on it refuses the old primary's pushes (D2) and, if it
     /// led the key, executes no more writes of it (H1).
     async fn catch_up(&self, key: &str) -> Result<(), Status> {
@@ -177,13 +179,36 @@ impl Node {
                 return Err(self.not_primary(key, primary));
             }
             let others = state.other_replicas(&view.ring, key);
-            let pulls = others.iter().map(|&peer| self.pull_key(peer, key));
-            let silent: Vec<&str> = others
+            // Also ask every member out of the ring: a node declared failed may be
+            // running (paused, cut off, falsely suspected) and hold an
+            // acknowledged write no live replica holds.
+            let outside: Vec<usize> = view
+                .out
                 .iter()
-                .zip(join_all(pulls).await)
-                .filter(|(_, pulled)| !pulled)
+                .copied()
+                .filter(|&n| n != state.me)
+                .collect();
+            let pulls = others
+                .iter()
+                .map(|&peer| self.pull_key(peer, key, true))
+                .chain(outside.iter().map(|&peer| self.pull_key(peer, key, false)));
+            let pulled = join_all(pulls).await;
+            let (from_replicas, from_outside) = pulled.split_at(others.len());
+            let mut silent: Vec<&str> = others
+                .iter()
+                .zip(from_replicas)
+                .filter(|(_, pulled)| !**pulled)
                 .map(|(&peer, _)| state.id_of(peer))
                 .collect();
+            let silent_outside: Vec<&str> = outside
+                .iter()
+                .zip(from_outside)
+                .filter(|(_, pulled)| !**pulled)
+                .map(|(&peer, _)| state.id_of(peer))
+                .collect();
+            if !may_proceed(silent_outside.len(), state.config.write_acks) {
+                silent.extend(silent_outside);
+            }
             if silent.is_empty() {
                 info!(node = state.id(), key, "took over key as primary");
                 self.taken_over
@@ -232,8 +257,11 @@ impl Node {
 
     /// Pulls and merges `peer`'s versions of `key`; false if it did not answer, or
     /// answered with a record that is not a valid version of `key` (then nothing
-    /// of its answer is merged, and the pull counts as unanswered).
-    async fn pull_key(&self, peer: usize, key: &str) -> bool {
+    /// of its answer is merged, and the pull counts as unanswered). From a member
+    /// out of the ring (`in_ring` false) only versions other nodes created are
+    /// merged: a version of its own that no replica holds is a write never
+    /// acknowledged, which its rejoin sets aside (`divergence`).
+    async fn pull_key(&self, peer: usize, key: &str, in_ring: bool) -> bool {
         let state = &self.peering;
         let request = FetchKeyRequest {
             from: state.id().to_string(),
@@ -259,7 +287,12 @@ impl Node {
             });
         match checked {
             Ok(records) => {
-                self.store.merge_all(&records);
+                let creator = state.config.membership.members()[peer].replica;
+                self.store.merge_all(
+                    records
+                        .iter()
+                        .filter(|r| in_ring || r.version.replica != creator),
+                );
                 true
             }
             Err(refusal) => {
@@ -459,5 +492,33 @@ impl Node {
             state.config.write_acks,
             state.config.ack_timeout,
         ))
+    }
+}
+
+/// Whether a takeover whose live replicas all answered may write, with
+/// `silent_outside` members out of the ring (declared failed, or joining) not
+/// answering. An acknowledged write is on `write_acks` nodes, all of them replicas
+/// of the key or out of the ring; with fewer than `write_acks` of those silent,
+/// one that answered holds it — even when several holders were declared failed at
+/// once (a storm of false suspicions), since declared nodes keep their records and
+/// are asked too. With `--write-acks 1` a write lives on its primary alone until
+/// gossiped, and waiting for it would stop the takeover at the first crash: the
+/// live replicas are enough, as that mode documents.
+pub(crate) fn may_proceed(silent_outside: usize, write_acks: usize) -> bool {
+    write_acks <= 1 || silent_outside < write_acks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_takeover_hears_from_a_holder_of_every_acknowledged_write() {
+        // write-acks 2: one silent node out of the ring may hold a write, the
+        // other holder answered; two silent nodes may be both holders.
+        assert!(may_proceed(0, 2) && may_proceed(1, 2));
+        assert!(!may_proceed(2, 2));
+        assert!(may_proceed(2, 3) && !may_proceed(3, 3));
+        assert!(may_proceed(4, 1));
     }
 }

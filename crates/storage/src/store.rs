@@ -124,30 +124,12 @@ impl MultiVersionStore {
         Ok(store)
     }
 
-    /// Drops every record, and with persistence empties the data directory durably
-    /// before returning: a node that rejoins after being declared failed starts over
-    /// empty, and must not find its old records after a restart either.
-    pub fn clear(&self) {
-        let exclusive = self.durable.as_ref().map(|d| d.exclusive());
-        let mut shards: Vec<_> = self
-            .shards
-            .iter()
-            .map(|s| s.write().expect("store lock poisoned"))
-            .collect();
-        for shard in &mut shards {
-            **shard = Shard::default();
-        }
-        if let (Some(durable), Some(exclusive)) = (&self.durable, &exclusive) {
-            durable.clear(exclusive);
-        }
-    }
-
     /// Takes `versions` of `key` out of the store and returns the records taken:
-    /// used by a rejoining node for writes of its own that no peer holds, of a key
-    /// another node wrote meanwhile (`rejoin`), which must not resurface after the
-    /// interim primary's writes. The caller keeps what is returned (it logs and,
-    /// on a data directory, files it); the removal reaches the disk with
-    /// [`Self::compact`], as the log holds no removals.
+    /// used by a rejoining node for versions of its own that no peer holds, of a
+    /// key another node wrote meanwhile (`divergence`), which must not resurface
+    /// after the interim primary's writes. The caller keeps what is returned; the
+    /// removal reaches the disk with [`Self::compact`], as the log holds no
+    /// removals.
     pub fn set_aside(&self, key: &str, versions: &[Version]) -> Vec<Record> {
         let mut shard = self.shard(key).write().expect("store lock poisoned");
         let Shard { keys, tally } = &mut *shard;
@@ -742,6 +724,34 @@ mod tests {
                 digests_from_scratch(&store, &ring)
             );
         }
+    }
+
+    #[test]
+    fn versions_set_aside_leave_the_store_as_if_never_taken_in() {
+        let ring = first_ring();
+        let ranges: Vec<RangeId> = (0..ring.range_count() as RangeId).collect();
+        let store = new_store(10);
+        let untouched = new_store(10);
+        for s in [&store, &untouched] {
+            s.merge(&record("k", 1, 2, "a"));
+            s.merge(&record("other", 1, 2, "x"));
+        }
+        store.merge(&record("k", 2, 1, "mine"));
+        store.merge(&record("k", 3, 1, "mine too"));
+        let taken = store.set_aside(
+            "k",
+            &[Version::new(2, 1), Version::new(3, 1), Version::new(9, 9)],
+        );
+        assert_eq!(
+            taken,
+            vec![record("k", 2, 1, "mine"), record("k", 3, 1, "mine too")]
+        );
+        assert_eq!(store.counts(), untouched.counts());
+        assert_eq!(
+            store.range_digests(&ring, &ranges),
+            untouched.range_digests(&ring, &ranges)
+        );
+        assert!(store.set_aside("absent", &[Version::new(1, 1)]).is_empty());
     }
 
     #[test]

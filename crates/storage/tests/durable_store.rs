@@ -364,20 +364,6 @@ fn an_unreadable_identity_or_unknown_file_is_refused() {
 }
 
 #[test]
-fn a_cleared_store_reopens_empty_and_keeps_later_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(dir.path());
-        fill(&store);
-        store.clear();
-        assert_eq!(store.counts(), (0, 0));
-        store.write("after", "x", 1).unwrap();
-    }
-    let store = open(dir.path());
-    assert_eq!(store.records(), vec![record("after", 1, 1, "x")]);
-}
-
-#[test]
 fn compaction_bounds_the_log_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = persistence(dir.path(), FsyncPolicy::Never);
