@@ -387,6 +387,92 @@ async fn twenty_thousand_idle_connections_leave_the_gateway_serving() {
     drop(flood);
 }
 
+/// A client trickling its headers a line a second is cut off after the header
+/// timeout (10 s), and one that sends a body's first byte and stops gets 408 after
+/// the body timeout (30 s): neither holds a connection for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_request_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let mut cluster = LocalCluster::start(
+        dida(),
+        ClusterSpec {
+            nodes: 1,
+            replication_factor: 1,
+            ..ClusterSpec::default()
+        },
+    )
+    .await
+    .unwrap();
+    let gateway: SocketAddr = format!("127.0.0.1:{}", free_ports(1).unwrap()[0])
+        .parse()
+        .unwrap();
+    cluster
+        .start_compute(
+            dida(),
+            ComputeSpec {
+                workers: 1,
+                scheduler_args: vec!["--http-listen".into(), gateway.to_string()],
+                ..ComputeSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), "the gateway to listen", || async {
+        TcpStream::connect(gateway).await.ok()
+    })
+    .await;
+
+    let headers = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(gateway).await.unwrap();
+        stream
+            .write_all(b"POST /v1/invoke HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        for i in 0..60 {
+            let header = format!("x-slow-{i}: 1\r\n");
+            if stream.write_all(header.as_bytes()).await.is_err() {
+                break;
+            }
+            let mut byte = [0u8; 1];
+            match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut byte)).await {
+                Ok(Ok(_) | Err(_)) => break, // closed (EOF, reset) or answered
+                Err(_) => {}                 // still waiting for headers: go on
+            }
+        }
+        started.elapsed()
+    });
+    let body = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(gateway).await.unwrap();
+        stream
+            .write_all(
+                b"POST /v1/invoke HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                  content-length: 100\r\n\r\n{",
+            )
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut reply)).await;
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&reply).into_owned(),
+        )
+    });
+    let cut_after = headers.await.unwrap();
+    let (answered_after, reply) = body.await.unwrap();
+    eprintln!("trickled headers cut off after {cut_after:?}; a stalled body answered after {answered_after:?}: {reply:?}");
+    assert!(
+        cut_after < Duration::from_secs(20),
+        "trickled headers held the connection {cut_after:?}"
+    );
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        answered_after < Duration::from_secs(45),
+        "a stalled body held the connection {answered_after:?}"
+    );
+}
+
 /// Connections from 127.0.0.2 to 127.0.0.9 count as one source: together they get
 /// no more than one address's share of a node's connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

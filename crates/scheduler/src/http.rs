@@ -7,7 +7,8 @@
 //! the gateway serves at `GET /v1/openapi.yaml`. Every error is a JSON body
 //! `{"error": {"status", "code", "message"}}` with a fitting HTTP status: 400 for a
 //! malformed body or application, 404 for an unknown application, operator or
-//! execution, 413 for a body over its limit, 503 when the cluster cannot run it now.
+//! execution, 408 for a body that does not arrive in time, 413 for a body over its
+//! limit, 503 when the cluster cannot run it now.
 //!
 //! With a cluster token configured (`--cluster-token`), every request must carry it
 //! as `Authorization: Bearer <token>`; without one the gateway listens only on a
