@@ -361,21 +361,32 @@ async fn twenty_thousand_idle_connections_leave_the_gateway_serving() {
     // the client's side.
     let fresh = HttpClient::new(Duration::from_secs(30));
     let invoked = Instant::now();
+    let attempts = std::sync::Mutex::new(Vec::new());
     eventually(
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         "an HTTP invocation on a new connection to succeed",
         || async {
-            let reply = fresh.post_json(&invoke_url, &body).await.ok()?;
-            (reply.status == StatusCode::OK).then_some(())
+            let tried = Instant::now();
+            let reply = fresh.post_json(&invoke_url, &body).await;
+            let outcome = match &reply {
+                Ok(reply) => reply.status.to_string(),
+                Err(error) => error.to_string(),
+            };
+            attempts.lock().unwrap().push((tried.elapsed(), outcome));
+            (reply.ok()?.status == StatusCode::OK).then_some(())
         },
     )
     .await;
+    let attempts = attempts.into_inner().unwrap();
     eprintln!(
-        "an HTTP invocation on a new connection succeeded {:?} after the flood",
-        invoked.elapsed()
+        "an HTTP invocation on a new connection succeeded {:?} after the flood, at \
+         attempt {}; the last attempts: {:?}",
+        invoked.elapsed(),
+        attempts.len(),
+        &attempts[attempts.len().saturating_sub(3)..]
     );
     eventually(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "the gateway to close every idle connection",
         || async { (!flood.iter().any(still_open)).then_some(()) },
     )
