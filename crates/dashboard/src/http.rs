@@ -3,11 +3,13 @@
 //! lines, the records browser and the script console.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
+use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,9 +20,9 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::feed::{Feed, FeedKind, FeedLine, ScriptRequest};
-use crate::records;
 use crate::snapshot::Snapshot;
 use crate::topology::Topology;
+use crate::{origin, records};
 
 /// How long the page waits for a script line to run before it answers "still
 /// running" (its output keeps arriving through the feed).
@@ -39,8 +41,9 @@ pub(crate) struct AppState {
     pub script: Option<mpsc::Sender<ScriptRequest>>,
 }
 
-/// Every route of the dashboard over `state`.
-pub(crate) fn router(state: AppState) -> Router {
+/// Every route of the dashboard over `state`, answering only requests addressed
+/// to `listen` from its own page (see [`crate::origin`]).
+pub(crate) fn router(state: AppState, listen: SocketAddr) -> Router {
     Router::new()
         .route(
             "/",
@@ -74,6 +77,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/records", get(lookup))
         .route("/api/script", post(script))
         .with_state(state)
+        .layer(middleware::from_fn_with_state(listen, origin::check))
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {

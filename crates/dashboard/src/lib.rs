@@ -20,10 +20,17 @@
 //! - `records`: one key's versions on every replica;
 //! - [`feed`]: the PuppetMaster's output and debug reports, and the script lines
 //!   typed into the page;
-//! - `http`: the routes and the embedded page.
+//! - `http`: the routes and the embedded page;
+//! - `origin`: the `Host` and `Origin` checks that keep other sites' pages out.
+//!
+//! The dashboard has no authentication: it refuses to listen on an address other
+//! machines can reach unless the process was given `--insecure`
+//! ([`check_exposure`]), and serves within the connection and header-time limits of
+//! every dida listener ([`dida_proto::http_server`]).
 
 pub mod feed;
 mod http;
+mod origin;
 mod records;
 pub mod snapshot;
 pub mod topology;
@@ -82,9 +89,27 @@ impl Drop for DashboardHandle {
     }
 }
 
+/// Refuses to serve the dashboard on an address other machines can reach unless
+/// this process was given `--insecure`: anyone reaching it can read every record
+/// and, beside a PuppetMaster, crash nodes from its console. A cluster token or TLS
+/// does not help here, since the page checks neither.
+pub fn check_exposure(listen: SocketAddr) -> anyhow::Result<()> {
+    let host = listen.ip().to_string();
+    if dida_proto::security::is_loopback(&host) || dida_proto::security::installed().insecure {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to serve the dashboard on {listen}, which other machines can reach: \
+         the dashboard has no authentication (anyone could read records and run script \
+         lines); listen on a loopback address such as 127.0.0.1, or pass --insecure"
+    )
+}
+
 /// Starts polling the cluster and serving the page; both stop when the handle is
-/// dropped.
+/// dropped. Refuses a non-loopback `listen` without `--insecure`
+/// ([`check_exposure`]).
 pub async fn start(config: DashboardConfig) -> anyhow::Result<DashboardHandle> {
+    check_exposure(config.listen)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -102,11 +127,11 @@ pub async fn start(config: DashboardConfig) -> anyhow::Result<DashboardHandle> {
         feed: config.feed,
         script: config.script,
     };
-    let server = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, http::router(state)).await {
-            tracing::warn!(%error, "the dashboard stopped serving");
-        }
-    });
+    let server = tokio::spawn(dida_proto::http_server::serve(
+        listener,
+        http::router(state, addr),
+        dida_proto::http_server::http_limits(),
+    ));
     tracing::info!(%addr, "dashboard serving");
     Ok(DashboardHandle {
         addr,

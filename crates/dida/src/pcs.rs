@@ -39,7 +39,7 @@ pub async fn run(args: PcsArgs) -> anyhow::Result<()> {
     config.start_timeout =
         check_deadline_s("--start-timeout", args.start_timeout).map_err(anyhow::Error::msg)?;
     config.max_nodes = args.max_nodes;
-    config.metrics_listen = args.metrics.metrics_listen;
+    config.metrics_listen = args.metrics.listen()?;
     // A PCS starts processes: reachable from other machines, it needs its own
     // token or the cluster's authentication.
     if config.token.is_none() {

@@ -77,7 +77,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         );
     }
     config.max_retained_bytes = args.max_retained_mb * MIB;
-    config.metrics_listen = args.metrics.metrics_listen;
+    config.metrics_listen = args.metrics.listen()?;
     if let Some(storage) = &args.storage {
         let membership = Membership::parse(storage).context("invalid --storage")?;
         let replication_factor = replication_factor(args.replication_factor, membership.len())

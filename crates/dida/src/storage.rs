@@ -120,7 +120,7 @@ impl StorageArgs {
         config.anti_entropy_interval =
             deadline("--anti-entropy-interval", self.anti_entropy_interval)?;
         config.rpc_deadline = deadline("--rpc-deadline", self.rpc_deadline)?;
-        config.metrics_listen = self.metrics.metrics_listen;
+        config.metrics_listen = self.metrics.listen()?;
         config.ack_timeout = deadline("--ack-timeout", self.ack_timeout)?;
         config.probe_interval = deadline("--probe-interval", self.probe_interval)?;
         config.probe_timeout = deadline("--probe-timeout", self.probe_timeout)?;

@@ -137,7 +137,7 @@ impl WorkerArgs {
             ..ConsistencySettings::default()
         };
         config.rpc_deadline = rpc_deadline;
-        config.metrics_listen = self.metrics.metrics_listen;
+        config.metrics_listen = self.metrics.listen()?;
         config.debug_sink = self
             .debug_sink
             .map(|url| NodeUrl::parse(&url))

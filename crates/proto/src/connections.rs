@@ -9,6 +9,11 @@
 //! connection over a limit is accepted and closed at once (the peer sees a reset,
 //! not a hang), with a warning at most once per [`REFUSAL_LOG_PERIOD`].
 //!
+//! The per-address limit counts by *source* ([`source_of`]): every loopback
+//! address (`127.0.0.0/8`, `::1`, and their IPv4-mapped forms) is one source, as
+//! they are all this machine — otherwise a local client could multiply its share by
+//! dialling from 127.0.0.2, 127.0.0.3, ….
+//!
 //! Failing to accept (the process out of descriptors even so) pauses accepting for
 //! [`ACCEPT_ERROR_PAUSE`] instead of retrying in a busy loop.
 
@@ -53,7 +58,8 @@ pub const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(5);
 pub struct ConnectionLimits {
     /// Connections held at once.
     pub total: usize,
-    /// Connections held at once from one IP address.
+    /// Connections held at once from one source (an IP address; the whole
+    /// loopback range is one: see [`source_of`]).
     pub per_address: usize,
 }
 
@@ -70,6 +76,18 @@ impl ConnectionLimits {
             total,
             per_address: MAX_CONNECTIONS_PER_ADDRESS.min(total / 2).max(8),
         }
+    }
+}
+
+/// The source a connection from `ip` counts against for the per-address limit:
+/// `ip` itself, with IPv4-mapped IPv6 addresses read as IPv4, and every loopback
+/// address folded into `127.0.0.1`.
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    let ip = ip.to_canonical();
+    if ip.is_loopback() {
+        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        ip
     }
 }
 
@@ -197,7 +215,7 @@ fn admit(
     last_warning: &mut Option<Instant>,
     refused_since_warning: &mut u64,
 ) -> Option<LimitedConnection> {
-    let address = stream.peer_addr().ok().map(|a| a.ip());
+    let address = stream.peer_addr().ok().map(|a| source_of(a.ip()));
     let admitted = {
         let mut held = held.lock().expect("connection count lock poisoned");
         let from_address = address.map_or(0, |a| *held.per_address.get(&a).unwrap_or(&0));
@@ -233,4 +251,33 @@ fn admit(
             address,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_loopback_address_is_one_source() {
+        let one = source_of("127.0.0.1".parse().unwrap());
+        for ip in [
+            "127.0.0.2",
+            "127.255.255.254",
+            "::1",
+            "::ffff:127.0.0.9",
+            "::ffff:127.0.0.1",
+        ] {
+            assert_eq!(source_of(ip.parse().unwrap()), one, "{ip}");
+        }
+    }
+
+    #[test]
+    fn other_addresses_stay_apart() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(source_of(a), a);
+        assert_eq!(source_of("::ffff:10.0.0.1".parse().unwrap()), a);
+        assert_ne!(source_of("10.0.0.2".parse().unwrap()), a);
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(source_of(v6), v6);
+    }
 }

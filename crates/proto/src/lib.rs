@@ -50,11 +50,17 @@ pub use packages::dida::control::v1 as control;
 /// Operator deployment (`Operators` service, served by the scheduler).
 pub use packages::dida::registry::v1 as registry;
 
+/// The full path (`/package.Service/Method`) of every method the `.proto` files
+/// define, sorted: the only values the RPC metrics give their `method` label, so a
+/// client sending calls to made-up paths cannot grow a node's metrics without bound.
+pub const GRPC_METHODS: &[&str] = include!(concat!(env!("OUT_DIR"), "/grpc_methods.rs"));
+
 pub mod acked;
 pub mod authorize;
 pub mod connections;
 pub mod convert;
 pub mod cookie;
+pub mod http_server;
 pub mod security;
 pub mod server;
 pub mod transport;

@@ -57,7 +57,8 @@ pub type NodeRouter = tonic::transport::server::Router<NodeLayers>;
 /// same transport settings and the same security: mutual TLS when this process has
 /// a TLS identity ([`security::installed`]), [`AuthorizeLayer`] on every call, and
 /// `rpc_metrics` (the node's `Telemetry::rpc_layer`, or a default layer that
-/// records nothing) counting and timing every call.
+/// records nothing) counting and timing every call, labelled by the methods the
+/// `.proto` files define ([`crate::GRPC_METHODS`]) and `other`.
 /// Serve the router it builds with
 /// [`ServerHandle::spawn`](crate::server::ServerHandle::spawn), which applies
 /// `TCP_NODELAY` to each accepted socket (the builder's own `tcp_nodelay` only
@@ -75,7 +76,9 @@ pub fn server_builder(rpc_metrics: RpcMetricsLayer) -> anyhow::Result<NodeServer
             .tls_config(config)
             .context("cannot use this node's TLS certificate and key")?;
     }
-    Ok(builder.layer(AuthorizeLayer).layer(rpc_metrics))
+    Ok(builder
+        .layer(AuthorizeLayer)
+        .layer(rpc_metrics.with_known_methods(crate::GRPC_METHODS)))
 }
 
 /// A channel to a dida node, as every client holds it: the cluster token (when this

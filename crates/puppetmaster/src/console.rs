@@ -26,6 +26,7 @@ use rustyline::{Context, Editor, ExternalPrinter, Helper};
 use tokio::sync::mpsc;
 
 use crate::output::{Printer, Sink};
+use crate::page_lines;
 use crate::session::Session;
 
 /// Words the console understands besides the script commands.
@@ -184,7 +185,7 @@ pub async fn run(
                     break;
                 }
                 // The terminal saw the outcome printed; there is no one else to tell.
-                let _ = run_line(session, printer, number, &text).await;
+                let _ = run_line(session, printer, number, &text, Source::Terminal).await;
                 *nodes.lock().unwrap_or_else(|e| e.into_inner()) = session
                     .cluster()
                     .nodes()
@@ -199,7 +200,7 @@ pub async fn run(
                 let answer = if matches!(request.text.trim(), "quit" | "exit") {
                     Err("quit from the PuppetMaster's terminal (or Ctrl-C)".to_string())
                 } else {
-                    run_line(session, printer, number, &request.text).await
+                    run_line(session, printer, number, &request.text, Source::Page).await
                 };
                 // The page may have stopped waiting; the line ran all the same.
                 let _ = request.reply.send(answer);
@@ -226,13 +227,25 @@ async fn next_request(web: &mut Option<mpsc::Receiver<ScriptRequest>>) -> Option
     }
 }
 
+/// Where a line was typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The PuppetMaster's terminal: whoever runs the PuppetMaster.
+    Terminal,
+    /// The dashboard's page: whoever reached it, possibly through a browser.
+    Page,
+}
+
 /// Runs line `number` (`help`, a script line, or nothing for a blank one); returns
-/// its number, or why it failed (the session has printed the error too).
+/// its number, or why it failed (the session has printed the error too). A line
+/// from the page may read only valid files of the script's folder
+/// ([`crate::page_lines`]).
 async fn run_line(
     session: &mut Session,
     printer: &Printer,
     number: usize,
     text: &str,
+    source: Source,
 ) -> Result<usize, String> {
     if text.trim() == "help" {
         printer.text(help_text);
@@ -240,6 +253,12 @@ async fn run_line(
     }
     match parse_line(number, text) {
         Ok(Some(command)) => {
+            if source == Source::Page {
+                if let Err(refusal) = page_lines::check(session.base_dir(), &command) {
+                    session.report(number, command.name(), &refusal);
+                    return Err(refusal);
+                }
+            }
             if session.execute(&Line { number, command }).await {
                 Ok(number)
             } else {

@@ -41,8 +41,8 @@ pub async fn start(
     if !listen.ip().is_loopback() {
         printer.note(&format!(
             "warning: the dashboard listens on {listen}: anyone who can reach it can run \
-             script lines (crash nodes, read files as client inputs); keep it on loopback \
-             or behind an authenticating proxy"
+             script lines (crash nodes, list records); keep it on loopback or behind an \
+             authenticating proxy"
         ));
     }
     Ok((handle, lines))

@@ -17,7 +17,8 @@
 //! - `debug_sink`: the service workers in debug mode report to;
 //! - [`output`]: text and JSON events;
 //! - `console`: the interactive console;
-//! - `dashboard`: the session's web dashboard (`--dashboard`).
+//! - `dashboard`: the session's web dashboard (`--dashboard`);
+//! - `page_lines`: what a line typed into the dashboard may read.
 
 mod clients;
 mod cluster;
@@ -27,6 +28,7 @@ mod dashboard;
 mod debug_sink;
 mod inspect;
 pub mod output;
+mod page_lines;
 mod placement;
 pub mod session;
 

@@ -325,6 +325,12 @@ impl Session {
         Ok(())
     }
 
+    /// The folder relative paths of `client` and `populate` resolve against (the
+    /// script's); lines typed into the dashboard may read files only there.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
     fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
             path.to_path_buf()

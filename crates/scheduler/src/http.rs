@@ -7,11 +7,16 @@
 //! the gateway serves at `GET /v1/openapi.yaml`. Every error is a JSON body
 //! `{"error": {"status", "code", "message"}}` with a fitting HTTP status: 400 for a
 //! malformed body or application, 404 for an unknown application, operator or
-//! execution, 413 for a body over its limit, 503 when the cluster cannot run it now.
+//! execution, 408 for a body that does not arrive in time, 413 for a body over its
+//! limit, 503 when the cluster cannot run it now.
 //!
 //! With a cluster token configured (`--cluster-token`), every request must carry it
 //! as `Authorization: Bearer <token>`; without one the gateway listens only on a
 //! loopback address unless `--insecure` is given ([`check_exposure`]).
+//!
+//! Connections are held within the limits every dida listener applies, headers must
+//! arrive within 10 s and bodies within 30 s ([`dida_proto::http_server`]), so idle
+//! or trickling clients cannot take the process's descriptors.
 
 use std::sync::Arc;
 
@@ -25,7 +30,7 @@ use axum::{Json, Router};
 use dida_core::app::parse_app;
 use dida_core::limits::{MAX_INPUT_BYTES, MAX_SCRIPT_FILE_BYTES};
 use dida_proto::execution::SubmitRequest;
-use dida_proto::security;
+use dida_proto::{http_server, security};
 use dida_storage_client::registry::{now_unix_ms, AppEntry, RegistryError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -73,12 +78,9 @@ pub(crate) fn serve(
 ) -> anyhow::Result<JoinHandle<()>> {
     let addr = listener.local_addr()?;
     let app = router(state);
-    info!(%addr, "HTTP gateway serving");
-    Ok(tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "HTTP gateway stopped");
-        }
-    }))
+    let limits = http_server::http_limits();
+    info!(%addr, total = limits.total, per_source = limits.per_address, "HTTP gateway serving");
+    Ok(tokio::spawn(http_server::serve(listener, app, limits)))
 }
 
 fn router(state: Arc<SchedulerState>) -> Router {
@@ -191,7 +193,8 @@ async fn openapi() -> impl IntoResponse {
 }
 
 /// Reads a request body of at most `limit` bytes: 413 beyond it, told by its
-/// `Content-Length` before anything is read when it has one.
+/// `Content-Length` before anything is read when it has one; 408 if it has not all
+/// arrived within [`http_server::BODY_READ_TIMEOUT`].
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> ApiResult<Bytes> {
     let too_large = |size: String| {
         ApiError::new(
@@ -206,8 +209,15 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> ApiResult<B
     if let Some(declared) = declared.filter(|&n| n > limit as u64) {
         return Err(too_large(declared.to_string()));
     }
-    axum::body::to_bytes(body, limit)
+    let timeout = http_server::BODY_READ_TIMEOUT;
+    tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
         .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {} s", timeout.as_secs()),
+            )
+        })?
         .map_err(|_| too_large(format!("more than {limit}")))
 }
 

@@ -1,8 +1,13 @@
 //! The scheduler's Prometheus metrics: executions submitted and finished by
 //! application and outcome, their end-to-end latency, and each worker's load.
+//!
+//! The application label takes values from a bounded set ([`AppLabels`]): the
+//! name is whatever a client submits, and labelling by it raw once grew a
+//! scheduler's `/metrics` to 749 MB.
 
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -35,17 +40,51 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
 }
 
-fn app_label(app: &str) -> String {
-    if app.is_empty() {
-        "-".to_string()
-    } else {
-        app.to_string()
+/// Distinct application names a scheduler labels metrics with; executions of any
+/// other application are counted under [`OTHER_APP`]. Each name costs a few
+/// dozen series (a histogram's buckets per outcome); real clusters run a handful
+/// of applications.
+pub const MAX_APP_LABELS: usize = 64;
+
+/// Longest application name used as a label; a longer one counts as [`OTHER_APP`]
+/// (a submitted name may be 4096 bytes, repeated in every series).
+pub const MAX_APP_LABEL_BYTES: usize = 128;
+
+/// The label of executions whose application has no label of its own.
+pub const OTHER_APP: &str = "other";
+
+/// The application names metrics are labelled with: the first [`MAX_APP_LABELS`]
+/// distinct names of at most [`MAX_APP_LABEL_BYTES`] a scheduler sees, `-` for an
+/// anonymous chain, and [`OTHER_APP`] for every other.
+#[derive(Debug, Default)]
+struct AppLabels {
+    named: Mutex<HashSet<String>>,
+}
+
+impl AppLabels {
+    fn label(&self, app: &str) -> String {
+        if app.is_empty() {
+            return "-".to_string();
+        }
+        if app.len() > MAX_APP_LABEL_BYTES || app == OTHER_APP {
+            return OTHER_APP.to_string();
+        }
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        if named.contains(app) {
+            return app.to_string();
+        }
+        if named.len() < MAX_APP_LABELS {
+            named.insert(app.to_string());
+            return app.to_string();
+        }
+        OTHER_APP.to_string()
     }
 }
 
 /// The execution instruments of one scheduler. Cloning shares them.
 #[derive(Debug, Clone)]
 pub struct SchedulerMetrics {
+    apps: Arc<AppLabels>,
     submitted: Family<App, Counter>,
     finished: Family<AppOutcome, Counter>,
     latency: Family<App, Histogram, fn() -> Histogram>,
@@ -54,6 +93,7 @@ pub struct SchedulerMetrics {
 impl Default for SchedulerMetrics {
     fn default() -> Self {
         Self {
+            apps: Arc::default(),
             submitted: Family::default(),
             finished: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
@@ -66,7 +106,7 @@ impl SchedulerMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "scheduler_executions_submitted",
-            "Executions accepted, by application",
+            "Executions accepted, by application (the first 64 names seen; `other` beyond)",
             self.submitted.clone(),
         );
         registry.register(
@@ -86,14 +126,14 @@ impl SchedulerMetrics {
     pub fn submitted(&self, app: &str) {
         self.submitted
             .get_or_create(&App {
-                app: app_label(app),
+                app: self.apps.label(app),
             })
             .inc();
     }
 
     /// An execution of `app` ended after `took`.
     pub fn finished(&self, app: &str, ok: bool, took: Duration) {
-        let app = app_label(app);
+        let app = self.apps.label(app);
         self.finished
             .get_or_create(&AppOutcome {
                 app: app.clone(),
@@ -142,5 +182,30 @@ impl Collector for LoadCollector {
             ConstGauge::new(load as i64).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn application_labels_are_bounded() {
+        let labels = AppLabels::default();
+        assert_eq!(labels.label(""), "-");
+        assert_eq!(
+            labels.label(&"x".repeat(MAX_APP_LABEL_BYTES + 1)),
+            OTHER_APP
+        );
+        let names: Vec<String> = (0..MAX_APP_LABELS).map(|i| format!("app{i}")).collect();
+        for name in &names {
+            assert_eq!(labels.label(name), *name);
+        }
+        assert_eq!(labels.label("one-too-many"), OTHER_APP);
+        assert_eq!(
+            labels.label("app3"),
+            "app3",
+            "a labelled name keeps its label"
+        );
     }
 }

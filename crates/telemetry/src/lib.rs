@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 
 pub use health::{health_service, HealthServer};
-pub use rpc::{RpcMetrics, RpcMetricsLayer, RpcMetricsService};
+pub use rpc::{RpcMetrics, RpcMetricsLayer, RpcMetricsService, OTHER_METHOD};
 
 /// Whether a node can take traffic now: `Err` carries the reason it cannot, which
 /// `/readyz` prints and the gRPC health service turns into `NOT_SERVING`.

@@ -1,5 +1,10 @@
 //! Per-method count and latency of every gRPC call a node serves, as a tower layer
 //! on the server, so no service has to instrument its handlers by hand.
+//!
+//! Label values come from bounded sets only (Prometheus' rule: every distinct
+//! label value is a series held for ever): the method is one the node's server
+//! defines, or [`OTHER_METHOD`] for any other path a client sends. Labelling by the
+//! raw path once let 5,000 calls to made-up paths grow a storage node by 80 MB.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,11 +18,21 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use tonic::codegen::http;
 
-/// The labels of an RPC: its full gRPC path and the status it ended with.
+/// The `method` label of every call to a path the server does not define.
+pub const OTHER_METHOD: &str = "other";
+
+/// The methods of the gRPC health service every node serves beside its own
+/// (`health_service`).
+const HEALTH_METHODS: [&str; 2] = [
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+];
+
+/// The labels of an RPC: its method and the status it ended with.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
-    /// `/package.Service/Method`.
-    method: String,
+    /// `/package.Service/Method` when the server defines it, else [`OTHER_METHOD`].
+    method: &'static str,
     /// The gRPC status code's name (`Ok`, `NotFound`, …).
     code: String,
 }
@@ -57,9 +72,9 @@ impl RpcMetrics {
         metrics
     }
 
-    pub(crate) fn record(&self, method: &str, code: tonic::Code, seconds: f64) {
+    pub(crate) fn record(&self, method: &'static str, code: tonic::Code, seconds: f64) {
         let labels = RpcLabels {
-            method: method.to_string(),
+            method,
             code: format!("{code:?}"),
         };
         self.calls.get_or_create(&labels).inc();
@@ -80,16 +95,43 @@ fn status_code<B>(response: &http::Response<B>) -> tonic::Code {
         .unwrap_or(tonic::Code::Ok)
 }
 
+/// The `method` label of a call to `path`: `path` itself when it is one of the
+/// sorted `known` methods or a health method, else [`OTHER_METHOD`].
+fn method_label(known: &'static [&'static str], path: &str) -> &'static str {
+    if let Ok(index) = known.binary_search(&path) {
+        return known[index];
+    }
+    HEALTH_METHODS
+        .iter()
+        .find(|m| **m == path)
+        .copied()
+        .unwrap_or(OTHER_METHOD)
+}
+
 /// Applies [`RpcMetrics`] to every call of a server (see `Telemetry::rpc_layer`).
 #[derive(Debug, Clone, Default)]
 pub struct RpcMetricsLayer {
     metrics: Option<RpcMetrics>,
+    known: &'static [&'static str],
 }
 
 impl RpcMetricsLayer {
     /// A layer recording into `metrics`, or passing calls through when `None`.
+    /// Until [`Self::with_known_methods`] names the server's methods, every call
+    /// is labelled [`OTHER_METHOD`] (but for the health service's).
     pub fn new(metrics: Option<RpcMetrics>) -> Self {
-        Self { metrics }
+        Self {
+            metrics,
+            known: &[],
+        }
+    }
+
+    /// Labels calls to the `known` methods (full paths, sorted) by their path; the
+    /// server builder passes every method the `.proto` files define.
+    pub fn with_known_methods(mut self, known: &'static [&'static str]) -> Self {
+        debug_assert!(known.is_sorted(), "known methods must be sorted");
+        self.known = known;
+        self
     }
 }
 
@@ -100,6 +142,7 @@ impl<S> tower::Layer<S> for RpcMetricsLayer {
         RpcMetricsService {
             inner,
             metrics: self.metrics.clone(),
+            known: self.known,
         }
     }
 }
@@ -109,6 +152,7 @@ impl<S> tower::Layer<S> for RpcMetricsLayer {
 pub struct RpcMetricsService<S> {
     inner: S,
     metrics: Option<RpcMetrics>,
+    known: &'static [&'static str],
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for RpcMetricsService<S>
@@ -128,7 +172,7 @@ where
         let Some(metrics) = self.metrics.clone() else {
             return Box::pin(self.inner.call(request));
         };
-        let method = request.uri().path().to_string();
+        let method = method_label(self.known, request.uri().path());
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
@@ -137,8 +181,37 @@ where
                 Ok(response) => status_code(response),
                 Err(_) => tonic::Code::Unknown,
             };
-            metrics.record(&method, code, started.elapsed().as_secs_f64());
+            metrics.record(method, code, started.elapsed().as_secs_f64());
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_methods_label_calls() {
+        let known: &'static [&'static str] = &[
+            "/dida.storage.v1.Storage/Get",
+            "/dida.storage.v1.Storage/Put",
+        ];
+        assert_eq!(
+            method_label(known, "/dida.storage.v1.Storage/Put"),
+            "/dida.storage.v1.Storage/Put"
+        );
+        assert_eq!(
+            method_label(known, "/grpc.health.v1.Health/Check"),
+            "/grpc.health.v1.Health/Check"
+        );
+        for unknown in [
+            "/x.Y/Z",
+            "",
+            "/dida.storage.v1.Storage/Get/",
+            "/dida.storage.v1.Storage/get",
+        ] {
+            assert_eq!(method_label(known, unknown), OTHER_METHOD, "{unknown:?}");
+        }
     }
 }
