@@ -49,8 +49,9 @@ pub struct StorageConfig {
     /// can cut this way, to partition nodes without root.
     pub dial_overrides: BTreeMap<String, NodeUrl>,
     /// Whether this node refuses the pushes of peers it counts failed or that do
-    /// not replicate the pushed keys in its view (invariants D2, R2), and makes
-    /// the replicas it catches up from adopt its view (D2). Always on;
+    /// not replicate the pushed keys in its view (invariants D2, R2), makes the
+    /// replicas it catches up from adopt its view (D2), and tells the peers it
+    /// counts failed so (its detector probes them). Always on;
     /// only the simulator turns it off (`dida sim --break-fence`), to show that
     /// without it acknowledged writes are lost.
     pub fence: bool,

@@ -91,7 +91,14 @@ pub(crate) async fn run(state: Arc<Peering>) {
 async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
     let view = state.view.current();
     let peers = state.live_peers(&view);
-    let declared: Vec<usize> = view.members.failed().collect();
+    // Without the fence (the simulator's control experiment only) a declared node
+    // is not told by its peers either: it learns from its own probes, as before
+    // the fence existed.
+    let declared: Vec<usize> = if state.config.fence {
+        view.members.failed().collect()
+    } else {
+        Vec::new()
+    };
     let (reached, _) = tokio::join!(
         join_all(peers.iter().map(|&peer| reachable(state, peer, &peers))),
         join_all(
