@@ -54,6 +54,7 @@ pub mod acked;
 pub mod authorize;
 pub mod connections;
 pub mod convert;
+pub mod reserved;
 pub mod security;
 pub mod server;
 pub mod transport;
