@@ -38,20 +38,19 @@ fn vector(items: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// A component that is small and valid but expensive to compile: one core module of
-/// `functions` functions, each with 2000 `i32` locals and `ifs` `if`/`else` blocks
-/// that each set a different local. Compiling it is quadratic in a function's size
-/// (every local is live across every block): one such function of 200 KB took a
-/// compiler 16 s and 950 MB.
-fn compile_bomb(functions: usize, ifs: usize) -> Vec<u8> {
-    const LOCALS: usize = 2000;
-    let mut body = vector(&[[leb(LOCALS), vec![0x7f]].concat()]);
+/// `functions` functions, each with `locals` `i32` locals and `ifs` `if`/`else`
+/// blocks that each set a different local. Compiling it is quadratic in a function's
+/// size (every local is live across every block): one such function of 2000 locals
+/// and 200 KB took a compiler 16 s and 950 MB.
+fn compile_bomb(functions: usize, locals: usize, ifs: usize) -> Vec<u8> {
+    let mut body = vector(&[[leb(locals), vec![0x7f]].concat()]);
     for i in 0..ifs {
         body.push(0x20); // local.get
-        body.extend(leb(i % LOCALS));
+        body.extend(leb(i % locals));
         body.extend([0x04, 0x40, 0x41, 0x01, 0x21]); // if; i32.const 1; local.set
-        body.extend(leb(i * 31 % LOCALS));
+        body.extend(leb(i * 31 % locals));
         body.extend([0x05, 0x41, 0x02, 0x21]); // else; i32.const 2; local.set
-        body.extend(leb((i * 17 + 3) % LOCALS));
+        body.extend(leb((i * 17 + 3) % locals));
         body.push(0x0b); // end
     }
     body.push(0x0b);
@@ -83,7 +82,7 @@ async fn a_compile_bomb_is_refused_within_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     // 16 functions of ~200 KB: a compiler without a budget needs gigabytes.
     let bomb = dir.path().join("Bomb.wasm");
-    std::fs::write(&bomb, compile_bomb(16, 25_000)).unwrap();
+    std::fs::write(&bomb, compile_bomb(16, 2000, 25_000)).unwrap();
     let echo = dir.path().join("Hello.wasm");
     let builtin = dida_operators::find_builtin("EchoOperator").expect("a built-in");
     std::fs::write(&echo, builtin.wasm).unwrap();
@@ -115,6 +114,17 @@ async fn a_compile_bomb_is_refused_within_the_budget() {
             "the scheduler grew by {grown} KiB, over the bound of {RSS_BOUND_KIB} KiB"
         );
     }
+
+    // An obvious bomb is refused from its structure, before anything compiles it.
+    let obvious = dir.path().join("Obvious.wasm");
+    std::fs::write(&obvious, compile_bomb(1, 20_000, 25_000)).unwrap();
+    let refused = cluster.dida(&["operator", "deploy", obvious.to_str().unwrap()]);
+    assert!(!refused.status.success(), "the obvious bomb was deployed");
+    assert!(
+        stderr(&refused).contains("locals times bytes may be at most"),
+        "{}",
+        stderr(&refused)
+    );
 
     // Nothing was stored, and a legitimate deploy still works.
     let list = cluster.dida(&["operator", "list"]);
