@@ -92,7 +92,7 @@ enum Command {
     },
     /// Compile one untrusted operator within a budget, for the scheduler or a
     /// worker that started this process (internal, see `dida_worker::bounded`).
-    #[command(hide = true, name = "compile-operator")]
+    #[command(hide = true, name = dida_worker::bounded::COMPILE_SUBCOMMAND)]
     CompileOperator(compile::CompileArgs),
 }
 

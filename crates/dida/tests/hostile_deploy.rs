@@ -204,3 +204,115 @@ async fn reserved_keys_and_built_in_operators_cannot_be_changed_by_clients() {
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(stdout(&run).contains("[1] hi"), "{}", stdout(&run));
 }
+
+/// Kills the process when dropped, so a failing test leaves nothing running.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_cluster_token_only_the_scheduler_changes_reserved_keys() {
+    use dida_local_cluster::{free_ports, ClusterSpec, LocalCluster};
+    use dida_proto::reserved::RESERVED_WRITER_HEADER;
+    use dida_proto::storage::storage_client::StorageClient;
+    use dida_proto::storage::WriteRequest;
+    use dida_proto::transport::lazy_channel_with_headers;
+
+    const TOKEN: (&str, &str) = ("DIDA_CLUSTER_TOKEN", "deploy-s3cret");
+    let storage = LocalCluster::start(
+        support::dida(),
+        ClusterSpec {
+            nodes: 3,
+            replication_factor: 3,
+            env: vec![(TOKEN.0.into(), TOKEN.1.into())],
+            ..ClusterSpec::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ports = free_ports(2).unwrap();
+    let scheduler_url = format!("http://127.0.0.1:{}", ports[0]);
+    let _scheduler = Killed(
+        std::process::Command::new(support::dida())
+            .env("RUST_LOG", "warn")
+            .env(TOKEN.0, TOKEN.1)
+            .args(["scheduler", "--url", &scheduler_url])
+            .args(["--workers", &format!("w1=http://127.0.0.1:{}", ports[1])])
+            .args(["--storage", storage.peers(), "--replication-factor", "3"])
+            .spawn()
+            .unwrap(),
+    );
+    let dida = |args: &[&str]| {
+        std::process::Command::new(support::dida())
+            .env(TOKEN.0, TOKEN.1)
+            .env("DIDA_SCHEDULER", &scheduler_url)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    // The scheduler deploys (its calls carry the token and say they are its own).
+    let dir = tempfile::tempdir().unwrap();
+    let hello = dir.path().join("Hello.wasm");
+    let echo = dida_operators::find_builtin("EchoOperator").expect("a built-in");
+    std::fs::write(&hello, echo.wasm).unwrap();
+    let deployed = support::eventually(Duration::from_secs(30), "a deploy", || async {
+        let deployed = dida(&["operator", "deploy", hello.to_str().unwrap()]);
+        deployed.status.success().then_some(deployed)
+    })
+    .await;
+    assert!(
+        stdout(&deployed).contains("deployed Hello"),
+        "{}",
+        stdout(&deployed)
+    );
+
+    // A client holding the token is still not the scheduler.
+    let refused = dida(&[
+        "kv",
+        "--peers",
+        storage.peers(),
+        "write",
+        "_dida/operators",
+        "x",
+    ]);
+    assert!(!refused.status.success(), "a client overwrote the index");
+    assert!(
+        stderr(&refused).contains("this call is not the scheduler's"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // A forged call claiming to be the scheduler, without the token, is refused.
+    let s1 = storage.membership().get("s1").unwrap().url.to_string();
+    let channel = lazy_channel_with_headers(
+        &s1,
+        Duration::from_secs(5),
+        Duration::from_secs(5),
+        &[(RESERVED_WRITER_HEADER, "scheduler")],
+    )
+    .unwrap();
+    let forged = StorageClient::new(channel)
+        .write(WriteRequest {
+            key: "_dida/operators".into(),
+            value: "{}".into(),
+            ..WriteRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), tonic::Code::PermissionDenied, "{forged:?}");
+    assert!(
+        forged
+            .message()
+            .contains("does not carry the cluster token"),
+        "{}",
+        forged.message()
+    );
+    let list = dida(&["operator", "list"]);
+    assert!(stdout(&list).contains("Hello"), "{}", stdout(&list));
+}

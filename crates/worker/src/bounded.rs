@@ -32,7 +32,7 @@
 
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
@@ -139,6 +139,7 @@ pub async fn compile(
     runtime: &OperatorRuntime,
     wasm: Vec<u8>,
 ) -> Result<OperatorPre, CompileError> {
+    precheck(&wasm)?;
     let _slot = slot().await?;
     let Some(program) = COMPILER.get() else {
         return in_thread(runtime, wasm).await;
@@ -197,7 +198,7 @@ async fn slot() -> Result<SemaphorePermit<'static>, CompileError> {
 /// Compiles in a child process under [`COMPILE_BUDGET`]; returns the artifact when
 /// `emit` (else an empty one: the child only checked).
 async fn in_child(
-    program: &PathBuf,
+    program: &Path,
     runtime: &OperatorRuntime,
     wasm: Vec<u8>,
     emit: bool,
