@@ -5,6 +5,7 @@
 
 mod certs;
 mod client;
+mod compile;
 mod conventions;
 mod dashboard;
 mod executions;
@@ -89,6 +90,10 @@ enum Command {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Compile one untrusted operator within a budget, for the scheduler or a
+    /// worker that started this process (internal, see `dida_worker::bounded`).
+    #[command(hide = true, name = dida_worker::bounded::COMPILE_SUBCOMMAND)]
+    CompileOperator(compile::CompileArgs),
 }
 
 impl Command {
@@ -150,6 +155,8 @@ fn main() -> ExitCode {
         Command::Certs(_) | Command::New(_) | Command::Completions { .. } => "warn",
         // Simulated nodes would log every suspicion of every seed.
         Command::Sim(_) => "off",
+        // The compiler child's stderr is the reason its parent reports.
+        Command::CompileOperator(_) => "off",
     };
     logging::init(default_log, cli.log_format);
     // The nodes this process starts (a PuppetMaster's, a PCS's, a local cluster's)
@@ -157,10 +164,14 @@ fn main() -> ExitCode {
     // other thread runs yet, so changing the environment is sound.
     std::env::set_var("DIDA_LOG_FORMAT", cli.log_format.as_str());
     // `dida certs` makes identities; it needs none of its own (nor do the local
-    // `new`, `completions` and the in-memory simulator).
+    // `new`, `completions`, `compile-operator` and the in-memory simulator).
     if !matches!(
         cli.command,
-        Command::Certs(_) | Command::New(_) | Command::Completions { .. } | Command::Sim(_)
+        Command::Certs(_)
+            | Command::New(_)
+            | Command::Completions { .. }
+            | Command::CompileOperator(_)
+            | Command::Sim(_)
     ) {
         let tls_name = cli.command.tls_name().to_string();
         if let Err(error) = cli.security.install(&tls_name) {
@@ -201,6 +212,7 @@ fn main() -> ExitCode {
             Command::Certs(args) => certs::run(args),
             Command::Operator(args) => operator::run(args).await,
             Command::New(args) => scaffold::run(args),
+            Command::CompileOperator(args) => compile::run(args),
             Command::Completions { shell } => {
                 conventions::print_completions(shell, Cli::command());
                 Ok(())

@@ -78,6 +78,14 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     }
     config.max_retained_bytes = args.max_retained_mb * MIB;
     config.metrics_listen = args.metrics.listen()?;
+    config.builtin_operators = dida_operators::builtin()
+        .iter()
+        .map(|operator| operator.name.to_string())
+        .collect();
+    // Deploys are checked by compiling them in a child `dida compile-operator`.
+    dida_worker::bounded::use_compiler_process(
+        std::env::current_exe().context("cannot locate the running dida binary")?,
+    );
     if let Some(storage) = &args.storage {
         let membership = Membership::parse(storage).context("invalid --storage")?;
         let replication_factor = replication_factor(args.replication_factor, membership.len())

@@ -149,5 +149,10 @@ impl WorkerArgs {
 
 /// Runs a worker until interrupted.
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
-    dida_worker::node::run(args.into_config()?).await
+    let config = args.into_config()?;
+    // Deployed operators are compiled in a child `dida compile-operator`.
+    dida_worker::bounded::use_compiler_process(
+        std::env::current_exe().context("cannot locate the running dida binary")?,
+    );
+    dida_worker::node::run(config).await
 }

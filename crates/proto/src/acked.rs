@@ -31,7 +31,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 use tracing::debug;
 
-use crate::transport::{describe, is_connect_failure, lazy_channel, MAX_MESSAGE_BYTES};
+use crate::transport::{
+    describe, is_connect_failure, lazy_channel_with_headers, MAX_MESSAGE_BYTES,
+};
 
 /// Messages that may wait in a stream's outbound queue (and acknowledgements in
 /// its reply queue) before senders wait: enough for every hop in flight on a busy
@@ -111,6 +113,8 @@ pub struct AckedLinks<M, A> {
     stop: watch::Receiver<()>,
     open: Opener<M, A>,
     links: LinkTable<M, A>,
+    /// Added to the call that opens each stream (see [`AckedLinks::with_headers`]).
+    headers: Vec<(&'static str, &'static str)>,
 }
 
 impl<M, A> std::fmt::Debug for AckedLinks<M, A> {
@@ -204,7 +208,16 @@ impl<M: Send + 'static, A: Ack> AckedLinks<M, A> {
             stop,
             open,
             links: Arc::default(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds `headers` (name, printable ASCII value) to the call opening each stream:
+    /// the scheduler's storage streams say they may change dida's own keys
+    /// ([`crate::reserved`]).
+    pub fn with_headers(mut self, headers: &[(&'static str, &'static str)]) -> Self {
+        self.headers = headers.to_vec();
+        self
     }
 
     /// Sends the message `message(seq)` to the peer at `url` and returns its
@@ -264,7 +277,7 @@ impl<M: Send + 'static, A: Ack> AckedLinks<M, A> {
         if let Some(link) = links.get(url) {
             return Ok(link.clone());
         }
-        let channel = lazy_channel(url, self.deadline)
+        let channel = lazy_channel_with_headers(url, self.deadline, self.deadline, &self.headers)
             .map_err(|e| Status::invalid_argument(format!("bad address {url}: {e}")))?;
         let (outbound, messages) = mpsc::channel(QUEUE_DEPTH);
         let link = Arc::new(Link {

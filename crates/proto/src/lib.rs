@@ -61,6 +61,7 @@ pub mod connections;
 pub mod convert;
 pub mod cookie;
 pub mod http_server;
+pub mod reserved;
 pub mod security;
 pub mod server;
 pub mod transport;

@@ -1,5 +1,6 @@
 //! Configuring, starting and stopping the scheduler.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +57,10 @@ pub struct SchedulerConfig {
     pub http_listen: Option<NodeUrl>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (`--metrics-listen`).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The names of the operators built into the workers (`EchoOperator`, …),
+    /// which no one may deploy over or remove: a deployment would change what they
+    /// run for every application of the cluster. The `dida` binary fills it.
+    pub builtin_operators: BTreeSet<String>,
 }
 
 impl SchedulerConfig {
@@ -74,6 +79,7 @@ impl SchedulerConfig {
             max_retained_bytes: DEFAULT_RETAINED_BYTES,
             http_listen: None,
             metrics_listen: None,
+            builtin_operators: BTreeSet::new(),
         }
     }
 }
@@ -177,7 +183,8 @@ pub async fn start_with_gateway(
         .map_or(0, |d| d.as_millis());
     let boot = radix36(boot_millis % 36u128.pow(5));
     let storage = match &config.storage {
-        Some((membership, replication_factor)) => Some(Arc::new(StorageClient::new(
+        // The registry's keys are dida's own: this client may change them.
+        Some((membership, replication_factor)) => Some(Arc::new(StorageClient::for_registry(
             membership.clone(),
             ClientConfig {
                 replication_factor: *replication_factor,
@@ -198,7 +205,7 @@ pub async fn start_with_gateway(
         )),
         operators: Arc::new(OperatorCatalogue::new(workers.len())),
         workers,
-        registry: ClusterRegistry::new(storage.clone()),
+        registry: ClusterRegistry::new(storage.clone(), config.builtin_operators.clone()),
         storage,
         config,
     });

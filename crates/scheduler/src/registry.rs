@@ -9,10 +9,14 @@
 //! change what the execution runs.
 //!
 //! A component is validated before anything is stored, by compiling it with the
-//! runtime the workers use: a non-component, a component of another world (imports
-//! the worker does not provide, no `run` export of the right type) or one over
-//! [`MAX_OPERATOR_FILE_BYTES`] is refused with the reason, and nothing changes.
+//! runtime the workers use, in a child process within the budget of untrusted
+//! compilation (`dida_worker::bounded`): a non-component, a component of another
+//! world (imports the worker does not provide, no `run` export of the right type),
+//! one over [`MAX_OPERATOR_FILE_BYTES`] or one too expensive to compile is refused
+//! with the reason, and nothing changes. So is a built-in operator's name
+//! (`EchoOperator`): deploying over it would change every application using it.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -23,6 +27,7 @@ use dida_storage_client::registry::{
     OPERATOR_INDEX_KEY,
 };
 use dida_storage_client::StorageClient;
+use dida_worker::bounded::{self, CompileError};
 use dida_worker::runtime::{OperatorRuntime, SandboxLimits};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -127,16 +132,20 @@ pub(crate) struct ClusterRegistry {
     pub apps: Arc<CachedIndex<AppEntry>>,
     /// The runtime components are validated with, made on the first deploy.
     validator: OnceLock<Result<OperatorRuntime, String>>,
+    /// The names of the built-in operators, which cannot be deployed over.
+    builtins: BTreeSet<String>,
 }
 
 impl ClusterRegistry {
     /// The registry kept in `storage`'s cluster (none: nothing can be deployed or
-    /// registered, and every operator is the workers' own).
-    pub fn new(storage: Option<Arc<StorageClient>>) -> Self {
+    /// registered, and every operator is the workers' own), refusing to deploy
+    /// over the names in `builtins`.
+    pub fn new(storage: Option<Arc<StorageClient>>, builtins: BTreeSet<String>) -> Self {
         Self {
             operators: Arc::new(CachedIndex::new(OPERATOR_INDEX_KEY, storage.clone())),
             apps: Arc::new(CachedIndex::new(APP_INDEX_KEY, storage)),
             validator: OnceLock::new(),
+            builtins,
         }
     }
 
@@ -163,6 +172,7 @@ impl ClusterRegistry {
         component: Vec<u8>,
     ) -> Result<(Deployment, Option<String>), Status> {
         check_operator_name(name).map_err(Status::invalid_argument)?;
+        self.check_not_builtin(name, "deployed over")?;
         self.validate(component.clone()).await?;
         let storage = self.operators.storage()?;
         let bytes = component.len() as u64;
@@ -187,9 +197,14 @@ impl ClusterRegistry {
         Ok((deployment, replaced))
     }
 
-    /// Stops deploying `name`; returns what it ran.
+    /// Stops deploying `name`; returns what it ran. A built-in's name is refused,
+    /// unless something is deployed under it (from before built-ins were
+    /// protected): removing that restores the built-in.
     pub async fn remove(&self, name: &str) -> Result<Deployment, Status> {
         check_operator_name(name).map_err(Status::invalid_argument)?;
+        if !self.operators.current().await?.contains_key(name) {
+            self.check_not_builtin(name, "removed")?;
+        }
         let removed = self
             .operators
             .update(|index| Ok(index.remove(name)))
@@ -200,7 +215,9 @@ impl ClusterRegistry {
     }
 
     /// Checks that `component` is an operator the workers can run, by compiling it
-    /// with their runtime (off the async threads: compiling is CPU-bound).
+    /// with their runtime within the budget of untrusted compilation
+    /// ([`dida_worker::bounded`]: a child process limited in memory, CPU and time, a
+    /// few at once).
     async fn validate(&self, component: Vec<u8>) -> Result<(), Status> {
         if component.is_empty() {
             return Err(Status::invalid_argument("the component is empty"));
@@ -223,17 +240,32 @@ impl ClusterRegistry {
             })
             .clone()
             .map_err(|e| Status::internal(format!("cannot make a runtime to validate: {e}")))?;
-        tokio::task::spawn_blocking(move || runtime.compile(&component).map(drop))
+        bounded::check(&runtime, component)
             .await
-            .map_err(|e| Status::internal(format!("validation task failed: {e}")))?
-            .map_err(|e| {
-                // wasmparser's messages span lines; a status message reads better flat.
-                let reason = format!("{e:#}")
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                Status::invalid_argument(format!("not a dida operator: {reason}"))
+            .map_err(|error| match error {
+                CompileError::Invalid(reason) => Status::invalid_argument(format!(
+                    "not a dida operator: {}",
+                    // wasmparser's messages span lines; a status message reads better flat.
+                    reason.split_whitespace().collect::<Vec<_>>().join(" ")
+                )),
+                CompileError::OverBudget(_) => {
+                    Status::resource_exhausted(format!("the component was refused: {error}"))
+                }
+                CompileError::Busy => Status::resource_exhausted(error.to_string()),
+                CompileError::Internal(_) => Status::internal(error.to_string()),
             })
+    }
+
+    /// Refuses `name` when it is a built-in operator's: a deployment would replace
+    /// the sample every application and benchmark relies on (`EchoOperator`) for
+    /// every execution of the cluster.
+    fn check_not_builtin(&self, name: &str, what: &str) -> Result<(), Status> {
+        if self.builtins.contains(name) {
+            return Err(Status::invalid_argument(format!(
+                "{name} is a built-in operator: it cannot be {what}; choose another name"
+            )));
+        }
+        Ok(())
     }
 }
 

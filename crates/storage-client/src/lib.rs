@@ -32,6 +32,7 @@ use dida_core::{
 };
 use dida_proto::acked::{self, AckedLinks};
 use dida_proto::convert::{record_from_wire, version_from_wire, version_to_wire, view_from_wire};
+use dida_proto::reserved::RESERVED_WRITER_HEADER;
 use dida_proto::storage::storage_answer::Answer;
 use dida_proto::storage::storage_call::Call;
 use dida_proto::storage::storage_client::StorageClient as GrpcClient;
@@ -40,7 +41,7 @@ use dida_proto::storage::{
     StorageAnswer, StorageCall, UpdateIfValueIsRequest, ViewRequest, WriteRequest,
 };
 use dida_proto::transport::NodeChannel;
-use dida_proto::transport::{describe, lazy_channel, MAX_MESSAGE_BYTES};
+use dida_proto::transport::{describe, lazy_channel_with_headers, MAX_MESSAGE_BYTES};
 use tokio::sync::watch;
 use tonic::Code;
 
@@ -166,19 +167,42 @@ impl StorageClient {
     /// A client for the cluster `membership`. No connection is made until a call needs
     /// one.
     pub fn new(membership: Membership, config: ClientConfig) -> Result<Self, ClientError> {
+        Self::with_headers(membership, config, &[])
+    }
+
+    /// A client for the cluster `membership` that may change dida's own keys
+    /// (`_dida/…`, see [`registry`]): every call says so with
+    /// [`RESERVED_WRITER_HEADER`]. Only the scheduler, which keeps the registry,
+    /// makes one; storage nodes refuse such writes from a caller they cannot
+    /// authenticate as the scheduler when TLS or a cluster token is on.
+    pub fn for_registry(membership: Membership, config: ClientConfig) -> Result<Self, ClientError> {
+        Self::with_headers(membership, config, &[(RESERVED_WRITER_HEADER, "scheduler")])
+    }
+
+    /// A client whose every call carries `headers`.
+    fn with_headers(
+        membership: Membership,
+        config: ClientConfig,
+        headers: &[(&'static str, &'static str)],
+    ) -> Result<Self, ClientError> {
         let ids: Vec<&str> = membership.ids().collect();
         let ring = Ring::new(&ids, config.vnodes, config.replication_factor);
         let nodes = membership
             .members()
             .iter()
             .map(|m| {
-                lazy_channel(&m.url.to_string(), config.deadline)
-                    .map(|channel| {
-                        GrpcClient::new(channel)
-                            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-                    })
-                    .map_err(|e| ClientError::Invalid(format!("bad URL for {}: {e}", m.id)))
+                lazy_channel_with_headers(
+                    &m.url.to_string(),
+                    config.deadline,
+                    config.deadline,
+                    headers,
+                )
+                .map(|channel| {
+                    GrpcClient::new(channel)
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                })
+                .map_err(|e| ClientError::Invalid(format!("bad URL for {}: {e}", m.id)))
             })
             .collect::<Result<_, _>>()?;
         let (stop_signal, stop) = watch::channel(());
@@ -189,7 +213,7 @@ impl StorageClient {
                 .iter()
                 .map(|m| m.url.to_string())
                 .collect(),
-            calls: acked::storage_calls(config.deadline, stop),
+            calls: acked::storage_calls(config.deadline, stop).with_headers(headers),
             _stop: stop_signal,
             membership,
             config,

@@ -1,11 +1,14 @@
 //! The client-facing gRPC service of a storage node (SPEC §2.2–2.3): reads, writes
 //! and conditional updates go to the node's handlers (`client_handlers`), unary or
-//! on a `Calls` stream; listing, status, ping and view are answered here.
+//! on a `Calls` stream; listing, status, ping and view are answered here. Writes and
+//! conditional updates of dida's own keys (`_dida/…`) are refused here unless the
+//! call may change them (`dida_proto::reserved`).
 
 use std::sync::Arc;
 
 use dida_proto::acked;
 use dida_proto::convert::{liveness_to_wire, view_to_wire};
+use dida_proto::reserved::ReservedKeys;
 use dida_proto::storage::storage_answer::Answer;
 use dida_proto::storage::storage_call::Call;
 use dida_proto::storage::storage_server::Storage;
@@ -32,17 +35,24 @@ pub(crate) struct StorageApi {
 }
 
 impl StorageApi {
-    /// Answers one request of a `Calls` stream exactly as the unary call would.
-    async fn answer(&self, call: StorageCall) -> StorageAnswer {
+    /// Answers one request of a `Calls` stream exactly as the unary call would;
+    /// `reserved` says what the stream may do with dida's own keys.
+    async fn answer(&self, call: StorageCall, reserved: &ReservedKeys) -> StorageAnswer {
         let StorageCall { seq, call } = call;
         let answered = match call {
             Some(Call::Read(request)) => self.node.read(request).await.map(Answer::Read),
-            Some(Call::Write(request)) => self.node.write(request).await.map(Answer::Write),
-            Some(Call::UpdateIfValueIs(request)) => self
-                .node
-                .update_if_value_is(request)
-                .await
-                .map(Answer::UpdateIfValueIs),
+            Some(Call::Write(request)) => match reserved.check_write(&request.key) {
+                Ok(()) => self.node.write(request).await.map(Answer::Write),
+                Err(refused) => Err(refused),
+            },
+            Some(Call::UpdateIfValueIs(request)) => match reserved.check_write(&request.key) {
+                Ok(()) => self
+                    .node
+                    .update_if_value_is(request)
+                    .await
+                    .map(Answer::UpdateIfValueIs),
+                Err(refused) => Err(refused),
+            },
             None => Err(Status::invalid_argument("a call without a request")),
         };
         match answered {
@@ -72,6 +82,7 @@ impl Storage for StorageApi {
     }
 
     async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteReply>, Status> {
+        ReservedKeys::of(&request).check_write(&request.get_ref().key)?;
         self.node
             .write(request.into_inner())
             .await
@@ -82,6 +93,7 @@ impl Storage for StorageApi {
         &self,
         request: Request<UpdateIfValueIsRequest>,
     ) -> Result<Response<UpdateIfValueIsReply>, Status> {
+        ReservedKeys::of(&request).check_write(&request.get_ref().key)?;
         self.node
             .update_if_value_is(request.into_inner())
             .await
@@ -162,10 +174,12 @@ impl Storage for StorageApi {
         request: Request<Streaming<StorageCall>>,
     ) -> Result<Response<Self::CallsStream>, Status> {
         let api = self.clone();
+        let reserved = Arc::new(ReservedKeys::of(&request));
         let answers =
             acked::serve_concurrently(request.into_inner(), self.stop.clone(), move |call| {
                 let api = api.clone();
-                async move { api.answer(call).await }
+                let reserved = reserved.clone();
+                async move { api.answer(call, &reserved).await }
             });
         Ok(Response::new(answers))
     }

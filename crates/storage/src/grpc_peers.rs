@@ -7,6 +7,7 @@
 //! HTTP/2 flow-control window, and a probe queued behind them would make a slow link
 //! look like a crash. Load alone must never get a live node declared failed.
 
+use dida_proto::reserved::RESERVED_WRITER_HEADER;
 use dida_proto::storage::replication_client::ReplicationClient;
 use dida_proto::storage::storage_client::StorageClient;
 use dida_proto::storage::{
@@ -15,7 +16,7 @@ use dida_proto::storage::{
     ReadRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
 use dida_proto::transport::NodeChannel;
-use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
+use dida_proto::transport::{lazy_channel, lazy_channel_with_headers, MAX_MESSAGE_BYTES};
 use tonic::Status;
 
 use crate::config::StorageConfig;
@@ -50,7 +51,16 @@ impl GrpcPeers {
                     .map_err(|e| anyhow::anyhow!("bad address for peer {}: {e}", member.id))
             };
             probes.push(Some(ReplicationClient::new(channel()?)));
-            let channel = channel()?;
+            // Writes a client sent here are forwarded to the key's primary on this
+            // channel, those of the scheduler to dida's own keys included: it says
+            // so, and the primary checks this node's certificate or token.
+            let channel = lazy_channel_with_headers(
+                &url,
+                config.rpc_deadline,
+                config.rpc_deadline,
+                &[(RESERVED_WRITER_HEADER, "storage")],
+            )
+            .map_err(|e| anyhow::anyhow!("bad address for peer {}: {e}", member.id))?;
             storage.push(Some(
                 StorageClient::new(channel.clone())
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)

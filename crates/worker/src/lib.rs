@@ -8,6 +8,8 @@
 //! - [`registry`]: finds operators by class name (built-in or `<ClassName>.wasm` in
 //!   the operators directory), compiles and pre-instantiates them once, and picks up
 //!   a file replaced on disk;
+//! - [`bounded`]: compiles untrusted (deployed) components in a child process with
+//!   a memory, CPU and time budget;
 //! - [`runtime`]: the wasmtime engine (pooling allocator, fuel) and one invocation
 //!   with its CPU, memory and wall-time limits;
 //! - `host`: what an operator may call — storage, metadata, logging;
@@ -19,6 +21,7 @@
 //! - `completions`: confirming completed operators to the scheduler in batches;
 //! - [`node`]: configuration, start-up and shutdown.
 
+pub mod bounded;
 mod capture;
 mod chain;
 mod completions;

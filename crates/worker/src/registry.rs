@@ -6,9 +6,12 @@
 //!    is submitted, the SHA-256 digest of the component each deployed name runs, and
 //!    the worker fetches that blob from the storage cluster (see
 //!    `dida_storage_client::registry`), checks its digest and compiles it on first
-//!    use. Compiled deployed operators are cached by digest — content, not name — so
-//!    a redeploy never changes what an execution submitted earlier runs, and at most
-//!    [`DEPLOYED_CACHE_ENTRIES`] stay compiled (least recently used go first).
+//!    use, within the budget of untrusted compilation ([`crate::bounded`]: a child
+//!    process). Compiled deployed operators are cached by digest — content, not
+//!    name — so a redeploy never changes what an execution submitted earlier runs,
+//!    and at most [`DEPLOYED_CACHE_ENTRIES`] stay compiled (least recently used go
+//!    first). Files and built-ins are the cluster administrator's, and are compiled
+//!    in the worker's own process.
 //! 2. **A file**: `<dir>/Name.wasm` when the worker has an operators directory
 //!    holding that file.
 //! 3. **A built-in** of that name (the sample operators embedded in `dida`).
@@ -344,10 +347,11 @@ async fn fetch_and_compile(
         .get_blob(&digest, runtime.limits().wall_time)
         .await
         .map_err(|e| format!("cannot fetch it: {e}"))?;
-    let pre =
-        tokio::task::spawn_blocking(move || runtime.compile(&wasm).map_err(|e| format!("{e:#}")))
-            .await
-            .map_err(|e| format!("compilation task failed: {e}"))??;
+    // A deployed component came from a client: it is compiled within the budget of
+    // untrusted compilation, in a child process.
+    let pre = crate::bounded::compile(&runtime, wasm)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!(operator = %name, %digest, "deployed operator compiled");
     deployed
         .lock()

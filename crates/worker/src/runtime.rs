@@ -167,14 +167,54 @@ impl OperatorRuntime {
     }
 
     /// Compiles a component and resolves its imports. CPU-heavy: call it off the
-    /// async runtime's worker threads.
+    /// async runtime's worker threads. Its cost grows with the component, so use it
+    /// only on trusted components (built-ins, the worker's own files); untrusted ones
+    /// go through [`crate::bounded`], which compiles them in a child process with a
+    /// budget.
     pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<OperatorPre> {
         let component = Component::new(&self.engine, wasm)
             .map_err(anyhow::Error::from)
             .context("not a valid WebAssembly component")?;
+        self.prepare(&component)
+    }
+
+    /// Compiles a component, checks that it is an operator (as [`Self::compile`]
+    /// does) and returns the compiled artifact, which [`Self::load_artifact`] of a
+    /// runtime with the same limits loads without compiling again. This is what the
+    /// `dida compile-operator` child process runs, under its budget.
+    pub fn compile_to_artifact(&self, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let component = Component::new(&self.engine, wasm)
+            .map_err(anyhow::Error::from)
+            .context("not a valid WebAssembly component")?;
+        self.prepare(&component)?;
+        component
+            .serialize()
+            .map_err(anyhow::Error::from)
+            .context("cannot serialise the compiled component")
+    }
+
+    /// Loads an artifact that [`Self::compile_to_artifact`] made in the
+    /// `dida compile-operator` child process this process started, and resolves its
+    /// imports. wasmtime checks that the artifact was made by the same wasmtime with
+    /// a compatible configuration, and refuses it otherwise.
+    pub(crate) fn load_artifact(&self, artifact: &[u8]) -> anyhow::Result<OperatorPre> {
+        // SAFETY: `Component::deserialize` runs the machine code in the artifact as
+        // is, so it must come from wasmtime's own compiler. It does: the only caller
+        // passes the stdout of the `dida compile-operator` child it spawned itself
+        // from this process's own executable, read through a pipe no one else holds.
+        // It never comes from the network or from storage.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(&self.engine, artifact) }
+            .map_err(anyhow::Error::from)
+            .context("cannot load the compiled component")?;
+        self.prepare(&component)
+    }
+
+    /// Resolves a compiled component's imports and checks its `run` export.
+    fn prepare(&self, component: &Component) -> anyhow::Result<OperatorPre> {
         let instance_pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(anyhow::Error::from)
             .context("the component does not fit the dida:operator world (check its imports)")?;
         bindings::OperatorPre::new(instance_pre)

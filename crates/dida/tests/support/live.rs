@@ -130,6 +130,11 @@ impl LiveCluster {
         }
     }
 
+    /// The scheduler's process id (to read its memory in /proc).
+    pub fn scheduler_pid(&self) -> u32 {
+        self.processes[0].0.id()
+    }
+
     /// Kills every worker (SIGKILL).
     pub fn kill_workers(&mut self) {
         self.processes.truncate(1);
