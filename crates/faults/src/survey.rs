@@ -3,7 +3,7 @@
 //! A killed node is lost. A paused or partitioned node is lost when the other nodes
 //! declare it failed: it then fences itself (`fenced` in its status) as soon as it
 //! hears of it, and even before that the survivors have taken its keys over. It
-//! then starts over empty and rejoins, and a restarted node also rejoins: while it
+//! then rejoins with its records, and a restarted node also rejoins: while it
 //! is fenced or still catching up (`joining` in its status) it holds less than its
 //! share, so it counts like a crashed node — it spends the fault budget (at most
 //! R − 1 nodes lost) — until it is alive again.
