@@ -1,6 +1,6 @@
-//! The server's connection limits on real sockets: connections over the per-address
-//! limit are closed at once while other addresses are still admitted, and a closed
-//! connection gives its slot back.
+//! The server's connection limits on real sockets: connections over the per-source
+//! or the total limit are closed at once, every loopback address counts as one
+//! source, and a closed connection gives its slot back.
 
 use std::time::Duration;
 
@@ -27,22 +27,33 @@ async fn closed_by_server(stream: &mut TcpStream) -> bool {
     }
 }
 
-#[tokio::test]
-async fn connections_over_a_limit_are_closed_and_slots_come_back() {
+/// Serves `limits` on a fresh loopback port; the connections it admits arrive on
+/// the receiver.
+async fn serve(
+    limits: ConnectionLimits,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<dida_proto::connections::LimitedConnection>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let limits = ConnectionLimits {
-        total: 3,
-        per_address: 2,
-    };
     let mut admitted = Box::pin(limited(TcpIncoming::from(listener), limits));
-    let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (held_tx, held_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(connection) = admitted.next().await {
             held_tx.send(connection.unwrap()).unwrap();
         }
     });
+    (addr, held_rx)
+}
 
+#[tokio::test]
+async fn connections_over_the_per_source_limit_are_closed_and_slots_come_back() {
+    let (addr, mut held_rx) = serve(ConnectionLimits {
+        total: 3,
+        per_address: 2,
+    })
+    .await;
     let mut first = connect_from([127, 0, 0, 1], addr).await;
     let _second = connect_from([127, 0, 0, 1], addr).await;
     let server_first = held_rx.recv().await.unwrap();
@@ -50,24 +61,36 @@ async fn connections_over_a_limit_are_closed_and_slots_come_back() {
     let mut third = connect_from([127, 0, 0, 1], addr).await;
     assert!(
         closed_by_server(&mut third).await,
-        "over the per-address limit"
+        "over the per-source limit"
     );
-
+    // The whole loopback range is one source: another loopback address gains
+    // nothing (it once multiplied a local process's share).
     let mut other = connect_from([127, 0, 0, 2], addr).await;
-    let _server_other = held_rx.recv().await.unwrap();
     assert!(
-        !closed_by_server(&mut other).await,
-        "another address is admitted"
+        closed_by_server(&mut other).await,
+        "127.0.0.2 counts with 127.0.0.1"
     );
-    let mut fourth = connect_from([127, 0, 0, 3], addr).await;
-    assert!(closed_by_server(&mut fourth).await, "over the total limit");
 
     // Closing a connection gives its slot back.
     drop(server_first);
     assert!(closed_by_server(&mut first).await);
-    let mut again = connect_from([127, 0, 0, 1], addr).await;
+    let mut again = connect_from([127, 0, 0, 3], addr).await;
     assert!(!closed_by_server(&mut again).await, "the slot came back");
     held_rx.recv().await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_over_the_total_limit_are_closed() {
+    let (addr, mut held_rx) = serve(ConnectionLimits {
+        total: 2,
+        per_address: 4,
+    })
+    .await;
+    let _first = connect_from([127, 0, 0, 1], addr).await;
+    let _second = connect_from([127, 0, 0, 1], addr).await;
+    let _held = (held_rx.recv().await.unwrap(), held_rx.recv().await.unwrap());
+    let mut third = connect_from([127, 0, 0, 1], addr).await;
+    assert!(closed_by_server(&mut third).await, "over the total limit");
 }
 
 #[test]
