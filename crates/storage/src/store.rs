@@ -61,6 +61,10 @@ pub struct MultiVersionStore {
 struct Shard {
     keys: HashMap<String, KeyVersions>,
     tally: Tally,
+    /// For keys some of whose versions were set aside, the highest of those: a
+    /// version number is never given twice, so new versions are numbered above it
+    /// (another replica may still hold the version set aside, with its value).
+    floors: HashMap<String, Version>,
 }
 
 /// What a conditional update found.
@@ -132,7 +136,11 @@ impl MultiVersionStore {
     /// removals.
     pub fn set_aside(&self, key: &str, versions: &[Version]) -> Vec<Record> {
         let mut shard = self.shard(key).write().expect("store lock poisoned");
-        let Shard { keys, tally } = &mut *shard;
+        let Shard {
+            keys,
+            tally,
+            floors,
+        } = &mut *shard;
         let Some(held) = keys.get_mut(key) else {
             return Vec::new();
         };
@@ -149,6 +157,10 @@ impl MultiVersionStore {
         }
         if held.is_empty() {
             keys.remove(key);
+        }
+        if let Some(highest) = taken.iter().map(|r| r.version).max() {
+            let floor = floors.entry(key.to_string()).or_insert(highest);
+            *floor = (*floor).max(highest);
         }
         taken
     }
@@ -225,10 +237,15 @@ impl MultiVersionStore {
     pub fn write(&self, key: &str, value: &str, replica: u32) -> Result<Record, VersionError> {
         let (record, entry) = {
             let mut shard = self.shard(key).write().expect("store lock poisoned");
-            let Shard { keys, tally } = &mut *shard;
+            let Shard {
+                keys,
+                tally,
+                floors,
+            } = &mut *shard;
+            let floor = floors.get(key).copied();
             let versions = keys.entry(key.to_string()).or_default();
             // A failing append leaves a key that has versions, so no empty entry.
-            let record = self.append(key, versions, tally, value, replica)?;
+            let record = self.append(key, versions, tally, floor, value, replica)?;
             let entry = self.log(&record);
             (record, entry)
         };
@@ -250,13 +267,18 @@ impl MultiVersionStore {
     ) -> Result<CasOutcome, VersionError> {
         let (record, entry) = {
             let mut shard = self.shard(key).write().expect("store lock poisoned");
-            let Shard { keys, tally } = &mut *shard;
+            let Shard {
+                keys,
+                tally,
+                floors,
+            } = &mut *shard;
             let Some(versions) = keys.get_mut(key) else {
                 return Ok(CasOutcome::Mismatch);
             };
             match versions.last_key_value() {
                 Some((_, current)) if current == old => {
-                    let record = self.append(key, versions, tally, new, replica)?;
+                    let floor = floors.get(key).copied();
+                    let record = self.append(key, versions, tally, floor, new, replica)?;
                     let entry = self.log(&record);
                     (Some(record), entry)
                 }
@@ -277,10 +299,11 @@ impl MultiVersionStore {
         key: &str,
         versions: &mut KeyVersions,
         tally: &mut Tally,
+        floor: Option<Version>,
         value: &str,
         replica: u32,
     ) -> Result<Record, VersionError> {
-        let newest = versions.last_key_value().map(|(v, _)| *v);
+        let newest = versions.last_key_value().map(|(v, _)| *v).max(floor);
         let version = Version::after(newest, replica)?;
         versions.insert(version, value.to_string());
         tally.add(key, version, value);
@@ -331,7 +354,7 @@ impl MultiVersionStore {
     /// Adds `record` to `shard` unless held, keeping `max_versions`; whether it is
     /// new and kept.
     fn merge_into(&self, shard: &mut Shard, record: &Record) -> bool {
-        let Shard { keys, tally } = shard;
+        let Shard { keys, tally, .. } = shard;
         let versions = keys.entry(record.key.clone()).or_default();
         if versions.contains_key(&record.version) {
             return false;
@@ -752,6 +775,9 @@ mod tests {
             untouched.range_digests(&ring, &ranges)
         );
         assert!(store.set_aside("absent", &[Version::new(1, 1)]).is_empty());
+        // A version number set aside is never given again: another replica may
+        // hold it with its value.
+        assert_eq!(store.write("k", "next", 1).unwrap().version, Version::new(4, 1));
     }
 
     #[test]
