@@ -777,7 +777,10 @@ mod tests {
         assert!(store.set_aside("absent", &[Version::new(1, 1)]).is_empty());
         // A version number set aside is never given again: another replica may
         // hold it with its value.
-        assert_eq!(store.write("k", "next", 1).unwrap().version, Version::new(4, 1));
+        assert_eq!(
+            store.write("k", "next", 1).unwrap().version,
+            Version::new(4, 1)
+        );
     }
 
     #[test]
