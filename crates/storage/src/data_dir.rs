@@ -5,7 +5,7 @@
 //! the ring parameters it was created for, so a directory is never served by
 //! another node or in another cluster, where its records would sit on the wrong
 //! replicas), `snapshot`, the log segments `wal-<number>.log` and `SYNCED` (how
-//! far the newest segment is known to be on disk, see [`crate::synced`]).
+//! far the newest segment is known to be on disk, see the `synced` module).
 //!
 //! The records are the users' data, so the directory is private to the node's
 //! user: dida creates it with mode 0700 and every file in it with mode 0600.
