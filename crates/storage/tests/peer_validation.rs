@@ -259,7 +259,13 @@ async fn a_push_is_stored_only_if_the_sender_and_the_receiver_replicate_every_ke
 async fn a_push_of_an_incarnation_declared_failed_is_refused() {
     let node = node().await;
     let key = key_where(|r| r.contains(&0) && r.contains(&1));
-    // s3 declares s2 failed at incarnation 4.
+    // s2 announces incarnation 4, then s3 declares it failed. (A third party's
+    // word goes no further than the incarnation a member announced itself.)
+    let announced = ProbeRequest {
+        from: "s2".to_string(),
+        view: vec![entry("s2", 4, WireLiveness::Alive)],
+    };
+    node.probe(announced).await.unwrap();
     let declared = ProbeRequest {
         from: "s3".to_string(),
         view: vec![entry("s2", 4, WireLiveness::Failed)],
