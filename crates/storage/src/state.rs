@@ -188,10 +188,18 @@ impl Node {
                 .copied()
                 .filter(|&n| n != state.me)
                 .collect();
+            // A declared member that runs answers like any peer; one that is
+            // paused or cut off must not hold the takeover for a whole call
+            // deadline: it gets a probe's time.
+            let probe_timeout = state.config.probe_timeout;
             let pulls = others
                 .iter()
-                .map(|&peer| self.pull_key(peer, key, true))
-                .chain(outside.iter().map(|&peer| self.pull_key(peer, key, false)));
+                .map(|&peer| self.pull_key(peer, key, true).boxed())
+                .chain(outside.iter().map(|&peer| {
+                    tokio::time::timeout(probe_timeout, self.pull_key(peer, key, false))
+                        .map(|pulled| pulled.unwrap_or(false))
+                        .boxed()
+                }));
             let pulled = join_all(pulls).await;
             let (from_replicas, from_outside) = pulled.split_at(others.len());
             let mut silent: Vec<&str> = others
