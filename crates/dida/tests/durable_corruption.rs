@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dida_core::Version;
-use dida_local_cluster::{ClusterSpec, DataDirs, LocalCluster};
 
 mod support;
-use support::{dida, eventually};
+use support::{dida, durable_cluster, eventually};
 
 /// Keys written (and acknowledged) before the damage.
 const KEYS: usize = 150;
@@ -48,21 +47,7 @@ fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_synced_log_was_zeroed_refuses_to_start_then_rejoins_empty_losing_nothing() {
     let root = tempfile::tempdir().unwrap();
-    let mut cluster = LocalCluster::start(
-        dida(),
-        ClusterSpec {
-            nodes: 3,
-            replication_factor: 3,
-            write_acks: 2,
-            data: Some(DataDirs {
-                root: root.path().to_path_buf(),
-                fsync: "always".into(),
-            }),
-            ..ClusterSpec::default()
-        },
-    )
-    .await
-    .expect("the durable cluster starts");
+    let mut cluster = durable_cluster(3, root.path()).await;
     let client = cluster.client().unwrap();
     let mut acked: Vec<(String, String, Version)> = Vec::new();
     for n in 0..KEYS {

@@ -8,36 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dida_core::Version;
-use dida_local_cluster::{ClusterSpec, DataDirs, LocalCluster};
 use tokio::task::JoinSet;
 
 mod support;
-use support::{dida, eventually};
+use support::{durable_cluster, eventually};
 
 /// Writers running at once.
 const WRITERS: usize = 8;
 /// Acknowledged writes to wait for before the crash.
 const ACKED_BEFORE_CRASH: usize = 300;
-
-/// `nodes` storage nodes, R = 3, `--write-acks 2`, each with a data directory under
-/// `root` synced before every acknowledgement.
-async fn durable_cluster(nodes: usize, root: &std::path::Path) -> LocalCluster {
-    LocalCluster::start(
-        dida(),
-        ClusterSpec {
-            nodes,
-            replication_factor: 3,
-            write_acks: 2,
-            data: Some(DataDirs {
-                root: root.to_path_buf(),
-                fsync: "always".into(),
-            }),
-            ..ClusterSpec::default()
-        },
-    )
-    .await
-    .expect("the durable cluster starts")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_a_crash_of_every_node() {

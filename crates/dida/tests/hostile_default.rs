@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use dida_local_cluster::{ClusterSpec, ComputeSpec, DataDirs, LocalCluster};
+use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{HandOff, SequencedReport, SubmitRequest};
@@ -23,7 +23,7 @@ use dida_storage_client::StorageClient;
 use tonic::transport::{Channel, Endpoint};
 
 mod support;
-use support::{dida, eventually};
+use support::{dida, durable_cluster, eventually, member_token};
 
 /// A bare channel to `url`, as a local process without the token holds it.
 fn bare(url: &str) -> Channel {
@@ -31,12 +31,6 @@ fn bare(url: &str) -> Channel {
         .unwrap()
         .timeout(Duration::from_secs(5))
         .connect_lazy()
-}
-
-/// This user's cluster token, as every dida process of the user reads it.
-fn member_token() -> String {
-    let path = dida_proto::cookie::default_path().unwrap();
-    dida_proto::cookie::load_or_create(&path).unwrap()
 }
 
 /// A probe from `from` declaring every member of `view` failed, at the
@@ -241,21 +235,7 @@ async fn all_alive(cluster: &LocalCluster, client: &StorageClient) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_declaring_every_node_failed_costs_a_rejoin_not_a_single_acknowledged_write() {
     let root = tempfile::tempdir().unwrap();
-    let mut cluster = LocalCluster::start(
-        dida(),
-        ClusterSpec {
-            nodes: 3,
-            replication_factor: 3,
-            write_acks: 2,
-            data: Some(DataDirs {
-                root: root.path().to_path_buf(),
-                fsync: "always".into(),
-            }),
-            ..ClusterSpec::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut cluster = durable_cluster(3, root.path()).await;
     let client = cluster.client().unwrap();
     let mut acked = Vec::new();
     for i in 0..100 {

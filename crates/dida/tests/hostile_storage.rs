@@ -409,8 +409,7 @@ async fn forged_pushes_that_cannot_be_right_are_refused_and_change_nothing() {
     // Sent as a member would: with this user's cluster token, which every node of
     // the default start demands of calls between nodes. What a member says is
     // still validated.
-    let token =
-        dida_proto::cookie::load_or_create(&dida_proto::cookie::default_path().unwrap()).unwrap();
+    let token = support::member_token();
     let push = |from: &str, number: u64, replica: u32| PushRequest {
         from: from.into(),
         records: vec![dida_proto::storage::Record {

@@ -28,7 +28,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use dida_core::{Record, Ring, Version};
@@ -36,6 +35,7 @@ use dida_proto::storage::FetchKeyRequest;
 use futures::future::join_all;
 use tracing::{error, warn};
 
+use crate::data_dir::private_file;
 use crate::peering::Peering;
 use crate::store::MultiVersionStore;
 use crate::validation;
@@ -175,10 +175,9 @@ async fn fetch(state: &Peering, peer: usize, key: &str) -> Option<Vec<Record>> {
 
 /// Appends `records` to the data directory's [`SET_ASIDE_FILE`] and syncs it.
 fn keep_aside(dir: &Path, records: &[&Record]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
+    let mut file = private_file()
         .create(true)
         .append(true)
-        .mode(0o600)
         .open(dir.join(SET_ASIDE_FILE))?;
     for record in records {
         let line = serde_json::json!({

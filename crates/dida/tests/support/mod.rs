@@ -9,6 +9,7 @@ pub mod prom;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use dida_local_cluster::{ClusterSpec, DataDirs, LocalCluster};
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::{ExecutionOutcome, OutcomeRequest};
 use dida_proto::transport::NodeChannel;
@@ -33,6 +34,33 @@ pub fn copy_example_files(dir: &Path) {
             std::fs::copy(entry.path(), dir.join(sub).join(entry.file_name())).unwrap();
         }
     }
+}
+
+/// `nodes` storage nodes, R = 3, `--write-acks 2`, each with a data directory under
+/// `root` synced before every acknowledgement.
+pub async fn durable_cluster(nodes: usize, root: &Path) -> LocalCluster {
+    LocalCluster::start(
+        dida(),
+        ClusterSpec {
+            nodes,
+            replication_factor: 3,
+            write_acks: 2,
+            data: Some(DataDirs {
+                root: root.to_path_buf(),
+                fsync: "always".into(),
+            }),
+            ..ClusterSpec::default()
+        },
+    )
+    .await
+    .expect("the durable cluster starts")
+}
+
+/// This user's cluster token, as every dida process of the user reads it: what a
+/// test holds to send calls between nodes as a member would.
+pub fn member_token() -> String {
+    let path = dida_proto::cookie::default_path().unwrap();
+    dida_proto::cookie::load_or_create(&path).unwrap()
 }
 
 /// Polls `check` every 25 ms until it returns `Some`, failing the test after `limit`:
