@@ -53,6 +53,7 @@ use serde_json::json;
 
 use crate::closed_loop::{Measurement, Operation};
 use crate::http_client::HttpClient;
+use crate::lines::{self, BenchLine, BenchSetup, ChainSetup, Comparison, ModeCost};
 use crate::report::{ratio, Printer, Row};
 use crate::storage::{
     median_runs, parse_positive_seconds, parse_seconds, print_mode_costs, stop_cluster,
@@ -208,7 +209,11 @@ pub(crate) async fn run(args: ChainBenchArgs) -> anyhow::Result<()> {
                 runs.push((name, rows.iter().map(ModeRow::from).collect()));
             }
         }
-        print_mode_costs(Printer { json: args.json }, "metrics", &median_runs(&runs));
+        print_mode_costs(
+            Printer { json: args.json },
+            Comparison::Metrics,
+            &median_runs(&runs),
+        );
         return Ok(());
     }
     if let (Some(scheduler), Some(worker)) = (&args.scheduler, &args.worker) {
@@ -416,7 +421,7 @@ async fn measure_all(args: &ChainBenchArgs, target: &Target) -> anyhow::Result<V
         let hop = PerHop::from_rows(&rows, &args.lengths, concurrency);
         if printer.json {
             if let Some(hop) = &hop {
-                println!("{}", hop.to_json());
+                lines::print_json(&BenchLine::PerHop(hop.to_line()));
             }
         }
         verdicts.push(per_hop_verdict(hop.as_ref(), concurrency));
@@ -430,20 +435,17 @@ async fn measure_all(args: &ChainBenchArgs, target: &Target) -> anyhow::Result<V
 fn print_setup(printer: Printer, args: &ChainBenchArgs, target: &Target) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if printer.json {
-        let line = json!({
-            "kind": "setup",
-            "benchmark": "chain",
-            "cluster": target.description,
-            "scheduler": target.scheduler_url,
-            "ping_target": target.worker_url,
-            "gateway": target.gateway,
-            "operator": OPERATOR,
-            "lengths": args.lengths.0,
-            "duration_s": args.duration.as_secs_f64(),
-            "warmup_s": args.warmup.as_secs_f64(),
-            "cores": cores,
-        });
-        println!("{line}");
+        lines::print_json(&BenchLine::Setup(BenchSetup::Chain(ChainSetup {
+            cluster: target.description.clone(),
+            scheduler: target.scheduler_url.clone(),
+            ping_target: target.worker_url.clone(),
+            gateway: target.gateway.clone(),
+            operator: OPERATOR.to_string(),
+            lengths: args.lengths.0.clone(),
+            duration_s: args.duration.as_secs_f64(),
+            warmup_s: args.warmup.as_secs_f64(),
+            cores,
+        })));
         return;
     }
     let lengths: Vec<String> = args.lengths.0.iter().map(ToString::to_string).collect();
@@ -511,17 +513,22 @@ fn gateway_comparison(printer: Printer, rows: &[Row], length: usize, concurrency
     };
     if printer.json {
         for (via, row) in [("ping", ping), ("grpc", grpc), ("http", http)] {
-            let line = json!({
-                "kind": "gateway",
-                "via": via,
-                "workload": if via == "ping" { "ping".to_string() } else { chain_workload(length) },
-                "concurrency": concurrency,
-                "ops_per_sec": row.ops_per_sec,
-                "p50_us": row.p50_us,
-                "p99_us": row.p99_us,
-                "vs_base": ratio(row.ops_per_sec, grpc.ops_per_sec),
-            });
-            println!("{line}");
+            let cost = ModeCost {
+                mode: via.to_string(),
+                base: "grpc".to_string(),
+                workload: if via == "ping" {
+                    "ping".to_string()
+                } else {
+                    chain_workload(length)
+                },
+                concurrency,
+                ops_per_sec: row.ops_per_sec,
+                p50_us: row.p50_us,
+                p99_us: row.p99_us,
+                errors: row.errors,
+                vs_base: ratio(row.ops_per_sec, grpc.ops_per_sec),
+            };
+            lines::print_json(&Comparison::Gateway.line(cost));
         }
     }
     let share = |row: &Row, of: &Row| {
@@ -746,19 +753,18 @@ impl PerHop {
         ratio(self.per_hop_us(), self.ping_p50_us as f64)
     }
 
-    fn to_json(&self) -> serde_json::Value {
-        json!({
-            "kind": "per_hop",
-            "concurrency": self.concurrency,
-            "shortest": self.shortest,
-            "longest": self.longest,
-            "shortest_p50_us": self.shortest_p50_us,
-            "longest_p50_us": self.longest_p50_us,
-            "per_hop_us": self.per_hop_us(),
-            "ping_p50_us": self.ping_p50_us,
-            "round_trips": self.round_trips(),
-            "target_round_trips": per_hop_target(self.concurrency),
-        })
+    fn to_line(&self) -> lines::PerHop {
+        lines::PerHop {
+            concurrency: self.concurrency,
+            shortest: self.shortest,
+            longest: self.longest,
+            shortest_p50_us: self.shortest_p50_us,
+            longest_p50_us: self.longest_p50_us,
+            per_hop_us: self.per_hop_us(),
+            ping_p50_us: self.ping_p50_us,
+            round_trips: self.round_trips(),
+            target_round_trips: per_hop_target(self.concurrency),
+        }
     }
 }
 

@@ -18,10 +18,10 @@ use dida_core::limits::check_value;
 use dida_local_cluster::{current_dida, ClusterSpec, LocalCluster};
 use dida_storage_client::StorageClient;
 use futures::{StreamExt, TryStreamExt};
-use serde_json::json;
 use tracing::info;
 
 use crate::cpu::CpuClock;
+use crate::lines::{self, IdleLine, IdleMeasurement, IdleSetup};
 use crate::storage::{parse_positive_seconds, stop_cluster};
 
 /// The target: loaded idle CPU at most this many times the empty cluster's.
@@ -245,19 +245,16 @@ impl Verdict {
 fn print_setup(args: &IdleBenchArgs, anti_entropy_interval_ms: u64) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if args.json {
-        let line = json!({
-            "kind": "setup",
-            "bench": "idle",
-            "cluster": "local processes started by this run",
-            "nodes": args.nodes,
-            "replication_factor": args.replication_factor,
-            "keys": args.keys,
-            "value_size": args.value_size,
-            "duration_s": args.duration.as_secs_f64(),
-            "anti_entropy_interval_ms": anti_entropy_interval_ms,
-            "cores": cores,
-        });
-        println!("{line}");
+        lines::print_json(&IdleLine::Setup(IdleSetup {
+            cluster: "local processes started by this run".to_string(),
+            nodes: args.nodes,
+            replication_factor: args.replication_factor,
+            keys: args.keys,
+            value_size: args.value_size,
+            duration_s: args.duration.as_secs_f64(),
+            anti_entropy_interval_ms,
+            cores,
+        }));
         return;
     }
     println!("dida bench idle");
@@ -285,14 +282,12 @@ fn print_setup(args: &IdleBenchArgs, anti_entropy_interval_ms: u64) {
 
 fn print_row(json: bool, row: &IdleRow) {
     if json {
-        let line = json!({
-            "kind": "measurement",
-            "workload": row.workload,
-            "keys": row.keys,
-            "core_seconds": row.core_seconds,
-            "duration_s": row.duration.as_secs_f64(),
-        });
-        println!("{line}");
+        lines::print_json(&IdleLine::Measurement(IdleMeasurement {
+            workload: row.workload.to_string(),
+            keys: row.keys,
+            core_seconds: row.core_seconds,
+            duration_s: row.duration.as_secs_f64(),
+        }));
         return;
     }
     println!(
@@ -306,13 +301,11 @@ fn print_row(json: bool, row: &IdleRow) {
 
 fn print_verdict(json: bool, verdict: &Verdict) {
     if json {
-        let line = json!({
-            "kind": "verdict",
-            "text": verdict.text(),
-            "ratio": verdict.ratio,
-            "met": verdict.met(),
-        });
-        println!("{line}");
+        lines::print_json(&IdleLine::Verdict(lines::Verdict {
+            text: verdict.text(),
+            ratio: verdict.ratio,
+            met: Some(verdict.met()),
+        }));
         return;
     }
     println!();

@@ -19,6 +19,8 @@
 //!   and the Redis GET and SET workloads;
 //! - `closed_loop`: the load generator every workload runs under;
 //! - `report`: turning measurements into table rows, JSON lines and the verdict;
+//! - `lines`: the JSON lines every benchmark prints, as types the writers and the
+//!   readers share;
 //! - `evaluate`: `dida bench report` — the evaluation report (`docs/evaluation.md` and
 //!   its SVG plots) rebuilt from the JSON results `scripts/evaluate.sh` collects.
 
@@ -28,6 +30,7 @@ mod cpu;
 mod evaluate;
 pub mod http_client;
 mod idle;
+mod lines;
 mod redis;
 mod report;
 mod storage;

@@ -7,11 +7,8 @@
 //! Storage rows of `read` and `write` also carry a ratio to Redis doing the same job
 //! (`vs redis`), a baseline that does not share dida's request path.
 
-use std::time::Duration;
-
-use serde_json::json;
-
 use crate::closed_loop::Measurement;
+use crate::lines::{self, BenchLine, BenchSetup, StorageSetup, Verdict};
 use crate::redis::RedisWorkload;
 use crate::workload::Workload;
 
@@ -33,39 +30,6 @@ pub(crate) const CDF_QUANTILES: [f64; 19] = [
     0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995,
     0.9999, 1.0,
 ];
-
-/// What was measured and where, printed before the results so every report says
-/// what produced it.
-#[derive(Debug)]
-pub(crate) struct Setup {
-    /// Where the nodes come from, e.g. "local, started by this run".
-    pub cluster: String,
-    /// Number of storage nodes.
-    pub nodes: usize,
-    /// Replication factor of the cluster.
-    pub replication_factor: usize,
-    /// `--write-acks` of the nodes, when this run started them.
-    pub write_acks: Option<usize>,
-    /// `--gossip-delay` of the nodes in milliseconds, when this run started them.
-    pub gossip_delay_ms: Option<u64>,
-    /// The node every request goes to.
-    pub target: String,
-    /// Bytes per value of the read and write workloads.
-    pub value_size: usize,
-    /// Keys per read or write workload.
-    pub keys: usize,
-    /// Length of each measurement.
-    pub duration: Duration,
-    /// Warm-up before each measurement.
-    pub warmup: Duration,
-    /// Cores available to this process (the cluster's processes share them).
-    pub cores: usize,
-    /// The Redis baseline: what was measured, or why it was not.
-    pub redis: String,
-    /// Where the nodes keep their records: `memory`, or the `--fsync` of their
-    /// data directories (`never`, `batch`, `always`).
-    pub durability: &'static str,
-}
 
 /// One measurement, summarised for the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +75,28 @@ impl Row {
             first_error: measurement.first_error.clone(),
             vs_ping: ratio(ops_per_sec, ping_ops_per_sec),
             percentiles: percentiles(&measurement.latency_us),
+        }
+    }
+}
+
+impl Row {
+    /// The row as the `measurement` line `--json` prints: `vs_redis` only in the
+    /// storage table.
+    fn to_line(&self, redis: RedisColumn) -> lines::Measurement {
+        lines::Measurement {
+            workload: self.workload.clone(),
+            concurrency: self.concurrency,
+            ops_per_sec: self.ops_per_sec,
+            p50_us: self.p50_us,
+            p99_us: self.p99_us,
+            errors: self.errors,
+            first_error: self.first_error.clone(),
+            vs_ping: self.vs_ping,
+            percentiles: self.percentiles.clone(),
+            vs_redis: match redis {
+                RedisColumn::Absent => None,
+                RedisColumn::Ratio(vs_redis) => vs_redis,
+            },
         }
     }
 }
@@ -199,25 +185,9 @@ pub(crate) struct Printer {
 
 impl Printer {
     /// Prints the set-up (and, as text, the table's header).
-    pub fn setup(self, setup: &Setup) {
+    pub fn setup(self, setup: &StorageSetup) {
         if self.json {
-            let line = json!({
-                "kind": "setup",
-                "cluster": setup.cluster,
-                "nodes": setup.nodes,
-                "replication_factor": setup.replication_factor,
-                "write_acks": setup.write_acks,
-                "gossip_delay_ms": setup.gossip_delay_ms,
-                "target": setup.target,
-                "value_size": setup.value_size,
-                "keys": setup.keys,
-                "duration_s": setup.duration.as_secs_f64(),
-                "warmup_s": setup.warmup.as_secs_f64(),
-                "cores": setup.cores,
-                "redis": setup.redis,
-                "durability": setup.durability,
-            });
-            println!("{line}");
+            lines::print_json(&BenchLine::Setup(BenchSetup::Storage(setup.clone())));
             return;
         }
         println!("dida bench storage");
@@ -239,8 +209,7 @@ impl Printer {
         );
         println!(
             "  each measurement:   {} s after a {} s warm-up, closed loop",
-            setup.duration.as_secs_f64(),
-            setup.warmup.as_secs_f64()
+            setup.duration_s, setup.warmup_s
         );
         println!("  machine:            {} cores available", setup.cores);
         println!("  redis:              {}", setup.redis);
@@ -285,7 +254,7 @@ impl Printer {
     /// Prints one row, as a JSON object or a table line.
     fn print_row(self, row: &Row, redis: RedisColumn) {
         if self.json {
-            println!("{}", row_json(row, redis));
+            lines::print_json(&BenchLine::Measurement(row.to_line(redis)));
             return;
         }
         let vs_ping = row
@@ -319,33 +288,12 @@ impl Printer {
         }
         for text in lines {
             if self.json {
-                println!("{}", json!({ "kind": "verdict", "text": text }));
+                lines::print_json(&BenchLine::Verdict(Verdict::text(text.as_str())));
             } else {
                 println!("{text}");
             }
         }
     }
-}
-
-/// One row as the JSON object `--json` prints: `vs_redis` only in the storage
-/// table, `percentiles` as `[quantile, µs]` pairs.
-fn row_json(row: &Row, redis: RedisColumn) -> serde_json::Value {
-    let mut line = json!({
-        "kind": "measurement",
-        "workload": row.workload,
-        "concurrency": row.concurrency,
-        "ops_per_sec": row.ops_per_sec,
-        "p50_us": row.p50_us,
-        "p99_us": row.p99_us,
-        "errors": row.errors,
-        "first_error": row.first_error,
-        "vs_ping": row.vs_ping,
-        "percentiles": row.percentiles,
-    });
-    if let (RedisColumn::Ratio(vs_redis), Some(fields)) = (redis, line.as_object_mut()) {
-        fields.insert("vs_redis".to_string(), json!(vs_redis));
-    }
-    line
 }
 
 /// Width of the workload column: wide enough for `redis-get` in the storage table,
@@ -468,10 +416,15 @@ mod tests {
             percentiles: vec![(0.5, 90), (0.99, 400)],
             ..row("read", 16, 10.0, 10.0)
         };
-        let storage = row_json(&row, RedisColumn::Ratio(Some(0.5)));
+        let storage = serde_json::to_value(BenchLine::Measurement(
+            row.to_line(RedisColumn::Ratio(Some(0.5))),
+        ))
+        .unwrap();
+        assert_eq!(storage["kind"], "measurement");
         assert_eq!(storage["percentiles"].to_string(), "[[0.5,90],[0.99,400]]");
-        assert_eq!(storage["vs_redis"], json!(0.5));
-        let chain = row_json(&row, RedisColumn::Absent);
+        assert_eq!(storage["vs_redis"], 0.5);
+        let chain =
+            serde_json::to_value(BenchLine::Measurement(row.to_line(RedisColumn::Absent))).unwrap();
         assert_eq!(chain["percentiles"], storage["percentiles"]);
         assert!(chain.get("vs_redis").is_none());
     }

@@ -26,11 +26,11 @@ use dida_core::limits::check_value;
 use dida_core::Membership;
 use dida_local_cluster::{current_dida, ClusterSpec, DataDirs, LocalCluster};
 use dida_storage_client::{ClientConfig, StorageClient};
-use serde_json::json;
 
 use crate::closed_loop::{self, Measurement, Operation};
+use crate::lines::{self, Comparison, ModeCost, StorageSetup};
 use crate::redis::{self, Redis, RedisBaseline, RedisChoice};
-use crate::report::{self, ratio, Printer, Row, Setup};
+use crate::report::{self, ratio, Printer, Row};
 use crate::transport::{self, Transport};
 use crate::workload::{self, Workload};
 
@@ -265,9 +265,9 @@ pub(crate) async fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
     }
     if runs.len() > 1 {
         let kind = if args.metrics_overhead {
-            "metrics"
+            Comparison::Metrics
         } else {
-            "durability"
+            Comparison::Durability
         };
         let runs: Vec<_> = runs
             .iter()
@@ -361,13 +361,16 @@ pub(crate) fn median_runs<'a>(runs: &[(&'a str, Vec<ModeRow>)]) -> Vec<(&'a str,
 /// the first mode's at the same workload and concurrency. `kind` names the
 /// comparison (`durability`, `transport`): the JSON lines' `kind`, and the key of
 /// each line's mode.
-pub(crate) fn print_mode_costs(printer: Printer, kind: &str, runs: &[(&str, Vec<ModeRow>)]) {
+pub(crate) fn print_mode_costs(printer: Printer, kind: Comparison, runs: &[(&str, Vec<ModeRow>)]) {
     let Some((base_mode, base_rows)) = runs.first() else {
         return;
     };
     if !printer.json {
         println!();
-        println!("{kind}: ops/s of each mode over {base_mode}'s (each on a fresh local cluster)");
+        println!(
+            "{}: ops/s of each mode over {base_mode}'s (each on a fresh local cluster)",
+            kind.name()
+        );
         println!(
             "{:<10} {:<10} {:>11} {:>10} {:>9} {:>9} {:>7} {:>9}",
             "workload", "mode", "concurrency", "ops/s", "p50 (µs)", "p99 (µs)", "errors", "vs base"
@@ -380,19 +383,18 @@ pub(crate) fn print_mode_costs(printer: Printer, kind: &str, runs: &[(&str, Vec<
                 .find(|b| b.workload == row.workload && b.concurrency == row.concurrency);
             let vs_base = base.and_then(|b| ratio(row.ops_per_sec, b.ops_per_sec));
             if printer.json {
-                let line = json!({
-                    "kind": kind,
-                    kind: mode,
-                    "base": base_mode,
-                    "workload": row.workload,
-                    "concurrency": row.concurrency,
-                    "ops_per_sec": row.ops_per_sec,
-                    "p50_us": row.p50_us,
-                    "p99_us": row.p99_us,
-                    "errors": row.errors,
-                    "vs_base": vs_base,
-                });
-                println!("{line}");
+                let cost = ModeCost {
+                    mode: mode.to_string(),
+                    base: base_mode.to_string(),
+                    workload: row.workload.clone(),
+                    concurrency: row.concurrency,
+                    ops_per_sec: row.ops_per_sec,
+                    p50_us: row.p50_us,
+                    p99_us: row.p99_us,
+                    errors: row.errors,
+                    vs_base,
+                };
+                lines::print_json(&kind.line(cost));
             } else {
                 println!(
                     "{:<10} {:<10} {:>11} {:>10.0} {:>9} {:>9} {:>7} {:>9}",
@@ -503,7 +505,7 @@ async fn measure_all(
             }
             RedisBaseline::Skipped(why) => (None, why),
         };
-    let setup = Setup {
+    let setup = StorageSetup {
         cluster: if args.peers.is_some() {
             "given by --peers".to_string()
         } else {
@@ -517,11 +519,11 @@ async fn measure_all(
         target: target.clone(),
         value_size: args.value_size,
         keys: args.keys,
-        duration: args.duration,
-        warmup: args.warmup,
+        duration_s: args.duration.as_secs_f64(),
+        warmup_s: args.warmup.as_secs_f64(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         redis: redis_setup,
-        durability: durability.name(),
+        durability: durability.name().to_string(),
     };
     let client =
         StorageClient::new(membership, config).context("cannot create a storage client")?;

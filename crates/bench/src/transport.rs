@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use dida_local_cluster::current_dida;
 use serde_json::{json, Value};
 
+use crate::lines::{self, BenchLine, Comparison};
 use crate::report::Printer;
 use crate::storage::{print_mode_costs, ModeRow};
 
@@ -91,9 +92,15 @@ pub(crate) async fn compare(
                 }
             }
         }
-        results.push((transport.name(), measurements(&stdout)));
+        let rows = measurements(&stdout).with_context(|| {
+            format!(
+                "the {} benchmark printed an unreadable line",
+                transport.name()
+            )
+        })?;
+        results.push((transport.name(), rows));
     }
-    print_mode_costs(Printer { json }, "transport", &results);
+    print_mode_costs(Printer { json }, Comparison::Transport, &results);
     Ok(())
 }
 
@@ -147,20 +154,19 @@ async fn make_certificates(
 }
 
 /// The measurements of a child's JSON report, in its order.
-fn measurements(report: &str) -> Vec<ModeRow> {
-    report
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|v| v["kind"] == "measurement")
-        .filter_map(|v| {
-            Some(ModeRow {
-                workload: v["workload"].as_str()?.to_string(),
-                concurrency: v["concurrency"].as_u64()? as usize,
-                ops_per_sec: v["ops_per_sec"].as_f64()?,
-                p50_us: v["p50_us"].as_u64()?,
-                p99_us: v["p99_us"].as_u64()?,
-                errors: v["errors"].as_u64().unwrap_or(0),
-            })
+fn measurements(report: &str) -> anyhow::Result<Vec<ModeRow>> {
+    Ok(lines::parse_lines::<BenchLine>(report)?
+        .into_iter()
+        .filter_map(|line| match line {
+            BenchLine::Measurement(row) => Some(ModeRow {
+                workload: row.workload,
+                concurrency: row.concurrency,
+                ops_per_sec: row.ops_per_sec,
+                p50_us: row.p50_us,
+                p99_us: row.p99_us,
+                errors: row.errors,
+            }),
+            _ => None,
         })
-        .collect()
+        .collect())
 }

@@ -219,10 +219,11 @@ impl Settings {
     /// The settings of `run`; `None` for a run on a cluster it did not start (the
     /// set-up then does not know them).
     pub fn of(run: &BenchRun) -> Option<Self> {
+        let setup = run.storage_setup()?;
         Some(Self {
-            replication_factor: run.setup_u64("replication_factor")?,
-            write_acks: run.setup_u64("write_acks")?,
-            gossip_delay_ms: run.setup_u64("gossip_delay_ms")?,
+            replication_factor: setup.replication_factor as u64,
+            write_acks: setup.write_acks? as u64,
+            gossip_delay_ms: setup.gossip_delay_ms?,
         })
     }
 
@@ -404,19 +405,12 @@ pub(crate) fn faults_passed(runs: &[FaultsRun]) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::input::{BenchRow, Bucket, Mark};
-    use serde_json::json;
+    use crate::evaluate::input::{Bucket, Mark};
+    use crate::lines::samples::{measurement, storage_setup};
+    use crate::lines::Measurement;
 
-    fn row(workload: &str, concurrency: usize, ops_per_sec: f64) -> BenchRow {
-        BenchRow {
-            workload: workload.to_string(),
-            concurrency,
-            ops_per_sec,
-            p50_us: 100,
-            p99_us: 200,
-            errors: 0,
-            percentiles: Vec::new(),
-        }
+    fn row(workload: &str, concurrency: usize, ops_per_sec: f64) -> Measurement {
+        measurement(workload, concurrency, ops_per_sec)
     }
 
     fn storage_run() -> BenchRun {
@@ -547,16 +541,10 @@ mod tests {
         assert_eq!(chain_length("invoke"), None);
     }
 
-    fn settings_run(name: &str, rf: u64, acks: u64, gossip: u64) -> BenchRun {
-        let setup = json!({
-            "kind": "setup",
-            "replication_factor": rf,
-            "write_acks": acks,
-            "gossip_delay_ms": gossip,
-        });
+    fn settings_run(name: &str, rf: usize, acks: usize, gossip: u64) -> BenchRun {
         BenchRun {
             name: name.to_string(),
-            setup: setup.as_object().unwrap().clone(),
+            setup: Some(storage_setup(rf, acks, gossip)),
             rows: vec![row("write", 16, 1000.0)],
             ..BenchRun::default()
         }

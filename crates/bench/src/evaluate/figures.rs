@@ -5,9 +5,10 @@
 //! picture).
 
 use super::analysis::{chain_length, Knob, Settings, TimelineSummary};
-use super::input::{BenchRow, BenchRun, Evaluation, Timeline};
+use super::input::{BenchRun, Evaluation, Timeline};
 use super::plot::{Axis, Color, Figure, Legend, Mark, Panel, Series};
 use crate::chain::{rpc_bound, RPC_BOUND_TARGET};
+use crate::lines::Measurement;
 
 /// The storage figures' workloads, baselines first, as `dida bench storage` runs them.
 const STORAGE_ORDER: [&str; 6] = ["ping", "redis-get", "redis-set", "read", "write", "cas"];
@@ -58,7 +59,7 @@ fn is_baseline(workload: &str) -> bool {
 fn series_of(
     run: &BenchRun,
     workload: &str,
-    point: impl Fn(&BenchRow) -> (f64, f64),
+    point: impl Fn(&Measurement) -> (f64, f64),
 ) -> Vec<(f64, f64)> {
     run.rows
         .iter()
@@ -108,7 +109,7 @@ pub(crate) fn storage_throughput(run: &BenchRun) -> Figure {
 
 /// p50 and p99 latency against concurrency, every storage workload.
 pub(crate) fn storage_latency(run: &BenchRun) -> Figure {
-    let panel = |title: &str, value: fn(&BenchRow) -> u64| {
+    let panel = |title: &str, value: fn(&Measurement) -> u64| {
         let mut panel = Panel::new(
             title,
             Axis::log("requests in flight"),
@@ -471,17 +472,14 @@ pub(crate) fn all(evaluation: &Evaluation) -> Vec<Figure> {
 mod tests {
     use super::*;
     use crate::evaluate::input::{Bucket, Mark as TimelineMark};
-    use serde_json::json;
+    use crate::lines::samples::{measurement, storage_setup};
 
-    fn row(workload: &str, concurrency: usize, ops_per_sec: f64) -> BenchRow {
-        BenchRow {
-            workload: workload.to_string(),
-            concurrency,
-            ops_per_sec,
+    fn row(workload: &str, concurrency: usize, ops_per_sec: f64) -> Measurement {
+        Measurement {
             p50_us: 100 * concurrency as u64,
             p99_us: 300 * concurrency as u64,
-            errors: 0,
             percentiles: vec![(0.0, 20), (0.5, 100), (0.99, 300), (1.0, 2000)],
+            ..measurement(workload, concurrency, ops_per_sec)
         }
     }
 
@@ -559,7 +557,7 @@ mod tests {
         assert_eq!(figure.panels[0].series[0].points[1], (100.0, 0.5));
         assert_eq!(figure.panels[1].series.len(), 4, "ping and three lengths");
         let without = BenchRun {
-            rows: vec![BenchRow {
+            rows: vec![Measurement {
                 percentiles: Vec::new(),
                 ..row("read", 1, 1.0)
             }],
@@ -582,11 +580,9 @@ mod tests {
         assert_eq!(throughput.x.range, Some((0.0, 21.0)));
     }
 
-    fn settings_run(rf: u64, acks: u64, gossip: u64, write: f64) -> BenchRun {
-        let setup =
-            json!({"replication_factor": rf, "write_acks": acks, "gossip_delay_ms": gossip});
+    fn settings_run(rf: usize, acks: usize, gossip: u64, write: f64) -> BenchRun {
         BenchRun {
-            setup: setup.as_object().unwrap().clone(),
+            setup: Some(storage_setup(rf, acks, gossip)),
             rows: vec![
                 row("read", 1, 9000.0),
                 row("read", 16, 20_000.0),

@@ -30,6 +30,11 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::lines::{
+    self, BenchLine, BenchSetup, Comparison, IdleLine, IdleMeasurement, IdleSetup, Measurement,
+    ModeCost, PerHop, StorageSetup,
+};
+
 /// Everything one run left in its directory.
 #[derive(Debug, Default)]
 pub(crate) struct Evaluation {
@@ -40,15 +45,15 @@ pub(crate) struct Evaluation {
     /// `dida bench storage` runs with other settings, by file name.
     pub settings: Vec<BenchRun>,
     /// What durability costs: `dida bench storage --durability`'s comparison lines.
-    pub durability: Vec<ComparisonRow>,
+    pub durability: Vec<ModeCost>,
     /// What mutual TLS costs: `dida bench storage --transport`'s comparison lines.
-    pub transport: Vec<ComparisonRow>,
+    pub transport: Vec<ModeCost>,
     /// The HTTP gateway beside the gRPC path and the ping: `dida bench chain
     /// --http`'s comparison lines.
-    pub gateway: Vec<ComparisonRow>,
+    pub gateway: Vec<ModeCost>,
     /// What metrics cost: `dida bench storage --metrics-overhead` and `dida bench
     /// chain --metrics-overhead`'s comparison lines (`off`, `on`).
-    pub metrics: Vec<ComparisonRow>,
+    pub metrics: Vec<ModeCost>,
     /// `dida bench chain`.
     pub chain: Option<BenchRun>,
     /// `dida bench idle`.
@@ -79,24 +84,24 @@ impl Evaluation {
                 .unwrap_or_default(),
             storage: optional(&dir.join("storage.jsonl"), BenchRun::parse)?,
             durability: optional(&dir.join("durability.jsonl"), |text| {
-                parse_comparison(text, "durability")
+                parse_comparison(text, Comparison::Durability)
             })?
             .unwrap_or_default(),
             transport: optional(&dir.join("transport.jsonl"), |text| {
-                parse_comparison(text, "transport")
+                parse_comparison(text, Comparison::Transport)
             })?
             .unwrap_or_default(),
             chain: optional(&dir.join("chain.jsonl"), BenchRun::parse)?,
             gateway: optional(&dir.join("chain.jsonl"), |text| {
-                parse_comparison(text, "gateway")
+                parse_comparison(text, Comparison::Gateway)
             })?
             .unwrap_or_default(),
             metrics: [
                 optional(&dir.join("metrics-storage.jsonl"), |text| {
-                    parse_comparison(text, "metrics")
+                    parse_comparison(text, Comparison::Metrics)
                 })?,
                 optional(&dir.join("metrics-chain.jsonl"), |text| {
-                    parse_comparison(text, "metrics")
+                    parse_comparison(text, Comparison::Metrics)
                 })?,
             ]
             .into_iter()
@@ -226,56 +231,29 @@ pub(crate) struct BenchRun {
     /// The file name between its prefix and `.jsonl` (settings runs only).
     pub name: String,
     /// The `setup` line.
-    pub setup: Map<String, Value>,
+    pub setup: Option<BenchSetup>,
     /// One per measurement, in the order measured.
-    pub rows: Vec<BenchRow>,
+    pub rows: Vec<Measurement>,
     /// The `per_hop` lines of a chain run.
-    pub per_hop: Vec<PerHopLine>,
+    pub per_hop: Vec<PerHop>,
     /// The verdict lines.
     pub verdicts: Vec<String>,
 }
 
-/// One measurement line of `dida bench storage` or `dida bench chain`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub(crate) struct BenchRow {
-    pub workload: String,
-    pub concurrency: usize,
-    pub ops_per_sec: f64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    #[serde(default)]
-    pub errors: u64,
-    /// `[quantile, µs]` pairs, from the minimum to the maximum; empty in runs made
-    /// before the field existed.
-    #[serde(default)]
-    pub percentiles: Vec<(f64, u64)>,
-}
-
-/// A `per_hop` line of `dida bench chain`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub(crate) struct PerHopLine {
-    pub concurrency: usize,
-    pub per_hop_us: f64,
-    pub ping_p50_us: u64,
-    pub round_trips: Option<f64>,
-    pub target_round_trips: f64,
-}
-
 impl BenchRun {
-    /// Parses the JSON lines of one run; lines of other kinds are ignored.
+    /// Parses the JSON lines of one run: every line must be a [`BenchLine`].
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let mut run = Self::default();
-        for (number, object) in json_lines(text)? {
-            match kind(&object) {
-                "setup" => run.setup = object,
-                "measurement" => run.rows.push(typed(number, object)?),
-                "per_hop" => run.per_hop.push(typed(number, object)?),
-                "verdict" => {
-                    if let Some(text) = object.get("text").and_then(Value::as_str) {
-                        run.verdicts.push(text.to_string());
-                    }
-                }
-                _ => {}
+        for line in lines::parse_lines::<BenchLine>(text)? {
+            match line {
+                BenchLine::Setup(setup) => run.setup = Some(setup),
+                BenchLine::Measurement(row) => run.rows.push(row),
+                BenchLine::PerHop(hop) => run.per_hop.push(hop),
+                BenchLine::Verdict(verdict) => run.verdicts.push(verdict.text),
+                BenchLine::Durability(_)
+                | BenchLine::Transport(_)
+                | BenchLine::Metrics(_)
+                | BenchLine::Gateway(_) => {}
             }
         }
         if run.rows.is_empty() {
@@ -285,7 +263,7 @@ impl BenchRun {
     }
 
     /// The row of `workload` at `concurrency`, if measured.
-    pub fn row(&self, workload: &str, concurrency: usize) -> Option<&BenchRow> {
+    pub fn row(&self, workload: &str, concurrency: usize) -> Option<&Measurement> {
         self.rows
             .iter()
             .find(|row| row.workload == workload && row.concurrency == concurrency)
@@ -313,91 +291,56 @@ impl BenchRun {
         names
     }
 
-    /// A whole-number field of the set-up line.
-    pub fn setup_u64(&self, key: &str) -> Option<u64> {
-        self.setup.get(key).and_then(Value::as_u64)
+    /// The set-up of a storage run.
+    pub fn storage_setup(&self) -> Option<&StorageSetup> {
+        match &self.setup {
+            Some(BenchSetup::Storage(setup)) => Some(setup),
+            _ => None,
+        }
     }
 
-    /// A number field of the set-up line.
-    pub fn setup_f64(&self, key: &str) -> Option<f64> {
-        self.setup.get(key).and_then(Value::as_f64)
-    }
-
-    /// A text field of the set-up line.
-    pub fn setup_str(&self, key: &str) -> Option<&str> {
-        self.setup.get(key).and_then(Value::as_str)
+    /// Where the run's nodes came from.
+    pub fn cluster(&self) -> Option<&str> {
+        match &self.setup {
+            Some(BenchSetup::Storage(setup)) => Some(&setup.cluster),
+            Some(BenchSetup::Chain(setup)) => Some(&setup.cluster),
+            None => None,
+        }
     }
 }
 
 /// One `dida bench idle` run.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IdleRun {
-    pub setup: Map<String, Value>,
-    pub rows: Vec<IdleRow>,
+    pub setup: Option<IdleSetup>,
+    pub rows: Vec<IdleMeasurement>,
     pub verdicts: Vec<String>,
 }
 
-/// One workload at one concurrency in one mode (a durability mode, or a
-/// transport), beside the same in the base mode (memory, or plaintext).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub(crate) struct ComparisonRow {
-    /// `memory`, `never`, `batch` or `always`; `plaintext` or `tls`; or `ping`,
-    /// `grpc` or `http`.
-    #[serde(
-        alias = "durability",
-        alias = "transport",
-        alias = "via",
-        alias = "metrics"
-    )]
-    pub mode: String,
-    pub workload: String,
-    pub concurrency: usize,
-    pub ops_per_sec: f64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    /// Throughput over the base mode's; absent when the base completed nothing.
-    pub vs_base: Option<f64>,
-}
-
-/// The comparison lines (`kind` = `durability`, `transport` or `gateway`) of `dida
-/// bench storage --durability … --json` or `--transport … --json`, or of `dida bench
-/// chain --http --json`.
-fn parse_comparison(text: &str, kind: &str) -> anyhow::Result<Vec<ComparisonRow>> {
-    let mut rows = Vec::new();
-    for (number, object) in json_lines(text)? {
-        if object.get("kind").and_then(Value::as_str) == Some(kind) {
-            let row = serde_json::from_value(Value::Object(object))
-                .with_context(|| format!("line {number} is not a {kind} row"))?;
-            rows.push(row);
-        }
-    }
-    Ok(rows)
-}
-
-/// One measurement of `dida bench idle`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub(crate) struct IdleRow {
-    /// `idle-empty` or `idle-loaded`.
-    pub workload: String,
-    pub keys: u64,
-    /// User + system CPU of every node process over the measurement.
-    pub core_seconds: f64,
-    pub duration_s: f64,
+/// The lines of `kind` (`durability`, `transport`, `metrics` or `gateway`) of a
+/// run of `dida bench storage` or `dida bench chain`; every line must be a
+/// [`BenchLine`].
+fn parse_comparison(text: &str, kind: Comparison) -> anyhow::Result<Vec<ModeCost>> {
+    Ok(lines::parse_lines::<BenchLine>(text)?
+        .into_iter()
+        .filter_map(|line| match (kind, line) {
+            (Comparison::Durability, BenchLine::Durability(cost))
+            | (Comparison::Transport, BenchLine::Transport(cost))
+            | (Comparison::Metrics, BenchLine::Metrics(cost))
+            | (Comparison::Gateway, BenchLine::Gateway(cost)) => Some(cost),
+            _ => None,
+        })
+        .collect())
 }
 
 impl IdleRun {
     fn parse(text: &str) -> anyhow::Result<Self> {
         let mut run = Self::default();
-        for (number, object) in json_lines(text)? {
-            match kind(&object) {
-                "setup" => run.setup = object,
-                "measurement" => run.rows.push(typed(number, object)?),
-                "verdict" => {
-                    if let Some(text) = object.get("text").and_then(Value::as_str) {
-                        run.verdicts.push(text.to_string());
-                    }
-                }
-                _ => {}
+        for line in lines::parse_lines::<IdleLine>(text)? {
+            match line {
+                IdleLine::Setup(setup) => run.setup = Some(setup),
+                IdleLine::Measurement(row) => run.rows.push(row),
+                IdleLine::Verdict(verdict) => run.verdicts.push(verdict.text),
             }
         }
         if run.rows.is_empty() {
@@ -684,23 +627,26 @@ fn parse_load(text: &str) -> anyhow::Result<Vec<LoadSample>> {
 mod tests {
     use super::*;
 
-    const STORAGE: &str = r#"{"kind":"setup","cluster":"local processes started by this run","nodes":5,"replication_factor":3,"write_acks":1,"gossip_delay_ms":0,"target":"s1","value_size":16,"keys":1000,"duration_s":3.0,"warmup_s":0.5,"cores":2,"redis":"Redis 7.0.15"}
-{"kind":"measurement","workload":"ping","concurrency":1,"ops_per_sec":10000.0,"p50_us":90,"p99_us":150,"errors":0,"first_error":null,"vs_ping":1.0,"vs_redis":null,"percentiles":[[0.0,40],[0.5,90],[1.0,900]]}
-{"kind":"measurement","workload":"read","concurrency":1,"ops_per_sec":9000.0,"p50_us":95,"p99_us":160,"errors":0,"first_error":null,"vs_ping":0.9,"vs_redis":0.5}
-
-{"kind":"verdict","text":"reads at 64 in flight: not measured"}
-"#;
+    use crate::lines::samples::{jsonl, measurement, storage_setup};
+    use crate::lines::Verdict;
 
     #[test]
     fn a_bench_run_keeps_its_setup_rows_and_verdicts() {
-        let run = BenchRun::parse(STORAGE).unwrap();
-        assert_eq!(run.setup_u64("write_acks"), Some(1));
-        assert_eq!(run.setup_str("target"), Some("s1"));
+        let ping = Measurement {
+            percentiles: vec![(0.0, 40), (0.5, 90), (1.0, 900)],
+            ..measurement("ping", 1, 10_000.0)
+        };
+        let text = jsonl(&[
+            BenchLine::Setup(storage_setup(3, 1, 0)),
+            BenchLine::Measurement(ping.clone()),
+            BenchLine::Measurement(measurement("read", 1, 9000.0)),
+            BenchLine::Verdict(Verdict::text("reads at 64 in flight: not measured")),
+        ]);
+        let run = BenchRun::parse(&text).unwrap();
+        assert_eq!(run.storage_setup().unwrap().write_acks, Some(1));
+        assert_eq!(run.storage_setup().unwrap().target, "s1");
         assert_eq!(run.rows.len(), 2);
-        let ping = run.row("ping", 1).unwrap();
-        assert_eq!(ping.percentiles, vec![(0.0, 40), (0.5, 90), (1.0, 900)]);
-        // Rows from before the percentiles existed still parse.
-        assert!(run.row("read", 1).unwrap().percentiles.is_empty());
+        assert_eq!(run.row("ping", 1), Some(&ping));
         assert_eq!(run.verdicts, vec!["reads at 64 in flight: not measured"]);
         assert_eq!(run.concurrencies(), vec![1]);
         assert_eq!(run.workloads(), vec!["ping", "read"]);
@@ -708,7 +654,8 @@ mod tests {
 
     #[test]
     fn a_bench_run_names_the_line_it_cannot_read() {
-        let error = BenchRun::parse("{\"kind\":\"setup\"}\nnot json\n").unwrap_err();
+        let error =
+            BenchRun::parse("{\"kind\":\"verdict\",\"text\":\"-\"}\nnot json\n").unwrap_err();
         assert!(format!("{error:#}").contains("line 2"), "{error:#}");
         let error =
             BenchRun::parse("{\"kind\":\"measurement\",\"workload\":\"read\"}\n").unwrap_err();
@@ -718,8 +665,8 @@ mod tests {
 
     #[test]
     fn a_chain_run_keeps_its_per_hop_lines() {
-        let text = r#"{"kind":"setup","benchmark":"chain"}
-{"kind":"measurement","workload":"chain-1","concurrency":1,"ops_per_sec":2000.0,"p50_us":450,"p99_us":1100,"errors":0,"first_error":null,"vs_ping":0.2}
+        let text = r#"{"kind":"setup","benchmark":"chain","cluster":"local","scheduler":"http://127.0.0.1:1","ping_target":"http://127.0.0.1:2","gateway":null,"operator":"echo","lengths":[1,10],"duration_s":3.0,"warmup_s":0.5,"cores":2}
+{"kind":"measurement","workload":"chain-1","concurrency":1,"ops_per_sec":2000.0,"p50_us":450,"p99_us":1100,"errors":0,"first_error":null,"vs_ping":0.2,"percentiles":[]}
 {"kind":"per_hop","concurrency":1,"shortest":1,"longest":10,"shortest_p50_us":450,"longest_p50_us":3100,"per_hop_us":294.4,"ping_p50_us":86,"round_trips":3.42,"target_round_trips":2.0}
 "#;
         let run = BenchRun::parse(text).unwrap();
@@ -729,7 +676,7 @@ mod tests {
 
     #[test]
     fn an_idle_run_reads_core_seconds() {
-        let text = r#"{"kind":"setup","bench":"idle","keys":300000}
+        let text = r#"{"kind":"setup","cluster":"local","nodes":5,"replication_factor":3,"keys":300000,"value_size":16,"duration_s":10.0,"anti_entropy_interval_ms":1000,"cores":2}
 {"kind":"measurement","workload":"idle-empty","keys":0,"core_seconds":0.21,"duration_s":10.0}
 {"kind":"measurement","workload":"idle-loaded","keys":300000,"core_seconds":0.3,"duration_s":10.0}
 {"kind":"verdict","text":"idle CPU with 300000 keys: 1.43× the empty cluster's (target ≤ 2×): met","ratio":1.43,"met":true}
@@ -817,8 +764,12 @@ mod tests {
     #[test]
     fn a_directory_with_some_files_reads_what_is_there() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("storage.jsonl"), STORAGE).unwrap();
-        fs::write(dir.path().join("settings-acks2.jsonl"), STORAGE).unwrap();
+        let storage = jsonl(&[
+            BenchLine::Setup(storage_setup(3, 2, 0)),
+            BenchLine::Measurement(measurement("read", 1, 9000.0)),
+        ]);
+        fs::write(dir.path().join("storage.jsonl"), &storage).unwrap();
+        fs::write(dir.path().join("settings-acks2.jsonl"), &storage).unwrap();
         fs::write(
             dir.path().join("machine.txt"),
             "cores: 2\ncommit: abc-dirty\n",
@@ -842,20 +793,22 @@ mod tests {
     #[test]
     fn durability_lines_are_read_and_the_rest_of_the_run_skipped() {
         let text = concat!(
-            r#"{"kind":"setup","durability":"memory"}"#,
+            r#"{"kind":"verdict","text":"a run's other lines are read, and skipped"}"#,
             "\n",
-            r#"{"kind":"durability","durability":"always","base":"memory","workload":"write","concurrency":16,"ops_per_sec":800.0,"p50_us":19000,"p99_us":30000,"errors":0,"vs_base":0.25}"#,
+            r#"{"kind":"durability","mode":"always","base":"memory","workload":"write","concurrency":16,"ops_per_sec":800.0,"p50_us":19000,"p99_us":30000,"errors":0,"vs_base":0.25}"#,
             "\n",
         );
-        let rows = parse_comparison(text, "durability").unwrap();
+        let rows = parse_comparison(text, Comparison::Durability).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].mode.as_str(), rows[0].concurrency), ("always", 16));
         assert_eq!(rows[0].vs_base, Some(0.25));
-        assert!(
-            parse_comparison(r#"{"kind":"durability","workload":"write"}"#, "durability").is_err()
-        );
-        let transport = r#"{"kind":"transport","transport":"tls","base":"plaintext","workload":"ping","concurrency":1,"ops_per_sec":900.0,"p50_us":1000,"p99_us":3000,"errors":0,"vs_base":0.9}"#;
-        let rows = parse_comparison(transport, "transport").unwrap();
+        assert!(parse_comparison(
+            r#"{"kind":"durability","workload":"write"}"#,
+            Comparison::Durability
+        )
+        .is_err());
+        let transport = r#"{"kind":"transport","mode":"tls","base":"plaintext","workload":"ping","concurrency":1,"ops_per_sec":900.0,"p50_us":1000,"p99_us":3000,"errors":0,"vs_base":0.9}"#;
+        let rows = parse_comparison(transport, Comparison::Transport).unwrap();
         assert_eq!((rows[0].mode.as_str(), rows[0].vs_base), ("tls", Some(0.9)));
     }
 }

@@ -10,8 +10,9 @@ use super::analysis::{
     Comparison, Knob, Settings, TimelineSummary, REDIS_BENCHMARK_CONCURRENCY,
 };
 use super::figures::{self, settings_concurrency};
-use super::input::{BenchRow, BenchRun, ComparisonRow, Evaluation, LoadSample};
+use super::input::{BenchRun, Evaluation, LoadSample};
 use crate::chain::rpc_bound;
+use crate::lines::{Measurement, ModeCost};
 use crate::report::REDIS_VERDICT_TARGET;
 
 /// Where the images are, relative to the document.
@@ -275,7 +276,7 @@ fn best_worst_section(evaluation: &Evaluation) -> String {
 }
 
 /// The share of `row` in its baseline's throughput, as a cell.
-fn share_cell(row: Option<&BenchRow>, baseline: Option<&BenchRow>) -> String {
+fn share_cell(row: Option<&Measurement>, baseline: Option<&Measurement>) -> String {
     match (row, baseline) {
         (Some(row), Some(baseline)) if baseline.ops_per_sec > 0.0 => {
             times(row.ops_per_sec / baseline.ops_per_sec)
@@ -298,17 +299,23 @@ fn storage_section(evaluation: &Evaluation, image: &dyn Fn(&str, &str) -> String
         out.push_str("`dida bench storage` did not run (see above).\n\n");
         return out;
     };
-    let _ = writeln!(
-        out,
-        "`dida bench storage` on {} storage nodes ({}), replication factor {}, every \
-         request to `{}`; {} s per measurement after a {} s warm-up. Baselines are dashed.\n",
-        run.setup_u64("nodes").unwrap_or(0),
-        run.setup_str("cluster").unwrap_or("?"),
-        run.setup_u64("replication_factor").unwrap_or(0),
-        run.setup_str("target").unwrap_or("?"),
-        run.setup_f64("duration_s").unwrap_or(0.0),
-        run.setup_f64("warmup_s").unwrap_or(0.0),
-    );
+    match run.storage_setup() {
+        Some(setup) => {
+            let _ = writeln!(
+                out,
+                "`dida bench storage` on {} storage nodes ({}), replication factor {}, every \
+                 request to `{}`; {} s per measurement after a {} s warm-up. Baselines are \
+                 dashed.\n",
+                setup.nodes,
+                setup.cluster,
+                setup.replication_factor,
+                setup.target,
+                setup.duration_s,
+                setup.warmup_s,
+            );
+        }
+        None => out.push_str("`dida bench storage` (its set-up line is missing).\n\n"),
+    }
     out.push_str(&image(
         figures::STORAGE_THROUGHPUT,
         "throughput against requests in flight",
@@ -428,7 +435,7 @@ fn redis_benchmark_section(evaluation: &Evaluation, run: &BenchRun) -> String {
 }
 
 /// The latency of `row` at `quantile`, from its percentiles.
-fn at_quantile(row: &BenchRow, quantile: f64) -> Option<u64> {
+fn at_quantile(row: &Measurement, quantile: f64) -> Option<u64> {
     row.percentiles
         .iter()
         .find(|(q, _)| (q - quantile).abs() < 1e-9)
@@ -495,7 +502,7 @@ fn chain_section(evaluation: &Evaluation, image: &dyn Fn(&str, &str) -> String) 
         "`dida bench chain`: {}; executions of N `EchoOperator`s, one `Run` call each. \
          The RPC bound of a chain of N is the worker ping's throughput ÷ (N + 2): the \
          client's call, N hand-offs and the outcome report, each as cheap as a ping.\n",
-        run.setup_str("cluster").unwrap_or("?")
+        run.cluster().unwrap_or("?")
     );
     out.push_str(&image(
         figures::CHAIN,
@@ -587,7 +594,7 @@ fn settings_section(evaluation: &Evaluation, image: &dyn Fn(&str, &str) -> Strin
         let label = Settings::of(run).map_or_else(|| run.name.clone(), |s| s.label());
         for concurrency in run.concurrencies() {
             let row = |workload: &str| run.row(workload, concurrency);
-            let number = |workload: &str, value: fn(&BenchRow) -> String| {
+            let number = |workload: &str, value: fn(&Measurement) -> String| {
                 row(workload).map_or("–".to_string(), value)
             };
             let _ = writeln!(
@@ -725,7 +732,7 @@ fn metrics_section(evaluation: &Evaluation) -> String {
 
 /// The geometric mean, minimum and maximum of the `vs_base` of `mode`'s rows, and
 /// how many there are; `None` without any.
-fn geometric_mean(rows: &[ComparisonRow], mode: &str) -> Option<(f64, f64, f64, usize)> {
+fn geometric_mean(rows: &[ModeCost], mode: &str) -> Option<(f64, f64, f64, usize)> {
     let ratios: Vec<f64> = rows
         .iter()
         .filter(|r| r.mode == mode)
@@ -745,7 +752,7 @@ fn geometric_mean(rows: &[ComparisonRow], mode: &str) -> Option<(f64, f64, f64, 
 /// A table of every mode's measurements beside the base mode's.
 fn comparison_section(
     title: &str,
-    rows: &[ComparisonRow],
+    rows: &[ModeCost],
     missing: &str,
     intro: &str,
     versus: &str,
@@ -948,12 +955,16 @@ fn idle_section(evaluation: &Evaluation) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::input::{FaultsReport, FaultsRun, IdleRow, IdleRun, RedisBenchmarkRow};
+    use crate::evaluate::input::{FaultsReport, FaultsRun, IdleRun, RedisBenchmarkRow};
+    use crate::lines::samples::{measurement, storage_setup};
+    use crate::lines::IdleMeasurement;
 
     #[test]
     fn the_geometric_mean_covers_only_the_modes_rows_with_a_ratio() {
-        let row = |mode: &str, vs_base: Option<f64>| ComparisonRow {
+        let row = |mode: &str, vs_base: Option<f64>| ModeCost {
             mode: mode.into(),
+            base: "off".into(),
+            errors: 0,
             workload: "read".into(),
             concurrency: 1,
             ops_per_sec: 1.0,
@@ -973,24 +984,18 @@ mod tests {
         assert!(geometric_mean(&rows, "tls").is_none());
     }
 
-    fn row(workload: &str, concurrency: usize, ops_per_sec: f64) -> BenchRow {
-        BenchRow {
-            workload: workload.to_string(),
-            concurrency,
-            ops_per_sec,
+    fn row(workload: &str, concurrency: usize, ops_per_sec: f64) -> Measurement {
+        Measurement {
             p50_us: 1000,
             p99_us: 3000,
-            errors: 0,
             percentiles: vec![(0.5, 1000), (0.99, 3000), (1.0, 9000)],
+            ..measurement(workload, concurrency, ops_per_sec)
         }
     }
 
     fn evaluation() -> Evaluation {
         let storage = BenchRun {
-            setup: serde_json::json!({"nodes": 5, "replication_factor": 3, "target": "s1"})
-                .as_object()
-                .unwrap()
-                .clone(),
+            setup: Some(storage_setup(3, 1, 0)),
             rows: vec![
                 row("ping", 64, 40_000.0),
                 row("redis-get", 64, 300_000.0),
@@ -1016,7 +1021,7 @@ mod tests {
                 p99_ms: Some(1.2),
             }],
             idle: Some(IdleRun {
-                rows: vec![IdleRow {
+                rows: vec![IdleMeasurement {
                     workload: "idle-empty".into(),
                     keys: 0,
                     core_seconds: 0.5,

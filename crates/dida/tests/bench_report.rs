@@ -1,0 +1,86 @@
+//! The benchmarks and the evaluation report speak one schema: short real runs of
+//! `dida bench storage --durability` and `dida bench chain --http` write their JSON
+//! lines, and `dida bench report` reads them back into a report that shows them. A
+//! field one side renamed would fail this test, not fill the report with zeros.
+
+use std::path::Path;
+use std::process::Command;
+
+mod support;
+use support::dida;
+
+/// Runs `dida bench ARGS --json`, keeping its stdout as `dir/name`.
+fn bench(dir: &Path, name: &str, args: &[&str]) {
+    let output = Command::new(dida())
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run dida bench");
+    assert!(
+        output.status.success(),
+        "dida bench {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(dir.join(name), &output.stdout).unwrap();
+}
+
+#[test]
+fn the_report_reads_what_the_benchmarks_write() {
+    let results = tempfile::tempdir().unwrap();
+    let short = ["--duration", "0.3", "--warmup", "0.1", "--concurrency", "1"];
+    let storage: Vec<&str> = ["storage", "--nodes", "3", "--keys", "20", "--no-redis"]
+        .into_iter()
+        .chain(short)
+        .collect();
+    bench(results.path(), "storage.jsonl", &storage);
+    let durability: Vec<&str> = storage
+        .iter()
+        .copied()
+        .chain(["--durability", "memory,never"])
+        .collect();
+    bench(results.path(), "durability.jsonl", &durability);
+    let chain: Vec<&str> = [
+        "chain",
+        "--nodes",
+        "3",
+        "--workers",
+        "2",
+        "--lengths",
+        "1,2",
+        "--http",
+    ]
+    .into_iter()
+    .chain(short)
+    .collect();
+    bench(results.path(), "chain.jsonl", &chain);
+
+    let docs = tempfile::tempdir().unwrap();
+    let output = Command::new(dida())
+        .args(["bench", "report", "--input"])
+        .arg(results.path())
+        .arg("--out")
+        .arg(docs.path())
+        .arg("--method")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/evaluation-method.md"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "dida bench report failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = std::fs::read_to_string(docs.path().join("evaluation.md")).unwrap();
+    assert!(
+        report.contains("`dida bench storage` on 3 storage nodes"),
+        "the storage set-up is read:\n{report}"
+    );
+    assert!(
+        report.contains("never"),
+        "the durability lines are read:\n{report}"
+    );
+    assert!(
+        report.contains("`dida bench chain`"),
+        "the chain run is read:\n{report}"
+    );
+}
