@@ -47,13 +47,13 @@ pub struct PuppetmasterArgs {
     token: Option<String>,
     /// Replication factor of the storage cluster (given to every node; capped at the
     /// number of storage nodes the script declares).
-    #[arg(long, default_value_t = 3, env = "DIDA_PUPPETMASTER_REPLICATION_FACTOR", value_parser = values::positive::<usize>())]
+    #[arg(long, default_value_t = dida_core::limits::DEFAULT_REPLICATION_FACTOR, env = "DIDA_PUPPETMASTER_REPLICATION_FACTOR", value_parser = values::positive::<usize>())]
     replication_factor: usize,
     /// Versions of each key a storage node keeps.
-    #[arg(long, default_value_t = 5, env = "DIDA_PUPPETMASTER_MAX_VERSIONS", value_parser = values::max_versions())]
+    #[arg(long, default_value_t = dida_settings::DEFAULT_MAX_VERSIONS, env = "DIDA_PUPPETMASTER_MAX_VERSIONS", value_parser = values::max_versions())]
     max_versions: usize,
     /// Replicas holding a write before it is acknowledged.
-    #[arg(long, default_value_t = 1, env = "DIDA_PUPPETMASTER_WRITE_ACKS", value_parser = values::positive::<usize>())]
+    #[arg(long, default_value_t = dida_settings::DEFAULT_WRITE_ACKS, env = "DIDA_PUPPETMASTER_WRITE_ACKS", value_parser = values::positive::<usize>())]
     write_acks: usize,
     /// A directory of <ClassName>.wasm operators for every worker (it must exist on
     /// every worker's machine); by default the built-in sample operators.

@@ -77,6 +77,14 @@ pub trait RoleSettings: Args + FromArgMatches + Sized {
         parse_with(Self::command().mut_args(|arg| arg.env(None)), args)
     }
 
+    /// These settings once every value has passed the flag's own parser and the
+    /// whole has passed [`check`](Self::check): for settings filled in code (the
+    /// PuppetMaster's, local-cluster's), whose fields skipped the parsers and their
+    /// bounds, so that they are refused here exactly as the node would refuse them.
+    fn validated(self) -> Result<Self, SettingsError> {
+        Self::parse_without_env(self.flags().iter().map(Flag::to_arg))
+    }
+
     /// The arguments after the binary that run this node: `<role> --flag=value …`.
     fn to_args(&self) -> Vec<String> {
         std::iter::once(Self::ROLE.as_str().to_string())

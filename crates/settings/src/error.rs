@@ -16,11 +16,22 @@ pub enum SettingsError {
 }
 
 impl SettingsError {
-    /// The error of a failed parse: clap's first line, `error: ` dropped, so that a
-    /// refusal reads as one sentence in a PCS reply or a PuppetMaster event.
+    /// The error of a failed parse: clap's message up to its usage lines, on one
+    /// line and with `error: ` dropped, so that a refusal reads as one sentence in a
+    /// PCS reply or a PuppetMaster event.
     pub(crate) fn from_clap(error: &clap::Error) -> Self {
         let text = error.to_string();
-        let first = text.lines().next().unwrap_or_default();
-        Self::Flag(first.strip_prefix("error: ").unwrap_or(first).to_string())
+        let message: Vec<&str> = text
+            .lines()
+            .take_while(|line| !line.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        let message = message.join(" ");
+        Self::Flag(
+            message
+                .strip_prefix("error: ")
+                .unwrap_or(&message)
+                .to_string(),
+        )
     }
 }

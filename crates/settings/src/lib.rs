@@ -31,5 +31,7 @@ pub use command_line::{Flag, RoleSettings};
 pub use error::SettingsError;
 pub use node::NodeSettings;
 pub use scheduler::SchedulerSettings;
-pub use storage::{Fsync, StorageSettings};
+pub use storage::{
+    Fsync, StorageSettings, DEFAULT_MAX_VERSIONS, DEFAULT_VNODES, DEFAULT_WRITE_ACKS,
+};
 pub use worker::WorkerSettings;

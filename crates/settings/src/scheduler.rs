@@ -17,7 +17,7 @@ const MIB: usize = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct SchedulerSettings {
     /// The scheduler's id.
-    #[arg(long, env = "DIDA_SCHEDULER_ID", default_value = "scheduler")]
+    #[arg(long, env = "DIDA_SCHEDULER_ID", default_value = "scheduler", value_parser = values::node_id())]
     pub id: String,
     /// Where the scheduler serves, for example http://127.0.0.1:3000.
     #[arg(long, env = "DIDA_SCHEDULER_URL", value_parser = values::node_url())]

@@ -46,7 +46,7 @@ impl std::fmt::Display for Fsync {
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct StorageSettings {
     /// This node's id (for example s1).
-    #[arg(long, env = "DIDA_STORAGE_ID")]
+    #[arg(long, env = "DIDA_STORAGE_ID", value_parser = values::node_id())]
     pub id: String,
     /// Where this node serves, for example http://127.0.0.1:7001.
     #[arg(long, env = "DIDA_STORAGE_URL", value_parser = values::node_url())]
@@ -314,6 +314,9 @@ mod tests {
             matches!(refused, SettingsError::Inconsistent(_)),
             "{refused}"
         );
+        let mut above = alone.clone();
+        above.max_versions = MAX_VERSIONS + 1;
+        assert!(matches!(above.validated(), Err(SettingsError::Flag(_))));
         let mut dial = alone.clone();
         dial.dial = Some("s9=http://127.0.0.1:1".into());
         assert!(matches!(dial.check(), Err(SettingsError::Inconsistent(_))));

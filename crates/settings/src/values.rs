@@ -7,7 +7,7 @@ use dida_core::limits::{
     MAX_DEADLINE_MS, MAX_GOSSIP_DELAY_MS, MAX_OPERATOR_CONCURRENCY, MAX_OPERATOR_MEMORY_MB,
     MAX_RETAINED_MB, MAX_VERSIONS, MAX_VNODES,
 };
-use dida_core::membership::NodeUrl;
+use dida_core::membership::{check_node_id, NodeUrl};
 use dida_core::Membership;
 
 /// A deadline or timeout in milliseconds: 1 to [`MAX_DEADLINE_MS`] (zero would fail
@@ -60,6 +60,18 @@ pub fn operator_concurrency() -> RangedU64ValueParser<u32> {
 /// MiB of outcomes the scheduler keeps: 1 to [`MAX_RETAINED_MB`].
 pub fn retained_mb() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(1..=MAX_RETAINED_MB as u64)
+}
+
+/// A node id (letters, digits, `-` and `_`): it names the node's certificate and
+/// appears in file names and logs.
+pub fn node_id() -> ValueParser {
+    ValueParser::new(
+        clap::builder::NonEmptyStringValueParser::new().try_map(|text: String| {
+            check_node_id(&text)
+                .map(|_| text)
+                .map_err(|e| e.to_string())
+        }),
+    )
 }
 
 /// A membership list `ID=URL,ID=URL,…`, checked and kept as written.

@@ -17,7 +17,7 @@ use crate::{Flag, RoleSettings, SettingsError};
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct WorkerSettings {
     /// This worker's id (for example w1).
-    #[arg(long, env = "DIDA_WORKER_ID")]
+    #[arg(long, env = "DIDA_WORKER_ID", value_parser = values::node_id())]
     pub id: String,
     /// Where this worker serves, for example http://127.0.0.1:4001.
     #[arg(long, env = "DIDA_WORKER_URL", value_parser = values::node_url())]
