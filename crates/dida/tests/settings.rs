@@ -105,7 +105,7 @@ fn pm_config() -> PmConfig {
     PmConfig::new("/nonexistent/dida".into())
 }
 
-const SCRIPT: &str = "storage s1 http://127.0.0.1:7001";
+const SCRIPT: &str = "storage s1 http://127.0.0.1:7001 0";
 
 /// A one-node local-cluster spec, checked as `LocalCluster::start` checks it.
 fn cluster_check(change: impl FnOnce(&mut ClusterSpec)) -> Result<(), String> {
@@ -176,7 +176,12 @@ fn the_gossip_delay_bound_is_one_constant() {
         "the PuppetMaster",
         "gossip_delay",
         MAX_GOSSIP_DELAY_MS,
-        |v| pm_check(&format!("{SCRIPT} {v}"), &pm_config()),
+        |v| {
+            pm_check(
+                &format!("storage s1 http://127.0.0.1:7001 {v}"),
+                &pm_config(),
+            )
+        },
     );
     follows("local-cluster", flag, MAX_GOSSIP_DELAY_MS, |v| {
         cluster_check(|spec| spec.gossip_delays_ms = vec![v])
@@ -263,7 +268,7 @@ fn help_lists_only_the_options_a_subcommand_uses() {
             );
         }
     }
-    for connected in [&["storage"][..], &["kv", "get"], &["pm"], &["run"]] {
+    for connected in [&["storage"][..], &["kv", "read"], &["pm"], &["run"]] {
         let text = help(connected);
         for own in ["--tls-dir", "--insecure", "--log-format"] {
             assert!(text.contains(own), "dida {connected:?} --help lacks {own}");
