@@ -33,7 +33,9 @@ pub struct PcsArgs {
     max_nodes: usize,
     /// Serve Prometheus metrics (GET /metrics), liveness (GET /healthz) and
     /// readiness (GET /readyz) over HTTP at HOST:PORT (port 0 picks one). See
-    /// docs/observability.md.
+    /// docs/observability.md. Like every listener, it refuses an address other
+    /// machines can reach unless the process has TLS or a cluster token, or
+    /// --insecure.
     #[arg(long, env = "DIDA_PCS_METRICS_LISTEN", value_name = "HOST:PORT")]
     metrics_listen: Option<SocketAddr>,
 }

@@ -55,7 +55,9 @@ pub struct SchedulerSettings {
     pub http_listen: Option<String>,
     /// Serve Prometheus metrics (GET /metrics), liveness (GET /healthz) and
     /// readiness (GET /readyz) over HTTP at HOST:PORT (port 0 picks one). See
-    /// docs/observability.md.
+    /// docs/observability.md. Like every listener, it refuses an address other
+    /// machines can reach unless the process has TLS or a cluster token, or
+    /// --insecure.
     #[arg(long, env = "DIDA_SCHEDULER_METRICS_LISTEN", value_name = "HOST:PORT")]
     pub metrics_listen: Option<SocketAddr>,
 }
