@@ -420,11 +420,8 @@ async fn start_cluster(
     mode: Durability,
     metrics: bool,
 ) -> anyhow::Result<Started> {
-    ensure!(
-        (1..=args.replication_factor).contains(&args.write_acks),
-        "--write-acks must be from 1 to the replication factor ({})",
-        args.replication_factor
-    );
+    dida_core::limits::check_write_acks(args.write_acks, args.replication_factor)
+        .map_err(anyhow::Error::msg)?;
     let failed = || {
         format!(
             "cannot start a local cluster of {} storage nodes ({})",

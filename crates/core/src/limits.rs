@@ -97,6 +97,33 @@ pub const MAX_VNODES: u32 = 4096;
 /// a typo, and would leave a caller hanging on a node that is gone.
 pub const MAX_DEADLINE_MS: u64 = 3_600_000;
 
+/// Largest gossip delay any flag or script line accepts, in milliseconds (ten
+/// minutes): the delay is an experiment's knob, and a longer one only stalls the
+/// cluster.
+pub const MAX_GOSSIP_DELAY_MS: u64 = 600_000;
+
+/// Most versions of a key a storage node keeps (`--max-versions`, 1 to 1024): every
+/// replica holds that many per key, and anti-entropy sends them all, so a typo of
+/// a few zeros would make each key a burden.
+pub const MAX_VERSIONS: usize = 1024;
+
+/// Largest memory of one operator invocation, in MiB (`--max-memory-mb`): a 32-bit
+/// WebAssembly memory cannot pass 4 GiB.
+pub const MAX_OPERATOR_MEMORY_MB: usize = 4096;
+
+/// Most operator invocations a worker runs at once (`--concurrency`): each holds a
+/// pool slot whose memories are reserved up front (virtual memory), so the pool
+/// must stay sane.
+pub const MAX_OPERATOR_CONCURRENCY: u32 = 1024;
+
+/// Default CPU budget of one operator invocation (`--max-fuel`): 2·10⁹ fuel units,
+/// about a second or two of CPU.
+pub const DEFAULT_OPERATOR_FUEL: u64 = 2_000_000_000;
+
+/// Largest `--max-retained-mb` of the scheduler (64 GiB): beyond it the flag is
+/// surely a typo.
+pub const MAX_RETAINED_MB: usize = 64 * 1024;
+
 /// Largest report the PuppetMaster's debug sink accepts (4 MiB, encoded). A report
 /// carries one operator's output and the records it wrote; anyone who can reach the
 /// sink's port can send one, and the sink formats each for printing. Workers leave
@@ -176,6 +203,19 @@ pub fn replication_factor(flag: Option<usize>, nodes: usize) -> Result<usize, St
         )),
         Some(factor) => Ok(factor),
     }
+}
+
+/// Checks `--write-acks` against the replication factor it applies to: a write
+/// cannot wait for more replicas than a key has. The one check of this rule, called
+/// by every role and tool that sets both (so they all refuse alike).
+pub fn check_write_acks(write_acks: usize, replication_factor: usize) -> Result<(), String> {
+    if write_acks == 0 || write_acks > replication_factor {
+        return Err(format!(
+            "--write-acks must be from 1 to the replication factor ({replication_factor}), \
+             got {write_acks}"
+        ));
+    }
+    Ok(())
 }
 
 /// Why a key or value was refused.
@@ -270,6 +310,14 @@ mod tests {
             .unwrap_err()
             .contains("from 1 to the number of storage nodes (5), got 0"));
         assert!(replication_factor(Some(4), 3).is_err());
+        assert_eq!(check_write_acks(3, 3), Ok(()));
+        for (acks, factor) in [(0, 3), (4, 3), (2, 1)] {
+            let error = check_write_acks(acks, factor).unwrap_err();
+            assert!(
+                error.starts_with("--write-acks must be from 1 to the replication factor"),
+                "{error}"
+            );
+        }
         // Without the flag: 3, capped at the nodes there are.
         assert_eq!(replication_factor(None, 5), Ok(3));
         assert_eq!(replication_factor(None, 1), Ok(1));

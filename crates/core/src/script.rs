@@ -16,15 +16,12 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::limits::check_input;
+use crate::limits::{check_input, MAX_GOSSIP_DELAY_MS};
 use crate::membership::{check_node_id, NodeUrl};
 use crate::textfile::strip_bom;
 
 /// Longest `wait` accepted, in milliseconds (one hour): a longer pause is a typo.
 pub const MAX_WAIT_MS: u64 = 3_600_000;
-
-/// Largest gossip delay accepted, in milliseconds (ten minutes).
-pub const MAX_GOSSIP_DELAY_MS: u64 = 600_000;
 
 /// The role of a node a script starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 #[derive(Debug, Args)]
 pub struct DashboardArgs {
     /// Where to serve the page (HOST:PORT).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "DIDA_DASHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Every storage node: ID=URL,ID=URL,… in the order the nodes were given it.
     #[arg(long, env = "DIDA_PEERS")]

@@ -4,7 +4,23 @@
 
 use std::io::IsTerminal;
 
+use clap::Args;
 use tracing_subscriber::EnvFilter;
+
+/// The environment variable of `--log-format`, which the nodes a process starts
+/// inherit.
+pub const LOG_FORMAT_ENV: &str = "DIDA_LOG_FORMAT";
+
+/// `--log-format`, taken by the commands that run nodes or talk to a cluster (the
+/// local ones — `new`, `certs`, `completions`, `sim` — log nothing worth a format).
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// How to write log lines on stderr: `text` for people, `json` (one object per
+    /// line, with the spans' fields such as the execution id) for machines.
+    /// [default: text]
+    #[arg(long, global = true, value_enum, env = LOG_FORMAT_ENV)]
+    pub log_format: Option<LogFormat>,
+}
 
 /// How log lines are written on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -34,55 +34,61 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// `--log-format` before the subcommand (`dida --log-format json worker …`), as
+    /// it was always accepted; hidden so that it does not show in every
+    /// subcommand's help (the subcommands that log take it themselves).
+    #[arg(long, hide = true, value_enum, env = logging::LOG_FORMAT_ENV)]
+    log_format: Option<logging::LogFormat>,
+}
+
+/// The flags of a subcommand that runs a node or talks to a cluster: its own, then
+/// how it authenticates and how it logs. Only these subcommands list them in
+/// `--help`; the local ones (`new`, `certs`, `completions`, `sim`) take neither.
+#[derive(Debug, clap::Args)]
+struct Connected<T: clap::Args> {
+    #[command(flatten)]
+    args: T,
     #[command(flatten)]
     security: security::SecurityArgs,
-    /// How to write log lines on stderr: `text` for people, `json` (one object per
-    /// line, with the spans' fields such as the execution id) for machines.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value_t = logging::LogFormat::Text,
-        env = "DIDA_LOG_FORMAT"
-    )]
-    log_format: logging::LogFormat,
+    #[command(flatten)]
+    log: logging::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a storage node.
-    Storage(storage::StorageArgs),
+    Storage(Connected<dida_settings::StorageSettings>),
     /// Run a worker.
-    Worker(worker::WorkerArgs),
+    Worker(Connected<dida_settings::WorkerSettings>),
     /// Run the scheduler.
-    Scheduler(scheduler::SchedulerArgs),
+    Scheduler(Connected<dida_settings::SchedulerSettings>),
     /// Run an application and print its outcome.
-    Run(client::RunArgs),
+    Run(Connected<client::RunArgs>),
     /// Fetch the outcome of an execution, and how each of its operators ran.
-    Status(client::StatusArgs),
+    Status(Connected<client::StatusArgs>),
     /// List the recent executions: id, application, status, submitted, duration.
-    Executions(executions::ExecutionsArgs),
+    Executions(Connected<executions::ExecutionsArgs>),
     /// Print the log lines of an execution's operators.
-    Logs(executions::LogsArgs),
+    Logs(Connected<executions::LogsArgs>),
     /// Read, write and inspect the storage service from the command line.
-    Kv(kv::KvArgs),
+    Kv(Connected<kv::KvArgs>),
     /// Serve a web dashboard of a running cluster: nodes, ring, records, executions.
-    Dashboard(dashboard::DashboardArgs),
+    Dashboard(Connected<dashboard::DashboardArgs>),
     /// Measure the platform against a transport baseline.
-    Bench(dida_bench::BenchArgs),
+    Bench(Connected<dida_bench::BenchArgs>),
     /// Run the fault-injection suite: a workload while storage nodes are SIGKILLed.
-    Faults(faults::FaultsArgs),
+    Faults(Connected<faults::FaultsArgs>),
     /// Simulate a storage cluster deterministically under seeded faults, and check it.
     Sim(sim::SimArgs),
     /// Run a PCS: start and kill dida nodes on this machine for a PuppetMaster.
-    Pcs(pcs::PcsArgs),
+    Pcs(Connected<pcs::PcsArgs>),
     /// Run the PuppetMaster: start a cluster, run a script or a console, crash nodes.
     #[command(alias = "pm")]
-    Puppetmaster(puppetmaster::PuppetmasterArgs),
+    Puppetmaster(Connected<puppetmaster::PuppetmasterArgs>),
     /// Make a development CA and a certificate per node and client, for mutual TLS.
     Certs(certs::CertsArgs),
     /// Deploy operators to a running cluster, list and remove them.
-    Operator(operator::OperatorArgs),
+    Operator(Connected<operator::OperatorArgs>),
     /// Write a new operator crate that builds anywhere (see docs/operators.md).
     New(scaffold::NewArgs),
     /// Print the shell completion script of dida for SHELL.
@@ -100,13 +106,46 @@ impl Command {
     /// The certificate this process presents by default: a node's own id, else its
     /// role's usual name (see `dida certs`).
     fn tls_name(&self) -> &str {
+        use dida_settings::RoleSettings;
         match self {
-            Command::Storage(args) => args.id(),
-            Command::Worker(args) => args.id(),
-            Command::Scheduler(args) => args.id(),
+            Command::Storage(c) => c.args.id(),
+            Command::Worker(c) => c.args.id(),
+            Command::Scheduler(c) => c.args.id(),
             Command::Pcs(_) => "pcs",
             _ => "client",
         }
+    }
+
+    /// The authentication and log flags of a subcommand that takes them.
+    fn connection(&self) -> Option<(&security::SecurityArgs, &logging::LogArgs)> {
+        macro_rules! of {
+            ($($variant:ident),*) => {
+                match self {
+                    $(Command::$variant(c) => Some((&c.security, &c.log)),)*
+                    Command::Sim(_)
+                    | Command::Certs(_)
+                    | Command::New(_)
+                    | Command::Completions { .. }
+                    | Command::CompileOperator(_) => None,
+                }
+            };
+        }
+        of!(
+            Storage,
+            Worker,
+            Scheduler,
+            Run,
+            Status,
+            Executions,
+            Logs,
+            Kv,
+            Dashboard,
+            Bench,
+            Faults,
+            Pcs,
+            Puppetmaster,
+            Operator
+        )
     }
 }
 
@@ -158,23 +197,20 @@ fn main() -> ExitCode {
         // The compiler child's stderr is the reason its parent reports.
         Command::CompileOperator(_) => "off",
     };
-    logging::init(default_log, cli.log_format);
+    let connection = cli.command.connection();
+    let log_format = connection
+        .and_then(|(_, log)| log.log_format)
+        .or(cli.log_format)
+        .unwrap_or_default();
+    logging::init(default_log, log_format);
     // The nodes this process starts (a PuppetMaster's, a PCS's, a local cluster's)
     // log in the same format: they read it from the environment they inherit. No
     // other thread runs yet, so changing the environment is sound.
-    std::env::set_var("DIDA_LOG_FORMAT", cli.log_format.as_str());
+    std::env::set_var(logging::LOG_FORMAT_ENV, log_format.as_str());
     // `dida certs` makes identities; it needs none of its own (nor do the local
     // `new`, `completions`, `compile-operator` and the in-memory simulator).
-    if !matches!(
-        cli.command,
-        Command::Certs(_)
-            | Command::New(_)
-            | Command::Completions { .. }
-            | Command::CompileOperator(_)
-            | Command::Sim(_)
-    ) {
-        let tls_name = cli.command.tls_name().to_string();
-        if let Err(error) = cli.security.install(&tls_name) {
+    if let Some((security, _)) = connection {
+        if let Err(error) = security.install(cli.command.tls_name()) {
             conventions::report_error(json, &command_path, &error);
             return ExitCode::FAILURE;
         }
@@ -196,21 +232,21 @@ fn main() -> ExitCode {
                 Ok(result) => result,
                 Err(error) => Err(anyhow::anyhow!("the simulator panicked: {error}")),
             },
-            Command::Storage(args) => storage::run(args).await,
-            Command::Worker(args) => worker::run(args).await,
-            Command::Scheduler(args) => scheduler::run(args).await,
-            Command::Run(args) => client::run(args).await,
-            Command::Status(args) => client::status(args).await,
-            Command::Executions(args) => executions::list(args).await,
-            Command::Logs(args) => executions::logs(args).await,
-            Command::Kv(args) => kv::run(args).await,
-            Command::Dashboard(args) => dashboard::run(args).await,
-            Command::Bench(args) => dida_bench::run(args).await,
-            Command::Faults(args) => faults::run(args).await,
-            Command::Pcs(args) => pcs::run(args).await,
-            Command::Puppetmaster(args) => puppetmaster::run(args).await,
+            Command::Storage(c) => storage::run(c.args).await,
+            Command::Worker(c) => worker::run(c.args).await,
+            Command::Scheduler(c) => scheduler::run(c.args).await,
+            Command::Run(c) => client::run(c.args).await,
+            Command::Status(c) => client::status(c.args).await,
+            Command::Executions(c) => executions::list(c.args).await,
+            Command::Logs(c) => executions::logs(c.args).await,
+            Command::Kv(c) => kv::run(c.args).await,
+            Command::Dashboard(c) => dashboard::run(c.args).await,
+            Command::Bench(c) => dida_bench::run(c.args).await,
+            Command::Faults(c) => faults::run(c.args).await,
+            Command::Pcs(c) => pcs::run(c.args).await,
+            Command::Puppetmaster(c) => puppetmaster::run(c.args).await,
             Command::Certs(args) => certs::run(args),
-            Command::Operator(args) => operator::run(args).await,
+            Command::Operator(c) => operator::run(c.args).await,
             Command::New(args) => scaffold::run(args),
             Command::CompileOperator(args) => compile::run(args),
             Command::Completions { shell } => {

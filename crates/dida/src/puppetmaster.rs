@@ -6,11 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use dida_core::limits::{check_deadline_ms, check_deadline_s};
+use std::time::Duration;
+
+use dida_core::limits::check_write_acks;
 use dida_core::membership::NodeUrl;
 use dida_pcs::auth::TOKEN_ENV;
 use dida_pcs::launch::LOG_LEVELS;
 use dida_puppetmaster::{Mode, PmConfig, Printer};
+use dida_settings::values;
 
 /// Flags of `dida puppetmaster`.
 #[derive(Debug, Args)]
@@ -18,69 +21,78 @@ pub struct PuppetmasterArgs {
     /// The script to run (SPEC §6.2 language); without one, an interactive console.
     script: Option<PathBuf>,
     /// Run the script one line per key press (Enter: run, c: run the rest, q: stop).
-    #[arg(long, requires = "script", conflicts_with = "batch")]
+    #[arg(
+        long,
+        requires = "script",
+        conflicts_with = "batch",
+        env = "DIDA_PUPPETMASTER_STEP"
+    )]
     step: bool,
     /// Run the script, wait for every client it issued, stop the nodes and exit
     /// (status 1 if a line was invalid or a node could not start).
-    #[arg(long, requires = "script")]
+    #[arg(long, requires = "script", env = "DIDA_PUPPETMASTER_BATCH")]
     batch: bool,
     /// Stop running the script at its first failed line.
-    #[arg(long)]
+    #[arg(long, env = "DIDA_PUPPETMASTER_STOP_ON_ERROR")]
     stop_on_error: bool,
     /// Print one JSON event per line on stdout (SPEC §6.3).
-    #[arg(long)]
+    #[arg(long, env = "DIDA_PUPPETMASTER_JSON")]
     json: bool,
     /// PCSs to start nodes with, URL,URL,… (each node goes to the PCS of its URL's
     /// host). Without any, the PuppetMaster runs a PCS of its own, in-process.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', env = "DIDA_PUPPETMASTER_PCS")]
     pcs: Vec<String>,
     /// The token the PCSs require.
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
     /// Replication factor of the storage cluster (given to every node; capped at the
     /// number of storage nodes the script declares).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = dida_core::limits::DEFAULT_REPLICATION_FACTOR, env = "DIDA_PUPPETMASTER_REPLICATION_FACTOR", value_parser = values::positive::<usize>())]
     replication_factor: usize,
     /// Versions of each key a storage node keeps.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = dida_settings::DEFAULT_MAX_VERSIONS, env = "DIDA_PUPPETMASTER_MAX_VERSIONS", value_parser = values::max_versions())]
     max_versions: usize,
     /// Replicas holding a write before it is acknowledged.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = dida_settings::DEFAULT_WRITE_ACKS, env = "DIDA_PUPPETMASTER_WRITE_ACKS", value_parser = values::positive::<usize>())]
     write_acks: usize,
     /// A directory of <ClassName>.wasm operators for every worker (it must exist on
     /// every worker's machine); by default the built-in sample operators.
-    #[arg(long)]
+    #[arg(long, env = "DIDA_PUPPETMASTER_OPERATORS")]
     operators: Option<PathBuf>,
     /// RUST_LOG of the nodes (their lines are relayed to stderr, prefixed with the
     /// node id): error, warn, info, debug or trace.
-    #[arg(long, default_value = "warn")]
+    #[arg(long, default_value = "warn", env = "DIDA_PUPPETMASTER_NODE_LOG")]
     node_log: String,
     /// Where the debug sink listens once a script says `debug`.
-    #[arg(long, default_value = "127.0.0.1:10001")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:10001",
+        env = "DIDA_PUPPETMASTER_DEBUG_LISTEN"
+    )]
     debug_listen: SocketAddr,
     /// The debug sink's URL as workers reach it (when they run on other machines).
-    #[arg(long)]
+    #[arg(long, env = "DIDA_PUPPETMASTER_DEBUG_URL")]
     debug_url: Option<String>,
     /// Seconds a client may wait for its outcome (1 to 3600).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, env = "DIDA_PUPPETMASTER_CLIENT_TIMEOUT", value_parser = values::deadline_s())]
     client_timeout: u64,
     /// Deadline, in milliseconds, of each call to a node (status, listings, populate).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, env = "DIDA_PUPPETMASTER_RPC_DEADLINE", value_parser = values::deadline_ms())]
     rpc_deadline: u64,
     /// The scheduler serves its HTTP gateway on this address (HOST:PORT), for
     /// applications invoked with any HTTP client; see docs/http.md.
-    #[arg(long)]
+    #[arg(long, env = "DIDA_PUPPETMASTER_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
     /// Give every node a metrics address (--metrics-listen): its own host, at its
     /// port plus N (a node on :7001 serves /metrics on :17001 with 10000). The
     /// addresses are printed as nodes start; see docs/observability.md.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..), env = "DIDA_PUPPETMASTER_METRICS_PORT_OFFSET")]
     metrics_port_offset: Option<u16>,
     /// Serve the session's web dashboard on this address (HOST:PORT): the nodes,
     /// ring, records, executions and charts live, the PuppetMaster's output and
     /// debug stream, and a console that runs script lines. See
     /// docs/observability.md.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "DIDA_PUPPETMASTER_DASHBOARD")]
     dashboard: Option<SocketAddr>,
 }
 
@@ -94,12 +106,7 @@ impl PuppetmasterArgs {
         if let Some(url) = &self.debug_url {
             NodeUrl::parse(url).context("invalid --debug-url")?;
         }
-        if self.replication_factor == 0 {
-            bail!("--replication-factor must be at least 1");
-        }
-        if self.write_acks == 0 || self.write_acks > self.replication_factor {
-            bail!("--write-acks must be from 1 to --replication-factor");
-        }
+        check_write_acks(self.write_acks, self.replication_factor).map_err(anyhow::Error::msg)?;
         if !LOG_LEVELS.contains(&self.node_log.as_str()) {
             bail!("--node-log must be one of {}", LOG_LEVELS.join(", "));
         }
@@ -118,10 +125,8 @@ impl PuppetmasterArgs {
         config.node_log = self.node_log;
         config.debug_listen = self.debug_listen;
         config.debug_url = self.debug_url;
-        config.client_timeout = check_deadline_s("--client-timeout", self.client_timeout)
-            .map_err(anyhow::Error::msg)?;
-        config.rpc_deadline =
-            check_deadline_ms("--rpc-deadline", self.rpc_deadline).map_err(anyhow::Error::msg)?;
+        config.client_timeout = Duration::from_secs(self.client_timeout);
+        config.rpc_deadline = Duration::from_millis(self.rpc_deadline);
         config.http_listen = self.http_listen;
         config.metrics_port_offset = self.metrics_port_offset;
         config.dashboard = self.dashboard;

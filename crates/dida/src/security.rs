@@ -1,4 +1,5 @@
-//! The flags every subcommand takes to authenticate (docs/security.md): mutual TLS
+//! The flags every subcommand that runs a node or talks to a cluster takes to
+//! authenticate (docs/security.md): mutual TLS
 //! from a `dida certs` directory or explicit files, or a cluster token, or — with
 //! none of them — this user's cluster token file, created on first use; and the
 //! one-time installation of the resulting identity for the whole process.
@@ -24,7 +25,8 @@ pub const CLUSTER_TOKEN_FILE_ENV: &str = "DIDA_CLUSTER_TOKEN_FILE";
 /// The environment variable of `--insecure`.
 pub const INSECURE_ENV: &str = "DIDA_INSECURE";
 
-/// Authentication flags, accepted by every subcommand.
+/// Authentication flags, accepted by every subcommand that runs a node or talks to
+/// a cluster (not by the local `new`, `certs`, `completions` and `sim`).
 #[derive(Debug, Args)]
 pub struct SecurityArgs {
     /// Use mutual TLS with the CA and certificates `dida certs` wrote to this
@@ -65,7 +67,7 @@ impl SecurityArgs {
     /// Loads the identity the flags name and installs it for this process, and
     /// exports the settings to the processes it will start. `default_name` is the
     /// certificate presented when --tls-name is not given.
-    pub fn install(self, default_name: &str) -> anyhow::Result<()> {
+    pub fn install(&self, default_name: &str) -> anyhow::Result<()> {
         let files = match (&self.tls_dir, &self.tls_cert, &self.tls_key, &self.tls_ca) {
             (Some(dir), ..) => Some(TlsFiles::in_dir(
                 dir,
@@ -103,7 +105,7 @@ impl SecurityArgs {
         };
         security::install(Security {
             tls,
-            cluster_token: self.cluster_token,
+            cluster_token: self.cluster_token.clone(),
             cookie,
             insecure: self.insecure,
         })

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 use clap::Args;
+use dida_core::limits::check_write_acks;
 use dida_sim::many::{run_seeds, summarize};
 use dida_sim::{run_seed, NemesisKind, SeedReport, SimConfig};
 
@@ -59,11 +60,8 @@ fn one_line(report: &SeedReport) -> String {
 /// Runs the simulator; fails when any seed fails a check.
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
     if let Some(acks) = args.write_acks {
-        if !(1..=3).contains(&acks) {
-            bail!(
-                "--write-acks must be 1, 2 or 3 (the simulated cluster has replication factor 3)"
-            );
-        }
+        // The simulated cluster has replication factor 3.
+        check_write_acks(acks, 3).map_err(anyhow::Error::msg)?;
     }
     let config = SimConfig {
         write_acks: args.write_acks,

@@ -134,12 +134,8 @@ impl SuiteConfig {
             self.nodes,
             self.replication_factor
         );
-        ensure!(
-            (1..=self.replication_factor).contains(&self.write_acks),
-            "--write-acks must be from 1 to the replication factor ({}), not {}",
-            self.replication_factor,
-            self.write_acks
-        );
+        dida_core::limits::check_write_acks(self.write_acks, self.replication_factor)
+            .map_err(anyhow::Error::msg)?;
         ensure!(
             self.crashes < self.replication_factor,
             "--crashes {} would leave keys without any replica: at most R - 1 = {} \

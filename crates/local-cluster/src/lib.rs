@@ -37,6 +37,10 @@ use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use dida_settings::{
+    Fsync, RoleSettings, SchedulerSettings, SettingsError, StorageSettings, WorkerSettings,
+};
+
 use crate::proxy::Link;
 
 /// The flag giving a node its metrics address, as [`LocalCluster`] writes it.
@@ -79,6 +83,21 @@ pub struct DataDirs {
     pub root: PathBuf,
     /// `--fsync` of every node: `always`, `batch` or `never`.
     pub fsync: String,
+}
+
+impl ClusterSpec {
+    /// Checks the spec's settings as every storage node will check its own (the
+    /// bounds and rules of `dida_settings`), before any process starts.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        let peers = (1..=self.nodes)
+            .map(|i| format!("s{i}=http://127.0.0.1:{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for index in 0..self.nodes {
+            storage_settings(self, &peers, index, None, None)?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for ClusterSpec {
@@ -149,13 +168,7 @@ impl LocalCluster {
         if spec.nodes == 0 {
             bail!("a cluster needs at least one node");
         }
-        if !(1..=spec.nodes).contains(&spec.replication_factor) {
-            bail!(
-                "the replication factor must be from 1 to the number of nodes ({}), not {}",
-                spec.nodes,
-                spec.replication_factor
-            );
-        }
+        spec.check()?;
         // The nodes' ports stay reserved until the proxies are up, so that no proxy
         // (bound to a free port itself) takes the port of a node not started yet.
         let reserved = reserve_ports(spec.nodes)?;
@@ -179,14 +192,19 @@ impl LocalCluster {
                 }
             }
         }
-        let mut storage_args = (0..spec.nodes)
-            .map(|index| storage_args(&spec, &membership, &peers, &links, index))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        if spec.metrics {
-            for (args, port) in storage_args.iter_mut().zip(free_ports(spec.nodes)?) {
-                args.push(format!("{METRICS_LISTEN}127.0.0.1:{port}"));
-            }
-        }
+        let metrics_ports = match spec.metrics {
+            true => free_ports(spec.nodes)?.into_iter().map(Some).collect(),
+            false => vec![None; spec.nodes],
+        };
+        let storage_args = metrics_ports
+            .into_iter()
+            .enumerate()
+            .map(|(index, port)| {
+                let metrics = port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+                storage_settings(&spec, &peers, index, dial(&links, index), metrics)
+                    .map(|settings| settings.to_args())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut cluster = Self {
             spec,
             membership,
@@ -224,17 +242,21 @@ impl LocalCluster {
             .map(|(i, port)| format!("w{}=http://127.0.0.1:{port}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
+        // The scheduler follows the storage view, and keeps deployed operators and
+        // registered applications in the storage cluster.
+        let scheduler_settings = SchedulerSettings::parse_without_env(
+            [
+                format!("--url={scheduler_url}"),
+                format!("--workers={workers}"),
+                format!("--storage={}", self.peers),
+                format!("--replication-factor={}", self.spec.replication_factor),
+            ]
+            .into_iter()
+            .chain(spec.scheduler_args.iter().cloned()),
+        )
+        .context("invalid scheduler settings")?;
         let scheduler = node_command(binary, &self.spec.env)
-            .args(["scheduler", "--id", "scheduler", "--url", &scheduler_url])
-            .args(["--workers", &workers])
-            // The scheduler follows the storage view, and keeps deployed operators
-            // and registered applications in the storage cluster.
-            .args(["--storage", &self.peers])
-            .args([
-                "--replication-factor",
-                &self.spec.replication_factor.to_string(),
-            ])
-            .args(&spec.scheduler_args)
+            .args(scheduler_settings.to_args())
             .spawn()
             .with_context(|| format!("cannot start {} scheduler", binary.display()))?;
         let membership = Membership::parse(&workers)?;
@@ -245,28 +267,26 @@ impl LocalCluster {
                 .get(index)
                 .copied()
                 .unwrap_or(0);
-            let mut command = node_command(binary, &self.spec.env);
-            command
-                .args([
-                    "worker",
-                    "--id",
-                    &member.id,
-                    "--url",
-                    &member.url.to_string(),
-                ])
-                .args(["--gossip-delay", &delay.to_string()])
-                .args(["--storage", &self.peers, "--scheduler", &scheduler_url])
-                .args([
-                    "--replication-factor",
-                    &self.spec.replication_factor.to_string(),
-                ])
-                .args(&spec.worker_args);
+            let mut args = vec![
+                format!("--id={}", member.id),
+                format!("--url={}", member.url),
+                format!("--gossip-delay={delay}"),
+                format!("--storage={}", self.peers),
+                format!("--scheduler={scheduler_url}"),
+                format!("--replication-factor={}", self.spec.replication_factor),
+            ];
             if let Some(dir) = &spec.operators_dir {
-                command.arg("--operators").arg(dir);
+                args.push(format!("--operators={}", dir.display()));
             }
-            let child = command.spawn().with_context(|| {
-                format!("cannot start {} worker for {}", binary.display(), member.id)
-            })?;
+            args.extend(spec.worker_args.iter().cloned());
+            let settings = WorkerSettings::parse_without_env(args)
+                .with_context(|| format!("invalid settings of worker {}", member.id))?;
+            let child = node_command(binary, &self.spec.env)
+                .args(settings.to_args())
+                .spawn()
+                .with_context(|| {
+                    format!("cannot start {} worker for {}", binary.display(), member.id)
+                })?;
             worker_children.push(child);
         }
         let mut compute = Compute {
@@ -634,55 +654,58 @@ where
     }
 }
 
-/// The arguments of storage node `index` (after the binary): its id, address and
-/// the cluster's settings, and with [`ClusterSpec::partitionable`] the links it
-/// dials its peers through.
-fn storage_args(
+/// The settings of storage node `index` (`s1` first) of a cluster `spec` whose
+/// nodes are `peers`: the spec's settings, and with [`ClusterSpec::partitionable`]
+/// the links it dials its peers through (`dial`), validated as the node will
+/// validate them.
+fn storage_settings(
     spec: &ClusterSpec,
-    membership: &Membership,
     peers: &str,
-    links: &BTreeMap<(usize, usize), Link>,
     index: usize,
-) -> anyhow::Result<Vec<String>> {
+    dial: Option<String>,
+    metrics_listen: Option<SocketAddr>,
+) -> Result<StorageSettings, SettingsError> {
     let id = format!("s{}", index + 1);
-    let url = membership.get(&id)?.url.to_string();
-    let delay = spec.gossip_delays_ms.get(index).copied().unwrap_or(0);
-    let mut args: Vec<String> = vec![
-        "storage".into(),
-        "--id".into(),
-        id,
-        "--url".into(),
-        url,
-        "--gossip-delay".into(),
-        delay.to_string(),
-        "--peers".into(),
-        peers.to_string(),
-        "--replication-factor".into(),
-        spec.replication_factor.to_string(),
-        "--max-versions".into(),
-        spec.max_versions.to_string(),
-        "--write-acks".into(),
-        spec.write_acks.to_string(),
-        "--anti-entropy-interval".into(),
-        spec.anti_entropy_interval_ms.to_string(),
-    ];
+    let membership =
+        Membership::parse(peers).map_err(|e| SettingsError::Flag(format!("--peers: {e}")))?;
+    let url = membership
+        .get(&id)
+        .map_err(|e| SettingsError::Flag(e.to_string()))?
+        .url
+        .to_string();
+    let mut settings = StorageSettings::new(&id, &url, peers)?;
+    settings.gossip_delay = spec.gossip_delays_ms.get(index).copied().unwrap_or(0);
+    settings.replication_factor = Some(spec.replication_factor);
+    settings.max_versions = spec.max_versions;
+    settings.write_acks = spec.write_acks;
+    settings.anti_entropy_interval = spec.anti_entropy_interval_ms;
+    settings.dial = dial;
+    if let Some(data) = &spec.data {
+        settings.data_dir = Some(data.root.join(&id));
+        settings.fsync = Some(match data.fsync.as_str() {
+            "always" => Fsync::Always,
+            "batch" => Fsync::Batch,
+            "never" => Fsync::Never,
+            other => {
+                return Err(SettingsError::Flag(format!(
+                    "--fsync {other:?}: expected always, batch or never"
+                )))
+            }
+        });
+    }
+    settings.metrics_listen = metrics_listen;
+    settings.validated()
+}
+
+/// The `--dial` of storage node `index` with [`ClusterSpec::partitionable`]: the
+/// link it reaches each peer through.
+fn dial(links: &BTreeMap<(usize, usize), Link>, index: usize) -> Option<String> {
     let dial: Vec<String> = links
         .iter()
         .filter(|((from, _), _)| *from == index)
         .map(|((_, to), link)| format!("s{}=http://{}", to + 1, link.addr()))
         .collect();
-    if !dial.is_empty() {
-        args.push("--dial".into());
-        args.push(dial.join(","));
-    }
-    if let Some(data) = &spec.data {
-        let dir = data.root.join(format!("s{}", index + 1));
-        args.push("--data-dir".into());
-        args.push(dir.to_string_lossy().into_owned());
-        args.push("--fsync".into());
-        args.push(data.fsync.clone());
-    }
-    Ok(args)
+    (!dial.is_empty()).then(|| dial.join(","))
 }
 
 /// A `dida` node process: quiet unless `RUST_LOG` asks for more, its stdout

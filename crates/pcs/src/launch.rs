@@ -1,113 +1,70 @@
 //! What the PCS agrees to start: a start request is turned into a [`Launch`] only if
-//! it names a `dida` role and every flag belongs to that role and has a valid value.
+//! it names a `dida` role, every flag is one remote callers may set for that role,
+//! and the role's own settings definition (`dida_settings`, the one `dida <role>`
+//! parses at start-up) accepts the command line.
 //!
-//! Validation is by allowlist, per role and per flag, with a typed check of each
-//! value; the command line is then built as `dida <role> --id=ID --url=URL
-//! --flag=value …` (the `--flag=value` form means no value can ever be read as
-//! another flag) and run without a shell. So a request can choose which node to run
-//! and how to configure it, and nothing else.
+//! So the PCS holds no bounds of its own: a value the node would refuse at start-up
+//! is refused here, with the node's message. What it keeps is a list, per role, of
+//! the flags a remote caller may set (not `--data-dir`, `--fsync` or `--dial`, which
+//! name this machine's files and addresses). The command line is then written from
+//! the parsed settings as `dida <role> --flag=value …` (the `--flag=value` form
+//! means no value can ever be read as another flag) and run without a shell. So a
+//! request can choose which node to run and how to configure it, and nothing else.
 
 use std::path::Path;
 
-use dida_core::membership::{check_node_id, NodeUrl};
+use dida_core::membership::NodeUrl;
 use dida_core::script::Role;
-use dida_core::Membership;
 use dida_proto::control::{Flag, StartNodeRequest};
+use dida_settings::NodeSettings;
 
 /// Log levels a node may be started with (its `RUST_LOG`).
 pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 
-/// How the value of a flag is checked.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    /// A whole number from `min` to `max`.
-    Number { min: u64, max: u64 },
-    /// A membership list `ID=URL,…`.
-    Membership,
-    /// A node URL `http://HOST:PORT`.
-    Url,
-    /// An absolute path to an existing directory.
-    Directory,
-    /// A listening address `HOST:PORT`.
-    HostPort,
-}
-
-const MS: Kind = Kind::Number {
-    min: 0,
-    max: 86_400_000,
-};
-const POSITIVE_MS: Kind = Kind::Number {
-    min: 1,
-    max: 86_400_000,
-};
-const SMALL: Kind = Kind::Number { min: 1, max: 1024 };
-
-/// The flags each role accepts (names as on the command line, without `--`).
-fn allowed(role: Role) -> &'static [(&'static str, Kind)] {
+/// The flags of each role a remote caller may set (names as on the command line,
+/// without `--`); `--id` and `--url` come from the request's own fields.
+fn remote_flags(role: Role) -> &'static [&'static str] {
     match role {
         Role::Storage => &[
-            ("metrics-listen", Kind::HostPort),
-            ("gossip-delay", MS),
-            ("peers", Kind::Membership),
-            ("replication-factor", SMALL),
-            ("max-versions", SMALL),
-            ("write-acks", SMALL),
-            ("vnodes", Kind::Number { min: 1, max: 4096 }),
-            ("anti-entropy-interval", POSITIVE_MS),
-            ("rpc-deadline", POSITIVE_MS),
-            ("ack-timeout", POSITIVE_MS),
-            ("probe-interval", POSITIVE_MS),
-            ("probe-timeout", POSITIVE_MS),
-            ("suspicion-timeout", POSITIVE_MS),
+            "metrics-listen",
+            "gossip-delay",
+            "peers",
+            "replication-factor",
+            "max-versions",
+            "write-acks",
+            "vnodes",
+            "anti-entropy-interval",
+            "rpc-deadline",
+            "ack-timeout",
+            "probe-interval",
+            "probe-timeout",
+            "suspicion-timeout",
         ],
         Role::Worker => &[
-            ("metrics-listen", Kind::HostPort),
-            ("gossip-delay", MS),
-            ("storage", Kind::Membership),
-            ("scheduler", Kind::Url),
-            ("operators", Kind::Directory),
-            ("debug-sink", Kind::Url),
-            ("replication-factor", SMALL),
-            ("vnodes", Kind::Number { min: 1, max: 4096 }),
-            (
-                "max-fuel",
-                Kind::Number {
-                    min: 1,
-                    max: u64::MAX,
-                },
-            ),
-            (
-                "max-memory-mb",
-                Kind::Number {
-                    min: 1,
-                    max: 65_536,
-                },
-            ),
-            ("max-wall-ms", POSITIVE_MS),
-            (
-                "concurrency",
-                Kind::Number {
-                    min: 1,
-                    max: 65_536,
-                },
-            ),
-            ("consistency-deadline", POSITIVE_MS),
-            ("rpc-deadline", POSITIVE_MS),
+            "metrics-listen",
+            "gossip-delay",
+            "storage",
+            "scheduler",
+            "operators",
+            "debug-sink",
+            "replication-factor",
+            "vnodes",
+            "max-fuel",
+            "max-memory-mb",
+            "max-wall-ms",
+            "concurrency",
+            "consistency-deadline",
+            "rpc-deadline",
         ],
         Role::Scheduler => &[
-            ("metrics-listen", Kind::HostPort),
-            ("workers", Kind::Membership),
-            ("storage", Kind::Membership),
-            ("replication-factor", SMALL),
-            (
-                "execution-timeout",
-                Kind::Number {
-                    min: 1,
-                    max: 86_400,
-                },
-            ),
-            ("rpc-deadline", POSITIVE_MS),
-            ("http-listen", Kind::HostPort),
+            "metrics-listen",
+            "workers",
+            "storage",
+            "replication-factor",
+            "execution-timeout",
+            "rpc-deadline",
+            "max-retained-mb",
+            "http-listen",
         ],
     }
 }
@@ -121,7 +78,8 @@ pub struct Launch {
     pub id: String,
     /// Where it will serve.
     pub url: NodeUrl,
-    /// The arguments after the binary: `<role> --id=… --url=… --flag=value…`.
+    /// The arguments after the binary: `<role> --id=… --url=… --flag=value…`,
+    /// written from the parsed settings.
     pub args: Vec<String>,
     /// The node's `RUST_LOG`.
     pub log_level: String,
@@ -141,8 +99,6 @@ impl Launch {
                 request.role
             ))
         })?;
-        check_node_id(&request.node_id).map_err(|e| Refused(e.to_string()))?;
-        let url = NodeUrl::parse(&request.url).map_err(|e| Refused(e.to_string()))?;
         let log_level = match request.log_level.as_str() {
             "" => "warn".to_string(),
             level if LOG_LEVELS.contains(&level) => level.to_string(),
@@ -154,64 +110,56 @@ impl Launch {
             }
         };
         let mut args = vec![
-            role.as_str().to_string(),
             format!("--id={}", request.node_id),
-            format!("--url={url}"),
+            format!("--url={}", request.url),
         ];
         let mut seen: Vec<&str> = Vec::new();
         for Flag { name, value } in &request.flags {
-            let Some((_, kind)) = allowed(role).iter().find(|(n, _)| n == name) else {
+            if !remote_flags(role).contains(&name.as_str()) {
                 return Err(Refused(format!(
                     "flag --{name} is not a flag the PCS passes to a {role} (allowed: {})",
-                    allowed(role)
+                    remote_flags(role)
                         .iter()
-                        .map(|(n, _)| format!("--{n}"))
+                        .map(|n| format!("--{n}"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )));
-            };
+            }
             if seen.contains(&name.as_str()) {
                 return Err(Refused(format!("flag --{name} is given twice")));
             }
             seen.push(name);
-            check_value(*kind, value).map_err(|why| Refused(format!("--{name}: {why}")))?;
             args.push(format!("--{name}={value}"));
         }
+        let settings = NodeSettings::parse(role, args).map_err(|e| Refused(e.to_string()))?;
+        if let NodeSettings::Worker(worker) = &settings {
+            if let Some(dir) = &worker.operators {
+                check_directory(dir).map_err(|why| Refused(format!("--operators: {why}")))?;
+            }
+        }
+        let url = NodeUrl::parse(settings.url()).map_err(|e| Refused(e.to_string()))?;
         Ok(Self {
             role,
-            id: request.node_id.clone(),
+            id: settings.id().to_string(),
             url,
-            args,
+            args: settings.to_args(),
             log_level,
         })
     }
 }
 
-fn check_value(kind: Kind, value: &str) -> Result<(), String> {
-    match kind {
-        Kind::Number { min, max } => match value.parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(()),
-            _ => Err(format!(
-                "{value:?} is not a whole number from {min} to {max}"
-            )),
-        },
-        Kind::Membership => Membership::parse(value)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Kind::Url => NodeUrl::parse(value).map(|_| ()).map_err(|e| e.to_string()),
-        Kind::HostPort => NodeUrl::parse(&format!("http://{value}"))
-            .map(|_| ())
-            .map_err(|_| format!("{value:?} is not HOST:PORT")),
-        Kind::Directory => {
-            let path = Path::new(value);
-            if !path.is_absolute() {
-                Err(format!("{value:?} is not an absolute path"))
-            } else if !path.is_dir() {
-                Err(format!("{value:?} is not a directory on this machine"))
-            } else {
-                Ok(())
-            }
-        }
+/// A worker's `--operators` must name a directory of this machine by an absolute
+/// path: a relative one would depend on where the PCS was started.
+fn check_directory(path: &Path) -> Result<(), String> {
+    if !path.is_absolute() {
+        Err(format!("{} is not an absolute path", path.display()))
+    } else if !path.is_dir() {
+        Err(format!(
+            "{} is not a directory on this machine",
+            path.display()
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -235,41 +183,81 @@ mod tests {
         }
     }
 
+    const PEERS: &str = "s1=http://127.0.0.1:7001";
+
     #[test]
     fn builds_the_command_line_of_a_valid_request() {
         let launch = Launch::from_request(&request(
             "storage",
-            &[
-                ("gossip-delay", "100"),
-                ("peers", "s1=http://127.0.0.1:7001"),
-            ],
+            &[("gossip-delay", "100"), ("peers", PEERS)],
         ))
         .unwrap();
         assert_eq!(launch.role, Role::Storage);
         assert_eq!(launch.log_level, "warn");
         assert_eq!(
-            launch.args,
-            [
-                "storage",
-                "--id=s1",
-                "--url=http://127.0.0.1:7001",
-                "--gossip-delay=100",
-                "--peers=s1=http://127.0.0.1:7001"
-            ]
+            launch.args[..3],
+            ["storage", "--id=s1", "--url=http://127.0.0.1:7001"]
         );
+        for expected in ["--gossip-delay=100", "--peers=s1=http://127.0.0.1:7001"] {
+            assert!(
+                launch.args.contains(&expected.to_string()),
+                "{:?}",
+                launch.args
+            );
+        }
+        // The whole command line is written from the settings, in --flag=value form.
+        assert!(launch.args[1..]
+            .iter()
+            .all(|a| a.starts_with("--") && a.contains('=')));
     }
 
     #[test]
     fn the_scheduler_may_serve_its_http_gateway() {
-        let launch =
-            Launch::from_request(&request("scheduler", &[("http-listen", "127.0.0.1:8080")]))
-                .unwrap();
+        let launch = Launch::from_request(&request(
+            "scheduler",
+            &[
+                ("workers", "w1=http://127.0.0.1:4001"),
+                ("http-listen", "127.0.0.1:8080"),
+            ],
+        ))
+        .unwrap();
         assert!(
             launch
                 .args
                 .contains(&"--http-listen=127.0.0.1:8080".to_string()),
             "{:?}",
             launch.args
+        );
+    }
+
+    #[test]
+    fn the_bounds_are_the_nodes_own() {
+        use dida_core::limits::{MAX_DEADLINE_MS, MAX_GOSSIP_DELAY_MS, MAX_VERSIONS, MAX_VNODES};
+        for (flag, bound) in [
+            ("rpc-deadline", MAX_DEADLINE_MS),
+            ("suspicion-timeout", MAX_DEADLINE_MS),
+            ("gossip-delay", MAX_GOSSIP_DELAY_MS),
+            ("vnodes", u64::from(MAX_VNODES)),
+            ("max-versions", MAX_VERSIONS as u64),
+        ] {
+            let with = |value: u64| {
+                Launch::from_request(&request(
+                    "storage",
+                    &[("peers", PEERS), (flag, &value.to_string())],
+                ))
+            };
+            assert!(with(bound).is_ok(), "--{flag}={bound}");
+            let refused = with(bound + 1).unwrap_err();
+            assert!(refused.0.contains(&format!("--{flag}")), "{refused}");
+        }
+        let refused = Launch::from_request(&request(
+            "storage",
+            &[("peers", PEERS), ("write-acks", "2")],
+        ))
+        .unwrap_err();
+        assert!(
+            refused.0.contains("--write-acks must be from 1"),
+            "{refused}"
         );
     }
 
@@ -301,28 +289,49 @@ mod tests {
             ),
             ("storage", &[("exec", "sh")], "not a flag the PCS passes"),
             ("scheduler", &[("gossip-delay", "1")], "not a flag"),
-            ("storage", &[("gossip-delay", "-1")], "not a whole number"),
             (
                 "storage",
-                &[("gossip-delay", "1; rm -rf /")],
-                "not a whole number",
+                &[("peers", PEERS), ("gossip-delay", "-1")],
+                "--gossip-delay",
             ),
-            ("storage", &[("replication-factor", "0")], "from 1 to 1024"),
+            (
+                "storage",
+                &[("peers", PEERS), ("gossip-delay", "1; rm -rf /")],
+                "--gossip-delay",
+            ),
+            (
+                "storage",
+                &[("peers", PEERS), ("replication-factor", "0")],
+                "--replication-factor",
+            ),
             ("storage", &[("peers", "--help")], "not of the form"),
-            ("worker", &[("scheduler", "ftp://x:1")], "http://"),
+            ("storage", &[], "--peers"),
+            (
+                "worker",
+                &[("storage", PEERS), ("scheduler", "ftp://x:1")],
+                "http://",
+            ),
             (
                 "scheduler",
-                &[("http-listen", "0.0.0.0:80 --insecure")],
+                &[("workers", PEERS), ("http-listen", "0.0.0.0:80 --insecure")],
                 "is not HOST:PORT",
             ),
             (
                 "worker",
-                &[("operators", "relative/dir")],
+                &[
+                    ("storage", PEERS),
+                    ("scheduler", "http://127.0.0.1:3000"),
+                    ("operators", "relative/dir"),
+                ],
                 "not an absolute path",
             ),
             (
                 "worker",
-                &[("operators", "/nonexistent/dida")],
+                &[
+                    ("storage", PEERS),
+                    ("scheduler", "http://127.0.0.1:3000"),
+                    ("operators", "/nonexistent/dida"),
+                ],
                 "not a directory",
             ),
             (
@@ -335,13 +344,13 @@ mod tests {
             let refused = Launch::from_request(&request(role, flags)).unwrap_err();
             assert!(refused.0.contains(expected), "{flags:?}: {refused}");
         }
-        let mut bad_id = request("storage", &[]);
+        let mut bad_id = request("storage", &[("peers", PEERS)]);
         bad_id.node_id = "../x y".into();
         assert!(Launch::from_request(&bad_id).is_err());
-        let mut bad_url = request("storage", &[]);
+        let mut bad_url = request("storage", &[("peers", PEERS)]);
         bad_url.url = "127.0.0.1:1".into();
         assert!(Launch::from_request(&bad_url).is_err());
-        let mut bad_level = request("storage", &[]);
+        let mut bad_level = request("storage", &[("peers", PEERS)]);
         bad_level.log_level = "info,evil=trace".into();
         assert!(Launch::from_request(&bad_level).is_err());
     }

@@ -7,7 +7,6 @@
 //! collected first; at its end the storage nodes start (all at once), then the
 //! scheduler and the workers, each with the full membership.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,6 @@ use dida_core::membership::NodeUrl;
 use dida_core::script::{NodeDecl, Role};
 use dida_core::Membership;
 use dida_pcs::PcsClient;
-use dida_proto::control::{Flag, StartNodeRequest};
 use dida_proto::convert::storage_state;
 use dida_storage_client::{ClientConfig, StorageClient};
 use futures::future::join_all;
@@ -24,6 +22,7 @@ use tokio::time::Instant;
 use crate::config::PmConfig;
 use crate::output::{PmEvent, Printer};
 use crate::placement::place;
+use crate::requests::{metrics_addr, start_request, Declared};
 
 /// How long the storage nodes of a setup block may take to all count each other
 /// alive (each joins at start).
@@ -178,8 +177,13 @@ impl Cluster {
     /// have more replicas than there are nodes, and the nodes refuse a factor above
     /// it), so a script may declare fewer storage nodes than the default factor.
     fn replication_factor(&self) -> usize {
-        let storage = self.of_role(Role::Storage).count();
-        self.config.replication_factor.min(storage.max(1))
+        self.declared().replication_factor(&self.config)
+    }
+
+    /// The nodes of the setup block, as every node's settings name them.
+    fn declared(&self) -> Declared {
+        let decls: Vec<NodeDecl> = self.nodes.iter().map(|n| n.decl.clone()).collect();
+        Declared::of(&decls)
     }
 
     /// A storage client for the declared storage nodes, configured like them.
@@ -260,11 +264,17 @@ impl Cluster {
         let indexes: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| roles.contains(&self.nodes[i].decl.role))
             .collect();
+        let declared = self.declared();
         let starts = indexes.iter().map(|&i| {
             let node = &self.nodes[i];
-            let request = self.request(&node.decl, debug_sink);
+            let request = start_request(&self.config, &declared, &node.decl, debug_sink);
             let pcs = self.pcs[node.pcs].clone();
-            async move { pcs.start_node(request).await }
+            async move {
+                match request {
+                    Ok(request) => pcs.start_node(request).await,
+                    Err(refused) => Err(anyhow::Error::new(refused)),
+                }
+            }
         });
         let results = join_all(starts).await;
         let mut failures = Vec::new();
@@ -282,62 +292,6 @@ impl Cluster {
             }
         }
         failures
-    }
-
-    /// What the PCS is asked to start for `decl`.
-    fn request(&self, decl: &NodeDecl, debug_sink: Option<&str>) -> StartNodeRequest {
-        let config = &self.config;
-        let mut flags: BTreeMap<&str, String> = BTreeMap::new();
-        if let Some(addr) = metrics_addr(decl, config.metrics_port_offset) {
-            flags.insert("metrics-listen", addr);
-        }
-        match decl.role {
-            Role::Storage => {
-                flags.insert("peers", self.membership(Role::Storage));
-                flags.insert("gossip-delay", decl.gossip_delay_ms.to_string());
-                flags.insert("replication-factor", self.replication_factor().to_string());
-                flags.insert("max-versions", config.max_versions.to_string());
-                flags.insert("write-acks", config.write_acks.to_string());
-            }
-            Role::Worker => {
-                flags.insert("storage", self.membership(Role::Storage));
-                if let Some(url) = self.scheduler_url() {
-                    flags.insert("scheduler", url.to_string());
-                }
-                flags.insert("gossip-delay", decl.gossip_delay_ms.to_string());
-                flags.insert("replication-factor", self.replication_factor().to_string());
-                if let Some(dir) = &config.operators {
-                    flags.insert("operators", dir.display().to_string());
-                }
-                if let Some(sink) = debug_sink {
-                    flags.insert("debug-sink", sink.to_string());
-                }
-            }
-            Role::Scheduler => {
-                flags.insert("workers", self.membership(Role::Worker));
-                let storage = self.membership(Role::Storage);
-                if !storage.is_empty() {
-                    flags.insert("storage", storage);
-                    flags.insert("replication-factor", self.replication_factor().to_string());
-                }
-                if let Some(http) = config.http_listen {
-                    flags.insert("http-listen", http.to_string());
-                }
-            }
-        }
-        StartNodeRequest {
-            role: decl.role.to_string(),
-            node_id: decl.id.clone(),
-            url: decl.url.to_string(),
-            flags: flags
-                .into_iter()
-                .map(|(name, value)| Flag {
-                    name: name.to_string(),
-                    value,
-                })
-                .collect(),
-            log_level: config.node_log.clone(),
-        }
     }
 
     /// The storage node `id`, or why `verb` cannot apply to it.
@@ -494,13 +448,6 @@ impl Cluster {
     }
 }
 
-/// Where node `decl` serves its metrics: its own host, at its port plus `offset`
-/// (none without an offset, or past port 65535).
-fn metrics_addr(decl: &NodeDecl, offset: Option<u16>) -> Option<String> {
-    let port = decl.url.port.checked_add(offset?)?;
-    Some(format!("{}:{port}", decl.url.host))
-}
-
 fn announce(printer: &Printer, node: &Node, pcs: &PcsClient, state: &str, pid: u32) {
     announce_exit(printer, node, pcs, state, pid, None);
 }
@@ -545,9 +492,17 @@ fn announce_exit(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::path::PathBuf;
 
+    use dida_proto::control::StartNodeRequest;
+
     use super::*;
+
+    /// The start request of `decl` in `cluster`.
+    fn request(cluster: &Cluster, decl: &NodeDecl, debug_sink: Option<&str>) -> StartNodeRequest {
+        start_request(&cluster.config, &cluster.declared(), decl, debug_sink).unwrap()
+    }
 
     fn decl(role: Role, id: &str, port: u16) -> NodeDecl {
         NodeDecl {
@@ -613,19 +568,23 @@ mod tests {
                 .map(|f| (f.name, f.value))
                 .collect()
         };
-        let worker = flags(cluster.request(&cluster.nodes[0].decl, Some("http://pm:10001")));
+        let worker = flags(request(
+            &cluster,
+            &cluster.nodes[0].decl,
+            Some("http://pm:10001"),
+        ));
         assert_eq!(
             worker["storage"],
             "s2=http://127.0.0.1:3002,s1=http://127.0.0.1:3001"
         );
         assert_eq!(worker["scheduler"], "http://127.0.0.1:3000");
         assert_eq!(worker["debug-sink"], "http://pm:10001");
-        let storage = flags(cluster.request(&cluster.nodes[1].decl, None));
+        let storage = flags(request(&cluster, &cluster.nodes[1].decl, None));
         assert_eq!(storage["peers"], worker["storage"]);
         // The default factor 3, capped at the two storage nodes declared.
         assert_eq!(storage["replication-factor"], "2");
         assert_eq!(worker["replication-factor"], "2");
-        let scheduler = flags(cluster.request(&cluster.nodes[2].decl, None));
+        let scheduler = flags(request(&cluster, &cluster.nodes[2].decl, None));
         assert_eq!(scheduler["workers"], "w1=http://127.0.0.1:4001");
         assert_eq!(
             scheduler["storage"], worker["storage"],
@@ -633,10 +592,34 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_setting_the_node_would_refuse_fails_before_the_pcs_is_asked() {
+        let mut config = PmConfig::new(PathBuf::from("/nonexistent/dida"));
+        config.write_acks = 3;
+        let clients = vec![PcsClient::new("http://127.0.0.1:1", None).unwrap()];
+        let mut cluster = Cluster::new(Arc::new(config), clients);
+        cluster.declare(1, decl(Role::Storage, "s1", 7001)).unwrap();
+        cluster.declare(2, decl(Role::Storage, "s2", 7002)).unwrap();
+        // The factor 3 is capped at the two nodes declared: 3 acks cannot be had.
+        let refused = start_request(
+            &cluster.config,
+            &cluster.declared(),
+            &cluster.nodes[0].decl,
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(refused, dida_settings::SettingsError::Inconsistent(_)),
+            "{refused}"
+        );
+        assert!(refused
+            .to_string()
+            .contains("--write-acks must be from 1 to the replication factor (2)"));
+    }
+
     /// The value of flag `name` in the start request of `decl`, if given.
     fn flag_value(cluster: &Cluster, decl: &NodeDecl, name: &str) -> Option<String> {
-        cluster
-            .request(decl, None)
+        request(cluster, decl, None)
             .flags
             .into_iter()
             .find(|f| f.name == name)
@@ -652,6 +635,9 @@ mod tests {
         cluster.declare(1, decl(Role::Storage, "s1", 7001)).unwrap();
         cluster
             .declare(2, decl(Role::Worker, "w1", 60_000))
+            .unwrap();
+        cluster
+            .declare(3, decl(Role::Scheduler, "sched", 3000))
             .unwrap();
         let flag = |decl| flag_value(&cluster, decl, "metrics-listen");
         assert_eq!(
@@ -673,6 +659,7 @@ mod tests {
         cluster
             .declare(2, decl(Role::Scheduler, "sched", 3000))
             .unwrap();
+        cluster.declare(3, decl(Role::Storage, "s1", 7001)).unwrap();
         let flag = |decl| flag_value(&cluster, decl, "http-listen");
         assert_eq!(
             flag(&cluster.nodes[1].decl).as_deref(),

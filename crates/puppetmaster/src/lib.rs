@@ -18,7 +18,9 @@
 //! - [`output`]: text and JSON events;
 //! - `console`: the interactive console;
 //! - `dashboard`: the session's web dashboard (`--dashboard`);
-//! - `page_lines`: what a line typed into the dashboard may read.
+//! - `page_lines`: what a line typed into the dashboard may read;
+//! - `requests`: the settings each declared node is started with, checked with the
+//!   role's own definition (`dida_settings`) before its PCS is asked.
 
 mod clients;
 mod cluster;
@@ -30,6 +32,7 @@ mod inspect;
 pub mod output;
 mod page_lines;
 mod placement;
+pub mod requests;
 pub mod session;
 
 use std::io::IsTerminal;

@@ -165,13 +165,8 @@ impl StorageConfig {
         if self.max_versions == 0 {
             bail!("--max-versions must be at least 1");
         }
-        if self.write_acks == 0 || self.write_acks > self.replication_factor {
-            bail!(
-                "--write-acks must be between 1 and the replication factor ({}), got {}",
-                self.replication_factor,
-                self.write_acks
-            );
-        }
+        dida_core::limits::check_write_acks(self.write_acks, self.replication_factor)
+            .map_err(anyhow::Error::msg)?;
         if self.vnodes == 0 {
             bail!("--vnodes must be at least 1");
         }

@@ -63,7 +63,7 @@ impl Default for SandboxLimits {
     /// 2·10⁹ fuel (a second or two of CPU), 64 MiB, 30 s, 64 at once.
     fn default() -> Self {
         Self {
-            fuel: 2_000_000_000,
+            fuel: dida_core::limits::DEFAULT_OPERATOR_FUEL,
             memory_bytes: 64 * 1024 * 1024,
             wall_time: Duration::from_secs(30),
             concurrent_invocations: 64,

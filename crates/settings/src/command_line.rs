@@ -1,0 +1,168 @@
+//! What every role's settings share: parsing a command line (the process's own, or
+//! a remote request's) and writing one back, in the `--flag=value` form.
+
+use std::ffi::OsString;
+use std::fmt::Display;
+
+use clap::{Args, FromArgMatches};
+use dida_core::script::Role;
+
+use crate::SettingsError;
+
+/// One flag of a command line: its name without `--`, and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flag {
+    /// The flag's long name, as on the command line without `--`.
+    pub name: &'static str,
+    /// Its value, as it is written after `=`.
+    pub value: String,
+}
+
+impl Flag {
+    /// The flag as one argument, `--name=value`: no value can then be read as
+    /// another flag, whatever it starts with.
+    pub fn to_arg(&self) -> String {
+        format!("--{}={}", self.name, self.value)
+    }
+}
+
+/// The settings of one node role: parsed with the role's one definition, checked
+/// as a whole, written back as flags.
+pub trait RoleSettings: Args + FromArgMatches + Sized {
+    /// The role whose flags these are.
+    const ROLE: Role;
+
+    /// Every setting as a flag, in the order of the definition; a setting with no
+    /// value (an optional flag not given) is left out. Parsing the result gives
+    /// these settings back, so a command line built from them is complete: the
+    /// environment of the process that runs it changes nothing it sets.
+    fn flags(&self) -> Vec<Flag>;
+
+    /// Checks the settings that depend on one another (`--write-acks` against the
+    /// replication factor, the replication factor against the membership), which no
+    /// single flag's parser can.
+    fn check(&self) -> Result<(), SettingsError>;
+
+    /// The node's id.
+    fn id(&self) -> &str;
+
+    /// The node's URL, as given.
+    fn url(&self) -> &str;
+
+    /// The role's flags as a clap command named `dida <role>`, taking no binary
+    /// name (the arguments start with the first flag).
+    fn command() -> clap::Command {
+        Self::augment_args(clap::Command::new(Self::ROLE.as_str()).no_binary_name(true))
+    }
+
+    /// Parses `args` (the flags after `dida <role>`) as the role's process would,
+    /// `DIDA_<ROLE>_<FLAG>` variables of this process's environment included, then
+    /// [`check`](Self::check)s them.
+    fn parse<I, T>(args: I) -> Result<Self, SettingsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        parse_with(Self::command(), args)
+    }
+
+    /// Parses `args` as [`parse`](Self::parse) does but ignoring the environment:
+    /// what these flags mean wherever they are sent. The PuppetMaster fills a
+    /// role's defaults this way, not from its own environment.
+    fn parse_without_env<I, T>(args: I) -> Result<Self, SettingsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        parse_with(Self::command().mut_args(|arg| arg.env(None)), args)
+    }
+
+    /// These settings once every value has passed the flag's own parser and the
+    /// whole has passed [`check`](Self::check): for settings filled in code (the
+    /// PuppetMaster's, local-cluster's), whose fields skipped the parsers and their
+    /// bounds, so that they are refused here exactly as the node would refuse them.
+    fn validated(self) -> Result<Self, SettingsError> {
+        Self::parse_without_env(self.flags().iter().map(Flag::to_arg))
+    }
+
+    /// The arguments after the binary that run this node: `<role> --flag=value …`.
+    fn to_args(&self) -> Vec<String> {
+        std::iter::once(Self::ROLE.as_str().to_string())
+            .chain(self.flags().iter().map(Flag::to_arg))
+            .collect()
+    }
+}
+
+fn parse_with<S, I, T>(command: clap::Command, args: I) -> Result<S, SettingsError>
+where
+    S: RoleSettings,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = command
+        .try_get_matches_from(args)
+        .map_err(|e| SettingsError::from_clap(&e))?;
+    let settings = S::from_arg_matches(&matches).map_err(|e| SettingsError::from_clap(&e))?;
+    settings.check()?;
+    Ok(settings)
+}
+
+/// Builds the flags of [`RoleSettings::flags`], one setting at a time.
+#[derive(Debug, Default)]
+pub(crate) struct Flags(Vec<Flag>);
+
+impl Flags {
+    /// Adds `--name=value`.
+    pub fn value(mut self, name: &'static str, value: impl Display) -> Self {
+        self.0.push(Flag {
+            name,
+            value: value.to_string(),
+        });
+        self
+    }
+
+    /// Adds `--name=value` if there is a value.
+    pub fn optional(self, name: &'static str, value: Option<impl Display>) -> Self {
+        match value {
+            Some(value) => self.value(name, value),
+            None => self,
+        }
+    }
+
+    /// The flags added.
+    pub fn build(self) -> Vec<Flag> {
+        self.0
+    }
+}
+
+/// Checks shared by every role's tests: the definition and [`RoleSettings::flags`]
+/// agree, and every flag has its environment variable.
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// `full` gives every flag a value other than its default: then every flag of
+    /// the definition must be among its flags, parsing them must give `full` back,
+    /// and every flag must read `DIDA_<ROLE>_<FLAG>`.
+    pub fn check_definition<S: RoleSettings + PartialEq + std::fmt::Debug>(full: &S) {
+        let flags = full.flags();
+        let role = S::ROLE.as_str().to_uppercase();
+        for arg in S::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            assert!(
+                flags.iter().any(|f| f.name == long),
+                "--{long} is not written by flags()"
+            );
+            let expected = format!("DIDA_{role}_{}", long.replace('-', "_").to_uppercase());
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(expected.as_str()),
+                "--{long}"
+            );
+        }
+        let args = full.to_args();
+        assert_eq!(args[0], S::ROLE.as_str());
+        let parsed = S::parse_without_env(&args[1..]).unwrap();
+        assert_eq!(&parsed, full);
+    }
+}
