@@ -20,8 +20,8 @@ use crate::api::StorageApi;
 use crate::config::StorageConfig;
 use crate::grpc_peers::GrpcPeers;
 use crate::metrics::{self, StorageCollector};
-use crate::replication::ReplicationService;
-use crate::state::Node;
+use crate::node_core::Node;
+use crate::peer_service::ReplicationService;
 use crate::store::MultiVersionStore;
 
 /// A running storage node. Dropping the handle stops the node.
@@ -97,7 +97,7 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
         id = %node.id(),
         addr = %server.local_addr(),
         replica = node.replica,
-        nodes = node.peering.config.membership.len(),
+        nodes = node.peering.config().membership.len(),
         replication_factor = node.ring().replication_factor(),
         "storage node serving"
     );
