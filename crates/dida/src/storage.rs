@@ -144,5 +144,5 @@ impl StorageArgs {
 
 /// Runs a storage node until interrupted.
 pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
-    dida_storage::node::run(args.into_config()?).await
+    Ok(dida_storage::node::run(args.into_config()?).await?)
 }

@@ -54,6 +54,7 @@ mod data_dir;
 mod detector;
 mod digest;
 pub mod durable;
+pub mod error;
 mod gossip;
 mod grpc_peers;
 mod lifecycle;
@@ -75,6 +76,7 @@ mod wal;
 mod write_path;
 
 pub use config::StorageConfig;
+pub use error::{ConfigError, DurabilityError, StorageError};
 pub use node::NodeHandle;
 pub use node_core::Node;
 pub use store::MultiVersionStore;

@@ -27,6 +27,7 @@ use crate::anti_entropy::{self, Repairer};
 use crate::config::StorageConfig;
 use crate::detector::{self, Detection};
 use crate::durable::Persistence;
+use crate::error::StorageError;
 use crate::gossip::{self, Gossip};
 use crate::peering::Peering;
 use crate::rejoin::{self, Joiner};
@@ -52,7 +53,11 @@ pub struct Node {
 impl Node {
     /// The node `config.id` of `config.membership`, reaching its peers through
     /// `transport`. Nothing runs until [`Node::background_tasks`] are spawned.
-    pub fn new(config: StorageConfig, transport: Arc<dyn PeerTransport>) -> anyhow::Result<Self> {
+    /// Fails if the settings are invalid or the data directory cannot be used.
+    pub fn new(
+        config: StorageConfig,
+        transport: Arc<dyn PeerTransport>,
+    ) -> Result<Self, StorageError> {
         let peering = Arc::new(Peering::new(config, transport)?);
         let config = peering.config();
         let replica = config.membership.members()[peering.me()].replica;

@@ -17,6 +17,7 @@ use tonic::Status;
 use tracing::{error, info, warn};
 
 use crate::config::StorageConfig;
+use crate::error::ConfigError;
 use crate::lifecycle::Lifecycle;
 use crate::stats::{self, MembershipStats, ReplicationStats};
 use crate::transport::PeerTransport;
@@ -51,7 +52,10 @@ pub(crate) struct Peering {
 
 impl Peering {
     /// The context of member `config.id`, reaching its peers through `transport`.
-    pub fn new(config: StorageConfig, transport: Arc<dyn PeerTransport>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: StorageConfig,
+        transport: Arc<dyn PeerTransport>,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let me = config.membership.index_of(&config.id)?;
         Ok(Self {
