@@ -1,5 +1,5 @@
 //! The client-facing gRPC service of a storage node (SPEC §2.2–2.3): reads, writes
-//! and conditional updates go to the node's handlers (`client_handlers`), unary or
+//! and conditional updates go to the node, which routes them (`routing`), unary or
 //! on a `Calls` stream; listing, status, ping and view are answered here. Writes and
 //! conditional updates of dida's own keys (`_dida/…`) are refused here unless the
 //! call may change them (`dida_proto::reserved`).

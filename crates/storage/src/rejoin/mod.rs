@@ -170,7 +170,7 @@ async fn join(joiner: &Joiner) {
     if let Some(view) = state.view().merge([(state.me(), alive)]) {
         // Normally the ring it turned alive in is the one it caught up for. If a
         // change of view slipped in between and gave it more ranges, its keys are
-        // caught up one by one on first write instead (`Node::catch_up`).
+        // caught up one by one on first write instead (`WritePath::catch_up`).
         let covered = ranges_replicated(state.view().initial_ring(), &view.ring, state.me())
             .is_subset(&caught_up);
         if covered {
