@@ -55,7 +55,7 @@ pub(crate) use handback::answer_handback;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use dida_core::{Liveness, MemberState, RangeId, Record, Ring};
+use dida_core::{Liveness, MemberState, Membership, RangeId, Record, Ring};
 use dida_proto::convert::view_to_wire;
 use dida_proto::storage::{HandbackReply, HandbackRequest};
 use dida_proto::transport::is_connect_failure;
@@ -322,7 +322,12 @@ async fn handback_from(
     };
     match state.transport().handback(peer, request).await {
         Ok(reply) => {
-            let (records, complete_ranges, view) = match check_reply(state, &ranges, reply) {
+            let (records, complete_ranges, view) = match check_reply(
+                &state.config().membership,
+                initial,
+                &ranges,
+                reply,
+            ) {
                 Ok(checked) => checked,
                 Err(refusal) => {
                     warn!(node = state.id(), peer = state.id_of(peer), reason = %refusal.0, "refused a peer's handback reply; asking again");
@@ -370,14 +375,13 @@ type CheckedReply = (Vec<Record>, Vec<RangeId>, Vec<(usize, MemberState)>);
 
 /// Checks a handback reply whole before any of it is used: its view well formed,
 /// its records valid (`validation::record`) and of the `asked` ranges of the
-/// first ring, and its complete ranges among those asked.
+/// first ring (`initial`), and its complete ranges among those asked.
 fn check_reply(
-    state: &Peering,
+    membership: &Membership,
+    initial: &Ring,
     asked: &[RangeId],
     reply: HandbackReply,
 ) -> Result<CheckedReply, Refusal> {
-    let membership = &state.config().membership;
-    let initial = state.view().initial_ring();
     let updates = validation::view(membership, &reply.view)?;
     let records = validation::records(membership, reply.records)?;
     if let Some(stray) = records
@@ -414,6 +418,43 @@ fn ranges_replicated(initial: &Ring, target: &Ring, node: usize) -> BTreeSet<Ran
 mod tests {
     use super::*;
     use dida_core::ring::key_hash;
+    use dida_core::Version;
+    use dida_proto::convert::record_to_wire;
+
+    #[test]
+    fn a_handback_reply_is_used_only_if_it_answers_the_ranges_asked() {
+        let ids = ["s1", "s2", "s3"];
+        let membership = Membership::new(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| (id.to_string(), format!("http://127.0.0.1:{}", 7001 + i))),
+        )
+        .expect("a valid membership");
+        let initial = Ring::new(&ids, 8, 3);
+        let key = "some-key";
+        let range = initial.range_of(key);
+        let other = (0..initial.range_count() as RangeId)
+            .find(|&r| r != range)
+            .expect("another range");
+        let record = Record {
+            key: key.to_string(),
+            version: Version::new(1, membership.members()[1].replica),
+            value: "v".to_string(),
+        };
+        let reply = |ranges: Vec<RangeId>| HandbackReply {
+            records: vec![record_to_wire(&record)],
+            complete_ranges: ranges,
+            view: Vec::new(),
+        };
+        let (records, complete, view) =
+            check_reply(&membership, &initial, &[range], reply(vec![range])).expect("valid");
+        assert_eq!((records, complete), (vec![record.clone()], vec![range]));
+        assert!(view.is_empty());
+        // A record of a range not asked for, or a range reported complete that was
+        // not asked for, refuses the reply whole.
+        assert!(check_reply(&membership, &initial, &[other], reply(vec![other])).is_err());
+        assert!(check_reply(&membership, &initial, &[range], reply(vec![range, other])).is_err());
+    }
 
     #[test]
     fn the_ranges_to_catch_up_are_those_replicated_in_the_target_ring() {
