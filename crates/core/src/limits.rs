@@ -210,12 +210,18 @@ pub fn replication_factor(flag: Option<usize>, nodes: usize) -> Result<usize, St
 /// by every role and tool that sets both (so they all refuse alike).
 pub fn check_write_acks(write_acks: usize, replication_factor: usize) -> Result<(), String> {
     if write_acks == 0 || write_acks > replication_factor {
-        return Err(format!(
-            "--write-acks must be from 1 to the replication factor ({replication_factor}), \
-             got {write_acks}"
-        ));
+        return Err(write_acks_refusal(write_acks, replication_factor));
     }
     Ok(())
+}
+
+/// The one message refusing `--write-acks` against a replication factor, for the
+/// typed errors that carry the two numbers and print the same sentence.
+pub fn write_acks_refusal(write_acks: usize, replication_factor: usize) -> String {
+    format!(
+        "--write-acks must be from 1 to the replication factor ({replication_factor}), \
+         got {write_acks}"
+    )
 }
 
 /// Why a key or value was refused.

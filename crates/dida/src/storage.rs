@@ -48,5 +48,5 @@ fn into_config(settings: StorageSettings) -> anyhow::Result<StorageConfig> {
 /// Runs a storage node until interrupted.
 pub async fn run(settings: StorageSettings) -> anyhow::Result<()> {
     settings.check()?;
-    dida_storage::node::run(into_config(settings)?).await
+    Ok(dida_storage::node::run(into_config(settings)?).await?)
 }

@@ -19,6 +19,8 @@
 //! converged store a round is therefore one digest per shared range and an empty
 //! reply, in CPU as in bytes: its cost grows with the difference between replicas,
 //! not with the data.
+//!
+//! Both sides are here: A's rounds ([`run`]) and B's answer ([`answer_digests`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use dida_core::{Membership, RangeId, Ring, Version};
 use dida_proto::convert::{version_from_wire, version_to_wire};
 use dida_proto::storage::{DigestReply, DigestRequest, KeyVersions, RangeDigest};
 use prost::Message;
+use tonic::Status;
 use tracing::debug;
 
 use crate::gossip::Gossip;
@@ -101,6 +104,42 @@ pub(crate) fn compare_digests(
     }
 }
 
+/// B's side of a round. The sender must be another member whose ring is this
+/// node's (same fingerprint), and every range it sends must be one both replicate
+/// there, named once (the sender computes the same shared ranges from the same
+/// ring); otherwise nothing is compared.
+pub(crate) fn answer_digests(
+    state: &Peering,
+    store: &MultiVersionStore,
+    request: DigestRequest,
+) -> Result<DigestReply, Status> {
+    state.check_serving()?;
+    let refused = |r: Refusal| r.status(state.id(), "digest exchange", &request.from);
+    let sender = validation::sender(&state.config().membership, state.me(), &request.from)
+        .map_err(refused)?;
+    let ring = state.ring();
+    if request.ring_fingerprint != ring.fingerprint() {
+        return Err(Status::failed_precondition(format!(
+            "node {} and node {} disagree on the ring (different --peers, --vnodes or \
+             --replication-factor, or views not yet equal after a crash); anti-entropy \
+             refused",
+            state.id(),
+            request.from
+        )));
+    }
+    let named = validation::ranges(ring.range_count(), request.ranges.iter().map(|r| r.range))
+        .map_err(refused)?;
+    let shared: HashSet<RangeId> = shared_ranges(&ring, state.me(), sender)
+        .into_iter()
+        .collect();
+    if let Some(range) = named.iter().find(|r| !shared.contains(r)) {
+        return Err(refused(Refusal(format!(
+            "range {range} is not one both nodes replicate in the ring they agree on"
+        ))));
+    }
+    Ok(compare_digests(store, &ring, &shared, &request.ranges))
+}
+
 /// What anti-entropy works with: the node's context, its store and its outboxes.
 #[derive(Debug, Clone)]
 pub(crate) struct Repairer {
@@ -116,25 +155,25 @@ pub(crate) struct Repairer {
 /// (the replication factor is restored, SPEC §2.5).
 pub(crate) async fn run(node: Repairer) {
     let state = &node.peering;
-    let mut ticker = tokio::time::interval(state.config.anti_entropy_interval);
+    let mut ticker = tokio::time::interval(state.config().anti_entropy_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut turn = state.me;
+    let mut turn = state.me();
     loop {
         // Biased: the simulator replays a run exactly, so no random choice here.
         let everyone = tokio::select! {
             biased;
-            () = state.view_changed.notified() => true,
+            () = state.view_change() => true,
             _ = ticker.tick() => false,
         };
         if state.is_fenced() {
             continue;
         }
-        let view = state.view.current();
+        let view = state.view().current();
         let ring = &view.ring;
         let partners: Vec<(usize, Vec<RangeId>)> = state
             .live_peers(&view)
             .into_iter()
-            .map(|peer| (peer, shared_ranges(ring, state.me, peer)))
+            .map(|peer| (peer, shared_ranges(ring, state.me(), peer)))
             .filter(|(_, ranges)| !ranges.is_empty())
             .collect();
         if partners.is_empty() {
@@ -173,16 +212,16 @@ async fn round(
         ranges: digests_on_wire(&node.store, ring, ranges),
     };
     let sent = request.encoded_len() as u64;
-    tokio::time::sleep(state.config.gossip_delay).await;
-    let reply = state.transport.sync_digests(peer, request).await?;
-    let stats = &state.stats;
+    tokio::time::sleep(state.config().gossip_delay).await;
+    let reply = state.transport().sync_digests(peer, request).await?;
+    let stats = &state.stats();
     stats::add(&stats.anti_entropy_rounds, 1);
     stats::add(&stats.anti_entropy_bytes_sent, sent);
     stats::add(
         &stats.anti_entropy_bytes_received,
         reply.encoded_len() as u64,
     );
-    check_reply(&state.config.membership, ring, ranges, &reply).map_err(|refusal| {
+    check_reply(&state.config().membership, ring, ranges, &reply).map_err(|refusal| {
         tonic::Status::invalid_argument(format!(
             "node {} refused node {}'s digest reply: {}; nothing was repaired",
             state.id(),

@@ -1,5 +1,5 @@
 //! The client-facing gRPC service of a storage node (SPEC §2.2–2.3): reads, writes
-//! and conditional updates go to the node's handlers (`client_handlers`), unary or
+//! and conditional updates go to the node, which routes them (`routing`), unary or
 //! on a `Calls` stream; listing, status, ping and view are answered here. Writes and
 //! conditional updates of dida's own keys (`_dida/…`) are refused here unless the
 //! call may change them (`dida_proto::reserved`).
@@ -22,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::listing::Listings;
-use crate::state::Node;
+use crate::node_core::Node;
 
 /// Implements [`Storage`] over a node.
 #[derive(Debug, Clone)]
@@ -119,12 +119,12 @@ impl Storage for StorageApi {
     ) -> Result<Response<StatusReply>, Status> {
         let node = &self.node;
         let state = &node.peering;
-        let config = &state.config;
+        let config = &state.config();
         let (keys, records) = node.store.counts();
-        let view = state.view.current();
+        let view = state.view().current();
         Ok(Response::new(StatusReply {
             id: state.id().to_string(),
-            url: state.url_of(state.me),
+            url: state.url_of(state.me()),
             replica: node.replica,
             members: config
                 .membership
@@ -143,17 +143,16 @@ impl Storage for StorageApi {
             write_acks: config.write_acks as u32,
             gossip_delay_ms: config.gossip_delay.as_millis() as u64,
             vnodes: view.ring.vnodes(),
-            replication: Some(state.stats.snapshot()),
+            replication: Some(state.stats().snapshot()),
             failed: state.failed_ids(),
             view_epoch: view.epoch,
             fenced: state.is_fenced(),
             incarnation: state.incarnation(),
             view: view_to_wire(&config.membership, &view.members),
-            liveness: liveness_to_wire(view.members.get(state.me).liveness) as i32,
-            suspected: state
-                .suspected
-                .lock()
-                .expect("suspects lock poisoned")
+            liveness: liveness_to_wire(view.members.get(state.me()).liveness) as i32,
+            suspected: node
+                .detection
+                .suspected()
                 .iter()
                 .map(|&n| state.id_of(n).to_string())
                 .collect(),
@@ -187,11 +186,11 @@ impl Storage for StorageApi {
     async fn view(&self, _request: Request<ViewRequest>) -> Result<Response<ViewReply>, Status> {
         let state = &self.node.peering;
         state.check_serving()?;
-        let view = state.view.current();
+        let view = state.view().current();
         Ok(Response::new(ViewReply {
             failed: state.out_of_ring_ids(),
             epoch: view.epoch,
-            members: view_to_wire(&state.config.membership, &view.members),
+            members: view_to_wire(&state.config().membership, &view.members),
         }))
     }
 }

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::bail;
 use dida_core::membership::NodeUrl;
 use dida_core::Membership;
+
+use crate::error::ConfigError;
 
 /// Everything a storage node is configured with.
 #[derive(Debug, Clone)]
@@ -104,14 +105,14 @@ pub enum FsyncPolicy {
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(10);
 
 impl FromStr for FsyncPolicy {
-    type Err = anyhow::Error;
+    type Err = ConfigError;
 
-    fn from_str(text: &str) -> anyhow::Result<Self> {
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
         match text {
             "always" => Ok(Self::Always),
             "batch" => Ok(Self::Batch),
             "never" => Ok(Self::Never),
-            other => bail!("unknown fsync policy {other:?}: expected always, batch or never"),
+            other => Err(ConfigError::FsyncPolicy(other.to_string())),
         }
     }
 }
@@ -157,29 +158,41 @@ impl StorageConfig {
     }
 
     /// Checks the settings against each other.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.membership.index_of(&self.id)?;
-        if self.replication_factor == 0 {
-            bail!("--replication-factor must be at least 1");
+        for (flag, count) in [
+            ("--replication-factor", self.replication_factor),
+            ("--max-versions", self.max_versions),
+        ] {
+            if count == 0 {
+                return Err(ConfigError::Zero { flag });
+            }
         }
-        if self.max_versions == 0 {
-            bail!("--max-versions must be at least 1");
+        if dida_core::limits::check_write_acks(self.write_acks, self.replication_factor).is_err() {
+            return Err(ConfigError::WriteAcks {
+                write_acks: self.write_acks,
+                replication_factor: self.replication_factor,
+            });
         }
-        dida_core::limits::check_write_acks(self.write_acks, self.replication_factor)
-            .map_err(anyhow::Error::msg)?;
         if self.vnodes == 0 {
-            bail!("--vnodes must be at least 1");
+            return Err(ConfigError::Zero { flag: "--vnodes" });
         }
         if self.anti_entropy_interval.is_zero() {
-            bail!("the anti-entropy interval must be positive");
+            return Err(ConfigError::NotPositive {
+                what: "the anti-entropy interval",
+            });
         }
         if self.probe_interval.is_zero() || self.probe_timeout.is_zero() {
-            bail!("the probe interval and probe timeout must be positive");
+            return Err(ConfigError::NotPositive {
+                what: "the probe interval and probe timeout",
+            });
         }
-        for id in self.dial_overrides.keys() {
-            if self.membership.index_of(id).is_err() {
-                bail!("--dial names {id}, which is not a member of --peers");
-            }
+        if let Some(id) = self
+            .dial_overrides
+            .keys()
+            .find(|id| self.membership.index_of(id).is_err())
+        {
+            return Err(ConfigError::DialNotAMember { id: id.clone() });
         }
         Ok(())
     }

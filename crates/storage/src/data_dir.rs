@@ -15,8 +15,9 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::DurabilityError;
 
 const LOCK: &str = "LOCK";
 const IDENTITY: &str = "IDENTITY";
@@ -68,24 +69,24 @@ impl DataDir {
     /// Opens `path` (creating it if missing) for `identity`: fails when another
     /// process holds it, when it was created for another node or cluster, or when
     /// it holds data but no identity. Nothing is written unless the directory is new.
-    pub(crate) fn open(path: &Path, identity: &Identity) -> anyhow::Result<Self> {
+    pub(crate) fn open(path: &Path, identity: &Identity) -> Result<Self, DurabilityError> {
         DirBuilder::new()
             .recursive(true)
             .mode(DIR_MODE)
             .create(path)
-            .with_context(|| format!("cannot create data directory {}", path.display()))?;
+            .map_err(DurabilityError::io("create data directory", path))?;
         let lock_path = path.join(LOCK);
         let lock_file = private_file()
             .create(true)
             .truncate(false)
             .open(&lock_path)
-            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+            .map_err(DurabilityError::io("open", &lock_path))?;
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-            anyhow::anyhow!(
-                "data directory {} is in use by another process (it holds {}): {e}",
-                path.display(),
-                lock_path.display()
-            )
+            DurabilityError::InUse {
+                dir: path.to_path_buf(),
+                lock: lock_path.clone(),
+                reason: e.to_string(),
+            }
         })?;
         let dir = Self {
             path: path.to_path_buf(),
@@ -95,39 +96,36 @@ impl DataDir {
         Ok(dir)
     }
 
-    fn check_identity(&self, expected: &Identity) -> anyhow::Result<()> {
+    fn check_identity(&self, expected: &Identity) -> Result<(), DurabilityError> {
         let path = self.path.join(IDENTITY);
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let found = parse_identity(&text)
-                    .with_context(|| format!("{} is corrupt", path.display()))?;
+                let found = parse_identity(&text).map_err(|reason| DurabilityError::Corrupt {
+                    what: "identity file",
+                    path: path.clone(),
+                    reason,
+                })?;
                 if found.node != expected.node {
-                    bail!(
-                        "data directory {} belongs to node {}, not {}; nothing was changed",
-                        self.path.display(),
-                        found.node,
-                        expected.node
-                    );
+                    return Err(DurabilityError::OtherNode {
+                        dir: self.path.clone(),
+                        found: found.node,
+                        expected: expected.node.clone(),
+                    });
                 }
                 if found.cluster != expected.cluster {
-                    bail!(
-                        "data directory {} was created for another cluster ({}), not this \
-                         one ({}): its records would sit on the wrong replicas; nothing was \
-                         changed",
-                        self.path.display(),
-                        found.cluster,
-                        expected.cluster
-                    );
+                    return Err(DurabilityError::OtherCluster {
+                        dir: self.path.clone(),
+                        found: found.cluster,
+                        expected: expected.cluster.clone(),
+                    });
                 }
                 Ok(())
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if self.has_data()? {
-                    bail!(
-                        "data directory {} holds a log or snapshot but no {IDENTITY} file: \
-                         refusing to guess whose data it is; nothing was changed",
-                        self.path.display()
-                    );
+                    return Err(DurabilityError::NoIdentity {
+                        dir: self.path.clone(),
+                    });
                 }
                 let text = format!(
                     "{IDENTITY_TITLE}\nnode {}\ncluster {}\n",
@@ -135,40 +133,38 @@ impl DataDir {
                 );
                 self.write_atomically(IDENTITY, text.as_bytes())
             }
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+            Err(e) => Err(DurabilityError::io("read", &path)(e)),
         }
     }
 
-    fn has_data(&self) -> anyhow::Result<bool> {
+    fn has_data(&self) -> Result<bool, DurabilityError> {
         Ok(self.path.join(SNAPSHOT).exists() || !self.segments()?.is_empty())
     }
 
     /// Writes `name` so that a crash leaves either the old file or the new one:
     /// a temporary file, synced, renamed over it, then the directory synced.
-    pub(crate) fn write_atomically(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    pub(crate) fn write_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), DurabilityError> {
         let tmp = self.path.join(format!("{name}.tmp"));
-        let mut file =
-            create_private(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut file = create_private(&tmp).map_err(DurabilityError::io("create", &tmp))?;
         file.write_all(bytes)
             .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+            .map_err(DurabilityError::io("write", &tmp))?;
         self.install(&tmp, name)
     }
 
     /// Renames `tmp` over `name` and syncs the directory, so the rename survives a
     /// crash of the machine.
-    pub(crate) fn install(&self, tmp: &Path, name: &str) -> anyhow::Result<()> {
+    pub(crate) fn install(&self, tmp: &Path, name: &str) -> Result<(), DurabilityError> {
         let target = self.path.join(name);
-        fs::rename(tmp, &target)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), target.display()))?;
+        fs::rename(tmp, &target).map_err(DurabilityError::io("rename into place", tmp))?;
         self.sync()
     }
 
     /// Syncs the directory itself: file creations, renames and removals in it.
-    pub(crate) fn sync(&self) -> anyhow::Result<()> {
+    pub(crate) fn sync(&self) -> Result<(), DurabilityError> {
         File::open(&self.path)
             .and_then(|dir| dir.sync_all())
-            .with_context(|| format!("cannot sync directory {}", self.path.display()))
+            .map_err(DurabilityError::io("sync directory", &self.path))
     }
 
     /// The directory's path.
@@ -199,13 +195,12 @@ impl DataDir {
     }
 
     /// The numbers of the log segments present, in increasing order.
-    pub(crate) fn segments(&self) -> anyhow::Result<Vec<u64>> {
+    pub(crate) fn segments(&self) -> Result<Vec<u64>, DurabilityError> {
         let mut numbers = Vec::new();
         let entries = fs::read_dir(&self.path)
-            .with_context(|| format!("cannot list data directory {}", self.path.display()))?;
+            .map_err(DurabilityError::io("list data directory", &self.path))?;
         for entry in entries {
-            let entry = entry
-                .with_context(|| format!("cannot list data directory {}", self.path.display()))?;
+            let entry = entry.map_err(DurabilityError::io("list data directory", &self.path))?;
             let name = entry.file_name();
             let Some(number) = name
                 .to_str()
@@ -214,11 +209,9 @@ impl DataDir {
             else {
                 continue;
             };
-            let number = number.parse().with_context(|| {
-                format!(
-                    "data directory {} holds {name:?}, not a log segment name this node writes",
-                    self.path.display()
-                )
+            let number = number.parse().map_err(|_| DurabilityError::UnknownFile {
+                dir: self.path.clone(),
+                name: name.to_string_lossy().into_owned(),
             })?;
             numbers.push(number);
         }
@@ -227,10 +220,11 @@ impl DataDir {
     }
 }
 
-fn parse_identity(text: &str) -> anyhow::Result<Identity> {
+/// The identity an `IDENTITY` file holds, or what is wrong with it.
+fn parse_identity(text: &str) -> Result<Identity, String> {
     let mut lines = text.lines();
     if lines.next() != Some(IDENTITY_TITLE) {
-        bail!("it does not start with {IDENTITY_TITLE:?}");
+        return Err(format!("it does not start with {IDENTITY_TITLE:?}"));
     }
     let mut field = |name: &str| {
         lines
@@ -238,7 +232,7 @@ fn parse_identity(text: &str) -> anyhow::Result<Identity> {
             .and_then(|line| line.strip_prefix(name))
             .and_then(|rest| rest.strip_prefix(' '))
             .map(str::to_string)
-            .with_context(|| format!("its {name} line is missing"))
+            .ok_or_else(|| format!("its {name} line is missing"))
     };
     Ok(Identity {
         node: field("node")?,

@@ -27,15 +27,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use dida_core::Record;
 use tracing::{error, info, warn};
 
 use crate::config::{FsyncPolicy, StorageConfig, BATCH_INTERVAL};
 use crate::data_dir::{create_private, private_file, DataDir, Identity};
+use crate::error::DurabilityError;
 use crate::synced::{encode_file, read_mark, MarkFile, SyncedMark};
 use crate::wal::{
-    encode_end, encode_record, read_entries, Ending, Entry, SEGMENT_MAGIC, SNAPSHOT_MAGIC,
+    encode_end, encode_record, read_entries, Damage, Ending, Entry, SEGMENT_MAGIC, SNAPSHOT_MAGIC,
 };
 
 /// The log outgrows the snapshot when it holds more than this, or more than twice
@@ -147,13 +147,17 @@ impl Durable {
     pub(crate) fn open(
         persistence: &Persistence,
         mut recover: impl FnMut(Record),
-    ) -> anyhow::Result<Arc<Self>> {
+    ) -> Result<Arc<Self>, DurabilityError> {
         let identity = Identity {
             node: persistence.node.clone(),
             cluster: persistence.cluster.clone(),
         };
         let dir = DataDir::open(&persistence.dir, &identity)?;
-        let found = read_log(&dir, &mut recover).with_context(|| refusal(&dir))?;
+        let found =
+            read_log(&dir, &mut recover).map_err(|cause| DurabilityError::Unrecoverable {
+                dir: dir.path().to_path_buf(),
+                cause: Box::new(cause),
+            })?;
         // Recovered: from here on the directory is changed (stale files removed,
         // a torn tail cut).
         for &number in &found.stale {
@@ -296,12 +300,15 @@ impl Durable {
 
     /// Starts the thread that syncs the log every [`BATCH_INTERVAL`] (with the
     /// `batch` policy) and compacts it when due, reading the store through `source`.
-    pub(crate) fn start(self: &Arc<Self>, source: SnapshotSource) -> anyhow::Result<DurableLog> {
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        source: SnapshotSource,
+    ) -> Result<DurableLog, DurabilityError> {
         let durable = self.clone();
         let thread = std::thread::Builder::new()
             .name("dida-durable".into())
             .spawn(move || durable.background(&source))
-            .context("cannot start the log's background thread")?;
+            .map_err(DurabilityError::Thread)?;
         Ok(DurableLog {
             durable: self.clone(),
             thread: Some(thread),
@@ -318,7 +325,7 @@ impl Durable {
             if log.compaction_due {
                 drop(log);
                 if let Err(e) = self.compact(source) {
-                    self.fail_stop("cannot compact the log", format!("{e:#}"));
+                    self.fail_stop("cannot compact the log", e);
                 }
                 log = self.lock();
                 continue;
@@ -341,7 +348,7 @@ impl Durable {
     /// go on meanwhile, into a new segment that the snapshot does not cover: a crash
     /// at any point leaves the old snapshot with every segment, or the new one with
     /// the segments after it (and maybe stale ones, which recovery removes).
-    pub(crate) fn compact(&self, source: &RecordSource<'_>) -> anyhow::Result<()> {
+    pub(crate) fn compact(&self, source: &RecordSource<'_>) -> Result<(), DurabilityError> {
         let _alone = self.exclusive.lock().expect("compaction lock poisoned");
         let first_live = self.rotate()?;
         let snapshot_bytes = self.write_snapshot(first_live, source)?;
@@ -359,9 +366,12 @@ impl Durable {
     }
 
     /// Syncs the current segment and starts the next; returns its number.
-    fn rotate(&self) -> anyhow::Result<u64> {
+    fn rotate(&self) -> Result<u64, DurabilityError> {
         let mut log = self.lock();
-        log.file.sync_data().context("cannot sync the log")?;
+        let current = self.dir.segment(log.segment);
+        log.file
+            .sync_data()
+            .map_err(DurabilityError::io("sync log segment", current))?;
         log.synced = log.appended;
         self.synced.notify_all();
         let next = log.segment + 1;
@@ -381,13 +391,17 @@ impl Durable {
 
     /// Writes a snapshot of `source`'s records that covers the segments before
     /// `first_live`, and puts it in place; returns its size.
-    fn write_snapshot(&self, first_live: u64, source: &RecordSource<'_>) -> anyhow::Result<u64> {
+    fn write_snapshot(
+        &self,
+        first_live: u64,
+        source: &RecordSource<'_>,
+    ) -> Result<u64, DurabilityError> {
         let (tmp, name) = self.dir.snapshot_tmp();
-        let context = || format!("cannot write snapshot {}", tmp.display());
-        let mut out = BufWriter::new(create_private(&tmp).with_context(context)?);
+        let context = || DurabilityError::io("write snapshot", &tmp);
+        let mut out = BufWriter::new(create_private(&tmp).map_err(context())?);
         out.write_all(SNAPSHOT_MAGIC)
             .and_then(|()| out.write_all(&first_live.to_le_bytes()))
-            .with_context(context)?;
+            .map_err(context())?;
         let (mut count, mut buffer, mut failed) = (0, Vec::new(), None);
         source(&mut |record| {
             if failed.is_none() {
@@ -400,22 +414,22 @@ impl Durable {
             }
         });
         if let Some(e) = failed {
-            return Err(e).with_context(context);
+            return Err(context()(e));
         }
         buffer.clear();
         encode_end(count, &mut buffer);
-        out.write_all(&buffer).with_context(context)?;
+        out.write_all(&buffer).map_err(context())?;
         let file = out
             .into_inner()
             .map_err(|e| e.into_error())
-            .with_context(context)?;
-        file.sync_all().with_context(context)?;
-        let bytes = file.metadata().with_context(context)?.len();
+            .map_err(context())?;
+        file.sync_all().map_err(context())?;
+        let bytes = file.metadata().map_err(context())?.len();
         self.dir.install(&tmp, name)?;
         Ok(bytes)
     }
 
-    fn remove_segments_before(&self, first_live: u64) -> anyhow::Result<()> {
+    fn remove_segments_before(&self, first_live: u64) -> Result<(), DurabilityError> {
         for number in self.dir.segments()? {
             if number < first_live {
                 remove_segment(&self.dir, number)?;
@@ -468,16 +482,24 @@ impl Drop for DurableLog {
 
 /// Reads the snapshot, if any, into `recover`; returns the number of the first
 /// segment it does not cover (0 without a snapshot) and its size.
-fn read_snapshot(dir: &DataDir, recover: &mut impl FnMut(Record)) -> anyhow::Result<(u64, u64)> {
+fn read_snapshot(
+    dir: &DataDir,
+    recover: &mut impl FnMut(Record),
+) -> Result<(u64, u64), DurabilityError> {
     let path = dir.snapshot();
     let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) => return Err(DurabilityError::io("read", &path)(e)),
+    };
+    let corrupt = |reason: String| DurabilityError::Corrupt {
+        what: "snapshot",
+        path: path.clone(),
+        reason,
     };
     let header = SNAPSHOT_MAGIC.len() + 8;
     if bytes.len() < header || &bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
-        bail!("{} is not a dida snapshot", path.display());
+        return Err(corrupt("it is not a dida snapshot".to_string()));
     }
     let mut first_live = [0; 8];
     first_live.copy_from_slice(&bytes[SNAPSHOT_MAGIC.len()..header]);
@@ -485,7 +507,7 @@ fn read_snapshot(dir: &DataDir, recover: &mut impl FnMut(Record)) -> anyhow::Res
     // The snapshot was synced whole before it was put in place.
     let ending = read_entries(&bytes, header, bytes.len(), |entry| {
         if end.is_some() {
-            bail!("an entry follows the end entry");
+            return Err(Damage::Misplaced("an entry follows the end entry"));
         }
         match entry {
             Entry::Record(record) => {
@@ -496,12 +518,11 @@ fn read_snapshot(dir: &DataDir, recover: &mut impl FnMut(Record)) -> anyhow::Res
         }
         Ok(())
     })
-    .with_context(|| format!("snapshot {} is corrupt", path.display()))?;
+    .map_err(|damage| corrupt(damage.to_string()))?;
     if ending != Ending::Clean || end != Some(count) {
-        bail!(
-            "snapshot {} is damaged or incomplete ({count} records read, end entry {end:?})",
-            path.display()
-        );
+        return Err(corrupt(format!(
+            "it is damaged or incomplete ({count} records read, end entry {end:?})"
+        )));
     }
     Ok((u64::from_le_bytes(first_live), bytes.len() as u64))
 }
@@ -521,17 +542,18 @@ struct FoundLog {
 
 /// Reads the snapshot and the segments it does not cover into `recover`, checking
 /// each segment against the synced mark, and changes nothing.
-fn read_log(dir: &DataDir, recover: &mut impl FnMut(Record)) -> anyhow::Result<FoundLog> {
+fn read_log(dir: &DataDir, recover: &mut impl FnMut(Record)) -> Result<FoundLog, DurabilityError> {
     let (first_live, snapshot_bytes) = read_snapshot(dir, recover)?;
     let mark = read_mark(&dir.synced_mark().1)?;
     let segments = dir.segments()?;
     let (stale, live): (Vec<u64>, Vec<u64>) = segments.into_iter().partition(|&n| n < first_live);
     match mark {
-        Some(mark) if mark.segment >= first_live && !live.contains(&mark.segment) => bail!(
-            "log segment {} is missing, but its first {} bytes were synced",
-            dir.segment(mark.segment).display(),
-            mark.length
-        ),
+        Some(mark) if mark.segment >= first_live && !live.contains(&mark.segment) => {
+            return Err(DurabilityError::MissingSegment {
+                path: dir.segment(mark.segment),
+                synced: mark.length,
+            })
+        }
         None if !live.is_empty() => info!(
             dir = %dir.path().display(),
             "no synced mark (a directory an older dida wrote): the last segment's \
@@ -558,17 +580,6 @@ fn read_log(dir: &DataDir, recover: &mut impl FnMut(Record)) -> anyhow::Result<F
     Ok(found)
 }
 
-/// The context of an error that refuses a data directory: what the operator can do.
-fn refusal(dir: &DataDir) -> String {
-    format!(
-        "cannot recover data directory {dir}; nothing was changed. To replace what it \
-         held, move the directory aside (keep it to inspect) and start the node again \
-         on an empty --data-dir: it rejoins and its replicas refill it \
-         (docs/durability.md, \"A damaged data directory\"). The damage",
-        dir = dir.path().display()
-    )
-}
-
 /// Reads log segment `number`, whose first `synced` bytes are known to be on disk,
 /// into `recover`; returns how many of its bytes are good. Only the last segment
 /// may end in a torn entry, and only past `synced`.
@@ -578,20 +589,24 @@ fn read_segment(
     is_last: bool,
     synced: u64,
     recover: &mut impl FnMut(Record),
-) -> anyhow::Result<u64> {
+) -> Result<u64, DurabilityError> {
     let path = dir.segment(number);
-    let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = fs::read(&path).map_err(DurabilityError::io("read", &path))?;
+    let corrupt = |reason: String| DurabilityError::Corrupt {
+        what: "log segment",
+        path: path.clone(),
+        reason,
+    };
     let never_written = bytes.len() < SEGMENT_MAGIC.len() && SEGMENT_MAGIC.starts_with(&bytes);
     if never_written && is_last && synced == 0 {
         warn!(segment = %path.display(), "the last log segment was created but never written");
         return Ok(0);
     }
     if !bytes.starts_with(SEGMENT_MAGIC) {
-        bail!(
-            "{} is not a dida log segment (it does not start with {:?})",
-            path.display(),
+        return Err(corrupt(format!(
+            "it is not a dida log segment (it does not start with {:?})",
             String::from_utf8_lossy(SEGMENT_MAGIC)
-        );
+        )));
     }
     let synced = usize::try_from(synced).unwrap_or(usize::MAX);
     let ending = read_entries(&bytes, SEGMENT_MAGIC.len(), synced, |entry| match entry {
@@ -599,9 +614,9 @@ fn read_segment(
             recover(record);
             Ok(())
         }
-        Entry::End { .. } => bail!("holds a snapshot's end entry"),
+        Entry::End { .. } => Err(Damage::Misplaced("it holds a snapshot's end entry")),
     })
-    .with_context(|| format!("log segment {} is corrupt", path.display()))?;
+    .map_err(|damage| corrupt(damage.to_string()))?;
     match ending {
         Ending::Clean => Ok(bytes.len() as u64),
         Ending::Torn { at } if is_last => {
@@ -615,52 +630,51 @@ fn read_segment(
             );
             Ok(at as u64)
         }
-        Ending::Torn { at } => bail!(
-            "log segment {} has a damaged entry at byte {at} but later segments follow: \
-             damage before the end of the log",
-            path.display()
-        ),
+        Ending::Torn { at } => Err(corrupt(format!(
+            "it has a damaged entry at byte {at} but later segments follow: damage before \
+             the end of the log"
+        ))),
     }
 }
 
 /// Opens segment `number` for appending after its first `good` bytes, cutting off
 /// what follows (a torn entry) and writing the header if it has none; returns it
 /// with its length, on disk.
-fn reopen_segment(dir: &DataDir, number: u64, good: u64) -> anyhow::Result<(File, u64)> {
+fn reopen_segment(dir: &DataDir, number: u64, good: u64) -> Result<(File, u64), DurabilityError> {
     let path = dir.segment(number);
-    let context = || format!("cannot reopen log segment {}", path.display());
+    let context = || DurabilityError::io("reopen log segment", &path);
     let mut file = OpenOptions::new()
         .write(true)
         .open(&path)
-        .with_context(context)?;
-    if file.metadata().with_context(context)?.len() != good {
-        file.set_len(good).with_context(context)?;
+        .map_err(context())?;
+    if file.metadata().map_err(context())?.len() != good {
+        file.set_len(good).map_err(context())?;
     }
     let mut len = good;
     if good == 0 {
-        file.write_all(SEGMENT_MAGIC).with_context(context)?;
+        file.write_all(SEGMENT_MAGIC).map_err(context())?;
         len = SEGMENT_MAGIC.len() as u64;
     }
-    file.seek(SeekFrom::End(0)).with_context(context)?;
-    file.sync_data().with_context(context)?;
+    file.seek(SeekFrom::End(0)).map_err(context())?;
+    file.sync_data().map_err(context())?;
     Ok((file, len))
 }
 
 /// Creates segment `number`, with its header on disk (the directory entry is the
 /// caller's to sync); returns it with its length.
-fn create_segment(dir: &DataDir, number: u64) -> anyhow::Result<(File, u64)> {
+fn create_segment(dir: &DataDir, number: u64) -> Result<(File, u64), DurabilityError> {
     let path = dir.segment(number);
-    let context = || format!("cannot create log segment {}", path.display());
+    let context = || DurabilityError::io("create log segment", &path);
     let mut file = private_file()
         .create_new(true)
         .open(&path)
-        .with_context(context)?;
-    file.write_all(SEGMENT_MAGIC).with_context(context)?;
-    file.sync_data().with_context(context)?;
+        .map_err(context())?;
+    file.write_all(SEGMENT_MAGIC).map_err(context())?;
+    file.sync_data().map_err(context())?;
     Ok((file, SEGMENT_MAGIC.len() as u64))
 }
 
-fn remove_segment(dir: &DataDir, number: u64) -> anyhow::Result<()> {
+fn remove_segment(dir: &DataDir, number: u64) -> Result<(), DurabilityError> {
     let path = dir.segment(number);
-    fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))
+    fs::remove_file(&path).map_err(DurabilityError::io("remove", &path))
 }

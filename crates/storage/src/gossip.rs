@@ -10,24 +10,30 @@
 //! A push that fails (peer down, deadline passed) is retried with exponential backoff,
 //! keeping the records' order; an outbox that overflows drops its oldest records, which
 //! anti-entropy repairs later.
+//!
+//! The receiving side is here too: [`receive_push`] checks a push whole (sender,
+//! records, the fence, [`unreplicated`]) and stores all of it or none.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dida_core::Record;
+use dida_core::{Liveness, Record, Ring};
 use dida_proto::convert::record_to_wire;
-use dida_proto::storage::PushRequest;
+use dida_proto::storage::{PushReply, PushRequest};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use prost::Message;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
+use tonic::Status;
 use tracing::{debug, warn};
 
 use crate::peering::Peering;
 use crate::stats;
+use crate::store::MultiVersionStore;
+use crate::validation::{self, Refusal};
 
 /// Tells a waiting writer that one more replica holds its record.
 pub(crate) type AckSender = mpsc::UnboundedSender<()>;
@@ -226,7 +232,7 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
             // Declared failed: this incarnation behaves as if crashed.
             continue;
         }
-        let view = state.view.current();
+        let view = state.view().current();
         if view.out.contains(&peer) {
             // The peer is out of the ring (failed, or restarted and catching up):
             // what it would have held goes to the next live replica, or reaches it
@@ -246,7 +252,7 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
         // this a batch refused for good would block the outbox.
         let (batch, moved): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| {
             let replicas = view.ring.replicas(&p.record.key);
-            replicas.contains(&state.me) && replicas.contains(&peer)
+            replicas.contains(&state.me()) && replicas.contains(&peer)
         });
         if !moved.is_empty() {
             debug!(
@@ -264,9 +270,9 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
             incarnation,
         };
         let bytes = request.encoded_len() as u64;
-        match state.transport.push(peer, request).await {
+        match state.transport().push(peer, request).await {
             Ok(_) => {
-                let stats = &state.stats;
+                let stats = &state.stats();
                 stats::add(&stats.push_messages_sent, 1);
                 stats::add(&stats.records_pushed, batch.len() as u64);
                 stats::add(&stats.push_bytes_sent, bytes);
@@ -278,7 +284,7 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
                 backoff = MIN_BACKOFF;
             }
             Err(status) => {
-                stats::add(&state.stats.push_failures, 1);
+                stats::add(&state.stats().push_failures, 1);
                 warn!(
                     peer = state.id_of(peer),
                     records = batch.len(),
@@ -291,6 +297,108 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
             }
         }
     }
+}
+
+/// Stores gossiped records, all of them or none, after checking the push
+/// (invariant R1 of docs/protocols.md):
+///
+/// - `from` is another member, its incarnation and every record well formed
+///   (`validation`), else `INVALID_ARGUMENT`;
+/// - the sender's incarnation is not over — declared failed, or superseded by
+///   a restart (invariant D2: a primary declared failed while paused or cut
+///   off can no longer gather acknowledgements here) — else
+///   `FAILED_PRECONDITION`;
+/// - in this node's view, both this node and the sender replicate every
+///   record's key (while joining: in the ring it joins, [`unreplicated`]), else
+///   `FAILED_PRECONDITION`. Senders only push keys both replicate in their own
+///   view, so a legitimate push is refused only while the two views differ;
+///   the sender keeps it and retries, and a refused push acknowledges nothing,
+///   so no write counts a replica that does not hold it.
+pub(crate) fn receive_push(
+    state: &Peering,
+    store: &MultiVersionStore,
+    request: PushRequest,
+) -> Result<PushReply, Status> {
+    state.check_serving()?;
+    let config = state.config();
+    let membership = &config.membership;
+    let PushRequest {
+        from,
+        records,
+        incarnation,
+    } = request;
+    let refused = |r: Refusal| r.status(state.id(), "push", &from);
+    let sender = validation::sender(membership, state.me(), &from).map_err(refused)?;
+    validation::incarnation(incarnation).map_err(refused)?;
+    let records = validation::records(membership, records).map_err(refused)?;
+    // Runs under the view's read lock (see `ViewCell::with_current`): it uses
+    // the view it is given and never reads the cell again.
+    state.view().with_current(|view| {
+        if config.fence && !view.accepts(sender, incarnation) {
+            return Err(Status::failed_precondition(format!(
+                "node {} counts incarnation {incarnation} of node {from} over (declared \
+                 failed or restarted since) and refuses its pushes; nothing was stored",
+                state.id(),
+            )));
+        }
+        let joining = view.members.get(state.me()).liveness == Liveness::Joining;
+        let ring = if joining {
+            state.view().ring_with_alive(view, state.me())
+        } else {
+            view.ring.clone()
+        };
+        let keys = records.iter().map(|r| r.key.as_str());
+        if let Some((key, who)) = unreplicated(&ring, state.me(), sender, config.fence, keys) {
+            let who = match who {
+                Unreplicated::Here => "this node".to_string(),
+                Unreplicated::BySender => format!("the sender {from}"),
+            };
+            // Views differ (a crash or a rejoin not known to both yet), or the
+            // push is forged: store nothing where no reader looks.
+            return Err(Status::failed_precondition(format!(
+                "node {} refused a push from {from}: in its view (epoch {}) {who} does \
+                 not replicate key {key:?}; nothing was stored (the sender retries once \
+                 views agree)",
+                state.id(),
+                view.epoch,
+            )));
+        }
+        // One call, so that with --fsync always one sync covers the push.
+        let applied = store.merge_all(&records) as u32;
+        Ok(PushReply { applied })
+    })
+}
+
+/// Which side of a push does not replicate a key it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreplicated {
+    /// The receiving node.
+    Here,
+    /// The sender.
+    BySender,
+}
+
+/// The first of `keys` that node `me` or the `sender` does not replicate on `ring`,
+/// and which of them: a push carrying it is refused. A sender this node counts
+/// failed is out of its ring, so the sender's half is a fence too (D2): without
+/// the `fence`, as `--break-fence` asks, only this node's half is checked.
+pub(crate) fn unreplicated<'k>(
+    ring: &Ring,
+    me: usize,
+    sender: usize,
+    fence: bool,
+    keys: impl IntoIterator<Item = &'k str>,
+) -> Option<(&'k str, Unreplicated)> {
+    keys.into_iter().find_map(|key| {
+        let replicas = ring.replicas(key);
+        if !replicas.contains(&me) {
+            Some((key, Unreplicated::Here))
+        } else if fence && !replicas.contains(&sender) {
+            Some((key, Unreplicated::BySender))
+        } else {
+            None
+        }
+    })
 }
 
 #[cfg(test)]
@@ -411,5 +519,41 @@ mod tests {
         assert_eq!(queue.back().unwrap().record.key, "newest");
         drop(queue);
         assert!(!outbox.take_due(later).is_empty());
+    }
+
+    #[test]
+    fn a_push_is_refused_at_its_first_key_either_side_does_not_replicate() {
+        let ring = Ring::new(&["s1", "s2", "s3", "s4"], 16, 2);
+        let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
+        let both = keys
+            .iter()
+            .find(|k| ring.replicas(k).contains(&0) && ring.replicas(k).contains(&1))
+            .expect("a key of s1 and s2");
+        let not_here = keys
+            .iter()
+            .find(|k| !ring.replicas(k).contains(&0))
+            .expect("a key s1 does not replicate");
+        let not_sender = keys
+            .iter()
+            .find(|k| ring.replicas(k).contains(&0) && !ring.replicas(k).contains(&1))
+            .expect("a key of s1 without s2");
+        assert_eq!(unreplicated(&ring, 0, 1, true, [both.as_str()]), None);
+        assert_eq!(
+            unreplicated(&ring, 0, 1, true, [both.as_str(), not_here.as_str()]),
+            Some((not_here.as_str(), Unreplicated::Here))
+        );
+        assert_eq!(
+            unreplicated(&ring, 0, 1, true, [not_sender.as_str()]),
+            Some((not_sender.as_str(), Unreplicated::BySender))
+        );
+        // Without the fence the sender's half is not checked; this node's is.
+        assert_eq!(
+            unreplicated(&ring, 0, 1, false, [not_sender.as_str()]),
+            None
+        );
+        assert_eq!(
+            unreplicated(&ring, 0, 1, false, [not_here.as_str()]),
+            Some((not_here.as_str(), Unreplicated::Here))
+        );
     }
 }

@@ -20,6 +20,7 @@ use dida_proto::transport::{lazy_channel, lazy_channel_with_headers, MAX_MESSAGE
 use tonic::Status;
 
 use crate::config::StorageConfig;
+use crate::error::ConfigError;
 use crate::transport::PeerTransport;
 
 /// Clients for every member but this node, indexed like the membership.
@@ -34,7 +35,7 @@ pub(crate) struct GrpcPeers {
 impl GrpcPeers {
     /// Prepares (without connecting) a channel to every member other than `me`, at
     /// the address `config` dials it, with `config.rpc_deadline` on every call.
-    pub fn new(config: &StorageConfig, me: usize) -> anyhow::Result<Self> {
+    pub fn new(config: &StorageConfig, me: usize) -> Result<Self, ConfigError> {
         let mut storage = Vec::new();
         let mut replication = Vec::new();
         let mut probes = Vec::new();
@@ -46,10 +47,11 @@ impl GrpcPeers {
                 continue;
             }
             let url = config.dial_url(index).to_string();
-            let channel = || {
-                lazy_channel(&url, config.rpc_deadline)
-                    .map_err(|e| anyhow::anyhow!("bad address for peer {}: {e}", member.id))
+            let bad_address = |e: anyhow::Error| ConfigError::PeerAddress {
+                id: member.id.clone(),
+                reason: format!("{e:#}"),
             };
+            let channel = || lazy_channel(&url, config.rpc_deadline).map_err(bad_address);
             probes.push(Some(ReplicationClient::new(channel()?)));
             // Writes a client sent here are forwarded to the key's primary on this
             // channel, those of the scheduler to dida's own keys included: it says
@@ -60,7 +62,7 @@ impl GrpcPeers {
                 config.rpc_deadline,
                 &[(RESERVED_WRITER_HEADER, "storage")],
             )
-            .map_err(|e| anyhow::anyhow!("bad address for peer {}: {e}", member.id))?;
+            .map_err(bad_address)?;
             storage.push(Some(
                 StorageClient::new(channel.clone())
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -7,65 +7,77 @@
 //! - [`store`]: the multi-version store itself, which keeps the digests anti-entropy
 //!   compares current as records change (`digest`), bucketed by the arcs of the ring
 //!   with every node alive (`arcs`) so that they stay valid in every view;
-//! - [`durable`] (with `wal`, the log's format, and `data_dir`, the directory's lock
-//!   and identity): with `--data-dir`, the store's log and snapshot, group commit
-//!   and recovery after a restart (docs/durability.md);
-//! - [`config`]: the node's settings and their checks;
-//! - [`node`]: start-up and shutdown, in-process or as a process;
-//! - `api`: the client-facing gRPC service (read, write, conditional update, list,
-//!   status), executing writes of the keys this node leads and forwarding the rest to
-//!   their primary;
-//! - [`listing`]: `ListRecords`, streamed in pages of bounded size, a few at a time;
-//! - `gossip`: background pushes of new versions to the other replicas, each message
-//!   delayed by the node's gossip delay, with optional acknowledgements for
-//!   `--write-acks`;
+//! - [`durable`] (with `wal`, the log's format, `synced`, the sync mark, and
+//!   `data_dir`, the directory's lock and identity): with `--data-dir`, the store's
+//!   log and snapshot, group commit and recovery after a restart
+//!   (docs/durability.md);
+//! - [`config`]: the node's settings and their checks; [`error`]: the errors the
+//!   crate returns at its boundary;
+//! - [`node`]: start-up and shutdown of a serving node, in-process or as a
+//!   process; `node_core`: the [`Node`] itself — the parts each protocol works
+//!   with, and the entry point of every message, handed to its protocol;
+//! - `api` and `peer_service`: the client-facing and the peer-facing gRPC
+//!   services, thin adapters that authorize a call and hand it to the node;
+//!   [`listing`]: `ListRecords`, streamed in pages of bounded size;
+//! - `peering`: the narrow context the protocols share — identity, view, transport,
+//!   counters — and `lifecycle`, the node's incarnation, fence and catch-up mark
+//!   with their transitions; `view` is the view itself, `validation` the checks
+//!   every message passes before it changes anything.
+//!
+//! Each protocol is one module, holding its sending side, its receiving side, its
+//! state and its decisions as plain functions tested beside them:
+//!
+//! - `routing`: where a client's read, write or conditional update is served —
+//!   here, or forwarded to the key's replicas or primary;
+//! - `write_path`: replication's write path — a primary's takeover catch-up (and
+//!   the replicas' answers to its key pulls), applying a write under the view, and
+//!   counting `--write-acks` acknowledgements;
+//! - `gossip`: background pushes of new versions to the other replicas, each
+//!   message delayed by the node's gossip delay, and the receiving node's checks;
 //! - `anti_entropy`: periodic digest comparison with each replica peer, repairing
-//!   whatever a push missed;
-//! - `replication`: the peer-facing gRPC service that receives both, handing each
-//!   message to `peer_handlers`, which first checks it with `validation` (sender,
-//!   versions, views, ranges) and refuses it whole if anything is wrong;
-//! - `detector`, `suspicion` and `view`: crash detection (probes, indirect probes;
-//!   the suspicion rules as plain functions, tested without sockets) and
-//!   the view — every member's incarnation and liveness — from which the ring of the
-//!   alive nodes follows: the next replica takes over a crashed primary's keys
-//!   (after pulling them from the surviving replicas) and the next live node becomes
-//!   a replica (SPEC §2.5);
-//! - `rejoin`: a node (re)starting, or starting over after being declared failed,
-//!   joins as a new incarnation and catches up before it leads its keys again.
+//!   whatever a push missed, and the peer's answer;
+//! - `detector` (with `suspicion`, its rules): crash detection by probes and
+//!   indirect probes, the answers to both, and the view — every member's
+//!   incarnation and liveness — from which the ring of the alive nodes follows
+//!   (SPEC §2.5);
+//! - `rejoin` (with `handback`, the peers' side, and `divergence`): a node
+//!   (re)starting, or starting over after being declared failed, joins as a new
+//!   incarnation and catches up before it leads its keys again.
 //!
 //! The invariants these modules keep are written down in `docs/protocols.md`.
 
 mod anti_entropy;
 mod api;
 mod arcs;
-mod client_handlers;
 pub mod config;
 mod data_dir;
 mod detector;
 mod digest;
-mod divergence;
 pub mod durable;
+pub mod error;
 mod gossip;
 mod grpc_peers;
+mod lifecycle;
 pub mod listing;
 mod metrics;
 pub mod node;
-mod peer_handlers;
+mod node_core;
+mod peer_service;
 mod peering;
 mod rejoin;
-mod replication;
-mod state;
+mod routing;
 mod stats;
 pub mod store;
-mod suspicion;
 mod synced;
 pub mod transport;
 mod validation;
 mod view;
 mod wal;
+mod write_path;
 
 pub use config::StorageConfig;
+pub use error::{ConfigError, DurabilityError, StorageError};
 pub use node::NodeHandle;
-pub use state::Node;
+pub use node_core::Node;
 pub use store::MultiVersionStore;
 pub use transport::PeerTransport;

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use crate::state::Node;
+use crate::node_core::Node;
 
 /// Records per page, by size: far below the transport's message limit, large enough
 /// that a page's overhead is negligible.

@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use crate::state::Node;
+use crate::node_core::Node;
 
 /// Collects a storage node's metrics when `/metrics` is scraped.
 #[derive(Debug)]
@@ -93,7 +93,7 @@ impl Collector for StorageCollector {
             Some(&Unit::Seconds),
             oldest.as_secs_f64(),
         )?;
-        let stats = &state.stats;
+        let stats = &state.stats();
         counter(
             &mut encoder,
             "storage_gossip_pushes",
@@ -150,7 +150,7 @@ impl Collector for StorageCollector {
             None,
             stats.records_repaired.load(Relaxed),
         )?;
-        let membership = &state.membership_stats;
+        let membership = &state.membership_stats();
         counter(
             &mut encoder,
             "storage_suspicions",
@@ -179,7 +179,7 @@ impl Collector for StorageCollector {
             None,
             membership.catch_ups.load(Relaxed),
         )?;
-        let view = state.view.current();
+        let view = state.view().current();
         counter(
             &mut encoder,
             "storage_view_changes",
@@ -201,11 +201,7 @@ impl Collector for StorageCollector {
             None,
             if state.is_fenced() { 1.0 } else { 0.0 },
         )?;
-        let suspected = state
-            .suspected
-            .lock()
-            .expect("suspects lock poisoned")
-            .len();
+        let suspected = self.node.detection.suspected().len();
         gauge(
             &mut encoder,
             "storage_suspected_peers",
@@ -232,7 +228,7 @@ pub(crate) fn readiness(node: Arc<Node>) -> ReadinessCheck {
         if state.is_fenced() {
             return Err("fenced: declared failed by its peers, rejoining".into());
         }
-        match state.view.current().members.get(state.me).liveness {
+        match state.view().current().members.get(state.me()).liveness {
             Liveness::Alive => Ok(()),
             Liveness::Joining => Err("joining: catching up before entering the ring".into()),
             Liveness::Failed => Err("out of the ring in its own view".into()),

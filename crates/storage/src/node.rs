@@ -18,10 +18,11 @@ use tracing::info;
 
 use crate::api::StorageApi;
 use crate::config::StorageConfig;
+use crate::error::{ConfigError, StorageError};
 use crate::grpc_peers::GrpcPeers;
 use crate::metrics::{self, StorageCollector};
-use crate::replication::ReplicationService;
-use crate::state::Node;
+use crate::node_core::Node;
+use crate::peer_service::ReplicationService;
 use crate::store::MultiVersionStore;
 
 /// A running storage node. Dropping the handle stops the node.
@@ -49,15 +50,24 @@ impl NodeHandle {
     }
 
     /// Stops serving and waits for the server to finish.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.server.shutdown().await
+    pub async fn shutdown(self) -> Result<(), StorageError> {
+        self.server
+            .shutdown()
+            .await
+            .map_err(|e| StorageError::serve("shut down cleanly", e))
     }
 }
 
 /// Starts a storage node serving on `listener`, in the current runtime.
-pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Result<NodeHandle> {
+pub async fn start(
+    config: StorageConfig,
+    listener: TcpListener,
+) -> Result<NodeHandle, StorageError> {
     config.validate()?;
-    let me = config.membership.index_of(&config.id)?;
+    let me = config
+        .membership
+        .index_of(&config.id)
+        .map_err(ConfigError::from)?;
     let transport = Arc::new(GrpcPeers::new(&config, me)?);
     let config_metrics = config.metrics_listen;
     let node = Arc::new(Node::new(config, transport)?);
@@ -79,8 +89,10 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
         metrics::readiness(node.clone()),
         |registry| registry.register_collector(Box::new(collector)),
     )
-    .await?;
-    let router = dida_proto::transport::server_builder(telemetry.telemetry.rpc_layer())?
+    .await
+    .map_err(|e| StorageError::serve("serve its metrics", e))?;
+    let router = dida_proto::transport::server_builder(telemetry.telemetry.rpc_layer())
+        .map_err(|e| StorageError::serve("set up its gRPC server", e))?
         .add_service(telemetry.health)
         .add_service(storage)
         .add_service(replication);
@@ -90,14 +102,15 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
         .map(tokio::spawn)
         .collect();
     tasks.extend(telemetry.tasks);
-    let server = ServerHandle::spawn(router, listener)?
+    let server = ServerHandle::spawn(router, listener)
+        .map_err(|e| StorageError::serve("start serving", e))?
         .with_tasks(tasks)
         .with_stop_signal(stop_signal);
     info!(
         id = %node.id(),
         addr = %server.local_addr(),
         replica = node.replica,
-        nodes = node.peering.config.membership.len(),
+        nodes = node.peering.config().membership.len(),
         replication_factor = node.ring().replication_factor(),
         "storage node serving"
     );
@@ -110,10 +123,17 @@ pub async fn start(config: StorageConfig, listener: TcpListener) -> anyhow::Resu
 
 /// Runs the `dida storage` process: binds the node's own URL and serves until
 /// Ctrl-C or SIGTERM.
-pub async fn run(config: StorageConfig) -> anyhow::Result<()> {
+pub async fn run(config: StorageConfig) -> Result<(), StorageError> {
     config.validate()?;
-    let url = config.membership.get(&config.id)?.url.clone();
-    let listener = bind(&url.host, url.port).await?;
+    let url = config
+        .membership
+        .get(&config.id)
+        .map_err(ConfigError::from)?
+        .url
+        .clone();
+    let listener = bind(&url.host, url.port)
+        .await
+        .map_err(|e| StorageError::serve("bind its URL", e))?;
     let handle = start(config, listener).await?;
     wait_for_termination().await;
     info!("storage node stopping");

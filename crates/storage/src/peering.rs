@@ -6,63 +6,56 @@
 //! run and tested on its own, over any [`PeerTransport`]. Time is tokio's clock,
 //! which the simulator pauses and advances.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dida_core::{Liveness, MemberState, Ring};
 use dida_proto::convert::view_to_wire;
 use dida_proto::storage::MemberView;
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tonic::Status;
 use tracing::{error, info, warn};
 
 use crate::config::StorageConfig;
+use crate::error::ConfigError;
+use crate::lifecycle::Lifecycle;
 use crate::stats::{self, MembershipStats, ReplicationStats};
 use crate::transport::PeerTransport;
 use crate::validation::{self, Refusal};
 use crate::view::{View, ViewCell};
 
-/// One node's identity, view, transport and counters.
+/// One node's identity, view, transport and counters. Its fields are its own:
+/// protocols change the view through [`Peering::learn`] and
+/// [`Peering::declare_failed`], and the life cycle through [`Lifecycle`]'s
+/// transitions.
 #[derive(Debug)]
 pub(crate) struct Peering {
-    pub config: StorageConfig,
+    config: StorageConfig,
     /// This node's index in the membership (and so on the ring).
-    pub me: usize,
+    me: usize,
     /// Which nodes have failed, and the ring of the live ones.
-    pub view: ViewCell,
+    view: ViewCell,
     /// Told at every change of the view (anti-entropy re-replicates at once).
-    pub view_changed: Notify,
-    /// This process's current incarnation: `config.incarnation` at start, higher
-    /// after every rejoin.
-    pub incarnation: AtomicU64,
-    /// The epoch of the view in which this incarnation turned alive, having caught
-    /// up (`u64::MAX` until then): keys it has led in every view since need no
-    /// takeover catch-up.
-    pub joined_epoch: AtomicU64,
-    /// Set when the other nodes declared this incarnation failed: it then stops
-    /// serving until `rejoin` has started it over.
-    pub fenced: AtomicBool,
-    /// Peers the detector currently suspects (for `Status`).
-    pub suspected: Mutex<BTreeSet<usize>>,
-    /// Peers that have probed this node: they have started, so the detector's
-    /// start-up grace no longer spares them even if none of its own probes reached
-    /// them yet.
-    pub heard_from: Mutex<BTreeSet<usize>>,
+    view_changed: Notify,
+    /// This process's incarnation, fence and catch-up mark.
+    lifecycle: Lifecycle,
     /// For every member, the highest incarnation it announced of itself in a
     /// message it sent this node: what others say of it is taken as of that
     /// incarnation at most ([`believed`]), so no one can push a member past what
     /// it ever announced (a failure "at incarnation 2^62" would exclude it for
     /// good).
-    pub announced: Mutex<Vec<u64>>,
-    pub transport: Arc<dyn PeerTransport>,
-    pub stats: ReplicationStats,
-    pub membership_stats: MembershipStats,
+    announced: Mutex<Vec<u64>>,
+    transport: Arc<dyn PeerTransport>,
+    stats: ReplicationStats,
+    membership_stats: MembershipStats,
 }
 
 impl Peering {
     /// The context of member `config.id`, reaching its peers through `transport`.
-    pub fn new(config: StorageConfig, transport: Arc<dyn PeerTransport>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: StorageConfig,
+        transport: Arc<dyn PeerTransport>,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let me = config.membership.index_of(&config.id)?;
         Ok(Self {
@@ -77,18 +70,61 @@ impl Peering {
                     liveness: Liveness::Joining,
                 },
             ),
-            incarnation: AtomicU64::new(config.incarnation),
-            joined_epoch: AtomicU64::new(u64::MAX),
+            lifecycle: Lifecycle::new(config.incarnation),
             view_changed: Notify::new(),
-            fenced: AtomicBool::new(false),
-            suspected: Mutex::new(BTreeSet::new()),
-            heard_from: Mutex::new(BTreeSet::new()),
             announced: Mutex::new(vec![0; config.membership.len()]),
             transport,
             stats: ReplicationStats::default(),
             membership_stats: MembershipStats::default(),
             config,
         })
+    }
+
+    /// The node's settings.
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    /// This node's index in the membership (and on every ring).
+    pub fn me(&self) -> usize {
+        self.me
+    }
+
+    /// The node's view, and the rings that follow from it.
+    pub fn view(&self) -> &ViewCell {
+        &self.view
+    }
+
+    /// How the node reaches its peers.
+    pub fn transport(&self) -> &dyn PeerTransport {
+        self.transport.as_ref()
+    }
+
+    /// Replication counters (gossip, anti-entropy), for `Status` and `/metrics`.
+    pub fn stats(&self) -> &ReplicationStats {
+        &self.stats
+    }
+
+    /// Membership counters (suspicions, declarations, fences, catch-ups).
+    pub fn membership_stats(&self) -> &MembershipStats {
+        &self.membership_stats
+    }
+
+    /// This process's incarnation, fence and catch-up mark, with their transitions.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Resolves at the next change of the view (anti-entropy then re-replicates,
+    /// rejoin looks at its own liveness again).
+    pub fn view_change(&self) -> Notified<'_> {
+        self.view_changed.notified()
+    }
+
+    /// Wakes whoever waits for a change of the view: the view changed outside
+    /// [`Peering::learn`] (this node's own liveness, set by `rejoin`).
+    pub fn announce_view_change(&self) {
+        self.view_changed.notify_waiters();
     }
 
     /// Id of member `index`.
@@ -131,7 +167,7 @@ impl Peering {
 
     /// This process's current incarnation (it grows at every rejoin).
     pub fn incarnation(&self) -> u64 {
-        self.incarnation.load(Ordering::Relaxed)
+        self.lifecycle.incarnation()
     }
 
     /// This node's own liveness in its current view.
@@ -142,7 +178,7 @@ impl Peering {
     /// Whether the other nodes declared this incarnation failed: it stops serving
     /// until it has started over as a new incarnation (`rejoin`).
     pub fn is_fenced(&self) -> bool {
-        self.fenced.load(Ordering::Relaxed)
+        self.lifecycle.is_fenced()
     }
 
     /// Refuses service once fenced: a node declared failed behaves as if crashed.
@@ -249,8 +285,8 @@ impl Peering {
             return;
         };
         let own = view.members.get(self.me);
-        if own.liveness == Liveness::Failed && own.incarnation == self.incarnation() {
-            if !self.fenced.swap(true, Ordering::Relaxed) {
+        if self.lifecycle.is_declared(own) {
+            if self.lifecycle.fence_if_declared(own) {
                 stats::add(&self.membership_stats.fences, 1);
                 error!(
                     node = self.id(),

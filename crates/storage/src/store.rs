@@ -30,6 +30,7 @@ use dida_core::{RangeId, Record, Ring, Version};
 use crate::arcs::Arcs;
 use crate::digest::Tally;
 use crate::durable::{Durable, DurableLog, Persistence};
+use crate::error::DurabilityError;
 
 /// The fewest shards a store has: with few arcs (few nodes or vnodes) each arc gets
 /// several, so that concurrent requests still rarely contend.
@@ -107,7 +108,7 @@ impl MultiVersionStore {
         max_versions: usize,
         first: &Ring,
         persistence: Option<&Persistence>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, DurabilityError> {
         let mut store = Self::new(max_versions, first);
         let Some(persistence) = persistence else {
             return Ok(store);
@@ -168,7 +169,7 @@ impl MultiVersionStore {
     /// Rewrites the data directory as a snapshot of the records held, dropping the
     /// log it covers (the log's background thread does so on its own when the log
     /// outgrows the snapshot). Does nothing for a store in memory only.
-    pub fn compact(&self) -> anyhow::Result<()> {
+    pub fn compact(&self) -> Result<(), DurabilityError> {
         match &self.durable {
             Some(durable) => durable.compact(&|visit| visit_records(&self.shards, visit)),
             None => Ok(()),

@@ -16,9 +16,8 @@ use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use anyhow::{bail, Context};
-
 use crate::data_dir::private_file;
+use crate::error::DurabilityError;
 
 const MAGIC: &[u8; 8] = b"DIDASYN1";
 const SLOT_BYTES: usize = 20;
@@ -46,29 +45,30 @@ pub(crate) fn encode_file(mark: SyncedMark) -> Vec<u8> {
 /// Reads the mark at `path`: `None` if there is no such file (a new directory, or
 /// one an older dida wrote), an error if it is not one this node writes or neither
 /// slot checks out (a crash tears at most one of them).
-pub(crate) fn read_mark(path: &Path) -> anyhow::Result<Option<SyncedMark>> {
+pub(crate) fn read_mark(path: &Path) -> Result<Option<SyncedMark>, DurabilityError> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) => return Err(DurabilityError::io("read", path)(e)),
+    };
+    let corrupt = |reason: String| DurabilityError::Corrupt {
+        what: "synced mark",
+        path: path.to_path_buf(),
+        reason,
     };
     if bytes.len() != FILE_BYTES || !bytes.starts_with(MAGIC) {
-        bail!(
-            "{} is not a synced mark ({} bytes; a mark is {FILE_BYTES}, starting with \
-             {:?})",
-            path.display(),
+        return Err(corrupt(format!(
+            "it is not a synced mark ({} bytes; a mark is {FILE_BYTES}, starting with {:?})",
             bytes.len(),
             String::from_utf8_lossy(MAGIC)
-        );
+        )));
     }
     let slots = bytes[MAGIC.len()..].chunks_exact(SLOT_BYTES);
-    match slots.filter_map(decode_slot).max() {
-        Some(mark) => Ok(Some(mark)),
-        None => bail!(
-            "{} is damaged: neither of its two slots passes its checksum",
-            path.display()
-        ),
-    }
+    slots
+        .filter_map(decode_slot)
+        .max()
+        .map(Some)
+        .ok_or_else(|| corrupt("neither of its two slots passes its checksum".to_string()))
 }
 
 fn encode_slot(mark: SyncedMark) -> [u8; SLOT_BYTES] {
@@ -105,10 +105,10 @@ pub(crate) struct MarkFile {
 impl MarkFile {
     /// Opens the mark at `path`, which was just written whole with `mark` in both
     /// slots (by [`encode_file`]).
-    pub(crate) fn open(path: &Path, mark: SyncedMark) -> anyhow::Result<Self> {
+    pub(crate) fn open(path: &Path, mark: SyncedMark) -> Result<Self, DurabilityError> {
         let file = private_file()
             .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+            .map_err(DurabilityError::io("open", path))?;
         Ok(Self {
             file,
             next_slot: 0,
@@ -156,8 +156,12 @@ mod tests {
         assert_eq!(read_mark(&path).unwrap(), Some(mark(3, 200)));
         bytes[MAGIC.len() + SLOT_BYTES + 3] ^= 1;
         fs::write(&path, &bytes).unwrap();
-        let error = read_mark(&path).unwrap_err().to_string();
-        assert!(error.contains("neither of its two slots"), "{error}");
+        let error = read_mark(&path).unwrap_err();
+        assert!(
+            matches!(&error, DurabilityError::Corrupt { what: "synced mark", path: p, reason }
+                if *p == path && reason.contains("neither of its two slots")),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -166,7 +170,11 @@ mod tests {
         let path = dir.path().join("SYNCED");
         assert_eq!(read_mark(&path).unwrap(), None);
         fs::write(&path, "hello").unwrap();
-        let error = read_mark(&path).unwrap_err().to_string();
-        assert!(error.contains("is not a synced mark"), "{error}");
+        let error = read_mark(&path).unwrap_err();
+        assert!(
+            matches!(&error, DurabilityError::Corrupt { what: "synced mark", reason, .. }
+                if reason.contains("is not a synced mark")),
+            "{error:?}"
+        );
     }
 }

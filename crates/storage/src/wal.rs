@@ -10,7 +10,6 @@
 //! length the caller knows reached the disk (a crash cannot take back what a sync
 //! put there). Anything else is damage, refused.
 
-use anyhow::{bail, Context};
 use dida_core::{Record, Version};
 
 /// The first bytes of every log segment.
@@ -80,6 +79,60 @@ pub(crate) enum Ending {
     Torn { at: usize },
 }
 
+/// Why the entries of a file cannot be read back: damage, not a write a crash cut
+/// short. Each variant says where; the caller names the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Damage {
+    /// An entry passes its checksum but does not decode.
+    #[error("the entry at byte {at} passes its checksum but {why}")]
+    Undecodable {
+        /// Where the entry starts.
+        at: usize,
+        /// What is wrong with its content.
+        why: String,
+    },
+    /// An invalid entry with a valid one after it.
+    #[error(
+        "at byte {at} it holds {found}, but a valid entry follows at byte {next}: damage \
+         before the end of the file, not a write cut short"
+    )]
+    ValidEntryFollows {
+        /// Where the invalid entry starts.
+        at: usize,
+        /// What the bytes there hold.
+        found: String,
+        /// Where the next valid entry starts.
+        next: usize,
+    },
+    /// An invalid entry within what was synced.
+    #[error(
+        "at byte {at} it holds {found}, but its first {synced} bytes were synced: damage \
+         to entries already on disk, not a write a crash cut short"
+    )]
+    WithinSynced {
+        /// Where the invalid entry starts.
+        at: usize,
+        /// What the bytes there hold.
+        found: String,
+        /// How many bytes were synced.
+        synced: usize,
+    },
+    /// The file is shorter than what was synced.
+    #[error(
+        "it ends at byte {len} but its first {synced} bytes were synced: it was cut after \
+         the sync, which no crash does"
+    )]
+    CutAfterSync {
+        /// The file's length.
+        len: usize,
+        /// How many bytes were synced.
+        synced: usize,
+    },
+    /// A valid entry the reader does not expect where it is (told by the caller).
+    #[error("{0}")]
+    Misplaced(&'static str),
+}
+
 /// Reads the entries of `bytes` from `start`, handing each to `visit`, and tells how
 /// the file ended. The first `synced` bytes are known to have reached the disk, so
 /// they must all be there and valid. An invalid entry before `synced`, or followed
@@ -89,42 +142,35 @@ pub(crate) fn read_entries(
     bytes: &[u8],
     start: usize,
     synced: usize,
-    mut visit: impl FnMut(Entry) -> anyhow::Result<()>,
-) -> anyhow::Result<Ending> {
+    mut visit: impl FnMut(Entry) -> Result<(), Damage>,
+) -> Result<Ending, Damage> {
     let mut at = start;
     while at < bytes.len() {
         let Some(end) = valid_entry_at(bytes, at) else {
             return torn_or_damaged(bytes, at, synced);
         };
         let entry = decode(&bytes[at + HEADER_BYTES..end])
-            .with_context(|| format!("the entry at byte {at} passes its checksum but"))?;
+            .map_err(|why| Damage::Undecodable { at, why })?;
         visit(entry)?;
         at = end;
     }
     if bytes.len() < synced {
-        bail!(
-            "it ends at byte {} but its first {synced} bytes were synced: it was cut \
-             after the sync, which no crash does",
-            bytes.len()
-        );
+        return Err(Damage::CutAfterSync {
+            len: bytes.len(),
+            synced,
+        });
     }
     Ok(Ending::Clean)
 }
 
 /// Whether the invalid entry at `at` is a torn tail or damage.
-fn torn_or_damaged(bytes: &[u8], at: usize, synced: usize) -> anyhow::Result<Ending> {
+fn torn_or_damaged(bytes: &[u8], at: usize, synced: usize) -> Result<Ending, Damage> {
     let found = describe_damage(bytes, at);
     if let Some(next) = (at + 1..bytes.len()).find(|&p| valid_entry_at(bytes, p).is_some()) {
-        bail!(
-            "at byte {at} it holds {found}, but a valid entry follows at byte {next}: \
-             damage before the end of the file, not a write cut short"
-        );
+        return Err(Damage::ValidEntryFollows { at, found, next });
     }
     if at < synced {
-        bail!(
-            "at byte {at} it holds {found}, but its first {synced} bytes were synced: \
-             damage to entries already on disk, not a write a crash cut short"
-        );
+        return Err(Damage::WithinSynced { at, found, synced });
     }
     Ok(Ending::Torn { at })
 }
@@ -171,7 +217,8 @@ fn valid_entry_at(bytes: &[u8], at: usize) -> Option<usize> {
     (crc32fast::hash(payload) == word(8)).then_some(end)
 }
 
-fn decode(payload: &[u8]) -> anyhow::Result<Entry> {
+/// The entry a payload holds, or what is wrong with it.
+fn decode(payload: &[u8]) -> Result<Entry, String> {
     let mut reader = Reader(payload);
     let entry = match reader.u8()? {
         KIND_RECORD => {
@@ -188,10 +235,10 @@ fn decode(payload: &[u8]) -> anyhow::Result<Entry> {
         KIND_END => Entry::End {
             records: reader.u64()?,
         },
-        kind => bail!("has unknown kind {kind}"),
+        kind => return Err(format!("has unknown kind {kind}")),
     };
     if !reader.0.is_empty() {
-        bail!("has {} bytes after its content", reader.0.len());
+        return Err(format!("has {} bytes after its content", reader.0.len()));
     }
     Ok(entry)
 }
@@ -200,35 +247,35 @@ fn decode(payload: &[u8]) -> anyhow::Result<Entry> {
 struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> anyhow::Result<&[u8]> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
         if self.0.len() < n {
-            bail!("ends early");
+            return Err("ends early".to_string());
         }
         let (taken, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(taken)
     }
 
-    fn u8(&mut self) -> anyhow::Result<u8> {
+    fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> anyhow::Result<u32> {
+    fn u32(&mut self) -> Result<u32, String> {
         let mut word = [0; 4];
         word.copy_from_slice(self.take(4)?);
         Ok(u32::from_le_bytes(word))
     }
 
-    fn u64(&mut self) -> anyhow::Result<u64> {
+    fn u64(&mut self) -> Result<u64, String> {
         let mut word = [0; 8];
         word.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(word))
     }
 
-    fn text(&mut self) -> anyhow::Result<String> {
+    fn text(&mut self) -> Result<String, String> {
         let len = self.u32()? as usize;
         let bytes = self.take(len)?.to_vec();
-        String::from_utf8(bytes).context("holds text that is not UTF-8")
+        String::from_utf8(bytes).map_err(|e| format!("holds text that is not UTF-8 ({e})"))
     }
 }
 
@@ -246,11 +293,11 @@ mod tests {
 
     /// Reads `bytes` of which none are known to be synced: every damage that
     /// nothing valid follows counts as a torn tail.
-    fn read_all(bytes: &[u8]) -> anyhow::Result<(Vec<Entry>, Ending)> {
+    fn read_all(bytes: &[u8]) -> Result<(Vec<Entry>, Ending), Damage> {
         read_synced(bytes, 0)
     }
 
-    fn read_synced(bytes: &[u8], synced: usize) -> anyhow::Result<(Vec<Entry>, Ending)> {
+    fn read_synced(bytes: &[u8], synced: usize) -> Result<(Vec<Entry>, Ending), Damage> {
         let mut entries = Vec::new();
         let ending = read_entries(bytes, 0, synced, |e| {
             entries.push(e);
@@ -323,9 +370,9 @@ mod tests {
         for flip in 0..starts[2] {
             let mut damaged = bytes.clone();
             damaged[flip] ^= 0x01;
-            let error = read_all(&damaged).unwrap_err().to_string();
+            let error = read_all(&damaged).unwrap_err();
             assert!(
-                error.contains("a valid entry follows"),
+                matches!(error, Damage::ValidEntryFollows { .. }),
                 "byte {flip}: {error}"
             );
         }
@@ -337,23 +384,27 @@ mod tests {
         let synced = bytes.len();
         let half = bytes.len() / 2;
         bytes[half..].fill(0);
-        let error = read_synced(&bytes, synced).unwrap_err().to_string();
-        let at = starts.iter().rev().find(|&&s| s <= half).unwrap();
-        assert!(error.contains(&format!("at byte {at} ")), "{error}");
+        let error = read_synced(&bytes, synced).unwrap_err();
+        let at = *starts.iter().rev().find(|&&s| s <= half).unwrap();
+        let Damage::WithinSynced {
+            at: found_at,
+            found,
+            synced: found_synced,
+        } = &error
+        else {
+            panic!("damage within what was synced, not {error:?}");
+        };
+        assert_eq!((*found_at, *found_synced), (at, synced));
         assert!(
-            error.contains(&format!("zero bytes from byte {half} to the end")),
-            "{error}"
-        );
-        assert!(
-            error.contains(&format!("first {synced} bytes were synced")),
-            "{error}"
+            found.contains(&format!("zero bytes from byte {half} to the end")),
+            "{found}"
         );
         // Garbage rather than zeros is refused too.
         for b in &mut bytes[half..] {
             *b = 0x5a;
         }
-        let error = read_synced(&bytes, synced).unwrap_err().to_string();
-        assert!(error.contains("bytes were synced"), "{error}");
+        let error = read_synced(&bytes, synced).unwrap_err();
+        assert!(matches!(error, Damage::WithinSynced { .. }), "{error:?}");
     }
 
     #[test]
@@ -378,19 +429,20 @@ mod tests {
         assert_eq!(read.len(), 100);
         assert_eq!(ending, Ending::Torn { at: synced });
         // One byte more, and the zeros reach into what was synced.
-        let error = read_synced(&bytes, synced + 1).unwrap_err().to_string();
-        assert!(error.contains("bytes were synced"), "{error}");
+        let error = read_synced(&bytes, synced + 1).unwrap_err();
+        assert!(matches!(error, Damage::WithinSynced { .. }), "{error:?}");
     }
 
     #[test]
     fn a_log_shorter_than_what_was_synced_is_refused() {
         let (bytes, starts) = log_of(10);
-        let error = read_synced(&bytes[..starts[5]], bytes.len())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains(&format!("ends at byte {}", starts[5])),
-            "{error}"
+        let error = read_synced(&bytes[..starts[5]], bytes.len()).unwrap_err();
+        assert_eq!(
+            error,
+            Damage::CutAfterSync {
+                len: starts[5],
+                synced: bytes.len()
+            }
         );
     }
 }

@@ -9,7 +9,7 @@ use dida_core::{Record, Ring, Version};
 use dida_storage::config::FsyncPolicy;
 use dida_storage::durable::{Persistence, COMPACT_AFTER_BYTES};
 use dida_storage::store::CasOutcome;
-use dida_storage::MultiVersionStore;
+use dida_storage::{DurabilityError, MultiVersionStore};
 
 fn ring() -> Ring {
     Ring::new(&["s1", "s2", "s3"], 16, 3)
@@ -25,7 +25,7 @@ fn persistence(dir: &Path, fsync: FsyncPolicy) -> Persistence {
     }
 }
 
-fn open_with(max_versions: usize, p: &Persistence) -> anyhow::Result<MultiVersionStore> {
+fn open_with(max_versions: usize, p: &Persistence) -> Result<MultiVersionStore, DurabilityError> {
     MultiVersionStore::open(max_versions, &ring(), Some(p))
 }
 
@@ -136,11 +136,35 @@ fn fill_then_append_unsynced(dir: &Path) -> (Vec<Record>, Record) {
     (held, unsynced)
 }
 
-fn open_error(dir: &Path) -> String {
-    format!(
-        "{:#}",
-        open_with(3, &persistence(dir, FsyncPolicy::Always)).unwrap_err()
-    )
+fn open_error(dir: &Path) -> DurabilityError {
+    open_with(3, &persistence(dir, FsyncPolicy::Always)).unwrap_err()
+}
+
+/// The damage a refusal to recover `dir` names: recovery refuses a directory whole
+/// (and says how to replace it), for the damage it found.
+fn damage(dir: &Path) -> DurabilityError {
+    match open_error(dir) {
+        DurabilityError::Unrecoverable {
+            dir: refused,
+            cause,
+        } => {
+            assert_eq!(refused, dir);
+            *cause
+        }
+        other => panic!("a refusal to recover {}, not {other:?}", dir.display()),
+    }
+}
+
+/// The reason a corrupt `what` at `path` was refused for.
+fn corrupt_reason(error: DurabilityError, file: &'static str, path: &Path) -> String {
+    match error {
+        DurabilityError::Corrupt {
+            what,
+            path: found,
+            reason,
+        } if what == file && found == path => reason,
+        other => panic!("{file} {} corrupt, not {other:?}", path.display()),
+    }
 }
 
 #[test]
@@ -208,19 +232,23 @@ fn a_zeroed_middle_of_a_synced_log_is_refused_naming_the_file_and_nothing_is_cha
         fs::write(&segment, bytes).unwrap();
         let before = contents(dir.path());
         let error = open_error(dir.path());
-        for expected in [
-            format!("log segment {} is corrupt", segment.display()),
-            format!("zero bytes from byte {half} to the end"),
-            "at byte ".to_string(),
-            "bytes were synced".to_string(),
-            "nothing was changed".to_string(),
-            "move the directory aside".to_string(),
-        ] {
-            assert!(error.contains(&expected), "{policy}: {error}");
+        let text = error.to_string();
+        for expected in ["nothing was changed", "move the directory aside"] {
+            assert!(text.contains(expected), "{policy}: {text}");
         }
+        let DurabilityError::Unrecoverable { cause, .. } = error else {
+            panic!("{policy}: a refusal to recover, not {error:?}");
+        };
+        let reason = corrupt_reason(*cause, "log segment", &segment);
+        assert!(
+            reason.contains(&format!("zero bytes from byte {half} to the end")),
+            "{policy}: {reason}"
+        );
+        assert!(reason.contains("bytes were synced"), "{policy}: {reason}");
         assert_eq!(contents(dir.path()), before, "{policy}");
         // Refused again: the first refusal cut nothing.
-        assert!(open_error(dir.path()).contains("bytes were synced"));
+        let again = corrupt_reason(damage(dir.path()), "log segment", &segment);
+        assert!(again.contains("bytes were synced"), "{again}");
     }
 }
 
@@ -236,20 +264,24 @@ fn a_synced_log_cut_short_or_missing_is_refused_and_nothing_is_changed() {
     bytes.truncate(len as usize - 46);
     fs::write(&segment, &bytes).unwrap();
     let before = contents(dir.path());
-    let error = open_error(dir.path());
+    let reason = corrupt_reason(damage(dir.path()), "log segment", &segment);
     assert!(
-        error.contains(&format!(
+        reason.contains(&format!(
             "ends at byte {} but its first {len} bytes",
             len - 46
         )),
-        "{error}"
+        "{reason}"
     );
     assert_eq!(contents(dir.path()), before);
 
     fs::remove_file(&segment).unwrap();
     let before = contents(dir.path());
-    let error = open_error(dir.path());
-    assert!(error.contains("is missing"), "{error}");
+    match damage(dir.path()) {
+        DurabilityError::MissingSegment { path, synced } => {
+            assert_eq!((path, synced), (segment.clone(), len));
+        }
+        other => panic!("a missing segment, not {other:?}"),
+    }
     assert_eq!(contents(dir.path()), before);
 }
 
@@ -306,12 +338,8 @@ fn damage_before_the_last_entry_is_refused_and_nothing_is_changed() {
     bytes[100] ^= 0xff;
     fs::write(&segment, bytes).unwrap();
     let before = contents(dir.path());
-    let error = format!(
-        "{:#}",
-        open_with(3, &persistence(dir.path(), FsyncPolicy::Always)).unwrap_err()
-    );
-    assert!(error.contains("is corrupt"), "{error}");
-    assert!(error.contains("a valid entry follows"), "{error}");
+    let reason = corrupt_reason(damage(dir.path()), "log segment", &segment);
+    assert!(reason.contains("a valid entry follows"), "{reason}");
     assert_eq!(contents(dir.path()), before);
 }
 
@@ -322,12 +350,21 @@ fn another_nodes_or_clusters_directory_is_refused_and_left_alone() {
     let before = contents(dir.path());
     let mut other_node = persistence(dir.path(), FsyncPolicy::Always);
     other_node.node = "s2".into();
-    let error = open_with(3, &other_node).unwrap_err().to_string();
-    assert!(error.contains("belongs to node s1, not s2"), "{error}");
+    match open_with(3, &other_node).unwrap_err() {
+        DurabilityError::OtherNode {
+            found, expected, ..
+        } => {
+            assert_eq!((found.as_str(), expected.as_str()), ("s1", "s2"));
+        }
+        other => panic!("another node's directory, not {other:?}"),
+    }
     let mut other_cluster = persistence(dir.path(), FsyncPolicy::Always);
     other_cluster.cluster = "members s1#1,s2#2 vnodes 16 replication-factor 2".into();
-    let error = open_with(3, &other_cluster).unwrap_err().to_string();
-    assert!(error.contains("another cluster"), "{error}");
+    let error = open_with(3, &other_cluster).unwrap_err();
+    assert!(
+        matches!(&error, DurabilityError::OtherCluster { expected, .. } if *expected == other_cluster.cluster),
+        "{error:?}"
+    );
     assert_eq!(contents(dir.path()), before);
 }
 
@@ -335,10 +372,11 @@ fn another_nodes_or_clusters_directory_is_refused_and_left_alone() {
 fn a_directory_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let first = open(dir.path());
-    let error = open_with(3, &persistence(dir.path(), FsyncPolicy::Always))
-        .unwrap_err()
-        .to_string();
-    assert!(error.contains("in use by another process"), "{error}");
+    let error = open_with(3, &persistence(dir.path(), FsyncPolicy::Always)).unwrap_err();
+    assert!(
+        matches!(&error, DurabilityError::InUse { dir: busy, .. } if busy == dir.path()),
+        "{error:?}"
+    );
     drop(first);
     open(dir.path());
 }
@@ -348,19 +386,15 @@ fn an_unreadable_identity_or_unknown_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     fill(&open(dir.path()));
     fs::write(dir.path().join("IDENTITY"), "hello").unwrap();
-    let error = format!(
-        "{:#}",
-        open_with(3, &persistence(dir.path(), FsyncPolicy::Always)).unwrap_err()
-    );
-    assert!(error.contains("IDENTITY is corrupt"), "{error}");
+    let identity = dir.path().join("IDENTITY");
+    corrupt_reason(open_error(dir.path()), "identity file", &identity);
 
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("wal-x.log"), "").unwrap();
-    let error = format!(
-        "{:#}",
-        open_with(3, &persistence(dir.path(), FsyncPolicy::Always)).unwrap_err()
-    );
-    assert!(error.contains("not a log segment name"), "{error}");
+    match open_error(dir.path()) {
+        DurabilityError::UnknownFile { name, .. } => assert_eq!(name, "wal-x.log"),
+        other => panic!("an unknown file, not {other:?}"),
+    }
 }
 
 #[test]

@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
-/// Module name → the modules its source mentions as `crate::name`.
+/// Module name → the modules its source mentions as `crate::name`. A folder module
+/// (`src/name/`) is one module: the text of all its files together, so what its
+/// submodules mention of each other stays inside it, and what they mention of the
+/// rest of the crate is the folder's.
 fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut graph = BTreeMap::new();
@@ -17,7 +20,7 @@ fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
         if module == "lib" {
             continue;
         }
-        let text = fs::read_to_string(&path).expect("a readable source file");
+        let text = source_text(&path);
         let mut uses = BTreeSet::new();
         for (at, _) in text.match_indices("crate::") {
             let name: String = text[at + "crate::".len()..]
@@ -31,6 +34,22 @@ fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
         graph.insert(module, uses);
     }
     graph
+}
+
+/// The text of a source file, or of every `.rs` file under a folder module.
+fn source_text(path: &Path) -> String {
+    if !path.is_dir() {
+        return fs::read_to_string(path).expect("a readable source file");
+    }
+    let mut text = String::new();
+    for entry in fs::read_dir(path).expect("a readable module folder") {
+        let inner = entry.expect("a directory entry").path();
+        if inner.is_dir() || inner.extension().is_some_and(|e| e == "rs") {
+            text.push_str(&source_text(&inner));
+            text.push('\n');
+        }
+    }
+    text
 }
 
 /// A circle through `module`, if its dependencies lead back to it.

@@ -115,8 +115,8 @@ pub(crate) async fn resolve(
     replica: u32,
     keys: &BTreeSet<String>,
 ) {
-    let peers: Vec<usize> = (0..state.config.membership.len())
-        .filter(|&p| p != state.me)
+    let peers: Vec<usize> = (0..state.config().membership.len())
+        .filter(|&p| p != state.me())
         .collect();
     let mut taken = 0;
     for key in keys {
@@ -127,7 +127,7 @@ pub(crate) async fn resolve(
         if unheld.is_empty() {
             continue;
         }
-        if let Some(dir) = &state.config.data_dir {
+        if let Some(dir) = &state.config().data_dir {
             let records: Vec<&Record> = mine
                 .iter()
                 .filter(|r| unheld.contains(&r.version))
@@ -164,12 +164,12 @@ async fn fetch(state: &Peering, peer: usize, key: &str) -> Option<Vec<Record>> {
         key: key.to_string(),
         view: state.view_to_wire(),
     };
-    let deadline = state.config.probe_timeout * 4;
-    let reply = tokio::time::timeout(deadline, state.transport.fetch_key(peer, request))
+    let deadline = state.config().probe_timeout * 4;
+    let reply = tokio::time::timeout(deadline, state.transport().fetch_key(peer, request))
         .await
         .ok()?
         .ok()?;
-    let records = validation::records(&state.config.membership, reply.records).ok()?;
+    let records = validation::records(&state.config().membership, reply.records).ok()?;
     records.iter().all(|r| r.key == key).then_some(records)
 }
 

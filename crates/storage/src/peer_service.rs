@@ -1,6 +1,7 @@
-//! The peer-facing gRPC service: hands each message to the node's handler
-//! (`peer_handlers`), once the caller's certificate (with TLS on) shows it is the
-//! member the message claims to come from.
+//! The peer-facing gRPC service (`Replication` in the .proto): a thin adapter that
+//! hands each message to the node (which passes it to its protocol), once the
+//! caller's certificate (with TLS on) shows it is the member the message claims to
+//! come from.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use dida_proto::storage::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::state::Node;
+use crate::node_core::Node;
 
 /// Implements [`Replication`] over a node.
 #[derive(Debug, Clone)]

@@ -1,35 +1,32 @@
-//! One storage node's protocol core: its context, store and outboxes, and how it
-//! executes a write as a key's primary (catching up after a takeover, then
-//! replicating).
+//! Replication's write path (SPEC §2.4–2.5): how a key's primary executes a write
+//! or conditional update — catching the key up first after a takeover, applying
+//! it under the view (H1), then waiting until `--write-acks` replicas hold it —
+//! and, on the other side, how a replica answers a new primary's key pull
+//! ([`answer_fetch_key`]).
 //!
-//! A [`Node`] does no I/O of its own: it reaches its peers through the
-//! [`PeerTransport`] it is given and runs on tokio's clock. The gRPC services
-//! (`api`, `replication`) and the simulator (`dida-sim`) both drive the same `Node`
-//! — the first from sockets, the second from an in-memory network under a seed.
+//! The decisions are plain functions: whether a takeover may write despite silent
+//! members out of the ring ([`may_proceed`], [`blocking_silence`]), whether a
+//! primary counts enough replicas to write at all ([`enough_replicas`]) and how
+//! many acknowledgements it waits for ([`acks_awaited`]). The acknowledgements
+//! themselves are counted in [`WritePath::replicate`].
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use dida_core::version::VersionError;
-use dida_core::{MemberState, Record, Ring};
-use dida_proto::storage::FetchKeyRequest;
-use futures::future::{join_all, BoxFuture};
+use dida_core::Record;
+use dida_proto::convert::record_to_wire;
+use dida_proto::storage::{FetchKeyReply, FetchKeyRequest};
+use futures::future::join_all;
 use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::Status;
 use tracing::{info, warn};
 
-use crate::anti_entropy::{self, Repairer};
-use crate::config::StorageConfig;
-use crate::detector;
-use crate::durable::Persistence;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
-use crate::rejoin::{self, Joiner};
 use crate::store::{CasOutcome, MultiVersionStore};
-use crate::transport::PeerTransport;
 use crate::validation::{self, Refusal};
 
 /// Where a primary's write goes: the key's other live replicas, and the
@@ -41,14 +38,15 @@ struct Replicas {
     incarnation: u64,
 }
 
-/// A storage node's state and protocols, independent of how messages travel.
+/// A primary's write path: the node's context, store and outboxes, and which keys
+/// it has caught up since it took them over.
 #[derive(Debug)]
-pub struct Node {
-    pub(crate) peering: Arc<Peering>,
-    pub(crate) store: Arc<MultiVersionStore>,
-    pub(crate) gossip: Arc<Gossip>,
+pub(crate) struct WritePath {
+    peering: Arc<Peering>,
+    store: Arc<MultiVersionStore>,
+    gossip: Arc<Gossip>,
     /// The replica number stamped on versions this node creates.
-    pub(crate) replica: u32,
+    replica: u32,
     /// Keys this node took over as primary after a change of view and has brought
     /// up to date, with the epoch of the view it caught each up in: the key needs
     /// no new catch-up while the node has led it in every view since.
@@ -57,93 +55,23 @@ pub struct Node {
     takeover_lock: tokio::sync::Mutex<()>,
 }
 
-impl Node {
-    /// The node `config.id` of `config.membership`, reaching its peers through
-    /// `transport`. Nothing runs until [`Node::background_tasks`] are spawned.
-    pub fn new(config: StorageConfig, transport: Arc<dyn PeerTransport>) -> anyhow::Result<Self> {
-        let peering = Peering::new(config, transport)?;
-        let config = &peering.config;
-        Ok(Self {
-            replica: config.membership.members()[peering.me].replica,
-            store: Arc::new(MultiVersionStore::open(
-                config.max_versions,
-                peering.view.initial_ring(),
-                Persistence::of(config).as_ref(),
-            )?),
-            gossip: Arc::new(Gossip::new(
-                config.membership.len(),
-                peering.me,
-                config.gossip_delay,
-                config.incarnation,
-            )),
-            peering: Arc::new(peering),
+impl WritePath {
+    /// The write path of the node `peering` describes, writing to `store` as
+    /// `replica` and replicating through `gossip`.
+    pub fn new(
+        peering: Arc<Peering>,
+        store: Arc<MultiVersionStore>,
+        gossip: Arc<Gossip>,
+        replica: u32,
+    ) -> Self {
+        Self {
+            peering,
+            store,
+            gossip,
+            replica,
             taken_over: Mutex::new(HashMap::new()),
             takeover_lock: tokio::sync::Mutex::new(()),
-        })
-    }
-
-    /// The node's protocols that run on their own — a gossip sender per peer,
-    /// anti-entropy, the crash detector and joining — for the caller to spawn (the simulator
-    /// wraps them so a pause or crash of the node stops them).
-    pub fn background_tasks(&self) -> Vec<BoxFuture<'static, ()>> {
-        let mut tasks = self.gossip.senders(&self.peering);
-        tasks.push(
-            anti_entropy::run(Repairer {
-                peering: self.peering.clone(),
-                store: self.store.clone(),
-                gossip: self.gossip.clone(),
-            })
-            .boxed(),
-        );
-        tasks.push(detector::run(self.peering.clone()).boxed());
-        tasks.push(
-            rejoin::run(Joiner {
-                peering: self.peering.clone(),
-                store: self.store.clone(),
-                gossip: self.gossip.clone(),
-                replica: self.replica,
-            })
-            .boxed(),
-        );
-        tasks
-    }
-
-    /// This node's id.
-    pub fn id(&self) -> &str {
-        self.peering.id()
-    }
-
-    /// The node's store, for in-process inspection (tests, the simulator's checks).
-    pub fn store(&self) -> &MultiVersionStore {
-        &self.store
-    }
-
-    /// The ring of the live nodes as this node sees it.
-    pub fn ring(&self) -> Arc<Ring> {
-        self.peering.ring()
-    }
-
-    /// Ids of the nodes this node counts failed.
-    pub fn failed_ids(&self) -> Vec<String> {
-        self.peering.failed_ids()
-    }
-
-    /// This process's current incarnation.
-    pub fn incarnation(&self) -> u64 {
-        self.peering.incarnation()
-    }
-
-    /// This node's view: every member's id, incarnation and liveness.
-    pub fn member_states(&self) -> Vec<(String, MemberState)> {
-        let view = self.peering.view.current();
-        (0..self.peering.config.membership.len())
-            .map(|n| (self.peering.id_of(n).to_string(), view.members.get(n)))
-            .collect()
-    }
-
-    /// Whether the other nodes declared this node failed (it no longer serves).
-    pub fn is_fenced(&self) -> bool {
-        self.peering.is_fenced()
+        }
     }
 
     /// Brings `key` up to date before this node executes its first write or
@@ -171,11 +99,11 @@ impl Node {
         if self.is_caught_up(key) {
             return Ok(());
         }
-        let deadline = Instant::now() + state.config.ack_timeout;
+        let deadline = Instant::now() + state.config().ack_timeout;
         loop {
-            let view = state.view.current();
+            let view = state.view().current();
             let primary = view.ring.primary(key);
-            if primary != Some(state.me) {
+            if primary != Some(state.me()) {
                 return Err(self.not_primary(key, primary));
             }
             let others = state.other_replicas(&view.ring, key);
@@ -186,12 +114,12 @@ impl Node {
                 .out
                 .iter()
                 .copied()
-                .filter(|&n| n != state.me)
+                .filter(|&n| n != state.me())
                 .collect();
             // A declared member that runs answers like any peer; one that is
             // paused or cut off must not hold the takeover for a whole call
             // deadline: it gets a probe's time.
-            let probe_timeout = state.config.probe_timeout;
+            let probe_timeout = state.config().probe_timeout;
             let pulls = others
                 .iter()
                 .map(|&peer| self.pull_key(peer, key, true).boxed())
@@ -202,21 +130,14 @@ impl Node {
                 }));
             let pulled = join_all(pulls).await;
             let (from_replicas, from_outside) = pulled.split_at(others.len());
-            let mut silent: Vec<&str> = others
-                .iter()
-                .zip(from_replicas)
-                .filter(|(_, pulled)| !**pulled)
-                .map(|(&peer, _)| state.id_of(peer))
-                .collect();
-            let silent_outside: Vec<&str> = outside
-                .iter()
-                .zip(from_outside)
-                .filter(|(_, pulled)| !**pulled)
-                .map(|(&peer, _)| state.id_of(peer))
-                .collect();
-            if !may_proceed(silent_outside.len(), state.config.write_acks) {
-                silent.extend(silent_outside);
-            }
+            let waited_for = blocking_silence(
+                &others,
+                from_replicas,
+                &outside,
+                from_outside,
+                state.config().write_acks,
+            );
+            let silent: Vec<&str> = waited_for.iter().map(|&peer| state.id_of(peer)).collect();
             if silent.is_empty() {
                 info!(node = state.id(), key, "took over key as primary");
                 self.taken_over
@@ -237,12 +158,12 @@ impl Node {
                      nothing was written",
                     state.id(),
                     silent.join(", "),
-                    state.config.ack_timeout
+                    state.config().ack_timeout
                 )));
             }
             // A replica that does not answer is being detected; retry with the view
             // the detector will have updated.
-            tokio::time::sleep(state.config.probe_interval).await;
+            tokio::time::sleep(state.config().probe_interval).await;
         }
     }
 
@@ -250,8 +171,8 @@ impl Node {
     /// last caught the key up.
     fn is_caught_up(&self, key: &str) -> bool {
         let state = &self.peering;
-        let joined = state.joined_epoch.load(Ordering::Relaxed);
-        if state.view.led_throughout(key, state.me, joined) {
+        let joined = state.lifecycle().joined_epoch();
+        if state.view().led_throughout(key, state.me(), joined) {
             return true;
         }
         let caught_up = self
@@ -260,7 +181,7 @@ impl Node {
             .expect("takeover lock poisoned")
             .get(key)
             .copied();
-        caught_up.is_some_and(|epoch| state.view.led_throughout(key, state.me, epoch))
+        caught_up.is_some_and(|epoch| state.view().led_throughout(key, state.me(), epoch))
     }
 
     /// Pulls and merges `peer`'s versions of `key`; false if it did not answer, or
@@ -274,17 +195,17 @@ impl Node {
         let request = FetchKeyRequest {
             from: state.id().to_string(),
             key: key.to_string(),
-            view: if state.config.fence {
+            view: if state.config().fence {
                 state.view_to_wire()
             } else {
                 Vec::new()
             },
         };
-        let Ok(reply) = state.transport.fetch_key(peer, request).await else {
+        let Ok(reply) = state.transport().fetch_key(peer, request).await else {
             return false;
         };
         let checked =
-            validation::records(&state.config.membership, reply.records).and_then(|records| {
+            validation::records(&state.config().membership, reply.records).and_then(|records| {
                 match records.iter().find(|r| r.key != key) {
                     Some(other) => Err(Refusal(format!(
                         "it returned a record of key {:?} for key {key:?}",
@@ -295,7 +216,7 @@ impl Node {
             });
         match checked {
             Ok(records) => {
-                let creator = state.config.membership.members()[peer].replica;
+                let creator = state.config().membership.members()[peer].replica;
                 self.store.merge_all(
                     records
                         .iter()
@@ -326,23 +247,22 @@ impl Node {
         let state = &self.peering;
         loop {
             self.catch_up(key).await?;
-            let attempt = state.view.with_current(|view| {
+            let attempt = state.view().with_current(|view| {
                 let primary = view.ring.primary(key);
-                if primary != Some(state.me) {
+                if primary != Some(state.me()) {
                     return Some(Err(self.not_primary(key, primary)));
                 }
                 if !self.is_caught_up(key) {
                     return None;
                 }
                 let others = state.other_replicas(&view.ring, key);
-                let needed = state.config.write_acks - 1;
-                if others.len() < needed {
+                if !enough_replicas(others.len(), state.config().write_acks) {
                     return Some(Err(Status::unavailable(format!(
                         "node {} counts only {} live replica(s) of key {key:?}, fewer than \
                          --write-acks {}; nothing was written",
                         state.id(),
                         others.len() + 1,
-                        state.config.write_acks
+                        state.config().write_acks
                     ))));
                 }
                 let replicas = Replicas {
@@ -361,7 +281,7 @@ impl Node {
     /// its current view), or cannot route at all (every node is out of its ring:
     /// the cluster is starting). `ABORTED`: nothing was applied and the caller may
     /// retry once views agree.
-    pub(crate) fn not_primary(&self, key: &str, primary: Option<usize>) -> Status {
+    pub fn not_primary(&self, key: &str, primary: Option<usize>) -> Status {
         let state = &self.peering;
         let Some(primary) = primary else {
             return Status::aborted(format!(
@@ -380,7 +300,7 @@ impl Node {
     }
 
     /// Executes a write as the key's primary, then replicates it (SPEC §2.4).
-    pub(crate) async fn execute_write(&self, key: &str, value: &str) -> Result<Record, Status> {
+    pub async fn execute_write(&self, key: &str, value: &str) -> Result<Record, Status> {
         let (record, replicas) = self
             .as_primary(key, |store| store.write(key, value, self.replica))
             .await?;
@@ -393,7 +313,7 @@ impl Node {
 
     /// Executes a conditional update as the key's primary; `None` when the comparison
     /// failed.
-    pub(crate) async fn execute_cas(
+    pub async fn execute_cas(
         &self,
         key: &str,
         old: &str,
@@ -424,8 +344,8 @@ impl Node {
                              holding it within {:?}; the outcome is unknown",
                             current.version,
                             self.peering.id(),
-                            self.peering.config.write_acks,
-                            self.peering.config.ack_timeout,
+                            self.peering.config().write_acks,
+                            self.peering.config().ack_timeout,
                         )));
                     }
                 }
@@ -446,7 +366,7 @@ impl Node {
     /// acknowledges it again, so this also confirms a record created earlier.
     async fn replicate(&self, record: &Record, replicas: &Replicas) -> bool {
         let state = &self.peering;
-        let needed = state.config.write_acks - 1;
+        let needed = acks_awaited(state.config().write_acks);
         let incarnation = replicas.incarnation;
         if needed == 0 {
             for &peer in &replicas.others {
@@ -471,7 +391,7 @@ impl Node {
             }
             acked
         };
-        let acked = tokio::time::timeout(state.config.ack_timeout, wait_for_acks)
+        let acked = tokio::time::timeout(state.config().ack_timeout, wait_for_acks)
             .await
             .unwrap_or(0);
         acked >= needed
@@ -497,10 +417,76 @@ impl Node {
             record.key,
             state.id(),
             record.version,
-            state.config.write_acks,
-            state.config.ack_timeout,
+            state.config().write_acks,
+            state.config().ack_timeout,
         ))
     }
+}
+
+/// Hands a new primary this node's versions of a key, after adopting the new
+/// primary's view (D2, H1): from here on this node refuses the old primary's
+/// pushes, and executes no write of the key if it led it, so none can be
+/// acknowledged that the new primary missed. The sender, key and view are
+/// checked first; a malformed pull is refused and adopts nothing.
+pub(crate) fn answer_fetch_key(
+    state: &Peering,
+    store: &MultiVersionStore,
+    request: FetchKeyRequest,
+) -> Result<FetchKeyReply, Status> {
+    state.check_serving()?;
+    let refused = |r: Refusal| r.status(state.id(), "key pull", &request.from);
+    let membership = &state.config().membership;
+    let from = validation::sender(membership, state.me(), &request.from).map_err(refused)?;
+    validation::key(&request.key).map_err(refused)?;
+    let updates = validation::view(membership, &request.view).map_err(refused)?;
+    if !updates.is_empty() {
+        state.learn(Some(from), updates);
+    }
+    state.check_serving()?;
+    let records = store.records_of(&request.key, |_| true);
+    Ok(FetchKeyReply {
+        records: records.iter().map(record_to_wire).collect(),
+    })
+}
+
+/// Whether a primary that counts `others` live replicas of a key besides itself
+/// may write it with `--write-acks` `write_acks`: with fewer, the write could not
+/// be acknowledged, so it is refused before it is applied.
+pub(crate) fn enough_replicas(others: usize, write_acks: usize) -> bool {
+    others >= acks_awaited(write_acks)
+}
+
+/// How many other replicas' acknowledgements a primary waits for: its own copy
+/// counts as one of the `write_acks`.
+pub(crate) fn acks_awaited(write_acks: usize) -> usize {
+    write_acks.saturating_sub(1)
+}
+
+/// The members whose silence keeps a takeover from writing: every live replica
+/// that did not answer its pull (`from_replicas`, in the order of `replicas`),
+/// and the silent members out of the ring (`from_outside`, in the order of
+/// `outside`) unless [`may_proceed`] lets the takeover go on without them.
+pub(crate) fn blocking_silence(
+    replicas: &[usize],
+    from_replicas: &[bool],
+    outside: &[usize],
+    from_outside: &[bool],
+    write_acks: usize,
+) -> Vec<usize> {
+    let silent = |peers: &[usize], answered: &[bool]| -> Vec<usize> {
+        peers
+            .iter()
+            .zip(answered)
+            .filter(|(_, answered)| !**answered)
+            .map(|(&peer, _)| peer)
+            .collect()
+    };
+    let mut blocking = silent(replicas, from_replicas);
+    let silent_outside = silent(outside, from_outside);
+    if !may_proceed(silent_outside.len(), write_acks) {
+        blocking.extend(silent_outside);
+    }
+    blocking
 }
 
 /// Whether a takeover whose live replicas all answered may write, with
@@ -528,5 +514,33 @@ mod tests {
         assert!(!may_proceed(2, 2));
         assert!(may_proceed(2, 3) && !may_proceed(3, 3));
         assert!(may_proceed(4, 1));
+    }
+
+    #[test]
+    fn a_write_needs_write_acks_replicas_counting_the_primary() {
+        assert_eq!(acks_awaited(1), 0);
+        assert_eq!(acks_awaited(3), 2);
+        assert!(enough_replicas(0, 1));
+        assert!(enough_replicas(1, 2) && !enough_replicas(0, 2));
+        assert!(enough_replicas(2, 3) && !enough_replicas(1, 3));
+    }
+
+    #[test]
+    fn every_silent_replica_blocks_a_takeover_silent_outsiders_only_past_the_bound() {
+        // A live replica that did not answer always holds the takeover.
+        assert_eq!(
+            blocking_silence(&[1, 2], &[true, false], &[], &[], 2),
+            vec![2]
+        );
+        // One silent member out of the ring with --write-acks 2: another holder
+        // answered, so it does not.
+        assert!(blocking_silence(&[1], &[true], &[3, 4], &[false, true], 2).is_empty());
+        // Two silent outsiders may be both holders of a write: both are waited for.
+        assert_eq!(
+            blocking_silence(&[1], &[true], &[3, 4], &[false, false], 2),
+            vec![3, 4]
+        );
+        // --write-acks 1 never waits for members out of the ring.
+        assert!(blocking_silence(&[1], &[true], &[3, 4], &[false, false], 1).is_empty());
     }
 }

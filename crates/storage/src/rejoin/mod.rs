@@ -41,12 +41,21 @@
 //! declared by every other — no node turns alive alone, the only primary of every
 //! key in its own ring. One that does not answer is not waited for: declared
 //! failed, it gets no write acknowledged (D2).
+//!
+//! The rejoining side is here; what a peer answers its `Handback` is in
+//! `handback`, and how kept versions of keys written elsewhere are resolved (the
+//! keys a rejoin must resolve, the versions it sets aside) in `divergence`. The
+//! life-cycle transitions it makes (start over, caught up) are `Lifecycle`'s.
+
+mod divergence;
+mod handback;
+
+pub(crate) use handback::answer_handback;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use dida_core::{Liveness, MemberState, RangeId, Record, Ring};
+use dida_core::{Liveness, MemberState, Membership, RangeId, Record, Ring};
 use dida_proto::convert::view_to_wire;
 use dida_proto::storage::{HandbackReply, HandbackRequest};
 use dida_proto::transport::is_connect_failure;
@@ -54,7 +63,6 @@ use futures::future::join_all;
 use tracing::{debug, error, info, warn};
 
 use crate::anti_entropy::digests_on_wire;
-use crate::divergence;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
 use crate::stats;
@@ -86,8 +94,8 @@ pub(crate) async fn run(joiner: Joiner) {
         // Woken by a change of view; the tick covers one that came just before.
         tokio::select! {
             biased;
-            () = state.view_changed.notified() => {}
-            () = tokio::time::sleep(state.config.probe_interval) => {}
+            () = state.view_change() => {}
+            () = tokio::time::sleep(state.config().probe_interval) => {}
         }
     }
 }
@@ -96,8 +104,8 @@ pub(crate) async fn run(joiner: Joiner) {
 /// joining incarnation above every one its peers know of.
 fn start_over(joiner: &Joiner) {
     let state = &joiner.peering;
-    let known = state.view.current().members.get(state.me).incarnation;
-    let Some(incarnation) = MemberState::next_incarnation(known.max(state.incarnation())) else {
+    let known = state.view().current().members.get(state.me()).incarnation;
+    let Some(incarnation) = state.lifecycle().next_incarnation(known) else {
         // Views refuse incarnations past the bound, so only an announcement of this
         // node at the highest incarnation itself, which no honest process makes,
         // brings a node here.
@@ -111,21 +119,20 @@ fn start_over(joiner: &Joiner) {
         return;
     };
     joiner.gossip.clear(incarnation);
-    state.incarnation.store(incarnation, Ordering::Relaxed);
-    state.joined_epoch.store(u64::MAX, Ordering::Relaxed);
-    state.view.merge([(
-        state.me,
+    state.lifecycle().start_over(incarnation);
+    state.view().merge([(
+        state.me(),
         MemberState {
             incarnation,
             liveness: Liveness::Joining,
         },
     )]);
-    state.fenced.store(false, Ordering::Relaxed);
+    state.lifecycle().lift_fence();
     warn!(
         node = state.id(),
         incarnation, "rejoining as a new incarnation, with the records it holds"
     );
-    state.view_changed.notify_waiters();
+    state.announce_view_change();
 }
 
 /// Both phases, then alive. Returns early if the node is fenced meanwhile.
@@ -160,23 +167,23 @@ async fn join(joiner: &Joiner) {
         incarnation,
         liveness: Liveness::Alive,
     };
-    if let Some(view) = state.view.merge([(state.me, alive)]) {
+    if let Some(view) = state.view().merge([(state.me(), alive)]) {
         // Normally the ring it turned alive in is the one it caught up for. If a
         // change of view slipped in between and gave it more ranges, its keys are
-        // caught up one by one on first write instead (`Node::catch_up`).
-        let covered = ranges_replicated(state.view.initial_ring(), &view.ring, state.me)
+        // caught up one by one on first write instead (`WritePath::catch_up`).
+        let covered = ranges_replicated(state.view().initial_ring(), &view.ring, state.me())
             .is_subset(&caught_up);
         if covered {
-            state.joined_epoch.store(view.epoch, Ordering::Relaxed);
+            state.lifecycle().caught_up(view.epoch);
         }
-        stats::add(&state.membership_stats.catch_ups, 1);
+        stats::add(&state.membership_stats().catch_ups, 1);
         info!(
             node = state.id(),
             incarnation,
             epoch = view.epoch,
             "caught up: alive in the ring"
         );
-        state.view_changed.notify_waiters();
+        state.announce_view_change();
     }
 }
 
@@ -207,9 +214,9 @@ async fn catch_up(
         if state.is_fenced() || state.incarnation() != incarnation {
             return Phase::Interrupted;
         }
-        let view = state.view.current();
-        let target = state.view.ring_with_alive(&view, state.me);
-        let needed = ranges_replicated(state.view.initial_ring(), &target, state.me);
+        let view = state.view().current();
+        let target = state.view().ring_with_alive(&view, state.me());
+        let needed = ranges_replicated(state.view().initial_ring(), &target, state.me());
         if pending
             .as_ref()
             .is_some_and(|(wanted, _)| *wanted != needed)
@@ -219,8 +226,8 @@ async fn catch_up(
             pending = None;
         }
         let (_, waiting) = pending.get_or_insert_with(|| {
-            let waiting = (0..state.config.membership.len())
-                .filter(|&p| p != state.me)
+            let waiting = (0..state.config().membership.len())
+                .filter(|&p| p != state.me())
                 .map(|p| (p, needed.clone()))
                 .collect();
             (needed.clone(), waiting)
@@ -230,16 +237,16 @@ async fn catch_up(
         }
         let mut announced = view.members.clone();
         announced.merge(
-            state.me,
+            state.me(),
             MemberState {
                 incarnation,
                 liveness,
             },
         );
-        let wire_view = view_to_wire(&state.config.membership, &announced);
+        let wire_view = view_to_wire(&state.config().membership, &announced);
         let peers: Vec<usize> = waiting.keys().copied().collect();
         let divergence = kept.then_some(&*target);
-        let durable = state.config.data_dir.is_some();
+        let durable = state.config().data_dir.is_some();
         let calls = peers.iter().map(|&peer| {
             let ranges: Vec<RangeId> = waiting[&peer].iter().copied().collect();
             handback_from(joiner, peer, wire_view.clone(), ranges, divergence)
@@ -275,7 +282,7 @@ async fn catch_up(
         if !waiting.is_empty() {
             let silent: Vec<&str> = waiting.keys().map(|&p| state.id_of(p)).collect();
             debug!(node = state.id(), phase = %liveness, ?silent, "rejoin waits for peers");
-            tokio::time::sleep(state.config.probe_interval).await;
+            tokio::time::sleep(state.config().probe_interval).await;
         }
     }
 }
@@ -306,16 +313,21 @@ async fn handback_from(
     divergence: Option<&Ring>,
 ) -> Answer {
     let state = &joiner.peering;
-    let initial = state.view.initial_ring();
+    let initial = state.view().initial_ring();
     let request = HandbackRequest {
         from: state.id().to_string(),
         view,
         ring_fingerprint: initial.fingerprint(),
         ranges: digests_on_wire(&joiner.store, initial, &ranges),
     };
-    match state.transport.handback(peer, request).await {
+    match state.transport().handback(peer, request).await {
         Ok(reply) => {
-            let (records, complete_ranges, view) = match check_reply(state, &ranges, reply) {
+            let (records, complete_ranges, view) = match check_reply(
+                &state.config().membership,
+                initial,
+                &ranges,
+                reply,
+            ) {
                 Ok(checked) => checked,
                 Err(refusal) => {
                     warn!(node = state.id(), peer = state.id_of(peer), reason = %refusal.0, "refused a peer's handback reply; asking again");
@@ -324,7 +336,7 @@ async fn handback_from(
             };
             let written_elsewhere = match divergence {
                 Some(target) => divergence::written_elsewhere(
-                    state.me,
+                    state.me(),
                     joiner.replica,
                     joiner.store.max_versions(),
                     target,
@@ -363,14 +375,13 @@ type CheckedReply = (Vec<Record>, Vec<RangeId>, Vec<(usize, MemberState)>);
 
 /// Checks a handback reply whole before any of it is used: its view well formed,
 /// its records valid (`validation::record`) and of the `asked` ranges of the
-/// first ring, and its complete ranges among those asked.
+/// first ring (`initial`), and its complete ranges among those asked.
 fn check_reply(
-    state: &Peering,
+    membership: &Membership,
+    initial: &Ring,
     asked: &[RangeId],
     reply: HandbackReply,
 ) -> Result<CheckedReply, Refusal> {
-    let membership = &state.config.membership;
-    let initial = state.view.initial_ring();
     let updates = validation::view(membership, &reply.view)?;
     let records = validation::records(membership, reply.records)?;
     if let Some(stray) = records
@@ -407,6 +418,43 @@ fn ranges_replicated(initial: &Ring, target: &Ring, node: usize) -> BTreeSet<Ran
 mod tests {
     use super::*;
     use dida_core::ring::key_hash;
+    use dida_core::Version;
+    use dida_proto::convert::record_to_wire;
+
+    #[test]
+    fn a_handback_reply_is_used_only_if_it_answers_the_ranges_asked() {
+        let ids = ["s1", "s2", "s3"];
+        let membership = Membership::new(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| (id.to_string(), format!("http://127.0.0.1:{}", 7001 + i))),
+        )
+        .expect("a valid membership");
+        let initial = Ring::new(&ids, 8, 3);
+        let key = "some-key";
+        let range = initial.range_of(key);
+        let other = (0..initial.range_count() as RangeId)
+            .find(|&r| r != range)
+            .expect("another range");
+        let record = Record {
+            key: key.to_string(),
+            version: Version::new(1, membership.members()[1].replica),
+            value: "v".to_string(),
+        };
+        let reply = |ranges: Vec<RangeId>| HandbackReply {
+            records: vec![record_to_wire(&record)],
+            complete_ranges: ranges,
+            view: Vec::new(),
+        };
+        let (records, complete, view) =
+            check_reply(&membership, &initial, &[range], reply(vec![range])).expect("valid");
+        assert_eq!((records, complete), (vec![record.clone()], vec![range]));
+        assert!(view.is_empty());
+        // A record of a range not asked for, or a range reported complete that was
+        // not asked for, refuses the reply whole.
+        assert!(check_reply(&membership, &initial, &[other], reply(vec![other])).is_err());
+        assert!(check_reply(&membership, &initial, &[range], reply(vec![range, other])).is_err());
+    }
 
     #[test]
     fn the_ranges_to_catch_up_are_those_replicated_in_the_target_ring() {

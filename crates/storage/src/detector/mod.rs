@@ -7,7 +7,7 @@
 //!
 //! Every `probe_interval` a node probes each peer it believes alive, all at once
 //! (`Probe`, bounded by `probe_timeout`). A peer that does not answer is probed
-//! indirectly: up to [`INDIRECT_PROBES`](crate::suspicion::INDIRECT_PROBES) other live peers are asked to probe it
+//! indirectly: up to [`INDIRECT_PROBES`](suspicion::INDIRECT_PROBES) other live peers are asked to probe it
 //! (`ProbeFor`), which tells a crashed node from a slow link between two nodes. If
 //! none reaches it, the peer is **suspected**; a suspected peer that still answers
 //! nobody once `suspicion_timeout` has passed is declared **failed**. Any answer
@@ -49,52 +49,93 @@
 //! Without it, two running nodes that each counted the other failed (after forged
 //! declarations, or every node declared by every other) would never speak again:
 //! a split brain, each the only primary in its own ring.
+//!
+//! Both sides live here: the prober ([`run`]) and the answers to a peer's `Probe`
+//! and `ProbeFor` ([`answer_probe`], [`answer_probe_for`]); the suspicion rules sit
+//! in `suspicion`, the checks of who may ask to probe whom in [`probe_for_target`].
 
-use std::sync::Arc;
+mod suspicion;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dida_proto::storage::{ProbeForRequest, ProbeRequest};
+use dida_core::Membership;
+use dida_proto::storage::{ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest};
 use futures::future::join_all;
 use tokio::time::Instant;
+use tonic::Status;
 use tracing::{info, warn};
 
 use crate::peering::Peering;
 use crate::stats;
-use crate::suspicion::{indirect_helpers, Suspicions};
+use crate::validation::{self, Refusal};
+use suspicion::{indirect_helpers, Suspicions};
 
 /// How long after start a node waits before suspecting a peer that has never
 /// answered it (a peer that has answered once is suspected as soon as it stops).
 const STARTUP_GRACE: Duration = Duration::from_secs(30);
 
+/// Longest a peer's `ProbeFor` may ask this node to wait for the target: the
+/// asker's timeout, within reason, so a probe never holds a task for long.
+const MOST_ASKED_TIMEOUT_MS: u32 = 10_000;
+
+/// What the detector shares with the answers to peers' probes: whom it suspects
+/// (for `Status`) and who has probed this node.
+#[derive(Debug, Default)]
+pub(crate) struct Detection {
+    /// Peers the detector currently suspects.
+    suspected: Mutex<BTreeSet<usize>>,
+    /// Peers that have probed this node: they have started, so the detector's
+    /// start-up grace no longer spares them even if none of its own probes reached
+    /// them yet.
+    heard_from: Mutex<BTreeSet<usize>>,
+}
+
+impl Detection {
+    /// The peers the detector suspects after its latest round.
+    pub fn suspected(&self) -> BTreeSet<usize> {
+        self.suspected
+            .lock()
+            .expect("suspects lock poisoned")
+            .clone()
+    }
+
+    fn heard_from(&self) -> Vec<usize> {
+        let heard = self.heard_from.lock().expect("heard-from lock poisoned");
+        heard.iter().copied().collect()
+    }
+}
+
 /// The detector of a node: a probe round every `probe_interval`, for as long as the
 /// process runs (a fenced node skips rounds until it has started over).
-pub(crate) async fn run(state: Arc<Peering>) {
-    let mut ticker = tokio::time::interval(state.config.probe_interval);
+pub(crate) async fn run(state: Arc<Peering>, detection: Arc<Detection>) {
+    let mut ticker = tokio::time::interval(state.config().probe_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut suspicions = Suspicions::new(
         Instant::now(),
         STARTUP_GRACE,
-        state.config.suspicion_timeout,
+        state.config().suspicion_timeout,
     );
     loop {
         ticker.tick().await;
         if state.is_fenced() {
             continue;
         }
-        probe_round(&state, &mut suspicions).await;
-        *state.suspected.lock().expect("suspects lock poisoned") = suspicions.suspected();
+        probe_round(&state, &detection, &mut suspicions).await;
+        *detection.suspected.lock().expect("suspects lock poisoned") = suspicions.suspected();
     }
 }
 
 /// Probes every live peer once, directly and, for those that miss, indirectly; lets
 /// `suspicions` decide what the answers mean, logs it and declares the failures.
-async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
-    let view = state.view.current();
+async fn probe_round(state: &Arc<Peering>, detection: &Detection, suspicions: &mut Suspicions) {
+    let view = state.view().current();
     let peers = state.live_peers(&view);
     // Without the fence (the simulator's control experiment only) a declared node
     // is not told by its peers either: it learns from its own probes, as before
     // the fence existed.
-    let declared: Vec<usize> = if state.config.fence {
+    let declared: Vec<usize> = if state.config().fence {
         view.members.failed().collect()
     } else {
         Vec::new()
@@ -104,18 +145,11 @@ async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
         join_all(
             declared
                 .iter()
-                .map(|&peer| probe(state, peer, state.config.probe_timeout))
+                .map(|&peer| probe(state, peer, state.config().probe_timeout))
         ),
     );
     let answers: Vec<(usize, bool)> = peers.iter().copied().zip(reached).collect();
-    suspicions.started(
-        state
-            .heard_from
-            .lock()
-            .expect("heard-from lock poisoned")
-            .iter()
-            .copied(),
-    );
+    suspicions.started(detection.heard_from());
     let failed: std::collections::BTreeSet<usize> = view.members.failed().collect();
     let verdict = suspicions.observe(Instant::now(), &answers, &failed);
     for &peer in &verdict.cleared {
@@ -126,7 +160,7 @@ async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
         );
     }
     stats::add(
-        &state.membership_stats.suspicions,
+        &state.membership_stats().suspicions,
         verdict.suspected.len() as u64,
     );
     for &peer in &verdict.suspected {
@@ -146,7 +180,7 @@ async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
         let names: Vec<&str> = verdict.failed.iter().map(|&n| state.id_of(n)).collect();
         warn!(node = state.id(), failed = ?names, "declaring crashed peers failed");
         stats::add(
-            &state.membership_stats.declarations,
+            &state.membership_stats().declarations,
             verdict.failed.len() as u64,
         );
         state.declare_failed(&view, &verdict.failed);
@@ -156,11 +190,11 @@ async fn probe_round(state: &Arc<Peering>, suspicions: &mut Suspicions) {
 /// Whether `peer` answers a direct probe, or else an indirect one through the
 /// [`indirect_helpers`] among the other live `peers`.
 async fn reachable(state: &Arc<Peering>, peer: usize, peers: &[usize]) -> bool {
-    if probe(state, peer, state.config.probe_timeout).await {
+    if probe(state, peer, state.config().probe_timeout).await {
         return true;
     }
-    let timeout = state.config.probe_timeout;
-    let asks = indirect_helpers(state.me, peer, peers)
+    let timeout = state.config().probe_timeout;
+    let asks = indirect_helpers(state.me(), peer, peers)
         .into_iter()
         .map(|helper| {
             let request = ProbeForRequest {
@@ -170,7 +204,7 @@ async fn reachable(state: &Arc<Peering>, peer: usize, peers: &[usize]) -> bool {
             };
             async move {
                 matches!(
-                    tokio::time::timeout(timeout * 2, state.transport.probe_for(helper, request)).await,
+                    tokio::time::timeout(timeout * 2, state.transport().probe_for(helper, request)).await,
                     Ok(Ok(reply)) if reply.reachable
                 )
             }
@@ -186,7 +220,7 @@ pub(crate) async fn probe(state: &Peering, peer: usize, timeout: Duration) -> bo
         from: state.id().to_string(),
         view: state.view_to_wire(),
     };
-    match tokio::time::timeout(timeout, state.transport.probe(peer, request)).await {
+    match tokio::time::timeout(timeout, state.transport().probe(peer, request)).await {
         Ok(Ok(reply)) => {
             if let Err(refusal) = state.learn_wire(peer, &reply.view) {
                 // It answered, so it runs; what it says is not believed.
@@ -195,5 +229,122 @@ pub(crate) async fn probe(state: &Peering, peer: usize, timeout: Duration) -> bo
             true
         }
         _ => false,
+    }
+}
+
+/// Answers a peer's probe, exchanging views. The view is believed only from another
+/// member and only if every entry names a member, once, with a known liveness and a
+/// bounded incarnation (`validation::view`); otherwise the probe is refused and
+/// changes nothing — not even who has been heard from.
+pub(crate) fn answer_probe(
+    state: &Peering,
+    detection: &Detection,
+    request: ProbeRequest,
+) -> Result<ProbeReply, Status> {
+    state.check_serving()?;
+    let refused = |r: Refusal| r.status(state.id(), "probe", &request.from);
+    let membership = &state.config().membership;
+    let from = validation::sender(membership, state.me(), &request.from).map_err(refused)?;
+    let updates = validation::view(membership, &request.view).map_err(refused)?;
+    detection
+        .heard_from
+        .lock()
+        .expect("heard-from lock poisoned")
+        .insert(from);
+    if !updates.is_empty() {
+        state.learn(Some(from), updates);
+    }
+    Ok(ProbeReply {
+        view: state.view_to_wire(),
+    })
+}
+
+/// Probes another node on a peer's behalf (`ProbeFor`), once
+/// [`probe_for_target`] has accepted the request.
+pub(crate) async fn answer_probe_for(
+    state: &Peering,
+    request: ProbeForRequest,
+) -> Result<ProbeForReply, Status> {
+    state.check_serving()?;
+    let refused = |r: Refusal| r.status(state.id(), "probe request", &request.from);
+    let target = probe_for_target(
+        &state.config().membership,
+        state.me(),
+        &request.from,
+        &request.target,
+    )
+    .map_err(refused)?;
+    let Some(target) = target else {
+        return Ok(ProbeForReply { reachable: true });
+    };
+    let reachable = probe(state, target, asked_timeout(request.timeout_ms)).await;
+    Ok(ProbeForReply { reachable })
+}
+
+/// Whom a `ProbeFor` from `from` asks node `me` to probe: `Some(target)`, or `None`
+/// when the target is `me` (which answers for itself). The asker must be another
+/// member and the target a member other than the asker.
+pub(crate) fn probe_for_target(
+    membership: &Membership,
+    me: usize,
+    from: &str,
+    target: &str,
+) -> Result<Option<usize>, Refusal> {
+    let from = validation::sender(membership, me, from)?;
+    let target = membership.index_of(target).map_err(|e| {
+        Refusal(format!(
+            "the target is not a storage node of this cluster ({e})"
+        ))
+    })?;
+    if target == from {
+        return Err(Refusal(
+            "the target is the sender itself, which needs no one to probe it".to_string(),
+        ));
+    }
+    Ok((target != me).then_some(target))
+}
+
+/// How long a `ProbeFor` waits for its target: the asker's timeout, between 1 ms
+/// and [`MOST_ASKED_TIMEOUT_MS`].
+pub(crate) fn asked_timeout(timeout_ms: u32) -> Duration {
+    Duration::from_millis(timeout_ms.clamp(1, MOST_ASKED_TIMEOUT_MS).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn membership() -> Membership {
+        Membership::parse(
+            "s1=http://127.0.0.1:7001,s2=http://127.0.0.1:7002,s3=http://127.0.0.1:7003",
+        )
+        .expect("a valid membership")
+    }
+
+    #[test]
+    fn a_probe_for_names_another_member_than_its_asker() {
+        let members = membership();
+        assert_eq!(probe_for_target(&members, 0, "s2", "s3"), Ok(Some(2)));
+        assert_eq!(probe_for_target(&members, 0, "s2", "s1"), Ok(None), "me");
+        assert!(probe_for_target(&members, 0, "s2", "s2").is_err(), "itself");
+        assert!(
+            probe_for_target(&members, 0, "s2", "s9").is_err(),
+            "no member"
+        );
+        assert!(
+            probe_for_target(&members, 0, "s9", "s3").is_err(),
+            "no sender"
+        );
+        assert!(
+            probe_for_target(&members, 0, "s1", "s3").is_err(),
+            "from me"
+        );
+    }
+
+    #[test]
+    fn an_asked_timeout_is_kept_within_reason() {
+        assert_eq!(asked_timeout(0), Duration::from_millis(1));
+        assert_eq!(asked_timeout(500), Duration::from_millis(500));
+        assert_eq!(asked_timeout(u32::MAX), Duration::from_secs(10));
     }
 }
