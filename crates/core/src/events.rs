@@ -111,6 +111,26 @@ pub enum Event {
         /// The line.
         text: String,
     },
+    /// An operator was deployed to the cluster (`dida operator deploy`).
+    Deployed {
+        /// What was deployed.
+        operator: OperatorInfo,
+        /// The digest of the operator it replaced under the same name, if any.
+        replaced_digest: Option<String>,
+    },
+    /// A deployed operator was removed (`dida operator remove`).
+    Removed {
+        /// What was removed.
+        operator: OperatorInfo,
+    },
+    /// An operator the cluster can run (`dida operator list`). Named apart from
+    /// `operator`, which says how one operator of an execution ran.
+    Listed {
+        /// `deployed` (stored by the scheduler) or `workers` (built into them).
+        source: String,
+        /// The operator; only its name for one built into the workers.
+        operator: OperatorInfo,
+    },
     /// A command failed.
     Error {
         /// Line of the script or data file, when there is one.
@@ -120,6 +140,22 @@ pub enum Event {
         /// Why.
         message: String,
     },
+}
+
+/// An operator as `dida operator` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperatorInfo {
+    /// The class name applications use.
+    pub name: String,
+    /// SHA-256 of its component, in hexadecimal (absent for built-in ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Size of its component (absent for built-in ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// When it was deployed, Unix milliseconds (absent for built-in ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployed_unix_ms: Option<u64>,
 }
 
 impl Event {

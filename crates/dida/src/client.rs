@@ -15,6 +15,8 @@ use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, RunRequest, Submit
 use dida_proto::transport::{lazy_channel_for_waits, NodeChannel, MAX_MESSAGE_BYTES};
 use tokio::time::Instant;
 
+use crate::exit::{CallFailed, ExecutionFailed};
+
 /// Flags of `dida run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -102,10 +104,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         input: args.input.clone(),
     };
     let refused = |s: tonic::Status| {
-        anyhow::anyhow!(
-            "the scheduler at {} refused the execution: {}",
-            args.scheduler,
-            s.message()
+        CallFailed::new(
+            format!(
+                "the scheduler at {} did not take the execution",
+                args.scheduler
+            ),
+            s,
         )
     };
     if args.detach {
@@ -144,7 +148,15 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
                 wait_ms: 0,
             })
             .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .map_err(|s| {
+                CallFailed::new(
+                    format!(
+                        "cannot fetch the outcome of {} from {}",
+                        args.id, args.scheduler
+                    ),
+                    s,
+                )
+            })?
             .into_inner();
         match (reply.finished, reply.outcome) {
             (true, Some(outcome)) => outcome,
@@ -170,7 +182,7 @@ async fn wait_for(
                 wait_ms: OUTCOME_WAIT.as_millis() as u32,
             })
             .await
-            .map_err(|s| anyhow::anyhow!("cannot fetch the outcome of {id}: {}", s.message()))?
+            .map_err(|s| CallFailed::new(format!("cannot fetch the outcome of {id}"), s))?
             .into_inner();
         if let (true, Some(outcome)) = (reply.finished, reply.outcome) {
             return Ok(outcome);
@@ -216,7 +228,11 @@ fn print_outcome(outcome: &ExecutionOutcome, json: bool, runs: bool) -> anyhow::
         }
     }
     match &outcome.error {
-        Some(error) => bail!("execution {} failed: {error}", outcome.execution_id),
+        Some(error) => Err(ExecutionFailed {
+            id: outcome.execution_id.clone(),
+            error: error.clone(),
+        }
+        .into()),
         None => Ok(()),
     }
 }
