@@ -114,7 +114,7 @@ async fn deploy(
     };
     check_operator_name(&name).map_err(anyhow::Error::msg)?;
     let component = dida_worker::registry::read_operator_file(file)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        .with_context(|| file.display().to_string())?;
     let reply = client
         .deploy(DeployRequest {
             name: name.clone(),
