@@ -64,6 +64,23 @@ pub enum Event {
         /// The new version, when applied.
         version: Option<Version>,
     },
+    /// The scheduler accepted an execution; its `client` event follows when it ends
+    /// (`dida run --async`, a PuppetMaster `client` line).
+    Submitted {
+        /// The script line that issued it (null outside a PuppetMaster script).
+        line: Option<usize>,
+        /// Execution id.
+        id: String,
+        /// The client's input.
+        input: String,
+        /// The application file, as written.
+        app: String,
+    },
+    /// An execution that has not ended yet (`dida status` without `--wait`).
+    Running {
+        /// Execution id.
+        id: String,
+    },
     /// An execution in a listing (`dida executions`).
     Execution {
         /// Execution id.
@@ -229,6 +246,33 @@ mod tests {
         assert_eq!(
             error.to_json_line(),
             r#"{"event":"error","line":3,"command":"populate","message":"bad"}"#
+        );
+        let submitted = Event::Submitted {
+            line: Some(4),
+            id: "e-2".into(),
+            input: "23".into(),
+            app: "app.txt".into(),
+        };
+        assert_eq!(
+            submitted.to_json_line(),
+            r#"{"event":"submitted","line":4,"id":"e-2","input":"23","app":"app.txt"}"#
+        );
+        assert_eq!(
+            Event::Running { id: "e-2".into() }.to_json_line(),
+            r#"{"event":"running","id":"e-2"}"#
+        );
+        let listed = Event::Listed {
+            source: "workers".into(),
+            operator: OperatorInfo {
+                name: "EchoOperator".into(),
+                digest: None,
+                bytes: None,
+                deployed_unix_ms: None,
+            },
+        };
+        assert_eq!(
+            listed.to_json_line(),
+            r#"{"event":"listed","source":"workers","operator":{"name":"EchoOperator"}}"#
         );
         let client = Event::Client {
             id: "e-1".into(),

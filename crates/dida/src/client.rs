@@ -31,7 +31,7 @@ pub struct RunArgs {
     /// Print the execution id and return at once; `dida status ID` fetches the outcome.
     #[arg(long = "async")]
     detach: bool,
-    /// Print the `client` event as JSON.
+    /// Print the `client` event as JSON (with --async, the `submitted` event).
     #[arg(long)]
     json: bool,
     /// Give up waiting after this many seconds (1 to 3600).
@@ -51,7 +51,8 @@ pub struct StatusArgs {
     /// at once.
     #[arg(long)]
     wait: bool,
-    /// Print the `client` event as JSON.
+    /// Print the `client` and `operator` events as JSON (a `running` event while
+    /// the execution runs).
     #[arg(long)]
     json: bool,
     /// Give up waiting after this many seconds (1 to 3600).
@@ -114,7 +115,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     if args.detach {
         let reply = client.submit(submit).await.map_err(refused)?.into_inner();
-        println!("{}", reply.execution_id);
+        if args.json {
+            let event = Event::Submitted {
+                line: None,
+                id: reply.execution_id,
+                input: args.input,
+                app: args.app.display().to_string(),
+            };
+            println!("{}", event.to_json_line());
+        } else {
+            println!("{}", reply.execution_id);
+        }
         return Ok(());
     }
     let reply = client
@@ -161,7 +172,11 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         match (reply.finished, reply.outcome) {
             (true, Some(outcome)) => outcome,
             _ => {
-                println!("{}: running", args.id);
+                if args.json {
+                    println!("{}", Event::Running { id: args.id }.to_json_line());
+                } else {
+                    println!("{}: running", args.id);
+                }
                 return Ok(());
             }
         }

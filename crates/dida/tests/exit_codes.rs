@@ -185,6 +185,22 @@ async fn every_outcome_has_its_exit_status_and_every_json_line_is_an_event() {
         }
     }
 
+    let detached = run(&[
+        "run",
+        "--scheduler",
+        &scheduler,
+        "--async",
+        "--json",
+        "--input",
+        "y",
+        ok_app.to_str().unwrap(),
+    ])
+    .await;
+    exits(&detached, 0, "run --async");
+    let submitted = &events(&detached, "run --async")[0];
+    assert_eq!(submitted["event"], "submitted");
+    assert_eq!(submitted["input"], "y");
+
     // 1: any other failure (an application file that does not exist).
     let absent = dir.path().join("absent.txt");
     let other = run(&[

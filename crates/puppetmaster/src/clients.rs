@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::error::CommandError;
-use crate::output::{PmEvent, Printer};
+use crate::output::Printer;
 
 /// How long one `Outcome` call waits on the scheduler before asking again.
 const OUTCOME_WAIT_MS: u32 = 10_000;
@@ -77,9 +77,9 @@ impl Clients {
             })?
             .into_inner()
             .execution_id;
-        printer.pm_event(
-            &PmEvent::Submitted {
-                line,
+        printer.event(
+            &Event::Submitted {
+                line: Some(line),
                 id: id.clone(),
                 input: input.to_string(),
                 app: app_as_written.to_string(),
