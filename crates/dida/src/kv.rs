@@ -251,9 +251,14 @@ async fn populate(
     let pairs = read_data_file(file)?;
     for (index, (key, value)) in pairs.iter().enumerate() {
         if let Err(error) = client.write(key, value).await {
+            let this_one = if error.may_have_applied() {
+                ", and this one may have been"
+            } else {
+                ""
+            };
             return Err(anyhow::Error::new(error).context(format!(
                 "populate stopped at record {} of {} (key {key:?}); the {index} records \
-                 before it were written and are kept",
+                 before it were written and are kept{this_one}",
                 index + 1,
                 pairs.len()
             )));
