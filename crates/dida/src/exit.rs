@@ -160,23 +160,34 @@ impl CallFailed {
 mod tests {
     use super::*;
 
+    /// Every status (a new variant must be added here, and to the README's table).
+    const ALL: [Exit; 7] = [
+        Exit::Success,
+        Exit::Failure,
+        Exit::Usage,
+        Exit::CasNotSwapped,
+        Exit::KeyMissing,
+        Exit::Unreachable,
+        Exit::ApplicationFailed,
+    ];
+
     #[test]
     fn each_outcome_has_its_own_status() {
-        let all = [
-            Exit::Success,
-            Exit::Failure,
-            Exit::Usage,
-            Exit::CasNotSwapped,
-            Exit::KeyMissing,
-            Exit::Unreachable,
-            Exit::ApplicationFailed,
-        ];
-        let mut codes: Vec<u8> = all.iter().map(|e| e.code()).collect();
+        let mut codes: Vec<u8> = ALL.iter().map(|e| e.code()).collect();
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes.len(), all.len());
+        assert_eq!(codes.len(), ALL.len());
         assert_eq!(Exit::Usage.code(), 2, "clap's own status");
         assert_eq!(Exit::CasNotSwapped.code(), 3, "kept from before the table");
+    }
+
+    #[test]
+    fn the_readme_table_lists_every_status() {
+        let readme = include_str!("../../../README.md");
+        for exit in ALL {
+            let row = format!("  | {} | ", exit.code());
+            assert!(readme.contains(&row), "README lacks the row of {exit:?}");
+        }
     }
 
     #[test]
