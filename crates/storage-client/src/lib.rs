@@ -174,10 +174,14 @@ impl ClientError {
     /// new primary during a failover: it certainly had no effect, and the failure
     /// is one a crash explains (the primary's connection could not be made, or a
     /// node answered `ABORTED`: a forward that could not reach the primary, views
-    /// that differ during a failover, or a node its peers declared failed).
+    /// that differ during a failover, or a node its peers declared failed). A
+    /// failed TLS handshake is a configuration error no failover mends.
     fn worth_retrying_elsewhere(&self) -> bool {
         match self {
-            ClientError::Unreachable { cause, .. } => !cause.may_have_sent(),
+            ClientError::Unreachable { cause, .. } => matches!(
+                cause,
+                Transport::Refused | Transport::NoRoute | Transport::NotConnected
+            ),
             ClientError::Rejected { code, .. } => *code == Code::Aborted,
             _ => false,
         }
@@ -944,7 +948,12 @@ mod tests {
             Transport::NotConnected,
         ] {
             assert!(!unreachable(cause).may_have_applied(), "{cause}");
-            assert!(unreachable(cause).worth_retrying_elsewhere(), "{cause}");
+            let retried = cause != Transport::Tls;
+            assert_eq!(
+                unreachable(cause).worth_retrying_elsewhere(),
+                retried,
+                "{cause}"
+            );
         }
         assert!(unreachable(Transport::Broken).may_have_applied());
         assert!(!unreachable(Transport::Broken).worth_retrying_elsewhere());
