@@ -64,6 +64,23 @@ pub enum Event {
         /// The new version, when applied.
         version: Option<Version>,
     },
+    /// The scheduler accepted an execution; its `client` event follows when it ends
+    /// (`dida run --async`, a PuppetMaster `client` line).
+    Submitted {
+        /// The script line that issued it (null outside a PuppetMaster script).
+        line: Option<usize>,
+        /// Execution id.
+        id: String,
+        /// The client's input.
+        input: String,
+        /// The application file, as written.
+        app: String,
+    },
+    /// An execution that has not ended yet (`dida status` without `--wait`).
+    Running {
+        /// Execution id.
+        id: String,
+    },
     /// An execution in a listing (`dida executions`).
     Execution {
         /// Execution id.
@@ -111,6 +128,26 @@ pub enum Event {
         /// The line.
         text: String,
     },
+    /// An operator was deployed to the cluster (`dida operator deploy`).
+    Deployed {
+        /// What was deployed.
+        operator: OperatorInfo,
+        /// The digest of the operator it replaced under the same name, if any.
+        replaced_digest: Option<String>,
+    },
+    /// A deployed operator was removed (`dida operator remove`).
+    Removed {
+        /// What was removed.
+        operator: OperatorInfo,
+    },
+    /// An operator the cluster can run (`dida operator list`). Named apart from
+    /// `operator`, which says how one operator of an execution ran.
+    Listed {
+        /// `deployed` (stored by the scheduler) or `workers` (built into them).
+        source: String,
+        /// The operator; only its name for one built into the workers.
+        operator: OperatorInfo,
+    },
     /// A command failed.
     Error {
         /// Line of the script or data file, when there is one.
@@ -120,6 +157,22 @@ pub enum Event {
         /// Why.
         message: String,
     },
+}
+
+/// An operator as `dida operator` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperatorInfo {
+    /// The class name applications use.
+    pub name: String,
+    /// SHA-256 of its component, in hexadecimal (absent for built-in ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Size of its component (absent for built-in ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// When it was deployed, Unix milliseconds (absent for built-in ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployed_unix_ms: Option<u64>,
 }
 
 impl Event {
@@ -193,6 +246,33 @@ mod tests {
         assert_eq!(
             error.to_json_line(),
             r#"{"event":"error","line":3,"command":"populate","message":"bad"}"#
+        );
+        let submitted = Event::Submitted {
+            line: Some(4),
+            id: "e-2".into(),
+            input: "23".into(),
+            app: "app.txt".into(),
+        };
+        assert_eq!(
+            submitted.to_json_line(),
+            r#"{"event":"submitted","line":4,"id":"e-2","input":"23","app":"app.txt"}"#
+        );
+        assert_eq!(
+            Event::Running { id: "e-2".into() }.to_json_line(),
+            r#"{"event":"running","id":"e-2"}"#
+        );
+        let listed = Event::Listed {
+            source: "workers".into(),
+            operator: OperatorInfo {
+                name: "EchoOperator".into(),
+                digest: None,
+                bytes: None,
+                deployed_unix_ms: None,
+            },
+        };
+        assert_eq!(
+            listed.to_json_line(),
+            r#"{"event":"listed","source":"workers","operator":{"name":"EchoOperator"}}"#
         );
         let client = Event::Client {
             id: "e-1".into(),

@@ -15,6 +15,8 @@ use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, RunRequest, Submit
 use dida_proto::transport::{lazy_channel_for_waits, NodeChannel, MAX_MESSAGE_BYTES};
 use tokio::time::Instant;
 
+use crate::exit::{CallFailed, ExecutionFailed};
+
 /// Flags of `dida run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -29,7 +31,7 @@ pub struct RunArgs {
     /// Print the execution id and return at once; `dida status ID` fetches the outcome.
     #[arg(long = "async")]
     detach: bool,
-    /// Print the `client` event as JSON.
+    /// Print the `client` event as JSON (with --async, the `submitted` event).
     #[arg(long)]
     json: bool,
     /// Give up waiting after this many seconds (1 to 3600).
@@ -49,7 +51,8 @@ pub struct StatusArgs {
     /// at once.
     #[arg(long)]
     wait: bool,
-    /// Print the `client` event as JSON.
+    /// Print the `client` and `operator` events as JSON (a `running` event while
+    /// the execution runs).
     #[arg(long)]
     json: bool,
     /// Give up waiting after this many seconds (1 to 3600).
@@ -102,15 +105,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         input: args.input.clone(),
     };
     let refused = |s: tonic::Status| {
-        anyhow::anyhow!(
-            "the scheduler at {} refused the execution: {}",
-            args.scheduler,
-            s.message()
+        CallFailed::new(
+            format!(
+                "the scheduler at {} did not take the execution",
+                args.scheduler
+            ),
+            s,
         )
     };
     if args.detach {
         let reply = client.submit(submit).await.map_err(refused)?.into_inner();
-        println!("{}", reply.execution_id);
+        if args.json {
+            let event = Event::Submitted {
+                line: None,
+                id: reply.execution_id,
+                input: args.input,
+                app: args.app.display().to_string(),
+            };
+            println!("{}", event.to_json_line());
+        } else {
+            println!("{}", reply.execution_id);
+        }
         return Ok(());
     }
     let reply = client
@@ -144,12 +159,24 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
                 wait_ms: 0,
             })
             .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .map_err(|s| {
+                CallFailed::new(
+                    format!(
+                        "cannot fetch the outcome of {} from {}",
+                        args.id, args.scheduler
+                    ),
+                    s,
+                )
+            })?
             .into_inner();
         match (reply.finished, reply.outcome) {
             (true, Some(outcome)) => outcome,
             _ => {
-                println!("{}: running", args.id);
+                if args.json {
+                    println!("{}", Event::Running { id: args.id }.to_json_line());
+                } else {
+                    println!("{}: running", args.id);
+                }
                 return Ok(());
             }
         }
@@ -170,7 +197,7 @@ async fn wait_for(
                 wait_ms: OUTCOME_WAIT.as_millis() as u32,
             })
             .await
-            .map_err(|s| anyhow::anyhow!("cannot fetch the outcome of {id}: {}", s.message()))?
+            .map_err(|s| CallFailed::new(format!("cannot fetch the outcome of {id}"), s))?
             .into_inner();
         if let (true, Some(outcome)) = (reply.finished, reply.outcome) {
             return Ok(outcome);
@@ -216,7 +243,11 @@ fn print_outcome(outcome: &ExecutionOutcome, json: bool, runs: bool) -> anyhow::
         }
     }
     match &outcome.error {
-        Some(error) => bail!("execution {} failed: {error}", outcome.execution_id),
+        Some(error) => Err(ExecutionFailed {
+            id: outcome.execution_id.clone(),
+            error: error.clone(),
+        }
+        .into()),
         None => Ok(()),
     }
 }

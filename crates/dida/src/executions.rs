@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use dida_core::events::{rfc3339_utc, Event};
 use dida_proto::execution::{ExecutionLogsRequest, ListExecutionsRequest, LogLine};
@@ -13,6 +12,7 @@ use dida_scheduler::executions::level_name;
 
 use crate::client::scheduler;
 use crate::conventions::{print_bytes, print_line};
+use crate::exit::CallFailed;
 
 /// Flags of `dida executions`.
 #[derive(Debug, Args)]
@@ -46,8 +46,12 @@ pub async fn list(args: ExecutionsArgs) -> anyhow::Result<()> {
     let reply = scheduler(&args.scheduler, Duration::ZERO)?
         .list_executions(ListExecutionsRequest { limit: args.limit })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))
-        .with_context(|| format!("cannot list the executions of {}", args.scheduler))?
+        .map_err(|s| {
+            CallFailed::new(
+                format!("cannot list the executions of {}", args.scheduler),
+                s,
+            )
+        })?
         .into_inner();
     let events: Vec<Event> = reply
         .executions
@@ -121,8 +125,7 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
             execution_id: args.id.clone(),
         })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))
-        .with_context(|| format!("cannot fetch the logs of {}", args.id))?
+        .map_err(|s| CallFailed::new(format!("cannot fetch the logs of {}", args.id), s))?
         .into_inner();
     for line in &reply.lines {
         if args.json {

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use dida_core::datafile::read_data_file;
 use dida_core::events::Event;
@@ -16,12 +16,7 @@ use dida_proto::convert::{storage_state, view_summary};
 use dida_storage_client::{ClientConfig, StorageClient};
 
 use crate::conventions::print_line;
-use crate::ExitStatus;
-
-/// Exit status of `dida kv cas` when the key's value was not OLD, so nothing was
-/// written: distinct from 0 (written), 1 (an error) and 2 (a usage error), so a
-/// script can tell a lost race from a failure.
-pub const CAS_NOT_APPLIED_EXIT: u8 = 3;
+use crate::exit::{CasNotSwapped, KeyMissing};
 
 /// Flags of `dida kv`.
 #[derive(Debug, Args)]
@@ -132,10 +127,14 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
             };
             match record {
                 Some(record) => out.record(&served_by, &record),
-                None => match version {
-                    Some(v) => bail!("{served_by} holds no version {v} of key {key:?}"),
-                    None => bail!("{served_by} holds no value for key {key:?}"),
-                },
+                None => {
+                    return Err(KeyMissing {
+                        server: served_by,
+                        key,
+                        version,
+                    }
+                    .into())
+                }
             }
         }
         KvCommand::Write { key, value } => {
@@ -163,16 +162,14 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
                 },
             );
             if !applied {
-                return Err(ExitStatus {
-                    code: CAS_NOT_APPLIED_EXIT,
-                    message: String::new(),
-                }
-                .into());
+                // The result is printed; the exit status tells a lost race apart.
+                return Err(CasNotSwapped { key, expected: old }.into());
             }
         }
         KvCommand::Populate { file } => populate(&client, &file, &out).await?,
         KvCommand::List { server } => {
             let mut failed = Vec::new();
+            let mut last_error = None;
             for id in selected_nodes(&client, server)? {
                 let listed = client
                     .list_pages(&id, |page| page.iter().for_each(|r| out.record(&id, r)))
@@ -180,10 +177,14 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
                 if let Err(error) = listed {
                     out.error("list", &error.to_string());
                     failed.push(id);
+                    last_error = Some(error);
                 }
             }
-            if !failed.is_empty() {
-                bail!("could not list {}", failed.join(", "));
+            if let Some(error) = last_error {
+                // The last failure stays the typed cause (an unreachable node
+                // exits as such).
+                return Err(anyhow::Error::new(error)
+                    .context(format!("could not list {}", failed.join(", "))));
             }
         }
         KvCommand::Status { server } => {
@@ -250,12 +251,17 @@ async fn populate(
     let pairs = read_data_file(file)?;
     for (index, (key, value)) in pairs.iter().enumerate() {
         if let Err(error) = client.write(key, value).await {
-            bail!(
-                "populate stopped at record {} of {} (key {key:?}): {error}; the {index} \
-                 records before it were written and are kept",
+            let this_one = if error.may_have_applied() {
+                ", and this one may have been"
+            } else {
+                ""
+            };
+            return Err(anyhow::Error::new(error).context(format!(
+                "populate stopped at record {} of {} (key {key:?}); the {index} records \
+                 before it were written and are kept{this_one}",
                 index + 1,
                 pairs.len()
-            );
+            )));
         }
     }
     out.text(|| format!("populated {} records from {}", pairs.len(), file.display()));

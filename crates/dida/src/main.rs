@@ -9,6 +9,7 @@ mod compile;
 mod conventions;
 mod dashboard;
 mod executions;
+mod exit;
 mod faults;
 mod kv;
 mod logging;
@@ -23,7 +24,6 @@ mod sim;
 mod storage;
 mod worker;
 
-use std::fmt;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -149,25 +149,6 @@ impl Command {
     }
 }
 
-/// A command that ran as asked but reports its result through a distinct exit
-/// status (`dida kv cas` that did not swap exits with 3): `main` exits with `code`,
-/// printing `message` on stderr unless it is empty, instead of the generic 1.
-#[derive(Debug)]
-pub(crate) struct ExitStatus {
-    /// The process's exit status.
-    pub code: u8,
-    /// What to print on stderr, if anything.
-    pub message: String,
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "exit status {}: {}", self.code, self.message)
-    }
-}
-
-impl std::error::Error for ExitStatus {}
-
 fn main() -> ExitCode {
     conventions::exit_quietly_on_broken_pipe();
     let matches = Cli::command()
@@ -212,7 +193,7 @@ fn main() -> ExitCode {
     if let Some((security, _)) = connection {
         if let Err(error) = security.install(cli.command.tls_name()) {
             conventions::report_error(json, &command_path, &error);
-            return ExitCode::FAILURE;
+            return exit::Exit::of(&error).into();
         }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -222,7 +203,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            return exit::Exit::Failure.into();
         }
     };
     let result = runtime.block_on(async move {
@@ -255,20 +236,16 @@ fn main() -> ExitCode {
             }
         }
     });
+    // The exit status says which outcome it was (see `exit` and the README's
+    // table), chosen by the error's type.
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) if error.is::<ExitStatus>() => {
-            let status = error
-                .downcast::<ExitStatus>()
-                .expect("checked by the guard");
-            if !status.message.is_empty() {
-                eprintln!("{}", status.message);
-            }
-            ExitCode::from(status.code)
-        }
+        Ok(()) => exit::Exit::Success.into(),
         Err(error) => {
-            conventions::report_error(json, &command_path, &error);
-            ExitCode::FAILURE
+            let exit = exit::Exit::of(&error);
+            if exit.reports_error() {
+                conventions::report_error(json, &command_path, &error);
+            }
+            exit.into()
         }
     }
 }

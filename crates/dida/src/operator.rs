@@ -7,12 +7,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use dida_core::app::check_operator_name;
-use dida_core::events::rfc3339_utc;
+use dida_core::events::{rfc3339_utc, Event, OperatorInfo};
 use dida_core::membership::NodeUrl;
 use dida_proto::registry::operators_client::OperatorsClient;
 use dida_proto::registry::{DeployRequest, DeployedOperator, ListOperatorsRequest, RemoveRequest};
-use dida_proto::transport::{describe, lazy_channel_for_waits, NodeChannel, MAX_MESSAGE_BYTES};
-use serde_json::json;
+use dida_proto::transport::{lazy_channel_for_waits, NodeChannel, MAX_MESSAGE_BYTES};
+
+use crate::exit::CallFailed;
 
 /// Flags of `dida operator`.
 #[derive(Debug, Args)]
@@ -76,15 +77,15 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             let removed = client
                 .remove(RemoveRequest { name: name.clone() })
                 .await
-                .map_err(|s| anyhow::anyhow!("cannot remove operator {name}: {}", describe(&s)))?
+                .map_err(|s| CallFailed::new(format!("cannot remove operator {name}"), s))?
                 .into_inner()
                 .removed
                 .unwrap_or_default();
             if args.json {
-                println!(
-                    "{}",
-                    json!({"event": "removed", "operator": view(&removed)})
-                );
+                let event = Event::Removed {
+                    operator: info(&removed),
+                };
+                println!("{}", event.to_json_line());
             } else {
                 println!(
                     "removed {} (was sha256 {})",
@@ -113,28 +114,22 @@ async fn deploy(
     };
     check_operator_name(&name).map_err(anyhow::Error::msg)?;
     let component = dida_worker::registry::read_operator_file(file)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        .with_context(|| file.display().to_string())?;
     let reply = client
         .deploy(DeployRequest {
             name: name.clone(),
             component,
         })
         .await
-        .map_err(|s| {
-            anyhow::anyhow!(
-                "cannot deploy {} as {name}: {}",
-                file.display(),
-                describe(&s)
-            )
-        })?
+        .map_err(|s| CallFailed::new(format!("cannot deploy {} as {name}", file.display()), s))?
         .into_inner();
     let deployed = reply.deployed.unwrap_or_default();
     if json {
-        println!(
-            "{}",
-            json!({"event": "deployed", "operator": view(&deployed),
-                   "replaced_digest": reply.replaced_digest})
-        );
+        let event = Event::Deployed {
+            operator: info(&deployed),
+            replaced_digest: reply.replaced_digest.clone(),
+        };
+        println!("{}", event.to_json_line());
     } else {
         let replaced = match &reply.replaced_digest {
             Some(old) if *old == deployed.digest => " (unchanged)".to_string(),
@@ -155,20 +150,25 @@ async fn list(client: &mut OperatorsClient<NodeChannel>, json: bool) -> anyhow::
     let reply = client
         .list(ListOperatorsRequest {})
         .await
-        .map_err(|s| anyhow::anyhow!("cannot list operators: {}", describe(&s)))?
+        .map_err(|s| CallFailed::new("cannot list operators", s))?
         .into_inner();
     if json {
-        for deployed in &reply.deployed {
-            println!(
-                "{}",
-                json!({"event": "operator", "source": "deployed", "operator": view(deployed)})
-            );
-        }
-        for name in &reply.local {
-            println!(
-                "{}",
-                json!({"event": "operator", "source": "workers", "operator": {"name": name}})
-            );
+        let deployed = reply.deployed.iter().map(|d| ("deployed", info(d)));
+        let local = reply.local.iter().map(|name| {
+            let operator = OperatorInfo {
+                name: name.clone(),
+                digest: None,
+                bytes: None,
+                deployed_unix_ms: None,
+            };
+            ("workers", operator)
+        });
+        for (source, operator) in deployed.chain(local) {
+            let event = Event::Listed {
+                source: source.to_string(),
+                operator,
+            };
+            println!("{}", event.to_json_line());
         }
         return Ok(());
     }
@@ -192,9 +192,14 @@ async fn list(client: &mut OperatorsClient<NodeChannel>, json: bool) -> anyhow::
     Ok(())
 }
 
-fn view(d: &DeployedOperator) -> serde_json::Value {
-    json!({"name": d.name, "digest": d.digest, "bytes": d.bytes,
-           "deployed_unix_ms": d.deployed_unix_ms})
+/// A deployed operator as the `deployed`, `removed` and `listed` events show it.
+fn info(d: &DeployedOperator) -> OperatorInfo {
+    OperatorInfo {
+        name: d.name.clone(),
+        digest: Some(d.digest.clone()),
+        bytes: Some(d.bytes),
+        deployed_unix_ms: Some(d.deployed_unix_ms),
+    }
 }
 
 /// The first 12 hexadecimal digits of a digest: enough to tell versions apart.

@@ -68,7 +68,11 @@ fn a_failed_command_with_json_prints_an_error_event_on_stdout() {
         ],
     ] {
         let output = run(&args);
-        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            output.status.code(),
+            Some(5),
+            "{args:?}: cluster unreachable"
+        );
         let stdout = text(&output.stdout);
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(lines.len(), 1, "{args:?}: {stdout}");
@@ -90,7 +94,7 @@ fn a_failed_command_with_json_prints_an_error_event_on_stdout() {
         "k",
         "v",
     ]);
-    assert_eq!(plain.status.code(), Some(1));
+    assert_eq!(plain.status.code(), Some(5));
     assert!(plain.stdout.is_empty(), "{}", text(&plain.stdout));
 
     // A usage error with --json: an event too, and clap's exit status 2.

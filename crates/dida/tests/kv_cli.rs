@@ -102,9 +102,10 @@ async fn bad_input_gets_a_clear_error_and_loses_nothing() {
     let message = stderr(&populated);
     assert!(message.contains("bad.txt:3:"), "{message}");
     let read = kv(&cluster, &["read", "a"]).await;
-    assert!(
-        !read.status.success(),
-        "nothing may be written from a malformed file"
+    assert_eq!(
+        read.status.code(),
+        Some(4),
+        "nothing may be written from a malformed file: the key is missing"
     );
     assert!(
         stderr(&read).contains("no value for key \"a\""),
@@ -122,7 +123,7 @@ async fn bad_input_gets_a_clear_error_and_loses_nothing() {
 
     // An unknown server.
     let unknown = kv(&cluster, &["list", "--server", "s42"]).await;
-    assert!(!unknown.status.success());
+    assert_eq!(unknown.status.code(), Some(1));
     assert!(
         stderr(&unknown).contains("unknown storage node \"s42\""),
         "{}",
@@ -131,7 +132,7 @@ async fn bad_input_gets_a_clear_error_and_loses_nothing() {
 
     // A malformed version.
     let version = kv(&cluster, &["read", "a", "--version", "x.1"]).await;
-    assert!(!version.status.success());
+    assert_eq!(version.status.code(), Some(2), "a usage error");
     assert!(
         stderr(&version).contains("NUMBER.REPLICA"),
         "{}",
@@ -171,7 +172,7 @@ async fn bad_input_gets_a_clear_error_and_loses_nothing() {
         .to_string();
     cluster.kill(&victim).await.unwrap();
     let listed = kv(&cluster, &["list", "--server", &victim]).await;
-    assert!(!listed.status.success());
+    assert_eq!(listed.status.code(), Some(5), "the node is unreachable");
     let message = stderr(&listed);
     assert!(
         message.contains(&format!("storage node {victim}")) && message.contains("unreachable"),

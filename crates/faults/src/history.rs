@@ -262,6 +262,7 @@ mod tests {
         let refused = ClientError::Unreachable {
             node: "s1".into(),
             url: "http://127.0.0.1:1".into(),
+            cause: dida_storage_client::Transport::Refused,
             message: "transport error: tcp connect error: Connection refused (os error 111)".into(),
         };
         assert!(matches!(classify_error(&refused), OpResult::Failed { .. }));
@@ -280,6 +281,7 @@ mod tests {
         let reset = ClientError::Unreachable {
             node: "s1".into(),
             url: "http://127.0.0.1:1".into(),
+            cause: dida_storage_client::Transport::Broken,
             message: "connection reset by peer".into(),
         };
         assert!(matches!(classify_error(&reset), OpResult::Unknown { .. }));

@@ -53,6 +53,18 @@ pub enum Failure {
     Lost(Status),
 }
 
+/// The kind of the first I/O error in `status`'s chain of sources.
+fn io_error_kind(status: &Status) -> Option<std::io::ErrorKind> {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = error.source();
+    }
+    None
+}
+
 impl Failure {
     /// The status a unary call would have failed with.
     pub fn status(&self) -> &Status {
@@ -62,9 +74,16 @@ impl Failure {
     }
 
     /// The same failure for another waiter (a `Status` cannot be cloned with its
-    /// source; the message keeps the source's text).
+    /// source; the message keeps the source's text, and the I/O error kind of the
+    /// chain, if any, stays a typed source so callers can classify the cause).
     fn duplicate(&self) -> Self {
-        let copy = |status: &Status| Status::new(status.code(), describe(status));
+        let copy = |status: &Status| {
+            let mut copy = Status::new(status.code(), describe(status));
+            if let Some(kind) = io_error_kind(status) {
+                copy.set_source(Arc::new(std::io::Error::new(kind, describe(status))));
+            }
+            copy
+        };
         match self {
             Failure::Refused(status) => Failure::Refused(copy(status)),
             Failure::NotSent(status) => Failure::NotSent(copy(status)),

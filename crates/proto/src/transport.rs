@@ -177,12 +177,17 @@ pub fn lazy_channel_with_headers(
 }
 
 /// Whether a failed call never reached its server: the connection could not be made
-/// (refused, no route, connect timeout). Such a call certainly had no effect, so a
-/// write may be retried elsewhere without risk of applying it twice; any other
-/// failure (a reset or a deadline mid-call) leaves the outcome unknown.
+/// (refused, no route, connect timeout, a failed TLS handshake). Such a call
+/// certainly had no effect, so a write may be retried elsewhere without risk of
+/// applying it twice; any other failure (a reset or a deadline mid-call) leaves the
+/// outcome unknown. Decided by type: tonic wraps every failure of its connector
+/// (TCP connect and TLS handshake) in [`tonic::ConnectError`].
 pub fn is_connect_failure(status: &tonic::Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(error) = source {
+        if error.is::<tonic::ConnectError>() {
+            return true;
+        }
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;
             if matches!(
@@ -191,10 +196,6 @@ pub fn is_connect_failure(status: &tonic::Status) -> bool {
             ) {
                 return true;
             }
-        }
-        // hyper-util reports connect failures as `ConnectError("tcp connect error", …)`.
-        if error.to_string().contains("connect error") {
-            return true;
         }
         source = error.source();
     }

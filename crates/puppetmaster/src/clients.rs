@@ -14,7 +14,8 @@ use dida_proto::transport::{lazy_channel, NodeChannel, MAX_MESSAGE_BYTES};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::output::{PmEvent, Printer};
+use crate::error::CommandError;
+use crate::output::Printer;
 
 /// How long one `Outcome` call waits on the scheduler before asking again.
 const OUTCOME_WAIT_MS: u32 = 10_000;
@@ -47,15 +48,18 @@ impl Clients {
         app_as_written: &str,
         app: &Path,
         scheduler: &NodeUrl,
-    ) -> Result<(), String> {
+    ) -> Result<(), CommandError> {
         let (timeout, printer) = (self.timeout, self.printer.clone());
-        let operators = read_app_file(app).map_err(|e| e.to_string())?;
+        let operators = read_app_file(app)?;
         // The outcome call waits up to OUTCOME_WAIT_MS on the scheduler.
         let channel = lazy_channel(
             &scheduler.to_string(),
             Duration::from_millis(u64::from(OUTCOME_WAIT_MS)) + Duration::from_secs(10),
         )
-        .map_err(|e| format!("bad scheduler URL {scheduler}: {e}"))?;
+        .map_err(|e| CommandError::SchedulerUrl {
+            url: scheduler.clone(),
+            message: format!("{e:#}"),
+        })?;
         // Outcomes carry every output: take them as large as the scheduler sends.
         let mut client = SchedulerClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -67,17 +71,15 @@ impl Clients {
                 input: input.to_string(),
             })
             .await
-            .map_err(|s| {
-                format!(
-                    "the scheduler at {scheduler} refused the execution: {}",
-                    s.message()
-                )
+            .map_err(|status| CommandError::Scheduler {
+                what: format!("the scheduler at {scheduler} did not take the execution"),
+                status,
             })?
             .into_inner()
             .execution_id;
-        printer.pm_event(
-            &PmEvent::Submitted {
-                line,
+        printer.event(
+            &Event::Submitted {
+                line: Some(line),
                 id: id.clone(),
                 input: input.to_string(),
                 app: app_as_written.to_string(),
@@ -95,7 +97,7 @@ impl Clients {
                     app: app_as_written,
                     status: "error".into(),
                     outputs: Vec::new(),
-                    error: Some(error),
+                    error: Some(error.to_string()),
                 },
             };
             printer.event(&event, || describe(&event));
@@ -113,7 +115,7 @@ async fn wait_for(
     client: &mut SchedulerClient<NodeChannel>,
     id: &str,
     limit: Duration,
-) -> Result<ExecutionOutcome, String> {
+) -> Result<ExecutionOutcome, CommandError> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         let reply = client
@@ -122,13 +124,19 @@ async fn wait_for(
                 wait_ms: OUTCOME_WAIT_MS,
             })
             .await
-            .map_err(|s| format!("cannot fetch the outcome of {id}: {}", s.message()))?
+            .map_err(|status| CommandError::Scheduler {
+                what: format!("cannot fetch the outcome of {id}"),
+                status,
+            })?
             .into_inner();
         if let (true, Some(outcome)) = (reply.finished, reply.outcome) {
             return Ok(outcome);
         }
     }
-    Err(format!("execution {id} did not finish within {limit:?}"))
+    Err(CommandError::NotFinished {
+        id: id.to_string(),
+        limit,
+    })
 }
 
 fn client_event(outcome: ExecutionOutcome) -> Event {

@@ -20,6 +20,7 @@ use futures::future::join_all;
 use tokio::time::Instant;
 
 use crate::config::PmConfig;
+use crate::error::CommandError;
 use crate::output::{PmEvent, Printer};
 use crate::placement::place;
 use crate::requests::{metrics_addr, start_request, Declared};
@@ -113,39 +114,37 @@ impl Cluster {
     }
 
     /// Adds a node of the setup block.
-    pub fn declare(&mut self, line: usize, decl: NodeDecl) -> Result<(), String> {
+    pub fn declare(&mut self, line: usize, decl: NodeDecl) -> Result<(), CommandError> {
         if self.started {
-            return Err(format!(
-                "the cluster is already running: {} lines belong to the setup block at the \
-                 top of the script, before any other command",
-                decl.role
-            ));
+            return Err(CommandError::SetupOver { role: decl.role });
         }
         if let Some(other) = self.node(&decl.id) {
-            return Err(format!(
-                "node id {:?} is already used by the {} declared on line {}",
-                decl.id, other.decl.role, other.line
-            ));
+            return Err(CommandError::IdTaken {
+                id: decl.id,
+                role: other.decl.role,
+                line: other.line,
+            });
         }
         if let Some(other) = self.nodes.iter().find(|n| n.decl.url == decl.url) {
-            return Err(format!(
-                "{} is already the address of {} (line {})",
-                decl.url, other.decl.id, other.line
-            ));
+            return Err(CommandError::UrlTaken {
+                url: decl.url,
+                id: other.decl.id.clone(),
+                line: other.line,
+            });
         }
         if decl.role == Role::Scheduler {
             if let Some(other) = self.of_role(Role::Scheduler).next() {
-                return Err(format!(
-                    "there is already a scheduler, {} (line {}); a cluster has one",
-                    other.decl.id, other.line
-                ));
+                return Err(CommandError::SecondScheduler {
+                    id: other.decl.id.clone(),
+                    line: other.line,
+                });
             }
         }
         let pcs_urls: Vec<String> = self.pcs.iter().map(|p| p.url().to_string()).collect();
         let pcs = if self.pcs.len() == 1 && self.config.pcs.is_empty() {
             0 // the in-process PCS runs everything
         } else {
-            place(&decl.url, &pcs_urls)?
+            place(&decl.url, &pcs_urls).map_err(CommandError::Placement)?
         };
         let metrics = metrics_addr(&decl, self.config.metrics_port_offset);
         self.nodes.push(Node {
@@ -187,18 +186,17 @@ impl Cluster {
     }
 
     /// A storage client for the declared storage nodes, configured like them.
-    pub fn storage_client(&self) -> Result<StorageClient, String> {
+    pub fn storage_client(&self) -> Result<StorageClient, CommandError> {
         let membership = Membership::parse(&self.membership(Role::Storage))
-            .map_err(|_| "the setup block declares no storage node".to_string())?;
-        StorageClient::new(
+            .map_err(|_| CommandError::Undeclared("storage node"))?;
+        Ok(StorageClient::new(
             membership,
             ClientConfig {
                 replication_factor: self.replication_factor(),
                 deadline: self.config.rpc_deadline,
                 ..ClientConfig::default()
             },
-        )
-        .map_err(|e| e.to_string())
+        )?)
     }
 
     /// Ends the setup block: starts the storage nodes, then the scheduler and the
@@ -240,11 +238,11 @@ impl Cluster {
                 Ok(client) => client
                     .wait_until_all_alive(JOIN_LIMIT)
                     .await
-                    .map_err(|e| e.to_string()),
+                    .map_err(CommandError::from),
                 Err(error) => Err(error),
             };
             if let Err(error) = settled {
-                failures.push((first_line, "setup".into(), error));
+                failures.push((first_line, "setup".into(), error.to_string()));
             }
         }
         failures.extend(
@@ -295,7 +293,7 @@ impl Cluster {
     }
 
     /// The storage node `id`, or why `verb` cannot apply to it.
-    fn storage_node(&mut self, id: &str, verb: &str) -> Result<usize, String> {
+    fn storage_node(&mut self, id: &str, verb: &'static str) -> Result<usize, CommandError> {
         let Some(index) = self.nodes.iter().position(|n| n.decl.id == id) else {
             let known = self
                 .nodes
@@ -303,31 +301,41 @@ impl Cluster {
                 .map(|n| n.decl.id.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
-            return Err(format!("unknown node {id:?} (nodes: {known})"));
+            return Err(CommandError::UnknownNode {
+                id: id.to_string(),
+                known,
+            });
         };
         let role = self.nodes[index].decl.role;
         if role != Role::Storage {
-            return Err(format!(
-                "{id} is a {role}; only storage nodes {verb} (SPEC: the scheduler and \
-                 workers are assumed never to fail)"
-            ));
+            return Err(CommandError::NotStorage {
+                id: id.to_string(),
+                role,
+                verb,
+            });
         }
         Ok(index)
     }
 
     /// `crash <id>`: SIGKILLs a running storage node.
-    pub async fn crash(&mut self, id: &str, printer: &Printer) -> Result<(), String> {
+    pub async fn crash(&mut self, id: &str, printer: &Printer) -> Result<(), CommandError> {
         let index = self.storage_node(id, "crash")?;
         let node = &mut self.nodes[index];
+        let wrong = |state| {
+            Err(CommandError::WrongState {
+                id: id.to_string(),
+                state,
+            })
+        };
         match node.state {
             NodeState::Running(_) => {}
-            NodeState::Crashed(_) => return Err(format!("{id} has already crashed")),
-            NodeState::Declared => return Err(format!("{id} is not started yet")),
-            NodeState::FailedToStart => return Err(format!("{id} never started")),
-            NodeState::Stopped(_) => return Err(format!("{id} was stopped")),
+            NodeState::Crashed(_) => return wrong("has already crashed"),
+            NodeState::Declared => return wrong("is not started yet"),
+            NodeState::FailedToStart => return wrong("never started"),
+            NodeState::Stopped(_) => return wrong("was stopped"),
         }
         let pcs = &self.pcs[node.pcs];
-        let pid = pcs.kill_node(id).await.map_err(|e| format!("{e:#}"))?;
+        let pid = pcs.kill_node(id).await.map_err(CommandError::Pcs)?;
         node.state = NodeState::Crashed(pid);
         announce(printer, node, pcs, "crashed", pid);
         Ok(())
@@ -338,16 +346,20 @@ impl Cluster {
     /// the same id, address and membership, so that it comes back as the same
     /// member. Returns once the PCS saw it listen; the caller then waits for it to
     /// answer (see [`Cluster::wait_until_answering`]).
-    pub async fn restart(&mut self, id: &str, printer: &Printer) -> Result<(), String> {
+    pub async fn restart(&mut self, id: &str, printer: &Printer) -> Result<(), CommandError> {
         let index = self.storage_node(id, "restart")?;
         let node = &mut self.nodes[index];
+        let wrong = |state| {
+            Err(CommandError::WrongState {
+                id: id.to_string(),
+                state,
+            })
+        };
         match node.state {
             NodeState::Running(_) | NodeState::Crashed(_) => {}
-            NodeState::Declared => return Err(format!("{id} is not started yet")),
-            NodeState::FailedToStart => {
-                return Err(format!("{id} never started: there is nothing to restart"))
-            }
-            NodeState::Stopped(_) => return Err(format!("{id} was stopped")),
+            NodeState::Declared => return wrong("is not started yet"),
+            NodeState::FailedToStart => return wrong("never started: there is nothing to restart"),
+            NodeState::Stopped(_) => return wrong("was stopped"),
         }
         let pcs = &self.pcs[node.pcs];
         let reply = match pcs.restart_node(id).await {
@@ -358,7 +370,7 @@ impl Cluster {
                 if let NodeState::Running(pid) = node.state {
                     node.state = NodeState::Crashed(pid);
                 }
-                return Err(format!("{error:#}"));
+                return Err(CommandError::Pcs(error));
             }
         };
         if reply.killed_pid != 0 {
@@ -378,7 +390,7 @@ impl Cluster {
         &self,
         id: &str,
         limit: Duration,
-    ) -> Result<Duration, String> {
+    ) -> Result<Duration, CommandError> {
         let client = self.storage_client()?;
         let started = Instant::now();
         loop {
@@ -395,10 +407,11 @@ impl Cluster {
                     Err(_) => format!("no answer within {:?}", self.config.rpc_deadline),
                 };
             if started.elapsed() >= limit {
-                return Err(format!(
-                    "{id} was restarted but did not answer its status as alive (rejoined) \
-                     within {limit:?} ({last_error})"
-                ));
+                return Err(CommandError::NotRejoined {
+                    id: id.to_string(),
+                    limit,
+                    last: last_error,
+                });
             }
             tokio::time::sleep(ANSWER_POLL).await;
         }
@@ -536,20 +549,39 @@ mod tests {
         let twice = cluster
             .declare(3, decl(Role::Worker, "s1", 4001))
             .unwrap_err();
-        assert!(twice.contains("already used by the storage declared on line 1"));
+        assert!(
+            matches!(
+                twice,
+                CommandError::IdTaken {
+                    role: Role::Storage,
+                    line: 1,
+                    ..
+                }
+            ),
+            "{twice}"
+        );
         let same_url = cluster
             .declare(4, decl(Role::Worker, "w1", 3001))
             .unwrap_err();
-        assert!(same_url.contains("already the address of s1 (line 1)"));
+        assert!(
+            matches!(&same_url, CommandError::UrlTaken { id, line: 1, .. } if id == "s1"),
+            "{same_url}"
+        );
         let second = cluster
             .declare(5, decl(Role::Scheduler, "other", 3009))
             .unwrap_err();
-        assert!(second.contains("already a scheduler"));
+        assert!(
+            matches!(&second, CommandError::SecondScheduler { id, line: 2 } if id == "sched"),
+            "{second}"
+        );
         cluster.started = true;
         let late = cluster
             .declare(6, decl(Role::Worker, "w2", 4002))
             .unwrap_err();
-        assert!(late.contains("already running"));
+        assert!(
+            matches!(late, CommandError::SetupOver { role: Role::Worker }),
+            "{late}"
+        );
     }
 
     #[tokio::test]
@@ -678,8 +710,9 @@ mod tests {
         let nowhere = cluster
             .declare(2, decl(Role::Storage, "s2", 3002))
             .unwrap_err();
+        // The placement's refusal is text (placement.rs); its variant is typed.
         assert!(
-            nowhere.contains("no PCS runs on host 127.0.0.1"),
+            matches!(&nowhere, CommandError::Placement(why) if why.contains("127.0.0.1")),
             "{nowhere}"
         );
     }

@@ -255,6 +255,7 @@ async fn run_line(
         Ok(Some(command)) => {
             if source == Source::Page {
                 if let Err(refusal) = page_lines::check(session.base_dir(), &command) {
+                    let refusal = refusal.to_string();
                     session.report(number, command.name(), &refusal);
                     return Err(refusal);
                 }

@@ -20,6 +20,7 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 
 use crate::cluster::{Cluster, Node, NodeState};
+use crate::error::CommandError;
 use crate::output::{table, Printer};
 
 /// `status`: asks every node for its status and prints one row (event) per node.
@@ -212,7 +213,11 @@ fn summary(details: &Value) -> String {
 
 /// `listServer` (one id) and `listGlobal` (every storage node that has not crashed):
 /// every record of each node, one row (event) per record.
-pub async fn list(cluster: &Cluster, ids: &[String], printer: &Printer) -> Result<(), String> {
+pub async fn list(
+    cluster: &Cluster,
+    ids: &[String],
+    printer: &Printer,
+) -> Result<(), CommandError> {
     let client = cluster.storage_client()?;
     let answers = join_all(ids.iter().map(|id| client.list(id))).await;
     let mut rows = vec![vec![
@@ -265,18 +270,23 @@ pub async fn list(cluster: &Cluster, ids: &[String], printer: &Printer) -> Resul
 
 /// `populate`: checks the whole file, then writes its records in file order (so a
 /// key written twice ends with the later value). Stops at the first failed write.
-pub async fn populate(cluster: &Cluster, file: &Path, printer: &Printer) -> Result<(), String> {
-    let pairs = read_data_file(file).map_err(|e| e.to_string())?;
+pub async fn populate(
+    cluster: &Cluster,
+    file: &Path,
+    printer: &Printer,
+) -> Result<(), CommandError> {
+    let pairs = read_data_file(file)?;
     let client = cluster.storage_client()?;
     for (index, (key, value)) in pairs.iter().enumerate() {
-        client.write(key, value).await.map_err(|e| {
-            format!(
-                "record {} of {} (key {key:?}) could not be written: {e}; the records \
-                 before it were written",
-                index + 1,
-                pairs.len()
-            )
-        })?;
+        client
+            .write(key, value)
+            .await
+            .map_err(|source| CommandError::PopulateStopped {
+                number: index + 1,
+                total: pairs.len(),
+                key: key.clone(),
+                source,
+            })?;
     }
     printer.text(|| format!("populated {} records from {}", pairs.len(), file.display()));
     Ok(())

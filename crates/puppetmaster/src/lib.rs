@@ -11,6 +11,7 @@
 //!
 //! - [`config`]: what it is configured with;
 //! - [`session`]: running lines, reporting errors with their line numbers;
+//! - [`error`]: why a command failed, typed;
 //! - `cluster`: the setup block, placing and starting nodes, crashing them;
 //! - `placement`: which PCS runs a node;
 //! - `clients`, `inspect`: `client`; `status`, `listServer`, `listGlobal`, `populate`;
@@ -28,6 +29,7 @@ pub mod config;
 mod console;
 mod dashboard;
 mod debug_sink;
+pub mod error;
 mod inspect;
 pub mod output;
 mod page_lines;

@@ -15,8 +15,9 @@ use serde::Serialize;
 /// Where printed lines go.
 pub type Sink = Arc<dyn Fn(String) + Send + Sync>;
 
-/// The PuppetMaster's own events, beside the SPEC's (`client`, `record`, `status`,
-/// `error`, which are [`Event`]s).
+/// The PuppetMaster's own events, beside the SPEC's and every command's (`client`,
+/// `record`, `status`, `submitted`, `error`, which are [`Event`]s). Both have the
+/// one shape of `--json` output: an object whose `event` field names its kind.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum PmEvent {
@@ -44,18 +45,6 @@ pub enum PmEvent {
         /// PuppetMaster gave it an address (`--metrics-port-offset`).
         #[serde(skip_serializing_if = "Option::is_none")]
         metrics: Option<String>,
-    },
-    /// A `client` line was accepted by the scheduler; its `client` event follows when
-    /// the execution ends.
-    Submitted {
-        /// Script line.
-        line: usize,
-        /// Execution id.
-        id: String,
-        /// The input.
-        input: String,
-        /// The application file, as written.
-        app: String,
     },
     /// What a worker in debug mode reported after an operator.
     Debug {

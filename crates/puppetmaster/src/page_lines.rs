@@ -12,11 +12,50 @@ use dida_core::app::read_app_file;
 use dida_core::datafile::read_data_file;
 use dida_core::script::Command;
 
+/// Why a line typed into the page may not run. Its text names the path as
+/// written and a line number, never the file's content.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PageRefusal {
+    /// An absolute path, `..`, or a link leading out of the script's folder.
+    #[error(
+        "the page may only name files inside the script's folder, by a relative path \
+         without `..`: {} is refused",
+        path.display()
+    )]
+    Outside {
+        /// The path as written.
+        path: PathBuf,
+    },
+    /// The script's folder itself cannot be resolved.
+    #[error("cannot resolve the script's folder: {0}")]
+    NoFolder(#[source] std::io::Error),
+    /// No such file in the folder.
+    #[error("there is no file {} in the script's folder", path.display())]
+    NoSuchFile {
+        /// The path as written.
+        path: PathBuf,
+    },
+    /// The file does not parse as what the line needs.
+    #[error(
+        "{} is not a readable, valid {what}{}; the page does not show file content: run \
+         the line from the PuppetMaster's terminal to see why",
+        path.display(),
+        if *line > 0 { format!(" (at its line {line})") } else { String::new() }
+    )]
+    Invalid {
+        /// The path as written.
+        path: PathBuf,
+        /// `application file` or `data file`.
+        what: &'static str,
+        /// The first bad line (0: the file as a whole).
+        line: usize,
+    },
+}
+
 /// Checks a line typed into the page before it runs: a `client` or `populate`
 /// line must name, by a relative path without `..`, a file inside `base_dir`
-/// (symbolic links followed), and the file must parse. Its refusal names the path
-/// as written and a line number, never the file's content.
-pub(crate) fn check(base_dir: &Path, command: &Command) -> Result<(), String> {
+/// (symbolic links followed), and the file must parse.
+pub(crate) fn check(base_dir: &Path, command: &Command) -> Result<(), PageRefusal> {
     let (path, what) = match command {
         Command::Client { app, .. } => (app, "application file"),
         Command::Populate { data } => (data, "data file"),
@@ -29,29 +68,18 @@ pub(crate) fn check(base_dir: &Path, command: &Command) -> Result<(), String> {
     };
     match bad_line {
         None => Ok(()),
-        Some(line) => {
-            let at = if line > 0 {
-                format!(" (at its line {line})")
-            } else {
-                String::new()
-            };
-            Err(format!(
-                "{} is not a readable, valid {what}{at}; the page does not show file \
-                 content: run the line from the PuppetMaster's terminal to see why",
-                path.display()
-            ))
-        }
+        Some(line) => Err(PageRefusal::Invalid {
+            path: path.clone(),
+            what,
+            line,
+        }),
     }
 }
 
 /// `path` resolved inside `base_dir`, or why it may not be read from the page.
-fn confined(base_dir: &Path, path: &Path) -> Result<PathBuf, String> {
-    let outside = || {
-        format!(
-            "the page may only name files inside the script's folder, by a relative \
-             path without `..`: {} is refused",
-            path.display()
-        )
+fn confined(base_dir: &Path, path: &Path) -> Result<PathBuf, PageRefusal> {
+    let outside = || PageRefusal::Outside {
+        path: path.to_path_buf(),
     };
     if !path
         .components()
@@ -59,13 +87,13 @@ fn confined(base_dir: &Path, path: &Path) -> Result<PathBuf, String> {
     {
         return Err(outside());
     }
-    let base = base_dir
-        .canonicalize()
-        .map_err(|e| format!("cannot resolve the script's folder: {e}"))?;
+    let base = base_dir.canonicalize().map_err(PageRefusal::NoFolder)?;
     let resolved = base
         .join(path)
         .canonicalize()
-        .map_err(|_| format!("there is no file {} in the script's folder", path.display()))?;
+        .map_err(|_| PageRefusal::NoSuchFile {
+            path: path.to_path_buf(),
+        })?;
     if resolved.starts_with(&base) {
         Ok(resolved)
     } else {
@@ -93,9 +121,9 @@ mod tests {
         std::fs::write(outer.path().join("outside.txt"), "k,v\n").unwrap();
         std::os::unix::fs::symlink(outer.path().join("outside.txt"), dir.join("link.txt")).unwrap();
 
-        assert_eq!(check(&dir, &command("client x app.txt")), Ok(()));
-        assert_eq!(check(&dir, &command("populate ./data.txt")), Ok(()));
-        assert_eq!(check(&dir, &command("status")), Ok(()));
+        assert!(check(&dir, &command("client x app.txt")).is_ok());
+        assert!(check(&dir, &command("populate ./data.txt")).is_ok());
+        assert!(check(&dir, &command("status")).is_ok());
         for line in [
             "client x /etc/passwd",
             "populate ../outside.txt",
@@ -105,9 +133,39 @@ mod tests {
             "populate secret.txt",
         ] {
             let refusal = check(&dir, &command(line)).expect_err(line);
-            assert!(!refusal.contains("top-secret"), "{line}: {refusal}");
+            // What the page is shown never quotes the file.
+            assert!(
+                !refusal.to_string().contains("top-secret"),
+                "{line}: {refusal}"
+            );
         }
+        for line in [
+            "client x /etc/passwd",
+            "populate ../outside.txt",
+            "populate link.txt",
+        ] {
+            let refusal = check(&dir, &command(line)).unwrap_err();
+            assert!(
+                matches!(refusal, PageRefusal::Outside { .. }),
+                "{line}: {refusal}"
+            );
+        }
+        let refusal = check(&dir, &command("client x missing.txt")).unwrap_err();
+        assert!(
+            matches!(refusal, PageRefusal::NoSuchFile { .. }),
+            "{refusal}"
+        );
         let refusal = check(&dir, &command("client x secret.txt")).unwrap_err();
-        assert!(refusal.contains("at its line 1"), "{refusal}");
+        assert!(
+            matches!(
+                refusal,
+                PageRefusal::Invalid {
+                    what: "application file",
+                    line: 1,
+                    ..
+                }
+            ),
+            "{refusal}"
+        );
     }
 }

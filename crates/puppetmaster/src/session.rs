@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::clients::Clients;
 use crate::cluster::{Cluster, NodeState};
 use crate::config::PmConfig;
+use crate::error::CommandError;
 use crate::output::Printer;
 use crate::{debug_sink, inspect};
 
@@ -184,8 +185,8 @@ impl Session {
         self.publish();
         match result {
             Ok(()) => true,
-            Err(message) => {
-                self.report(line.number, command.name(), &message);
+            Err(error) => {
+                self.report(line.number, command.name(), &error.to_string());
                 false
             }
         }
@@ -207,14 +208,14 @@ impl Session {
         failures.is_empty()
     }
 
-    async fn run(&mut self, number: usize, command: &Command) -> Result<(), String> {
+    async fn run(&mut self, number: usize, command: &Command) -> Result<(), CommandError> {
         match command {
             Command::Client { input, app } => {
                 let scheduler = self
                     .cluster
                     .scheduler_url()
                     .cloned()
-                    .ok_or("the setup block declares no scheduler")?;
+                    .ok_or(CommandError::Undeclared("scheduler"))?;
                 let path = self.resolve(app);
                 self.clients
                     .issue(number, input, &app.display().to_string(), &path, &scheduler)
@@ -231,9 +232,12 @@ impl Session {
                 let node = self
                     .cluster
                     .node(id)
-                    .ok_or_else(|| format!("unknown node {id:?}"))?;
+                    .ok_or_else(|| unknown(&self.cluster, id))?;
                 if node.decl.role != Role::Storage {
-                    return Err(format!("{id} is a {}, not a storage node", node.decl.role));
+                    return Err(CommandError::NotListable {
+                        id: id.clone(),
+                        role: node.decl.role,
+                    });
                 }
                 inspect::list(&self.cluster, std::slice::from_ref(id), &self.printer).await
             }
@@ -265,7 +269,7 @@ impl Session {
     /// `restart <id>`: restarts the node through its PCS, waits (up to
     /// [`RESTART_ANSWER_LIMIT`]) until it answers its status as alive (rejoined),
     /// and prints that status.
-    async fn restart(&mut self, id: &str) -> Result<(), String> {
+    async fn restart(&mut self, id: &str) -> Result<(), CommandError> {
         self.cluster.restart(id, &self.printer).await?;
         let took = self
             .cluster
@@ -281,7 +285,7 @@ impl Session {
             .cluster
             .node(id)
             .cloned()
-            .ok_or_else(|| format!("unknown node {id:?}"))?;
+            .ok_or_else(|| unknown(&self.cluster, id))?;
         inspect::status_of(
             &self.cluster,
             std::slice::from_ref(&node),
@@ -293,32 +297,27 @@ impl Session {
     }
 
     /// `debug`: starts the sink the workers will report to.
-    async fn enable_debug(&mut self) -> Result<(), String> {
+    async fn enable_debug(&mut self) -> Result<(), CommandError> {
         if self.cluster.is_started() {
-            return Err(
-                "debug must come before the setup block ends (workers learn where to \
-                 report when they start)"
-                    .into(),
-            );
+            return Err(CommandError::DebugTooLate);
         }
         if self.debug_sink.is_some() {
             return Ok(());
         }
+        let debug_listen = |source| CommandError::DebugListen {
+            addr: self.config.debug_listen,
+            source,
+        };
         let listener = tokio::net::TcpListener::bind(self.config.debug_listen)
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot listen on {} for debug reports (is the port already in use?): {e}",
-                    self.config.debug_listen
-                )
-            })?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            .map_err(debug_listen)?;
+        let addr = listener.local_addr().map_err(debug_listen)?;
         let url = match &self.config.debug_url {
             Some(url) => url.clone(),
             None => sink_url(addr)?,
         };
         let server =
-            debug_sink::start(listener, self.printer.clone()).map_err(|e| e.to_string())?;
+            debug_sink::start(listener, self.printer.clone()).map_err(CommandError::DebugSink)?;
         self.printer
             .note(&format!("debug mode: workers report to {url}"));
         self.debug_sink = Some((server, url));
@@ -388,14 +387,24 @@ async fn relay_output(pcs: PcsClient, printer: Arc<Printer>) {
 }
 
 /// The URL workers reach the sink at when it listens on `addr`.
-fn sink_url(addr: SocketAddr) -> Result<String, String> {
+fn sink_url(addr: SocketAddr) -> Result<String, CommandError> {
     if addr.ip().is_unspecified() {
-        return Err(format!(
-            "the debug sink listens on {addr}: give --debug-url with an address the \
-             workers can reach"
-        ));
+        return Err(CommandError::DebugUnreachable(addr));
     }
     Ok(format!("http://{addr}"))
+}
+
+/// The error of a command naming a node the session does not have.
+fn unknown(cluster: &Cluster, id: &str) -> CommandError {
+    CommandError::UnknownNode {
+        id: id.to_string(),
+        known: cluster
+            .nodes()
+            .iter()
+            .map(|n| n.decl.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// 128 random bits, hex-encoded, for the in-process PCS's token.

@@ -41,7 +41,9 @@ use dida_proto::storage::{
     StorageAnswer, StorageCall, UpdateIfValueIsRequest, ViewRequest, WriteRequest,
 };
 use dida_proto::transport::NodeChannel;
-use dida_proto::transport::{describe, lazy_channel_with_headers, MAX_MESSAGE_BYTES};
+use dida_proto::transport::{
+    describe, is_connect_failure, lazy_channel_with_headers, MAX_MESSAGE_BYTES,
+};
 use tokio::sync::watch;
 use tonic::Code;
 
@@ -79,14 +81,17 @@ pub enum ClientError {
     /// The key or value breaks a size limit; nothing was sent.
     #[error("invalid request: {0}")]
     Invalid(String),
-    /// The node could not be reached (refused connection, reset, ...).
-    #[error("storage node {node} at {url} is unreachable: {message}")]
+    /// The node could not be reached, or its connection broke mid-call; `cause`
+    /// says which, and so whether the call may have been applied.
+    #[error("storage node {node} at {url} is unreachable ({cause}): {message}")]
     Unreachable {
         /// Node id.
         node: String,
         /// Node address.
         url: String,
-        /// What the transport said.
+        /// What went wrong on the way, as far as the transport tells.
+        cause: Transport,
+        /// What the transport said, with the chain of its causes.
         message: String,
     },
     /// The node did not answer within the deadline.
@@ -120,6 +125,132 @@ pub enum ClientError {
         /// What was wrong.
         message: String,
     },
+}
+
+impl ClientError {
+    /// Whether the call may have taken effect on the cluster despite the error, so
+    /// that sending it again could apply it twice. False only when the error proves
+    /// it did not: nothing was sent ([`ClientError::Invalid`], a membership error, a
+    /// connection never made), or a node refused it before executing it (`ABORTED`
+    /// while the primary moves, a bad argument, a failed precondition, an
+    /// authentication or authorisation refusal, a node too busy to take it). A
+    /// timeout, a connection broken mid-call, `UNAVAILABLE` (the primary may have
+    /// applied a write too few replicas acknowledged) or a malformed reply leave the
+    /// outcome unknown: true. Callers (workers, the fault suite, `dida kv`) decide
+    /// by this, never by the message's text.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            ClientError::Membership(_) | ClientError::Invalid(_) | ClientError::NotSettled(_) => {
+                false
+            }
+            ClientError::Unreachable { cause, .. } => cause.may_have_sent(),
+            ClientError::Rejected { code, .. } => !matches!(
+                code,
+                Code::Aborted
+                    | Code::InvalidArgument
+                    | Code::FailedPrecondition
+                    | Code::NotFound
+                    | Code::PermissionDenied
+                    | Code::Unauthenticated
+                    | Code::ResourceExhausted
+            ),
+            ClientError::Timeout { .. } | ClientError::BadReply { .. } => true,
+        }
+    }
+
+    /// Whether the cluster (or the named node) could not be reached at all or did
+    /// not answer in time, as opposed to answering with a refusal: what `dida`
+    /// reports with its "cluster unreachable" exit status.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Unreachable { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::NotSettled(_)
+        )
+    }
+
+    /// Whether a write or conditional update is worth sending again at the key's
+    /// new primary during a failover: it certainly had no effect, and the failure
+    /// is one a crash explains (the primary's connection could not be made, or a
+    /// node answered `ABORTED`: a forward that could not reach the primary, views
+    /// that differ during a failover, or a node its peers declared failed). A
+    /// failed TLS handshake is a configuration error no failover mends.
+    fn worth_retrying_elsewhere(&self) -> bool {
+        match self {
+            ClientError::Unreachable { cause, .. } => matches!(
+                cause,
+                Transport::Refused | Transport::NoRoute | Transport::NotConnected
+            ),
+            ClientError::Rejected { code, .. } => *code == Code::Aborted,
+            _ => false,
+        }
+    }
+}
+
+/// Why a node could not be reached: the typed cause of [`ClientError::Unreachable`].
+/// Every variant but [`Transport::Broken`] means the call never left this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The node's host refused the connection: nothing listens at the address
+    /// (a crashed or stopped node).
+    Refused,
+    /// No route to the node's host or network, or the local address is unusable.
+    NoRoute,
+    /// The TLS handshake failed (a certificate, name or protocol mismatch).
+    Tls,
+    /// The connection could not be made for another reason (a connect timeout, a
+    /// stream that closed before this call was registered on it).
+    NotConnected,
+    /// The connection was reset or closed after the call may have left: the node
+    /// may or may not have executed it.
+    Broken,
+}
+
+impl Transport {
+    /// Whether the call may have reached the node.
+    pub fn may_have_sent(self) -> bool {
+        self == Transport::Broken
+    }
+
+    /// The cause of a failure the transport reports as `status`: `sent` says
+    /// whether the call may have left (the acknowledged stream knows; for a unary
+    /// call, whatever is not a connect failure may have). A call that never left is
+    /// classified by the I/O error in the status's chain of sources.
+    fn of(status: &tonic::Status, sent: bool) -> Self {
+        if sent {
+            return Transport::Broken;
+        }
+        let mut source = std::error::Error::source(status);
+        while let Some(error) = source {
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind::*;
+                match io.kind() {
+                    ConnectionRefused => return Transport::Refused,
+                    HostUnreachable | NetworkUnreachable | AddrNotAvailable => {
+                        return Transport::NoRoute
+                    }
+                    // rustls reports a failed handshake as invalid data.
+                    InvalidData => return Transport::Tls,
+                    _ => {}
+                }
+            }
+            source = error.source();
+        }
+        Transport::NotConnected
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Refused => "connection refused",
+            Transport::NoRoute => "no route to the node",
+            Transport::Tls => "TLS handshake failed",
+            Transport::NotConnected => "not connected",
+            Transport::Broken => "connection broken mid-call",
+        })
+    }
 }
 
 /// What one replica answered to a read of an exact version.
@@ -327,7 +458,7 @@ impl StorageClient {
         loop {
             let primary = self.primary_index(key);
             match attempt(primary).await {
-                Err(error) if never_applied(&error) => {
+                Err(error) if error.worth_retrying_elsewhere() => {
                     if tokio::time::Instant::now() + pause > deadline {
                         return Err(error);
                     }
@@ -676,6 +807,7 @@ impl StorageClient {
             _ if from_transport => ClientError::Unreachable {
                 node,
                 url,
+                cause: Transport::of(&status, !is_connect_failure(&status)),
                 message: describe(&status),
             },
             code => ClientError::Rejected {
@@ -701,13 +833,18 @@ impl StorageClient {
             {
                 self.timed_out(node)
             }
-            acked::Failure::NotSent(status) | acked::Failure::Lost(status) => {
-                ClientError::Unreachable {
-                    node: id,
-                    url,
-                    message: status.message().to_string(),
-                }
-            }
+            acked::Failure::NotSent(status) => ClientError::Unreachable {
+                node: id,
+                url,
+                cause: Transport::of(&status, false),
+                message: describe(&status),
+            },
+            acked::Failure::Lost(status) => ClientError::Unreachable {
+                node: id,
+                url,
+                cause: Transport::Broken,
+                message: describe(&status),
+            },
         }
     }
 
@@ -729,17 +866,114 @@ impl StorageClient {
     }
 }
 
-/// Whether a failed write or conditional update certainly had no effect, so that
-/// sending it again cannot apply it twice: the connection to the node was never made,
-/// or a node answered `ABORTED` (a forward that could not reach the primary, views
-/// that differ during a failover, or a node its peers declared failed).
-fn never_applied(error: &ClientError) -> bool {
-    match error {
-        ClientError::Unreachable { message, .. } => {
-            let message = message.to_ascii_lowercase();
-            message.contains("connect error") || message.contains("connection refused")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client of one node at `url` whose calls wait at most 300 ms.
+    fn client_of(url: &str) -> StorageClient {
+        let membership = Membership::parse(&format!("s1={url}")).unwrap();
+        let config = ClientConfig {
+            replication_factor: 1,
+            vnodes: 8,
+            deadline: Duration::from_millis(300),
+            failover_deadline: Duration::from_millis(100),
+        };
+        StorageClient::new(membership, config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_typed_and_certainly_not_applied() {
+        // A port nothing listens on: bound, then released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = client_of(&format!("http://127.0.0.1:{port}"));
+        let error = client.write("k", "v").await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ClientError::Unreachable {
+                    cause: Transport::Refused,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(!error.may_have_applied());
+        assert!(error.is_unreachable());
+        let error = client.ping("s1").await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ClientError::Unreachable {
+                    cause: Transport::Refused,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_node_that_never_answers_may_have_applied_the_call() {
+        // Accepts connections and never speaks.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let _held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let error = client_of(&url).write("k", "v").await.unwrap_err();
+        assert!(error.may_have_applied(), "{error:?}");
+        assert!(error.is_unreachable(), "{error:?}");
+    }
+
+    #[test]
+    fn may_have_applied_is_answered_by_the_variant() {
+        let unreachable = |cause| ClientError::Unreachable {
+            node: "s1".into(),
+            url: "http://127.0.0.1:1".into(),
+            cause,
+            message: String::new(),
+        };
+        for cause in [
+            Transport::Refused,
+            Transport::NoRoute,
+            Transport::Tls,
+            Transport::NotConnected,
+        ] {
+            assert!(!unreachable(cause).may_have_applied(), "{cause}");
+            let retried = cause != Transport::Tls;
+            assert_eq!(
+                unreachable(cause).worth_retrying_elsewhere(),
+                retried,
+                "{cause}"
+            );
         }
-        ClientError::Rejected { code, .. } => *code == Code::Aborted,
-        _ => false,
+        assert!(unreachable(Transport::Broken).may_have_applied());
+        assert!(!unreachable(Transport::Broken).worth_retrying_elsewhere());
+        let rejected = |code| ClientError::Rejected {
+            node: "s1".into(),
+            code,
+            message: String::new(),
+        };
+        assert!(!rejected(Code::Aborted).may_have_applied());
+        assert!(rejected(Code::Aborted).worth_retrying_elsewhere());
+        assert!(!rejected(Code::InvalidArgument).may_have_applied());
+        assert!(!rejected(Code::InvalidArgument).worth_retrying_elsewhere());
+        // The primary may have applied a write too few replicas acknowledged.
+        assert!(rejected(Code::Unavailable).may_have_applied());
+        let timeout = ClientError::Timeout {
+            node: "s1".into(),
+            url: "http://127.0.0.1:1".into(),
+            deadline: Duration::from_secs(1),
+        };
+        assert!(timeout.may_have_applied());
+        assert!(!ClientError::Invalid("too long".into()).may_have_applied());
     }
 }

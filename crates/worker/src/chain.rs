@@ -152,6 +152,7 @@ async fn hop(state: Arc<WorkerState>, mut request: ChainRequest) {
                 };
                 if let Err(error) = forwarded {
                     let next = request.next as usize;
+                    let error = error.to_string();
                     report(&state, outcome(&request, Some((error, next)), next), None).await;
                 }
             } else {
@@ -297,28 +298,67 @@ fn report_debug(
     });
 }
 
+/// Why a request could not be handed to the worker of its next operator: the
+/// execution ends there, and the message is its outcome's error.
+#[derive(Debug, thiserror::Error)]
+enum HopError {
+    /// The request grew over the per-hop limit.
+    #[error(
+        "the request to hand {classname} (position {order}) to worker {worker} is {size} \
+         bytes, over the limit of {MAX_CHAIN_REQUEST_BYTES} bytes per hop: the input and \
+         outputs so far are too large to carry on"
+    )]
+    TooLarge {
+        /// The next operator.
+        classname: String,
+        /// Its position.
+        order: u32,
+        /// The worker assigned to it.
+        worker: String,
+        /// The request's encoded size.
+        size: usize,
+    },
+    /// The next worker did not take it, after retries.
+    #[error(
+        "could not hand {classname} (position {order}) to worker {worker} at {url}: {}",
+        status.message()
+    )]
+    HandOff {
+        /// The next operator.
+        classname: String,
+        /// Its position.
+        order: u32,
+        /// The worker assigned to it.
+        worker: String,
+        /// Its address.
+        url: String,
+        /// The last failure.
+        status: tonic::Status,
+    },
+}
+
 /// Whether `request` may be handed to its next worker: at most
 /// [`MAX_CHAIN_REQUEST_BYTES`] encoded. A larger one would near the transport's
 /// message limit as it grows, and a hop lost in transit leaves the client waiting for
 /// the execution's timeout; instead the execution fails here, at once, and the error
 /// reaches the client with the outcome.
-fn check_request_size(request: &ChainRequest) -> Result<(), String> {
+fn check_request_size(request: &ChainRequest) -> Result<(), HopError> {
     let size = request.encoded_len();
     if size <= MAX_CHAIN_REQUEST_BYTES {
         return Ok(());
     }
     let next = &request.chain[request.next as usize];
-    Err(format!(
-        "the request to hand {} (position {}) to worker {} is {size} bytes, over the limit \
-         of {MAX_CHAIN_REQUEST_BYTES} bytes per hop: the input and outputs so far are too \
-         large to carry on",
-        next.classname, next.order, next.worker_id
-    ))
+    Err(HopError::TooLarge {
+        classname: next.classname.clone(),
+        order: next.order,
+        worker: next.worker_id.clone(),
+        size,
+    })
 }
 
 /// Hands the request to the worker assigned to its next operator, on this worker's
 /// stream to it (retried like a call).
-async fn forward(state: &WorkerState, request: &ChainRequest) -> Result<(), String> {
+async fn forward(state: &WorkerState, request: &ChainRequest) -> Result<(), HopError> {
     let next = &request.chain[request.next as usize];
     retry(|| async {
         state
@@ -332,15 +372,12 @@ async fn forward(state: &WorkerState, request: &ChainRequest) -> Result<(), Stri
             .map_err(tonic::Status::from)
     })
     .await
-    .map_err(|status| {
-        format!(
-            "could not hand {} (position {}) to worker {} at {}: {}",
-            next.classname,
-            next.order,
-            next.worker_id,
-            next.worker_url,
-            status.message()
-        )
+    .map_err(|status| HopError::HandOff {
+        classname: next.classname.clone(),
+        order: next.order,
+        worker: next.worker_id.clone(),
+        url: next.worker_url.clone(),
+        status,
     })
 }
 
@@ -513,8 +550,14 @@ mod tests {
         assert!(check_request_size(&request("in", &["a", "b"])).is_ok());
         let big = "x".repeat(MAX_CHAIN_REQUEST_BYTES / 2 + 1);
         let error = check_request_size(&request("in", &[&big, &big])).unwrap_err();
-        assert!(error.contains("Op2 (position 2) to worker w1"), "{error}");
-        assert!(error.contains(&format!("over the limit of {MAX_CHAIN_REQUEST_BYTES}")));
+        assert!(
+            matches!(
+                &error,
+                HopError::TooLarge { classname, order: 2, worker, size }
+                    if classname == "Op2" && worker == "w1" && *size > MAX_CHAIN_REQUEST_BYTES
+            ),
+            "{error}"
+        );
     }
 
     #[test]

@@ -40,6 +40,90 @@ impl Default for ConsistencySettings {
 
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
+/// Why a storage call of an operator failed. Operators see the message (the WIT
+/// interface carries text); the worker keeps the type, so that whether a write may
+/// have been applied survives up to the message the operator and the execution's
+/// outcome show.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The storage client failed; whether the call may have been applied is the
+    /// client's word ([`ClientError::may_have_applied`]).
+    #[error("{source}{}", if source.may_have_applied() && *writes {
+        " (the write may have been applied)"
+    } else {
+        ""
+    })]
+    Client {
+        /// What the client said.
+        #[source]
+        source: ClientError,
+        /// Whether the call was a write or conditional update.
+        writes: bool,
+    },
+    /// A version this execution read or wrote was garbage-collected on every live
+    /// replica: it can never be read consistently again.
+    #[error(
+        "version {version} of key {key:?}, which this execution read or wrote earlier, was \
+         garbage-collected on every live replica (each holds max_versions newer versions); \
+         the execution cannot read it consistently"
+    )]
+    Discarded {
+        /// The key.
+        key: String,
+        /// The pinned version.
+        version: Version,
+    },
+    /// A version this execution read or wrote reached no replica in time.
+    #[error(
+        "version {version} of key {key:?}, which this execution read or wrote earlier, \
+         reached no replica within {deadline:?}{}",
+        last_error.as_ref().map_or_else(String::new, |e| format!(" (last error: {e})"))
+    )]
+    NotArrived {
+        /// The key.
+        key: String,
+        /// The pinned version.
+        version: Version,
+        /// How long the proxy waited.
+        deadline: Duration,
+        /// The last error a replica answered with, if any.
+        last_error: Option<ClientError>,
+    },
+}
+
+impl StorageError {
+    /// A failed read.
+    fn read(source: ClientError) -> Self {
+        StorageError::Client {
+            source,
+            writes: false,
+        }
+    }
+
+    /// A failed write or conditional update.
+    fn write(source: ClientError) -> Self {
+        StorageError::Client {
+            source,
+            writes: true,
+        }
+    }
+
+    /// Whether the call may have taken effect: only a write or conditional update
+    /// the storage client could not settle.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            StorageError::Client { source, writes } => *writes && source.may_have_applied(),
+            StorageError::Discarded { .. } | StorageError::NotArrived { .. } => false,
+        }
+    }
+
+    /// Whether the error must fail the execution whatever the operator does with
+    /// it: a pinned version that cannot be read consistently.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, StorageError::Client { .. })
+    }
+}
+
 /// Storage access of one operator invocation, consistent with the whole execution.
 #[derive(Debug)]
 pub struct ExecutionStorage {
@@ -97,7 +181,7 @@ impl ExecutionStorage {
         &mut self,
         key: &str,
         version: Option<Version>,
-    ) -> Result<Option<Record>, String> {
+    ) -> Result<Option<Record>, StorageError> {
         if let Some(version) = version {
             return self.read_exact_once(key, version).await;
         }
@@ -108,7 +192,7 @@ impl ExecutionStorage {
             .client
             .read(key, None)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(StorageError::read)?;
         if let Some(record) = &record {
             self.pins.insert(key.to_string(), record.version);
         }
@@ -126,7 +210,7 @@ impl ExecutionStorage {
     /// newest version one replica holds ([`StorageClient::read`]), which may lag
     /// behind the primary: a compare-and-swap made with it may fail again, and the
     /// operator's loop retries.
-    pub async fn read_latest(&mut self, key: &str) -> Result<Option<Record>, String> {
+    pub async fn read_latest(&mut self, key: &str) -> Result<Option<Record>, StorageError> {
         let record = self.read_at_primary(key).await?;
         match &record {
             Some(record) => {
@@ -141,11 +225,11 @@ impl ExecutionStorage {
 
     /// The newest version of `key` at its primary, else at any replica (see
     /// [`Self::read_latest`]).
-    async fn read_at_primary(&self, key: &str) -> Result<Option<Record>, String> {
+    async fn read_at_primary(&self, key: &str) -> Result<Option<Record>, StorageError> {
         let primary = self.client.primary(key).to_string();
         let error = match self.client.read_from(&primary, key, None).await {
             Ok(record) => return Ok(record),
-            Err(error @ ClientError::Invalid(_)) => return Err(error.to_string()),
+            Err(error @ ClientError::Invalid(_)) => return Err(StorageError::read(error)),
             Err(error) => error,
         };
         tracing::debug!(key, %primary, %error, "read-latest: primary unreachable");
@@ -157,16 +241,19 @@ impl ExecutionStorage {
                 }
             }
         }
-        self.client.read(key, None).await.map_err(|e| e.to_string())
+        self.client
+            .read(key, None)
+            .await
+            .map_err(StorageError::read)
     }
 
     /// `write(key, value)`: the new version is pinned.
-    pub async fn write(&mut self, key: &str, value: &str) -> Result<Version, String> {
+    pub async fn write(&mut self, key: &str, value: &str) -> Result<Version, StorageError> {
         let version = self
             .client
             .write(key, value)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(StorageError::write)?;
         self.pins.insert(key.to_string(), version);
         self.written.push(Record {
             key: key.to_string(),
@@ -182,12 +269,12 @@ impl ExecutionStorage {
         key: &str,
         old: &str,
         new: &str,
-    ) -> Result<Option<Version>, String> {
+    ) -> Result<Option<Version>, StorageError> {
         let version = self
             .client
             .update_if_value_is(key, old, new)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(StorageError::write)?;
         if let Some(version) = version {
             self.pins.insert(key.to_string(), version);
             self.written.push(Record {
@@ -199,23 +286,27 @@ impl ExecutionStorage {
         Ok(version)
     }
 
-    async fn read_exact_once(&self, key: &str, version: Version) -> Result<Option<Record>, String> {
+    async fn read_exact_once(
+        &self,
+        key: &str,
+        version: Version,
+    ) -> Result<Option<Record>, StorageError> {
         let mut last_error = None;
         for replica in self.client.replicas(key) {
             match self.client.read_exact(replica, key, version).await {
                 Ok(read) if read.record.is_some() => return Ok(read.record),
                 Ok(_) => {}
-                Err(error) => last_error = Some(error.to_string()),
+                Err(error) => last_error = Some(error),
             }
         }
         match last_error {
-            Some(error) if self.client.replicas(key).len() == 1 => Err(error),
+            Some(error) if self.client.replicas(key).len() == 1 => Err(StorageError::read(error)),
             _ => Ok(None),
         }
     }
 
     /// Reads exactly `version` of a pinned key, waiting for gossip if needed.
-    async fn read_pinned(&mut self, key: &str, version: Version) -> Result<Record, String> {
+    async fn read_pinned(&mut self, key: &str, version: Version) -> Result<Record, StorageError> {
         let deadline = Instant::now() + self.settings.pinned_read_deadline;
         let mut backoff = self.settings.initial_backoff;
         loop {
@@ -231,31 +322,78 @@ impl ExecutionStorage {
                         answered += 1;
                         discarded += usize::from(read.discarded);
                     }
-                    Err(error) => last_error = Some(error.to_string()),
+                    Err(error) => last_error = Some(error),
                 }
             }
             if answered > 0 && discarded == answered {
-                return Err(self.fail(format!(
-                    "version {version} of key {key:?}, which this execution read or wrote \
-                     earlier, was garbage-collected on every live replica (each holds \
-                     max_versions newer versions); the execution cannot read it consistently"
-                )));
+                return Err(self.fail(StorageError::Discarded {
+                    key: key.to_string(),
+                    version,
+                }));
             }
             if Instant::now() + backoff > deadline {
-                let why = last_error.map_or_else(String::new, |e| format!(" (last error: {e})"));
-                return Err(self.fail(format!(
-                    "version {version} of key {key:?}, which this execution read or wrote \
-                     earlier, reached no replica within {:?}{why}",
-                    self.settings.pinned_read_deadline
-                )));
+                return Err(self.fail(StorageError::NotArrived {
+                    key: key.to_string(),
+                    version,
+                    deadline: self.settings.pinned_read_deadline,
+                    last_error,
+                }));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
-    fn fail(&mut self, message: String) -> String {
-        self.fatal = Some(message.clone());
-        message
+    /// Records `error` as the execution's fatal error (see [`Self::fatal`]).
+    fn fail(&mut self, error: StorageError) -> StorageError {
+        debug_assert!(error.is_fatal());
+        self.fatal = Some(error.to_string());
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout() -> ClientError {
+        ClientError::Timeout {
+            node: "s1".into(),
+            url: "http://127.0.0.1:1".into(),
+            deadline: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_write_that_timed_out_may_have_been_applied_and_says_so() {
+        let error = StorageError::write(timeout());
+        assert!(error.may_have_applied());
+        assert!(!error.is_fatal());
+        assert!(error
+            .to_string()
+            .ends_with("(the write may have been applied)"));
+        // A read applies nothing, whatever the client says.
+        assert!(!StorageError::read(timeout()).may_have_applied());
+        // A write refused before it was sent was certainly not applied.
+        let invalid = StorageError::write(ClientError::Invalid("key too long".into()));
+        assert!(!invalid.may_have_applied());
+        assert!(!invalid.to_string().contains("may have been applied"));
+    }
+
+    #[test]
+    fn an_unreadable_pin_is_fatal_and_keeps_its_cause() {
+        let late = StorageError::NotArrived {
+            key: "k".into(),
+            version: Version::new(2, 1),
+            deadline: Duration::from_secs(10),
+            last_error: Some(timeout()),
+        };
+        assert!(late.is_fatal());
+        assert!(!late.may_have_applied());
+        let discarded = StorageError::Discarded {
+            key: "k".into(),
+            version: Version::new(2, 1),
+        };
+        assert!(discarded.is_fatal());
     }
 }

@@ -155,17 +155,31 @@ impl storage::Host for HostState {
         version: Option<types::Version>,
     ) -> Result<Option<types::StoredRecord>, String> {
         let version = version.map(|v| Version::new(v.number, v.replica));
-        let record = self.storage.read(&key, version).await?;
+        let record = self
+            .storage
+            .read(&key, version)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(record.map(to_wit_record))
     }
 
     async fn read_latest(&mut self, key: String) -> Result<Option<types::StoredRecord>, String> {
-        let record = self.storage.read_latest(&key).await?;
+        let record = self
+            .storage
+            .read_latest(&key)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(record.map(to_wit_record))
     }
 
     async fn write(&mut self, key: String, value: String) -> Result<types::Version, String> {
-        self.storage.write(&key, &value).await.map(to_wit)
+        // The guest sees text (the WIT interface); the text says whether the write
+        // may have been applied (see `StorageError`).
+        self.storage
+            .write(&key, &value)
+            .await
+            .map(to_wit)
+            .map_err(|e| e.to_string())
     }
 
     async fn update_if_value_is(
@@ -177,7 +191,8 @@ impl storage::Host for HostState {
         Ok(self
             .storage
             .update_if_value_is(&key, &old, &new)
-            .await?
+            .await
+            .map_err(|e| e.to_string())?
             .map(to_wit))
     }
 }

@@ -61,15 +61,79 @@ pub enum RegistryError {
         dir: String,
     },
     /// The file or built-in is not a usable operator component.
-    #[error("operator {name} ({source_desc}) cannot be loaded: {message}")]
+    #[error("operator {name} ({source_desc}) cannot be loaded: {cause}")]
     Load {
         /// The operator.
         name: String,
         /// Built-in or file path.
         source_desc: String,
-        /// What went wrong.
-        message: String,
+        /// What went wrong (boxed: the other variants are small).
+        #[source]
+        cause: Box<LoadError>,
     },
+}
+
+/// Why an operator could not be loaded: the cause of [`RegistryError::Load`].
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Its file cannot be used.
+    #[error(transparent)]
+    File(#[from] OperatorFileError),
+    /// The binary has no built-in of that name (a build without the fixtures).
+    #[error("the built-in is missing")]
+    MissingBuiltin,
+    /// The bytes are not a valid component of the `dida:operator` world.
+    #[error("{0:#}")]
+    Compile(anyhow::Error),
+    /// A deployed component could not be compiled within its budget.
+    #[error(transparent)]
+    Bounded(#[from] crate::bounded::CompileError),
+    /// The digest an assignment names is malformed.
+    #[error("{0}")]
+    BadDigest(String),
+    /// This worker has no storage cluster to fetch deployed operators from.
+    #[error("this worker has no storage cluster to fetch deployed operators from")]
+    NoStorage,
+    /// The deployed component could not be fetched from the storage cluster.
+    #[error("cannot fetch it: {0}")]
+    Fetch(#[source] dida_storage_client::registry::RegistryError),
+    /// The task that compiles it failed (panicked or was cancelled).
+    #[error("compilation task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Why an operator file cannot be used ([`read_operator_file`]).
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorFileError {
+    /// It could not be looked up, opened or read.
+    #[error("cannot {doing} it: {source}")]
+    Io {
+        /// `read` or `open`.
+        doing: &'static str,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// It is not a regular file (a FIFO would block the reader forever).
+    #[error("it is {what}; an operator must be a regular .wasm file")]
+    NotRegular {
+        /// What it is: `a directory`, `a FIFO (named pipe)`, …
+        what: &'static str,
+    },
+    /// It is larger than [`MAX_OPERATOR_FILE_BYTES`].
+    #[error(
+        "it is {len} bytes, larger than the limit of {MAX_OPERATOR_FILE_BYTES} bytes for an \
+         operator file"
+    )]
+    TooLarge {
+        /// Its size.
+        len: u64,
+    },
+}
+
+impl OperatorFileError {
+    fn io(doing: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| OperatorFileError::Io { doing, source }
+    }
 }
 
 /// Deployed operators kept compiled at most: each holds its compiled code (a few
@@ -216,12 +280,12 @@ impl OperatorRegistry {
     ) -> Result<OperatorPre, RegistryError> {
         check_operator_name(name).map_err(RegistryError::InvalidName)?;
         let source = Source::Deployed(digest.to_string());
-        let load_error = |message: String| RegistryError::Load {
+        let load_error = |cause: LoadError| RegistryError::Load {
             name: name.to_string(),
             source_desc: source.describe(),
-            message,
+            cause: Box::new(cause),
         };
-        check_digest(digest).map_err(load_error)?;
+        check_digest(digest).map_err(|e| load_error(LoadError::BadDigest(e)))?;
         let found = self
             .deployed
             .lock()
@@ -231,9 +295,10 @@ impl OperatorRegistry {
         if let Some(pre) = found {
             return Ok(pre);
         }
-        let storage = self.storage.clone().ok_or_else(|| {
-            load_error("this worker has no storage cluster to fetch deployed operators from".into())
-        })?;
+        let storage = self
+            .storage
+            .clone()
+            .ok_or_else(|| load_error(LoadError::NoStorage))?;
         let task = tokio::spawn(fetch_and_compile(
             self.runtime.clone(),
             storage,
@@ -243,7 +308,7 @@ impl OperatorRegistry {
             digest.to_string(),
         ));
         task.await
-            .map_err(|e| load_error(format!("compilation task failed: {e}")))?
+            .map_err(|e| load_error(e.into()))?
             .map_err(load_error)
     }
 
@@ -294,7 +359,7 @@ impl OperatorRegistry {
         task.await.map_err(|e| RegistryError::Load {
             name: name.to_string(),
             source_desc: source.describe(),
-            message: format!("compilation task failed: {e}"),
+            cause: Box::new(e.into()),
         })?
     }
 
@@ -332,7 +397,7 @@ async fn fetch_and_compile(
     compiling: Arc<tokio::sync::Mutex<()>>,
     name: String,
     digest: String,
-) -> Result<OperatorPre, String> {
+) -> Result<OperatorPre, LoadError> {
     let _compiling = compiling.lock().await;
     if let Some(pre) = deployed
         .lock()
@@ -346,12 +411,10 @@ async fn fetch_and_compile(
     let wasm = Registry::new(&storage)
         .get_blob(&digest, runtime.limits().wall_time)
         .await
-        .map_err(|e| format!("cannot fetch it: {e}"))?;
+        .map_err(LoadError::Fetch)?;
     // A deployed component came from a client: it is compiled within the budget of
     // untrusted compilation, in a child process.
-    let pre = crate::bounded::compile(&runtime, wasm)
-        .await
-        .map_err(|e| e.to_string())?;
+    let pre = crate::bounded::compile(&runtime, wasm).await?;
     tracing::info!(operator = %name, %digest, "deployed operator compiled");
     deployed
         .lock()
@@ -375,10 +438,10 @@ async fn compile(
     if let Some(pre) = cached(&cache, &name, &source) {
         return Ok(pre);
     }
-    let load_error = |message: String| RegistryError::Load {
+    let load_error = |cause: LoadError| RegistryError::Load {
         name: name.clone(),
         source_desc: source.describe(),
-        message,
+        cause: Box::new(cause),
     };
     let path = match &source {
         Source::Builtin | Source::Deployed(_) => None,
@@ -388,12 +451,12 @@ async fn compile(
         let wasm = match (path, builtin) {
             (Some(path), _) => read_operator_file(&path)?,
             (None, Some(bytes)) => bytes.to_vec(),
-            (None, None) => return Err("the built-in is missing".to_string()),
+            (None, None) => return Err(LoadError::MissingBuiltin),
         };
-        runtime.compile(&wasm).map_err(|e| format!("{e:#}"))
+        runtime.compile(&wasm).map_err(LoadError::Compile)
     })
     .await
-    .map_err(|e| load_error(format!("compilation task failed: {e}")))?
+    .map_err(|e| load_error(e.into()))?
     .map_err(load_error)?;
     tracing::info!(operator = %name, source = %source.describe(), "operator compiled");
     cache
@@ -413,30 +476,28 @@ fn cached(cache: &Cache, name: &str, source: &Source) -> Option<OperatorPre> {
 
 /// Reads an operator file, refusing anything but a regular file of at most
 /// [`MAX_OPERATOR_FILE_BYTES`] without blocking (see the module documentation).
-pub fn read_operator_file(path: &Path) -> Result<Vec<u8>, String> {
-    let metadata = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
+pub fn read_operator_file(path: &Path) -> Result<Vec<u8>, OperatorFileError> {
+    let metadata = std::fs::metadata(path).map_err(OperatorFileError::io("read"))?;
     check_operator_file(metadata.file_type(), metadata.len())?;
     let file: File = OpenOptions::new()
         .read(true)
         .custom_flags(OFlag::O_NONBLOCK.bits())
         .open(path)
-        .map_err(|e| format!("cannot open it: {e}"))?;
+        .map_err(OperatorFileError::io("open"))?;
     // It may have been replaced between the look-up and the open.
-    let metadata = file
-        .metadata()
-        .map_err(|e| format!("cannot read it: {e}"))?;
+    let metadata = file.metadata().map_err(OperatorFileError::io("read"))?;
     check_operator_file(metadata.file_type(), metadata.len())?;
     let mut wasm = Vec::new();
     file.take(MAX_OPERATOR_FILE_BYTES + 1)
         .read_to_end(&mut wasm)
-        .map_err(|e| format!("cannot read it: {e}"))?;
+        .map_err(OperatorFileError::io("read"))?;
     check_operator_file(metadata.file_type(), wasm.len() as u64)?;
     Ok(wasm)
 }
 
 /// Refuses what is not a regular file, or is larger than
 /// [`MAX_OPERATOR_FILE_BYTES`].
-fn check_operator_file(kind: FileType, len: u64) -> Result<(), String> {
+fn check_operator_file(kind: FileType, len: u64) -> Result<(), OperatorFileError> {
     if !kind.is_file() {
         let what = if kind.is_dir() {
             "a directory"
@@ -451,15 +512,10 @@ fn check_operator_file(kind: FileType, len: u64) -> Result<(), String> {
         } else {
             "not a regular file"
         };
-        return Err(format!(
-            "it is {what}; an operator must be a regular .wasm file"
-        ));
+        return Err(OperatorFileError::NotRegular { what });
     }
     if len > MAX_OPERATOR_FILE_BYTES {
-        return Err(format!(
-            "it is {len} bytes, larger than the limit of {MAX_OPERATOR_FILE_BYTES} bytes for \
-             an operator file"
-        ));
+        return Err(OperatorFileError::TooLarge { len });
     }
     Ok(())
 }
@@ -475,22 +531,54 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let started = std::time::Instant::now();
         let error = read_operator_file(&fifo).unwrap_err();
-        assert!(error.contains("it is a FIFO (named pipe)"), "{error}");
+        assert!(
+            matches!(
+                error,
+                OperatorFileError::NotRegular {
+                    what: "a FIFO (named pipe)"
+                }
+            ),
+            "{error}"
+        );
         assert!(
             started.elapsed() < std::time::Duration::from_secs(1),
             "no blocking"
         );
 
         let error = read_operator_file(dir.path()).unwrap_err();
-        assert!(error.contains("it is a directory"), "{error}");
+        assert!(
+            matches!(
+                error,
+                OperatorFileError::NotRegular {
+                    what: "a directory"
+                }
+            ),
+            "{error}"
+        );
         let error = read_operator_file(Path::new("/dev/zero")).unwrap_err();
-        assert!(error.contains("a character device"), "{error}");
+        assert!(
+            matches!(
+                error,
+                OperatorFileError::NotRegular {
+                    what: "a character device"
+                }
+            ),
+            "{error}"
+        );
+        let error = read_operator_file(&dir.path().join("Absent.wasm")).unwrap_err();
+        assert!(
+            matches!(error, OperatorFileError::Io { doing: "read", .. }),
+            "{error}"
+        );
 
         let big = dir.path().join("Big.wasm");
         let file = File::create(&big).unwrap();
         file.set_len(MAX_OPERATOR_FILE_BYTES + 1).unwrap();
         let error = read_operator_file(&big).unwrap_err();
-        assert!(error.contains("larger than the limit"), "{error}");
+        assert!(
+            matches!(error, OperatorFileError::TooLarge { len } if len == MAX_OPERATOR_FILE_BYTES + 1),
+            "{error}"
+        );
 
         let small = dir.path().join("Small.wasm");
         std::fs::write(&small, b"\0asm").unwrap();
