@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, then every test of the
 # workspace (unit, in-process clusters, and real processes on loopback).
-# Needs only the Rust toolchain; everything else is built by cargo.
+# Needs only the Rust toolchain (and the machine's python3); the ensure-*.sh
+# scripts install the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-wasm-target.sh
 # The dashboard's browser test drives headless Chromium.
 source scripts/ensure-chromium.sh
+# The .proto files are checked with the standard protoc and a generated Python client.
+source scripts/ensure-protoc.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+
+echo "== protoc (the standard compiler) over every .proto"
+protoc --proto_path=crates/proto/proto --descriptor_set_out=/dev/null crates/proto/proto/*.proto
 
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings

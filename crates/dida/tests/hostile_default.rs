@@ -14,7 +14,7 @@ use std::time::Duration;
 use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
-use dida_proto::execution::{HandOff, SequencedReport, SubmitRequest};
+use dida_proto::execution::{HandOffRequest, ReportOutcomesRequest, SubmitRequest};
 use dida_proto::security::CLUSTER_TOKEN_HEADER;
 use dida_proto::storage::replication_client::ReplicationClient;
 use dida_proto::storage::{FetchKeyRequest, Liveness, MemberView, ProbeRequest, PushRequest};
@@ -170,12 +170,14 @@ async fn by_default_calls_between_nodes_without_the_token_are_refused_and_change
         .url
         .to_string();
     let hand_off = WorkerClient::new(bare(&w1))
-        .hand_off(futures::stream::iter(vec![HandOff::default()]))
+        .hand_off(futures::stream::iter(vec![HandOffRequest::default()]))
         .await
         .expect_err("a local process handed an execution to a worker");
     unauthenticated(hand_off, "a hand-off");
     let report = SchedulerClient::new(bare(&scheduler_url))
-        .report_outcomes(futures::stream::iter(vec![SequencedReport::default()]))
+        .report_outcomes(futures::stream::iter(
+            vec![ReportOutcomesRequest::default()],
+        ))
         .await
         .expect_err("a local process reported an outcome");
     unauthenticated(report, "an outcome report");

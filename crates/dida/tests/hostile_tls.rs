@@ -12,7 +12,7 @@ use std::time::Duration;
 use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
-use dida_proto::execution::{HandOff, SequencedReport, SubmitRequest};
+use dida_proto::execution::{HandOffRequest, ReportOutcomesRequest, SubmitRequest};
 use dida_proto::security::{self, Security, TlsFiles, TlsIdentity};
 use dida_proto::storage::replication_client::ReplicationClient;
 use dida_proto::storage::storage_client::StorageClient as RawStorage;
@@ -240,13 +240,15 @@ async fn executions_run_over_tls_and_forged_internal_calls_are_refused() {
         .url
         .to_string();
     let hand_off = WorkerClient::new(as_client(&w1))
-        .hand_off(futures::stream::iter(vec![HandOff::default()]))
+        .hand_off(futures::stream::iter(vec![HandOffRequest::default()]))
         .await
         .expect_err("a client handed an execution to a worker");
     assert_eq!(hand_off.code(), tonic::Code::PermissionDenied, "{hand_off}");
     // A forged outcome report (which once replaced a client's outputs).
     let report = SchedulerClient::new(as_client(&scheduler_url))
-        .report_outcomes(futures::stream::iter(vec![SequencedReport::default()]))
+        .report_outcomes(futures::stream::iter(
+            vec![ReportOutcomesRequest::default()],
+        ))
         .await
         .expect_err("a client reported an outcome");
     assert_eq!(report.code(), tonic::Code::PermissionDenied, "{report}");

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dida_core::membership::NodeUrl;
-use dida_proto::control::{NodeProcess, OutputLine};
+use dida_proto::control::{NodeProcess, OutputReply};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -137,7 +137,7 @@ pub(crate) struct Children {
     binary: PathBuf,
     start_timeout: Duration,
     nodes: Mutex<BTreeMap<String, Entry>>,
-    output: broadcast::Sender<OutputLine>,
+    output: broadcast::Sender<OutputReply>,
     /// Most nodes running at once.
     max_nodes: usize,
     /// One permit per running node, held by its waiter until the process exits.
@@ -158,7 +158,7 @@ impl Children {
     }
 
     /// Every line the children print from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<OutputLine> {
+    pub fn subscribe(&self) -> broadcast::Receiver<OutputReply> {
         self.output.subscribe()
     }
 
@@ -316,7 +316,7 @@ impl Children {
                     recent.push_back(line.clone());
                 }
                 // No subscriber is not an error: the line is simply not relayed.
-                let _ = output.send(OutputLine {
+                let _ = output.send(OutputReply {
                     node_id: id.clone(),
                     stream: stream.to_string(),
                     line,
@@ -491,7 +491,7 @@ async fn wait_for_exit(
     mut child: Child,
     mut signals: mpsc::Receiver<Signal>,
     exit: watch::Sender<Option<String>>,
-    output: broadcast::Sender<OutputLine>,
+    output: broadcast::Sender<OutputReply>,
     slot: OwnedSemaphorePermit,
 ) {
     let status = loop {
@@ -517,7 +517,7 @@ async fn wait_for_exit(
     };
     drop(slot);
     info!(node = %id, "node {how}");
-    let _ = output.send(OutputLine {
+    let _ = output.send(OutputReply {
         node_id: id,
         stream: "pcs".into(),
         line: format!("process {how}"),

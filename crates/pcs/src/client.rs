@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use dida_proto::control::process_creation_client::ProcessCreationClient;
 use dida_proto::control::{
-    KillNodeRequest, ListNodesRequest, NodeProcess, OutputLine, OutputRequest, RestartNodeReply,
+    KillNodeRequest, ListNodesRequest, NodeProcess, OutputReply, OutputRequest, RestartNodeReply,
     RestartNodeRequest, StartNodeRequest, StopAllRequest, StopNodeReply, StopNodeRequest,
 };
 use dida_proto::storage::PingRequest;
@@ -136,7 +136,7 @@ impl PcsClient {
     }
 
     /// The stream of every line the PCS's nodes print from now on.
-    pub async fn output(&self) -> anyhow::Result<Streaming<OutputLine>> {
+    pub async fn output(&self) -> anyhow::Result<Streaming<OutputReply>> {
         Ok(self
             .grpc
             .clone()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dida_core::limits::DEFAULT_PCS_MAX_NODES;
 use dida_proto::control::process_creation_server::ProcessCreationServer;
-use dida_proto::control::OutputLine;
+use dida_proto::control::OutputReply;
 use dida_proto::server::{wait_for_termination, ServerHandle};
 use dida_telemetry::NodeTelemetry;
 use tokio::net::TcpListener;
@@ -63,7 +63,7 @@ impl PcsHandle {
     }
 
     /// Every line its nodes print from now on (the PCS's own lines use stream `pcs`).
-    pub fn subscribe(&self) -> broadcast::Receiver<OutputLine> {
+    pub fn subscribe(&self) -> broadcast::Receiver<OutputReply> {
         self.children.subscribe()
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dida_proto::control::process_creation_server::ProcessCreation;
 use dida_proto::control::{
-    KillNodeReply, KillNodeRequest, ListNodesReply, ListNodesRequest, OutputLine, OutputRequest,
+    KillNodeReply, KillNodeRequest, ListNodesReply, ListNodesRequest, OutputReply, OutputRequest,
     RestartNodeReply, RestartNodeRequest, StartNodeReply, StartNodeRequest, StopAllReply,
     StopAllRequest, StopNodeReply, StopNodeRequest,
 };
@@ -123,7 +123,7 @@ impl ProcessCreation for PcsService {
         Ok(Response::new(StopAllReply { pids }))
     }
 
-    type OutputStream = Pin<Box<dyn Stream<Item = Result<OutputLine, Status>> + Send>>;
+    type OutputStream = Pin<Box<dyn Stream<Item = Result<OutputReply, Status>> + Send>>;
 
     /// Streams every line from now on. A subscriber too slow to keep up is told how
     /// many lines it missed instead of slowing the nodes down.
@@ -135,7 +135,7 @@ impl ProcessCreation for PcsService {
         let stream = futures::stream::unfold(lines, |mut lines| async move {
             let item = match lines.recv().await {
                 Ok(line) => line,
-                Err(RecvError::Lagged(missed)) => OutputLine {
+                Err(RecvError::Lagged(missed)) => OutputReply {
                     node_id: "pcs".into(),
                     stream: "pcs".into(),
                     line: format!("{missed} lines of node output were dropped (slow reader)"),

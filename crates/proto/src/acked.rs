@@ -466,9 +466,9 @@ macro_rules! impl_ack {
 }
 
 impl_ack!(
-    crate::execution::HandOffAck,
-    crate::execution::ReportAck,
-    crate::storage::StorageAnswer
+    crate::execution::HandOffReply,
+    crate::execution::ReportOutcomesReply,
+    crate::storage::StorageCallReply
 );
 
 /// The [`Opener`] of a generated client's streaming method: the client on the
@@ -493,7 +493,7 @@ macro_rules! opener {
 pub fn hand_offs(
     deadline: Duration,
     stop: watch::Receiver<()>,
-) -> AckedLinks<crate::execution::HandOff, crate::execution::HandOffAck> {
+) -> AckedLinks<crate::execution::HandOffRequest, crate::execution::HandOffReply> {
     use crate::execution::worker_client::WorkerClient;
     AckedLinks::new(deadline, true, stop, opener!(WorkerClient, hand_off))
 }
@@ -503,7 +503,7 @@ pub fn hand_offs(
 pub fn outcome_reports(
     deadline: Duration,
     stop: watch::Receiver<()>,
-) -> AckedLinks<crate::execution::SequencedReport, crate::execution::ReportAck> {
+) -> AckedLinks<crate::execution::ReportOutcomesRequest, crate::execution::ReportOutcomesReply> {
     use crate::execution::scheduler_client::SchedulerClient;
     AckedLinks::new(
         deadline,
@@ -520,7 +520,7 @@ pub fn outcome_reports(
 pub fn storage_calls(
     deadline: Duration,
     stop: watch::Receiver<()>,
-) -> AckedLinks<crate::storage::StorageCall, crate::storage::StorageAnswer> {
+) -> AckedLinks<crate::storage::StorageCallRequest, crate::storage::StorageCallReply> {
     use crate::storage::storage_client::StorageClient;
     AckedLinks::new(deadline, false, stop, opener!(StorageClient, calls))
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use dida_proto::acked;
 use dida_proto::execution::worker_server::{Worker, WorkerServer};
 use dida_proto::execution::{
-    ChainRequest, HandOff, HandOffAck, ListOperatorsReply, ListOperatorsRequest, WorkerStatusReply,
-    WorkerStatusRequest,
+    ChainRequest, HandOffReply, HandOffRequest, ListOperatorsReply, ListOperatorsRequest,
+    WorkerStatusReply, WorkerStatusRequest,
 };
 use dida_proto::server::ServerHandle;
 use dida_proto::storage::{PingReply, PingRequest};
@@ -25,16 +25,16 @@ use tonic::{Code, Request, Response, Status, Streaming};
 struct Mute {
     streams: Arc<AtomicUsize>,
     /// Keeps every reply stream open (and silent).
-    replies: std::sync::Mutex<Vec<mpsc::Sender<Result<HandOffAck, Status>>>>,
+    replies: std::sync::Mutex<Vec<mpsc::Sender<Result<HandOffReply, Status>>>>,
 }
 
 #[tonic::async_trait]
 impl Worker for Mute {
-    type HandOffStream = ReceiverStream<Result<HandOffAck, Status>>;
+    type HandOffStream = ReceiverStream<Result<HandOffReply, Status>>;
 
     async fn hand_off(
         &self,
-        request: Request<Streaming<HandOff>>,
+        request: Request<Streaming<HandOffRequest>>,
     ) -> Result<Response<Self::HandOffStream>, Status> {
         self.streams.fetch_add(1, Ordering::SeqCst);
         let mut inbound = request.into_inner();
@@ -80,7 +80,7 @@ async fn a_peer_that_never_acknowledges_fails_the_send_at_its_deadline() {
     for attempt in 1..=2 {
         let started = Instant::now();
         let failed = links
-            .send(&url, |seq| HandOff {
+            .send(&url, |seq| HandOffRequest {
                 seq,
                 request: Some(ChainRequest::default()),
             })
@@ -108,7 +108,7 @@ async fn a_send_to_a_port_nothing_listens_on_was_never_sent_and_says_why() {
     let (_stop_signal, stop) = watch::channel(());
     let links = acked::hand_offs(Duration::from_secs(2), stop);
     let failed = links
-        .send(&url, |seq| HandOff {
+        .send(&url, |seq| HandOffRequest {
             seq,
             request: Some(ChainRequest::default()),
         })

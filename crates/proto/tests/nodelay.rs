@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use dida_proto::control::debug_sink_client::DebugSinkClient;
 use dida_proto::control::debug_sink_server::{DebugSink, DebugSinkServer};
-use dida_proto::control::{DebugAck, DebugReport};
+use dida_proto::control::{DebugReportReply, DebugReportRequest};
 use dida_proto::server::ServerHandle;
 use dida_proto::transport::{lazy_channel, server_builder};
 use socket2::SockRef;
@@ -24,8 +24,11 @@ struct Sink;
 
 #[tonic::async_trait]
 impl DebugSink for Sink {
-    async fn report(&self, _request: Request<DebugReport>) -> Result<Response<DebugAck>, Status> {
-        Ok(Response::new(DebugAck {}))
+    async fn report(
+        &self,
+        _request: Request<DebugReportRequest>,
+    ) -> Result<Response<DebugReportReply>, Status> {
+        Ok(Response::new(DebugReportReply {}))
     }
 }
 
@@ -88,7 +91,7 @@ async fn both_ends_of_a_connection_run_with_tcp_nodelay() {
 
     let channel = lazy_channel(&format!("http://{addr}"), Duration::from_secs(5)).unwrap();
     DebugSinkClient::new(channel.clone())
-        .report(DebugReport::default())
+        .report(DebugReportRequest::default())
         .await
         .expect("the call succeeds");
 

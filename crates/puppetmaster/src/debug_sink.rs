@@ -15,7 +15,7 @@ use dida_core::limits::{
     DEBUG_SINK_BYTES_PER_SECOND, DEBUG_SINK_CONCURRENCY, MAX_DEBUG_REPORT_BYTES,
 };
 use dida_proto::control::debug_sink_server::{DebugSink, DebugSinkServer};
-use dida_proto::control::{DebugAck, DebugReport};
+use dida_proto::control::{DebugReportReply, DebugReportRequest};
 use dida_proto::convert::version_from_wire;
 use dida_proto::server::ServerHandle;
 use prost::Message;
@@ -35,7 +35,10 @@ struct Sink {
 
 #[tonic::async_trait]
 impl DebugSink for Sink {
-    async fn report(&self, request: Request<DebugReport>) -> Result<Response<DebugAck>, Status> {
+    async fn report(
+        &self,
+        request: Request<DebugReportRequest>,
+    ) -> Result<Response<DebugReportReply>, Status> {
         let report = request.into_inner();
         let bytes = report.encoded_len();
         let taken = self
@@ -51,7 +54,7 @@ impl DebugSink for Sink {
         }
         let event = debug_event(report);
         self.printer.pm_event(&event, || describe(&event));
-        Ok(Response::new(DebugAck {}))
+        Ok(Response::new(DebugReportReply {}))
     }
 }
 
@@ -103,7 +106,7 @@ pub fn start(listener: TcpListener, printer: Arc<Printer>) -> anyhow::Result<Ser
     ServerHandle::spawn(router, listener)
 }
 
-fn debug_event(report: DebugReport) -> PmEvent {
+fn debug_event(report: DebugReportRequest) -> PmEvent {
     let version = |v: Option<dida_proto::storage::Version>| {
         v.map(version_from_wire).map_or(
             Value::Null,
@@ -216,12 +219,12 @@ mod tests {
             .await
             .unwrap()
             .max_encoding_message_size(usize::MAX);
-        let report = |output: String| DebugReport {
+        let report = |output: String| DebugReportRequest {
             worker_id: "w1".into(),
             execution_id: "e-1".into(),
             operator: "EchoOperator".into(),
             output: Some(output),
-            ..DebugReport::default()
+            ..DebugReportRequest::default()
         };
         let refused = client
             .report(report("x".repeat(MAX_DEBUG_REPORT_BYTES + 1)))
@@ -240,7 +243,7 @@ mod tests {
 
     #[test]
     fn reports_become_debug_events() {
-        let report = DebugReport {
+        let report = DebugReportRequest {
             worker_id: "w1".into(),
             execution_id: "e-1".into(),
             operator: "AddOperator".into(),

@@ -10,7 +10,7 @@ use dida_core::Membership;
 use dida_proto::acked::{self, AckedLinks};
 use dida_proto::execution::scheduler_server::SchedulerServer;
 use dida_proto::execution::worker_client::WorkerClient;
-use dida_proto::execution::{HandOff, HandOffAck};
+use dida_proto::execution::{HandOffReply, HandOffRequest};
 use dida_proto::registry::operators_server::OperatorsServer;
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::transport::NodeChannel;
@@ -90,7 +90,7 @@ pub(crate) struct SchedulerState {
     pub config: SchedulerConfig,
     pub workers: Vec<WorkerClient<NodeChannel>>,
     /// Streams to the workers that new executions are handed on.
-    pub hand_offs: AckedLinks<HandOff, HandOffAck>,
+    pub hand_offs: AckedLinks<HandOffRequest, HandOffReply>,
     /// Fires when the scheduler stops: ends its streams, both directions.
     pub stop: watch::Receiver<()>,
     pub executions: Mutex<ExecutionTable>,

@@ -8,11 +8,11 @@ use dida_core::limits::{check_input, MAX_CHAIN_OPERATORS, MAX_INPUT_BYTES};
 use dida_proto::acked;
 use dida_proto::execution::scheduler_server::Scheduler;
 use dida_proto::execution::{
-    Assignment, ChainRequest, CompletionAck, CompletionBatch, ExecutionLogsReply,
-    ExecutionLogsRequest, ExecutionOutcome, ExecutionSummary, HandOff, ListExecutionsReply,
-    ListExecutionsRequest, LogLevel, LogLine, Metadata, OutcomeReply, OutcomeReport,
-    OutcomeRequest, ReportAck, RunRequest, SchedulerStatusReply, SchedulerStatusRequest,
-    SequencedReport, SubmitReply, SubmitRequest, WorkerLoad,
+    Assignment, ChainRequest, ExecutionLogsReply, ExecutionLogsRequest, ExecutionOutcome,
+    ExecutionSummary, HandOffRequest, ListExecutionsReply, ListExecutionsRequest, LogLevel,
+    LogLine, Metadata, OperatorsCompletedReply, OperatorsCompletedRequest, OutcomeReply,
+    OutcomeReport, OutcomeRequest, ReportOutcomesReply, ReportOutcomesRequest, RunRequest,
+    SchedulerStatusReply, SchedulerStatusRequest, SubmitReply, SubmitRequest, WorkerLoad,
 };
 use dida_proto::storage::{PingReply, PingRequest};
 use tokio::sync::watch;
@@ -191,7 +191,7 @@ impl SchedulerService {
         let handed = self
             .state
             .hand_offs
-            .send(first, |seq| HandOff {
+            .send(first, |seq| HandOffRequest {
                 seq,
                 request: Some(chain_request),
             })
@@ -283,7 +283,7 @@ impl SchedulerService {
     }
 
     /// Applies a worker's completion confirmations to the load table.
-    fn confirm(&self, batch: &CompletionBatch) -> Result<(), Status> {
+    fn confirm(&self, batch: &OperatorsCompletedRequest) -> Result<(), Status> {
         let worker = self
             .state
             .config
@@ -359,35 +359,35 @@ impl Scheduler for SchedulerService {
 
     async fn operators_completed(
         &self,
-        request: Request<CompletionBatch>,
-    ) -> Result<Response<CompletionAck>, Status> {
+        request: Request<OperatorsCompletedRequest>,
+    ) -> Result<Response<OperatorsCompletedReply>, Status> {
         self.confirm(&request.into_inner())?;
-        Ok(Response::new(CompletionAck {}))
+        Ok(Response::new(OperatorsCompletedReply {}))
     }
 
-    type ReportOutcomesStream = ReceiverStream<Result<ReportAck, Status>>;
+    type ReportOutcomesStream = ReceiverStream<Result<ReportOutcomesReply, Status>>;
 
     /// Serves a worker's stream of outcome reports: each is recorded and
     /// acknowledged in turn.
     async fn report_outcomes(
         &self,
-        request: Request<Streaming<SequencedReport>>,
+        request: Request<Streaming<ReportOutcomesRequest>>,
     ) -> Result<Response<Self::ReportOutcomesStream>, Status> {
         let service = self.clone();
         let acks = acked::serve(
             request.into_inner(),
             self.state.stop.clone(),
-            move |SequencedReport { seq, report }| {
+            move |ReportOutcomesRequest { seq, report }| {
                 let recorded = report
                     .ok_or_else(|| Status::invalid_argument("a report without its outcome"))
                     .and_then(|report| service.record(report));
                 match recorded {
-                    Ok(()) => ReportAck {
+                    Ok(()) => ReportOutcomesReply {
                         seq,
                         error: None,
                         code: tonic::Code::Ok as i32,
                     },
-                    Err(status) => ReportAck {
+                    Err(status) => ReportOutcomesReply {
                         seq,
                         error: Some(status.message().to_string()),
                         code: status.code() as i32,

@@ -33,12 +33,12 @@ use dida_core::{
 use dida_proto::acked::{self, AckedLinks};
 use dida_proto::convert::{record_from_wire, version_from_wire, version_to_wire, view_from_wire};
 use dida_proto::reserved::RESERVED_WRITER_HEADER;
-use dida_proto::storage::storage_answer::Answer;
-use dida_proto::storage::storage_call::Call;
+use dida_proto::storage::storage_call_reply::Answer;
+use dida_proto::storage::storage_call_request::Call;
 use dida_proto::storage::storage_client::StorageClient as GrpcClient;
 use dida_proto::storage::{
     ListRecordsRequest, PingRequest, ReadReply, ReadRequest, StatusReply, StatusRequest,
-    StorageAnswer, StorageCall, UpdateIfValueIsRequest, ViewRequest, WriteRequest,
+    StorageCallReply, StorageCallRequest, UpdateIfValueIsRequest, ViewRequest, WriteRequest,
 };
 use dida_proto::transport::NodeChannel;
 use dida_proto::transport::{
@@ -278,7 +278,7 @@ pub struct StorageClient {
     /// Each node's URL, as the key of its `Calls` stream.
     urls: Vec<String>,
     /// Reads, writes and conditional updates: one `Calls` stream per node.
-    calls: AckedLinks<StorageCall, StorageAnswer>,
+    calls: AckedLinks<StorageCallRequest, StorageCallReply>,
     /// Dropped with the client, which ends its streams.
     _stop: watch::Sender<()>,
     next_read: AtomicUsize,
@@ -609,7 +609,7 @@ impl StorageClient {
     async fn call(&self, node: usize, call: Call) -> Result<Answer, ClientError> {
         let answer = self
             .calls
-            .send(&self.urls[node], |seq| StorageCall {
+            .send(&self.urls[node], |seq| StorageCallRequest {
                 seq,
                 call: Some(call),
             })

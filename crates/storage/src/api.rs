@@ -9,12 +9,12 @@ use std::sync::Arc;
 use dida_proto::acked;
 use dida_proto::convert::{liveness_to_wire, view_to_wire};
 use dida_proto::reserved::ReservedKeys;
-use dida_proto::storage::storage_answer::Answer;
-use dida_proto::storage::storage_call::Call;
+use dida_proto::storage::storage_call_reply::Answer;
+use dida_proto::storage::storage_call_request::Call;
 use dida_proto::storage::storage_server::Storage;
 use dida_proto::storage::{
-    ListRecordsPage, ListRecordsRequest, Member, PingReply, PingRequest, ReadReply, ReadRequest,
-    StatusReply, StatusRequest, StorageAnswer, StorageCall, UpdateIfValueIsReply,
+    ListRecordsReply, ListRecordsRequest, Member, PingReply, PingRequest, ReadReply, ReadRequest,
+    StatusReply, StatusRequest, StorageCallReply, StorageCallRequest, UpdateIfValueIsReply,
     UpdateIfValueIsRequest, ViewReply, ViewRequest, WriteReply, WriteRequest,
 };
 use tokio::sync::watch;
@@ -37,8 +37,8 @@ pub(crate) struct StorageApi {
 impl StorageApi {
     /// Answers one request of a `Calls` stream exactly as the unary call would;
     /// `reserved` says what the stream may do with dida's own keys.
-    async fn answer(&self, call: StorageCall, reserved: &ReservedKeys) -> StorageAnswer {
-        let StorageCall { seq, call } = call;
+    async fn answer(&self, call: StorageCallRequest, reserved: &ReservedKeys) -> StorageCallReply {
+        let StorageCallRequest { seq, call } = call;
         let answered = match call {
             Some(Call::Read(request)) => self.node.read(request).await.map(Answer::Read),
             Some(Call::Write(request)) => match reserved.check_write(&request.key) {
@@ -56,13 +56,13 @@ impl StorageApi {
             None => Err(Status::invalid_argument("a call without a request")),
         };
         match answered {
-            Ok(answer) => StorageAnswer {
+            Ok(answer) => StorageCallReply {
                 seq,
                 error: None,
                 code: tonic::Code::Ok as i32,
                 answer: Some(answer),
             },
-            Err(status) => StorageAnswer {
+            Err(status) => StorageCallReply {
                 seq,
                 error: Some(status.message().to_string()),
                 code: status.code() as i32,
@@ -100,7 +100,7 @@ impl Storage for StorageApi {
             .map(Response::new)
     }
 
-    type ListRecordsStream = ReceiverStream<Result<ListRecordsPage, Status>>;
+    type ListRecordsStream = ReceiverStream<Result<ListRecordsReply, Status>>;
 
     async fn list_records(
         &self,
@@ -164,13 +164,13 @@ impl Storage for StorageApi {
         Ok(Response::new(PingReply {}))
     }
 
-    type CallsStream = ReceiverStream<Result<StorageAnswer, Status>>;
+    type CallsStream = ReceiverStream<Result<StorageCallReply, Status>>;
 
     /// Serves a client's stream of reads, writes and conditional updates: each is
     /// handled as its unary call would be, concurrently, and answered when done.
     async fn calls(
         &self,
-        request: Request<Streaming<StorageCall>>,
+        request: Request<Streaming<StorageCallRequest>>,
     ) -> Result<Response<Self::CallsStream>, Status> {
         let api = self.clone();
         let reserved = Arc::new(ReservedKeys::of(&request));

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dida_proto::convert::record_to_wire;
-use dida_proto::storage::ListRecordsPage;
+use dida_proto::storage::ListRecordsReply;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -73,7 +73,7 @@ impl Listings {
         &self,
         node: Arc<Node>,
         mut stop: watch::Receiver<()>,
-    ) -> Result<ReceiverStream<Result<ListRecordsPage, Status>>, Status> {
+    ) -> Result<ReceiverStream<Result<ListRecordsReply, Status>>, Status> {
         node.peering.check_serving()?;
         let slot = tokio::time::timeout(LISTING_QUEUE_WAIT, self.slots.clone().acquire_owned())
             .await
@@ -116,11 +116,11 @@ impl Listings {
 /// Sends one page; false if the listing must end (reader gone or stalled, node
 /// stopping).
 async fn send(
-    pages: &mpsc::Sender<Result<ListRecordsPage, Status>>,
+    pages: &mpsc::Sender<Result<ListRecordsReply, Status>>,
     records: Vec<dida_proto::storage::Record>,
     stop: &mut watch::Receiver<()>,
 ) -> bool {
-    let page = Ok(ListRecordsPage { records });
+    let page = Ok(ListRecordsReply { records });
     tokio::select! {
         sent = tokio::time::timeout(READER_STALL_LIMIT, pages.send(page)) => {
             matches!(sent, Ok(Ok(())))

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dida_core::limits::{MAX_CHAIN_REQUEST_BYTES, MAX_DEBUG_REPORT_BYTES, MAX_EXECUTION_LOG_BYTES};
 use dida_core::{Record, Version};
-use dida_proto::control::DebugReport;
+use dida_proto::control::DebugReportRequest;
 use dida_proto::convert::{record_to_wire, version_from_wire, version_to_wire};
 use dida_proto::execution::{
-    Assignment, ChainRequest, Completion, CompletionBatch, ExecutionOutcome, HandOff, Metadata,
-    OperatorRun, OutcomeReport, SequencedReport,
+    Assignment, ChainRequest, Completion, ExecutionOutcome, HandOffRequest, Metadata, OperatorRun,
+    OperatorsCompletedRequest, OutcomeReport, ReportOutcomesRequest,
 };
 use prost::Message;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -264,7 +264,7 @@ fn report_debug(
     let Some(mut sink) = state.debug_sink.clone() else {
         return;
     };
-    let mut report = DebugReport {
+    let mut report = DebugReportRequest {
         worker_id: state.config.id.clone(),
         execution_id: meta.id.clone(),
         operator: classname.to_string(),
@@ -323,7 +323,7 @@ enum HopError {
         "could not hand {classname} (position {order}) to worker {worker} at {url}: {}",
         status.message()
     )]
-    HandOff {
+    HandOffRequest {
         /// The next operator.
         classname: String,
         /// Its position.
@@ -363,7 +363,7 @@ async fn forward(state: &WorkerState, request: &ChainRequest) -> Result<(), HopE
     retry(|| async {
         state
             .hand_offs
-            .send(&next.worker_url, |seq| HandOff {
+            .send(&next.worker_url, |seq| HandOffRequest {
                 seq,
                 request: Some(request.clone()),
             })
@@ -372,7 +372,7 @@ async fn forward(state: &WorkerState, request: &ChainRequest) -> Result<(), HopE
             .map_err(tonic::Status::from)
     })
     .await
-    .map_err(|status| HopError::HandOff {
+    .map_err(|status| HopError::HandOffRequest {
         classname: next.classname.clone(),
         order: next.order,
         worker: next.worker_id.clone(),
@@ -389,7 +389,7 @@ async fn report(state: &WorkerState, outcome: ExecutionOutcome, own: Option<Comp
     completions.extend(own);
     let report = OutcomeReport {
         outcome: Some(bounded(outcome)),
-        completions: Some(CompletionBatch {
+        completions: Some(OperatorsCompletedRequest {
             worker_id: state.config.id.clone(),
             completions,
         }),
@@ -398,7 +398,7 @@ async fn report(state: &WorkerState, outcome: ExecutionOutcome, own: Option<Comp
     let sent = retry(|| async {
         state
             .reports
-            .send(&scheduler, |seq| SequencedReport {
+            .send(&scheduler, |seq| ReportOutcomesRequest {
                 seq,
                 report: Some(report.clone()),
             })

@@ -21,7 +21,7 @@ use std::mem;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dida_proto::execution::{Completion, CompletionBatch};
+use dida_proto::execution::{Completion, OperatorsCompletedRequest};
 use tokio::sync::Notify;
 use tracing::warn;
 
@@ -95,7 +95,7 @@ impl CompletionQueue {
                 if completions.is_empty() {
                     break;
                 }
-                let batch = CompletionBatch {
+                let batch = OperatorsCompletedRequest {
                     worker_id: state.config.id.clone(),
                     completions,
                 };

@@ -14,7 +14,9 @@ use dida_proto::acked::{self, AckedLinks};
 use dida_proto::control::debug_sink_client::DebugSinkClient;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_server::WorkerServer;
-use dida_proto::execution::{HandOff, HandOffAck, ReportAck, SequencedReport};
+use dida_proto::execution::{
+    HandOffReply, HandOffRequest, ReportOutcomesReply, ReportOutcomesRequest,
+};
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
 use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
@@ -108,9 +110,9 @@ pub(crate) struct WorkerState {
     /// The PuppetMaster's debug sink, in debug mode.
     pub debug_sink: Option<DebugSinkClient<dida_proto::transport::NodeChannel>>,
     /// Streams to other workers, by URL, that requests are handed on.
-    pub hand_offs: AckedLinks<HandOff, HandOffAck>,
+    pub hand_offs: AckedLinks<HandOffRequest, HandOffReply>,
     /// The stream to the scheduler that outcomes are reported on.
-    pub reports: AckedLinks<SequencedReport, ReportAck>,
+    pub reports: AckedLinks<ReportOutcomesRequest, ReportOutcomesReply>,
     /// Fires when the worker stops: ends its streams, both directions.
     pub stop: watch::Receiver<()>,
     /// Completed operators not yet confirmed to the scheduler.

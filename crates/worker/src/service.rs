@@ -6,8 +6,8 @@ use std::sync::Arc;
 use dida_proto::acked;
 use dida_proto::execution::worker_server::Worker;
 use dida_proto::execution::{
-    ChainRequest, CompletionBatch, HandOff, HandOffAck, ListOperatorsReply, ListOperatorsRequest,
-    WorkerStatusReply, WorkerStatusRequest,
+    ChainRequest, HandOffReply, HandOffRequest, ListOperatorsReply, ListOperatorsRequest,
+    OperatorsCompletedRequest, WorkerStatusReply, WorkerStatusRequest,
 };
 use dida_proto::storage::{PingReply, PingRequest};
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,7 +24,7 @@ pub(crate) struct WorkerService {
 
 #[tonic::async_trait]
 impl Worker for WorkerService {
-    type HandOffStream = ReceiverStream<Result<HandOffAck, Status>>;
+    type HandOffStream = ReceiverStream<Result<HandOffReply, Status>>;
 
     /// Serves a stream of hand-offs (from the scheduler or another worker): each
     /// request is checked, starts in the background and is acknowledged at once. The
@@ -32,7 +32,7 @@ impl Worker for WorkerService {
     /// this worker's queued completions.
     async fn hand_off(
         &self,
-        request: Request<Streaming<HandOff>>,
+        request: Request<Streaming<HandOffRequest>>,
     ) -> Result<Response<Self::HandOffStream>, Status> {
         let state = self.state.clone();
         let acks = acked::serve(request.into_inner(), state.stop.clone(), move |hand_off| {
@@ -73,26 +73,26 @@ impl Worker for WorkerService {
 
 /// Takes the hand-off if [`check`] allows, starting its operator in the background,
 /// and says so in the acknowledgement.
-fn accept(state: &Arc<WorkerState>, hand_off: HandOff) -> HandOffAck {
-    let HandOff { seq, request } = hand_off;
+fn accept(state: &Arc<WorkerState>, hand_off: HandOffRequest) -> HandOffReply {
+    let HandOffRequest { seq, request } = hand_off;
     let checked = request
         .ok_or_else(|| Status::invalid_argument("hand-off without a request"))
         .and_then(|request| check(state, &request).map(|()| request));
     match checked {
         Ok(request) => {
-            let completions = (request.next == 0).then(|| CompletionBatch {
+            let completions = (request.next == 0).then(|| OperatorsCompletedRequest {
                 worker_id: state.config.id.clone(),
                 completions: state.completions.take(),
             });
             tokio::spawn(run_hop(state.clone(), request));
-            HandOffAck {
+            HandOffReply {
                 seq,
                 error: None,
                 code: tonic::Code::Ok as i32,
                 completions,
             }
         }
-        Err(status) => HandOffAck {
+        Err(status) => HandOffReply {
             seq,
             error: Some(status.message().to_string()),
             code: status.code() as i32,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use dida_core::membership::NodeUrl;
 use dida_core::Membership;
 use dida_proto::acked;
-use dida_proto::execution::{Assignment, ChainRequest, HandOff, HandOffAck, Metadata};
+use dida_proto::execution::{Assignment, ChainRequest, HandOffReply, HandOffRequest, Metadata};
 use dida_worker::node::start;
 use dida_worker::{NodeHandle, WorkerConfig};
 use tokio::net::TcpListener;
@@ -55,11 +55,11 @@ fn request(worker_id: &str, url: &str) -> ChainRequest {
     }
 }
 
-type Links = acked::AckedLinks<HandOff, HandOffAck>;
+type Links = acked::AckedLinks<HandOffRequest, HandOffReply>;
 
-async fn hand_off(links: &Links, url: &str, worker_id: &str) -> Result<HandOffAck, Status> {
+async fn hand_off(links: &Links, url: &str, worker_id: &str) -> Result<HandOffReply, Status> {
     links
-        .send(url, |seq| HandOff {
+        .send(url, |seq| HandOffRequest {
             seq,
             request: Some(request(worker_id, url)),
         })
