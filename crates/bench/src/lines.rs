@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// One line of `dida bench storage --json` or `dida bench chain --json`, told apart
 /// by its `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub(crate) enum BenchLine {
     /// What was measured and where: the first line of a run.
     Setup(BenchSetup),
@@ -234,7 +234,7 @@ impl Verdict {
 
 /// One line of `dida bench idle --json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub(crate) enum IdleLine {
     /// What was measured: the first line of a run.
     Setup(IdleSetup),
@@ -369,7 +369,7 @@ mod tests {
         }));
         let text = serde_json::to_string(&line).unwrap();
         assert!(
-            text.starts_with(r#"{"kind":"setup","benchmark":"chain","#),
+            text.starts_with(r#"{"event":"setup","benchmark":"chain","#),
             "{text}"
         );
         assert_eq!(serde_json::from_str::<BenchLine>(&text).unwrap(), line);
@@ -378,9 +378,9 @@ mod tests {
     #[test]
     fn a_renamed_field_is_an_error_naming_the_line() {
         let text = concat!(
-            r#"{"kind":"verdict","text":"fine"}"#,
+            r#"{"event":"verdict","text":"fine"}"#,
             "\n\n",
-            r#"{"kind":"measurement","workload":"read","concurrency":1,"ops":5}"#
+            r#"{"event":"measurement","workload":"read","concurrency":1,"ops":5}"#
         );
         let error = parse_lines::<BenchLine>(text).unwrap_err();
         assert!(format!("{error:#}").contains("line 3"), "{error:#}");
@@ -388,6 +388,6 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_is_refused() {
-        assert!(parse_lines::<IdleLine>(r#"{"kind":"per_hop"}"#).is_err());
+        assert!(parse_lines::<IdleLine>(r#"{"event":"per_hop"}"#).is_err());
     }
 }

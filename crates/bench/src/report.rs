@@ -420,7 +420,7 @@ mod tests {
             row.to_line(RedisColumn::Ratio(Some(0.5))),
         ))
         .unwrap();
-        assert_eq!(storage["kind"], "measurement");
+        assert_eq!(storage["event"], "measurement");
         assert_eq!(storage["percentiles"].to_string(), "[[0.5,90],[0.99,400]]");
         assert_eq!(storage["vs_redis"], 0.5);
         let chain =

@@ -655,19 +655,19 @@ mod tests {
     #[test]
     fn a_bench_run_names_the_line_it_cannot_read() {
         let error =
-            BenchRun::parse("{\"kind\":\"verdict\",\"text\":\"-\"}\nnot json\n").unwrap_err();
+            BenchRun::parse("{\"event\":\"verdict\",\"text\":\"-\"}\nnot json\n").unwrap_err();
         assert!(format!("{error:#}").contains("line 2"), "{error:#}");
         let error =
-            BenchRun::parse("{\"kind\":\"measurement\",\"workload\":\"read\"}\n").unwrap_err();
+            BenchRun::parse("{\"event\":\"measurement\",\"workload\":\"read\"}\n").unwrap_err();
         assert!(format!("{error:#}").contains("line 1"), "{error:#}");
-        assert!(BenchRun::parse("{\"kind\":\"setup\"}\n").is_err());
+        assert!(BenchRun::parse("{\"event\":\"setup\"}\n").is_err());
     }
 
     #[test]
     fn a_chain_run_keeps_its_per_hop_lines() {
-        let text = r#"{"kind":"setup","benchmark":"chain","cluster":"local","scheduler":"http://127.0.0.1:1","ping_target":"http://127.0.0.1:2","gateway":null,"operator":"echo","lengths":[1,10],"duration_s":3.0,"warmup_s":0.5,"cores":2}
-{"kind":"measurement","workload":"chain-1","concurrency":1,"ops_per_sec":2000.0,"p50_us":450,"p99_us":1100,"errors":0,"first_error":null,"vs_ping":0.2,"percentiles":[]}
-{"kind":"per_hop","concurrency":1,"shortest":1,"longest":10,"shortest_p50_us":450,"longest_p50_us":3100,"per_hop_us":294.4,"ping_p50_us":86,"round_trips":3.42,"target_round_trips":2.0}
+        let text = r#"{"event":"setup","benchmark":"chain","cluster":"local","scheduler":"http://127.0.0.1:1","ping_target":"http://127.0.0.1:2","gateway":null,"operator":"echo","lengths":[1,10],"duration_s":3.0,"warmup_s":0.5,"cores":2}
+{"event":"measurement","workload":"chain-1","concurrency":1,"ops_per_sec":2000.0,"p50_us":450,"p99_us":1100,"errors":0,"first_error":null,"vs_ping":0.2,"percentiles":[]}
+{"event":"per_hop","concurrency":1,"shortest":1,"longest":10,"shortest_p50_us":450,"longest_p50_us":3100,"per_hop_us":294.4,"ping_p50_us":86,"round_trips":3.42,"target_round_trips":2.0}
 "#;
         let run = BenchRun::parse(text).unwrap();
         assert_eq!(run.per_hop.len(), 1);
@@ -676,10 +676,10 @@ mod tests {
 
     #[test]
     fn an_idle_run_reads_core_seconds() {
-        let text = r#"{"kind":"setup","cluster":"local","nodes":5,"replication_factor":3,"keys":300000,"value_size":16,"duration_s":10.0,"anti_entropy_interval_ms":1000,"cores":2}
-{"kind":"measurement","workload":"idle-empty","keys":0,"core_seconds":0.21,"duration_s":10.0}
-{"kind":"measurement","workload":"idle-loaded","keys":300000,"core_seconds":0.3,"duration_s":10.0}
-{"kind":"verdict","text":"idle CPU with 300000 keys: 1.43× the empty cluster's (target ≤ 2×): met","ratio":1.43,"met":true}
+        let text = r#"{"event":"setup","cluster":"local","nodes":5,"replication_factor":3,"keys":300000,"value_size":16,"duration_s":10.0,"anti_entropy_interval_ms":1000,"cores":2}
+{"event":"measurement","workload":"idle-empty","keys":0,"core_seconds":0.21,"duration_s":10.0}
+{"event":"measurement","workload":"idle-loaded","keys":300000,"core_seconds":0.3,"duration_s":10.0}
+{"event":"verdict","text":"idle CPU with 300000 keys: 1.43× the empty cluster's (target ≤ 2×): met","ratio":1.43,"met":true}
 "#;
         let run = IdleRun::parse(text).unwrap();
         assert_eq!(run.rows.len(), 2);
@@ -793,9 +793,9 @@ mod tests {
     #[test]
     fn durability_lines_are_read_and_the_rest_of_the_run_skipped() {
         let text = concat!(
-            r#"{"kind":"verdict","text":"a run's other lines are read, and skipped"}"#,
+            r#"{"event":"verdict","text":"a run's other lines are read, and skipped"}"#,
             "\n",
-            r#"{"kind":"durability","mode":"always","base":"memory","workload":"write","concurrency":16,"ops_per_sec":800.0,"p50_us":19000,"p99_us":30000,"errors":0,"vs_base":0.25}"#,
+            r#"{"event":"durability","mode":"always","base":"memory","workload":"write","concurrency":16,"ops_per_sec":800.0,"p50_us":19000,"p99_us":30000,"errors":0,"vs_base":0.25}"#,
             "\n",
         );
         let rows = parse_comparison(text, Comparison::Durability).unwrap();
@@ -803,11 +803,11 @@ mod tests {
         assert_eq!((rows[0].mode.as_str(), rows[0].concurrency), ("always", 16));
         assert_eq!(rows[0].vs_base, Some(0.25));
         assert!(parse_comparison(
-            r#"{"kind":"durability","workload":"write"}"#,
+            r#"{"event":"durability","workload":"write"}"#,
             Comparison::Durability
         )
         .is_err());
-        let transport = r#"{"kind":"transport","mode":"tls","base":"plaintext","workload":"ping","concurrency":1,"ops_per_sec":900.0,"p50_us":1000,"p99_us":3000,"errors":0,"vs_base":0.9}"#;
+        let transport = r#"{"event":"transport","mode":"tls","base":"plaintext","workload":"ping","concurrency":1,"ops_per_sec":900.0,"p50_us":1000,"p99_us":3000,"errors":0,"vs_base":0.9}"#;
         let rows = parse_comparison(transport, Comparison::Transport).unwrap();
         assert_eq!((rows[0].mode.as_str(), rows[0].vs_base), ("tls", Some(0.9)));
     }

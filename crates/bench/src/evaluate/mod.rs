@@ -96,11 +96,11 @@ mod tests {
     fn a_report_is_written_from_a_directory_of_results() {
         let input = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
-        let storage = r#"{"kind":"setup","benchmark":"storage","cluster":"local","nodes":5,"replication_factor":3,"write_acks":1,"gossip_delay_ms":0,"target":"s1","value_size":16,"keys":1000,"duration_s":3.0,"warmup_s":0.5,"cores":2,"redis":"none","durability":"memory"}
-{"kind":"measurement","workload":"ping","concurrency":1,"ops_per_sec":10000.0,"p50_us":90,"p99_us":150,"errors":0,"percentiles":[[0.0,40],[0.5,90],[0.99,150],[1.0,900]]}
-{"kind":"measurement","workload":"read","concurrency":1,"ops_per_sec":9000.0,"p50_us":95,"p99_us":160,"errors":0,"percentiles":[[0.0,41],[0.5,95],[0.99,160],[1.0,700]]}
-{"kind":"measurement","workload":"ping","concurrency":4,"ops_per_sec":20000.0,"p50_us":190,"p99_us":350,"errors":0,"percentiles":[[0.0,40],[0.5,190],[0.99,350],[1.0,900]]}
-{"kind":"measurement","workload":"read","concurrency":4,"ops_per_sec":18000.0,"p50_us":195,"p99_us":360,"errors":0,"percentiles":[[0.0,41],[0.5,195],[0.99,360],[1.0,700]]}
+        let storage = r#"{"event":"setup","benchmark":"storage","cluster":"local","nodes":5,"replication_factor":3,"write_acks":1,"gossip_delay_ms":0,"target":"s1","value_size":16,"keys":1000,"duration_s":3.0,"warmup_s":0.5,"cores":2,"redis":"none","durability":"memory"}
+{"event":"measurement","workload":"ping","concurrency":1,"ops_per_sec":10000.0,"p50_us":90,"p99_us":150,"errors":0,"percentiles":[[0.0,40],[0.5,90],[0.99,150],[1.0,900]]}
+{"event":"measurement","workload":"read","concurrency":1,"ops_per_sec":9000.0,"p50_us":95,"p99_us":160,"errors":0,"percentiles":[[0.0,41],[0.5,95],[0.99,160],[1.0,700]]}
+{"event":"measurement","workload":"ping","concurrency":4,"ops_per_sec":20000.0,"p50_us":190,"p99_us":350,"errors":0,"percentiles":[[0.0,40],[0.5,190],[0.99,350],[1.0,900]]}
+{"event":"measurement","workload":"read","concurrency":4,"ops_per_sec":18000.0,"p50_us":195,"p99_us":360,"errors":0,"percentiles":[[0.0,41],[0.5,195],[0.99,360],[1.0,700]]}
 "#;
         fs::write(input.path().join("storage.jsonl"), storage).unwrap();
         fs::write(input.path().join("machine.txt"), "commit: abc\n").unwrap();
