@@ -102,10 +102,12 @@ pub const MAX_DEADLINE_MS: u64 = 3_600_000;
 /// cluster.
 pub const MAX_GOSSIP_DELAY_MS: u64 = 600_000;
 
-/// Most versions of a key a storage node keeps (`--max-versions`, 1 to 1024): every
-/// replica holds that many per key, and anti-entropy sends them all, so a typo of
-/// a few zeros would make each key a burden.
-pub const MAX_VERSIONS: usize = 1024;
+/// Most versions of a key a storage node keeps (`--max-versions`, 1 to 1,000,000):
+/// every replica holds that many per key, and anti-entropy sends them all. The
+/// bound refuses a value no deployment means (a count near 2^64); it is as high
+/// as the fault suite needs, which keeps every version a run writes so that its
+/// checkers see the whole history of each key.
+pub const MAX_VERSIONS: usize = 1_000_000;
 
 /// Largest memory of one operator invocation, in MiB (`--max-memory-mb`): a 32-bit
 /// WebAssembly memory cannot pass 4 GiB.
