@@ -5,7 +5,8 @@ use std::time::Instant;
 use anyhow::bail;
 use clap::Args;
 use dida_sim::many::{run_seeds, summarize};
-use dida_sim::{run_seed, NemesisKind, SeedReport, SimConfig};
+use dida_sim::{run_seed, SeedReport, SimConfig};
+use dida_verify::plan::{Backend, NemesisKind};
 
 /// Flags of `dida sim`.
 #[derive(Debug, Args)]
@@ -25,8 +26,9 @@ pub struct SimArgs {
     /// --write-acks of every node (default: 2 or 3, drawn by the seed).
     #[arg(long)]
     write_acks: Option<usize>,
-    /// The nemesis (default: by seed, a quarter of the seeds each).
-    #[arg(long, value_enum)]
+    /// The nemesis: kill, pause, partition, restart, mixed (each fault drawn among
+    /// those four), declare-all or storm (default: by seed, the first five in turn).
+    #[arg(long, value_parser = parse_nemesis)]
     nemesis: Option<NemesisKind>,
     /// Turn the fence of invariant D2 off, to see the checks catch the lost writes.
     #[arg(long)]
@@ -34,6 +36,17 @@ pub struct SimArgs {
     /// Print one JSON object per seed instead of the summary.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_nemesis(text: &str) -> Result<NemesisKind, String> {
+    let kind: NemesisKind = text.parse()?;
+    if kind.supported_by(Backend::Simulator) {
+        Ok(kind)
+    } else {
+        Err(format!(
+            "--nemesis {kind} needs real processes (`dida faults --nemesis {kind}`)"
+        ))
+    }
 }
 
 fn one_line(report: &SeedReport) -> String {

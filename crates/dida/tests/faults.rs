@@ -10,11 +10,11 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use dida_faults::history::{OpKind, OpResult, Operation};
-use dida_faults::nemesis::{FaultKind, PartitionShape};
-use dida_faults::report::CheckStatus;
-use dida_faults::timeline::{MarkEvent, TimelineLine};
-use dida_faults::Report;
+use dida_verify::history::{OpKind, OpResult, Operation};
+use dida_verify::plan::{FaultKind, PartitionShape};
+use dida_verify::report::CheckStatus;
+use dida_verify::timeline::{MarkEvent, TimelineLine};
+use dida_verify::Report;
 
 fn dida() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_dida"))

@@ -24,10 +24,10 @@ use dida_local_cluster::LocalCluster;
 use dida_storage_client::StorageClient;
 use tokio::sync::Mutex;
 
-use crate::history::RunClock;
-use crate::nemesis::{
-    primaries, restart, Fault, FaultKind, NemesisOutcome, NemesisPlan, SURVEY_DEADLINE,
-};
+use dida_verify::history::RunClock;
+use dida_verify::plan::{Fault, FaultKind};
+
+use crate::nemesis::{primaries, restart, NemesisOutcome, NemesisPlan, SURVEY_DEADLINE};
 use crate::survey;
 
 /// How often the cluster is surveyed while a restarted node settles.

@@ -16,7 +16,6 @@
 //! and its loss checks are skipped.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,83 +25,11 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use dida_proto::storage::{Liveness, MemberView, ProbeRequest};
+use dida_verify::plan::NemesisKind;
 
 use crate::cluster::Cluster;
 use crate::process::ProcState;
 use crate::trace::Trace;
-
-/// Which faults a run injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum NemesisKind {
-    /// Crashes only.
-    Kill,
-    /// Crashes, each followed by a restart of the node after the fault's length, as
-    /// a new incarnation: empty, or (half of the time) with every record it held,
-    /// as on a data directory.
-    Restart,
-    /// Pauses only (SIGSTOP, then SIGCONT).
-    Pause,
-    /// Partitions only: isolating a node, cutting its outgoing links only
-    /// (asymmetric), or cutting it from some of its peers.
-    Partition,
-    /// Any of the four, drawn per episode.
-    Mixed,
-    /// A member's forged declarations: every running node is handed a probe, from
-    /// another member, whose view declares every node failed (the all-declare-all
-    /// case of issue 23). Beyond any fault budget by design; nothing crashes, so
-    /// no acknowledged write may be lost. Not in the default rotation.
-    DeclareAll,
-    /// A storm of false suspicions, as under CPU starvation: two to all five nodes
-    /// paused at staggered moments for 2.5–5 s, about once to twice the time it
-    /// takes to declare a silent node, so that many are declared failed while
-    /// alive. Beyond the fault budget by
-    /// design; nothing crashes, so no acknowledged write may be lost. Not in the
-    /// default rotation.
-    Storm,
-}
-
-impl NemesisKind {
-    /// Every kind, in the order seeds take them.
-    pub const ALL: [NemesisKind; 5] = [
-        Self::Kill,
-        Self::Pause,
-        Self::Partition,
-        Self::Restart,
-        Self::Mixed,
-    ];
-
-    /// The kinds outside the default rotation, run only when asked for
-    /// (`--nemesis declare-all|storm`): each exceeds every fault budget.
-    pub const BEYOND_BUDGET: [NemesisKind; 2] = [Self::DeclareAll, Self::Storm];
-
-    /// The kind seed `seed` exercises: the five kinds in turn, a fifth each.
-    pub fn of_seed(seed: u64) -> Self {
-        Self::ALL[(seed % Self::ALL.len() as u64) as usize]
-    }
-
-    /// Whether the kind kills no process, and every acknowledged write must survive
-    /// however many nodes it gets declared failed: a declaration never costs a
-    /// node its data.
-    pub fn keeps_every_process(self) -> bool {
-        matches!(self, Self::DeclareAll | Self::Storm)
-    }
-}
-
-impl fmt::Display for NemesisKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
-            Self::Kill => "kill",
-            Self::Restart => "restart",
-            Self::Pause => "pause",
-            Self::Partition => "partition",
-            Self::Mixed => "mixed",
-            Self::DeclareAll => "declare-all",
-            Self::Storm => "storm",
-        };
-        f.write_str(name)
-    }
-}
 
 /// One fault as injected.
 #[derive(Debug, Clone, Serialize)]
@@ -223,12 +150,7 @@ impl Nemesis {
             }
             let Some(victim) = self.victim() else { break };
             let this = match kind {
-                NemesisKind::Mixed => [
-                    NemesisKind::Kill,
-                    NemesisKind::Pause,
-                    NemesisKind::Partition,
-                    NemesisKind::Restart,
-                ][kind_roll as usize],
+                NemesisKind::Mixed => NemesisKind::MIXED[kind_roll as usize],
                 other => other,
             };
             let id = self.cluster.node(victim).id().to_string();

@@ -7,7 +7,8 @@
 //! set in a release build in about 20 s.
 
 use dida_sim::many::{run_seeds, summarize};
-use dida_sim::{run_seed, NemesisKind, SimConfig};
+use dida_sim::{run_seed, SimConfig};
+use dida_verify::plan::NemesisKind;
 
 fn seeds_wanted() -> u64 {
     std::env::var("DIDA_SIM_SEEDS")

@@ -5,7 +5,7 @@
 //!
 //! The buckets come from the recorded history (each operation counts in the bucket
 //! of its completion time), so the timeline and the checkers see the same run; the
-//! marks come from the nemesis (kills) and from [`crate::marks`] (detection and
+//! marks come from the nemesis (kills) and from `dida_faults::marks` (detection and
 //! re-replication). The file is JSON lines: one [`Setup`] line, then [`Bucket`] and
 //! [`Mark`] lines in time order. `docs/faults.md` describes the format.
 
@@ -101,7 +101,7 @@ pub enum MarkEvent {
     /// A live node's view first showed it failed.
     #[serde(rename = "detected")]
     Detected,
-    /// Replication was restored (see [`crate::marks`]).
+    /// Replication was restored (see `dida_faults::marks`).
     #[serde(rename = "re-replicated")]
     ReReplicated,
     /// The nemesis sent it SIGSTOP.

@@ -9,7 +9,7 @@ use crate::chains::ChainReport;
 use crate::history::HistoryCounts;
 use crate::linearizability::Verdict;
 use crate::lost_writes::LostWritesReport;
-use crate::nemesis::{Fault, FaultKind, NemesisKind, PartitionShape};
+use crate::plan::{Fault, FaultKind, NemesisKind, PartitionShape};
 
 /// The settings a run used, repeated in its report so that every result says what
 /// produced it.
