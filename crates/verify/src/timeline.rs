@@ -33,7 +33,7 @@ pub enum TimelineLine {
 }
 
 /// What the run was: its settings, and how to read the times of the other lines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Setup {
     /// Wall-clock time at which the workload started (`t_ms` 0), in milliseconds
     /// since the Unix epoch.
@@ -119,6 +119,28 @@ pub enum MarkEvent {
     /// The nemesis started the killed node again, and it answered its status.
     #[serde(rename = "restart")]
     Restart,
+}
+
+impl MarkEvent {
+    /// The event's name, as in the timeline file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kill => "kill",
+            Self::Detected => "detected",
+            Self::ReReplicated => "re-replicated",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Partition => "partition",
+            Self::Heal => "heal",
+            Self::Restart => "restart",
+        }
+    }
+}
+
+impl std::fmt::Display for MarkEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// An event of a fault.
