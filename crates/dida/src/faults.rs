@@ -57,6 +57,11 @@ pub struct FaultsArgs {
     /// default one is drawn and printed, so a run can be repeated.
     #[arg(long)]
     seed: Option<u64>,
+    /// Start the storage nodes with a deliberate bug: a write acknowledged before
+    /// the other --write-acks replicas hold it. The run must then fail its
+    /// lost-writes check; this shows that it can.
+    #[arg(long)]
+    break_acks: bool,
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -126,6 +131,7 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
     config.fault_lengths = args.fault_ms;
     config.gossip_delay = Duration::from_millis(args.gossip_delay);
     config.seed = seed;
+    config.break_acks = args.break_acks;
     config.history_path = args.history;
     config.timeline_path = args.timeline;
     tracing::info!(seed, "faults: starting (repeat with --seed {seed})");

@@ -33,6 +33,10 @@ pub struct SimArgs {
     /// Turn the fence of invariant D2 off, to see the checks catch the lost writes.
     #[arg(long)]
     break_fence: bool,
+    /// Acknowledge writes before the other --write-acks replicas hold them (a
+    /// deliberate bug), to see the checks catch the acknowledged writes it loses.
+    #[arg(long)]
+    break_acks: bool,
     /// Print one JSON object per seed instead of the summary.
     #[arg(long)]
     json: bool,
@@ -83,6 +87,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         nemesis: args.nemesis,
         trace: args.trace,
         break_fence: args.break_fence,
+        break_acks: args.break_acks,
     };
     let began = Instant::now();
     let reports = match args.seed {

@@ -47,6 +47,10 @@ pub struct StorageArgs {
     /// Deadline, in milliseconds, of every call this node makes to another node.
     #[arg(long, default_value_t = 2000)]
     rpc_deadline: u64,
+    /// A deliberate bug, for the fault back-ends only: acknowledge a write before
+    /// the other --write-acks replicas hold it (set by `dida faults --break-acks`).
+    #[arg(long, hide = true, env = "DIDA_BREAK_ACKS")]
+    break_acks: bool,
     /// Milliseconds a write waits for --write-acks replicas before failing.
     #[arg(long, default_value_t = 5000)]
     ack_timeout: u64,
@@ -116,6 +120,7 @@ impl StorageArgs {
         config.replication_factor = replication_factor;
         config.max_versions = self.max_versions;
         config.write_acks = self.write_acks;
+        config.await_acks = !self.break_acks;
         config.vnodes = self.vnodes;
         config.anti_entropy_interval =
             deadline("--anti-entropy-interval", self.anti_entropy_interval)?;

@@ -305,6 +305,37 @@ fn no_acknowledged_write_is_lost_with_two_crashes_and_write_acks_2() {
     assert!(output.status.success(), "{text}");
 }
 
+/// The second deliberate bug (after the simulator's fence): storage nodes that
+/// acknowledge a `--write-acks 2` write before the second copy is held lose
+/// acknowledged writes when a primary is killed, and the suite says so. The gossip
+/// delay keeps each such write on its primary alone for 300 ms.
+#[test]
+fn writes_acknowledged_before_their_second_copy_are_caught_as_lost() {
+    let (output, report, _history) = faults(&[
+        "--duration",
+        "3",
+        "--crashes",
+        "1",
+        "--write-acks",
+        "2",
+        "--chain-clients",
+        "0",
+        "--gossip-delay",
+        "300",
+        "--break-acks",
+        "--seed",
+        "11",
+    ]);
+    let text = format!(
+        "{report:#?}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(report.settings.break_acks, "{text}");
+    assert!(report.lost_writes.lost > 0, "{text}");
+    assert_eq!(check_status(&report, "(1)"), CheckStatus::Failed, "{text}");
+    assert!(!output.status.success(), "{text}");
+}
+
 /// The report's account of one pause or partition is complete and consistent: a
 /// start and a later end, confirmed, and a fate that agrees with the survivors'
 /// statuses (a target declared failed is lost, and fenced once it heard of it; one

@@ -62,6 +62,10 @@ pub struct SuiteConfig {
     pub fault_lengths: (Duration, Duration),
     /// Seed of every random choice.
     pub seed: u64,
+    /// Start the storage nodes with the deliberate bug of `--break-acks`: a write
+    /// acknowledged before the other `--write-acks` replicas hold it. Only to show
+    /// that the checkers catch it.
+    pub break_acks: bool,
     /// Storage nodes.
     pub nodes: usize,
     /// Replication factor.
@@ -111,6 +115,7 @@ impl SuiteConfig {
             nemesis: NemesisKind::Kill,
             fault_lengths: (Duration::from_millis(1000), Duration::from_millis(5000)),
             seed: 1,
+            break_acks: false,
             nodes: 5,
             replication_factor: 3,
             max_versions: 1_000_000,
@@ -234,6 +239,7 @@ impl SuiteConfig {
             fault_ms: (millis(self.fault_lengths.0), millis(self.fault_lengths.1)),
             gossip_delay_ms: millis(self.gossip_delay),
             seed: self.seed,
+            break_acks: self.break_acks,
         }
     }
 }
@@ -282,7 +288,11 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             ],
             anti_entropy_interval_ms: u64::try_from(config.anti_entropy_interval.as_millis())
                 .unwrap_or(u64::MAX),
-            env: Vec::new(),
+            env: if config.break_acks {
+                vec![("DIDA_BREAK_ACKS".to_string(), "true".to_string())]
+            } else {
+                Vec::new()
+            },
             partitionable: matches!(config.nemesis, NemesisKind::Partition | NemesisKind::Mixed),
             data: None,
             metrics: false,

@@ -57,6 +57,10 @@ pub struct SimConfig {
     pub trace: bool,
     /// Turns the fence of invariant D2 off, to show the checks catch its absence.
     pub break_fence: bool,
+    /// Acknowledges writes before the other `--write-acks` replicas hold them (a
+    /// deliberate bug, [`dida_storage::StorageConfig::await_acks`] off), to show
+    /// the checks catch the writes that loses.
+    pub break_acks: bool,
 }
 
 /// What one seed's run did and what the checks found.
@@ -141,8 +145,9 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     let trace = Arc::new(Trace::new(config.trace));
     trace.event(format_args!(
         "seed {seed}: nemesis {nemesis_kind}, --write-acks {write_acks}, --max-versions {max_versions}, \
-         gossip delay {gossip_delay:?}, {faults:?}, fence {}",
-        if config.break_fence { "OFF" } else { "on" }
+         gossip delay {gossip_delay:?}, {faults:?}, fence {}, acks awaited {}",
+        if config.break_fence { "OFF" } else { "on" },
+        if config.break_acks { "NO" } else { "yes" }
     ));
 
     let ids: Vec<String> = (1..=NODES).map(|i| format!("s{i}")).collect();
@@ -173,6 +178,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
             node_config.rpc_deadline = rpc_deadline;
             node_config.ack_timeout = Duration::from_secs(2);
             node_config.fence = !config.break_fence;
+            node_config.await_acks = !config.break_acks;
             node_config
         })
         .collect();

@@ -93,6 +93,42 @@ fn without_the_fence_partitions_lose_acknowledged_writes_or_linearizability() {
     }
 }
 
+/// The second deliberate bug: writes acknowledged before the second of
+/// `--write-acks 2` copies is held. Killing primaries must expose it in some of a
+/// handful of seeds (as a lost write, or a version number used twice: T1, W1), and
+/// those seeds must pass with the bug fixed.
+#[test]
+fn writes_acknowledged_before_their_second_copy_are_caught() {
+    let config = SimConfig {
+        nemesis: Some(NemesisKind::Kill),
+        write_acks: Some(2),
+        break_acks: true,
+        ..SimConfig::default()
+    };
+    let reports = run_seeds(0, 10, &config, &|_| {}).unwrap();
+    let caught: Vec<u64> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.seed)
+        .collect();
+    assert!(
+        !caught.is_empty(),
+        "10 kill seeds acknowledging writes early and no check failed"
+    );
+    for seed in caught {
+        let fixed = SimConfig {
+            break_acks: false,
+            ..config.clone()
+        };
+        let report = run_seed(seed, &fixed).unwrap();
+        assert!(
+            report.passed(),
+            "seed {seed} fails with acknowledgements awaited too: {:?}",
+            report.findings
+        );
+    }
+}
+
 /// Seeds of each kind beyond the fault budget in the suite (`dida sim --seeds 500
 /// --nemesis declare-all|storm` runs the full set).
 const BEYOND_BUDGET_SEEDS: u64 = 30;

@@ -446,7 +446,12 @@ impl Node {
     /// acknowledges it again, so this also confirms a record created earlier.
     async fn replicate(&self, record: &Record, replicas: &Replicas) -> bool {
         let state = &self.peering;
-        let needed = state.config.write_acks - 1;
+        // `await_acks` off is the deliberate bug of `--break-acks`: no copy awaited.
+        let needed = if state.config.await_acks {
+            state.config.write_acks - 1
+        } else {
+            0
+        };
         let incarnation = replicas.incarnation;
         if needed == 0 {
             for &peer in &replicas.others {

@@ -47,6 +47,10 @@ pub struct RunSettings {
     pub gossip_delay_ms: u64,
     /// Seed of every random choice (workload and nemesis).
     pub seed: u64,
+    /// Whether the storage nodes ran with the deliberate bug of `--break-acks`
+    /// (writes acknowledged before the other replicas held them).
+    #[serde(default)]
+    pub break_acks: bool,
 }
 
 /// Checker (2) for one key.
@@ -337,6 +341,12 @@ impl Report {
             s.duration_ms as f64 / 1000.0,
             s.seed
         );
+        if s.break_acks {
+            out.push_str(
+                "             --break-acks: the storage nodes acknowledged writes before the \
+                 other replicas held them (a deliberate bug)\n",
+            );
+        }
         let _ = writeln!(
             out,
             "operations   attempted {} (writes {}, CAS {}, reads {}): acknowledged {}, \
