@@ -42,7 +42,12 @@ fn faults_with_timeline(args: &[&str]) -> (Output, Report, Vec<Operation>, Vec<T
         .output()
         .expect("run dida faults");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: Report = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+    // The report is the first JSON value; a failed run's `--json` error event follows.
+    let first = serde_json::Deserializer::from_str(&stdout)
+        .into_iter::<Report>()
+        .next()
+        .unwrap_or_else(|| serde_json::from_str::<Report>(""));
+    let report: Report = first.unwrap_or_else(|e| {
         panic!(
             "no JSON report ({e}); stdout: {stdout}\nstderr: {}",
             String::from_utf8_lossy(&output.stderr)

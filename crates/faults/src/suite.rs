@@ -534,12 +534,7 @@ fn fault_marks(faults: &[Fault]) -> Vec<Mark> {
         };
         let mut mark = Mark::at_ns(fault.at_ns, start, &fault.node);
         if !fault.cuts.is_empty() {
-            let cuts: Vec<String> = fault
-                .cuts
-                .iter()
-                .map(|[from, to]| format!("{from}->{to}"))
-                .collect();
-            mark.by = Some(cuts.join(","));
+            mark.by = Some(fault.cut_links().join(","));
         }
         marks.push(mark);
         if let (Some(end), Some(at_ns)) = (end, fault.end_ns) {

@@ -61,14 +61,11 @@ fn every_seed_passes_every_check_under_every_nemesis() {
     );
 }
 
-#[test]
-fn without_the_fence_partitions_lose_acknowledged_writes_or_linearizability() {
-    let config = SimConfig {
-        nemesis: Some(NemesisKind::Partition),
-        break_fence: true,
-        ..SimConfig::default()
-    };
-    let reports = run_seeds(0, 150, &config, &|_| {}).unwrap();
+/// Runs `count` seeds with a deliberate bug (`broken`), asserts that some fail, and
+/// that each of those passes once the bug is fixed (`fixed`): the bug, not the seed,
+/// made the difference.
+fn caught_and_only_with_the_bug(broken: SimConfig, fixed: SimConfig, count: u64) {
+    let reports = run_seeds(0, count, &broken, &|_| {}).unwrap();
     let caught: Vec<u64> = reports
         .iter()
         .filter(|r| !r.passed())
@@ -76,21 +73,29 @@ fn without_the_fence_partitions_lose_acknowledged_writes_or_linearizability() {
         .collect();
     assert!(
         !caught.is_empty(),
-        "150 partition seeds with the fence off and no check failed"
+        "{count} seeds of {broken:?} and no check failed"
     );
-    // The same seeds with the fence on pass: the fence is what made the difference.
     for seed in caught {
-        let fenced = SimConfig {
-            break_fence: false,
-            ..config.clone()
-        };
-        let report = run_seed(seed, &fenced).unwrap();
+        let report = run_seed(seed, &fixed).unwrap();
         assert!(
             report.passed(),
-            "seed {seed} fails with the fence too: {:?}",
+            "seed {seed} fails without the bug too: {:?}",
             report.findings
         );
     }
+}
+
+#[test]
+fn without_the_fence_partitions_lose_acknowledged_writes_or_linearizability() {
+    let fixed = SimConfig {
+        nemesis: Some(NemesisKind::Partition),
+        ..SimConfig::default()
+    };
+    let broken = SimConfig {
+        break_fence: true,
+        ..fixed.clone()
+    };
+    caught_and_only_with_the_bug(broken, fixed, 150);
 }
 
 /// The second deliberate bug: writes acknowledged before the second of
@@ -99,34 +104,16 @@ fn without_the_fence_partitions_lose_acknowledged_writes_or_linearizability() {
 /// those seeds must pass with the bug fixed.
 #[test]
 fn writes_acknowledged_before_their_second_copy_are_caught() {
-    let config = SimConfig {
+    let fixed = SimConfig {
         nemesis: Some(NemesisKind::Kill),
         write_acks: Some(2),
-        break_acks: true,
         ..SimConfig::default()
     };
-    let reports = run_seeds(0, 10, &config, &|_| {}).unwrap();
-    let caught: Vec<u64> = reports
-        .iter()
-        .filter(|r| !r.passed())
-        .map(|r| r.seed)
-        .collect();
-    assert!(
-        !caught.is_empty(),
-        "10 kill seeds acknowledging writes early and no check failed"
-    );
-    for seed in caught {
-        let fixed = SimConfig {
-            break_acks: false,
-            ..config.clone()
-        };
-        let report = run_seed(seed, &fixed).unwrap();
-        assert!(
-            report.passed(),
-            "seed {seed} fails with acknowledgements awaited too: {:?}",
-            report.findings
-        );
-    }
+    let broken = SimConfig {
+        break_acks: true,
+        ..fixed.clone()
+    };
+    caught_and_only_with_the_bug(broken, fixed, 10);
 }
 
 /// Seeds of each kind beyond the fault budget in the suite (`dida sim --seeds 500

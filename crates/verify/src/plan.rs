@@ -215,6 +215,14 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// The links a partition cut, each as `from->to`, for reports and timelines.
+    pub fn cut_links(&self) -> Vec<String> {
+        self.cuts
+            .iter()
+            .map(|[from, to]| format!("{from}->{to}"))
+            .collect()
+    }
+
     /// A fault not injected because `lost` nodes were lost already, `budget` being
     /// the most the run allows (R − 1).
     pub fn skipped(

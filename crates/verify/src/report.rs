@@ -487,12 +487,7 @@ fn describe(fault: &Fault) -> String {
     }
     let _ = write!(line, " {}", fault.node);
     if !fault.cuts.is_empty() {
-        let cuts: Vec<String> = fault
-            .cuts
-            .iter()
-            .map(|[from, to]| format!("{from}->{to}"))
-            .collect();
-        let _ = write!(line, " [{}]", cuts.join(" "));
+        let _ = write!(line, " [{}]", fault.cut_links().join(" "));
     }
     let _ = write!(line, " at {:.1} s", fault.at_ns as f64 / 1e9);
     if let Some(end) = fault.end_ns {
