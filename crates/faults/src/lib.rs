@@ -20,6 +20,8 @@
 //! - [`chains`]: the chain clients;
 //! - [`nemesis`]: when and which storage nodes are killed, paused, partitioned or
 //!   restarted (partitions through `dida_local_cluster::proxy`);
+//! - [`processes`]: the faults themselves (signals, proxy links, restarts), as
+//!   `dida_verify::plan::Injector`;
 //! - [`rolling`]: the rolling restart, every storage node restarted in turn;
 //! - [`survey`]: which nodes the cluster has lost (killed, or declared failed and
 //!   fenced after a pause or partition);
@@ -32,6 +34,7 @@
 pub mod chains;
 pub mod marks;
 pub mod nemesis;
+pub mod processes;
 pub mod readback;
 pub mod rolling;
 pub mod storage_kv;

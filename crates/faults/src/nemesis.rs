@@ -35,7 +35,7 @@
 //!
 //! **Restarts** kill the target (SIGKILL, as `kill`), leave it down for the drawn
 //! time, then start it again with its original command line
-//! ([`LocalCluster::restart`]): the same id, address, membership and proxy links. It
+//! (`LocalCluster::restart`, through [`crate::processes`]): the same id, address, membership and proxy links. It
 //! takes one node down at a time and is held to the same budget as `kill` (R − 1
 //! nodes lost, counting the one it takes down); a restarted node that the others
 //! declared failed and that did not rejoin (it is fenced) counts as lost, as after a
@@ -52,16 +52,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dida_core::Ring;
-use dida_local_cluster::LocalCluster;
 use dida_storage_client::StorageClient;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::Mutex;
 
 use dida_verify::history::RunClock;
-use dida_verify::plan::{Fault, FaultKind, NemesisKind, PartitionShape};
+use dida_verify::plan::{Fault, FaultKind, Injector, NemesisKind, PartitionShape};
 
+use crate::processes::Processes;
 use crate::survey::{self, Survey};
 
 /// When the crashes happen, as offsets from the start of the run.
@@ -176,10 +175,6 @@ const SETTLE_AT_LEAST: Duration = Duration::from_secs(1);
 /// start over and rejoin.
 const SETTLE_AT_MOST: Duration = Duration::from_secs(15);
 
-/// How long a restarted node gets to answer its status before the restart counts as
-/// failed (it starts in well under a second; this covers a loaded machine).
-pub(crate) const RESTART_LIMIT: Duration = Duration::from_secs(10);
-
 /// Injects one fault at each moment of `plan` and returns what it did.
 ///
 /// `probe` is a client of the same cluster with a short deadline, used to confirm
@@ -187,7 +182,7 @@ pub(crate) const RESTART_LIMIT: Duration = Duration::from_secs(10);
 /// given: a killed node as soon as the kill is confirmed, a node declared failed as
 /// soon as a survey finds it (the timeline's watcher follows it from there).
 pub async fn run_nemesis(
-    cluster: Arc<Mutex<LocalCluster>>,
+    cluster: Arc<Processes>,
     probe: StorageClient,
     plan: NemesisPlan,
     clock: RunClock,
@@ -197,7 +192,7 @@ pub async fn run_nemesis(
     // Victims are drawn from the seed as before pauses and partitions existed, so a
     // `kill` run repeats the choices of earlier versions; everything else comes from
     // a second stream.
-    let nodes: Vec<String> = cluster.lock().await.ids().collect();
+    let nodes: Vec<String> = cluster.ids().await;
     if plan.kind == NemesisKind::RollingRestart {
         let outcome = crate::rolling::rolling_restart(&cluster, &probe, &plan, &nodes, clock).await;
         let none = BTreeSet::new();
@@ -300,12 +295,7 @@ pub async fn run_nemesis(
             }
             FaultKind::Restart => {
                 let fault = restart(&cluster, &probe, fault, length, clock).await;
-                if !cluster
-                    .lock()
-                    .await
-                    .is_running(&fault.node)
-                    .unwrap_or(false)
-                {
+                if !cluster.is_running(&fault.node).await.unwrap_or(false) {
                     // Killed but not started again: as lost as a killed node.
                     outcome.killed.insert(fault.node.clone());
                     report_losses(&outcome.killed);
@@ -387,9 +377,9 @@ async fn settle(probe: &StorageClient, nodes: &[String], killed: &BTreeSet<Strin
 
 /// SIGKILLs the target, confirms it stopped answering, leaves it down for
 /// `down_for`, then starts it again with its original command line and waits until it
-/// answers its status (up to [`RESTART_LIMIT`]).
+/// answers its status (see [`crate::processes`]).
 pub(crate) async fn restart(
-    cluster: &Mutex<LocalCluster>,
+    cluster: &Processes,
     probe: &StorageClient,
     fault: Fault,
     down_for: Duration,
@@ -404,7 +394,7 @@ pub(crate) async fn restart(
     tokio::time::sleep_until(started + down_for).await;
     fault.declared_during = declared_by(probe, &node).await;
     tracing::info!(%node, at_s = clock.now_ns() as f64 / 1e9, "nemesis: restart");
-    let restarted = cluster.lock().await.restart(&node, RESTART_LIMIT).await;
+    let restarted = cluster.restart(&node, false).await;
     fault.end_ns = Some(clock.now_ns());
     match restarted {
         Ok(()) => {
@@ -440,10 +430,10 @@ async fn declared_by(probe: &StorageClient, node: &str) -> Vec<String> {
 }
 
 /// SIGKILLs the target and confirms it stopped answering.
-async fn kill(cluster: &Mutex<LocalCluster>, probe: &StorageClient, mut fault: Fault) -> Fault {
+async fn kill(cluster: &Processes, probe: &StorageClient, mut fault: Fault) -> Fault {
     let node = fault.node.clone();
     tracing::info!(%node, at_s = fault.at_ns as f64 / 1e9, led = ?fault.led_keys, "nemesis: SIGKILL");
-    match cluster.lock().await.kill(&node).await {
+    match cluster.kill(&node).await {
         Ok(()) => {
             fault.confirmed = probe.ping(&node).await.is_err();
             if !fault.confirmed {
@@ -461,7 +451,7 @@ async fn kill(cluster: &Mutex<LocalCluster>, probe: &StorageClient, mut fault: F
 /// SIGSTOPs the target for `length`, confirms it does not answer meanwhile, then
 /// SIGCONTs it.
 async fn pause(
-    cluster: &Mutex<LocalCluster>,
+    cluster: &Processes,
     probe: &StorageClient,
     mut fault: Fault,
     length: Duration,
@@ -469,7 +459,7 @@ async fn pause(
 ) -> Fault {
     let node = fault.node.clone();
     tracing::info!(%node, at_s = fault.at_ns as f64 / 1e9, length = ?length, "nemesis: SIGSTOP");
-    if let Err(error) = cluster.lock().await.pause(&node) {
+    if let Err(error) = cluster.pause(&node).await {
         tracing::warn!(%node, "nemesis: pause failed: {error:#}");
         fault.error = Some(format!("{error:#}"));
         return fault;
@@ -479,7 +469,7 @@ async fn pause(
     // the process is stopped, then make sure it answers nothing.
     let limit = (length / 2).min(Duration::from_secs(1));
     let stopped = loop {
-        match cluster.lock().await.is_stopped(&node) {
+        match cluster.is_stopped(&node).await {
             Ok(true) => break true,
             Ok(false) if started.elapsed() < limit => {}
             Ok(false) => break false,
@@ -500,7 +490,7 @@ async fn pause(
     }
     tokio::time::sleep_until(started + length).await;
     fault.declared_during = declared_by(probe, &node).await;
-    let resumed = cluster.lock().await.resume(&node);
+    let resumed = cluster.resume(&node).await;
     fault.end_ns = Some(clock.now_ns());
     tracing::info!(%node, at_s = clock.now_ns() as f64 / 1e9, "nemesis: SIGCONT");
     if let Err(error) = resumed {
@@ -560,7 +550,7 @@ fn partition_shape(
 
 /// Cuts `cuts` for `length`, then heals them.
 async fn partition(
-    cluster: &Mutex<LocalCluster>,
+    cluster: &Processes,
     mut fault: Fault,
     shape: PartitionShape,
     cuts: Vec<[String; 2]>,
@@ -574,17 +564,17 @@ async fn partition(
     tracing::info!(node = %fault.node, at_s = fault.at_ns as f64 / 1e9, ?shape, cuts = ?described,
         length = ?length, "nemesis: partition");
     let started = tokio::time::Instant::now();
-    let errors: Vec<String> = {
-        let cluster = cluster.lock().await;
-        cuts.iter()
-            .filter_map(|[from, to]| cluster.cut(from, to).err().map(|e| format!("{e:#}")))
-            .collect()
-    };
+    let mut errors: Vec<String> = Vec::new();
+    for [from, to] in &cuts {
+        if let Err(error) = cluster.cut(from, to).await {
+            errors.push(error.to_string());
+        }
+    }
     fault.confirmed = errors.is_empty();
     fault.shape = Some(shape);
     fault.cuts = cuts;
     tokio::time::sleep_until(started + length).await;
-    cluster.lock().await.heal_all();
+    cluster.heal().await;
     fault.end_ns = Some(clock.now_ns());
     tracing::info!(node = %fault.node, at_s = clock.now_ns() as f64 / 1e9, "nemesis: healed");
     if !errors.is_empty() {

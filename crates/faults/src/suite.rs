@@ -19,7 +19,6 @@ use dida_proto::transport::lazy_channel;
 use dida_storage_client::{ClientConfig, StorageClient};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use dida_verify::chains::ChainReport;
@@ -34,6 +33,7 @@ use dida_verify::workload::{self, StorageWorkload};
 use crate::chains::{self, ChainWorkload};
 use crate::marks::{self, WatchConfig};
 use crate::nemesis;
+use crate::processes::Processes;
 use crate::readback;
 use crate::rolling;
 use crate::storage_kv::StorageKv;
@@ -381,7 +381,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             ));
         }
     }
-    let cluster = Arc::new(Mutex::new(cluster));
+    let cluster = Arc::new(Processes::new(cluster, false));
     let plan = nemesis::NemesisPlan {
         kind: config.nemesis,
         times: if config.nemesis == NemesisKind::RollingRestart {

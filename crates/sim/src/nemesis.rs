@@ -25,7 +25,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use dida_proto::storage::{Liveness, MemberView, ProbeRequest};
-use dida_verify::plan::NemesisKind;
+use dida_verify::plan::{InjectError, Injector, NemesisKind};
 
 use crate::cluster::Cluster;
 use crate::process::ProcState;
@@ -157,19 +157,19 @@ impl Nemesis {
             let started = Instant::now().duration_since(start).as_secs_f64();
             let what = match this {
                 NemesisKind::Kill => {
-                    self.cluster.process(victim).set(ProcState::Crashed);
+                    self.inject(self.cluster.kill(&id).await);
                     format!("kill {id}")
                 }
                 NemesisKind::Restart => {
-                    self.cluster.process(victim).set(ProcState::Crashed);
+                    self.inject(self.cluster.kill(&id).await);
                     let data = if keep_data { "on its data" } else { "empty" };
                     format!("kill {id}, restart {data} after {length:?}")
                 }
                 NemesisKind::Pause => {
-                    self.cluster.process(victim).set(ProcState::Paused);
+                    self.inject(self.cluster.pause(&id).await);
                     format!("pause {id} for {length:?}")
                 }
-                _ => self.partition(victim, shape, length),
+                _ => self.partition(victim, shape, length).await,
             };
             self.trace.event(format_args!("nemesis: {what}"));
             if this == NemesisKind::Kill {
@@ -182,14 +182,11 @@ impl Nemesis {
             }
             tokio::time::sleep(length).await;
             if this == NemesisKind::Restart {
-                if let Err(error) = self.cluster.start(victim, keep_data) {
-                    self.trace
-                        .event(format_args!("nemesis: restart of {id} failed: {error:#}"));
-                }
+                self.inject(self.cluster.restart(&id, keep_data).await);
             } else {
-                self.cluster.process(victim).set(ProcState::Up);
+                self.inject(self.cluster.resume(&id).await);
             }
-            self.cluster.network.heal_all();
+            self.cluster.heal().await;
             self.trace.event(format_args!("nemesis: healed ({what})"));
             records.push(FaultRecord {
                 what,
@@ -270,50 +267,62 @@ impl Nemesis {
             if self.cluster.process(victim).state() != ProcState::Up {
                 continue;
             }
-            self.cluster.process(victim).set(ProcState::Paused);
-            paused.push(format!("{} for {length:?}", self.cluster.node(victim).id()));
-            resume_at.push((Instant::now() + length, victim));
+            let id = self.cluster.node(victim).id().to_string();
+            self.inject(self.cluster.pause(&id).await);
+            paused.push(format!("{id} for {length:?}"));
+            resume_at.push((Instant::now() + length, id));
         }
         resume_at.sort();
-        for (at, victim) in resume_at {
+        for (at, id) in resume_at {
             tokio::time::sleep_until(at).await;
-            self.cluster.process(victim).set(ProcState::Up);
+            self.inject(self.cluster.resume(&id).await);
         }
         format!("storm of pauses: {}", paused.join(", "))
     }
 
+    /// Traces a fault that could not be injected (none can fail in the simulator
+    /// but for a bug in it, which the trace then shows).
+    fn inject(&self, done: Result<(), InjectError>) {
+        if let Err(error) = done {
+            self.trace.event(format_args!("nemesis: {error}"));
+        }
+    }
+
+    /// Cuts the links `from` → each of `to` (and back, if `both_ways`).
+    async fn cut(&self, from: &str, to: &[&str], both_ways: bool) {
+        for &peer in to {
+            self.inject(self.cluster.cut(from, peer).await);
+            if both_ways {
+                self.inject(self.cluster.cut(peer, from).await);
+            }
+        }
+    }
+
     /// Cuts `victim` off in one of three shapes, and says how.
-    fn partition(&self, victim: usize, shape: u32, length: Duration) -> String {
+    async fn partition(&self, victim: usize, shape: u32, length: Duration) -> String {
         let nodes = self.cluster.nodes();
         let id = nodes[victim].id();
-        let network = &self.cluster.network;
-        let others: Vec<usize> = (0..nodes.len()).filter(|&n| n != victim).collect();
+        let others: Vec<&str> = (0..nodes.len())
+            .filter(|&n| n != victim)
+            .map(|n| nodes[n].id())
+            .collect();
         match shape {
             0 => {
-                for &peer in &others {
-                    network.cut(victim, peer);
-                    network.cut(peer, victim);
-                }
+                self.cut(id, &others, true).await;
                 format!("isolate {id} for {length:?}")
             }
             1 => {
-                for &peer in &others {
-                    network.cut(victim, peer);
-                }
+                self.cut(id, &others, false).await;
                 format!("cut {id}'s outgoing links (asymmetric) for {length:?}")
             }
             _ => {
                 let count = self.draw(|rng| rng.random_range(1..others.len()));
                 let first = self.draw(|rng| rng.random_range(0..others.len()));
-                let cut: Vec<usize> = (0..count)
+                let cut: Vec<&str> = (0..count)
                     .map(|i| others[(first + i) % others.len()])
                     .collect();
-                for &peer in &cut {
-                    network.cut(victim, peer);
-                    network.cut(peer, victim);
-                }
-                let names: Vec<&str> = cut.iter().map(|&n| nodes[n].id()).collect();
-                format!("cut {id} from {} for {length:?}", names.join(","))
+                self.cut(id, &cut, true).await;
+                format!("cut {id} from {} for {length:?}", cut.join(","))
             }
         }
     }

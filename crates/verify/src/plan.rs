@@ -1,8 +1,14 @@
 //! The fault plan shared by both back-ends: which faults a run injects
 //! ([`NemesisKind`], one meaning per variant whichever back-end runs it), what each
-//! injected fault was ([`Fault`]).
+//! injected fault was ([`Fault`]), and the one interface through which a back-end
+//! injects them ([`Injector`]).
+//!
+//! Adding a fault kind means one variant of [`NemesisKind`] and, if it needs an
+//! action the trait lacks (joining or removing a member, for elastic membership),
+//! one method of [`Injector`] implemented by each back-end.
 
 use std::fmt;
+use std::future::Future;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -258,4 +264,47 @@ impl Fault {
             error: None,
         }
     }
+}
+
+/// A fault that could not be injected, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {action} {node}: {reason}")]
+pub struct InjectError {
+    /// What was tried: `kill`, `pause`, `resume`, `cut the link to`, `restart`, ….
+    pub action: &'static str,
+    /// The node it was tried on (for a cut: `from->to`).
+    pub node: String,
+    /// What the back-end said.
+    pub reason: String,
+}
+
+/// How a back-end injects faults into the storage nodes it runs, by node id: the
+/// simulator into its simulated processes and network (`dida_sim::cluster`), the
+/// real-process suite into processes and proxies on this machine
+/// (`dida_faults::processes`). The nemeses decide what to inject and when; this is
+/// only the doing.
+pub trait Injector: Send + Sync {
+    /// Crashes `node` at once (SIGKILL): it answers nothing from now on.
+    fn kill(&self, node: &str) -> impl Future<Output = Result<(), InjectError>> + Send;
+
+    /// Stops `node` (SIGSTOP): it keeps its state but runs nothing until resumed.
+    fn pause(&self, node: &str) -> impl Future<Output = Result<(), InjectError>> + Send;
+
+    /// Lets a paused `node` run on (SIGCONT).
+    fn resume(&self, node: &str) -> impl Future<Output = Result<(), InjectError>> + Send;
+
+    /// Silences the connections `from` makes to `to` (both directions of their
+    /// bytes), until [`Injector::heal`].
+    fn cut(&self, from: &str, to: &str) -> impl Future<Output = Result<(), InjectError>> + Send;
+
+    /// Restores every link cut.
+    fn heal(&self) -> impl Future<Output = ()> + Send;
+
+    /// Starts a killed `node` again with the same flags, at a higher incarnation:
+    /// with every record it held (`keep_data`, as on a data directory) or empty.
+    fn restart(
+        &self,
+        node: &str,
+        keep_data: bool,
+    ) -> impl Future<Output = Result<(), InjectError>> + Send;
 }
