@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use dida_faults::nemesis::NemesisKind;
 use dida_faults::SuiteConfig;
 use dida_local_cluster::current_dida;
+use dida_verify::plan::{Backend, NemesisKind};
 
 /// Flags of `dida faults`.
 #[derive(Debug, Args)]
@@ -36,7 +36,7 @@ pub struct FaultsArgs {
     crashes: usize,
     /// Which faults: kill (SIGKILL), pause (SIGSTOP, then SIGCONT), partition (links
     /// between storage nodes cut silently, then healed), mixed (each fault drawn
-    /// among the three), restart (SIGKILL, then the node started again with the same
+    /// among kill, pause, partition and restart), restart (SIGKILL, then the node started again with the same
     /// flags after a time in --fault-ms) or rolling-restart (every node restarted in
     /// turn, each left to answer and settle before the next).
     #[arg(long, default_value = "kill", value_parser = parse_nemesis)]
@@ -57,6 +57,11 @@ pub struct FaultsArgs {
     /// default one is drawn and printed, so a run can be repeated.
     #[arg(long)]
     seed: Option<u64>,
+    /// Start the storage nodes with a deliberate bug: a write acknowledged before
+    /// the other --write-acks replicas hold it. The run must then fail its
+    /// lost-writes check; this shows that it can.
+    #[arg(long)]
+    break_acks: bool,
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -82,7 +87,14 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_nemesis(text: &str) -> Result<NemesisKind, String> {
-    text.parse()
+    let kind: NemesisKind = text.parse()?;
+    if kind.supported_by(Backend::Processes) {
+        Ok(kind)
+    } else {
+        Err(format!(
+            "--nemesis {kind} is the simulator's only (`dida sim --nemesis {kind}`)"
+        ))
+    }
 }
 
 fn parse_millis_range(text: &str) -> Result<(Duration, Duration), String> {
@@ -119,6 +131,7 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
     config.fault_lengths = args.fault_ms;
     config.gossip_delay = Duration::from_millis(args.gossip_delay);
     config.seed = seed;
+    config.break_acks = args.break_acks;
     config.history_path = args.history;
     config.timeline_path = args.timeline;
     tracing::info!(seed, "faults: starting (repeat with --seed {seed})");
@@ -134,7 +147,7 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
         let failed: Vec<&str> = report
             .checks
             .iter()
-            .filter(|c| c.status == dida_faults::report::CheckStatus::Failed)
+            .filter(|c| c.status == dida_verify::report::CheckStatus::Failed)
             .map(|c| c.name.as_str())
             .collect();
         bail!("checks failed: {}", failed.join("; "));

@@ -6,7 +6,8 @@ use anyhow::bail;
 use clap::Args;
 use dida_core::limits::check_write_acks;
 use dida_sim::many::{run_seeds, summarize};
-use dida_sim::{run_seed, NemesisKind, SeedReport, SimConfig};
+use dida_sim::{run_seed, SeedReport, SimConfig};
+use dida_verify::plan::{Backend, NemesisKind};
 
 /// Flags of `dida sim`.
 #[derive(Debug, Args)]
@@ -26,15 +27,31 @@ pub struct SimArgs {
     /// --write-acks of every node (default: 2 or 3, drawn by the seed).
     #[arg(long)]
     write_acks: Option<usize>,
-    /// The nemesis (default: by seed, a quarter of the seeds each).
-    #[arg(long, value_enum)]
+    /// The nemesis: kill, pause, partition, restart, mixed (each fault drawn among
+    /// those four), declare-all or storm (default: by seed, the first five in turn).
+    #[arg(long, value_parser = parse_nemesis)]
     nemesis: Option<NemesisKind>,
     /// Turn the fence of invariant D2 off, to see the checks catch the lost writes.
     #[arg(long)]
     break_fence: bool,
+    /// Acknowledge writes before the other --write-acks replicas hold them (a
+    /// deliberate bug), to see the checks catch the acknowledged writes it loses.
+    #[arg(long)]
+    break_acks: bool,
     /// Print one JSON object per seed instead of the summary.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_nemesis(text: &str) -> Result<NemesisKind, String> {
+    let kind: NemesisKind = text.parse()?;
+    if kind.supported_by(Backend::Simulator) {
+        Ok(kind)
+    } else {
+        Err(format!(
+            "--nemesis {kind} needs real processes (`dida faults --nemesis {kind}`)"
+        ))
+    }
 }
 
 fn one_line(report: &SeedReport) -> String {
@@ -68,6 +85,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         nemesis: args.nemesis,
         trace: args.trace,
         break_fence: args.break_fence,
+        break_acks: args.break_acks,
     };
     let began = Instant::now();
     let reports = match args.seed {

@@ -20,6 +20,7 @@ fn into_config(settings: StorageSettings) -> anyhow::Result<StorageConfig> {
     config.replication_factor = replication_factor;
     config.max_versions = settings.max_versions;
     config.write_acks = settings.write_acks;
+    config.await_acks = !settings.break_acks;
     config.vnodes = settings.vnodes;
     config.anti_entropy_interval = Duration::from_millis(settings.anti_entropy_interval);
     config.rpc_deadline = Duration::from_millis(settings.rpc_deadline);

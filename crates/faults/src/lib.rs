@@ -12,22 +12,19 @@
 //!    fails with a clear error — none hangs;
 //! 4. with `--write-acks 1`, how many acknowledged writes were lost (reported).
 //!
-//! Modules, one job each:
-//! - [`history`]: the recorded operations and the run's clock;
-//! - [`linearizability`]: the register linearizability checker;
-//! - [`lost_writes`]: reading back every live replica and classifying each
-//!   acknowledged write as held, discarded by `max_versions`, or lost;
-//! - [`workload`]: the storage clients;
-//! - [`chains`]: the chain clients and the chain checker;
-//! - [`nemesis`]: when and which storage nodes are killed, paused or partitioned
-//!   (partitions through `dida_local_cluster::proxy`);
+//! The history, the workload, the fault plan, the checkers and the report are
+//! [`dida_verify`]'s, shared with the simulator; this crate is the real-process
+//! back-end. Modules, one job each:
+//! - [`storage_kv`]: the workload's key-value store, through the storage client;
+//! - [`readback`]: listing every live node once the cluster has converged;
+//! - [`chains`]: the chain clients;
+//! - [`nemesis`]: when and which storage nodes are killed, paused, partitioned or
+//!   restarted (partitions through `dida_local_cluster::proxy`);
+//! - [`processes`]: the faults themselves (signals, proxy links, restarts), as
+//!   `dida_verify::plan::Injector`;
 //! - [`rolling`]: the rolling restart, every storage node restarted in turn;
 //! - [`survey`]: which nodes the cluster has lost (killed, or declared failed and
 //!   fenced after a pause or partition);
-//! - [`report`]: the summary, as text or JSON, and the verdict;
-//! - [`timeline`]: the crash timeline (`--timeline`): operations per 100 ms, with
-//!   marks for each fault, the detection of each lost node and the end of
-//!   re-replication;
 //! - [`marks`]: the watcher that finds when a crash was detected and when
 //!   replication was restored;
 //! - [`suite`]: one run from start to finish, under a watchdog.
@@ -35,17 +32,14 @@
 //! See `docs/faults.md` for how to run it and what the results mean.
 
 pub mod chains;
-pub mod history;
-pub mod linearizability;
-pub mod lost_writes;
 pub mod marks;
 pub mod nemesis;
-pub mod report;
+pub mod processes;
+pub mod readback;
 pub mod rolling;
+pub mod storage_kv;
 pub mod suite;
 pub mod survey;
-pub mod timeline;
-pub mod workload;
 
-pub use report::Report;
+pub use dida_verify::Report;
 pub use suite::{run, SuiteConfig};

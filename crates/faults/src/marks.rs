@@ -1,4 +1,4 @@
-//! The marks of the crash timeline ([`crate::timeline`]) that only the cluster can
+//! The marks of the crash timeline ([`dida_verify::timeline`]) that only the cluster can
 //! tell: when a killed node was detected, and when replication was restored.
 //!
 //! A background task learns of each lost node from the nemesis — a kill as soon as it
@@ -33,9 +33,11 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::history::RunClock;
-use crate::lost_writes::{self, NodeContents};
-use crate::timeline::{Mark, MarkEvent};
+use dida_verify::history::RunClock;
+use dida_verify::lost_writes::NodeContents;
+
+use crate::readback;
+use dida_verify::timeline::{Mark, MarkEvent};
 
 /// How the watcher polls.
 #[derive(Debug, Clone)]
@@ -179,7 +181,7 @@ async fn wait_for_replication(
 ) -> Option<u64> {
     let deadline = Instant::now() + config.replication_limit;
     let live = live_nodes(client, killed);
-    let snapshot = lost_writes::snapshot(client, &live).await;
+    let snapshot = readback::snapshot(client, &live).await;
     let baseline = baseline(snapshot.nodes.values());
     let ids: Vec<String> = client.membership().ids().map(str::to_string).collect();
     let mut pending: BTreeSet<String> = BTreeSet::new();
@@ -203,7 +205,7 @@ async fn wait_for_replication(
             let Ok(records) = client.list(&node).await else {
                 continue;
             };
-            let contents = lost_writes::node_contents(records);
+            let contents = dida_verify::lost_writes::node_contents(records);
             if missing_share(&baseline, &contents, &ring, index) == 0 {
                 pending.remove(&node);
             }

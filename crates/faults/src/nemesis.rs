@@ -1,6 +1,6 @@
 //! The nemesis: injects faults into storage nodes at random moments of the run, one
 //! at a time — SIGKILL (`kill`, the default), SIGSTOP then SIGCONT (`pause`), cut
-//! network links then heal them (`partition`), a random mix of the three (`mixed`),
+//! network links then heal them (`partition`), a random mix of the four (`mixed`),
 //! or SIGKILL then a start with the same command line (`restart`) — or restarts
 //! every node in turn (`rolling-restart`, see [`crate::rolling`]).
 //!
@@ -35,12 +35,12 @@
 //!
 //! **Restarts** kill the target (SIGKILL, as `kill`), leave it down for the drawn
 //! time, then start it again with its original command line
-//! ([`LocalCluster::restart`]): the same id, address, membership and proxy links. It
+//! (`LocalCluster::restart`, through [`crate::processes`]): the same id, address, membership and proxy links. It
 //! takes one node down at a time and is held to the same budget as `kill` (R − 1
 //! nodes lost, counting the one it takes down); a restarted node that the others
 //! declared failed and that did not rejoin (it is fenced) counts as lost, as after a
-//! pause. `restart` is not part of `mixed`, so that the recorded `mixed` runs repeat
-//! with their seeds.
+//! pause. `mixed` draws among all four (kill, pause, partition, restart), as the
+//! simulator's does: one meaning per kind (see [`dida_verify::plan::NemesisKind`]).
 //!
 //! Each fault is confirmed: a killed node must stop answering, a paused one must not
 //! answer while paused, every link of a partition must have been cut, a restarted
@@ -48,21 +48,19 @@
 //! after the start.
 
 use std::collections::BTreeSet;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dida_core::Ring;
-use dida_local_cluster::LocalCluster;
 use dida_storage_client::StorageClient;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::Mutex;
 
-use crate::history::RunClock;
+use dida_verify::history::RunClock;
+use dida_verify::plan::{Fault, FaultKind, Injector, NemesisKind, PartitionShape};
+
+use crate::processes::Processes;
 use crate::survey::{self, Survey};
 
 /// When the crashes happen, as offsets from the start of the run.
@@ -122,167 +120,6 @@ pub(crate) fn primaries<'a>(
     led
 }
 
-/// Which faults the nemesis injects (`dida faults --nemesis`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum NemesisKind {
-    /// SIGKILL: a fail-stop crash (SPEC §2.5), the course's only fault.
-    #[default]
-    Kill,
-    /// SIGSTOP, then SIGCONT: a node that stops answering for a while (a long GC
-    /// pause, a descheduled VM) and then carries on as if nothing happened.
-    Pause,
-    /// Links between nodes cut silently, then healed.
-    Partition,
-    /// Each fault drawn among the three above.
-    Mixed,
-    /// SIGKILL, then the node started again with the same command line after a
-    /// while: a fail-recover crash (a machine rebooting, a process supervisor).
-    Restart,
-    /// Every node restarted in turn, one at a time, each left to answer and settle
-    /// before the next: a rolling upgrade.
-    #[serde(rename = "rolling-restart")]
-    RollingRestart,
-}
-
-impl fmt::Display for NemesisKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Kill => "kill",
-            Self::Pause => "pause",
-            Self::Partition => "partition",
-            Self::Mixed => "mixed",
-            Self::Restart => "restart",
-            Self::RollingRestart => "rolling-restart",
-        })
-    }
-}
-
-impl FromStr for NemesisKind {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "kill" => Ok(Self::Kill),
-            "pause" => Ok(Self::Pause),
-            "partition" => Ok(Self::Partition),
-            "mixed" => Ok(Self::Mixed),
-            "restart" => Ok(Self::Restart),
-            "rolling-restart" => Ok(Self::RollingRestart),
-            _ => Err(format!(
-                "unknown nemesis {text:?}: expected kill, pause, partition, mixed, restart \
-                 or rolling-restart"
-            )),
-        }
-    }
-}
-
-/// What one fault did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    /// SIGKILL.
-    Kill,
-    /// SIGSTOP, then SIGCONT.
-    Pause,
-    /// Links cut, then healed.
-    Partition,
-    /// SIGKILL, then started again with the same command line.
-    Restart,
-}
-
-/// The shape of a partition (see the module documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PartitionShape {
-    /// The target cut from every peer, both ways.
-    Isolate,
-    /// The target cut from one or two peers, both ways.
-    Cut,
-    /// Only the connections one side makes to the other cut.
-    OneWay,
-}
-
-/// One injected fault and what became of its target.
-///
-/// Serialized with the field names of the crashes of earlier reports (`node`,
-/// `at_ns`), which the evaluation report reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    /// Kill, pause or partition.
-    pub kind: FaultKind,
-    /// The target node.
-    pub node: String,
-    /// For a partition: its shape.
-    pub shape: Option<PartitionShape>,
-    /// For a partition: the links cut, as `[from, to]` pairs — the connections
-    /// `from` makes to `to` were silenced (both directions of their bytes).
-    pub cuts: Vec<[String; 2]>,
-    /// Start (the kill, SIGSTOP or cut), in nanoseconds since the start of the run.
-    pub at_ns: u64,
-    /// End (SIGCONT, heal, or the restarted node answering), for a pause, partition
-    /// or restart.
-    pub end_ns: Option<u64>,
-    /// The workload's keys the target was the primary of when the fault started.
-    pub led_keys: Vec<String>,
-    /// True when the fault was confirmed: a killed node stopped answering, a paused
-    /// one did not answer while paused, every link of a partition was cut.
-    pub confirmed: bool,
-    /// The survivors that list the target as failed at the end of the run.
-    pub declared_failed_by: Vec<String>,
-    /// The other nodes that listed the target as failed just before the fault
-    /// ended (a restart or a pause): with rejoin, a node declared failed comes
-    /// back, so the end of the run alone does not tell.
-    #[serde(default)]
-    pub declared_during: Vec<String>,
-    /// Whether the target's own status said it was fenced at the end of the run
-    /// (none for a killed node, or one that did not answer).
-    pub fenced: Option<bool>,
-    /// True when the target is lost (killed, or declared failed: see
-    /// [`crate::survey`]) at the end of the run.
-    pub lost: bool,
-    /// What went wrong, if the fault could not be injected.
-    pub error: Option<String>,
-}
-
-impl Fault {
-    /// A fault not injected because `lost` nodes were lost already, `budget` being
-    /// the most the run allows (R − 1).
-    pub(crate) fn skipped(
-        kind: FaultKind,
-        node: String,
-        at_ns: u64,
-        lost: &[&str],
-        budget: usize,
-    ) -> Self {
-        let mut fault = Self::new(kind, node, at_ns, Vec::new());
-        fault.error = Some(format!(
-            "skipped: {} nodes already lost ({}), the most R - 1 = {budget} allows",
-            lost.len(),
-            lost.join(", ")
-        ));
-        fault
-    }
-
-    pub(crate) fn new(kind: FaultKind, node: String, at_ns: u64, led_keys: Vec<String>) -> Self {
-        Self {
-            kind,
-            node,
-            shape: None,
-            cuts: Vec::new(),
-            at_ns,
-            end_ns: None,
-            led_keys,
-            confirmed: false,
-            declared_failed_by: Vec::new(),
-            declared_during: Vec::new(),
-            fenced: None,
-            lost: false,
-            error: None,
-        }
-    }
-}
-
 /// What the nemesis did, and the state it left the cluster in.
 #[derive(Debug, Clone, Default)]
 pub struct NemesisOutcome {
@@ -338,10 +175,6 @@ const SETTLE_AT_LEAST: Duration = Duration::from_secs(1);
 /// start over and rejoin.
 const SETTLE_AT_MOST: Duration = Duration::from_secs(15);
 
-/// How long a restarted node gets to answer its status before the restart counts as
-/// failed (it starts in well under a second; this covers a loaded machine).
-pub(crate) const RESTART_LIMIT: Duration = Duration::from_secs(10);
-
 /// Injects one fault at each moment of `plan` and returns what it did.
 ///
 /// `probe` is a client of the same cluster with a short deadline, used to confirm
@@ -349,7 +182,7 @@ pub(crate) const RESTART_LIMIT: Duration = Duration::from_secs(10);
 /// given: a killed node as soon as the kill is confirmed, a node declared failed as
 /// soon as a survey finds it (the timeline's watcher follows it from there).
 pub async fn run_nemesis(
-    cluster: Arc<Mutex<LocalCluster>>,
+    cluster: Arc<Processes>,
     probe: StorageClient,
     plan: NemesisPlan,
     clock: RunClock,
@@ -359,7 +192,7 @@ pub async fn run_nemesis(
     // Victims are drawn from the seed as before pauses and partitions existed, so a
     // `kill` run repeats the choices of earlier versions; everything else comes from
     // a second stream.
-    let nodes: Vec<String> = cluster.lock().await.ids().collect();
+    let nodes: Vec<String> = cluster.ids().await;
     if plan.kind == NemesisKind::RollingRestart {
         let outcome = crate::rolling::rolling_restart(&cluster, &probe, &plan, &nodes, clock).await;
         let none = BTreeSet::new();
@@ -404,10 +237,17 @@ pub async fn run_nemesis(
             NemesisKind::Kill => FaultKind::Kill,
             NemesisKind::Pause => FaultKind::Pause,
             NemesisKind::Partition => FaultKind::Partition,
-            NemesisKind::Mixed => [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition]
-                [faults_rng.random_range(0..3)],
+            NemesisKind::Mixed => [
+                FaultKind::Kill,
+                FaultKind::Pause,
+                FaultKind::Partition,
+                FaultKind::Restart,
+            ][faults_rng.random_range(0..4)],
             NemesisKind::Restart => FaultKind::Restart,
             NemesisKind::RollingRestart => unreachable!("handled by rolling::rolling_restart"),
+            NemesisKind::DeclareAll | NemesisKind::Storm => {
+                unreachable!("refused by SuiteConfig::validate: simulator-only kinds")
+            }
         };
         let live: Vec<String> = nodes
             .iter()
@@ -455,12 +295,7 @@ pub async fn run_nemesis(
             }
             FaultKind::Restart => {
                 let fault = restart(&cluster, &probe, fault, length, clock).await;
-                if !cluster
-                    .lock()
-                    .await
-                    .is_running(&fault.node)
-                    .unwrap_or(false)
-                {
+                if !cluster.is_running(&fault.node).await.unwrap_or(false) {
                     // Killed but not started again: as lost as a killed node.
                     outcome.killed.insert(fault.node.clone());
                     report_losses(&outcome.killed);
@@ -542,9 +377,9 @@ async fn settle(probe: &StorageClient, nodes: &[String], killed: &BTreeSet<Strin
 
 /// SIGKILLs the target, confirms it stopped answering, leaves it down for
 /// `down_for`, then starts it again with its original command line and waits until it
-/// answers its status (up to [`RESTART_LIMIT`]).
+/// answers its status (see [`crate::processes`]).
 pub(crate) async fn restart(
-    cluster: &Mutex<LocalCluster>,
+    cluster: &Processes,
     probe: &StorageClient,
     fault: Fault,
     down_for: Duration,
@@ -559,7 +394,7 @@ pub(crate) async fn restart(
     tokio::time::sleep_until(started + down_for).await;
     fault.declared_during = declared_by(probe, &node).await;
     tracing::info!(%node, at_s = clock.now_ns() as f64 / 1e9, "nemesis: restart");
-    let restarted = cluster.lock().await.restart(&node, RESTART_LIMIT).await;
+    let restarted = cluster.restart(&node, false).await;
     fault.end_ns = Some(clock.now_ns());
     match restarted {
         Ok(()) => {
@@ -595,10 +430,10 @@ async fn declared_by(probe: &StorageClient, node: &str) -> Vec<String> {
 }
 
 /// SIGKILLs the target and confirms it stopped answering.
-async fn kill(cluster: &Mutex<LocalCluster>, probe: &StorageClient, mut fault: Fault) -> Fault {
+async fn kill(cluster: &Processes, probe: &StorageClient, mut fault: Fault) -> Fault {
     let node = fault.node.clone();
     tracing::info!(%node, at_s = fault.at_ns as f64 / 1e9, led = ?fault.led_keys, "nemesis: SIGKILL");
-    match cluster.lock().await.kill(&node).await {
+    match cluster.kill(&node).await {
         Ok(()) => {
             fault.confirmed = probe.ping(&node).await.is_err();
             if !fault.confirmed {
@@ -616,7 +451,7 @@ async fn kill(cluster: &Mutex<LocalCluster>, probe: &StorageClient, mut fault: F
 /// SIGSTOPs the target for `length`, confirms it does not answer meanwhile, then
 /// SIGCONTs it.
 async fn pause(
-    cluster: &Mutex<LocalCluster>,
+    cluster: &Processes,
     probe: &StorageClient,
     mut fault: Fault,
     length: Duration,
@@ -624,7 +459,7 @@ async fn pause(
 ) -> Fault {
     let node = fault.node.clone();
     tracing::info!(%node, at_s = fault.at_ns as f64 / 1e9, length = ?length, "nemesis: SIGSTOP");
-    if let Err(error) = cluster.lock().await.pause(&node) {
+    if let Err(error) = cluster.pause(&node).await {
         tracing::warn!(%node, "nemesis: pause failed: {error:#}");
         fault.error = Some(format!("{error:#}"));
         return fault;
@@ -634,7 +469,7 @@ async fn pause(
     // the process is stopped, then make sure it answers nothing.
     let limit = (length / 2).min(Duration::from_secs(1));
     let stopped = loop {
-        match cluster.lock().await.is_stopped(&node) {
+        match cluster.is_stopped(&node).await {
             Ok(true) => break true,
             Ok(false) if started.elapsed() < limit => {}
             Ok(false) => break false,
@@ -655,7 +490,7 @@ async fn pause(
     }
     tokio::time::sleep_until(started + length).await;
     fault.declared_during = declared_by(probe, &node).await;
-    let resumed = cluster.lock().await.resume(&node);
+    let resumed = cluster.resume(&node).await;
     fault.end_ns = Some(clock.now_ns());
     tracing::info!(%node, at_s = clock.now_ns() as f64 / 1e9, "nemesis: SIGCONT");
     if let Err(error) = resumed {
@@ -715,7 +550,7 @@ fn partition_shape(
 
 /// Cuts `cuts` for `length`, then heals them.
 async fn partition(
-    cluster: &Mutex<LocalCluster>,
+    cluster: &Processes,
     mut fault: Fault,
     shape: PartitionShape,
     cuts: Vec<[String; 2]>,
@@ -729,17 +564,17 @@ async fn partition(
     tracing::info!(node = %fault.node, at_s = fault.at_ns as f64 / 1e9, ?shape, cuts = ?described,
         length = ?length, "nemesis: partition");
     let started = tokio::time::Instant::now();
-    let errors: Vec<String> = {
-        let cluster = cluster.lock().await;
-        cuts.iter()
-            .filter_map(|[from, to]| cluster.cut(from, to).err().map(|e| format!("{e:#}")))
-            .collect()
-    };
+    let mut errors: Vec<String> = Vec::new();
+    for [from, to] in &cuts {
+        if let Err(error) = cluster.cut(from, to).await {
+            errors.push(error.to_string());
+        }
+    }
     fault.confirmed = errors.is_empty();
     fault.shape = Some(shape);
     fault.cuts = cuts;
     tokio::time::sleep_until(started + length).await;
-    cluster.lock().await.heal_all();
+    cluster.heal().await;
     fault.end_ns = Some(clock.now_ns());
     tracing::info!(node = %fault.node, at_s = clock.now_ns() as f64 / 1e9, "nemesis: healed");
     if !errors.is_empty() {

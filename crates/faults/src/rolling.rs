@@ -17,17 +17,15 @@
 //! A restart is one [`Fault`] of kind [`FaultKind::Restart`] and each node is
 //! restarted once, so a rolling restart plans as many faults as there are nodes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use dida_local_cluster::LocalCluster;
 use dida_storage_client::StorageClient;
-use tokio::sync::Mutex;
 
-use crate::history::RunClock;
-use crate::nemesis::{
-    primaries, restart, Fault, FaultKind, NemesisOutcome, NemesisPlan, SURVEY_DEADLINE,
-};
+use dida_verify::history::RunClock;
+use dida_verify::plan::{Fault, FaultKind};
+
+use crate::nemesis::{primaries, restart, NemesisOutcome, NemesisPlan, SURVEY_DEADLINE};
+use crate::processes::Processes;
 use crate::survey;
 
 /// How often the cluster is surveyed while a restarted node settles.
@@ -51,7 +49,7 @@ pub fn rolling_times(duration: Duration, nodes: usize) -> Vec<Duration> {
 /// is restarted at `plan.times[i]` or once the previous one settled, whichever is
 /// later (at once if the plan has no moment for it).
 pub(crate) async fn rolling_restart(
-    cluster: &Arc<Mutex<LocalCluster>>,
+    cluster: &Processes,
     probe: &StorageClient,
     plan: &NemesisPlan,
     nodes: &[String],
@@ -96,7 +94,7 @@ pub(crate) async fn rolling_restart(
                 .unwrap_or_default();
         let fault = Fault::new(FaultKind::Restart, node.clone(), clock.now_ns(), led_keys);
         let fault = restart(cluster, probe, fault, Duration::ZERO, clock).await;
-        if !cluster.lock().await.is_running(node).unwrap_or(false) {
+        if !cluster.is_running(node).await.unwrap_or(false) {
             outcome.killed.insert(node.clone());
         }
         let settled = settle(probe, nodes, &outcome).await;

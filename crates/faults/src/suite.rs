@@ -6,7 +6,7 @@
 //! of that the run as a whole gives up (with an error naming the phase) rather than
 //! hang.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,21 +19,24 @@ use dida_proto::transport::lazy_channel;
 use dida_storage_client::{ClientConfig, StorageClient};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
-use crate::chains::{self, ChainReport, ChainWorkload};
-use crate::history::{HistoryCounts, OpKind, OpResult, Operation, RunClock};
-use crate::linearizability::{
-    check_register, CasOutcome, RegisterEvent, RegisterOp, SearchLimits, Verdict,
-};
-use crate::lost_writes::{self, AckedWrite};
+use dida_verify::chains::ChainReport;
+use dida_verify::history::{HistoryCounts, Operation, RunClock};
+use dida_verify::linearizability::{check_key, SearchLimits};
+use dida_verify::lost_writes::{self, acknowledged_writes};
+use dida_verify::plan::{Backend, Fault, FaultKind, NemesisKind};
+use dida_verify::report::{LinearizabilityReport, Report, RunSettings};
+use dida_verify::timeline::{self, Mark, MarkEvent, Setup};
+use dida_verify::workload::{self, StorageWorkload};
+
+use crate::chains::{self, ChainWorkload};
 use crate::marks::{self, WatchConfig};
-use crate::nemesis::{self, FaultKind, NemesisKind};
-use crate::report::{KeyLinearizability, LinearizabilityReport, Report, RunSettings};
+use crate::nemesis;
+use crate::processes::Processes;
+use crate::readback;
 use crate::rolling;
-use crate::timeline::{self, Mark, MarkEvent, Setup};
-use crate::workload::{self, StorageWorkload};
+use crate::storage_kv::StorageKv;
 
 /// Everything a run needs to know.
 #[derive(Debug, Clone)]
@@ -59,6 +62,10 @@ pub struct SuiteConfig {
     pub fault_lengths: (Duration, Duration),
     /// Seed of every random choice.
     pub seed: u64,
+    /// Start the storage nodes with the deliberate bug of `--break-acks`: a write
+    /// acknowledged before the other `--write-acks` replicas hold it. Only to show
+    /// that the checkers catch it.
+    pub break_acks: bool,
     /// Storage nodes.
     pub nodes: usize,
     /// Replication factor.
@@ -90,7 +97,7 @@ pub struct SuiteConfig {
     /// Where to write the history as JSON lines, if anywhere.
     pub history_path: Option<PathBuf>,
     /// Where to write the crash timeline as JSON lines, if anywhere
-    /// ([`crate::timeline`]).
+    /// ([`dida_verify::timeline`]).
     pub timeline_path: Option<PathBuf>,
 }
 
@@ -108,6 +115,7 @@ impl SuiteConfig {
             nemesis: NemesisKind::Kill,
             fault_lengths: (Duration::from_millis(1000), Duration::from_millis(5000)),
             seed: 1,
+            break_acks: false,
             nodes: 5,
             replication_factor: 3,
             max_versions: 1_000_000,
@@ -126,6 +134,12 @@ impl SuiteConfig {
     /// Rejects settings the suite cannot run meaningfully.
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(!self.duration.is_zero(), "--duration must be positive");
+        ensure!(
+            self.nemesis.supported_by(Backend::Processes),
+            "--nemesis {} is the simulator's only (`dida sim --nemesis {}`)",
+            self.nemesis,
+            self.nemesis
+        );
         ensure!(self.clients > 0, "--clients must be at least 1");
         ensure!(self.keys > 0, "--keys must be at least 1");
         ensure!(
@@ -221,6 +235,7 @@ impl SuiteConfig {
             fault_ms: (millis(self.fault_lengths.0), millis(self.fault_lengths.1)),
             gossip_delay_ms: millis(self.gossip_delay),
             seed: self.seed,
+            break_acks: self.break_acks,
         }
     }
 }
@@ -269,7 +284,11 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             ],
             anti_entropy_interval_ms: u64::try_from(config.anti_entropy_interval.as_millis())
                 .unwrap_or(u64::MAX),
-            env: Vec::new(),
+            env: if config.break_acks {
+                vec![("DIDA_STORAGE_BREAK_ACKS".to_string(), "true".to_string())]
+            } else {
+                Vec::new()
+            },
             partitionable: matches!(config.nemesis, NemesisKind::Partition | NemesisKind::Mixed),
             data: None,
             metrics: false,
@@ -334,7 +353,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
         let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
         tasks.spawn(workload::run_storage_client(
             id,
-            client,
+            StorageKv(client),
             storage_workload.clone(),
             clock,
             seeds.next_u64(),
@@ -358,7 +377,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             ));
         }
     }
-    let cluster = Arc::new(Mutex::new(cluster));
+    let cluster = Arc::new(Processes::new(cluster, false));
     let plan = nemesis::NemesisPlan {
         kind: config.nemesis,
         times: if config.nemesis == NemesisKind::RollingRestart {
@@ -426,7 +445,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
         .cloned()
         .collect();
     let reader = new_client(Duration::from_secs(5))?;
-    let (snapshot, converged, convergence) = lost_writes::wait_for_convergence(
+    let (snapshot, converged, convergence) = readback::wait_for_convergence(
         &reader,
         &live,
         config.anti_entropy_interval * 4,
@@ -500,7 +519,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
 
 /// The timeline's marks of the faults the nemesis injected: kill; pause and resume;
 /// partition (with the links cut) and heal; kill and restart.
-fn fault_marks(faults: &[nemesis::Fault]) -> Vec<Mark> {
+fn fault_marks(faults: &[Fault]) -> Vec<Mark> {
     let mut marks = Vec::new();
     for fault in faults.iter().filter(|f| f.error.is_none()) {
         let (start, end) = match fault.kind {
@@ -511,12 +530,7 @@ fn fault_marks(faults: &[nemesis::Fault]) -> Vec<Mark> {
         };
         let mut mark = Mark::at_ns(fault.at_ns, start, &fault.node);
         if !fault.cuts.is_empty() {
-            let cuts: Vec<String> = fault
-                .cuts
-                .iter()
-                .map(|[from, to]| format!("{from}->{to}"))
-                .collect();
-            mark.by = Some(cuts.join(","));
+            mark.by = Some(fault.cut_links().join(","));
         }
         marks.push(mark);
         if let (Some(end), Some(at_ns)) = (end, fault.end_ns) {
@@ -536,74 +550,6 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Every acknowledged write of the history: storage writes and successful CAS, and
-/// the writes of completed write-then-read chains.
-fn acknowledged_writes(history: &[Operation]) -> Vec<AckedWrite> {
-    history
-        .iter()
-        .filter_map(|op| {
-            if let Some((value, version)) = op.acknowledged_write() {
-                return Some(AckedWrite {
-                    op: op.id,
-                    key: op.key.clone(),
-                    value: value.to_string(),
-                    version,
-                    acked_ns: op.completed_ns,
-                });
-            }
-            chains::acknowledged_chain_write(op).map(|(key, value, version)| AckedWrite {
-                op: op.id,
-                key,
-                value,
-                version,
-                acked_ns: op.completed_ns,
-            })
-        })
-        .collect()
-}
-
-/// The register history of one key: its writes and CAS, definite failures left out
-/// (they did not execute), unknown outcomes with no return time. Reads are left out
-/// on purpose: SPEC §2.2 lets any replica serve a read, so a read may be stale, and
-/// only writes and CAS are promised a total order. Operations in `as_unknown` (lost
-/// writes, with `--write-acks 1`) are treated as of unknown outcome.
-fn register_events(
-    history: &[Operation],
-    key: &str,
-    as_unknown: &HashSet<u64>,
-) -> Vec<RegisterEvent> {
-    history
-        .iter()
-        .filter(|op| op.key == key)
-        .filter_map(|op| {
-            let unknown = op.is_unknown() || as_unknown.contains(&op.id);
-            let returned = (!unknown).then_some(op.completed_ns);
-            let register_op = match (&op.kind, &op.result) {
-                (_, OpResult::Failed { .. }) => return None,
-                (OpKind::Write { value }, _) => RegisterOp::Write {
-                    value: value.clone(),
-                },
-                (OpKind::Cas { old, new }, result) => RegisterOp::Cas {
-                    old: old.clone(),
-                    new: new.clone(),
-                    outcome: match result {
-                        _ if unknown => CasOutcome::Unknown,
-                        OpResult::Written { .. } => CasOutcome::Swapped,
-                        _ => CasOutcome::NotSwapped,
-                    },
-                },
-                _ => return None,
-            };
-            Some(RegisterEvent {
-                id: op.id,
-                invoked: op.invoked_ns,
-                returned,
-                op: register_op,
-            })
-        })
-        .collect()
-}
-
 /// Checker (2), key by key, on blocking threads (the search is CPU-bound).
 async fn check_linearizability(
     history: &[Operation],
@@ -616,40 +562,21 @@ async fn check_linearizability(
         max_time: per_key.max(Duration::from_secs(1)),
         ..SearchLimits::default()
     };
-    let no_adjustment = HashSet::new();
+    let history = Arc::new(history.to_vec());
+    let lost_ops = Arc::new(lost_ops.clone());
     let mut report = LinearizabilityReport::default();
     for key in keys {
-        let events = register_events(history, key, &no_adjustment);
-        let lost_here: BTreeSet<u64> = events
-            .iter()
-            .map(|e| e.id)
-            .filter(|id| lost_ops.contains(id))
-            .collect();
-        let adjusted = (!lost_here.is_empty()).then(|| register_events(history, key, lost_ops));
-        let unknown = events.iter().filter(|e| e.returned.is_none()).count();
-        let operations = events.len();
-        let started = Instant::now();
-        let (verdict, adjusted_verdict) = tokio::task::spawn_blocking(move || {
-            let verdict = check_register(&events, limits);
-            let adjusted_verdict = match adjusted {
-                Some(adjusted) if verdict.is_violation() => Some(check_register(&adjusted, limits)),
-                _ => None,
-            };
-            (verdict, adjusted_verdict)
-        })
-        .await
-        .context("the linearizability checker panicked")?;
-        if let Verdict::NotLinearizable { blocked_op, .. } = &verdict {
-            tracing::warn!(%key, blocked_op, "faults: history not linearizable");
+        let (history, lost_ops, key) = (history.clone(), lost_ops.clone(), key.clone());
+        let checked =
+            tokio::task::spawn_blocking(move || check_key(&history, &key, &lost_ops, limits))
+                .await
+                .context("the linearizability checker panicked")?;
+        if let dida_verify::linearizability::Verdict::NotLinearizable { blocked_op, .. } =
+            &checked.verdict
+        {
+            tracing::warn!(key = %checked.key, blocked_op, "faults: history not linearizable");
         }
-        report.keys.push(KeyLinearizability {
-            key: key.clone(),
-            operations,
-            unknown,
-            verdict,
-            verdict_allowing_lost_writes: adjusted_verdict,
-            check_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        });
+        report.keys.push(checked);
     }
     Ok(report)
 }
@@ -690,87 +617,6 @@ fn write_history(path: &Path, history: &[Operation]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dida_core::Version;
-
-    fn op(id: u64, kind: OpKind, result: OpResult) -> Operation {
-        Operation {
-            id,
-            client: 1,
-            key: "k0".into(),
-            kind,
-            invoked_ns: id * 10,
-            completed_ns: id * 10 + 5,
-            result,
-        }
-    }
-
-    #[test]
-    fn register_events_skip_reads_and_definite_failures() {
-        let history = vec![
-            op(
-                0,
-                OpKind::Write { value: "a".into() },
-                OpResult::Written {
-                    version: Version::new(1, 1),
-                },
-            ),
-            op(
-                1,
-                OpKind::Write { value: "b".into() },
-                OpResult::Failed {
-                    error: "refused".into(),
-                },
-            ),
-            op(
-                2,
-                OpKind::Read,
-                OpResult::ReadValue {
-                    value: Some("a".into()),
-                    version: Some(Version::new(1, 1)),
-                },
-            ),
-            op(
-                3,
-                OpKind::Cas {
-                    old: "a".into(),
-                    new: "c".into(),
-                },
-                OpResult::Unknown {
-                    error: "timeout".into(),
-                },
-            ),
-            op(
-                4,
-                OpKind::Cas {
-                    old: "x".into(),
-                    new: "d".into(),
-                },
-                OpResult::CasFailed,
-            ),
-        ];
-        let events = register_events(&history, "k0", &HashSet::new());
-        let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
-        assert_eq!(ids, [0, 3, 4]);
-        assert_eq!(events[1].returned, None);
-        assert!(matches!(
-            events[1].op,
-            RegisterOp::Cas {
-                outcome: CasOutcome::Unknown,
-                ..
-            }
-        ));
-        assert!(matches!(
-            events[2].op,
-            RegisterOp::Cas {
-                outcome: CasOutcome::NotSwapped,
-                ..
-            }
-        ));
-        // A lost write is treated as unknown when asked.
-        let events = register_events(&history, "k0", &HashSet::from([0]));
-        assert_eq!(events[0].returned, None);
-    }
-
     #[test]
     fn settings_beyond_the_replication_factor_are_refused() {
         let mut config = SuiteConfig::new(PathBuf::from("dida"));
@@ -788,5 +634,8 @@ mod tests {
         assert!(config.validate().is_err());
         config.write_acks = 0;
         assert!(config.validate().is_err());
+        config.write_acks = 2;
+        config.nemesis = NemesisKind::Storm;
+        assert!(config.validate().is_err(), "storm is the simulator's only");
     }
 }

@@ -121,6 +121,12 @@ pub struct StorageSettings {
     /// --insecure.
     #[arg(long, env = "DIDA_STORAGE_METRICS_LISTEN", value_name = "HOST:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+    /// A deliberate bug, for the fault back-ends only (`dida faults --break-acks`):
+    /// acknowledge a write before the other --write-acks replicas hold it, to show
+    /// that the checkers catch it. Hidden, and not a flag the PCS passes.
+    #[arg(long, hide = true, env = "DIDA_STORAGE_BREAK_ACKS", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub break_acks: bool,
 }
 
 impl StorageSettings {
@@ -187,6 +193,7 @@ impl RoleSettings for StorageSettings {
             .optional("data-dir", self.data_dir.as_ref().map(|d| d.display()))
             .optional("fsync", self.fsync)
             .optional("metrics-listen", self.metrics_listen)
+            .optional("break-acks", self.break_acks.then_some(true))
             .build()
     }
 
@@ -259,6 +266,7 @@ mod tests {
             data_dir: Some("/var/lib/dida/s1".into()),
             fsync: Some(Fsync::Batch),
             metrics_listen: Some("127.0.0.1:17001".parse().unwrap()),
+            break_acks: true,
         };
         check_definition(&full);
     }

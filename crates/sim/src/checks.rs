@@ -5,13 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use dida_core::{Liveness, Record, Ring, Version};
-use dida_faults::linearizability::{check_register, SearchLimits, Verdict};
+use dida_core::{Liveness, Ring, Version};
 use dida_storage::Node;
+use dida_verify::at_rest::{divergence, Holdings};
+use dida_verify::history::Operation;
+use dida_verify::linearizability::{check_key, SearchLimits, Verdict};
+use dida_verify::lost_writes::{acknowledged_writes, count_lost, node_contents, Snapshot};
 use serde::Serialize;
 
 use crate::process::{ProcState, Process};
-use crate::workload::Recorded;
 
 /// One broken invariant.
 #[derive(Debug, Clone, Serialize)]
@@ -42,8 +44,8 @@ pub struct Outcome<'a> {
     pub replication_factor: usize,
     /// Versions kept per key.
     pub max_versions: usize,
-    /// Every write and CAS the clients recorded.
-    pub history: &'a [Recorded],
+    /// Every operation the clients recorded.
+    pub history: &'a [Operation],
     /// Whether acknowledged writes must all survive (write-acks ≥ 2 and the loss
     /// within the fault budget).
     pub acknowledged_must_survive: bool,
@@ -202,7 +204,8 @@ impl Outcome<'_> {
             .collect()
     }
 
-    /// G2: after healing, every serving replica of a key holds the same versions.
+    /// G2: after healing, every serving replica of a key holds the same versions
+    /// ([`dida_verify::at_rest`]).
     fn convergence(&self, serving: &[usize], findings: &mut Vec<Finding>) {
         let Some(&observer) = serving.first() else {
             return;
@@ -214,107 +217,78 @@ impl Outcome<'_> {
             .map(|r| r.key)
             .collect();
         for key in keys {
-            let holders: Vec<usize> = ring
+            let held: Holdings = ring
                 .replicas(&key)
                 .iter()
-                .copied()
                 .filter(|n| serving.contains(n))
-                .collect();
-            let held: BTreeMap<&str, Vec<Record>> = holders
-                .iter()
                 .map(|&n| {
-                    (
-                        self.nodes[n].id(),
-                        self.nodes[n].store().records_of(&key, |_| true),
-                    )
+                    let versions = self.nodes[n].store().records_of(&key, |_| true);
+                    let versions = versions.iter().map(|r| r.version).collect();
+                    (self.nodes[n].id().to_string(), versions)
                 })
                 .collect();
-            let mut distinct = held.values();
-            let first = distinct.next();
-            if distinct.any(|records| Some(records) != first) {
-                let versions: BTreeMap<&str, Vec<String>> = held
-                    .iter()
-                    .map(|(id, records)| {
-                        (*id, records.iter().map(|r| r.version.to_string()).collect())
-                    })
-                    .collect();
+            if let Some(detail) = divergence(&key, &held) {
                 findings.push(Finding {
                     invariant: "G2",
-                    detail: format!("replicas of {key:?} differ after healing: {versions:?}"),
+                    detail,
                 });
             }
         }
     }
 
-    /// A1: every acknowledged write is held by every serving replica of its key,
-    /// unless `max_versions` newer versions replaced it there. Returns how many are
-    /// missing; a finding only when they had to survive.
+    /// A1: no acknowledged write is lost, under the one rule of
+    /// [`dida_verify::lost_writes`]: some serving node holds it, unless
+    /// `max_versions` newer versions replaced it. Returns how many are lost; a
+    /// finding only when they had to survive.
     fn lost_writes(&self, serving: &[usize], findings: &mut Vec<Finding>) -> usize {
-        let Some(&observer) = serving.first() else {
-            return 0;
-        };
-        let ring = self.nodes[observer].ring();
-        let mut lost = 0;
-        for recorded in self.history {
-            let Some(version) = recorded.version else {
-                continue;
-            };
-            let missing: Vec<&str> = ring
-                .replicas(&recorded.key)
+        let snapshot = Snapshot {
+            nodes: serving
                 .iter()
-                .filter(|n| serving.contains(n))
-                .map(|&n| &self.nodes[n])
-                .filter(|node| {
-                    let versions: Vec<Version> = node
-                        .store()
-                        .records_of(&recorded.key, |_| true)
-                        .iter()
-                        .map(|r| r.version)
-                        .collect();
-                    let newer = versions.iter().filter(|&&v| v > version).count();
-                    !versions.contains(&version) && newer < self.max_versions
+                .map(|&n| {
+                    let node = &self.nodes[n];
+                    (node.id().to_string(), node_contents(node.store().records()))
                 })
-                .map(|node| node.id())
-                .collect();
-            if !missing.is_empty() {
-                lost += 1;
-                if self.acknowledged_must_survive {
-                    findings.push(Finding {
-                        invariant: "A1",
-                        detail: format!(
-                            "acknowledged write {} of {:?} (op {}) is missing on {}",
-                            version,
-                            recorded.key,
-                            recorded.event.id,
-                            missing.join(", ")
-                        ),
-                    });
-                }
+                .collect(),
+            unreadable: BTreeMap::new(),
+        };
+        let report = count_lost(
+            &acknowledged_writes(self.history),
+            &snapshot,
+            self.max_versions,
+        );
+        if self.acknowledged_must_survive {
+            for write in &report.examples {
+                findings.push(Finding {
+                    invariant: "A1",
+                    detail: format!(
+                        "acknowledged write {} of {:?} (op {}) is held by no serving node",
+                        write.version, write.key, write.op
+                    ),
+                });
             }
         }
-        lost
+        usize::try_from(report.lost).unwrap_or(usize::MAX)
     }
 
     /// T1 (and V1's "versions increase"): an acknowledged write that returned
     /// before another was invoked has the smaller version, across takeovers too.
     fn order(&self, findings: &mut Vec<Finding>) {
-        let mut by_key: BTreeMap<&str, Vec<&Recorded>> = BTreeMap::new();
-        for recorded in self.history.iter().filter(|r| r.version.is_some()) {
-            by_key.entry(&recorded.key).or_default().push(recorded);
+        let mut by_key: BTreeMap<&str, Vec<(&Operation, Version)>> = BTreeMap::new();
+        for op in self.history {
+            if let Some((_, version)) = op.acknowledged_write() {
+                by_key.entry(&op.key).or_default().push((op, version));
+            }
         }
         for (key, acked) in by_key {
-            for a in &acked {
-                for b in &acked {
-                    let returned = a.event.returned.expect("acknowledged ops returned");
-                    if returned < b.event.invoked && a.version >= b.version {
+            for (a, a_version) in &acked {
+                for (b, b_version) in &acked {
+                    if a.completed_ns < b.invoked_ns && a_version >= b_version {
                         findings.push(Finding {
                             invariant: "T1",
                             detail: format!(
-                                "on {key:?}, op {} (version {}) returned before op {} (version {}) was invoked",
-                                a.event.id,
-                                a.version.expect("acknowledged"),
-                                b.event.id,
-                                b.version.expect("acknowledged")
+                                "on {key:?}, op {} (version {a_version}) returned before op {} \
+                                 (version {b_version}) was invoked",
+                                a.id, b.id
                             ),
                         });
                         return;
@@ -326,19 +300,13 @@ impl Outcome<'_> {
 
     /// W1: each key's writes and CAS are linearizable.
     fn linearizability(&self, findings: &mut Vec<Finding>) {
-        let mut by_key: BTreeMap<&str, Vec<_>> = BTreeMap::new();
-        for recorded in self.history {
-            by_key
-                .entry(&recorded.key)
-                .or_default()
-                .push(recorded.event.clone());
-        }
+        let keys: BTreeSet<&str> = self.history.iter().map(|op| op.key.as_str()).collect();
         let limits = SearchLimits {
             max_steps: 2_000_000,
             max_time: std::time::Duration::from_secs(120),
         };
-        for (key, events) in by_key {
-            match check_register(&events, limits) {
+        for key in keys {
+            match check_key(self.history, key, &Default::default(), limits).verdict {
                 Verdict::Linearizable => {}
                 Verdict::NotLinearizable { blocked_op, .. } => findings.push(Finding {
                     invariant: "W1",

@@ -6,9 +6,10 @@
 use std::sync::{Arc, Mutex};
 
 use dida_storage::{Node, StorageConfig};
+use dida_verify::plan::{InjectError, Injector};
 
 use crate::network::Network;
-use crate::process::{Gated, Process};
+use crate::process::{Gated, ProcState, Process};
 
 /// Incarnations of successive starts of one node are this far apart, above any
 /// number of start-overs (`+1` each) a fenced node may go through in one run.
@@ -105,5 +106,60 @@ impl Cluster {
     /// The nodes replaced by restarts.
     pub fn retired(&self) -> Vec<Arc<Node>> {
         self.retired.lock().expect("retired lock poisoned").clone()
+    }
+}
+
+impl Cluster {
+    /// The index of node `id`.
+    fn index(&self, action: &'static str, id: &str) -> Result<usize, InjectError> {
+        (0..self.len())
+            .find(|&n| self.node(n).id() == id)
+            .ok_or_else(|| InjectError {
+                action,
+                node: id.to_string(),
+                reason: "no such node in the simulated cluster".to_string(),
+            })
+    }
+
+    /// Puts node `id`'s process in `state`.
+    fn set(&self, action: &'static str, id: &str, state: ProcState) -> Result<(), InjectError> {
+        self.process(self.index(action, id)?).set(state);
+        Ok(())
+    }
+}
+
+/// The simulator's faults: process states, links of the in-memory network, and
+/// restarts as new nodes.
+impl Injector for Cluster {
+    async fn kill(&self, node: &str) -> Result<(), InjectError> {
+        self.set("kill", node, ProcState::Crashed)
+    }
+
+    async fn pause(&self, node: &str) -> Result<(), InjectError> {
+        self.set("pause", node, ProcState::Paused)
+    }
+
+    async fn resume(&self, node: &str) -> Result<(), InjectError> {
+        self.set("resume", node, ProcState::Up)
+    }
+
+    async fn cut(&self, from: &str, to: &str) -> Result<(), InjectError> {
+        let from = self.index("cut the links of", from)?;
+        let to = self.index("cut the links to", to)?;
+        self.network.cut(from, to);
+        Ok(())
+    }
+
+    async fn heal(&self) {
+        self.network.heal_all();
+    }
+
+    async fn restart(&self, node: &str, keep_data: bool) -> Result<(), InjectError> {
+        let index = self.index("restart", node)?;
+        self.start(index, keep_data).map_err(|error| InjectError {
+            action: "restart",
+            node: node.to_string(),
+            reason: format!("{error:#}"),
+        })
     }
 }

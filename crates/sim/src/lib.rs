@@ -11,10 +11,12 @@
 //! Throughout the workload a hostile peer ([`forger`]) hands the nodes forged
 //! replication messages, each of which must be refused (R1).
 //!
-//! After each run the checks of docs/protocols.md are applied (V1, V2, W1, W2, G2,
-//! A1, T1, D1, D3, R1), with the fault suite's linearizability checker for W1, and —
-//! with `--write-acks` ≥ 2 and the losses within the fault budget — no
-//! acknowledged write may be lost.
+//! The clients, the history, the fault kinds and the checks of W1, A1 and G2 are
+//! [`dida_verify`]'s, shared with the real-process suite (`dida faults`); this crate
+//! is the simulated back-end: its [`sim_kv`] carries the workload's calls over the
+//! in-memory network. After each run the checks of docs/protocols.md are applied
+//! (V1, V2, W1, W2, G2, A1, T1, D1, D3, R1), and — with `--write-acks` ≥ 2 and the
+//! losses within the fault budget — no acknowledged write may be lost.
 //!
 //! **Why not a simulation library.** `madsim` replaces tokio (and needs the whole
 //! build under `--cfg madsim`); `turmoil` simulates TCP hosts, so it would run
@@ -25,7 +27,7 @@
 //! crate (about 1,000 lines).
 //!
 //! Modules: [`process`] (up, paused, crashed), [`network`], [`cluster`] (which
-//! node runs at each index, and restarts), [`workload`], [`forger`],
+//! node runs at each index, and restarts), [`sim_kv`], [`forger`],
 //! [`nemesis`], [`checks`], [`trace`], [`run`] (one seed) and [`many`] (many seeds
 //! on all cores).
 
@@ -37,8 +39,7 @@ pub mod nemesis;
 pub mod network;
 pub mod process;
 pub mod run;
+pub mod sim_kv;
 pub mod trace;
-pub mod workload;
 
-pub use nemesis::NemesisKind;
 pub use run::{run_seed, SeedReport, SimConfig};

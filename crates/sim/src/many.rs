@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use dida_verify::plan::NemesisKind;
+
 use crate::run::{run_seed, SeedReport, SimConfig};
 
 /// Runs seeds `first..first + count` and returns their reports in seed order.
@@ -59,17 +61,17 @@ pub struct KindSummary {
     pub faults: u64,
     /// The sum over seeds of the most nodes lost at one time.
     pub peak_lost: u64,
-    /// Writes and CAS recorded.
+    /// Writes, CAS and reads recorded.
     pub operations: u64,
-    /// Acknowledged writes no serving replica holds.
+    /// Acknowledged writes no serving node holds.
     pub lost_acknowledged: u64,
 }
 
 /// Adds the reports up per nemesis kind, in the kinds' order.
-pub fn summarize(reports: &[SeedReport]) -> Vec<(crate::NemesisKind, KindSummary)> {
-    crate::NemesisKind::ALL
+pub fn summarize(reports: &[SeedReport]) -> Vec<(NemesisKind, KindSummary)> {
+    NemesisKind::ROTATION
         .into_iter()
-        .chain(crate::NemesisKind::BEYOND_BUDGET)
+        .chain(NemesisKind::BEYOND_BUDGET)
         .map(|kind| {
             let mut sum = KindSummary::default();
             for report in reports.iter().filter(|r| r.nemesis == kind) {

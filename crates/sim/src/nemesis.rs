@@ -16,7 +16,6 @@
 //! and its loss checks are skipped.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,83 +25,11 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use dida_proto::storage::{Liveness, MemberView, ProbeRequest};
+use dida_verify::plan::{InjectError, Injector, NemesisKind};
 
 use crate::cluster::Cluster;
 use crate::process::ProcState;
 use crate::trace::Trace;
-
-/// Which faults a run injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum NemesisKind {
-    /// Crashes only.
-    Kill,
-    /// Crashes, each followed by a restart of the node after the fault's length, as
-    /// a new incarnation: empty, or (half of the time) with every record it held,
-    /// as on a data directory.
-    Restart,
-    /// Pauses only (SIGSTOP, then SIGCONT).
-    Pause,
-    /// Partitions only: isolating a node, cutting its outgoing links only
-    /// (asymmetric), or cutting it from some of its peers.
-    Partition,
-    /// Any of the four, drawn per episode.
-    Mixed,
-    /// A member's forged declarations: every running node is handed a probe, from
-    /// another member, whose view declares every node failed (the all-declare-all
-    /// case of issue 23). Beyond any fault budget by design; nothing crashes, so
-    /// no acknowledged write may be lost. Not in the default rotation.
-    DeclareAll,
-    /// A storm of false suspicions, as under CPU starvation: two to all five nodes
-    /// paused at staggered moments for 2.5–5 s, about once to twice the time it
-    /// takes to declare a silent node, so that many are declared failed while
-    /// alive. Beyond the fault budget by
-    /// design; nothing crashes, so no acknowledged write may be lost. Not in the
-    /// default rotation.
-    Storm,
-}
-
-impl NemesisKind {
-    /// Every kind, in the order seeds take them.
-    pub const ALL: [NemesisKind; 5] = [
-        Self::Kill,
-        Self::Pause,
-        Self::Partition,
-        Self::Restart,
-        Self::Mixed,
-    ];
-
-    /// The kinds outside the default rotation, run only when asked for
-    /// (`--nemesis declare-all|storm`): each exceeds every fault budget.
-    pub const BEYOND_BUDGET: [NemesisKind; 2] = [Self::DeclareAll, Self::Storm];
-
-    /// The kind seed `seed` exercises: the five kinds in turn, a fifth each.
-    pub fn of_seed(seed: u64) -> Self {
-        Self::ALL[(seed % Self::ALL.len() as u64) as usize]
-    }
-
-    /// Whether the kind kills no process, and every acknowledged write must survive
-    /// however many nodes it gets declared failed: a declaration never costs a
-    /// node its data.
-    pub fn keeps_every_process(self) -> bool {
-        matches!(self, Self::DeclareAll | Self::Storm)
-    }
-}
-
-impl fmt::Display for NemesisKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
-            Self::Kill => "kill",
-            Self::Restart => "restart",
-            Self::Pause => "pause",
-            Self::Partition => "partition",
-            Self::Mixed => "mixed",
-            Self::DeclareAll => "declare-all",
-            Self::Storm => "storm",
-        };
-        f.write_str(name)
-    }
-}
 
 /// One fault as injected.
 #[derive(Debug, Clone, Serialize)]
@@ -223,31 +150,26 @@ impl Nemesis {
             }
             let Some(victim) = self.victim() else { break };
             let this = match kind {
-                NemesisKind::Mixed => [
-                    NemesisKind::Kill,
-                    NemesisKind::Pause,
-                    NemesisKind::Partition,
-                    NemesisKind::Restart,
-                ][kind_roll as usize],
+                NemesisKind::Mixed => NemesisKind::MIXED[kind_roll as usize],
                 other => other,
             };
             let id = self.cluster.node(victim).id().to_string();
             let started = Instant::now().duration_since(start).as_secs_f64();
             let what = match this {
                 NemesisKind::Kill => {
-                    self.cluster.process(victim).set(ProcState::Crashed);
+                    self.inject(self.cluster.kill(&id).await);
                     format!("kill {id}")
                 }
                 NemesisKind::Restart => {
-                    self.cluster.process(victim).set(ProcState::Crashed);
+                    self.inject(self.cluster.kill(&id).await);
                     let data = if keep_data { "on its data" } else { "empty" };
                     format!("kill {id}, restart {data} after {length:?}")
                 }
                 NemesisKind::Pause => {
-                    self.cluster.process(victim).set(ProcState::Paused);
+                    self.inject(self.cluster.pause(&id).await);
                     format!("pause {id} for {length:?}")
                 }
-                _ => self.partition(victim, shape, length),
+                _ => self.partition(victim, shape, length).await,
             };
             self.trace.event(format_args!("nemesis: {what}"));
             if this == NemesisKind::Kill {
@@ -260,14 +182,11 @@ impl Nemesis {
             }
             tokio::time::sleep(length).await;
             if this == NemesisKind::Restart {
-                if let Err(error) = self.cluster.start(victim, keep_data) {
-                    self.trace
-                        .event(format_args!("nemesis: restart of {id} failed: {error:#}"));
-                }
+                self.inject(self.cluster.restart(&id, keep_data).await);
             } else {
-                self.cluster.process(victim).set(ProcState::Up);
+                self.inject(self.cluster.resume(&id).await);
             }
-            self.cluster.network.heal_all();
+            self.cluster.heal().await;
             self.trace.event(format_args!("nemesis: healed ({what})"));
             records.push(FaultRecord {
                 what,
@@ -348,50 +267,62 @@ impl Nemesis {
             if self.cluster.process(victim).state() != ProcState::Up {
                 continue;
             }
-            self.cluster.process(victim).set(ProcState::Paused);
-            paused.push(format!("{} for {length:?}", self.cluster.node(victim).id()));
-            resume_at.push((Instant::now() + length, victim));
+            let id = self.cluster.node(victim).id().to_string();
+            self.inject(self.cluster.pause(&id).await);
+            paused.push(format!("{id} for {length:?}"));
+            resume_at.push((Instant::now() + length, id));
         }
         resume_at.sort();
-        for (at, victim) in resume_at {
+        for (at, id) in resume_at {
             tokio::time::sleep_until(at).await;
-            self.cluster.process(victim).set(ProcState::Up);
+            self.inject(self.cluster.resume(&id).await);
         }
         format!("storm of pauses: {}", paused.join(", "))
     }
 
+    /// Traces a fault that could not be injected (none can fail in the simulator
+    /// but for a bug in it, which the trace then shows).
+    fn inject(&self, done: Result<(), InjectError>) {
+        if let Err(error) = done {
+            self.trace.event(format_args!("nemesis: {error}"));
+        }
+    }
+
+    /// Cuts the links `from` → each of `to` (and back, if `both_ways`).
+    async fn cut(&self, from: &str, to: &[&str], both_ways: bool) {
+        for &peer in to {
+            self.inject(self.cluster.cut(from, peer).await);
+            if both_ways {
+                self.inject(self.cluster.cut(peer, from).await);
+            }
+        }
+    }
+
     /// Cuts `victim` off in one of three shapes, and says how.
-    fn partition(&self, victim: usize, shape: u32, length: Duration) -> String {
+    async fn partition(&self, victim: usize, shape: u32, length: Duration) -> String {
         let nodes = self.cluster.nodes();
         let id = nodes[victim].id();
-        let network = &self.cluster.network;
-        let others: Vec<usize> = (0..nodes.len()).filter(|&n| n != victim).collect();
+        let others: Vec<&str> = (0..nodes.len())
+            .filter(|&n| n != victim)
+            .map(|n| nodes[n].id())
+            .collect();
         match shape {
             0 => {
-                for &peer in &others {
-                    network.cut(victim, peer);
-                    network.cut(peer, victim);
-                }
+                self.cut(id, &others, true).await;
                 format!("isolate {id} for {length:?}")
             }
             1 => {
-                for &peer in &others {
-                    network.cut(victim, peer);
-                }
+                self.cut(id, &others, false).await;
                 format!("cut {id}'s outgoing links (asymmetric) for {length:?}")
             }
             _ => {
                 let count = self.draw(|rng| rng.random_range(1..others.len()));
                 let first = self.draw(|rng| rng.random_range(0..others.len()));
-                let cut: Vec<usize> = (0..count)
+                let cut: Vec<&str> = (0..count)
                     .map(|i| others[(first + i) % others.len()])
                     .collect();
-                for &peer in &cut {
-                    network.cut(victim, peer);
-                    network.cut(peer, victim);
-                }
-                let names: Vec<&str> = cut.iter().map(|&n| nodes[n].id()).collect();
-                format!("cut {id} from {} for {length:?}", names.join(","))
+                self.cut(id, &cut, true).await;
+                format!("cut {id} from {} for {length:?}", cut.join(","))
             }
         }
     }

@@ -21,14 +21,18 @@ use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use dida_verify::history::{Operation, RunClock};
+use dida_verify::plan::NemesisKind;
+use dida_verify::workload::{run_storage_client, storage_keys, StorageWorkload};
+
 use crate::checks::{Finding, Outcome};
 use crate::cluster::Cluster;
 use crate::forger::{forged_values_kept, Forger};
-use crate::nemesis::{lost_nodes, FaultRecord, Nemesis, NemesisKind};
+use crate::nemesis::{lost_nodes, FaultRecord, Nemesis};
 use crate::network::{LinkFaults, Network};
 use crate::process::ProcState;
+use crate::sim_kv::SimKv;
 use crate::trace::Trace;
-use crate::workload::{Recorded, Workload};
 
 const NODES: usize = 5;
 const REPLICATION_FACTOR: usize = 3;
@@ -53,6 +57,10 @@ pub struct SimConfig {
     pub trace: bool,
     /// Turns the fence of invariant D2 off, to show the checks catch its absence.
     pub break_fence: bool,
+    /// Acknowledges writes before the other `--write-acks` replicas hold them (a
+    /// deliberate bug, [`dida_storage::StorageConfig::await_acks`] off), to show
+    /// the checks catch the writes that loses.
+    pub break_acks: bool,
 }
 
 /// What one seed's run did and what the checks found.
@@ -75,14 +83,14 @@ pub struct SeedReport {
     pub peak_lost: usize,
     /// More nodes were lost than `--write-acks` tolerates: loss checks skipped.
     pub beyond_tolerance: bool,
-    /// Writes and CAS recorded.
+    /// Writes, CAS and reads recorded.
     pub operations: usize,
     /// Of those, acknowledged with a version.
     pub acknowledged: usize,
     /// Of those, with an unknown outcome.
     pub unknown: usize,
-    /// Acknowledged writes no serving replica holds (a finding only when they had
-    /// to survive).
+    /// Acknowledged writes no serving node holds, under the one rule of
+    /// [`dida_verify::lost_writes`] (a finding only when they had to survive).
     pub lost_acknowledged: usize,
     /// Forged replication messages sent to the nodes (all must be refused).
     pub forgeries: usize,
@@ -137,8 +145,9 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     let trace = Arc::new(Trace::new(config.trace));
     trace.event(format_args!(
         "seed {seed}: nemesis {nemesis_kind}, --write-acks {write_acks}, --max-versions {max_versions}, \
-         gossip delay {gossip_delay:?}, {faults:?}, fence {}",
-        if config.break_fence { "OFF" } else { "on" }
+         gossip delay {gossip_delay:?}, {faults:?}, fence {}, acks awaited {}",
+        if config.break_fence { "OFF" } else { "on" },
+        if config.break_acks { "NO" } else { "yes" }
     ));
 
     let ids: Vec<String> = (1..=NODES).map(|i| format!("s{i}")).collect();
@@ -169,6 +178,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
             node_config.rpc_deadline = rpc_deadline;
             node_config.ack_timeout = Duration::from_secs(2);
             node_config.fence = !config.break_fence;
+            node_config.await_acks = !config.break_acks;
             node_config
         })
         .collect();
@@ -189,21 +199,38 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
         start + FAULTS_FROM,
         most_lost.clone(),
     ));
-    let keys: Vec<String> = (0..KEYS).map(|k| format!("k{k}")).collect();
-    let history: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-    let workload = Workload {
-        network: network.clone(),
-        nodes: NODES,
-        keys: keys.clone(),
-        until: start + WORKLOAD_UNTIL,
-        start,
-        deadline: Duration::from_secs(10),
-        rng: rng.clone(),
-        history: history.clone(),
-        trace: trace.clone(),
+    let keys = storage_keys(KEYS);
+    let workload = StorageWorkload {
+        keys: Arc::new(keys.clone()),
+        duration: WORKLOAD_UNTIL,
+        op_deadline: Duration::from_secs(10),
+        max_think: Duration::from_millis(30),
+        error_backoff: Duration::from_millis(20),
     };
+    let clock = RunClock::start();
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|c| tokio::spawn(workload.clone().client(c)))
+        .map(|c| {
+            let kv = SimKv {
+                network: network.clone(),
+                me: c,
+                nodes: NODES,
+                deadline: Duration::from_secs(10),
+                rng: rng.clone(),
+                trace: trace.clone(),
+            };
+            let client_seed = rng
+                .lock()
+                .expect("rng lock poisoned")
+                .random_range(0..u64::MAX);
+            let id = u32::try_from(c + 1).unwrap_or(u32::MAX);
+            tokio::spawn(run_storage_client(
+                id,
+                kv,
+                workload.clone(),
+                clock,
+                client_seed,
+            ))
+        })
         .collect();
     let forgeries_accepted = Arc::new(Mutex::new(Vec::new()));
     let forger = tokio::spawn(
@@ -231,8 +258,21 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     let faults = nemesis
         .run(nemesis_kind, start, FAULTS_FROM, FAULTS_UNTIL)
         .await;
+    let mut history: Vec<Operation> = Vec::new();
     for client in clients {
-        client.await.context("a simulated client panicked")?;
+        history.extend(client.await.context("a simulated client panicked")?);
+    }
+    history.sort_by_key(|op| (op.invoked_ns, op.client));
+    for (id, op) in history.iter_mut().enumerate() {
+        op.id = id as u64;
+        trace.event(format_args!(
+            "op {id} by client {} on {:?}: {:?} -> {:?} (invoked at {:.3}s)",
+            op.client,
+            op.key,
+            op.kind,
+            op.result,
+            op.invoked_ns as f64 / 1e9
+        ));
     }
     let forgeries = forger.await.context("the simulated forger panicked")?;
     tokio::time::sleep_until(start + CHECK_AT).await;
@@ -243,7 +283,6 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     let lost: BTreeSet<usize> = lost_nodes(&cluster);
     let (most_lost, ever_lost) = most_lost.lock().expect("most-lost lock poisoned").clone();
     let beyond_tolerance = lost.len().max(most_lost) > budget;
-    let history = history.lock().expect("history lock poisoned").clone();
     let nodes = cluster.nodes();
     let processes = cluster.processes();
     let retired = cluster.retired();
@@ -299,11 +338,11 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
         peak_lost: most_lost,
         beyond_tolerance,
         operations: history.len(),
-        acknowledged: history.iter().filter(|r| r.version.is_some()).count(),
-        unknown: history
+        acknowledged: history
             .iter()
-            .filter(|r| r.event.returned.is_none())
+            .filter(|op| op.acknowledged_write().is_some())
             .count(),
+        unknown: history.iter().filter(|op| op.is_unknown()).count(),
         lost_acknowledged,
         forgeries,
         findings,

@@ -7,7 +7,8 @@
 //! set in a release build in about 20 s.
 
 use dida_sim::many::{run_seeds, summarize};
-use dida_sim::{run_seed, NemesisKind, SimConfig};
+use dida_sim::{run_seed, SimConfig};
+use dida_verify::plan::NemesisKind;
 
 fn seeds_wanted() -> u64 {
     std::env::var("DIDA_SIM_SEEDS")
@@ -60,14 +61,11 @@ fn every_seed_passes_every_check_under_every_nemesis() {
     );
 }
 
-#[test]
-fn without_the_fence_partitions_lose_acknowledged_writes_or_linearizability() {
-    let config = SimConfig {
-        nemesis: Some(NemesisKind::Partition),
-        break_fence: true,
-        ..SimConfig::default()
-    };
-    let reports = run_seeds(0, 150, &config, &|_| {}).unwrap();
+/// Runs `count` seeds with a deliberate bug (`broken`), asserts that some fail, and
+/// that each of those passes once the bug is fixed (`fixed`): the bug, not the seed,
+/// made the difference.
+fn caught_and_only_with_the_bug(broken: SimConfig, fixed: SimConfig, count: u64) {
+    let reports = run_seeds(0, count, &broken, &|_| {}).unwrap();
     let caught: Vec<u64> = reports
         .iter()
         .filter(|r| !r.passed())
@@ -75,21 +73,47 @@ fn without_the_fence_partitions_lose_acknowledged_writes_or_linearizability() {
         .collect();
     assert!(
         !caught.is_empty(),
-        "150 partition seeds with the fence off and no check failed"
+        "{count} seeds of {broken:?} and no check failed"
     );
-    // The same seeds with the fence on pass: the fence is what made the difference.
     for seed in caught {
-        let fenced = SimConfig {
-            break_fence: false,
-            ..config.clone()
-        };
-        let report = run_seed(seed, &fenced).unwrap();
+        let report = run_seed(seed, &fixed).unwrap();
         assert!(
             report.passed(),
-            "seed {seed} fails with the fence too: {:?}",
+            "seed {seed} fails without the bug too: {:?}",
             report.findings
         );
     }
+}
+
+#[test]
+fn without_the_fence_partitions_lose_acknowledged_writes_or_linearizability() {
+    let fixed = SimConfig {
+        nemesis: Some(NemesisKind::Partition),
+        ..SimConfig::default()
+    };
+    let broken = SimConfig {
+        break_fence: true,
+        ..fixed.clone()
+    };
+    caught_and_only_with_the_bug(broken, fixed, 150);
+}
+
+/// The second deliberate bug: writes acknowledged before the second of
+/// `--write-acks 2` copies is held. Killing primaries must expose it in some of a
+/// handful of seeds (as a lost write, or a version number used twice: T1, W1), and
+/// those seeds must pass with the bug fixed.
+#[test]
+fn writes_acknowledged_before_their_second_copy_are_caught() {
+    let fixed = SimConfig {
+        nemesis: Some(NemesisKind::Kill),
+        write_acks: Some(2),
+        ..SimConfig::default()
+    };
+    let broken = SimConfig {
+        break_acks: true,
+        ..fixed.clone()
+    };
+    caught_and_only_with_the_bug(broken, fixed, 10);
 }
 
 /// Seeds of each kind beyond the fault budget in the suite (`dida sim --seeds 500

@@ -56,6 +56,12 @@ pub struct StorageConfig {
     /// only the simulator turns it off (`dida sim --break-fence`), to show that
     /// without it acknowledged writes are lost.
     pub fence: bool,
+    /// Whether a write with `write_acks` ≥ 2 waits for the other replicas'
+    /// acknowledgements before it is acknowledged. Always on; only the fault
+    /// back-ends turn it off (`dida sim --break-acks`, `dida faults --break-acks`),
+    /// a deliberate bug that acknowledges such a write while its primary alone holds
+    /// it, to show that both catch the acknowledged writes it loses.
+    pub await_acks: bool,
     /// This process's incarnation (SWIM-style): it must exceed that of every earlier
     /// process with this id, so that its announcement supersedes their failure.
     /// [`StorageConfig::new`] takes the wall clock in milliseconds, which grows from
@@ -150,6 +156,7 @@ impl StorageConfig {
             suspicion_timeout: Duration::from_millis(1500),
             dial_overrides: BTreeMap::new(),
             fence: true,
+            await_acks: true,
             incarnation: incarnation_now(),
             data_dir: None,
             fsync: FsyncPolicy::Always,

@@ -366,7 +366,12 @@ impl WritePath {
     /// acknowledges it again, so this also confirms a record created earlier.
     async fn replicate(&self, record: &Record, replicas: &Replicas) -> bool {
         let state = &self.peering;
-        let needed = acks_awaited(state.config().write_acks);
+        // `await_acks` off is the deliberate bug of `--break-acks`: no copy awaited.
+        let needed = if state.config().await_acks {
+            acks_awaited(state.config().write_acks)
+        } else {
+            0
+        };
         let incarnation = replicas.incarnation;
         if needed == 0 {
             for &peer in &replicas.others {

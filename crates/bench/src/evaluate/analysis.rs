@@ -11,6 +11,7 @@
 use crate::chain::rpc_bound;
 
 use super::input::{BenchRun, FaultsRun, RedisBenchmarkRow, Timeline};
+use dida_verify::timeline::MarkEvent;
 
 /// What dida is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -340,7 +341,7 @@ impl TimelineSummary {
         let kills: Vec<_> = timeline
             .marks
             .iter()
-            .filter(|mark| mark.event == "kill")
+            .filter(|mark| mark.event == MarkEvent::Kill)
             .collect();
         let first_kill = kills.first().map_or(u64::MAX, |kill| kill.t_ms);
         let before: Vec<u64> = timeline
@@ -358,15 +359,15 @@ impl TimelineSummary {
         let crashes = kills
             .iter()
             .map(|kill| {
-                let after = |event: &str| {
+                let after = |event: MarkEvent| {
                     timeline
                         .marks
                         .iter()
                         .find(|m| m.event == event && m.node == kill.node && m.t_ms >= kill.t_ms)
                         .map(|m| m.t_ms)
                 };
-                let detected = after("detected");
-                let re_replicated = after("re-replicated");
+                let detected = after(MarkEvent::Detected);
+                let re_replicated = after(MarkEvent::ReReplicated);
                 let until = re_replicated.unwrap_or(end);
                 let span: Vec<_> = timeline
                     .buckets
@@ -405,9 +406,9 @@ pub(crate) fn faults_passed(runs: &[FaultsRun]) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::input::{Bucket, Mark};
     use crate::lines::samples::{measurement, storage_setup};
     use crate::lines::Measurement;
+    use dida_verify::timeline::{Bucket, Mark};
 
     fn row(workload: &str, concurrency: usize, ops_per_sec: f64) -> Measurement {
         measurement(workload, concurrency, ops_per_sec)
@@ -586,12 +587,9 @@ mod tests {
             ok,
             errors,
             by_op: Default::default(),
+            errors_by_op: Default::default(),
         };
-        let mark = |t_ms, event: &str| Mark {
-            t_ms,
-            event: event.to_string(),
-            node: "s2".to_string(),
-        };
+        let mark = |t_ms: u64, event| Mark::at_ns(t_ms * 1_000_000, event, "s2");
         let timeline = Timeline {
             setup: Default::default(),
             buckets: vec![
@@ -603,9 +601,9 @@ mod tests {
                 bucket(500, 95, 1),
             ],
             marks: vec![
-                mark(150, "kill"),
-                mark(350, "detected"),
-                mark(420, "re-replicated"),
+                mark(150, MarkEvent::Kill),
+                mark(350, MarkEvent::Detected),
+                mark(420, MarkEvent::ReReplicated),
             ],
         };
         let summary = TimelineSummary::of(&timeline);

@@ -9,6 +9,7 @@ use super::input::{BenchRun, Evaluation, Timeline};
 use super::plot::{Axis, Color, Figure, Legend, Mark, Panel, Series};
 use crate::chain::{rpc_bound, RPC_BOUND_TARGET};
 use crate::lines::Measurement;
+use dida_verify::timeline::MarkEvent;
 
 /// The storage figures' workloads, baselines first, as `dida bench storage` runs them.
 const STORAGE_ORDER: [&str; 6] = ["ping", "redis-get", "redis-set", "read", "write", "cas"];
@@ -433,10 +434,10 @@ pub(crate) fn crash_timeline(timeline: &Timeline) -> Figure {
         .map(|mark| Mark {
             x: seconds(mark.t_ms),
             label: format!("{} {}", mark.event, mark.node),
-            color: match mark.event.as_str() {
-                "kill" => Color::Vermilion,
-                "detected" => Color::Orange,
-                "re-replicated" => Color::Green,
+            color: match mark.event {
+                MarkEvent::Kill => Color::Vermilion,
+                MarkEvent::Detected => Color::Orange,
+                MarkEvent::ReReplicated => Color::Green,
                 _ => Color::Grey,
             },
         })
@@ -471,8 +472,8 @@ pub(crate) fn all(evaluation: &Evaluation) -> Vec<Figure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::input::{Bucket, Mark as TimelineMark};
     use crate::lines::samples::{measurement, storage_setup};
+    use dida_verify::timeline::{Bucket, Mark as TimelineMark};
 
     fn row(workload: &str, concurrency: usize, ops_per_sec: f64) -> Measurement {
         Measurement {
@@ -631,24 +632,13 @@ mod tests {
                     ok: if (20..25).contains(&i) { 5 } else { 60 },
                     errors: u64::from((20..23).contains(&i)) * 4,
                     by_op: Default::default(),
+                    errors_by_op: Default::default(),
                 })
                 .collect(),
             marks: vec![
-                TimelineMark {
-                    t_ms: 2000,
-                    event: "kill".into(),
-                    node: "s2".into(),
-                },
-                TimelineMark {
-                    t_ms: 2300,
-                    event: "detected".into(),
-                    node: "s2".into(),
-                },
-                TimelineMark {
-                    t_ms: 2600,
-                    event: "re-replicated".into(),
-                    node: "s2".into(),
-                },
+                TimelineMark::at_ns(2_000_000_000, MarkEvent::Kill, "s2"),
+                TimelineMark::at_ns(2_300_000_000, MarkEvent::Detected, "s2"),
+                TimelineMark::at_ns(2_600_000_000, MarkEvent::ReReplicated, "s2"),
             ],
         };
         let figure = crash_timeline(&timeline);

@@ -22,13 +22,12 @@
 //! - `load.tsv`: the machine's load, sampled during the run;
 //! - `skipped.txt`: `what: why` for every part the script left out.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
-use serde_json::{Map, Value};
+use dida_verify::timeline::{Bucket, Mark, Setup, TimelineLine};
+use dida_verify::Report;
 
 use crate::lines::{
     self, BenchLine, BenchSetup, Comparison, IdleLine, IdleMeasurement, IdleSetup, Measurement,
@@ -192,39 +191,6 @@ fn key_values(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The JSON objects of a JSON-lines text, with their line numbers (blank lines
-/// skipped).
-fn json_lines(text: &str) -> anyhow::Result<Vec<(usize, Map<String, Value>)>> {
-    let mut objects = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: Value = serde_json::from_str(line)
-            .with_context(|| format!("line {number} is not JSON: {line}"))?;
-        let Value::Object(object) = value else {
-            bail!("line {number} is not a JSON object: {line}");
-        };
-        objects.push((number, object));
-    }
-    Ok(objects)
-}
-
-/// The `kind` field of a JSON line ("" when absent).
-fn kind(object: &Map<String, Value>) -> &str {
-    object.get("kind").and_then(Value::as_str).unwrap_or("")
-}
-
-/// Deserializes one JSON line as `T`, naming the line in the error.
-fn typed<T: for<'de> Deserialize<'de>>(
-    number: usize,
-    object: Map<String, Value>,
-) -> anyhow::Result<T> {
-    serde_json::from_value(Value::Object(object))
-        .with_context(|| format!("line {number} does not have the expected fields"))
-}
-
 /// One `dida bench storage` or `dida bench chain` run (`--json`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BenchRun {
@@ -355,43 +321,14 @@ impl IdleRun {
 pub(crate) struct FaultsRun {
     /// The file name between `faults-` and `.json`.
     pub label: String,
-    /// The report, or why there is none.
-    pub report: Result<FaultsReport, String>,
-}
-
-/// The parts of a `dida faults` report the evaluation shows.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FaultsReport {
-    pub write_acks: u64,
-    pub crashes_asked: u64,
-    pub gossip_delay_ms: u64,
-    pub duration_ms: u64,
-    pub seed: u64,
-    /// Storage operations invoked.
-    pub attempted: u64,
-    /// Writes and successful CAS acknowledged.
-    pub acknowledged: u64,
-    /// Storage operations that certainly failed.
-    pub failed: u64,
-    /// Storage operations with an unknown outcome.
-    pub unknown: u64,
-    /// Chain executions submitted, and completed consistently.
-    pub chains: u64,
-    pub chains_consistent: u64,
-    /// Acknowledged writes checked, and lost.
-    pub writes_checked: u64,
-    pub writes_lost: u64,
-    /// Crashes carried out: node and seconds since the start.
-    pub crashes: Vec<(String, f64)>,
-    /// Checks by name, with their status (`passed`, `failed`, …).
-    pub checks: Vec<(String, String)>,
-    pub passed: bool,
-    pub elapsed_ms: u64,
+    /// The report — the very type `dida faults` writes — or why there is none.
+    pub report: Result<Report, String>,
 }
 
 impl FaultsRun {
     /// Reads a report from the run's stdout; without one, the reason is the last line
-    /// of its stderr (`log`).
+    /// of its stderr (`log`). A report whose fields do not match [`Report`] is an
+    /// error naming the field, never a row of zeros.
     fn parse(label: String, text: &str, log: &str) -> Self {
         let report = match text.trim() {
             "" => {
@@ -402,119 +339,42 @@ impl FaultsRun {
                     .unwrap_or("no output");
                 Err(format!("no report; the run ended with: {}", last.trim()))
             }
-            text => FaultsReport::parse(text).map_err(|error| format!("{error:#}")),
+            text => serde_json::from_str::<Report>(text)
+                .map_err(|error| format!("the report is not a `dida faults` report: {error}")),
         };
         Self { label, report }
     }
 }
 
-impl FaultsReport {
-    fn parse(text: &str) -> anyhow::Result<Self> {
-        let report: Value = serde_json::from_str(text).context("the report is not JSON")?;
-        let number = |path: &[&str]| {
-            path.iter()
-                .try_fold(&report, |value, key| value.get(key))
-                .and_then(Value::as_u64)
-                .unwrap_or(0)
-        };
-        let crashes = report
-            .get("crashes")
-            .and_then(Value::as_array)
-            .map(|crashes| {
-                crashes
-                    .iter()
-                    .filter_map(|crash| {
-                        let node = crash.get("node")?.as_str()?.to_string();
-                        let at = crash.get("at_ns")?.as_u64()? as f64 / 1e9;
-                        Some((node, at))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let checks = report
-            .get("checks")
-            .and_then(Value::as_array)
-            .map(|checks| {
-                checks
-                    .iter()
-                    .filter_map(|check| {
-                        let name = check.get("name")?.as_str()?.to_string();
-                        let status = check.get("status")?.as_str()?.to_string();
-                        Some((name, status))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let Some(passed) = report.get("passed").and_then(Value::as_bool) else {
-            bail!("the report has no `passed` field");
-        };
-        Ok(Self {
-            write_acks: number(&["settings", "write_acks"]),
-            crashes_asked: number(&["settings", "crashes"]),
-            gossip_delay_ms: number(&["settings", "gossip_delay_ms"]),
-            duration_ms: number(&["settings", "duration_ms"]),
-            seed: number(&["settings", "seed"]),
-            attempted: number(&["operations", "attempted"]),
-            acknowledged: number(&["operations", "acknowledged"]),
-            failed: number(&["operations", "failed"]),
-            unknown: number(&["operations", "unknown"]),
-            chains: number(&["chains", "submitted"]),
-            chains_consistent: number(&["chains", "consistent"]),
-            writes_checked: number(&["lost_writes", "acknowledged"]),
-            writes_lost: number(&["lost_writes", "lost"]),
-            crashes,
-            checks,
-            passed,
-            elapsed_ms: number(&["elapsed_ms"]),
-        })
-    }
-}
-
-/// The timeline of a `dida faults --timeline` run.
+/// The timeline of a `dida faults --timeline` run, in the types `dida faults`
+/// writes it with.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Timeline {
-    /// The `setup` line: the run's settings (`write_acks`, `crashes`, `seed`, …).
-    pub setup: Map<String, Value>,
+    /// The `setup` line: the run's settings.
+    pub setup: Setup,
     /// Operations per bucket (100 ms), in time order.
     pub buckets: Vec<Bucket>,
-    /// Kills, detections and ends of re-replication, in time order.
+    /// Faults, detections and ends of re-replication, in time order.
     pub marks: Vec<Mark>,
-}
-
-/// Operations that ended in one bucket of a timeline.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub(crate) struct Bucket {
-    /// Start of the bucket, in milliseconds since the start of the workload.
-    pub t_ms: u64,
-    /// Operations that succeeded.
-    pub ok: u64,
-    /// Operations that failed or whose outcome is unknown.
-    pub errors: u64,
-    /// Per kind of operation, as the run reports it.
-    #[serde(default)]
-    pub by_op: BTreeMap<String, Value>,
-}
-
-/// A moment of a timeline.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub(crate) struct Mark {
-    pub t_ms: u64,
-    /// `kill`, `detected` or `re-replicated`.
-    pub event: String,
-    /// The node the event is about.
-    #[serde(default)]
-    pub node: String,
 }
 
 impl Timeline {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let mut timeline = Self::default();
-        for (number, object) in json_lines(text)? {
-            match kind(&object) {
-                "setup" => timeline.setup = object,
-                "bucket" => timeline.buckets.push(typed(number, object)?),
-                "mark" => timeline.marks.push(typed(number, object)?),
-                _ => {}
+        for (number, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let line: TimelineLine = serde_json::from_str(line).with_context(|| {
+                format!(
+                    "line {} is not a line of a `dida faults` timeline",
+                    number + 1
+                )
+            })?;
+            match line {
+                TimelineLine::Setup(setup) => timeline.setup = setup,
+                TimelineLine::Bucket(bucket) => timeline.buckets.push(bucket),
+                TimelineLine::Mark(mark) => timeline.marks.push(mark),
             }
         }
         if timeline.buckets.is_empty() {
@@ -689,21 +549,42 @@ mod tests {
 
     #[test]
     fn a_timeline_has_buckets_and_marks_in_time_order() {
-        let text = r#"{"kind":"setup","bucket_ms":100}
-{"kind":"bucket","t_ms":100,"ok":40,"errors":2,"by_op":{"write":{"ok":20,"errors":2}}}
-{"kind":"bucket","t_ms":0,"ok":50,"errors":0,"by_op":{}}
-{"kind":"mark","t_ms":150,"event":"detected","node":"s2"}
-{"kind":"mark","t_ms":120,"event":"kill","node":"s2"}
-{"kind":"bucket","t_ms":200,"ok":45,"errors":0}
-"#;
-        let timeline = Timeline::parse(text).unwrap();
+        use dida_verify::timeline::MarkEvent;
+        let bucket = |t_ms| {
+            TimelineLine::Bucket(Bucket {
+                t_ms,
+                ok: 40,
+                errors: 2,
+                by_op: Default::default(),
+                errors_by_op: Default::default(),
+            })
+        };
+        let setup = Setup {
+            bucket_ms: 100,
+            ..Setup::default()
+        };
+        let lines = [
+            TimelineLine::Setup(setup.clone()),
+            bucket(100),
+            bucket(0),
+            TimelineLine::Mark(Mark::at_ns(150_000_000, MarkEvent::Detected, "s2")),
+            TimelineLine::Mark(Mark::at_ns(120_000_000, MarkEvent::Kill, "s2")),
+            bucket(200),
+        ];
+        let text: String = lines
+            .iter()
+            .map(|line| serde_json::to_string(line).unwrap() + "\n")
+            .collect();
+        let timeline = Timeline::parse(&text).unwrap();
         let times: Vec<u64> = timeline.buckets.iter().map(|b| b.t_ms).collect();
         assert_eq!(times, vec![0, 100, 200]);
         assert_eq!(timeline.bucket_ms(), 100);
-        assert_eq!(timeline.marks[0].event, "kill");
+        assert_eq!(timeline.marks[0].event, MarkEvent::Kill);
         assert_eq!(timeline.marks[1].node, "s2");
-        assert!(timeline.buckets[1].by_op.contains_key("write"));
-        assert_eq!(timeline.setup.get("bucket_ms"), Some(&Value::from(100)));
+        assert_eq!(timeline.setup, setup);
+        // A line the suite would not write is an error, not a bucket of zeros.
+        let error = Timeline::parse(r#"{"kind":"bucket","t_ms":0,"succeeded":4}"#).unwrap_err();
+        assert!(format!("{error:#}").contains("line 1"), "{error:#}");
     }
 
     #[test]
@@ -724,21 +605,22 @@ mod tests {
     }
 
     #[test]
-    fn a_faults_report_is_summarised_and_a_missing_one_explained() {
-        let text = r#"{"settings":{"nodes":5,"replication_factor":3,"write_acks":2,"max_versions":1000000,"workers":3,"clients":8,"chain_clients":2,"keys":5,"duration_ms":20000,"crashes":2,"gossip_delay_ms":0,"seed":7},
-"operations":{"attempted":900,"writes":300,"cas":300,"reads":300,"acknowledged":500,"cas_failed":10,"reads_ok":290,"failed":12,"unknown":3,"chains":80,"without_result":0},
-"crashes":[{"node":"s2","at_ns":4500000000,"led_keys":["k0"],"confirmed_dead":true,"error":null}],
-"lost_writes":{"acknowledged":500,"lost":0},
-"chains":{"submitted":80,"consistent":78},
-"checks":[{"name":"(1) no acknowledged write lost (--write-acks 2)","status":"passed","detail":""}],
-"passed":true,"elapsed_ms":41000}"#;
-        let run = FaultsRun::parse("acks2".into(), text, "");
-        let report = run.report.unwrap();
-        assert_eq!(report.write_acks, 2);
-        assert_eq!(report.attempted, 900);
-        assert_eq!(report.crashes, vec![("s2".to_string(), 4.5)]);
-        assert_eq!(report.checks[0].1, "passed");
-        assert!(report.passed);
+    fn a_faults_report_is_read_as_the_suite_wrote_it_and_a_missing_one_explained() {
+        let report: Report = serde_json::from_str(FAULTS_REPORT).unwrap();
+        let text = serde_json::to_string(&report).unwrap();
+        let run = FaultsRun::parse("acks2".into(), &text, "");
+        let read = run.report.unwrap();
+        assert_eq!(read, report);
+        assert_eq!(read.settings.write_acks, 2);
+        assert_eq!(read.operations.attempted, 900);
+        assert_eq!(read.faults[0].node, "s2");
+        assert!(read.passed);
+        // A renamed field is an error that names it, not a zero.
+        let renamed = text.replace("\"attempted\"", "\"tried\"");
+        let error = FaultsRun::parse("x".into(), &renamed, "")
+            .report
+            .unwrap_err();
+        assert!(error.contains("attempted"), "{error}");
         let missing = FaultsRun::parse(
             "x".into(),
             "",
@@ -749,6 +631,17 @@ mod tests {
             "no report; the run ended with: Error: the cluster did not start"
         );
     }
+
+    /// A report as `dida faults --json` writes it.
+    const FAULTS_REPORT: &str = r#"{"settings":{"nodes":5,"replication_factor":3,"write_acks":2,"max_versions":1000000,"workers":3,"clients":8,"chain_clients":2,"keys":5,"duration_ms":20000,"crashes":2,"nemesis":"kill","fault_ms":[1000,5000],"gossip_delay_ms":0,"seed":7},
+"operations":{"attempted":900,"writes":300,"cas":300,"reads":300,"acknowledged":500,"cas_failed":10,"reads_ok":290,"failed":12,"unknown":3,"chains":80,"without_result":0},
+"crashes":[{"kind":"kill","node":"s2","shape":null,"cuts":[],"at_ns":4500000000,"end_ns":null,"led_keys":["k0"],"confirmed":true,"declared_failed_by":["s1"],"fenced":null,"lost":true,"error":null}],
+"lost_nodes":["s2"],
+"lost_writes":{"live_nodes":["s1"],"unreadable_nodes":{},"converged":true,"convergence_ms":300,"acknowledged":500,"held":500,"discarded_by_max_versions":0,"lost":0,"conflicting":0,"examples":[]},
+"linearizability":{"keys":[]},
+"chains":{"submitted":80,"consistent":78,"inconsistent":0,"failed":2,"hung":0,"failure_kinds":{"worker w2 at http://127.0.0.1:40123 is unreachable":2},"violations":[]},
+"checks":[{"name":"(1) no acknowledged write lost (--write-acks 2)","status":"passed","detail":""}],
+"passed":true,"elapsed_ms":41000}"#;
 
     #[test]
     fn load_samples_and_key_values_parse() {

@@ -14,6 +14,7 @@ use super::input::{BenchRun, Evaluation, LoadSample};
 use crate::chain::rpc_bound;
 use crate::lines::{Measurement, ModeCost};
 use crate::report::REDIS_VERDICT_TARGET;
+use dida_verify::report::CheckStatus;
 
 /// Where the images are, relative to the document.
 pub(crate) const IMAGE_DIR: &str = "img";
@@ -790,13 +791,7 @@ fn crash_section(evaluation: &Evaluation, image: &dyn Fn(&str, &str) -> String) 
     let mut out = String::from("## Crashes\n\n");
     match &evaluation.timeline {
         Some(timeline) => {
-            let setting = |key: &str| {
-                timeline
-                    .setup
-                    .get(key)
-                    .and_then(serde_json::Value::as_u64)
-                    .map_or("?".to_string(), |v| v.to_string())
-            };
+            let run = &timeline.setup.settings;
             let _ = writeln!(
                 out,
                 "Operations of the storage and chain clients that ended in each bucket of a \
@@ -804,13 +799,13 @@ fn crash_section(evaluation: &Evaluation, image: &dyn Fn(&str, &str) -> String) 
                  `--gossip-delay {}`, `--seed {}`, {} storage clients and {} chain clients \
                  on {} keys), with every SIGKILL, its detection by a surviving node and the \
                  end of re-replication marked.\n",
-                setting("write_acks"),
-                setting("crashes"),
-                setting("gossip_delay_ms"),
-                setting("seed"),
-                setting("clients"),
-                setting("chain_clients"),
-                setting("keys"),
+                run.write_acks,
+                run.crashes,
+                run.gossip_delay_ms,
+                run.seed,
+                run.clients,
+                run.chain_clients,
+                run.keys,
             );
             out.push_str(&image(figures::CRASH_TIMELINE, "operations over a crash"));
             let summary = TimelineSummary::of(timeline);
@@ -866,15 +861,15 @@ fn crash_section(evaluation: &Evaluation, image: &dyn Fn(&str, &str) -> String) 
         match &run.report {
             Ok(report) => {
                 let crashes: Vec<String> = report
-                    .crashes
+                    .faults
                     .iter()
-                    .map(|(node, at)| format!("{node} at {at:.1} s"))
+                    .map(|fault| format!("{} at {:.1} s", fault.node, fault.at_ns as f64 / 1e9))
                     .collect();
                 let failed: Vec<&str> = report
                     .checks
                     .iter()
-                    .filter(|(_, status)| status == "failed")
-                    .map(|(name, _)| name.as_str())
+                    .filter(|check| check.status == CheckStatus::Failed)
+                    .map(|check| check.name.as_str())
                     .collect();
                 let checks = if failed.is_empty() {
                     format!("{} checked, none failed", report.checks.len())
@@ -885,23 +880,23 @@ fn crash_section(evaluation: &Evaluation, image: &dyn Fn(&str, &str) -> String) 
                     out,
                     "| `{}` | {} | {} | {} | {} | {:.0} | {} ({} / {} / {}) | {} of {} | {} of {} | {} | {} |",
                     run.label,
-                    report.seed,
-                    report.write_acks,
-                    report.gossip_delay_ms,
+                    report.settings.seed,
+                    report.settings.write_acks,
+                    report.settings.gossip_delay_ms,
                     if crashes.is_empty() {
                         "none".to_string()
                     } else {
                         crashes.join(", ")
                     },
-                    report.duration_ms as f64 / 1000.0,
-                    report.attempted,
-                    report.acknowledged,
-                    report.failed,
-                    report.unknown,
-                    report.chains_consistent,
-                    report.chains,
-                    report.writes_lost,
-                    report.writes_checked,
+                    report.settings.duration_ms as f64 / 1000.0,
+                    report.operations.attempted,
+                    report.operations.acknowledged,
+                    report.operations.failed,
+                    report.operations.unknown,
+                    report.chains.consistent,
+                    report.chains.submitted,
+                    report.lost_writes.lost,
+                    report.lost_writes.acknowledged,
                     checks,
                     if report.passed { "passed" } else { "**FAILED**" }
                 );
@@ -955,9 +950,51 @@ fn idle_section(evaluation: &Evaluation) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::input::{FaultsReport, FaultsRun, IdleRun, RedisBenchmarkRow};
+    use crate::evaluate::input::{FaultsRun, IdleRun, RedisBenchmarkRow};
     use crate::lines::samples::{measurement, storage_setup};
     use crate::lines::IdleMeasurement;
+    use dida_verify::history::HistoryCounts;
+    use dida_verify::plan::{Fault, FaultKind};
+    use dida_verify::report::{Check, RunSettings};
+    use dida_verify::Report;
+
+    /// A passing `dida faults` report of one crash.
+    fn faults_report() -> Report {
+        let mut crash = Fault::new(FaultKind::Kill, "s2".into(), 5_310_000_000, Vec::new());
+        crash.confirmed = true;
+        let mut report = Report {
+            settings: RunSettings {
+                write_acks: 2,
+                crashes: 1,
+                duration_ms: 20_000,
+                seed: 1,
+                ..RunSettings::default()
+            },
+            operations: HistoryCounts {
+                attempted: 900,
+                acknowledged: 500,
+                failed: 3,
+                unknown: 1,
+                ..HistoryCounts::default()
+            },
+            faults: vec![crash],
+            lost_nodes: Vec::new(),
+            lost_writes: Default::default(),
+            linearizability: Default::default(),
+            chains: Default::default(),
+            checks: vec![Check {
+                name: "(1) no acknowledged write lost".into(),
+                status: CheckStatus::Passed,
+                detail: String::new(),
+            }],
+            passed: true,
+            elapsed_ms: 40_000,
+        };
+        report.lost_writes.acknowledged = 500;
+        report.chains.submitted = 40;
+        report.chains.consistent = 40;
+        report
+    }
 
     #[test]
     fn the_geometric_mean_covers_only_the_modes_rows_with_a_ratio() {
@@ -1031,25 +1068,7 @@ mod tests {
             }),
             faults: vec![FaultsRun {
                 label: "acks2".into(),
-                report: Ok(FaultsReport {
-                    write_acks: 2,
-                    crashes_asked: 1,
-                    gossip_delay_ms: 0,
-                    duration_ms: 20_000,
-                    seed: 1,
-                    attempted: 900,
-                    acknowledged: 500,
-                    failed: 3,
-                    unknown: 1,
-                    chains: 40,
-                    chains_consistent: 40,
-                    writes_checked: 500,
-                    writes_lost: 0,
-                    crashes: vec![("s2".into(), 5.31)],
-                    checks: vec![("(1) no acknowledged write lost".into(), "passed".into())],
-                    passed: true,
-                    elapsed_ms: 40_000,
-                }),
+                report: Ok(faults_report()),
             }],
             skipped: vec![(
                 "crash timeline".into(),

@@ -5,7 +5,7 @@
 //!
 //! The buckets come from the recorded history (each operation counts in the bucket
 //! of its completion time), so the timeline and the checkers see the same run; the
-//! marks come from the nemesis (kills) and from [`crate::marks`] (detection and
+//! marks come from the nemesis (kills) and from `dida_faults::marks` (detection and
 //! re-replication). The file is JSON lines: one [`Setup`] line, then [`Bucket`] and
 //! [`Mark`] lines in time order. `docs/faults.md` describes the format.
 
@@ -33,7 +33,7 @@ pub enum TimelineLine {
 }
 
 /// What the run was: its settings, and how to read the times of the other lines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Setup {
     /// Wall-clock time at which the workload started (`t_ms` 0), in milliseconds
     /// since the Unix epoch.
@@ -101,7 +101,7 @@ pub enum MarkEvent {
     /// A live node's view first showed it failed.
     #[serde(rename = "detected")]
     Detected,
-    /// Replication was restored (see [`crate::marks`]).
+    /// Replication was restored (see `dida_faults::marks`).
     #[serde(rename = "re-replicated")]
     ReReplicated,
     /// The nemesis sent it SIGSTOP.
@@ -119,6 +119,28 @@ pub enum MarkEvent {
     /// The nemesis started the killed node again, and it answered its status.
     #[serde(rename = "restart")]
     Restart,
+}
+
+impl MarkEvent {
+    /// The event's name, as in the timeline file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kill => "kill",
+            Self::Detected => "detected",
+            Self::ReReplicated => "re-replicated",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Partition => "partition",
+            Self::Heal => "heal",
+            Self::Restart => "restart",
+        }
+    }
+}
+
+impl std::fmt::Display for MarkEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// An event of a fault.

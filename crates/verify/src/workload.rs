@@ -11,16 +11,19 @@
 //! must justify. Each client pauses briefly between operations (longer after an
 //! error, like a real client backing off), which keeps the history small enough to
 //! check exhaustively.
+//!
+//! The workload is generic over [`KeyValue`], so the simulator and the real-process
+//! suite run the same clients: only what a call goes through differs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dida_storage_client::StorageClient;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::history::{classify_error, ClientId, OpKind, OpResult, Operation, RunClock};
+use crate::history::{ClientId, OpKind, OpResult, Operation, RunClock};
+use crate::kv::{KeyValue, KvError};
 
 /// What every storage client of a run shares.
 #[derive(Debug, Clone)]
@@ -48,9 +51,9 @@ pub fn storage_keys(count: usize) -> Vec<String> {
 ///
 /// Never hangs: each call is bounded by `op_deadline`, after which it is recorded as
 /// unknown.
-pub async fn run_storage_client(
+pub async fn run_storage_client<K: KeyValue>(
     client_id: ClientId,
-    client: StorageClient,
+    client: K,
     workload: StorageWorkload,
     clock: RunClock,
     seed: u64,
@@ -107,31 +110,36 @@ fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> Option<&'a T> {
 }
 
 /// Performs one operation, bounded by `deadline`, and turns what happened into a
-/// result.
-async fn invoke(client: &StorageClient, key: &str, kind: &OpKind, deadline: Duration) -> OpResult {
+/// result: a call that certainly had no effect is [`OpResult::Failed`], one that may
+/// have is [`OpResult::Unknown`], as is one without an answer by the deadline.
+async fn invoke<K: KeyValue>(client: &K, key: &str, kind: &OpKind, deadline: Duration) -> OpResult {
     let timed_out = || OpResult::Unknown {
         error: format!("no answer within {deadline:?}"),
+    };
+    let failed = |error: KvError| match error {
+        KvError::NotApplied(error) => OpResult::Failed { error },
+        KvError::MayHaveApplied(error) => OpResult::Unknown { error },
     };
     match kind {
         OpKind::Write { value } => {
             match tokio::time::timeout(deadline, client.write(key, value)).await {
                 Ok(Ok(version)) => OpResult::Written { version },
-                Ok(Err(error)) => classify_error(&error),
+                Ok(Err(error)) => failed(error),
                 Err(_) => timed_out(),
             }
         }
         OpKind::Cas { old, new } => {
-            match tokio::time::timeout(deadline, client.update_if_value_is(key, old, new)).await {
+            match tokio::time::timeout(deadline, client.cas(key, old, new)).await {
                 Ok(Ok(Some(version))) => OpResult::Written { version },
                 Ok(Ok(None)) => OpResult::CasFailed,
-                Ok(Err(error)) => classify_error(&error),
+                Ok(Err(error)) => failed(error),
                 Err(_) => timed_out(),
             }
         }
-        OpKind::Read => match tokio::time::timeout(deadline, client.read(key, None)).await {
+        OpKind::Read => match tokio::time::timeout(deadline, client.read(key)).await {
             Ok(Ok(record)) => OpResult::ReadValue {
-                value: record.as_ref().map(|r| r.value.clone()),
-                version: record.map(|r| r.version),
+                value: record.as_ref().map(|(value, _)| value.clone()),
+                version: record.map(|(_, version)| version),
             },
             // A read changes nothing: whatever went wrong, it did not take effect.
             Ok(Err(error)) => OpResult::Failed {

@@ -8,12 +8,11 @@
 //! taken effect — and only errors that prove the request never executed are recorded
 //! as [`OpResult::Failed`].
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dida_core::Version;
-use dida_storage_client::ClientError;
 use serde::{Deserialize, Serialize};
-use tonic::Code;
+use tokio::time::Instant;
 
 /// Who invoked an operation: a storage client task or a chain client task.
 pub type ClientId = u32;
@@ -129,7 +128,8 @@ impl Operation {
 }
 
 /// The clock every operation of a run is timed with: one monotonic origin, so the
-/// invocation and completion times of all clients can be compared.
+/// invocation and completion times of all clients can be compared. It reads tokio's
+/// clock, so that under the simulator's paused clock it gives simulated time.
 #[derive(Debug, Clone, Copy)]
 pub struct RunClock {
     origin: Instant,
@@ -151,35 +151,6 @@ impl RunClock {
     /// Time elapsed since the start of the run.
     pub fn elapsed(&self) -> Duration {
         self.origin.elapsed()
-    }
-}
-
-/// Classifies a failed storage call: [`OpResult::Failed`] only when the error proves
-/// the request never executed, [`OpResult::Unknown`] otherwise.
-///
-/// - a refused connection: the request was never sent — failed;
-/// - an invalid request, a node refusing on membership grounds, or `ABORTED` (a node
-///   that is not, or not yet, the key's primary refused to execute it): nothing was
-///   written — failed;
-/// - `UNAVAILABLE` from a node (the primary applied the write but too few replicas
-///   acknowledged it), a timeout, a reset mid-call, anything else — unknown.
-pub fn classify_error(error: &ClientError) -> OpResult {
-    let text = error.to_string();
-    let definite = match error {
-        ClientError::Invalid(_) | ClientError::Membership(_) | ClientError::NotSettled(_) => true,
-        ClientError::Unreachable { message, .. } => {
-            message.to_ascii_lowercase().contains("connection refused")
-        }
-        ClientError::Rejected { code, .. } => matches!(
-            code,
-            Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound | Code::Aborted
-        ),
-        ClientError::Timeout { .. } | ClientError::BadReply { .. } => false,
-    };
-    if definite {
-        OpResult::Failed { error: text }
-    } else {
-        OpResult::Unknown { error: text }
     }
 }
 
@@ -255,45 +226,6 @@ mod tests {
             completed_ns: 2,
             result,
         }
-    }
-
-    #[test]
-    fn refused_connections_and_invalid_requests_are_definite_failures() {
-        let refused = ClientError::Unreachable {
-            node: "s1".into(),
-            url: "http://127.0.0.1:1".into(),
-            cause: dida_storage_client::Transport::Refused,
-            message: "transport error: tcp connect error: Connection refused (os error 111)".into(),
-        };
-        assert!(matches!(classify_error(&refused), OpResult::Failed { .. }));
-        let invalid = ClientError::Invalid("key too long".into());
-        assert!(matches!(classify_error(&invalid), OpResult::Failed { .. }));
-    }
-
-    #[test]
-    fn timeouts_resets_and_unacknowledged_writes_are_unknown() {
-        let timeout = ClientError::Timeout {
-            node: "s1".into(),
-            url: "http://127.0.0.1:1".into(),
-            deadline: Duration::from_secs(1),
-        };
-        assert!(matches!(classify_error(&timeout), OpResult::Unknown { .. }));
-        let reset = ClientError::Unreachable {
-            node: "s1".into(),
-            url: "http://127.0.0.1:1".into(),
-            cause: dida_storage_client::Transport::Broken,
-            message: "connection reset by peer".into(),
-        };
-        assert!(matches!(classify_error(&reset), OpResult::Unknown { .. }));
-        let unacknowledged = ClientError::Rejected {
-            node: "s1".into(),
-            code: Code::Unavailable,
-            message: "applied by the primary but not acknowledged".into(),
-        };
-        assert!(matches!(
-            classify_error(&unacknowledged),
-            OpResult::Unknown { .. }
-        ));
     }
 
     #[test]

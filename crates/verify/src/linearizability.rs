@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::history::{OpKind, OpResult, Operation};
+use crate::report::KeyLinearizability;
+
 /// The outcome of a CAS as far as its client knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -421,9 +424,161 @@ impl Search {
     }
 }
 
+/// The register history of one key: its writes and CAS, definite failures left out
+/// (they did not execute), unknown outcomes with no return time. Reads are left out
+/// on purpose: SPEC §2.2 lets any replica serve a read, so a read may be stale, and
+/// only writes and CAS are promised a total order. Operations in `as_unknown` (lost
+/// writes, with `--write-acks 1`) are treated as of unknown outcome.
+pub fn register_events(
+    history: &[Operation],
+    key: &str,
+    as_unknown: &HashSet<u64>,
+) -> Vec<RegisterEvent> {
+    history
+        .iter()
+        .filter(|op| op.key == key)
+        .filter_map(|op| {
+            let unknown = op.is_unknown() || as_unknown.contains(&op.id);
+            let returned = (!unknown).then_some(op.completed_ns);
+            let register_op = match (&op.kind, &op.result) {
+                (_, OpResult::Failed { .. }) => return None,
+                (OpKind::Write { value }, _) => RegisterOp::Write {
+                    value: value.clone(),
+                },
+                (OpKind::Cas { old, new }, result) => RegisterOp::Cas {
+                    old: old.clone(),
+                    new: new.clone(),
+                    outcome: match result {
+                        _ if unknown => CasOutcome::Unknown,
+                        OpResult::Written { .. } => CasOutcome::Swapped,
+                        _ => CasOutcome::NotSwapped,
+                    },
+                },
+                _ => return None,
+            };
+            Some(RegisterEvent {
+                id: op.id,
+                invoked: op.invoked_ns,
+                returned,
+                op: register_op,
+            })
+        })
+        .collect()
+}
+
+/// Checker (2) for one key: the register history of `key` in `history`, checked
+/// within `limits`; when it is not linearizable and some of its writes are in
+/// `lost_ops` (lost with `--write-acks 1`), checked again with those as of unknown
+/// outcome, so a loss the run allows is told from an ordering bug.
+pub fn check_key(
+    history: &[Operation],
+    key: &str,
+    lost_ops: &HashSet<u64>,
+    limits: SearchLimits,
+) -> KeyLinearizability {
+    let started = Instant::now();
+    let events = register_events(history, key, &HashSet::new());
+    let unknown = events.iter().filter(|e| e.returned.is_none()).count();
+    let operations = events.len();
+    let verdict = check_register(&events, limits);
+    let verdict_allowing_lost_writes = (verdict.is_violation()
+        && events.iter().any(|e| lost_ops.contains(&e.id)))
+    .then(|| check_register(&register_events(history, key, lost_ops), limits));
+    KeyLinearizability {
+        key: key.to_string(),
+        operations,
+        unknown,
+        verdict,
+        verdict_allowing_lost_writes,
+        check_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::{OpKind, OpResult, Operation};
+    use dida_core::Version;
+
+    fn op(id: u64, kind: OpKind, result: OpResult) -> Operation {
+        Operation {
+            id,
+            client: 1,
+            key: "k0".into(),
+            kind,
+            invoked_ns: id * 10,
+            completed_ns: id * 10 + 5,
+            result,
+        }
+    }
+
+    #[test]
+    fn register_events_skip_reads_and_definite_failures() {
+        let history = vec![
+            op(
+                0,
+                OpKind::Write { value: "a".into() },
+                OpResult::Written {
+                    version: Version::new(1, 1),
+                },
+            ),
+            op(
+                1,
+                OpKind::Write { value: "b".into() },
+                OpResult::Failed {
+                    error: "refused".into(),
+                },
+            ),
+            op(
+                2,
+                OpKind::Read,
+                OpResult::ReadValue {
+                    value: Some("a".into()),
+                    version: Some(Version::new(1, 1)),
+                },
+            ),
+            op(
+                3,
+                OpKind::Cas {
+                    old: "a".into(),
+                    new: "c".into(),
+                },
+                OpResult::Unknown {
+                    error: "timeout".into(),
+                },
+            ),
+            op(
+                4,
+                OpKind::Cas {
+                    old: "x".into(),
+                    new: "d".into(),
+                },
+                OpResult::CasFailed,
+            ),
+        ];
+        let events = register_events(&history, "k0", &HashSet::new());
+        let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [0, 3, 4]);
+        assert_eq!(events[1].returned, None);
+        assert!(matches!(
+            events[1].op,
+            RegisterOp::Cas {
+                outcome: CasOutcome::Unknown,
+                ..
+            }
+        ));
+        assert!(matches!(
+            events[2].op,
+            RegisterOp::Cas {
+                outcome: CasOutcome::NotSwapped,
+                ..
+            }
+        ));
+        // A lost write is treated as unknown when asked.
+        let events = register_events(&history, "k0", &HashSet::from([0]));
+        assert_eq!(events[0].returned, None);
+    }
+
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
 

@@ -9,7 +9,7 @@ use crate::chains::ChainReport;
 use crate::history::HistoryCounts;
 use crate::linearizability::Verdict;
 use crate::lost_writes::LostWritesReport;
-use crate::nemesis::{Fault, FaultKind, NemesisKind, PartitionShape};
+use crate::plan::{Fault, FaultKind, NemesisKind, PartitionShape};
 
 /// The settings a run used, repeated in its report so that every result says what
 /// produced it.
@@ -47,6 +47,10 @@ pub struct RunSettings {
     pub gossip_delay_ms: u64,
     /// Seed of every random choice (workload and nemesis).
     pub seed: u64,
+    /// Whether the storage nodes ran with the deliberate bug of `--break-acks`
+    /// (writes acknowledged before the other replicas held them).
+    #[serde(default)]
+    pub break_acks: bool,
 }
 
 /// Checker (2) for one key.
@@ -337,6 +341,12 @@ impl Report {
             s.duration_ms as f64 / 1000.0,
             s.seed
         );
+        if s.break_acks {
+            out.push_str(
+                "             --break-acks: the storage nodes acknowledged writes before the \
+                 other replicas held them (a deliberate bug)\n",
+            );
+        }
         let _ = writeln!(
             out,
             "operations   attempted {} (writes {}, CAS {}, reads {}): acknowledged {}, \
@@ -477,12 +487,7 @@ fn describe(fault: &Fault) -> String {
     }
     let _ = write!(line, " {}", fault.node);
     if !fault.cuts.is_empty() {
-        let cuts: Vec<String> = fault
-            .cuts
-            .iter()
-            .map(|[from, to]| format!("{from}->{to}"))
-            .collect();
-        let _ = write!(line, " [{}]", cuts.join(" "));
+        let _ = write!(line, " [{}]", fault.cut_links().join(" "));
     }
     let _ = write!(line, " at {:.1} s", fault.at_ns as f64 / 1e9);
     if let Some(end) = fault.end_ns {
