@@ -589,9 +589,12 @@ async fn misbehaving_operators_fail_only_their_execution() {
         ComputeSpec {
             workers: 1,
             operators_dir: Some(dida_operators::fixtures_dir().to_path_buf()),
+            // The loop must run out of fuel well before the wall-time limit even on
+            // a loaded machine: 20 M instructions take tens of milliseconds alone,
+            // and the wall limit is 100 times that.
             worker_args: [
                 "--max-fuel",
-                "100000000",
+                "20000000",
                 "--max-memory-mb",
                 "16",
                 "--max-wall-ms",
