@@ -63,8 +63,10 @@ pub struct SimConfig {
     pub break_acks: bool,
 }
 
-/// What one seed's run did and what the checks found.
+/// What one seed's run did and what the checks found. As JSON it is one `seed`
+/// event (`"event":"seed"`), the one shape of every command's `--json`.
 #[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename = "seed")]
 pub struct SeedReport {
     /// The seed.
     pub seed: u64,

@@ -132,8 +132,10 @@ pub struct Check {
     pub detail: String,
 }
 
-/// Everything a run reports.
+/// Everything a run reports. As JSON it is one `report` event (`"event":"report"`),
+/// the one shape of every command's `--json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename = "report")]
 pub struct Report {
     /// What the run was.
     pub settings: RunSettings,
