@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn the_command_line_definition_is_consistent() {
-        Cli::command().debug_assert();
+        crate::env_flags::with_env_variables(Cli::command()).debug_assert();
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod client;
 mod compile;
 mod conventions;
 mod dashboard;
+mod env_flags;
 mod executions;
 mod exit;
 mod faults;
@@ -151,7 +152,7 @@ impl Command {
 
 fn main() -> ExitCode {
     conventions::exit_quietly_on_broken_pipe();
-    let matches = Cli::command()
+    let matches = env_flags::with_env_variables(Cli::command())
         .try_get_matches()
         .unwrap_or_else(|e| conventions::exit_on_usage_error(e));
     let json = conventions::wants_json(&matches);

@@ -144,3 +144,24 @@ fn writing_to_a_closed_pipe_ends_quietly() {
         assert_eq!(output.status.code(), Some(0), "{args:?}");
     }
 }
+
+#[test]
+fn any_flag_can_come_from_its_variable_and_the_command_line_wins() {
+    let seeds = |env: &[(&str, &str)], args: &[&str]| {
+        let output = Command::new(dida())
+            .args(["sim", "--json"])
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run dida sim");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout).lines().count()
+    };
+    assert_eq!(seeds(&[("DIDA_SIM_SEEDS", "2")], &[]), 2);
+    assert_eq!(seeds(&[("DIDA_SIM_SEEDS", "2")], &["--seeds", "1"]), 1);
+    let help = text(&run(&["kv", "--help"]).stdout);
+    assert!(
+        help.contains("DIDA_KV_DEADLINE"),
+        "--help names the variable:\n{help}"
+    );
+}
