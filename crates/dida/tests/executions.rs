@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use dida_core::limits::MAX_EXECUTION_LOG_BYTES;
-use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
+use dida_local_cluster::ComputeSpec;
 use serde_json::Value;
 
 mod support;
-use support::dida;
+use support::{dida, one_storage_node_and};
 
 /// Runs `dida ARGS --scheduler URL`.
 async fn cli(scheduler: &str, args: &[&str]) -> Output {
@@ -70,27 +70,12 @@ async fn status(scheduler: &str, id: &str) -> (Output, Vec<Value>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executions_list_operator_runs_and_logs_are_inspectable() {
-    let mut cluster = LocalCluster::start(
-        dida(),
-        ClusterSpec {
-            nodes: 1,
-            replication_factor: 1,
-            ..ClusterSpec::default()
-        },
-    )
-    .await
-    .unwrap();
-    cluster
-        .start_compute(
-            dida(),
-            ComputeSpec {
-                workers: 2,
-                operators_dir: Some(dida_operators::fixtures_dir().to_path_buf()),
-                ..ComputeSpec::default()
-            },
-        )
-        .await
-        .unwrap();
+    let cluster = one_storage_node_and(ComputeSpec {
+        workers: 2,
+        operators_dir: Some(dida_operators::fixtures_dir().to_path_buf()),
+        ..ComputeSpec::default()
+    })
+    .await;
     let scheduler = cluster.scheduler_url().unwrap().to_string();
     let scheduler = scheduler.as_str();
     let dir = tempfile::tempdir().unwrap();

@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use dida_local_cluster::{ClusterSpec, ComputeSpec, LocalCluster};
+use dida_local_cluster::ComputeSpec;
 use serde_json::Value;
 
 mod support;
-use support::dida;
+use support::{dida, one_storage_node_and};
 
 /// Storage nodes nobody serves: every call is refused at once.
 const NO_PEERS: &str = "s1=http://127.0.0.1:1";
@@ -70,27 +70,12 @@ fn app_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_outcome_has_its_exit_status_and_every_json_line_is_an_event() {
-    let mut cluster = LocalCluster::start(
-        dida(),
-        ClusterSpec {
-            nodes: 1,
-            replication_factor: 1,
-            ..ClusterSpec::default()
-        },
-    )
-    .await
-    .unwrap();
-    cluster
-        .start_compute(
-            dida(),
-            ComputeSpec {
-                workers: 1,
-                operators_dir: Some(dida_operators::fixtures_dir().to_path_buf()),
-                ..ComputeSpec::default()
-            },
-        )
-        .await
-        .unwrap();
+    let cluster = one_storage_node_and(ComputeSpec {
+        workers: 1,
+        operators_dir: Some(dida_operators::fixtures_dir().to_path_buf()),
+        ..ComputeSpec::default()
+    })
+    .await;
     let peers = cluster.peers().to_string();
     let scheduler = cluster.scheduler_url().unwrap().to_string();
     let kv = |args: &[&str]| {

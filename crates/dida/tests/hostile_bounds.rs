@@ -22,7 +22,7 @@ use tokio::process::Command;
 
 mod support;
 use support::prom::{any, total};
-use support::{dida, eventually};
+use support::{dida, eventually, one_storage_node_and};
 
 /// Resident memory of a process, in bytes (from `/proc`).
 fn rss_bytes(pid: u32) -> u64 {
@@ -167,30 +167,15 @@ async fn unknown_grpc_paths_leave_a_nodes_metrics_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_chosen_application_names_leave_the_schedulers_metrics_bounded() {
     const EXECUTIONS: usize = 1_000;
-    let mut cluster = LocalCluster::start(
-        dida(),
-        ClusterSpec {
-            nodes: 1,
-            replication_factor: 1,
-            ..ClusterSpec::default()
-        },
-    )
-    .await
-    .unwrap();
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_ports(1).unwrap()[0])
         .parse()
         .unwrap();
-    cluster
-        .start_compute(
-            dida(),
-            ComputeSpec {
-                workers: 1,
-                scheduler_args: vec!["--metrics-listen".into(), metrics.to_string()],
-                ..ComputeSpec::default()
-            },
-        )
-        .await
-        .unwrap();
+    let cluster = one_storage_node_and(ComputeSpec {
+        workers: 1,
+        scheduler_args: vec!["--metrics-listen".into(), metrics.to_string()],
+        ..ComputeSpec::default()
+    })
+    .await;
     let scheduler = SchedulerClient::new(
         lazy_channel(cluster.scheduler_url().unwrap(), Duration::from_secs(30)).unwrap(),
     );
@@ -282,30 +267,15 @@ fn open_descriptors(pid: u32) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_idle_connections_leave_the_gateway_serving() {
     let descriptors = raise_descriptor_limit();
-    let mut cluster = LocalCluster::start(
-        dida(),
-        ClusterSpec {
-            nodes: 1,
-            replication_factor: 1,
-            ..ClusterSpec::default()
-        },
-    )
-    .await
-    .unwrap();
     let gateway: SocketAddr = format!("127.0.0.1:{}", free_ports(1).unwrap()[0])
         .parse()
         .unwrap();
-    cluster
-        .start_compute(
-            dida(),
-            ComputeSpec {
-                workers: 1,
-                scheduler_args: vec!["--http-listen".into(), gateway.to_string()],
-                ..ComputeSpec::default()
-            },
-        )
-        .await
-        .unwrap();
+    let cluster = one_storage_node_and(ComputeSpec {
+        workers: 1,
+        scheduler_args: vec!["--http-listen".into(), gateway.to_string()],
+        ..ComputeSpec::default()
+    })
+    .await;
     let scheduler_pid = cluster.pids()[1];
     let http = HttpClient::new(Duration::from_secs(30));
     let invoke_url = format!("http://{gateway}/v1/invoke");
@@ -404,30 +374,15 @@ async fn twenty_thousand_idle_connections_leave_the_gateway_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_request_is_cut_off() {
     use tokio::io::AsyncWriteExt;
-    let mut cluster = LocalCluster::start(
-        dida(),
-        ClusterSpec {
-            nodes: 1,
-            replication_factor: 1,
-            ..ClusterSpec::default()
-        },
-    )
-    .await
-    .unwrap();
     let gateway: SocketAddr = format!("127.0.0.1:{}", free_ports(1).unwrap()[0])
         .parse()
         .unwrap();
-    cluster
-        .start_compute(
-            dida(),
-            ComputeSpec {
-                workers: 1,
-                scheduler_args: vec!["--http-listen".into(), gateway.to_string()],
-                ..ComputeSpec::default()
-            },
-        )
-        .await
-        .unwrap();
+    let _cluster = one_storage_node_and(ComputeSpec {
+        workers: 1,
+        scheduler_args: vec!["--http-listen".into(), gateway.to_string()],
+        ..ComputeSpec::default()
+    })
+    .await;
     eventually(Duration::from_secs(30), "the gateway to listen", || async {
         TcpStream::connect(gateway).await.ok()
     })

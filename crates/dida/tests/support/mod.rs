@@ -9,7 +9,7 @@ pub mod prom;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dida_local_cluster::{ClusterSpec, DataDirs, LocalCluster};
+use dida_local_cluster::{ClusterSpec, ComputeSpec, DataDirs, LocalCluster};
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::{ExecutionOutcome, OutcomeRequest};
 use dida_proto::transport::NodeChannel;
@@ -34,6 +34,24 @@ pub fn copy_example_files(dir: &Path) {
             std::fs::copy(entry.path(), dir.join(sub).join(entry.file_name())).unwrap();
         }
     }
+}
+
+/// The smallest whole platform: one storage node (replication factor 1), and the
+/// scheduler and workers `compute` asks for. For tests about the compute side,
+/// where storage only needs to be there.
+pub async fn one_storage_node_and(compute: ComputeSpec) -> LocalCluster {
+    let mut cluster = LocalCluster::start(
+        dida(),
+        ClusterSpec {
+            nodes: 1,
+            replication_factor: 1,
+            ..ClusterSpec::default()
+        },
+    )
+    .await
+    .unwrap();
+    cluster.start_compute(dida(), compute).await.unwrap();
+    cluster
 }
 
 /// `nodes` storage nodes, R = 3, `--write-acks 2`, each with a data directory under
