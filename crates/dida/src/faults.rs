@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dida_faults::SuiteConfig;
 use dida_local_cluster::current_dida;
-use dida_verify::plan::{Backend, NemesisKind};
+use dida_verify::plan::NemesisKind;
 
 /// Flags of `dida faults`.
 #[derive(Debug, Args)]
@@ -88,7 +88,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 
 fn parse_nemesis(text: &str) -> Result<NemesisKind, String> {
     let kind: NemesisKind = text.parse()?;
-    if kind.supported_by(Backend::Processes) {
+    if !kind.simulator_only() {
         Ok(kind)
     } else {
         Err(format!(

@@ -7,7 +7,7 @@ use clap::Args;
 use dida_core::limits::check_write_acks;
 use dida_sim::many::{run_seeds, summarize};
 use dida_sim::{run_seed, SeedReport, SimConfig};
-use dida_verify::plan::{Backend, NemesisKind};
+use dida_verify::plan::{Fault, NemesisKind};
 
 /// Flags of `dida sim`.
 #[derive(Debug, Args)]
@@ -28,8 +28,9 @@ pub struct SimArgs {
     #[arg(long)]
     write_acks: Option<usize>,
     /// The nemesis: kill, pause, partition, restart, mixed (each fault drawn among
-    /// those four), declare-all or storm (default: by seed, the first five in turn).
-    #[arg(long, value_parser = parse_nemesis)]
+    /// those four), rolling-restart, declare-all or storm (default: by seed, the
+    /// first five in turn).
+    #[arg(long)]
     nemesis: Option<NemesisKind>,
     /// Turn the fence of invariant D2 off, to see the checks catch the lost writes.
     #[arg(long)]
@@ -43,20 +44,9 @@ pub struct SimArgs {
     json: bool,
 }
 
-fn parse_nemesis(text: &str) -> Result<NemesisKind, String> {
-    let kind: NemesisKind = text.parse()?;
-    if kind.supported_by(Backend::Simulator) {
-        Ok(kind)
-    } else {
-        Err(format!(
-            "--nemesis {kind} needs real processes (`dida faults --nemesis {kind}`)"
-        ))
-    }
-}
-
 fn one_line(report: &SeedReport) -> String {
     let verdict = if report.passed() { "ok" } else { "FAILED" };
-    let faults: Vec<&str> = report.faults.iter().map(|f| f.what.as_str()).collect();
+    let faults: Vec<String> = report.faults.iter().map(fault_text).collect();
     format!(
         "seed {:>5} {verdict:<6} nemesis {:<9} acks {} ops {:>5} peak lost {} lost nodes {:?}{} faults [{}]",
         report.seed,
@@ -148,4 +138,19 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A fault in a few words: `partition s3 2.7-5.1s`, `kill s1 9.0s`, and why it was
+/// not injected, if it was not.
+fn fault_text(fault: &Fault) -> String {
+    let kind = format!("{:?}", fault.kind).to_lowercase();
+    let at = fault.at_ns as f64 / 1e9;
+    let mut text = match fault.end_ns {
+        Some(end) => format!("{kind} {} {at:.1}-{:.1}s", fault.node, end as f64 / 1e9),
+        None => format!("{kind} {} {at:.1}s", fault.node),
+    };
+    if let Some(error) = &fault.error {
+        text.push_str(&format!(" ({error})"));
+    }
+    text
 }

@@ -18,11 +18,10 @@
 //! - [`storage_kv`]: the workload's key-value store, through the storage client;
 //! - [`readback`]: listing every live node once the cluster has converged;
 //! - [`chains`]: the chain clients;
-//! - [`nemesis`]: when and which storage nodes are killed, paused, partitioned or
-//!   restarted (partitions through `dida_local_cluster::proxy`);
-//! - [`processes`]: the faults themselves (signals, proxy links, restarts), as
-//!   `dida_verify::plan::Injector`;
-//! - [`rolling`]: the rolling restart, every storage node restarted in turn;
+//! - [`processes`]: the faults themselves (signals, proxy links through
+//!   `dida_local_cluster::proxy`, restarts), confirmed, as
+//!   `dida_verify::plan::Injector` (the shared `dida_verify::nemesis` decides
+//!   whom and when);
 //! - [`survey`]: which nodes the cluster has lost (killed, or declared failed and
 //!   fenced after a pause or partition);
 //! - [`marks`]: the watcher that finds when a crash was detected and when
@@ -33,10 +32,8 @@
 
 pub mod chains;
 pub mod marks;
-pub mod nemesis;
 pub mod processes;
 pub mod readback;
-pub mod rolling;
 pub mod storage_kv;
 pub mod suite;
 pub mod survey;

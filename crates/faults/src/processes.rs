@@ -1,74 +1,196 @@
 //! The real-process back-end of [`dida_verify::plan::Injector`]: storage nodes run
 //! as processes of this machine ([`LocalCluster`]), faults are signals (SIGKILL,
 //! SIGSTOP, SIGCONT), proxy links cut and healed, and restarts with the original
-//! command line.
+//! command line. Each fault is confirmed: a killed node must stop answering, a
+//! paused one must be stopped and answer nothing, a restarted one must answer its
+//! status again. Which nodes are lost, the cluster says ([`crate::survey`]).
 
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
 
 use dida_local_cluster::LocalCluster;
-use dida_verify::plan::{InjectError, Injector};
+use dida_storage_client::StorageClient;
+use dida_verify::plan::{Fault, FaultKind, InjectError, Injector};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Mutex;
+
+use crate::survey::{self, Survey};
 
 /// How long a restarted node gets to answer its status before the restart counts as
 /// failed (it starts in well under a second; this covers a loaded machine).
 const RESTART_LIMIT: Duration = Duration::from_secs(10);
+/// The deadline of each status call of a survey, and of a confirming ping.
+pub(crate) const SURVEY_DEADLINE: Duration = Duration::from_secs(1);
+/// The longest a pause takes to be confirmed (SIGSTOP takes effect as each thread
+/// of the node is next scheduled).
+const PAUSE_CONFIRMATION: Duration = Duration::from_millis(500);
+/// How the cluster is looked at once the nemesis is done: every so often, at least
+/// a second, and at most long enough for a node declared failed at the last moment
+/// to fence itself, start over and rejoin.
+const SETTLE_POLL: Duration = Duration::from_millis(250);
+const SETTLE_AT_LEAST: Duration = Duration::from_secs(1);
+const SETTLE_AT_MOST: Duration = Duration::from_secs(15);
 
 /// The cluster a run faults.
 #[derive(Debug)]
 pub struct Processes {
     /// The processes and their proxies.
     cluster: Mutex<LocalCluster>,
+    /// The storage node ids, in membership order.
+    ids: Vec<String>,
     /// Whether the nodes keep their records in data directories: then a restart
     /// starts a node on its data, else empty (the suite's default).
     keeps_data: bool,
+    /// A client of the cluster with a short deadline, to confirm faults and survey.
+    probe: StorageClient,
+    /// The nodes killed and not started again (not asked in surveys).
+    killed: SyncMutex<BTreeSet<String>>,
+    /// Where each newly lost node is told (the timeline's watcher) until the last
+    /// survey, and who was.
+    losses: SyncMutex<Option<UnboundedSender<String>>>,
+    reported: SyncMutex<BTreeSet<String>>,
 }
 
 impl Processes {
-    /// Faults `cluster`, whose nodes keep their data on disk when `keeps_data`.
-    pub fn new(cluster: LocalCluster, keeps_data: bool) -> Self {
+    /// Faults `cluster`, whose nodes keep their data on disk when `keeps_data`;
+    /// `probe` confirms faults and surveys, and each node lost is sent on `losses`.
+    pub fn new(
+        cluster: LocalCluster,
+        keeps_data: bool,
+        probe: StorageClient,
+        losses: Option<UnboundedSender<String>>,
+    ) -> Self {
         Self {
+            ids: cluster.ids().collect(),
             cluster: Mutex::new(cluster),
             keeps_data,
+            probe,
+            killed: SyncMutex::default(),
+            losses: SyncMutex::new(losses),
+            reported: SyncMutex::default(),
         }
     }
 
-    /// The storage node ids.
-    pub async fn ids(&self) -> Vec<String> {
-        self.cluster.lock().await.ids().collect()
+    fn killed(&self) -> BTreeSet<String> {
+        self.killed.lock().map(|k| k.clone()).unwrap_or_default()
     }
 
-    /// Whether `node`'s process is stopped (SIGSTOP took effect), to confirm a pause.
-    pub async fn is_stopped(&self, node: &str) -> anyhow::Result<bool> {
-        self.cluster.lock().await.is_stopped(node)
+    /// Asks every node not killed for its status; tells the watcher of nodes lost
+    /// since the last survey.
+    async fn survey(&self) -> Survey {
+        let survey = survey::survey(&self.probe, &self.ids, &self.killed(), SURVEY_DEADLINE).await;
+        self.report(&survey.lost);
+        survey
     }
 
-    /// Whether `node`'s process runs.
-    pub async fn is_running(&self, node: &str) -> anyhow::Result<bool> {
-        self.cluster.lock().await.is_running(node)
+    /// Tells the timeline's watcher of each node of `lost` not told of before.
+    fn report(&self, lost: &BTreeSet<String>) {
+        let (Ok(losses), Ok(mut reported)) = (self.losses.lock(), self.reported.lock()) else {
+            return;
+        };
+        let Some(losses) = losses.as_ref() else {
+            return;
+        };
+        for node in lost {
+            if reported.insert(node.clone()) {
+                // The watcher may be gone (a stopped run): nothing to tell then.
+                let _ = losses.send(node.clone());
+            }
+        }
+    }
+
+    /// Surveys the cluster until two surveys in a row agree with every node
+    /// answering and none fenced or joining (and at least [`SETTLE_AT_LEAST`] has
+    /// passed), or [`SETTLE_AT_MOST`]: a declaration made just as the last fault
+    /// ended takes a probe round or two to spread, and a node declared failed then
+    /// rejoins. Records on each of `faults` what became of its target, and tells
+    /// the watcher no more (its channel closes, so it can finish).
+    pub async fn settle(&self, faults: &mut [Fault]) -> Survey {
+        let started = tokio::time::Instant::now();
+        let mut previous = self.survey().await;
+        let survey = loop {
+            tokio::time::sleep(SETTLE_POLL).await;
+            let current = self.survey().await;
+            let calm =
+                current == previous && current.silent.is_empty() && current.fenced.is_empty();
+            if (calm && started.elapsed() >= SETTLE_AT_LEAST) || started.elapsed() >= SETTLE_AT_MOST
+            {
+                break current;
+            }
+            previous = current;
+        };
+        if let Ok(mut losses) = self.losses.lock() {
+            losses.take();
+        }
+        for fault in faults.iter_mut().filter(|f| !f.node.is_empty()) {
+            fault.declared_failed_by = survey.declared_by(&fault.node);
+            fault.lost = survey.lost.contains(&fault.node);
+            fault.fenced = (fault.kind != FaultKind::Kill && !survey.silent.contains(&fault.node))
+                .then(|| survey.fenced.contains(&fault.node));
+        }
+        survey
+    }
+
+    /// Whether `node` answers a ping within `within`.
+    async fn answers(&self, node: &str, within: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(within, self.probe.ping(node)).await,
+            Ok(Ok(()))
+        )
     }
 }
 
 /// `InjectError` from what the local cluster said.
-fn failed(action: &'static str, node: &str, error: anyhow::Error) -> InjectError {
+fn failed(action: &'static str, node: &str, reason: impl fmt::Display) -> InjectError {
     InjectError {
         action,
         node: node.to_string(),
-        reason: format!("{error:#}"),
+        reason: format!("{reason:#}"),
     }
 }
 
 impl Injector for Processes {
+    fn ids(&self) -> Vec<String> {
+        self.ids.clone()
+    }
+
     async fn kill(&self, node: &str) -> Result<(), InjectError> {
-        let mut cluster = self.cluster.lock().await;
-        cluster
-            .kill(node)
-            .await
-            .map_err(|e| failed("kill", node, e))
+        let killed = self.cluster.lock().await.kill(node).await;
+        killed.map_err(|e| failed("kill", node, e))?;
+        if self.answers(node, SURVEY_DEADLINE).await {
+            return Err(failed("kill", node, "it still answers after SIGKILL"));
+        }
+        if let Ok(mut killed) = self.killed.lock() {
+            killed.insert(node.to_string());
+        }
+        self.report(&self.killed());
+        Ok(())
     }
 
     async fn pause(&self, node: &str) -> Result<(), InjectError> {
         let cluster = self.cluster.lock().await;
-        cluster.pause(node).map_err(|e| failed("pause", node, e))
+        cluster.pause(node).map_err(|e| failed("pause", node, e))?;
+        let started = tokio::time::Instant::now();
+        while !cluster
+            .is_stopped(node)
+            .map_err(|e| failed("pause", node, e))?
+        {
+            if started.elapsed() >= PAUSE_CONFIRMATION {
+                return Err(failed("pause", node, "the process did not stop"));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        drop(cluster);
+        let left = PAUSE_CONFIRMATION.saturating_sub(started.elapsed());
+        if self
+            .answers(node, left.max(Duration::from_millis(50)))
+            .await
+        {
+            return Err(failed("pause", node, "it still answers while stopped"));
+        }
+        Ok(())
     }
 
     async fn resume(&self, node: &str) -> Result<(), InjectError> {
@@ -90,11 +212,8 @@ impl Injector for Processes {
     async fn restart(&self, node: &str, keep_data: bool) -> Result<(), InjectError> {
         let mut cluster = self.cluster.lock().await;
         if keep_data && !self.keeps_data {
-            return Err(InjectError {
-                action: "restart",
-                node: node.to_string(),
-                reason: "on its data: the cluster keeps no data directories".to_string(),
-            });
+            let reason = "on its data: the cluster keeps no data directories";
+            return Err(failed("restart", node, reason));
         }
         if !keep_data && self.keeps_data {
             cluster
@@ -104,6 +223,32 @@ impl Injector for Processes {
         cluster
             .restart(node, RESTART_LIMIT)
             .await
-            .map_err(|e| failed("restart", node, e))
+            .map_err(|e| failed("restart", node, e))?;
+        if let Ok(mut killed) = self.killed.lock() {
+            killed.remove(node);
+        }
+        Ok(())
+    }
+
+    async fn lost(&self) -> BTreeSet<String> {
+        let survey = self.survey().await;
+        survey.lost.union(&survey.silent).cloned().collect()
+    }
+
+    async fn declared_by(&self, node: &str) -> Vec<String> {
+        let mut declaring = Vec::new();
+        for other in self.ids.iter().filter(|id| *id != node) {
+            let status = tokio::time::timeout(SURVEY_DEADLINE, self.probe.status(other)).await;
+            if let Ok(Ok(status)) = status {
+                if status.failed.iter().any(|f| f == node) {
+                    declaring.push(other.clone());
+                }
+            }
+        }
+        declaring
+    }
+
+    fn note(&self, what: fmt::Arguments<'_>) {
+        tracing::info!("{what}");
     }
 }

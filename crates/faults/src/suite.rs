@@ -25,17 +25,16 @@ use dida_verify::chains::ChainReport;
 use dida_verify::history::{HistoryCounts, Operation, RunClock};
 use dida_verify::linearizability::{check_key, SearchLimits};
 use dida_verify::lost_writes::{self, acknowledged_writes};
-use dida_verify::plan::{Backend, Fault, FaultKind, NemesisKind};
+use dida_verify::nemesis;
+use dida_verify::plan::{self, Fault, FaultKind, NemesisKind, Schedule};
 use dida_verify::report::{LinearizabilityReport, Report, RunSettings};
 use dida_verify::timeline::{self, Mark, MarkEvent, Setup};
 use dida_verify::workload::{self, StorageWorkload};
 
 use crate::chains::{self, ChainWorkload};
 use crate::marks::{self, WatchConfig};
-use crate::nemesis;
-use crate::processes::Processes;
+use crate::processes::{self, Processes};
 use crate::readback;
-use crate::rolling;
 use crate::storage_kv::StorageKv;
 
 /// Everything a run needs to know.
@@ -135,7 +134,7 @@ impl SuiteConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(!self.duration.is_zero(), "--duration must be positive");
         ensure!(
-            self.nemesis.supported_by(Backend::Processes),
+            !self.nemesis.simulator_only(),
             "--nemesis {} is the simulator's only (`dida sim --nemesis {}`)",
             self.nemesis,
             self.nemesis
@@ -377,28 +376,6 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             ));
         }
     }
-    let cluster = Arc::new(Processes::new(cluster, false));
-    let plan = nemesis::NemesisPlan {
-        kind: config.nemesis,
-        times: if config.nemesis == NemesisKind::RollingRestart {
-            rolling::rolling_times(config.duration, config.nodes)
-        } else {
-            nemesis::crash_times(config.duration, config.crashes, &mut seeds)
-        },
-        duration: config.duration,
-        fault_lengths: config.fault_lengths,
-        keys: keys
-            .iter()
-            .cloned()
-            .chain(chains::chain_keys(if scheduler.is_some() {
-                config.keys
-            } else {
-                0
-            }))
-            .collect(),
-        vnodes: ClientConfig::default().vnodes,
-        replication_factor: config.replication_factor,
-    };
     let (kills, watcher) = if config.timeline_path.is_some() {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let watcher = tokio::spawn(marks::watch_crashes(
@@ -411,19 +388,42 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     } else {
         (None, None)
     };
-    let mut nemesis_task = AbortOnDrop(tokio::spawn(nemesis::run_nemesis(
-        cluster.clone(),
-        new_client(Duration::from_secs(1))?,
-        plan,
-        clock,
-        seeds.next_u64(),
-        kills,
-    )));
+    let probe = new_client(processes::SURVEY_DEADLINE)?;
+    let cluster = Arc::new(Processes::new(cluster, false, probe, kills));
+    let schedule = Schedule {
+        duration: config.duration,
+        faults: config.crashes,
+        nodes: config.nodes,
+        lengths: config.fault_lengths,
+    };
+    let plan = plan::plan(seeds.next_u64(), config.nemesis, &schedule);
+    let setup = nemesis::Setup {
+        keys: keys
+            .iter()
+            .cloned()
+            .chain(chains::chain_keys(if scheduler.is_some() {
+                config.keys
+            } else {
+                0
+            }))
+            .collect(),
+        vnodes: ClientConfig::default().vnodes,
+        replication_factor: config.replication_factor,
+        budget: config.replication_factor - 1,
+        keeps_data: false,
+        settle_between: config.nemesis == NemesisKind::RollingRestart,
+    };
+    let nemesis_cluster = cluster.clone();
+    let mut nemesis_task = AbortOnDrop(tokio::spawn(async move {
+        let mut faults = nemesis::run(&*nemesis_cluster, &plan, &setup, clock).await;
+        let survey = nemesis_cluster.settle(&mut faults).await;
+        (faults, survey)
+    }));
     let mut history = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         history.extend(joined.context("a client task panicked")?);
     }
-    let outcome = (&mut nemesis_task.0)
+    let (faults, survey) = (&mut nemesis_task.0)
         .await
         .context("the nemesis task panicked")?;
     history.sort_by_key(|op| (op.invoked_ns, op.client));
@@ -438,7 +438,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     // Nodes killed, and nodes declared failed after a pause or partition: the latter
     // are fenced (or will be as soon as they hear of it) and no longer hold data
     // anyone reads.
-    let lost = &outcome.survey.lost;
+    let lost = &survey.lost;
     let live: Vec<String> = all_nodes
         .iter()
         .filter(|n| !lost.contains(*n))
@@ -462,7 +462,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
                 Vec::new()
             }
         };
-        let mut marks = fault_marks(&outcome.faults);
+        let mut marks = fault_marks(&faults);
         marks.extend(found);
         marks.sort_by_key(|m| m.t_ms);
         let setup = Setup {
@@ -504,8 +504,8 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     let mut report = Report {
         settings: config.settings(),
         operations: HistoryCounts::of(&history),
-        lost_nodes: outcome.survey.lost.iter().cloned().collect(),
-        faults: outcome.faults,
+        lost_nodes: survey.lost.iter().cloned().collect(),
+        faults,
         lost_writes: lost,
         linearizability,
         chains: ChainReport::of(&history),
@@ -527,6 +527,7 @@ fn fault_marks(faults: &[Fault]) -> Vec<Mark> {
             FaultKind::Pause => (MarkEvent::Pause, Some(MarkEvent::Resume)),
             FaultKind::Partition => (MarkEvent::Partition, Some(MarkEvent::Heal)),
             FaultKind::Restart => (MarkEvent::Kill, Some(MarkEvent::Restart)),
+            FaultKind::Declare => continue,
         };
         let mut mark = Mark::at_ns(fault.at_ns, start, &fault.node);
         if !fault.cuts.is_empty() {

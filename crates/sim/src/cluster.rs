@@ -3,6 +3,8 @@
 //! incarnation, its background protocols gated by the process, exactly as a real
 //! restart of `dida storage` with the same flags.
 
+use std::collections::BTreeSet;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use dida_storage::{Node, StorageConfig};
@@ -131,6 +133,10 @@ impl Cluster {
 /// The simulator's faults: process states, links of the in-memory network, and
 /// restarts as new nodes.
 impl Injector for Cluster {
+    fn ids(&self) -> Vec<String> {
+        self.configs.iter().map(|c| c.id.clone()).collect()
+    }
+
     async fn kill(&self, node: &str) -> Result<(), InjectError> {
         self.set("kill", node, ProcState::Crashed)
     }
@@ -162,4 +168,50 @@ impl Injector for Cluster {
             reason: format!("{error:#}"),
         })
     }
+
+    async fn lost(&self) -> BTreeSet<String> {
+        let ids = self.ids();
+        lost_nodes(self)
+            .into_iter()
+            .map(|n| ids[n].clone())
+            .collect()
+    }
+
+    async fn declared_by(&self, node: &str) -> Vec<String> {
+        let running = (0..self.len()).filter(|&n| self.process(n).state() != ProcState::Crashed);
+        running
+            .map(|n| self.node(n))
+            .filter(|observer| {
+                observer
+                    .member_states()
+                    .iter()
+                    .any(|(id, state)| id == node && state.liveness == dida_core::Liveness::Failed)
+            })
+            .map(|observer| observer.id().to_string())
+            .collect()
+    }
+
+    fn note(&self, what: fmt::Arguments<'_>) {
+        self.network.trace().event(what);
+    }
+}
+
+/// The nodes lost now, by index: crashed, or out of the ring (declared failed, or
+/// restarted and still catching up, so holding less than its share) in the view of
+/// some node still running.
+pub fn lost_nodes(cluster: &Cluster) -> BTreeSet<usize> {
+    let processes = cluster.processes();
+    let crashed = |n: usize| processes[n].state() == ProcState::Crashed;
+    let mut lost: BTreeSet<usize> = (0..cluster.len()).filter(|&n| crashed(n)).collect();
+    for node in (0..cluster.len())
+        .filter(|&n| !crashed(n))
+        .map(|n| cluster.node(n))
+    {
+        for (index, (_, state)) in node.member_states().into_iter().enumerate() {
+            if !state.in_ring() {
+                lost.insert(index);
+            }
+        }
+    }
+    lost
 }

@@ -69,9 +69,8 @@ pub struct KindSummary {
 
 /// Adds the reports up per nemesis kind, in the kinds' order.
 pub fn summarize(reports: &[SeedReport]) -> Vec<(NemesisKind, KindSummary)> {
-    NemesisKind::ROTATION
+    NemesisKind::ALL
         .into_iter()
-        .chain(NemesisKind::BEYOND_BUDGET)
         .map(|kind| {
             let mut sum = KindSummary::default();
             for report in reports.iter().filter(|r| r.nemesis == kind) {

@@ -103,6 +103,11 @@ impl Network {
         })
     }
 
+    /// The run's trace, which the nemesis writes to as well.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
     /// Makes `node`, running as `process`, the node at `index` (created after the
     /// network, since each holds a transport into it; again at every restart).
     pub fn install(&self, index: usize, node: Arc<Node>, process: Arc<Process>) {

@@ -5,9 +5,10 @@
 //! one thread, no real I/O and every random choice drawn from the seeded generator,
 //! a seed replays the same run event for event (the trace's fingerprint shows it).
 //!
-//! Timeline (simulated): the clients run from 0 to 26 s; faults start between 3 s
-//! and 22 s and each is undone (but kills) before its slot ends; from 26 s the
-//! cluster has until 40 s to detect, repair and converge; then the checks run.
+//! Timeline (simulated): the clients run from 0 to 26 s; one to three faults of the
+//! seed's plan (`dida_verify::plan`) start between 2.6 s and 20.8 s, each undone
+//! (but kills) before the next and before 20.8 s; from 26 s the cluster has until
+//! 40 s to detect, repair and converge; then the checks run.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -22,13 +23,14 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use dida_verify::history::{Operation, RunClock};
-use dida_verify::plan::NemesisKind;
+use dida_verify::nemesis::{self, Setup};
+use dida_verify::plan::{self, Fault, NemesisKind, Schedule};
 use dida_verify::workload::{run_storage_client, storage_keys, StorageWorkload};
 
 use crate::checks::{Finding, Outcome};
-use crate::cluster::Cluster;
+use crate::cluster::{lost_nodes, Cluster};
 use crate::forger::{forged_values_kept, Forger};
-use crate::nemesis::{lost_nodes, FaultRecord, Nemesis};
+use crate::nemesis::beyond_budget;
 use crate::network::{LinkFaults, Network};
 use crate::process::ProcState;
 use crate::sim_kv::SimKv;
@@ -39,8 +41,10 @@ const REPLICATION_FACTOR: usize = 3;
 const VNODES: u32 = 16;
 const CLIENTS: usize = 4;
 const KEYS: usize = 4;
+/// Nodes lost count against the fault budget from here on, before any planned
+/// fault starts (the plan's earliest is at 3.8 s) and after the cluster formed:
+/// every node is out of the ring while it joins.
 const FAULTS_FROM: Duration = Duration::from_secs(3);
-const FAULTS_UNTIL: Duration = Duration::from_secs(22);
 const WORKLOAD_UNTIL: Duration = Duration::from_secs(26);
 const CHECK_AT: Duration = Duration::from_secs(40);
 /// The forger starts once every node has joined.
@@ -76,8 +80,8 @@ pub struct SeedReport {
     pub write_acks: usize,
     /// `--max-versions` of the nodes.
     pub max_versions: usize,
-    /// The faults injected, in order.
-    pub faults: Vec<FaultRecord>,
+    /// The faults injected (or skipped, the budget spent), in order.
+    pub faults: Vec<Fault>,
     /// Nodes lost by the end (crashed or declared failed).
     pub lost_nodes: Vec<String>,
     /// The most nodes lost at one time during the faults (crashed, declared
@@ -250,16 +254,29 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     } else {
         REPLICATION_FACTOR - 1
     };
-    let nemesis = Nemesis {
-        cluster: cluster.clone(),
-        keys,
-        budget,
-        rng: rng.clone(),
-        trace: trace.clone(),
+    let episodes = rng.lock().expect("rng lock poisoned").random_range(1..=3);
+    let schedule = Schedule {
+        duration: WORKLOAD_UNTIL,
+        faults: episodes,
+        nodes: NODES,
+        lengths: (Duration::from_millis(500), Duration::from_millis(5000)),
     };
-    let faults = nemesis
-        .run(nemesis_kind, start, FAULTS_FROM, FAULTS_UNTIL)
-        .await;
+    let faults = if nemesis_kind.keeps_every_process() {
+        let mut draws = StdRng::seed_from_u64(seed);
+        let times = plan::fault_times(WORKLOAD_UNTIL, episodes, &mut draws);
+        beyond_budget(&cluster, nemesis_kind, &times, seed, clock).await
+    } else {
+        let setup = Setup {
+            keys,
+            vnodes: VNODES,
+            replication_factor: REPLICATION_FACTOR,
+            budget,
+            keeps_data: true,
+            settle_between: nemesis_kind == NemesisKind::RollingRestart,
+        };
+        let plan = plan::plan(seed, nemesis_kind, &schedule);
+        nemesis::run(&*cluster, &plan, &setup, clock).await
+    };
     let mut history: Vec<Operation> = Vec::new();
     for client in clients {
         history.extend(client.await.context("a simulated client panicked")?);

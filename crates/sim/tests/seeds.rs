@@ -99,9 +99,9 @@ fn without_the_fence_partitions_lose_acknowledged_writes_or_linearizability() {
 }
 
 /// The second deliberate bug: writes acknowledged before the second of
-/// `--write-acks 2` copies is held. Killing primaries must expose it in some of a
-/// handful of seeds (as a lost write, or a version number used twice: T1, W1), and
-/// those seeds must pass with the bug fixed.
+/// `--write-acks 2` copies is held. Killing primaries must expose it in some of 30
+/// seeds (as a lost write, or a version number used twice: T1, W1), and those seeds
+/// must pass with the bug fixed.
 #[test]
 fn writes_acknowledged_before_their_second_copy_are_caught() {
     let fixed = SimConfig {
@@ -113,7 +113,7 @@ fn writes_acknowledged_before_their_second_copy_are_caught() {
         break_acks: true,
         ..fixed.clone()
     };
-    caught_and_only_with_the_bug(broken, fixed, 10);
+    caught_and_only_with_the_bug(broken, fixed, 30);
 }
 
 /// Seeds of each kind beyond the fault budget in the suite (`dida sim --seeds 500

@@ -14,7 +14,8 @@
 //! - [`history`]: the recorded operations and the run's clock;
 //! - [`kv`]: the key-value trait the workload drives, and its typed error;
 //! - [`workload`]: the storage clients, generic over [`kv::KeyValue`];
-//! - [`plan`]: the kinds of faults and what each injected fault was;
+//! - [`plan`]: the kinds of faults, the seeded plan, and what each injected fault was;
+//! - [`nemesis`]: carries a plan out through a back-end's injector;
 //! - [`linearizability`]: the register linearizability checker;
 //! - [`lost_writes`]: acknowledged writes held, discarded or lost;
 //! - [`at_rest`]: every serving replica of a key holds the same versions;
@@ -28,6 +29,7 @@ pub mod history;
 pub mod kv;
 pub mod linearizability;
 pub mod lost_writes;
+pub mod nemesis;
 pub mod plan;
 pub mod report;
 pub mod timeline;

@@ -7,16 +7,20 @@
 //! action the trait lacks (joining or removing a member, for elastic membership),
 //! one method of [`Injector`] implemented by each back-end.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
+use std::time::Duration;
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 /// Which faults a run injects (`--nemesis` of `dida sim` and `dida faults`).
 ///
-/// A kind means the same thing on both back-ends; a back-end that cannot inject a
-/// kind refuses it before the run starts ([`NemesisKind::supported_by`]).
+/// A kind means the same thing on both back-ends; the real-process suite refuses
+/// the simulator's own kinds before the run starts ([`NemesisKind::simulator_only`]).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
@@ -40,7 +44,7 @@ pub enum NemesisKind {
     /// out before the two shared this type).
     Mixed,
     /// Every node restarted in turn, one at a time, each left to answer and settle
-    /// before the next: a rolling upgrade. Real-process suite only.
+    /// before the next: a rolling upgrade. Outside the simulator's default rotation.
     RollingRestart,
     /// A member's forged declarations: every running node is handed a probe, from
     /// another member, whose view declares every node failed (the all-declare-all
@@ -53,15 +57,6 @@ pub enum NemesisKind {
     /// no acknowledged write may be lost. Simulator only, outside its default
     /// rotation.
     Storm,
-}
-
-/// The two back-ends that run a [`NemesisKind`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// `dida sim`: the deterministic simulator.
-    Simulator,
-    /// `dida faults`: real processes on this machine.
-    Processes,
 }
 
 impl NemesisKind {
@@ -93,13 +88,10 @@ impl NemesisKind {
         matches!(self, Self::DeclareAll | Self::Storm)
     }
 
-    /// Whether `backend` can inject this kind.
-    pub fn supported_by(self, backend: Backend) -> bool {
-        match self {
-            Self::RollingRestart => backend == Backend::Processes,
-            Self::DeclareAll | Self::Storm => backend == Backend::Simulator,
-            _ => true,
-        }
+    /// Whether only the simulator can inject this kind: the forged declarations
+    /// and storms beyond every budget reach into the nodes' protocol state.
+    pub fn simulator_only(self) -> bool {
+        self.keeps_every_process()
     }
 
     /// Every kind, for listings and parsing.
@@ -164,6 +156,9 @@ pub enum FaultKind {
     Partition,
     /// SIGKILL, then started again with the same command line.
     Restart,
+    /// A forged probe, from another member, declaring every node failed, handed to
+    /// the target (the simulator's `declare-all`).
+    Declare,
 }
 
 /// The shape of a partition (see the module documentation).
@@ -230,7 +225,7 @@ impl Fault {
     }
 
     /// A fault not injected because `lost` nodes were lost already, `budget` being
-    /// the most the run allows (R − 1).
+    /// the most the run allows (R − 1, or A − 1 with `--write-acks` A ≥ 2).
     pub fn skipped(
         kind: FaultKind,
         node: String,
@@ -240,13 +235,14 @@ impl Fault {
     ) -> Self {
         let mut fault = Self::new(kind, node, at_ns, Vec::new());
         fault.error = Some(format!(
-            "skipped: {} nodes already lost ({}), the most R - 1 = {budget} allows",
+            "skipped: {} nodes already lost ({}), the most the fault budget allows ({budget})",
             lost.len(),
             lost.join(", ")
         ));
         fault
     }
 
+    /// A fault of `kind` on `node` starting at `at_ns`, not yet confirmed.
     pub fn new(kind: FaultKind, node: String, at_ns: u64, led_keys: Vec<String>) -> Self {
         Self {
             kind,
@@ -278,16 +274,20 @@ pub struct InjectError {
     pub reason: String,
 }
 
-/// How a back-end injects faults into the storage nodes it runs, by node id: the
-/// simulator into its simulated processes and network (`dida_sim::cluster`), the
-/// real-process suite into processes and proxies on this machine
-/// (`dida_faults::processes`). The nemeses decide what to inject and when; this is
-/// only the doing.
+/// How a back-end injects faults into the storage nodes it runs, by node id, and
+/// tells what they cost: the simulator into its simulated processes and network
+/// (`dida_sim::cluster`), the real-process suite into processes and proxies on this
+/// machine (`dida_faults::processes`). [`crate::nemesis`] decides what to inject and
+/// when; this is only the doing and the looking.
 pub trait Injector: Send + Sync {
-    /// Crashes `node` at once (SIGKILL): it answers nothing from now on.
+    /// The storage nodes, by id, in membership order.
+    fn ids(&self) -> Vec<String>;
+
+    /// Crashes `node` at once (SIGKILL) and confirms it answers nothing any more.
     fn kill(&self, node: &str) -> impl Future<Output = Result<(), InjectError>> + Send;
 
-    /// Stops `node` (SIGSTOP): it keeps its state but runs nothing until resumed.
+    /// Stops `node` (SIGSTOP) and confirms it answers nothing: it keeps its state
+    /// but runs nothing until resumed.
     fn pause(&self, node: &str) -> impl Future<Output = Result<(), InjectError>> + Send;
 
     /// Lets a paused `node` run on (SIGCONT).
@@ -300,11 +300,339 @@ pub trait Injector: Send + Sync {
     /// Restores every link cut.
     fn heal(&self) -> impl Future<Output = ()> + Send;
 
-    /// Starts a killed `node` again with the same flags, at a higher incarnation:
-    /// with every record it held (`keep_data`, as on a data directory) or empty.
+    /// Starts a killed `node` again with the same flags, at a higher incarnation,
+    /// and waits until it answers: with every record it held (`keep_data`, as on a
+    /// data directory) or empty.
     fn restart(
         &self,
         node: &str,
         keep_data: bool,
     ) -> impl Future<Output = Result<(), InjectError>> + Send;
+
+    /// The nodes lost now, which spend the fault budget: killed, silent, or out of
+    /// the ring (declared failed, fenced, or rejoining and so holding less than its
+    /// share) as the cluster itself says.
+    fn lost(&self) -> impl Future<Output = BTreeSet<String>> + Send;
+
+    /// The other nodes that list `node` as failed now.
+    fn declared_by(&self, node: &str) -> impl Future<Output = Vec<String>> + Send;
+
+    /// Records what the nemesis does, in the back-end's log (the simulator's trace,
+    /// whose fingerprint must then cover it; `tracing` for real processes).
+    fn note(&self, what: fmt::Arguments<'_>);
+}
+
+/// When and how long a run's faults may be: with the seed and the kind, all that
+/// [`plan`] needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Length of the workload. Faults start between 10 % and 80 % of it, and every
+    /// fault (but a kill) ends before its last fifth, so that recovery shows in the
+    /// history.
+    pub duration: Duration,
+    /// How many faults (a rolling restart plans one per node instead).
+    pub faults: usize,
+    /// Storage nodes in the cluster.
+    pub nodes: usize,
+    /// Shortest and longest pause, partition or restarted node's time down (before
+    /// it is cut short to end in time).
+    pub lengths: (Duration, Duration),
+}
+
+/// Whom a planned fault hits: a node known in advance, or a draw resolved when the
+/// fault starts, among the nodes then in service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The node at this index of the membership (a rolling restart's).
+    Node(usize),
+    /// A node leading at least one of the workload's keys (on the ring of the nodes
+    /// in service; any of them if none leads one), chosen by this draw: a fault of
+    /// a primary is the case fences and hand-offs exist for.
+    Leader(u64),
+    /// Any node in service, chosen by this draw.
+    Any(u64),
+}
+
+/// One fault of a plan: everything about it that can be drawn before the run. What
+/// depends on the cluster at that moment (which nodes are lost, which lead the
+/// workload's keys) is resolved by the nemesis from the draws kept here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedFault {
+    /// When it starts, from the start of the workload.
+    pub at: Duration,
+    /// How long a pause or partition lasts, or a restarted node stays down.
+    pub length: Duration,
+    /// What it does (a `mixed` plan's kinds are drawn here).
+    pub kind: FaultKind,
+    /// Whom it hits.
+    pub target: Target,
+    /// For a partition: its shape.
+    pub shape: PartitionShape,
+    /// For a partition: the draw of the peers cut, and of a one-way cut's direction.
+    pub cut_draw: u64,
+    /// For a restart: whether the node comes back on its data (where the back-end
+    /// keeps any) rather than empty.
+    pub keep_data: bool,
+}
+
+/// The faults a run of `kind` injects, as a pure function of the seed: the same
+/// seed and schedule give the same plan on either back-end. The kinds that exceed
+/// every fault budget ([`NemesisKind::keeps_every_process`]) are the simulator's own
+/// and plan only their moments ([`fault_times`]).
+pub fn plan(seed: u64, kind: NemesisKind, schedule: &Schedule) -> Vec<PlannedFault> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
+    if kind == NemesisKind::RollingRestart {
+        return rolling_times(schedule.duration, schedule.nodes)
+            .into_iter()
+            .enumerate()
+            .map(|(node, at)| PlannedFault {
+                at,
+                length: Duration::ZERO,
+                kind: FaultKind::Restart,
+                target: Target::Node(node),
+                shape: PartitionShape::Isolate,
+                cut_draw: 0,
+                keep_data: false,
+            })
+            .collect();
+    }
+    let times = fault_times(schedule.duration, schedule.faults, &mut rng);
+    let lengths = fault_lengths(&times, schedule.duration, schedule.lengths, &mut rng);
+    times
+        .into_iter()
+        .zip(lengths)
+        .map(|(at, length)| {
+            let kind = match kind {
+                NemesisKind::Kill => FaultKind::Kill,
+                NemesisKind::Pause => FaultKind::Pause,
+                NemesisKind::Partition => FaultKind::Partition,
+                NemesisKind::Restart => FaultKind::Restart,
+                _ => [
+                    FaultKind::Kill,
+                    FaultKind::Pause,
+                    FaultKind::Partition,
+                    FaultKind::Restart,
+                ][rng.random_range(0..4)],
+            };
+            let draw = rng.random::<u64>();
+            PlannedFault {
+                at,
+                length,
+                kind,
+                target: if rng.random_bool(0.5) {
+                    Target::Leader(draw)
+                } else {
+                    Target::Any(draw)
+                },
+                shape: [
+                    PartitionShape::Isolate,
+                    PartitionShape::Cut,
+                    PartitionShape::OneWay,
+                ][rng.random_range(0..3)],
+                cut_draw: rng.random(),
+                keep_data: rng.random_bool(0.5),
+            }
+        })
+        .collect()
+}
+
+/// The moments of `faults` faults in a run of `duration`: the window from 10 % to
+/// 80 % of the run cut into one slot per fault, each fault at a random moment of
+/// the middle 60 % of its slot — random, never simultaneous, and at least 40 % of
+/// a slot apart, so the cluster can detect and repair each before the next.
+pub fn fault_times(duration: Duration, faults: usize, rng: &mut StdRng) -> Vec<Duration> {
+    let slot = duration.mul_f64(0.7) / u32::try_from(faults.max(1)).unwrap_or(u32::MAX);
+    (0..faults)
+        .map(|i| {
+            let slot_start = duration / 10 + slot * u32::try_from(i).unwrap_or(u32::MAX);
+            slot_start + slot.mul_f64(rng.random_range(0.2..0.8))
+        })
+        .collect()
+}
+
+/// How long each fault starting at `times` lasts: a random length in `lengths`, cut
+/// short to end before the next fault starts (leaving the cluster up to a second,
+/// half the gap at most, to declare and spread what this one cost) and before the
+/// last fifth of the run.
+fn fault_lengths(
+    times: &[Duration],
+    duration: Duration,
+    lengths: (Duration, Duration),
+    rng: &mut StdRng,
+) -> Vec<Duration> {
+    let quiet = duration.mul_f64(0.8);
+    let (shortest, longest) = (lengths.0.min(lengths.1), lengths.0.max(lengths.1));
+    times
+        .iter()
+        .enumerate()
+        .map(|(i, &start)| {
+            let drawn = rng.random_range(shortest..=longest);
+            let end = times.get(i + 1).map_or(quiet, |&next| {
+                next.saturating_sub((next.saturating_sub(start) / 2).min(Duration::from_secs(1)))
+            });
+            drawn.min(end.min(quiet).saturating_sub(start))
+        })
+        .collect()
+}
+
+/// A rolling restart's moments for `nodes` nodes: the window from 10 % to 80 % of
+/// the run cut into one slot per node, each restart in the middle of its slot (or
+/// once the previous node settled, if later).
+fn rolling_times(duration: Duration, nodes: usize) -> Vec<Duration> {
+    let slot = duration.mul_f64(0.7) / u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
+    (0..nodes)
+        .map(|i| duration / 10 + slot.mul_f64(i as f64 + 0.5))
+        .collect()
+}
+
+/// The links a partition of `target` cuts, as `[from, to]` pairs, from its shape
+/// and draw: every link both ways for an isolation; otherwise one or two of the
+/// `live_peers` (never all: that would be an isolation), both ways for a cut, one
+/// way for a one-way cut. With no live peer, only an isolation makes sense.
+pub fn partition_cuts(
+    target: &str,
+    peers: &[String],
+    live_peers: &[String],
+    shape: PartitionShape,
+    draw: u64,
+) -> (PartitionShape, Vec<[String; 2]>) {
+    let pair = |from: &str, to: &str| [from.to_string(), to.to_string()];
+    if shape == PartitionShape::Isolate || live_peers.is_empty() {
+        let cuts = peers
+            .iter()
+            .flat_map(|peer| [pair(target, peer), pair(peer, target)])
+            .collect();
+        return (PartitionShape::Isolate, cuts);
+    }
+    let mut rng = StdRng::seed_from_u64(draw);
+    let most = 2.min(live_peers.len().saturating_sub(1)).max(1);
+    let first = rng.random_range(0..live_peers.len());
+    let outward = rng.random_bool(0.5);
+    let cuts = (0..rng.random_range(1..=most))
+        .map(|i| &live_peers[(first + i) % live_peers.len()])
+        .flat_map(|peer| match shape {
+            PartitionShape::OneWay if outward => vec![pair(target, peer)],
+            PartitionShape::OneWay => vec![pair(peer, target)],
+            _ => vec![pair(target, peer), pair(peer, target)],
+        })
+        .collect();
+    (shape, cuts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(faults: usize) -> Schedule {
+        Schedule {
+            duration: Duration::from_secs(20),
+            faults,
+            nodes: 5,
+            lengths: (Duration::from_secs(1), Duration::from_secs(9)),
+        }
+    }
+
+    #[test]
+    fn a_plan_is_a_function_of_the_seed() {
+        for kind in NemesisKind::ROTATION {
+            let plan = plan(7, kind, &schedule(3));
+            assert_eq!(plan, super::plan(7, kind, &schedule(3)));
+            assert_eq!(plan.len(), 3);
+            assert_ne!(plan, super::plan(8, kind, &schedule(3)), "{kind}");
+        }
+        let kinds: BTreeSet<String> = (0..20)
+            .flat_map(|seed| plan(seed, NemesisKind::Mixed, &schedule(3)))
+            .map(|fault| format!("{:?}", fault.kind))
+            .collect();
+        assert_eq!(kinds.len(), 4, "mixed draws all four: {kinds:?}");
+    }
+
+    #[test]
+    fn faults_are_spread_and_end_before_the_next_and_the_quiet_fifth() {
+        for (seed, faults) in (0..50).zip((1..=4).cycle()) {
+            let plan = plan(seed, NemesisKind::Pause, &schedule(faults));
+            let slot = Duration::from_secs(14) / faults as u32;
+            assert!(plan[0].at >= Duration::from_secs(2));
+            for pair in plan.windows(2) {
+                assert!(pair[1].at > pair[0].at + slot.mul_f64(0.39), "{plan:?}");
+                assert!(pair[0].at + pair[0].length < pair[1].at, "{plan:?}");
+            }
+            for fault in &plan {
+                assert!(
+                    fault.at + fault.length <= Duration::from_secs(16),
+                    "{plan:?}"
+                );
+            }
+        }
+        // Close faults leave half the time between them; far ones at most a second.
+        let mut rng = StdRng::seed_from_u64(1);
+        let fixed = (Duration::from_secs(5), Duration::from_secs(5));
+        let close = [Duration::from_secs(2), Duration::from_millis(2600)];
+        let lengths = fault_lengths(&close, Duration::from_secs(10), fixed, &mut rng);
+        assert_eq!(lengths[0], Duration::from_millis(300));
+        let far = [Duration::from_secs(1), Duration::from_secs(30)];
+        let lengths = fault_lengths(&far, Duration::from_secs(60), fixed, &mut rng);
+        assert_eq!(lengths[0], Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_rolling_restart_restarts_every_node_in_turn() {
+        let plan = plan(1, NemesisKind::RollingRestart, &schedule(2));
+        let seconds: Vec<f64> = plan.iter().map(|f| f.at.as_secs_f64()).collect();
+        assert_eq!(seconds, [3.4, 6.2, 9.0, 11.8, 14.6]);
+        for (index, fault) in plan.iter().enumerate() {
+            assert_eq!(
+                (fault.kind, fault.target),
+                (FaultKind::Restart, Target::Node(index))
+            );
+        }
+    }
+
+    #[test]
+    fn partitions_cut_the_target_from_some_or_all_peers() {
+        let peers: Vec<String> = ["s1", "s2", "s4", "s5"].map(String::from).to_vec();
+        let shapes = [
+            PartitionShape::Isolate,
+            PartitionShape::Cut,
+            PartitionShape::OneWay,
+        ];
+        for draw in 0..100 {
+            for shape in shapes {
+                let (drawn, cuts) = partition_cuts("s3", &peers, &peers, shape, draw);
+                assert_eq!(drawn, shape);
+                assert!(cuts
+                    .iter()
+                    .all(|[from, to]| from != to && (from == "s3" || to == "s3")));
+                let others: BTreeSet<&String> = cuts
+                    .iter()
+                    .map(|[from, to]| if from == "s3" { to } else { from })
+                    .collect();
+                let outward = cuts.iter().filter(|[from, _]| from == "s3").count();
+                match shape {
+                    PartitionShape::Isolate => assert_eq!(cuts.len(), 8),
+                    PartitionShape::Cut => {
+                        assert!((1..=2).contains(&others.len()));
+                        assert_eq!(cuts.len(), 2 * others.len());
+                    }
+                    PartitionShape::OneWay => {
+                        assert!((1..=2).contains(&others.len()));
+                        assert!(outward == 0 || outward == cuts.len(), "{cuts:?}");
+                    }
+                }
+            }
+        }
+        // With no live peer left, only an isolation makes sense.
+        let (shape, _) = partition_cuts("s3", &peers, &[], PartitionShape::Cut, 1);
+        assert_eq!(shape, PartitionShape::Isolate);
+    }
+
+    #[test]
+    fn nemesis_names_parse_and_print_back() {
+        for kind in NemesisKind::ALL {
+            assert_eq!(kind.name().parse::<NemesisKind>(), Ok(kind));
+            // The report's settings name it as the command line does.
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
+        assert!("crash".parse::<NemesisKind>().is_err());
+    }
 }

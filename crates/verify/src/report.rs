@@ -464,11 +464,12 @@ fn kind_name(kind: FaultKind) -> &'static str {
         FaultKind::Pause => "pause",
         FaultKind::Partition => "partition",
         FaultKind::Restart => "restart",
+        FaultKind::Declare => "declare",
     }
 }
 
 /// One line about one fault: what, whom, when, and what became of the target.
-fn describe(fault: &Fault) -> String {
+pub fn describe(fault: &Fault) -> String {
     let mut line = kind_name(fault.kind).to_string();
     if fault.node.is_empty() {
         // Skipped before a target was drawn (the fault budget was spent).
