@@ -20,9 +20,9 @@ use crate::report::RunSettings;
 /// Width of a bucket.
 pub const BUCKET: Duration = Duration::from_millis(100);
 
-/// One line of the timeline file, tagged by `kind`.
+/// One line of the timeline file, tagged by `event` like every JSON line dida writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum TimelineLine {
     /// What ran; always the first line.
     Setup(Setup),
@@ -148,8 +148,8 @@ impl std::fmt::Display for MarkEvent {
 pub struct Mark {
     /// When, in milliseconds since the start of the workload.
     pub t_ms: u64,
-    /// What happened.
-    pub event: MarkEvent,
+    /// What happened (not named `event`: that is the tag of the line).
+    pub what: MarkEvent,
     /// The node the fault hit.
     pub node: String,
     /// For `detected`: the live node whose view showed the crash first; for
@@ -160,10 +160,10 @@ pub struct Mark {
 
 impl Mark {
     /// A mark at `t_ns` nanoseconds since the start of the workload.
-    pub fn at_ns(t_ns: u64, event: MarkEvent, node: &str) -> Self {
+    pub fn at_ns(t_ns: u64, what: MarkEvent, node: &str) -> Self {
         Self {
             t_ms: t_ns / 1_000_000,
-            event,
+            what,
             node: node.to_string(),
             by: None,
         }
@@ -359,28 +359,28 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1 + 3 + 3, "{text}");
         assert!(
-            lines[0].starts_with(r#"{"kind":"setup","start_unix_ms":1700000000000,"#),
+            lines[0].starts_with(r#"{"event":"setup","start_unix_ms":1700000000000,"#),
             "{text}"
         );
         assert!(lines[0].contains(r#""replication_factor":2"#), "{text}");
         assert!(lines[0].contains(r#""write_acks":2"#), "{text}");
         assert_eq!(
             lines[1],
-            r#"{"kind":"bucket","t_ms":0,"ok":0,"errors":0,"by_op":{"write":0,"cas":0,"read":0,"chain":0},"errors_by_op":{"write":0,"cas":0,"read":0,"chain":0}}"#
+            r#"{"event":"bucket","t_ms":0,"ok":0,"errors":0,"by_op":{"write":0,"cas":0,"read":0,"chain":0},"errors_by_op":{"write":0,"cas":0,"read":0,"chain":0}}"#
         );
-        assert!(lines[2].starts_with(r#"{"kind":"bucket","t_ms":100,"ok":1,"#));
+        assert!(lines[2].starts_with(r#"{"event":"bucket","t_ms":100,"ok":1,"#));
         assert_eq!(
             lines[3],
-            r#"{"kind":"mark","t_ms":100,"event":"kill","node":"s2"}"#
+            r#"{"event":"mark","t_ms":100,"what":"kill","node":"s2"}"#
         );
         assert_eq!(
             lines[4],
-            r#"{"kind":"mark","t_ms":120,"event":"detected","node":"s2","by":"s1"}"#
+            r#"{"event":"mark","t_ms":120,"what":"detected","node":"s2","by":"s1"}"#
         );
-        assert!(lines[5].starts_with(r#"{"kind":"bucket","t_ms":200,"#));
+        assert!(lines[5].starts_with(r#"{"event":"bucket","t_ms":200,"#));
         assert_eq!(
             lines[6],
-            r#"{"kind":"mark","t_ms":450,"event":"re-replicated","node":"s2"}"#
+            r#"{"event":"mark","t_ms":450,"what":"re-replicated","node":"s2"}"#
         );
         // Every line reads back.
         let parsed: Vec<TimelineLine> = lines
@@ -391,7 +391,7 @@ mod tests {
         assert!(matches!(
             &parsed[6],
             TimelineLine::Mark(Mark {
-                event: MarkEvent::ReReplicated,
+                what: MarkEvent::ReReplicated,
                 ..
             })
         ));
