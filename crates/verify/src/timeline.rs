@@ -78,7 +78,7 @@ impl OpCounts {
 }
 
 /// The operations that completed in `[t_ms, t_ms + bucket_ms)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
     /// Start of the bucket, in milliseconds since the start of the workload.
     pub t_ms: u64,
@@ -92,54 +92,34 @@ pub struct Bucket {
     pub errors_by_op: OpCounts,
 }
 
-/// What happened to a node.
+/// What happened to a node; its name in the file is the kebab-case of the variant
+/// (`kill`, `re-replicated`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum MarkEvent {
     /// The nemesis sent it SIGKILL.
-    #[serde(rename = "kill")]
     Kill,
     /// A live node's view first showed it failed.
-    #[serde(rename = "detected")]
     Detected,
     /// Replication was restored (see `dida_faults::marks`).
-    #[serde(rename = "re-replicated")]
     ReReplicated,
     /// The nemesis sent it SIGSTOP.
-    #[serde(rename = "pause")]
     Pause,
     /// The nemesis sent it SIGCONT.
-    #[serde(rename = "resume")]
     Resume,
     /// The nemesis cut links of it (the mark's `by` lists them, `from->to`).
-    #[serde(rename = "partition")]
     Partition,
     /// The nemesis healed those links.
-    #[serde(rename = "heal")]
     Heal,
     /// The nemesis started the killed node again, and it answered its status.
-    #[serde(rename = "restart")]
     Restart,
 }
 
-impl MarkEvent {
-    /// The event's name, as in the timeline file.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Kill => "kill",
-            Self::Detected => "detected",
-            Self::ReReplicated => "re-replicated",
-            Self::Pause => "pause",
-            Self::Resume => "resume",
-            Self::Partition => "partition",
-            Self::Heal => "heal",
-            Self::Restart => "restart",
-        }
-    }
-}
-
+/// The event's name, as in the timeline file (taken from serde, so there is one
+/// spelling to keep).
 impl std::fmt::Display for MarkEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&crate::report::serde_name(self))
     }
 }
 
@@ -188,17 +168,12 @@ pub fn buckets(history: &[Operation], bucket: Duration, end_ns: u64) -> Vec<Buck
     let last = history
         .iter()
         .map(|op| op.completed_ns.saturating_add(1))
-        .max()
-        .unwrap_or(0)
-        .max(end_ns);
+        .fold(end_ns, u64::max);
     let count = last.div_ceil(width).max(1);
     let mut result: Vec<Bucket> = (0..count)
         .map(|i| Bucket {
             t_ms: i * width / 1_000_000,
-            ok: 0,
-            errors: 0,
-            by_op: OpCounts::default(),
-            errors_by_op: OpCounts::default(),
+            ..Bucket::default()
         })
         .collect();
     for op in history {
@@ -206,13 +181,13 @@ pub fn buckets(history: &[Operation], bucket: Duration, end_ns: u64) -> Vec<Buck
         let Some(slot) = result.get_mut(index) else {
             continue;
         };
-        if is_error(op) {
-            slot.errors += 1;
-            slot.errors_by_op.add(&op.kind);
+        let (total, by_op) = if is_error(op) {
+            (&mut slot.errors, &mut slot.errors_by_op)
         } else {
-            slot.ok += 1;
-            slot.by_op.add(&op.kind);
-        }
+            (&mut slot.ok, &mut slot.by_op)
+        };
+        *total += 1;
+        by_op.add(&op.kind);
     }
     result
 }
@@ -227,18 +202,20 @@ pub fn write(
 ) -> std::io::Result<()> {
     let mut marks: Vec<&Mark> = marks.iter().collect();
     marks.sort_by_key(|m| m.t_ms);
-    let mut lines = vec![TimelineLine::Setup(setup.clone())];
     let mut pending = marks.into_iter().peekable();
+    let mut line = |line: TimelineLine| -> std::io::Result<()> {
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")
+    };
+    line(TimelineLine::Setup(setup.clone()))?;
     for bucket in buckets {
         while let Some(mark) = pending.next_if(|m| m.t_ms < bucket.t_ms) {
-            lines.push(TimelineLine::Mark(mark.clone()));
+            line(TimelineLine::Mark(mark.clone()))?;
         }
-        lines.push(TimelineLine::Bucket(bucket.clone()));
+        line(TimelineLine::Bucket(bucket.clone()))?;
     }
-    lines.extend(pending.map(|m| TimelineLine::Mark(m.clone())));
-    for line in &lines {
-        serde_json::to_writer(&mut *out, line)?;
-        out.write_all(b"\n")?;
+    for mark in pending {
+        line(TimelineLine::Mark(mark.clone()))?;
     }
     out.flush()
 }
@@ -246,54 +223,29 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dida_core::Version;
+    use crate::history::fixtures::{self, cas, chain, chain_failed, written};
 
+    /// An operation that completed `completed_ms` into the run.
     fn op(kind: OpKind, result: OpResult, completed_ms: u64) -> Operation {
+        let completed_ns = completed_ms * 1_000_000;
         Operation {
-            id: 0,
-            client: 1,
-            key: "k0".into(),
-            kind,
-            invoked_ns: 0,
-            completed_ns: completed_ms * 1_000_000,
-            result,
-        }
-    }
-
-    fn written() -> OpResult {
-        OpResult::Written {
-            version: Version::new(1, 1),
+            completed_ns,
+            ..fixtures::op(0, kind, result)
         }
     }
 
     fn write_op() -> OpKind {
-        OpKind::Write { value: "a".into() }
+        fixtures::write("a")
     }
 
     #[test]
     fn operations_count_in_the_bucket_of_their_completion() {
         let history = vec![
-            op(write_op(), written(), 0),
-            op(write_op(), written(), 99),
+            op(write_op(), written(1), 0),
+            op(write_op(), written(1), 99),
             op(OpKind::Read, OpResult::Failed { error: "x".into() }, 100),
-            op(
-                OpKind::Cas {
-                    old: "a".into(),
-                    new: "b".into(),
-                },
-                OpResult::CasFailed,
-                250,
-            ),
-            op(
-                OpKind::Chain {
-                    operators: vec!["EchoOperator".into()],
-                },
-                OpResult::ChainFailed {
-                    execution_id: "e".into(),
-                    error: "y".into(),
-                },
-                250,
-            ),
+            op(cas("a", "b"), OpResult::CasFailed, 250),
+            op(chain(&["EchoOperator"]), chain_failed("y"), 250),
             op(write_op(), OpResult::Unknown { error: "z".into() }, 299),
         ];
         let buckets = buckets(&history, BUCKET, 0);
@@ -312,20 +264,16 @@ mod tests {
 
     #[test]
     fn empty_buckets_are_kept_up_to_the_end_of_the_run() {
-        let history = vec![op(write_op(), written(), 350)];
+        let history = vec![op(write_op(), written(1), 350)];
         let buckets = buckets(&history, BUCKET, 1_000_000_000);
         assert_eq!(buckets.len(), 10);
         assert_eq!(buckets.iter().map(|b| b.ok).sum::<u64>(), 1);
         assert_eq!(buckets[3].ok, 1);
         assert_eq!(buckets[9].t_ms, 900);
         // Completions past the end extend the timeline.
-        let late = vec![op(write_op(), written(), 1_234)];
-        assert_eq!(buckets_len(&late, 1_000_000_000), 13);
-        assert_eq!(buckets_len(&[], 0), 1);
-    }
-
-    fn buckets_len(history: &[Operation], end_ns: u64) -> usize {
-        buckets(history, BUCKET, end_ns).len()
+        let late = vec![op(write_op(), written(1), 1_234)];
+        assert_eq!(super::buckets(&late, BUCKET, 1_000_000_000).len(), 13);
+        assert_eq!(super::buckets(&[], BUCKET, 0).len(), 1);
     }
 
     #[test]
@@ -344,7 +292,7 @@ mod tests {
                 ..RunSettings::default()
             },
         };
-        let history = vec![op(write_op(), written(), 150)];
+        let history = vec![op(write_op(), written(1), 150)];
         let buckets = buckets(&history, BUCKET, 300_000_000);
         let mut detected = Mark::at_ns(120_000_000, MarkEvent::Detected, "s2");
         detected.by = Some("s1".into());
@@ -382,6 +330,7 @@ mod tests {
             lines[6],
             r#"{"event":"mark","t_ms":450,"what":"re-replicated","node":"s2"}"#
         );
+        assert_eq!(MarkEvent::ReReplicated.to_string(), "re-replicated");
         // Every line reads back.
         let parsed: Vec<TimelineLine> = lines
             .iter()
