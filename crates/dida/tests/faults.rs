@@ -173,7 +173,7 @@ fn a_short_run_with_one_crash_records_everything_and_its_checkers_hold() {
     let position = |event| {
         marks
             .iter()
-            .position(|m| m.event == event && &m.node == victim)
+            .position(|m| m.what == event && &m.node == victim)
             .unwrap_or_else(|| panic!("no {event:?} mark for {victim}: {marks:?}\n{text}"))
     };
     let (kill, detected) = (position(MarkEvent::Kill), position(MarkEvent::Detected));
@@ -183,7 +183,7 @@ fn a_short_run_with_one_crash_records_everything_and_its_checkers_hold() {
     assert!(by != victim && setup.node_ids.iter().any(|n| n == by));
     if let Some(repaired) = marks
         .iter()
-        .position(|m| m.event == MarkEvent::ReReplicated && &m.node == victim)
+        .position(|m| m.what == MarkEvent::ReReplicated && &m.node == victim)
     {
         assert!(detected < repaired, "{marks:?}");
     }
@@ -426,7 +426,7 @@ fn a_paused_node_is_reported_with_its_pause_and_resume_and_the_checks_hold() {
         assert!(
             marks
                 .iter()
-                .any(|m| m.event == event && m.node == pause.node),
+                .any(|m| m.what == event && m.node == pause.node),
             "no {event:?} mark: {marks:?}"
         );
     }
@@ -541,7 +541,7 @@ fn assert_restart_marks(report: &Report, timeline: &[TimelineLine], text: &str) 
             assert!(
                 marks
                     .iter()
-                    .any(|m| m.event == event && m.node == fault.node),
+                    .any(|m| m.what == event && m.node == fault.node),
                 "no {event:?} mark for {}: {marks:?}\n{text}",
                 fault.node
             );

@@ -51,16 +51,16 @@ pub async fn run_chain_client(
     let mut round: u64 = 0;
     while clock.elapsed() < workload.duration {
         round += 1;
-        let (operators, key) = if round % 2 == 1 && !workload.keys.is_empty() {
+        let (app, key) = if round % 2 == 1 && !workload.keys.is_empty() {
             let key = workload.keys[rng.random_range(0..workload.keys.len())].clone();
             (WRITE_READ, key)
         } else {
             (INCREMENT_TWICE, format!("inc-{client_id}-{round}"))
         };
-        let operators: Vec<String> = operators.iter().map(|s| s.to_string()).collect();
         let invoked_ns = clock.now_ns();
-        let result = execute(scheduler.clone(), &operators, &key, workload.chain_deadline).await;
+        let result = execute(scheduler.clone(), app, key.clone(), workload.chain_deadline).await;
         let completed_ns = clock.now_ns();
+        let operators = app.map(String::from).to_vec();
         history.push(Operation {
             id: 0,
             client: client_id,
@@ -87,10 +87,8 @@ pub async fn warm_up(
     let mut runs = tokio::task::JoinSet::new();
     for i in 0..per_app {
         for app in [WRITE_READ, INCREMENT_TWICE] {
-            let operators: Vec<String> = app.iter().map(|s| s.to_string()).collect();
-            let scheduler = scheduler.clone();
             let input = format!("warm-up-{i}");
-            runs.spawn(async move { execute(scheduler, &operators, &input, deadline).await });
+            runs.spawn(execute(scheduler.clone(), app, input, deadline));
         }
     }
     let mut completed = 0;
@@ -104,30 +102,28 @@ pub async fn warm_up(
     completed
 }
 
-/// Submits one execution and waits for its outcome, up to `deadline` in all.
+/// Submits one execution of `app` and waits for its outcome, up to `deadline` in all.
 async fn execute(
     mut scheduler: SchedulerClient<NodeChannel>,
-    operators: &[String],
-    input: &str,
+    app: [&'static str; 2],
+    input: String,
     deadline: Duration,
 ) -> OpResult {
     let started = tokio::time::Instant::now();
     let submit = SubmitRequest {
-        app: format!("faults-{}", operators.join("-")),
-        operators: operators.to_vec(),
-        input: input.to_string(),
+        app: format!("faults-{}", app.join("-")),
+        operators: app.map(String::from).to_vec(),
+        input,
     };
     let execution_id = match tokio::time::timeout(deadline, scheduler.submit(submit)).await {
         Ok(Ok(reply)) => reply.into_inner().execution_id,
         Ok(Err(status)) => {
-            return OpResult::Failed {
-                error: format!("the scheduler refused the execution: {}", status.message()),
-            }
+            let error = format!("the scheduler refused the execution: {}", status.message());
+            return OpResult::Failed { error };
         }
         Err(_) => {
-            return OpResult::Unknown {
-                error: format!("the scheduler did not accept the execution within {deadline:?}"),
-            }
+            let error = format!("the scheduler did not accept the execution within {deadline:?}");
+            return OpResult::Unknown { error };
         }
     };
     let mut last_error = None;
@@ -160,12 +156,10 @@ async fn execute(
             Err(_) => break,
         }
     }
-    OpResult::Unknown {
-        error: format!(
-            "execution {execution_id} had no outcome within {deadline:?}{}",
-            last_error
-                .map(|e| format!(" (last error: {e})"))
-                .unwrap_or_default()
-        ),
-    }
+    let last_error = last_error.map(|e| format!(" (last error: {e})"));
+    let error = format!(
+        "execution {execution_id} had no outcome within {deadline:?}{}",
+        last_error.unwrap_or_default()
+    );
+    OpResult::Unknown { error }
 }

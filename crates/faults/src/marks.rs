@@ -66,8 +66,15 @@ impl WatchConfig {
 /// Every version some live node held at one moment, by key.
 pub type Baseline = BTreeMap<String, BTreeSet<Version>>;
 
-/// The nodes killed so far, shared by the crashes being followed.
-type Killed = Arc<Mutex<BTreeSet<String>>>;
+/// What following a crash takes, shared by the crashes being followed.
+#[derive(Clone)]
+struct Watcher {
+    client: Arc<StorageClient>,
+    /// The nodes killed so far.
+    killed: Arc<Mutex<BTreeSet<String>>>,
+    clock: RunClock,
+    config: WatchConfig,
+}
 
 /// Follows every lost node the nemesis reports on `kills` until the channel closes and
 /// every crash has been followed; returns the `detected` and `re-replicated` marks.
@@ -78,20 +85,18 @@ pub async fn watch_crashes(
     clock: RunClock,
     config: WatchConfig,
 ) -> Vec<Mark> {
-    let client = Arc::new(client);
-    let killed: Killed = Arc::default();
+    let watcher = Watcher {
+        client: Arc::new(client),
+        killed: Arc::default(),
+        clock,
+        config,
+    };
     let mut followed: JoinSet<Vec<Mark>> = JoinSet::new();
     while let Some(node) = kills.recv().await {
-        if let Ok(mut killed) = killed.lock() {
+        if let Ok(mut killed) = watcher.killed.lock() {
             killed.insert(node.clone());
         }
-        followed.spawn(follow_crash(
-            node,
-            client.clone(),
-            killed.clone(),
-            clock,
-            config.clone(),
-        ));
+        followed.spawn(watcher.clone().follow(node));
     }
     let mut marks = Vec::new();
     while let Some(joined) = followed.join_next().await {
@@ -104,117 +109,98 @@ pub async fn watch_crashes(
     marks
 }
 
-/// The marks of one crash.
-async fn follow_crash(
-    victim: String,
-    client: Arc<StorageClient>,
-    killed: Killed,
-    clock: RunClock,
-    config: WatchConfig,
-) -> Vec<Mark> {
-    let mut marks = Vec::new();
-    let Some((at_ns, by)) = wait_for_detection(&victim, &client, &killed, clock, &config).await
-    else {
-        tracing::warn!(node = %victim, limit = ?config.detection_limit,
-            "faults: no live node declared the crash in time; no detected mark");
-        return marks;
-    };
-    let mut detected = Mark::at_ns(at_ns, MarkEvent::Detected, &victim);
-    detected.by = Some(by);
-    marks.push(detected);
-    match wait_for_replication(&client, &killed, clock, &config).await {
-        Some(at_ns) => marks.push(Mark::at_ns(at_ns, MarkEvent::ReReplicated, &victim)),
-        None => tracing::warn!(node = %victim, limit = ?config.replication_limit,
-            "faults: replication not restored in time; no re-replicated mark"),
+impl Watcher {
+    /// The marks of one crash.
+    async fn follow(self, victim: String) -> Vec<Mark> {
+        let config = &self.config;
+        let Some((at_ns, by)) = self.wait_for_detection(&victim).await else {
+            tracing::warn!(node = %victim, limit = ?config.detection_limit,
+                "faults: no live node declared the crash in time; no detected mark");
+            return Vec::new();
+        };
+        let mut detected = Mark::at_ns(at_ns, MarkEvent::Detected, &victim);
+        detected.by = Some(by);
+        let mut marks = vec![detected];
+        match self.wait_for_replication().await {
+            Some(at_ns) => marks.push(Mark::at_ns(at_ns, MarkEvent::ReReplicated, &victim)),
+            None => tracing::warn!(node = %victim, limit = ?config.replication_limit,
+                "faults: replication not restored in time; no re-replicated mark"),
+        }
+        marks
     }
-    marks
-}
 
-/// The live nodes, in membership order.
-fn live_nodes(client: &StorageClient, killed: &Killed) -> Vec<String> {
-    let killed = killed.lock().map(|k| k.clone()).unwrap_or_default();
-    client
-        .membership()
-        .ids()
-        .filter(|id| !killed.contains(*id))
-        .map(str::to_string)
-        .collect()
+    /// The live nodes, in membership order.
+    fn live_nodes(&self) -> Vec<String> {
+        let killed = self.killed.lock().map(|k| k.clone()).unwrap_or_default();
+        self.client
+            .membership()
+            .ids()
+            .filter(|id| !killed.contains(*id))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Polls the live nodes' status until one lists `victim` as failed; returns when
+    /// it answered (on the run's clock) and who it was.
+    async fn wait_for_detection(&self, victim: &str) -> Option<(u64, String)> {
+        let deadline = Instant::now() + self.config.detection_limit;
+        let mut ticker = ticker(self.config.detection_poll);
+        while Instant::now() < deadline {
+            ticker.tick().await;
+            for node in self.live_nodes() {
+                if let Ok(status) = self.client.status(&node).await {
+                    if status.failed.iter().any(|f| f == victim) {
+                        return Some((self.clock.now_ns(), node));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Takes the baseline, then polls until every live node holds its share of it;
+    /// returns when that was seen (on the run's clock).
+    async fn wait_for_replication(&self) -> Option<u64> {
+        let (client, config) = (&*self.client, &self.config);
+        let deadline = Instant::now() + config.replication_limit;
+        let snapshot = readback::snapshot(client, &self.live_nodes()).await;
+        let baseline = baseline(snapshot.nodes.values());
+        let ids: Vec<String> = client.membership().ids().map(str::to_string).collect();
+        let mut pending: Vec<String> = Vec::new();
+        let mut view: Vec<String> = Vec::new();
+        let mut ticker = ticker(config.replication_poll);
+        while Instant::now() < deadline {
+            ticker.tick().await;
+            let live = self.live_nodes();
+            if live != view {
+                // First poll, or another crash: every live node's share is new.
+                pending = live.clone();
+                view = live;
+            }
+            let ring = Ring::without(&ids[..], config.vnodes, config.replication_factor, |n| {
+                !view.contains(&ids[n])
+            });
+            // A node that cannot be listed (or placed) now stays pending.
+            let listed = readback::snapshot(client, &pending).await.nodes;
+            pending.retain(|node| {
+                let index = client.membership().index_of(node);
+                match (listed.get(node), index) {
+                    (Some(held), Ok(index)) => missing_share(&baseline, held, &ring, index) > 0,
+                    _ => true,
+                }
+            });
+            if pending.is_empty() {
+                return Some(self.clock.now_ns());
+            }
+        }
+        None
+    }
 }
 
 fn ticker(period: Duration) -> tokio::time::Interval {
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker
-}
-
-/// Polls the live nodes' status until one lists `victim` as failed; returns when it
-/// answered (on the run's clock) and who it was.
-async fn wait_for_detection(
-    victim: &str,
-    client: &StorageClient,
-    killed: &Killed,
-    clock: RunClock,
-    config: &WatchConfig,
-) -> Option<(u64, String)> {
-    let deadline = Instant::now() + config.detection_limit;
-    let mut ticker = ticker(config.detection_poll);
-    while Instant::now() < deadline {
-        ticker.tick().await;
-        for node in live_nodes(client, killed) {
-            if let Ok(status) = client.status(&node).await {
-                if status.failed.iter().any(|f| f == victim) {
-                    return Some((clock.now_ns(), node));
-                }
-            }
-        }
-    }
-    None
-}
-
-/// Takes the baseline, then polls until every live node holds its share of it;
-/// returns when that was seen (on the run's clock).
-async fn wait_for_replication(
-    client: &StorageClient,
-    killed: &Killed,
-    clock: RunClock,
-    config: &WatchConfig,
-) -> Option<u64> {
-    let deadline = Instant::now() + config.replication_limit;
-    let live = live_nodes(client, killed);
-    let snapshot = readback::snapshot(client, &live).await;
-    let baseline = baseline(snapshot.nodes.values());
-    let ids: Vec<String> = client.membership().ids().map(str::to_string).collect();
-    let mut pending: BTreeSet<String> = BTreeSet::new();
-    let mut view: Vec<String> = Vec::new();
-    let mut ticker = ticker(config.replication_poll);
-    while Instant::now() < deadline {
-        ticker.tick().await;
-        let live = live_nodes(client, killed);
-        if live != view {
-            // First poll, or another crash: every live node's share is new.
-            pending = live.iter().cloned().collect();
-            view = live;
-        }
-        let ring = Ring::without(&ids[..], config.vnodes, config.replication_factor, |n| {
-            !view.contains(&ids[n])
-        });
-        for node in pending.clone() {
-            let Ok(index) = client.membership().index_of(&node) else {
-                continue;
-            };
-            let Ok(records) = client.list(&node).await else {
-                continue;
-            };
-            let contents = dida_verify::lost_writes::node_contents(records);
-            if missing_share(&baseline, &contents, &ring, index) == 0 {
-                pending.remove(&node);
-            }
-        }
-        if pending.is_empty() {
-            return Some(clock.now_ns());
-        }
-    }
-    None
 }
 
 /// Every version held by any of `nodes`, by key.
@@ -288,9 +274,8 @@ mod tests {
         assert_eq!(missing_share(&baseline, &NodeContents::new(), &ring, 1), 20);
         // Versions written after the baseline are not waited for.
         let mut more = full.clone();
-        if let Some(versions) = more.get_mut("k0") {
-            versions.insert(Version::new(3, 1), "v3".into());
-        }
+        let k0 = more.get_mut("k0").expect("k0 is in the baseline");
+        k0.insert(Version::new(3, 1), "v3".into());
         assert_eq!(missing_share(&baseline, &more, &ring, 2), 0);
     }
 
@@ -301,19 +286,14 @@ mod tests {
         let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
         let all: Vec<(&str, u64)> = keys.iter().map(|k| (k.as_str(), 1)).collect();
         let baseline = baseline([&contents(&all)]);
+        let nothing = NodeContents::new();
+        let mut total = 0;
         for node in 0..ids.len() {
-            let owed = keys
-                .iter()
-                .filter(|k| ring.replicas(k).contains(&node))
-                .count();
-            assert_eq!(
-                missing_share(&baseline, &NodeContents::new(), &ring, node),
-                owed
-            );
+            let owed = keys.iter().filter(|k| ring.replicas(k).contains(&node));
+            let missing = missing_share(&baseline, &nothing, &ring, node);
+            assert_eq!(missing, owed.count());
+            total += missing;
         }
-        let total: usize = (0..ids.len())
-            .map(|n| missing_share(&baseline, &NodeContents::new(), &ring, n))
-            .sum();
         assert_eq!(total, 40 * 2);
     }
 }

@@ -82,10 +82,10 @@ fn consistency_problem(operators: &[String], outputs: &[String]) -> Option<Strin
     }
 }
 
-/// The acknowledged write a completed write-then-read execution made: `(key, value,
-/// version)` parsed from `WriteOperator`'s `value@N.R` output. The lost-writes checker
-/// counts these alongside the storage workload's writes.
-pub fn acknowledged_chain_write(op: &Operation) -> Option<(String, String, Version)> {
+/// The acknowledged write a completed write-then-read execution made to its key (the
+/// operation's): `(value, version)` parsed from `WriteOperator`'s `value@N.R` output.
+/// The lost-writes checker counts these alongside the storage workload's writes.
+pub fn acknowledged_chain_write(op: &Operation) -> Option<(&str, Version)> {
     let (OpKind::Chain { operators }, OpResult::ChainCompleted { outputs, .. }) =
         (&op.kind, &op.result)
     else {
@@ -95,7 +95,7 @@ pub fn acknowledged_chain_write(op: &Operation) -> Option<(String, String, Versi
         return None;
     }
     let (value, version) = outputs.first()?.rsplit_once('@')?;
-    Some((op.key.clone(), value.to_string(), version.parse().ok()?))
+    Some((value, version.parse().ok()?))
 }
 
 /// The chain part of the summary.
@@ -132,10 +132,8 @@ impl ChainReport {
                 }
                 ChainVerdict::FailedClearly(error) => {
                     report.failed += 1;
-                    *report
-                        .failure_kinds
-                        .entry(failure_kind(&error))
-                        .or_default() += 1;
+                    let kind = failure_kind(&error);
+                    *report.failure_kinds.entry(kind).or_default() += 1;
                 }
                 ChainVerdict::Hung(error) => {
                     report.hung += 1;
@@ -150,6 +148,14 @@ impl ChainReport {
         if self.violations.len() < 10 {
             self.violations.push(violation);
         }
+    }
+
+    /// The counts in one line, for the report's text and its check (3).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} submitted: {} consistent, {} failed clearly, {} inconsistent, {} hung",
+            self.submitted, self.consistent, self.failed, self.inconsistent, self.hung
+        )
     }
 
     /// True when checker (3) holds: no hang and no inconsistent read.
@@ -169,25 +175,13 @@ fn failure_kind(error: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::fixtures::{self, chain_completed as completed, chain_failed};
 
     fn chain(operators: [&str; 2], key: &str, result: OpResult) -> Operation {
+        let key = key.into();
         Operation {
-            id: 0,
-            client: 1,
-            key: key.into(),
-            kind: OpKind::Chain {
-                operators: operators.iter().map(|s| s.to_string()).collect(),
-            },
-            invoked_ns: 0,
-            completed_ns: 1,
-            result,
-        }
-    }
-
-    fn completed(outputs: &[&str]) -> OpResult {
-        OpResult::ChainCompleted {
-            execution_id: "e1".into(),
-            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            key,
+            ..fixtures::op(0, fixtures::chain(&operators), result)
         }
     }
 
@@ -197,7 +191,7 @@ mod tests {
         assert_eq!(judge(&op), Some(ChainVerdict::Consistent));
         assert_eq!(
             acknowledged_chain_write(&op),
-            Some(("chain0".into(), "v".into(), Version::new(3, 1)))
+            Some(("v", Version::new(3, 1)))
         );
     }
 
@@ -213,27 +207,16 @@ mod tests {
 
     #[test]
     fn failures_are_clear_and_missing_outcomes_are_hangs() {
-        let failed = chain(
-            WRITE_READ,
-            "chain0",
-            OpResult::ChainFailed {
-                execution_id: "e7".into(),
-                error: "storage node s3 at http://127.0.0.1:4000 is unreachable".into(),
-            },
-        );
+        let error = "storage node s3 at http://127.0.0.1:4000 is unreachable";
+        let failed = chain(WRITE_READ, "chain0", chain_failed(error));
         let hung = chain(
             WRITE_READ,
             "chain0",
-            OpResult::Unknown {
-                error: "no outcome".into(),
-            },
+            OpResult::Unknown { error: "x".into() },
         );
         let report = ChainReport::of(&[failed, hung]);
         assert_eq!((report.submitted, report.failed, report.hung), (2, 1, 1));
         assert!(!report.holds());
-        assert_eq!(
-            report.failure_kinds.keys().next().unwrap(),
-            "storage node s3 at http://127.0.0.1:4000 is unreachable"
-        );
+        assert_eq!(report.failure_kinds.keys().next().unwrap(), error);
     }
 }

@@ -111,8 +111,8 @@ pub struct Operation {
 }
 
 impl Operation {
-    /// True for a write or CAS the storage service acknowledged: it must never be lost
-    /// (with `--write-acks` ≥ 2).
+    /// The value and version of a write or CAS the storage service acknowledged: it
+    /// must never be lost (with `--write-acks` ≥ 2). `None` for any other operation.
     pub fn acknowledged_write(&self) -> Option<(&str, Version)> {
         match (&self.kind, &self.result) {
             (OpKind::Write { value }, OpResult::Written { version }) => Some((value, *version)),
@@ -212,50 +212,77 @@ impl HistoryCounts {
     }
 }
 
+/// Operations for the checkers' tests, built the same way in every module.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    fn op(kind: OpKind, result: OpResult) -> Operation {
+    /// Operation `id` of client 1 on `k0`, invoked at `10 × id` ns, completed 5 ns later.
+    pub fn op(id: u64, kind: OpKind, result: OpResult) -> Operation {
         Operation {
-            id: 0,
+            id,
             client: 1,
-            key: "k".into(),
+            key: "k0".into(),
             kind,
-            invoked_ns: 1,
-            completed_ns: 2,
+            invoked_ns: id * 10,
+            completed_ns: id * 10 + 5,
             result,
         }
     }
 
+    pub fn write(value: &str) -> OpKind {
+        let value = value.into();
+        OpKind::Write { value }
+    }
+
+    pub fn cas(old: &str, new: &str) -> OpKind {
+        let (old, new) = (old.into(), new.into());
+        OpKind::Cas { old, new }
+    }
+
+    pub fn chain(operators: &[&str]) -> OpKind {
+        let operators = operators.iter().map(|s| s.to_string()).collect();
+        OpKind::Chain { operators }
+    }
+
+    /// Acknowledged with version `counter`.1.
+    pub fn written(counter: u64) -> OpResult {
+        let version = Version::new(counter, 1);
+        OpResult::Written { version }
+    }
+
+    /// Execution `e1` completed with `outputs`.
+    pub fn chain_completed(outputs: &[&str]) -> OpResult {
+        let outputs = outputs.iter().map(|s| s.to_string()).collect();
+        let execution_id = "e1".into();
+        OpResult::ChainCompleted {
+            execution_id,
+            outputs,
+        }
+    }
+
+    /// Execution `e1` failed with `error`.
+    pub fn chain_failed(error: &str) -> OpResult {
+        let (execution_id, error) = ("e1".into(), error.into());
+        OpResult::ChainFailed {
+            execution_id,
+            error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
     #[test]
     fn counts_tell_acknowledged_writes_from_the_rest() {
-        let version = Version::new(1, 1);
         let history = vec![
-            op(
-                OpKind::Write { value: "a".into() },
-                OpResult::Written { version },
-            ),
-            op(
-                OpKind::Cas {
-                    old: "a".into(),
-                    new: "b".into(),
-                },
-                OpResult::CasFailed,
-            ),
-            op(
-                OpKind::Write { value: "c".into() },
-                OpResult::Unknown { error: "x".into() },
-            ),
-            op(
-                OpKind::Chain {
-                    operators: vec!["EchoOperator".into()],
-                },
-                OpResult::ChainFailed {
-                    execution_id: "e1".into(),
-                    error: "y".into(),
-                },
-            ),
+            op(0, write("a"), written(1)),
+            op(1, cas("a", "b"), OpResult::CasFailed),
+            op(2, write("c"), OpResult::Unknown { error: "x".into() }),
+            op(3, chain(&["EchoOperator"]), chain_failed("y")),
         ];
         let counts = HistoryCounts::of(&history);
         assert_eq!(counts.attempted, 3);
@@ -264,21 +291,14 @@ mod tests {
         assert_eq!(counts.unknown, 1);
         assert_eq!(counts.chains, 1);
         assert_eq!(counts.without_result, 0);
+        let version = Version::new(1, 1);
         assert_eq!(history[0].acknowledged_write(), Some(("a", version)));
         assert_eq!(history[1].acknowledged_write(), None);
     }
 
     #[test]
     fn operations_round_trip_through_json() {
-        let original = op(
-            OpKind::Cas {
-                old: "a".into(),
-                new: "b".into(),
-            },
-            OpResult::Written {
-                version: Version::new(3, 2),
-            },
-        );
+        let original = op(0, cas("a", "b"), written(3));
         let json = serde_json::to_string(&original).unwrap();
         assert!(json.contains("\"type\":\"cas\""), "{json}");
         assert_eq!(serde_json::from_str::<Operation>(&json).unwrap(), original);

@@ -209,12 +209,8 @@ impl Bits {
 pub fn check_register(events: &[RegisterEvent], limits: SearchLimits) -> Verdict {
     let mut values: HashMap<String, u32> = HashMap::new();
     let mut intern = |v: &str| -> u32 {
-        if let Some(&id) = values.get(v) {
-            return id;
-        }
-        let id = u32::try_from(values.len()).unwrap_or(u32::MAX);
-        values.insert(v.to_string(), id);
-        id
+        let next = u32::try_from(values.len()).unwrap_or(u32::MAX);
+        *values.entry(v.to_string()).or_insert(next)
     };
     // (id, invoked, returned, step)
     let mut ops: Vec<(u64, u64, Option<u64>, Step)> = Vec::with_capacity(events.len());
@@ -224,31 +220,21 @@ pub fn check_register(events: &[RegisterEvent], limits: SearchLimits) -> Verdict
             RegisterOp::Cas { old, new, outcome } => {
                 let (old, new) = (intern(old), intern(new));
                 match outcome {
-                    CasOutcome::Swapped => Step::Cas {
-                        old,
-                        new,
-                        swapped: true,
-                    },
-                    CasOutcome::NotSwapped => Step::Cas {
-                        old,
-                        new,
-                        swapped: false,
-                    },
                     CasOutcome::Unknown => Step::CasUnknown { old, new },
+                    known => Step::Cas {
+                        old,
+                        new,
+                        swapped: *known == CasOutcome::Swapped,
+                    },
                 }
             }
-            RegisterOp::Read { value } => {
-                if event.returned.is_none() {
-                    continue;
-                }
-                Step::Read(value.as_deref().map(&mut intern))
-            }
+            RegisterOp::Read { .. } if event.returned.is_none() => continue,
+            RegisterOp::Read { value } => Step::Read(value.as_deref().map(&mut intern)),
         };
-        let returned = match step {
-            Step::CasUnknown { .. } => None,
-            _ => event.returned,
-        };
-        // An unknown write returns at +∞ as far as ordering is concerned.
+        // An unknown CAS returns at +∞ as far as ordering is concerned.
+        let returned = event
+            .returned
+            .filter(|_| !matches!(step, Step::CasUnknown { .. }));
         ops.push((event.id, event.invoked, returned, step));
     }
     Search::new(&ops).run(limits)
@@ -284,28 +270,26 @@ impl Search {
             op: usize::MAX,
             is_call: false,
             prev: NIL,
-            next: if events.is_empty() { NIL } else { 1 },
+            next: 1,
         });
         let mut call_node = vec![0; ops.len()];
         let mut return_node = vec![None; ops.len()];
-        let count = events.len();
-        for (position, &(_, is_call, op)) in events.iter().enumerate() {
-            let index = position + 1;
+        for (index, &(_, is_call, op)) in (1..).zip(&events) {
             nodes.push(Node {
                 op,
                 is_call,
                 prev: index - 1,
-                next: if position + 1 == count {
-                    NIL
-                } else {
-                    index + 1
-                },
+                next: index + 1,
             });
             if is_call {
                 call_node[op] = index;
             } else {
                 return_node[op] = Some(index);
             }
+        }
+        // The last node (the head itself, when there are no events) ends the list.
+        if let Some(last) = nodes.last_mut() {
+            last.next = NIL;
         }
         Self {
             ids: ops.iter().map(|op| op.0).collect(),
@@ -381,12 +365,7 @@ impl Search {
                     ),
                 };
             }
-            let node = if entry == NIL {
-                None
-            } else {
-                Some(self.nodes[entry])
-            };
-            match node {
+            match (entry != NIL).then(|| self.nodes[entry]) {
                 Some(node) if node.is_call => {
                     if let Some(next_state) = self.steps[node.op].apply(state) {
                         let mut next_set = linearized.clone();
@@ -497,64 +476,21 @@ pub fn check_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{OpKind, OpResult, Operation};
+    use crate::history::fixtures::{cas as cas_op, op, write as write_op, written};
     use dida_core::Version;
-
-    fn op(id: u64, kind: OpKind, result: OpResult) -> Operation {
-        Operation {
-            id,
-            client: 1,
-            key: "k0".into(),
-            kind,
-            invoked_ns: id * 10,
-            completed_ns: id * 10 + 5,
-            result,
-        }
-    }
 
     #[test]
     fn register_events_skip_reads_and_definite_failures() {
+        let read = OpResult::ReadValue {
+            value: Some("a".into()),
+            version: Some(Version::new(1, 1)),
+        };
         let history = vec![
-            op(
-                0,
-                OpKind::Write { value: "a".into() },
-                OpResult::Written {
-                    version: Version::new(1, 1),
-                },
-            ),
-            op(
-                1,
-                OpKind::Write { value: "b".into() },
-                OpResult::Failed {
-                    error: "refused".into(),
-                },
-            ),
-            op(
-                2,
-                OpKind::Read,
-                OpResult::ReadValue {
-                    value: Some("a".into()),
-                    version: Some(Version::new(1, 1)),
-                },
-            ),
-            op(
-                3,
-                OpKind::Cas {
-                    old: "a".into(),
-                    new: "c".into(),
-                },
-                OpResult::Unknown {
-                    error: "timeout".into(),
-                },
-            ),
-            op(
-                4,
-                OpKind::Cas {
-                    old: "x".into(),
-                    new: "d".into(),
-                },
-                OpResult::CasFailed,
-            ),
+            op(0, write_op("a"), written(1)),
+            op(1, write_op("b"), OpResult::Failed { error: "x".into() }),
+            op(2, OpKind::Read, read),
+            op(3, cas_op("a", "c"), OpResult::Unknown { error: "y".into() }),
+            op(4, cas_op("x", "d"), OpResult::CasFailed),
         ];
         let events = register_events(&history, "k0", &HashSet::new());
         let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
@@ -582,26 +518,23 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
 
-    fn write(id: u64, value: &str, invoked: u64, returned: u64) -> RegisterEvent {
+    fn event(id: u64, invoked: u64, returned: Option<u64>, op: RegisterOp) -> RegisterEvent {
         RegisterEvent {
             id,
             invoked,
-            returned: Some(returned),
-            op: RegisterOp::Write {
-                value: value.into(),
-            },
+            returned,
+            op,
         }
     }
 
+    fn write(id: u64, value: &str, invoked: u64, returned: u64) -> RegisterEvent {
+        let value = value.into();
+        event(id, invoked, Some(returned), RegisterOp::Write { value })
+    }
+
     fn unknown_write(id: u64, value: &str, invoked: u64) -> RegisterEvent {
-        RegisterEvent {
-            id,
-            invoked,
-            returned: None,
-            op: RegisterOp::Write {
-                value: value.into(),
-            },
-        }
+        let value = value.into();
+        event(id, invoked, None, RegisterOp::Write { value })
     }
 
     fn cas(
@@ -612,27 +545,13 @@ mod tests {
         invoked: u64,
         returned: Option<u64>,
     ) -> RegisterEvent {
-        RegisterEvent {
-            id,
-            invoked,
-            returned,
-            op: RegisterOp::Cas {
-                old: old.into(),
-                new: new.into(),
-                outcome,
-            },
-        }
+        let (old, new) = (old.into(), new.into());
+        event(id, invoked, returned, RegisterOp::Cas { old, new, outcome })
     }
 
     fn read(id: u64, value: Option<&str>, invoked: u64, returned: u64) -> RegisterEvent {
-        RegisterEvent {
-            id,
-            invoked,
-            returned: Some(returned),
-            op: RegisterOp::Read {
-                value: value.map(Into::into),
-            },
-        }
+        let value = value.map(Into::into);
+        event(id, invoked, Some(returned), RegisterOp::Read { value })
     }
 
     fn check(events: &[RegisterEvent]) -> Verdict {
@@ -819,32 +738,36 @@ mod tests {
     fn unknown_reads_are_ignored() {
         let history = [
             write(0, "a", 0, 1),
-            RegisterEvent {
-                id: 1,
-                invoked: 2,
-                returned: None,
-                op: RegisterOp::Read {
+            event(
+                1,
+                2,
+                None,
+                RegisterOp::Read {
                     value: Some("nonsense".into()),
                 },
-            },
+            ),
         ];
         assert_eq!(check(&history), Verdict::Linearizable);
     }
 
-    #[test]
-    fn a_hopeless_search_is_inconclusive_instead_of_hanging() {
-        // Many concurrent unknown writes and a CAS that no order can justify: the
-        // search must try every subset of the writes before it could say so.
+    /// Many concurrent unknown writes and a CAS that no order can justify: the
+    /// search must try every subset of the writes before it could say so.
+    fn hopeless_history() -> Vec<RegisterEvent> {
         let mut history: Vec<RegisterEvent> = (0..40)
             .map(|i| unknown_write(i, &format!("v{i}"), i))
             .collect();
         history.push(cas(100, "never-written", "x", Swapped, 50, Some(60)));
+        history
+    }
+
+    #[test]
+    fn a_hopeless_search_is_inconclusive_instead_of_hanging() {
         let limits = SearchLimits {
             max_steps: 10_000,
             max_time: Duration::from_secs(5),
         };
         let started = Instant::now();
-        let verdict = check_register(&history, limits);
+        let verdict = check_register(&hopeless_history(), limits);
         assert!(
             matches!(verdict, Verdict::Inconclusive { .. }),
             "{verdict:?}"
@@ -854,16 +777,12 @@ mod tests {
 
     #[test]
     fn a_time_limit_also_bounds_the_search() {
-        let mut history: Vec<RegisterEvent> = (0..40)
-            .map(|i| unknown_write(i, &format!("v{i}"), i))
-            .collect();
-        history.push(cas(100, "never-written", "x", Swapped, 50, Some(60)));
         let limits = SearchLimits {
             max_steps: u64::MAX,
             max_time: Duration::from_millis(200),
         };
         let started = Instant::now();
-        let verdict = check_register(&history, limits);
+        let verdict = check_register(&hopeless_history(), limits);
         assert!(
             matches!(verdict, Verdict::Inconclusive { .. }),
             "{verdict:?}"
@@ -915,12 +834,8 @@ mod tests {
                     value: current.clone(),
                 },
             };
-            history.push(RegisterEvent {
-                id: i as u64,
-                invoked,
-                returned: (!unknown || matches!(op, RegisterOp::Read { .. })).then_some(returned),
-                op,
-            });
+            let returned = (!unknown || matches!(op, RegisterOp::Read { .. })).then_some(returned);
+            history.push(event(i as u64, invoked, returned, op));
         }
         history
     }

@@ -28,6 +28,7 @@
 //! write counts as lost.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound::{Excluded, Unbounded};
 
 use dida_core::{Record, Version};
 use serde::{Deserialize, Serialize};
@@ -118,12 +119,7 @@ fn fate(write: &AckedWrite, snapshot: &Snapshot, max_versions: usize) -> Fate {
             Some(_) => conflicting = true,
             None => {}
         }
-        let newer = versions
-            .range((
-                std::ops::Bound::Excluded(write.version),
-                std::ops::Bound::Unbounded,
-            ))
-            .count();
+        let newer = versions.range((Excluded(write.version), Unbounded)).count();
         if max_versions > 0 && newer >= max_versions {
             excusable = true;
         }
@@ -185,19 +181,13 @@ pub fn acknowledged_writes(history: &[Operation]) -> Vec<AckedWrite> {
     history
         .iter()
         .filter_map(|op| {
-            if let Some((value, version)) = op.acknowledged_write() {
-                return Some(AckedWrite {
-                    op: op.id,
-                    key: op.key.clone(),
-                    value: value.to_string(),
-                    version,
-                    acked_ns: op.completed_ns,
-                });
-            }
-            crate::chains::acknowledged_chain_write(op).map(|(key, value, version)| AckedWrite {
+            let (value, version) = op
+                .acknowledged_write()
+                .or_else(|| crate::chains::acknowledged_chain_write(op))?;
+            Some(AckedWrite {
                 op: op.id,
-                key,
-                value,
+                key: op.key.clone(),
+                value: value.to_string(),
                 version,
                 acked_ns: op.completed_ns,
             })
@@ -219,21 +209,25 @@ mod tests {
         }
     }
 
+    /// A node holding `records`, each `(key, version counter, value)`.
     fn node(records: &[(&str, u64, &str)]) -> NodeContents {
-        let mut contents = NodeContents::new();
-        for &(key, number, value) in records {
-            contents
-                .entry(key.to_string())
-                .or_default()
-                .insert(Version::new(number, 1), value.to_string());
-        }
-        contents
+        node_contents(records.iter().map(|&(key, counter, value)| Record {
+            key: key.into(),
+            version: Version::new(counter, 1),
+            value: value.into(),
+        }))
+    }
+
+    /// A snapshot in which only `s2` answered, holding `records`.
+    fn held_by_s2(records: &[(&str, u64, &str)]) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        snapshot.nodes.insert("s2".into(), node(records));
+        snapshot
     }
 
     #[test]
     fn a_write_held_by_any_live_node_is_not_lost() {
-        let mut snapshot = Snapshot::default();
-        snapshot.nodes.insert("s2".into(), node(&[("k", 1, "a")]));
+        let mut snapshot = held_by_s2(&[("k", 1, "a")]);
         snapshot.nodes.insert("s3".into(), node(&[]));
         let report = count_lost(&[write(0, "k", "a", 1)], &snapshot, 1000);
         assert_eq!((report.held, report.lost), (1, 0));
@@ -241,33 +235,17 @@ mod tests {
 
     #[test]
     fn a_write_held_nowhere_is_lost() {
-        let mut snapshot = Snapshot::default();
-        snapshot
-            .nodes
-            .insert("s2".into(), node(&[("k", 1, "a"), ("k", 3, "c")]));
-        let report = count_lost(
-            &[write(0, "k", "a", 1), write(1, "k", "b", 2)],
-            &snapshot,
-            1000,
-        );
+        let snapshot = held_by_s2(&[("k", 1, "a"), ("k", 3, "c")]);
+        let acked = [write(0, "k", "a", 1), write(1, "k", "b", 2)];
+        let report = count_lost(&acked, &snapshot, 1000);
         assert_eq!((report.held, report.lost), (1, 1));
         assert_eq!(report.examples[0].value, "b");
-        assert_eq!(
-            all_lost(
-                &[write(0, "k", "a", 1), write(1, "k", "b", 2)],
-                &snapshot,
-                1000
-            ),
-            [1]
-        );
+        assert_eq!(all_lost(&acked, &snapshot, 1000), [1]);
     }
 
     #[test]
     fn a_write_with_max_versions_newer_versions_may_have_been_discarded() {
-        let mut snapshot = Snapshot::default();
-        snapshot
-            .nodes
-            .insert("s2".into(), node(&[("k", 2, "b"), ("k", 3, "c")]));
+        let snapshot = held_by_s2(&[("k", 2, "b"), ("k", 3, "c")]);
         // With max_versions 2, version 1 was legitimately discarded.
         let report = count_lost(&[write(0, "k", "a", 1)], &snapshot, 2);
         assert_eq!((report.discarded_by_max_versions, report.lost), (1, 0));
@@ -278,10 +256,7 @@ mod tests {
 
     #[test]
     fn a_version_held_with_another_value_is_a_conflict() {
-        let mut snapshot = Snapshot::default();
-        snapshot
-            .nodes
-            .insert("s2".into(), node(&[("k", 1, "other")]));
+        let snapshot = held_by_s2(&[("k", 1, "other")]);
         let report = count_lost(&[write(0, "k", "a", 1)], &snapshot, 1000);
         assert_eq!((report.lost, report.conflicting), (1, 1));
     }

@@ -9,7 +9,7 @@ use crate::chains::ChainReport;
 use crate::history::HistoryCounts;
 use crate::linearizability::Verdict;
 use crate::lost_writes::LostWritesReport;
-use crate::plan::{Fault, FaultKind, NemesisKind, PartitionShape};
+use crate::plan::{Fault, FaultKind, NemesisKind};
 
 /// The settings a run used, repeated in its report so that every result says what
 /// produced it.
@@ -93,13 +93,10 @@ impl LinearizabilityReport {
     /// `linearizable`, `not linearizable` or `inconclusive` (a violation anywhere
     /// wins over an inconclusive key).
     pub fn summary(&self) -> &'static str {
-        if self.keys.iter().any(|k| k.effective().is_violation()) {
+        let verdicts = || self.keys.iter().map(KeyLinearizability::effective);
+        if verdicts().any(Verdict::is_violation) {
             "not linearizable"
-        } else if self
-            .keys
-            .iter()
-            .any(|k| matches!(k.effective(), Verdict::Inconclusive { .. }))
-        {
+        } else if verdicts().any(|v| matches!(v, Verdict::Inconclusive { .. })) {
             "inconclusive"
         } else {
             "linearizable"
@@ -121,6 +118,17 @@ pub enum CheckStatus {
     Reported,
 }
 
+impl CheckStatus {
+    /// The status of a check that must hold: passed if it did, failed otherwise.
+    fn must(holds: bool) -> Self {
+        if holds {
+            Self::Passed
+        } else {
+            Self::Failed
+        }
+    }
+}
+
 /// One line of the verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
@@ -130,6 +138,16 @@ pub struct Check {
     pub status: CheckStatus,
     /// The numbers behind it.
     pub detail: String,
+}
+
+impl Check {
+    fn new(name: impl Into<String>, status: CheckStatus, detail: String) -> Self {
+        Self {
+            name: name.into(),
+            status,
+            detail,
+        }
+    }
 }
 
 /// Everything a run reports. As JSON it is one `report` event (`"event":"report"`),
@@ -168,48 +186,27 @@ impl Report {
     /// Builds the checks from the checkers' results and decides whether the run
     /// passed.
     pub fn judge(&mut self) {
-        let mut checks = Vec::new();
-        let lost = &self.lost_writes;
-        let lost_detail = format!(
+        let l = &self.lost_writes;
+        let mut lost_detail = format!(
             "{} of {} acknowledged writes lost (held {}, discarded by max_versions {}, \
-             conflicting versions {}){}{}",
-            lost.lost,
-            lost.acknowledged,
-            lost.held,
-            lost.discarded_by_max_versions,
-            lost.conflicting,
-            if lost.converged {
-                String::new()
-            } else {
-                "; the cluster had not converged when checked".to_string()
-            },
-            if lost.unreadable_nodes.is_empty() {
-                String::new()
-            } else {
-                format!("; unreadable live nodes: {:?}", lost.unreadable_nodes)
-            },
+             conflicting versions {})",
+            l.lost, l.acknowledged, l.held, l.discarded_by_max_versions, l.conflicting
         );
-        if self.settings.write_acks >= 2 {
-            checks.push(Check {
-                name: format!(
-                    "(1) no acknowledged write lost (--write-acks {})",
-                    self.settings.write_acks
-                ),
-                status: if lost.lost == 0 {
-                    CheckStatus::Passed
-                } else {
-                    CheckStatus::Failed
-                },
-                detail: lost_detail,
-            });
-        } else {
-            checks.push(Check {
-                name: "(4) acknowledged writes lost with --write-acks 1 (expected sometimes)"
-                    .to_string(),
-                status: CheckStatus::Reported,
-                detail: lost_detail,
-            });
+        if !l.converged {
+            lost_detail.push_str("; the cluster had not converged when checked");
         }
+        if !l.unreadable_nodes.is_empty() {
+            let unreadable = &l.unreadable_nodes;
+            let _ = write!(lost_detail, "; unreadable live nodes: {unreadable:?}");
+        }
+        let acks = self.settings.write_acks;
+        let mut checks = vec![if acks >= 2 {
+            let name = format!("(1) no acknowledged write lost (--write-acks {acks})");
+            Check::new(name, CheckStatus::must(l.lost == 0), lost_detail)
+        } else {
+            let name = "(4) acknowledged writes lost with --write-acks 1 (expected sometimes)";
+            Check::new(name, CheckStatus::Reported, lost_detail)
+        }];
         let keys = &self.linearizability.keys;
         let checked: usize = keys.iter().map(|k| k.operations).sum();
         let unknown: usize = keys.iter().map(|k| k.unknown).sum();
@@ -217,9 +214,9 @@ impl Report {
             .iter()
             .filter(|k| k.verdict_allowing_lost_writes.is_some())
             .count();
+        let summary = self.linearizability.summary();
         let mut detail = format!(
-            "{}: {} keys, {checked} writes/CAS ({unknown} of unknown outcome)",
-            self.linearizability.summary(),
+            "{summary}: {} keys, {checked} writes/CAS ({unknown} of unknown outcome)",
             keys.len()
         );
         if adjusted > 0 {
@@ -230,107 +227,83 @@ impl Report {
             );
         }
         for key in keys {
-            match key.effective() {
-                Verdict::Linearizable => {}
+            let name = &key.key;
+            let _ = match key.effective() {
+                Verdict::Linearizable => Ok(()),
                 Verdict::NotLinearizable {
                     blocked_op,
                     longest_prefix,
-                } => {
-                    let _ = write!(
-                        detail,
-                        "; key {}: operation #{blocked_op} cannot be placed (after {} \
-                         linearized)",
-                        key.key, longest_prefix
-                    );
-                }
-                Verdict::Inconclusive { reason } => {
-                    let _ = write!(detail, "; key {}: {reason}", key.key);
-                }
-            }
+                } => write!(
+                    detail,
+                    "; key {name}: operation #{blocked_op} cannot be placed (after \
+                     {longest_prefix} linearized)"
+                ),
+                Verdict::Inconclusive { reason } => write!(detail, "; key {name}: {reason}"),
+            };
         }
-        checks.push(Check {
-            name: "(2) per-key linearizability of writes and CAS".to_string(),
-            status: match self.linearizability.summary() {
-                "linearizable" => CheckStatus::Passed,
-                "inconclusive" => CheckStatus::Inconclusive,
-                _ => CheckStatus::Failed,
-            },
-            detail,
-        });
+        let status = match summary {
+            "linearizable" => CheckStatus::Passed,
+            "inconclusive" => CheckStatus::Inconclusive,
+            _ => CheckStatus::Failed,
+        };
+        let name = "(2) per-key linearizability of writes and CAS";
+        checks.push(Check::new(name, status, detail));
         let chains = &self.chains;
-        let mut detail = format!(
-            "{} submitted: {} consistent, {} failed clearly, {} inconsistent, {} hung",
-            chains.submitted, chains.consistent, chains.failed, chains.inconsistent, chains.hung
-        );
-        for violation in &chains.violations {
-            let _ = write!(detail, "; {violation}");
-        }
-        checks.push(Check {
-            name: "(3) chains complete with consistent reads or fail clearly; none hangs"
-                .to_string(),
-            status: if chains.holds() {
-                CheckStatus::Passed
-            } else {
-                CheckStatus::Failed
-            },
-            detail,
-        });
+        let detail = std::iter::once(chains.summary())
+            .chain(chains.violations.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let name = "(3) chains complete with consistent reads or fail clearly; none hangs";
+        checks.push(Check::new(name, CheckStatus::must(chains.holds()), detail));
         let confirmed = self
             .faults
             .iter()
             .filter(|f| f.confirmed && f.error.is_none())
             .count();
+        let planned = self.settings.crashes;
         let mut detail = format!(
-            "{} of {} planned faults ({}) injected and confirmed",
-            confirmed, self.settings.crashes, self.settings.nemesis
+            "{confirmed} of {planned} planned faults ({}) injected and confirmed",
+            self.settings.nemesis
         );
-        for fault in self.faults.iter().filter(|f| f.error.is_some()) {
-            let _ = write!(
-                detail,
-                "; {} {}: {}",
-                kind_name(fault.kind),
-                fault.node,
-                fault.error.as_deref().unwrap_or_default()
-            );
+        for fault in &self.faults {
+            if let Some(error) = &fault.error {
+                let kind = serde_name(&fault.kind);
+                let _ = write!(detail, "; {kind} {}: {error}", fault.node);
+            }
         }
-        checks.push(Check {
-            name: "faults injected as planned".to_string(),
-            status: if confirmed == self.faults.len() && confirmed == self.settings.crashes {
-                CheckStatus::Passed
-            } else {
-                CheckStatus::Failed
-            },
+        let injected = confirmed == self.faults.len() && confirmed == planned;
+        checks.push(Check::new(
+            "faults injected as planned",
+            CheckStatus::must(injected),
             detail,
-        });
+        ));
         let budget = self.settings.replication_factor.saturating_sub(1);
-        checks.push(Check {
-            name: format!("at most R - 1 = {budget} storage nodes lost"),
-            status: if self.lost_nodes.len() <= budget {
-                CheckStatus::Passed
-            } else {
-                CheckStatus::Failed
-            },
-            detail: format!(
+        let lost_nodes = &self.lost_nodes;
+        checks.push(Check::new(
+            format!("at most R - 1 = {budget} storage nodes lost"),
+            CheckStatus::must(lost_nodes.len() <= budget),
+            format!(
                 "{} lost (killed, or declared failed by the others){}{}",
-                self.lost_nodes.len(),
-                if self.lost_nodes.is_empty() { "" } else { ": " },
-                self.lost_nodes.join(", ")
+                lost_nodes.len(),
+                if lost_nodes.is_empty() { "" } else { ": " },
+                lost_nodes.join(", ")
             ),
-        });
+        ));
         self.passed = checks.iter().all(|c| c.status != CheckStatus::Failed);
         self.checks = checks;
     }
 
     /// The report as text, for a terminal.
     pub fn to_text(&self) -> String {
-        let s = &self.settings;
-        let o = &self.operations;
+        let (s, o) = (&self.settings, &self.operations);
+        let (l, c) = (&self.lost_writes, &self.chains);
         let mut out = String::new();
+        let duration = s.duration_ms as f64 / 1000.0;
         let _ = writeln!(
             out,
             "dida faults: {} storage nodes (R={}, --write-acks {}, --max-versions {}, \
              --gossip-delay {}), {} workers; {} clients on {} keys, {} chain clients; \
-             {:.1} s; seed {}",
+             {duration:.1} s; seed {}",
             s.nodes,
             s.replication_factor,
             s.write_acks,
@@ -340,7 +313,6 @@ impl Report {
             s.clients,
             s.keys,
             s.chain_clients,
-            s.duration_ms as f64 / 1000.0,
             s.seed
         );
         if s.break_acks {
@@ -363,73 +335,52 @@ impl Report {
             o.failed,
             o.unknown
         );
-        let _ = writeln!(
+        let injected = self.faults.len();
+        let _ = write!(
             out,
-            "faults       {} injected (--nemesis {}){}",
-            self.faults.len(),
-            s.nemesis,
-            if self.lost_nodes.is_empty() {
-                String::new()
-            } else {
-                format!("; nodes lost: {}", self.lost_nodes.join(", "))
-            }
+            "faults       {injected} injected (--nemesis {})",
+            s.nemesis
         );
+        if !self.lost_nodes.is_empty() {
+            let _ = write!(out, "; nodes lost: {}", self.lost_nodes.join(", "));
+        }
+        out.push('\n');
         for fault in &self.faults {
             let _ = writeln!(out, "             {}", describe(fault));
         }
-        let l = &self.lost_writes;
+        let live = l.live_nodes.join(",");
+        let converged = if l.converged {
+            "converged"
+        } else {
+            "NOT converged"
+        };
+        let convergence = l.convergence_ms as f64 / 1000.0;
         let _ = writeln!(
             out,
             "lost writes  {} of {} acknowledged (held {}, discarded by max_versions {}); \
-             live nodes {}; {} in {:.1} s",
-            l.lost,
-            l.acknowledged,
-            l.held,
-            l.discarded_by_max_versions,
-            l.live_nodes.join(","),
-            if l.converged {
-                "converged"
-            } else {
-                "NOT converged"
-            },
-            l.convergence_ms as f64 / 1000.0
+             live nodes {live}; {converged} in {convergence:.1} s",
+            l.lost, l.acknowledged, l.held, l.discarded_by_max_versions
         );
         for example in l.examples.iter().take(5) {
+            let acked = example.acked_ns as f64 / 1e9;
             let _ = writeln!(
                 out,
-                "             lost: op #{} {}={} @{} acknowledged at {:.2} s",
-                example.op,
-                example.key,
-                example.value,
-                example.version,
-                example.acked_ns as f64 / 1e9
+                "             lost: op #{} {}={} @{} acknowledged at {acked:.2} s",
+                example.op, example.key, example.value, example.version
             );
         }
-        let slowest = self
-            .linearizability
-            .keys
-            .iter()
-            .map(|k| k.check_ms)
-            .max()
-            .unwrap_or(0);
+        let keys = &self.linearizability.keys;
+        let slowest = keys.iter().map(|k| k.check_ms).max().unwrap_or(0);
+        let (summary, count) = (self.linearizability.summary(), keys.len());
         let _ = writeln!(
             out,
-            "histories    {} ({} keys; slowest check {} ms)",
-            self.linearizability.summary(),
-            self.linearizability.keys.len(),
-            slowest
+            "histories    {summary} ({count} keys; slowest check {slowest} ms)"
         );
-        let c = &self.chains;
-        let _ = writeln!(
-            out,
-            "chains       {} submitted: {} consistent, {} failed clearly, {} inconsistent, \
-             {} hung",
-            c.submitted, c.consistent, c.failed, c.inconsistent, c.hung
-        );
+        let _ = writeln!(out, "chains       {}", c.summary());
         for (kind, count) in &c.failure_kinds {
             let _ = writeln!(out, "             {count}× {kind}");
         }
-        let _ = writeln!(out, "checks");
+        out.push_str("checks\n");
         for check in &self.checks {
             let status = match check.status {
                 CheckStatus::Passed => "pass",
@@ -437,15 +388,15 @@ impl Report {
                 CheckStatus::Inconclusive => "????",
                 CheckStatus::Reported => "info",
             };
-            let _ = writeln!(out, "  [{status}] {}", check.name);
-            let _ = writeln!(out, "         {}", check.detail);
+            let _ = writeln!(
+                out,
+                "  [{status}] {}\n         {}",
+                check.name, check.detail
+            );
         }
-        let _ = writeln!(
-            out,
-            "result: {} ({:.1} s in all)",
-            if self.passed { "PASS" } else { "FAIL" },
-            self.elapsed_ms as f64 / 1000.0
-        );
+        let result = if self.passed { "PASS" } else { "FAIL" };
+        let elapsed = self.elapsed_ms as f64 / 1000.0;
+        let _ = writeln!(out, "result: {result} ({elapsed:.1} s in all)");
         out
     }
 
@@ -458,78 +409,52 @@ impl Report {
     }
 }
 
-fn kind_name(kind: FaultKind) -> &'static str {
-    match kind {
-        FaultKind::Kill => "kill",
-        FaultKind::Pause => "pause",
-        FaultKind::Partition => "partition",
-        FaultKind::Restart => "restart",
-        FaultKind::Declare => "declare",
+/// The name serde gives a unit variant (`kill`, `re-replicated`, …), so that text
+/// output spells a kind as the JSON does without a second list of names to keep.
+pub(crate) fn serde_name(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
     }
 }
 
 /// One line about one fault: what, whom, when, and what became of the target.
-pub fn describe(fault: &Fault) -> String {
-    let mut line = kind_name(fault.kind).to_string();
+fn describe(fault: &Fault) -> String {
+    let mut line = serde_name(&fault.kind);
+    let at = fault.at_ns as f64 / 1e9;
     if fault.node.is_empty() {
         // Skipped before a target was drawn (the fault budget was spent).
-        let _ = write!(
-            line,
-            " at {:.1} s not injected: {}",
-            fault.at_ns as f64 / 1e9,
-            fault.error.as_deref().unwrap_or("no target")
-        );
-        return line;
+        let error = fault.error.as_deref().unwrap_or("no target");
+        return format!("{line} at {at:.1} s not injected: {error}");
     }
     if let Some(shape) = fault.shape {
-        line.push_str(match shape {
-            PartitionShape::Isolate => " (isolate)",
-            PartitionShape::Cut => " (cut)",
-            PartitionShape::OneWay => " (one-way)",
-        });
+        // `one_way` in the JSON, `one-way` for people.
+        let _ = write!(line, " ({})", serde_name(&shape).replace('_', "-"));
     }
     let _ = write!(line, " {}", fault.node);
     if !fault.cuts.is_empty() {
         let _ = write!(line, " [{}]", fault.cut_links().join(" "));
     }
-    let _ = write!(line, " at {:.1} s", fault.at_ns as f64 / 1e9);
+    let _ = write!(line, " at {at:.1} s");
     if let Some(end) = fault.end_ns {
-        let _ = write!(
-            line,
-            " until {:.1} s ({:.1} s)",
-            end as f64 / 1e9,
-            end.saturating_sub(fault.at_ns) as f64 / 1e9
-        );
+        let length = end.saturating_sub(fault.at_ns) as f64 / 1e9;
+        let _ = write!(line, " until {:.1} s ({length:.1} s)", end as f64 / 1e9);
     }
     let _ = write!(
         line,
         ", primary of {}",
-        if fault.led_keys.is_empty() {
-            "none of the keys".to_string()
-        } else {
-            fault.led_keys.join(" ")
-        }
+        or(&fault.led_keys, " ", "none of the keys")
     );
     if !fault.confirmed {
         line.push_str(", NOT confirmed");
     }
     if fault.kind != FaultKind::Kill {
         if fault.lost {
-            let _ = write!(
-                line,
-                "; declared failed by {}",
-                if fault.declared_failed_by.is_empty() {
-                    "-".to_string()
-                } else {
-                    fault.declared_failed_by.join(",")
-                }
-            );
+            let by = or(&fault.declared_failed_by, ",", "-");
+            let _ = write!(line, "; declared failed by {by}");
         } else if !fault.declared_during.is_empty() {
-            let _ = write!(
-                line,
-                "; declared failed by {} while down, rejoined",
-                fault.declared_during.join(",")
-            );
+            let by = fault.declared_during.join(",");
+            let _ = write!(line, "; declared failed by {by} while down, rejoined");
         } else {
             line.push_str("; survived (not declared failed)");
         }
@@ -546,11 +471,27 @@ pub fn describe(fault: &Fault) -> String {
     line
 }
 
+/// `items` joined by `separator`, or `none` when there are none.
+fn or(items: &[String], separator: &str, none: &str) -> String {
+    if items.is_empty() {
+        none.to_string()
+    } else {
+        items.join(separator)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::PartitionShape;
 
     fn report(write_acks: usize) -> Report {
+        let kill = Fault::new(
+            FaultKind::Kill,
+            "s2".into(),
+            1_000_000_000,
+            vec!["k0".into()],
+        );
         Report {
             settings: RunSettings {
                 write_acks,
@@ -560,19 +501,10 @@ mod tests {
             },
             operations: HistoryCounts::default(),
             faults: vec![Fault {
-                kind: FaultKind::Kill,
-                node: "s2".into(),
-                shape: None,
-                cuts: Vec::new(),
-                at_ns: 1_000_000_000,
-                end_ns: None,
-                led_keys: vec!["k0".into()],
                 confirmed: true,
                 declared_failed_by: vec!["s1".into()],
-                declared_during: Vec::new(),
-                fenced: None,
                 lost: true,
-                error: None,
+                ..kill
             }],
             lost_nodes: vec!["s2".into()],
             lost_writes: LostWritesReport {

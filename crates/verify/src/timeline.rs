@@ -20,9 +20,9 @@ use crate::report::RunSettings;
 /// Width of a bucket.
 pub const BUCKET: Duration = Duration::from_millis(100);
 
-/// One line of the timeline file, tagged by `kind`.
+/// One line of the timeline file, tagged by `event` like every JSON line dida writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum TimelineLine {
     /// What ran; always the first line.
     Setup(Setup),
@@ -78,7 +78,7 @@ impl OpCounts {
 }
 
 /// The operations that completed in `[t_ms, t_ms + bucket_ms)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
     /// Start of the bucket, in milliseconds since the start of the workload.
     pub t_ms: u64,
@@ -92,54 +92,34 @@ pub struct Bucket {
     pub errors_by_op: OpCounts,
 }
 
-/// What happened to a node.
+/// What happened to a node; its name in the file is the kebab-case of the variant
+/// (`kill`, `re-replicated`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum MarkEvent {
     /// The nemesis sent it SIGKILL.
-    #[serde(rename = "kill")]
     Kill,
     /// A live node's view first showed it failed.
-    #[serde(rename = "detected")]
     Detected,
     /// Replication was restored (see `dida_faults::marks`).
-    #[serde(rename = "re-replicated")]
     ReReplicated,
     /// The nemesis sent it SIGSTOP.
-    #[serde(rename = "pause")]
     Pause,
     /// The nemesis sent it SIGCONT.
-    #[serde(rename = "resume")]
     Resume,
     /// The nemesis cut links of it (the mark's `by` lists them, `from->to`).
-    #[serde(rename = "partition")]
     Partition,
     /// The nemesis healed those links.
-    #[serde(rename = "heal")]
     Heal,
     /// The nemesis started the killed node again, and it answered its status.
-    #[serde(rename = "restart")]
     Restart,
 }
 
-impl MarkEvent {
-    /// The event's name, as in the timeline file.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Kill => "kill",
-            Self::Detected => "detected",
-            Self::ReReplicated => "re-replicated",
-            Self::Pause => "pause",
-            Self::Resume => "resume",
-            Self::Partition => "partition",
-            Self::Heal => "heal",
-            Self::Restart => "restart",
-        }
-    }
-}
-
+/// The event's name, as in the timeline file (taken from serde, so there is one
+/// spelling to keep).
 impl std::fmt::Display for MarkEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&crate::report::serde_name(self))
     }
 }
 
@@ -148,8 +128,8 @@ impl std::fmt::Display for MarkEvent {
 pub struct Mark {
     /// When, in milliseconds since the start of the workload.
     pub t_ms: u64,
-    /// What happened.
-    pub event: MarkEvent,
+    /// What happened (not named `event`: that is the tag of the line).
+    pub what: MarkEvent,
     /// The node the fault hit.
     pub node: String,
     /// For `detected`: the live node whose view showed the crash first; for
@@ -160,10 +140,10 @@ pub struct Mark {
 
 impl Mark {
     /// A mark at `t_ns` nanoseconds since the start of the workload.
-    pub fn at_ns(t_ns: u64, event: MarkEvent, node: &str) -> Self {
+    pub fn at_ns(t_ns: u64, what: MarkEvent, node: &str) -> Self {
         Self {
             t_ms: t_ns / 1_000_000,
-            event,
+            what,
             node: node.to_string(),
             by: None,
         }
@@ -188,17 +168,12 @@ pub fn buckets(history: &[Operation], bucket: Duration, end_ns: u64) -> Vec<Buck
     let last = history
         .iter()
         .map(|op| op.completed_ns.saturating_add(1))
-        .max()
-        .unwrap_or(0)
-        .max(end_ns);
+        .fold(end_ns, u64::max);
     let count = last.div_ceil(width).max(1);
     let mut result: Vec<Bucket> = (0..count)
         .map(|i| Bucket {
             t_ms: i * width / 1_000_000,
-            ok: 0,
-            errors: 0,
-            by_op: OpCounts::default(),
-            errors_by_op: OpCounts::default(),
+            ..Bucket::default()
         })
         .collect();
     for op in history {
@@ -206,13 +181,13 @@ pub fn buckets(history: &[Operation], bucket: Duration, end_ns: u64) -> Vec<Buck
         let Some(slot) = result.get_mut(index) else {
             continue;
         };
-        if is_error(op) {
-            slot.errors += 1;
-            slot.errors_by_op.add(&op.kind);
+        let (total, by_op) = if is_error(op) {
+            (&mut slot.errors, &mut slot.errors_by_op)
         } else {
-            slot.ok += 1;
-            slot.by_op.add(&op.kind);
-        }
+            (&mut slot.ok, &mut slot.by_op)
+        };
+        *total += 1;
+        by_op.add(&op.kind);
     }
     result
 }
@@ -227,18 +202,20 @@ pub fn write(
 ) -> std::io::Result<()> {
     let mut marks: Vec<&Mark> = marks.iter().collect();
     marks.sort_by_key(|m| m.t_ms);
-    let mut lines = vec![TimelineLine::Setup(setup.clone())];
     let mut pending = marks.into_iter().peekable();
+    let mut line = |line: TimelineLine| -> std::io::Result<()> {
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")
+    };
+    line(TimelineLine::Setup(setup.clone()))?;
     for bucket in buckets {
         while let Some(mark) = pending.next_if(|m| m.t_ms < bucket.t_ms) {
-            lines.push(TimelineLine::Mark(mark.clone()));
+            line(TimelineLine::Mark(mark.clone()))?;
         }
-        lines.push(TimelineLine::Bucket(bucket.clone()));
+        line(TimelineLine::Bucket(bucket.clone()))?;
     }
-    lines.extend(pending.map(|m| TimelineLine::Mark(m.clone())));
-    for line in &lines {
-        serde_json::to_writer(&mut *out, line)?;
-        out.write_all(b"\n")?;
+    for mark in pending {
+        line(TimelineLine::Mark(mark.clone()))?;
     }
     out.flush()
 }
@@ -246,54 +223,29 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dida_core::Version;
+    use crate::history::fixtures::{self, cas, chain, chain_failed, written};
 
+    /// An operation that completed `completed_ms` into the run.
     fn op(kind: OpKind, result: OpResult, completed_ms: u64) -> Operation {
+        let completed_ns = completed_ms * 1_000_000;
         Operation {
-            id: 0,
-            client: 1,
-            key: "k0".into(),
-            kind,
-            invoked_ns: 0,
-            completed_ns: completed_ms * 1_000_000,
-            result,
-        }
-    }
-
-    fn written() -> OpResult {
-        OpResult::Written {
-            version: Version::new(1, 1),
+            completed_ns,
+            ..fixtures::op(0, kind, result)
         }
     }
 
     fn write_op() -> OpKind {
-        OpKind::Write { value: "a".into() }
+        fixtures::write("a")
     }
 
     #[test]
     fn operations_count_in_the_bucket_of_their_completion() {
         let history = vec![
-            op(write_op(), written(), 0),
-            op(write_op(), written(), 99),
+            op(write_op(), written(1), 0),
+            op(write_op(), written(1), 99),
             op(OpKind::Read, OpResult::Failed { error: "x".into() }, 100),
-            op(
-                OpKind::Cas {
-                    old: "a".into(),
-                    new: "b".into(),
-                },
-                OpResult::CasFailed,
-                250,
-            ),
-            op(
-                OpKind::Chain {
-                    operators: vec!["EchoOperator".into()],
-                },
-                OpResult::ChainFailed {
-                    execution_id: "e".into(),
-                    error: "y".into(),
-                },
-                250,
-            ),
+            op(cas("a", "b"), OpResult::CasFailed, 250),
+            op(chain(&["EchoOperator"]), chain_failed("y"), 250),
             op(write_op(), OpResult::Unknown { error: "z".into() }, 299),
         ];
         let buckets = buckets(&history, BUCKET, 0);
@@ -312,20 +264,16 @@ mod tests {
 
     #[test]
     fn empty_buckets_are_kept_up_to_the_end_of_the_run() {
-        let history = vec![op(write_op(), written(), 350)];
+        let history = vec![op(write_op(), written(1), 350)];
         let buckets = buckets(&history, BUCKET, 1_000_000_000);
         assert_eq!(buckets.len(), 10);
         assert_eq!(buckets.iter().map(|b| b.ok).sum::<u64>(), 1);
         assert_eq!(buckets[3].ok, 1);
         assert_eq!(buckets[9].t_ms, 900);
         // Completions past the end extend the timeline.
-        let late = vec![op(write_op(), written(), 1_234)];
-        assert_eq!(buckets_len(&late, 1_000_000_000), 13);
-        assert_eq!(buckets_len(&[], 0), 1);
-    }
-
-    fn buckets_len(history: &[Operation], end_ns: u64) -> usize {
-        buckets(history, BUCKET, end_ns).len()
+        let late = vec![op(write_op(), written(1), 1_234)];
+        assert_eq!(super::buckets(&late, BUCKET, 1_000_000_000).len(), 13);
+        assert_eq!(super::buckets(&[], BUCKET, 0).len(), 1);
     }
 
     #[test]
@@ -344,7 +292,7 @@ mod tests {
                 ..RunSettings::default()
             },
         };
-        let history = vec![op(write_op(), written(), 150)];
+        let history = vec![op(write_op(), written(1), 150)];
         let buckets = buckets(&history, BUCKET, 300_000_000);
         let mut detected = Mark::at_ns(120_000_000, MarkEvent::Detected, "s2");
         detected.by = Some("s1".into());
@@ -359,29 +307,30 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1 + 3 + 3, "{text}");
         assert!(
-            lines[0].starts_with(r#"{"kind":"setup","start_unix_ms":1700000000000,"#),
+            lines[0].starts_with(r#"{"event":"setup","start_unix_ms":1700000000000,"#),
             "{text}"
         );
         assert!(lines[0].contains(r#""replication_factor":2"#), "{text}");
         assert!(lines[0].contains(r#""write_acks":2"#), "{text}");
         assert_eq!(
             lines[1],
-            r#"{"kind":"bucket","t_ms":0,"ok":0,"errors":0,"by_op":{"write":0,"cas":0,"read":0,"chain":0},"errors_by_op":{"write":0,"cas":0,"read":0,"chain":0}}"#
+            r#"{"event":"bucket","t_ms":0,"ok":0,"errors":0,"by_op":{"write":0,"cas":0,"read":0,"chain":0},"errors_by_op":{"write":0,"cas":0,"read":0,"chain":0}}"#
         );
-        assert!(lines[2].starts_with(r#"{"kind":"bucket","t_ms":100,"ok":1,"#));
+        assert!(lines[2].starts_with(r#"{"event":"bucket","t_ms":100,"ok":1,"#));
         assert_eq!(
             lines[3],
-            r#"{"kind":"mark","t_ms":100,"event":"kill","node":"s2"}"#
+            r#"{"event":"mark","t_ms":100,"what":"kill","node":"s2"}"#
         );
         assert_eq!(
             lines[4],
-            r#"{"kind":"mark","t_ms":120,"event":"detected","node":"s2","by":"s1"}"#
+            r#"{"event":"mark","t_ms":120,"what":"detected","node":"s2","by":"s1"}"#
         );
-        assert!(lines[5].starts_with(r#"{"kind":"bucket","t_ms":200,"#));
+        assert!(lines[5].starts_with(r#"{"event":"bucket","t_ms":200,"#));
         assert_eq!(
             lines[6],
-            r#"{"kind":"mark","t_ms":450,"event":"re-replicated","node":"s2"}"#
+            r#"{"event":"mark","t_ms":450,"what":"re-replicated","node":"s2"}"#
         );
+        assert_eq!(MarkEvent::ReReplicated.to_string(), "re-replicated");
         // Every line reads back.
         let parsed: Vec<TimelineLine> = lines
             .iter()
@@ -391,7 +340,7 @@ mod tests {
         assert!(matches!(
             &parsed[6],
             TimelineLine::Mark(Mark {
-                event: MarkEvent::ReReplicated,
+                what: MarkEvent::ReReplicated,
                 ..
             })
         ));

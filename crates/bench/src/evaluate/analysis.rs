@@ -341,7 +341,7 @@ impl TimelineSummary {
         let kills: Vec<_> = timeline
             .marks
             .iter()
-            .filter(|mark| mark.event == MarkEvent::Kill)
+            .filter(|mark| mark.what == MarkEvent::Kill)
             .collect();
         let first_kill = kills.first().map_or(u64::MAX, |kill| kill.t_ms);
         let before: Vec<u64> = timeline
@@ -363,7 +363,7 @@ impl TimelineSummary {
                     timeline
                         .marks
                         .iter()
-                        .find(|m| m.event == event && m.node == kill.node && m.t_ms >= kill.t_ms)
+                        .find(|m| m.what == event && m.node == kill.node && m.t_ms >= kill.t_ms)
                         .map(|m| m.t_ms)
                 };
                 let detected = after(MarkEvent::Detected);

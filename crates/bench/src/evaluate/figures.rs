@@ -433,8 +433,8 @@ pub(crate) fn crash_timeline(timeline: &Timeline) -> Figure {
         .iter()
         .map(|mark| Mark {
             x: seconds(mark.t_ms),
-            label: format!("{} {}", mark.event, mark.node),
-            color: match mark.event {
+            label: format!("{} {}", mark.what, mark.node),
+            color: match mark.what {
                 MarkEvent::Kill => Color::Vermilion,
                 MarkEvent::Detected => Color::Orange,
                 MarkEvent::ReReplicated => Color::Green,

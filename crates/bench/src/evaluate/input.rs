@@ -579,11 +579,11 @@ mod tests {
         let times: Vec<u64> = timeline.buckets.iter().map(|b| b.t_ms).collect();
         assert_eq!(times, vec![0, 100, 200]);
         assert_eq!(timeline.bucket_ms(), 100);
-        assert_eq!(timeline.marks[0].event, MarkEvent::Kill);
+        assert_eq!(timeline.marks[0].what, MarkEvent::Kill);
         assert_eq!(timeline.marks[1].node, "s2");
         assert_eq!(timeline.setup, setup);
         // A line the suite would not write is an error, not a bucket of zeros.
-        let error = Timeline::parse(r#"{"kind":"bucket","t_ms":0,"succeeded":4}"#).unwrap_err();
+        let error = Timeline::parse(r#"{"event":"bucket","t_ms":0,"succeeded":4}"#).unwrap_err();
         assert!(format!("{error:#}").contains("line 1"), "{error:#}");
     }
 
