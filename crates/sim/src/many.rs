@@ -57,7 +57,7 @@ pub struct KindSummary {
     /// Of those, losing more nodes than `--write-acks` tolerates (loss checks
     /// skipped).
     pub beyond_tolerance: u64,
-    /// Faults injected.
+    /// Faults injected (those skipped, the budget spent, left out).
     pub faults: u64,
     /// The sum over seeds of the most nodes lost at one time.
     pub peak_lost: u64,
@@ -77,7 +77,7 @@ pub fn summarize(reports: &[SeedReport]) -> Vec<(NemesisKind, KindSummary)> {
                 sum.seeds += 1;
                 sum.passed += u64::from(report.passed());
                 sum.beyond_tolerance += u64::from(report.beyond_tolerance);
-                sum.faults += report.faults.len() as u64;
+                sum.faults += report.faults.iter().filter(|f| f.error.is_none()).count() as u64;
                 sum.peak_lost += report.peak_lost as u64;
                 sum.operations += report.operations as u64;
                 sum.lost_acknowledged += report.lost_acknowledged as u64;

@@ -41,10 +41,6 @@ const REPLICATION_FACTOR: usize = 3;
 const VNODES: u32 = 16;
 const CLIENTS: usize = 4;
 const KEYS: usize = 4;
-/// Nodes lost count against the fault budget from here on, before any planned
-/// fault starts (the plan's earliest is at 3.8 s) and after the cluster formed:
-/// every node is out of the ring while it joins.
-const FAULTS_FROM: Duration = Duration::from_secs(3);
 const WORKLOAD_UNTIL: Duration = Duration::from_secs(26);
 const CHECK_AT: Duration = Duration::from_secs(40);
 /// The forger starts once every node has joined.
@@ -194,17 +190,13 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     }
 
     let regressions = Arc::new(Mutex::new(Vec::new()));
-    let most_lost = Arc::new(Mutex::new((0, BTreeSet::new())));
+    let lost_samples = Arc::new(Mutex::new(LostSamples::default()));
     let monitor = tokio::spawn(watch_views(
         cluster.clone(),
         trace.clone(),
         regressions.clone(),
     ));
-    let counter = tokio::spawn(count_lost(
-        cluster.clone(),
-        start + FAULTS_FROM,
-        most_lost.clone(),
-    ));
+    let counter = tokio::spawn(count_lost(cluster.clone(), start, lost_samples.clone()));
     let keys = storage_keys(KEYS);
     let workload = StorageWorkload {
         keys: Arc::new(keys.clone()),
@@ -300,7 +292,14 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     trace.event(format_args!("checks"));
 
     let lost: BTreeSet<usize> = lost_nodes(&cluster);
-    let (most_lost, ever_lost) = most_lost.lock().expect("most-lost lock poisoned").clone();
+    // Nodes lost count against the budget from the first fault on: every node is
+    // out of the ring while the cluster forms, which may take seconds when the
+    // network drops messages.
+    let first_fault = Duration::from_nanos(faults.first().map_or(u64::MAX, |f| f.at_ns));
+    let (most_lost, ever_lost) = {
+        let samples = lost_samples.lock().expect("lost samples lock poisoned");
+        (samples.most_since(first_fault), samples.ever.clone())
+    };
     let beyond_tolerance = lost.len().max(most_lost) > budget;
     let nodes = cluster.nodes();
     let processes = cluster.processes();
@@ -371,25 +370,35 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     })
 }
 
-/// Keeps in `most` the largest number of nodes lost at once from `from` on
-/// (sampled every 50 ms from the start), and every node lost at some point: with rejoins, nodes
-/// lost during the run may all be back by its end, but acknowledged writes survive
-/// only while no more than the budget are lost at any one time.
-async fn count_lost(
-    cluster: Arc<Cluster>,
-    from: Instant,
-    most: Arc<Mutex<(usize, BTreeSet<usize>)>>,
-) {
+/// How many nodes were lost at each moment sampled, and every node lost at some
+/// point: with rejoins, nodes lost during the run may all be back by its end, but
+/// acknowledged writes survive only while no more than the budget are lost at any
+/// one time.
+#[derive(Debug, Default)]
+struct LostSamples {
+    /// (time since the start, nodes lost then), every 50 ms.
+    counts: Vec<(Duration, usize)>,
+    /// Every node lost at some point (the cluster's formation included: that
+    /// counts for who may have led a key).
+    ever: BTreeSet<usize>,
+}
+
+impl LostSamples {
+    /// The most nodes lost at one time from `from` on.
+    fn most_since(&self, from: Duration) -> usize {
+        let since = self.counts.iter().filter(|(at, _)| *at >= from);
+        since.map(|&(_, lost)| lost).max().unwrap_or(0)
+    }
+}
+
+/// Samples the nodes lost every 50 ms from `start` on into `samples`.
+async fn count_lost(cluster: Arc<Cluster>, start: Instant, samples: Arc<Mutex<LostSamples>>) {
     loop {
         let lost = lost_nodes(&cluster);
         {
-            // Every node is out of the ring while the cluster starts (each joins):
-            // that counts for who may have led a key, not against the budget.
-            let mut most = most.lock().expect("most-lost lock poisoned");
-            if Instant::now() >= from {
-                most.0 = most.0.max(lost.len());
-            }
-            most.1.extend(lost);
+            let mut samples = samples.lock().expect("lost samples lock poisoned");
+            samples.counts.push((Instant::now() - start, lost.len()));
+            samples.ever.extend(lost);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
