@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use dida_core::app::read_app_file;
 use dida_core::events::{rfc3339_utc, Event};
@@ -15,7 +15,7 @@ use dida_proto::execution::{ExecutionOutcome, OutcomeRequest, RunRequest, Submit
 use dida_proto::transport::{lazy_channel_for_waits, NodeChannel, MAX_MESSAGE_BYTES};
 use tokio::time::Instant;
 
-use crate::exit::{CallFailed, ExecutionFailed};
+use crate::exit::{CallFailed, ExecutionFailed, NotFinished};
 
 /// Flags of `dida run`.
 #[derive(Debug, Args)]
@@ -34,7 +34,8 @@ pub struct RunArgs {
     /// Print the `client` event as JSON (with --async, the `submitted` event).
     #[arg(long)]
     json: bool,
-    /// Give up waiting after this many seconds (1 to 3600).
+    /// Give up waiting after this many seconds (1 to 3600; exit status 7 then: the
+    /// execution may still finish).
     #[arg(long, default_value_t = 300)]
     timeout: u64,
 }
@@ -55,7 +56,8 @@ pub struct StatusArgs {
     /// the execution runs).
     #[arg(long)]
     json: bool,
-    /// Give up waiting after this many seconds (1 to 3600).
+    /// Give up waiting after this many seconds (1 to 3600; exit status 7 then: the
+    /// execution may still finish).
     #[arg(long, default_value_t = 300)]
     timeout: u64,
 }
@@ -139,9 +141,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let outcome = reply.outcome.unwrap_or_default();
     if !reply.finished {
         let id = outcome.execution_id;
-        bail!(
-            "execution {id} did not finish within {limit:?}; `dida status {id}` fetches it later"
-        );
+        return Err(NotFinished { id, limit }.into());
     }
     print_outcome(&outcome, args.json, false)
 }
@@ -203,7 +203,11 @@ async fn wait_for(
             return Ok(outcome);
         }
     }
-    bail!("execution {id} did not finish within {limit:?}; `dida status {id}` fetches it later")
+    Err(NotFinished {
+        id: id.to_string(),
+        limit,
+    }
+    .into())
 }
 
 /// Prints an outcome, and with `runs` how each operator ran (after the `client`

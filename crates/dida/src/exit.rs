@@ -11,6 +11,7 @@
 //! | 4 | `dida kv read`: the key (or that version of it) is missing |
 //! | 5 | the cluster (a storage node, the scheduler) could not be reached or did not answer in time |
 //! | 6 | the application's execution failed |
+//! | 7 | `dida run`, `dida status --wait`: the execution had not finished when `--timeout` ran out (it may still finish) |
 //!
 //! A command reports such an outcome by returning one of the typed errors of this
 //! module (or a [`ClientError`] that says it could not reach the cluster) anywhere
@@ -39,6 +40,9 @@ pub enum Exit {
     Unreachable,
     /// The execution the command ran or fetched failed.
     ApplicationFailed,
+    /// The execution had not finished when the command's `--timeout` ran out: it
+    /// may still finish, which a script tells by asking again (`dida status`).
+    NotFinished,
 }
 
 impl Exit {
@@ -52,6 +56,7 @@ impl Exit {
             Exit::KeyMissing => 4,
             Exit::Unreachable => 5,
             Exit::ApplicationFailed => 6,
+            Exit::NotFinished => 7,
         }
     }
 
@@ -67,6 +72,8 @@ impl Exit {
                     Some(Exit::KeyMissing)
                 } else if cause.is::<ExecutionFailed>() {
                     Some(Exit::ApplicationFailed)
+                } else if cause.is::<NotFinished>() {
+                    Some(Exit::NotFinished)
                 } else if let Some(call) = cause.downcast_ref::<CallFailed>() {
                     call.unreachable().then_some(Exit::Unreachable)
                 } else if let Some(client) = cause.downcast_ref::<ClientError>() {
@@ -126,6 +133,16 @@ pub struct ExecutionFailed {
     pub error: String,
 }
 
+/// The execution had not finished when the command stopped waiting for it.
+#[derive(Debug, thiserror::Error)]
+#[error("execution {id} did not finish within {limit:?}; `dida status {id}` fetches it later")]
+pub struct NotFinished {
+    /// Execution id.
+    pub id: String,
+    /// How long the command waited (`--timeout`).
+    pub limit: std::time::Duration,
+}
+
 /// A gRPC call to a node (the scheduler) failed: `what` the command was doing, and
 /// the status it got, kept typed so that [`Exit::of`] tells a node that could not
 /// be reached from one that answered with a refusal.
@@ -161,7 +178,7 @@ mod tests {
     use super::*;
 
     /// Every status (a new variant must be added here, and to the README's table).
-    const ALL: [Exit; 7] = [
+    const ALL: [Exit; 8] = [
         Exit::Success,
         Exit::Failure,
         Exit::Usage,
@@ -169,6 +186,7 @@ mod tests {
         Exit::KeyMissing,
         Exit::Unreachable,
         Exit::ApplicationFailed,
+        Exit::NotFinished,
     ];
 
     #[test]
@@ -204,6 +222,11 @@ mod tests {
         })
         .context("while running app.txt");
         assert_eq!(Exit::of(&failed), Exit::ApplicationFailed);
+        let waiting = anyhow::Error::new(NotFinished {
+            id: "e-2".into(),
+            limit: std::time::Duration::from_secs(1),
+        });
+        assert_eq!(Exit::of(&waiting), Exit::NotFinished);
         let timeout = anyhow::Error::new(ClientError::Timeout {
             node: "s1".into(),
             url: "http://127.0.0.1:1".into(),

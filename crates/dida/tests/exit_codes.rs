@@ -186,6 +186,23 @@ async fn every_outcome_has_its_exit_status_and_every_json_line_is_an_event() {
     assert_eq!(submitted["event"], "submitted");
     assert_eq!(submitted["input"], "y");
 
+    // 7: an execution still running when --timeout ran out (an operator that waits
+    // for a key no one writes; the worker's wall-time limit ends it later).
+    let waiting = app_file(dir.path(), "waiting.txt", "operator AwaitKeyOperator 0\n");
+    let unfinished = run(&[
+        "run",
+        "--scheduler",
+        &scheduler,
+        "--timeout",
+        "1",
+        "--input",
+        "never",
+        waiting.to_str().unwrap(),
+    ])
+    .await;
+    exits(&unfinished, 7, "run (not finished in time)");
+    assert!(stderr(&unfinished).contains("did not finish within"));
+
     // 1: any other failure (an application file that does not exist).
     let absent = dir.path().join("absent.txt");
     let other = run(&[
