@@ -4,10 +4,15 @@
 "use strict";
 
 const PALETTE = ["#3b6fd8", "#d8643b", "#2f9e5a", "#a23bd8", "#d8b53b", "#3bb5d8", "#d83b7a", "#6b7a3b"];
+// A node's colour follows its place in the cluster's membership (every snapshot
+// lists every node in that order, failed ones too), so it keeps its colour whoever
+// else fails, joins late or is drawn first, and across reloads of the page.
 const colours = new Map();
+function learnColours(nodes) {
+  nodes.forEach((n, i) => colours.set(n.id, PALETTE[i % PALETTE.length]));
+}
 function colour(name) {
-  if (!colours.has(name)) colours.set(name, PALETTE[colours.size % PALETTE.length]);
-  return colours.get(name);
+  return colours.get(name) || "#8a8f99";
 }
 
 function el(tag, attrs, ...children) {
@@ -101,7 +106,7 @@ function renderRing(snapshot) {
   figure.replaceChildren(...arcs, label);
   const storage = snapshot.nodes.filter((n) => n.role === "storage");
   document.getElementById("ring-legend").replaceChildren(...storage.map((n) =>
-    el("span", {}, el("i", { style: "background:" + colour(n.id) }), `${n.id} leads ${percent(n.primary_share) || "0%"}`)));
+    el("span", { "data-node": n.id }, el("i", { style: "background:" + colour(n.id) }), `${n.id} leads ${percent(n.primary_share) || "0%"}`)));
   note.textContent = ring.excluded.length ? `out of the ring: ${ring.excluded.join(", ")}` : "every storage node is in the ring";
 }
 
@@ -172,6 +177,7 @@ function renderExecutions(snapshot) {
 }
 
 function render(snapshot) {
+  learnColours(snapshot.nodes);
   renderSummary(snapshot);
   renderNodes(snapshot);
   renderRing(snapshot);

@@ -184,6 +184,19 @@ async fn executions_shown(page: &Client) -> Vec<(String, String, Vec<(String, St
     serde_json::from_value(rows).unwrap_or_default()
 }
 
+/// The ring legend's colour of each storage node: `[id, CSS colour]`.
+async fn ring_colours(page: &Client) -> Vec<(String, String)> {
+    let entries = page
+        .execute(
+            "return Array.from(document.querySelectorAll('#ring-legend span'))\
+             .map(s => [s.dataset.node, s.querySelector('i').style.background]);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(entries).unwrap_or_default()
+}
+
 async fn text_of(page: &Client, selector: &str) -> String {
     page.find(Locator::Css(selector))
         .await
@@ -260,6 +273,10 @@ async fn the_dashboard_shows_the_cluster_a_crash_and_executions_in_a_real_browse
         .all(|(op, w)| !op.is_empty() && w.starts_with('w')));
     let ring_note = text_of(&page, "#ring-note").await;
     assert_eq!(ring_note, "every storage node is in the ring");
+    let colours_before = ring_colours(&page).await;
+    let distinct: std::collections::BTreeSet<&String> =
+        colours_before.iter().map(|(_, c)| c).collect();
+    assert_eq!(distinct.len(), 4, "a colour per storage node: {colours_before:?}");
     screenshot(&page, "dashboard-cluster.png").await;
 
     // A script line typed into the page runs: crash s2. The page shows it failed.
@@ -283,6 +300,20 @@ async fn the_dashboard_shows_the_cluster_a_crash_and_executions_in_a_real_browse
             .all(|(_, _, state)| state == "alive"),
         "only s2 failed: {others:?}"
     );
+    // Every node keeps its colour on the ring while s2 is out of it, and after a
+    // reload of the page.
+    eventually(STARTUP, "s2 out of the ring", || async {
+        text_of(&page, "#ring-note").await.contains("s2").then_some(())
+    })
+    .await;
+    assert_eq!(ring_colours(&page).await, colours_before);
+    page.refresh().await.unwrap();
+    let reloaded = eventually(STARTUP, "the ring legend after a reload", || async {
+        let colours = ring_colours(&page).await;
+        (colours.len() == 4).then_some(colours)
+    })
+    .await;
+    assert_eq!(reloaded, colours_before);
 
     // Another line typed meanwhile: a client. Its execution appears, with its two
     // IncrementOperators and the workers that ran them.
