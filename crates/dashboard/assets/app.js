@@ -60,7 +60,7 @@ function renderSummary(snapshot) {
 function renderNodes(snapshot) {
   const body = document.querySelector("#nodes tbody");
   body.replaceChildren(...snapshot.nodes.map((n) =>
-    el("tr", { "data-node": n.id, "data-role": n.role, "data-state": n.state },
+    el("tr", { "data-node": n.id, "data-role": n.role, "data-state": n.state, "data-process": n.process },
       el("td", {}, el("b", {}, n.id)),
       el("td", {}, n.role),
       el("td", { class: "state" }, badge(n.state)),

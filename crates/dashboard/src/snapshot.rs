@@ -583,6 +583,10 @@ fn process_state(process: Option<&str>) -> (NodeState, String) {
         Some("stopped") => (NodeState::Stopped, "stopped by the PuppetMaster".into()),
         Some("crashed") => (NodeState::Failed, "crashed by the PuppetMaster".into()),
         Some("failed to start") => (NodeState::Failed, "could not be started".into()),
+        Some(exited) if exited.starts_with("exited") => (
+            NodeState::Failed,
+            format!("its process {exited}, not by the PuppetMaster"),
+        ),
         _ => (NodeState::Unreachable, "not answering".into()),
     }
 }
@@ -603,6 +607,9 @@ fn storage_nodes(topology: &Topology, replies: &[Option<StatusReply>]) -> Vec<No
                         (state, detail) = process_state(Some(p));
                     }
                     Some("crashed") => detail.push_str(" (crashed by the PuppetMaster)"),
+                    Some(exited) if exited.starts_with("exited") => {
+                        detail.push_str(&format!(" (its process {exited})"));
+                    }
                     _ => {}
                 }
             }

@@ -29,7 +29,8 @@ pub struct KnownNode {
     /// Where it serves.
     pub url: String,
     /// Its process as the PuppetMaster last left it: `declared`, `running`,
-    /// `crashed`, `stopped` or `failed to start`.
+    /// `crashed`, `stopped` or `failed to start` — or `exited: <how>` when its PCS
+    /// says it ended without the PuppetMaster's doing.
     pub process: String,
     /// Where it serves its metrics, if it does.
     pub metrics: Option<String>,

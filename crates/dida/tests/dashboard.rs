@@ -184,6 +184,23 @@ async fn executions_shown(page: &Client) -> Vec<(String, String, Vec<(String, St
     serde_json::from_value(rows).unwrap_or_default()
 }
 
+/// The pid of the one process of this machine whose command line holds both `role`
+/// and `flag` (a node the PuppetMaster started through its PCS).
+fn pid_of(role: &str, flag: &str) -> nix::unistd::Pid {
+    let pids: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter(|pid: &i32| {
+            let line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = line.split(|b| *b == 0).collect();
+            args.contains(&role.as_bytes()) && args.contains(&flag.as_bytes())
+        })
+        .collect();
+    assert_eq!(pids.len(), 1, "one process runs {role} {flag}: {pids:?}");
+    nix::unistd::Pid::from_raw(pids[0])
+}
+
 /// The ring legend's colour of each storage node: `[id, CSS colour]`.
 async fn ring_colours(page: &Client) -> Vec<(String, String)> {
     let entries = page
@@ -276,7 +293,11 @@ async fn the_dashboard_shows_the_cluster_a_crash_and_executions_in_a_real_browse
     let colours_before = ring_colours(&page).await;
     let distinct: std::collections::BTreeSet<&String> =
         colours_before.iter().map(|(_, c)| c).collect();
-    assert_eq!(distinct.len(), 4, "a colour per storage node: {colours_before:?}");
+    assert_eq!(
+        distinct.len(),
+        4,
+        "a colour per storage node: {colours_before:?}"
+    );
     screenshot(&page, "dashboard-cluster.png").await;
 
     // A script line typed into the page runs: crash s2. The page shows it failed.
@@ -303,7 +324,10 @@ async fn the_dashboard_shows_the_cluster_a_crash_and_executions_in_a_real_browse
     // Every node keeps its colour on the ring while s2 is out of it, and after a
     // reload of the page.
     eventually(STARTUP, "s2 out of the ring", || async {
-        text_of(&page, "#ring-note").await.contains("s2").then_some(())
+        text_of(&page, "#ring-note")
+            .await
+            .contains("s2")
+            .then_some(())
     })
     .await;
     assert_eq!(ring_colours(&page).await, colours_before);
@@ -385,6 +409,31 @@ async fn the_dashboard_shows_the_cluster_a_crash_and_executions_in_a_real_browse
         "the key's live replicas show its value: {holders}"
     );
     screenshot(&page, "dashboard-records.png").await;
+
+    // A worker killed outside the console (as by the OOM killer): the page shows its
+    // process exited, as its PCS says, not `running` as the PuppetMaster left it.
+    let w2 = pid_of("worker", "--id=w2");
+    nix::sys::signal::kill(w2, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let row = eventually(STARTUP, "w2's process shown exited", || async {
+        let rows = page
+            .execute(
+                "return Array.from(document.querySelectorAll('#nodes tbody tr'))\
+                 .filter(r => r.dataset.node === 'w2')\
+                 .map(r => [r.dataset.state, r.dataset.process]);",
+                vec![],
+            )
+            .await
+            .ok()?;
+        let rows: Vec<(String, String)> = serde_json::from_value(rows).ok()?;
+        rows.into_iter()
+            .find(|(_, process)| process.starts_with("exited"))
+    })
+    .await;
+    assert_eq!(row.0, "failed", "{row:?}");
+    assert!(
+        row.1.contains("SIGKILL"),
+        "the PCS's word on how it ended: {row:?}"
+    );
 
     page.close().await.unwrap();
     // Ctrl-C: the PuppetMaster stops every node it started, and exits cleanly.

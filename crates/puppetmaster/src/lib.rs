@@ -14,6 +14,8 @@
 //! - [`error`]: why a command failed, typed;
 //! - `cluster`: the setup block, placing and starting nodes, crashing them;
 //! - `placement`: which PCS runs a node;
+//! - `process_watch`: what the PCSs say of the session's processes, for the
+//!   dashboard (a node killed outside the console shows its process exited);
 //! - `clients`, `inspect`: `client`; `status`, `listServer`, `listGlobal`, `populate`;
 //! - `debug_sink`: the service workers in debug mode report to;
 //! - [`output`]: text and JSON events;
@@ -34,6 +36,7 @@ mod inspect;
 pub mod output;
 mod page_lines;
 mod placement;
+mod process_watch;
 pub mod requests;
 pub mod session;
 

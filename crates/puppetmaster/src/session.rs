@@ -26,7 +26,7 @@ use crate::cluster::{Cluster, NodeState};
 use crate::config::PmConfig;
 use crate::error::CommandError;
 use crate::output::Printer;
-use crate::{debug_sink, inspect};
+use crate::{debug_sink, inspect, process_watch};
 
 /// A running session; see the module documentation.
 #[derive(Debug)]
@@ -43,6 +43,9 @@ pub struct Session {
     start_failures: usize,
     /// Where the session publishes its nodes for a dashboard, after every line.
     topology: Option<watch::Sender<Topology>>,
+    /// Nodes whose process ended without the session's doing, as the PCSs say
+    /// (followed while a dashboard is shown).
+    exited: process_watch::Exited,
 }
 
 /// How a session went, for the exit code of batch mode.
@@ -108,12 +111,16 @@ impl Session {
             errors: 0,
             start_failures: 0,
             topology: None,
+            exited: process_watch::Exited::default(),
         })
     }
 
     /// Publishes the session's nodes to `sink` now and after every line (a
     /// dashboard follows them).
     pub fn publish_topology(&mut self, sink: watch::Sender<Topology>) {
+        let pcs = self.cluster.pcs().to_vec();
+        // The task ends once the dashboard is gone (no receiver is left).
+        process_watch::start(pcs, self.exited.clone(), sink.clone());
         self.topology = Some(sink);
         self.publish();
     }
@@ -132,14 +139,17 @@ impl Session {
                 id: n.decl.id.clone(),
                 role: n.decl.role.to_string(),
                 url: n.decl.url.to_string(),
-                process: match n.state {
-                    NodeState::Declared => "declared",
-                    NodeState::Running(_) => "running",
-                    NodeState::FailedToStart => "failed to start",
-                    NodeState::Crashed(_) => "crashed",
-                    NodeState::Stopped(_) => "stopped",
-                }
-                .to_string(),
+                process: process_watch::shown_process(
+                    &n.decl.id,
+                    match n.state {
+                        NodeState::Declared => "declared",
+                        NodeState::Running(_) => "running",
+                        NodeState::FailedToStart => "failed to start",
+                        NodeState::Crashed(_) => "crashed",
+                        NodeState::Stopped(_) => "stopped",
+                    },
+                    &self.exited,
+                ),
                 metrics: n.metrics.clone(),
             })
             .collect();
