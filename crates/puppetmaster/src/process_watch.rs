@@ -74,8 +74,14 @@ mod tests {
     #[test]
     fn only_a_node_the_session_left_running_shows_its_process_exited() {
         let exited = Exited::default();
-        exited.lock().unwrap().insert("w2".into(), "was killed".into());
-        assert_eq!(shown_process("w2", "running", &exited), "exited: was killed");
+        exited
+            .lock()
+            .unwrap()
+            .insert("w2".into(), "was killed".into());
+        assert_eq!(
+            shown_process("w2", "running", &exited),
+            "exited: was killed"
+        );
         // The session's own doings stand: it crashed or stopped the node itself.
         assert_eq!(shown_process("w2", "crashed", &exited), "crashed");
         assert_eq!(shown_process("w1", "running", &exited), "running");

@@ -76,19 +76,19 @@ pub async fn run<I: Injector>(
         let target = resolve(planned.target, &ids, &live, setup);
         let Some((node, led_keys)) = target.filter(|_| lost.len() < setup.budget) else {
             let lost: Vec<&str> = lost.iter().map(String::as_str).collect();
-            injector.note(format_args!("nemesis: fault budget spent ({lost:?} lost)"));
+            injector.note(format_args!("nemesis: fault skipped ({lost:?} lost)"));
             let node = match planned.target {
                 Target::Node(index) => ids.get(index).cloned().unwrap_or_default(),
                 _ => String::new(),
             };
             let at_ns = clock.now_ns();
-            faults.push(Fault::skipped(
-                planned.kind,
-                node,
-                at_ns,
-                &lost,
-                setup.budget,
-            ));
+            let mut skipped = Fault::skipped(planned.kind, node, at_ns, &lost, setup.budget);
+            if lost.len() < setup.budget {
+                // Within the budget: the planned target itself is lost (or none is
+                // in service).
+                skipped.error = Some(format!("skipped: its target is lost ({lost:?} lost)"));
+            }
+            faults.push(skipped);
             continue;
         };
         let mut fault = Fault::new(planned.kind, node, clock.now_ns(), led_keys);
