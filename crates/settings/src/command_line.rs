@@ -165,4 +165,35 @@ pub(crate) mod tests {
         let parsed = S::parse_without_env(&args[1..]).unwrap();
         assert_eq!(&parsed, full);
     }
+
+    /// `base`'s flags with `--flag=value` in place of its own, parsed.
+    pub fn parse_with<S: RoleSettings>(
+        base: &S,
+        flag: &str,
+        value: u64,
+    ) -> Result<S, SettingsError> {
+        let mut args: Vec<String> = base
+            .flags()
+            .iter()
+            .filter(|f| f.name != flag)
+            .map(Flag::to_arg)
+            .collect();
+        args.push(format!("--{flag}={value}"));
+        S::parse_without_env(args)
+    }
+
+    /// Each `(flag, bound)` of `cases` is the most `base`'s definition accepts: the
+    /// bound parses, one more is refused as a flag error that names the flag.
+    pub fn check_bounds<S: RoleSettings + std::fmt::Debug>(base: &S, cases: &[(&str, u64)]) {
+        for &(flag, bound) in cases {
+            assert!(parse_with(base, flag, bound).is_ok(), "--{flag}={bound}");
+            match parse_with(base, flag, bound + 1) {
+                Err(refused @ SettingsError::Flag(_)) => assert!(
+                    refused.to_string().contains(&format!("--{flag}")),
+                    "{refused}"
+                ),
+                other => panic!("--{flag}={} gave {other:?}", bound + 1),
+            }
+        }
+    }
 }

@@ -128,7 +128,7 @@ mod tests {
     use dida_core::limits::{MAX_DEADLINE_MS, MAX_RETAINED_MB};
 
     use super::*;
-    use crate::command_line::tests::check_definition;
+    use crate::command_line::tests::{check_bounds, check_definition};
 
     const WORKERS: &str = "w1=http://127.0.0.1:4001";
 
@@ -151,24 +151,15 @@ mod tests {
 
     #[test]
     fn bounds_are_their_constants() {
-        let parse = |flag: &str, value: u64| {
-            SchedulerSettings::parse_without_env([
-                "--url=http://127.0.0.1:3000".to_string(),
-                format!("--workers={WORKERS}"),
-                format!("--{flag}={value}"),
-            ])
-        };
-        for (flag, bound) in [
-            ("execution-timeout", MAX_DEADLINE_MS / 1000),
-            ("rpc-deadline", MAX_DEADLINE_MS),
-            ("max-retained-mb", MAX_RETAINED_MB as u64),
-        ] {
-            assert!(parse(flag, bound).is_ok(), "--{flag}={bound}");
-            assert!(matches!(
-                parse(flag, bound + 1),
-                Err(SettingsError::Flag(_))
-            ));
-        }
+        let base = SchedulerSettings::new("sched", "http://127.0.0.1:3000", WORKERS).unwrap();
+        check_bounds(
+            &base,
+            &[
+                ("execution-timeout", MAX_DEADLINE_MS / 1000),
+                ("rpc-deadline", MAX_DEADLINE_MS),
+                ("max-retained-mb", MAX_RETAINED_MB as u64),
+            ],
+        );
         let refused = SchedulerSettings::parse_without_env([
             "--url=http://127.0.0.1:3000",
             "--workers=w1=http://127.0.0.1:4001",

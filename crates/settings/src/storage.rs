@@ -230,7 +230,7 @@ mod tests {
     use dida_core::limits::{MAX_DEADLINE_MS, MAX_GOSSIP_DELAY_MS, MAX_VERSIONS, MAX_VNODES};
 
     use super::*;
-    use crate::command_line::tests::check_definition;
+    use crate::command_line::tests::{check_bounds, check_definition};
 
     const PEERS: &str =
         "s1=http://127.0.0.1:7001,s2=http://127.0.0.1:7002,s3=http://127.0.0.1:7003";
@@ -273,25 +273,17 @@ mod tests {
 
     #[test]
     fn every_bound_is_its_constant() {
-        let cases: &[(&str, u64)] = &[
-            ("rpc-deadline", MAX_DEADLINE_MS),
-            ("ack-timeout", MAX_DEADLINE_MS),
-            ("gossip-delay", MAX_GOSSIP_DELAY_MS),
-            ("vnodes", u64::from(MAX_VNODES)),
-            ("max-versions", MAX_VERSIONS as u64),
-        ];
-        for (flag, bound) in cases {
-            assert!(
-                parse(&[format!("--{flag}={bound}")]).is_ok(),
-                "--{flag}={bound}"
-            );
-            let refused = parse(&[format!("--{flag}={}", bound + 1)]).unwrap_err();
-            assert!(matches!(refused, SettingsError::Flag(_)), "{refused}");
-            assert!(
-                refused.to_string().contains(&format!("--{flag}")),
-                "{refused}"
-            );
-        }
+        let base = StorageSettings::new("s1", "http://127.0.0.1:7001", PEERS).unwrap();
+        check_bounds(
+            &base,
+            &[
+                ("rpc-deadline", MAX_DEADLINE_MS),
+                ("ack-timeout", MAX_DEADLINE_MS),
+                ("gossip-delay", MAX_GOSSIP_DELAY_MS),
+                ("vnodes", u64::from(MAX_VNODES)),
+                ("max-versions", MAX_VERSIONS as u64),
+            ],
+        );
     }
 
     #[test]

@@ -155,7 +155,7 @@ mod tests {
     use dida_core::limits::{MAX_OPERATOR_CONCURRENCY, MAX_OPERATOR_MEMORY_MB};
 
     use super::*;
-    use crate::command_line::tests::check_definition;
+    use crate::command_line::tests::{check_bounds, check_definition, parse_with};
 
     const STORAGE: &str = "s1=http://127.0.0.1:7001,s2=http://127.0.0.1:7002";
 
@@ -191,27 +191,14 @@ mod tests {
             "http://127.0.0.1:3000",
         )
         .unwrap();
-        let cases: &[(&str, u64)] = &[
+        let cases = [
             ("max-memory-mb", MAX_OPERATOR_MEMORY_MB as u64),
             ("concurrency", u64::from(MAX_OPERATOR_CONCURRENCY)),
         ];
-        for (flag, bound) in cases {
-            let with = |value: u64| {
-                let mut args: Vec<String> = base
-                    .flags()
-                    .iter()
-                    .filter(|f| f.name != *flag)
-                    .map(Flag::to_arg)
-                    .collect();
-                args.push(format!("--{flag}={value}"));
-                WorkerSettings::parse_without_env(args)
-            };
-            assert!(with(*bound).is_ok(), "--{flag}={bound}");
-            assert!(
-                matches!(with(bound + 1), Err(SettingsError::Flag(_))),
-                "--{flag}"
-            );
-            assert!(matches!(with(0), Err(SettingsError::Flag(_))), "--{flag}=0");
+        check_bounds(&base, &cases);
+        for (flag, _) in cases {
+            let refused = parse_with(&base, flag, 0);
+            assert!(matches!(refused, Err(SettingsError::Flag(_))), "--{flag}=0");
         }
         let mut too_many = base.clone();
         too_many.replication_factor = Some(3);
