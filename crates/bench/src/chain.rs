@@ -902,6 +902,7 @@ mod tests {
             first_error: None,
             vs_ping: None,
             percentiles: Vec::new(),
+            vs_redis: None,
         }
     }
 

@@ -31,30 +31,10 @@ pub(crate) const CDF_QUANTILES: [f64; 19] = [
     0.9999, 1.0,
 ];
 
-/// One measurement, summarised for the report.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Row {
-    /// Workload name.
-    pub workload: String,
-    /// Requests in flight.
-    pub concurrency: usize,
-    /// Successful requests per second.
-    pub ops_per_sec: f64,
-    /// Median latency of successful requests, in microseconds.
-    pub p50_us: u64,
-    /// 99th percentile latency of successful requests, in microseconds.
-    pub p99_us: u64,
-    /// Failed requests.
-    pub errors: u64,
-    /// The first failure, if any.
-    pub first_error: Option<String>,
-    /// Throughput over the no-op RPC's at the same concurrency; `None` when the
-    /// baseline completed nothing.
-    pub vs_ping: Option<f64>,
-    /// Latency at each of [`CDF_QUANTILES`], in microseconds: `(quantile, µs)`
-    /// (empty when nothing succeeded).
-    pub percentiles: Vec<(f64, u64)>,
-}
+/// One measurement, summarised for the report: the `measurement` line `--json`
+/// prints, so the table and the JSON come from one type (`vs_redis` is set only
+/// as the storage table prints it).
+pub(crate) type Row = lines::Measurement;
 
 impl Row {
     /// Summarises `measurement`, comparing it with the baseline's throughput.
@@ -75,6 +55,7 @@ impl Row {
             first_error: measurement.first_error.clone(),
             vs_ping: ratio(ops_per_sec, ping_ops_per_sec),
             percentiles: percentiles(&measurement.latency_us),
+            vs_redis: None,
         }
     }
 }
@@ -84,19 +65,11 @@ impl Row {
     /// storage table.
     fn to_line(&self, redis: RedisColumn) -> lines::Measurement {
         lines::Measurement {
-            workload: self.workload.clone(),
-            concurrency: self.concurrency,
-            ops_per_sec: self.ops_per_sec,
-            p50_us: self.p50_us,
-            p99_us: self.p99_us,
-            errors: self.errors,
-            first_error: self.first_error.clone(),
-            vs_ping: self.vs_ping,
-            percentiles: self.percentiles.clone(),
             vs_redis: match redis {
                 RedisColumn::Absent => None,
                 RedisColumn::Ratio(vs_redis) => vs_redis,
             },
+            ..self.clone()
         }
     }
 }
@@ -325,6 +298,7 @@ mod tests {
             first_error: None,
             vs_ping: ratio(ops_per_sec, ping),
             percentiles: Vec::new(),
+            vs_redis: None,
         }
     }
 
