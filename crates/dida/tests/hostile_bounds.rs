@@ -22,7 +22,7 @@ use tokio::process::Command;
 
 mod support;
 use support::prom::{any, total};
-use support::{dida, eventually, one_storage_node_and};
+use support::{dida, eventually, one_storage_node, one_storage_node_and};
 
 /// Resident memory of a process, in bytes (from `/proc`).
 fn rss_bytes(pid: u32) -> u64 {
@@ -446,16 +446,7 @@ async fn a_trickled_request_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_loopback_address_counts_as_one_source() {
     raise_descriptor_limit();
-    let cluster = LocalCluster::start(
-        dida(),
-        ClusterSpec {
-            nodes: 1,
-            replication_factor: 1,
-            ..ClusterSpec::default()
-        },
-    )
-    .await
-    .unwrap();
+    let cluster = one_storage_node().await;
     // The node inherited this process's descriptor limit, so it computes the same.
     let limits = ConnectionLimits::for_this_process();
     let url = &cluster.membership().get("s1").unwrap().url;

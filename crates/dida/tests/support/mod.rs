@@ -36,20 +36,21 @@ pub fn copy_example_files(dir: &Path) {
     }
 }
 
-/// The smallest whole platform: one storage node (replication factor 1), and the
-/// scheduler and workers `compute` asks for. For tests about the compute side,
-/// where storage only needs to be there.
+/// One storage node (replication factor 1) and nothing else.
+pub async fn one_storage_node() -> LocalCluster {
+    let spec = ClusterSpec {
+        nodes: 1,
+        replication_factor: 1,
+        ..ClusterSpec::default()
+    };
+    LocalCluster::start(dida(), spec).await.unwrap()
+}
+
+/// The smallest whole platform: [`one_storage_node`], and the scheduler and
+/// workers `compute` asks for. For tests about the compute side, where storage
+/// only needs to be there.
 pub async fn one_storage_node_and(compute: ComputeSpec) -> LocalCluster {
-    let mut cluster = LocalCluster::start(
-        dida(),
-        ClusterSpec {
-            nodes: 1,
-            replication_factor: 1,
-            ..ClusterSpec::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut cluster = one_storage_node().await;
     cluster.start_compute(dida(), compute).await.unwrap();
     cluster
 }
