@@ -143,7 +143,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
 /// A fault in a few words: `partition s3 2.7-5.1s`, `kill s1 9.0s`, and why it was
 /// not injected, if it was not.
 fn fault_text(fault: &Fault) -> String {
-    let kind = format!("{:?}", fault.kind).to_lowercase();
+    let kind = dida_verify::report::serde_name(&fault.kind);
     let at = fault.at_ns as f64 / 1e9;
     let mut text = match fault.end_ns {
         Some(end) => format!("{kind} {} {at:.1}-{:.1}s", fault.node, end as f64 / 1e9),

@@ -235,6 +235,8 @@ impl Injector for Processes {
         survey.lost.union(&survey.silent).cloned().collect()
     }
 
+    /// Not a [`Processes::survey`]: that asks `node` too, and a paused target
+    /// would hold the call for a whole deadline past the fault's planned end.
     async fn declared_by(&self, node: &str) -> Vec<String> {
         let mut declaring = Vec::new();
         for other in self.ids.iter().filter(|id| *id != node) {

@@ -411,7 +411,7 @@ impl Report {
 
 /// The name serde gives a unit variant (`kill`, `re-replicated`, …), so that text
 /// output spells a kind as the JSON does without a second list of names to keep.
-pub(crate) fn serde_name(value: &impl Serialize) -> String {
+pub fn serde_name(value: &impl Serialize) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(name)) => name,
         _ => String::new(),
