@@ -24,7 +24,7 @@ use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
 use tonic::Code;
 
 mod support;
-use support::dida;
+use support::{dida, stderr, stdout};
 
 async fn run_dida(args: &[&str]) -> Output {
     let command = tokio::process::Command::new(dida()).args(args).output();
@@ -39,14 +39,6 @@ async fn kv(cluster: &LocalCluster, args: &[&str]) -> Output {
     let mut all = vec!["kv", "--peers", cluster.peers()];
     all.extend_from_slice(args);
     run_dida(&all).await
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn small_cluster() -> ClusterSpec {

@@ -25,7 +25,7 @@ use dida_proto::transport::NodeChannel;
 use dida_storage_client::StorageClient;
 
 mod support;
-use support::{dida, eventually};
+use support::{dida, eventually, stderr, stdout};
 
 /// The submit of `operators` (in chain order) with `input`.
 fn submit_request(operators: &[&str], input: &str) -> SubmitRequest {
@@ -155,14 +155,6 @@ impl Platform {
             .await
             .expect("run dida run")
     }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Writes an application file into `dir`.

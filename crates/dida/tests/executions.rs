@@ -12,7 +12,7 @@ use dida_local_cluster::ComputeSpec;
 use serde_json::Value;
 
 mod support;
-use support::{dida, one_storage_node_and};
+use support::{dida, one_storage_node_and, stderr, stdout};
 
 /// Runs `dida ARGS --scheduler URL`.
 async fn cli(scheduler: &str, args: &[&str]) -> Output {
@@ -23,14 +23,6 @@ async fn cli(scheduler: &str, args: &[&str]) -> Output {
         .output()
         .await
         .expect("run dida")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The JSON events of `output`, one per line.

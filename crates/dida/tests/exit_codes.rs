@@ -10,7 +10,7 @@ use dida_local_cluster::ComputeSpec;
 use serde_json::Value;
 
 mod support;
-use support::{dida, one_storage_node_and};
+use support::{dida, one_storage_node_and, stderr, stdout};
 
 /// Storage nodes nobody serves: every call is refused at once.
 const NO_PEERS: &str = "s1=http://127.0.0.1:1";
@@ -26,14 +26,6 @@ async fn run(args: &[&str]) -> Output {
         .output()
         .await
         .expect("run dida")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Asserts `output` exited with `code`.

@@ -7,6 +7,7 @@ pub mod live;
 pub mod prom;
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use dida_local_cluster::{ClusterSpec, ComputeSpec, DataDirs, LocalCluster};
@@ -34,6 +35,16 @@ pub fn copy_example_files(dir: &Path) {
             std::fs::copy(entry.path(), dir.join(sub).join(entry.file_name())).unwrap();
         }
     }
+}
+
+/// A finished command's standard output, as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A finished command's standard error, as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// One storage node (replication factor 1) and nothing else.
