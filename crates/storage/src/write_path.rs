@@ -125,17 +125,34 @@ impl WritePath {
                 .map(|&peer| self.pull_key(peer, key, true).boxed())
                 .chain(outside.iter().map(|&peer| {
                     tokio::time::timeout(probe_timeout, self.pull_key(peer, key, false))
-                        .map(|pulled| pulled.unwrap_or(false))
+                        .map(|pulled| pulled.unwrap_or_default())
                         .boxed()
                 }));
             let pulled = join_all(pulls).await;
-            let (from_replicas, from_outside) = pulled.split_at(others.len());
+            let answered: Vec<bool> = pulled.iter().map(|p| p.answered).collect();
+            let (from_replicas, from_outside) = answered.split_at(others.len());
+            // Versions a member out of the ring created that it alone showed: the
+            // others holding them, if any, are silent.
+            let held: Vec<dida_core::Version> = self
+                .store
+                .records_of(key, |_| true)
+                .iter()
+                .map(|r| r.version)
+                .collect();
+            let max_versions = self.store.max_versions();
+            let unconfirmed_own = pulled
+                .iter()
+                .flat_map(|p| &p.withheld)
+                .any(|&v| unconfirmed(&held, max_versions, v));
             let waited_for = blocking_silence(
                 &others,
                 from_replicas,
                 &outside,
                 from_outside,
-                state.config().write_acks,
+                Outsiders {
+                    write_acks: state.config().write_acks,
+                    unconfirmed_own,
+                },
             );
             let silent: Vec<&str> = waited_for.iter().map(|&peer| state.id_of(peer)).collect();
             if silent.is_empty() {
@@ -184,13 +201,15 @@ impl WritePath {
         caught_up.is_some_and(|epoch| state.view().led_throughout(key, state.me(), epoch))
     }
 
-    /// Pulls and merges `peer`'s versions of `key`; false if it did not answer, or
-    /// answered with a record that is not a valid version of `key` (then nothing
-    /// of its answer is merged, and the pull counts as unanswered). From a member
-    /// out of the ring (`in_ring` false) only versions other nodes created are
-    /// merged: a version of its own that no replica holds is a write never
-    /// acknowledged, which its rejoin sets aside (`divergence`).
-    async fn pull_key(&self, peer: usize, key: &str, in_ring: bool) -> bool {
+    /// Pulls and merges `peer`'s versions of `key`; unanswered if it did not
+    /// answer, or answered with a record that is not a valid version of `key` (then
+    /// nothing of its answer is merged). From a member out of the ring (`in_ring`
+    /// false) only versions other nodes created are merged: a version of its own
+    /// that no other node holds is a write never acknowledged, which its rejoin
+    /// sets aside (`divergence`). Its own versions are returned as `withheld`, so
+    /// the takeover can tell whether every other node that could hold them
+    /// answered.
+    async fn pull_key(&self, peer: usize, key: &str, in_ring: bool) -> Pull {
         let state = &self.peering;
         let request = FetchKeyRequest {
             from: state.id().to_string(),
@@ -202,7 +221,7 @@ impl WritePath {
             },
         };
         let Ok(reply) = state.transport().fetch_key(peer, request).await else {
-            return false;
+            return Pull::default();
         };
         let checked =
             validation::records(&state.config().membership, reply.records).and_then(|records| {
@@ -217,16 +236,18 @@ impl WritePath {
         match checked {
             Ok(records) => {
                 let creator = state.config().membership.members()[peer].replica;
-                self.store.merge_all(
-                    records
-                        .iter()
-                        .filter(|r| in_ring || r.version.replica != creator),
-                );
-                true
+                let (merged, withheld): (Vec<&Record>, Vec<&Record>) = records
+                    .iter()
+                    .partition(|r| in_ring || r.version.replica != creator);
+                self.store.merge_all(merged);
+                Pull {
+                    answered: true,
+                    withheld: withheld.iter().map(|r| r.version).collect(),
+                }
             }
             Err(refusal) => {
                 warn!(node = state.id(), peer = state.id_of(peer), key, reason = %refusal.0, "refused a peer's answer to a key pull");
-                false
+                Pull::default()
             }
         }
     }
@@ -467,6 +488,38 @@ pub(crate) fn acks_awaited(write_acks: usize) -> usize {
     write_acks.saturating_sub(1)
 }
 
+/// What a takeover's pull from one peer gave.
+#[derive(Debug, Default)]
+struct Pull {
+    /// Whether the peer answered with valid records of the key.
+    answered: bool,
+    /// Versions a member out of the ring created and showed, not merged.
+    withheld: Vec<dida_core::Version>,
+}
+
+/// Whether `version`, withheld from a member out of the ring, is held by no node
+/// that answered: this node does not hold it (`held`, after merging every answer)
+/// and would keep it — not older than every version of a full store, which would
+/// mean it was discarded here, not missed.
+pub(crate) fn unconfirmed(
+    held: &[dida_core::Version],
+    max_versions: usize,
+    version: dida_core::Version,
+) -> bool {
+    let superseded = held.len() >= max_versions && held.iter().all(|&v| v > version);
+    !held.contains(&version) && !superseded
+}
+
+/// What decides whether silent members out of the ring hold a takeover back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outsiders {
+    /// `--write-acks`: how many nodes hold an acknowledged write.
+    pub write_acks: usize,
+    /// Whether a member out of the ring showed versions of its own that no other
+    /// node that answered holds.
+    pub unconfirmed_own: bool,
+}
+
 /// The members whose silence keeps a takeover from writing: every live replica
 /// that did not answer its pull (`from_replicas`, in the order of `replicas`),
 /// and the silent members out of the ring (`from_outside`, in the order of
@@ -476,7 +529,7 @@ pub(crate) fn blocking_silence(
     from_replicas: &[bool],
     outside: &[usize],
     from_outside: &[bool],
-    write_acks: usize,
+    outsiders: Outsiders,
 ) -> Vec<usize> {
     let silent = |peers: &[usize], answered: &[bool]| -> Vec<usize> {
         peers
@@ -488,7 +541,7 @@ pub(crate) fn blocking_silence(
     };
     let mut blocking = silent(replicas, from_replicas);
     let silent_outside = silent(outside, from_outside);
-    if !may_proceed(silent_outside.len(), write_acks) {
+    if !may_proceed(silent_outside.len(), outsiders) {
         blocking.extend(silent_outside);
     }
     blocking
@@ -503,8 +556,21 @@ pub(crate) fn blocking_silence(
 /// are asked too. With `--write-acks 1` a write lives on its primary alone until
 /// gossiped, and waiting for it would stop the takeover at the first crash: the
 /// live replicas are enough, as that mode documents.
-pub(crate) fn may_proceed(silent_outside: usize, write_acks: usize) -> bool {
-    write_acks <= 1 || silent_outside < write_acks
+///
+/// A member out of the ring that answers shows its own versions, but they are not
+/// merged (a version of its own no one else holds was never acknowledged), so for
+/// those it is no holder: when it shows one that no other node that answered
+/// holds, the `write_acks − 1` other holders such a version would have if
+/// acknowledged must not all be silent. The simulator found this (storm seed 243,
+/// write-acks 2: the paused primary and its one acknowledging replica were both
+/// declared; the primary answered, its acknowledged 114.2 was not merged, the
+/// replica was silent, and the new primary numbered a write 113.3 after it).
+pub(crate) fn may_proceed(silent_outside: usize, outsiders: Outsiders) -> bool {
+    let Outsiders {
+        write_acks,
+        unconfirmed_own,
+    } = outsiders;
+    write_acks <= 1 || silent_outside + usize::from(unconfirmed_own) < write_acks
 }
 
 #[cfg(test)]
@@ -515,10 +581,37 @@ mod tests {
     fn a_takeover_hears_from_a_holder_of_every_acknowledged_write() {
         // write-acks 2: one silent node out of the ring may hold a write, the
         // other holder answered; two silent nodes may be both holders.
-        assert!(may_proceed(0, 2) && may_proceed(1, 2));
-        assert!(!may_proceed(2, 2));
-        assert!(may_proceed(2, 3) && !may_proceed(3, 3));
-        assert!(may_proceed(4, 1));
+        let acks = |write_acks| Outsiders {
+            write_acks,
+            unconfirmed_own: false,
+        };
+        assert!(may_proceed(0, acks(2)) && may_proceed(1, acks(2)));
+        assert!(!may_proceed(2, acks(2)));
+        assert!(may_proceed(2, acks(3)) && !may_proceed(3, acks(3)));
+        assert!(may_proceed(4, acks(1)));
+    }
+
+    #[test]
+    fn an_outsiders_own_version_no_one_else_showed_needs_its_other_holders_heard() {
+        let unconfirmed = |write_acks| Outsiders {
+            write_acks,
+            unconfirmed_own: true,
+        };
+        // write-acks 2: its one other holder must have answered.
+        assert!(may_proceed(0, unconfirmed(2)) && !may_proceed(1, unconfirmed(2)));
+        // write-acks 3: one of its two other holders may be silent.
+        assert!(may_proceed(1, unconfirmed(3)) && !may_proceed(2, unconfirmed(3)));
+        assert!(may_proceed(4, unconfirmed(1)));
+    }
+
+    #[test]
+    fn a_withheld_version_is_unconfirmed_unless_held_or_superseded_here() {
+        let v = |n| dida_core::Version::new(n, 2);
+        assert!(!unconfirmed(&[v(1), v(2)], 3, v(2)));
+        assert!(unconfirmed(&[v(1), v(2)], 3, v(3)));
+        // A full store whose every version is newer discarded it: not missed.
+        assert!(!unconfirmed(&[v(5), v(6)], 2, v(3)));
+        assert!(unconfirmed(&[v(5), v(6)], 3, v(3)));
     }
 
     #[test]
@@ -532,20 +625,34 @@ mod tests {
 
     #[test]
     fn every_silent_replica_blocks_a_takeover_silent_outsiders_only_past_the_bound() {
+        let acks = |write_acks| Outsiders {
+            write_acks,
+            unconfirmed_own: false,
+        };
         // A live replica that did not answer always holds the takeover.
         assert_eq!(
-            blocking_silence(&[1, 2], &[true, false], &[], &[], 2),
+            blocking_silence(&[1, 2], &[true, false], &[], &[], acks(2)),
             vec![2]
         );
         // One silent member out of the ring with --write-acks 2: another holder
         // answered, so it does not.
-        assert!(blocking_silence(&[1], &[true], &[3, 4], &[false, true], 2).is_empty());
+        assert!(blocking_silence(&[1], &[true], &[3, 4], &[false, true], acks(2)).is_empty());
         // Two silent outsiders may be both holders of a write: both are waited for.
         assert_eq!(
-            blocking_silence(&[1], &[true], &[3, 4], &[false, false], 2),
+            blocking_silence(&[1], &[true], &[3, 4], &[false, false], acks(2)),
             vec![3, 4]
         );
         // --write-acks 1 never waits for members out of the ring.
-        assert!(blocking_silence(&[1], &[true], &[3, 4], &[false, false], 1).is_empty());
+        assert!(blocking_silence(&[1], &[true], &[3, 4], &[false, false], acks(1)).is_empty());
+        // The answering outsider showed a version of its own no one else did: its
+        // other holder may be the silent one, which is then waited for.
+        let unconfirmed = Outsiders {
+            write_acks: 2,
+            unconfirmed_own: true,
+        };
+        assert_eq!(
+            blocking_silence(&[1], &[true], &[3, 4], &[false, true], unconfirmed),
+            vec![3]
+        );
     }
 }
