@@ -148,6 +148,7 @@ async fn by_default_calls_between_nodes_without_the_token_are_refused_and_change
                     }),
                     value: "forged".into(),
                 }],
+                handoff: false,
             })
             .await
             .unwrap_err();

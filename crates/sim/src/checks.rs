@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dida_core::{Liveness, Ring, Version};
 use dida_storage::Node;
-use dida_verify::at_rest::{divergence, Holdings};
+use dida_verify::at_rest::{divergence, extra_holders, Holdings};
 use dida_verify::history::Operation;
 use dida_verify::linearizability::{check_key, SearchLimits, Verdict};
 use dida_verify::lost_writes::{acknowledged_writes, count_lost, node_contents, Snapshot};
@@ -68,6 +68,7 @@ impl Outcome<'_> {
         self.views(&serving, &mut findings);
         self.versions(&mut findings);
         self.convergence(&serving, &mut findings);
+        self.placement(&serving, &mut findings);
         let lost = self.lost_writes(&serving, &mut findings);
         if self.acknowledged_must_survive {
             self.order(&mut findings);
@@ -230,6 +231,37 @@ impl Outcome<'_> {
             if let Some(detail) = divergence(&key, &held) {
                 findings.push(Finding {
                     invariant: "G2",
+                    detail,
+                });
+            }
+        }
+    }
+
+    /// H2: at rest, a key is held by its replicas and no other serving node: every
+    /// copy a node took as an interim replica (or while the cluster formed) was
+    /// handed off and dropped ([`dida_verify::at_rest::extra_holders`]).
+    fn placement(&self, serving: &[usize], findings: &mut Vec<Finding>) {
+        let Some(&observer) = serving.first() else {
+            return;
+        };
+        let ring = self.nodes[observer].ring();
+        let mut holders: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+        for &n in serving {
+            for record in self.nodes[n].store().records() {
+                holders.entry(record.key).or_default().insert(n);
+            }
+        }
+        for (key, held_by) in holders {
+            let replicas: BTreeSet<usize> = ring.replicas(&key).iter().copied().collect();
+            let ids = |nodes: &BTreeSet<usize>| -> Vec<String> {
+                nodes
+                    .iter()
+                    .map(|&n| self.nodes[n].id().to_string())
+                    .collect()
+            };
+            if let Some(detail) = extra_holders(&key, &ids(&held_by), &ids(&replicas)) {
+                findings.push(Finding {
+                    invariant: "H2",
                     detail,
                 });
             }

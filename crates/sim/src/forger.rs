@@ -104,6 +104,9 @@ impl Forger {
             from: from.to_string(),
             records: vec![record],
             incarnation,
+            // Every other forgery claims to be a handoff, which must be refused
+            // alike (no extra draw: the seeds' other draws stay as they were).
+            handoff: n % 2 == 1,
         };
         let (what, forgery) = match self.rng.random_range(0..7u32) {
             0 => (

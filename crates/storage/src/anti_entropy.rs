@@ -107,7 +107,9 @@ pub(crate) fn compare_digests(
 /// B's side of a round. The sender must be another member whose ring is this
 /// node's (same fingerprint), and every range it sends must be one both replicate
 /// there, named once (the sender computes the same shared ranges from the same
-/// ring); otherwise nothing is compared.
+/// ring); otherwise nothing is compared. A handoff's comparison
+/// (`handoff`) names ranges this node replicates and the sender, in the
+/// ring, no longer does.
 pub(crate) fn answer_digests(
     state: &Peering,
     store: &MultiVersionStore,
@@ -117,7 +119,16 @@ pub(crate) fn answer_digests(
     let refused = |r: Refusal| r.status(state.id(), "digest exchange", &request.from);
     let sender = validation::sender(&state.config().membership, state.me(), &request.from)
         .map_err(refused)?;
-    let ring = state.ring();
+    let view = state.view().current();
+    let ring = view.ring.clone();
+    if request.handoff && view.out.contains(&sender) {
+        return Err(Status::failed_precondition(format!(
+            "node {} counts node {} out of its ring, so it has nothing to hand off; \
+             comparison refused",
+            state.id(),
+            request.from
+        )));
+    }
     if request.ring_fingerprint != ring.fingerprint() {
         return Err(Status::failed_precondition(format!(
             "node {} and node {} disagree on the ring (different --peers, --vnodes or \
@@ -129,15 +140,35 @@ pub(crate) fn answer_digests(
     }
     let named = validation::ranges(ring.range_count(), request.ranges.iter().map(|r| r.range))
         .map_err(refused)?;
-    let shared: HashSet<RangeId> = shared_ranges(&ring, state.me(), sender)
-        .into_iter()
-        .collect();
-    if let Some(range) = named.iter().find(|r| !shared.contains(r)) {
+    let comparable: HashSet<RangeId> = if request.handoff {
+        handoff_ranges(&ring, state.me(), sender)
+    } else {
+        shared_ranges(&ring, state.me(), sender)
+    }
+    .into_iter()
+    .collect();
+    if let Some(range) = named.iter().find(|r| !comparable.contains(r)) {
+        let rule = if request.handoff {
+            "one this node replicates and the sender does not"
+        } else {
+            "one both nodes replicate"
+        };
         return Err(refused(Refusal(format!(
-            "range {range} is not one both nodes replicate in the ring they agree on"
+            "range {range} is not {rule} in the ring they agree on"
         ))));
     }
-    Ok(compare_digests(store, &ring, &shared, &request.ranges))
+    Ok(compare_digests(store, &ring, &comparable, &request.ranges))
+}
+
+/// The ranges that node `to` replicates and node `from` does not: those `from`
+/// may hand off to `to` (`handoff`).
+pub(crate) fn handoff_ranges(ring: &Ring, to: usize, from: usize) -> Vec<RangeId> {
+    (0..ring.range_count() as RangeId)
+        .filter(|&range| {
+            let replicas = ring.range_replicas(range);
+            replicas.contains(&to) && !replicas.contains(&from)
+        })
+        .collect()
 }
 
 /// What anti-entropy works with: the node's context, its store and its outboxes.
@@ -210,6 +241,7 @@ async fn round(
         from: state.id().to_string(),
         ring_fingerprint: ring.fingerprint(),
         ranges: digests_on_wire(&node.store, ring, ranges),
+        handoff: false,
     };
     let sent = request.encoded_len() as u64;
     tokio::time::sleep(state.config().gossip_delay).await;
@@ -253,7 +285,7 @@ async fn round(
 /// once; versions a write can have created (`validation::version`). A reply
 /// listing versions B does not hold would make A skip repairs B needs, and one
 /// listing ranges A did not send would make it push data B should not hold.
-fn check_reply(
+pub(crate) fn check_reply(
     membership: &Membership,
     ring: &Ring,
     sent: &[RangeId],
@@ -313,15 +345,17 @@ pub(crate) fn missing_records(
     let mut missing = Vec::new();
     for (key, _) in store.versions_in(ring, &mismatched) {
         let held = theirs.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-        // A full replica would drop at once anything older than its oldest version.
-        let floor = (held.len() >= max_versions)
-            .then(|| held.iter().min().copied())
-            .flatten();
-        missing.extend(store.records_of(&key, |v| {
-            !held.contains(&v) && floor.is_none_or(|oldest| v > oldest)
-        }));
+        missing.extend(store.records_of(&key, |v| lacks(held, max_versions, v)));
     }
     missing
+}
+
+/// Whether a peer holding `theirs` of a key lacks `version` of it and would keep
+/// it: it does not hold it, and is not a full replica (`max_versions` held) whose
+/// oldest version is newer — such a replica would drop it at once.
+pub(crate) fn lacks(theirs: &[Version], max_versions: usize, version: Version) -> bool {
+    let superseded = theirs.len() >= max_versions && theirs.iter().all(|&v| v > version);
+    !theirs.contains(&version) && !superseded
 }
 
 #[cfg(test)]

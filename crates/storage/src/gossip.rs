@@ -268,6 +268,7 @@ async fn run_sender(state: Arc<Peering>, peer: usize, outbox: Arc<Outbox>) {
             from: state.id().to_string(),
             records: batch.iter().map(|p| record_to_wire(&p.record)).collect(),
             incarnation,
+            handoff: false,
         };
         let bytes = request.encoded_len() as u64;
         match state.transport().push(peer, request).await {
@@ -326,6 +327,7 @@ pub(crate) fn receive_push(
         from,
         records,
         incarnation,
+        handoff,
     } = request;
     let refused = |r: Refusal| r.status(state.id(), "push", &from);
     let sender = validation::sender(membership, state.me(), &from).map_err(refused)?;
@@ -347,8 +349,24 @@ pub(crate) fn receive_push(
         } else {
             view.ring.clone()
         };
+        if handoff && view.out.contains(&sender) {
+            // A handoff comes from a node in the ring that holds ranges it no
+            // longer replicates; one out of it (failed, joining) holds nothing it
+            // may hand off (D2 fences it like any push).
+            return Err(Status::failed_precondition(format!(
+                "node {} refused a handoff from {from}: {from} is out of its ring (epoch \
+                 {}); nothing was stored",
+                state.id(),
+                view.epoch,
+            )));
+        }
+        // A handoff's sender no longer replicates the keys by definition: only this
+        // node's half of R2 applies to it.
+        let sender_must_replicate = config.fence && !handoff;
         let keys = records.iter().map(|r| r.key.as_str());
-        if let Some((key, who)) = unreplicated(&ring, state.me(), sender, config.fence, keys) {
+        if let Some((key, who)) =
+            unreplicated(&ring, state.me(), sender, sender_must_replicate, keys)
+        {
             let who = match who {
                 Unreplicated::Here => "this node".to_string(),
                 Unreplicated::BySender => format!("the sender {from}"),

@@ -36,6 +36,9 @@
 //!   message delayed by the node's gossip delay, and the receiving node's checks;
 //! - `anti_entropy`: periodic digest comparison with each replica peer, repairing
 //!   whatever a push missed, and the peer's answer;
+//! - `handoff`: records of ranges a node holds but no longer replicates (after a
+//!   rejoin or a cold start) pushed to their replicas, then dropped once every
+//!   replica confirmed holding them;
 //! - `detector` (with `suspicion`, its rules): crash detection by probes and
 //!   indirect probes, the answers to both, and the view — every member's
 //!   incarnation and liveness — from which the ring of the alive nodes follows
@@ -57,6 +60,7 @@ pub mod durable;
 pub mod error;
 mod gossip;
 mod grpc_peers;
+mod handoff;
 mod lifecycle;
 pub mod listing;
 mod metrics;

@@ -150,6 +150,34 @@ impl Collector for StorageCollector {
             None,
             stats.records_repaired.load(Relaxed),
         )?;
+        counter(
+            &mut encoder,
+            "storage_handoff_records",
+            "Records of ranges this node no longer replicates, sent to their replicas",
+            None,
+            stats.handoff_records_sent.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "storage_handoff_sent",
+            "Bytes of handoff pushes sent",
+            Some(&Unit::Bytes),
+            stats.handoff_bytes_sent.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "storage_dropped_records",
+            "Records dropped once every replica of their range confirmed holding them",
+            None,
+            stats.records_dropped.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "storage_dropped",
+            "Bytes of keys and values dropped by handoff",
+            Some(&Unit::Bytes),
+            stats.bytes_dropped.load(Relaxed),
+        )?;
         let membership = &state.membership_stats();
         counter(
             &mut encoder,

@@ -29,6 +29,7 @@ use crate::detector::{self, Detection};
 use crate::durable::Persistence;
 use crate::error::StorageError;
 use crate::gossip::{self, Gossip};
+use crate::handoff::{self, Handoff};
 use crate::peering::Peering;
 use crate::rejoin::{self, Joiner};
 use crate::routing;
@@ -83,7 +84,7 @@ impl Node {
     }
 
     /// The node's protocols that run on their own — a gossip sender per peer,
-    /// anti-entropy, the crash detector and joining — for the caller to spawn (the simulator
+    /// anti-entropy, handoff, the crash detector and joining — for the caller to spawn (the simulator
     /// wraps them so a pause or crash of the node stops them).
     pub fn background_tasks(&self) -> Vec<BoxFuture<'static, ()>> {
         let mut tasks = self.gossip.senders(&self.peering);
@@ -92,6 +93,13 @@ impl Node {
                 peering: self.peering.clone(),
                 store: self.store.clone(),
                 gossip: self.gossip.clone(),
+            })
+            .boxed(),
+        );
+        tasks.push(
+            handoff::run(Handoff {
+                peering: self.peering.clone(),
+                store: self.store.clone(),
             })
             .boxed(),
         );

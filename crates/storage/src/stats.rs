@@ -17,6 +17,10 @@ pub(crate) struct ReplicationStats {
     pub anti_entropy_bytes_sent: AtomicU64,
     pub anti_entropy_bytes_received: AtomicU64,
     pub records_repaired: AtomicU64,
+    pub handoff_records_sent: AtomicU64,
+    pub handoff_bytes_sent: AtomicU64,
+    pub records_dropped: AtomicU64,
+    pub bytes_dropped: AtomicU64,
 }
 
 /// Adds `n` to one of the counters.
@@ -36,6 +40,10 @@ impl ReplicationStats {
             anti_entropy_bytes_sent: self.anti_entropy_bytes_sent.load(Relaxed),
             anti_entropy_bytes_received: self.anti_entropy_bytes_received.load(Relaxed),
             records_repaired: self.records_repaired.load(Relaxed),
+            handoff_records_sent: self.handoff_records_sent.load(Relaxed),
+            handoff_bytes_sent: self.handoff_bytes_sent.load(Relaxed),
+            records_dropped: self.records_dropped.load(Relaxed),
+            bytes_dropped: self.bytes_dropped.load(Relaxed),
         }
     }
 }

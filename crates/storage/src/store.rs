@@ -19,7 +19,7 @@
 //! versions were applied; with `--fsync always` the method then waits, without the
 //! lock, for a sync covering its entry.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
@@ -137,33 +137,42 @@ impl MultiVersionStore {
     /// removals.
     pub fn set_aside(&self, key: &str, versions: &[Version]) -> Vec<Record> {
         let mut shard = self.shard(key).write().expect("store lock poisoned");
-        let Shard {
-            keys,
-            tally,
-            floors,
-        } = &mut *shard;
-        let Some(held) = keys.get_mut(key) else {
-            return Vec::new();
-        };
-        let mut taken = Vec::new();
-        for &version in versions {
-            if let Some(value) = held.remove(&version) {
-                tally.remove(key, version, &value);
-                taken.push(Record {
-                    key: key.to_string(),
-                    version,
-                    value,
-                });
-            }
-        }
-        if held.is_empty() {
-            keys.remove(key);
-        }
+        let taken = take_versions(&mut shard, key, versions);
         if let Some(highest) = taken.iter().map(|r| r.version).max() {
-            let floor = floors.entry(key.to_string()).or_insert(highest);
+            let floor = shard.floors.entry(key.to_string()).or_insert(highest);
             *floor = (*floor).max(highest);
         }
         taken
+    }
+
+    /// Drops `versions` of `key` (those still held) and returns the records dropped:
+    /// used by a node handing off a range it no longer replicates, once every
+    /// replica of the range confirmed holding them (`handoff`). Unlike
+    /// [`Self::set_aside`] it leaves no floor: the versions live on at the replicas,
+    /// which number later versions above them. The removal reaches the disk with
+    /// [`Self::compact`].
+    pub fn drop_versions(&self, key: &str, versions: &[Version]) -> Vec<Record> {
+        let mut shard = self.shard(key).write().expect("store lock poisoned");
+        take_versions(&mut shard, key, versions)
+    }
+
+    /// Of `ranges` of `ring`, those in which this store holds at least one record,
+    /// from the shards' tallies (one look per shard). `ring` must derive from the
+    /// store's first ring.
+    pub fn ranges_holding(&self, ring: &Ring, ranges: &HashSet<RangeId>) -> BTreeSet<RangeId> {
+        let mut held = BTreeSet::new();
+        for (arc, range) in self.arcs.ranges_in(ring).into_iter().enumerate() {
+            if ranges.contains(&range) && !held.contains(&range) {
+                let holds = self
+                    .shards_of_arc(arc)
+                    .iter()
+                    .any(|shard| shard.read().expect("store lock poisoned").tally.records > 0);
+                if holds {
+                    held.insert(range);
+                }
+            }
+        }
+        held
     }
 
     /// Rewrites the data directory as a snapshot of the records held, dropping the
@@ -491,6 +500,30 @@ impl MultiVersionStore {
             }
         }
     }
+}
+
+/// Takes `versions` of `key` out of `shard`, keeping its tally, and returns the
+/// records taken (versions not held are skipped).
+fn take_versions(shard: &mut Shard, key: &str, versions: &[Version]) -> Vec<Record> {
+    let Shard { keys, tally, .. } = shard;
+    let Some(held) = keys.get_mut(key) else {
+        return Vec::new();
+    };
+    let mut taken = Vec::new();
+    for &version in versions {
+        if let Some(value) = held.remove(&version) {
+            tally.remove(key, version, &value);
+            taken.push(Record {
+                key: key.to_string(),
+                version,
+                value,
+            });
+        }
+    }
+    if held.is_empty() {
+        keys.remove(key);
+    }
+    taken
 }
 
 /// Drops the oldest versions of `key` beyond `max_versions`; returns how many. Not

@@ -142,6 +142,7 @@ fn push(from: &str, incarnation: u64, records: Vec<WireRecord>) -> PushRequest {
         from: from.to_string(),
         records,
         incarnation,
+        handoff: false,
     }
 }
 
@@ -251,6 +252,66 @@ async fn a_push_is_stored_only_if_the_sender_and_the_receiver_replicate_every_ke
             .await,
         Code::FailedPrecondition,
         &["this node does not replicate", &not_mine],
+    );
+    assert_eq!(snapshot(&node), before);
+}
+
+/// A handoff push: records of ranges the sender no longer replicates.
+fn handoff(from: &str, incarnation: u64, records: Vec<WireRecord>) -> PushRequest {
+    PushRequest {
+        handoff: true,
+        ..push(from, incarnation, records)
+    }
+}
+
+#[tokio::test]
+async fn a_handoff_reaches_a_replica_only_from_a_member_in_its_ring() {
+    let node = node().await;
+    let ring = ring();
+    let not_senders = key_where(|r| r.contains(&0) && !r.contains(&1));
+    let not_mine = key_where(|r| !r.contains(&0) && r.contains(&1));
+    let before = snapshot(&node);
+    assert_refused(
+        node.push(handoff("s2", 1, vec![wire_record(&not_mine, 1, 2)]))
+            .await,
+        Code::FailedPrecondition,
+        &["this node does not replicate", &not_mine],
+    );
+    // The ranges a handoff compares are the receiver's and not the sender's.
+    let both = (0..ring.range_count() as u32)
+        .find(|&r| ring.range_replicas(r).contains(&0) && ring.range_replicas(r).contains(&1))
+        .expect("a range both replicate");
+    let request = |range| DigestRequest {
+        from: "s2".to_string(),
+        ring_fingerprint: ring.fingerprint(),
+        ranges: vec![RangeDigest { range, digest: 1 }],
+        handoff: true,
+    };
+    assert_refused(
+        node.sync_digests(request(both)).await,
+        Code::InvalidArgument,
+        &["one this node replicates and the sender does not"],
+    );
+    assert_eq!(snapshot(&node), before);
+    let handed = ring.range_of(&not_senders);
+    assert!(node.sync_digests(request(handed)).await.is_ok());
+    node.push(handoff("s2", 1, vec![wire_record(&not_senders, 1, 2)]))
+        .await
+        .expect("a handoff of a key this node replicates, from a member in its ring");
+    assert_eq!(node.store().read(&not_senders, None).unwrap().value, "v");
+
+    // A member out of the ring (here joining) holds nothing it may hand off.
+    let joining = ProbeRequest {
+        from: "s2".to_string(),
+        view: vec![entry("s2", 4, WireLiveness::Joining)],
+    };
+    node.probe(joining).await.unwrap();
+    let before = snapshot(&node);
+    assert_refused(
+        node.push(handoff("s2", 4, vec![wire_record(&not_senders, 2, 2)]))
+            .await,
+        Code::FailedPrecondition,
+        &["out of its ring", "nothing was stored"],
     );
     assert_eq!(snapshot(&node), before);
 }
@@ -532,6 +593,7 @@ async fn a_digest_exchange_names_only_ranges_both_replicate() {
             from: from.to_string(),
             ring_fingerprint: ring.fingerprint(),
             ranges,
+            handoff: false,
         };
         assert_refused(
             node.sync_digests(request).await,
@@ -544,6 +606,7 @@ async fn a_digest_exchange_names_only_ranges_both_replicate() {
         from: "s2".to_string(),
         ring_fingerprint: ring.fingerprint(),
         ranges: shared.iter().map(|&r| digest(r)).collect(),
+        handoff: false,
     };
     assert!(node.sync_digests(fine).await.is_ok());
 }
@@ -619,13 +682,17 @@ mod fuzz {
             (
                 id(),
                 proptest::collection::vec(record(), 0..4),
-                any::<u64>()
+                any::<u64>(),
+                any::<bool>()
             )
-                .prop_map(|(from, records, incarnation)| Message::Push(PushRequest {
-                    from,
-                    records,
-                    incarnation
-                })),
+                .prop_map(|(from, records, incarnation, handoff)| Message::Push(
+                    PushRequest {
+                        from,
+                        records,
+                        incarnation,
+                        handoff
+                    }
+                )),
             (id(), view()).prop_map(|(from, view)| Message::Probe(ProbeRequest { from, view })),
             (id(), id(), 0u32..50).prop_map(|(from, target, timeout_ms)| Message::ProbeFor(
                 ProbeForRequest {
@@ -645,13 +712,16 @@ mod fuzz {
                     ranges
                 })
             ),
-            (id(), any::<u64>(), ranges()).prop_map(|(from, ring_fingerprint, ranges)| {
-                Message::Digests(DigestRequest {
-                    from,
-                    ring_fingerprint,
-                    ranges,
-                })
-            }),
+            (id(), any::<u64>(), ranges(), any::<bool>()).prop_map(
+                |(from, ring_fingerprint, ranges, handoff)| {
+                    Message::Digests(DigestRequest {
+                        from,
+                        ring_fingerprint,
+                        ranges,
+                        handoff,
+                    })
+                }
+            ),
             (
                 text(),
                 proptest::option::of((any::<u64>(), any::<u32>())),

@@ -1,6 +1,6 @@
-//! Replicas at rest (G2 of docs/protocols.md): once faults are healed and the
-//! cluster has had time to repair, every serving replica of a key holds the same
-//! versions of it.
+//! Replicas at rest (G2 and H2 of docs/protocols.md): once faults are healed and
+//! the cluster has had time to repair, every serving replica of a key holds the
+//! same versions of it, and no other node holds any.
 //!
 //! Apart from [`crate::lost_writes`] on purpose: a write held by one replica but not
 //! another is not lost, it is unrepaired, and this is the check that says so.
@@ -34,6 +34,19 @@ pub fn divergence(key: &str, held: &Holdings) -> Option<String> {
     ))
 }
 
+/// The nodes other than its `replicas` that hold `key` (`held_by`, node ids), if
+/// any: a copy left behind by an interim replica or a cluster forming, which
+/// handoff should have dropped. `None` when every holder is a replica.
+pub fn extra_holders(key: &str, held_by: &[String], replicas: &[String]) -> Option<String> {
+    let extra: Vec<&str> = held_by
+        .iter()
+        .filter(|id| !replicas.contains(id))
+        .map(String::as_str)
+        .collect();
+    (!extra.is_empty())
+        .then(|| format!("{key:?} is held by {extra:?} at rest besides its replicas {replicas:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +69,16 @@ mod tests {
         );
         assert_eq!(divergence("k", &holdings(&[("s1", &[1])])), None);
         assert_eq!(divergence("k", &Holdings::new()), None);
+    }
+
+    #[test]
+    fn a_holder_that_is_not_a_replica_is_named() {
+        let ids = |names: &[&str]| -> Vec<String> { names.iter().map(|n| n.to_string()).collect() };
+        let replicas = ids(&["s1", "s2", "s3"]);
+        assert_eq!(extra_holders("k", &ids(&["s1", "s3"]), &replicas), None);
+        let detail = extra_holders("k", &ids(&["s1", "s2", "s3", "s5"]), &replicas)
+            .expect("s5 is not a replica");
+        assert!(detail.contains("[\"s5\"]"), "{detail}");
     }
 
     #[test]
