@@ -20,6 +20,7 @@ use tracing::info;
 
 use crate::catalogue::OperatorCatalogue;
 use crate::executions::{ExecutionDetails, ExecutionLogs, ExecutionSummary, ExecutionTable};
+use crate::members::WorkerState;
 use crate::metrics::LoadCollector;
 use crate::operators_service::OperatorsService;
 use crate::registry::ClusterRegistry;
@@ -108,6 +109,20 @@ pub(crate) struct SchedulerState {
     pub registry: ClusterRegistry,
 }
 
+/// One worker as the scheduler's status (`Status`) and the gateway's
+/// `GET /v1/workers` list it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct WorkerEntry {
+    pub id: String,
+    pub url: String,
+    /// `alive`, `leaving` or `gone`.
+    pub state: WorkerState,
+    /// Operators assigned and not yet confirmed complete.
+    pub load: u64,
+    /// Operators assigned since the scheduler started.
+    pub assigned: u64,
+}
+
 /// Inspecting executions: what the gRPC service (`ListExecutions`, `Outcome`,
 /// `ExecutionLogs`) and any other front end of the scheduler answer with. Each call
 /// copies what it returns out of the table under its lock, briefly.
@@ -145,6 +160,24 @@ impl SchedulerState {
             .filter(|name| !deployed.contains_key(name))
             .collect();
         Ok((deployed, local))
+    }
+
+    /// Every worker the scheduler knows, by slot, with its state and load.
+    pub(crate) fn worker_listing(&self) -> Vec<WorkerEntry> {
+        let workers = self.workers.snapshot().workers;
+        let executions = self.executions.lock().expect("executions lock poisoned");
+        let loads = executions.loads();
+        workers
+            .into_iter()
+            .enumerate()
+            .map(|(slot, w)| WorkerEntry {
+                id: w.id,
+                url: w.url,
+                state: w.state,
+                load: loads.loads().get(slot).copied().unwrap_or(0),
+                assigned: loads.assigned().get(slot).copied().unwrap_or(0),
+            })
+            .collect()
     }
 
     pub(crate) fn execution_logs(&self, id: &str) -> Option<ExecutionLogs> {

@@ -438,19 +438,16 @@ impl Scheduler for SchedulerService {
             .lock()
             .expect("executions lock poisoned");
         let (submitted, finished) = executions.counts();
-        let loads = executions.loads();
+        drop(executions);
         let workers = self
             .state
-            .workers
-            .snapshot()
-            .workers
+            .worker_listing()
             .into_iter()
-            .enumerate()
-            .map(|(i, w)| WorkerLoad {
+            .map(|w| WorkerLoad {
                 worker_id: w.id,
                 url: w.url,
-                load: loads.loads().get(i).copied().unwrap_or(0),
-                assigned: loads.assigned().get(i).copied().unwrap_or(0),
+                load: w.load,
+                assigned: w.assigned,
                 state: w.state.as_str().to_string(),
             })
             .collect();

@@ -2,9 +2,11 @@
 //! without `--workers`): forged, oversized and malformed registrations are refused
 //! with the right code and a message saying why; an id held by a live worker is not
 //! taken by another URL; the status lists each worker's state; a submit with no
-//! live worker is refused, and one whose lease ended gets nothing. No worker
+//! live worker is refused, and one whose lease ended gets nothing. The gateway's
+//! `GET /v1/workers` lists the same. No worker
 //! process runs: the registrations are made by hand, as a hostile caller would.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dida_core::membership::NodeUrl;
@@ -16,20 +18,44 @@ use dida_proto::execution::{
 use dida_proto::transport::{lazy_channel, NodeChannel};
 use dida_scheduler::members::MAX_WORKER_URL_BYTES;
 use dida_scheduler::{NodeHandle, SchedulerConfig};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tonic::Code;
 
 const LEASE: Duration = Duration::from_millis(600);
 
-async fn scheduler() -> (NodeHandle, SchedulerClient<NodeChannel>) {
+/// A scheduler without `--workers`, its client, and where its HTTP gateway serves.
+async fn scheduler() -> (NodeHandle, SchedulerClient<NodeChannel>, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = http.local_addr().unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let mut config = SchedulerConfig::new("sched", NodeUrl::parse(&url).unwrap(), None);
     config.rpc_deadline = Duration::from_secs(2);
     config.worker_lease = LEASE;
-    let handle = dida_scheduler::node::start(config, listener).await.unwrap();
+    let handle = dida_scheduler::node::start_with_gateway(config, listener, Some(http))
+        .await
+        .unwrap();
     let client = SchedulerClient::new(lazy_channel(&url, Duration::from_secs(10)).unwrap());
-    (handle, client)
+    (handle, client, gateway)
+}
+
+/// The body of `GET /v1/workers` (HTTP/1.1 by hand: the test needs no client).
+async fn http_workers(gateway: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(gateway).await.unwrap();
+    let request =
+        format!("GET /v1/workers HTTP/1.1\r\nHost: {gateway}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("the gateway answers within 10 s")
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
 }
 
 async fn register(
@@ -64,7 +90,7 @@ async fn states(client: &SchedulerClient<NodeChannel>) -> Vec<(String, String)> 
 
 #[tokio::test]
 async fn malformed_and_hijacking_registrations_are_refused() {
-    let (_handle, client) = scheduler().await;
+    let (_handle, client, gateway) = scheduler().await;
     let long_url = format!("http://{}:4001", "h".repeat(MAX_WORKER_URL_BYTES));
     for (id, url, why) in [
         ("", "http://127.0.0.1:4001", "node id"),
@@ -114,11 +140,19 @@ async fn malformed_and_hijacking_registrations_are_refused() {
         .await
         .unwrap();
     assert_eq!(states(&client).await, [("w1".into(), "leaving".into())]);
+    let listed = http_workers(gateway).await;
+    let body = listed.split("\r\n\r\n").nth(1).expect("a body");
+    let listed: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!({"workers": [{"id": "w1", "url": "http://127.0.0.1:4001",
+                                        "state": "leaving", "load": 0, "assigned": 0}]})
+    );
 }
 
 #[tokio::test]
 async fn no_placement_without_a_live_worker() {
-    let (_handle, client) = scheduler().await;
+    let (_handle, client, _) = scheduler().await;
     let submit = || SubmitRequest {
         app: "app.txt".into(),
         operators: vec!["EchoOperator".into()],
