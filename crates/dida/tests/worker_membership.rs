@@ -2,7 +2,8 @@
 //! started without `--workers` gets workers that register themselves; workers added
 //! under a steady stream of executions take work and lose none; a worker asked to
 //! leave (SIGTERM) finishes what it runs while new work goes elsewhere; a SIGKILLed
-//! worker is dropped when its lease ends; an id held by a live worker is refused.
+//! worker is dropped when its lease ends; an id held by a live worker is refused;
+//! over mutual TLS a worker's certificate may register only its own id.
 
 mod support;
 
@@ -15,12 +16,14 @@ use std::time::{Duration, Instant};
 use dida_local_cluster::{free_ports, LocalCluster};
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::{
-    ExecutionOutcome, RunRequest, SchedulerStatusRequest, SubmitRequest, WorkerLoad,
+    ExecutionOutcome, RegisterWorkerRequest, RunRequest, SchedulerStatusRequest, SubmitRequest,
+    WorkerLoad,
 };
 use dida_proto::transport::{lazy_channel_for_waits, NodeChannel};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::{dida, eventually, one_storage_node, outcome};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// The workers' lease (`--worker-lease-ms`, its default).
 const LEASE: Duration = Duration::from_millis(3000);
@@ -386,4 +389,67 @@ async fn an_id_held_by_a_live_worker_is_refused() {
         ran_on(&platform.run(&["EchoOperator"], "mine").await),
         ["w1"]
     );
+}
+
+/// A channel to `url` over TLS, trusting the CA of `dir` (made by `dida certs`) and
+/// presenting the certificate of `name` from it. Built by hand: this test binary
+/// installs no identity of its own (its other tests speak plain gRPC).
+fn tls_channel(url: &str, dir: &std::path::Path, name: &str) -> Channel {
+    let read = |file: String| std::fs::read(dir.join(file)).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.pem".into())))
+        .identity(Identity::from_pem(
+            read(format!("{name}.pem")),
+            read(format!("{name}.key")),
+        ));
+    Endpoint::from_shared(url.replace("http://", "https://"))
+        .unwrap()
+        .timeout(Duration::from_secs(5))
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_worker_registers_only_as_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = Command::new(dida())
+        .args(["certs", "--out"])
+        .arg(dir.path())
+        .args(["--storage", "s1", "--workers", "w1,w2"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let url = format!("http://127.0.0.1:{}", free_ports(1).unwrap()[0]);
+    let _scheduler = Process(
+        Command::new(dida())
+            .env("RUST_LOG", "warn")
+            .env("DIDA_TLS_DIR", dir.path())
+            .args(["scheduler", "--url", &url])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let register = |name: &str, worker_id: &str| {
+        let mut client = SchedulerClient::new(tls_channel(&url, dir.path(), name));
+        let request = RegisterWorkerRequest {
+            worker_id: worker_id.into(),
+            url: "http://127.0.0.1:4001".into(),
+            leaving: false,
+        };
+        async move { client.register_worker(request).await }
+    };
+    // w1's own certificate registers w1 (once the scheduler serves).
+    eventually(
+        Duration::from_secs(30),
+        "w1 to register over TLS",
+        || async { register("w1", "w1").await.ok() },
+    )
+    .await;
+    // w2's certificate may not speak for w1, nor a client's register anyone.
+    let forged = register("w2", "w1").await.unwrap_err();
+    assert_eq!(forged.code(), tonic::Code::PermissionDenied, "{forged}");
+    assert!(forged.message().contains("may not speak for"), "{forged}");
+    let client = register("client", "w9").await.unwrap_err();
+    assert_eq!(client.code(), tonic::Code::PermissionDenied, "{client}");
 }
