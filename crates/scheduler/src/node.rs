@@ -290,7 +290,8 @@ pub async fn start_with_gateway(
     // silent worker was dropped (placement never needs it: it reads the clock).
     let leases = {
         let state = state.clone();
-        let period = state.config.worker_lease / (2 * RENEWALS_PER_LEASE);
+        let period =
+            (state.config.worker_lease / (2 * RENEWALS_PER_LEASE)).max(Duration::from_millis(1));
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(period);
             loop {

@@ -18,6 +18,10 @@ const MIB: usize = 1024 * 1024;
 /// per worker per second.
 pub const DEFAULT_WORKER_LEASE_MS: u64 = 3000;
 
+/// The shortest `--worker-lease-ms`: workers renew every third of it, so a shorter
+/// lease would have each of them call the scheduler more than 30 times a second.
+pub const MIN_WORKER_LEASE_MS: u64 = 100;
+
 /// Flags of `dida scheduler`.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct SchedulerSettings {
@@ -32,7 +36,7 @@ pub struct SchedulerSettings {
     /// register themselves and hold a lease (--worker-lease-ms).
     #[arg(long, env = "DIDA_SCHEDULER_WORKERS", value_parser = values::membership())]
     pub workers: Option<String>,
-    /// Milliseconds a worker's registration holds without renewal (1 to 3600000):
+    /// Milliseconds a worker's registration holds without renewal (100 to 3600000):
     /// a worker silent for that long gets no more work. Workers renew every third
     /// of it.
     #[arg(long, env = "DIDA_SCHEDULER_WORKER_LEASE_MS", default_value_t = DEFAULT_WORKER_LEASE_MS,
@@ -135,6 +139,13 @@ impl RoleSettings for SchedulerSettings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        if self.worker_lease_ms < MIN_WORKER_LEASE_MS {
+            return Err(SettingsError::Flag(format!(
+                "--worker-lease-ms {} is too short: at least {MIN_WORKER_LEASE_MS} (workers \
+                 renew every third of it)",
+                self.worker_lease_ms
+            )));
+        }
         self.worker_membership()?;
         self.storage_membership().map(|_| ())
     }
@@ -206,5 +217,12 @@ mod tests {
         assert_eq!(alone.worker_membership().unwrap(), None);
         assert_eq!(alone.worker_lease_ms, DEFAULT_WORKER_LEASE_MS);
         assert!(!alone.to_args().iter().any(|a| a.starts_with("--workers")));
+        let mut short = alone.clone();
+        short.worker_lease_ms = MIN_WORKER_LEASE_MS - 1;
+        let refused = short.check().unwrap_err();
+        assert!(
+            refused.to_string().contains("--worker-lease-ms"),
+            "{refused}"
+        );
     }
 }
