@@ -83,6 +83,10 @@ impl SchedulerService {
     ) -> Result<(), Status> {
         let catalogue = &self.state.operators;
         let slots = workers.placeable_slots();
+        if slots.is_empty() && !operators.is_empty() {
+            // No one to say whether they run them: not vacuously true.
+            return Err(Status::unavailable(StartRefused::NoWorker.to_string()));
+        }
         if catalogue.check(operators, &slots).is_ok() {
             return Ok(());
         }
