@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use dida_core::membership::NodeUrl;
-use dida_core::Membership;
 use dida_scheduler::SchedulerConfig;
 use dida_settings::{RoleSettings, SchedulerSettings};
 
@@ -13,10 +12,11 @@ use dida_settings::{RoleSettings, SchedulerSettings};
 pub async fn run(settings: SchedulerSettings) -> anyhow::Result<()> {
     settings.check()?;
     let url = NodeUrl::parse(&settings.url).context("invalid --url")?;
-    let workers = Membership::parse(&settings.workers).context("invalid --workers")?;
+    let workers = settings.worker_membership()?;
     let storage = settings.storage_membership()?;
     let max_retained_bytes = settings.max_retained_bytes();
     let mut config = SchedulerConfig::new(settings.id, url, workers);
+    config.worker_lease = Duration::from_millis(settings.worker_lease_ms);
     config.execution_timeout = Duration::from_secs(settings.execution_timeout);
     config.rpc_deadline = Duration::from_millis(settings.rpc_deadline);
     config.max_retained_bytes = max_retained_bytes;

@@ -19,6 +19,7 @@ fn into_config(settings: WorkerSettings) -> anyhow::Result<WorkerConfig> {
     let scheduler = NodeUrl::parse(&settings.scheduler).context("invalid --scheduler")?;
     let mut config = WorkerConfig::new(settings.id, url, storage, scheduler);
     config.gossip_delay = Duration::from_millis(settings.gossip_delay);
+    config.drain_timeout = Duration::from_secs(settings.drain_timeout);
     config.operators_dir = settings.operators;
     config.replication_factor = replication_factor;
     config.vnodes = settings.vnodes;

@@ -45,6 +45,7 @@ fn remote_flags(role: Role) -> &'static [&'static str] {
             "gossip-delay",
             "storage",
             "scheduler",
+            "drain-timeout",
             "operators",
             "debug-sink",
             "replication-factor",
@@ -59,6 +60,7 @@ fn remote_flags(role: Role) -> &'static [&'static str] {
         Role::Scheduler => &[
             "metrics-listen",
             "workers",
+            "worker-lease-ms",
             "storage",
             "replication-factor",
             "execution-timeout",

@@ -11,7 +11,8 @@
 //! The table, by service:
 //! - `Replication` (push, probe, digests, fetch, handback): storage nodes only;
 //! - `Worker/HandOff` (an execution handed to a worker): the scheduler and workers;
-//! - `Scheduler/OperatorsCompleted` and `Scheduler/ReportOutcomes`: workers only;
+//! - `Scheduler/OperatorsCompleted`, `Scheduler/ReportOutcomes`,
+//!   `Scheduler/RegisterWorker` and `Scheduler/DeregisterWorker`: workers only;
 //! - `DebugSink/Report`: nodes only;
 //! - `ProcessCreation` (start, kill, restart nodes): clients (the PuppetMaster);
 //! - everything else (the storage API, submit, outcome, status, ping): any
@@ -55,9 +56,10 @@ pub fn policy(path: &str) -> Policy {
     match (service, method) {
         ("dida.storage.v1.Replication", _) => nodes(&[Role::Storage]),
         ("dida.execution.v1.Worker", "HandOff") => nodes(&[Role::Scheduler, Role::Worker]),
-        ("dida.execution.v1.Scheduler", "OperatorsCompleted" | "ReportOutcomes") => {
-            nodes(&[Role::Worker])
-        }
+        (
+            "dida.execution.v1.Scheduler",
+            "OperatorsCompleted" | "ReportOutcomes" | "RegisterWorker" | "DeregisterWorker",
+        ) => nodes(&[Role::Worker]),
         ("dida.control.v1.DebugSink", _) => {
             nodes(&[Role::Storage, Role::Worker, Role::Scheduler, Role::Pcs])
         }
@@ -226,6 +228,14 @@ mod tests {
         assert!(!hand_off.callers.contains(&Role::Client));
         let report = policy("/dida.execution.v1.Scheduler/ReportOutcomes");
         assert_eq!(report.callers, &[Role::Worker]);
+        for membership in ["RegisterWorker", "DeregisterWorker"] {
+            let path = format!("/dida.execution.v1.Scheduler/{membership}");
+            let only_workers = Policy {
+                callers: &[Role::Worker],
+                between_nodes: true,
+            };
+            assert_eq!(policy(&path), only_workers, "{path}");
+        }
         let submit = policy("/dida.execution.v1.Scheduler/Submit");
         assert!(submit.callers.contains(&Role::Client) && !submit.between_nodes);
         // Inspecting executions is a client's business, like fetching an outcome.

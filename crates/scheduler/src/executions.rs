@@ -215,6 +215,20 @@ pub struct BudgetExceeded {
     pub budget: usize,
 }
 
+/// Why an execution could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartRefused {
+    /// The running executions hold the whole byte budget.
+    #[error(transparent)]
+    Budget(#[from] BudgetExceeded),
+    /// No worker may take work: none registered, or every one left or is leaving.
+    #[error(
+        "no worker is alive to run it (none registered, or every worker's lease ended or \
+         it is leaving): start a worker with --scheduler pointing here"
+    )]
+    NoWorker,
+}
+
 /// What the scheduler knows about executions.
 #[derive(Debug)]
 pub struct ExecutionTable {
@@ -273,31 +287,36 @@ impl ExecutionTable {
     }
 
     /// Starts an execution of `operators` operators of application `app` with
-    /// `input`: returns its new id, the worker (index) assigned to each operator, and
-    /// a receiver that turns true when the execution ends. Refused when the running
-    /// executions hold the whole budget; outcomes are forgotten, oldest first, to
-    /// make room.
+    /// `input` on the workers `placeable` marks (by slot): returns its new id, the
+    /// worker (slot) assigned to each operator, and a receiver that turns true when
+    /// the execution ends. Refused when the running executions hold the whole budget
+    /// (outcomes are forgotten, oldest first, to make room) or when no worker is
+    /// placeable.
     pub fn start(
         &mut self,
         operators: usize,
         app: &str,
         input: &str,
-    ) -> Result<(String, Vec<usize>, watch::Receiver<bool>), BudgetExceeded> {
+        placeable: &[bool],
+    ) -> Result<(String, Vec<usize>, watch::Receiver<bool>), StartRefused> {
         let bytes = app.len() + input.len();
         if self.running_bytes + bytes > self.budget {
-            return Err(BudgetExceeded {
+            return Err(StartRefused::Budget(BudgetExceeded {
                 running: self.running_bytes,
                 asked: bytes,
                 budget: self.budget,
-            });
+            }));
         }
+        let assignments = self
+            .loads
+            .assign(operators, placeable)
+            .ok_or(StartRefused::NoWorker)?;
         self.running_bytes += bytes;
         self.evict(0);
         self.next += 1;
         self.submitted += 1;
         self.metrics.submitted(app);
         let id = format!("{}-{}", self.boot, self.next);
-        let assignments = self.loads.assign(operators);
         let (finished, ended) = watch::channel(false);
         let span = info_span!("execution", execution = %id, app = %app);
         self.by_seq.insert(self.next, id.clone());
@@ -613,7 +632,10 @@ mod tests {
         table: &mut ExecutionTable,
         operators: usize,
     ) -> (String, Vec<usize>, watch::Receiver<bool>) {
-        table.start(operators, "app", "in").unwrap()
+        let workers = table.loads().loads().len();
+        table
+            .start(operators, "app", "in", &vec![true; workers])
+            .unwrap()
     }
 
     #[test]
@@ -690,27 +712,34 @@ mod tests {
     #[test]
     fn running_inputs_count_and_a_submit_past_the_budget_is_refused() {
         let mut table = ExecutionTable::new(1, "b".into(), 100);
-        let (first, _, _) = table.start(1, "app", &"i".repeat(60)).unwrap();
-        let refused = table.start(1, "app", &"i".repeat(60)).unwrap_err();
+        let (first, _, _) = table.start(1, "app", &"i".repeat(60), &[true; 1]).unwrap();
+        let refused = table
+            .start(1, "app", &"i".repeat(60), &[true; 1])
+            .unwrap_err();
         assert_eq!(
             refused,
-            BudgetExceeded {
+            StartRefused::Budget(BudgetExceeded {
                 running: 63,
                 asked: 63,
                 budget: 100
-            }
+            })
         );
         assert!(refused.to_string().contains("--max-retained-mb"));
         assert_eq!(table.counts(), (1, 0), "a refused submit is not counted");
         // Its end frees the input's bytes (its small outcome is kept instead).
         assert!(table.finish(ended(&first, 1, None)));
-        assert!(table.start(1, "app", &"i".repeat(60)).is_ok());
+        assert!(table.start(1, "app", &"i".repeat(60), &[true; 1]).is_ok());
+        assert_eq!(
+            table.start(1, "app", "in", &[false]).unwrap_err(),
+            StartRefused::NoWorker,
+            "no placeable worker"
+        );
     }
 
     #[test]
     fn a_timeout_reports_the_stored_application_and_input_once() {
         let mut table = ExecutionTable::new(1, "b".into(), BUDGET);
-        let (id, _, _) = table.start(2, "shop.txt", "23").unwrap();
+        let (id, _, _) = table.start(2, "shop.txt", "23", &[true; 1]).unwrap();
         assert!(table.time_out(&id, "no outcome within 1s".into()));
         let outcome = table.outcome(&id).unwrap().0.unwrap();
         assert_eq!(outcome.app, "shop.txt");
@@ -745,10 +774,10 @@ mod tests {
     #[test]
     fn recent_lists_newest_first_with_status_times_runs_and_logs() {
         let mut table = ExecutionTable::new(2, "b".into(), BUDGET);
-        let (ok, _, _) = table.start(2, "ok.txt", "1").unwrap();
-        let (failed, _, _) = table.start(1, "fail.txt", "2").unwrap();
-        let (slow, _, _) = table.start(1, "slow.txt", "3").unwrap();
-        let (running, _, _) = table.start(1, "running.txt", "4").unwrap();
+        let (ok, _, _) = table.start(2, "ok.txt", "1", &[true; 2]).unwrap();
+        let (failed, _, _) = table.start(1, "fail.txt", "2", &[true; 2]).unwrap();
+        let (slow, _, _) = table.start(1, "slow.txt", "3", &[true; 2]).unwrap();
+        let (running, _, _) = table.start(1, "running.txt", "4", &[true; 2]).unwrap();
         let mut outcome = ended(&ok, 2, None);
         outcome.app = "ok.txt".into();
         outcome.outputs = vec!["a".into(), "b".into()];

@@ -96,6 +96,7 @@ fn router(state: Arc<SchedulerState>) -> Router {
         .route("/v1/executions/{id}", get(get_execution))
         .route("/v1/executions/{id}/logs", get(get_logs))
         .route("/v1/operators", get(list_operators))
+        .route("/v1/workers", get(list_workers))
         .route("/v1/openapi.yaml", get(openapi))
         .fallback(not_found)
         .layer(middleware::from_fn(authenticate))
@@ -512,4 +513,11 @@ async fn list_operators(
         })
         .collect();
     Ok(Json(json!({"deployed": deployed, "local": local})))
+}
+
+/// `GET /v1/workers`: every worker the scheduler knows, with its state (`alive`,
+/// `leaving`, `gone`) and load, so an operator of the platform sees workers come
+/// and go.
+async fn list_workers(State(state): State<Arc<SchedulerState>>) -> Json<serde_json::Value> {
+    Json(json!({"workers": state.worker_listing()}))
 }

@@ -6,16 +6,19 @@
 //! confirm each operator they finish, and the last one reports the outcome, which the
 //! scheduler keeps for the client ([`executions`]). Which operators each worker can
 //! run is kept current in the background (`catalogue`), so a submit costs no call
-//! but the one to the first worker.
+//! but the one to the first worker. Workers come and go: besides the static ones of
+//! `--workers`, workers register themselves and hold leases ([`members`]).
 
 mod catalogue;
 pub mod executions;
 mod http;
 pub mod load;
+pub mod members;
 pub mod metrics;
 pub mod node;
 mod operators_service;
 mod registry;
+mod roster;
 mod service;
 
 pub use node::{NodeHandle, SchedulerConfig};

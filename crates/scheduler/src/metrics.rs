@@ -175,10 +175,10 @@ impl Collector for LoadCollector {
             None,
             MetricType::Gauge,
         )?;
-        for (member, load) in self.state.config.workers.members().iter().zip(loads) {
-            let labels = Worker {
-                worker: member.id.clone(),
-            };
+        let workers = self.state.workers.snapshot().workers;
+        for (slot, worker) in workers.into_iter().enumerate() {
+            let load = loads.get(slot).copied().unwrap_or(0);
+            let labels = Worker { worker: worker.id };
             ConstGauge::new(load as i64).encode(family.encode_family(&labels)?)?;
         }
         Ok(())

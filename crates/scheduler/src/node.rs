@@ -9,12 +9,10 @@ use dida_core::membership::NodeUrl;
 use dida_core::Membership;
 use dida_proto::acked::{self, AckedLinks};
 use dida_proto::execution::scheduler_server::SchedulerServer;
-use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{HandOffReply, HandOffRequest};
 use dida_proto::registry::operators_server::OperatorsServer;
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
-use dida_proto::transport::NodeChannel;
-use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
+use dida_proto::transport::MAX_MESSAGE_BYTES;
 use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -22,9 +20,11 @@ use tracing::info;
 
 use crate::catalogue::OperatorCatalogue;
 use crate::executions::{ExecutionDetails, ExecutionLogs, ExecutionSummary, ExecutionTable};
+use crate::members::WorkerState;
 use crate::metrics::LoadCollector;
 use crate::operators_service::OperatorsService;
 use crate::registry::ClusterRegistry;
+use crate::roster::{Roster, RENEWALS_PER_LEASE};
 use crate::service::SchedulerService;
 use dida_storage_client::registry::{Deployment, Index};
 use dida_telemetry::NodeTelemetry;
@@ -36,8 +36,13 @@ pub struct SchedulerConfig {
     pub id: String,
     /// Where it serves.
     pub url: NodeUrl,
-    /// The workers it assigns operators to.
-    pub workers: Membership,
+    /// The static workers (`--workers`): members for as long as the scheduler
+    /// runs, without a lease. Others register themselves (`RegisterWorker`).
+    pub workers: Option<Membership>,
+    /// How long a worker's registration holds without renewal
+    /// (`--worker-lease-ms`): a worker that falls silent gets no placement after
+    /// it. Workers renew every lease / [`RENEWALS_PER_LEASE`].
+    pub worker_lease: Duration,
     /// Deadline of every call to a worker.
     pub rpc_deadline: Duration,
     /// An execution with no outcome after this long is failed and its load released.
@@ -65,13 +70,14 @@ pub struct SchedulerConfig {
 
 impl SchedulerConfig {
     /// A configuration with the default deadlines: 5 s calls, 5 min executions,
-    /// operator lists refreshed every second; outcomes kept up to
+    /// operator lists refreshed every second, 3 s worker leases; outcomes kept up to
     /// [`DEFAULT_RETAINED_BYTES`].
-    pub fn new(id: impl Into<String>, url: NodeUrl, workers: Membership) -> Self {
+    pub fn new(id: impl Into<String>, url: NodeUrl, workers: Option<Membership>) -> Self {
         Self {
             id: id.into(),
             url,
             workers,
+            worker_lease: Duration::from_secs(3),
             rpc_deadline: Duration::from_secs(5),
             execution_timeout: Duration::from_secs(300),
             operator_refresh: Duration::from_secs(1),
@@ -88,7 +94,8 @@ impl SchedulerConfig {
 #[derive(Debug)]
 pub(crate) struct SchedulerState {
     pub config: SchedulerConfig,
-    pub workers: Vec<WorkerClient<NodeChannel>>,
+    /// The workers: static and registered, with their leases.
+    pub workers: Roster,
     /// Streams to the workers that new executions are handed on.
     pub hand_offs: AckedLinks<HandOffRequest, HandOffReply>,
     /// Fires when the scheduler stops: ends its streams, both directions.
@@ -100,6 +107,20 @@ pub(crate) struct SchedulerState {
     pub storage: Option<Arc<StorageClient>>,
     /// Deployed operators and registered applications.
     pub registry: ClusterRegistry,
+}
+
+/// One worker as the scheduler's status (`Status`) and the gateway's
+/// `GET /v1/workers` list it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct WorkerEntry {
+    pub id: String,
+    pub url: String,
+    /// `alive`, `leaving` or `gone`.
+    pub state: WorkerState,
+    /// Operators assigned and not yet confirmed complete.
+    pub load: u64,
+    /// Operators assigned since the scheduler started.
+    pub assigned: u64,
 }
 
 /// Inspecting executions: what the gRPC service (`ListExecutions`, `Outcome`,
@@ -134,11 +155,29 @@ impl SchedulerState {
         let deployed = self.registry.operators.current().await?;
         let local = self
             .operators
-            .common()
+            .common(&self.workers.snapshot().placeable_slots())
             .into_iter()
             .filter(|name| !deployed.contains_key(name))
             .collect();
         Ok((deployed, local))
+    }
+
+    /// Every worker the scheduler knows, by slot, with its state and load.
+    pub(crate) fn worker_listing(&self) -> Vec<WorkerEntry> {
+        let workers = self.workers.snapshot().workers;
+        let executions = self.executions.lock().expect("executions lock poisoned");
+        let loads = executions.loads();
+        workers
+            .into_iter()
+            .enumerate()
+            .map(|(slot, w)| WorkerEntry {
+                id: w.id,
+                url: w.url,
+                state: w.state,
+                load: loads.loads().get(slot).copied().unwrap_or(0),
+                assigned: loads.assigned().get(slot).copied().unwrap_or(0),
+            })
+            .collect()
     }
 
     pub(crate) fn execution_logs(&self, id: &str) -> Option<ExecutionLogs> {
@@ -166,16 +205,12 @@ pub async fn start_with_gateway(
     listener: TcpListener,
     http: Option<TcpListener>,
 ) -> anyhow::Result<NodeHandle> {
-    let workers = config
-        .workers
-        .members()
-        .iter()
-        .map(|m| {
-            lazy_channel(&m.url.to_string(), config.rpc_deadline)
-                .map(WorkerClient::new)
-                .map_err(|e| anyhow::anyhow!("bad address for worker {}: {e}", m.id))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let workers = Roster::new(
+        config.workers.as_ref().map_or(&[], |w| w.members()),
+        config.worker_lease,
+        config.rpc_deadline,
+    )?;
+    let static_workers = config.workers.as_ref().map_or(0, Membership::len);
     // Execution ids are "<boot>-<n>": the boot tag (start time, base 36) keeps ids
     // unique across scheduler restarts.
     let boot_millis = SystemTime::now()
@@ -199,11 +234,11 @@ pub async fn start_with_gateway(
         hand_offs: acked::hand_offs(config.rpc_deadline, stop.clone()),
         stop,
         executions: Mutex::new(ExecutionTable::new(
-            workers.len(),
+            static_workers,
             boot,
             config.max_retained_bytes,
         )),
-        operators: Arc::new(OperatorCatalogue::new(workers.len())),
+        operators: Arc::new(OperatorCatalogue::default()),
         workers,
         registry: ClusterRegistry::new(storage.clone(), config.builtin_operators.clone()),
         storage,
@@ -244,12 +279,27 @@ pub async fn start_with_gateway(
         .storage
         .clone()
         .map(|storage| tokio::spawn(storage.follow_view(VIEW_REFRESH)));
-    let catalogue = tokio::spawn(
-        state
-            .operators
-            .clone()
-            .refresh_forever(state.workers.clone(), state.config.operator_refresh),
-    );
+    let catalogue = {
+        let roster = state.clone();
+        tokio::spawn(state.operators.clone().refresh_forever(
+            move || roster.workers.placeable_clients(),
+            state.config.operator_refresh,
+        ))
+    };
+    // Ends the leases that ran out, a few times per lease, so the log says when a
+    // silent worker was dropped (placement never needs it: it reads the clock).
+    let leases = {
+        let state = state.clone();
+        let period =
+            (state.config.worker_lease / (2 * RENEWALS_PER_LEASE)).max(Duration::from_millis(1));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            loop {
+                ticks.tick().await;
+                state.workers.expire();
+            }
+        })
+    };
     let period = state.config.operator_refresh;
     let deployed = tokio::spawn(state.registry.operators.clone().refresh_forever(period));
     let apps = tokio::spawn(state.registry.apps.clone().refresh_forever(period));
@@ -260,12 +310,12 @@ pub async fn start_with_gateway(
     let server = ServerHandle::spawn(router, listener)?
         .with_tasks(
             view.into_iter()
-                .chain([catalogue, deployed, apps])
+                .chain([catalogue, leases, deployed, apps])
                 .chain(gateway)
                 .chain(telemetry.tasks),
         )
         .with_stop_signal(stop_signal);
-    info!(id = %state.config.id, addr = %server.local_addr(), workers = state.workers.len(), "scheduler serving");
+    info!(id = %state.config.id, addr = %server.local_addr(), static_workers, lease_ms = state.config.worker_lease.as_millis() as u64, "scheduler serving");
     Ok(server)
 }
 

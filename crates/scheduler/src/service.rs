@@ -8,10 +8,11 @@ use dida_core::limits::{check_input, MAX_CHAIN_OPERATORS, MAX_INPUT_BYTES};
 use dida_proto::acked;
 use dida_proto::execution::scheduler_server::Scheduler;
 use dida_proto::execution::{
-    Assignment, ChainRequest, ExecutionLogsReply, ExecutionLogsRequest, ExecutionOutcome,
-    ExecutionSummary, HandOffRequest, ListExecutionsReply, ListExecutionsRequest, LogLevel,
-    LogLine, Metadata, OperatorsCompletedReply, OperatorsCompletedRequest, OutcomeReply,
-    OutcomeReport, OutcomeRequest, ReportOutcomesReply, ReportOutcomesRequest, RunRequest,
+    Assignment, ChainRequest, DeregisterWorkerReply, DeregisterWorkerRequest, ExecutionLogsReply,
+    ExecutionLogsRequest, ExecutionOutcome, ExecutionSummary, HandOffRequest, ListExecutionsReply,
+    ListExecutionsRequest, LogLevel, LogLine, Metadata, OperatorsCompletedReply,
+    OperatorsCompletedRequest, OutcomeReply, OutcomeReport, OutcomeRequest, RegisterWorkerReply,
+    RegisterWorkerRequest, ReportOutcomesReply, ReportOutcomesRequest, RunRequest,
     SchedulerStatusReply, SchedulerStatusRequest, SubmitReply, SubmitRequest, WorkerLoad,
 };
 use dida_proto::storage::{PingReply, PingRequest};
@@ -21,8 +22,10 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn, Instrument};
 
 use crate::catalogue::Gap;
-use crate::executions::{self, ExecutionStatus};
+use crate::executions::{self, ExecutionStatus, StartRefused};
+use crate::members::Refusal;
 use crate::node::SchedulerState;
+use crate::roster::{Snapshot, RENEWALS_PER_LEASE};
 
 /// Longest a client may wait for an outcome in one `Outcome` call.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -70,30 +73,39 @@ pub(crate) struct SchedulerService {
 }
 
 impl SchedulerService {
-    fn worker_id(&self, index: usize) -> &str {
-        &self.state.config.workers.members()[index].id
-    }
-
-    /// Checks, before anything runs, that every worker can run every operator: by the
-    /// catalogue alone when it can tell, otherwise after asking the workers again.
-    async fn check_operators(&self, operators: &[String]) -> Result<(), Status> {
+    /// Checks, before anything runs, that every worker that may take work (by
+    /// `workers`) can run every operator: by the catalogue alone when it can tell,
+    /// otherwise after asking the workers again.
+    async fn check_operators(
+        &self,
+        operators: &[String],
+        workers: &Snapshot,
+    ) -> Result<(), Status> {
         let catalogue = &self.state.operators;
-        if catalogue.check(operators).is_ok() {
+        let slots = workers.placeable_slots();
+        if slots.is_empty() && !operators.is_empty() {
+            // No one to say whether they run them: not vacuously true.
+            return Err(Status::unavailable(StartRefused::NoWorker.to_string()));
+        }
+        if catalogue.check(operators, &slots).is_ok() {
             return Ok(());
         }
-        let refreshed = catalogue.refresh_all(&self.state.workers).await;
-        match catalogue.check(operators) {
+        let refreshed = catalogue
+            .refresh_all(&self.state.workers.placeable_clients())
+            .await;
+        match catalogue.check(operators, &slots) {
             Ok(()) => Ok(()),
-            Err(Gap::UnknownWorkers(workers)) => {
-                let index = workers[0];
-                let member = &self.state.config.workers.members()[index];
-                let why = refreshed[index]
-                    .as_ref()
-                    .err()
+            Err(Gap::UnknownWorkers(unknown)) => {
+                let index = unknown[0];
+                let worker = &workers.workers[index];
+                let why = refreshed
+                    .iter()
+                    .find(|(slot, _)| *slot == index)
+                    .and_then(|(_, result)| result.as_ref().err())
                     .map_or("no answer yet", |status| status.message());
                 Err(Status::unavailable(format!(
                     "worker {} at {} did not say which operators it runs: {why}",
-                    member.id, member.url
+                    worker.id, worker.url
                 )))
             }
             Err(Gap::Missing {
@@ -105,9 +117,14 @@ impl SchedulerService {
                  built-in and no {operator}.wasm in any worker's operators directory)"
             ))),
             Err(Gap::Missing {
-                operator, workers, ..
+                operator,
+                workers: missing,
+                ..
             }) => {
-                let ids: Vec<&str> = workers.iter().map(|&i| self.worker_id(i)).collect();
+                let ids: Vec<&str> = missing
+                    .iter()
+                    .map(|&i| workers.workers[i].id.as_str())
+                    .collect();
                 Err(Status::failed_precondition(format!(
                     "operator {operator} is missing on worker(s) {}; every worker must be able to run it",
                     ids.join(", ")
@@ -118,8 +135,12 @@ impl SchedulerService {
 
     /// Checks that the cluster can run every one of `operators` now; returns, for
     /// each, the digest of the deployed component it runs, or an empty string when it
-    /// is not deployed and every worker runs it from its own files or built-ins.
-    pub(crate) async fn runnable(&self, operators: &[String]) -> Result<Vec<String>, Status> {
+    /// is not deployed and every worker runs it from its own files or built-ins —
+    /// with the workers as they stood for the check, which a placement must use.
+    pub(crate) async fn runnable(
+        &self,
+        operators: &[String],
+    ) -> Result<(Vec<String>, Snapshot), Status> {
         let digests = self.state.registry.resolve(operators).await?;
         let local: Vec<String> = operators
             .iter()
@@ -127,8 +148,9 @@ impl SchedulerService {
             .filter(|(_, digest)| digest.is_empty())
             .map(|(name, _)| name.clone())
             .collect();
-        self.check_operators(&local).await?;
-        Ok(digests)
+        let workers = self.state.workers.snapshot();
+        self.check_operators(&local, &workers).await?;
+        Ok((digests, workers))
     }
 
     /// Starts an execution of `request`: checks it, assigns its operators, hands it to
@@ -139,15 +161,23 @@ impl SchedulerService {
         request: SubmitRequest,
     ) -> Result<(String, watch::Receiver<bool>), Status> {
         validate_submit(&request)?;
-        let digests = self.runnable(&request.operators).await?;
+        let (digests, workers) = self.runnable(&request.operators).await?;
         let (id, assignments, finished) = self
             .state
             .executions
             .lock()
             .expect("executions lock poisoned")
-            .start(request.operators.len(), &request.app, &request.input)
-            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
-        let members = self.state.config.workers.members();
+            .start(
+                request.operators.len(),
+                &request.app,
+                &request.input,
+                &workers.placeable,
+            )
+            .map_err(|e| match e {
+                StartRefused::Budget(_) => Status::resource_exhausted(e.to_string()),
+                StartRefused::NoWorker => Status::unavailable(e.to_string()),
+            })?;
+        let members = &workers.workers;
         let chain: Vec<Assignment> = request
             .operators
             .iter()
@@ -209,7 +239,7 @@ impl SchedulerService {
             Err(status) => {
                 let message = format!(
                     "could not start the execution on worker {}: {}",
-                    self.worker_id(assignments[0]),
+                    members[assignments[0]].id,
                     status.message()
                 );
                 self.fail(&id, &request, message.clone());
@@ -286,10 +316,14 @@ impl SchedulerService {
     fn confirm(&self, batch: &OperatorsCompletedRequest) -> Result<(), Status> {
         let worker = self
             .state
-            .config
             .workers
-            .index_of(&batch.worker_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .slot_of(&batch.worker_id)
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "completions of unknown worker {:?}",
+                    batch.worker_id
+                ))
+            })?;
         let mut executions = self
             .state
             .executions
@@ -408,19 +442,17 @@ impl Scheduler for SchedulerService {
             .lock()
             .expect("executions lock poisoned");
         let (submitted, finished) = executions.counts();
-        let loads = executions.loads();
+        drop(executions);
         let workers = self
             .state
-            .config
-            .workers
-            .members()
-            .iter()
-            .enumerate()
-            .map(|(i, m)| WorkerLoad {
-                worker_id: m.id.clone(),
-                url: m.url.to_string(),
-                load: loads.loads()[i],
-                assigned: loads.assigned()[i],
+            .worker_listing()
+            .into_iter()
+            .map(|w| WorkerLoad {
+                worker_id: w.id,
+                url: w.url,
+                load: w.load,
+                assigned: w.assigned,
+                state: w.state.as_str().to_string(),
             })
             .collect();
         Ok(Response::new(SchedulerStatusReply {
@@ -485,6 +517,69 @@ impl Scheduler for SchedulerService {
             finished: logs.status != ExecutionStatus::Running,
             lines,
         }))
+    }
+
+    async fn register_worker(
+        &self,
+        request: Request<RegisterWorkerRequest>,
+    ) -> Result<Response<RegisterWorkerReply>, Status> {
+        dida_proto::authorize::check_speaks_for(&request, &request.get_ref().worker_id)?;
+        let RegisterWorkerRequest {
+            worker_id,
+            url,
+            leaving,
+        } = request.into_inner();
+        let registered = self
+            .state
+            .workers
+            .register(&worker_id, &url, leaving)
+            .map_err(refusal)?;
+        if registered.joined {
+            // Perhaps another process than the last one on this slot: what it
+            // runs is asked before a submit relies on it.
+            self.state.operators.forget(registered.slot);
+        }
+        let load = self
+            .state
+            .executions
+            .lock()
+            .expect("executions lock poisoned")
+            .loads()
+            .loads()
+            .get(registered.slot)
+            .copied()
+            .unwrap_or(0);
+        let lease = self.state.workers.lease();
+        Ok(Response::new(RegisterWorkerReply {
+            lease_ms: lease.as_millis() as u64,
+            renew_ms: (lease / RENEWALS_PER_LEASE).as_millis() as u64,
+            load,
+        }))
+    }
+
+    async fn deregister_worker(
+        &self,
+        request: Request<DeregisterWorkerRequest>,
+    ) -> Result<Response<DeregisterWorkerReply>, Status> {
+        dida_proto::authorize::check_speaks_for(&request, &request.get_ref().worker_id)?;
+        let DeregisterWorkerRequest { worker_id, url } = request.into_inner();
+        self.state
+            .workers
+            .deregister(&worker_id, &url)
+            .map_err(refusal)?;
+        Ok(Response::new(DeregisterWorkerReply {}))
+    }
+}
+
+/// The status of a refused (de)registration: its code tells the worker whether
+/// trying again may help.
+fn refusal(refusal: Refusal) -> Status {
+    let message = refusal.to_string();
+    match refusal {
+        Refusal::Invalid(_) => Status::invalid_argument(message),
+        Refusal::Held { .. } => Status::already_exists(message),
+        Refusal::Full => Status::resource_exhausted(message),
+        Refusal::Unknown { .. } => Status::not_found(message),
     }
 }
 

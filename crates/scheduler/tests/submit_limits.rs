@@ -29,7 +29,7 @@ async fn scheduler() -> (NodeHandle, SchedulerClient<NodeChannel>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let workers = Membership::parse(&format!("w1={}", closed_port().await)).unwrap();
-    let mut config = SchedulerConfig::new("sched", NodeUrl::parse(&url).unwrap(), workers);
+    let mut config = SchedulerConfig::new("sched", NodeUrl::parse(&url).unwrap(), Some(workers));
     config.rpc_deadline = Duration::from_secs(2);
     let handle = dida_scheduler::node::start(config, listener).await.unwrap();
     let client = SchedulerClient::new(lazy_channel(&url, Duration::from_secs(10)).unwrap())

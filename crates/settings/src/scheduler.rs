@@ -13,6 +13,15 @@ use crate::{Flag, RoleSettings, SettingsError};
 
 const MIB: usize = 1024 * 1024;
 
+/// The default of `--worker-lease-ms`: a worker that falls silent stops getting
+/// work within 3 s, and renewing every second (a third of it) costs one small call
+/// per worker per second.
+pub const DEFAULT_WORKER_LEASE_MS: u64 = 3000;
+
+/// The shortest `--worker-lease-ms`: workers renew every third of it, so a shorter
+/// lease would have each of them call the scheduler more than 30 times a second.
+pub const MIN_WORKER_LEASE_MS: u64 = 100;
+
 /// Flags of `dida scheduler`.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct SchedulerSettings {
@@ -22,9 +31,17 @@ pub struct SchedulerSettings {
     /// Where the scheduler serves, for example http://127.0.0.1:3000.
     #[arg(long, env = "DIDA_SCHEDULER_URL", value_parser = values::node_url())]
     pub url: String,
-    /// Every worker: ID=URL,ID=URL,…
+    /// Static workers: ID=URL,ID=URL,… They are members for as long as the
+    /// scheduler runs. Optional: workers started with --scheduler pointing here
+    /// register themselves and hold a lease (--worker-lease-ms).
     #[arg(long, env = "DIDA_SCHEDULER_WORKERS", value_parser = values::membership())]
-    pub workers: String,
+    pub workers: Option<String>,
+    /// Milliseconds a worker's registration holds without renewal (100 to 3600000):
+    /// a worker silent for that long gets no more work. Workers renew every third
+    /// of it.
+    #[arg(long, env = "DIDA_SCHEDULER_WORKER_LEASE_MS", default_value_t = DEFAULT_WORKER_LEASE_MS,
+          value_parser = values::deadline_ms())]
+    pub worker_lease_ms: u64,
     /// Seconds after which an execution with no outcome is failed (1 to 3600).
     #[arg(long, env = "DIDA_SCHEDULER_EXECUTION_TIMEOUT", default_value_t = 300,
           value_parser = values::deadline_s())]
@@ -63,8 +80,9 @@ pub struct SchedulerSettings {
 }
 
 impl SchedulerSettings {
-    /// The settings of the scheduler `id` at `url` with the workers `workers`, every
-    /// other flag at its default (whatever this process's environment says).
+    /// The settings of the scheduler `id` at `url` with the static workers
+    /// `workers`, every other flag at its default (whatever this process's
+    /// environment says).
     pub fn new(id: &str, url: &str, workers: &str) -> Result<Self, SettingsError> {
         Self::parse_without_env([
             format!("--id={id}"),
@@ -76,6 +94,15 @@ impl SchedulerSettings {
     /// The bytes of `--max-retained-mb`.
     pub fn max_retained_bytes(&self) -> usize {
         self.max_retained_mb * MIB
+    }
+
+    /// The static workers (`--workers`), if any.
+    pub fn worker_membership(&self) -> Result<Option<Membership>, SettingsError> {
+        self.workers
+            .as_deref()
+            .map(Membership::parse)
+            .transpose()
+            .map_err(|e| SettingsError::Flag(format!("invalid --workers: {e}")))
     }
 
     /// The storage nodes the scheduler follows and their replication factor, if
@@ -99,7 +126,8 @@ impl RoleSettings for SchedulerSettings {
         Flags::default()
             .value("id", &self.id)
             .value("url", &self.url)
-            .value("workers", &self.workers)
+            .optional("workers", self.workers.as_ref())
+            .value("worker-lease-ms", self.worker_lease_ms)
             .value("execution-timeout", self.execution_timeout)
             .value("rpc-deadline", self.rpc_deadline)
             .optional("storage", self.storage.as_ref())
@@ -111,6 +139,14 @@ impl RoleSettings for SchedulerSettings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        if self.worker_lease_ms < MIN_WORKER_LEASE_MS {
+            return Err(SettingsError::Flag(format!(
+                "--worker-lease-ms {} is too short: at least {MIN_WORKER_LEASE_MS} (workers \
+                 renew every third of it)",
+                self.worker_lease_ms
+            )));
+        }
+        self.worker_membership()?;
         self.storage_membership().map(|_| ())
     }
 
@@ -137,7 +173,8 @@ mod tests {
         let full = SchedulerSettings {
             id: "sched".into(),
             url: "http://127.0.0.1:3000".into(),
-            workers: WORKERS.into(),
+            workers: Some(WORKERS.into()),
+            worker_lease_ms: 1500,
             execution_timeout: 60,
             rpc_deadline: 700,
             storage: Some("s1=http://127.0.0.1:7001,s2=http://127.0.0.1:7002".into()),
@@ -157,6 +194,7 @@ mod tests {
             &[
                 ("execution-timeout", MAX_DEADLINE_MS / 1000),
                 ("rpc-deadline", MAX_DEADLINE_MS),
+                ("worker-lease-ms", MAX_DEADLINE_MS),
                 ("max-retained-mb", MAX_RETAINED_MB as u64),
             ],
         );
@@ -168,6 +206,22 @@ mod tests {
         .unwrap_err();
         assert!(
             refused.to_string().contains("is not HOST:PORT"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn workers_are_optional() {
+        let alone = SchedulerSettings::parse_without_env(["--url=http://127.0.0.1:3000"]).unwrap();
+        assert_eq!(alone.workers, None);
+        assert_eq!(alone.worker_membership().unwrap(), None);
+        assert_eq!(alone.worker_lease_ms, DEFAULT_WORKER_LEASE_MS);
+        assert!(!alone.to_args().iter().any(|a| a.starts_with("--workers")));
+        let mut short = alone.clone();
+        short.worker_lease_ms = MIN_WORKER_LEASE_MS - 1;
+        let refused = short.check().unwrap_err();
+        assert!(
+            refused.to_string().contains("--worker-lease-ms"),
             "{refused}"
         );
     }

@@ -30,9 +30,16 @@ pub struct WorkerSettings {
     /// Every storage node: ID=URL,ID=URL,…
     #[arg(long, env = "DIDA_WORKER_STORAGE", value_parser = values::membership())]
     pub storage: String,
-    /// The scheduler's URL.
+    /// The scheduler's URL. The worker registers itself there and renews its lease
+    /// for as long as it runs; on SIGTERM or Ctrl-C it leaves: it takes no new
+    /// work, finishes what it runs, deregisters and exits.
     #[arg(long, env = "DIDA_WORKER_SCHEDULER", value_parser = values::node_url())]
     pub scheduler: String,
+    /// Seconds a leaving worker waits at most for its running executions to finish
+    /// before it exits anyway (1 to 3600).
+    #[arg(long, env = "DIDA_WORKER_DRAIN_TIMEOUT", default_value_t = 300,
+          value_parser = values::deadline_s())]
+    pub drain_timeout: u64,
     /// A directory of <ClassName>.wasm operators; they take precedence over the
     /// built-in operators of the same name.
     #[arg(long, env = "DIDA_WORKER_OPERATORS")]
@@ -123,6 +130,7 @@ impl RoleSettings for WorkerSettings {
             .value("gossip-delay", self.gossip_delay)
             .value("storage", &self.storage)
             .value("scheduler", &self.scheduler)
+            .value("drain-timeout", self.drain_timeout)
             .optional("operators", self.operators.as_ref().map(|d| d.display()))
             .optional("replication-factor", self.replication_factor)
             .value("vnodes", self.vnodes)
@@ -167,6 +175,7 @@ mod tests {
             gossip_delay: 3,
             storage: STORAGE.into(),
             scheduler: "http://127.0.0.1:3000".into(),
+            drain_timeout: 17,
             operators: Some("/opt/operators".into()),
             replication_factor: Some(2),
             vnodes: 32,

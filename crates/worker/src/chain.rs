@@ -56,7 +56,9 @@ pub(crate) async fn run_hop(state: Arc<WorkerState>, request: ChainRequest) {
             .get(order)
             .map_or("", |a| a.classname.as_str()),
     );
-    hop(state, request).instrument(span).await
+    state.stats.hops.fetch_add(1, Relaxed);
+    hop(state.clone(), request).instrument(span).await;
+    state.stats.hops.fetch_sub(1, Relaxed);
 }
 
 /// [`run_hop`] within its span.

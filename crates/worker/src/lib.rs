@@ -19,6 +19,8 @@
 //!   (SPEC §4);
 //! - `service` and `chain`: the gRPC service and the hop-by-hop execution;
 //! - `completions`: confirming completed operators to the scheduler in batches;
+//! - [`lease`]: registering with the scheduler, renewing the lease, leaving
+//!   gracefully (draining);
 //! - [`node`]: configuration, start-up and shutdown.
 
 pub mod bounded;
@@ -27,6 +29,7 @@ mod chain;
 mod completions;
 pub mod consistency;
 mod host;
+pub mod lease;
 mod metrics;
 pub mod node;
 pub mod registry;

@@ -27,6 +27,7 @@ use tracing::info;
 
 use crate::completions::CompletionQueue;
 use crate::consistency::ConsistencySettings;
+use crate::lease::Lease;
 use crate::registry::OperatorRegistry;
 use crate::runtime::{OperatorRuntime, SandboxLimits};
 use crate::service::WorkerService;
@@ -46,8 +47,12 @@ pub struct WorkerConfig {
     pub replication_factor: usize,
     /// The storage cluster's virtual nodes per node (for routing).
     pub vnodes: u32,
-    /// The scheduler to confirm completions and report outcomes to.
+    /// The scheduler to register with (and renew the lease), confirm completions
+    /// and report outcomes to.
     pub scheduler_url: NodeUrl,
+    /// How long a leaving worker waits at most for its executions to drain
+    /// (`--drain-timeout`).
+    pub drain_timeout: Duration,
     /// A directory of `<ClassName>.wasm` operators, taking precedence over built-ins.
     pub operators_dir: Option<PathBuf>,
     /// Built-in operators: class name → component bytes.
@@ -66,7 +71,7 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// A configuration with default limits and deadlines.
+    /// A configuration with default limits and deadlines (a 5 min drain).
     pub fn new(
         id: impl Into<String>,
         url: NodeUrl,
@@ -81,6 +86,7 @@ impl WorkerConfig {
             replication_factor: 3,
             vnodes: 128,
             scheduler_url,
+            drain_timeout: Duration::from_secs(300),
             operators_dir: None,
             builtins: BTreeMap::new(),
             limits: SandboxLimits::default(),
@@ -96,6 +102,10 @@ impl WorkerConfig {
 #[derive(Debug, Default)]
 pub(crate) struct WorkerStats {
     pub running: AtomicU64,
+    /// Hops in progress, from accepting a request to handing it on or reporting
+    /// its outcome (longer than `running`, which counts only the operator's run):
+    /// a leaving worker waits for these.
+    pub hops: AtomicU64,
     pub completed: AtomicU64,
     pub failed: AtomicU64,
 }
@@ -126,9 +136,23 @@ pub(crate) struct WorkerState {
 /// server handle every dida role uses, with the worker's background tasks tied to it.
 pub type NodeHandle = ServerHandle;
 
-/// Starts a worker serving on `listener`, in the current runtime. Built-in operators
-/// are compiled in the background so the first executions need not wait for them.
+/// Starts a worker serving on `listener`, in the current runtime; it registers with
+/// its scheduler and renews its lease until shut down, and never leaves gracefully
+/// (see [`start_member`] for that).
 pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Result<NodeHandle> {
+    start_member(config, listener)
+        .await
+        .map(|(handle, _)| handle)
+}
+
+/// Starts a worker serving on `listener`, in the current runtime, with the handle
+/// of its membership of the scheduler's worker set, through which it leaves
+/// ([`Lease::leave`]). Built-in operators are compiled in the background so the
+/// first executions need not wait for them.
+pub async fn start_member(
+    config: WorkerConfig,
+    listener: TcpListener,
+) -> anyhow::Result<(NodeHandle, Lease)> {
     if let Some(dir) = &config.operators_dir {
         anyhow::ensure!(
             dir.is_dir(),
@@ -206,19 +230,32 @@ pub async fn start(config: WorkerConfig, listener: TcpListener) -> anyhow::Resul
     let router = dida_proto::transport::server_builder(telemetry.telemetry.rpc_layer())?
         .add_service(telemetry.health)
         .add_service(service);
-    let server = ServerHandle::spawn(router, listener)?
-        .with_tasks([warm, view, confirm])
+    let server = ServerHandle::spawn(router, listener)?;
+    // Registered only once it serves: the scheduler may hand it work at once.
+    let (membership, renewals) = Lease::start(state.clone());
+    let server = server
+        .with_tasks([warm, view, confirm, renewals])
         .with_tasks(telemetry.tasks)
         .with_stop_signal(stop_signal);
     info!(id = %state.config.id, addr = %server.local_addr(), "worker serving");
-    Ok(server)
+    Ok((server, membership))
 }
 
-/// Runs the `dida worker` process until Ctrl-C or SIGTERM.
+/// Runs the `dida worker` process until Ctrl-C or SIGTERM, then leaves the
+/// scheduler's worker set gracefully (drains, deregisters) and stops. Fails if the
+/// scheduler refuses the worker (its id is held by another live worker, …).
 pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let listener = bind(&config.url.host, config.url.port).await?;
-    let handle = start(config, listener).await?;
-    wait_for_termination().await;
+    let drain_timeout = config.drain_timeout;
+    let (handle, mut membership) = start_member(config, listener).await?;
+    tokio::select! {
+        () = wait_for_termination() => {}
+        reason = membership.refused() => {
+            handle.shutdown().await?;
+            anyhow::bail!(reason);
+        }
+    }
+    membership.leave(drain_timeout).await;
     info!("worker stopping");
     handle.shutdown().await
 }
