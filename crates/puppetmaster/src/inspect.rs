@@ -158,11 +158,19 @@ async fn node_status(
                         .iter()
                         .map(|w| (w.worker_id.clone(), json!(w.load)))
                         .collect();
+                    // Registered workers come and go (leases): whether each takes
+                    // work, drains, or is gone.
+                    let states: serde_json::Map<String, Value> = r
+                        .workers
+                        .iter()
+                        .map(|w| (w.worker_id.clone(), json!(w.state)))
+                        .collect();
                     json!({
                         "executions_submitted": r.executions_submitted,
                         "executions_finished": r.executions_finished,
                         "executions_running": r.executions_running,
                         "worker_loads": loads,
+                        "worker_states": states,
                         "presumed_failed_storage": r.failed_storage,
                     })
                 })

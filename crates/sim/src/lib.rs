@@ -15,7 +15,7 @@
 //! [`dida_verify`]'s, shared with the real-process suite (`dida faults`); this crate
 //! is the simulated back-end: its [`sim_kv`] carries the workload's calls over the
 //! in-memory network. After each run the checks of docs/protocols.md are applied
-//! (V1, V2, W1, W2, G2, A1, T1, D1, D3, R1), and — with `--write-acks` ≥ 2 and the
+//! (V1, V2, W1, W2, G2, H2, A1, T1, D1, D3, R1), and — with `--write-acks` ≥ 2 and the
 //! losses within the fault budget — no acknowledged write may be lost.
 //!
 //! **Why not a simulation library.** `madsim` replaces tokio (and needs the whole
