@@ -21,6 +21,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::task::JoinSet;
 
+use dida_verify::at_rest;
 use dida_verify::chains::ChainReport;
 use dida_verify::history::{HistoryCounts, Operation, RunClock};
 use dida_verify::linearizability::{check_key, SearchLimits};
@@ -452,6 +453,11 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
         config.convergence_limit,
     )
     .await;
+    // The replicas of each key in the cluster's ring now, as the nodes say it.
+    reader.refresh_view().await;
+    let placement = at_rest::placement(&snapshot, |key| {
+        reader.replicas(key).into_iter().map(String::from).collect()
+    });
     if let (Some(path), Some(mut watcher)) = (&config.timeline_path, watcher) {
         enter(&phase, "waiting for the crash marks of the timeline");
         let limit = config.watch().limit();
@@ -509,6 +515,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
         lost_writes: lost,
         linearizability,
         chains: ChainReport::of(&history),
+        placement,
         checks: Vec::new(),
         passed: false,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::at_rest::PlacementReport;
 use crate::chains::ChainReport;
 use crate::history::HistoryCounts;
 use crate::linearizability::Verdict;
@@ -173,6 +174,9 @@ pub struct Report {
     pub linearizability: LinearizabilityReport,
     /// Checker (3).
     pub chains: ChainReport,
+    /// Checker (5): keys left on nodes that are not their replicas.
+    #[serde(default)]
+    pub placement: PlacementReport,
     /// The verdict, check by check.
     pub checks: Vec<Check>,
     /// True when no check failed.
@@ -255,6 +259,19 @@ impl Report {
             .join("; ");
         let name = "(3) chains complete with consistent reads or fail clearly; none hangs";
         checks.push(Check::new(name, CheckStatus::must(chains.holds()), detail));
+        let placement = &self.placement;
+        let mut detail = format!(
+            "{} of {} keys held by a node that is not one of their replicas",
+            placement.misplaced, placement.keys
+        );
+        for example in &placement.examples {
+            let _ = write!(detail, "; {example}");
+        }
+        checks.push(Check::new(
+            "(5) at rest every key is held by its replicas only",
+            CheckStatus::must(placement.misplaced == 0),
+            detail,
+        ));
         let confirmed = self
             .faults
             .iter()
@@ -525,6 +542,7 @@ mod tests {
                 }],
             },
             chains: ChainReport::default(),
+            placement: PlacementReport::default(),
             checks: Vec::new(),
             passed: false,
             elapsed_ms: 0,

@@ -982,6 +982,7 @@ mod tests {
             lost_writes: Default::default(),
             linearizability: Default::default(),
             chains: Default::default(),
+            placement: Default::default(),
             checks: vec![Check {
                 name: "(1) no acknowledged write lost".into(),
                 status: CheckStatus::Passed,
