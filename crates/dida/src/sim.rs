@@ -27,6 +27,10 @@ pub struct SimArgs {
     /// --write-acks of every node (default: 2 or 3, drawn by the seed).
     #[arg(long)]
     write_acks: Option<usize>,
+    /// --probe-fanout of every node, 1 to 1024 (default: the platform's, 3; the
+    /// simulated cluster has 5 nodes, so 4 or more probes every peer each period).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    probe_fanout: Option<usize>,
     /// The nemesis: kill, pause, partition, restart, mixed (each fault drawn among
     /// those four), rolling-restart, declare-all or storm (default: by seed, the
     /// first five in turn).
@@ -73,6 +77,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let config = SimConfig {
         write_acks: args.write_acks,
         nemesis: args.nemesis,
+        probe_fanout: args.probe_fanout,
         trace: args.trace,
         break_fence: args.break_fence,
         break_acks: args.break_acks,

@@ -28,6 +28,7 @@ fn into_config(settings: StorageSettings) -> anyhow::Result<StorageConfig> {
     config.ack_timeout = Duration::from_millis(settings.ack_timeout);
     config.probe_interval = Duration::from_millis(settings.probe_interval);
     config.probe_timeout = Duration::from_millis(settings.probe_timeout);
+    config.probe_fanout = settings.probe_fanout;
     config.suspicion_timeout = Duration::from_millis(settings.suspicion_timeout);
     config.data_dir = settings.data_dir;
     config.fsync = match settings.fsync {

@@ -20,6 +20,12 @@ pub const DEFAULT_WRITE_ACKS: usize = 1;
 /// Default `--vnodes` (every node and client of a cluster must agree).
 pub const DEFAULT_VNODES: u32 = 128;
 
+/// Default `--probe-fanout` (the storage crate's `DEFAULT_PROBE_FANOUT`).
+pub const DEFAULT_PROBE_FANOUT: usize = 3;
+/// Largest `--probe-fanout`: past the number of peers a node probes them all, so
+/// more is a typo.
+pub const MAX_PROBE_FANOUT: usize = 1024;
+
 /// When a durable node's records reach the disk (`--fsync`); the storage crate's
 /// `FsyncPolicy` says what each costs and may lose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -98,6 +104,12 @@ pub struct StorageSettings {
     #[arg(long, env = "DIDA_STORAGE_PROBE_TIMEOUT", default_value_t = 500,
           value_parser = values::deadline_ms())]
     pub probe_timeout: u64,
+    /// Peers the crash detector probes each --probe-interval, in turn (1 to 1024;
+    /// at least the number of peers probes them all every time). A node's probing
+    /// costs the same whatever the cluster's size.
+    #[arg(long, env = "DIDA_STORAGE_PROBE_FANOUT", default_value_t = DEFAULT_PROBE_FANOUT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_PROBE_FANOUT as u64))]
+    pub probe_fanout: usize,
     /// Milliseconds a peer nobody reaches stays suspected before it is declared failed.
     #[arg(long, env = "DIDA_STORAGE_SUSPICION_TIMEOUT", default_value_t = 1500,
           value_parser = values::deadline_ms())]
@@ -188,6 +200,7 @@ impl RoleSettings for StorageSettings {
             .value("ack-timeout", self.ack_timeout)
             .value("probe-interval", self.probe_interval)
             .value("probe-timeout", self.probe_timeout)
+            .value("probe-fanout", self.probe_fanout)
             .value("suspicion-timeout", self.suspicion_timeout)
             .optional("dial", self.dial.as_ref())
             .optional("data-dir", self.data_dir.as_ref().map(|d| d.display()))
@@ -261,6 +274,7 @@ mod tests {
             ack_timeout: 13,
             probe_interval: 14,
             probe_timeout: 15,
+            probe_fanout: 17,
             suspicion_timeout: 16,
             dial: Some("s2=http://127.0.0.1:9002".into()),
             data_dir: Some("/var/lib/dida/s1".into()),
@@ -282,6 +296,7 @@ mod tests {
                 ("gossip-delay", MAX_GOSSIP_DELAY_MS),
                 ("vnodes", u64::from(MAX_VNODES)),
                 ("max-versions", MAX_VERSIONS as u64),
+                ("probe-fanout", MAX_PROBE_FANOUT as u64),
             ],
         );
     }

@@ -53,6 +53,10 @@ pub struct SimConfig {
     pub write_acks: Option<usize>,
     /// The nemesis; by default the seed's ([`NemesisKind::of_seed`]).
     pub nemesis: Option<NemesisKind>,
+    /// `--probe-fanout` of every node; by default the platform's (3). The
+    /// simulated cluster has 5 nodes, so only a fan-out of 1 to 3 probes a subset
+    /// of the peers each period.
+    pub probe_fanout: Option<usize>,
     /// Keep the text of every event.
     pub trace: bool,
     /// Turns the fence of invariant D2 off, to show the checks catch its absence.
@@ -147,7 +151,10 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     let trace = Arc::new(Trace::new(config.trace));
     trace.event(format_args!(
         "seed {seed}: nemesis {nemesis_kind}, --write-acks {write_acks}, --max-versions {max_versions}, \
-         gossip delay {gossip_delay:?}, {faults:?}, fence {}, acks awaited {}",
+         gossip delay {gossip_delay:?}, {faults:?}, probe fan-out {}, fence {}, acks awaited {}",
+        config
+            .probe_fanout
+            .map_or_else(|| "default".to_string(), |f| f.to_string()),
         if config.break_fence { "OFF" } else { "on" },
         if config.break_acks { "NO" } else { "yes" }
     ));
@@ -181,6 +188,9 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
             node_config.ack_timeout = Duration::from_secs(2);
             node_config.fence = !config.break_fence;
             node_config.await_acks = !config.break_acks;
+            if let Some(fanout) = config.probe_fanout {
+                node_config.probe_fanout = fanout;
+            }
             node_config
         })
         .collect();

@@ -61,6 +61,29 @@ fn every_seed_passes_every_check_under_every_nemesis() {
     );
 }
 
+/// The detector probes a subset of the peers each period (SWIM). With 5 nodes and
+/// the default fan-out of 3 that subset is nearly everyone, so a quarter as many
+/// seeds run with a fan-out of 1: the round-robin, the majority of nodes *heard
+/// from* and the spread of news by the probes alone must still pass every check.
+#[test]
+fn every_seed_passes_every_check_with_a_probe_fanout_of_one() {
+    let count = seeds_wanted() / 4;
+    let config = SimConfig {
+        probe_fanout: Some(1),
+        ..SimConfig::default()
+    };
+    let reports = run_seeds(0, count, &config, &|_| {}).unwrap();
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| format!("seed {}: {:?}", r.seed, r.findings))
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    for (kind, sum) in summarize(&reports) {
+        assert!(sum.peak_lost > 0, "{kind} lost some node: {sum:?}");
+    }
+}
+
 /// Runs `count` seeds with a deliberate bug (`broken`), asserts that some fail, and
 /// that each of those passes once the bug is fixed (`fixed`): the bug, not the seed,
 /// made the difference.
