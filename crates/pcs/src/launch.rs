@@ -37,6 +37,7 @@ fn remote_flags(role: Role) -> &'static [&'static str] {
             "rpc-deadline",
             "ack-timeout",
             "probe-interval",
+            "probe-fanout",
             "probe-timeout",
             "suspicion-timeout",
         ],

@@ -183,6 +183,19 @@ impl Suspicions {
         verdict
     }
 
+    /// Restarts every suspicion's clock at `now`: called for a period in which this
+    /// node heard from no majority. Cut off, its peers' silence says as much about
+    /// itself as about them, so a suspicion ages only while a majority answers —
+    /// else a node whose partition heals would declare, on its first period with a
+    /// majority, every peer its probes had not reached again yet (the simulator
+    /// found it: partition seed 196, an isolated node healed and declared two of
+    /// the four).
+    pub fn restart_clocks(&mut self, now: Instant) {
+        for since in self.since.values_mut() {
+            *since = now;
+        }
+    }
+
     /// Forgets the suspicions of `peers`, now declared failed.
     pub fn declared(&mut self, peers: &[usize]) {
         for peer in peers {
@@ -265,6 +278,20 @@ mod tests {
             n.suspicions.suspected().is_empty(),
             "a declared peer is no longer suspected"
         );
+    }
+
+    #[test]
+    fn a_suspicion_ages_only_while_a_majority_answers() {
+        let t0 = Instant::now();
+        let mut n = Node::new(t0);
+        n.period(t0, &[(1, true), (2, true)]);
+        n.period(t0 + 250 * MS, &[(1, false), (2, false)]);
+        // Cut off from 0.25 s to 3 s: the clocks restart every period.
+        n.suspicions.restart_clocks(t0 + 3000 * MS);
+        let healed = n.period(t0 + 3000 * MS, &[(1, false), (2, true)]);
+        assert!(healed.due.is_empty(), "{healed:?}");
+        let later = n.period(t0 + 4500 * MS, &[(1, false), (2, true)]);
+        assert_eq!(later.due, vec![1]);
     }
 
     #[test]
