@@ -157,11 +157,16 @@ fn declarations_of_every_node_and_storms_of_false_suspicions_lose_nothing() {
             .map(|r| format!("seed {}: {:?}", r.seed, r.findings))
             .collect();
         assert!(failed.is_empty(), "{kind}: {failed:#?}");
-        // The faults did what they are for: nodes were declared failed, more than
-        // the budget at once in most seeds, and every acknowledged write was checked.
+        // The faults did what they are for: nodes were declared failed — every
+        // node in every declare-all seed; in storms, a third of the seeds' worth.
+        // Since issue 25 the detector resists storms (local health stretches a
+        // starved node's timeouts, suspicions age only while a majority answers,
+        // a due suspect is probed once more), so a storm declares fewer nodes than
+        // it did (17 over seeds 0-29, from more than 30), which is the point; and
+        // every acknowledged write was checked.
         let peak: usize = reports.iter().map(|r| r.peak_lost).sum();
         assert!(
-            peak > BEYOND_BUDGET_SEEDS as usize,
+            peak >= BEYOND_BUDGET_SEEDS as usize / 3,
             "{kind}: peak lost {peak}"
         );
         assert!(reports.iter().all(|r| r.lost_acknowledged == 0));
