@@ -35,7 +35,7 @@ use tracing::debug;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
 use crate::stats;
-use crate::store::MultiVersionStore;
+use crate::store::{lacks, MultiVersionStore};
 use crate::validation::{self, Refusal};
 
 /// The ranges that nodes `a` and `b` both replicate.
@@ -331,16 +331,7 @@ pub(crate) fn missing_records(
         return Vec::new();
     }
     let mismatched: HashSet<RangeId> = reply.mismatched_ranges.into_iter().collect();
-    let theirs: HashMap<String, Vec<Version>> = reply
-        .keys
-        .into_iter()
-        .map(|k| {
-            (
-                k.key,
-                k.versions.into_iter().map(version_from_wire).collect(),
-            )
-        })
-        .collect();
+    let theirs = versions_by_key(reply.keys);
     let max_versions = store.max_versions();
     let mut missing = Vec::new();
     for (key, _) in store.versions_in(ring, &mismatched) {
@@ -350,12 +341,15 @@ pub(crate) fn missing_records(
     missing
 }
 
-/// Whether a peer holding `theirs` of a key lacks `version` of it and would keep
-/// it: it does not hold it, and is not a full replica (`max_versions` held) whose
-/// oldest version is newer — such a replica would drop it at once.
-pub(crate) fn lacks(theirs: &[Version], max_versions: usize, version: Version) -> bool {
-    let superseded = theirs.len() >= max_versions && theirs.iter().all(|&v| v > version);
-    !theirs.contains(&version) && !superseded
+/// A digest reply's keys and versions, by key: what the peer holds in the ranges
+/// that differed.
+pub(crate) fn versions_by_key(keys: Vec<KeyVersions>) -> HashMap<String, Vec<Version>> {
+    keys.into_iter()
+        .map(|k| {
+            let versions = k.versions.into_iter().map(version_from_wire).collect();
+            (k.key, versions)
+        })
+        .collect()
 }
 
 #[cfg(test)]

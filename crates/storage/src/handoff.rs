@@ -25,21 +25,21 @@
 //! node's view holds it or a newer `max_versions` (invariant H2 of
 //! docs/protocols.md); data never drops below its replicas, whatever else fails.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use dida_core::{Liveness, RangeId, Record, Version};
-use dida_proto::convert::{record_to_wire, version_from_wire};
+use dida_proto::convert::record_to_wire;
 use dida_proto::storage::{DigestRequest, PushRequest};
 use prost::Message;
 use tonic::Status;
 use tracing::{debug, info, warn};
 
-use crate::anti_entropy::{check_reply, digests_on_wire, lacks};
+use crate::anti_entropy::{check_reply, digests_on_wire, versions_by_key};
 use crate::peering::Peering;
 use crate::stats;
-use crate::store::MultiVersionStore;
+use crate::store::{lacks, MultiVersionStore};
 use crate::view::View;
 
 /// Ranges handed off together: what is listed at once (key names and versions of
@@ -195,16 +195,7 @@ async fn confirm(
             ))
         })?;
         let mismatched: HashSet<RangeId> = reply.mismatched_ranges.iter().copied().collect();
-        let theirs: HashMap<String, Vec<Version>> = reply
-            .keys
-            .into_iter()
-            .map(|k| {
-                (
-                    k.key,
-                    k.versions.into_iter().map(version_from_wire).collect(),
-                )
-            })
-            .collect();
+        let theirs = versions_by_key(reply.keys);
         let lacking: Vec<(&str, Vec<Version>)> = listed
             .iter()
             .filter(|(key, _)| mismatched.contains(&ring.range_of(key)))

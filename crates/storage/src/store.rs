@@ -502,6 +502,16 @@ impl MultiVersionStore {
     }
 }
 
+/// Whether a replica holding versions `held` of a key lacks `version` of it and
+/// would keep it: it does not hold it, and is not full (`max_versions` held) with
+/// every version newer — such a replica dropped it, or would drop it at once. The
+/// one rule of "missing" for anti-entropy, handoff, a takeover's withheld versions
+/// and a rejoin's divergence.
+pub(crate) fn lacks(held: &[Version], max_versions: usize, version: Version) -> bool {
+    let superseded = held.len() >= max_versions && held.iter().all(|&v| v > version);
+    !held.contains(&version) && !superseded
+}
+
 /// Takes `versions` of `key` out of `shard`, keeping its tally, and returns the
 /// records taken (versions not held are skipped).
 fn take_versions(shard: &mut Shard, key: &str, versions: &[Version]) -> Vec<Record> {
@@ -569,6 +579,16 @@ fn visit_records(shards: &[RwLock<Shard>], visit: &mut dyn FnMut(&Record)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_is_lacked_unless_held_or_older_than_a_full_replica_keeps() {
+        let v = |n| Version::new(n, 2);
+        assert!(!lacks(&[v(1), v(2)], 3, v(2)));
+        assert!(lacks(&[v(1), v(2)], 3, v(3)));
+        // A full store whose every version is newer discarded it: not missed.
+        assert!(!lacks(&[v(5), v(6)], 2, v(3)));
+        assert!(lacks(&[v(5), v(6)], 3, v(3)));
+    }
 
     const FIVE: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
 

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::gossip::Gossip;
 use crate::peering::Peering;
-use crate::store::{CasOutcome, MultiVersionStore};
+use crate::store::{lacks, CasOutcome, MultiVersionStore};
 use crate::validation::{self, Refusal};
 
 /// Where a primary's write goes: the key's other live replicas, and the
@@ -140,10 +140,12 @@ impl WritePath {
                 .map(|r| r.version)
                 .collect();
             let max_versions = self.store.max_versions();
+            // Held by no node that answered: this node lacks it after merging
+            // every answer (and did not discard it as older than a full store).
             let unconfirmed_own = pulled
                 .iter()
                 .flat_map(|p| &p.withheld)
-                .any(|&v| unconfirmed(&held, max_versions, v));
+                .any(|&v| lacks(&held, max_versions, v));
             let waited_for = blocking_silence(
                 &others,
                 from_replicas,
@@ -497,19 +499,6 @@ struct Pull {
     withheld: Vec<dida_core::Version>,
 }
 
-/// Whether `version`, withheld from a member out of the ring, is held by no node
-/// that answered: this node does not hold it (`held`, after merging every answer)
-/// and would keep it — not older than every version of a full store, which would
-/// mean it was discarded here, not missed.
-pub(crate) fn unconfirmed(
-    held: &[dida_core::Version],
-    max_versions: usize,
-    version: dida_core::Version,
-) -> bool {
-    let superseded = held.len() >= max_versions && held.iter().all(|&v| v > version);
-    !held.contains(&version) && !superseded
-}
-
 /// What decides whether silent members out of the ring hold a takeover back.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Outsiders {
@@ -602,16 +591,6 @@ mod tests {
         // write-acks 3: one of its two other holders may be silent.
         assert!(may_proceed(1, unconfirmed(3)) && !may_proceed(2, unconfirmed(3)));
         assert!(may_proceed(4, unconfirmed(1)));
-    }
-
-    #[test]
-    fn a_withheld_version_is_unconfirmed_unless_held_or_superseded_here() {
-        let v = |n| dida_core::Version::new(n, 2);
-        assert!(!unconfirmed(&[v(1), v(2)], 3, v(2)));
-        assert!(unconfirmed(&[v(1), v(2)], 3, v(3)));
-        // A full store whose every version is newer discarded it: not missed.
-        assert!(!unconfirmed(&[v(5), v(6)], 2, v(3)));
-        assert!(unconfirmed(&[v(5), v(6)], 3, v(3)));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use tracing::{error, warn};
 
 use crate::data_dir::private_file;
 use crate::peering::Peering;
-use crate::store::MultiVersionStore;
+use crate::store::{lacks, MultiVersionStore};
 use crate::validation;
 
 /// The file of a data directory where set-aside versions are kept, one JSON object
@@ -69,13 +69,7 @@ pub(crate) fn written_elsewhere(
         let versions = mine
             .entry(record.key.as_str())
             .or_insert_with(|| held(&record.key).iter().map(|r| r.version).collect());
-        let lacked = !versions.contains(&record.version);
-        let would_keep = versions.len() < max_versions
-            || versions
-                .iter()
-                .min()
-                .is_none_or(|oldest| record.version > *oldest);
-        if lacked && would_keep {
+        if lacks(versions, max_versions, record.version) {
             keys.insert(record.key.clone());
         }
     }
@@ -92,15 +86,14 @@ pub(crate) fn unheld_own_versions(
     mine: &[Record],
     answers: &[Vec<Record>],
 ) -> Vec<Version> {
-    let held_by = |answer: &Vec<Record>, version: Version| {
-        let full = answer.len() >= max_versions;
-        answer.iter().any(|r| r.version == version)
-            || (full && answer.iter().all(|r| r.version > version))
-    };
+    let answers: Vec<Vec<Version>> = answers
+        .iter()
+        .map(|answer| answer.iter().map(|r| r.version).collect())
+        .collect();
     mine.iter()
         .map(|r| r.version)
         .filter(|&v| v.replica == replica)
-        .filter(|&v| !answers.iter().any(|answer| held_by(answer, v)))
+        .filter(|&v| answers.iter().all(|answer| lacks(answer, max_versions, v)))
         .collect()
 }
 
