@@ -185,6 +185,12 @@ impl MultiVersionStore {
         }
     }
 
+    /// Whether the store logs to a data directory (else it lives in memory only,
+    /// and [`Self::compact`] has nothing to do).
+    pub fn is_durable(&self) -> bool {
+        self.durable.is_some()
+    }
+
     /// Logs `record` if the store is persistent; the entry to [`Self::wait_durable`] for.
     fn log(&self, record: &Record) -> Option<u64> {
         self.durable.as_ref().map(|d| d.append(record))
