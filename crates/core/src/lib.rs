@@ -7,6 +7,7 @@
 //! size limits every input is checked against.
 
 pub mod app;
+pub mod cluster;
 pub mod datafile;
 pub mod events;
 pub mod limits;
@@ -18,6 +19,7 @@ pub mod script;
 pub mod textfile;
 pub mod version;
 
+pub use cluster::{ClusterConfig, ClusterMember, Standing};
 pub use liveness::{Liveness, MemberState, MemberStates};
 pub use membership::{Member, Membership, MembershipError};
 pub use record::Record;

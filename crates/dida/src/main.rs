@@ -5,6 +5,7 @@
 
 mod certs;
 mod client;
+mod cluster;
 mod compile;
 mod conventions;
 mod dashboard;
@@ -73,6 +74,8 @@ enum Command {
     Logs(Connected<executions::LogsArgs>),
     /// Read, write and inspect the storage service from the command line.
     Kv(Connected<kv::KvArgs>),
+    /// List a storage cluster's members and decommission storage nodes.
+    Cluster(Connected<cluster::ClusterArgs>),
     /// Serve a web dashboard of a running cluster: nodes, ring, records, executions.
     Dashboard(Connected<dashboard::DashboardArgs>),
     /// Measure the platform against a transport baseline.
@@ -140,6 +143,7 @@ impl Command {
             Executions,
             Logs,
             Kv,
+            Cluster,
             Dashboard,
             Bench,
             Faults,
@@ -165,6 +169,7 @@ fn main() -> ExitCode {
         | Command::Pcs(_)
         | Command::Dashboard(_) => "info",
         Command::Kv(_)
+        | Command::Cluster(_)
         | Command::Bench(_)
         | Command::Run(_)
         | Command::Status(_)
@@ -222,6 +227,7 @@ fn main() -> ExitCode {
             Command::Executions(c) => executions::list(c.args).await,
             Command::Logs(c) => executions::logs(c.args).await,
             Command::Kv(c) => kv::run(c.args).await,
+            Command::Cluster(c) => cluster::run(c.args).await,
             Command::Dashboard(c) => dashboard::run(c.args).await,
             Command::Bench(c) => dida_bench::run(c.args).await,
             Command::Faults(c) => faults::run(c.args).await,

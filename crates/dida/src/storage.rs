@@ -16,6 +16,9 @@ fn into_config(settings: StorageSettings) -> anyhow::Result<StorageConfig> {
     let membership = settings.membership()?;
     let replication_factor = settings.resolved_replication_factor()?;
     let mut config = StorageConfig::new(settings.id.clone(), membership);
+    if let Some(cluster_id) = settings.cluster_id {
+        config.cluster_id = cluster_id;
+    }
     config.gossip_delay = Duration::from_millis(settings.gossip_delay);
     config.replication_factor = replication_factor;
     config.max_versions = settings.max_versions;

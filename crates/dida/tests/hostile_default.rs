@@ -46,6 +46,7 @@ fn declaring_failed(from: &str, view: &[(String, u64)]) -> ProbeRequest {
                 liveness: Liveness::Failed as i32,
             })
             .collect(),
+        config_epoch: 0,
     }
 }
 

@@ -364,6 +364,7 @@ async fn with_a_cluster_token_forged_probes_and_pushes_are_refused() {
             incarnation,
             liveness: Liveness::Failed as i32,
         }],
+        config_epoch: 0,
     };
     let forged_push = PushRequest {
         from: "s2".into(),

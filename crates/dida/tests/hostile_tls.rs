@@ -95,6 +95,7 @@ fn forged_probe(s1_incarnation: u64) -> ProbeRequest {
             incarnation: s1_incarnation,
             liveness: Liveness::Failed as i32,
         }],
+        config_epoch: 0,
     }
 }
 

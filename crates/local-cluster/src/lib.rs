@@ -513,6 +513,18 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// How storage node `id`'s process ended, once it has ended on its own (a
+    /// node removed from the cluster stops by itself); `None` while it runs.
+    pub fn try_wait(&mut self, id: &str) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let index = self.membership.index_of(id)?;
+        let child = self.children[index]
+            .as_mut()
+            .with_context(|| format!("storage node {id} was not started or was killed"))?;
+        child
+            .try_wait()
+            .with_context(|| format!("cannot wait for {id}"))
+    }
+
     /// Stops node `id` with SIGSTOP: the process keeps its sockets (the kernel still
     /// accepts connections and buffers bytes) but answers nothing — a long GC pause,
     /// a swapped-out or descheduled VM — until [`LocalCluster::resume`].

@@ -29,6 +29,7 @@ fn remote_flags(role: Role) -> &'static [&'static str] {
             "metrics-listen",
             "gossip-delay",
             "peers",
+            "cluster-id",
             "replication-factor",
             "max-versions",
             "write-acks",

@@ -15,6 +15,8 @@
 //!   `Scheduler/RegisterWorker` and `Scheduler/DeregisterWorker`: workers only;
 //! - `DebugSink/Report`: nodes only;
 //! - `ProcessCreation` (start, kill, restart nodes): clients (the PuppetMaster);
+//! - `Membership/RemoveMember` (decommission a storage node): clients, and
+//!   without TLS only those holding the cluster token;
 //! - everything else (the storage API, submit, outcome, status, ping): any
 //!   authenticated caller.
 
@@ -55,6 +57,7 @@ pub fn policy(path: &str) -> Policy {
         .unwrap_or((path, ""));
     match (service, method) {
         ("dida.storage.v1.Replication", _) => nodes(&[Role::Storage]),
+        ("dida.storage.v1.Membership", "RemoveMember") => nodes(&[Role::Client]),
         ("dida.execution.v1.Worker", "HandOff") => nodes(&[Role::Scheduler, Role::Worker]),
         (
             "dida.execution.v1.Scheduler",

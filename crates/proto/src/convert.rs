@@ -1,8 +1,12 @@
 //! Conversions between wire messages and the core types, in one place so that every
 //! role validates incoming records the same way.
 
+use dida_core::cluster::{check_cluster_id, ClusterMember};
 use dida_core::limits::{check_key, check_value};
-use dida_core::{Liveness, MemberState, MemberStates, Membership, Record, Version};
+use dida_core::membership::{check_node_id, NodeUrl};
+use dida_core::{
+    ClusterConfig, Liveness, MemberState, MemberStates, Membership, Record, Standing, Version,
+};
 
 use crate::storage as wire;
 
@@ -82,6 +86,78 @@ pub fn liveness_from_wire(liveness: wire::Liveness) -> Liveness {
         wire::Liveness::Alive => Liveness::Alive,
         wire::Liveness::Failed => Liveness::Failed,
     }
+}
+
+/// A standing on the wire.
+pub fn standing_to_wire(standing: Standing) -> wire::Standing {
+    match standing {
+        Standing::Active => wire::Standing::Active,
+        Standing::Leaving => wire::Standing::Leaving,
+        Standing::Removed => wire::Standing::Removed,
+    }
+}
+
+/// A cluster configuration on the wire.
+pub fn config_to_wire(config: &ClusterConfig) -> wire::ClusterConfig {
+    wire::ClusterConfig {
+        cluster_id: config.cluster_id.clone(),
+        epoch: config.epoch,
+        members: config
+            .members
+            .iter()
+            .map(|m| wire::ClusterMember {
+                id: m.id.clone(),
+                url: m.url.clone(),
+                standing: standing_to_wire(m.standing) as i32,
+            })
+            .collect(),
+    }
+}
+
+/// Most members a configuration on the wire may list: far above any real cluster,
+/// low enough that a forged one cannot make a node build a huge ring.
+pub const MAX_CONFIG_MEMBERS: usize = 1024;
+
+/// A cluster configuration from the wire, checked whole: a valid cluster id, 1 to
+/// [`MAX_CONFIG_MEMBERS`] members with valid, distinct ids and URLs and known
+/// standings. Why it was refused otherwise.
+pub fn config_from_wire(config: wire::ClusterConfig) -> Result<ClusterConfig, String> {
+    check_cluster_id(&config.cluster_id).map_err(|e| format!("cluster id: {e}"))?;
+    if config.members.is_empty() || config.members.len() > MAX_CONFIG_MEMBERS {
+        return Err(format!(
+            "a configuration lists 1 to {MAX_CONFIG_MEMBERS} members, not {}",
+            config.members.len()
+        ));
+    }
+    let mut members: Vec<ClusterMember> = Vec::with_capacity(config.members.len());
+    for member in config.members {
+        check_node_id(&member.id).map_err(|e| e.to_string())?;
+        let url = NodeUrl::parse(&member.url).map_err(|e| e.to_string())?;
+        let standing = match wire::Standing::try_from(member.standing) {
+            Ok(wire::Standing::Active) => Standing::Active,
+            Ok(wire::Standing::Leaving) => Standing::Leaving,
+            Ok(wire::Standing::Removed) => Standing::Removed,
+            Err(_) => {
+                return Err(format!(
+                    "unknown standing {} of {}",
+                    member.standing, member.id
+                ))
+            }
+        };
+        if members.iter().any(|m| m.id == member.id) {
+            return Err(format!("member {:?} is listed twice", member.id));
+        }
+        members.push(ClusterMember {
+            id: member.id,
+            url: url.to_string(),
+            standing,
+        });
+    }
+    Ok(ClusterConfig {
+        cluster_id: config.cluster_id,
+        epoch: config.epoch,
+        members,
+    })
 }
 
 /// Every member's state on the wire, named by id.

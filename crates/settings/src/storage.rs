@@ -62,9 +62,16 @@ pub struct StorageSettings {
     #[arg(long, env = "DIDA_STORAGE_GOSSIP_DELAY", default_value_t = 0,
           value_parser = values::gossip_delay_ms())]
     pub gossip_delay: u64,
-    /// Every storage node: ID=URL,ID=URL,… (this node may be omitted).
+    /// Every storage node: ID=URL,ID=URL,… (this node may be omitted). Every node
+    /// of a cluster is started with the same list, members removed since
+    /// (`dida cluster remove`) included: it fixes each member's replica number.
     #[arg(long, env = "DIDA_STORAGE_PEERS", value_parser = values::membership())]
     pub peers: String,
+    /// Names the cluster: a membership request naming another cluster is refused
+    /// (letters, digits, '-', '_', '.'; default: derived from --peers, so every
+    /// node started with the same list agrees).
+    #[arg(long, env = "DIDA_STORAGE_CLUSTER_ID", value_parser = values::node_id())]
+    pub cluster_id: Option<String>,
     /// Distinct nodes holding each key (1 to the number of storage nodes; default 3,
     /// or the number of nodes if fewer).
     #[arg(long, env = "DIDA_STORAGE_REPLICATION_FACTOR", value_parser = values::positive::<usize>())]
@@ -191,6 +198,7 @@ impl RoleSettings for StorageSettings {
             .value("url", &self.url)
             .value("gossip-delay", self.gossip_delay)
             .value("peers", &self.peers)
+            .optional("cluster-id", self.cluster_id.as_ref())
             .optional("replication-factor", self.replication_factor)
             .value("max-versions", self.max_versions)
             .value("write-acks", self.write_acks)
@@ -265,6 +273,7 @@ mod tests {
             url: "http://127.0.0.1:7001".into(),
             gossip_delay: 7,
             peers: PEERS.into(),
+            cluster_id: Some("blue".into()),
             replication_factor: Some(2),
             max_versions: 9,
             write_acks: 2,

@@ -161,6 +161,7 @@ impl Forger {
                 let probe = ProbeRequest {
                     from: from.to_string(),
                     view,
+                    config_epoch: 0,
                 };
                 let answer = node.probe(probe).await.map(|_| ());
                 self.judge(&node, what, answer);

@@ -63,6 +63,7 @@ async fn declare_all(cluster: &Cluster, rng: &mut StdRng, clock: RunClock) -> Ve
         let probe = ProbeRequest {
             from: nodes[from].id().to_string(),
             view,
+            config_epoch: 0,
         };
         let mut fault = Fault::new(
             FaultKind::Declare,

@@ -17,9 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dida_proto::storage::{
-    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, HandbackReply, HandbackRequest,
-    ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply,
-    ReadRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
+    ConfigAcceptReply, ConfigAcceptRequest, ConfigCommitReply, ConfigCommitRequest,
+    ConfigPrepareReply, ConfigPrepareRequest, DigestReply, DigestRequest, FetchKeyReply,
+    FetchKeyRequest, HandbackReply, HandbackRequest, ProbeForReply, ProbeForRequest, ProbeReply,
+    ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
+    UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
 use dida_storage::{Node, PeerTransport};
 use rand::rngs::StdRng;
@@ -368,6 +370,30 @@ impl PeerTransport for SimTransport {
 
     async fn handback(&self, to: usize, request: HandbackRequest) -> Result<HandbackReply, Status> {
         relay!(self, to, "handback", true, request, handback)
+    }
+
+    async fn config_prepare(
+        &self,
+        to: usize,
+        request: ConfigPrepareRequest,
+    ) -> Result<ConfigPrepareReply, Status> {
+        relay!(self, to, "config-prepare", false, request, config_prepare)
+    }
+
+    async fn config_accept(
+        &self,
+        to: usize,
+        request: ConfigAcceptRequest,
+    ) -> Result<ConfigAcceptReply, Status> {
+        relay!(self, to, "config-accept", false, request, config_accept)
+    }
+
+    async fn config_commit(
+        &self,
+        to: usize,
+        request: ConfigCommitRequest,
+    ) -> Result<ConfigCommitReply, Status> {
+        relay!(self, to, "config-commit", true, request, config_commit)
     }
 
     async fn read(&self, to: usize, request: ReadRequest) -> Result<ReadReply, Status> {

@@ -22,6 +22,7 @@
 
 pub mod registry;
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -271,9 +272,10 @@ pub struct ReplicaRead {
 pub struct StorageClient {
     membership: Membership,
     config: ClientConfig,
-    /// Every node's incarnation and liveness as last heard, and the ring of those
-    /// alive.
-    view: RwLock<(MemberStates, Arc<Ring>)>,
+    /// Every node's incarnation and liveness as last heard, the ring of those
+    /// alive, and the members the cluster's configuration took out of every ring
+    /// for good (leaving or removed, `dida cluster remove`).
+    view: RwLock<(MemberStates, Arc<Ring>, BTreeSet<usize>)>,
     nodes: Vec<GrpcClient<NodeChannel>>,
     /// Each node's URL, as the key of its `Calls` stream.
     urls: Vec<String>,
@@ -348,7 +350,11 @@ impl StorageClient {
             _stop: stop_signal,
             membership,
             config,
-            view: RwLock::new((MemberStates::assumed(nodes_len), Arc::new(ring))),
+            view: RwLock::new((
+                MemberStates::assumed(nodes_len),
+                Arc::new(ring),
+                BTreeSet::new(),
+            )),
             nodes,
             next_read: AtomicUsize::new(0),
         })
@@ -385,8 +391,14 @@ impl StorageClient {
             let Ok(reply) = self.nodes[node].clone().view(ViewRequest {}).await else {
                 continue;
             };
-            let states = view_from_wire(&self.membership, &reply.into_inner().members);
-            return self.learn(states);
+            let reply = reply.into_inner();
+            let states = view_from_wire(&self.membership, &reply.members);
+            let departed = reply
+                .departed
+                .iter()
+                .filter_map(|id| self.membership.index_of(id).ok())
+                .collect();
+            return self.learn(states, departed);
         }
         false
     }
@@ -406,18 +418,35 @@ impl StorageClient {
         }
     }
 
-    /// Merges `states` into the view; true if it changed.
-    fn learn(&self, states: Vec<(usize, MemberState)>) -> bool {
+    /// Merges `states` and the `departed` members into the view; true if it
+    /// changed. A departed member never comes back: its id is not reused.
+    fn learn(&self, states: Vec<(usize, MemberState)>, departed: BTreeSet<usize>) -> bool {
         let mut view = self.view.write().expect("view lock poisoned");
         let mut changed = false;
         for (node, state) in states {
             changed |= view.0.merge(node, state);
         }
+        for node in departed {
+            changed |= view.2.insert(node);
+        }
         if !changed {
             return false;
         }
         let ids: Vec<&str> = self.membership.ids().collect();
-        let members = view.0.clone();
+        let departed = view.2.clone();
+        let mut members = view.0.clone();
+        // A departed member counts as failed here: out of the ring whatever its
+        // liveness, and never the one to fall back to.
+        for &node in &departed {
+            let known = members.get(node);
+            members.merge(
+                node,
+                MemberState {
+                    incarnation: known.incarnation,
+                    liveness: Liveness::Failed,
+                },
+            );
+        }
         // Never an empty ring: with every node out of it (all joining at a cold
         // start), route to those not failed, or else to all — a joining node
         // forwards, and any node answers with a clear error.
@@ -771,7 +800,7 @@ impl StorageClient {
             }
             let Some(missing) = missing else {
                 for states in views {
-                    self.learn(states);
+                    self.learn(states, BTreeSet::new());
                 }
                 return Ok(());
             };

@@ -121,7 +121,7 @@ pub(crate) fn answer_digests(
         .map_err(refused)?;
     let view = state.view().current();
     let ring = view.ring.clone();
-    if request.handoff && view.out.contains(&sender) {
+    if request.handoff && !view.may_hand_off(sender) {
         return Err(Status::failed_precondition(format!(
             "node {} counts node {} out of its ring, so it has nothing to hand off; \
              comparison refused",

@@ -191,6 +191,11 @@ impl Storage for StorageApi {
             failed: state.out_of_ring_ids(),
             epoch: view.epoch,
             members: view_to_wire(&state.config().membership, &view.members),
+            departed: view
+                .departed
+                .iter()
+                .map(|&n| state.id_of(n).to_string())
+                .collect(),
         }))
     }
 }

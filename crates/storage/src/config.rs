@@ -20,6 +20,9 @@ pub struct StorageConfig {
     pub id: String,
     /// Every storage node of the cluster, this one included.
     pub membership: Membership,
+    /// Names the cluster (`--cluster-id`): a configuration or request naming
+    /// another is refused. [`StorageConfig::new`] derives it from the membership.
+    pub cluster_id: String,
     /// How long every gossip message this node sends waits before leaving.
     pub gossip_delay: Duration,
     /// How many distinct nodes hold each key.
@@ -155,6 +158,7 @@ impl StorageConfig {
     pub fn new(id: impl Into<String>, membership: Membership) -> Self {
         Self {
             id: id.into(),
+            cluster_id: dida_core::cluster::derived_cluster_id(&membership),
             membership,
             gossip_delay: Duration::ZERO,
             replication_factor: 3,
@@ -181,6 +185,7 @@ impl StorageConfig {
     /// Checks the settings against each other.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.membership.index_of(&self.id)?;
+        dida_core::cluster::check_cluster_id(&self.cluster_id)?;
         for (flag, count) in [
             ("--replication-factor", self.replication_factor),
             ("--max-versions", self.max_versions),

@@ -349,13 +349,12 @@ pub(crate) fn receive_push(
         } else {
             view.ring.clone()
         };
-        if handoff && view.out.contains(&sender) {
-            // A handoff comes from a node in the ring that holds ranges it no
-            // longer replicates; one out of it (failed, joining) holds nothing it
-            // may hand off (D2 fences it like any push).
+        if handoff && !view.may_hand_off(sender) {
+            // A handoff comes from a node alive in the ring, or leaving it, that
+            // holds ranges it no longer replicates (`View::may_hand_off`).
             return Err(Status::failed_precondition(format!(
-                "node {} refused a handoff from {from}: {from} is out of its ring (epoch \
-                 {}); nothing was stored",
+                "node {} refused a handoff from {from}: {from} is not alive in its view \
+                 (epoch {}); nothing was stored",
                 state.id(),
                 view.epoch,
             )));

@@ -11,9 +11,11 @@ use dida_proto::reserved::RESERVED_WRITER_HEADER;
 use dida_proto::storage::replication_client::ReplicationClient;
 use dida_proto::storage::storage_client::StorageClient;
 use dida_proto::storage::{
-    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, HandbackReply, HandbackRequest,
-    ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply,
-    ReadRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
+    ConfigAcceptReply, ConfigAcceptRequest, ConfigCommitReply, ConfigCommitRequest,
+    ConfigPrepareReply, ConfigPrepareRequest, DigestReply, DigestRequest, FetchKeyReply,
+    FetchKeyRequest, HandbackReply, HandbackRequest, ProbeForReply, ProbeForRequest, ProbeReply,
+    ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
+    UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
 use dida_proto::transport::NodeChannel;
 use dida_proto::transport::{lazy_channel, lazy_channel_with_headers, MAX_MESSAGE_BYTES};
@@ -139,6 +141,42 @@ impl PeerTransport for GrpcPeers {
 
     async fn handback(&self, to: usize, request: HandbackRequest) -> Result<HandbackReply, Status> {
         Ok(self.replication(to)?.handback(request).await?.into_inner())
+    }
+
+    async fn config_prepare(
+        &self,
+        to: usize,
+        request: ConfigPrepareRequest,
+    ) -> Result<ConfigPrepareReply, Status> {
+        Ok(self
+            .replication(to)?
+            .config_prepare(request)
+            .await?
+            .into_inner())
+    }
+
+    async fn config_accept(
+        &self,
+        to: usize,
+        request: ConfigAcceptRequest,
+    ) -> Result<ConfigAcceptReply, Status> {
+        Ok(self
+            .replication(to)?
+            .config_accept(request)
+            .await?
+            .into_inner())
+    }
+
+    async fn config_commit(
+        &self,
+        to: usize,
+        request: ConfigCommitRequest,
+    ) -> Result<ConfigCommitReply, Status> {
+        Ok(self
+            .replication(to)?
+            .config_commit(request)
+            .await?
+            .into_inner())
     }
 
     async fn read(&self, to: usize, request: ReadRequest) -> Result<ReadReply, Status> {

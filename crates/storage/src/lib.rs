@@ -16,8 +16,8 @@
 //! - [`node`]: start-up and shutdown of a serving node, in-process or as a
 //!   process; `node_core`: the [`Node`] itself — the parts each protocol works
 //!   with, and the entry point of every message, handed to its protocol;
-//! - `api` and `peer_service`: the client-facing and the peer-facing gRPC
-//!   services, thin adapters that authorize a call and hand it to the node;
+//! - `api`, `peer_service` and `membership_service`: the client-facing, the
+//!   peer-facing and the operator-facing gRPC services, thin adapters that authorize a call and hand it to the node;
 //!   [`listing`]: `ListRecords`, streamed in pages of bounded size;
 //! - `peering`: the narrow context the protocols share — identity, view, transport,
 //!   counters — and `lifecycle`, the node's incarnation, fence and catch-up mark
@@ -43,6 +43,9 @@
 //!   indirect probes, the answers to both, and the view — every member's
 //!   incarnation and liveness — from which the ring of the alive nodes follows
 //!   (SPEC §2.5);
+//! - `reconfig` (over `consensus`: single-decree Paxos per epoch as plain
+//!   functions, and the acceptor's state on disk): members leave a running
+//!   cluster through a configuration decided by consensus, one epoch at a time;
 //! - `rejoin` (with `handback`, the peers' side, and `divergence`): a node
 //!   (re)starting, or starting over after being declared failed, joins as a new
 //!   incarnation and catches up before it leads its keys again.
@@ -53,6 +56,7 @@ mod anti_entropy;
 mod api;
 mod arcs;
 pub mod config;
+mod consensus;
 mod data_dir;
 mod detector;
 mod digest;
@@ -63,11 +67,13 @@ mod grpc_peers;
 mod handoff;
 mod lifecycle;
 pub mod listing;
+mod membership_service;
 mod metrics;
 pub mod node;
 mod node_core;
 mod peer_service;
 mod peering;
+mod reconfig;
 mod rejoin;
 mod routing;
 mod stats;

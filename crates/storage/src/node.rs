@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dida_proto::server::{bind, wait_for_termination, ServerHandle};
+use dida_proto::storage::membership_server::MembershipServer;
 use dida_proto::storage::replication_server::ReplicationServer;
 use dida_proto::storage::storage_server::StorageServer;
 use dida_proto::transport::MAX_MESSAGE_BYTES;
@@ -20,6 +21,7 @@ use crate::api::StorageApi;
 use crate::config::StorageConfig;
 use crate::error::{ConfigError, StorageError};
 use crate::grpc_peers::GrpcPeers;
+use crate::membership_service::MembershipService;
 use crate::metrics::{self, StorageCollector};
 use crate::node_core::Node;
 use crate::peer_service::ReplicationService;
@@ -42,6 +44,12 @@ impl NodeHandle {
     /// Where the node serves `/metrics`, `/healthz` and `/readyz`, if it does.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Becomes true once the cluster removed this node (`dida cluster remove`): it
+    /// has handed its records off, and its process should stop.
+    pub fn departed(&self) -> watch::Receiver<bool> {
+        self.node.departed()
     }
 
     /// The node's store, for in-process inspection (tests, embedding).
@@ -80,6 +88,7 @@ pub async fn start(
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let membership = MembershipServer::new(MembershipService { node: node.clone() });
     let replication = ReplicationServer::new(ReplicationService { node: node.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -95,7 +104,8 @@ pub async fn start(
         .map_err(|e| StorageError::serve("set up its gRPC server", e))?
         .add_service(telemetry.health)
         .add_service(storage)
-        .add_service(replication);
+        .add_service(replication)
+        .add_service(membership);
     let mut tasks: Vec<_> = node
         .background_tasks()
         .into_iter()
@@ -122,7 +132,7 @@ pub async fn start(
 }
 
 /// Runs the `dida storage` process: binds the node's own URL and serves until
-/// Ctrl-C or SIGTERM.
+/// Ctrl-C or SIGTERM, or until the cluster removed it (`dida cluster remove`).
 pub async fn run(config: StorageConfig) -> Result<(), StorageError> {
     config.validate()?;
     let url = config
@@ -135,7 +145,12 @@ pub async fn run(config: StorageConfig) -> Result<(), StorageError> {
         .await
         .map_err(|e| StorageError::serve("bind its URL", e))?;
     let handle = start(config, listener).await?;
-    wait_for_termination().await;
-    info!("storage node stopping");
+    let mut departed = handle.departed();
+    tokio::select! {
+        () = wait_for_termination() => info!("storage node stopping"),
+        _ = departed.wait_for(|gone| *gone) => {
+            info!("removed from the cluster after handing every record off: stopping");
+        }
+    }
     handle.shutdown().await
 }

@@ -15,9 +15,11 @@ use std::sync::Arc;
 
 use dida_core::{MemberState, Ring};
 use dida_proto::storage::{
-    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, HandbackReply, HandbackRequest,
-    ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply,
-    ReadRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
+    ConfigAcceptReply, ConfigAcceptRequest, ConfigCommitReply, ConfigCommitRequest,
+    ConfigPrepareReply, ConfigPrepareRequest, DigestReply, DigestRequest, FetchKeyReply,
+    FetchKeyRequest, HandbackReply, HandbackRequest, MembersReply, ProbeForReply, ProbeForRequest,
+    ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, RemoveMemberReply,
+    RemoveMemberRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -31,6 +33,7 @@ use crate::error::StorageError;
 use crate::gossip::{self, Gossip};
 use crate::handoff::{self, Handoff};
 use crate::peering::Peering;
+use crate::reconfig;
 use crate::rejoin::{self, Joiner};
 use crate::routing;
 use crate::store::MultiVersionStore;
@@ -60,6 +63,8 @@ impl Node {
         transport: Arc<dyn PeerTransport>,
     ) -> Result<Self, StorageError> {
         let peering = Arc::new(Peering::new(config, transport)?);
+        // A configuration recovered from the data directory takes effect at once.
+        reconfig::apply_decided(&peering);
         let config = peering.config();
         let replica = config.membership.members()[peering.me()].replica;
         let store = Arc::new(MultiVersionStore::open(
@@ -104,6 +109,7 @@ impl Node {
             .boxed(),
         );
         tasks.push(detector::run(self.peering.clone(), self.detection.clone()).boxed());
+        tasks.push(reconfig::run(self.peering.clone(), self.store.clone()).boxed());
         tasks.push(
             rejoin::run(Joiner {
                 peering: self.peering.clone(),
@@ -197,6 +203,61 @@ impl Node {
     /// A rejoining peer's catch-up (`rejoin`).
     pub async fn handback(&self, request: HandbackRequest) -> Result<HandbackReply, Status> {
         rejoin::answer_handback(&self.peering, &self.store, request)
+    }
+
+    /// Reconfiguration's phase 1 from a proposing member (`reconfig`).
+    pub async fn config_prepare(
+        &self,
+        request: ConfigPrepareRequest,
+    ) -> Result<ConfigPrepareReply, Status> {
+        reconfig::answer_prepare(&self.peering, request)
+    }
+
+    /// Reconfiguration's phase 2 from a proposing member (`reconfig`).
+    pub async fn config_accept(
+        &self,
+        request: ConfigAcceptRequest,
+    ) -> Result<ConfigAcceptReply, Status> {
+        reconfig::answer_accept(&self.peering, request)
+    }
+
+    /// A decided configuration from a member (`reconfig`).
+    pub async fn config_commit(
+        &self,
+        request: ConfigCommitRequest,
+    ) -> Result<ConfigCommitReply, Status> {
+        reconfig::answer_commit(&self.peering, request)
+    }
+
+    /// The cluster's configuration as this node knows it, and its view
+    /// (`dida cluster members`).
+    pub fn members(&self) -> MembersReply {
+        reconfig::members(&self.peering)
+    }
+
+    /// An operator asking that member `id` leave: decided with the other members
+    /// (`reconfig`), or refused with the reason.
+    pub async fn remove_member(
+        &self,
+        request: RemoveMemberRequest,
+    ) -> Result<RemoveMemberReply, Status> {
+        let config = reconfig::remove_member(&self.peering, &request.id, &request.cluster_id)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(RemoveMemberReply {
+            config: Some(dida_proto::convert::config_to_wire(&config)),
+        })
+    }
+
+    /// The cluster's decided configuration.
+    pub fn cluster_config(&self) -> dida_core::ClusterConfig {
+        self.peering.cluster().decided()
+    }
+
+    /// Becomes true once the cluster removed this node: it has handed its records
+    /// off and should stop.
+    pub fn departed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.peering.departed()
     }
 
     /// A new primary's pull of a key it takes over (`write_path`).

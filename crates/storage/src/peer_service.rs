@@ -8,8 +8,10 @@ use std::sync::Arc;
 use dida_proto::authorize::check_speaks_for;
 use dida_proto::storage::replication_server::Replication;
 use dida_proto::storage::{
-    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, HandbackReply, HandbackRequest,
-    ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest,
+    ConfigAcceptReply, ConfigAcceptRequest, ConfigCommitReply, ConfigCommitRequest,
+    ConfigPrepareReply, ConfigPrepareRequest, DigestReply, DigestRequest, FetchKeyReply,
+    FetchKeyRequest, HandbackReply, HandbackRequest, ProbeForReply, ProbeForRequest, ProbeReply,
+    ProbeRequest, PushReply, PushRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -79,6 +81,39 @@ impl Replication for ReplicationService {
         check_speaks_for(&request, &request.get_ref().from)?;
         self.node
             .fetch_key(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn config_prepare(
+        &self,
+        request: Request<ConfigPrepareRequest>,
+    ) -> Result<Response<ConfigPrepareReply>, Status> {
+        check_speaks_for(&request, &request.get_ref().from)?;
+        self.node
+            .config_prepare(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn config_accept(
+        &self,
+        request: Request<ConfigAcceptRequest>,
+    ) -> Result<Response<ConfigAcceptReply>, Status> {
+        check_speaks_for(&request, &request.get_ref().from)?;
+        self.node
+            .config_accept(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn config_commit(
+        &self,
+        request: Request<ConfigCommitRequest>,
+    ) -> Result<Response<ConfigCommitReply>, Status> {
+        check_speaks_for(&request, &request.get_ref().from)?;
+        self.node
+            .config_commit(request.into_inner())
             .await
             .map(Response::new)
     }

@@ -8,16 +8,18 @@
 
 use std::sync::{Arc, Mutex};
 
+use dida_core::ClusterConfig;
 use dida_core::{Liveness, MemberState, Ring};
 use dida_proto::convert::view_to_wire;
 use dida_proto::storage::MemberView;
 use tokio::sync::futures::Notified;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tonic::Status;
 use tracing::{error, info, warn};
 
 use crate::config::StorageConfig;
-use crate::error::ConfigError;
+use crate::consensus::ClusterState;
+use crate::error::{ConfigError, StorageError};
 use crate::lifecycle::Lifecycle;
 use crate::stats::{self, MembershipStats, ReplicationStats};
 use crate::transport::PeerTransport;
@@ -48,6 +50,10 @@ pub(crate) struct Peering {
     transport: Arc<dyn PeerTransport>,
     stats: ReplicationStats,
     membership_stats: MembershipStats,
+    /// The cluster's decided configuration and this node's acceptor (`reconfig`).
+    cluster: ClusterState,
+    /// Set once the cluster removed this node (`reconfig`): it stops serving.
+    departed: watch::Sender<bool>,
 }
 
 impl Peering {
@@ -55,9 +61,16 @@ impl Peering {
     pub fn new(
         config: StorageConfig,
         transport: Arc<dyn PeerTransport>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, StorageError> {
         config.validate()?;
-        let me = config.membership.index_of(&config.id)?;
+        let me = config
+            .membership
+            .index_of(&config.id)
+            .map_err(ConfigError::from)?;
+        let cluster = ClusterState::open(
+            ClusterConfig::initial(config.cluster_id.clone(), &config.membership),
+            config.data_dir.as_deref(),
+        )?;
         Ok(Self {
             me,
             view: ViewCell::new(
@@ -76,8 +89,26 @@ impl Peering {
             transport,
             stats: ReplicationStats::default(),
             membership_stats: MembershipStats::default(),
+            cluster,
+            departed: watch::channel(false).0,
             config,
         })
+    }
+
+    /// The cluster's decided configuration and this node's acceptor.
+    pub fn cluster(&self) -> &ClusterState {
+        &self.cluster
+    }
+
+    /// Marks this node removed from the cluster: whoever waits on
+    /// [`Peering::departed`] (the serving process) stops it.
+    pub fn depart(&self) {
+        self.departed.send_replace(true);
+    }
+
+    /// Becomes true once the cluster removed this node.
+    pub fn departed(&self) -> watch::Receiver<bool> {
+        self.departed.subscribe()
     }
 
     /// The node's settings.
@@ -157,11 +188,12 @@ impl Peering {
             .collect()
     }
 
-    /// The peers `view` does not count failed — alive or joining (a snapshot the
+    /// The peers `view` does not count failed or removed — alive, joining or
+    /// leaving (a snapshot the
     /// caller also takes its ring or failed set from, so they agree).
     pub fn live_peers(&self, view: &View) -> Vec<usize> {
         (0..self.config.membership.len())
-            .filter(|&n| n != self.me && !view.is_failed(n))
+            .filter(|&n| n != self.me && !view.is_failed(n) && view.is_member(n))
             .collect()
     }
 

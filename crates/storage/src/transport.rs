@@ -11,9 +11,11 @@
 //! [`dida_proto::transport::is_connect_failure`] holds: it certainly had no effect.
 
 use dida_proto::storage::{
-    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, HandbackReply, HandbackRequest,
-    ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply,
-    ReadRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
+    ConfigAcceptReply, ConfigAcceptRequest, ConfigCommitReply, ConfigCommitRequest,
+    ConfigPrepareReply, ConfigPrepareRequest, DigestReply, DigestRequest, FetchKeyReply,
+    FetchKeyRequest, HandbackReply, HandbackRequest, ProbeForReply, ProbeForRequest, ProbeReply,
+    ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
+    UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
 use tonic::Status;
 
@@ -35,6 +37,24 @@ pub trait PeerTransport: Send + Sync + std::fmt::Debug + 'static {
     /// A rejoining node's catch-up: the peer adopts its view and returns its
     /// records of the ranges whose digests differ.
     async fn handback(&self, to: usize, request: HandbackRequest) -> Result<HandbackReply, Status>;
+    /// Reconfiguration's phase 1 (`reconfig`).
+    async fn config_prepare(
+        &self,
+        to: usize,
+        request: ConfigPrepareRequest,
+    ) -> Result<ConfigPrepareReply, Status>;
+    /// Reconfiguration's phase 2.
+    async fn config_accept(
+        &self,
+        to: usize,
+        request: ConfigAcceptRequest,
+    ) -> Result<ConfigAcceptReply, Status>;
+    /// A decided configuration, for a member that may not know it.
+    async fn config_commit(
+        &self,
+        to: usize,
+        request: ConfigCommitRequest,
+    ) -> Result<ConfigCommitReply, Status>;
     /// A client read forwarded to a replica of its key.
     async fn read(&self, to: usize, request: ReadRequest) -> Result<ReadReply, Status>;
     /// A client write forwarded to its key's primary.

@@ -22,13 +22,31 @@ pub(crate) struct View {
     pub epoch: u64,
     /// Every member's incarnation and liveness.
     pub members: MemberStates,
-    /// Indices of the members out of the ring (failed or joining).
+    /// Indices of the members out of the ring (failed, joining, or departed).
     pub out: BTreeSet<usize>,
+    /// Indices of the members the cluster's configuration takes out of every ring
+    /// (leaving or removed, `reconfig`), whatever their liveness.
+    pub departed: BTreeSet<usize>,
+    /// Of those, the removed ones: no longer peers at all (not probed, not synced).
+    pub removed: BTreeSet<usize>,
     /// The ring of the alive members.
     pub ring: Arc<Ring>,
 }
 
 impl View {
+    /// Whether `node` is still a peer: not removed from the cluster.
+    pub fn is_member(&self, node: usize) -> bool {
+        !self.removed.contains(&node)
+    }
+
+    /// Whether `node` may hand records off to this node: a member alive in this
+    /// view, in the ring or leaving it by the configuration's say. One out of the
+    /// ring for its liveness (failed, joining) holds nothing it may hand off (D2
+    /// fences it like any push).
+    pub fn may_hand_off(&self, node: usize) -> bool {
+        self.is_member(node) && self.members.get(node).in_ring()
+    }
+
     /// Whether `node` was declared failed in its current incarnation.
     pub fn is_failed(&self, node: usize) -> bool {
         self.members.get(node).liveness == Liveness::Failed
@@ -80,13 +98,15 @@ impl ViewCell {
             current: RwLock::new(Arc::new(View {
                 epoch: 0,
                 out: BTreeSet::new(),
+                departed: BTreeSet::new(),
+                removed: BTreeSet::new(),
                 members: members.clone(),
                 ring: initial_ring.clone(),
             })),
             initial_ring,
             history: Mutex::new(Vec::new()),
         };
-        let view = cell.build(0, members);
+        let view = cell.build(0, members, BTreeSet::new(), BTreeSet::new());
         cell.record(&view);
         *cell.current.write().expect("view lock poisoned") = Arc::new(view);
         cell
@@ -110,8 +130,17 @@ impl ViewCell {
                 .all(|(_, ring)| ring.primary(key) == Some(node))
     }
 
-    fn build(&self, epoch: u64, members: MemberStates) -> View {
-        let out: BTreeSet<usize> = members.out_of_ring().collect();
+    fn build(
+        &self,
+        epoch: u64,
+        members: MemberStates,
+        departed: BTreeSet<usize>,
+        removed: BTreeSet<usize>,
+    ) -> View {
+        let out: BTreeSet<usize> = members
+            .out_of_ring()
+            .chain(departed.iter().copied())
+            .collect();
         let ring = if out.is_empty() {
             self.initial_ring.clone()
         } else {
@@ -126,6 +155,8 @@ impl ViewCell {
             epoch,
             members,
             out,
+            departed,
+            removed,
             ring,
         }
     }
@@ -136,9 +167,14 @@ impl ViewCell {
     }
 
     /// The ring of `view` if `node` were alive in it: the ring a joining node
-    /// catches up for.
+    /// catches up for (a departed node stays out: it catches up for nothing).
     pub fn ring_with_alive(&self, view: &View, node: usize) -> Arc<Ring> {
-        let out: BTreeSet<usize> = view.out.iter().copied().filter(|&n| n != node).collect();
+        let out: BTreeSet<usize> = view
+            .out
+            .iter()
+            .copied()
+            .filter(|&n| n != node || view.departed.contains(&n))
+            .collect();
         if out.is_empty() {
             return self.initial_ring.clone();
         }
@@ -190,7 +226,35 @@ impl ViewCell {
         if !changed {
             return None;
         }
-        let view = Arc::new(self.build(current.epoch + 1, members));
+        let view = Arc::new(self.build(
+            current.epoch + 1,
+            members,
+            current.departed.clone(),
+            current.removed.clone(),
+        ));
+        self.record(&view);
+        *current = view.clone();
+        Some(view)
+    }
+
+    /// Takes the members of `departed` out of every ring, and those of `removed`
+    /// out of the peers, as a newly decided configuration says (`reconfig`).
+    /// Returns the new view if anything changed.
+    pub fn set_departed(
+        &self,
+        departed: BTreeSet<usize>,
+        removed: BTreeSet<usize>,
+    ) -> Option<Arc<View>> {
+        let mut current = self.current.write().expect("view lock poisoned");
+        if current.departed == departed && current.removed == removed {
+            return None;
+        }
+        let view = Arc::new(self.build(
+            current.epoch + 1,
+            current.members.clone(),
+            departed,
+            removed,
+        ));
         self.record(&view);
         *current = view.clone();
         Some(view)

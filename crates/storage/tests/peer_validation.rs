@@ -15,10 +15,12 @@ use std::time::Duration;
 use dida_core::version::VersionError;
 use dida_core::{MemberState, Membership, Record, Ring, Version};
 use dida_proto::storage::{
-    DigestReply, DigestRequest, FetchKeyReply, FetchKeyRequest, HandbackReply, HandbackRequest,
-    Liveness as WireLiveness, MemberView, ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest,
-    PushReply, PushRequest, RangeDigest, ReadReply, ReadRequest, Record as WireRecord,
-    UpdateIfValueIsReply, UpdateIfValueIsRequest, Version as WireVersion, WriteReply, WriteRequest,
+    ConfigAcceptReply, ConfigAcceptRequest, ConfigCommitReply, ConfigCommitRequest,
+    ConfigPrepareReply, ConfigPrepareRequest, DigestReply, DigestRequest, FetchKeyReply,
+    FetchKeyRequest, HandbackReply, HandbackRequest, Liveness as WireLiveness, MemberView,
+    ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest, RangeDigest,
+    ReadReply, ReadRequest, Record as WireRecord, UpdateIfValueIsReply, UpdateIfValueIsRequest,
+    Version as WireVersion, WriteReply, WriteRequest,
 };
 use dida_storage::{Node, PeerTransport, StorageConfig};
 use tonic::{Code, Status};
@@ -58,6 +60,27 @@ impl PeerTransport for NoPeers {
         Err(refused())
     }
     async fn handback(&self, _: usize, _: HandbackRequest) -> Result<HandbackReply, Status> {
+        Err(refused())
+    }
+    async fn config_prepare(
+        &self,
+        _: usize,
+        _: ConfigPrepareRequest,
+    ) -> Result<ConfigPrepareReply, Status> {
+        Err(refused())
+    }
+    async fn config_accept(
+        &self,
+        _: usize,
+        _: ConfigAcceptRequest,
+    ) -> Result<ConfigAcceptReply, Status> {
+        Err(refused())
+    }
+    async fn config_commit(
+        &self,
+        _: usize,
+        _: ConfigCommitRequest,
+    ) -> Result<ConfigCommitReply, Status> {
         Err(refused())
     }
     async fn read(&self, _: usize, _: ReadRequest) -> Result<ReadReply, Status> {
@@ -304,6 +327,7 @@ async fn a_handoff_reaches_a_replica_only_from_a_member_in_its_ring() {
     let joining = ProbeRequest {
         from: "s2".to_string(),
         view: vec![entry("s2", 4, WireLiveness::Joining)],
+        config_epoch: 0,
     };
     node.probe(joining).await.unwrap();
     let before = snapshot(&node);
@@ -311,7 +335,7 @@ async fn a_handoff_reaches_a_replica_only_from_a_member_in_its_ring() {
         node.push(handoff("s2", 4, vec![wire_record(&not_senders, 2, 2)]))
             .await,
         Code::FailedPrecondition,
-        &["out of its ring", "nothing was stored"],
+        &["is not alive in its view", "nothing was stored"],
     );
     assert_eq!(snapshot(&node), before);
 }
@@ -325,11 +349,13 @@ async fn a_push_of_an_incarnation_declared_failed_is_refused() {
     let announced = ProbeRequest {
         from: "s2".to_string(),
         view: vec![entry("s2", 4, WireLiveness::Alive)],
+        config_epoch: 0,
     };
     node.probe(announced).await.unwrap();
     let declared = ProbeRequest {
         from: "s3".to_string(),
         view: vec![entry("s2", 4, WireLiveness::Failed)],
+        config_epoch: 0,
     };
     node.probe(declared).await.unwrap();
     let before = snapshot(&node);
@@ -423,6 +449,7 @@ async fn a_probe_is_believed_only_from_a_member_naming_members() {
         let probe = ProbeRequest {
             from: from.to_string(),
             view,
+            config_epoch: 0,
         };
         assert_refused(
             node.probe(probe).await,
@@ -435,6 +462,7 @@ async fn a_probe_is_believed_only_from_a_member_naming_members() {
     let probe = ProbeRequest {
         from: "s2".to_string(),
         view: vec![entry("s3", 1, WireLiveness::Failed)],
+        config_epoch: 0,
     };
     node.probe(probe).await.unwrap();
     assert_eq!(node.failed_ids(), ["s3"]);
@@ -693,7 +721,11 @@ mod fuzz {
                         handoff
                     }
                 )),
-            (id(), view()).prop_map(|(from, view)| Message::Probe(ProbeRequest { from, view })),
+            (id(), view()).prop_map(|(from, view)| Message::Probe(ProbeRequest {
+                from,
+                view,
+                config_epoch: 0,
+            })),
             (id(), id(), 0u32..50).prop_map(|(from, target, timeout_ms)| Message::ProbeFor(
                 ProbeForRequest {
                     from,

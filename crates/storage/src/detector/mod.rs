@@ -94,6 +94,7 @@ use tonic::Status;
 use tracing::{info, warn};
 
 use crate::peering::Peering;
+use crate::reconfig;
 use crate::stats;
 use crate::validation::{self, Refusal};
 use crate::view::View;
@@ -247,7 +248,7 @@ impl Detector {
         let chosen = self
             .schedule
             .next(config.probe_fanout, state.incarnation(), |peer| {
-                config.fence || !failed.contains(&peer)
+                view.is_member(peer) && (config.fence || !failed.contains(&peer))
             });
         let targets = schedule::targets(&chosen, &self.suspicions.suspected(), &failed);
         let detection = &self.detection;
@@ -445,6 +446,7 @@ pub(crate) async fn probe(state: &Peering, peer: usize, timeout: Duration) -> bo
     let request = ProbeRequest {
         from: state.id().to_string(),
         view: state.view_to_wire(),
+        config_epoch: state.cluster().decided().epoch,
     };
     match tokio::time::timeout(timeout, state.transport().probe(peer, request)).await {
         Ok(Ok(reply)) => {
@@ -452,6 +454,10 @@ pub(crate) async fn probe(state: &Peering, peer: usize, timeout: Duration) -> bo
                 // It answered, so it runs; what it says is not believed.
                 warn!(node = state.id(), peer = state.id_of(peer), reason = %refusal.0, "ignored the malformed view a probed peer answered with");
             }
+            // Within the probe's bound: a configuration to send it waits for the
+            // next probe rather than hold up the detector.
+            let _ = tokio::time::timeout(timeout, reconfig::learn_from_probe(state, peer, &reply))
+                .await;
             true
         }
         _ => false,
@@ -476,9 +482,12 @@ pub(crate) fn answer_probe(
     if !updates.is_empty() {
         state.learn(Some(from), updates);
     }
-    Ok(ProbeReply {
+    let mut reply = ProbeReply {
         view: state.view_to_wire(),
-    })
+        ..Default::default()
+    };
+    reconfig::offer(state, request.config_epoch, &mut reply);
+    Ok(reply)
 }
 
 /// Probes another node on a peer's behalf (`ProbeFor`), once

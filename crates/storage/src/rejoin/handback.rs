@@ -57,6 +57,9 @@ pub(crate) fn answer_handback(
         records: records.iter().map(record_to_wire).collect(),
         complete_ranges,
         view: state.view_to_wire(),
+        config: Some(dida_proto::convert::config_to_wire(
+            &state.cluster().decided(),
+        )),
     })
 }
 

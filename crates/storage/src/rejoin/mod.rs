@@ -322,6 +322,15 @@ async fn handback_from(
     };
     match state.transport().handback(peer, request).await {
         Ok(reply) => {
+            // A restarted node learns the membership changes it missed before it
+            // counts on its ring.
+            if let Some(config) = reply
+                .config
+                .clone()
+                .and_then(|c| dida_proto::convert::config_from_wire(c).ok())
+            {
+                crate::reconfig::learn(state, &config);
+            }
             let (records, complete_ranges, view) = match check_reply(
                 &state.config().membership,
                 initial,
@@ -445,6 +454,7 @@ mod tests {
             records: vec![record_to_wire(&record)],
             complete_ranges: ranges,
             view: Vec::new(),
+            config: None,
         };
         let (records, complete, view) =
             check_reply(&membership, &initial, &[range], reply(vec![range])).expect("valid");

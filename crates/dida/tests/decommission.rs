@@ -1,0 +1,301 @@
+//! Decommissioning storage nodes (issue 25), with real processes on loopback:
+//! `dida cluster remove` under concurrent writers and a compare-and-swap counter
+//! loses no acknowledged write, leaves every key on exactly its replicas among the
+//! members that stay, and stops the removed node; bad requests — an unknown node,
+//! another cluster, a second change while one is in motion, a removal below the
+//! replication factor — are refused with their reason and change nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dida_local_cluster::{ClusterSpec, LocalCluster};
+use serde_json::Value;
+
+mod support;
+use support::{dida, eventually, stderr, stdout};
+
+const REPLICATION_FACTOR: usize = 3;
+
+async fn cluster(nodes: usize) -> LocalCluster {
+    let cluster = LocalCluster::start(
+        dida(),
+        ClusterSpec {
+            nodes,
+            replication_factor: REPLICATION_FACTOR,
+            write_acks: 2,
+            ..ClusterSpec::default()
+        },
+    )
+    .await
+    .expect("the cluster starts");
+    cluster
+        .client()
+        .unwrap()
+        .wait_until_all_alive(Duration::from_secs(30))
+        .await
+        .expect("the cluster settles");
+    cluster
+}
+
+/// Runs `dida cluster ARGS --peers PEERS` to its end.
+async fn dida_cluster(peers: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(dida())
+        .arg("cluster")
+        .args(args)
+        .args(["--peers", peers])
+        .output()
+        .await
+        .expect("dida cluster runs")
+}
+
+/// `dida cluster members --json`.
+async fn members(peers: &str) -> Value {
+    let output = dida_cluster(peers, &["members", "--json"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(stdout(&output).trim()).expect("one JSON object")
+}
+
+fn state_of(members: &Value, id: &str) -> String {
+    members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .map(|m| m["state"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_node_hands_its_records_off_under_load_and_loses_nothing() {
+    let mut cluster = cluster(5).await;
+    let peers = cluster.peers().to_string();
+    let client = Arc::new(cluster.client().unwrap());
+
+    let before = members(&peers).await;
+    assert_eq!(before["epoch"], 0);
+    assert_eq!(state_of(&before, "s1"), "alive");
+
+    let mut acknowledged = BTreeMap::new();
+    for n in 0..1500 {
+        let (key, value) = (format!("pre-{n}"), format!("pre value {n}"));
+        client
+            .write(&key, &value)
+            .await
+            .expect("a write before the change");
+        acknowledged.insert(key, value);
+    }
+    client.write("counter", "0").await.unwrap();
+
+    // Two writers and a compare-and-swap counter run through the whole change.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (client, stop) = (client.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = BTreeMap::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let (key, value) = (format!("during-{w}-{n}"), format!("value {w} {n}"));
+                    if client.write(&key, &value).await.is_ok() {
+                        acknowledged.insert(key, value);
+                    }
+                    n += 1;
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let counter = {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            // Increments acknowledged, and those whose outcome is unknown (the
+            // call failed after it may have been applied).
+            let (mut increments, mut unknown) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Some(current)) = client.read("counter", None).await else {
+                    continue;
+                };
+                let next = (current.value.parse::<u64>().unwrap() + 1).to_string();
+                match client
+                    .update_if_value_is("counter", &current.value, &next)
+                    .await
+                {
+                    Ok(Some(_)) => increments += 1,
+                    Ok(None) => {}
+                    Err(_) => unknown += 1,
+                }
+            }
+            (increments, unknown)
+        })
+    };
+
+    let removal = dida_cluster(&peers, &["remove", "s1", "--json"]).await;
+    assert!(
+        removal.status.success(),
+        "remove: {}{}",
+        stdout(&removal),
+        stderr(&removal)
+    );
+    let events: Vec<Value> = stdout(&removal)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.first().unwrap()["state"], "leaving", "{events:?}");
+    assert_eq!(events.last().unwrap()["state"], "removed", "{events:?}");
+
+    stop.store(true, Ordering::Relaxed);
+    let mut during = 0;
+    for writer in writers {
+        let written = writer.await.unwrap();
+        during += written.len();
+        acknowledged.extend(written);
+    }
+    let (increments, unknown) = counter.await.unwrap();
+    eprintln!("{during} writes and {increments} increments acknowledged during the removal");
+    assert!(
+        during > 0 && increments > 0,
+        "the load ran through the change"
+    );
+
+    // The removed node stops by itself, successfully.
+    let status = eventually(Duration::from_secs(30), "s1 to stop", || {
+        let status = cluster.try_wait("s1").unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(status.success(), "s1 exited with {status}");
+    let after = members(&peers).await;
+    assert_eq!(after["epoch"], 2, "{after}");
+    assert_eq!(state_of(&after, "s1"), "removed");
+    for id in ["s2", "s3", "s4", "s5"] {
+        assert_eq!(state_of(&after, id), "alive", "{after}");
+    }
+
+    // Nothing acknowledged is lost, and the counter counted every increment.
+    client.refresh_view().await;
+    for (key, value) in &acknowledged {
+        let read = client
+            .read(key, None)
+            .await
+            .expect("a read after the removal");
+        assert_eq!(read.map(|r| r.value).as_ref(), Some(value), "{key}");
+    }
+    let counted: u64 = client
+        .read("counter", None)
+        .await
+        .unwrap()
+        .expect("the counter")
+        .value
+        .parse()
+        .unwrap();
+    assert!(
+        (increments..=increments + unknown).contains(&counted),
+        "the counter reads {counted} after {increments} acknowledged increments \
+         ({unknown} unknown): an increment was lost or applied twice"
+    );
+
+    // At rest every key is on exactly its three replicas among s2..s5.
+    let remaining = ["s2", "s3", "s4", "s5"];
+    let reported = AtomicBool::new(false);
+    let keys = acknowledged.len() + 1;
+    eventually(
+        Duration::from_secs(30),
+        "exactly 3 copies of every key",
+        || {
+            let (client, reported) = (&client, &reported);
+            async move {
+                let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+                for id in remaining {
+                    for record in client.list(id).await.ok()? {
+                        holders
+                            .entry(record.key)
+                            .or_default()
+                            .insert(id.to_string());
+                    }
+                }
+                let misplaced = holders
+                    .iter()
+                    .filter(|(key, held_by)| {
+                        let replicas: BTreeSet<String> =
+                            client.replicas(key).into_iter().map(String::from).collect();
+                        **held_by != replicas || replicas.len() != REPLICATION_FACTOR
+                    })
+                    .count();
+                if !reported.swap(true, Ordering::Relaxed) {
+                    eprintln!("{misplaced} of {} keys misplaced at first", holders.len());
+                }
+                (misplaced == 0 && holders.len() == keys).then_some(())
+            }
+        },
+    )
+    .await;
+
+    // Asking again, or for another cluster, is refused with the reason.
+    for (args, expected) in [
+        (vec!["remove", "s1"], "not a member"),
+        (vec!["remove", "s9"], "not a member"),
+        (
+            vec!["remove", "s2", "--cluster-id", "another"],
+            "meant for another cluster",
+        ),
+    ] {
+        let output = dida_cluster(&peers, &args).await;
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(
+        members(&peers).await["epoch"],
+        2,
+        "refusals changed nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_change_at_a_time_and_never_below_the_replication_factor() {
+    let cluster = cluster(4).await;
+    let peers = cluster.peers().to_string();
+
+    // s4 is paused: its removal is decided without it, but it cannot hand off
+    // and finish leaving until it runs again.
+    cluster.pause("s4").unwrap();
+    let leaving = dida_cluster(&peers, &["remove", "s4", "--no-wait"]).await;
+    assert!(leaving.status.success(), "{}", stderr(&leaving));
+    assert!(
+        stdout(&leaving).contains("s4 is leaving (epoch 1)"),
+        "{}",
+        stdout(&leaving)
+    );
+    let second = dida_cluster(&peers, &["remove", "s3"]).await;
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains("another membership change is in progress"),
+        "{}",
+        stderr(&second)
+    );
+
+    cluster.resume("s4").unwrap();
+    let done = dida_cluster(&peers, &["remove", "s4"]).await;
+    assert!(!done.status.success(), "s4 is already leaving");
+    eventually(Duration::from_secs(30), "s4 to be removed", || {
+        let peers = peers.clone();
+        async move { (state_of(&members(&peers).await, "s4") == "removed").then_some(()) }
+    })
+    .await;
+
+    let below = dida_cluster(&peers, &["remove", "s3"]).await;
+    assert!(!below.status.success());
+    assert!(
+        stderr(&below).contains("fewer than the replication factor 3"),
+        "{}",
+        stderr(&below)
+    );
+    let after = members(&peers).await;
+    assert_eq!(after["epoch"], 2);
+    assert_eq!(state_of(&after, "s3"), "alive");
+}
