@@ -11,6 +11,9 @@ use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
 
 use dida_local_cluster::LocalCluster;
+use dida_proto::storage::membership_client::MembershipClient;
+use dida_proto::storage::RemoveMemberRequest;
+use dida_proto::transport::lazy_channel;
 use dida_storage_client::StorageClient;
 use dida_verify::plan::{Fault, FaultKind, InjectError, Injector};
 use tokio::sync::mpsc::UnboundedSender;
@@ -21,6 +24,11 @@ use crate::survey::{self, Survey};
 /// How long a restarted node gets to answer its status before the restart counts as
 /// failed (it starts in well under a second; this covers a loaded machine).
 const RESTART_LIMIT: Duration = Duration::from_secs(10);
+/// The deadline of the request that a node leave: the nodes' own proposal
+/// deadline (10 s) and some.
+const LEAVE_CALL_DEADLINE: Duration = Duration::from_secs(15);
+/// How long a leaving node gets to hand its records off and stop.
+const LEAVE_LIMIT: Duration = Duration::from_secs(60);
 /// The deadline of each status call of a survey, and of a confirming ping.
 pub(crate) const SURVEY_DEADLINE: Duration = Duration::from_secs(1);
 /// The longest a pause takes to be confirmed (SIGSTOP takes effect as each thread
@@ -47,6 +55,8 @@ pub struct Processes {
     probe: StorageClient,
     /// The nodes killed and not started again (not asked in surveys).
     killed: SyncMutex<BTreeSet<String>>,
+    /// The nodes removed from the cluster (a leave): no longer members, not asked.
+    removed: SyncMutex<BTreeSet<String>>,
     /// Where each newly lost node is told (the timeline's watcher) until the last
     /// survey, and who was.
     losses: SyncMutex<Option<UnboundedSender<String>>>,
@@ -68,6 +78,7 @@ impl Processes {
             keeps_data,
             probe,
             killed: SyncMutex::default(),
+            removed: SyncMutex::default(),
             losses: SyncMutex::new(losses),
             reported: SyncMutex::default(),
         }
@@ -77,10 +88,26 @@ impl Processes {
         self.killed.lock().map(|k| k.clone()).unwrap_or_default()
     }
 
-    /// Asks every node not killed for its status; tells the watcher of nodes lost
+    /// The nodes removed from the cluster by a leave.
+    pub fn removed(&self) -> BTreeSet<String> {
+        self.removed.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The members: every node but those removed.
+    fn members(&self) -> Vec<String> {
+        let removed = self.removed();
+        self.ids
+            .iter()
+            .filter(|id| !removed.contains(*id))
+            .cloned()
+            .collect()
+    }
+
+    /// Asks every member not killed for its status; tells the watcher of nodes lost
     /// since the last survey.
     async fn survey(&self) -> Survey {
-        let survey = survey::survey(&self.probe, &self.ids, &self.killed(), SURVEY_DEADLINE).await;
+        let members = self.members();
+        let survey = survey::survey(&self.probe, &members, &self.killed(), SURVEY_DEADLINE).await;
         self.report(&survey.lost);
         survey
     }
@@ -209,6 +236,67 @@ impl Injector for Processes {
         self.cluster.lock().await.heal_all();
     }
 
+    async fn leave(&self, node: &str) -> Result<(), InjectError> {
+        let request = RemoveMemberRequest {
+            id: node.to_string(),
+            cluster_id: String::new(),
+        };
+        let killed = self.killed();
+        let askers: Vec<String> = {
+            let cluster = self.cluster.lock().await;
+            self.members()
+                .into_iter()
+                .filter(|id| id != node && !killed.contains(id))
+                .filter_map(|id| Some(cluster.membership().get(&id).ok()?.url.to_string()))
+                .collect()
+        };
+        let mut refusals = Vec::new();
+        let mut decided = false;
+        for url in askers {
+            let channel =
+                lazy_channel(&url, LEAVE_CALL_DEADLINE).map_err(|e| failed("remove", node, e))?;
+            match MembershipClient::new(channel)
+                .remove_member(request.clone())
+                .await
+            {
+                Ok(_) => {
+                    decided = true;
+                    break;
+                }
+                Err(status) => refusals.push(status.message().to_string()),
+            }
+        }
+        if !decided {
+            return Err(failed(
+                "remove",
+                node,
+                format!("no member decided it: {refusals:?}"),
+            ));
+        }
+        let started = tokio::time::Instant::now();
+        loop {
+            let exited = self.cluster.lock().await.try_wait(node);
+            match exited.map_err(|e| failed("remove", node, e))? {
+                Some(status) if status.success() => break,
+                Some(status) => {
+                    return Err(failed("remove", node, format!("it exited with {status}")))
+                }
+                None if started.elapsed() >= LEAVE_LIMIT => {
+                    return Err(failed(
+                        "remove",
+                        node,
+                        format!("it did not hand its records off and stop within {LEAVE_LIMIT:?}"),
+                    ))
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        if let Ok(mut removed) = self.removed.lock() {
+            removed.insert(node.to_string());
+        }
+        Ok(())
+    }
+
     async fn restart(&self, node: &str, keep_data: bool) -> Result<(), InjectError> {
         let mut cluster = self.cluster.lock().await;
         if keep_data && !self.keeps_data {
@@ -239,7 +327,7 @@ impl Injector for Processes {
     /// would hold the call for a whole deadline past the fault's planned end.
     async fn declared_by(&self, node: &str) -> Vec<String> {
         let mut declaring = Vec::new();
-        for other in self.ids.iter().filter(|id| *id != node) {
+        for other in self.members().iter().filter(|id| *id != node) {
             let status = tokio::time::timeout(SURVEY_DEADLINE, self.probe.status(other)).await;
             if let Ok(Ok(status)) = status {
                 if status.failed.iter().any(|f| f == node) {

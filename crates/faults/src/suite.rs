@@ -439,10 +439,12 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     // Nodes killed, and nodes declared failed after a pause or partition: the latter
     // are fenced (or will be as soon as they hear of it) and no longer hold data
     // anyone reads.
+    // A node removed from the cluster (a leave) handed everything off and stopped.
     let lost = &survey.lost;
+    let removed = cluster.removed();
     let live: Vec<String> = all_nodes
         .iter()
-        .filter(|n| !lost.contains(*n))
+        .filter(|n| !lost.contains(*n) && !removed.contains(*n))
         .cloned()
         .collect();
     let reader = new_client(Duration::from_secs(5))?;
@@ -534,6 +536,7 @@ fn fault_marks(faults: &[Fault]) -> Vec<Mark> {
             FaultKind::Pause => (MarkEvent::Pause, Some(MarkEvent::Resume)),
             FaultKind::Partition => (MarkEvent::Partition, Some(MarkEvent::Heal)),
             FaultKind::Restart => (MarkEvent::Kill, Some(MarkEvent::Restart)),
+            FaultKind::Leave => (MarkEvent::Leave, Some(MarkEvent::Left)),
             FaultKind::Declare => continue,
         };
         let mut mark = Mark::at_ns(fault.at_ns, start, &fault.node);

@@ -36,6 +36,9 @@ pub struct Outcome<'a> {
     pub retired: &'a [Arc<Node>],
     /// Every node that was out of some running node's ring at some point.
     pub ever_lost: &'a BTreeSet<usize>,
+    /// The nodes removed from the cluster (a leave): stopped, no longer members,
+    /// having handed everything off.
+    pub removed: &'a BTreeSet<usize>,
     /// The replica number of each node (creators of versions).
     pub replicas: &'a [u32],
     /// Ring parameters shared by every node.
@@ -79,7 +82,7 @@ impl Outcome<'_> {
 
     /// D3 at the end: the running nodes' views converged — every running node is
     /// alive at its own incarnation (none still fenced or joining), every crashed
-    /// one is failed.
+    /// one is failed (removed members aside: no one watches them any more).
     fn views(&self, serving: &[usize], findings: &mut Vec<Finding>) {
         for (n, node) in self.nodes.iter().enumerate() {
             let crashed = self.processes[n].state() == ProcState::Crashed;
@@ -94,6 +97,9 @@ impl Outcome<'_> {
             for (member, (id, state)) in
                 self.nodes[observer].member_states().into_iter().enumerate()
             {
+                if self.removed.contains(&member) {
+                    continue;
+                }
                 let crashed = self.processes[member].state() == ProcState::Crashed;
                 let expected = if crashed {
                     state.liveness == Liveness::Failed
@@ -130,7 +136,7 @@ impl Outcome<'_> {
     /// may be used again.
     fn versions(&self, findings: &mut Vec<Finding>) {
         let ids: Vec<&str> = self.nodes.iter().map(|n| n.id()).collect();
-        let lost: Vec<usize> = self.ever_lost.iter().copied().collect();
+        let lost: Vec<usize> = self.ever_lost.union(self.removed).copied().collect();
         let mut values: BTreeMap<(String, Version), (String, &str)> = BTreeMap::new();
         let mut primaries: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
         let retired = self.retired.iter().map(|node| (node, true));

@@ -7,15 +7,24 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use dida_proto::storage::RemoveMemberRequest;
 use dida_storage::{Node, StorageConfig};
 use dida_verify::plan::{InjectError, Injector};
 
-use crate::network::Network;
+use crate::network::{Call, Network, Sender};
 use crate::process::{Gated, ProcState, Process};
 
 /// Incarnations of successive starts of one node are this far apart, above any
 /// number of start-overs (`+1` each) a fenced node may go through in one run.
 pub(crate) const INCARNATION_STEP: u64 = 1_000_000;
+
+/// How long a leave may take, from the request to the node stopping: its handoff
+/// of every record it held.
+const LEAVE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The client number an operator's requests go out as (the workload's clients are
+/// numbered from 0).
+const OPERATOR: usize = 1000;
 
 /// The nodes of one run.
 #[derive(Debug)]
@@ -28,6 +37,8 @@ pub struct Cluster {
     starts: Mutex<Vec<u64>>,
     /// Nodes replaced by a restart, whose stores the checks still read.
     retired: Mutex<Vec<Arc<Node>>>,
+    /// Nodes removed from the cluster (`leave`): stopped, and no longer members.
+    removed: Mutex<BTreeSet<usize>>,
 }
 
 impl Cluster {
@@ -39,7 +50,13 @@ impl Cluster {
             configs,
             starts: Mutex::new(vec![0; count]),
             retired: Mutex::new(Vec::new()),
+            removed: Mutex::new(BTreeSet::new()),
         })
+    }
+
+    /// The nodes removed from the cluster, by index.
+    pub fn removed(&self) -> BTreeSet<usize> {
+        self.removed.lock().expect("removed lock poisoned").clone()
     }
 
     /// How many nodes there are.
@@ -160,6 +177,66 @@ impl Injector for Cluster {
         self.network.heal_all();
     }
 
+    async fn leave(&self, node: &str) -> Result<(), InjectError> {
+        let index = self.index("remove", node)?;
+        let failed = |reason: String| InjectError {
+            action: "remove",
+            node: node.to_string(),
+            reason,
+        };
+        // Asked from outside the cluster, of each other member in turn until one
+        // decides it, as `dida cluster remove` does.
+        let mut refusals = Vec::new();
+        let mut decided = false;
+        for asker in (0..self.len()).filter(|&n| n != index && !self.removed().contains(&n)) {
+            let request = RemoveMemberRequest {
+                id: node.to_string(),
+                cluster_id: String::new(),
+            };
+            let call = Call {
+                what: "remove-member",
+                deadline: LEAVE_DEADLINE,
+                idempotent: false,
+            };
+            let answer = self
+                .network
+                .call(
+                    Sender::Client(OPERATOR),
+                    asker,
+                    call,
+                    request,
+                    |node: Arc<Node>, request| async move { node.remove_member(request).await },
+                )
+                .await;
+            match answer {
+                Ok(_) => {
+                    decided = true;
+                    break;
+                }
+                Err(status) => refusals.push(status.message().to_string()),
+            }
+        }
+        if !decided {
+            return Err(failed(format!("no member decided it: {refusals:?}")));
+        }
+        let mut departed = self.node(index).departed();
+        match tokio::time::timeout(LEAVE_DEADLINE, departed.wait_for(|gone| *gone)).await {
+            Ok(Ok(_)) => {}
+            _ => {
+                return Err(failed(format!(
+                    "it did not hand its records off and leave within {LEAVE_DEADLINE:?}"
+                )))
+            }
+        }
+        // Its process stops, as `dida storage` exits once removed.
+        self.process(index).set(ProcState::Crashed);
+        self.removed
+            .lock()
+            .expect("removed lock poisoned")
+            .insert(index);
+        Ok(())
+    }
+
     async fn restart(&self, node: &str, keep_data: bool) -> Result<(), InjectError> {
         let index = self.index("restart", node)?;
         self.start(index, keep_data).map_err(|error| InjectError {
@@ -198,9 +275,11 @@ impl Injector for Cluster {
 
 /// The nodes lost now, by index: crashed, or out of the ring (declared failed, or
 /// restarted and still catching up, so holding less than its share) in the view of
-/// some node still running.
+/// some node still running. A node removed from the cluster is not lost: it
+/// handed everything off before it stopped.
 pub fn lost_nodes(cluster: &Cluster) -> BTreeSet<usize> {
     let processes = cluster.processes();
+    let removed = cluster.removed();
     let crashed = |n: usize| processes[n].state() == ProcState::Crashed;
     let mut lost: BTreeSet<usize> = (0..cluster.len()).filter(|&n| crashed(n)).collect();
     for node in (0..cluster.len())
@@ -213,5 +292,6 @@ pub fn lost_nodes(cluster: &Cluster) -> BTreeSet<usize> {
             }
         }
     }
+    lost.retain(|n| !removed.contains(n));
     lost
 }

@@ -314,11 +314,13 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     let nodes = cluster.nodes();
     let processes = cluster.processes();
     let retired = cluster.retired();
+    let removed = cluster.removed();
     let outcome = Outcome {
         nodes: &nodes,
         processes: &processes,
         retired: &retired,
         ever_lost: &ever_lost,
+        removed: &removed,
         replicas: &replicas,
         vnodes: VNODES,
         replication_factor: REPLICATION_FACTOR,

@@ -1,5 +1,6 @@
 //! The simulator in the test suite: a seed replays event for event, a range of
-//! seeds passes every check with each nemesis in its fifth of them, and the
+//! seeds passes every check with each nemesis of the rotation in its share of
+//! them (a leave among the others), and the
 //! protocol with its fence (invariant D2) turned off is caught.
 //!
 //! `DIDA_SIM_SEEDS` sets how many seeds the passing test runs (default 200, about
@@ -44,9 +45,17 @@ fn every_seed_passes_every_check_under_every_nemesis() {
         .collect();
     assert!(failed.is_empty(), "{failed:#?}");
     let summary = summarize(&reports);
-    assert_eq!(summary.len(), 5, "every nemesis ran: {summary:?}");
+    let kinds = NemesisKind::ROTATION.len() as u64;
+    assert_eq!(
+        summary.len() as u64,
+        kinds,
+        "every nemesis ran: {summary:?}"
+    );
     for (kind, sum) in &summary {
-        assert_eq!(sum.seeds, count / 5, "{kind} ran in a fifth of the seeds");
+        assert!(
+            (count / kinds..=count.div_ceil(kinds)).contains(&(sum.seeds as u64)),
+            "{kind} ran in its share of the seeds: {sum:?}"
+        );
         assert!(sum.faults >= sum.seeds, "{kind}: at least one fault a seed");
         assert!(sum.peak_lost > 0, "{kind} lost some node");
         assert!(

@@ -15,7 +15,9 @@
 //! service, the ring the cluster uses once it has detected the losses), any node, or,
 //! for a rolling restart, each node in turn.
 //!
-//! **What.** A kill is confirmed by the back-end; a pause, partition or restart
+//! **What.** A kill is confirmed by the back-end; a leave lasts until the node
+//! has handed its records off and stopped, after which it is no longer a member
+//! and no later fault targets or counts it; a pause, partition or restart
 //! lasts its planned length, then is undone (SIGCONT, heal, start again), and the
 //! nodes that declared the target failed meanwhile are recorded. A rolling restart
 //! waits after each restart until the cluster settled (every node in service in two
@@ -63,7 +65,7 @@ pub async fn run<I: Injector>(
     setup: &Setup,
     clock: RunClock,
 ) -> Vec<Fault> {
-    let ids = injector.ids();
+    let mut ids = injector.ids();
     // Nodes the nemesis left down: killed, or killed and not started again.
     let mut down: BTreeSet<String> = BTreeSet::new();
     let mut faults = Vec::new();
@@ -98,6 +100,10 @@ pub async fn run<I: Injector>(
             fault.error = Some(error.to_string());
         }
         fault.confirmed = fault.error.is_none();
+        if fault.kind == FaultKind::Leave && fault.confirmed {
+            // Gone for good: no later fault targets it, nor counts it.
+            ids.retain(|id| *id != fault.node);
+        }
         // A confirmed kill, or a restart's kill whose start failed, leaves it down.
         let restart_failed = fault.kind == FaultKind::Restart && fault.end_ns.is_some();
         if (fault.kind == FaultKind::Kill && fault.confirmed)
@@ -207,6 +213,13 @@ async fn inject<I: Injector>(
                 }
             }
         }
+        FaultKind::Leave => {
+            injector.note(format_args!("nemesis: remove {node} from the cluster"));
+            let left = injector.leave(&node).await;
+            fault.end_ns = Some(clock.now_ns());
+            injector.note(format_args!("nemesis: {node} left ({left:?})"));
+            return left;
+        }
         FaultKind::Declare => {
             return Err(InjectError {
                 action: "plan",
@@ -294,6 +307,9 @@ mod tests {
         async fn heal(&self) {
             let _ = self.call("heal".to_string());
         }
+        async fn leave(&self, node: &str) -> Result<(), InjectError> {
+            self.call(format!("leave {node}"))
+        }
         async fn restart(&self, node: &str, _keep_data: bool) -> Result<(), InjectError> {
             self.killed.lock().unwrap().remove(node);
             self.call(format!("restart {node}"))
@@ -376,5 +392,38 @@ mod tests {
         assert_eq!(nodes, ["s1", "s2", "s3", "s4", "s5"]);
         assert_eq!(calls.len(), 10, "a kill and a restart each: {calls:?}");
         assert!(faults.iter().all(|f| f.confirmed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_left_is_never_a_target_again() {
+        for seed in 0..40 {
+            let schedule = Schedule {
+                duration: Duration::from_secs(20),
+                faults: 3,
+                nodes: 5,
+                lengths: (Duration::from_secs(1), Duration::from_secs(2)),
+            };
+            let planned = plan(seed, NemesisKind::Leave, &schedule);
+            assert_eq!(
+                planned
+                    .iter()
+                    .filter(|f| f.kind == FaultKind::Leave)
+                    .count(),
+                1,
+                "seed {seed}: one leave per run"
+            );
+            let recorder = Recorder::default();
+            let faults = run(&recorder, &planned, &setup(2), RunClock::start()).await;
+            let left = faults.iter().find(|f| f.kind == FaultKind::Leave).unwrap();
+            assert!(left.confirmed && left.end_ns.is_some(), "{left:?}");
+            let after = faults
+                .iter()
+                .skip_while(|f| f.kind != FaultKind::Leave)
+                .skip(1);
+            for fault in after {
+                assert_ne!(fault.node, left.node, "seed {seed}: {faults:?}");
+                assert!(!fault.cuts.iter().flatten().any(|n| *n == left.node));
+            }
+        }
     }
 }

@@ -43,6 +43,10 @@ pub enum NemesisKind {
     /// and [`Self::Restart`] — on both back-ends (the real-process suite left restart
     /// out before the two shared this type).
     Mixed,
+    /// One member decommissioned (`dida cluster remove`: it leaves every ring,
+    /// hands its records off and stops) at a drawn moment, among crashes, pauses,
+    /// partitions and restarts drawn as [`Self::Mixed`] draws them.
+    Leave,
     /// Every node restarted in turn, one at a time, each left to answer and settle
     /// before the next: a rolling upgrade. Outside the simulator's default rotation.
     RollingRestart,
@@ -61,12 +65,13 @@ pub enum NemesisKind {
 
 impl NemesisKind {
     /// Every kind, in the order the simulator's seeds take them by default.
-    pub const ROTATION: [NemesisKind; 5] = [
+    pub const ROTATION: [NemesisKind; 6] = [
         Self::Kill,
         Self::Pause,
         Self::Partition,
         Self::Restart,
         Self::Mixed,
+        Self::Leave,
     ];
 
     /// The simulator's kinds outside the default rotation, run only when asked for:
@@ -95,12 +100,13 @@ impl NemesisKind {
     }
 
     /// Every kind, for listings and parsing.
-    pub const ALL: [NemesisKind; 8] = [
+    pub const ALL: [NemesisKind; 9] = [
         Self::Kill,
         Self::Pause,
         Self::Partition,
         Self::Restart,
         Self::Mixed,
+        Self::Leave,
         Self::RollingRestart,
         Self::DeclareAll,
         Self::Storm,
@@ -114,6 +120,7 @@ impl NemesisKind {
             Self::Partition => "partition",
             Self::Restart => "restart",
             Self::Mixed => "mixed",
+            Self::Leave => "leave",
             Self::RollingRestart => "rolling-restart",
             Self::DeclareAll => "declare-all",
             Self::Storm => "storm",
@@ -159,6 +166,9 @@ pub enum FaultKind {
     /// A forged probe, from another member, declaring every node failed, handed to
     /// the target (the simulator's `declare-all`).
     Declare,
+    /// A decommission: the target asked to leave the cluster, which it does once
+    /// it has handed its records off.
+    Leave,
 }
 
 /// The shape of a partition (see the module documentation).
@@ -300,6 +310,11 @@ pub trait Injector: Send + Sync {
     /// Restores every link cut.
     fn heal(&self) -> impl Future<Output = ()> + Send;
 
+    /// Asks the cluster to remove `node` (`dida cluster remove`, through another
+    /// member) and waits until it has handed its records off, been removed and
+    /// stopped.
+    fn leave(&self, node: &str) -> impl Future<Output = Result<(), InjectError>> + Send;
+
     /// Starts a killed `node` again with the same flags, at a higher incarnation,
     /// and waits until it answers: with every record it held (`keep_data`, as on a
     /// data directory) or empty.
@@ -398,7 +413,7 @@ pub fn plan(seed: u64, kind: NemesisKind, schedule: &Schedule) -> Vec<PlannedFau
     }
     let times = fault_times(schedule.duration, schedule.faults, &mut rng);
     let lengths = fault_lengths(&times, schedule.duration, schedule.lengths, &mut rng);
-    times
+    let mut faults: Vec<PlannedFault> = times
         .into_iter()
         .zip(lengths)
         .map(|(at, length)| {
@@ -433,7 +448,13 @@ pub fn plan(seed: u64, kind: NemesisKind, schedule: &Schedule) -> Vec<PlannedFau
                 keep_data: rng.random_bool(0.5),
             }
         })
-        .collect()
+        .collect();
+    if kind == NemesisKind::Leave && !faults.is_empty() {
+        // Drawn last, so that the other faults are those `mixed` draws.
+        let leaving = rng.random_range(0..faults.len());
+        faults[leaving].kind = FaultKind::Leave;
+    }
+    faults
 }
 
 /// The moments of `faults` faults in a run of `duration`: the window from 10 % to

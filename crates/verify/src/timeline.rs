@@ -113,6 +113,10 @@ pub enum MarkEvent {
     Heal,
     /// The nemesis started the killed node again, and it answered its status.
     Restart,
+    /// The nemesis asked the cluster to remove it (`dida cluster remove`).
+    Leave,
+    /// It handed its records off, was removed and stopped.
+    Left,
 }
 
 /// The event's name, as in the timeline file (taken from serde, so there is one
