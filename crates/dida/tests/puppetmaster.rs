@@ -519,3 +519,137 @@ async fn restart_brings_a_crashed_storage_node_back_with_its_flags() {
     }
     assert_all_gone(&run.pids()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_worker_and_remove_worker_grow_and_shrink_a_running_cluster() {
+    // `hold` waits in AwaitKeyOperator on w1 (the only worker when it is issued)
+    // until `populate` writes its key: w1 is asked to leave while it runs it, so
+    // its leaving is seen, and the `free` execution issued meanwhile can only go to
+    // w2. Nothing depends on timing: every wait is on an event.
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(4).unwrap();
+    std::fs::create_dir(dir.path().join("apps")).unwrap();
+    std::fs::write(
+        dir.path().join("apps/hold.txt"),
+        "operator AwaitKeyOperator 0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("apps/echo.txt"),
+        "operator EchoOperator 0\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("go.txt"), "hold-go,released\n").unwrap();
+    let script = dir.path().join("elastic.txt");
+    std::fs::write(
+        &script,
+        format!(
+            "debug\n\
+             storage s1 http://127.0.0.1:{s1} 0\n\
+             scheduler sched http://127.0.0.1:{sched}\n\
+             worker w1 http://127.0.0.1:{w1} 0\n\
+             client hold apps/hold.txt\n\
+             addWorker w2 http://127.0.0.1:{w2} 0\n\
+             addWorker w2 http://127.0.0.1:{w2} 0\n\
+             removeWorker w1\n\
+             removeWorker w1\n\
+             removeWorker s1\n\
+             status\n\
+             client free apps/echo.txt\n\
+             populate go.txt\n\
+             await\n",
+            s1 = ports[0],
+            sched = ports[1],
+            w1 = ports[2],
+            w2 = ports[3],
+        ),
+    )
+    .unwrap();
+    let fixtures = dida_operators::fixtures_dir().display().to_string();
+    let run = batch(&script, &["--operators", &fixtures]).await;
+    let errors: Vec<(u64, String)> = run
+        .of("error")
+        .into_iter()
+        .filter(|e| !e["line"].is_null())
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap_or(0),
+                e["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        (7, "node id \"w2\" is already used"),
+        (9, "w1 is already leaving"),
+        (10, "s1 is a storage; removeWorker removes workers"),
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:?}\n{}", run.stderr);
+    for ((line, message), (want_line, want)) in errors.iter().zip(expected) {
+        assert_eq!(*line, want_line, "{errors:?}");
+        assert!(message.contains(want), "{message:?} lacks {want:?}");
+    }
+    assert!(!run.success, "the refused lines make the batch fail");
+
+    // While w1 drains `hold`, the scheduler lists it leaving and w2 alive.
+    let status = |id: &str| -> &Value {
+        run.of("status")
+            .into_iter()
+            .find(|e| e["node"] == id)
+            .unwrap_or_else(|| panic!("no status of {id}: {}", run.stderr))
+    };
+    assert_eq!(status("w1")["state"], "leaving", "{}", status("w1"));
+    assert_eq!(status("w1")["details"]["leaving"], true);
+    assert_eq!(status("w2")["state"], "alive", "{}", status("w2"));
+    let sched = status("sched");
+    assert_eq!(sched["details"]["worker_states"]["w1"], "leaving");
+    assert_eq!(sched["details"]["worker_states"]["w2"], "alive");
+
+    // Both executions finished: `hold` on the leaving w1, `free` on w2.
+    let clients: BTreeMap<String, &Value> = run.clients().into_iter().collect();
+    assert_eq!(clients["hold"]["status"], "ok", "{}", clients["hold"]);
+    assert_eq!(clients["hold"]["outputs"][0], "released");
+    assert_eq!(clients["free"]["status"], "ok", "{}", clients["free"]);
+    let ran_on = |input: &str| -> Vec<String> {
+        let id = &clients[input]["id"];
+        run.of("debug")
+            .into_iter()
+            .filter(|d| d["id"] == *id)
+            .map(|d| d["worker"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ran_on("hold"), ["w1"]);
+    assert_eq!(
+        ran_on("free"),
+        ["w2"],
+        "nothing new goes to a leaving worker"
+    );
+
+    // w1 left by itself once drained (exit status 0, not SIGKILLed); w2 joined
+    // and was stopped at the end like every node.
+    let states = |id: &str| -> Vec<(String, Option<String>)> {
+        run.of("node")
+            .into_iter()
+            .filter(|e| e["node"] == id)
+            .map(|e| {
+                (
+                    e["state"].as_str().unwrap().to_string(),
+                    e["exit"].as_str().map(String::from),
+                )
+            })
+            .collect()
+    };
+    let w1 = states("w1");
+    assert_eq!(
+        w1.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        ["started", "leaving", "stopped"],
+        "{w1:?}"
+    );
+    assert_eq!(w1[2].1.as_deref(), Some("exited with status 0"), "{w1:?}");
+    let w2 = states("w2");
+    assert_eq!(
+        w2.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        ["started", "joined", "stopped"],
+        "{w2:?}"
+    );
+    assert_all_gone(&run.pids()).await;
+}

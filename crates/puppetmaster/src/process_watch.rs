@@ -23,12 +23,16 @@ const CALL_LIMIT: Duration = Duration::from_secs(2);
 /// The nodes whose process ended without the session's doing, with how it ended.
 pub type Exited = Arc<Mutex<BTreeMap<String, String>>>;
 
-/// The process column of a node the session left `running`, given what the PCSs
-/// said: `exited: …` once its process ended on its own.
+/// The process column of a node the session left `running` (or `leaving`), given
+/// what the PCSs said: `exited: …` once its process ended.
 pub fn shown_process(id: &str, session_view: &str, exited: &Exited) -> String {
     let ended = exited.lock().ok().and_then(|e| e.get(id).cloned());
     match ended {
-        Some(how) if session_view == "running" => format!("exited: {how}"),
+        // A leaving worker's process is expected to end, but until the session
+        // learns that it did, the PCS's word is the news.
+        Some(how) if session_view == "running" || session_view == "leaving" => {
+            format!("exited: {how}")
+        }
         _ => session_view.to_string(),
     }
 }
