@@ -981,6 +981,74 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn workers_are_added_and_removed_only_on_a_running_cluster() {
+        let printer = Arc::new(Printer::new(true, Arc::new(drop), Arc::new(drop)));
+        let mut cluster = cluster(&[]);
+        cluster.declare(1, decl(Role::Storage, "s1", 3001)).unwrap();
+        let no_scheduler = cluster
+            .add_worker(2, decl(Role::Worker, "w9", 4009), None, &printer)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(no_scheduler, CommandError::Undeclared("scheduler")),
+            "{no_scheduler}"
+        );
+        cluster
+            .declare(3, decl(Role::Scheduler, "sched", 3000))
+            .unwrap();
+        cluster.declare(4, decl(Role::Worker, "w1", 4001)).unwrap();
+        // Declared, never started: nothing is asked of a PCS, nothing is kept.
+        let not_running = cluster
+            .add_worker(5, decl(Role::Worker, "w9", 4009), None, &printer)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&not_running, CommandError::WrongState { id, state: "is not running" } if id == "sched"),
+            "{not_running}"
+        );
+        assert!(
+            cluster.node("w9").is_none(),
+            "a worker that did not start is not kept"
+        );
+        cluster.nodes[1].state = NodeState::Running(42);
+        let taken = cluster
+            .add_worker(6, decl(Role::Worker, "w1", 4009), None, &printer)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(taken, CommandError::IdTaken { line: 4, .. }),
+            "{taken}"
+        );
+        let unknown = cluster.remove_worker("nope", &printer).await.unwrap_err();
+        assert!(
+            matches!(&unknown, CommandError::UnknownNode { known, .. } if known == "s1, sched, w1"),
+            "{unknown}"
+        );
+        let storage = cluster.remove_worker("s1", &printer).await.unwrap_err();
+        assert!(
+            matches!(
+                storage,
+                CommandError::NotWorker {
+                    role: Role::Storage,
+                    ..
+                }
+            ),
+            "{storage}"
+        );
+        let idle = cluster.remove_worker("w1", &printer).await.unwrap_err();
+        assert!(
+            matches!(
+                idle,
+                CommandError::WrongState {
+                    state: "is not started yet",
+                    ..
+                }
+            ),
+            "{idle}"
+        );
+    }
+
+    #[tokio::test]
     async fn with_several_pcs_a_node_needs_one_on_its_host() {
         let mut cluster = cluster(&["http://10.0.0.1:10000", "http://10.0.0.2:10000"]);
         let mut remote = decl(Role::Storage, "s1", 3001);

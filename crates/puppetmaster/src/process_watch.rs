@@ -86,6 +86,12 @@ mod tests {
             shown_process("w2", "running", &exited),
             "exited: was killed"
         );
+        // A worker asked to leave is expected to end; until the session learns it
+        // did, the PCS's word is shown.
+        assert_eq!(
+            shown_process("w2", "leaving", &exited),
+            "exited: was killed"
+        );
         // The session's own doings stand: it crashed or stopped the node itself.
         assert_eq!(shown_process("w2", "crashed", &exited), "crashed");
         assert_eq!(shown_process("w1", "running", &exited), "running");
