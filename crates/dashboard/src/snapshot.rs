@@ -620,7 +620,12 @@ pub fn worker_state(
         ),
         (Some(r), _) => (NodeState::Alive, activity(r)),
         (None, Some("gone")) => match process {
-            Some(p) if p.starts_with("exited") || p == "crashed" || p == "stopped" => {
+            Some(p)
+                if p.starts_with("exited")
+                    || p.starts_with("left")
+                    || p == "crashed"
+                    || p == "stopped" =>
+            {
                 let (state, detail) = process_state(Some(p));
                 (state, format!("{detail}; the scheduler dropped it"))
             }
@@ -644,6 +649,22 @@ fn process_state(process: Option<&str>) -> (NodeState, String) {
             NodeState::Failed,
             format!("its process {exited}, not by the PuppetMaster"),
         ),
+        Some("leaving") => (
+            NodeState::Leaving,
+            "asked to leave by the PuppetMaster; not answering".into(),
+        ),
+        // A worker the PuppetMaster asked to leave whose process ended: gone when
+        // it exited by itself (drained), failed when something else ended it.
+        Some(left) if left.starts_with("left: ") => match &left["left: ".len()..] {
+            how @ "exited with status 0" => (
+                NodeState::Gone,
+                format!("left when asked to: its process {how}"),
+            ),
+            how => (
+                NodeState::Failed,
+                format!("asked to leave, but its process {how}"),
+            ),
+        },
         _ => (NodeState::Unreachable, "not answering".into()),
     }
 }
@@ -784,6 +805,16 @@ mod tests {
             NodeState::Failed
         );
         assert_eq!(state(None, None, Some("running")), NodeState::Unreachable);
+        // Asked to leave by the PuppetMaster: gone once it exited by itself, failed
+        // if something else ended it.
+        let left = Some("left: exited with status 0");
+        assert_eq!(state(None, Some("gone"), left), NodeState::Gone);
+        assert_eq!(state(None, None, left), NodeState::Gone);
+        assert_eq!(
+            state(None, Some("gone"), Some("left: was killed (signal: 9)")),
+            NodeState::Failed
+        );
+        assert_eq!(state(None, None, Some("leaving")), NodeState::Leaving);
     }
 
     #[test]
