@@ -621,13 +621,21 @@ impl Load {
 
     /// Stops sending; waits for every client's last invocation to answer; returns
     /// every sample.
-    async fn stop(self) -> anyhow::Result<Vec<Sample>> {
+    async fn stop(mut self) -> anyhow::Result<Vec<Sample>> {
         self.stop.store(true, Ordering::Relaxed);
         let mut samples = Vec::new();
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             samples.extend(task.await.context("a client task panicked")?);
         }
         Ok(samples)
+    }
+}
+
+impl Drop for Load {
+    /// A run that fails half-way (a worker that does not join) stops its clients
+    /// too, rather than leaving them sending to a cluster being stopped.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
