@@ -436,6 +436,44 @@ async fn the_load_script_spreads_executions_over_every_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_elastic_script_adds_two_workers_and_removes_one() {
+    let (_dir, script) = prepare("elastic.txt");
+    let run = batch(&script, &[]).await;
+    assert!(run.success, "{}", run.stderr);
+    let clients = run.clients();
+    assert_eq!(clients.len(), 8);
+    for (input, event) in &clients {
+        assert_eq!(event["status"], "ok", "{input}: {event}");
+        assert_eq!(event["outputs"], serde_json::json!(["1", "2"]), "{input}");
+    }
+    let states = |id: &str| -> Vec<String> {
+        run.of("node")
+            .into_iter()
+            .filter(|e| e["node"] == id)
+            .map(|e| e["state"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(states("w1"), ["started", "stopped"]);
+    assert_eq!(states("w2"), ["started", "joined", "stopped"]);
+    assert_eq!(states("w3"), ["started", "joined", "leaving", "stopped"]);
+    // `status` showed w3 leaving or, if it had drained already, gone (that nothing
+    // new goes to a leaving worker is the test above's).
+    let w3 = run
+        .of("status")
+        .into_iter()
+        .find(|s| s["node"] == "w3")
+        .unwrap();
+    assert!(w3["state"] == "leaving" || w3["state"] == "gone", "{w3}");
+    let stopped = run
+        .of("node")
+        .into_iter()
+        .find(|e| e["node"] == "w3" && e["state"] == "stopped")
+        .unwrap();
+    assert_eq!(stopped["exit"], "exited with status 0");
+    assert_all_gone(&run.pids()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_brings_a_crashed_storage_node_back_with_its_flags() {
     // Restarted right after the crash, before its peers can declare it failed (that
     // takes seconds): the node comes back as the same member and answers as alive.
