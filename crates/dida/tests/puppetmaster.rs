@@ -691,3 +691,99 @@ async fn add_worker_and_remove_worker_grow_and_shrink_a_running_cluster() {
     );
     assert_all_gone(&run.pids()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_how_a_process_killed_outside_the_console_ended() {
+    // The console reads lines from its stdin; w1 is SIGKILLed behind its back (as
+    // by the OOM killer), then `status` is typed until the row says how w1 ended,
+    // in its PCS's words (the PCS reaps the process a moment after the kill).
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(3).unwrap();
+    let script = dir.path().join("outside.txt");
+    std::fs::write(
+        &script,
+        format!(
+            "storage s1 http://127.0.0.1:{} 0\n\
+             scheduler sched http://127.0.0.1:{}\n\
+             worker w1 http://127.0.0.1:{} 0\n",
+            ports[0], ports[1], ports[2]
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(dida())
+        .arg("pm")
+        .arg(&script)
+        .args(["--json", "--debug-listen", "127.0.0.1:0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let w1 = loop {
+        let event = next_event(&mut lines, deadline).await;
+        if event["event"] == "node" && event["node"] == "w1" && event["state"] == "started" {
+            break event["pid"].as_u64().unwrap() as i32;
+        }
+    };
+    stdin.write_all(b"status\n").await.unwrap();
+    loop {
+        let event = next_event(&mut lines, deadline).await;
+        if event["event"] == "status" && event["node"] == "w1" {
+            assert_eq!(event["state"], "alive", "{event}");
+            assert!(event["details"].get("process_exit").is_none(), "{event}");
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(w1),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let row = loop {
+        stdin.write_all(b"status\n").await.unwrap();
+        let row = loop {
+            let event = next_event(&mut lines, deadline).await;
+            if event["event"] == "status" && event["node"] == "w1" {
+                break event;
+            }
+        };
+        if row["details"].get("process_exit").is_some() {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "w1's end never shown: {row}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(row["state"], "failed", "{row}");
+    assert_eq!(row["details"]["pid"], w1, "{row}");
+    assert!(
+        row["details"]["process_exit"]
+            .as_str()
+            .unwrap()
+            .contains("SIGKILL"),
+        "{row}"
+    );
+    stdin.write_all(b"quit\n").await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the PuppetMaster quit")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// The next JSON event a running PuppetMaster prints, before `deadline`.
+async fn next_event(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    deadline: Instant,
+) -> Value {
+    let line = tokio::time::timeout_at(deadline, lines.next_line())
+        .await
+        .expect("an event in time")
+        .unwrap()
+        .expect("the PuppetMaster is still running");
+    serde_json::from_str(&line).unwrap()
+}
