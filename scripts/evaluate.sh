@@ -2,7 +2,7 @@
 # Regenerates the evaluation report with one command: builds the release binary,
 # makes sure Redis is installed, runs every benchmark (`dida bench storage`, with
 # other --write-acks / --gossip-delay / --replication-factor too, `dida bench chain`,
-# `dida bench idle`), redis-benchmark against a redis-server it starts and stops
+# `dida bench idle`, `dida bench elastic`), redis-benchmark against a redis-server it starts and stops
 # itself, and a few `dida faults` runs; then `dida bench report` rewrites
 # docs/evaluation.md and the plots docs/img/*.svg from the results. On a busy 2-core
 # machine: about 7.5 minutes of benchmarks, plus the build (8.5 minutes when every
@@ -208,6 +208,13 @@ if "$dida" bench idle --help >/dev/null 2>&1; then
   fi
 else
   skip "idle cost" "this dida has no \`dida bench idle\` yet"
+fi
+
+# 7. Workers joining and leaving under a steady HTTP invocation load (about 15 s).
+if [[ $quick == 1 ]]; then
+  run elastic "$dida" bench elastic --phase 1 --warmup 0.3 --json
+else
+  run elastic "$dida" bench elastic --json
 fi
 
 kill "$sampler" 2>/dev/null || true

@@ -33,6 +33,7 @@ const BUILTINS: &[&str] = &[
     "ReserveStockOperator",
     "ChargeOperator",
     "ConfirmOrderOperator",
+    "SleepOperator",
 ];
 
 /// Test fixtures: built, laid out in `fixtures_dir()`, never embedded.

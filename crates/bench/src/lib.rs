@@ -13,6 +13,8 @@
 //!   the worker ping, the per-hop overhead, and one operator invocation alone;
 //! - `idle`: `dida bench idle` — the CPU an idle, converged cluster burns, empty and
 //!   holding data;
+//! - `elastic`: `dida bench elastic` — workers joining and leaving under a steady
+//!   HTTP invocation load;
 //! - `cpu`: CPU time of the node processes, from `/proc`;
 //! - `workload`: the storage workloads (which keys, what one request is);
 //! - `redis`: the Redis baseline of `dida bench storage` — starting `redis-server`
@@ -27,6 +29,7 @@
 mod chain;
 mod closed_loop;
 mod cpu;
+mod elastic;
 mod evaluate;
 pub mod http_client;
 mod idle;
@@ -54,6 +57,9 @@ enum BenchTarget {
     Chain(chain::ChainBenchArgs),
     /// CPU of an idle, converged cluster, empty and then holding data.
     Idle(idle::IdleBenchArgs),
+    /// Workers joining and leaving under a steady HTTP invocation load: throughput
+    /// and latency with one, three and two workers; no execution lost.
+    Elastic(elastic::ElasticBenchArgs),
     /// The evaluation report: plots and docs/evaluation.md from scripts/evaluate.sh's
     /// results.
     Report(evaluate::ReportArgs),
@@ -69,6 +75,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Storage(args) => storage::run(args).await,
         BenchTarget::Chain(args) => chain::run(args).await,
         BenchTarget::Idle(args) => idle::run(args).await,
+        BenchTarget::Elastic(args) => elastic::run(args).await,
         BenchTarget::Report(args) => evaluate::run(args),
     }
 }

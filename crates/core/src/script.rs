@@ -7,11 +7,14 @@
 //! whether a file exists, whether a node was already crashed — is checked by the
 //! PuppetMaster when it runs the line, with the same line number.
 //!
-//! Besides the commands of the SPEC, the language has two extensions: `await`, which
-//! blocks until every client issued so far has its outcome (the deterministic
-//! alternative to guessing a `wait` long enough before a `listGlobal`), and
-//! `restart`, which starts a crashed storage node again with its original flags (the
-//! fail-recover counterpart of `crash`, for exercising rejoin).
+//! Besides the commands of the SPEC, the language has these extensions: `await`,
+//! which blocks until every client issued so far has its outcome (the deterministic
+//! alternative to guessing a `wait` long enough before a `listGlobal`); `restart`,
+//! which starts a crashed storage node again with its original flags (the
+//! fail-recover counterpart of `crash`, for exercising rejoin); and `addWorker` and
+//! `removeWorker`, which grow and shrink the workers of a running cluster (issue 25:
+//! elastic clusters) — the setup block's `worker` lines fix the workers only at
+//! start.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -120,6 +123,15 @@ pub enum Command {
     },
     /// `await` (extension): block until every client issued so far has finished.
     Await,
+    /// `addWorker <id> <url> <gossip_delay>` (extension): start a worker on the
+    /// running cluster; it registers itself with the scheduler.
+    AddWorker(NodeDecl),
+    /// `removeWorker <id>` (extension): ask a worker to leave; it finishes what it
+    /// runs, takes no new work, deregisters and exits.
+    RemoveWorker {
+        /// The worker.
+        id: String,
+    },
 }
 
 impl Command {
@@ -137,6 +149,8 @@ impl Command {
             Self::Restart { .. } => "restart",
             Self::Wait { .. } => "wait",
             Self::Await => "await",
+            Self::AddWorker(_) => "addWorker",
+            Self::RemoveWorker { .. } => "removeWorker",
         }
     }
 }
@@ -234,6 +248,16 @@ pub const COMMANDS: &[CommandHelp] = &[
         args: "",
         summary: "block until every client issued so far has its outcome (extension)",
     },
+    CommandHelp {
+        name: "addWorker",
+        args: "<id> <url> <gossip_delay>",
+        summary: "start a worker on the running cluster; returns once the scheduler places work on it (extension)",
+    },
+    CommandHelp {
+        name: "removeWorker",
+        args: "<id>",
+        summary: "ask worker id to leave: it takes no new work, finishes what it runs, then exits; returns once it is leaving (extension)",
+    },
 ];
 
 /// Why a line was refused.
@@ -294,7 +318,7 @@ pub fn parse_line(number: usize, text: &str) -> Result<Option<Command>, ScriptEr
             args.len()
         )));
     }
-    let node = |role: Role| -> Result<Command, ScriptError> {
+    let node = |role: Role| -> Result<NodeDecl, ScriptError> {
         let id = node_id(args[0]).map_err(&err)?;
         let url = NodeUrl::parse(args[1]).map_err(|e| err(e.to_string()))?;
         let gossip_delay_ms = match args.get(2) {
@@ -303,18 +327,18 @@ pub fn parse_line(number: usize, text: &str) -> Result<Option<Command>, ScriptEr
             }
             None => 0,
         };
-        Ok(Command::Node(NodeDecl {
+        Ok(NodeDecl {
             role,
             id,
             url,
             gossip_delay_ms,
-        }))
+        })
     };
     let command = match name {
         "debug" => Command::Debug,
-        "scheduler" => node(Role::Scheduler)?,
-        "storage" => node(Role::Storage)?,
-        "worker" => node(Role::Worker)?,
+        "scheduler" => Command::Node(node(Role::Scheduler)?),
+        "storage" => Command::Node(node(Role::Storage)?),
+        "worker" => Command::Node(node(Role::Worker)?),
         "client" => {
             check_input(args[0]).map_err(|e| err(e.to_string()))?;
             Command::Client {
@@ -340,6 +364,10 @@ pub fn parse_line(number: usize, text: &str) -> Result<Option<Command>, ScriptEr
             ms: milliseconds(args[0], "ms", MAX_WAIT_MS).map_err(err)?,
         },
         "await" => Command::Await,
+        "addWorker" => Command::AddWorker(node(Role::Worker)?),
+        "removeWorker" => Command::RemoveWorker {
+            id: node_id(args[0]).map_err(err)?,
+        },
         other => unreachable!("{other} is in COMMANDS but has no parser"),
     };
     Ok(Some(command))
@@ -403,7 +431,9 @@ mod tests {
             crash s1\n\
             restart s1\n\
             wait 500\n\
-            await\r\n";
+            await\n\
+            addWorker w2 http://localhost:4002 50\n\
+            removeWorker w1\r\n";
         let (lines, errors) = parse_script(script);
         assert!(errors.is_empty(), "{errors:?}");
         let commands: Vec<_> = lines.iter().map(|l| l.command.clone()).collect();
@@ -443,6 +473,13 @@ mod tests {
                 Command::Restart { id: "s1".into() },
                 Command::Wait { ms: 500 },
                 Command::Await,
+                Command::AddWorker(NodeDecl {
+                    role: Role::Worker,
+                    id: "w2".into(),
+                    url: url("http://localhost:4002"),
+                    gossip_delay_ms: 50,
+                }),
+                Command::RemoveWorker { id: "w1".into() },
             ]
         );
         assert_eq!(lines[1].number, 2);
@@ -505,6 +542,26 @@ mod tests {
             ("restart s;rm", "is invalid"),
             ("Restart s1", "did you mean `restart`?"),
             ("listServer s;rm", "is invalid"),
+            (
+                "addWorker w2 http://localhost:4002",
+                "`addWorker` takes 3 arguments (usage: addWorker <id> <url> <gossip_delay>), found 2",
+            ),
+            ("addWorker", "takes 3 arguments"),
+            ("addWorker w2 http://localhost:4002 0 9", "takes 3 arguments"),
+            ("addWorker w2 localhost:4002 0", "must start with http://"),
+            ("addWorker w2 http://localhost 0", "must name a port"),
+            ("addWorker w2 http://localhost:4002 soon", "gossip_delay must be"),
+            ("addWorker w2 http://localhost:4002 9999999999", "too large"),
+            ("addWorker w/2 http://localhost:4002 0", "node id \"w/2\" is invalid"),
+            ("addworker w2 http://localhost:4002 0", "did you mean `addWorker`?"),
+            ("AddWorker w2 http://localhost:4002 0", "did you mean `addWorker`?"),
+            (
+                "removeWorker",
+                "`removeWorker` takes 1 argument (usage: removeWorker <id>), found 0",
+            ),
+            ("removeWorker w1 w2", "takes 1 argument "),
+            ("removeWorker ../w1", "node id \"../w1\" is invalid"),
+            ("removeworker w1", "did you mean `removeWorker`?"),
         ];
         for (text, expected) in cases {
             let error = parse_line(7, text).unwrap_err();

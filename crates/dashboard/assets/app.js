@@ -3,13 +3,13 @@
 // textContent, never innerHTML: keys, values and outputs come from users.
 "use strict";
 
-const PALETTE = ["#3b6fd8", "#d8643b", "#2f9e5a", "#a23bd8", "#d8b53b", "#3bb5d8", "#d83b7a", "#6b7a3b"];
-// A node's colour follows its place in the cluster's membership (every snapshot
-// lists every node in that order, failed ones too), so it keeps its colour whoever
-// else fails, joins late or is drawn first, and across reloads of the page.
+// Each node's colour comes from the server (crates/dashboard/src/colours.rs): given
+// when a node is first listed and kept while the dashboard runs, so it is the same
+// whoever else fails, joins or leaves, and across reloads of the page. Colours of
+// nodes no longer listed are remembered, for the timelines of executions they ran.
 const colours = new Map();
 function learnColours(nodes) {
-  nodes.forEach((n, i) => colours.set(n.id, PALETTE[i % PALETTE.length]));
+  nodes.forEach((n) => { if (n.colour) colours.set(n.id, n.colour); });
 }
 function colour(name) {
   return colours.get(name) || "#8a8f99";

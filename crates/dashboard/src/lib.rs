@@ -14,6 +14,7 @@
 //! every [`POLL_INTERVAL`] and pushes each new [`snapshot::Snapshot`] to the
 //! browsers over server-sent events.
 //!
+//! - [`colours`]: each node's colour, kept whoever else fails, joins or leaves;
 //! - [`topology`]: which nodes to watch (fixed, or followed from a PuppetMaster);
 //! - [`snapshot`]: what one poll of the cluster gathers, and how node states are
 //!   decided from the nodes' own views;
@@ -28,6 +29,7 @@
 //! ([`check_exposure`]), and serves within the connection and header-time limits of
 //! every dida listener ([`dida_proto::http_server`]).
 
+pub mod colours;
 pub mod feed;
 mod http;
 mod origin;

@@ -17,7 +17,7 @@ use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{
     ListExecutionsRequest, OutcomeRequest, SchedulerStatusReply, SchedulerStatusRequest,
-    WorkerStatusRequest,
+    WorkerStatusReply, WorkerStatusRequest,
 };
 use dida_proto::storage::storage_client::StorageClient;
 use dida_proto::storage::{Liveness, StatusReply, StatusRequest};
@@ -26,6 +26,7 @@ use futures::future::join_all;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::colours::ColourBook;
 use crate::feed::now_unix_ms;
 use crate::topology::{KnownNode, Topology};
 use crate::{POLL_INTERVAL, RPC_DEADLINE};
@@ -75,6 +76,11 @@ pub enum NodeState {
     Declared,
     /// Stopped by the PuppetMaster.
     Stopped,
+    /// A worker asked to leave: it finishes what it runs and takes no new work.
+    Leaving,
+    /// A worker the scheduler no longer places work on: it deregistered after
+    /// draining, or its lease ended.
+    Gone,
 }
 
 /// One node on the page.
@@ -104,6 +110,9 @@ pub struct NodeView {
     pub process: Option<String>,
     /// Where it serves metrics, when the PuppetMaster gave it an address.
     pub metrics: Option<String>,
+    /// Its CSS colour on the page, kept for as long as the dashboard runs
+    /// ([`crate::colours`]): the same whoever else fails, joins or leaves.
+    pub colour: String,
 }
 
 impl NodeView {
@@ -129,6 +138,7 @@ impl NodeView {
             replica_share: None,
             process: known.map(|k| k.process.clone()),
             metrics: known.and_then(|k| k.metrics.clone()),
+            colour: String::new(),
         }
     }
 }
@@ -327,6 +337,7 @@ struct Poller {
     runs: HashMap<String, (Vec<RunView>, Option<String>)>,
     series: Vec<SeriesPoint>,
     last_finished: Option<(Instant, u64, u64)>,
+    colours: ColourBook,
 }
 
 /// At most this many outcomes are fetched per poll, so a burst of executions does
@@ -346,6 +357,10 @@ impl Poller {
             nodes.push(self.scheduler_node(topology, url, scheduler.as_ref()));
         }
         nodes.extend(self.worker_nodes(topology, scheduler.as_ref()).await);
+        let colours = self.colours.colours(nodes.iter().map(|n| n.id.as_str()));
+        for (node, colour) in nodes.iter_mut().zip(colours) {
+            node.colour = colour;
+        }
         let executions = match &topology.scheduler {
             Some(url) => self.executions(url).await,
             None => Vec::new(),
@@ -448,19 +463,14 @@ impl Poller {
             .zip(replies)
             .map(|((id, url), reply)| {
                 let known = topology.known(&id);
-                let load = scheduler
-                    .and_then(|s| s.workers.iter().find(|w| w.worker_id == id))
-                    .map(|w| w.load);
-                let state = match &reply {
-                    Some(r) => (
-                        NodeState::Alive,
-                        format!(
-                            "{} running, {} completed, {} failed",
-                            r.running, r.completed, r.failed
-                        ),
-                    ),
-                    None => process_state(known.map(|k| k.process.as_str())),
-                };
+                let listed = scheduler.and_then(|s| s.workers.iter().find(|w| w.worker_id == id));
+                let load = listed.map(|w| w.load);
+                let in_scheduler = listed.map(|w| w.state.as_str());
+                let state = worker_state(
+                    reply.as_ref(),
+                    in_scheduler,
+                    known.map(|k| k.process.as_str()),
+                );
                 NodeView {
                     load,
                     ..NodeView::new(id, "worker", url, state, known)
@@ -576,6 +586,58 @@ impl Poller {
     }
 }
 
+/// A worker's state from its own answer (`None`: it did not answer), what the
+/// scheduler says of it (`alive`, `leaving`, `gone`; `None`: the scheduler does not
+/// list it or did not answer) and what the PuppetMaster did to its process. The
+/// scheduler's word on leaving and gone stands even while the worker still answers:
+/// it is what decides whether the worker gets work.
+pub fn worker_state(
+    own: Option<&WorkerStatusReply>,
+    in_scheduler: Option<&str>,
+    process: Option<&str>,
+) -> (NodeState, String) {
+    let activity = |r: &WorkerStatusReply| {
+        format!(
+            "{} running, {} completed, {} failed",
+            r.running, r.completed, r.failed
+        )
+    };
+    match (own, in_scheduler) {
+        (Some(r), Some("leaving")) => (
+            NodeState::Leaving,
+            format!("draining, no new work: {}", activity(r)),
+        ),
+        (None, Some("leaving")) => (
+            NodeState::Leaving,
+            "draining, no new work; not answering".into(),
+        ),
+        (Some(r), Some("gone")) => (
+            NodeState::Gone,
+            format!(
+                "the scheduler places no work on it (left, or its lease ended): {}",
+                activity(r)
+            ),
+        ),
+        (Some(r), _) => (NodeState::Alive, activity(r)),
+        (None, Some("gone")) => match process {
+            Some(p)
+                if p.starts_with("exited")
+                    || p.starts_with("left")
+                    || p == "crashed"
+                    || p == "stopped" =>
+            {
+                let (state, detail) = process_state(Some(p));
+                (state, format!("{detail}; the scheduler dropped it"))
+            }
+            _ => (
+                NodeState::Gone,
+                "left the scheduler's workers (deregistered or its lease ended)".into(),
+            ),
+        },
+        (None, _) => process_state(process),
+    }
+}
+
 /// The state of a node that does not answer, from what the PuppetMaster did to it.
 fn process_state(process: Option<&str>) -> (NodeState, String) {
     match process {
@@ -587,6 +649,22 @@ fn process_state(process: Option<&str>) -> (NodeState, String) {
             NodeState::Failed,
             format!("its process {exited}, not by the PuppetMaster"),
         ),
+        Some("leaving") => (
+            NodeState::Leaving,
+            "asked to leave by the PuppetMaster; not answering".into(),
+        ),
+        // A worker the PuppetMaster asked to leave whose process ended: gone when
+        // it exited by itself (drained), failed when something else ended it.
+        Some(left) if left.starts_with("left: ") => match &left["left: ".len()..] {
+            how @ "exited with status 0" => (
+                NodeState::Gone,
+                format!("left when asked to: its process {how}"),
+            ),
+            how => (
+                NodeState::Failed,
+                format!("asked to leave, but its process {how}"),
+            ),
+        },
         _ => (NodeState::Unreachable, "not answering".into()),
     }
 }
@@ -691,6 +769,52 @@ mod tests {
             liveness: Liveness::Alive as i32,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_worker_shows_the_schedulers_leaving_and_gone_and_its_process() {
+        let answer = WorkerStatusReply {
+            running: 2,
+            completed: 5,
+            ..Default::default()
+        };
+        let state = |own, sched, process| worker_state(own, sched, process).0;
+        assert_eq!(state(Some(&answer), Some("alive"), None), NodeState::Alive);
+        assert_eq!(state(Some(&answer), None, None), NodeState::Alive);
+        let (leaving, detail) = worker_state(Some(&answer), Some("leaving"), Some("running"));
+        assert_eq!(leaving, NodeState::Leaving);
+        assert!(detail.contains("2 running"), "{detail}");
+        assert_eq!(state(None, Some("leaving"), None), NodeState::Leaving);
+        assert_eq!(state(Some(&answer), Some("gone"), None), NodeState::Gone);
+        // Gone and its process ended: how it ended is what the page says.
+        assert_eq!(state(None, Some("gone"), None), NodeState::Gone);
+        assert_eq!(
+            state(None, Some("gone"), Some("stopped")),
+            NodeState::Stopped
+        );
+        let (killed, detail) = worker_state(
+            None,
+            Some("gone"),
+            Some("exited: was killed (signal: 9 (SIGKILL))"),
+        );
+        assert_eq!(killed, NodeState::Failed);
+        assert!(detail.contains("SIGKILL"), "{detail}");
+        // Killed outside the console while the scheduler still counts its lease.
+        assert_eq!(
+            state(None, Some("alive"), Some("exited: was killed")),
+            NodeState::Failed
+        );
+        assert_eq!(state(None, None, Some("running")), NodeState::Unreachable);
+        // Asked to leave by the PuppetMaster: gone once it exited by itself, failed
+        // if something else ended it.
+        let left = Some("left: exited with status 0");
+        assert_eq!(state(None, Some("gone"), left), NodeState::Gone);
+        assert_eq!(state(None, None, left), NodeState::Gone);
+        assert_eq!(
+            state(None, Some("gone"), Some("left: was killed (signal: 9)")),
+            NodeState::Failed
+        );
+        assert_eq!(state(None, None, Some("leaving")), NodeState::Leaving);
     }
 
     #[test]

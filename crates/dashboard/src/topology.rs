@@ -29,8 +29,9 @@ pub struct KnownNode {
     /// Where it serves.
     pub url: String,
     /// Its process as the PuppetMaster last left it: `declared`, `running`,
-    /// `crashed`, `stopped` or `failed to start` — or `exited: <how>` when its PCS
-    /// says it ended without the PuppetMaster's doing.
+    /// `crashed`, `stopped`, `failed to start` or `leaving` (a worker asked to
+    /// leave) — or `exited: <how>` when its PCS says it ended without the
+    /// PuppetMaster's doing, `left: <how>` when a leaving worker's process ended.
     pub process: String,
     /// Where it serves its metrics, if it does.
     pub metrics: Option<String>,

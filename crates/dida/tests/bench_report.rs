@@ -1,7 +1,9 @@
 //! The benchmarks and the evaluation report speak one schema: short real runs of
-//! `dida bench storage --durability` and `dida bench chain --http` write their JSON
-//! lines, and `dida bench report` reads them back into a report that shows them. A
-//! field one side renamed would fail this test, not fill the report with zeros.
+//! `dida bench storage --durability`, `dida bench chain --http` and `dida bench
+//! elastic` write their JSON lines, and `dida bench report` reads them back into a
+//! report that shows them. A field one side renamed would fail this test, not fill
+//! the report with zeros. The elastic run is also the demonstration, checked
+//! here: workers join and one leaves under HTTP load, and no execution is lost.
 
 use std::path::Path;
 use std::process::Command;
@@ -54,6 +56,37 @@ fn the_report_reads_what_the_benchmarks_write() {
     .chain(short)
     .collect();
     bench(results.path(), "chain.jsonl", &chain);
+    bench(
+        results.path(),
+        "elastic.jsonl",
+        &["elastic", "--phase", "0.5", "--warmup", "0.2"],
+    );
+    let elastic = std::fs::read_to_string(results.path().join("elastic.jsonl")).unwrap();
+    let line = |event: &str| -> serde_json::Value {
+        elastic
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|l| l["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} line in {elastic}"))
+    };
+    // None lost: every invocation succeeded and the scheduler counted exactly them.
+    let totals = line("totals");
+    assert!(totals["sent"].as_u64().unwrap() > 0, "{totals}");
+    assert_eq!(totals["failed"], 0, "{totals}");
+    assert_eq!(totals["submitted"], totals["sent"], "{totals}");
+    assert_eq!(totals["finished"], totals["sent"], "{totals}");
+    assert_eq!(totals["running_at_end"], 0, "{totals}");
+    // The leaving worker drained: it ran executions when asked to leave (24 in
+    // flight saturate the three workers' 12 slots), they all succeeded, and it
+    // exited by itself with status 0.
+    let leave = line("leave");
+    assert!(leave["running_at_leave"].as_u64().unwrap() > 0, "{leave}");
+    assert_eq!(
+        leave["running_at_leave_succeeded"], leave["running_at_leave"],
+        "{leave}"
+    );
+    assert_eq!(leave["clean_exit"], true, "{leave}");
+    assert_eq!(leave["state_after"], "gone", "{leave}");
 
     let docs = tempfile::tempdir().unwrap();
     let output = Command::new(dida())
@@ -82,5 +115,10 @@ fn the_report_reads_what_the_benchmarks_write() {
     assert!(
         report.contains("`dida bench chain`"),
         "the chain run is read:\n{report}"
+    );
+    assert!(
+        report.contains("## Workers joining and leaving under load")
+            && report.contains("| three workers | 3 |"),
+        "the elastic run is read:\n{report}"
     );
 }

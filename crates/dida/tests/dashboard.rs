@@ -410,6 +410,39 @@ async fn the_dashboard_shows_the_cluster_a_crash_and_executions_in_a_real_browse
     );
     screenshot(&page, "dashboard-records.png").await;
 
+    // A worker added from the page's console joins, alive; asked to leave, it goes,
+    // and the page says it left when asked (not that it failed).
+    let port = free_ports(1).unwrap()[0];
+    type_script_line(&page, &format!("addWorker w9 http://127.0.0.1:{port} 0")).await;
+    eventually(STARTUP, "w9 shown alive", || async {
+        nodes_shown(&page)
+            .await
+            .into_iter()
+            .find(|(id, role, state)| id == "w9" && role == "worker" && state == "alive")
+    })
+    .await;
+    type_script_line(&page, "removeWorker w9").await;
+    let row = eventually(STARTUP, "w9 shown gone, its process ended", || async {
+        let rows = page
+            .execute(
+                "return Array.from(document.querySelectorAll('#nodes tbody tr'))\
+                 .filter(r => r.dataset.node === 'w9')\
+                 .map(r => [r.dataset.state, r.dataset.process]);",
+                vec![],
+            )
+            .await
+            .ok()?;
+        let rows: Vec<(String, String)> = serde_json::from_value(rows).ok()?;
+        rows.into_iter().find(|(state, process)| {
+            state == "gone" && (process == "stopped" || process.starts_with("left: "))
+        })
+    })
+    .await;
+    assert!(
+        row.1 == "stopped" || row.1 == "left: exited with status 0",
+        "it drained and exited by itself: {row:?}"
+    );
+
     // A worker killed outside the console (as by the OOM killer): the page shows its
     // process exited, as its PCS says, not `running` as the PuppetMaster left it.
     let w2 = pid_of("worker", "--id=w2");

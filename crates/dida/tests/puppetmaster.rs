@@ -436,6 +436,44 @@ async fn the_load_script_spreads_executions_over_every_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_elastic_script_adds_two_workers_and_removes_one() {
+    let (_dir, script) = prepare("elastic.txt");
+    let run = batch(&script, &[]).await;
+    assert!(run.success, "{}", run.stderr);
+    let clients = run.clients();
+    assert_eq!(clients.len(), 8);
+    for (input, event) in &clients {
+        assert_eq!(event["status"], "ok", "{input}: {event}");
+        assert_eq!(event["outputs"], serde_json::json!(["1", "2"]), "{input}");
+    }
+    let states = |id: &str| -> Vec<String> {
+        run.of("node")
+            .into_iter()
+            .filter(|e| e["node"] == id)
+            .map(|e| e["state"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(states("w1"), ["started", "stopped"]);
+    assert_eq!(states("w2"), ["started", "joined", "stopped"]);
+    assert_eq!(states("w3"), ["started", "joined", "leaving", "stopped"]);
+    // `status` showed w3 leaving or, if it had drained already, gone (that nothing
+    // new goes to a leaving worker is the test above's).
+    let w3 = run
+        .of("status")
+        .into_iter()
+        .find(|s| s["node"] == "w3")
+        .unwrap();
+    assert!(w3["state"] == "leaving" || w3["state"] == "gone", "{w3}");
+    let stopped = run
+        .of("node")
+        .into_iter()
+        .find(|e| e["node"] == "w3" && e["state"] == "stopped")
+        .unwrap();
+    assert_eq!(stopped["exit"], "exited with status 0");
+    assert_all_gone(&run.pids()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_brings_a_crashed_storage_node_back_with_its_flags() {
     // Restarted right after the crash, before its peers can declare it failed (that
     // takes seconds): the node comes back as the same member and answers as alive.
@@ -518,4 +556,234 @@ async fn restart_brings_a_crashed_storage_node_back_with_its_flags() {
         assert_eq!(status["details"]["members"], 3, "the same membership");
     }
     assert_all_gone(&run.pids()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_worker_and_remove_worker_grow_and_shrink_a_running_cluster() {
+    // `hold` waits in AwaitKeyOperator on w1 (the only worker when it is issued)
+    // until `populate` writes its key: w1 is asked to leave while it runs it, so
+    // its leaving is seen, and the `free` execution issued meanwhile can only go to
+    // w2. Nothing depends on timing: every wait is on an event.
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(4).unwrap();
+    std::fs::create_dir(dir.path().join("apps")).unwrap();
+    std::fs::write(
+        dir.path().join("apps/hold.txt"),
+        "operator AwaitKeyOperator 0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("apps/echo.txt"),
+        "operator EchoOperator 0\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("go.txt"), "hold-go,released\n").unwrap();
+    let script = dir.path().join("elastic.txt");
+    std::fs::write(
+        &script,
+        format!(
+            "debug\n\
+             storage s1 http://127.0.0.1:{s1} 0\n\
+             scheduler sched http://127.0.0.1:{sched}\n\
+             worker w1 http://127.0.0.1:{w1} 0\n\
+             client hold apps/hold.txt\n\
+             addWorker w2 http://127.0.0.1:{w2} 0\n\
+             addWorker w2 http://127.0.0.1:{w2} 0\n\
+             removeWorker w1\n\
+             removeWorker w1\n\
+             removeWorker s1\n\
+             status\n\
+             client free apps/echo.txt\n\
+             populate go.txt\n\
+             await\n",
+            s1 = ports[0],
+            sched = ports[1],
+            w1 = ports[2],
+            w2 = ports[3],
+        ),
+    )
+    .unwrap();
+    let fixtures = dida_operators::fixtures_dir().display().to_string();
+    let run = batch(&script, &["--operators", &fixtures]).await;
+    let errors: Vec<(u64, String)> = run
+        .of("error")
+        .into_iter()
+        .filter(|e| !e["line"].is_null())
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap_or(0),
+                e["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        (7, "node id \"w2\" is already used"),
+        (9, "w1 is already leaving"),
+        (10, "s1 is a storage; removeWorker removes workers"),
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:?}\n{}", run.stderr);
+    for ((line, message), (want_line, want)) in errors.iter().zip(expected) {
+        assert_eq!(*line, want_line, "{errors:?}");
+        assert!(message.contains(want), "{message:?} lacks {want:?}");
+    }
+    assert!(!run.success, "the refused lines make the batch fail");
+
+    // While w1 drains `hold`, the scheduler lists it leaving and w2 alive.
+    let status = |id: &str| -> &Value {
+        run.of("status")
+            .into_iter()
+            .find(|e| e["node"] == id)
+            .unwrap_or_else(|| panic!("no status of {id}: {}", run.stderr))
+    };
+    assert_eq!(status("w1")["state"], "leaving", "{}", status("w1"));
+    assert_eq!(status("w1")["details"]["leaving"], true);
+    assert_eq!(status("w2")["state"], "alive", "{}", status("w2"));
+    let sched = status("sched");
+    assert_eq!(sched["details"]["worker_states"]["w1"], "leaving");
+    assert_eq!(sched["details"]["worker_states"]["w2"], "alive");
+
+    // Both executions finished: `hold` on the leaving w1, `free` on w2.
+    let clients: BTreeMap<String, &Value> = run.clients().into_iter().collect();
+    assert_eq!(clients["hold"]["status"], "ok", "{}", clients["hold"]);
+    assert_eq!(clients["hold"]["outputs"][0], "released");
+    assert_eq!(clients["free"]["status"], "ok", "{}", clients["free"]);
+    let ran_on = |input: &str| -> Vec<String> {
+        let id = &clients[input]["id"];
+        run.of("debug")
+            .into_iter()
+            .filter(|d| d["id"] == *id)
+            .map(|d| d["worker"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ran_on("hold"), ["w1"]);
+    assert_eq!(
+        ran_on("free"),
+        ["w2"],
+        "nothing new goes to a leaving worker"
+    );
+
+    // w1 left by itself once drained (exit status 0, not SIGKILLed); w2 joined
+    // and was stopped at the end like every node.
+    let states = |id: &str| -> Vec<(String, Option<String>)> {
+        run.of("node")
+            .into_iter()
+            .filter(|e| e["node"] == id)
+            .map(|e| {
+                (
+                    e["state"].as_str().unwrap().to_string(),
+                    e["exit"].as_str().map(String::from),
+                )
+            })
+            .collect()
+    };
+    let w1 = states("w1");
+    assert_eq!(
+        w1.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        ["started", "leaving", "stopped"],
+        "{w1:?}"
+    );
+    assert_eq!(w1[2].1.as_deref(), Some("exited with status 0"), "{w1:?}");
+    let w2 = states("w2");
+    assert_eq!(
+        w2.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        ["started", "joined", "stopped"],
+        "{w2:?}"
+    );
+    assert_all_gone(&run.pids()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_how_a_process_killed_outside_the_console_ended() {
+    // The console reads lines from its stdin; w1 is SIGKILLed behind its back (as
+    // by the OOM killer), then `status` is typed until the row says how w1 ended,
+    // in its PCS's words (the PCS reaps the process a moment after the kill).
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(3).unwrap();
+    let script = dir.path().join("outside.txt");
+    std::fs::write(
+        &script,
+        format!(
+            "storage s1 http://127.0.0.1:{} 0\n\
+             scheduler sched http://127.0.0.1:{}\n\
+             worker w1 http://127.0.0.1:{} 0\n",
+            ports[0], ports[1], ports[2]
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(dida())
+        .arg("pm")
+        .arg(&script)
+        .args(["--json", "--debug-listen", "127.0.0.1:0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let w1 = loop {
+        let event = next_event(&mut lines, deadline).await;
+        if event["event"] == "node" && event["node"] == "w1" && event["state"] == "started" {
+            break event["pid"].as_u64().unwrap() as i32;
+        }
+    };
+    stdin.write_all(b"status\n").await.unwrap();
+    loop {
+        let event = next_event(&mut lines, deadline).await;
+        if event["event"] == "status" && event["node"] == "w1" {
+            assert_eq!(event["state"], "alive", "{event}");
+            assert!(event["details"].get("process_exit").is_none(), "{event}");
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(w1),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let row = loop {
+        stdin.write_all(b"status\n").await.unwrap();
+        let row = loop {
+            let event = next_event(&mut lines, deadline).await;
+            if event["event"] == "status" && event["node"] == "w1" {
+                break event;
+            }
+        };
+        if row["details"].get("process_exit").is_some() {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "w1's end never shown: {row}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(row["state"], "failed", "{row}");
+    assert_eq!(row["details"]["pid"], w1, "{row}");
+    assert!(
+        row["details"]["process_exit"]
+            .as_str()
+            .unwrap()
+            .contains("SIGKILL"),
+        "{row}"
+    );
+    stdin.write_all(b"quit\n").await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the PuppetMaster quit")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// The next JSON event a running PuppetMaster prints, before `deadline`.
+async fn next_event(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    deadline: Instant,
+) -> Value {
+    let line = tokio::time::timeout_at(deadline, lines.next_line())
+        .await
+        .expect("an event in time")
+        .unwrap()
+        .expect("the PuppetMaster is still running");
+    serde_json::from_str(&line).unwrap()
 }

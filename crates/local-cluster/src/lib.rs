@@ -159,6 +159,19 @@ struct Compute {
     workers: Membership,
     scheduler: Child,
     worker_children: Vec<Child>,
+    /// What every worker is started with, for workers added later.
+    spec: ComputeSpec,
+    /// Workers added by [`LocalCluster::add_worker`]: id, URL, process (`None`
+    /// once reaped).
+    added: Vec<AddedWorker>,
+}
+
+/// A worker started on a running cluster by [`LocalCluster::add_worker`].
+#[derive(Debug)]
+struct AddedWorker {
+    id: String,
+    url: String,
+    child: Child,
 }
 
 impl LocalCluster {
@@ -267,26 +280,14 @@ impl LocalCluster {
                 .get(index)
                 .copied()
                 .unwrap_or(0);
-            let mut args = vec![
-                format!("--id={}", member.id),
-                format!("--url={}", member.url),
-                format!("--gossip-delay={delay}"),
-                format!("--storage={}", self.peers),
-                format!("--scheduler={scheduler_url}"),
-                format!("--replication-factor={}", self.spec.replication_factor),
-            ];
-            if let Some(dir) = &spec.operators_dir {
-                args.push(format!("--operators={}", dir.display()));
-            }
-            args.extend(spec.worker_args.iter().cloned());
-            let settings = WorkerSettings::parse_without_env(args)
-                .with_context(|| format!("invalid settings of worker {}", member.id))?;
-            let child = node_command(binary, &self.spec.env)
-                .args(settings.to_args())
-                .spawn()
-                .with_context(|| {
-                    format!("cannot start {} worker for {}", binary.display(), member.id)
-                })?;
+            let child = self.spawn_worker(
+                binary,
+                &spec,
+                &scheduler_url,
+                &member.id,
+                &member.url.to_string(),
+                delay,
+            )?;
             worker_children.push(child);
         }
         let mut compute = Compute {
@@ -295,10 +296,134 @@ impl LocalCluster {
             workers: membership,
             scheduler,
             worker_children,
+            spec,
+            added: Vec::new(),
         };
         let ready = compute.wait_until_ready(Duration::from_secs(60)).await;
         self.compute = Some(compute);
         ready
+    }
+
+    /// Starts `dida worker` `id` with `spec`'s worker flags, using this cluster's
+    /// storage and the scheduler at `scheduler_url`.
+    fn spawn_worker(
+        &self,
+        binary: &Path,
+        spec: &ComputeSpec,
+        scheduler_url: &str,
+        id: &str,
+        url: &str,
+        gossip_delay_ms: u64,
+    ) -> anyhow::Result<Child> {
+        let mut args = vec![
+            format!("--id={id}"),
+            format!("--url={url}"),
+            format!("--gossip-delay={gossip_delay_ms}"),
+            format!("--storage={}", self.peers),
+            format!("--scheduler={scheduler_url}"),
+            format!("--replication-factor={}", self.spec.replication_factor),
+        ];
+        if let Some(dir) = &spec.operators_dir {
+            args.push(format!("--operators={}", dir.display()));
+        }
+        args.extend(spec.worker_args.iter().cloned());
+        let settings = WorkerSettings::parse_without_env(args)
+            .with_context(|| format!("invalid settings of worker {id}"))?;
+        node_command(binary, &self.spec.env)
+            .args(settings.to_args())
+            .spawn()
+            .with_context(|| format!("cannot start {} worker for {id}", binary.display()))
+    }
+
+    /// Starts worker `id` on a free loopback port while the cluster runs (after
+    /// [`LocalCluster::start_compute`], with the same worker flags), the way a
+    /// worker joins a running cluster: it is in no `--workers` list, it registers
+    /// itself with the scheduler and holds a lease. Waits (up to `limit`) until it
+    /// answers a ping; whether the scheduler places work on it yet is the caller's
+    /// to check (the scheduler's status lists it `alive`). Returns its URL.
+    pub async fn add_worker(&mut self, id: &str, limit: Duration) -> anyhow::Result<String> {
+        let compute = self.compute()?;
+        let taken = compute.workers.get(id).is_ok() || compute.added.iter().any(|w| w.id == id);
+        ensure!(!taken, "worker {id} already exists in this cluster");
+        let url = format!("http://127.0.0.1:{}", free_ports(1)?[0]);
+        let (spec, scheduler_url) = (compute.spec.clone(), compute.scheduler_url.clone());
+        let mut child = self.spawn_worker(&self.binary, &spec, &scheduler_url, id, &url, 0)?;
+        let worker = WorkerClient::new(lazy_channel(&url, Duration::from_secs(2))?);
+        let deadline = Instant::now() + limit;
+        let ready = wait_for(&format!("worker {id}"), &mut child, deadline, || {
+            let mut worker = worker.clone();
+            async move { worker.ping(PingRequest {}).await.is_ok() }
+        })
+        .await;
+        if let Some(compute) = self.compute.as_mut() {
+            compute.added.push(AddedWorker {
+                id: id.to_string(),
+                url: url.clone(),
+                child,
+            });
+        }
+        ready.map(|()| url)
+    }
+
+    /// Asks worker `id` to leave with SIGTERM, as an operator would: it tells the
+    /// scheduler it is leaving (no new work goes to it), finishes what it runs,
+    /// deregisters and exits. See [`LocalCluster::wait_worker_exit`].
+    pub fn leave_worker(&self, id: &str) -> anyhow::Result<()> {
+        let pid = self.worker_pid(id)?;
+        let pid = i32::try_from(pid).with_context(|| format!("bad process id {pid}"))?;
+        send_signal(Pid::from_raw(pid), Signal::SIGTERM)
+            .with_context(|| format!("cannot send SIGTERM to worker {id}"))
+    }
+
+    /// Waits (up to `limit`) for worker `id`'s process to exit and reaps it;
+    /// returns how it ended.
+    pub async fn wait_worker_exit(
+        &mut self,
+        id: &str,
+        limit: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let child = self.worker_child(id)?;
+        tokio::time::timeout(limit, child.wait())
+            .await
+            .with_context(|| format!("worker {id} did not exit within {limit:?}"))?
+            .with_context(|| format!("cannot reap worker {id}"))
+    }
+
+    /// The process id of worker `id`, while it runs.
+    pub fn worker_pid(&self, id: &str) -> anyhow::Result<u32> {
+        let compute = self.compute()?;
+        let child = match compute.added.iter().find(|w| w.id == id) {
+            Some(added) => &added.child,
+            None => &compute.worker_children[compute.workers.index_of(id)?],
+        };
+        child
+            .id()
+            .with_context(|| format!("worker {id} is not running"))
+    }
+
+    fn worker_child(&mut self, id: &str) -> anyhow::Result<&mut Child> {
+        let compute = self
+            .compute
+            .as_mut()
+            .context("no scheduler and workers: call start_compute first")?;
+        if let Some(index) = compute.added.iter().position(|w| w.id == id) {
+            return Ok(&mut compute.added[index].child);
+        }
+        let index = compute.workers.index_of(id)?;
+        Ok(&mut compute.worker_children[index])
+    }
+
+    /// Every worker: those started with the cluster (`w1`, …), then those added by
+    /// [`LocalCluster::add_worker`], as `(id, url)`.
+    pub fn all_workers(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let compute = self.compute()?;
+        Ok(compute
+            .workers
+            .members()
+            .iter()
+            .map(|m| (m.id.clone(), m.url.to_string()))
+            .chain(compute.added.iter().map(|w| (w.id.clone(), w.url.clone())))
+            .collect())
     }
 
     /// The scheduler's URL (after [`LocalCluster::start_compute`]).
@@ -606,10 +731,11 @@ impl LocalCluster {
 
     /// Process ids of the nodes still running (storage, then scheduler and workers).
     pub fn pids(&self) -> Vec<u32> {
-        let compute = self
-            .compute
-            .iter()
-            .flat_map(|c| std::iter::once(&c.scheduler).chain(&c.worker_children));
+        let compute = self.compute.iter().flat_map(|c| {
+            std::iter::once(&c.scheduler)
+                .chain(&c.worker_children)
+                .chain(c.added.iter().map(|w| &w.child))
+        });
         self.children
             .iter()
             .flatten()

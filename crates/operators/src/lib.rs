@@ -33,8 +33,9 @@ static BUILTIN: &[BuiltinOperator] = include!(concat!(env!("OUT_DIR"), "/builtin
 
 /// The operators embedded in dida: the course samples of SPEC §3.4
 /// (`AddOperator`, `IncrementOperator`, `UpdateAndChainOperator`), the no-op
-/// `EchoOperator`, the `ReadOperator` / `WriteOperator` probes, and the shop example
-/// (`ReserveStockOperator`, `ChargeOperator`, `ConfirmOrderOperator`).
+/// `EchoOperator`, the `ReadOperator` / `WriteOperator` probes, the shop example
+/// (`ReserveStockOperator`, `ChargeOperator`, `ConfirmOrderOperator`), and
+/// `SleepOperator`, a wait on an outside service for benchmarks.
 pub fn builtin() -> &'static [BuiltinOperator] {
     BUILTIN
 }
@@ -96,6 +97,8 @@ mod tests {
             "ReserveStockOperator",
             "ChargeOperator",
             "ConfirmOrderOperator",
+            // A wait on an outside service, for `dida bench elastic`.
+            "SleepOperator",
         ]
         .into_iter()
         .collect();

@@ -26,6 +26,7 @@ mod service;
 
 pub use client::PcsClient;
 pub use node::{PcsConfig, PcsHandle};
+pub use service::MAX_STOP_GRACE;
 
 /// The port a PCS listens on unless told otherwise (SPEC §6.1).
 pub const DEFAULT_PORT: u16 = 10000;

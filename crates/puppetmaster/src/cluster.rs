@@ -15,6 +15,9 @@ use dida_core::script::{NodeDecl, Role};
 use dida_core::Membership;
 use dida_pcs::PcsClient;
 use dida_proto::convert::storage_state;
+use dida_proto::execution::scheduler_client::SchedulerClient;
+use dida_proto::execution::SchedulerStatusRequest;
+use dida_proto::transport::lazy_channel;
 use dida_storage_client::{ClientConfig, StorageClient};
 use futures::future::join_all;
 use tokio::time::Instant;
@@ -34,8 +37,34 @@ const JOIN_LIMIT: Duration = Duration::from_secs(30);
 /// milliseconds of a SIGTERM; one that does not is reported `killed`.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// How often a restarted node's `Status` is polled until it answers.
+/// How often a restarted node's `Status` (or the scheduler's, for a worker joining
+/// or leaving) is polled until it answers.
 const ANSWER_POLL: Duration = Duration::from_millis(50);
+
+/// How long a worker started by `addWorker` may take, after it listens, until the
+/// scheduler lists it `alive` (it registers at once, then every renewal).
+pub const JOIN_WORKER_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long the scheduler may take to list a worker asked to leave as `leaving`
+/// (it says so at its next renewal, a fraction of its lease).
+const LEAVE_SEEN_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long a worker asked to leave by `removeWorker` may drain (finish what it
+/// runs) before its PCS SIGKILLs it: the longest grace a PCS grants.
+pub const REMOVE_GRACE: Duration = dida_pcs::MAX_STOP_GRACE;
+
+/// A worker leaving after `removeWorker`: the task that ends once its PCS reaped
+/// it. The session hands it back to [`Cluster::finish_removal`].
+#[derive(Debug)]
+pub struct Removal {
+    /// The worker.
+    pub id: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Its PCS's `StopNode` call, which announces how the worker ended: the pid
+    /// reaped, or `None` if the PCS could not stop it.
+    pub task: tokio::task::JoinHandle<Option<u32>>,
+}
 
 /// Where a node stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,8 +77,11 @@ pub enum NodeState {
     FailedToStart,
     /// Killed by `crash`.
     Crashed(u32),
-    /// Stopped when the session ended.
+    /// Stopped when the session ended, or after `removeWorker` once it drained.
     Stopped(u32),
+    /// A worker asked to leave by `removeWorker`: SIGTERMed, it finishes what it
+    /// runs and takes no new work; its PCS reaps it (see [`Removal`]).
+    Leaving(u32),
 }
 
 /// One node of the session.
@@ -118,16 +150,32 @@ impl Cluster {
         if self.started {
             return Err(CommandError::SetupOver { role: decl.role });
         }
+        let (pcs, metrics) = self.admit(&decl)?;
+        self.nodes.push(Node {
+            decl,
+            line,
+            pcs,
+            state: NodeState::Declared,
+            restarts: 0,
+            metrics,
+        });
+        Ok(())
+    }
+
+    /// Checks that `decl` clashes with no node of the session (id, address, a
+    /// second scheduler) and places it: the index of the PCS that will run it and
+    /// its metrics address.
+    fn admit(&self, decl: &NodeDecl) -> Result<(usize, Option<String>), CommandError> {
         if let Some(other) = self.node(&decl.id) {
             return Err(CommandError::IdTaken {
-                id: decl.id,
+                id: decl.id.clone(),
                 role: other.decl.role,
                 line: other.line,
             });
         }
         if let Some(other) = self.nodes.iter().find(|n| n.decl.url == decl.url) {
             return Err(CommandError::UrlTaken {
-                url: decl.url,
+                url: decl.url.clone(),
                 id: other.decl.id.clone(),
                 line: other.line,
             });
@@ -146,16 +194,8 @@ impl Cluster {
         } else {
             place(&decl.url, &pcs_urls).map_err(CommandError::Placement)?
         };
-        let metrics = metrics_addr(&decl, self.config.metrics_port_offset);
-        self.nodes.push(Node {
-            decl,
-            line,
-            pcs,
-            state: NodeState::Declared,
-            restarts: 0,
-            metrics,
-        });
-        Ok(())
+        let metrics = metrics_addr(decl, self.config.metrics_port_offset);
+        Ok((pcs, metrics))
     }
 
     /// `ID=URL,…` of the nodes of `role`.
@@ -332,7 +372,7 @@ impl Cluster {
             NodeState::Crashed(_) => return wrong("has already crashed"),
             NodeState::Declared => return wrong("is not started yet"),
             NodeState::FailedToStart => return wrong("never started"),
-            NodeState::Stopped(_) => return wrong("was stopped"),
+            NodeState::Stopped(_) | NodeState::Leaving(_) => return wrong("was stopped"),
         }
         let pcs = &self.pcs[node.pcs];
         let pid = pcs.kill_node(id).await.map_err(CommandError::Pcs)?;
@@ -359,7 +399,7 @@ impl Cluster {
             NodeState::Running(_) | NodeState::Crashed(_) => {}
             NodeState::Declared => return wrong("is not started yet"),
             NodeState::FailedToStart => return wrong("never started: there is nothing to restart"),
-            NodeState::Stopped(_) => return wrong("was stopped"),
+            NodeState::Stopped(_) | NodeState::Leaving(_) => return wrong("was stopped"),
         }
         let pcs = &self.pcs[node.pcs];
         let reply = match pcs.restart_node(id).await {
@@ -380,6 +420,231 @@ impl Cluster {
         node.restarts += 1;
         announce(printer, node, pcs, "restarted", reply.pid);
         Ok(())
+    }
+
+    /// `addWorker`: starts worker `decl` on the running cluster, through the PCS of
+    /// its host, with the flags a setup-block worker gets (the storage nodes, the
+    /// scheduler, `--operators`, the debug sink). It is in no `--workers` list: it
+    /// registers itself with the scheduler and holds a lease. Returns once the
+    /// scheduler lists it `alive` (it places work on it), or an error after
+    /// [`JOIN_WORKER_LIMIT`] (the worker is left running: `status` shows how it
+    /// fares). A worker that could not start is not kept, so its id may be used
+    /// again.
+    pub async fn add_worker(
+        &mut self,
+        line: usize,
+        decl: NodeDecl,
+        debug_sink: Option<&str>,
+        printer: &Printer,
+    ) -> Result<Duration, CommandError> {
+        let scheduler = self.running_scheduler()?;
+        if self.of_role(Role::Storage).next().is_none() {
+            return Err(CommandError::Undeclared("storage node"));
+        }
+        let (pcs, metrics) = self.admit(&decl)?;
+        let request = start_request(&self.config, &self.declared(), &decl, debug_sink)
+            .map_err(|refused| CommandError::Pcs(anyhow::Error::new(refused)))?;
+        let pid = self.pcs[pcs]
+            .start_node(request)
+            .await
+            .map_err(CommandError::Pcs)?;
+        let node = Node {
+            decl,
+            line,
+            pcs,
+            state: NodeState::Running(pid),
+            restarts: 0,
+            metrics,
+        };
+        announce(printer, &node, &self.pcs[pcs], "started", pid);
+        let id = node.decl.id.clone();
+        self.nodes.push(node);
+        let listened = Instant::now();
+        self.wait_for_worker(&scheduler, &id, &["alive"], JOIN_WORKER_LIMIT)
+            .await
+            .map_err(|last| CommandError::NotJoined {
+                id: id.clone(),
+                limit: JOIN_WORKER_LIMIT,
+                last,
+            })?;
+        if let Some(node) = self.node(&id) {
+            announce(printer, node, &self.pcs[node.pcs], "joined", pid);
+        }
+        Ok(listened.elapsed())
+    }
+
+    /// `removeWorker`: asks worker `id` to leave. Its PCS sends it SIGTERM; the
+    /// worker tells the scheduler it is leaving (no new work goes to it), finishes
+    /// the operators it runs, deregisters and exits. Returns once the scheduler
+    /// lists it `leaving` (or `gone`, for an idle worker that left at once), with
+    /// the [`Removal`] that ends when its PCS has reaped it — SIGKILLed if it still
+    /// runs after [`REMOVE_GRACE`]; the removal announces the worker `stopped` (or
+    /// `killed`) itself, with how it ended, as soon as that happens.
+    pub async fn remove_worker(
+        &mut self,
+        id: &str,
+        printer: &Arc<Printer>,
+    ) -> Result<Removal, CommandError> {
+        let scheduler = self.running_scheduler()?;
+        let index = self.node_index(id)?;
+        let node = &self.nodes[index];
+        if node.decl.role != Role::Worker {
+            return Err(CommandError::NotWorker {
+                id: id.to_string(),
+                role: node.decl.role,
+            });
+        }
+        let wrong = |state| {
+            Err(CommandError::WrongState {
+                id: id.to_string(),
+                state,
+            })
+        };
+        let pid = match node.state {
+            NodeState::Running(pid) => pid,
+            NodeState::Leaving(_) => return wrong("is already leaving"),
+            NodeState::Stopped(_) => return wrong("was stopped"),
+            NodeState::Crashed(_) => return wrong("has crashed"),
+            NodeState::Declared => return wrong("is not started yet"),
+            NodeState::FailedToStart => return wrong("never started"),
+        };
+        let pcs = self.pcs[node.pcs].clone();
+        let task = {
+            let (node, pcs, printer) = (node.clone(), pcs.clone(), printer.clone());
+            tokio::spawn(async move {
+                let id = &node.decl.id;
+                match pcs.stop_node(id, REMOVE_GRACE).await {
+                    Ok(reply) => {
+                        let (state, exit) = if reply.forced {
+                            (
+                                "killed",
+                                format!(
+                                    "SIGKILLed after {} s of draining: it {}",
+                                    REMOVE_GRACE.as_secs(),
+                                    reply.exit
+                                ),
+                            )
+                        } else {
+                            ("stopped", reply.exit)
+                        };
+                        announce_exit(&printer, &node, &pcs, state, reply.pid, Some(exit));
+                        Some(reply.pid)
+                    }
+                    Err(error) => {
+                        printer.error(
+                            None,
+                            "removeWorker",
+                            &format!("worker {id} could not be stopped: {error:#}"),
+                        );
+                        None
+                    }
+                }
+            })
+        };
+        self.nodes[index].state = NodeState::Leaving(pid);
+        let seen = self
+            .wait_for_worker(&scheduler, id, &["leaving", "gone"], LEAVE_SEEN_LIMIT)
+            .await;
+        let node = &self.nodes[index];
+        match seen {
+            Ok(()) => announce(printer, node, &pcs, "leaving", pid),
+            // The process is being stopped whatever the scheduler says: the
+            // removal goes on, and its end is reported.
+            Err(last) => printer.error(
+                None,
+                "removeWorker",
+                &format!(
+                    "the scheduler did not list {id} as leaving within {LEAVE_SEEN_LIMIT:?} \
+                     ({last}); its process is being stopped anyway"
+                ),
+            ),
+        }
+        Ok(Removal {
+            id: id.to_string(),
+            pid,
+            task,
+        })
+    }
+
+    /// Records the end of a [`Removal`]: `stopped` with the pid its PCS reaped, or,
+    /// when the PCS could not stop it (`None`), running again as far as the session
+    /// knows, so that the end of the session stops it.
+    pub fn finish_removal(&mut self, removal_id: &str, pid: u32, reaped: Option<u32>) {
+        if let Ok(index) = self.node_index(removal_id) {
+            self.nodes[index].state = match reaped {
+                Some(pid) => NodeState::Stopped(pid),
+                None => NodeState::Running(pid),
+            };
+        }
+    }
+
+    /// The scheduler's URL, if it runs.
+    fn running_scheduler(&self) -> Result<String, CommandError> {
+        let scheduler = self
+            .of_role(Role::Scheduler)
+            .next()
+            .ok_or(CommandError::Undeclared("scheduler"))?;
+        match scheduler.state {
+            NodeState::Running(_) => Ok(scheduler.decl.url.to_string()),
+            _ => Err(CommandError::WrongState {
+                id: scheduler.decl.id.clone(),
+                state: "is not running",
+            }),
+        }
+    }
+
+    /// The index of node `id`, or the error naming the nodes there are.
+    fn node_index(&self, id: &str) -> Result<usize, CommandError> {
+        self.nodes
+            .iter()
+            .position(|n| n.decl.id == id)
+            .ok_or_else(|| CommandError::UnknownNode {
+                id: id.to_string(),
+                known: self
+                    .nodes
+                    .iter()
+                    .map(|n| n.decl.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// Polls the scheduler's status (each call bounded by the RPC deadline) until
+    /// it lists worker `id` in one of `states`, or `limit` passes; the error says
+    /// what the scheduler last said.
+    async fn wait_for_worker(
+        &self,
+        scheduler: &str,
+        id: &str,
+        states: &[&str],
+        limit: Duration,
+    ) -> Result<(), String> {
+        let channel = lazy_channel(scheduler, self.config.rpc_deadline)
+            .map_err(|e| format!("bad scheduler URL {scheduler}: {e}"))?;
+        let mut client = SchedulerClient::new(channel);
+        let started = Instant::now();
+        loop {
+            let call = client.status(SchedulerStatusRequest {});
+            let last = match tokio::time::timeout(self.config.rpc_deadline, call).await {
+                Ok(Ok(reply)) => {
+                    let reply = reply.into_inner();
+                    match reply.workers.iter().find(|w| w.worker_id == id) {
+                        Some(w) if states.contains(&w.state.as_str()) => return Ok(()),
+                        Some(w) => format!("the scheduler lists it {}", w.state),
+                        None => "the scheduler does not list it yet".to_string(),
+                    }
+                }
+                Ok(Err(status)) => format!("the scheduler failed: {}", status.message()),
+                Err(_) => format!(
+                    "the scheduler did not answer within {:?}",
+                    self.config.rpc_deadline
+                ),
+            };
+            if started.elapsed() >= limit {
+                return Err(last);
+            }
+            tokio::time::sleep(ANSWER_POLL).await;
+        }
     }
 
     /// Polls storage node `id`'s `Status` (each call bounded by the RPC deadline)
@@ -421,8 +686,23 @@ impl Cluster {
     /// SIGKILLs it only if it still runs after [`STOP_GRACE`]. Each is announced
     /// `stopped`, or `killed` when it had to be SIGKILLed, with how it ended.
     /// Returns the pids stopped.
+    ///
+    /// The workers stop first, then the scheduler, then the storage nodes, each
+    /// group at once: a worker leaves by telling the scheduler (it deregisters),
+    /// which must still be there to hear it, and the scheduler keeps operators and
+    /// applications in storage.
     pub async fn stop(&mut self, printer: &Printer) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for role in [Role::Worker, Role::Scheduler, Role::Storage] {
+            pids.extend(self.stop_role(role, printer).await);
+        }
+        pids
+    }
+
+    /// Stops every running node of `role` at once; see [`Cluster::stop`].
+    async fn stop_role(&mut self, role: Role, printer: &Printer) -> Vec<u32> {
         let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].decl.role == role)
             .filter(|&i| matches!(self.nodes[i].state, NodeState::Running(_)))
             .collect();
         let kills = running.iter().map(|&i| {
@@ -698,6 +978,74 @@ mod tests {
             Some("127.0.0.1:8080")
         );
         assert_eq!(flag(&cluster.nodes[0].decl), None, "only the scheduler");
+    }
+
+    #[tokio::test]
+    async fn workers_are_added_and_removed_only_on_a_running_cluster() {
+        let printer = Arc::new(Printer::new(true, Arc::new(drop), Arc::new(drop)));
+        let mut cluster = cluster(&[]);
+        cluster.declare(1, decl(Role::Storage, "s1", 3001)).unwrap();
+        let no_scheduler = cluster
+            .add_worker(2, decl(Role::Worker, "w9", 4009), None, &printer)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(no_scheduler, CommandError::Undeclared("scheduler")),
+            "{no_scheduler}"
+        );
+        cluster
+            .declare(3, decl(Role::Scheduler, "sched", 3000))
+            .unwrap();
+        cluster.declare(4, decl(Role::Worker, "w1", 4001)).unwrap();
+        // Declared, never started: nothing is asked of a PCS, nothing is kept.
+        let not_running = cluster
+            .add_worker(5, decl(Role::Worker, "w9", 4009), None, &printer)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&not_running, CommandError::WrongState { id, state: "is not running" } if id == "sched"),
+            "{not_running}"
+        );
+        assert!(
+            cluster.node("w9").is_none(),
+            "a worker that did not start is not kept"
+        );
+        cluster.nodes[1].state = NodeState::Running(42);
+        let taken = cluster
+            .add_worker(6, decl(Role::Worker, "w1", 4009), None, &printer)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(taken, CommandError::IdTaken { line: 4, .. }),
+            "{taken}"
+        );
+        let unknown = cluster.remove_worker("nope", &printer).await.unwrap_err();
+        assert!(
+            matches!(&unknown, CommandError::UnknownNode { known, .. } if known == "s1, sched, w1"),
+            "{unknown}"
+        );
+        let storage = cluster.remove_worker("s1", &printer).await.unwrap_err();
+        assert!(
+            matches!(
+                storage,
+                CommandError::NotWorker {
+                    role: Role::Storage,
+                    ..
+                }
+            ),
+            "{storage}"
+        );
+        let idle = cluster.remove_worker("w1", &printer).await.unwrap_err();
+        assert!(
+            matches!(
+                idle,
+                CommandError::WrongState {
+                    state: "is not started yet",
+                    ..
+                }
+            ),
+            "{idle}"
+        );
     }
 
     #[tokio::test]

@@ -54,10 +54,16 @@ fn completions(line: &str, pos: usize, nodes: &[(String, Role)]) -> (usize, Vec<
             .map(|name| format!("{name} "))
             .collect()
     } else {
-        let storage_only = matches!(first, "listServer" | "crash" | "restart");
+        let only = match first {
+            "listServer" | "crash" | "restart" => Some(Role::Storage),
+            "removeWorker" => Some(Role::Worker),
+            // A new worker's id is new: nothing to complete.
+            "addWorker" => return (start, Vec::new()),
+            _ => None,
+        };
         nodes
             .iter()
-            .filter(|(_, role)| !storage_only || *role == Role::Storage)
+            .filter(|(_, role)| only.is_none_or(|only| *role == only))
             .map(|(id, _)| id)
             .filter(|id| id.starts_with(word))
             .cloned()
@@ -300,6 +306,16 @@ mod tests {
             "only storage nodes restart"
         );
         assert_eq!(completions("status w", 8, &nodes), (7, vec!["w1".into()]));
+        assert_eq!(
+            completions("removeWorker ", 13, &nodes),
+            (13, vec!["w1".into()]),
+            "only workers leave"
+        );
+        assert_eq!(completions("addWorker ", 10, &nodes), (10, vec![]));
+        assert_eq!(
+            completions("rem", 3, &nodes),
+            (0, vec!["removeWorker ".into()])
+        );
     }
 
     #[test]

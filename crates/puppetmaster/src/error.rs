@@ -80,6 +80,28 @@ pub enum CommandError {
         /// What only storage nodes do (`crash`, `restart`).
         verb: &'static str,
     },
+    /// `removeWorker` of a node that is not a worker.
+    #[error("{id} is a {role}; removeWorker removes workers")]
+    NotWorker {
+        /// The node.
+        id: String,
+        /// Its role.
+        role: Role,
+    },
+    /// A worker started by `addWorker` that the scheduler did not list as alive in
+    /// time.
+    #[error(
+        "{id} was started but the scheduler did not list it as alive within {limit:?} \
+         ({last}); it is left running"
+    )]
+    NotJoined {
+        /// The worker.
+        id: String,
+        /// How long it had.
+        limit: Duration,
+        /// What the scheduler last said.
+        last: String,
+    },
     /// `listServer` of a node that holds no records.
     #[error("{id} is a {role}, not a storage node")]
     NotListable {

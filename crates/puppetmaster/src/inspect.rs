@@ -3,6 +3,7 @@
 //! tables (or events). A node that does not answer in time is shown as failed; no
 //! command ever waits on it longer than the deadline.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -35,15 +36,42 @@ pub async fn status(cluster: &Cluster, deadline: Duration, printer: &Printer) {
 /// at every restart and rejoin); `-` for other roles. When the nodes have metrics
 /// addresses (`--metrics-port-offset`), a `metrics` column shows them (and the
 /// JSON details carry them as `metrics`).
+///
+/// Workers come and go (issue 25), so when the scheduler is among `nodes` its word
+/// on each worker stands ([`with_scheduler_view`]): a worker it lists `leaving` or
+/// `gone` is shown so, and a worker that registered by itself (not started by this
+/// session) gets a row of its own. A node whose process ended without the
+/// session's doing carries how it ended (`process_exit`, its PCS's words).
 pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, printer: &Printer) {
     let storage = cluster.storage_client().ok();
-    let answers = join_all(
-        nodes
-            .iter()
-            .map(|node| node_status(node, storage.as_ref(), deadline)),
-    )
-    .await;
-    let with_metrics = nodes.iter().any(|n| n.metrics.is_some());
+    let (answers, exits) = tokio::join!(
+        join_all(
+            nodes
+                .iter()
+                .map(|node| node_status(node, storage.as_ref(), deadline)),
+        ),
+        process_exits(cluster, deadline),
+    );
+    let mut rows: Vec<StatusRow> = nodes
+        .iter()
+        .zip(answers)
+        .map(|(node, (state, mut details))| {
+            let running = matches!(node.state, NodeState::Running(_) | NodeState::Leaving(_));
+            if let (true, Some(how)) = (running, exits.get(&node.decl.id)) {
+                details["process_exit"] = json!(how);
+            }
+            StatusRow {
+                node: node.decl.id.clone(),
+                role: node.decl.role,
+                url: node.decl.url.to_string(),
+                metrics: node.metrics.clone(),
+                state: state.to_string(),
+                details,
+            }
+        })
+        .collect();
+    with_scheduler_view(&mut rows);
+    let with_metrics = rows.iter().any(|r| r.metrics.is_some());
     let mut header = vec![
         "node".to_string(),
         "role".into(),
@@ -55,32 +83,124 @@ pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, pr
         header.push("metrics".into());
     }
     header.push("details".into());
-    let mut rows = vec![header];
-    for (node, (state, details)) in nodes.iter().zip(answers) {
+    let mut table_rows = vec![header];
+    for row in rows {
         let event = Event::Status {
-            node: node.decl.id.clone(),
-            role: node.decl.role.to_string(),
-            state: state.to_string(),
-            details: details.clone(),
+            node: row.node.clone(),
+            role: row.role.to_string(),
+            state: row.state.clone(),
+            details: row.details.clone(),
         };
         printer.event(&event, String::new);
-        let incarnation = details
+        let incarnation = row
+            .details
             .get("incarnation")
             .map_or_else(|| "-".to_string(), |i| i.to_string());
-        let mut row = vec![
-            node.decl.id.clone(),
-            node.decl.role.to_string(),
-            state.to_string(),
+        let mut cells = vec![
+            row.node,
+            row.role.to_string(),
+            row.state,
             incarnation,
-            node.decl.url.to_string(),
+            row.url,
         ];
         if with_metrics {
-            row.push(node.metrics.clone().unwrap_or_else(|| "-".into()));
+            cells.push(row.metrics.unwrap_or_else(|| "-".into()));
         }
-        row.push(summary(&details));
-        rows.push(row);
+        cells.push(summary(&row.details));
+        table_rows.push(cells);
     }
-    printer.text(|| table(&rows));
+    printer.text(|| table(&table_rows));
+}
+
+/// One row of `status`.
+#[derive(Debug, Clone, PartialEq)]
+struct StatusRow {
+    node: String,
+    role: Role,
+    url: String,
+    metrics: Option<String>,
+    state: String,
+    details: Value,
+}
+
+/// Applies the scheduler's view of the workers to `rows`, when the scheduler's row
+/// is among them and it answered (its details list `worker_states` and
+/// `worker_urls`): a worker it lists `leaving` or `gone` takes that state (the
+/// scheduler's word decides whether it gets work, whether or not the worker still
+/// answers), and every worker it lists that has no row gets one, marked
+/// `registered` (it joined by itself, not through this session).
+fn with_scheduler_view(rows: &mut Vec<StatusRow>) {
+    let Some(scheduler) = rows.iter().find(|r| r.role == Role::Scheduler) else {
+        return;
+    };
+    let Some(states) = scheduler
+        .details
+        .get("worker_states")
+        .and_then(Value::as_object)
+    else {
+        return;
+    };
+    let states = states.clone();
+    let urls = scheduler
+        .details
+        .get("worker_urls")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let loads = scheduler
+        .details
+        .get("worker_loads")
+        .cloned()
+        .unwrap_or(Value::Null);
+    for (id, state) in &states {
+        let Some(state) = state.as_str() else {
+            continue;
+        };
+        match rows
+            .iter_mut()
+            .find(|r| r.node == *id && r.role == Role::Worker)
+        {
+            Some(row) => {
+                if matches!(state, "leaving" | "gone") {
+                    row.state = state.to_string();
+                }
+            }
+            None => rows.push(StatusRow {
+                node: id.clone(),
+                role: Role::Worker,
+                url: urls
+                    .get(id)
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_string(),
+                metrics: None,
+                state: state.to_string(),
+                details: json!({
+                    "registered": true,
+                    "load": loads.get(id).cloned().unwrap_or(Value::Null),
+                }),
+            }),
+        }
+    }
+}
+
+/// How the processes of the session's nodes ended, by node id, for those whose PCS
+/// (asked within `deadline`) says they are not running; a PCS that does not answer
+/// in time says nothing.
+async fn process_exits(cluster: &Cluster, deadline: Duration) -> HashMap<String, String> {
+    let listings = join_all(
+        cluster
+            .pcs()
+            .iter()
+            .map(|pcs| tokio::time::timeout(deadline, pcs.list_nodes())),
+    )
+    .await;
+    listings
+        .into_iter()
+        .filter_map(|listing| listing.ok()?.ok())
+        .flatten()
+        .filter(|p| !p.running && !p.exit.is_empty())
+        .map(|p| (p.node_id, p.exit))
+        .collect()
 }
 
 /// One node's state (`alive`, `joining` — (re)started and catching up, `fenced` —
@@ -97,6 +217,7 @@ async fn node_status(
         NodeState::Running(pid) => json!({ "pid": pid }),
         NodeState::Crashed(pid) => json!({ "pid": pid, "crashed": true }),
         NodeState::Stopped(pid) => json!({ "pid": pid, "stopped": true }),
+        NodeState::Leaving(pid) => json!({ "pid": pid, "leaving": true }),
     };
     if node.restarts > 0 {
         process["restarts"] = json!(node.restarts);
@@ -165,12 +286,18 @@ async fn node_status(
                         .iter()
                         .map(|w| (w.worker_id.clone(), json!(w.state)))
                         .collect();
+                    let urls: serde_json::Map<String, Value> = r
+                        .workers
+                        .iter()
+                        .map(|w| (w.worker_id.clone(), json!(w.url)))
+                        .collect();
                     json!({
                         "executions_submitted": r.executions_submitted,
                         "executions_finished": r.executions_finished,
                         "executions_running": r.executions_running,
                         "worker_loads": loads,
                         "worker_states": states,
+                        "worker_urls": urls,
                         "presumed_failed_storage": r.failed_storage,
                     })
                 })
@@ -203,12 +330,13 @@ async fn node_status(
 }
 
 /// The details of a status as `key=value` pairs for the table (but the metrics
-/// address, which has a column of its own).
+/// address, which has a column of its own, and the workers' URLs, which their own
+/// rows show).
 fn summary(details: &Value) -> String {
     match details {
         Value::Object(fields) => fields
             .iter()
-            .filter(|(k, _)| k.as_str() != "metrics")
+            .filter(|(k, _)| !matches!(k.as_str(), "metrics" | "worker_urls"))
             .map(|(k, v)| match v {
                 Value::String(s) => format!("{k}={s}"),
                 other => format!("{k}={other}"),
@@ -298,4 +426,85 @@ pub async fn populate(
     }
     printer.text(|| format!("populated {} records from {}", pairs.len(), file.display()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(node: &str, role: Role, state: &str, details: Value) -> StatusRow {
+        StatusRow {
+            node: node.into(),
+            role,
+            url: format!("http://127.0.0.1:1/{node}"),
+            metrics: None,
+            state: state.into(),
+            details,
+        }
+    }
+
+    #[test]
+    fn the_schedulers_word_on_leaving_and_gone_workers_stands_and_strangers_get_rows() {
+        let scheduler = row(
+            "sched",
+            Role::Scheduler,
+            "alive",
+            json!({
+                "worker_states": {"w1": "leaving", "w2": "alive", "w3": "gone", "w9": "alive"},
+                "worker_urls": {"w9": "http://10.0.0.9:4009"},
+                "worker_loads": {"w9": 2},
+            }),
+        );
+        let mut rows = vec![
+            scheduler,
+            row("w1", Role::Worker, "alive", json!({})),
+            row("w2", Role::Worker, "alive", json!({})),
+            row("w3", Role::Worker, "failed", json!({})),
+            row("s1", Role::Storage, "alive", json!({})),
+        ];
+        with_scheduler_view(&mut rows);
+        let states: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.node.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("sched", "alive"),
+                ("w1", "leaving"),
+                ("w2", "alive"),
+                ("w3", "gone"),
+                ("s1", "alive"),
+                ("w9", "alive"),
+            ]
+        );
+        let stranger = &rows[5];
+        assert_eq!(stranger.url, "http://10.0.0.9:4009");
+        assert_eq!(stranger.details, json!({"registered": true, "load": 2}));
+    }
+
+    #[test]
+    fn without_the_schedulers_answer_rows_stay_as_the_nodes_said() {
+        let mut rows = vec![
+            row(
+                "sched",
+                Role::Scheduler,
+                "failed",
+                json!({"error": "did not answer"}),
+            ),
+            row("w1", Role::Worker, "alive", json!({})),
+        ];
+        let before = rows.clone();
+        with_scheduler_view(&mut rows);
+        assert_eq!(rows, before);
+        let mut alone = vec![row("w1", Role::Worker, "alive", json!({}))];
+        with_scheduler_view(&mut alone);
+        assert_eq!(alone[0].state, "alive");
+    }
+
+    #[test]
+    fn the_table_leaves_out_what_has_a_column_or_a_row_of_its_own() {
+        let details = json!({"pid": 7, "metrics": "127.0.0.1:9", "worker_urls": {"w1": "x"}});
+        assert_eq!(summary(&details), "pid=7");
+    }
 }

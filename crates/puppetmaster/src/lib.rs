@@ -12,7 +12,8 @@
 //! - [`config`]: what it is configured with;
 //! - [`session`]: running lines, reporting errors with their line numbers;
 //! - [`error`]: why a command failed, typed;
-//! - `cluster`: the setup block, placing and starting nodes, crashing them;
+//! - `cluster`: the setup block, placing and starting nodes, crashing them, adding
+//!   and removing workers on a running cluster (`addWorker`, `removeWorker`);
 //! - `placement`: which PCS runs a node;
 //! - `process_watch`: what the PCSs say of the session's processes, for the
 //!   dashboard (a node killed outside the console shows its process exited);

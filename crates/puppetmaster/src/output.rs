@@ -21,9 +21,10 @@ pub type Sink = Arc<dyn Fn(String) + Send + Sync>;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum PmEvent {
-    /// A node process changed state: `started`, `crashed`, `restarted`, `stopped`
-    /// (it exited after SIGTERM) or `killed` (it outlived its grace period after
-    /// SIGTERM and was SIGKILLed).
+    /// A node process changed state: `started`, `crashed`, `restarted`, `joined`
+    /// (a worker `addWorker` started is placed work on), `leaving` (a worker
+    /// `removeWorker` asked to leave drains), `stopped` (it exited after SIGTERM)
+    /// or `killed` (it outlived its grace period after SIGTERM and was SIGKILLed).
     Node {
         /// Node id.
         node: String,
@@ -31,7 +32,8 @@ pub enum PmEvent {
         role: String,
         /// Where it serves.
         url: String,
-        /// `started`, `crashed`, `restarted`, `stopped` or `killed`.
+        /// `started`, `crashed`, `restarted`, `joined`, `leaving`, `stopped` or
+        /// `killed`.
         state: String,
         /// Its process id on the PCS's machine.
         pid: u32,

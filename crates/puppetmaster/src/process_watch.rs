@@ -24,11 +24,16 @@ const CALL_LIMIT: Duration = Duration::from_secs(2);
 pub type Exited = Arc<Mutex<BTreeMap<String, String>>>;
 
 /// The process column of a node the session left `running`, given what the PCSs
-/// said: `exited: …` once its process ended on its own.
+/// said: `exited: …` once its process ended on its own; of a worker it asked to
+/// leave, `left: …` once its process ended.
 pub fn shown_process(id: &str, session_view: &str, exited: &Exited) -> String {
     let ended = exited.lock().ok().and_then(|e| e.get(id).cloned());
     match ended {
         Some(how) if session_view == "running" => format!("exited: {how}"),
+        // A worker asked to leave is expected to end: `left: …` tells that apart
+        // from a process that ended on its own, until the session records it
+        // stopped.
+        Some(how) if session_view == "leaving" => format!("left: {how}"),
         _ => session_view.to_string(),
     }
 }
@@ -82,6 +87,8 @@ mod tests {
             shown_process("w2", "running", &exited),
             "exited: was killed"
         );
+        // A worker asked to leave is expected to end: said apart from the above.
+        assert_eq!(shown_process("w2", "leaving", &exited), "left: was killed");
         // The session's own doings stand: it crashed or stopped the node itself.
         assert_eq!(shown_process("w2", "crashed", &exited), "crashed");
         assert_eq!(shown_process("w1", "running", &exited), "running");

@@ -4,8 +4,11 @@
 //!
 //! Commands run in order. `client` returns as soon as the scheduler accepted the
 //! execution (its outcome is printed when it arrives); the administrative commands
-//! (`populate`, `status`, `listServer`, `listGlobal`, `crash`, `restart`) finish before the next
-//! line, each bounded by deadlines; `wait` and `await` block on purpose.
+//! (`populate`, `status`, `listServer`, `listGlobal`, `crash`, `restart`, `addWorker`)
+//! finish before the next line, each bounded by deadlines; `wait` and `await` block
+//! on purpose. `removeWorker` returns once the worker is leaving (it takes no new
+//! work); the worker drains meanwhile and its end is announced when its PCS reaps
+//! it — the session waits for that before it stops its nodes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,11 +21,12 @@ use dida_dashboard::{KnownNode, Topology};
 use dida_pcs::auth::TOKEN_HEADER;
 use dida_pcs::{PcsClient, PcsConfig, PcsHandle};
 use dida_proto::server::ServerHandle;
+use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clients::Clients;
-use crate::cluster::{Cluster, NodeState};
+use crate::cluster::{Cluster, NodeState, Removal, REMOVE_GRACE};
 use crate::config::PmConfig;
 use crate::error::CommandError;
 use crate::output::Printer;
@@ -46,6 +50,8 @@ pub struct Session {
     /// Nodes whose process ended without the session's doing, as the PCSs say
     /// (followed while a dashboard is shown).
     exited: process_watch::Exited,
+    /// Workers asked to leave by `removeWorker` whose process is not reaped yet.
+    removals: Vec<Removal>,
 }
 
 /// How a session went, for the exit code of batch mode.
@@ -112,6 +118,7 @@ impl Session {
             start_failures: 0,
             topology: None,
             exited: process_watch::Exited::default(),
+            removals: Vec::new(),
         })
     }
 
@@ -147,6 +154,7 @@ impl Session {
                         NodeState::FailedToStart => "failed to start",
                         NodeState::Crashed(_) => "crashed",
                         NodeState::Stopped(_) => "stopped",
+                        NodeState::Leaving(_) => "leaving",
                     },
                     &self.exited,
                 ),
@@ -182,6 +190,7 @@ impl Session {
 
     /// Runs one line; returns false (after reporting why) when it failed.
     pub async fn execute(&mut self, line: &Line) -> bool {
+        self.reap_removals();
         let command = &line.command;
         let result = match command {
             Command::Node(decl) => self.cluster.declare(line.number, decl.clone()),
@@ -272,7 +281,47 @@ impl Session {
                 self.clients.wait_all().await;
                 Ok(())
             }
+            Command::AddWorker(decl) => {
+                let sink = self.debug_sink.as_ref().map(|(_, url)| url.clone());
+                self.cluster
+                    .add_worker(number, decl.clone(), sink.as_deref(), &self.printer)
+                    .await
+                    .map(drop)
+            }
+            Command::RemoveWorker { id } => {
+                let removal = self.cluster.remove_worker(id, &self.printer).await?;
+                self.removals.push(removal);
+                Ok(())
+            }
             Command::Node(_) | Command::Debug => unreachable!("handled by execute"),
+        }
+    }
+
+    /// Records the end of every removal whose worker has been reaped (each already
+    /// announced how its worker ended).
+    fn reap_removals(&mut self) {
+        let (done, pending): (Vec<Removal>, Vec<Removal>) = std::mem::take(&mut self.removals)
+            .into_iter()
+            .partition(|r| r.task.is_finished());
+        self.removals = pending;
+        for removal in done {
+            let reaped = removal.task.now_or_never().and_then(Result::ok).flatten();
+            self.cluster
+                .finish_removal(&removal.id, removal.pid, reaped);
+        }
+    }
+
+    /// Waits (each at most [`REMOVE_GRACE`] and a little more) for every worker
+    /// still leaving to be reaped.
+    async fn finish_removals(&mut self) {
+        for removal in std::mem::take(&mut self.removals) {
+            let limit = REMOVE_GRACE + SHUTDOWN_LIMIT;
+            let reaped = match tokio::time::timeout(limit, removal.task).await {
+                Ok(Ok(reaped)) => reaped,
+                _ => None,
+            };
+            self.cluster
+                .finish_removal(&removal.id, removal.pid, reaped);
         }
     }
 
@@ -356,6 +405,9 @@ impl Session {
     /// Stops every node the session started (and its own PCS, if it runs one);
     /// returns the pids stopped.
     pub async fn shutdown(mut self) -> Vec<u32> {
+        // A worker asked to leave finishes what it runs first: its executions'
+        // outcomes are what the clients wait for.
+        self.finish_removals().await;
         let mut pids = self.cluster.stop(&self.printer).await;
         self.publish();
         // The relays hold streams open on the PCSs; a PCS stops only once they close.

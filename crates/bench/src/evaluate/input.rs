@@ -14,6 +14,8 @@
 //!   `durability` lines (each mode's throughput over memory's) are read;
 //! - `chain.jsonl`: `dida bench chain --json`;
 //! - `idle.jsonl`: `dida bench idle --json`;
+//! - `elastic.jsonl`: `dida bench elastic --json`, workers joining and leaving under
+//!   HTTP load;
 //! - `faults-*.json`: `dida faults --json` (one report object), with the run's stderr
 //!   in `faults-*.log`;
 //! - `faults-timeline.jsonl`: `dida faults --timeline`, operations per 100 ms and the
@@ -29,6 +31,7 @@ use anyhow::{bail, Context};
 use dida_verify::timeline::{Bucket, Mark, Setup, TimelineLine};
 use dida_verify::Report;
 
+use crate::elastic::{ElasticLine, ElasticSetup, LeaveLine, PhaseLine, TotalsLine};
 use crate::lines::{
     self, BenchLine, BenchSetup, Comparison, IdleLine, IdleMeasurement, IdleSetup, Measurement,
     ModeCost, PerHop, StorageSetup,
@@ -57,6 +60,8 @@ pub(crate) struct Evaluation {
     pub chain: Option<BenchRun>,
     /// `dida bench idle`.
     pub idle: Option<IdleRun>,
+    /// `dida bench elastic`.
+    pub elastic: Option<ElasticRun>,
     /// `dida faults` runs, by file name.
     pub faults: Vec<FaultsRun>,
     /// The timeline of one `dida faults` run.
@@ -108,6 +113,7 @@ impl Evaluation {
             .flatten()
             .collect(),
             idle: optional(&dir.join("idle.jsonl"), IdleRun::parse)?,
+            elastic: optional(&dir.join("elastic.jsonl"), ElasticRun::parse)?,
             timeline: optional(&dir.join("faults-timeline.jsonl"), Timeline::parse)?,
             redis_benchmark: optional(&dir.join("redis-benchmark.csv"), parse_redis_benchmark)?
                 .unwrap_or_default(),
@@ -311,6 +317,35 @@ impl IdleRun {
         }
         if run.rows.is_empty() {
             bail!("no measurement in it (did the benchmark fail? see idle.log)");
+        }
+        Ok(run)
+    }
+}
+
+/// One `dida bench elastic` run: its phases, the worker that left, the totals.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ElasticRun {
+    pub setup: Option<ElasticSetup>,
+    pub phases: Vec<PhaseLine>,
+    pub leave: Option<LeaveLine>,
+    pub totals: Option<TotalsLine>,
+    pub verdicts: Vec<String>,
+}
+
+impl ElasticRun {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut run = Self::default();
+        for line in lines::parse_lines::<ElasticLine>(text)? {
+            match line {
+                ElasticLine::Setup(setup) => run.setup = Some(setup),
+                ElasticLine::Phase(phase) => run.phases.push(phase),
+                ElasticLine::Leave(leave) => run.leave = Some(leave),
+                ElasticLine::Totals(totals) => run.totals = Some(totals),
+                ElasticLine::Verdict(verdict) => run.verdicts.push(verdict.text),
+            }
+        }
+        if run.phases.is_empty() {
+            bail!("no phase in it (did the benchmark fail? see elastic.log)");
         }
         Ok(run)
     }

@@ -53,6 +53,7 @@ pub(crate) fn document(evaluation: &Evaluation, drawn: &[String], method: &str) 
     out.push_str(&metrics_section(evaluation));
     out.push_str(&crash_section(evaluation, &image));
     out.push_str(&idle_section(evaluation));
+    out.push_str(&elastic_section(evaluation));
     out.push_str("---\n\n");
     out.push_str("<!-- The rest is copied from docs/evaluation-method.md. -->\n\n");
     out.push_str(method.trim_end());
@@ -941,6 +942,86 @@ fn idle_section(evaluation: &Evaluation) -> String {
         );
     }
     out.push('\n');
+    if !run.verdicts.is_empty() {
+        let _ = writeln!(out, "```\n{}\n```\n", run.verdicts.join("\n"));
+    }
+    out
+}
+
+fn elastic_section(evaluation: &Evaluation) -> String {
+    let mut out = String::from(
+        "## Workers joining and leaving under load
+
+",
+    );
+    let Some(run) = &evaluation.elastic else {
+        out.push_str("`dida bench elastic` did not run (see above).\n\n");
+        return out;
+    };
+    if let Some(setup) = &run.setup {
+        let _ = write!(
+            out,
+            "`dida bench elastic`: a local cluster ({} storage node{}, a scheduler with its \
+             HTTP gateway, one worker) under a steady load of {} HTTP invocations in flight \
+             (`POST /v1/invoke`, closed loop), each one `{}` waiting {} ms — a function \
+             waiting on an outside service. Each worker runs at most {} operators at once \
+             (`--concurrency`), so a worker's capacity is its slots over the wait, whatever \
+             the machine's cores, and the table shows it beside what was measured. Two \
+             workers join (they register themselves with the scheduler), then one leaves \
+             (SIGTERM: it finishes what it runs and exits); each phase is measured for {} s. \
+             Latencies are end to end, as the HTTP client saw them; the first phase after \
+             a change includes the requests queued before it.\n\n",
+            setup.nodes,
+            if setup.nodes == 1 { "" } else { "s" },
+            setup.clients,
+            setup.operator,
+            setup.sleep_ms,
+            setup.worker_concurrency,
+            setup.phase_s
+        );
+    }
+    out.push_str(
+        "| phase | workers | executions/s | capacity | p50 (ms) | p99 (ms) | errors | executions by worker |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for phase in &run.phases {
+        let by_worker: Vec<String> = phase
+            .by_worker
+            .iter()
+            .map(|(worker, n)| format!("{worker} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {:.0} | {:.1} | {:.1} | {} | {} |",
+            phase.phase,
+            phase.workers,
+            phase.ops_per_s,
+            phase.capacity_per_s,
+            phase.p50_ms,
+            phase.p99_ms,
+            phase.errors,
+            by_worker.join(", ")
+        );
+    }
+    out.push('\n');
+    if let Some(leave) = &run.leave {
+        let _ = writeln!(
+            out,
+            "The leaving worker, {}: the scheduler counted {} operators on it when it was \
+             asked to leave, {} executions were in progress on it (started before the \
+             SIGTERM, ended after), {} of them succeeded; {} started on it after the SIGTERM \
+             (placed before the scheduler heard it leave). Its process exited ({}) {} ms \
+             after the SIGTERM, and the scheduler lists it `{}`.\n",
+            leave.worker,
+            leave.load_at_leave,
+            leave.running_at_leave,
+            leave.running_at_leave_succeeded,
+            leave.started_after_leave,
+            leave.exit,
+            leave.drain_ms,
+            leave.state_after
+        );
+    }
     if !run.verdicts.is_empty() {
         let _ = writeln!(out, "```\n{}\n```\n", run.verdicts.join("\n"));
     }
