@@ -20,7 +20,7 @@
 
 pub mod proxy;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -865,20 +865,56 @@ fn node_command(binary: &Path, env: &[(String, String)]) -> Command {
 
 /// Reserves `count` distinct free TCP ports on 127.0.0.1.
 ///
-/// The ports are found by binding port 0 and released before the nodes bind them, so
+/// The ports are found by binding them and released before the nodes bind them, so
 /// another process could in principle take one in between; the nodes then fail to
-/// start with a clear "port in use" error rather than misbehaving.
+/// start with a clear "port in use" error rather than misbehaving. They are drawn
+/// below Linux's ephemeral range (32768 and up), which every outgoing connection
+/// takes its local port from — a port of that range released here may be handed
+/// to a connection of a running node before the new node binds it — and never
+/// twice in one process, so tests running side by side do not share one.
 pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
     ports_of(&reserve_ports(count)?)
 }
 
+/// The ports [`free_ports`] draws from: below the ephemeral range, above the
+/// well-known and most registered services.
+const FREE_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
 /// Binds `count` distinct free loopback ports and keeps them bound until the
 /// listeners are dropped.
 fn reserve_ports(count: usize) -> anyhow::Result<Vec<TcpListener>> {
-    (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot reserve loopback ports")
+    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the port registry is poisoned"))?;
+    let span = u64::from(FREE_PORTS.end - FREE_PORTS.start);
+    let mut draw = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.finish()
+    };
+    let mut listeners = Vec::with_capacity(count);
+    let mut tries = 0;
+    while listeners.len() < count {
+        tries += 1;
+        if tries > 20 * span {
+            bail!("cannot reserve {count} loopback ports: too few free ones below 32768");
+        }
+        // A 64-bit LCG (Knuth's MMIX constants): enough to spread the draws.
+        draw = draw
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let port = FREE_PORTS.start + ((draw >> 33) % span) as u16;
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            handed_out.insert(port);
+            listeners.push(listener);
+        }
+    }
+    Ok(listeners)
 }
 
 /// The ports of `listeners`.

@@ -53,7 +53,7 @@ fn every_seed_passes_every_check_under_every_nemesis() {
     );
     for (kind, sum) in &summary {
         assert!(
-            (count / kinds..=count.div_ceil(kinds)).contains(&(sum.seeds as u64)),
+            (count / kinds..=count.div_ceil(kinds)).contains(&sum.seeds),
             "{kind} ran in its share of the seeds: {sum:?}"
         );
         assert!(sum.faults >= sum.seeds, "{kind}: at least one fault a seed");
