@@ -289,7 +289,10 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             } else {
                 Vec::new()
             },
-            partitionable: matches!(config.nemesis, NemesisKind::Partition | NemesisKind::Mixed),
+            partitionable: matches!(
+                config.nemesis,
+                NemesisKind::Partition | NemesisKind::Mixed | NemesisKind::Leave
+            ),
             data: None,
             metrics: false,
         },
