@@ -250,5 +250,15 @@ mod tests {
         assert!(write.callers.contains(&Role::Client) && !write.between_nodes);
         let start = policy("/dida.control.v1.ProcessCreation/StartNode");
         assert_eq!(start.callers, &[Role::Client]);
+        // Decommissioning is an operator's, with the token when TLS is off; the
+        // votes on it are the storage nodes' own; listing members is anyone's.
+        let remove = policy("/dida.storage.v1.Membership/RemoveMember");
+        assert_eq!(remove.callers, &[Role::Client]);
+        assert!(remove.between_nodes);
+        for vote in ["ConfigPrepare", "ConfigAccept", "ConfigCommit"] {
+            let vote = policy(&format!("/dida.storage.v1.Replication/{vote}"));
+            assert_eq!(vote.callers, &[Role::Storage]);
+        }
+        assert_eq!(policy("/dida.storage.v1.Membership/Members"), ANYONE);
     }
 }

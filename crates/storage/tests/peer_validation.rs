@@ -2,7 +2,8 @@
 //! send — unknown senders, versions that cannot be followed, replica numbers no
 //! member has, views naming strangers, ranges that do not exist — with a status
 //! naming what was wrong, and the refusal changes nothing: each test compares the
-//! node's store and view before and after.
+//! node's store and view before and after. A forged or stale cluster
+//! configuration is refused or ignored alike.
 //!
 //! The node under test runs in process with its background protocols over a
 //! transport whose every call is refused as if no peer were running: it then
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use dida_core::version::VersionError;
 use dida_core::{MemberState, Membership, Record, Ring, Version};
+use dida_proto::convert::config_to_wire;
+use dida_proto::storage::{ClusterConfig as WireConfig, Standing as WireStanding};
 use dida_proto::storage::{
     ConfigAcceptReply, ConfigAcceptRequest, ConfigCommitReply, ConfigCommitRequest,
     ConfigPrepareReply, ConfigPrepareRequest, DigestReply, DigestRequest, FetchKeyReply,
@@ -188,6 +191,120 @@ fn assert_refused<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, say
             status.message()
         );
     }
+}
+
+fn commit(from: &str, decided: WireConfig) -> ConfigCommitRequest {
+    ConfigCommitRequest {
+        from: from.to_string(),
+        decided: Some(decided),
+    }
+}
+
+/// This cluster's configuration on the wire, with `changes` (index, standing)
+/// applied and the given epoch.
+fn config(node: &Node, epoch: u64, changes: &[(usize, WireStanding)]) -> WireConfig {
+    let mut wire = config_to_wire(&node.cluster_config());
+    wire.epoch = epoch;
+    for &(index, standing) in changes {
+        wire.members[index].standing = standing as i32;
+    }
+    wire
+}
+
+#[tokio::test]
+async fn a_forged_or_stale_configuration_changes_nothing() {
+    let node = node().await;
+    let first = node.cluster_config();
+    assert_eq!(first.epoch, 0);
+    let leaving = config(&node, 1, &[(4, WireStanding::Leaving)]);
+
+    // Malformed, or from a stranger: refused before anything is looked at.
+    assert_refused(
+        node.config_commit(commit("mallory", leaving.clone())).await,
+        Code::InvalidArgument,
+        &["not a storage node of this cluster"],
+    );
+    let mut huge = leaving.clone();
+    huge.members = (0..2000)
+        .map(|i| dida_proto::storage::ClusterMember {
+            id: format!("n{i}"),
+            url: format!("http://127.0.0.1:{}", 10_000 + i),
+            standing: 0,
+        })
+        .collect();
+    let mut twice = leaving.clone();
+    twice.members[1].id = "s1".into();
+    let mut unknown = leaving.clone();
+    unknown.members[2].standing = 7;
+    for (forged, says) in [
+        (huge, "1 to 1024 members"),
+        (twice, "listed twice"),
+        (unknown, "unknown standing"),
+    ] {
+        assert_refused(
+            node.config_commit(commit("s2", forged)).await,
+            Code::InvalidArgument,
+            &[says],
+        );
+    }
+    assert_refused(
+        node.config_prepare(ConfigPrepareRequest {
+            from: "s2".into(),
+            base: None,
+            ballot: None,
+        })
+        .await,
+        Code::InvalidArgument,
+        &["base is missing"],
+    );
+
+    // Well formed but not a configuration of this cluster's history: ignored.
+    let mut other_cluster = leaving.clone();
+    other_cluster.cluster_id = "another".into();
+    let mut reordered = leaving.clone();
+    reordered.members.swap(0, 1);
+    for forged in [other_cluster, reordered] {
+        node.config_commit(commit("s2", forged)).await.unwrap();
+        assert_eq!(node.cluster_config(), first);
+    }
+
+    // A decided leave is adopted: s5 is out of every ring.
+    node.config_commit(commit("s2", leaving.clone()))
+        .await
+        .unwrap();
+    assert_eq!(node.cluster_config().epoch, 1);
+    let ring = node.ring();
+    assert!((0..200).all(|k| !ring.replicas(&format!("k{k}")).contains(&4)));
+
+    // A standing never moves back, and an older epoch is no news.
+    let back = config(&node, 2, &[(4, WireStanding::Active)]);
+    node.config_commit(commit("s3", back)).await.unwrap();
+    node.config_commit(commit("s3", config(&node, 0, &[])))
+        .await
+        .unwrap();
+    assert_eq!(node.cluster_config().epoch, 1);
+
+    // An accept of two changes at once is refused; nothing is accepted.
+    let base = config(&node, 1, &[(4, WireStanding::Leaving)]);
+    let two = config(
+        &node,
+        2,
+        &[(4, WireStanding::Removed), (3, WireStanding::Leaving)],
+    );
+    let accepted = node
+        .config_accept(ConfigAcceptRequest {
+            from: "s2".into(),
+            base: Some(base),
+            ballot: Some(dida_proto::storage::Ballot {
+                round: 1,
+                proposer: 2,
+            }),
+            value: Some(two),
+        })
+        .await
+        .unwrap();
+    assert!(!accepted.accepted);
+    assert_eq!(node.cluster_config().epoch, 1);
 }
 
 #[tokio::test]
