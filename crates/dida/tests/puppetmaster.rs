@@ -787,3 +787,130 @@ async fn next_event(
         .expect("the PuppetMaster is still running");
     serde_json::from_str(&line).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_storage_decommissions_a_storage_node_that_then_exits_by_itself() {
+    // Four storage nodes (the factor 3 fits), keys written, then `removeStorage s4`
+    // typed at the console: the cluster decides s4 leaves (epoch 1), s4 hands its
+    // records off, is removed (epoch 2) and exits 0 by itself; `status` then shows
+    // it removed with the epoch, the keys read back from the three that stay, and
+    // removing s3 is refused (below the replication factor). Every wait is on an
+    // event or polled with a deadline.
+    use dida_core::Membership;
+    use dida_storage_client::{ClientConfig, StorageClient};
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(4).unwrap();
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("s{}=http://127.0.0.1:{port}", i + 1))
+        .collect();
+    let keys: Vec<(String, String)> = (0..40)
+        .map(|n| (format!("key-{n}"), format!("value-{n}")))
+        .collect();
+    let data: String = keys.iter().map(|(k, v)| format!("{k},{v}\n")).collect();
+    std::fs::write(dir.path().join("data.txt"), data).unwrap();
+    let script = dir.path().join("decommission.txt");
+    let setup: String = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("storage s{} http://127.0.0.1:{port} 0\n", i + 1))
+        .collect();
+    std::fs::write(&script, format!("{setup}populate data.txt\n")).unwrap();
+    let mut child = Command::new(dida())
+        .arg("pm")
+        .arg(&script)
+        .args(["--json", "--debug-listen", "127.0.0.1:0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut started = 0;
+    while started < 4 {
+        let event = next_event(&mut lines, deadline).await;
+        if event["event"] == "node" && event["state"] == "started" {
+            started += 1;
+        }
+        assert_ne!(event["event"], "error", "{event}");
+    }
+    // Lines run in order: `populate` has finished before this one runs.
+    stdin.write_all(b"removeStorage s4\n").await.unwrap();
+    let mut s4 = Vec::new();
+    while s4.len() < 2 {
+        let event = next_event(&mut lines, deadline).await;
+        assert_ne!(event["event"], "error", "{event}");
+        if event["event"] == "node" && event["node"] == "s4" {
+            s4.push(event);
+        }
+    }
+    assert_eq!(s4[0]["state"], "leaving", "{:?}", s4);
+    assert_eq!(s4[0]["epoch"], 1, "{:?}", s4);
+    assert_eq!(s4[1]["state"], "removed", "{:?}", s4);
+    assert_eq!(s4[1]["exit"], "exited with status 0", "{:?}", s4);
+    assert_eq!(s4[1]["epoch"], 2, "{:?}", s4);
+    assert!(!alive(s4[1]["pid"].as_u64().unwrap() as u32));
+
+    stdin.write_all(b"status\n").await.unwrap();
+    let mut rows = BTreeMap::new();
+    while rows.len() < 4 {
+        let event = next_event(&mut lines, deadline).await;
+        if event["event"] == "status" {
+            rows.insert(event["node"].as_str().unwrap().to_string(), event);
+        }
+    }
+    assert_eq!(rows["s4"]["state"], "removed", "{}", rows["s4"]);
+    assert_eq!(rows["s4"]["details"]["config_epoch"], 2, "{}", rows["s4"]);
+    for id in ["s1", "s2", "s3"] {
+        assert_eq!(rows[id]["state"], "alive", "{}", rows[id]);
+        assert_eq!(rows[id]["details"]["standing"], "active", "{}", rows[id]);
+        assert_eq!(rows[id]["details"]["config_epoch"], 2, "{}", rows[id]);
+    }
+
+    // Below the replication factor: the cluster's reason, nothing changed.
+    stdin.write_all(b"removeStorage s3\n").await.unwrap();
+    let refused = loop {
+        let event = next_event(&mut lines, deadline).await;
+        if event["event"] == "error" {
+            break event;
+        }
+        assert_ne!(event["event"], "node", "{event}");
+    };
+    let message = refused["message"].as_str().unwrap();
+    assert_eq!(refused["command"], "removeStorage", "{refused}");
+    assert!(
+        message.contains("cannot remove storage node s3")
+            && message.contains("fewer than the replication factor 3"),
+        "{message}"
+    );
+
+    // Every key reads back from the three that stay.
+    let client = StorageClient::new(
+        Membership::parse(&peers.join(",")).unwrap(),
+        ClientConfig {
+            replication_factor: 3,
+            ..ClientConfig::default()
+        },
+    )
+    .unwrap();
+    client.refresh_view().await;
+    for (key, value) in &keys {
+        let read = client.read(key, None).await.expect("the read succeeds");
+        assert_eq!(
+            read.map(|r| r.value).as_deref(),
+            Some(value.as_str()),
+            "{key}"
+        );
+    }
+    stdin.write_all(b"quit\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the PuppetMaster quit")
+        .unwrap();
+}

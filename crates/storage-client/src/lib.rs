@@ -20,6 +20,7 @@
 //! Workers use this library for their operators' storage calls, and `dida kv` is a
 //! thin command-line shell around it.
 
+pub mod cluster;
 pub mod registry;
 
 use std::collections::BTreeSet;
