@@ -793,15 +793,17 @@ async fn remove_storage_decommissions_a_storage_node_that_then_exits_by_itself()
     // Four storage nodes (the factor 3 fits), keys written, then `removeStorage s4`
     // typed at the console: the cluster decides s4 leaves (epoch 1), s4 hands its
     // records off, is removed (epoch 2) and exits 0 by itself; `status` then shows
-    // it removed with the epoch, the keys read back from the three that stay, and
-    // removing s3 is refused (below the replication factor). Every wait is on an
-    // event or polled with a deadline.
+    // it removed with the epoch, the dashboard shows it removed and out of the
+    // ring (the others keep their colours), the keys read back from the three that
+    // stay, and removing s3 is refused (below the replication factor). Every wait
+    // is on an event or polled with a deadline.
     use dida_core::Membership;
     use dida_storage_client::{ClientConfig, StorageClient};
     use tokio::io::AsyncWriteExt;
 
     let dir = tempfile::tempdir().unwrap();
-    let ports = free_ports(4).unwrap();
+    let ports = free_ports(5).unwrap();
+    let (ports, dashboard) = (&ports[..4], ports[4]);
     let peers: Vec<String> = ports
         .iter()
         .enumerate()
@@ -823,6 +825,7 @@ async fn remove_storage_decommissions_a_storage_node_that_then_exits_by_itself()
         .arg("pm")
         .arg(&script)
         .args(["--json", "--debug-listen", "127.0.0.1:0"])
+        .args(["--dashboard", &format!("127.0.0.1:{dashboard}")])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -840,6 +843,31 @@ async fn remove_storage_decommissions_a_storage_node_that_then_exits_by_itself()
         }
         assert_ne!(event["event"], "error", "{event}");
     }
+    // The dashboard's storage nodes, by id: (state, colour), with the ring.
+    let http = dida_bench::http_client::HttpClient::new(Duration::from_secs(5));
+    let snapshot_url = format!("http://127.0.0.1:{dashboard}/api/snapshot");
+    let shown = |snapshot: &Value| -> BTreeMap<String, (String, String)> {
+        snapshot["snapshot"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["role"] == "storage")
+            .map(|n| {
+                let field = |k: &str| n[k].as_str().unwrap_or_default().to_string();
+                (field("id"), (field("state"), field("colour")))
+            })
+            .collect()
+    };
+    let before = support::eventually(
+        Duration::from_secs(30),
+        "four alive storage nodes",
+        || async {
+            let snapshot = http.get(&snapshot_url).await.ok()?.json().ok()?;
+            let nodes = shown(&snapshot);
+            (nodes.len() == 4 && nodes.values().all(|(state, _)| state == "alive")).then_some(nodes)
+        },
+    )
+    .await;
     // Lines run in order: `populate` has finished before this one runs.
     stdin.write_all(b"removeStorage s4\n").await.unwrap();
     let mut s4 = Vec::new();
@@ -871,6 +899,29 @@ async fn remove_storage_decommissions_a_storage_node_that_then_exits_by_itself()
         assert_eq!(rows[id]["state"], "alive", "{}", rows[id]);
         assert_eq!(rows[id]["details"]["standing"], "active", "{}", rows[id]);
         assert_eq!(rows[id]["details"]["config_epoch"], 2, "{}", rows[id]);
+    }
+
+    let after = support::eventually(
+        Duration::from_secs(30),
+        "s4 removed on the dashboard",
+        || async {
+            let snapshot: Value = http.get(&snapshot_url).await.ok()?.json().ok()?;
+            let ring = &snapshot["snapshot"]["ring"];
+            (shown(&snapshot)["s4"].0 == "removed" && ring["epoch"] == 2).then_some(snapshot)
+        },
+    )
+    .await;
+    let ring = &after["snapshot"]["ring"];
+    assert_eq!(ring["excluded"], serde_json::json!(["s4"]), "{ring}");
+    assert!(ring["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| !r["replicas"].as_array().unwrap().contains(&"s4".into())));
+    let after = shown(&after);
+    for id in ["s1", "s2", "s3"] {
+        assert_eq!(after[id].0, "alive", "{after:?}");
+        assert_eq!(after[id].1, before[id].1, "{id} keeps its colour");
     }
 
     // Below the replication factor: the cluster's reason, nothing changed.
