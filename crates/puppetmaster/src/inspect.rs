@@ -80,6 +80,17 @@ pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, pr
         .collect();
     with_scheduler_view(&mut rows);
     with_configuration(&mut rows, configuration.as_ref());
+    if configuration.is_none() {
+        // No node answered `Members`: the views still list who departed.
+        if let Some(client) = &storage {
+            if tokio::time::timeout(deadline, client.refresh_view())
+                .await
+                .is_ok()
+            {
+                with_departed(&mut rows, &client.departed());
+            }
+        }
+    }
     let with_metrics = rows.iter().any(|r| r.metrics.is_some());
     let mut header = vec![
         "node".to_string(),
@@ -172,6 +183,23 @@ fn with_configuration(rows: &mut [StatusRow], view: Option<&MembersView>) {
             details.insert("standing".into(), json!(standing.name()));
             details.insert("config_epoch".into(), json!(view.config.epoch));
         }
+    }
+}
+
+/// Applies the storage nodes' views when the configuration itself could not be
+/// had: a member they list as departed is `leaving` while it still answers (it
+/// hands its records off) and `removed` once it does not — not failed.
+fn with_departed(rows: &mut [StatusRow], departed: &[String]) {
+    for row in rows
+        .iter_mut()
+        .filter(|r| r.role == Role::Storage && departed.contains(&r.node))
+    {
+        row.state = if matches!(row.state.as_str(), "failed" | "removed") {
+            "removed".into()
+        } else {
+            "leaving".into()
+        };
+        row.details["departed"] = json!(true);
     }
 }
 
@@ -621,6 +649,26 @@ mod tests {
         let mut rows = fresh();
         with_configuration(&mut rows, None);
         assert_eq!(rows, fresh(), "without an answer the rows stand");
+    }
+
+    #[test]
+    fn without_the_configuration_the_views_departed_members_are_leaving_or_removed() {
+        let mut rows = vec![
+            row("s1", Role::Storage, "alive", json!({})),
+            row("s3", Role::Storage, "alive", json!({})),
+            row(
+                "s4",
+                Role::Storage,
+                "failed",
+                json!({"error": "did not answer"}),
+            ),
+            row("w1", Role::Worker, "alive", json!({})),
+        ];
+        with_departed(&mut rows, &["s3".to_string(), "s4".to_string()]);
+        let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
+        assert_eq!(states, ["alive", "leaving", "removed", "alive"]);
+        assert_eq!(rows[2].details["departed"], true);
+        assert!(rows[0].details.get("departed").is_none());
     }
 
     #[test]

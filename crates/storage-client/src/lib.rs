@@ -376,6 +376,18 @@ impl StorageClient {
             .collect()
     }
 
+    /// Ids of the members the cluster's configuration took out of every ring for
+    /// good (leaving or removed), as the views this client merged said: a tool
+    /// that cannot ask for the configuration itself (`Members`) still tells a
+    /// decommissioned node from a failed one.
+    pub fn departed(&self) -> Vec<String> {
+        let view = self.view.read().expect("view lock poisoned");
+        view.2
+            .iter()
+            .map(|&n| self.membership.members()[n].id.clone())
+            .collect()
+    }
+
     /// Asks the nodes in this client's ring, in turn (then the others: a node out
     /// of it may have restarted), for their view, and merges the first answer
     /// member by member, by incarnation (`dida_core::liveness`). Returns true if
@@ -910,6 +922,26 @@ mod tests {
             failover_deadline: Duration::from_millis(100),
         };
         StorageClient::new(membership, config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn departed_members_are_listed_by_id_and_never_come_back() {
+        let membership =
+            Membership::parse("s1=http://127.0.0.1:1,s2=http://127.0.0.1:2,s3=http://127.0.0.1:3")
+                .unwrap();
+        let client = StorageClient::new(membership, ClientConfig::default()).unwrap();
+        assert!(client.departed().is_empty());
+        assert!(client.learn(Vec::new(), BTreeSet::from([2])));
+        assert_eq!(client.departed(), ["s3"]);
+        assert!(
+            !client.learn(Vec::new(), BTreeSet::new()),
+            "no view forgets it"
+        );
+        assert_eq!(client.departed(), ["s3"]);
+        assert!(
+            !client.replicas("any key").contains(&"s3"),
+            "out of the ring"
+        );
     }
 
     #[tokio::test]
