@@ -968,25 +968,12 @@ async fn remove_storage_decommissions_a_storage_node_that_then_exits_by_itself()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_run_waits_for_a_leaving_storage_node_before_it_stops_the_others() {
-    // The script ends right after `removeStorage s4`: the run waits until s4 has
-    // handed its records off and exited by itself, then stops the three others.
-    // The second removal is refused by the cluster while s4 leaves (one change
-    // at a time) — or, should s4 already be gone, below the replication factor.
-    let dir = tempfile::tempdir().unwrap();
-    let ports = free_ports(4).unwrap();
-    let data: String = (0..20).map(|n| format!("key-{n},value-{n}\n")).collect();
-    std::fs::write(dir.path().join("data.txt"), data).unwrap();
-    let setup: String = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| format!("storage s{} http://127.0.0.1:{port} 0\n", i + 1))
-        .collect();
-    let script = dir.path().join("leave.txt");
-    std::fs::write(
-        &script,
-        format!("{setup}populate data.txt\nremoveStorage s4\nremoveStorage s3\n"),
-    )
-    .unwrap();
+    // decommission.txt ends right after `removeStorage s4`: the run waits until s4
+    // has handed its records off and exited by itself, then stops the three
+    // others. The second removal is refused by the cluster while s4 leaves (one
+    // change at a time) — or, should s4 already be gone, below the replication
+    // factor.
+    let (_dir, script) = prepare("decommission.txt");
     let run = batch(&script, &[]).await;
     let errors: Vec<&Value> = run
         .of("error")
@@ -994,7 +981,7 @@ async fn a_batch_run_waits_for_a_leaving_storage_node_before_it_stops_the_others
         .filter(|e| !e["line"].is_null())
         .collect();
     assert_eq!(errors.len(), 1, "{errors:?}\n{}", run.stderr);
-    assert_eq!(errors[0]["line"], 7);
+    assert_eq!(errors[0]["line"], 13);
     let message = errors[0]["message"].as_str().unwrap();
     assert!(
         message.starts_with("cannot remove storage node s3: ")
