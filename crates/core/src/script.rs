@@ -14,7 +14,9 @@
 //! fail-recover counterpart of `crash`, for exercising rejoin); and `addWorker` and
 //! `removeWorker`, which grow and shrink the workers of a running cluster (issue 25:
 //! elastic clusters) — the setup block's `worker` lines fix the workers only at
-//! start.
+//! start; and `removeStorage`, which decommissions a storage node of a running
+//! cluster (it hands its records off, is removed from the cluster's configuration
+//! and exits by itself).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -132,6 +134,12 @@ pub enum Command {
         /// The worker.
         id: String,
     },
+    /// `removeStorage <id>` (extension): ask the storage cluster to remove a
+    /// member; it hands its records to their new replicas, is removed and exits.
+    RemoveStorage {
+        /// The storage node.
+        id: String,
+    },
 }
 
 impl Command {
@@ -151,6 +159,7 @@ impl Command {
             Self::Await => "await",
             Self::AddWorker(_) => "addWorker",
             Self::RemoveWorker { .. } => "removeWorker",
+            Self::RemoveStorage { .. } => "removeStorage",
         }
     }
 }
@@ -257,6 +266,11 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "removeWorker",
         args: "<id>",
         summary: "ask worker id to leave: it takes no new work, finishes what it runs, then exits; returns once it is leaving (extension)",
+    },
+    CommandHelp {
+        name: "removeStorage",
+        args: "<id>",
+        summary: "ask the storage cluster to remove storage node id: it hands its records off, is removed, then exits; returns once the change is decided (extension)",
     },
 ];
 
@@ -368,6 +382,9 @@ pub fn parse_line(number: usize, text: &str) -> Result<Option<Command>, ScriptEr
         "removeWorker" => Command::RemoveWorker {
             id: node_id(args[0]).map_err(err)?,
         },
+        "removeStorage" => Command::RemoveStorage {
+            id: node_id(args[0]).map_err(err)?,
+        },
         other => unreachable!("{other} is in COMMANDS but has no parser"),
     };
     Ok(Some(command))
@@ -433,7 +450,8 @@ mod tests {
             wait 500\n\
             await\n\
             addWorker w2 http://localhost:4002 50\n\
-            removeWorker w1\r\n";
+            removeWorker w1\r\n\
+            removeStorage s1\n";
         let (lines, errors) = parse_script(script);
         assert!(errors.is_empty(), "{errors:?}");
         let commands: Vec<_> = lines.iter().map(|l| l.command.clone()).collect();
@@ -480,6 +498,7 @@ mod tests {
                     gossip_delay_ms: 50,
                 }),
                 Command::RemoveWorker { id: "w1".into() },
+                Command::RemoveStorage { id: "s1".into() },
             ]
         );
         assert_eq!(lines[1].number, 2);
@@ -562,6 +581,15 @@ mod tests {
             ("removeWorker w1 w2", "takes 1 argument "),
             ("removeWorker ../w1", "node id \"../w1\" is invalid"),
             ("removeworker w1", "did you mean `removeWorker`?"),
+            (
+                "removeStorage",
+                "`removeStorage` takes 1 argument (usage: removeStorage <id>), found 0",
+            ),
+            ("removeStorage s1 s2", "takes 1 argument "),
+            ("removeStorage ../s1", "node id \"../s1\" is invalid"),
+            ("removeStorage s;rm", "is invalid"),
+            ("removestorage s1", "did you mean `removeStorage`?"),
+            ("RemoveStorage s1", "did you mean `removeStorage`?"),
         ];
         for (text, expected) in cases {
             let error = parse_line(7, text).unwrap_err();

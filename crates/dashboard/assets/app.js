@@ -86,7 +86,7 @@ function renderRing(snapshot) {
     drawnRing = "";
     return;
   }
-  const key = JSON.stringify(ring.excluded) + ring.ranges.length;
+  const key = JSON.stringify(ring.excluded) + ring.ranges.length + ":" + ring.epoch;
   if (key === drawnRing) return;
   drawnRing = key;
   const arcs = [];
@@ -102,9 +102,10 @@ function renderRing(snapshot) {
     });
   }
   const label = svg("text", { x: 0, y: 4, "text-anchor": "middle", "font-size": 11 });
-  label.textContent = `${ring.ranges.length} ranges · RF ${ring.replication_factor}`;
+  label.textContent = `${ring.ranges.length} ranges · RF ${ring.replication_factor}` + (ring.epoch == null ? "" : ` · epoch ${ring.epoch}`);
   figure.replaceChildren(...arcs, label);
-  const storage = snapshot.nodes.filter((n) => n.role === "storage");
+  // A removed storage node is no longer part of the ring: left out of its legend.
+  const storage = snapshot.nodes.filter((n) => n.role === "storage" && n.state !== "removed");
   document.getElementById("ring-legend").replaceChildren(...storage.map((n) =>
     el("span", { "data-node": n.id }, el("i", { style: "background:" + colour(n.id) }), `${n.id} leads ${percent(n.primary_share) || "0%"}`)));
   note.textContent = ring.excluded.length ? `out of the ring: ${ring.excluded.join(", ")}` : "every storage node is in the ring";

@@ -13,14 +13,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dida_core::ring::Ring;
+use dida_core::{ClusterConfig, Standing};
+use dida_proto::convert::config_from_wire;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{
     ListExecutionsRequest, OutcomeRequest, SchedulerStatusReply, SchedulerStatusRequest,
     WorkerStatusReply, WorkerStatusRequest,
 };
+use dida_proto::storage::membership_client::MembershipClient;
 use dida_proto::storage::storage_client::StorageClient;
-use dida_proto::storage::{Liveness, StatusReply, StatusRequest};
+use dida_proto::storage::{Liveness, MembersRequest, StatusReply, StatusRequest};
 use dida_proto::transport::{lazy_channel, NodeChannel};
 use futures::future::join_all;
 use serde::Serialize;
@@ -81,6 +84,11 @@ pub enum NodeState {
     /// A worker the scheduler no longer places work on: it deregistered after
     /// draining, or its lease ended.
     Gone,
+    /// A storage node the cluster's configuration removed (decommissioned: `dida
+    /// cluster remove`, the PuppetMaster's `removeStorage`): gone for good, out of
+    /// the ring, not failed. A storage node still handing its records off is
+    /// [`NodeState::Leaving`].
+    Removed,
 }
 
 /// One node on the page.
@@ -150,8 +158,11 @@ pub struct RingView {
     pub replication_factor: u32,
     /// Points per node.
     pub vnodes: u32,
-    /// Nodes left out of it (failed, fenced or joining).
+    /// Nodes left out of it (failed, fenced, joining, leaving or removed).
     pub excluded: Vec<String>,
+    /// The storage cluster's configuration epoch (every membership change adds
+    /// one), when a storage node said it.
+    pub epoch: Option<u64>,
     /// Its ranges in ring order.
     pub ranges: Vec<RangeView>,
 }
@@ -304,6 +315,7 @@ pub fn ring_view(
             replication_factor: ring.replication_factor() as u32,
             vnodes,
             excluded,
+            epoch: None,
             ranges,
         },
         ring.primary_shares(),
@@ -332,6 +344,7 @@ pub(crate) async fn poll(topology: watch::Receiver<Topology>, out: watch::Sender
 #[derive(Default)]
 struct Poller {
     storage: HashMap<String, StorageClient<NodeChannel>>,
+    membership: HashMap<String, MembershipClient<NodeChannel>>,
     workers: HashMap<String, WorkerClient<NodeChannel>>,
     schedulers: HashMap<String, SchedulerClient<NodeChannel>>,
     runs: HashMap<String, (Vec<RunView>, Option<String>)>,
@@ -347,12 +360,16 @@ const OUTCOMES_PER_POLL: usize = 16;
 impl Poller {
     async fn poll(&mut self, topology: &Topology) -> Snapshot {
         let storage_replies = self.storage_statuses(topology).await;
+        let configuration = self.configuration(topology, &storage_replies).await;
         let scheduler = match &topology.scheduler {
             Some(url) => self.scheduler_status(url).await,
             None => None,
         };
-        let mut nodes = storage_nodes(topology, &storage_replies);
-        let ring = ring_of(topology, &storage_replies, &mut nodes);
+        let mut nodes = storage_nodes(topology, &storage_replies, configuration.as_ref());
+        let mut ring = ring_of(topology, &storage_replies, &mut nodes);
+        if let (Some(ring), Some(config)) = (ring.as_mut(), configuration.as_ref()) {
+            ring.epoch = Some(config.epoch);
+        }
         if let Some(url) = &topology.scheduler {
             nodes.push(self.scheduler_node(topology, url, scheduler.as_ref()));
         }
@@ -396,6 +413,31 @@ impl Poller {
             }
         }))
         .await
+    }
+
+    /// The storage cluster's configuration (who is active, leaving or removed),
+    /// as the highest epoch the storage nodes that answered their status know;
+    /// `None` if none of them answers `Members` with a configuration that checks.
+    async fn configuration(
+        &mut self,
+        topology: &Topology,
+        replies: &[Option<StatusReply>],
+    ) -> Option<ClusterConfig> {
+        let clients: Vec<MembershipClient<NodeChannel>> = topology
+            .storage
+            .iter()
+            .zip(replies)
+            .filter(|(_, reply)| reply.is_some())
+            .filter_map(|((_, url), _)| client(&mut self.membership, url, MembershipClient::new))
+            .collect();
+        let answers = join_all(clients.into_iter().map(|mut c| async move {
+            match tokio::time::timeout(RPC_DEADLINE, c.members(MembersRequest {})).await {
+                Ok(Ok(reply)) => config_from_wire(reply.into_inner().config?).ok(),
+                _ => None,
+            }
+        }))
+        .await;
+        answers.into_iter().flatten().max_by_key(|c| c.epoch)
     }
 
     async fn scheduler_status(&mut self, url: &str) -> Option<SchedulerStatusReply> {
@@ -644,6 +686,10 @@ fn process_state(process: Option<&str>) -> (NodeState, String) {
         Some("declared") => (NodeState::Declared, "not started yet".into()),
         Some("stopped") => (NodeState::Stopped, "stopped by the PuppetMaster".into()),
         Some("crashed") => (NodeState::Failed, "crashed by the PuppetMaster".into()),
+        Some("removed") => (
+            NodeState::Removed,
+            "removed from the cluster by the PuppetMaster (removeStorage)".into(),
+        ),
         Some("failed to start") => (NodeState::Failed, "could not be started".into()),
         Some(exited) if exited.starts_with("exited") => (
             NodeState::Failed,
@@ -669,8 +715,14 @@ fn process_state(process: Option<&str>) -> (NodeState, String) {
     }
 }
 
-/// The storage nodes, each in the state its own and its peers' answers give.
-fn storage_nodes(topology: &Topology, replies: &[Option<StatusReply>]) -> Vec<NodeView> {
+/// The storage nodes, each in the state its own and its peers' answers give — or,
+/// for a member the cluster's `configuration` has leaving or removed, that
+/// standing: a removed node no longer answers, and is gone, not failed.
+fn storage_nodes(
+    topology: &Topology,
+    replies: &[Option<StatusReply>],
+    configuration: Option<&ClusterConfig>,
+) -> Vec<NodeView> {
     let answered: Vec<&StatusReply> = replies.iter().flatten().collect();
     topology
         .storage
@@ -681,7 +733,7 @@ fn storage_nodes(topology: &Topology, replies: &[Option<StatusReply>]) -> Vec<No
             let (mut state, mut detail) = storage_state(id, reply.as_ref(), &answered);
             if reply.is_none() {
                 match known.map(|k| k.process.as_str()) {
-                    Some(p @ ("declared" | "stopped" | "failed to start")) => {
+                    Some(p @ ("declared" | "stopped" | "failed to start" | "removed")) => {
                         (state, detail) = process_state(Some(p));
                     }
                     Some("crashed") => detail.push_str(" (crashed by the PuppetMaster)"),
@@ -690,6 +742,27 @@ fn storage_nodes(topology: &Topology, replies: &[Option<StatusReply>]) -> Vec<No
                     }
                     _ => {}
                 }
+            }
+            let standing = configuration.and_then(|config| {
+                let member = config.members.iter().find(|m| m.id == *id)?;
+                Some((member.standing, config.epoch))
+            });
+            match standing {
+                Some((Standing::Leaving, epoch)) => {
+                    state = NodeState::Leaving;
+                    detail = format!(
+                        "leaving the cluster (epoch {epoch}): out of the ring, handing its \
+                         records to their new replicas"
+                    );
+                }
+                Some((Standing::Removed, epoch)) => {
+                    state = NodeState::Removed;
+                    detail = format!("removed from the cluster (epoch {epoch})");
+                    if let Some(process) = known.map(|k| k.process.as_str()) {
+                        detail.push_str(&format!("; its process: {process}"));
+                    }
+                }
+                _ => {}
             }
             NodeView {
                 keys: reply.as_ref().map(|r| r.keys),
@@ -700,8 +773,8 @@ fn storage_nodes(topology: &Topology, replies: &[Option<StatusReply>]) -> Vec<No
         .collect()
 }
 
-/// The ring the storage nodes route by (every node but the failed, fenced and
-/// joining ones), and each node's share of it.
+/// The ring the storage nodes route by (every node but the failed, fenced,
+/// joining, leaving and removed ones), and each node's share of it.
 fn ring_of(
     topology: &Topology,
     replies: &[Option<StatusReply>],
@@ -714,7 +787,11 @@ fn ring_of(
         .filter(|n| {
             matches!(
                 n.state,
-                NodeState::Failed | NodeState::Fenced | NodeState::Joining
+                NodeState::Failed
+                    | NodeState::Fenced
+                    | NodeState::Joining
+                    | NodeState::Leaving
+                    | NodeState::Removed
             )
         })
         .map(|n| n.id.clone())
@@ -869,5 +946,68 @@ mod tests {
         assert!((primary.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         assert!((replica[0] - 1.0).abs() < 1e-9, "two replicas of two nodes");
         assert_eq!(ring.excluded, ["s2"]);
+    }
+
+    #[test]
+    fn a_removed_storage_node_is_removed_not_failed_and_the_ring_leaves_it_out() {
+        use dida_core::cluster::derived_cluster_id;
+        use dida_core::Membership;
+
+        let ids = ["s1", "s2", "s3", "s4"];
+        let membership = Membership::parse(
+            &ids.iter()
+                .enumerate()
+                .map(|(i, id)| format!("{id}=http://127.0.0.1:{}", i + 1))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .unwrap();
+        let first = ClusterConfig::initial(derived_cluster_id(&membership), &membership);
+        let leaving = first.begin_leave("s4", 3).unwrap();
+        let removed = leaving.finish_leave("s4").unwrap();
+        let topology = Topology {
+            storage: membership
+                .members()
+                .iter()
+                .map(|m| (m.id.clone(), m.url.to_string()))
+                .collect(),
+            scheduler: None,
+            known: Vec::new(),
+        };
+        let answer = |id: &str| {
+            Some(StatusReply {
+                vnodes: 8,
+                replication_factor: 3,
+                ..status(id, &[], &[])
+            })
+        };
+        let states = |config: &ClusterConfig, s4: Option<StatusReply>| {
+            let replies = vec![answer("s1"), answer("s2"), answer("s3"), s4];
+            let mut nodes = storage_nodes(&topology, &replies, Some(config));
+            let ring = ring_of(&topology, &replies, &mut nodes).unwrap();
+            (nodes, ring)
+        };
+        // Leaving: it still answers, but it is out of the ring.
+        let (nodes, ring) = states(&leaving, answer("s4"));
+        assert_eq!(nodes[3].state, NodeState::Leaving);
+        assert!(nodes[3].detail.contains("epoch 1"), "{}", nodes[3].detail);
+        assert_eq!(ring.excluded, ["s4"]);
+        // Removed: it no longer answers, and is not failed.
+        let (nodes, ring) = states(&removed, None);
+        assert_eq!(nodes[3].state, NodeState::Removed);
+        assert!(nodes[3].detail.contains("epoch 2"), "{}", nodes[3].detail);
+        assert_eq!(ring.excluded, ["s4"]);
+        assert!(ring
+            .ranges
+            .iter()
+            .all(|r| !r.replicas.contains(&"s4".into())));
+        assert!(nodes[..3].iter().all(|n| n.state == NodeState::Alive));
+        assert_eq!(nodes[3].primary_share, None);
+        let led: f64 = nodes[..3].iter().filter_map(|n| n.primary_share).sum();
+        assert!((led - 1.0).abs() < 1e-9, "the three that stay lead it all");
+        // Without the configuration, an unanswering node is what its peers say.
+        let replies = vec![answer("s1"), answer("s2"), answer("s3"), None];
+        let nodes = storage_nodes(&topology, &replies, None);
+        assert_eq!(nodes[3].state, NodeState::Unreachable);
     }
 }

@@ -11,21 +11,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use dida_core::{Membership, Standing};
-use dida_proto::convert::{config_from_wire, liveness_from_wire};
-use dida_proto::storage::membership_client::MembershipClient;
-use dida_proto::storage::{
-    Liveness as WireLiveness, MembersReply, MembersRequest, RemoveMemberRequest,
-};
-use dida_proto::transport::{is_connect_failure, lazy_channel, NodeChannel};
+use dida_storage_client::cluster::{self, ClusterCallError, MembersView, MEMBERS_DEADLINE};
 use serde_json::json;
 
 use crate::conventions::print_line;
-
-/// How long one `Members` call may take.
-const MEMBERS_DEADLINE: Duration = Duration::from_secs(5);
-/// How long a `RemoveMember` call may take: the nodes' own proposal deadline (10 s)
-/// and some.
-const REMOVE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Flags of `dida cluster`.
 #[derive(Debug, Args)]
@@ -107,87 +96,17 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     }
 }
 
-fn client(url: &str, deadline: Duration) -> anyhow::Result<MembershipClient<NodeChannel>> {
-    Ok(MembershipClient::new(
-        lazy_channel(url, deadline).with_context(|| format!("bad node URL {url}"))?,
-    ))
+/// The configuration as the seeds know it, checked (see
+/// [`dida_storage_client::cluster::members`]).
+async fn members(seeds: &Membership, except: Option<&str>) -> anyhow::Result<MembersView> {
+    let reply = cluster::members(seeds, except, MEMBERS_DEADLINE)
+        .await
+        .context("asking --peers for the cluster's configuration")?;
+    Ok(MembersView::of(&reply)?)
 }
 
-/// The configuration as the seeds know it: the answer with the highest epoch
-/// among those that answer (skipping `except`), so a node that is behind does not
-/// hide a change.
-async fn members(seeds: &Membership, except: Option<&str>) -> anyhow::Result<MembersReply> {
-    let mut best: Option<MembersReply> = None;
-    let mut errors = Vec::new();
-    for seed in seeds
-        .members()
-        .iter()
-        .filter(|m| Some(m.id.as_str()) != except)
-    {
-        let answer = client(&seed.url.to_string(), MEMBERS_DEADLINE)?
-            .members(MembersRequest {})
-            .await;
-        match answer {
-            Ok(reply) => {
-                let reply = reply.into_inner();
-                let epoch = |r: &MembersReply| r.config.as_ref().map_or(0, |c| c.epoch);
-                if best.as_ref().is_none_or(|b| epoch(&reply) > epoch(b)) {
-                    best = Some(reply);
-                }
-            }
-            Err(status) => errors.push(format!("{} ({}): {}", seed.id, seed.url, status.message())),
-        }
-    }
-    best.ok_or_else(|| {
-        anyhow::anyhow!("no storage node of --peers answered: {}", errors.join("; "))
-    })
-}
-
-/// One member's row: id, URL, state, standing, liveness and incarnation.
-struct Row {
-    id: String,
-    url: String,
-    state: &'static str,
-    standing: Standing,
-    liveness: &'static str,
-    incarnation: u64,
-}
-
-fn rows(reply: &MembersReply) -> anyhow::Result<(String, u64, Vec<Row>)> {
-    let config = config_from_wire(
-        reply
-            .config
-            .clone()
-            .context("the node sent no configuration")?,
-    )
-    .map_err(|why| anyhow::anyhow!("the node sent a malformed configuration: {why}"))?;
-    let rows = config
-        .members
-        .iter()
-        .map(|member| {
-            let seen = reply.view.iter().find(|v| v.id == member.id);
-            let liveness = seen
-                .and_then(|v| WireLiveness::try_from(v.liveness).ok())
-                .map_or("unknown", |l| liveness_from_wire(l).name());
-            let state = match member.standing {
-                Standing::Active => liveness,
-                other => other.name(),
-            };
-            Row {
-                id: member.id.clone(),
-                url: member.url.clone(),
-                state,
-                standing: member.standing,
-                liveness,
-                incarnation: seen.map_or(0, |v| v.incarnation),
-            }
-        })
-        .collect();
-    Ok((config.cluster_id, config.epoch, rows))
-}
-
-fn print_members(reply: &MembersReply, as_json: bool) -> anyhow::Result<()> {
-    let (cluster_id, epoch, rows) = rows(reply)?;
+fn print_members(view: &MembersView, as_json: bool) -> anyhow::Result<()> {
+    let (cluster_id, epoch, rows) = (&view.config.cluster_id, view.config.epoch, &view.rows);
     if as_json {
         let members: Vec<_> = rows
             .iter()
@@ -201,7 +120,7 @@ fn print_members(reply: &MembersReply, as_json: bool) -> anyhow::Result<()> {
             .collect();
         print_line(
             &json!({
-                "cluster_id": cluster_id, "epoch": epoch, "answered_by": reply.id,
+                "cluster_id": cluster_id, "epoch": epoch, "answered_by": view.answered_by,
                 "members": members,
             })
             .to_string(),
@@ -210,9 +129,9 @@ fn print_members(reply: &MembersReply, as_json: bool) -> anyhow::Result<()> {
     }
     print_line(&format!(
         "cluster {cluster_id}, epoch {epoch} (as {} knows it)",
-        reply.id
+        view.answered_by
     ));
-    for row in &rows {
+    for row in rows {
         print_line(&format!("{:<12} {:<8} {}", row.id, row.state, row.url));
     }
     Ok(())
@@ -226,37 +145,16 @@ async fn remove(
     timeout: u64,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    // Ask a node other than the one leaving if there is one: its answer does not
+    // A node other than the one leaving is asked first: its answer does not
     // depend on the leaving node staying up.
-    let mut order: Vec<_> = seeds.members().iter().filter(|m| m.id != id).collect();
-    order.extend(seeds.members().iter().filter(|m| m.id == id));
-    let request = RemoveMemberRequest {
-        id: id.to_string(),
-        cluster_id: cluster_id.unwrap_or_default(),
-    };
-    let mut unreachable = Vec::new();
-    let mut decided = None;
-    for seed in order {
-        match client(&seed.url.to_string(), REMOVE_DEADLINE)?
-            .remove_member(request.clone())
-            .await
-        {
-            Ok(reply) => {
-                decided = Some(reply.into_inner());
-                break;
+    let decided = cluster::remove_member(seeds, id, cluster_id.as_deref().unwrap_or_default())
+        .await
+        .map_err(|error| match error {
+            ClusterCallError::Unreachable(which) => {
+                anyhow::anyhow!("no storage node of --peers is reachable: {which}")
             }
-            Err(status) if is_connect_failure(&status) => {
-                unreachable.push(format!("{} ({})", seed.id, seed.url));
-            }
-            Err(status) => bail!("{} refused: {}", seed.id, status.message()),
-        }
-    }
-    let Some(decided) = decided else {
-        bail!(
-            "no storage node of --peers is reachable: {}",
-            unreachable.join(", ")
-        );
-    };
+            other => anyhow::Error::new(other),
+        })?;
     let epoch = decided.config.map_or(0, |c| c.epoch);
     report(as_json, id, "leaving", epoch);
     if no_wait {
@@ -264,13 +162,9 @@ async fn remove(
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     loop {
-        if let Ok(reply) = members(seeds, Some(id)).await {
-            let (_, epoch, rows) = rows(&reply)?;
-            if rows
-                .iter()
-                .any(|r| r.id == id && r.standing == Standing::Removed)
-            {
-                report(as_json, id, "removed", epoch);
+        if let Ok(view) = members(seeds, Some(id)).await {
+            if view.standing(id) == Some(Standing::Removed) {
+                report(as_json, id, "removed", view.config.epoch);
                 return Ok(());
             }
         }

@@ -787,3 +787,231 @@ async fn next_event(
         .expect("the PuppetMaster is still running");
     serde_json::from_str(&line).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_storage_decommissions_a_storage_node_that_then_exits_by_itself() {
+    // Four storage nodes (the factor 3 fits), keys written, then `removeStorage s4`
+    // typed at the console: the cluster decides s4 leaves (epoch 1), s4 hands its
+    // records off, is removed (epoch 2) and exits 0 by itself; `status` then shows
+    // it removed with the epoch, the dashboard shows it removed and out of the
+    // ring (the others keep their colours), the keys read back from the three that
+    // stay, and removing s3 is refused (below the replication factor). Every wait
+    // is on an event or polled with a deadline.
+    use dida_core::Membership;
+    use dida_storage_client::{ClientConfig, StorageClient};
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(5).unwrap();
+    let (ports, dashboard) = (&ports[..4], ports[4]);
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("s{}=http://127.0.0.1:{port}", i + 1))
+        .collect();
+    let keys: Vec<(String, String)> = (0..40)
+        .map(|n| (format!("key-{n}"), format!("value-{n}")))
+        .collect();
+    let data: String = keys.iter().map(|(k, v)| format!("{k},{v}\n")).collect();
+    std::fs::write(dir.path().join("data.txt"), data).unwrap();
+    let script = dir.path().join("decommission.txt");
+    let setup: String = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("storage s{} http://127.0.0.1:{port} 0\n", i + 1))
+        .collect();
+    std::fs::write(&script, format!("{setup}populate data.txt\n")).unwrap();
+    let mut child = Command::new(dida())
+        .arg("pm")
+        .arg(&script)
+        .args(["--json", "--debug-listen", "127.0.0.1:0"])
+        .args(["--dashboard", &format!("127.0.0.1:{dashboard}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut started = 0;
+    while started < 4 {
+        let event = next_event(&mut lines, deadline).await;
+        if event["event"] == "node" && event["state"] == "started" {
+            started += 1;
+        }
+        assert_ne!(event["event"], "error", "{event}");
+    }
+    // The dashboard's storage nodes, by id: (state, colour), with the ring.
+    let http = dida_bench::http_client::HttpClient::new(Duration::from_secs(5));
+    let snapshot_url = format!("http://127.0.0.1:{dashboard}/api/snapshot");
+    let shown = |snapshot: &Value| -> BTreeMap<String, (String, String)> {
+        snapshot["snapshot"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["role"] == "storage")
+            .map(|n| {
+                let field = |k: &str| n[k].as_str().unwrap_or_default().to_string();
+                (field("id"), (field("state"), field("colour")))
+            })
+            .collect()
+    };
+    let before = support::eventually(
+        Duration::from_secs(30),
+        "four alive storage nodes",
+        || async {
+            let snapshot = http.get(&snapshot_url).await.ok()?.json().ok()?;
+            let nodes = shown(&snapshot);
+            (nodes.len() == 4 && nodes.values().all(|(state, _)| state == "alive")).then_some(nodes)
+        },
+    )
+    .await;
+    // Lines run in order: `populate` has finished before this one runs.
+    stdin.write_all(b"removeStorage s4\n").await.unwrap();
+    let mut s4 = Vec::new();
+    while s4.len() < 2 {
+        let event = next_event(&mut lines, deadline).await;
+        assert_ne!(event["event"], "error", "{event}");
+        if event["event"] == "node" && event["node"] == "s4" {
+            s4.push(event);
+        }
+    }
+    assert_eq!(s4[0]["state"], "leaving", "{:?}", s4);
+    assert_eq!(s4[0]["epoch"], 1, "{:?}", s4);
+    assert_eq!(s4[1]["state"], "removed", "{:?}", s4);
+    assert_eq!(s4[1]["exit"], "exited with status 0", "{:?}", s4);
+    assert_eq!(s4[1]["epoch"], 2, "{:?}", s4);
+    assert!(!alive(s4[1]["pid"].as_u64().unwrap() as u32));
+
+    stdin.write_all(b"status\n").await.unwrap();
+    let mut rows = BTreeMap::new();
+    while rows.len() < 4 {
+        let event = next_event(&mut lines, deadline).await;
+        if event["event"] == "status" {
+            rows.insert(event["node"].as_str().unwrap().to_string(), event);
+        }
+    }
+    assert_eq!(rows["s4"]["state"], "removed", "{}", rows["s4"]);
+    assert_eq!(rows["s4"]["details"]["config_epoch"], 2, "{}", rows["s4"]);
+    for id in ["s1", "s2", "s3"] {
+        assert_eq!(rows[id]["state"], "alive", "{}", rows[id]);
+        assert_eq!(rows[id]["details"]["standing"], "active", "{}", rows[id]);
+        assert_eq!(rows[id]["details"]["config_epoch"], 2, "{}", rows[id]);
+    }
+
+    let after = support::eventually(
+        Duration::from_secs(30),
+        "s4 removed on the dashboard",
+        || async {
+            let snapshot: Value = http.get(&snapshot_url).await.ok()?.json().ok()?;
+            let ring = &snapshot["snapshot"]["ring"];
+            (shown(&snapshot)["s4"].0 == "removed" && ring["epoch"] == 2).then_some(snapshot)
+        },
+    )
+    .await;
+    let ring = &after["snapshot"]["ring"];
+    assert_eq!(ring["excluded"], serde_json::json!(["s4"]), "{ring}");
+    assert!(ring["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| !r["replicas"].as_array().unwrap().contains(&"s4".into())));
+    let after = shown(&after);
+    for id in ["s1", "s2", "s3"] {
+        assert_eq!(after[id].0, "alive", "{after:?}");
+        assert_eq!(after[id].1, before[id].1, "{id} keeps its colour");
+    }
+
+    // Below the replication factor: the cluster's reason, nothing changed.
+    stdin.write_all(b"removeStorage s3\n").await.unwrap();
+    let refused = loop {
+        let event = next_event(&mut lines, deadline).await;
+        if event["event"] == "error" {
+            break event;
+        }
+        assert_ne!(event["event"], "node", "{event}");
+    };
+    let message = refused["message"].as_str().unwrap();
+    assert_eq!(refused["command"], "removeStorage", "{refused}");
+    assert!(
+        message.contains("cannot remove storage node s3")
+            && message.contains("fewer than the replication factor 3"),
+        "{message}"
+    );
+
+    // Every key reads back from the three that stay.
+    let client = StorageClient::new(
+        Membership::parse(&peers.join(",")).unwrap(),
+        ClientConfig {
+            replication_factor: 3,
+            ..ClientConfig::default()
+        },
+    )
+    .unwrap();
+    client.refresh_view().await;
+    for (key, value) in &keys {
+        let read = client.read(key, None).await.expect("the read succeeds");
+        assert_eq!(
+            read.map(|r| r.value).as_deref(),
+            Some(value.as_str()),
+            "{key}"
+        );
+    }
+    stdin.write_all(b"quit\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the PuppetMaster quit")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_run_waits_for_a_leaving_storage_node_before_it_stops_the_others() {
+    // decommission.txt ends right after `removeStorage s4`: the run waits until s4
+    // has handed its records off and exited by itself, then stops the three
+    // others. The second removal is refused by the cluster while s4 leaves (one
+    // change at a time) — or, should s4 already be gone, below the replication
+    // factor.
+    let (_dir, script) = prepare("decommission.txt");
+    let run = batch(&script, &[]).await;
+    let errors: Vec<&Value> = run
+        .of("error")
+        .into_iter()
+        .filter(|e| !e["line"].is_null())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}\n{}", run.stderr);
+    assert_eq!(errors[0]["line"], 13);
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("cannot remove storage node s3: ")
+            && (message.contains("another membership change is in progress")
+                || message.contains("fewer than the replication factor 3")),
+        "{message}"
+    );
+    assert!(!run.success, "the refused line makes the batch fail");
+    let nodes = run.of("node");
+    let s4: Vec<&str> = nodes
+        .iter()
+        .filter(|e| e["node"] == "s4")
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(s4, ["started", "leaving", "removed"], "{nodes:?}");
+    let removed_at = nodes
+        .iter()
+        .position(|e| e["node"] == "s4" && e["state"] == "removed")
+        .unwrap();
+    assert_eq!(nodes[removed_at]["exit"], "exited with status 0");
+    let stopped: Vec<usize> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["state"] == "stopped")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(stopped.len(), 3, "{nodes:?}");
+    assert!(
+        stopped.iter().all(|&i| i > removed_at),
+        "the others are stopped after s4 left: {nodes:?}"
+    );
+    assert_all_gone(&run.pids()).await;
+}

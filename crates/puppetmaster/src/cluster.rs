@@ -18,6 +18,7 @@ use dida_proto::convert::storage_state;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::SchedulerStatusRequest;
 use dida_proto::transport::lazy_channel;
+use dida_storage_client::cluster::{members, remove_member, ClusterCallError, MEMBERS_DEADLINE};
 use dida_storage_client::{ClientConfig, StorageClient};
 use futures::future::join_all;
 use tokio::time::Instant;
@@ -53,8 +54,19 @@ const LEAVE_SEEN_LIMIT: Duration = Duration::from_secs(10);
 /// runs) before its PCS SIGKILLs it: the longest grace a PCS grants.
 pub const REMOVE_GRACE: Duration = dida_pcs::MAX_STOP_GRACE;
 
-/// A worker leaving after `removeWorker`: the task that ends once its PCS reaped
-/// it. The session hands it back to [`Cluster::finish_removal`].
+/// How long a storage node `removeStorage` made leave may take to hand its records
+/// off, be removed and exit by itself, before the session gives up waiting for it
+/// (it is then stopped like any node when the session ends). A handoff moves the
+/// node's records to their new replicas: seconds for a script's data.
+pub const STORAGE_LEAVE_LIMIT: Duration = Duration::from_secs(120);
+
+/// How often a PCS is asked whether a leaving storage node's process has exited.
+const EXIT_POLL: Duration = Duration::from_millis(100);
+
+/// A node leaving: a worker after `removeWorker`, the task that ends once its PCS
+/// reaped it; a storage node after `removeStorage`, the task that ends once its
+/// PCS says its process exited by itself. The session hands it back to
+/// [`Cluster::finish_removal`].
 #[derive(Debug)]
 pub struct Removal {
     /// The worker.
@@ -64,6 +76,8 @@ pub struct Removal {
     /// Its PCS's `StopNode` call, which announces how the worker ended: the pid
     /// reaped, or `None` if the PCS could not stop it.
     pub task: tokio::task::JoinHandle<Option<u32>>,
+    /// How long the end of the session waits for the task, at most.
+    pub limit: Duration,
 }
 
 /// Where a node stands.
@@ -80,8 +94,13 @@ pub enum NodeState {
     /// Stopped when the session ended, or after `removeWorker` once it drained.
     Stopped(u32),
     /// A worker asked to leave by `removeWorker`: SIGTERMed, it finishes what it
-    /// runs and takes no new work; its PCS reaps it (see [`Removal`]).
+    /// runs and takes no new work; its PCS reaps it (see [`Removal`]). Or a
+    /// storage node whose removal `removeStorage` had decided: it hands its
+    /// records off, is removed and exits by itself.
     Leaving(u32),
+    /// A storage node removed by `removeStorage` whose process then exited by
+    /// itself: gone for good, not failed (its id is never used again).
+    Removed(u32),
 }
 
 /// One node of the session.
@@ -372,7 +391,9 @@ impl Cluster {
             NodeState::Crashed(_) => return wrong("has already crashed"),
             NodeState::Declared => return wrong("is not started yet"),
             NodeState::FailedToStart => return wrong("never started"),
-            NodeState::Stopped(_) | NodeState::Leaving(_) => return wrong("was stopped"),
+            NodeState::Stopped(_) => return wrong("was stopped"),
+            NodeState::Leaving(_) => return wrong("is leaving (removeStorage)"),
+            NodeState::Removed(_) => return wrong("was removed from the cluster"),
         }
         let pcs = &self.pcs[node.pcs];
         let pid = pcs.kill_node(id).await.map_err(CommandError::Pcs)?;
@@ -399,7 +420,11 @@ impl Cluster {
             NodeState::Running(_) | NodeState::Crashed(_) => {}
             NodeState::Declared => return wrong("is not started yet"),
             NodeState::FailedToStart => return wrong("never started: there is nothing to restart"),
-            NodeState::Stopped(_) | NodeState::Leaving(_) => return wrong("was stopped"),
+            NodeState::Stopped(_) => return wrong("was stopped"),
+            NodeState::Leaving(_) => return wrong("is leaving (removeStorage)"),
+            NodeState::Removed(_) => {
+                return wrong("was removed from the cluster: its id is never used again")
+            }
         }
         let pcs = &self.pcs[node.pcs];
         let reply = match pcs.restart_node(id).await {
@@ -503,7 +528,7 @@ impl Cluster {
         let pid = match node.state {
             NodeState::Running(pid) => pid,
             NodeState::Leaving(_) => return wrong("is already leaving"),
-            NodeState::Stopped(_) => return wrong("was stopped"),
+            NodeState::Stopped(_) | NodeState::Removed(_) => return wrong("was stopped"),
             NodeState::Crashed(_) => return wrong("has crashed"),
             NodeState::Declared => return wrong("is not started yet"),
             NodeState::FailedToStart => return wrong("never started"),
@@ -527,7 +552,7 @@ impl Cluster {
                         } else {
                             ("stopped", reply.exit)
                         };
-                        announce_exit(&printer, &node, &pcs, state, reply.pid, Some(exit));
+                        announce_exit(&printer, &node, &pcs, state, reply.pid, Some(exit), None);
                         Some(reply.pid)
                     }
                     Err(error) => {
@@ -563,15 +588,98 @@ impl Cluster {
             id: id.to_string(),
             pid,
             task,
+            limit: REMOVE_GRACE,
         })
     }
 
-    /// Records the end of a [`Removal`]: `stopped` with the pid its PCS reaped, or,
-    /// when the PCS could not stop it (`None`), running again as far as the session
+    /// `removeStorage`: asks the storage cluster, through the other storage nodes
+    /// of the session that run, to remove storage node `id` (the `Membership`
+    /// service's `RemoveMember`). The cluster decides the change (a new epoch
+    /// with `id` leaving) or refuses it with its reason, which the error carries.
+    /// Returns once the change is decided, with `id` announced `leaving`, and the
+    /// [`Removal`] that ends once its PCS says its process exited — by itself,
+    /// after it handed its records off and was removed (announced `removed`, or
+    /// `exited` if it ended otherwise), or `None` after [`STORAGE_LEAVE_LIMIT`].
+    pub async fn remove_storage(
+        &mut self,
+        id: &str,
+        printer: &Arc<Printer>,
+    ) -> Result<Removal, CommandError> {
+        let index = self.node_index(id)?;
+        let node = &self.nodes[index];
+        if node.decl.role != Role::Storage {
+            return Err(CommandError::NotStorageNode {
+                id: id.to_string(),
+                role: node.decl.role,
+            });
+        }
+        let wrong = |state| {
+            Err(CommandError::WrongState {
+                id: id.to_string(),
+                state,
+            })
+        };
+        let pid = match node.state {
+            NodeState::Running(pid) => pid,
+            NodeState::Leaving(_) => return wrong("is already leaving"),
+            NodeState::Removed(_) => return wrong("was already removed"),
+            NodeState::Stopped(_) => return wrong("was stopped"),
+            NodeState::Crashed(_) => {
+                return wrong("has crashed: restart it first, so that it can hand its records off")
+            }
+            NodeState::Declared => return wrong("is not started yet"),
+            NodeState::FailedToStart => return wrong("never started"),
+        };
+        let seeds = self.running_storage_except(id);
+        if seeds.is_empty() {
+            return Err(CommandError::NoStorageToAsk { id: id.to_string() });
+        }
+        let seeds = Membership::parse(&seeds).map_err(|e| CommandError::RemoveStorage {
+            id: id.to_string(),
+            source: ClusterCallError::BadUrl {
+                url: seeds.clone(),
+                message: e.to_string(),
+            },
+        })?;
+        let decided =
+            remove_member(&seeds, id, "")
+                .await
+                .map_err(|source| CommandError::RemoveStorage {
+                    id: id.to_string(),
+                    source,
+                })?;
+        let epoch = decided.config.map(|c| c.epoch);
+        self.nodes[index].state = NodeState::Leaving(pid);
+        let node = self.nodes[index].clone();
+        let pcs = self.pcs[node.pcs].clone();
+        announce_exit(printer, &node, &pcs, "leaving", pid, None, epoch);
+        let task = tokio::spawn(watch_departure(node, pcs, seeds, printer.clone()));
+        Ok(Removal {
+            id: id.to_string(),
+            pid,
+            task,
+            limit: STORAGE_LEAVE_LIMIT,
+        })
+    }
+
+    /// `ID=URL,…` of the storage nodes of the session that run, but `id`.
+    fn running_storage_except(&self, id: &str) -> String {
+        self.of_role(Role::Storage)
+            .filter(|n| n.decl.id != id && matches!(n.state, NodeState::Running(_)))
+            .map(|n| format!("{}={}", n.decl.id, n.decl.url))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Records the end of a [`Removal`]: a worker `stopped` and a storage node
+    /// `removed`, with the pid its PCS reaped, or, when the PCS could not stop it
+    /// or it did not leave in time (`None`), running again as far as the session
     /// knows, so that the end of the session stops it.
     pub fn finish_removal(&mut self, removal_id: &str, pid: u32, reaped: Option<u32>) {
         if let Ok(index) = self.node_index(removal_id) {
+            let storage = self.nodes[index].decl.role == Role::Storage;
             self.nodes[index].state = match reaped {
+                Some(pid) if storage => NodeState::Removed(pid),
                 Some(pid) => NodeState::Stopped(pid),
                 None => NodeState::Running(pid),
             };
@@ -731,7 +839,15 @@ impl Cluster {
                     } else {
                         ("stopped", reply.exit)
                     };
-                    announce_exit(printer, node, &self.pcs[node.pcs], state, pid, Some(exit));
+                    announce_exit(
+                        printer,
+                        node,
+                        &self.pcs[node.pcs],
+                        state,
+                        pid,
+                        Some(exit),
+                        None,
+                    );
                     pids.push(pid);
                 }
                 Err(error) => printer.error(None, "stop", &format!("{error:#}")),
@@ -741,11 +857,69 @@ impl Cluster {
     }
 }
 
-fn announce(printer: &Printer, node: &Node, pcs: &PcsClient, state: &str, pid: u32) {
-    announce_exit(printer, node, pcs, state, pid, None);
+/// Follows a storage node `removeStorage` made leave until its PCS says its
+/// process ended, and announces how: `removed` when it exited with status 0 (a
+/// leaving node exits by itself once the cluster removed it), with the epoch
+/// `seeds` then know; `exited` otherwise. Returns the pid, or `None` (after an
+/// error line) if it still runs after [`STORAGE_LEAVE_LIMIT`] or its PCS cannot
+/// say.
+async fn watch_departure(
+    node: Node,
+    pcs: PcsClient,
+    seeds: Membership,
+    printer: Arc<Printer>,
+) -> Option<u32> {
+    let id = node.decl.id.clone();
+    let started = Instant::now();
+    loop {
+        let last = match tokio::time::timeout(EXIT_POLL * 20, pcs.list_nodes()).await {
+            Ok(Ok(processes)) => match processes.into_iter().find(|p| p.node_id == id) {
+                Some(process) if !process.running => {
+                    let (state, epoch) = if process.exit == "exited with status 0" {
+                        let known = members(&seeds, Some(&id), MEMBERS_DEADLINE).await;
+                        let epoch = known.ok().and_then(|r| r.config).map(|c| c.epoch);
+                        ("removed", epoch)
+                    } else {
+                        ("exited", None)
+                    };
+                    announce_exit(
+                        &printer,
+                        &node,
+                        &pcs,
+                        state,
+                        process.pid,
+                        Some(process.exit),
+                        epoch,
+                    );
+                    return Some(process.pid);
+                }
+                Some(_) => "its process still runs (handing its records off)".to_string(),
+                None => "its PCS no longer lists it".to_string(),
+            },
+            Ok(Err(error)) => format!("its PCS failed: {error:#}"),
+            Err(_) => "its PCS did not answer in time".to_string(),
+        };
+        if started.elapsed() >= STORAGE_LEAVE_LIMIT {
+            printer.error(
+                None,
+                "removeStorage",
+                &format!(
+                    "storage node {id} did not leave within {STORAGE_LEAVE_LIMIT:?} ({last}); \
+                     `status` shows its standing, and the session stops it when it ends"
+                ),
+            );
+            return None;
+        }
+        tokio::time::sleep(EXIT_POLL).await;
+    }
 }
 
-/// [`announce`] with how the process ended, for a node that stopped.
+fn announce(printer: &Printer, node: &Node, pcs: &PcsClient, state: &str, pid: u32) {
+    announce_exit(printer, node, pcs, state, pid, None, None);
+}
+
+/// [`announce`] with how the process ended, for a node that stopped, and the
+/// configuration epoch of a storage node's removal.
 fn announce_exit(
     printer: &Printer,
     node: &Node,
@@ -753,11 +927,12 @@ fn announce_exit(
     state: &str,
     pid: u32,
     exit: Option<String>,
+    epoch: Option<u64>,
 ) {
-    let how = exit
-        .as_deref()
-        .map(|e| format!(": {e}"))
-        .unwrap_or_default();
+    let mut how = epoch.map(|e| format!(" (epoch {e})")).unwrap_or_default();
+    if let Some(exit) = &exit {
+        how.push_str(&format!(": {exit}"));
+    }
     printer.pm_event(
         &PmEvent::Node {
             node: node.decl.id.clone(),
@@ -768,6 +943,7 @@ fn announce_exit(
             pcs: pcs.url().to_string(),
             exit,
             metrics: node.metrics.clone(),
+            epoch,
         },
         || {
             let metrics = node
@@ -1045,6 +1221,65 @@ mod tests {
                 }
             ),
             "{idle}"
+        );
+    }
+
+    #[tokio::test]
+    async fn remove_storage_refuses_before_the_cluster_is_asked() {
+        let printer = Arc::new(Printer::new(true, Arc::new(drop), Arc::new(drop)));
+        let mut cluster = cluster(&[]);
+        cluster.declare(1, decl(Role::Storage, "s1", 3001)).unwrap();
+        cluster.declare(2, decl(Role::Storage, "s2", 3002)).unwrap();
+        cluster
+            .declare(3, decl(Role::Scheduler, "sched", 3000))
+            .unwrap();
+        let unknown = cluster.remove_storage("s9", &printer).await.unwrap_err();
+        assert!(
+            matches!(&unknown, CommandError::UnknownNode { known, .. } if known == "s1, s2, sched"),
+            "{unknown}"
+        );
+        let scheduler = cluster.remove_storage("sched", &printer).await.unwrap_err();
+        assert!(
+            matches!(
+                scheduler,
+                CommandError::NotStorageNode {
+                    role: Role::Scheduler,
+                    ..
+                }
+            ),
+            "{scheduler}"
+        );
+        assert!(scheduler
+            .to_string()
+            .contains("removeStorage removes storage nodes"));
+        let idle = cluster.remove_storage("s1", &printer).await.unwrap_err();
+        assert!(
+            matches!(
+                idle,
+                CommandError::WrongState {
+                    state: "is not started yet",
+                    ..
+                }
+            ),
+            "{idle}"
+        );
+        // s1 runs, but no other storage node does: nobody to decide the change.
+        cluster.nodes[0].state = NodeState::Running(41);
+        cluster.nodes[1].state = NodeState::Crashed(42);
+        let alone = cluster.remove_storage("s1", &printer).await.unwrap_err();
+        assert!(
+            matches!(&alone, CommandError::NoStorageToAsk { id } if id == "s1"),
+            "{alone}"
+        );
+        let crashed = cluster.remove_storage("s2", &printer).await.unwrap_err();
+        assert!(
+            crashed.to_string().contains("restart it first"),
+            "{crashed}"
+        );
+        assert_eq!(
+            cluster.nodes[0].state,
+            NodeState::Running(41),
+            "a refusal changes nothing"
         );
     }
 

@@ -55,7 +55,7 @@ fn completions(line: &str, pos: usize, nodes: &[(String, Role)]) -> (usize, Vec<
             .collect()
     } else {
         let only = match first {
-            "listServer" | "crash" | "restart" => Some(Role::Storage),
+            "listServer" | "crash" | "restart" | "removeStorage" => Some(Role::Storage),
             "removeWorker" => Some(Role::Worker),
             // A new worker's id is new: nothing to complete.
             "addWorker" => return (start, Vec::new()),
@@ -313,8 +313,13 @@ mod tests {
         );
         assert_eq!(completions("addWorker ", 10, &nodes), (10, vec![]));
         assert_eq!(
+            completions("removeStorage ", 14, &nodes),
+            (14, vec!["s1".into(), "s2".into()]),
+            "only storage nodes are removed by removeStorage"
+        );
+        assert_eq!(
             completions("rem", 3, &nodes),
-            (0, vec!["removeWorker ".into()])
+            (0, vec!["removeWorker ".into(), "removeStorage ".into()])
         );
     }
 

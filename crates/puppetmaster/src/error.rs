@@ -11,6 +11,7 @@ use dida_core::datafile::DataFileError;
 use dida_core::membership::NodeUrl;
 use dida_core::script::Role;
 use dida_proto::transport::describe;
+use dida_storage_client::cluster::ClusterCallError;
 use dida_storage_client::ClientError;
 
 /// Why a command failed.
@@ -87,6 +88,35 @@ pub enum CommandError {
         id: String,
         /// Its role.
         role: Role,
+    },
+    /// `removeStorage` of a node that is not a storage node.
+    #[error(
+        "{id} is a {role}; removeStorage removes storage nodes (removeWorker removes workers)"
+    )]
+    NotStorageNode {
+        /// The node.
+        id: String,
+        /// Its role.
+        role: Role,
+    },
+    /// `removeStorage` with no other storage node of the session running to ask.
+    #[error(
+        "no other storage node of the session is running to ask the cluster to remove {id} \
+         (the cluster decides a removal; a node that is not running cannot take part)"
+    )]
+    NoStorageToAsk {
+        /// The node to remove.
+        id: String,
+    },
+    /// The storage cluster refused `removeStorage`, or could not be asked; nothing
+    /// was changed. A refusal carries the cluster's own reason (below the
+    /// replication factor, another change in progress, …).
+    #[error("cannot remove storage node {id}: {source}")]
+    RemoveStorage {
+        /// The node to remove.
+        id: String,
+        /// What the cluster said, or why it could not be asked.
+        source: ClusterCallError,
     },
     /// A worker started by `addWorker` that the scheduler did not list as alive in
     /// time.

@@ -10,12 +10,13 @@ use std::time::Duration;
 use dida_core::datafile::read_data_file;
 use dida_core::events::Event;
 use dida_core::script::Role;
-use dida_core::Record;
+use dida_core::{Membership, Record, Standing};
 use dida_proto::convert::storage_state;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::execution::{SchedulerStatusRequest, WorkerStatusRequest};
 use dida_proto::transport::lazy_channel;
+use dida_storage_client::cluster::MembersView;
 use dida_storage_client::StorageClient;
 use futures::future::join_all;
 use serde_json::{json, Value};
@@ -44,13 +45,14 @@ pub async fn status(cluster: &Cluster, deadline: Duration, printer: &Printer) {
 /// session's doing carries how it ended (`process_exit`, its PCS's words).
 pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, printer: &Printer) {
     let storage = cluster.storage_client().ok();
-    let (answers, exits) = tokio::join!(
+    let (answers, exits, configuration) = tokio::join!(
         join_all(
             nodes
                 .iter()
                 .map(|node| node_status(node, storage.as_ref(), deadline)),
         ),
         process_exits(cluster, deadline),
+        configuration(cluster, deadline),
     );
     let mut rows: Vec<StatusRow> = nodes
         .iter()
@@ -60,6 +62,12 @@ pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, pr
             if let (true, Some(how)) = (running, exits.get(&node.decl.id)) {
                 details["process_exit"] = json!(how);
             }
+            // A storage node removeStorage made leave, as the session knows it;
+            // the cluster's configuration, when it answers, has the last word.
+            let state = match node.state {
+                NodeState::Leaving(_) if node.decl.role == Role::Storage => "leaving",
+                _ => state,
+            };
             StatusRow {
                 node: node.decl.id.clone(),
                 role: node.decl.role,
@@ -71,6 +79,18 @@ pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, pr
         })
         .collect();
     with_scheduler_view(&mut rows);
+    with_configuration(&mut rows, configuration.as_ref());
+    if configuration.is_none() {
+        // No node answered `Members`: the views still list who departed.
+        if let Some(client) = &storage {
+            if tokio::time::timeout(deadline, client.refresh_view())
+                .await
+                .is_ok()
+            {
+                with_departed(&mut rows, &client.departed());
+            }
+        }
+    }
     let with_metrics = rows.iter().any(|r| r.metrics.is_some());
     let mut header = vec![
         "node".to_string(),
@@ -109,7 +129,78 @@ pub async fn status_of(cluster: &Cluster, nodes: &[Node], deadline: Duration, pr
         cells.push(summary(&row.details));
         table_rows.push(cells);
     }
-    printer.text(|| table(&table_rows));
+    printer.text(|| {
+        let mut text = table(&table_rows);
+        match &configuration {
+            Some(view) => text.push_str(&format!(
+                "\nstorage cluster {}, configuration epoch {} (as {} knows it)",
+                view.config.cluster_id, view.config.epoch, view.answered_by
+            )),
+            None if nodes.iter().any(|n| n.decl.role == Role::Storage) => {
+                text.push_str("\nstorage configuration: no storage node answered")
+            }
+            None => {}
+        }
+        text
+    });
+}
+
+/// The storage cluster's configuration (who is a member, leaving or removed, and
+/// the epoch), as the highest epoch the session's running and leaving storage
+/// nodes know; `None` if none answered within `deadline`.
+async fn configuration(cluster: &Cluster, deadline: Duration) -> Option<MembersView> {
+    let seeds: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .filter(|n| n.decl.role == Role::Storage)
+        .filter(|n| matches!(n.state, NodeState::Running(_) | NodeState::Leaving(_)))
+        .map(|n| format!("{}={}", n.decl.id, n.decl.url))
+        .collect();
+    let seeds = Membership::parse(&seeds.join(",")).ok()?;
+    let reply = dida_storage_client::cluster::members(&seeds, None, deadline)
+        .await
+        .ok()?;
+    MembersView::of(&reply).ok()
+}
+
+/// Applies the storage cluster's configuration to the storage rows: a member
+/// leaving (handing its records off) or removed is shown so — a removed node no
+/// longer answers, and is gone, not failed — and every storage row carries its
+/// `standing` and the `config_epoch`. Without an answer, the session's own word
+/// stands (a node `removeStorage` made leave, or whose removal it saw end).
+fn with_configuration(rows: &mut [StatusRow], view: Option<&MembersView>) {
+    for row in rows.iter_mut().filter(|r| r.role == Role::Storage) {
+        let Some(view) = view else { continue };
+        let Some(standing) = view.standing(&row.node) else {
+            continue;
+        };
+        match standing {
+            Standing::Active => {}
+            Standing::Leaving => row.state = "leaving".into(),
+            Standing::Removed => row.state = "removed".into(),
+        }
+        if let Some(details) = row.details.as_object_mut() {
+            details.insert("standing".into(), json!(standing.name()));
+            details.insert("config_epoch".into(), json!(view.config.epoch));
+        }
+    }
+}
+
+/// Applies the storage nodes' views when the configuration itself could not be
+/// had: a member they list as departed is `leaving` while it still answers (it
+/// hands its records off) and `removed` once it does not — not failed.
+fn with_departed(rows: &mut [StatusRow], departed: &[String]) {
+    for row in rows
+        .iter_mut()
+        .filter(|r| r.role == Role::Storage && departed.contains(&r.node))
+    {
+        row.state = if matches!(row.state.as_str(), "failed" | "removed") {
+            "removed".into()
+        } else {
+            "leaving".into()
+        };
+        row.details["departed"] = json!(true);
+    }
 }
 
 /// One row of `status`.
@@ -218,6 +309,9 @@ async fn node_status(
         NodeState::Crashed(pid) => json!({ "pid": pid, "crashed": true }),
         NodeState::Stopped(pid) => json!({ "pid": pid, "stopped": true }),
         NodeState::Leaving(pid) => json!({ "pid": pid, "leaving": true }),
+        NodeState::Removed(pid) => {
+            return ("removed", json!({ "pid": pid, "removed": true }));
+        }
     };
     if node.restarts > 0 {
         process["restarts"] = json!(node.restarts);
@@ -430,6 +524,8 @@ pub async fn populate(
 
 #[cfg(test)]
 mod tests {
+    use dida_core::ClusterConfig;
+
     use super::*;
 
     fn row(node: &str, role: Role, state: &str, details: Value) -> StatusRow {
@@ -500,6 +596,79 @@ mod tests {
         let mut alone = vec![row("w1", Role::Worker, "alive", json!({}))];
         with_scheduler_view(&mut alone);
         assert_eq!(alone[0].state, "alive");
+    }
+
+    #[test]
+    fn the_clusters_configuration_shows_leaving_and_removed_storage_nodes_with_the_epoch() {
+        use dida_core::cluster::derived_cluster_id;
+        use dida_proto::convert::config_to_wire;
+        use dida_proto::storage::MembersReply;
+
+        let membership = Membership::parse(
+            "s1=http://127.0.0.1:1,s2=http://127.0.0.1:2,s3=http://127.0.0.1:3,s4=http://127.0.0.1:4",
+        )
+        .unwrap();
+        let config = ClusterConfig::initial(derived_cluster_id(&membership), &membership)
+            .begin_leave("s4", 3)
+            .unwrap();
+        let leaving = MembersView::of(&MembersReply {
+            id: "s1".into(),
+            config: Some(config_to_wire(&config)),
+            view: vec![],
+        })
+        .unwrap();
+        let removed = MembersView::of(&MembersReply {
+            id: "s1".into(),
+            config: Some(config_to_wire(&config.finish_leave("s4").unwrap())),
+            view: vec![],
+        })
+        .unwrap();
+        let fresh = || {
+            vec![
+                row("s1", Role::Storage, "alive", json!({"pid": 1})),
+                row(
+                    "s4",
+                    Role::Storage,
+                    "failed",
+                    json!({"error": "did not answer"}),
+                ),
+                row("w1", Role::Worker, "alive", json!({})),
+            ]
+        };
+        let mut rows = fresh();
+        with_configuration(&mut rows, Some(&leaving));
+        assert_eq!(rows[0].state, "alive");
+        assert_eq!(rows[0].details["standing"], "active");
+        assert_eq!(rows[1].state, "leaving");
+        assert_eq!(rows[1].details["config_epoch"], 1);
+        assert_eq!(rows[2].details, json!({}), "workers are not members");
+        let mut rows = fresh();
+        with_configuration(&mut rows, Some(&removed));
+        assert_eq!(rows[1].state, "removed", "gone, not failed");
+        assert_eq!(rows[1].details["config_epoch"], 2);
+        let mut rows = fresh();
+        with_configuration(&mut rows, None);
+        assert_eq!(rows, fresh(), "without an answer the rows stand");
+    }
+
+    #[test]
+    fn without_the_configuration_the_views_departed_members_are_leaving_or_removed() {
+        let mut rows = vec![
+            row("s1", Role::Storage, "alive", json!({})),
+            row("s3", Role::Storage, "alive", json!({})),
+            row(
+                "s4",
+                Role::Storage,
+                "failed",
+                json!({"error": "did not answer"}),
+            ),
+            row("w1", Role::Worker, "alive", json!({})),
+        ];
+        with_departed(&mut rows, &["s3".to_string(), "s4".to_string()]);
+        let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
+        assert_eq!(states, ["alive", "leaving", "removed", "alive"]);
+        assert_eq!(rows[2].details["departed"], true);
+        assert!(rows[0].details.get("departed").is_none());
     }
 
     #[test]

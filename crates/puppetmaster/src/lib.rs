@@ -13,7 +13,8 @@
 //! - [`session`]: running lines, reporting errors with their line numbers;
 //! - [`error`]: why a command failed, typed;
 //! - `cluster`: the setup block, placing and starting nodes, crashing them, adding
-//!   and removing workers on a running cluster (`addWorker`, `removeWorker`);
+//!   and removing workers on a running cluster (`addWorker`, `removeWorker`),
+//!   removing storage nodes (`removeStorage`);
 //! - `placement`: which PCS runs a node;
 //! - `process_watch`: what the PCSs say of the session's processes, for the
 //!   dashboard (a node killed outside the console shows its process exited);

@@ -23,8 +23,12 @@ pub type Sink = Arc<dyn Fn(String) + Send + Sync>;
 pub enum PmEvent {
     /// A node process changed state: `started`, `crashed`, `restarted`, `joined`
     /// (a worker `addWorker` started is placed work on), `leaving` (a worker
-    /// `removeWorker` asked to leave drains), `stopped` (it exited after SIGTERM)
-    /// or `killed` (it outlived its grace period after SIGTERM and was SIGKILLed).
+    /// `removeWorker` asked to leave drains; a storage node whose removal
+    /// `removeStorage` had decided hands its records off), `removed` (a leaving
+    /// storage node's process exited by itself once it was removed), `exited` (a
+    /// leaving storage node's process ended otherwise), `stopped` (it exited after
+    /// SIGTERM) or `killed` (it outlived its grace period after SIGTERM and was
+    /// SIGKILLed).
     Node {
         /// Node id.
         node: String,
@@ -32,8 +36,8 @@ pub enum PmEvent {
         role: String,
         /// Where it serves.
         url: String,
-        /// `started`, `crashed`, `restarted`, `joined`, `leaving`, `stopped` or
-        /// `killed`.
+        /// `started`, `crashed`, `restarted`, `joined`, `leaving`, `removed`,
+        /// `exited`, `stopped` or `killed`.
         state: String,
         /// Its process id on the PCS's machine.
         pid: u32,
@@ -47,6 +51,11 @@ pub enum PmEvent {
         /// PuppetMaster gave it an address (`--metrics-port-offset`).
         #[serde(skip_serializing_if = "Option::is_none")]
         metrics: Option<String>,
+        /// The storage cluster's configuration epoch that made the change, for a
+        /// storage node `removeStorage` made leave (or that was then removed), so
+        /// the event can be matched with `status` and `dida cluster members`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<u64>,
     },
     /// What a worker in debug mode reported after an operator.
     Debug {
@@ -264,6 +273,7 @@ mod tests {
                 pcs: "local".into(),
                 exit: None,
                 metrics: None,
+                epoch: None,
             },
             String::new,
         );

@@ -8,7 +8,10 @@
 //! finish before the next line, each bounded by deadlines; `wait` and `await` block
 //! on purpose. `removeWorker` returns once the worker is leaving (it takes no new
 //! work); the worker drains meanwhile and its end is announced when its PCS reaps
-//! it — the session waits for that before it stops its nodes.
+//! it — the session waits for that before it stops its nodes. `removeStorage`
+//! returns once the storage cluster decided the node leaves; the node hands its
+//! records off, is removed and exits by itself, which is announced when its PCS
+//! sees it — the session waits for that too before it stops its nodes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,7 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clients::Clients;
-use crate::cluster::{Cluster, NodeState, Removal, REMOVE_GRACE};
+use crate::cluster::{Cluster, NodeState, Removal};
 use crate::config::PmConfig;
 use crate::error::CommandError;
 use crate::output::Printer;
@@ -50,7 +53,8 @@ pub struct Session {
     /// Nodes whose process ended without the session's doing, as the PCSs say
     /// (followed while a dashboard is shown).
     exited: process_watch::Exited,
-    /// Workers asked to leave by `removeWorker` whose process is not reaped yet.
+    /// Workers asked to leave by `removeWorker`, and storage nodes by
+    /// `removeStorage`, whose process has not ended yet.
     removals: Vec<Removal>,
 }
 
@@ -155,6 +159,7 @@ impl Session {
                         NodeState::Crashed(_) => "crashed",
                         NodeState::Stopped(_) => "stopped",
                         NodeState::Leaving(_) => "leaving",
+                        NodeState::Removed(_) => "removed",
                     },
                     &self.exited,
                 ),
@@ -266,7 +271,7 @@ impl Session {
                     .nodes()
                     .iter()
                     .filter(|n| n.decl.role == Role::Storage)
-                    .filter(|n| !matches!(n.state, NodeState::Crashed(_)))
+                    .filter(|n| !matches!(n.state, NodeState::Crashed(_) | NodeState::Removed(_)))
                     .map(|n| n.decl.id.clone())
                     .collect();
                 inspect::list(&self.cluster, &live, &self.printer).await
@@ -293,6 +298,11 @@ impl Session {
                 self.removals.push(removal);
                 Ok(())
             }
+            Command::RemoveStorage { id } => {
+                let removal = self.cluster.remove_storage(id, &self.printer).await?;
+                self.removals.push(removal);
+                Ok(())
+            }
             Command::Node(_) | Command::Debug => unreachable!("handled by execute"),
         }
     }
@@ -311,11 +321,11 @@ impl Session {
         }
     }
 
-    /// Waits (each at most [`REMOVE_GRACE`] and a little more) for every worker
-    /// still leaving to be reaped.
+    /// Waits (each at most its limit — [`crate::cluster::REMOVE_GRACE`] for a worker — and a
+    /// little more) for every node still leaving to end.
     async fn finish_removals(&mut self) {
         for removal in std::mem::take(&mut self.removals) {
-            let limit = REMOVE_GRACE + SHUTDOWN_LIMIT;
+            let limit = removal.limit + SHUTDOWN_LIMIT;
             let reaped = match tokio::time::timeout(limit, removal.task).await {
                 Ok(Ok(reaped)) => reaped,
                 _ => None,
@@ -406,7 +416,8 @@ impl Session {
     /// returns the pids stopped.
     pub async fn shutdown(mut self) -> Vec<u32> {
         // A worker asked to leave finishes what it runs first: its executions'
-        // outcomes are what the clients wait for.
+        // outcomes are what the clients wait for. A leaving storage node finishes
+        // its handoff: stopping the others first could lose the records it moves.
         self.finish_removals().await;
         let mut pids = self.cluster.stop(&self.printer).await;
         self.publish();

@@ -20,6 +20,7 @@
 //! Workers use this library for their operators' storage calls, and `dida kv` is a
 //! thin command-line shell around it.
 
+pub mod cluster;
 pub mod registry;
 
 use std::collections::BTreeSet;
@@ -372,6 +373,18 @@ impl StorageClient {
         view.0
             .out_of_ring()
             .map(|n| self.membership.members()[n].id.clone())
+            .collect()
+    }
+
+    /// Ids of the members the cluster's configuration took out of every ring for
+    /// good (leaving or removed), as the views this client merged said: a tool
+    /// that cannot ask for the configuration itself (`Members`) still tells a
+    /// decommissioned node from a failed one.
+    pub fn departed(&self) -> Vec<String> {
+        let view = self.view.read().expect("view lock poisoned");
+        view.2
+            .iter()
+            .map(|&n| self.membership.members()[n].id.clone())
             .collect()
     }
 
@@ -909,6 +922,26 @@ mod tests {
             failover_deadline: Duration::from_millis(100),
         };
         StorageClient::new(membership, config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn departed_members_are_listed_by_id_and_never_come_back() {
+        let membership =
+            Membership::parse("s1=http://127.0.0.1:1,s2=http://127.0.0.1:2,s3=http://127.0.0.1:3")
+                .unwrap();
+        let client = StorageClient::new(membership, ClientConfig::default()).unwrap();
+        assert!(client.departed().is_empty());
+        assert!(client.learn(Vec::new(), BTreeSet::from([2])));
+        assert_eq!(client.departed(), ["s3"]);
+        assert!(
+            !client.learn(Vec::new(), BTreeSet::new()),
+            "no view forgets it"
+        );
+        assert_eq!(client.departed(), ["s3"]);
+        assert!(
+            !client.replicas("any key").contains(&"s3"),
+            "out of the ring"
+        );
     }
 
     #[tokio::test]
