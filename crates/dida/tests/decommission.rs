@@ -279,9 +279,10 @@ async fn one_change_at_a_time_and_never_below_the_replication_factor() {
         stderr(&second)
     );
 
+    // (Asking to remove s4 again now could go either way: refused while it is
+    // leaving, or finished at once by a node that has declared the paused s4
+    // failed. The rule itself is tested in dida_core::cluster.)
     cluster.resume("s4").unwrap();
-    let done = dida_cluster(&peers, &["remove", "s4"]).await;
-    assert!(!done.status.success(), "s4 is already leaving");
     eventually(Duration::from_secs(30), "s4 to be removed", || {
         let peers = peers.clone();
         async move { (state_of(&members(&peers).await, "s4") == "removed").then_some(()) }
