@@ -188,6 +188,10 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
             }
         }
         KvCommand::Status { server } => {
+            // A node removed from the cluster (`dida cluster remove`) stopped on
+            // purpose: it is "removed", not "failed", when it does not answer.
+            client.refresh_view().await;
+            let departed = client.departed();
             for id in selected_nodes(&client, server)? {
                 let (state, details) = match client.status(&id).await {
                     Ok(s) => (
@@ -217,6 +221,9 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
                             })),
                         }),
                     ),
+                    Err(error) if departed.contains(&id) => {
+                        ("removed", serde_json::json!({ "error": error.to_string() }))
+                    }
                     Err(error) => ("failed", serde_json::json!({ "error": error.to_string() })),
                 };
                 out.event(

@@ -172,6 +172,16 @@ async fn a_removed_node_hands_its_records_off_under_load_and_loses_nothing() {
     for id in ["s2", "s3", "s4", "s5"] {
         assert_eq!(state_of(&after, id), "alive", "{after}");
     }
+    // `dida kv status` tells a removed node from a failed one.
+    let status = tokio::process::Command::new(dida())
+        .args([
+            "kv", "--peers", &peers, "status", "--server", "s1", "--json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let status: Value = serde_json::from_str(stdout(&status).trim()).unwrap();
+    assert_eq!(status["state"], "removed", "{status}");
 
     // Nothing acknowledged is lost, and the counter counted every increment.
     client.refresh_view().await;

@@ -222,6 +222,26 @@ impl Collector for StorageCollector {
             None,
             view.epoch as f64,
         )?;
+        let config = state.cluster().decided();
+        gauge(
+            &mut encoder,
+            "storage_config_epoch",
+            "Epoch of the cluster configuration this node knows decided (it grows with \
+             each membership change, `dida cluster remove`)",
+            None,
+            config.epoch as f64,
+        )?;
+        gauge(
+            &mut encoder,
+            "storage_members_leaving",
+            "Members the cluster configuration has leaving: handing their records off",
+            None,
+            config
+                .members
+                .iter()
+                .filter(|m| m.standing == dida_core::Standing::Leaving)
+                .count() as f64,
+        )?;
         gauge(
             &mut encoder,
             "storage_fenced",
