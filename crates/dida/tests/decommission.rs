@@ -5,7 +5,7 @@
 //! another cluster, a second change while one is in motion, a removal below the
 //! replication factor — are refused with their reason and change nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use dida_local_cluster::{ClusterSpec, LocalCluster};
 use serde_json::Value;
 
 mod support;
-use support::{dida, eventually, stderr, stdout};
+use support::{dida, eventually, misplaced_keys, stderr, stdout};
 
 const REPLICATION_FACTOR: usize = 3;
 
@@ -216,27 +216,12 @@ async fn a_removed_node_hands_its_records_off_under_load_and_loses_nothing() {
         || {
             let (client, reported) = (&client, &reported);
             async move {
-                let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-                for id in remaining {
-                    for record in client.list(id).await.ok()? {
-                        holders
-                            .entry(record.key)
-                            .or_default()
-                            .insert(id.to_string());
-                    }
-                }
-                let misplaced = holders
-                    .iter()
-                    .filter(|(key, held_by)| {
-                        let replicas: BTreeSet<String> =
-                            client.replicas(key).into_iter().map(String::from).collect();
-                        **held_by != replicas || replicas.len() != REPLICATION_FACTOR
-                    })
-                    .count();
+                let (misplaced, held) =
+                    misplaced_keys(client, &remaining, REPLICATION_FACTOR).await?;
                 if !reported.swap(true, Ordering::Relaxed) {
-                    eprintln!("{misplaced} of {} keys misplaced at first", holders.len());
+                    eprintln!("{misplaced} of {held} keys misplaced at first");
                 }
-                (misplaced == 0 && holders.len() == keys).then_some(())
+                (misplaced == 0 && held == keys).then_some(())
             }
         },
     )

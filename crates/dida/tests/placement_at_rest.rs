@@ -5,7 +5,7 @@
 //! exactly its 3 replicas — copies taken while the cluster formed or while a node
 //! was out are handed off and dropped — and every acknowledged write reads back.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use dida_local_cluster::LocalCluster;
 use dida_storage_client::StorageClient;
 
 mod support;
-use support::{durable_cluster, eventually};
+use support::{durable_cluster, eventually, misplaced_keys};
 
 /// Replicas per key in the durable cluster.
 const REPLICATION_FACTOR: usize = 3;
@@ -94,24 +94,11 @@ async fn settle(cluster: &LocalCluster, client: &StorageClient, after: &str) {
     let what = format!("exactly {REPLICATION_FACTOR} copies per key after {after}");
     eventually(SETTLE, &what, move || async move {
         client.refresh_view().await;
-        let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for id in ids {
-            for record in client.list(id).await.ok()? {
-                holders.entry(record.key).or_default().insert(id.clone());
-            }
-        }
-        let misplaced = holders
-            .iter()
-            .filter(|(key, held_by)| {
-                let replicas: BTreeSet<String> =
-                    client.replicas(key).into_iter().map(String::from).collect();
-                **held_by != replicas || replicas.len() != REPLICATION_FACTOR
-            })
-            .count();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (misplaced, keys) = misplaced_keys(client, &ids, REPLICATION_FACTOR).await?;
         if !reported.swap(true, Ordering::Relaxed) {
             eprintln!(
-                "after {after}: {misplaced} of {} keys not on exactly their replicas at first",
-                holders.len()
+                "after {after}: {misplaced} of {keys} keys not on exactly their replicas at first"
             );
         }
         (misplaced == 0).then_some(())

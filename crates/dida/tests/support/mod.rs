@@ -93,6 +93,31 @@ pub fn member_token() -> String {
     dida_proto::cookie::load_or_create(&path).unwrap()
 }
 
+/// Of the keys the nodes `ids` hold, how many are not held by exactly their
+/// `replication_factor` replicas in `client`'s ring (invariant H2), and how many
+/// keys they hold; `None` if a node could not be listed.
+pub async fn misplaced_keys(
+    client: &dida_storage_client::StorageClient,
+    ids: &[&str],
+    replication_factor: usize,
+) -> Option<(usize, usize)> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut holders: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    for &id in ids {
+        for record in client.list(id).await.ok()? {
+            holders.entry(record.key).or_default().insert(id);
+        }
+    }
+    let misplaced = holders
+        .iter()
+        .filter(|(key, held_by)| {
+            let replicas: BTreeSet<&str> = client.replicas(key).into_iter().collect();
+            **held_by != replicas || replicas.len() != replication_factor
+        })
+        .count();
+    Some((misplaced, holders.len()))
+}
+
 /// Polls `check` every 25 ms until it returns `Some`, failing the test after `limit`:
 /// the tests wait for a condition, never for a guessed amount of time.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
