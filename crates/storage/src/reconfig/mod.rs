@@ -33,6 +33,7 @@ use tonic::Status;
 use tracing::{info, warn};
 
 use crate::consensus::{value_to_propose, Accepted, Ballot, Prepared};
+use crate::error::DurabilityError;
 use crate::peering::Peering;
 use crate::store::MultiVersionStore;
 use crate::validation::{self, Refusal};
@@ -60,7 +61,7 @@ pub(crate) enum ReconfigError {
     },
     /// This node could not persist its acceptor state.
     #[error("cannot record the membership change on disk: {0}")]
-    Disk(#[from] crate::error::DurabilityError),
+    Disk(#[from] DurabilityError),
 }
 
 impl ReconfigError {
@@ -150,26 +151,8 @@ pub(crate) fn answer_prepare(
     validation::sender(&peering.config().membership, peering.me(), &request.from)
         .map_err(refused)?;
     let base = checked_config(request.base, "base").map_err(refused)?;
-    let ballot = ballot_from_wire(request.ballot);
-    let prepared = peering
-        .cluster()
-        .step(|acceptor| acceptor.prepare(&base, ballot))
-        .map_err(|e| Status::internal(e.to_string()))?;
-    apply_decided(peering);
-    let mut reply = ConfigPrepareReply::default();
-    match prepared {
-        Prepared::Promise(accepted) => {
-            reply.promised = true;
-            reply.promised_ballot = Some(ballot_to_wire(ballot));
-            if let Some((at, value)) = accepted {
-                reply.accepted_ballot = Some(ballot_to_wire(at));
-                reply.accepted = Some(config_to_wire(&value));
-            }
-        }
-        Prepared::Refused(promised) => reply.promised_ballot = Some(ballot_to_wire(promised)),
-        Prepared::Decided(later) => reply.decided = Some(config_to_wire(&later)),
-    }
-    Ok(reply)
+    prepare_here(peering, &base, ballot_from_wire(request.ballot))
+        .map_err(|e| Status::internal(e.to_string()))
 }
 
 /// An acceptor's answer to phase 2 from a member.
@@ -182,11 +165,52 @@ pub(crate) fn answer_accept(
         .map_err(refused)?;
     let base = checked_config(request.base, "base").map_err(refused)?;
     let value = checked_config(request.value, "value").map_err(refused)?;
-    let ballot = ballot_from_wire(request.ballot);
+    accept_here(peering, &base, ballot_from_wire(request.ballot), &value)
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+/// This node's acceptor's phase 1 for the epoch after `base`, as the reply a
+/// peer would send: what a member's request and this node's own proposal both
+/// get.
+fn prepare_here(
+    peering: &Peering,
+    base: &ClusterConfig,
+    ballot: Ballot,
+) -> Result<ConfigPrepareReply, DurabilityError> {
+    let prepared = peering
+        .cluster()
+        .step(|acceptor| acceptor.prepare(base, ballot))?;
+    apply_decided(peering);
+    Ok(match prepared {
+        Prepared::Promise(accepted) => ConfigPrepareReply {
+            promised: true,
+            promised_ballot: Some(ballot_to_wire(ballot)),
+            accepted_ballot: accepted.as_ref().map(|(at, _)| ballot_to_wire(*at)),
+            accepted: accepted.map(|(_, value)| config_to_wire(&value)),
+            ..Default::default()
+        },
+        Prepared::Refused(promised) => ConfigPrepareReply {
+            promised_ballot: Some(ballot_to_wire(promised)),
+            ..Default::default()
+        },
+        Prepared::Decided(later) => ConfigPrepareReply {
+            decided: Some(config_to_wire(&later)),
+            ..Default::default()
+        },
+    })
+}
+
+/// This node's acceptor's phase 2 for the epoch after `base`, as the reply a peer
+/// would send.
+fn accept_here(
+    peering: &Peering,
+    base: &ClusterConfig,
+    ballot: Ballot,
+    value: &ClusterConfig,
+) -> Result<ConfigAcceptReply, DurabilityError> {
     let accepted = peering
         .cluster()
-        .step(|acceptor| acceptor.accept(&base, ballot, &value))
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .step(|acceptor| acceptor.accept(base, ballot, value))?;
     apply_decided(peering);
     Ok(match accepted {
         Accepted::Yes => ConfigAcceptReply {
@@ -337,7 +361,7 @@ async fn attempt(
         };
         async move {
             if voter == peering.me() {
-                answer_prepare_locally(peering, base, ballot)
+                prepare_here(peering, base, ballot).ok()
             } else {
                 peering
                     .transport()
@@ -388,14 +412,7 @@ async fn attempt(
         };
         async move {
             if voter == peering.me() {
-                let accepted = peering
-                    .cluster()
-                    .step(|acceptor| acceptor.accept(base, ballot, value))
-                    .ok()?;
-                Some(ConfigAcceptReply {
-                    accepted: accepted == Accepted::Yes,
-                    ..Default::default()
-                })
+                accept_here(peering, base, ballot, value).ok()
             } else {
                 peering.transport().config_accept(voter, request).await.ok()
             }
@@ -420,33 +437,6 @@ async fn attempt(
     }
     commit(peering, base, value).await;
     Ok(Attempt::Decided(value.clone()))
-}
-
-fn answer_prepare_locally(
-    peering: &Peering,
-    base: &ClusterConfig,
-    ballot: Ballot,
-) -> Option<ConfigPrepareReply> {
-    let prepared = peering
-        .cluster()
-        .step(|acceptor| acceptor.prepare(base, ballot))
-        .ok()?;
-    Some(match prepared {
-        Prepared::Promise(accepted) => ConfigPrepareReply {
-            promised: true,
-            accepted_ballot: accepted.as_ref().map(|(at, _)| ballot_to_wire(*at)),
-            accepted: accepted.map(|(_, value)| config_to_wire(&value)),
-            ..Default::default()
-        },
-        Prepared::Refused(promised) => ConfigPrepareReply {
-            promised_ballot: Some(ballot_to_wire(promised)),
-            ..Default::default()
-        },
-        Prepared::Decided(later) => ConfigPrepareReply {
-            decided: Some(config_to_wire(&later)),
-            ..Default::default()
-        },
-    })
 }
 
 /// Tells every member of `decided` of it: first the members whose standing it
