@@ -519,20 +519,7 @@ impl Cluster {
                 role: node.decl.role,
             });
         }
-        let wrong = |state| {
-            Err(CommandError::WrongState {
-                id: id.to_string(),
-                state,
-            })
-        };
-        let pid = match node.state {
-            NodeState::Running(pid) => pid,
-            NodeState::Leaving(_) => return wrong("is already leaving"),
-            NodeState::Stopped(_) | NodeState::Removed(_) => return wrong("was stopped"),
-            NodeState::Crashed(_) => return wrong("has crashed"),
-            NodeState::Declared => return wrong("is not started yet"),
-            NodeState::FailedToStart => return wrong("never started"),
-        };
+        let pid = self.pid_to_remove(index, "has crashed")?;
         let pcs = self.pcs[node.pcs].clone();
         let task = {
             let (node, pcs, printer) = (node.clone(), pcs.clone(), printer.clone());
@@ -592,6 +579,27 @@ impl Cluster {
         })
     }
 
+    /// The process of node `index` that `removeWorker` or `removeStorage` is to
+    /// remove, or why it cannot be: only a running node can leave (`crashed` says
+    /// what to tell of a crashed one).
+    fn pid_to_remove(&self, index: usize, crashed: &'static str) -> Result<u32, CommandError> {
+        let wrong = |state| {
+            Err(CommandError::WrongState {
+                id: self.nodes[index].decl.id.clone(),
+                state,
+            })
+        };
+        match self.nodes[index].state {
+            NodeState::Running(pid) => Ok(pid),
+            NodeState::Leaving(_) => wrong("is already leaving"),
+            NodeState::Removed(_) => wrong("was already removed"),
+            NodeState::Stopped(_) => wrong("was stopped"),
+            NodeState::Crashed(_) => wrong(crashed),
+            NodeState::Declared => wrong("is not started yet"),
+            NodeState::FailedToStart => wrong("never started"),
+        }
+    }
+
     /// `removeStorage`: asks the storage cluster, through the other storage nodes
     /// of the session that run, to remove storage node `id` (the `Membership`
     /// service's `RemoveMember`). The cluster decides the change (a new epoch
@@ -613,23 +621,10 @@ impl Cluster {
                 role: node.decl.role,
             });
         }
-        let wrong = |state| {
-            Err(CommandError::WrongState {
-                id: id.to_string(),
-                state,
-            })
-        };
-        let pid = match node.state {
-            NodeState::Running(pid) => pid,
-            NodeState::Leaving(_) => return wrong("is already leaving"),
-            NodeState::Removed(_) => return wrong("was already removed"),
-            NodeState::Stopped(_) => return wrong("was stopped"),
-            NodeState::Crashed(_) => {
-                return wrong("has crashed: restart it first, so that it can hand its records off")
-            }
-            NodeState::Declared => return wrong("is not started yet"),
-            NodeState::FailedToStart => return wrong("never started"),
-        };
+        let pid = self.pid_to_remove(
+            index,
+            "has crashed: restart it first, so that it can hand its records off",
+        )?;
         let seeds = self.running_storage_except(id);
         if seeds.is_empty() {
             return Err(CommandError::NoStorageToAsk { id: id.to_string() });
