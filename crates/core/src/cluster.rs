@@ -4,7 +4,7 @@
 //! Liveness ([`crate::liveness`]) says which members are *up*; the configuration
 //! says which are *members at all*. Liveness changes on its own (a crash, a
 //! restart) and views merge it by incarnation; the configuration changes only on
-//! request (`dida cluster remove`), one epoch at a time, each epoch decided by the
+//! request (`dida storage --join`, `dida cluster remove`), one epoch at a time, each epoch decided by the
 //! storage nodes by consensus (the storage crate's `reconfig`). The rules of a
 //! change are here, as plain functions, so that every node, the simulator and the
 //! command line refuse the same changes with the same words.
@@ -19,12 +19,16 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::membership::{check_node_id, Membership, MembershipError};
+use crate::membership::{check_node_id, Membership, MembershipError, NodeUrl};
 
 /// Where a member stands in the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Standing {
+    /// Admitted by a join: in the ring once it has caught up and turned alive,
+    /// then active once it says so. Until then no other change starts, so that no
+    /// two moves of data overlap.
+    Joining,
     /// A member: in the ring whenever it is alive.
     Active,
     /// Asked to leave: out of every ring, it hands its records to their replicas
@@ -38,6 +42,7 @@ impl Standing {
     /// The lowercase name `dida cluster members` shows.
     pub fn name(self) -> &'static str {
         match self {
+            Standing::Joining => "joining",
             Standing::Active => "active",
             Standing::Leaving => "leaving",
             Standing::Removed => "removed",
@@ -124,6 +129,34 @@ pub enum ChangeError {
         /// The epoch that started it.
         epoch: u64,
     },
+    /// A join named an id a member has, or had: ids are never reused, since
+    /// versions a member stamped keep naming it.
+    #[error(
+        "node id {id:?} is already used in cluster {cluster_id} (its member is {standing}): \
+         a joining node needs an id never used in this cluster"
+    )]
+    IdInUse {
+        /// The id asked for.
+        id: String,
+        /// The cluster asked.
+        cluster_id: String,
+        /// Where the member with that id stands.
+        standing: Standing,
+    },
+    /// A join named the address of a current member.
+    #[error("{url} is the address of member {id:?}: a joining node needs an address of its own")]
+    UrlInUse {
+        /// The address asked for.
+        url: String,
+        /// The member serving there.
+        id: String,
+    },
+    /// A join named a malformed id or address.
+    #[error("cannot admit the node: {0}")]
+    BadMember(#[from] MembershipError),
+    /// The configuration already lists the most members it may.
+    #[error("the cluster already lists {MAX_MEMBERS} members, removed ones included: no more may join")]
+    Full,
     /// The request names another cluster.
     #[error("this is cluster {ours:?}, not {theirs:?}: the request was meant for another cluster")]
     OtherCluster {
@@ -133,6 +166,11 @@ pub enum ChangeError {
         theirs: String,
     },
 }
+
+/// Most members a configuration may list, removed ones included: far above any
+/// real cluster, low enough that a forged configuration cannot make a node build
+/// a huge ring.
+pub const MAX_MEMBERS: usize = 1024;
 
 /// The cluster id a cluster started without `--cluster-id` takes: a digest of its
 /// first membership (ids and URLs), so every node of it derives the same id and a
@@ -178,13 +216,23 @@ impl ClusterConfig {
             .map_or(Standing::Active, |m| m.standing)
     }
 
+    /// The membership this configuration lists, in its order (removed members
+    /// included, so every index and replica number stays that of the configuration).
+    pub fn membership(&self) -> Result<Membership, MembershipError> {
+        Membership::in_order(
+            self.members
+                .iter()
+                .map(|m| (m.id.clone(), m.url.clone())),
+        )
+    }
+
     /// Indices of the members out of every ring by the configuration's say:
     /// leaving or removed.
     pub fn departed(&self) -> impl Iterator<Item = usize> + '_ {
         self.members
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.standing != Standing::Active)
+            .filter(|(_, m)| matches!(m.standing, Standing::Leaving | Standing::Removed))
             .map(|(index, _)| index)
     }
 
@@ -219,34 +267,25 @@ impl ClusterConfig {
     }
 
     /// The next epoch with member `id` leaving, if the rules allow it: `id` is
-    /// active, no other change is in motion, and at least `replication_factor`
-    /// active members remain.
+    /// active, or joining (a join that cannot finish, its node gone, is undone by
+    /// removing it), no other change is in motion, and at least
+    /// `replication_factor` active members remain.
     pub fn begin_leave(&self, id: &str, replication_factor: usize) -> Result<Self, ChangeError> {
         let index = self.index_of(id)?;
         let standing = self.members[index].standing;
-        if standing != Standing::Active {
+        if !matches!(standing, Standing::Active | Standing::Joining) {
             return Err(ChangeError::NotActive {
                 id: id.to_string(),
                 standing,
             });
         }
-        if let Some(moving) = self
-            .members
-            .iter()
-            .find(|m| m.standing == Standing::Leaving)
-        {
-            return Err(ChangeError::InProgress {
-                id: moving.id.clone(),
-                standing: moving.standing,
-                epoch: self.epoch,
-            });
-        }
+        self.check_no_change_but(Some(index))?;
         let left = self
             .members
             .iter()
-            .filter(|m| m.standing == Standing::Active)
-            .count()
-            - 1;
+            .enumerate()
+            .filter(|&(n, m)| n != index && m.standing == Standing::Active)
+            .count();
         if left < replication_factor {
             return Err(ChangeError::BelowReplicationFactor {
                 id: id.to_string(),
@@ -255,6 +294,79 @@ impl ClusterConfig {
             });
         }
         Ok(self.next_with(index, Standing::Leaving))
+    }
+
+    /// The next epoch with node `id` at `url` joining, if the rules allow it: the
+    /// id was never used in this cluster, no current member serves at `url`, no
+    /// other change is in motion, and the configuration has room. The node is
+    /// listed last, so every earlier member keeps its index and replica number.
+    pub fn begin_join(&self, id: &str, url: &str) -> Result<Self, ChangeError> {
+        check_node_id(id)?;
+        let url = NodeUrl::parse(url)?.to_string();
+        if let Some(member) = self.members.iter().find(|m| m.id == id) {
+            return Err(ChangeError::IdInUse {
+                id: id.to_string(),
+                cluster_id: self.cluster_id.clone(),
+                standing: member.standing,
+            });
+        }
+        if let Some(member) = self
+            .members
+            .iter()
+            .find(|m| m.standing != Standing::Removed && m.url == url)
+        {
+            return Err(ChangeError::UrlInUse {
+                url,
+                id: member.id.clone(),
+            });
+        }
+        self.check_no_change_but(None)?;
+        if self.members.len() >= MAX_MEMBERS {
+            return Err(ChangeError::Full);
+        }
+        let mut next = self.clone();
+        next.epoch += 1;
+        next.members.push(ClusterMember {
+            id: id.to_string(),
+            url,
+            standing: Standing::Joining,
+        });
+        Ok(next)
+    }
+
+    /// The next epoch with joining member `id` active (it has caught up and is
+    /// in the ring); `None` if it is not joining.
+    pub fn finish_join(&self, id: &str) -> Option<Self> {
+        let index = self.members.iter().position(|m| m.id == id)?;
+        (self.members[index].standing == Standing::Joining)
+            .then(|| self.next_with(index, Standing::Active))
+    }
+
+    /// Whether member `id` is listed at `url` and not removed: a node asking to
+    /// join again as itself (restarted before it learned it was admitted) is told
+    /// the configuration rather than refused.
+    pub fn lists(&self, id: &str, url: &str) -> bool {
+        let Ok(url) = NodeUrl::parse(url) else {
+            return false;
+        };
+        self.members
+            .iter()
+            .any(|m| m.id == id && m.url == url.to_string() && m.standing != Standing::Removed)
+    }
+
+    /// Refuses a change while a member other than `except` is joining or leaving:
+    /// one change at a time.
+    fn check_no_change_but(&self, except: Option<usize>) -> Result<(), ChangeError> {
+        match self.members.iter().enumerate().find(|&(n, m)| {
+            Some(n) != except && matches!(m.standing, Standing::Joining | Standing::Leaving)
+        }) {
+            Some((_, moving)) => Err(ChangeError::InProgress {
+                id: moving.id.clone(),
+                standing: moving.standing,
+                epoch: self.epoch,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The next epoch with leaving member `id` removed (it has handed its records
@@ -341,6 +453,53 @@ mod tests {
         assert!(first.check_cluster(&first.cluster_id).is_ok());
         let err = first.check_cluster("other").unwrap_err().to_string();
         assert!(err.contains("another cluster"), "{err}");
+    }
+
+    #[test]
+    fn a_join_appends_the_node_and_takes_two_epochs() {
+        let first = five();
+        let joining = first
+            .begin_join("s6", "http://127.0.0.1:6")
+            .expect("allowed");
+        assert_eq!(joining.epoch, 1);
+        assert_eq!(joining.standing(5), Standing::Joining);
+        assert_eq!(joining.departed().count(), 0, "a joining node enters the ring");
+        assert_eq!(joining.voters().len(), 6);
+        let membership = joining.membership().expect("valid");
+        assert_eq!(membership.get("s6").unwrap().replica, 6);
+        assert_eq!(membership.get("s1").unwrap().replica, 1);
+        assert!(joining.lists("s6", "http://127.0.0.1:6/"));
+        assert!(!joining.lists("s6", "http://127.0.0.1:7"));
+        let active = joining.finish_join("s6").expect("it was joining");
+        assert_eq!((active.epoch, active.standing(5)), (2, Standing::Active));
+        assert!(active.finish_join("s6").is_none());
+        // A stuck join is undone by removing the node.
+        assert!(joining.begin_leave("s6", 3).is_ok());
+    }
+
+    #[test]
+    fn bad_joins_are_refused_with_their_reason() {
+        let first = five();
+        let leaving = first.begin_leave("s1", 3).unwrap();
+        let removed = leaving.finish_leave("s1").unwrap();
+        let joining = first.begin_join("s6", "http://127.0.0.1:6").unwrap();
+        let cases = [
+            (first.begin_join("s2", "http://127.0.0.1:9"), "already used"),
+            (removed.begin_join("s1", "http://127.0.0.1:9"), "already used"),
+            (first.begin_join("s6", "http://127.0.0.1:2"), "address of member \"s2\""),
+            (leaving.begin_join("s6", "http://127.0.0.1:6"), "in progress"),
+            (joining.begin_join("s7", "http://127.0.0.1:7"), "in progress"),
+            (joining.begin_leave("s2", 3), "in progress"),
+            (first.begin_join("s 6", "http://127.0.0.1:6"), "node id"),
+            (first.begin_join("s6", "127.0.0.1:6"), "http://"),
+        ];
+        for (outcome, expected) in cases {
+            let err = outcome.unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        // The address of a removed member may be taken by a new node.
+        let reused = removed.begin_join("s6", "http://127.0.0.1:1").expect("allowed");
+        assert!(reused.membership().is_ok());
     }
 
     #[test]

@@ -62,6 +62,14 @@ impl MemberState {
         liveness: Liveness::Alive,
     };
 
+    /// What a node assumes of a member the cluster just admitted (a join): joining,
+    /// at incarnation 0, so it stays out of every ring until its own
+    /// announcement, once it has caught up, says it is alive.
+    pub const ADMITTED: MemberState = MemberState {
+        incarnation: 0,
+        liveness: Liveness::Joining,
+    };
+
     /// The highest incarnation a member may have: 2^62.
     ///
     /// A process's incarnation is the wall clock in milliseconds (about 2^41
@@ -104,6 +112,24 @@ impl MemberStates {
     /// The state of member `index`.
     pub fn get(&self, index: usize) -> MemberState {
         self.0[index]
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no members (never, in a node's view).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Lists members up to `members`, each new one in `state`: nodes admitted to
+    /// the cluster since (their index follows every earlier member's).
+    pub fn grow(&mut self, members: usize, state: MemberState) {
+        if members > self.0.len() {
+            self.0.resize(members, state);
+        }
     }
 
     /// Every member's state, by index.

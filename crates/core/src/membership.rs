@@ -67,7 +67,7 @@ impl fmt::Display for NodeUrl {
 }
 
 /// Why a membership list or node address was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum MembershipError {
     /// The list names no node at all.
     #[error("the membership list is empty")]
@@ -155,8 +155,40 @@ impl Membership {
     }
 
     /// Builds a membership from `(id, url)` pairs, validating both and numbering the
-    /// replicas.
+    /// replicas in natural id order: every node given the same list, in any order,
+    /// derives the same membership.
     pub fn new(nodes: impl IntoIterator<Item = (String, String)>) -> Result<Self, MembershipError> {
+        let mut members = Self::checked(nodes, true)?;
+        members.sort_by(|a, b| natural_cmp(&a.id, &b.id));
+        Ok(Self::numbered(members))
+    }
+
+    /// Builds a membership from `(id, url)` pairs kept in the order given, member
+    /// `i` stamping replica number `i + 1`: the membership of a cluster
+    /// configuration, whose order is fixed once and for all (the first membership's
+    /// natural order, then each joined member at the end), so that no join
+    /// renumbers a replica that stamped versions. URLs may repeat: a removed
+    /// member stays listed, and a node joining later may take its address (the
+    /// configuration's rules keep the URLs of current members distinct).
+    pub fn in_order(
+        nodes: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, MembershipError> {
+        Ok(Self::numbered(Self::checked(nodes, false)?))
+    }
+
+    fn numbered(mut members: Vec<Member>) -> Self {
+        for (position, member) in members.iter_mut().enumerate() {
+            member.replica = position as u32 + 1;
+        }
+        Self { members }
+    }
+
+    /// The members of `nodes`, each id and URL valid, each id used once (each URL
+    /// too if `unique_urls`), unnumbered.
+    fn checked(
+        nodes: impl IntoIterator<Item = (String, String)>,
+        unique_urls: bool,
+    ) -> Result<Vec<Member>, MembershipError> {
         let mut members = Vec::new();
         for (id, url) in nodes {
             check_node_id(&id)?;
@@ -164,7 +196,7 @@ impl Membership {
             if members.iter().any(|m: &Member| m.id == id) {
                 return Err(MembershipError::DuplicateId { id });
             }
-            if let Some(other) = members.iter().find(|m| m.url == url) {
+            if let Some(other) = members.iter().find(|m| unique_urls && m.url == url) {
                 return Err(MembershipError::DuplicateUrl {
                     first: other.id.clone(),
                     second: id,
@@ -180,11 +212,7 @@ impl Membership {
         if members.is_empty() {
             return Err(MembershipError::Empty);
         }
-        members.sort_by(|a, b| natural_cmp(&a.id, &b.id));
-        for (position, member) in members.iter_mut().enumerate() {
-            member.replica = position as u32 + 1;
-        }
-        Ok(Self { members })
+        Ok(members)
     }
 
     /// Every member, in natural id order.

@@ -17,6 +17,7 @@
 //! - `ProcessCreation` (start, kill, restart nodes): clients (the PuppetMaster);
 //! - `Membership/RemoveMember` (decommission a storage node): clients, and
 //!   without TLS only those holding the cluster token;
+//! - `Membership/Join` (admit a new storage node): storage nodes only;
 //! - everything else (the storage API, submit, outcome, status, ping): any
 //!   authenticated caller.
 
@@ -58,6 +59,7 @@ pub fn policy(path: &str) -> Policy {
     match (service, method) {
         ("dida.storage.v1.Replication", _) => nodes(&[Role::Storage]),
         ("dida.storage.v1.Membership", "RemoveMember") => nodes(&[Role::Client]),
+        ("dida.storage.v1.Membership", "Join") => nodes(&[Role::Storage]),
         ("dida.execution.v1.Worker", "HandOff") => nodes(&[Role::Scheduler, Role::Worker]),
         (
             "dida.execution.v1.Scheduler",

@@ -91,6 +91,7 @@ pub fn liveness_from_wire(liveness: wire::Liveness) -> Liveness {
 /// A standing on the wire.
 pub fn standing_to_wire(standing: Standing) -> wire::Standing {
     match standing {
+        Standing::Joining => wire::Standing::Admitted,
         Standing::Active => wire::Standing::Active,
         Standing::Leaving => wire::Standing::Leaving,
         Standing::Removed => wire::Standing::Removed,
@@ -116,7 +117,7 @@ pub fn config_to_wire(config: &ClusterConfig) -> wire::ClusterConfig {
 
 /// Most members a configuration on the wire may list: far above any real cluster,
 /// low enough that a forged one cannot make a node build a huge ring.
-pub const MAX_CONFIG_MEMBERS: usize = 1024;
+pub const MAX_CONFIG_MEMBERS: usize = dida_core::cluster::MAX_MEMBERS;
 
 /// A cluster configuration from the wire, checked whole: a valid cluster id, 1 to
 /// [`MAX_CONFIG_MEMBERS`] members with valid, distinct ids and URLs and known
@@ -134,6 +135,7 @@ pub fn config_from_wire(config: wire::ClusterConfig) -> Result<ClusterConfig, St
         check_node_id(&member.id).map_err(|e| e.to_string())?;
         let url = NodeUrl::parse(&member.url).map_err(|e| e.to_string())?;
         let standing = match wire::Standing::try_from(member.standing) {
+            Ok(wire::Standing::Admitted) => Standing::Joining,
             Ok(wire::Standing::Active) => Standing::Active,
             Ok(wire::Standing::Leaving) => Standing::Leaving,
             Ok(wire::Standing::Removed) => Standing::Removed,
@@ -161,9 +163,11 @@ pub fn config_from_wire(config: wire::ClusterConfig) -> Result<ClusterConfig, St
 }
 
 /// Every member's state on the wire, named by id.
-pub fn view_to_wire(membership: &Membership, states: &MemberStates) -> Vec<wire::MemberView> {
-    membership
-        .ids()
+pub fn view_to_wire<'a>(
+    ids: impl IntoIterator<Item = &'a str>,
+    states: &MemberStates,
+) -> Vec<wire::MemberView> {
+    ids.into_iter()
         .zip(states.iter())
         .map(|(id, state)| wire::MemberView {
             id: id.to_string(),

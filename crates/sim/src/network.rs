@@ -23,6 +23,7 @@ use dida_proto::storage::{
     ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
     UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
+use dida_core::membership::NodeUrl;
 use dida_storage::{Node, PeerTransport};
 use rand::rngs::StdRng;
 use rand::RngExt;
@@ -340,6 +341,12 @@ macro_rules! relay {
 
 #[tonic::async_trait]
 impl PeerTransport for SimTransport {
+    /// Nothing to prepare: the simulated network finds a node by its index at
+    /// every call, and the simulator installs an admitted node at its index.
+    fn add_peer(&self, _: usize, _: &str, _: &NodeUrl) -> Result<(), String> {
+        Ok(())
+    }
+
     async fn push(&self, to: usize, request: PushRequest) -> Result<PushReply, Status> {
         relay!(self, to, "push", true, request, push)
     }

@@ -25,13 +25,14 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use dida_core::{Membership, RangeId, Ring, Version};
+use dida_core::{RangeId, Ring, Version};
 use dida_proto::convert::{version_from_wire, version_to_wire};
 use dida_proto::storage::{DigestReply, DigestRequest, KeyVersions, RangeDigest};
 use prost::Message;
 use tonic::Status;
 use tracing::debug;
 
+use crate::roster::Roster;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
 use crate::stats;
@@ -117,7 +118,7 @@ pub(crate) fn answer_digests(
 ) -> Result<DigestReply, Status> {
     state.check_serving()?;
     let refused = |r: Refusal| r.status(state.id(), "digest exchange", &request.from);
-    let sender = validation::sender(&state.config().membership, state.me(), &request.from)
+    let sender = validation::sender(state.roster(), state.me(), &request.from)
         .map_err(refused)?;
     let view = state.view().current();
     let ring = view.ring.clone();
@@ -253,7 +254,7 @@ async fn round(
         &stats.anti_entropy_bytes_received,
         reply.encoded_len() as u64,
     );
-    check_reply(&state.config().membership, ring, ranges, &reply).map_err(|refusal| {
+    check_reply(state.roster(), ring, ranges, &reply).map_err(|refusal| {
         tonic::Status::invalid_argument(format!(
             "node {} refused node {}'s digest reply: {}; nothing was repaired",
             state.id(),
@@ -286,7 +287,7 @@ async fn round(
 /// listing versions B does not hold would make A skip repairs B needs, and one
 /// listing ranges A did not send would make it push data B should not hold.
 pub(crate) fn check_reply(
-    membership: &Membership,
+    membership: &Roster,
     ring: &Ring,
     sent: &[RangeId],
     reply: &DigestReply,
@@ -434,12 +435,14 @@ mod tests {
 
     #[test]
     fn a_digest_reply_is_used_only_if_it_answers_what_was_sent() {
-        let membership = Membership::new(
-            FIVE.iter()
-                .enumerate()
-                .map(|(i, id)| (id.to_string(), format!("http://127.0.0.1:{}", 7001 + i))),
-        )
-        .unwrap();
+        let membership = Roster::new(
+            &dida_core::Membership::new(
+                FIVE.iter()
+                    .enumerate()
+                    .map(|(i, id)| (id.to_string(), format!("http://127.0.0.1:{}", 7001 + i))),
+            )
+            .unwrap(),
+        );
         let ring = Ring::new(&FIVE, 32, 3);
         let shared = shared_ranges(&ring, 0, 1);
         let key = (0..)

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use dida_proto::acked;
-use dida_proto::convert::{liveness_to_wire, view_to_wire};
+use dida_proto::convert::liveness_to_wire;
 use dida_proto::reserved::ReservedKeys;
 use dida_proto::storage::storage_call_reply::Answer;
 use dida_proto::storage::storage_call_request::Call;
@@ -126,9 +126,8 @@ impl Storage for StorageApi {
             id: state.id().to_string(),
             url: state.url_of(state.me()),
             replica: node.replica,
-            members: config
-                .membership
-                .members()
+            members: state
+                .roster()
                 .iter()
                 .map(|m| Member {
                     id: m.id.clone(),
@@ -148,7 +147,7 @@ impl Storage for StorageApi {
             view_epoch: view.epoch,
             fenced: state.is_fenced(),
             incarnation: state.incarnation(),
-            view: view_to_wire(&config.membership, &view.members),
+            view: state.states_to_wire(&view.members),
             liveness: liveness_to_wire(view.members.get(state.me()).liveness) as i32,
             suspected: node
                 .detection
@@ -190,7 +189,7 @@ impl Storage for StorageApi {
         Ok(Response::new(ViewReply {
             failed: state.out_of_ring_ids(),
             epoch: view.epoch,
-            members: view_to_wire(&state.config().membership, &view.members),
+            members: state.states_to_wire(&view.members),
             departed: view
                 .departed
                 .iter()

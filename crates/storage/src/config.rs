@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use dida_core::membership::NodeUrl;
+use dida_core::membership::{Member, NodeUrl};
 use dida_core::Membership;
 
 use crate::error::ConfigError;
@@ -23,6 +23,12 @@ pub struct StorageConfig {
     /// Names the cluster (`--cluster-id`): a configuration or request naming
     /// another is refused. [`StorageConfig::new`] derives it from the membership.
     pub cluster_id: String,
+    /// The configuration a joining node was admitted with (`--join`): the
+    /// cluster's configuration from then on, `membership` being its members.
+    /// `None` for a node of the first membership, whose configuration starts as
+    /// every member of `membership` active (unless its data directory holds a
+    /// later one).
+    pub admitted: Option<dida_core::ClusterConfig>,
     /// How long every gossip message this node sends waits before leaving.
     pub gossip_delay: Duration,
     /// How many distinct nodes hold each key.
@@ -160,6 +166,7 @@ impl StorageConfig {
             id: id.into(),
             cluster_id: dida_core::cluster::derived_cluster_id(&membership),
             membership,
+            admitted: None,
             gossip_delay: Duration::ZERO,
             replication_factor: 3,
             max_versions: 5,
@@ -228,10 +235,9 @@ impl StorageConfig {
         Ok(())
     }
 
-    /// The URL this node connects to in order to reach member `index`: its
+    /// The URL this node connects to in order to reach `member`: its
     /// membership URL unless `dial_overrides` routes it elsewhere.
-    pub fn dial_url(&self, index: usize) -> &NodeUrl {
-        let member = &self.membership.members()[index];
+    pub fn dial_url<'a>(&'a self, member: &'a Member) -> &'a NodeUrl {
         self.dial_overrides.get(&member.id).unwrap_or(&member.url)
     }
 }

@@ -65,26 +65,25 @@ pub struct Persistence {
 
 impl Persistence {
     /// The persistence `config` asks for (`None` without `--data-dir`). The cluster
-    /// fingerprint names the members with their replica numbers, the virtual nodes
-    /// and the replication factor: what decides which keys this node holds. URLs
-    /// are left out, so a cluster may move to other addresses and keep its data.
+    /// fingerprint names the node's replica number, the virtual nodes and the
+    /// replication factor: what the records' versions and placement were made
+    /// with. The other members are left out — nodes join and leave, and a node
+    /// hands off what it no longer replicates (`handoff`) — and so are URLs, so a
+    /// cluster may move to other addresses and keep its data; which cluster the
+    /// directory belongs to is checked against its `cluster.json`.
     pub fn of(config: &StorageConfig) -> Option<Self> {
         let dir = config.data_dir.clone()?;
-        let members: Vec<String> = config
+        let replica = config
             .membership
-            .members()
-            .iter()
-            .map(|m| format!("{}#{}", m.id, m.replica))
-            .collect();
+            .get(&config.id)
+            .map_or(0, |member| member.replica);
         Some(Self {
             dir,
             fsync: config.fsync,
             node: config.id.clone(),
             cluster: format!(
-                "members {} vnodes {} replication-factor {}",
-                members.join(","),
-                config.vnodes,
-                config.replication_factor
+                "replica {replica} vnodes {} replication-factor {}",
+                config.vnodes, config.replication_factor
             ),
             compact_after_bytes: COMPACT_AFTER_BYTES,
         })

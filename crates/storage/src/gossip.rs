@@ -16,13 +16,14 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use dida_core::{Liveness, Record, Ring};
 use dida_proto::convert::record_to_wire;
 use dida_proto::storage::{PushReply, PushRequest};
 use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use prost::Message;
 use tokio::sync::{mpsc, Notify};
@@ -62,6 +63,14 @@ struct Outbox {
 }
 
 impl Outbox {
+    fn new(incarnation: u64) -> Arc<Self> {
+        Arc::new(Self {
+            queue: Mutex::default(),
+            ready: Notify::new(),
+            incarnation: AtomicU64::new(incarnation),
+        })
+    }
+
     /// Waits until the outbox holds a record, and returns when the oldest is due.
     async fn next_due(&self) -> Instant {
         loop {
@@ -110,7 +119,19 @@ impl Outbox {
 /// The outboxes of one node, one per peer.
 #[derive(Debug)]
 pub(crate) struct Gossip {
-    outboxes: Vec<Option<Arc<Outbox>>>,
+    /// By member index; `None` for this node. Members the cluster admits later
+    /// get theirs at the first record queued for them.
+    outboxes: RwLock<Vec<Option<Arc<Outbox>>>>,
+    /// How many members the node started with: later ones are sent to by
+    /// [`run_admitted_senders`].
+    initial: usize,
+    /// This node's index: it has no outbox.
+    me: usize,
+    /// Told when an outbox is added for an admitted member.
+    added: Notify,
+    /// The incarnation whose records the outboxes take (see [`Gossip::clear`]),
+    /// for outboxes added later.
+    incarnation: AtomicU64,
     delay: Duration,
 }
 
@@ -121,7 +142,7 @@ impl Gossip {
         let now = Instant::now();
         let mut depth = 0;
         let mut oldest = Duration::ZERO;
-        for outbox in self.outboxes.iter().flatten() {
+        for outbox in self.outboxes().into_iter().flatten() {
             let queue = outbox.queue.lock().expect("outbox lock poisoned");
             depth += queue.len();
             if let Some(front) = queue.front() {
@@ -136,19 +157,47 @@ impl Gossip {
     /// node's incarnation `incarnation`.
     pub fn new(members: usize, me: usize, delay: Duration, incarnation: u64) -> Self {
         Self {
-            outboxes: (0..members)
-                .map(|i| {
-                    (i != me).then(|| {
-                        Arc::new(Outbox {
-                            queue: Mutex::default(),
-                            ready: Notify::new(),
-                            incarnation: AtomicU64::new(incarnation),
-                        })
-                    })
-                })
-                .collect(),
+            outboxes: RwLock::new(
+                (0..members)
+                    .map(|i| (i != me).then(|| Outbox::new(incarnation)))
+                    .collect(),
+            ),
+            initial: members,
+            me,
+            added: Notify::new(),
+            incarnation: AtomicU64::new(incarnation),
             delay,
         }
+    }
+
+    fn outboxes(&self) -> Vec<Option<Arc<Outbox>>> {
+        self.outboxes.read().expect("outboxes lock poisoned").clone()
+    }
+
+    /// The outbox of `peer`, added if the peer was admitted after this node
+    /// started; `None` for this node itself.
+    fn outbox(&self, peer: usize) -> Option<Arc<Outbox>> {
+        if peer == self.me {
+            return None;
+        }
+        if let Some(Some(outbox)) = self
+            .outboxes
+            .read()
+            .expect("outboxes lock poisoned")
+            .get(peer)
+        {
+            return Some(outbox.clone());
+        }
+        let mut outboxes = self.outboxes.write().expect("outboxes lock poisoned");
+        if outboxes.len() <= peer {
+            outboxes.resize(peer + 1, None);
+        }
+        let outbox = outboxes[peer]
+            .get_or_insert_with(|| Outbox::new(self.incarnation.load(Ordering::Relaxed)))
+            .clone();
+        drop(outboxes);
+        self.added.notify_one();
+        Some(outbox)
     }
 
     /// Queues records for `peer`; they leave no earlier than the gossip delay from now.
@@ -162,7 +211,7 @@ impl Gossip {
         ack: Option<AckSender>,
         incarnation: u64,
     ) {
-        let outbox = self.outboxes[peer].as_ref().expect("no outbox to self");
+        let outbox = self.outbox(peer).expect("no outbox to self");
         let due = Instant::now() + self.delay;
         let mut queue = outbox.queue.lock().expect("outbox lock poisoned");
         if outbox.incarnation.load(Ordering::Relaxed) != incarnation {
@@ -189,23 +238,51 @@ impl Gossip {
     /// and from now on takes only records of `incarnation`: a node starting over
     /// as a new incarnation sends nothing its old one queued, or queues late.
     pub fn clear(&self, incarnation: u64) {
-        for outbox in self.outboxes.iter().flatten() {
+        let outboxes = self.outboxes.read().expect("outboxes lock poisoned");
+        self.incarnation.store(incarnation, Ordering::Relaxed);
+        for outbox in outboxes.iter().flatten() {
             let mut queue = outbox.queue.lock().expect("outbox lock poisoned");
             outbox.incarnation.store(incarnation, Ordering::Relaxed);
             queue.clear();
         }
     }
 
-    /// One sender per peer, to be spawned by whoever runs the node.
-    pub fn senders(&self, peering: &Arc<Peering>) -> Vec<BoxFuture<'static, ()>> {
-        self.outboxes
-            .iter()
+    /// One sender per peer, and one task running the senders of the peers
+    /// admitted later, to be spawned by whoever runs the node.
+    pub fn senders(self: &Arc<Self>, peering: &Arc<Peering>) -> Vec<BoxFuture<'static, ()>> {
+        let mut senders: Vec<BoxFuture<'static, ()>> = self
+            .outboxes()
+            .into_iter()
             .enumerate()
             .filter_map(|(peer, outbox)| {
-                let outbox = outbox.clone()?;
+                let outbox = outbox?;
                 Some(run_sender(peering.clone(), peer, outbox).boxed())
             })
-            .collect()
+            .collect();
+        senders.push(run_admitted_senders(peering.clone(), self.clone()).boxed());
+        senders
+    }
+}
+
+/// Runs a sender for each peer admitted after the node started, as its outbox
+/// appears: one task for all of them, since joins are rare and the simulator must
+/// be able to stop every task of a node it crashes.
+async fn run_admitted_senders(state: Arc<Peering>, gossip: Arc<Gossip>) {
+    let mut running = FuturesUnordered::new();
+    let mut started = gossip.initial;
+    loop {
+        let added = gossip.added.notified();
+        let outboxes = gossip.outboxes();
+        for (peer, outbox) in outboxes.iter().enumerate().skip(started) {
+            if let Some(outbox) = outbox {
+                running.push(run_sender(state.clone(), peer, outbox.clone()));
+            }
+        }
+        started = started.max(outboxes.len());
+        tokio::select! {
+            () = added => {}
+            Some(()) = running.next(), if !running.is_empty() => {}
+        }
     }
 }
 
@@ -322,7 +399,7 @@ pub(crate) fn receive_push(
 ) -> Result<PushReply, Status> {
     state.check_serving()?;
     let config = state.config();
-    let membership = &config.membership;
+    let membership = state.roster();
     let PushRequest {
         from,
         records,
@@ -439,8 +516,8 @@ mod tests {
         batch.iter().map(|p| p.record.key.as_str()).collect()
     }
 
-    fn outbox(gossip: &Gossip, peer: usize) -> &Outbox {
-        gossip.outboxes[peer].as_deref().expect("an outbox")
+    fn outbox(gossip: &Gossip, peer: usize) -> Arc<Outbox> {
+        gossip.outbox(peer).expect("an outbox")
     }
 
     #[test]
@@ -449,12 +526,16 @@ mod tests {
         let gossip = Gossip::new(3, 0, delay, 0);
         let queued_at = Instant::now();
         gossip.enqueue(1, [record("a", 1), record("b", 1)], None, 0);
-        let outbox = outbox(&gossip, 1);
-        assert!(outbox.take_due(queued_at).is_empty(), "not due yet");
+        let first = outbox(&gossip, 1);
+        assert!(first.take_due(queued_at).is_empty(), "not due yet");
         let due = queued_at + delay + Duration::from_millis(5);
-        assert_eq!(keys(&outbox.take_due(due)), ["a", "b"]);
-        assert!(outbox.take_due(due).is_empty());
-        assert!(gossip.outboxes[0].is_none(), "no outbox to itself");
+        assert_eq!(keys(&first.take_due(due)), ["a", "b"]);
+        assert!(first.take_due(due).is_empty());
+        assert!(gossip.outbox(0).is_none(), "no outbox to itself");
+        // A member admitted later gets an outbox at its first record.
+        gossip.enqueue(4, [record("c", 1)], None, 0);
+        assert_eq!(keys(&outbox(&gossip, 4).take_due(due)), ["c"]);
+        assert!(gossip.outbox(3).is_some());
     }
 
     #[test]

@@ -19,94 +19,119 @@ use dida_proto::storage::{
 };
 use dida_proto::transport::NodeChannel;
 use dida_proto::transport::{lazy_channel, lazy_channel_with_headers, MAX_MESSAGE_BYTES};
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use dida_core::membership::NodeUrl;
 use tonic::Status;
 
 use crate::config::StorageConfig;
 use crate::error::ConfigError;
 use crate::transport::PeerTransport;
 
-/// Clients for every member but this node, indexed like the membership.
+/// The three clients of one peer.
+#[derive(Debug, Clone)]
+struct PeerClients {
+    storage: StorageClient<NodeChannel>,
+    replication: ReplicationClient<NodeChannel>,
+    /// The probes' own connection (see the module documentation).
+    probes: ReplicationClient<NodeChannel>,
+}
+
+/// Clients for every member but this node, indexed like the membership; members
+/// that join later are added ([`PeerTransport::add_peer`]).
 #[derive(Debug)]
 pub(crate) struct GrpcPeers {
-    storage: Vec<Option<StorageClient<NodeChannel>>>,
-    replication: Vec<Option<ReplicationClient<NodeChannel>>>,
-    /// The probes' own connections (see the module documentation).
-    probes: Vec<Option<ReplicationClient<NodeChannel>>>,
+    peers: RwLock<Vec<Option<PeerClients>>>,
+    rpc_deadline: Duration,
+    dial_overrides: BTreeMap<String, NodeUrl>,
 }
 
 impl GrpcPeers {
     /// Prepares (without connecting) a channel to every member other than `me`, at
     /// the address `config` dials it, with `config.rpc_deadline` on every call.
     pub fn new(config: &StorageConfig, me: usize) -> Result<Self, ConfigError> {
-        let mut storage = Vec::new();
-        let mut replication = Vec::new();
-        let mut probes = Vec::new();
+        let peers = Self {
+            peers: RwLock::new(Vec::new()),
+            rpc_deadline: config.rpc_deadline,
+            dial_overrides: config.dial_overrides.clone(),
+        };
         for (index, member) in config.membership.members().iter().enumerate() {
             if index == me {
-                storage.push(None);
-                replication.push(None);
-                probes.push(None);
+                peers.peers.write().expect("peers lock poisoned").push(None);
                 continue;
             }
-            let url = config.dial_url(index).to_string();
-            let bad_address = |e: anyhow::Error| ConfigError::PeerAddress {
-                id: member.id.clone(),
-                reason: format!("{e:#}"),
-            };
-            let channel = || lazy_channel(&url, config.rpc_deadline).map_err(bad_address);
-            probes.push(Some(ReplicationClient::new(channel()?)));
-            // Writes a client sent here are forwarded to the key's primary on this
-            // channel, those of the scheduler to dida's own keys included: it says
-            // so, and the primary checks this node's certificate or token.
-            let channel = lazy_channel_with_headers(
-                &url,
-                config.rpc_deadline,
-                config.rpc_deadline,
-                &[(RESERVED_WRITER_HEADER, "storage")],
-            )
-            .map_err(bad_address)?;
-            storage.push(Some(
-                StorageClient::new(channel.clone())
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            ));
-            replication.push(Some(
-                ReplicationClient::new(channel)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            ));
+            peers
+                .add_peer(index, &member.id, &member.url)
+                .map_err(|reason| ConfigError::PeerAddress {
+                    id: member.id.clone(),
+                    reason,
+                })?;
         }
-        Ok(Self {
-            storage,
-            replication,
+        Ok(peers)
+    }
+
+    /// The clients of a member at `url` (or where `dial_overrides` routes it).
+    fn clients(&self, id: &str, url: &NodeUrl) -> anyhow::Result<PeerClients> {
+        let url = self.dial_overrides.get(id).unwrap_or(url).to_string();
+        let channel = || lazy_channel(&url, self.rpc_deadline);
+        let probes = ReplicationClient::new(channel()?);
+        // Writes a client sent here are forwarded to the key's primary on this
+        // channel, those of the scheduler to dida's own keys included: it says
+        // so, and the primary checks this node's certificate or token.
+        let channel = lazy_channel_with_headers(
+            &url,
+            self.rpc_deadline,
+            self.rpc_deadline,
+            &[(RESERVED_WRITER_HEADER, "storage")],
+        )?;
+        Ok(PeerClients {
+            storage: StorageClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            replication: ReplicationClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
             probes,
         })
     }
 
+    fn peer(&self, index: usize) -> Result<PeerClients, Status> {
+        self.peers
+            .read()
+            .expect("peers lock poisoned")
+            .get(index)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| Status::internal(format!("no peer {index} to call")))
+    }
+
     fn storage(&self, index: usize) -> Result<StorageClient<NodeChannel>, Status> {
-        peer(&self.storage, index)
+        Ok(self.peer(index)?.storage)
     }
 
     fn replication(&self, index: usize) -> Result<ReplicationClient<NodeChannel>, Status> {
-        peer(&self.replication, index)
+        Ok(self.peer(index)?.replication)
     }
 
     fn prober(&self, index: usize) -> Result<ReplicationClient<NodeChannel>, Status> {
-        peer(&self.probes, index)
+        Ok(self.peer(index)?.probes)
     }
-}
-
-/// The client of peer `index` among `clients`.
-fn peer<C: Clone>(clients: &[Option<C>], index: usize) -> Result<C, Status> {
-    clients
-        .get(index)
-        .cloned()
-        .flatten()
-        .ok_or_else(|| Status::internal(format!("no peer {index} to call")))
 }
 
 #[tonic::async_trait]
 impl PeerTransport for GrpcPeers {
+    fn add_peer(&self, index: usize, id: &str, url: &NodeUrl) -> Result<(), String> {
+        let clients = self.clients(id, url).map_err(|e| format!("{e:#}"))?;
+        let mut peers = self.peers.write().expect("peers lock poisoned");
+        if peers.len() <= index {
+            peers.resize(index + 1, None);
+        }
+        peers[index] = Some(clients);
+        Ok(())
+    }
+
     async fn push(&self, to: usize, request: PushRequest) -> Result<PushReply, Status> {
         Ok(self.replication(to)?.push(request).await?.into_inner())
     }

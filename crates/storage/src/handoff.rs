@@ -189,7 +189,7 @@ async fn confirm(
             handoff: true,
         };
         let reply = state.transport().sync_digests(replica, request).await?;
-        check_reply(&state.config().membership, ring, ranges, &reply).map_err(|refusal| {
+        check_reply(state.roster(), ring, ranges, &reply).map_err(|refusal| {
             Status::invalid_argument(format!(
                 "node {} refused node {}'s handoff digest reply: {}; nothing was dropped",
                 state.id(),

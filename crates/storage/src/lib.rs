@@ -75,6 +75,7 @@ mod peer_service;
 mod peering;
 mod reconfig;
 mod rejoin;
+mod roster;
 mod routing;
 mod stats;
 pub mod store;

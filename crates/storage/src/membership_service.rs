@@ -1,10 +1,13 @@
-//! The operator-facing gRPC service `Membership` (`dida cluster members|remove`):
+//! The gRPC service `Membership` (`dida cluster members|remove`, `dida storage
+//! --join`):
 //! a thin adapter handing each request to the node's `reconfig`.
 
 use std::sync::Arc;
 
 use dida_proto::storage::membership_server::Membership;
-use dida_proto::storage::{MembersReply, MembersRequest, RemoveMemberReply, RemoveMemberRequest};
+use dida_proto::storage::{
+    JoinReply, JoinRequest, MembersReply, MembersRequest, RemoveMemberReply, RemoveMemberRequest,
+};
 use tonic::{Request, Response, Status};
 
 use crate::node_core::Node;
@@ -30,6 +33,13 @@ impl Membership for MembershipService {
     ) -> Result<Response<RemoveMemberReply>, Status> {
         self.node
             .remove_member(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
+        self.node
+            .admit(request.into_inner())
             .await
             .map(Response::new)
     }

@@ -120,7 +120,7 @@ pub async fn start(
         id = %node.id(),
         addr = %server.local_addr(),
         replica = node.replica,
-        nodes = node.peering.config().membership.len(),
+        nodes = node.peering.roster().len(),
         replication_factor = node.ring().replication_factor(),
         "storage node serving"
     );

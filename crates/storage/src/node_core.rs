@@ -19,7 +19,7 @@ use dida_proto::storage::{
     ConfigPrepareReply, ConfigPrepareRequest, DigestReply, DigestRequest, FetchKeyReply,
     FetchKeyRequest, HandbackReply, HandbackRequest, MembersReply, ProbeForReply, ProbeForRequest,
     ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, RemoveMemberReply,
-    RemoveMemberRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
+    RemoveMemberRequest, JoinReply, JoinRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -66,14 +66,15 @@ impl Node {
         // A configuration recovered from the data directory takes effect at once.
         reconfig::apply_decided(&peering);
         let config = peering.config();
-        let replica = config.membership.members()[peering.me()].replica;
+        let replica = peering.roster().get(peering.me()).replica;
         let store = Arc::new(MultiVersionStore::open(
             config.max_versions,
-            peering.view().initial_ring(),
+            &peering.view().initial_ring(),
             Persistence::of(config).as_ref(),
         )?);
+        peering.attach_store(store.clone());
         let gossip = Arc::new(Gossip::new(
-            config.membership.len(),
+            peering.roster().len(),
             peering.me(),
             config.gossip_delay,
             config.incarnation,
@@ -150,7 +151,7 @@ impl Node {
     /// This node's view: every member's id, incarnation and liveness.
     pub fn member_states(&self) -> Vec<(String, MemberState)> {
         let view = self.peering.view().current();
-        (0..self.peering.config().membership.len())
+        (0..self.peering.roster().len())
             .map(|n| (self.peering.id_of(n).to_string(), view.members.get(n)))
             .collect()
     }
@@ -245,6 +246,18 @@ impl Node {
             .await
             .map_err(|e| e.status())?;
         Ok(RemoveMemberReply {
+            config: Some(dida_proto::convert::config_to_wire(&config)),
+        })
+    }
+
+    /// A node's request to join (`dida storage --join`): decided here, or
+    /// refused with the rule it breaks.
+    pub async fn admit(&self, request: JoinRequest) -> Result<JoinReply, Status> {
+        let config =
+            reconfig::admit(&self.peering, &request.id, &request.url, &request.cluster_id)
+                .await
+                .map_err(|e| e.status())?;
+        Ok(JoinReply {
             config: Some(dida_proto::convert::config_to_wire(&config)),
         })
     }

@@ -6,10 +6,10 @@
 //! run and tested on its own, over any [`PeerTransport`]. Time is tokio's clock,
 //! which the simulator pauses and advances.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use dida_core::ClusterConfig;
-use dida_core::{Liveness, MemberState, Ring};
+use dida_core::{Liveness, MemberState, MemberStates, Ring};
 use dida_proto::convert::view_to_wire;
 use dida_proto::storage::MemberView;
 use tokio::sync::futures::Notified;
@@ -21,7 +21,9 @@ use crate::config::StorageConfig;
 use crate::consensus::ClusterState;
 use crate::error::{ConfigError, StorageError};
 use crate::lifecycle::Lifecycle;
+use crate::roster::Roster;
 use crate::stats::{self, MembershipStats, ReplicationStats};
+use crate::store::MultiVersionStore;
 use crate::transport::PeerTransport;
 use crate::validation::{self, Refusal};
 use crate::view::{View, ViewCell};
@@ -33,6 +35,9 @@ use crate::view::{View, ViewCell};
 #[derive(Debug)]
 pub(crate) struct Peering {
     config: StorageConfig,
+    /// Every member this node knows, by index: the configuration's membership,
+    /// growing as nodes join.
+    roster: Roster,
     /// This node's index in the membership (and so on the ring).
     me: usize,
     /// Which nodes have failed, and the ring of the live ones.
@@ -54,6 +59,11 @@ pub(crate) struct Peering {
     cluster: ClusterState,
     /// Set once the cluster removed this node (`reconfig`): it stops serving.
     departed: watch::Sender<bool>,
+    /// The store to re-bucket when members join, before their points enter any
+    /// ring ([`Peering::grow`]); set once the store is open.
+    store: OnceLock<Arc<MultiVersionStore>>,
+    /// Serializes growths of the membership.
+    growing: Mutex<()>,
 }
 
 impl Peering {
@@ -67,14 +77,15 @@ impl Peering {
             .membership
             .index_of(&config.id)
             .map_err(ConfigError::from)?;
-        let cluster = ClusterState::open(
-            ClusterConfig::initial(config.cluster_id.clone(), &config.membership),
-            config.data_dir.as_deref(),
-        )?;
+        let initial = config.admitted.clone().unwrap_or_else(|| {
+            ClusterConfig::initial(config.cluster_id.clone(), &config.membership)
+        });
+        let cluster = ClusterState::open(initial, config.data_dir.as_deref())?;
         Ok(Self {
             me,
+            roster: Roster::new(&config.membership),
             view: ViewCell::new(
-                &config.membership,
+                config.membership.ids().map(str::to_string).collect(),
                 config.vnodes,
                 config.replication_factor,
                 me,
@@ -86,6 +97,8 @@ impl Peering {
             lifecycle: Lifecycle::new(config.incarnation),
             view_changed: Notify::new(),
             announced: Mutex::new(vec![0; config.membership.len()]),
+            store: OnceLock::new(),
+            growing: Mutex::new(()),
             transport,
             stats: ReplicationStats::default(),
             membership_stats: MembershipStats::default(),
@@ -98,6 +111,65 @@ impl Peering {
     /// The cluster's decided configuration and this node's acceptor.
     pub fn cluster(&self) -> &ClusterState {
         &self.cluster
+    }
+
+    /// Every member this node knows, by index.
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    /// Gives the store to re-bucket when members join ([`Peering::grow`]).
+    pub fn attach_store(&self, store: Arc<MultiVersionStore>) {
+        let _ = self.store.set(store);
+    }
+
+    /// Admits the members `config` lists past those this node knows (nodes that
+    /// joined): re-buckets the store onto the new first ring before any ring
+    /// holds their points, prepares connections to them, appends them to the
+    /// roster, and adds them to the view as joining (out of every ring until they
+    /// catch up and announce themselves alive). Returns whether any was added.
+    pub fn grow(&self, config: &ClusterConfig) -> Result<bool, ConfigError> {
+        let _growing = self.growing.lock().expect("growth lock poisoned");
+        if config.members.len() <= self.roster.len() {
+            return Ok(false);
+        }
+        let membership = config.membership()?;
+        let ids: Vec<String> = membership.ids().map(str::to_string).collect();
+        let first = Arc::new(Ring::new(
+            &ids,
+            self.config.vnodes,
+            self.config.replication_factor,
+        ));
+        if let Some(store) = self.store.get() {
+            store.rebucket(&first);
+        }
+        for index in self.roster.len()..membership.len() {
+            let member = &membership.members()[index];
+            self.transport
+                .add_peer(index, &member.id, &member.url)
+                .map_err(|reason| ConfigError::PeerAddress {
+                    id: member.id.clone(),
+                    reason,
+                })?;
+        }
+        let added = self.roster.extend(&membership);
+        {
+            let mut announced = self.announced.lock().expect("announced lock poisoned");
+            announced.resize(self.roster.len(), 0);
+        }
+        self.view.grow(ids, first);
+        info!(
+            node = self.id(),
+            joined = ?added.map(|n| self.id_of(n)).collect::<Vec<_>>(),
+            "admitted new members"
+        );
+        self.view_changed.notify_waiters();
+        Ok(true)
+    }
+
+    /// `states` on the wire, each named by its member's id.
+    pub fn states_to_wire(&self, states: &MemberStates) -> Vec<MemberView> {
+        view_to_wire(self.roster.iter().map(|m| m.id.as_str()), states)
     }
 
     /// Marks this node removed from the cluster: whoever waits on
@@ -160,12 +232,12 @@ impl Peering {
 
     /// Id of member `index`.
     pub fn id_of(&self, index: usize) -> &str {
-        &self.config.membership.members()[index].id
+        &self.roster.get(index).id
     }
 
     /// URL of member `index`, for error messages.
     pub fn url_of(&self, index: usize) -> String {
-        self.config.membership.members()[index].url.to_string()
+        self.roster.get(index).url.to_string()
     }
 
     /// This node's id.
@@ -192,7 +264,7 @@ impl Peering {
     /// leaving (a snapshot the
     /// caller also takes its ring or failed set from, so they agree).
     pub fn live_peers(&self, view: &View) -> Vec<usize> {
-        (0..self.config.membership.len())
+        (0..view.members.len())
             .filter(|&n| n != self.me && !view.is_failed(n) && view.is_member(n))
             .collect()
     }
@@ -249,7 +321,7 @@ impl Peering {
 
     /// This node's view on the wire, for probes, pulls and handbacks.
     pub fn view_to_wire(&self) -> Vec<MemberView> {
-        view_to_wire(&self.config.membership, &self.view.current().members)
+        self.states_to_wire(&self.view.current().members)
     }
 
     /// Merges a view another node sent in a reply, checked whole first
@@ -258,7 +330,7 @@ impl Peering {
     /// check the views of requests before anything else and [`Peering::learn`]
     /// them.)
     pub fn learn_wire(&self, source: usize, view: &[MemberView]) -> Result<(), Refusal> {
-        let updates = validation::view(&self.config.membership, view)?;
+        let updates = validation::view(&self.roster, view)?;
         if !updates.is_empty() {
             self.learn(Some(source), updates);
         }
@@ -294,7 +366,9 @@ impl Peering {
             let mut announced = self.announced.lock().expect("announced lock poisoned");
             if let Some(source) = source {
                 if let Some(&(_, state)) = updates.iter().find(|(node, _)| *node == source) {
-                    announced[source] = announced[source].max(state.incarnation);
+                    if let Some(mark) = announced.get_mut(source) {
+                        *mark = (*mark).max(state.incarnation);
+                    }
                 }
             }
             updates
@@ -367,7 +441,9 @@ pub(crate) fn believed(
         return (state.incarnation == mine && state.liveness == Liveness::Failed).then_some(state);
     }
     Some(MemberState {
-        incarnation: state.incarnation.min(announced[node]),
+        incarnation: state
+            .incarnation
+            .min(announced.get(node).copied().unwrap_or(0)),
         ..state
     })
 }

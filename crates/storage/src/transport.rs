@@ -17,11 +17,15 @@ use dida_proto::storage::{
     ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
     UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
+use dida_core::membership::NodeUrl;
 use tonic::Status;
 
 /// The calls one storage node makes to another.
 #[tonic::async_trait]
 pub trait PeerTransport: Send + Sync + std::fmt::Debug + 'static {
+    /// Prepares to reach member `index`, `id` at `url`, admitted to the cluster
+    /// after this node started (a join); why it cannot otherwise.
+    fn add_peer(&self, index: usize, id: &str, url: &NodeUrl) -> Result<(), String>;
     /// Hands gossiped records to a replica (`Replication.Push`).
     async fn push(&self, to: usize, request: PushRequest) -> Result<PushReply, Status>;
     /// A direct failure-detector probe, exchanging failed sets.

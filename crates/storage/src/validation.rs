@@ -11,11 +11,14 @@
 
 use std::collections::BTreeSet;
 
+use dida_core::cluster::MAX_MEMBERS;
 use dida_core::limits::check_key;
-use dida_core::{MemberState, Membership, RangeId, Record, Version};
+use dida_core::{MemberState, RangeId, Record, Version};
 use dida_proto::convert::{liveness_from_wire, record_from_wire, version_from_wire};
 use dida_proto::storage as wire;
 use tonic::Status;
+
+use crate::roster::Roster;
 
 /// Why a message (or a reply) was refused: a sentence naming the field and value
 /// at fault, for the error status or the log.
@@ -36,7 +39,7 @@ impl Refusal {
 /// The membership index of a message's sender, `from`. Only members send
 /// replication messages, and never to themselves: a message naming an unknown
 /// id, or the receiver's own (index `me`), did not come from a peer.
-pub(crate) fn sender(membership: &Membership, me: usize, from: &str) -> Result<usize, Refusal> {
+pub(crate) fn sender(membership: &Roster, me: usize, from: &str) -> Result<usize, Refusal> {
     let index = membership.index_of(from).map_err(|e| {
         Refusal(format!(
             "the sender is not a storage node of this cluster ({e})"
@@ -54,7 +57,7 @@ pub(crate) fn sender(membership: &Membership, me: usize, from: &str) -> Result<u
 /// version a write can have created — a number from [`Version::FIRST_NUMBER`] to
 /// [`Version::MAX_NUMBER`] (so it can be followed without wrapping) and the
 /// replica number of a member (only members create versions).
-pub(crate) fn record(membership: &Membership, wire: wire::Record) -> Result<Record, Refusal> {
+pub(crate) fn record(membership: &Roster, wire: wire::Record) -> Result<Record, Refusal> {
     let record = record_from_wire(wire).map_err(|e| Refusal(e.to_string()))?;
     version(membership, record.version)
         .map_err(|Refusal(why)| Refusal(format!("record of key {:?}: {why}", record.key)))?;
@@ -63,7 +66,7 @@ pub(crate) fn record(membership: &Membership, wire: wire::Record) -> Result<Reco
 
 /// Checks `records` whole: all valid, or the first refusal.
 pub(crate) fn records(
-    membership: &Membership,
+    membership: &Roster,
     records: Vec<wire::Record>,
 ) -> Result<Vec<Record>, Refusal> {
     records
@@ -73,13 +76,9 @@ pub(crate) fn records(
 }
 
 /// A version a peer names (in a record or a digest reply): see [`record`].
-pub(crate) fn version(membership: &Membership, version: Version) -> Result<(), Refusal> {
+pub(crate) fn version(membership: &Roster, version: Version) -> Result<(), Refusal> {
     version.check_number().map_err(|e| Refusal(e.to_string()))?;
-    if !membership
-        .members()
-        .iter()
-        .any(|m| m.replica == version.replica)
-    {
+    if !membership.has_replica(version.replica) {
         return Err(Refusal(format!(
             "version {version} names replica {}, which is no member's replica number \
              (1 to {})",
@@ -92,7 +91,7 @@ pub(crate) fn version(membership: &Membership, version: Version) -> Result<(), R
 
 /// A wire version from a peer, checked as [`version`] does.
 pub(crate) fn wire_version(
-    membership: &Membership,
+    membership: &Roster,
     wire: wire::Version,
 ) -> Result<Version, Refusal> {
     let version = version_from_wire(wire);
@@ -101,21 +100,26 @@ pub(crate) fn wire_version(
 }
 
 /// A view a peer sends (probes, key pulls, handbacks and their replies), as
-/// member states by index, checked whole: every entry names a member, once, with
-/// a known liveness and an incarnation of at most [`MemberState::MAX_INCARNATION`].
-/// An entry naming an unknown id is refused rather than skipped: every node is
-/// given the same `--peers`, so such a view comes from a misconfigured or forged
-/// sender, and telling it loudly beats merging the rest of what it says.
+/// member states by index, checked whole: at most [`MAX_MEMBERS`] entries, each
+/// member named once, with a known liveness and an incarnation of at most
+/// [`MemberState::MAX_INCARNATION`]. An entry naming an id this node does not know
+/// is skipped: a node the cluster admitted in a configuration this node has not
+/// learned yet (it learns it from the configuration epoch every probe carries).
+/// What it skips changes nothing here.
 pub(crate) fn view(
-    membership: &Membership,
+    membership: &Roster,
     view: &[wire::MemberView],
 ) -> Result<Vec<(usize, MemberState)>, Refusal> {
+    if view.len() > MAX_MEMBERS {
+        return Err(Refusal(format!(
+            "its view has {} entries, more than the {MAX_MEMBERS} members a cluster may have",
+            view.len()
+        )));
+    }
     let mut seen = BTreeSet::new();
     view.iter()
-        .map(|entry| {
-            let index = membership
-                .index_of(&entry.id)
-                .map_err(|e| Refusal(format!("its view has an entry for a non-member ({e})")))?;
+        .filter_map(|entry| Some((membership.index_of(&entry.id).ok()?, entry)))
+        .map(|(index, entry)| {
             if !seen.insert(index) {
                 return Err(Refusal(format!(
                     "its view has more than one entry for {:?}",
@@ -191,9 +195,13 @@ mod tests {
     use super::*;
     use dida_core::Liveness;
 
-    fn membership() -> Membership {
-        Membership::parse("s1=http://127.0.0.1:1,s2=http://127.0.0.1:2,s3=http://127.0.0.1:3")
-            .unwrap()
+    fn membership() -> Roster {
+        Roster::new(
+            &dida_core::Membership::parse(
+                "s1=http://127.0.0.1:1,s2=http://127.0.0.1:2,s3=http://127.0.0.1:3",
+            )
+            .unwrap(),
+        )
     }
 
     fn wire_record(number: u64, replica: u32) -> wire::Record {
@@ -272,8 +280,13 @@ mod tests {
                 ),
             ]
         );
+        // A member this node has not learned of yet is skipped, not refused.
+        assert_eq!(view(&m, &[entry("s9", 1, 2)]).unwrap(), vec![]);
+        let flood: Vec<wire::MemberView> = (0..=MAX_MEMBERS)
+            .map(|i| entry(&format!("x{i}"), 1, 2))
+            .collect();
         for (bad, says) in [
-            (vec![entry("s9", 1, 2)], "non-member"),
+            (flood, "more than the 1024 members"),
             (vec![entry("s2", 1, 1), entry("s2", 2, 2)], "more than one"),
             (vec![entry("s2", 1, 7)], "unknown liveness"),
             (vec![entry("s2", u64::MAX, 2)], "incarnation"),

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 
-use dida_core::{Liveness, MemberState, MemberStates, Membership, Ring};
+use dida_core::{Liveness, MemberState, MemberStates, Ring};
 
 /// One view: every member's state and the ring of those alive.
 #[derive(Debug)]
@@ -31,6 +31,11 @@ pub(crate) struct View {
     pub removed: BTreeSet<usize>,
     /// The ring of the alive members.
     pub ring: Arc<Ring>,
+    /// Every member's id, by index: the ring's nodes.
+    pub ids: Arc<Vec<String>>,
+    /// The ring with every member alive: the finest ranges any ring of this
+    /// membership has (it splits only when a member joins).
+    pub first: Arc<Ring>,
 }
 
 impl View {
@@ -65,12 +70,9 @@ impl View {
 /// snapshot (`current()`) and never hold a lock across an `.await`.
 #[derive(Debug)]
 pub(crate) struct ViewCell {
-    ids: Vec<String>,
     vnodes: u32,
     replication_factor: usize,
     current: RwLock<Arc<View>>,
-    /// The ring with every node alive: the finest ranges any view's ring has.
-    initial_ring: Arc<Ring>,
     /// Every view's ring by epoch, oldest first, so a node can tell whether it led
     /// a key throughout since some view ([`ViewCell::led_throughout`]). Appended
     /// under the write lock of `current`; one entry per change of view.
@@ -78,21 +80,20 @@ pub(crate) struct ViewCell {
 }
 
 impl ViewCell {
-    /// The view of a cluster where every member of `membership` is assumed alive,
+    /// The view of a cluster where every member of `ids` is assumed alive,
     /// except this node, `me`, which starts as `own`.
     pub fn new(
-        membership: &Membership,
+        ids: Vec<String>,
         vnodes: u32,
         replication_factor: usize,
         me: usize,
         own: MemberState,
     ) -> Self {
-        let ids: Vec<String> = membership.ids().map(str::to_string).collect();
-        let initial_ring = Arc::new(Ring::new(&ids, vnodes, replication_factor));
+        let first = Arc::new(Ring::new(&ids, vnodes, replication_factor));
+        let ids = Arc::new(ids);
         let mut members = MemberStates::assumed(ids.len());
         members.merge(me, own);
         let cell = Self {
-            ids,
             vnodes,
             replication_factor,
             current: RwLock::new(Arc::new(View {
@@ -101,12 +102,19 @@ impl ViewCell {
                 departed: BTreeSet::new(),
                 removed: BTreeSet::new(),
                 members: members.clone(),
-                ring: initial_ring.clone(),
+                ring: first.clone(),
+                ids: ids.clone(),
+                first: first.clone(),
             })),
-            initial_ring,
             history: Mutex::new(Vec::new()),
         };
-        let view = cell.build(0, members, BTreeSet::new(), BTreeSet::new());
+        let view = cell.build(
+            0,
+            members,
+            BTreeSet::new(),
+            BTreeSet::new(),
+            (ids, first),
+        );
         cell.record(&view);
         *cell.current.write().expect("view lock poisoned") = Arc::new(view);
         cell
@@ -136,16 +144,17 @@ impl ViewCell {
         members: MemberStates,
         departed: BTreeSet<usize>,
         removed: BTreeSet<usize>,
+        (ids, first): (Arc<Vec<String>>, Arc<Ring>),
     ) -> View {
         let out: BTreeSet<usize> = members
             .out_of_ring()
             .chain(departed.iter().copied())
             .collect();
         let ring = if out.is_empty() {
-            self.initial_ring.clone()
+            first.clone()
         } else {
             Arc::new(Ring::without(
-                &self.ids,
+                &ids,
                 self.vnodes,
                 self.replication_factor,
                 |n| out.contains(&n),
@@ -158,6 +167,8 @@ impl ViewCell {
             departed,
             removed,
             ring,
+            ids,
+            first,
         }
     }
 
@@ -176,10 +187,10 @@ impl ViewCell {
             .filter(|&n| n != node || view.departed.contains(&n))
             .collect();
         if out.is_empty() {
-            return self.initial_ring.clone();
+            return view.first.clone();
         }
         Arc::new(Ring::without(
-            &self.ids,
+            &view.ids,
             self.vnodes,
             self.replication_factor,
             |n| out.contains(&n),
@@ -191,9 +202,10 @@ impl ViewCell {
         self.current().ring.clone()
     }
 
-    /// The ring with every node alive.
-    pub fn initial_ring(&self) -> &Ring {
-        &self.initial_ring
+    /// The ring with every member alive, of the current membership: the store's
+    /// buckets and the ranges a catch-up names.
+    pub fn initial_ring(&self) -> Arc<Ring> {
+        self.current().first.clone()
     }
 
     /// Runs `apply` with the current view, holding it so that no change of view
@@ -231,6 +243,7 @@ impl ViewCell {
             members,
             current.departed.clone(),
             current.removed.clone(),
+            (current.ids.clone(), current.first.clone()),
         ));
         self.record(&view);
         *current = view.clone();
@@ -254,6 +267,30 @@ impl ViewCell {
             current.members.clone(),
             departed,
             removed,
+            (current.ids.clone(), current.first.clone()),
+        ));
+        self.record(&view);
+        *current = view.clone();
+        Some(view)
+    }
+
+    /// Lists the members of `ids` past those the view has (nodes the cluster
+    /// admitted) as [`MemberState::ADMITTED`], with `first`, the ring of every
+    /// member of `ids`, as the new finest ring. The members already listed keep
+    /// their states, so the ring is unchanged until an admitted node turns alive.
+    pub fn grow(&self, ids: Vec<String>, first: Arc<Ring>) -> Option<Arc<View>> {
+        let mut current = self.current.write().expect("view lock poisoned");
+        if ids.len() <= current.ids.len() {
+            return None;
+        }
+        let mut members = current.members.clone();
+        members.grow(ids.len(), MemberState::ADMITTED);
+        let view = Arc::new(self.build(
+            current.epoch + 1,
+            members,
+            current.departed.clone(),
+            current.removed.clone(),
+            (Arc::new(ids), first),
         ));
         self.record(&view);
         *current = view.clone();
@@ -266,14 +303,12 @@ mod tests {
     use super::*;
 
     fn cell() -> ViewCell {
-        let membership =
-            Membership::parse("a=http://127.0.0.1:1,b=http://127.0.0.1:2,c=http://127.0.0.1:3")
-                .unwrap();
+        let ids = ["a", "b", "c"].map(String::from).to_vec();
         let own = MemberState {
             incarnation: 5,
             liveness: Liveness::Joining,
         };
-        ViewCell::new(&membership, 8, 2, 0, own)
+        ViewCell::new(ids, 8, 2, 0, own)
     }
 
     #[test]

@@ -226,7 +226,7 @@ impl WritePath {
             return Pull::default();
         };
         let checked =
-            validation::records(&state.config().membership, reply.records).and_then(|records| {
+            validation::records(state.roster(), reply.records).and_then(|records| {
                 match records.iter().find(|r| r.key != key) {
                     Some(other) => Err(Refusal(format!(
                         "it returned a record of key {:?} for key {key:?}",
@@ -237,7 +237,7 @@ impl WritePath {
             });
         match checked {
             Ok(records) => {
-                let creator = state.config().membership.members()[peer].replica;
+                let creator = state.roster().get(peer).replica;
                 let (merged, withheld): (Vec<&Record>, Vec<&Record>) = records
                     .iter()
                     .partition(|r| in_ring || r.version.replica != creator);
@@ -463,7 +463,7 @@ pub(crate) fn answer_fetch_key(
 ) -> Result<FetchKeyReply, Status> {
     state.check_serving()?;
     let refused = |r: Refusal| r.status(state.id(), "key pull", &request.from);
-    let membership = &state.config().membership;
+    let membership = state.roster();
     let from = validation::sender(membership, state.me(), &request.from).map_err(refused)?;
     validation::key(&request.key).map_err(refused)?;
     let updates = validation::view(membership, &request.view).map_err(refused)?;

@@ -130,7 +130,7 @@ pub(crate) fn value_to_propose(
 
 /// Whether `later` could follow `earlier` through decided changes: same cluster,
 /// the same members in the same order (later ones may be appended), each standing
-/// only moved forward (active, leaving, removed).
+/// only moved forward ([`rank`]).
 pub(crate) fn extends(earlier: &ClusterConfig, later: &ClusterConfig) -> bool {
     later.cluster_id == earlier.cluster_id
         && later.members.len() >= earlier.members.len()
@@ -142,7 +142,8 @@ pub(crate) fn extends(earlier: &ClusterConfig, later: &ClusterConfig) -> bool {
 }
 
 /// Whether `next` is one change after `base`: the next epoch, extending it, with
-/// exactly one member's standing moved.
+/// exactly one change — one member's standing moved, or one joining member
+/// appended and nothing else moved.
 pub(crate) fn is_successor(base: &ClusterConfig, next: &ClusterConfig) -> bool {
     let moved = base
         .members
@@ -150,17 +151,22 @@ pub(crate) fn is_successor(base: &ClusterConfig, next: &ClusterConfig) -> bool {
         .zip(&next.members)
         .filter(|(a, b)| a.standing != b.standing)
         .count();
-    next.epoch == base.epoch + 1
-        && next.members.len() == base.members.len()
-        && extends(base, next)
-        && moved == 1
+    let one_change = match next.members.len().checked_sub(base.members.len()) {
+        Some(0) => moved == 1,
+        Some(1) => moved == 0 && next.members.last().map(|m| m.standing) == Some(Standing::Joining),
+        _ => false,
+    };
+    next.epoch == base.epoch + 1 && extends(base, next) && one_change
 }
 
+/// The order in which a standing moves: joining, active, leaving, removed (a
+/// joining member may also be removed without ever being active).
 fn rank(standing: Standing) -> u8 {
     match standing {
-        Standing::Active => 0,
-        Standing::Leaving => 1,
-        Standing::Removed => 2,
+        Standing::Joining => 0,
+        Standing::Active => 1,
+        Standing::Leaving => 2,
+        Standing::Removed => 3,
     }
 }
 
@@ -285,6 +291,19 @@ mod tests {
         let mut other = next.clone();
         other.cluster_id = "other".into();
         assert!(!is_successor(&base, &other));
+        let joined = base.begin_join("s9", "http://h:9").unwrap();
+        assert!(is_successor(&base, &joined));
+        assert!(is_successor(&joined, &joined.finish_join("s9").unwrap()));
+        let mut joined_and_moved = joined.clone();
+        joined_and_moved.members[0].standing = Standing::Leaving;
+        assert!(!is_successor(&base, &joined_and_moved), "two changes at once");
+        let mut joined_active = joined.clone();
+        joined_active.members[4].standing = Standing::Active;
+        assert!(!is_successor(&base, &joined_active), "a node joins as joining");
+        let mut two_joined = joined.clone();
+        two_joined.members.push(two_joined.members[4].clone());
+        two_joined.members[5].id = "s10".into();
+        assert!(!is_successor(&base, &two_joined));
         let mut acceptor = Acceptor::new(base.clone());
         assert!(!acceptor.learn(&other), "another cluster's configuration");
         assert_eq!(

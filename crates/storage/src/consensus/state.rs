@@ -34,14 +34,19 @@ pub(crate) struct ClusterState {
 
 impl ClusterState {
     /// The state of a node whose first configuration is `initial`: recovered from
-    /// `data_dir` if it holds one of the same cluster and members (a later epoch
-    /// then wins), else `initial` with nothing promised.
+    /// `data_dir` if it holds one of the same cluster and members (the later
+    /// epoch of the two then wins), else `initial` with nothing promised.
     pub fn open(initial: ClusterConfig, data_dir: Option<&Path>) -> Result<Self, DurabilityError> {
         let file = data_dir.map(|dir| dir.join(FILE_NAME));
         let mut acceptor = Acceptor::new(initial.clone());
         if let Some(path) = &file {
             if let Some(disk) = read(path)? {
-                if !paxos::extends(&initial, &disk.decided) {
+                // A node that joined is given the cluster's configuration again
+                // when it restarts (`--join`), which may be later than the one
+                // it recorded.
+                let admitted_later = disk.decided.epoch < initial.epoch
+                    && paxos::extends(&disk.decided, &initial);
+                if !admitted_later && !paxos::extends(&initial, &disk.decided) {
                     return Err(DurabilityError::OtherCluster {
                         dir: data_dir.expect("a file has a directory").to_path_buf(),
                         found: format!(
@@ -56,7 +61,9 @@ impl ClusterState {
                         ),
                     });
                 }
-                acceptor.decided = disk.decided;
+                if !admitted_later {
+                    acceptor.decided = disk.decided;
+                }
                 acceptor.promised = ballot(disk.promised);
                 acceptor.accepted = disk.accepted.map(|(b, config)| (ballot(b), config));
             }

@@ -86,13 +86,13 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dida_core::Membership;
 use dida_proto::storage::{ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest};
 use futures::future::join_all;
 use tokio::time::Instant;
 use tonic::Status;
 use tracing::{info, warn};
 
+use crate::roster::Roster;
 use crate::peering::Peering;
 use crate::reconfig;
 use crate::stats;
@@ -188,7 +188,7 @@ struct Detector {
 impl Detector {
     fn new(state: Arc<Peering>, detection: Arc<Detection>) -> Self {
         Self {
-            schedule: ProbeSchedule::new(state.me(), state.config().membership.len()),
+            schedule: ProbeSchedule::new(state.me(), state.roster().len()),
             suspicions: Suspicions::new(Instant::now(), STARTUP_GRACE),
             health: LocalHealth::default(),
             incarnation: state.incarnation(),
@@ -245,6 +245,7 @@ impl Detector {
         // Without the fence (the simulator's control experiment only) a declared
         // node is not told by its peers either: it learns from its own probes, as
         // before the fence existed.
+        self.schedule.grow(view.members.len());
         let chosen = self
             .schedule
             .next(config.probe_fanout, state.incarnation(), |peer| {
@@ -475,7 +476,7 @@ pub(crate) fn answer_probe(
 ) -> Result<ProbeReply, Status> {
     state.check_serving()?;
     let refused = |r: Refusal| r.status(state.id(), "probe", &request.from);
-    let membership = &state.config().membership;
+    let membership = state.roster();
     let from = validation::sender(membership, state.me(), &request.from).map_err(refused)?;
     let updates = validation::view(membership, &request.view).map_err(refused)?;
     detection.heard(from);
@@ -499,7 +500,7 @@ pub(crate) async fn answer_probe_for(
     state.check_serving()?;
     let refused = |r: Refusal| r.status(state.id(), "probe request", &request.from);
     let target = probe_for_target(
-        &state.config().membership,
+        state.roster(),
         state.me(),
         &request.from,
         &request.target,
@@ -516,7 +517,7 @@ pub(crate) async fn answer_probe_for(
 /// when the target is `me` (which answers for itself). The asker must be another
 /// member and the target a member other than the asker.
 pub(crate) fn probe_for_target(
-    membership: &Membership,
+    membership: &Roster,
     me: usize,
     from: &str,
     target: &str,
@@ -545,11 +546,13 @@ pub(crate) fn asked_timeout(timeout_ms: u32) -> Duration {
 mod tests {
     use super::*;
 
-    fn membership() -> Membership {
-        Membership::parse(
-            "s1=http://127.0.0.1:7001,s2=http://127.0.0.1:7002,s3=http://127.0.0.1:7003",
+    fn membership() -> Roster {
+        Roster::new(
+            &dida_core::Membership::parse(
+                "s1=http://127.0.0.1:7001,s2=http://127.0.0.1:7002,s3=http://127.0.0.1:7003",
+            )
+            .expect("a valid membership"),
         )
-        .expect("a valid membership")
     }
 
     #[test]

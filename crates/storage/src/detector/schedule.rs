@@ -41,6 +41,14 @@ impl ProbeSchedule {
         }
     }
 
+    /// Takes in the members of a cluster grown to `members` (nodes admitted
+    /// since): each new one is appended to the current list, so it is probed within
+    /// this list's turn and shuffled in with the others from the next.
+    pub fn grow(&mut self, members: usize) {
+        let known = self.order.len() + 1;
+        self.order.extend((known..members).filter(|&n| n != self.me));
+    }
+
     /// The peers to probe this period: the next `fanout` members of the list that
     /// are `eligible`, distinct (fewer if fewer are eligible). Members not eligible
     /// are passed over without using the budget. When the list runs out it is
@@ -186,6 +194,20 @@ mod tests {
                 assert_eq!(last.len(), members - 1, "every peer probed");
             }
         }
+    }
+
+    #[test]
+    fn admitted_members_are_probed_within_the_longest_gap_of_the_grown_cluster() {
+        let mut schedule = ProbeSchedule::new(2, 4);
+        schedule.next(2, 5, all);
+        schedule.grow(6);
+        schedule.grow(6);
+        let bound = longest_gap(6, 2);
+        let mut seen = BTreeSet::new();
+        for _ in 0..bound {
+            seen.extend(schedule.next(2, 5, all));
+        }
+        assert_eq!(seen, BTreeSet::from([0, 1, 3, 4, 5]));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Reconfiguration: members leave a running cluster through an agreed, numbered
-//! configuration (`dida cluster remove`).
+//! Reconfiguration: storage nodes join and leave a running cluster through an
+//! agreed, numbered configuration (`dida storage --join`, `dida cluster remove`).
 //!
 //! The configuration ([`dida_core::cluster`]) lists every member with its standing
 //! — active, leaving, removed — and an epoch. Each epoch is decided by one
@@ -9,6 +9,15 @@
 //! ring ([`crate::view::ViewCell::set_departed`]); decided configurations spread to
 //! the members that missed them with the probes ([`offer`], [`learn_from_probe`])
 //! and with handbacks.
+//!
+//! A join takes two epochs too. The first appends the node, joining ([`admit`],
+//! asked by the node itself through any member): every node that learns it
+//! re-buckets its store, connects to the newcomer and lists it joining at
+//! incarnation 0, out of every ring ([`Peering::grow`]). The newcomer catches up
+//! the ranges it will replicate from every member like a restarted node (`rejoin`),
+//! enters the rings once it has them all, and then proposes the second epoch, which
+//! makes it active; the nodes that no longer replicate its ranges hand them off
+//! (`handoff`). Until then no other change starts.
 //!
 //! A leave takes two epochs. The first marks the member leaving: it is out of every
 //! ring from then on, its keys are led by their next replicas (the takeover of a
@@ -23,7 +32,7 @@ use std::time::Duration;
 
 use dida_core::cluster::ChangeError;
 use dida_core::{ClusterConfig, Standing};
-use dida_proto::convert::{config_from_wire, config_to_wire, view_to_wire};
+use dida_proto::convert::{config_from_wire, config_to_wire};
 use dida_proto::storage::{
     self as wire, ConfigAcceptReply, ConfigAcceptRequest, ConfigCommitReply, ConfigCommitRequest,
     ConfigPrepareReply, ConfigPrepareRequest, MembersReply, ProbeReply,
@@ -92,6 +101,9 @@ fn departures(config: &ClusterConfig) -> (BTreeSet<usize>, BTreeSet<usize>) {
 /// have learned one).
 pub(crate) fn apply_decided(peering: &Peering) {
     let config = peering.cluster().decided();
+    if let Err(e) = peering.grow(&config) {
+        warn!(node = peering.id(), error = %e, "cannot reach a member the cluster admitted");
+    }
     let (departed, removed) = departures(&config);
     if let Some(view) = peering.view().set_departed(departed, removed) {
         let leaving: Vec<&str> = config
@@ -148,7 +160,7 @@ pub(crate) fn answer_prepare(
     request: ConfigPrepareRequest,
 ) -> Result<ConfigPrepareReply, Status> {
     let refused = |r: Refusal| r.status(peering.id(), "configuration prepare", &request.from);
-    validation::sender(&peering.config().membership, peering.me(), &request.from)
+    validation::sender(peering.roster(), peering.me(), &request.from)
         .map_err(refused)?;
     let base = checked_config(request.base, "base").map_err(refused)?;
     prepare_here(peering, &base, ballot_from_wire(request.ballot))
@@ -161,7 +173,7 @@ pub(crate) fn answer_accept(
     request: ConfigAcceptRequest,
 ) -> Result<ConfigAcceptReply, Status> {
     let refused = |r: Refusal| r.status(peering.id(), "configuration accept", &request.from);
-    validation::sender(&peering.config().membership, peering.me(), &request.from)
+    validation::sender(peering.roster(), peering.me(), &request.from)
         .map_err(refused)?;
     let base = checked_config(request.base, "base").map_err(refused)?;
     let value = checked_config(request.value, "value").map_err(refused)?;
@@ -234,7 +246,7 @@ pub(crate) fn answer_commit(
     request: ConfigCommitRequest,
 ) -> Result<ConfigCommitReply, Status> {
     let refused = |r: Refusal| r.status(peering.id(), "configuration commit", &request.from);
-    validation::sender(&peering.config().membership, peering.me(), &request.from)
+    validation::sender(peering.roster(), peering.me(), &request.from)
         .map_err(refused)?;
     let decided = checked_config(request.decided, "decided").map_err(refused)?;
     learn(peering, &decided);
@@ -247,10 +259,7 @@ pub(crate) fn members(peering: &Peering) -> MembersReply {
     MembersReply {
         id: peering.id().to_string(),
         config: Some(config_to_wire(&config)),
-        view: view_to_wire(
-            &peering.config().membership,
-            &peering.view().current().members,
-        ),
+        view: peering.states_to_wire(&peering.view().current().members),
     }
 }
 
@@ -487,6 +496,36 @@ pub(crate) async fn remove_member(
     .await
 }
 
+/// A node's request to join cluster `cluster_id` (empty: this one) as `id` at
+/// `url`: decided here, or refused. A node already listed at that address (it
+/// asked again, say after a restart) is given the configuration as it is.
+pub(crate) async fn admit(
+    peering: &Peering,
+    id: &str,
+    url: &str,
+    cluster_id: &str,
+) -> Result<ClusterConfig, ReconfigError> {
+    let decided = peering.cluster().decided();
+    decided.check_cluster(cluster_id)?;
+    if decided.lists(id, url) {
+        return Ok(decided);
+    }
+    match propose(peering, |base| base.begin_join(id, url)).await {
+        // Decided meanwhile by an earlier attempt of this same request.
+        Err(ReconfigError::Refused(ChangeError::IdInUse { .. }))
+            if peering.cluster().decided().lists(id, url) =>
+        {
+            Ok(peering.cluster().decided())
+        }
+        outcome => {
+            if let Ok(config) = &outcome {
+                info!(node = peering.id(), joining = id, %url, config_epoch = config.epoch, "admitted a new storage node");
+            }
+            outcome
+        }
+    }
+}
+
 /// The leaving side: every anti-entropy interval, a node that is leaving and
 /// holds no records any more (`handoff` moved them all) proposes its removal;
 /// once removed, it tells [`Peering::departed`] waiters and stops taking part.
@@ -501,6 +540,10 @@ pub(crate) async fn run(
         let config = peering.cluster().decided();
         match config.standing(peering.me()) {
             Standing::Active => continue,
+            Standing::Joining => {
+                finish_joining(&peering).await;
+                continue;
+            }
             Standing::Removed => {
                 peering.depart();
                 return;
@@ -528,5 +571,30 @@ pub(crate) async fn run(
             ),
             Err(e) => warn!(node = peering.id(), error = %e, "could not finish leaving; retrying"),
         }
+    }
+}
+
+/// The joining side: once this node has caught up and is alive in its own ring
+/// (`rejoin`), it proposes that it is active, which ends the change so the next
+/// may start.
+async fn finish_joining(peering: &Peering) {
+    if peering.liveness() != dida_core::Liveness::Alive || peering.is_fenced() {
+        return;
+    }
+    let me = peering.id().to_string();
+    match propose(peering, |base| {
+        base.finish_join(&me).ok_or_else(|| ChangeError::NotActive {
+            id: me.clone(),
+            standing: base.standing(peering.me()),
+        })
+    })
+    .await
+    {
+        Ok(config) => info!(
+            node = peering.id(),
+            config_epoch = config.epoch,
+            "caught up: joined the cluster as an active member"
+        ),
+        Err(e) => warn!(node = peering.id(), error = %e, "could not finish joining; retrying"),
     }
 }

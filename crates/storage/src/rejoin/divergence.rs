@@ -108,7 +108,7 @@ pub(crate) async fn resolve(
     replica: u32,
     keys: &BTreeSet<String>,
 ) {
-    let peers: Vec<usize> = (0..state.config().membership.len())
+    let peers: Vec<usize> = (0..state.roster().len())
         .filter(|&p| p != state.me())
         .collect();
     let mut taken = 0;
@@ -162,7 +162,7 @@ async fn fetch(state: &Peering, peer: usize, key: &str) -> Option<Vec<Record>> {
         .await
         .ok()?
         .ok()?;
-    let records = validation::records(&state.config().membership, reply.records).ok()?;
+    let records = validation::records(state.roster(), reply.records).ok()?;
     records.iter().all(|r| r.key == key).then_some(records)
 }
 

@@ -30,14 +30,16 @@ pub(crate) fn answer_handback(
 ) -> Result<HandbackReply, Status> {
     state.check_serving()?;
     let refused = |r: Refusal| r.status(state.id(), "handback", &request.from);
-    let membership = &state.config().membership;
+    let membership = state.roster();
     let from = validation::sender(membership, state.me(), &request.from).map_err(refused)?;
     let updates = validation::view(membership, &request.view).map_err(refused)?;
     let initial = state.view().initial_ring();
+    let initial = &*initial;
     if request.ring_fingerprint != initial.fingerprint() {
         return Err(Status::failed_precondition(format!(
-            "node {} and node {} were started with different rings (different --peers, \
-             --vnodes or --replication-factor); handback refused",
+            "node {} and node {} have different rings (different --vnodes or \
+             --replication-factor, or one has not learned of a node that joined yet); \
+             handback refused",
             state.id(),
             request.from
         )));

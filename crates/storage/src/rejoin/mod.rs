@@ -55,13 +55,13 @@ pub(crate) use handback::answer_handback;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use dida_core::{Liveness, MemberState, Membership, RangeId, Record, Ring};
-use dida_proto::convert::view_to_wire;
+use dida_core::{Liveness, MemberState, RangeId, Record, Ring};
 use dida_proto::storage::{HandbackReply, HandbackRequest};
 use dida_proto::transport::is_connect_failure;
 use futures::future::join_all;
 use tracing::{debug, error, info, warn};
 
+use crate::roster::Roster;
 use crate::anti_entropy::digests_on_wire;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
@@ -171,7 +171,7 @@ async fn join(joiner: &Joiner) {
         // Normally the ring it turned alive in is the one it caught up for. If a
         // change of view slipped in between and gave it more ranges, its keys are
         // caught up one by one on first write instead (`WritePath::catch_up`).
-        let covered = ranges_replicated(state.view().initial_ring(), &view.ring, state.me())
+        let covered = ranges_replicated(&view.first, &view.ring, state.me())
             .is_subset(&caught_up);
         if covered {
             state.lifecycle().caught_up(view.epoch);
@@ -216,7 +216,7 @@ async fn catch_up(
         }
         let view = state.view().current();
         let target = state.view().ring_with_alive(&view, state.me());
-        let needed = ranges_replicated(state.view().initial_ring(), &target, state.me());
+        let needed = ranges_replicated(&view.first, &target, state.me());
         if pending
             .as_ref()
             .is_some_and(|(wanted, _)| *wanted != needed)
@@ -226,7 +226,7 @@ async fn catch_up(
             pending = None;
         }
         let (_, waiting) = pending.get_or_insert_with(|| {
-            let waiting = (0..state.config().membership.len())
+            let waiting = (0..state.roster().len())
                 .filter(|&p| p != state.me())
                 .map(|p| (p, needed.clone()))
                 .collect();
@@ -243,13 +243,13 @@ async fn catch_up(
                 liveness,
             },
         );
-        let wire_view = view_to_wire(&state.config().membership, &announced);
+        let wire_view = state.states_to_wire(&announced);
         let peers: Vec<usize> = waiting.keys().copied().collect();
         let divergence = kept.then_some(&*target);
         let durable = state.config().data_dir.is_some();
         let calls = peers.iter().map(|&peer| {
             let ranges: Vec<RangeId> = waiting[&peer].iter().copied().collect();
-            handback_from(joiner, peer, wire_view.clone(), ranges, divergence)
+            handback_from(joiner, peer, wire_view.clone(), &view.first, ranges, divergence)
         });
         let answers = join_all(calls).await;
         for (peer, answer) in peers.into_iter().zip(answers) {
@@ -301,7 +301,7 @@ enum Answer {
     Silent,
 }
 
-/// One `Handback` to `peer` for `ranges` (of the initial ring), merging what it
+/// One `Handback` to `peer` for `ranges` (of `initial`, the first ring), merging what it
 /// returns. With `divergence` (the ring this node joins, when its records come from
 /// an earlier life), the answer also names the keys this node leads there that the
 /// peer shows were written elsewhere meanwhile.
@@ -309,11 +309,11 @@ async fn handback_from(
     joiner: &Joiner,
     peer: usize,
     view: Vec<dida_proto::storage::MemberView>,
+    initial: &Ring,
     ranges: Vec<RangeId>,
     divergence: Option<&Ring>,
 ) -> Answer {
     let state = &joiner.peering;
-    let initial = state.view().initial_ring();
     let request = HandbackRequest {
         from: state.id().to_string(),
         view,
@@ -332,7 +332,7 @@ async fn handback_from(
                 crate::reconfig::learn(state, &config);
             }
             let (records, complete_ranges, view) = match check_reply(
-                &state.config().membership,
+                state.roster(),
                 initial,
                 &ranges,
                 reply,
@@ -386,7 +386,7 @@ type CheckedReply = (Vec<Record>, Vec<RangeId>, Vec<(usize, MemberState)>);
 /// its records valid (`validation::record`) and of the `asked` ranges of the
 /// first ring (`initial`), and its complete ranges among those asked.
 fn check_reply(
-    membership: &Membership,
+    membership: &Roster,
     initial: &Ring,
     asked: &[RangeId],
     reply: HandbackReply,
@@ -433,12 +433,14 @@ mod tests {
     #[test]
     fn a_handback_reply_is_used_only_if_it_answers_the_ranges_asked() {
         let ids = ["s1", "s2", "s3"];
-        let membership = Membership::new(
-            ids.iter()
-                .enumerate()
-                .map(|(i, id)| (id.to_string(), format!("http://127.0.0.1:{}", 7001 + i))),
-        )
-        .expect("a valid membership");
+        let membership = Roster::new(
+            &dida_core::Membership::new(
+                ids.iter()
+                    .enumerate()
+                    .map(|(i, id)| (id.to_string(), format!("http://127.0.0.1:{}", 7001 + i))),
+            )
+            .expect("a valid membership"),
+        );
         let initial = Ring::new(&ids, 8, 3);
         let key = "some-key";
         let range = initial.range_of(key);
@@ -447,7 +449,7 @@ mod tests {
             .expect("another range");
         let record = Record {
             key: key.to_string(),
-            version: Version::new(1, membership.members()[1].replica),
+            version: Version::new(1, membership.get(1).replica),
             value: "v".to_string(),
         };
         let reply = |ranges: Vec<RangeId>| HandbackReply {
