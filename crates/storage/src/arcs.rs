@@ -4,15 +4,24 @@
 //! The ranges anti-entropy compares belong to the *current* ring, which changes when a
 //! node crashes. But a crash only removes points: [`Ring::without`] keeps every
 //! surviving node's points where they were. So the arcs between consecutive points of
-//! the ring with every node alive (the first ring) never split later: every range of
-//! every later ring is a run of consecutive arcs of the first. Keeping a digest per
+//! the ring with every node alive (the first ring) never split on a crash: every range
+//! of every later ring is a run of consecutive arcs of the first. Keeping a digest per
 //! arc, a node sums the arcs of each current range; a change of view costs one pass
 //! over the arcs, never one over the keys.
+//!
+//! A join is the exception: the new node's points are added to the ring and split
+//! arcs. Every node then builds a new first ring, the old members with the new one
+//! appended, whose points include the old first ring's ([`Arcs::includes`]), and the
+//! store re-buckets its keys onto the new arcs (`MultiVersionStore::rebucket`). That
+//! costs one pass over the keys, under a lock that stops every other operation of the
+//! store meanwhile; it is rare (once per node added to the cluster). Since the old
+//! points are still arc ends, every ring built from the old first ring remains a run
+//! of the new arcs: a view not yet updated to the join still reads the store right.
 
 use dida_core::{RangeId, Ring};
 
 /// The arcs of the first ring, by the position of the point closing each.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Arcs {
     /// Ascending positions of the first ring's points; arc `i` ends at `ends[i]`.
     ends: Vec<u64>,
@@ -43,10 +52,21 @@ impl Arcs {
         }
     }
 
-    /// For each arc, the range of `ring` it lies in. `ring` must be the first ring or
-    /// one built from it by [`Ring::without`]: its points are then a subset of the
-    /// arcs' ends, and every position of an arc falls in the range that the arc's end
-    /// falls in.
+    /// Whether every arc end of `earlier` is an arc end here too: true when these are
+    /// the arcs of a first ring that only added points to `earlier`'s (a join), so
+    /// that every arc here lies within one arc of `earlier`, and every ring whose
+    /// points were among `earlier`'s ends still maps through these arcs.
+    pub fn includes(&self, earlier: &Arcs) -> bool {
+        earlier
+            .ends
+            .iter()
+            .all(|end| self.ends.binary_search(end).is_ok())
+    }
+
+    /// For each arc, the range of `ring` it lies in. `ring`'s points must all be
+    /// arc ends: the first ring, one built from it by [`Ring::without`], or a ring of
+    /// an earlier first ring these arcs include ([`Arcs::includes`]). Every position
+    /// of an arc then falls in the range that the arc's end falls in.
     pub fn ranges_in(&self, ring: &Ring) -> Vec<RangeId> {
         if self.ends.is_empty() {
             return vec![ring.range_at(0)];
@@ -92,6 +112,24 @@ mod tests {
             assert!(later.range_count() < first.range_count());
             assert_arcs_map_keys_like_the_ring(&arcs, &later);
         }
+    }
+
+    #[test]
+    fn a_join_splits_arcs_and_earlier_rings_still_map_through_them() {
+        let first = Ring::new(&FIVE[..4], 16, 3);
+        let joined = Ring::new(&FIVE, 16, 3);
+        let (before, after) = (Arcs::of(&first), Arcs::of(&joined));
+        assert!(after.len() > before.len());
+        assert!(after.includes(&before) && after.includes(&after));
+        assert!(
+            !before.includes(&after),
+            "the joiner's points are new arc ends"
+        );
+        assert_arcs_map_keys_like_the_ring(&after, &joined);
+        // Rings of the first ring before the join, with or without crashed nodes.
+        assert_arcs_map_keys_like_the_ring(&after, &first);
+        let crashed = Ring::without(&FIVE[..4], 16, 3, |n| n == 1);
+        assert_arcs_map_keys_like_the_ring(&after, &crashed);
     }
 
     #[test]
