@@ -155,7 +155,9 @@ pub enum ChangeError {
     #[error("cannot admit the node: {0}")]
     BadMember(#[from] MembershipError),
     /// The configuration already lists the most members it may.
-    #[error("the cluster already lists {MAX_MEMBERS} members, removed ones included: no more may join")]
+    #[error(
+        "the cluster already lists {MAX_MEMBERS} members, removed ones included: no more may join"
+    )]
     Full,
     /// The request names another cluster.
     #[error("this is cluster {ours:?}, not {theirs:?}: the request was meant for another cluster")]
@@ -219,11 +221,7 @@ impl ClusterConfig {
     /// The membership this configuration lists, in its order (removed members
     /// included, so every index and replica number stays that of the configuration).
     pub fn membership(&self) -> Result<Membership, MembershipError> {
-        Membership::in_order(
-            self.members
-                .iter()
-                .map(|m| (m.id.clone(), m.url.clone())),
-        )
+        Membership::in_order(self.members.iter().map(|m| (m.id.clone(), m.url.clone())))
     }
 
     /// Indices of the members out of every ring by the configuration's say:
@@ -463,7 +461,11 @@ mod tests {
             .expect("allowed");
         assert_eq!(joining.epoch, 1);
         assert_eq!(joining.standing(5), Standing::Joining);
-        assert_eq!(joining.departed().count(), 0, "a joining node enters the ring");
+        assert_eq!(
+            joining.departed().count(),
+            0,
+            "a joining node enters the ring"
+        );
         assert_eq!(joining.voters().len(), 6);
         let membership = joining.membership().expect("valid");
         assert_eq!(membership.get("s6").unwrap().replica, 6);
@@ -485,10 +487,22 @@ mod tests {
         let joining = first.begin_join("s6", "http://127.0.0.1:6").unwrap();
         let cases = [
             (first.begin_join("s2", "http://127.0.0.1:9"), "already used"),
-            (removed.begin_join("s1", "http://127.0.0.1:9"), "already used"),
-            (first.begin_join("s6", "http://127.0.0.1:2"), "address of member \"s2\""),
-            (leaving.begin_join("s6", "http://127.0.0.1:6"), "in progress"),
-            (joining.begin_join("s7", "http://127.0.0.1:7"), "in progress"),
+            (
+                removed.begin_join("s1", "http://127.0.0.1:9"),
+                "already used",
+            ),
+            (
+                first.begin_join("s6", "http://127.0.0.1:2"),
+                "address of member \"s2\"",
+            ),
+            (
+                leaving.begin_join("s6", "http://127.0.0.1:6"),
+                "in progress",
+            ),
+            (
+                joining.begin_join("s7", "http://127.0.0.1:7"),
+                "in progress",
+            ),
             (joining.begin_leave("s2", 3), "in progress"),
             (first.begin_join("s 6", "http://127.0.0.1:6"), "node id"),
             (first.begin_join("s6", "127.0.0.1:6"), "http://"),
@@ -498,7 +512,9 @@ mod tests {
             assert!(err.contains(expected), "{err}");
         }
         // The address of a removed member may be taken by a new node.
-        let reused = removed.begin_join("s6", "http://127.0.0.1:1").expect("allowed");
+        let reused = removed
+            .begin_join("s6", "http://127.0.0.1:1")
+            .expect("allowed");
         assert!(reused.membership().is_ok());
     }
 

@@ -748,6 +748,13 @@ fn storage_nodes(
                 Some((member.standing, config.epoch))
             });
             match standing {
+                Some((Standing::Joining, epoch)) => {
+                    state = NodeState::Joining;
+                    detail = format!(
+                        "joining the cluster (epoch {epoch}): catching up the ranges it gains \
+                         before it enters the ring"
+                    );
+                }
                 Some((Standing::Leaving, epoch)) => {
                     state = NodeState::Leaving;
                     detail = format!(

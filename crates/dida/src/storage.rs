@@ -4,18 +4,34 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use dida_core::Membership;
+use dida_core::{ClusterConfig, Membership};
+use dida_proto::storage::JoinRequest;
 use dida_settings::{Fsync, RoleSettings, StorageSettings};
 use dida_storage::config::FsyncPolicy;
 use dida_storage::StorageConfig;
 
-/// Turns the settings into a node configuration, adding this node to the
-/// membership when `--peers` leaves it out. Every flag's bound was checked when it
-/// was parsed; the settings that depend on one another are checked here.
-fn into_config(settings: StorageSettings) -> anyhow::Result<StorageConfig> {
-    let membership = settings.membership()?;
+/// Turns the settings into a node configuration: with `--peers`, adding this node
+/// to the membership when the list leaves it out; with `--join`, the membership of
+/// `admitted`, the configuration the cluster admitted the node with. Every flag's
+/// bound was checked when it was parsed; the settings that depend on one another
+/// are checked here.
+fn into_config(
+    settings: StorageSettings,
+    admitted: Option<ClusterConfig>,
+) -> anyhow::Result<StorageConfig> {
     let replication_factor = settings.resolved_replication_factor()?;
-    let mut config = StorageConfig::new(settings.id.clone(), membership);
+    let mut config = match admitted {
+        Some(admitted) => {
+            let membership = admitted
+                .membership()
+                .context("the cluster sent a configuration that does not check")?;
+            let mut config = StorageConfig::new(settings.id.clone(), membership);
+            config.cluster_id = admitted.cluster_id.clone();
+            config.admitted = Some(admitted);
+            config
+        }
+        None => StorageConfig::new(settings.id.clone(), settings.membership()?),
+    };
     if let Some(cluster_id) = settings.cluster_id {
         config.cluster_id = cluster_id;
     }
@@ -50,8 +66,41 @@ fn into_config(settings: StorageSettings) -> anyhow::Result<StorageConfig> {
     Ok(config)
 }
 
-/// Runs a storage node until interrupted.
+/// Runs a storage node until interrupted; one started with `--join` is first
+/// admitted by the cluster.
 pub async fn run(settings: StorageSettings) -> anyhow::Result<()> {
     settings.check()?;
-    Ok(dida_storage::node::run(into_config(settings)?).await?)
+    let admitted = match settings.seeds() {
+        Some(seeds) => Some(join(&settings, &seeds).await?),
+        None => None,
+    };
+    Ok(dida_storage::node::run(into_config(settings, admitted)?).await?)
+}
+
+/// Asks the storage nodes at `seeds` to admit this node, and returns the
+/// configuration that lists it.
+async fn join(settings: &StorageSettings, seeds: &[String]) -> anyhow::Result<ClusterConfig> {
+    let request = JoinRequest {
+        id: settings.id.clone(),
+        url: settings.url.clone(),
+        cluster_id: settings.cluster_id.clone().unwrap_or_default(),
+        vnodes: settings.vnodes,
+        replication_factor: settings.resolved_replication_factor()? as u32,
+    };
+    let config = dida_storage_client::cluster::join(seeds, request)
+        .await
+        .with_context(|| {
+            format!(
+                "storage node {} could not join the cluster at {}",
+                settings.id,
+                seeds.join(",")
+            )
+        })?;
+    tracing::info!(
+        id = %settings.id,
+        cluster_id = %config.cluster_id,
+        config_epoch = config.epoch,
+        "admitted to the cluster: catching up"
+    );
+    Ok(config)
 }

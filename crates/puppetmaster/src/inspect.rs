@@ -176,6 +176,7 @@ fn with_configuration(rows: &mut [StatusRow], view: Option<&MembersView>) {
         };
         match standing {
             Standing::Active => {}
+            Standing::Joining => row.state = "joining".into(),
             Standing::Leaving => row.state = "leaving".into(),
             Standing::Removed => row.state = "removed".into(),
         }

@@ -141,11 +141,12 @@ impl Flags {
 pub(crate) mod tests {
     use super::*;
 
-    /// `full` gives every flag a value other than its default: then every flag of
-    /// the definition must be among its flags, parsing them must give `full` back,
-    /// and every flag must read `DIDA_<ROLE>_<FLAG>`.
-    pub fn check_definition<S: RoleSettings + PartialEq + std::fmt::Debug>(full: &S) {
-        let flags = full.flags();
+    /// `fulls` give every flag a value other than its default (flags that
+    /// exclude each other in different settings): then every flag of the
+    /// definition must be among the flags of one of them, parsing each one's flags
+    /// must give it back, and every flag must read `DIDA_<ROLE>_<FLAG>`.
+    pub fn check_definition<S: RoleSettings + PartialEq + std::fmt::Debug>(fulls: &[S]) {
+        let flags: Vec<Flag> = fulls.iter().flat_map(|full| full.flags()).collect();
         let role = S::ROLE.as_str().to_uppercase();
         for arg in S::command().get_arguments() {
             let Some(long) = arg.get_long() else { continue };
@@ -160,10 +161,12 @@ pub(crate) mod tests {
                 "--{long}"
             );
         }
-        let args = full.to_args();
-        assert_eq!(args[0], S::ROLE.as_str());
-        let parsed = S::parse_without_env(&args[1..]).unwrap();
-        assert_eq!(&parsed, full);
+        for full in fulls {
+            let args = full.to_args();
+            assert_eq!(args[0], S::ROLE.as_str());
+            let parsed = S::parse_without_env(&args[1..]).unwrap();
+            assert_eq!(&parsed, full);
+        }
     }
 
     /// `base`'s flags with `--flag=value` in place of its own, parsed.

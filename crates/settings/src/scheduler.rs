@@ -183,7 +183,7 @@ mod tests {
             http_listen: Some("127.0.0.1:8080".into()),
             metrics_listen: Some("127.0.0.1:13000".parse().unwrap()),
         };
-        check_definition(&full);
+        check_definition(&[full]);
     }
 
     #[test]

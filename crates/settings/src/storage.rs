@@ -62,11 +62,21 @@ pub struct StorageSettings {
     #[arg(long, env = "DIDA_STORAGE_GOSSIP_DELAY", default_value_t = 0,
           value_parser = values::gossip_delay_ms())]
     pub gossip_delay: u64,
-    /// Every storage node: ID=URL,ID=URL,… (this node may be omitted). Every node
-    /// of a cluster is started with the same list, members removed since
-    /// (`dida cluster remove`) included: it fixes each member's replica number.
-    #[arg(long, env = "DIDA_STORAGE_PEERS", value_parser = values::membership())]
-    pub peers: String,
+    /// The storage nodes the cluster started with: ID=URL,ID=URL,… (this node may
+    /// be omitted). Every node of the first membership is started with the same
+    /// list, members removed since (`dida cluster remove`) included: it fixes each
+    /// member's replica number. A node added later starts with --join instead.
+    #[arg(long, env = "DIDA_STORAGE_PEERS", value_parser = values::membership(),
+          required_unless_present = "join", conflicts_with = "join")]
+    pub peers: Option<String>,
+    /// Join a running cluster instead of starting one: the URLs of some of its
+    /// storage nodes, URL[,URL…]. The node asks them to admit it under --id at
+    /// --url (an id never used in the cluster, an address of its own), then catches
+    /// up the ranges it gains and enters the ring. Restarted, it asks again and is
+    /// told the configuration that lists it.
+    #[arg(long, env = "DIDA_STORAGE_JOIN", value_parser = values::node_urls(),
+          value_name = "SEED_URL[,…]")]
+    pub join: Option<String>,
     /// Names the cluster: a membership request naming another cluster is refused
     /// (letters, digits, '-', '_', '.'; default: derived from --peers, so every
     /// node started with the same list agrees).
@@ -159,10 +169,34 @@ impl StorageSettings {
         ])
     }
 
+    /// The settings of node `id` at `url` joining the cluster that the storage
+    /// nodes at `seeds` belong to, every other flag at its default.
+    pub fn joining(id: &str, url: &str, seeds: &[String]) -> Result<Self, SettingsError> {
+        Self::parse_without_env([
+            format!("--id={id}"),
+            format!("--url={url}"),
+            format!("--join={}", seeds.join(",")),
+        ])
+    }
+
+    /// The seed URLs of `--join`, if the node joins a running cluster.
+    pub fn seeds(&self) -> Option<Vec<String>> {
+        self.join
+            .as_ref()
+            .map(|seeds| values::split_urls(seeds).map(String::from).collect())
+    }
+
     /// Every storage node: `--peers`, with this node added when it leaves it out.
+    /// A node started with `--join` learns the membership from the cluster, so
+    /// asking it here is an error.
     pub fn membership(&self) -> Result<Membership, SettingsError> {
         let url = NodeUrl::parse(&self.url).map_err(|e| SettingsError::Flag(e.to_string()))?;
-        let mut nodes: Vec<(String, String)> = Membership::parse(&self.peers)
+        let peers = self.peers.as_deref().ok_or_else(|| {
+            SettingsError::Inconsistent(
+                "a node started with --join learns the membership from the cluster".into(),
+            )
+        })?;
+        let mut nodes: Vec<(String, String)> = Membership::parse(peers)
             .map_err(|e| SettingsError::Flag(format!("invalid --peers: {e}")))?
             .members()
             .iter()
@@ -182,10 +216,15 @@ impl StorageSettings {
     }
 
     /// The replication factor: `--replication-factor` checked against the number of
-    /// storage nodes, or its default for them.
+    /// storage nodes, or its default for them. A joining node takes the flag, or
+    /// the default of a cluster of at least three nodes; the cluster refuses it if
+    /// its own differs.
     pub fn resolved_replication_factor(&self) -> Result<usize, SettingsError> {
-        replication_factor(self.replication_factor, self.membership()?.len())
-            .map_err(SettingsError::Inconsistent)
+        let nodes = match self.join {
+            Some(_) => usize::MAX,
+            None => self.membership()?.len(),
+        };
+        replication_factor(self.replication_factor, nodes).map_err(SettingsError::Inconsistent)
     }
 }
 
@@ -197,7 +236,8 @@ impl RoleSettings for StorageSettings {
             .value("id", &self.id)
             .value("url", &self.url)
             .value("gossip-delay", self.gossip_delay)
-            .value("peers", &self.peers)
+            .optional("peers", self.peers.as_ref())
+            .optional("join", self.join.as_ref())
             .optional("cluster-id", self.cluster_id.as_ref())
             .optional("replication-factor", self.replication_factor)
             .value("max-versions", self.max_versions)
@@ -219,9 +259,12 @@ impl RoleSettings for StorageSettings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
-        let membership = self.membership()?;
         let factor = self.resolved_replication_factor()?;
         check_write_acks(self.write_acks, factor).map_err(SettingsError::Inconsistent)?;
+        if self.join.is_some() {
+            return Ok(());
+        }
+        let membership = self.membership()?;
         if let Some(dial) = &self.dial {
             let dial = Membership::parse(dial)
                 .map_err(|e| SettingsError::Flag(format!("invalid --dial: {e}")))?;
@@ -272,7 +315,8 @@ mod tests {
             id: "s1".into(),
             url: "http://127.0.0.1:7001".into(),
             gossip_delay: 7,
-            peers: PEERS.into(),
+            peers: Some(PEERS.into()),
+            join: None,
             cluster_id: Some("blue".into()),
             replication_factor: Some(2),
             max_versions: 9,
@@ -291,7 +335,53 @@ mod tests {
             metrics_listen: Some("127.0.0.1:17001".parse().unwrap()),
             break_acks: true,
         };
-        check_definition(&full);
+        let joining = StorageSettings {
+            peers: None,
+            join: Some("http://127.0.0.1:7002,http://127.0.0.1:7003".into()),
+            ..full.clone()
+        };
+        check_definition(&[full, joining]);
+    }
+
+    #[test]
+    fn a_node_starts_a_cluster_or_joins_one_never_both() {
+        let joining = StorageSettings::parse_without_env([
+            "--id=s4",
+            "--url=http://127.0.0.1:7004",
+            "--join=http://127.0.0.1:7001, http://127.0.0.1:7002",
+        ])
+        .expect("valid");
+        assert_eq!(
+            joining.seeds().unwrap(),
+            ["http://127.0.0.1:7001", "http://127.0.0.1:7002"]
+        );
+        assert_eq!(joining.resolved_replication_factor().unwrap(), 3);
+        assert!(joining.membership().is_err());
+        for (args, says) in [
+            (vec!["--id=s4", "--url=http://127.0.0.1:7004"], "--peers"),
+            (
+                vec![
+                    "--id=s4",
+                    "--url=http://127.0.0.1:7004",
+                    "--join=http://127.0.0.1:7001",
+                    &format!("--peers={PEERS}"),
+                ],
+                "cannot be used with",
+            ),
+            (
+                vec![
+                    "--id=s4",
+                    "--url=http://127.0.0.1:7004",
+                    "--join=127.0.0.1:7001",
+                ],
+                "http://",
+            ),
+        ] {
+            let err = StorageSettings::parse_without_env(args)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

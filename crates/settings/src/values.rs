@@ -163,6 +163,27 @@ pub fn node_url() -> ValueParser {
     )
 }
 
+/// A list of node URLs `URL[,URL…]` (the seeds of `--join`), checked and kept as
+/// written.
+pub fn node_urls() -> ValueParser {
+    ValueParser::new(
+        clap::builder::NonEmptyStringValueParser::new().try_map(|text: String| {
+            if split_urls(&text).next().is_none() {
+                return Err("give at least one URL".to_string());
+            }
+            for url in split_urls(&text) {
+                NodeUrl::parse(url).map_err(|e| e.to_string())?;
+            }
+            Ok(text)
+        }),
+    )
+}
+
+/// The URLs of a comma-separated list, trimmed, empty entries skipped.
+pub fn split_urls(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',').map(str::trim).filter(|url| !url.is_empty())
+}
+
 /// A listening address `HOST:PORT` (a name or an address), checked and kept as
 /// written.
 pub fn host_port() -> ValueParser {

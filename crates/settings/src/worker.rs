@@ -188,7 +188,7 @@ mod tests {
             debug_sink: Some("http://127.0.0.1:10001".into()),
             metrics_listen: Some("127.0.0.1:14001".parse().unwrap()),
         };
-        check_definition(&full);
+        check_definition(&[full]);
     }
 
     #[test]

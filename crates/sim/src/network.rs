@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dida_core::membership::NodeUrl;
 use dida_proto::storage::{
     ConfigAcceptReply, ConfigAcceptRequest, ConfigCommitReply, ConfigCommitRequest,
     ConfigPrepareReply, ConfigPrepareRequest, DigestReply, DigestRequest, FetchKeyReply,
@@ -23,7 +24,6 @@ use dida_proto::storage::{
     ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
     UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
-use dida_core::membership::NodeUrl;
 use dida_storage::{Node, PeerTransport};
 use rand::rngs::StdRng;
 use rand::RngExt;

@@ -1,5 +1,6 @@
-//! Asking a storage cluster about its configuration and asking it to remove a
-//! member, through the `Membership` service (issue 25: decommissioning).
+//! Asking a storage cluster about its configuration, asking it to remove a
+//! member, and asking it to admit a new one, through the `Membership` service
+//! (issue 25: elastic clusters).
 //!
 //! Shared by every tool that changes or shows the cluster's membership — `dida
 //! cluster members|remove` and the PuppetMaster's `removeStorage` and `status` — so
@@ -13,7 +14,8 @@ use dida_core::{ClusterConfig, Membership, Standing};
 use dida_proto::convert::{config_from_wire, liveness_from_wire};
 use dida_proto::storage::membership_client::MembershipClient;
 use dida_proto::storage::{
-    Liveness as WireLiveness, MembersReply, MembersRequest, RemoveMemberReply, RemoveMemberRequest,
+    JoinRequest, Liveness as WireLiveness, MembersReply, MembersRequest, RemoveMemberReply,
+    RemoveMemberRequest,
 };
 use dida_proto::transport::{is_connect_failure, lazy_channel, NodeChannel};
 
@@ -225,6 +227,55 @@ pub async fn remove_member(
             Err(status) => {
                 return Err(ClusterCallError::Refused {
                     node: seed.id.clone(),
+                    reason: status.message().to_string(),
+                })
+            }
+        }
+    }
+    if unreachable.is_empty() {
+        Err(ClusterCallError::NoSeed)
+    } else {
+        Err(ClusterCallError::Unreachable(unreachable.join(", ")))
+    }
+}
+
+/// How long a `Join` call may take: like a removal, a decision of the nodes.
+pub const JOIN_DEADLINE: Duration = REMOVE_DEADLINE;
+
+/// Asks the storage nodes at `seeds`, in turn, to admit the node `request`
+/// names, and returns the decided configuration that lists it. The next seed is
+/// asked only when one cannot be reached: a node that answers and refuses speaks
+/// for the cluster ([`ClusterCallError::Refused`]).
+pub async fn join(
+    seeds: &[String],
+    request: JoinRequest,
+) -> Result<ClusterConfig, ClusterCallError> {
+    let mut unreachable = Vec::new();
+    for seed in seeds {
+        let mut client = client(seed, JOIN_DEADLINE)?;
+        match client.join(request.clone()).await {
+            Ok(reply) => {
+                let malformed = |why: String| ClusterCallError::Malformed {
+                    node: seed.clone(),
+                    why,
+                };
+                let config = reply
+                    .into_inner()
+                    .config
+                    .ok_or_else(|| malformed("it sent no configuration".into()))?;
+                let config = config_from_wire(config).map_err(malformed)?;
+                if !config.lists(&request.id, &request.url) {
+                    return Err(malformed(format!(
+                        "its configuration does not list {} at {}",
+                        request.id, request.url
+                    )));
+                }
+                return Ok(config);
+            }
+            Err(status) if is_connect_failure(&status) => unreachable.push(seed.clone()),
+            Err(status) => {
+                return Err(ClusterCallError::Refused {
+                    node: seed.clone(),
                     reason: status.message().to_string(),
                 })
             }

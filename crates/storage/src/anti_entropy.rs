@@ -32,9 +32,9 @@ use prost::Message;
 use tonic::Status;
 use tracing::debug;
 
-use crate::roster::Roster;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
+use crate::roster::Roster;
 use crate::stats;
 use crate::store::{lacks, MultiVersionStore};
 use crate::validation::{self, Refusal};
@@ -118,8 +118,7 @@ pub(crate) fn answer_digests(
 ) -> Result<DigestReply, Status> {
     state.check_serving()?;
     let refused = |r: Refusal| r.status(state.id(), "digest exchange", &request.from);
-    let sender = validation::sender(state.roster(), state.me(), &request.from)
-        .map_err(refused)?;
+    let sender = validation::sender(state.roster(), state.me(), &request.from).map_err(refused)?;
     let view = state.view().current();
     let ring = view.ring.clone();
     if request.handoff && !view.may_hand_off(sender) {

@@ -171,7 +171,10 @@ impl Gossip {
     }
 
     fn outboxes(&self) -> Vec<Option<Arc<Outbox>>> {
-        self.outboxes.read().expect("outboxes lock poisoned").clone()
+        self.outboxes
+            .read()
+            .expect("outboxes lock poisoned")
+            .clone()
     }
 
     /// The outbox of `peer`, added if the peer was admitted after this node

@@ -17,9 +17,10 @@ use dida_core::{MemberState, Ring};
 use dida_proto::storage::{
     ConfigAcceptReply, ConfigAcceptRequest, ConfigCommitReply, ConfigCommitRequest,
     ConfigPrepareReply, ConfigPrepareRequest, DigestReply, DigestRequest, FetchKeyReply,
-    FetchKeyRequest, HandbackReply, HandbackRequest, MembersReply, ProbeForReply, ProbeForRequest,
-    ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, RemoveMemberReply,
-    RemoveMemberRequest, JoinReply, JoinRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
+    FetchKeyRequest, HandbackReply, HandbackRequest, JoinReply, JoinRequest, MembersReply,
+    ProbeForReply, ProbeForRequest, ProbeReply, ProbeRequest, PushReply, PushRequest, ReadReply,
+    ReadRequest, RemoveMemberReply, RemoveMemberRequest, UpdateIfValueIsReply,
+    UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -253,10 +254,29 @@ impl Node {
     /// A node's request to join (`dida storage --join`): decided here, or
     /// refused with the rule it breaks.
     pub async fn admit(&self, request: JoinRequest) -> Result<JoinReply, Status> {
-        let config =
-            reconfig::admit(&self.peering, &request.id, &request.url, &request.cluster_id)
-                .await
-                .map_err(|e| e.status())?;
+        let ours = self.peering.config();
+        if request.vnodes != ours.vnodes
+            || request.replication_factor as usize != ours.replication_factor
+        {
+            return Err(Status::failed_precondition(format!(
+                "this cluster places keys with --vnodes {} and --replication-factor {}, the \
+                 joining node {:?} with --vnodes {} and --replication-factor {}: start it with \
+                 the cluster's; nothing was changed",
+                ours.vnodes,
+                ours.replication_factor,
+                request.id,
+                request.vnodes,
+                request.replication_factor
+            )));
+        }
+        let config = reconfig::admit(
+            &self.peering,
+            &request.id,
+            &request.url,
+            &request.cluster_id,
+        )
+        .await
+        .map_err(|e| e.status())?;
         Ok(JoinReply {
             config: Some(dida_proto::convert::config_to_wire(&config)),
         })

@@ -96,8 +96,7 @@ mod tests {
 
     #[test]
     fn a_roster_only_appends_and_keeps_every_index() {
-        let three =
-            Membership::parse("s1=http://h:1,s2=http://h:2,s3=http://h:3").expect("valid");
+        let three = Membership::parse("s1=http://h:1,s2=http://h:2,s3=http://h:3").expect("valid");
         let roster = Roster::new(&three);
         assert_eq!(roster.len(), 3);
         assert_eq!(roster.index_of("s2"), Ok(1));
@@ -114,6 +113,10 @@ mod tests {
         assert_eq!(roster.get(3).id, "a0");
         assert_eq!(roster.get(3).replica, 4);
         assert!(roster.has_replica(4) && !roster.has_replica(5));
-        assert!(roster.index_of("s9").unwrap_err().to_string().contains("s1,s2,s3,a0"));
+        assert!(roster
+            .index_of("s9")
+            .unwrap_err()
+            .to_string()
+            .contains("s1,s2,s3,a0"));
     }
 }

@@ -10,6 +10,7 @@
 //! that is not listening fails with a status for which
 //! [`dida_proto::transport::is_connect_failure`] holds: it certainly had no effect.
 
+use dida_core::membership::NodeUrl;
 use dida_proto::storage::{
     ConfigAcceptReply, ConfigAcceptRequest, ConfigCommitReply, ConfigCommitRequest,
     ConfigPrepareReply, ConfigPrepareRequest, DigestReply, DigestRequest, FetchKeyReply,
@@ -17,7 +18,6 @@ use dida_proto::storage::{
     ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
     UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
-use dida_core::membership::NodeUrl;
 use tonic::Status;
 
 /// The calls one storage node makes to another.

@@ -90,10 +90,7 @@ pub(crate) fn version(membership: &Roster, version: Version) -> Result<(), Refus
 }
 
 /// A wire version from a peer, checked as [`version`] does.
-pub(crate) fn wire_version(
-    membership: &Roster,
-    wire: wire::Version,
-) -> Result<Version, Refusal> {
+pub(crate) fn wire_version(membership: &Roster, wire: wire::Version) -> Result<Version, Refusal> {
     let version = version_from_wire(wire);
     self::version(membership, version)?;
     Ok(version)

@@ -108,13 +108,7 @@ impl ViewCell {
             })),
             history: Mutex::new(Vec::new()),
         };
-        let view = cell.build(
-            0,
-            members,
-            BTreeSet::new(),
-            BTreeSet::new(),
-            (ids, first),
-        );
+        let view = cell.build(0, members, BTreeSet::new(), BTreeSet::new(), (ids, first));
         cell.record(&view);
         *cell.current.write().expect("view lock poisoned") = Arc::new(view);
         cell

@@ -225,16 +225,15 @@ impl WritePath {
         let Ok(reply) = state.transport().fetch_key(peer, request).await else {
             return Pull::default();
         };
-        let checked =
-            validation::records(state.roster(), reply.records).and_then(|records| {
-                match records.iter().find(|r| r.key != key) {
-                    Some(other) => Err(Refusal(format!(
-                        "it returned a record of key {:?} for key {key:?}",
-                        other.key
-                    ))),
-                    None => Ok(records),
-                }
-            });
+        let checked = validation::records(state.roster(), reply.records).and_then(|records| {
+            match records.iter().find(|r| r.key != key) {
+                Some(other) => Err(Refusal(format!(
+                    "it returned a record of key {:?} for key {key:?}",
+                    other.key
+                ))),
+                None => Ok(records),
+            }
+        });
         match checked {
             Ok(records) => {
                 let creator = state.roster().get(peer).replica;

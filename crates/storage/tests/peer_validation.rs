@@ -626,12 +626,7 @@ async fn a_malformed_key_pull_is_refused_before_its_view_is_adopted() {
             "not a storage node",
         ),
         ("s2", "", vec![failed_s3.clone()], "key"),
-        (
-            "s2",
-            "k",
-            flood(),
-            "more than the 1024 members",
-        ),
+        ("s2", "k", flood(), "more than the 1024 members"),
     ] {
         let request = FetchKeyRequest {
             from: from.to_string(),

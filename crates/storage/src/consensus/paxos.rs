@@ -296,10 +296,16 @@ mod tests {
         assert!(is_successor(&joined, &joined.finish_join("s9").unwrap()));
         let mut joined_and_moved = joined.clone();
         joined_and_moved.members[0].standing = Standing::Leaving;
-        assert!(!is_successor(&base, &joined_and_moved), "two changes at once");
+        assert!(
+            !is_successor(&base, &joined_and_moved),
+            "two changes at once"
+        );
         let mut joined_active = joined.clone();
         joined_active.members[4].standing = Standing::Active;
-        assert!(!is_successor(&base, &joined_active), "a node joins as joining");
+        assert!(
+            !is_successor(&base, &joined_active),
+            "a node joins as joining"
+        );
         let mut two_joined = joined.clone();
         two_joined.members.push(two_joined.members[4].clone());
         two_joined.members[5].id = "s10".into();

@@ -44,8 +44,8 @@ impl ClusterState {
                 // A node that joined is given the cluster's configuration again
                 // when it restarts (`--join`), which may be later than the one
                 // it recorded.
-                let admitted_later = disk.decided.epoch < initial.epoch
-                    && paxos::extends(&disk.decided, &initial);
+                let admitted_later =
+                    disk.decided.epoch < initial.epoch && paxos::extends(&disk.decided, &initial);
                 if !admitted_later && !paxos::extends(&initial, &disk.decided) {
                     return Err(DurabilityError::OtherCluster {
                         dir: data_dir.expect("a file has a directory").to_path_buf(),

@@ -92,9 +92,9 @@ use tokio::time::Instant;
 use tonic::Status;
 use tracing::{info, warn};
 
-use crate::roster::Roster;
 use crate::peering::Peering;
 use crate::reconfig;
+use crate::roster::Roster;
 use crate::stats;
 use crate::validation::{self, Refusal};
 use crate::view::View;
@@ -499,13 +499,8 @@ pub(crate) async fn answer_probe_for(
 ) -> Result<ProbeForReply, Status> {
     state.check_serving()?;
     let refused = |r: Refusal| r.status(state.id(), "probe request", &request.from);
-    let target = probe_for_target(
-        state.roster(),
-        state.me(),
-        &request.from,
-        &request.target,
-    )
-    .map_err(refused)?;
+    let target = probe_for_target(state.roster(), state.me(), &request.from, &request.target)
+        .map_err(refused)?;
     let Some(target) = target else {
         return Ok(ProbeForReply { reachable: true });
     };

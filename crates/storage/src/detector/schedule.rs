@@ -46,7 +46,8 @@ impl ProbeSchedule {
     /// this list's turn and shuffled in with the others from the next.
     pub fn grow(&mut self, members: usize) {
         let known = self.order.len() + 1;
-        self.order.extend((known..members).filter(|&n| n != self.me));
+        self.order
+            .extend((known..members).filter(|&n| n != self.me));
     }
 
     /// The peers to probe this period: the next `fanout` members of the list that

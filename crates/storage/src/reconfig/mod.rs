@@ -160,8 +160,7 @@ pub(crate) fn answer_prepare(
     request: ConfigPrepareRequest,
 ) -> Result<ConfigPrepareReply, Status> {
     let refused = |r: Refusal| r.status(peering.id(), "configuration prepare", &request.from);
-    validation::sender(peering.roster(), peering.me(), &request.from)
-        .map_err(refused)?;
+    validation::sender(peering.roster(), peering.me(), &request.from).map_err(refused)?;
     let base = checked_config(request.base, "base").map_err(refused)?;
     prepare_here(peering, &base, ballot_from_wire(request.ballot))
         .map_err(|e| Status::internal(e.to_string()))
@@ -173,8 +172,7 @@ pub(crate) fn answer_accept(
     request: ConfigAcceptRequest,
 ) -> Result<ConfigAcceptReply, Status> {
     let refused = |r: Refusal| r.status(peering.id(), "configuration accept", &request.from);
-    validation::sender(peering.roster(), peering.me(), &request.from)
-        .map_err(refused)?;
+    validation::sender(peering.roster(), peering.me(), &request.from).map_err(refused)?;
     let base = checked_config(request.base, "base").map_err(refused)?;
     let value = checked_config(request.value, "value").map_err(refused)?;
     accept_here(peering, &base, ballot_from_wire(request.ballot), &value)
@@ -246,8 +244,7 @@ pub(crate) fn answer_commit(
     request: ConfigCommitRequest,
 ) -> Result<ConfigCommitReply, Status> {
     let refused = |r: Refusal| r.status(peering.id(), "configuration commit", &request.from);
-    validation::sender(peering.roster(), peering.me(), &request.from)
-        .map_err(refused)?;
+    validation::sender(peering.roster(), peering.me(), &request.from).map_err(refused)?;
     let decided = checked_config(request.decided, "decided").map_err(refused)?;
     learn(peering, &decided);
     Ok(ConfigCommitReply {})

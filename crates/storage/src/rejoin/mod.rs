@@ -61,10 +61,10 @@ use dida_proto::transport::is_connect_failure;
 use futures::future::join_all;
 use tracing::{debug, error, info, warn};
 
-use crate::roster::Roster;
 use crate::anti_entropy::digests_on_wire;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
+use crate::roster::Roster;
 use crate::stats;
 use crate::store::MultiVersionStore;
 use crate::validation::{self, Refusal};
@@ -171,8 +171,7 @@ async fn join(joiner: &Joiner) {
         // Normally the ring it turned alive in is the one it caught up for. If a
         // change of view slipped in between and gave it more ranges, its keys are
         // caught up one by one on first write instead (`WritePath::catch_up`).
-        let covered = ranges_replicated(&view.first, &view.ring, state.me())
-            .is_subset(&caught_up);
+        let covered = ranges_replicated(&view.first, &view.ring, state.me()).is_subset(&caught_up);
         if covered {
             state.lifecycle().caught_up(view.epoch);
         }
@@ -249,7 +248,14 @@ async fn catch_up(
         let durable = state.config().data_dir.is_some();
         let calls = peers.iter().map(|&peer| {
             let ranges: Vec<RangeId> = waiting[&peer].iter().copied().collect();
-            handback_from(joiner, peer, wire_view.clone(), &view.first, ranges, divergence)
+            handback_from(
+                joiner,
+                peer,
+                wire_view.clone(),
+                &view.first,
+                ranges,
+                divergence,
+            )
         });
         let answers = join_all(calls).await;
         for (peer, answer) in peers.into_iter().zip(answers) {
