@@ -1,0 +1,417 @@
+//! Storage nodes joining a running cluster (issue 25), with real processes on
+//! loopback: three nodes under concurrent writers and a compare-and-swap counter
+//! (`--write-acks 2`) grow to five with `dida storage --join` and shrink to four
+//! with `dida cluster remove`, losing no acknowledged write, every key at rest on
+//! exactly its replicas, each join moving about its fair share of the records;
+//! bad joins — an id in use, an address in use, another cluster, another ring,
+//! a join while another change is in motion — are refused with their reason and
+//! change nothing.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dida_core::Membership;
+use dida_local_cluster::{free_ports, ClusterSpec, LocalCluster};
+use dida_settings::{RoleSettings, StorageSettings};
+use dida_storage_client::{ClientConfig, StorageClient};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+mod support;
+use support::{dida, eventually, misplaced_keys, stderr, stdout};
+
+const REPLICATION_FACTOR: usize = 3;
+const WRITE_ACKS: usize = 2;
+
+async fn cluster(nodes: usize) -> LocalCluster {
+    let cluster = LocalCluster::start(
+        dida(),
+        ClusterSpec {
+            nodes,
+            replication_factor: REPLICATION_FACTOR,
+            write_acks: WRITE_ACKS,
+            ..ClusterSpec::default()
+        },
+    )
+    .await
+    .expect("the cluster starts");
+    cluster
+        .client()
+        .unwrap()
+        .wait_until_all_alive(Duration::from_secs(30))
+        .await
+        .expect("the cluster settles");
+    cluster
+}
+
+/// A new storage node `id` on a free port, started with `--join` to the nodes at
+/// `seeds` and the cluster's other settings, built from the same settings
+/// definition the nodes use. Returns its process and URL.
+fn join(id: &str, seeds: &[String]) -> (Child, String) {
+    let url = format!("http://127.0.0.1:{}", free_ports(1).unwrap()[0]);
+    let mut settings = StorageSettings::joining(id, &url, seeds).expect("valid settings");
+    settings.replication_factor = Some(REPLICATION_FACTOR);
+    settings.write_acks = WRITE_ACKS;
+    let child = Command::new(dida())
+        .args(settings.to_args())
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("dida storage starts");
+    (child, url)
+}
+
+/// Runs `dida cluster ARGS --peers PEERS` to its end.
+async fn dida_cluster(peers: &str, args: &[&str]) -> std::process::Output {
+    Command::new(dida())
+        .arg("cluster")
+        .args(args)
+        .args(["--peers", peers])
+        .output()
+        .await
+        .expect("dida cluster runs")
+}
+
+/// `dida cluster members --json`.
+async fn members(peers: &str) -> Value {
+    let output = dida_cluster(peers, &["members", "--json"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(stdout(&output).trim()).expect("one JSON object")
+}
+
+fn state_of(members: &Value, id: &str) -> String {
+    members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .map(|m| m["state"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// Waits until the cluster lists `id` alive and active at configuration epoch
+/// `epoch` (its join finished).
+async fn wait_active(peers: &str, id: &str, epoch: u64) {
+    eventually(
+        Duration::from_secs(120),
+        &format!("{id} to join (epoch {epoch})"),
+        || async move {
+            let now = members(peers).await;
+            (now["epoch"] == epoch && state_of(&now, id) == "alive").then_some(())
+        },
+    )
+    .await;
+}
+
+/// A routing client for the members `peers` lists.
+fn client_of(peers: &str) -> StorageClient {
+    StorageClient::new(
+        Membership::parse(peers).unwrap(),
+        ClientConfig {
+            replication_factor: REPLICATION_FACTOR,
+            deadline: Duration::from_secs(5),
+            ..ClientConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Waits until every key the nodes `ids` hold is on exactly its replicas (and
+/// there are `keys` of them); returns how many keys each node then holds.
+async fn at_rest(client: &StorageClient, ids: &[&str], keys: usize) -> BTreeMap<String, u64> {
+    client.refresh_view().await;
+    eventually(
+        Duration::from_secs(60),
+        "exactly 3 copies of every key",
+        || async move {
+            let (misplaced, held) = misplaced_keys(client, ids, REPLICATION_FACTOR).await?;
+            (misplaced == 0 && held == keys).then_some(())
+        },
+    )
+    .await;
+    let mut records = BTreeMap::new();
+    for id in ids {
+        records.insert(id.to_string(), client.status(id).await.unwrap().keys);
+    }
+    records
+}
+
+/// Checks that node `id`, just joined to a cluster of `nodes`, holds about its
+/// share of the keys `written` so far (`RF × keys / nodes`), at most 1.5 times.
+async fn joined_share(client: &StorageClient, id: &str, nodes: usize, written: &AtomicUsize) {
+    let held = client.status(id).await.unwrap().keys;
+    let keys = written.load(Ordering::Relaxed);
+    let ideal = (REPLICATION_FACTOR * keys) as f64 / nodes as f64;
+    eprintln!(
+        "{id} joined holding {held} keys of {keys}: {:.2}x its ideal share {ideal:.0}",
+        held as f64 / ideal
+    );
+    assert!(
+        held as f64 <= 1.5 * ideal,
+        "{id} holds {held}, ideal {ideal}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing() {
+    let cluster = cluster(3).await;
+    let first_peers = cluster.peers().to_string();
+    let seeds: Vec<String> = cluster
+        .membership()
+        .members()
+        .iter()
+        .map(|m| m.url.to_string())
+        .collect();
+    let client = Arc::new(cluster.client().unwrap());
+
+    // 10,000 keys before the changes, written by 8 tasks at once.
+    let preload: Vec<_> = (0..8)
+        .map(|task| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut written = BTreeMap::new();
+                for n in (task..10_000).step_by(8) {
+                    let (key, value) = (format!("pre-{n}"), format!("pre value {n}"));
+                    client.write(&key, &value).await.expect("a preload write");
+                    written.insert(key, value);
+                }
+                written
+            })
+        })
+        .collect();
+    let mut acknowledged = BTreeMap::new();
+    for task in preload {
+        acknowledged.extend(task.await.unwrap());
+    }
+    client.write("counter", "0").await.unwrap();
+
+    // Two writers and a compare-and-swap counter run through every change.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(acknowledged.len() + 1));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (client, stop, written) = (client.clone(), stop.clone(), written.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = BTreeMap::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let (key, value) = (format!("during-{w}-{n}"), format!("value {w} {n}"));
+                    if client.write(&key, &value).await.is_ok() {
+                        acknowledged.insert(key, value);
+                        written.fetch_add(1, Ordering::Relaxed);
+                    }
+                    n += 1;
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let counter = {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            // Increments acknowledged, and those whose outcome is unknown.
+            let (mut increments, mut unknown) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Some(current)) = client.read("counter", None).await else {
+                    continue;
+                };
+                let next = (current.value.parse::<u64>().unwrap() + 1).to_string();
+                match client
+                    .update_if_value_is("counter", &current.value, &next)
+                    .await
+                {
+                    Ok(Some(_)) => increments += 1,
+                    Ok(None) => {}
+                    Err(_) => unknown += 1,
+                }
+            }
+            (increments, unknown)
+        })
+    };
+
+    // s4 joins, then s5: each a two-epoch change, decided then finished. Once
+    // active, each holds what it caught up: about its share of every key's 3
+    // copies among 4 (then 5) nodes — consistent hashing moves no more.
+    let (mut s4, s4_url) = join("s4", &seeds);
+    wait_active(&first_peers, "s4", 2).await;
+    let s4_peers = format!("{first_peers},s4={s4_url}");
+    joined_share(&client_of(&s4_peers), "s4", 4, &written).await;
+    let (mut s5, s5_url) = join("s5", &seeds[1..]);
+    wait_active(&first_peers, "s5", 4).await;
+    let peers = format!("{s4_peers},s5={s5_url}");
+    joined_share(&client_of(&peers), "s5", 5, &written).await;
+    // Then s1 leaves.
+    let removal = dida_cluster(&first_peers, &["remove", "s1"]).await;
+    assert!(
+        removal.status.success(),
+        "remove: {}{}",
+        stdout(&removal),
+        stderr(&removal)
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut during = 0;
+    for writer in writers {
+        let written = writer.await.unwrap();
+        during += written.len();
+        acknowledged.extend(written);
+    }
+    let (increments, unknown) = counter.await.unwrap();
+    eprintln!("{during} writes and {increments} increments acknowledged during the changes");
+    assert!(
+        during > 0 && increments > 0,
+        "the load ran through the changes"
+    );
+    for (id, node) in [("s4", &mut s4), ("s5", &mut s5)] {
+        assert!(node.try_wait().unwrap().is_none(), "{id} is still running");
+    }
+
+    // The configuration: s1 removed, s2..s5 alive, epoch 6 (two per change).
+    let after = members(&first_peers).await;
+    assert_eq!(after["epoch"], 6, "{after}");
+    assert_eq!(state_of(&after, "s1"), "removed", "{after}");
+    for id in ["s2", "s3", "s4", "s5"] {
+        assert_eq!(state_of(&after, id), "alive", "{after}");
+    }
+
+    // Nothing acknowledged is lost, and the counter counted every increment,
+    // read through a client that knows the grown membership.
+    let grown = client_of(&peers);
+    grown.refresh_view().await;
+    for (key, value) in &acknowledged {
+        let read = grown
+            .read(key, None)
+            .await
+            .expect("a read after the changes");
+        assert_eq!(read.map(|r| r.value).as_ref(), Some(value), "{key}");
+    }
+    let counted: u64 = grown
+        .read("counter", None)
+        .await
+        .unwrap()
+        .expect("the counter")
+        .value
+        .parse()
+        .unwrap();
+    assert!(
+        (increments..=increments + unknown).contains(&counted),
+        "the counter reads {counted} after {increments} acknowledged increments \
+         ({unknown} unknown): an increment was lost or applied twice"
+    );
+
+    // At rest every key is on exactly its three replicas among s2..s5, and each
+    // node holds about its share: 3 copies of every key spread over 4 nodes.
+    let keys = acknowledged.len() + 1;
+    let records = at_rest(&grown, &["s2", "s3", "s4", "s5"], keys).await;
+    let total: u64 = records.values().sum();
+    assert_eq!(total, (keys * REPLICATION_FACTOR) as u64, "{records:?}");
+    for (id, held) in &records {
+        let share = *held as f64 / (total as f64 / 4.0);
+        eprintln!("{id} holds {held} keys: {share:.2}x its ideal share");
+        assert!(
+            (0.5..=1.5).contains(&share),
+            "{id}: {share:.2}x {records:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_moves_about_its_share_and_bad_joins_are_refused() {
+    let cluster = cluster(4).await;
+    let peers = cluster.peers().to_string();
+    let seeds: Vec<String> = cluster
+        .membership()
+        .members()
+        .iter()
+        .map(|m| m.url.to_string())
+        .collect();
+    let client = cluster.client().unwrap();
+    for n in 0..2000 {
+        client
+            .write(&format!("key-{n}"), &"v".repeat(100))
+            .await
+            .unwrap();
+    }
+    let before = at_rest(&client, &["s1", "s2", "s3", "s4"], 2000).await;
+    let total: u64 = before.values().sum();
+
+    // Bad joins: each refused with its reason, the process exits with an error.
+    let s2_url = cluster.membership().get("s2").unwrap().url.to_string();
+    type Change<'a> = Box<dyn Fn(&mut StorageSettings) + 'a>;
+    let cases: Vec<(&str, Change, &str)> = vec![
+        ("s2", Box::new(|_| {}), "already used"),
+        (
+            "s9",
+            Box::new(|s| s.url = s2_url.clone()),
+            "address of member \"s2\"",
+        ),
+        (
+            "s9",
+            Box::new(|s| s.cluster_id = Some("another".into())),
+            "another cluster",
+        ),
+        ("s9", Box::new(|s| s.vnodes = 64), "--vnodes 128"),
+    ];
+    for (id, change, expected) in cases {
+        let url = format!("http://127.0.0.1:{}", free_ports(1).unwrap()[0]);
+        let mut settings = StorageSettings::joining(id, &url, &seeds).unwrap();
+        settings.replication_factor = Some(REPLICATION_FACTOR);
+        settings.write_acks = WRITE_ACKS;
+        change(&mut settings);
+        let output = Command::new(dida())
+            .args(settings.to_args())
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{expected}: joined");
+        assert!(
+            stderr(&output).contains(expected),
+            "{expected}: {}",
+            stderr(&output)
+        );
+    }
+    // A second change while one is in motion: s4, paused, cannot finish leaving.
+    cluster.pause("s4").unwrap();
+    let removal = dida_cluster(&peers, &["remove", "s4", "--no-wait"]).await;
+    assert!(removal.status.success(), "{}", stderr(&removal));
+    let (refused, _) = join("s9", &seeds[..3]);
+    let output = refused.wait_with_output().await.unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("in progress"),
+        "{}",
+        stderr(&output)
+    );
+    cluster.resume("s4").unwrap();
+    eventually(Duration::from_secs(60), "s4 to leave", || {
+        let peers = peers.clone();
+        async move { (state_of(&members(&peers).await, "s4") == "removed").then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        members(&peers).await["epoch"],
+        2,
+        "the refusals changed nothing"
+    );
+
+    // A good join now: it receives about its share and nothing else moves.
+    let (mut s5, s5_url) = join("s5", &seeds[..3]);
+    wait_active(&peers, "s5", 4).await;
+    let grown = client_of(&format!("{peers},s5={s5_url}"));
+    let after = at_rest(&grown, &["s1", "s2", "s3", "s5"], 2000).await;
+    let moved = after["s5"];
+    let ideal = total as f64 / 4.0;
+    eprintln!(
+        "the join moved {moved} keys ({} bytes of values): {:.2}x the ideal {ideal:.0}",
+        moved * 100,
+        moved as f64 / ideal
+    );
+    assert!(moved as f64 <= 1.5 * ideal, "moved {moved}, ideal {ideal}");
+    assert!(s5.try_wait().unwrap().is_none(), "s5 runs");
+}
