@@ -17,7 +17,7 @@ use dida_local_cluster::{free_ports, ClusterSpec, LocalCluster};
 use dida_settings::{RoleSettings, StorageSettings};
 use dida_storage_client::{ClientConfig, StorageClient};
 use serde_json::Value;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 mod support;
 use support::{dida, eventually, misplaced_keys, stderr, stdout};
@@ -46,26 +46,26 @@ async fn cluster(nodes: usize) -> LocalCluster {
     cluster
 }
 
-/// A new storage node `id` on a free port, started with `--join` to the nodes at
-/// `seeds` and the cluster's other settings, built from the same settings
-/// definition the nodes use. Returns its process and URL.
-fn join(id: &str, seeds: &[String]) -> (Child, String) {
+/// How long a join may take to catch up and finish.
+const JOIN_LIMIT: Duration = Duration::from_secs(120);
+
+/// The settings of a new storage node `id` on a free port joining through the
+/// nodes at `seeds`, with the cluster's replication settings.
+fn joining(id: &str, seeds: &[String]) -> StorageSettings {
     let url = format!("http://127.0.0.1:{}", free_ports(1).unwrap()[0]);
     let mut settings = StorageSettings::joining(id, &url, seeds).expect("valid settings");
     settings.replication_factor = Some(REPLICATION_FACTOR);
     settings.write_acks = WRITE_ACKS;
-    let child = Command::new(dida())
+    settings
+}
+
+/// Runs `dida storage` with `settings` (a join the cluster refuses) to its end.
+async fn refused_join(settings: &StorageSettings) -> std::process::Output {
+    Command::new(dida())
         .args(settings.to_args())
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("dida storage starts");
-    (child, url)
+        .output()
+        .await
+        .expect("dida storage runs")
 }
 
 /// Runs `dida cluster ARGS --peers PEERS` to its end.
@@ -94,20 +94,6 @@ fn state_of(members: &Value, id: &str) -> String {
         .find(|m| m["id"] == id)
         .map(|m| m["state"].as_str().unwrap().to_string())
         .unwrap_or_default()
-}
-
-/// Waits until the cluster lists `id` alive and active at configuration epoch
-/// `epoch` (its join finished).
-async fn wait_active(peers: &str, id: &str, epoch: u64) {
-    eventually(
-        Duration::from_secs(120),
-        &format!("{id} to join (epoch {epoch})"),
-        || async move {
-            let now = members(peers).await;
-            (now["epoch"] == epoch && state_of(&now, id) == "alive").then_some(())
-        },
-    )
-    .await;
 }
 
 /// A routing client for the members `peers` lists.
@@ -161,14 +147,8 @@ async fn joined_share(client: &StorageClient, id: &str, nodes: usize, written: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing() {
-    let cluster = cluster(3).await;
+    let mut cluster = cluster(3).await;
     let first_peers = cluster.peers().to_string();
-    let seeds: Vec<String> = cluster
-        .membership()
-        .members()
-        .iter()
-        .map(|m| m.url.to_string())
-        .collect();
     let client = Arc::new(cluster.client().unwrap());
 
     // 10,000 keys before the changes, written by 8 tasks at once.
@@ -239,13 +219,14 @@ async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing()
     // s4 joins, then s5: each a two-epoch change, decided then finished. Once
     // active, each holds what it caught up: about its share of every key's 3
     // copies among 4 (then 5) nodes — consistent hashing moves no more.
-    let (mut s4, s4_url) = join("s4", &seeds);
-    wait_active(&first_peers, "s4", 2).await;
-    let s4_peers = format!("{first_peers},s4={s4_url}");
-    joined_share(&client_of(&s4_peers), "s4", 4, &written).await;
-    let (mut s5, s5_url) = join("s5", &seeds[1..]);
-    wait_active(&first_peers, "s5", 4).await;
-    let peers = format!("{s4_peers},s5={s5_url}");
+    cluster.join_storage("s4", &["s1", "s2", "s3"]).unwrap();
+    cluster.wait_joined("s4", JOIN_LIMIT).await.unwrap();
+    assert_eq!(members(&first_peers).await["epoch"], 2);
+    joined_share(&client_of(&cluster.all_peers()), "s4", 4, &written).await;
+    cluster.join_storage("s5", &["s2", "s3"]).unwrap();
+    cluster.wait_joined("s5", JOIN_LIMIT).await.unwrap();
+    assert_eq!(members(&first_peers).await["epoch"], 4);
+    let peers = cluster.all_peers();
     joined_share(&client_of(&peers), "s5", 5, &written).await;
     // Then s1 leaves.
     let removal = dida_cluster(&first_peers, &["remove", "s1"]).await;
@@ -268,8 +249,8 @@ async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing()
         during > 0 && increments > 0,
         "the load ran through the changes"
     );
-    for (id, node) in [("s4", &mut s4), ("s5", &mut s5)] {
-        assert!(node.try_wait().unwrap().is_none(), "{id} is still running");
+    for id in ["s4", "s5"] {
+        assert!(cluster.joined_running(id).unwrap(), "{id} is still running");
     }
 
     // The configuration: s1 removed, s2..s5 alive, epoch 6 (two per change).
@@ -323,7 +304,7 @@ async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_moves_about_its_share_and_bad_joins_are_refused() {
-    let cluster = cluster(4).await;
+    let mut cluster = cluster(4).await;
     let peers = cluster.peers().to_string();
     let seeds: Vec<String> = cluster
         .membership()
@@ -359,16 +340,9 @@ async fn a_join_moves_about_its_share_and_bad_joins_are_refused() {
         ("s9", Box::new(|s| s.vnodes = 64), "--vnodes 128"),
     ];
     for (id, change, expected) in cases {
-        let url = format!("http://127.0.0.1:{}", free_ports(1).unwrap()[0]);
-        let mut settings = StorageSettings::joining(id, &url, &seeds).unwrap();
-        settings.replication_factor = Some(REPLICATION_FACTOR);
-        settings.write_acks = WRITE_ACKS;
+        let mut settings = joining(id, &seeds);
         change(&mut settings);
-        let output = Command::new(dida())
-            .args(settings.to_args())
-            .output()
-            .await
-            .unwrap();
+        let output = refused_join(&settings).await;
         assert!(!output.status.success(), "{expected}: joined");
         assert!(
             stderr(&output).contains(expected),
@@ -380,8 +354,7 @@ async fn a_join_moves_about_its_share_and_bad_joins_are_refused() {
     cluster.pause("s4").unwrap();
     let removal = dida_cluster(&peers, &["remove", "s4", "--no-wait"]).await;
     assert!(removal.status.success(), "{}", stderr(&removal));
-    let (refused, _) = join("s9", &seeds[..3]);
-    let output = refused.wait_with_output().await.unwrap();
+    let output = refused_join(&joining("s9", &seeds[..3])).await;
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("in progress"),
@@ -401,9 +374,10 @@ async fn a_join_moves_about_its_share_and_bad_joins_are_refused() {
     );
 
     // A good join now: it receives about its share and nothing else moves.
-    let (mut s5, s5_url) = join("s5", &seeds[..3]);
-    wait_active(&peers, "s5", 4).await;
-    let grown = client_of(&format!("{peers},s5={s5_url}"));
+    cluster.join_storage("s5", &["s1", "s2", "s3"]).unwrap();
+    cluster.wait_joined("s5", JOIN_LIMIT).await.unwrap();
+    assert_eq!(members(&peers).await["epoch"], 4);
+    let grown = client_of(&cluster.all_peers());
     let after = at_rest(&grown, &["s1", "s2", "s3", "s5"], 2000).await;
     let moved = after["s5"];
     let ideal = total as f64 / 4.0;
@@ -413,5 +387,5 @@ async fn a_join_moves_about_its_share_and_bad_joins_are_refused() {
         moved as f64 / ideal
     );
     assert!(moved as f64 <= 1.5 * ideal, "moved {moved}, ideal {ideal}");
-    assert!(s5.try_wait().unwrap().is_none(), "s5 runs");
+    assert!(cluster.joined_running("s5").unwrap(), "s5 runs");
 }

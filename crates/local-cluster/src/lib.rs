@@ -28,11 +28,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use dida_core::Membership;
+use dida_core::Standing;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::storage::PingRequest;
 use dida_proto::transport::lazy_channel;
-use dida_storage_client::{ClientConfig, StorageClient};
+use dida_storage_client::{cluster, ClientConfig, StorageClient};
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
@@ -133,6 +134,16 @@ pub struct LocalCluster {
     /// With [`ClusterSpec::partitionable`]: the link node `from` dials node `to`
     /// through, by (from, to) index.
     links: BTreeMap<(usize, usize), Link>,
+    /// Storage nodes started later with `--join` ([`LocalCluster::join_storage`]).
+    joined: Vec<JoinedNode>,
+}
+
+/// A storage node that joined the running cluster.
+#[derive(Debug)]
+struct JoinedNode {
+    id: String,
+    url: String,
+    child: Child,
 }
 
 /// Settings of the compute half started by [`LocalCluster::start_compute`].
@@ -227,6 +238,7 @@ impl LocalCluster {
             children: Vec::new(),
             compute: None,
             links,
+            joined: Vec::new(),
         };
         drop(reserved);
         for i in 0..cluster.spec.nodes {
@@ -603,6 +615,82 @@ impl LocalCluster {
         &self.peers
     }
 
+    /// Starts storage node `id` on a free port with the cluster's settings and
+    /// `--join` to the URLs of `seeds` (ids of the first membership), and returns
+    /// its URL. The node asks to be admitted, catches up and enters the ring on its
+    /// own: [`LocalCluster::wait_joined`] waits for that. It reaches its peers
+    /// directly (no partition links) and is killed when the cluster is dropped.
+    pub fn join_storage(&mut self, id: &str, seeds: &[&str]) -> anyhow::Result<String> {
+        let url = format!("http://127.0.0.1:{}", free_ports(1)?[0]);
+        let seeds = seeds
+            .iter()
+            .map(|seed| Ok(self.membership.get(seed)?.url.to_string()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut settings = StorageSettings::joining(id, &url, &seeds)?;
+        apply_spec(&mut settings, &self.spec, id)?;
+        let child = node_command(&self.binary, &self.spec.env)
+            .args(settings.validated()?.to_args())
+            .spawn()
+            .with_context(|| format!("cannot start joining storage node {id}"))?;
+        self.joined.push(JoinedNode {
+            id: id.to_string(),
+            url: url.clone(),
+            child,
+        });
+        tracing::info!(node = %id, %url, "local cluster: storage node joining");
+        Ok(url)
+    }
+
+    /// Waits up to `limit` until the cluster lists joined node `id` active and
+    /// alive (it caught up and entered the ring), failing early if its process
+    /// exits (a refused join).
+    pub async fn wait_joined(&mut self, id: &str, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let node = self
+                .joined
+                .iter_mut()
+                .find(|n| n.id == id)
+                .with_context(|| format!("{id} did not join this cluster"))?;
+            if let Some(status) = node.child.try_wait()? {
+                bail!("joining storage node {id} exited: {status}");
+            }
+            let url = node.url.clone();
+            let seeds = Membership::parse(&self.all_peers())?;
+            if let Ok(members) = cluster::members(&seeds, Some(id), Duration::from_secs(2)).await {
+                if let Ok(view) = cluster::MembersView::of(&members) {
+                    let row = view.rows.iter().find(|r| r.id == id && r.url == url);
+                    if row.is_some_and(|r| r.standing == Standing::Active && r.state == "alive") {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("storage node {id} did not join within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The `--peers` value of every storage node started: the first membership and
+    /// the nodes that joined since.
+    pub fn all_peers(&self) -> String {
+        std::iter::once(self.peers.clone())
+            .chain(self.joined.iter().map(|n| format!("{}={}", n.id, n.url)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Whether joined node `id`'s process still runs.
+    pub fn joined_running(&mut self, id: &str) -> anyhow::Result<bool> {
+        let node = self
+            .joined
+            .iter_mut()
+            .find(|n| n.id == id)
+            .with_context(|| format!("{id} did not join this cluster"))?;
+        Ok(node.child.try_wait()?.is_none())
+    }
+
     /// The cluster's membership.
     pub fn membership(&self) -> &Membership {
         &self.membership
@@ -812,14 +900,26 @@ fn storage_settings(
         .url
         .to_string();
     let mut settings = StorageSettings::new(&id, &url, peers)?;
+    apply_spec(&mut settings, spec, &id)?;
     settings.gossip_delay = spec.gossip_delays_ms.get(index).copied().unwrap_or(0);
+    settings.dial = dial;
+    settings.metrics_listen = metrics_listen;
+    settings.validated()
+}
+
+/// The settings every storage node of a cluster `spec` shares, given to node `id`:
+/// replication, versions, acknowledgements, anti-entropy and its data directory.
+fn apply_spec(
+    settings: &mut StorageSettings,
+    spec: &ClusterSpec,
+    id: &str,
+) -> Result<(), SettingsError> {
     settings.replication_factor = Some(spec.replication_factor);
     settings.max_versions = spec.max_versions;
     settings.write_acks = spec.write_acks;
     settings.anti_entropy_interval = spec.anti_entropy_interval_ms;
-    settings.dial = dial;
     if let Some(data) = &spec.data {
-        settings.data_dir = Some(data.root.join(&id));
+        settings.data_dir = Some(data.root.join(id));
         settings.fsync = Some(match data.fsync.as_str() {
             "always" => Fsync::Always,
             "batch" => Fsync::Batch,
@@ -831,8 +931,7 @@ fn storage_settings(
             }
         });
     }
-    settings.metrics_listen = metrics_listen;
-    settings.validated()
+    Ok(())
 }
 
 /// The `--dial` of storage node `index` with [`ClusterSpec::partitionable`]: the
