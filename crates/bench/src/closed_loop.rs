@@ -46,6 +46,20 @@ pub(crate) struct Measurement {
 }
 
 impl Measurement {
+    /// Adds `other`, measured right after this one, to it: one measurement of the
+    /// two runs back to back.
+    pub fn absorb(&mut self, other: Measurement) -> anyhow::Result<()> {
+        self.completed += other.completed;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.elapsed += other.elapsed;
+        self.latency_us
+            .add(&other.latency_us)
+            .context("cannot merge latency histograms")
+    }
+
     /// Successful requests per second of the run.
     pub fn throughput(&self) -> f64 {
         let seconds = self.elapsed.as_secs_f64();

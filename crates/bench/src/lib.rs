@@ -15,6 +15,8 @@
 //!   holding data;
 //! - `elastic`: `dida bench elastic` — workers joining and leaving under a steady
 //!   HTTP invocation load;
+//! - `rebalance`: `dida bench rebalance` — a storage node joining a loaded cluster:
+//!   how long the data takes to move, how much moves, client latency meanwhile;
 //! - `cpu`: CPU time of the node processes, from `/proc`;
 //! - `workload`: the storage workloads (which keys, what one request is);
 //! - `redis`: the Redis baseline of `dida bench storage` — starting `redis-server`
@@ -34,6 +36,7 @@ mod evaluate;
 pub mod http_client;
 mod idle;
 mod lines;
+mod rebalance;
 mod redis;
 mod report;
 mod storage;
@@ -60,6 +63,9 @@ enum BenchTarget {
     /// Workers joining and leaving under a steady HTTP invocation load: throughput
     /// and latency with one, three and two workers; no execution lost.
     Elastic(elastic::ElasticBenchArgs),
+    /// A storage node joining a loaded cluster: time until the data is at rest,
+    /// keys moved against the ideal share, client latency before, during, after.
+    Rebalance(rebalance::RebalanceBenchArgs),
     /// The evaluation report: plots and docs/evaluation.md from scripts/evaluate.sh's
     /// results.
     Report(evaluate::ReportArgs),
@@ -76,6 +82,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Chain(args) => chain::run(args).await,
         BenchTarget::Idle(args) => idle::run(args).await,
         BenchTarget::Elastic(args) => elastic::run(args).await,
+        BenchTarget::Rebalance(args) => rebalance::run(args).await,
         BenchTarget::Report(args) => evaluate::run(args),
     }
 }
