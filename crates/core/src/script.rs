@@ -14,9 +14,10 @@
 //! fail-recover counterpart of `crash`, for exercising rejoin); and `addWorker` and
 //! `removeWorker`, which grow and shrink the workers of a running cluster (issue 25:
 //! elastic clusters) — the setup block's `worker` lines fix the workers only at
-//! start; and `removeStorage`, which decommissions a storage node of a running
-//! cluster (it hands its records off, is removed from the cluster's configuration
-//! and exits by itself).
+//! start; and `addStorage` and `removeStorage`, which grow and shrink the storage
+//! nodes of a running cluster — a node added joins the cluster's configuration and
+//! catches up the ranges it gains; a node removed hands its records off, is removed
+//! from the configuration and exits by itself.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -134,6 +135,11 @@ pub enum Command {
         /// The worker.
         id: String,
     },
+    /// `addStorage <id> <url> <gossip_delay>` (extension): start a storage node
+    /// that asks the running cluster to admit it (`dida storage --join`); it
+    /// catches up the ranges it gains, then the cluster lists it active. Declared
+    /// like a setup-block `storage` line, so that it runs with the same settings.
+    AddStorage(NodeDecl),
     /// `removeStorage <id>` (extension): ask the storage cluster to remove a
     /// member; it hands its records to their new replicas, is removed and exits.
     RemoveStorage {
@@ -159,6 +165,7 @@ impl Command {
             Self::Await => "await",
             Self::AddWorker(_) => "addWorker",
             Self::RemoveWorker { .. } => "removeWorker",
+            Self::AddStorage(_) => "addStorage",
             Self::RemoveStorage { .. } => "removeStorage",
         }
     }
@@ -266,6 +273,11 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "removeWorker",
         args: "<id>",
         summary: "ask worker id to leave: it takes no new work, finishes what it runs, then exits; returns once it is leaving (extension)",
+    },
+    CommandHelp {
+        name: "addStorage",
+        args: "<id> <url> <gossip_delay>",
+        summary: "start a storage node that joins the running cluster; returns once the cluster lists it active (extension)",
     },
     CommandHelp {
         name: "removeStorage",
@@ -382,6 +394,7 @@ pub fn parse_line(number: usize, text: &str) -> Result<Option<Command>, ScriptEr
         "removeWorker" => Command::RemoveWorker {
             id: node_id(args[0]).map_err(err)?,
         },
+        "addStorage" => Command::AddStorage(node(Role::Storage)?),
         "removeStorage" => Command::RemoveStorage {
             id: node_id(args[0]).map_err(err)?,
         },
@@ -451,6 +464,7 @@ mod tests {
             await\n\
             addWorker w2 http://localhost:4002 50\n\
             removeWorker w1\r\n\
+            addStorage s4 http://localhost:3004 20\n\
             removeStorage s1\n";
         let (lines, errors) = parse_script(script);
         assert!(errors.is_empty(), "{errors:?}");
@@ -498,6 +512,12 @@ mod tests {
                     gossip_delay_ms: 50,
                 }),
                 Command::RemoveWorker { id: "w1".into() },
+                Command::AddStorage(NodeDecl {
+                    role: Role::Storage,
+                    id: "s4".into(),
+                    url: url("http://localhost:3004"),
+                    gossip_delay_ms: 20,
+                }),
                 Command::RemoveStorage { id: "s1".into() },
             ]
         );
@@ -579,6 +599,15 @@ mod tests {
                 "`removeWorker` takes 1 argument (usage: removeWorker <id>), found 0",
             ),
             ("removeWorker w1 w2", "takes 1 argument "),
+            (
+                "addStorage s4 http://localhost:3004",
+                "`addStorage` takes 3 arguments (usage: addStorage <id> <url> <gossip_delay>), found 2",
+            ),
+            ("addStorage s4 localhost:3004 0", "must start with http://"),
+            ("addStorage s4 http://localhost 0", "must name a port"),
+            ("addStorage s4 http://localhost:3004 soon", "gossip_delay must be"),
+            ("addStorage s/4 http://localhost:3004 0", "node id \"s/4\" is invalid"),
+            ("addstorage s4 http://localhost:3004 0", "did you mean `addStorage`?"),
             ("removeWorker ../w1", "node id \"../w1\" is invalid"),
             ("removeworker w1", "did you mean `removeWorker`?"),
             (

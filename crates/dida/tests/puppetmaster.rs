@@ -1015,3 +1015,393 @@ async fn a_batch_run_waits_for_a_leaving_storage_node_before_it_stops_the_others
     );
     assert_all_gone(&run.pids()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_storage_grows_a_running_cluster_and_the_new_node_takes_its_share() {
+    // Three storage nodes (factor 3, two acks) hold 40 keys; then, at the console:
+    // four bad `addStorage` lines, each one error and nothing started; `addStorage
+    // s4`: started once the cluster admitted it (epoch 1), `joined` once active
+    // (epoch 2). `status` shows it alive and active, the dashboard lists it with a
+    // colour of its own (the others keep theirs), `listGlobal` — polled until the
+    // old replicas have handed off — shows every key on exactly three nodes, and
+    // every key reads back through a client of the four. s4 then survives a crash
+    // and a restart like any storage node, and leaves with `removeStorage`; last,
+    // the cluster itself refuses an id it used. Every wait is on an event or
+    // polled with a deadline.
+    use dida_core::Membership;
+    use dida_storage_client::{ClientConfig, StorageClient};
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(7).unwrap();
+    let (ports, s4, s5, s9, dashboard) = (&ports[..3], ports[3], ports[4], ports[5], ports[6]);
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let keys: Vec<(String, String)> = (0..40)
+        .map(|n| (format!("key-{n}"), format!("value-{n}")))
+        .collect();
+    let data: String = keys.iter().map(|(k, v)| format!("{k},{v}\n")).collect();
+    std::fs::write(dir.path().join("data.txt"), data).unwrap();
+    let setup: String = ports
+        .iter()
+        .enumerate()
+        .map(|(i, &port)| format!("storage s{} {} 0\n", i + 1, url(port)))
+        .collect();
+    let script = dir.path().join("grow.txt");
+    std::fs::write(&script, format!("{setup}populate data.txt\n")).unwrap();
+    let mut child = Command::new(dida())
+        .arg("pm")
+        .arg(&script)
+        .args([
+            "--json",
+            "--write-acks",
+            "2",
+            "--debug-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--dashboard", &format!("127.0.0.1:{dashboard}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut started = 0;
+    while started < 3 {
+        let event = next_event(&mut lines, deadline).await;
+        assert_ne!(event["event"], "error", "{event}");
+        if event["event"] == "node" && event["state"] == "started" {
+            started += 1;
+        }
+    }
+
+    // Refused before anything is asked, each in so many words.
+    let bad = [
+        (
+            format!("addStorage s1 {} 0", url(s9)),
+            "node id \"s1\" is already used by the storage declared on line 1",
+        ),
+        (
+            format!("addStorage s9 {} 0", url(ports[1])),
+            "is already the address of s2 (line 2)",
+        ),
+        (
+            format!("addStorage s9 127.0.0.1:{s9} 0"),
+            "must start with http://",
+        ),
+        (
+            format!("addStorage s9 {}", url(s9)),
+            "usage: addStorage <id> <url> <gossip_delay>",
+        ),
+    ];
+    for (line, expected) in &bad {
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        let event = next_event(&mut lines, deadline).await;
+        assert_eq!(event["event"], "error", "{line}: {event}");
+        assert_eq!(event["command"], "addStorage", "{event}");
+        let message = event["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{line}: {message}");
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", s9)).is_err(),
+        "nothing serves at s9's address"
+    );
+
+    // The dashboard's storage nodes, by id: (state, colour).
+    let http = dida_bench::http_client::HttpClient::new(Duration::from_secs(5));
+    let snapshot_url = format!("http://127.0.0.1:{dashboard}/api/snapshot");
+    let shown = |snapshot: &Value| -> BTreeMap<String, (String, String)> {
+        snapshot["snapshot"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["role"] == "storage")
+            .map(|n| {
+                let field = |k: &str| n[k].as_str().unwrap_or_default().to_string();
+                (field("id"), (field("state"), field("colour")))
+            })
+            .collect()
+    };
+    let before = support::eventually(
+        Duration::from_secs(30),
+        "three alive storage nodes",
+        || async {
+            let snapshot = http.get(&snapshot_url).await.ok()?.json().ok()?;
+            let nodes = shown(&snapshot);
+            (nodes.len() == 3 && nodes.values().all(|(state, _)| state == "alive")).then_some(nodes)
+        },
+    )
+    .await;
+
+    stdin
+        .write_all(format!("addStorage s4 {} 0\n", url(s4)).as_bytes())
+        .await
+        .unwrap();
+    let mut s4_events = Vec::new();
+    while s4_events.len() < 2 {
+        let event = next_event(&mut lines, deadline).await;
+        assert_ne!(event["event"], "error", "{event}");
+        if event["event"] == "node" {
+            assert_eq!(event["node"], "s4", "only s4 starts: {event}");
+            s4_events.push(event);
+        }
+    }
+    assert_eq!(s4_events[0]["state"], "started", "{s4_events:?}");
+    assert_eq!(s4_events[1]["state"], "joined", "{s4_events:?}");
+    assert_eq!(
+        s4_events[1]["epoch"], 2,
+        "admitted at epoch 1, active at 2: {s4_events:?}"
+    );
+
+    stdin.write_all(b"status\n").await.unwrap();
+    let mut rows = BTreeMap::new();
+    while rows.len() < 4 {
+        let event = next_event(&mut lines, deadline).await;
+        if event["event"] == "status" {
+            rows.insert(event["node"].as_str().unwrap().to_string(), event);
+        }
+    }
+    for id in ["s1", "s2", "s3", "s4"] {
+        assert_eq!(rows[id]["state"], "alive", "{}", rows[id]);
+        assert_eq!(rows[id]["details"]["standing"], "active", "{}", rows[id]);
+        assert_eq!(rows[id]["details"]["config_epoch"], 2, "{}", rows[id]);
+    }
+    assert_eq!(rows["s4"]["details"]["write_acks"], 2, "{}", rows["s4"]);
+    assert_eq!(rows["s4"]["details"]["replication_factor"], 3);
+
+    let after = support::eventually(
+        Duration::from_secs(30),
+        "s4 alive on the dashboard",
+        || async {
+            let snapshot: Value = http.get(&snapshot_url).await.ok()?.json().ok()?;
+            let nodes = shown(&snapshot);
+            (nodes.get("s4")?.0 == "alive").then_some(nodes)
+        },
+    )
+    .await;
+    for id in ["s1", "s2", "s3"] {
+        assert_eq!(after[id].1, before[id].1, "{id} keeps its colour");
+    }
+    let s4_colour = &after["s4"].1;
+    assert!(!s4_colour.is_empty(), "{after:?}");
+    assert!(
+        before.values().all(|(_, colour)| colour != s4_colour),
+        "s4 has a colour of its own: {after:?}"
+    );
+
+    // `listGlobal`, until the old replicas have handed off what s4 took over:
+    // every key on exactly three nodes, with its value. A line the session
+    // refuses marks the end of each listing.
+    let servers = loop {
+        stdin
+            .write_all(b"listGlobal\nlistServer end-of-listing\n")
+            .await
+            .unwrap();
+        let mut servers: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+        loop {
+            let event = next_event(&mut lines, deadline).await;
+            if event["event"] == "error" {
+                let message = event["message"].as_str().unwrap();
+                assert!(message.contains("end-of-listing"), "{event}");
+                break;
+            }
+            assert_eq!(event["event"], "record", "{event}");
+            let key = event["key"].as_str().unwrap();
+            let value = keys.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+            assert_eq!(event["value"].as_str(), value.map(String::as_str));
+            servers
+                .entry(key.to_string())
+                .or_default()
+                .insert(event["server"].as_str().unwrap().to_string());
+        }
+        if servers.len() == keys.len() && servers.values().all(|s| s.len() == 3) {
+            break servers;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "keys not on exactly three nodes: {servers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let on_s4 = servers.values().filter(|s| s.contains("s4")).count();
+    assert!(on_s4 > 0, "s4 took its share: {servers:?}");
+
+    // Every key reads back through a client of the four, in the configuration's
+    // order.
+    let members: Vec<String> = ports
+        .iter()
+        .chain([&s4])
+        .enumerate()
+        .map(|(i, &port)| format!("s{}={}", i + 1, url(port)))
+        .collect();
+    let client = StorageClient::new(
+        Membership::parse(&members.join(",")).unwrap(),
+        ClientConfig {
+            replication_factor: 3,
+            ..ClientConfig::default()
+        },
+    )
+    .unwrap();
+    for (key, value) in &keys {
+        let read = client.read(key, None).await.expect("the read succeeds");
+        assert_eq!(
+            read.map(|r| r.value).as_deref(),
+            Some(value.as_str()),
+            "{key}"
+        );
+    }
+
+    // A node added is a storage node like the others: crashed, restarted (it
+    // asks to join again and is told the configuration that lists it), removed.
+    stdin.write_all(b"crash s4\nrestart s4\n").await.unwrap();
+    let mut states = Vec::new();
+    let restarted = loop {
+        let event = next_event(&mut lines, deadline).await;
+        assert_ne!(event["event"], "error", "{event}");
+        if event["event"] == "node" {
+            states.push(event["state"].as_str().unwrap().to_string());
+        }
+        if event["event"] == "status" {
+            break event;
+        }
+    };
+    assert_eq!(states, ["crashed", "restarted"]);
+    assert_eq!(restarted["node"], "s4", "{restarted}");
+    assert_eq!(restarted["state"], "alive", "{restarted}");
+    assert_eq!(restarted["details"]["restarts"], 1, "{restarted}");
+
+    stdin.write_all(b"removeStorage s4\n").await.unwrap();
+    let mut left = Vec::new();
+    while left.len() < 2 {
+        let event = next_event(&mut lines, deadline).await;
+        assert_ne!(event["event"], "error", "{event}");
+        if event["event"] == "node" && event["node"] == "s4" {
+            left.push(event);
+        }
+    }
+    assert_eq!(left[0]["state"], "leaving", "{left:?}");
+    assert_eq!(left[0]["epoch"], 3, "{left:?}");
+    assert_eq!(left[1]["state"], "removed", "{left:?}");
+    assert_eq!(left[1]["exit"], "exited with status 0", "{left:?}");
+
+    // The cluster's own refusal: a node the session does not know joins by
+    // itself as s5, so `addStorage s5` (at another address) is refused in the
+    // cluster's words; its process exited and the session does not keep it.
+    let _outside = Command::new(dida())
+        .args(["storage", "--id", "s5", "--url", &url(s5)])
+        .args(["--join", &url(ports[0]), "--write-acks", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let seeds = Membership::parse(&members[..3].join(",")).unwrap();
+    support::eventually(
+        Duration::from_secs(30),
+        "s5 active in the cluster",
+        || async {
+            let reply = dida_storage_client::cluster::members(&seeds, None, Duration::from_secs(2))
+                .await
+                .ok()?;
+            let view = dida_storage_client::cluster::MembersView::of(&reply).ok()?;
+            (view.standing("s5") == Some(dida_core::Standing::Active)).then_some(())
+        },
+    )
+    .await;
+    stdin
+        .write_all(format!("addStorage s5 {} 0\nstatus\n", url(s9)).as_bytes())
+        .await
+        .unwrap();
+    let refused = next_event(&mut lines, deadline).await;
+    assert_eq!(refused["event"], "error", "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("cannot add storage node s5: ")
+            && message.contains("node id \"s5\" is already used in cluster"),
+        "{message}"
+    );
+    let mut rows = Vec::new();
+    while rows.len() < 4 {
+        let event = next_event(&mut lines, deadline).await;
+        assert_eq!(event["event"], "status", "nothing else: {event}");
+        rows.push(event["node"].as_str().unwrap().to_string());
+    }
+    assert_eq!(rows, ["s1", "s2", "s3", "s4"], "s5 is not kept");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", s9)).is_err());
+
+    stdin.write_all(b"quit\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the PuppetMaster quit")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grow_script_adds_two_storage_nodes_and_removes_one() {
+    let (_dir, script) = prepare("grow.txt");
+    let run = batch(&script, &[]).await;
+    assert!(run.success, "{:?}\n{}", run.of("error"), run.stderr);
+    let states = |id: &str| -> Vec<(String, Option<u64>)> {
+        run.of("node")
+            .into_iter()
+            .filter(|e| e["node"] == id)
+            .map(|e| {
+                (
+                    e["state"].as_str().unwrap().to_string(),
+                    e["epoch"].as_u64(),
+                )
+            })
+            .collect()
+    };
+    let stopped = ("stopped".to_string(), None);
+    // Each change is one epoch: s4 admitted (1) and active (2), s5 (3, 4), s1
+    // leaving (5) and removed (6).
+    assert_eq!(
+        states("s4"),
+        [
+            ("started".into(), None),
+            ("joined".into(), Some(2)),
+            stopped.clone()
+        ]
+    );
+    assert_eq!(
+        states("s5"),
+        [
+            ("started".into(), None),
+            ("joined".into(), Some(4)),
+            stopped.clone()
+        ]
+    );
+    assert_eq!(
+        states("s1"),
+        [
+            ("started".into(), None),
+            ("leaving".into(), Some(5)),
+            ("removed".into(), Some(6))
+        ]
+    );
+    for id in ["s4", "s5"] {
+        let row = run
+            .of("status")
+            .into_iter()
+            .find(|s| s["node"] == id)
+            .unwrap();
+        assert_eq!(row["state"], "alive", "{row}");
+        assert_eq!(row["details"]["standing"], "active", "{row}");
+    }
+    let clients = run.clients();
+    assert_eq!(clients.len(), 3);
+    for (input, event) in &clients {
+        assert_eq!(event["status"], "ok", "{input}: {event}");
+        assert_eq!(event["outputs"], serde_json::json!(["1", "2"]), "{input}");
+    }
+    // The data written before the growth is still there.
+    assert_eq!(run.newest("23").as_deref(), Some("11"));
+    assert_all_gone(&run.pids()).await;
+}

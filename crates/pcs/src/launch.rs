@@ -29,6 +29,7 @@ fn remote_flags(role: Role) -> &'static [&'static str] {
             "metrics-listen",
             "gossip-delay",
             "peers",
+            "join",
             "cluster-id",
             "replication-factor",
             "max-versions",
@@ -213,6 +214,23 @@ mod tests {
         assert!(launch.args[1..]
             .iter()
             .all(|a| a.starts_with("--") && a.contains('=')));
+    }
+
+    #[test]
+    fn a_storage_node_may_join_a_running_cluster_instead_of_starting_one() {
+        let seeds = "http://127.0.0.1:7002,http://127.0.0.1:7003";
+        let launch = Launch::from_request(&request("storage", &[("join", seeds)])).unwrap();
+        assert!(
+            launch.args.contains(&format!("--join={seeds}")),
+            "{:?}",
+            launch.args
+        );
+        let both = Launch::from_request(&request("storage", &[("join", seeds), ("peers", PEERS)]))
+            .unwrap_err();
+        assert!(both.0.contains("cannot be used with"), "{both}");
+        let bad =
+            Launch::from_request(&request("storage", &[("join", "127.0.0.1:7002")])).unwrap_err();
+        assert!(bad.0.contains("http://"), "{bad}");
     }
 
     #[test]

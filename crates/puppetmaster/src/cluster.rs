@@ -13,12 +13,16 @@ use std::time::Duration;
 use dida_core::membership::NodeUrl;
 use dida_core::script::{NodeDecl, Role};
 use dida_core::Membership;
+use dida_core::Standing;
 use dida_pcs::PcsClient;
+use dida_proto::control::NodeProcess;
 use dida_proto::convert::storage_state;
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::SchedulerStatusRequest;
 use dida_proto::transport::lazy_channel;
-use dida_storage_client::cluster::{members, remove_member, ClusterCallError, MEMBERS_DEADLINE};
+use dida_storage_client::cluster::{
+    members, remove_member, ClusterCallError, MembersView, MEMBERS_DEADLINE,
+};
 use dida_storage_client::{ClientConfig, StorageClient};
 use futures::future::join_all;
 use tokio::time::Instant;
@@ -27,7 +31,7 @@ use crate::config::PmConfig;
 use crate::error::CommandError;
 use crate::output::{PmEvent, Printer};
 use crate::placement::place;
-use crate::requests::{metrics_addr, start_request, Declared};
+use crate::requests::{join_request, metrics_addr, start_request, Declared};
 
 /// How long the storage nodes of a setup block may take to all count each other
 /// alive (each joins at start).
@@ -62,6 +66,20 @@ pub const STORAGE_LEAVE_LIMIT: Duration = Duration::from_secs(120);
 
 /// How often a PCS is asked whether a leaving storage node's process has exited.
 const EXIT_POLL: Duration = Duration::from_millis(100);
+
+/// How long a storage node started by `addStorage` may take, once the cluster
+/// admitted it (it listens), to catch up the ranges it gains and be listed
+/// `active`, before the line fails (the node is left running: `status` shows its
+/// standing). Catching up copies every record of those ranges from their old
+/// replicas: generous, so that a large data set is not cut short.
+pub const STORAGE_JOIN_LIMIT: Duration = Duration::from_secs(120);
+
+/// How often the cluster is asked whether a joining storage node is active yet.
+const JOIN_POLL: Duration = Duration::from_millis(250);
+
+/// How often `addStorage` says it is still waiting for a node to catch up, so a
+/// long join is not mistaken for a hang.
+const JOIN_PROGRESS: Duration = Duration::from_secs(10);
 
 /// A node leaving: a worker after `removeWorker`, the task that ends once its PCS
 /// reaped it; a storage node after `removeStorage`, the task that ends once its
@@ -127,6 +145,11 @@ pub struct Cluster {
     pcs: Vec<PcsClient>,
     nodes: Vec<Node>,
     started: bool,
+    /// How many storage nodes the setup block declared, once it ended. The
+    /// replication factor is capped at it for good: a node `addStorage` adds
+    /// joins with the factor the cluster has (which refuses any other), and the
+    /// session's clients keep routing with it.
+    setup_storage_nodes: Option<usize>,
 }
 
 impl Cluster {
@@ -137,6 +160,7 @@ impl Cluster {
             pcs,
             nodes: Vec::new(),
             started: false,
+            setup_storage_nodes: None,
         }
     }
 
@@ -219,10 +243,7 @@ impl Cluster {
 
     /// `ID=URL,…` of the nodes of `role`.
     fn membership(&self, role: Role) -> String {
-        self.of_role(role)
-            .map(|n| format!("{}={}", n.decl.id, n.decl.url))
-            .collect::<Vec<_>>()
-            .join(",")
+        id_urls(self.of_role(role))
     }
 
     /// The scheduler's URL, if one was declared.
@@ -238,10 +259,17 @@ impl Cluster {
         self.declared().replication_factor(&self.config)
     }
 
-    /// The nodes of the setup block, as every node's settings name them.
+    /// The nodes of the session, as every node's settings name them: the storage
+    /// nodes in the cluster's configuration order (the setup block's, then those
+    /// `addStorage` added, as the cluster appends them), with the replication
+    /// factor of the setup block.
     fn declared(&self) -> Declared {
         let decls: Vec<NodeDecl> = self.nodes.iter().map(|n| n.decl.clone()).collect();
-        Declared::of(&decls)
+        let mut declared = Declared::of(&decls);
+        if let Some(setup) = self.setup_storage_nodes {
+            declared.storage_nodes = setup;
+        }
+        declared
     }
 
     /// A storage client for the declared storage nodes, configured like them.
@@ -267,6 +295,7 @@ impl Cluster {
         printer: &Printer,
     ) -> Vec<(usize, String, String)> {
         self.started = true;
+        self.setup_storage_nodes = Some(self.of_role(Role::Storage).count());
         if self.nodes.is_empty() {
             return Vec::new();
         }
@@ -498,6 +527,71 @@ impl Cluster {
         Ok(listened.elapsed())
     }
 
+    /// `addStorage`: starts storage node `decl` on the running cluster, through
+    /// the PCS of its host, with the flags a setup-block storage node gets but
+    /// `--join` (the URLs of the session's running storage nodes) in place of
+    /// `--peers`. The node asks the cluster to admit it before it listens, so the
+    /// PCS's start returns once the cluster decided the change (it lists the node
+    /// `joining`) — or fails with the process's last lines, the cluster's refusal
+    /// in its own words (an id ever used, an address of a member, another change
+    /// in progress), and nothing is kept. Refused before anything is asked: an id
+    /// or URL of a node of the session, no storage node running to ask.
+    ///
+    /// Then follows the cluster's configuration until it lists the node `active`
+    /// (announced `joined`, with the epoch) and returns how long that took after
+    /// it listened; after [`STORAGE_JOIN_LIMIT`], or if its process ends, an error
+    /// (a node still running is left so: `status` shows its standing).
+    pub async fn add_storage(
+        &mut self,
+        line: usize,
+        decl: NodeDecl,
+        printer: &Printer,
+    ) -> Result<Duration, CommandError> {
+        if self.of_role(Role::Storage).next().is_none() {
+            return Err(CommandError::Undeclared("storage node"));
+        }
+        let (pcs, metrics) = self.admit(&decl)?;
+        let id = decl.id.clone();
+        let seeds: Vec<&Node> = self.running_storage_except(&id).collect();
+        if seeds.is_empty() {
+            return Err(CommandError::NoStorageToAsk {
+                id,
+                change: "admit",
+            });
+        }
+        let urls: Vec<String> = seeds.iter().map(|n| n.decl.url.to_string()).collect();
+        let asked = format!("{},{}={}", id_urls(seeds.into_iter()), id, decl.url);
+        let not_added = |source: anyhow::Error| CommandError::AddStorage {
+            id: id.clone(),
+            source,
+        };
+        let asked = Membership::parse(&asked).map_err(|e| not_added(e.into()))?;
+        let request = join_request(&self.config, &self.declared(), &decl, &urls)
+            .map_err(|refused| not_added(refused.into()))?;
+        let pid = self.pcs[pcs].start_node(request).await.map_err(not_added)?;
+        let node = Node {
+            decl,
+            line,
+            pcs,
+            state: NodeState::Running(pid),
+            restarts: 0,
+            metrics,
+        };
+        let pcs = self.pcs[pcs].clone();
+        announce(printer, &node, &pcs, "started", pid);
+        self.nodes.push(node.clone());
+        let listened = Instant::now();
+        let epoch = wait_until_active(&node, &pcs, &asked, printer)
+            .await
+            .map_err(|last| CommandError::NotActive {
+                id: id.clone(),
+                limit: STORAGE_JOIN_LIMIT,
+                last,
+            })?;
+        announce_exit(printer, &node, &pcs, "joined", pid, None, Some(epoch));
+        Ok(listened.elapsed())
+    }
+
     /// `removeWorker`: asks worker `id` to leave. Its PCS sends it SIGTERM; the
     /// worker tells the scheduler it is leaving (no new work goes to it), finishes
     /// the operators it runs, deregisters and exits. Returns once the scheduler
@@ -625,9 +719,12 @@ impl Cluster {
             index,
             "has crashed: restart it first, so that it can hand its records off",
         )?;
-        let seeds = self.running_storage_except(id);
+        let seeds = id_urls(self.running_storage_except(id));
         if seeds.is_empty() {
-            return Err(CommandError::NoStorageToAsk { id: id.to_string() });
+            return Err(CommandError::NoStorageToAsk {
+                id: id.to_string(),
+                change: "remove",
+            });
         }
         let seeds = Membership::parse(&seeds).map_err(|e| CommandError::RemoveStorage {
             id: id.to_string(),
@@ -657,13 +754,11 @@ impl Cluster {
         })
     }
 
-    /// `ID=URL,…` of the storage nodes of the session that run, but `id`.
-    fn running_storage_except(&self, id: &str) -> String {
+    /// The storage nodes of the session that run, but `id`: those that can ask the
+    /// cluster for a membership change (not crashed, stopped, leaving or removed).
+    fn running_storage_except<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Node> {
         self.of_role(Role::Storage)
-            .filter(|n| n.decl.id != id && matches!(n.state, NodeState::Running(_)))
-            .map(|n| format!("{}={}", n.decl.id, n.decl.url))
-            .collect::<Vec<_>>()
-            .join(",")
+            .filter(move |n| n.decl.id != id && matches!(n.state, NodeState::Running(_)))
     }
 
     /// Records the end of a [`Removal`]: a worker `stopped` and a storage node
@@ -867,32 +962,28 @@ async fn watch_departure(
     let id = node.decl.id.clone();
     let started = Instant::now();
     loop {
-        let last = match tokio::time::timeout(EXIT_POLL * 20, pcs.list_nodes()).await {
-            Ok(Ok(processes)) => match processes.into_iter().find(|p| p.node_id == id) {
-                Some(process) if !process.running => {
-                    let (state, epoch) = if process.exit == "exited with status 0" {
-                        let known = members(&seeds, Some(&id), MEMBERS_DEADLINE).await;
-                        let epoch = known.ok().and_then(|r| r.config).map(|c| c.epoch);
-                        ("removed", epoch)
-                    } else {
-                        ("exited", None)
-                    };
-                    announce_exit(
-                        &printer,
-                        &node,
-                        &pcs,
-                        state,
-                        process.pid,
-                        Some(process.exit),
-                        epoch,
-                    );
-                    return Some(process.pid);
-                }
-                Some(_) => "its process still runs (handing its records off)".to_string(),
-                None => "its PCS no longer lists it".to_string(),
-            },
-            Ok(Err(error)) => format!("its PCS failed: {error:#}"),
-            Err(_) => "its PCS did not answer in time".to_string(),
+        let last = match process_end(&pcs, &id).await {
+            Ok(Some(process)) => {
+                let (state, epoch) = if process.exit == "exited with status 0" {
+                    let known = members(&seeds, Some(&id), MEMBERS_DEADLINE).await;
+                    let epoch = known.ok().and_then(|r| r.config).map(|c| c.epoch);
+                    ("removed", epoch)
+                } else {
+                    ("exited", None)
+                };
+                announce_exit(
+                    &printer,
+                    &node,
+                    &pcs,
+                    state,
+                    process.pid,
+                    Some(process.exit),
+                    epoch,
+                );
+                return Some(process.pid);
+            }
+            Ok(None) => "its process still runs (handing its records off)".to_string(),
+            Err(last) => last,
         };
         if started.elapsed() >= STORAGE_LEAVE_LIMIT {
             printer.error(
@@ -907,6 +998,78 @@ async fn watch_departure(
         }
         tokio::time::sleep(EXIT_POLL).await;
     }
+}
+
+/// Follows storage node `node`, which the cluster admitted, until the
+/// configuration the storage nodes `asked` know lists it `active` (it caught up
+/// and entered the ring), and returns that configuration's epoch. Says every
+/// [`JOIN_PROGRESS`] that it still waits; the error says what the cluster last
+/// said, after [`STORAGE_JOIN_LIMIT`] or once the node's process ended.
+async fn wait_until_active(
+    node: &Node,
+    pcs: &PcsClient,
+    asked: &Membership,
+    printer: &Printer,
+) -> Result<u64, String> {
+    let id = &node.decl.id;
+    let started = Instant::now();
+    let mut next_progress = JOIN_PROGRESS;
+    loop {
+        let known = members(asked, None, MEMBERS_DEADLINE).await;
+        let view = known.map(|reply| MembersView::of(&reply));
+        let last = match view {
+            Ok(Ok(view)) => match view.standing(id) {
+                Some(Standing::Active) => return Ok(view.config.epoch),
+                Some(standing) => format!(
+                    "the cluster lists it {} (epoch {}): catching up",
+                    standing.name(),
+                    view.config.epoch
+                ),
+                None => format!(
+                    "the configuration {} knows (epoch {}) does not list it",
+                    view.answered_by, view.config.epoch
+                ),
+            },
+            Ok(Err(error)) | Err(error) => error.to_string(),
+        };
+        if let Ok(Some(process)) = process_end(pcs, id).await {
+            return Err(format!("its process ended ({}); {last}", process.exit));
+        }
+        let waited = started.elapsed();
+        if waited >= STORAGE_JOIN_LIMIT {
+            return Err(last);
+        }
+        if waited >= next_progress {
+            printer.note(&format!(
+                "addStorage {id}: still joining after {} s ({last})",
+                waited.as_secs()
+            ));
+            next_progress += JOIN_PROGRESS;
+        }
+        tokio::time::sleep(JOIN_POLL).await;
+    }
+}
+
+/// How node `id`'s process stands on `pcs`: `None` while it runs, the process
+/// once it ended, or why the PCS could not say.
+async fn process_end(pcs: &PcsClient, id: &str) -> Result<Option<NodeProcess>, String> {
+    match tokio::time::timeout(EXIT_POLL * 20, pcs.list_nodes()).await {
+        Ok(Ok(processes)) => match processes.into_iter().find(|p| p.node_id == id) {
+            Some(process) if !process.running => Ok(Some(process)),
+            Some(_) => Ok(None),
+            None => Err("its PCS no longer lists it".to_string()),
+        },
+        Ok(Err(error)) => Err(format!("its PCS failed: {error:#}")),
+        Err(_) => Err("its PCS did not answer in time".to_string()),
+    }
+}
+
+/// `ID=URL,…` of `nodes`, as `--peers` and a [`Membership`] are written.
+fn id_urls<'a>(nodes: impl Iterator<Item = &'a Node>) -> String {
+    nodes
+        .map(|n| format!("{}={}", n.decl.id, n.decl.url))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn announce(printer: &Printer, node: &Node, pcs: &PcsClient, state: &str, pid: u32) {
@@ -1263,7 +1426,7 @@ mod tests {
         cluster.nodes[1].state = NodeState::Crashed(42);
         let alone = cluster.remove_storage("s1", &printer).await.unwrap_err();
         assert!(
-            matches!(&alone, CommandError::NoStorageToAsk { id } if id == "s1"),
+            matches!(&alone, CommandError::NoStorageToAsk { id, change: "remove" } if id == "s1"),
             "{alone}"
         );
         let crashed = cluster.remove_storage("s2", &printer).await.unwrap_err();
@@ -1275,6 +1438,101 @@ mod tests {
             cluster.nodes[0].state,
             NodeState::Running(41),
             "a refusal changes nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn add_storage_refuses_before_anything_is_asked() {
+        let printer = Arc::new(Printer::new(true, Arc::new(drop), Arc::new(drop)));
+        let mut cluster = cluster(&[]);
+        let no_storage = cluster
+            .add_storage(1, decl(Role::Storage, "s9", 3009), &printer)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(no_storage, CommandError::Undeclared("storage node")),
+            "{no_storage}"
+        );
+        cluster.declare(1, decl(Role::Storage, "s1", 3001)).unwrap();
+        cluster.declare(2, decl(Role::Storage, "s2", 3002)).unwrap();
+        let taken = cluster
+            .add_storage(3, decl(Role::Storage, "s1", 3009), &printer)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(taken, CommandError::IdTaken { line: 1, .. }),
+            "{taken}"
+        );
+        let same_url = cluster
+            .add_storage(4, decl(Role::Storage, "s9", 3002), &printer)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&same_url, CommandError::UrlTaken { id, line: 2, .. } if id == "s2"),
+            "{same_url}"
+        );
+        // Declared, never started (or crashed): the cluster does not run, so
+        // nobody can admit the node; no PCS is asked.
+        cluster.nodes[1].state = NodeState::Crashed(42);
+        let not_running = cluster
+            .add_storage(5, decl(Role::Storage, "s9", 3009), &printer)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&not_running, CommandError::NoStorageToAsk { id, change: "admit" } if id == "s9"),
+            "{not_running}"
+        );
+        assert!(not_running.to_string().contains("to admit s9"));
+        assert_eq!(cluster.nodes().len(), 2, "a refused node is not kept");
+    }
+
+    #[tokio::test]
+    async fn a_storage_node_added_joins_with_the_setup_blocks_settings() {
+        let mut config = PmConfig::new(PathBuf::from("/nonexistent/dida"));
+        config.write_acks = 2;
+        config.max_versions = 7;
+        let clients = vec![PcsClient::new("http://127.0.0.1:1", None).unwrap()];
+        let mut cluster = Cluster::new(Arc::new(config), clients);
+        cluster.declare(1, decl(Role::Storage, "s1", 3001)).unwrap();
+        cluster.declare(2, decl(Role::Storage, "s2", 3002)).unwrap();
+        cluster.setup_storage_nodes = Some(2);
+        let mut added = decl(Role::Storage, "s3", 3003);
+        added.gossip_delay_ms = 40;
+        let seeds = ["http://127.0.0.1:3001".to_string()];
+        let flags: BTreeMap<String, String> =
+            join_request(&cluster.config, &cluster.declared(), &added, &seeds)
+                .unwrap()
+                .flags
+                .into_iter()
+                .map(|f| (f.name, f.value))
+                .collect();
+        assert_eq!(flags["join"], "http://127.0.0.1:3001");
+        assert!(!flags.contains_key("peers"), "{flags:?}");
+        let setup: BTreeMap<String, String> = request(&cluster, &cluster.nodes[0].decl, None)
+            .flags
+            .into_iter()
+            .map(|f| (f.name, f.value))
+            .collect();
+        for flag in ["replication-factor", "write-acks", "max-versions"] {
+            assert_eq!(flags[flag], setup[flag], "--{flag}");
+        }
+        assert_eq!(flags["replication-factor"], "2");
+        assert_eq!(flags["gossip-delay"], "40");
+        // Once it is in, the factor stays the setup block's (the cluster's): a
+        // third storage node does not raise it, and the membership grows in the
+        // configuration's order.
+        cluster.nodes.push(Node {
+            decl: added,
+            line: 3,
+            pcs: 0,
+            state: NodeState::Running(43),
+            restarts: 0,
+            metrics: None,
+        });
+        assert_eq!(cluster.replication_factor(), 2);
+        assert_eq!(
+            cluster.declared().storage,
+            "s1=http://127.0.0.1:3001,s2=http://127.0.0.1:3002,s3=http://127.0.0.1:3003"
         );
     }
 

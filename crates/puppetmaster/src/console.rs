@@ -57,8 +57,8 @@ fn completions(line: &str, pos: usize, nodes: &[(String, Role)]) -> (usize, Vec<
         let only = match first {
             "listServer" | "crash" | "restart" | "removeStorage" => Some(Role::Storage),
             "removeWorker" => Some(Role::Worker),
-            // A new worker's id is new: nothing to complete.
-            "addWorker" => return (start, Vec::new()),
+            // A new node's id is new: nothing to complete.
+            "addWorker" | "addStorage" => return (start, Vec::new()),
             _ => None,
         };
         nodes
@@ -312,6 +312,7 @@ mod tests {
             "only workers leave"
         );
         assert_eq!(completions("addWorker ", 10, &nodes), (10, vec![]));
+        assert_eq!(completions("addStorage s", 12, &nodes), (11, vec![]));
         assert_eq!(
             completions("removeStorage ", 14, &nodes),
             (14, vec!["s1".into(), "s2".into()]),

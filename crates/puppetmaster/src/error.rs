@@ -99,14 +99,19 @@ pub enum CommandError {
         /// Its role.
         role: Role,
     },
-    /// `removeStorage` with no other storage node of the session running to ask.
+    /// `addStorage` or `removeStorage` with no other storage node of the session
+    /// running to ask: the cluster decides every membership change, so there is
+    /// no one to decide it (the cluster is not running, or all its nodes crashed).
     #[error(
-        "no other storage node of the session is running to ask the cluster to remove {id} \
-         (the cluster decides a removal; a node that is not running cannot take part)"
+        "no other storage node of the session is running to ask the cluster to {change} {id} \
+         (the cluster decides every membership change; a node that is not running cannot \
+         take part)"
     )]
     NoStorageToAsk {
-        /// The node to remove.
+        /// The node to add or remove.
         id: String,
+        /// What was to be asked: `admit` or `remove`.
+        change: &'static str,
     },
     /// The storage cluster refused `removeStorage`, or could not be asked; nothing
     /// was changed. A refusal carries the cluster's own reason (below the
@@ -117,6 +122,32 @@ pub enum CommandError {
         id: String,
         /// What the cluster said, or why it could not be asked.
         source: ClusterCallError,
+    },
+    /// A storage node `addStorage` could not start: the cluster refused to admit
+    /// it (the process's last lines carry the cluster's own words: an id ever
+    /// used, an address of a member, another change in progress), or its settings
+    /// or its PCS refused it. No process of it runs, and the session does not keep
+    /// it, so the line may be retried.
+    #[error("cannot add storage node {id}: {source:#}")]
+    AddStorage {
+        /// The node to add.
+        id: String,
+        /// Why it did not start.
+        source: anyhow::Error,
+    },
+    /// A storage node `addStorage` started (the cluster admitted it) that the
+    /// cluster did not list as active in time, or whose process ended first.
+    #[error(
+        "{id} was admitted but the cluster did not list it as active within {limit:?} \
+         ({last}); a node still running is left so: `status` shows its standing"
+    )]
+    NotActive {
+        /// The node.
+        id: String,
+        /// How long it had.
+        limit: Duration,
+        /// What the cluster (or its PCS) last said.
+        last: String,
     },
     /// A worker started by `addWorker` that the scheduler did not list as alive in
     /// time.

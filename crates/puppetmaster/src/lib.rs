@@ -14,7 +14,7 @@
 //! - [`error`]: why a command failed, typed;
 //! - `cluster`: the setup block, placing and starting nodes, crashing them, adding
 //!   and removing workers on a running cluster (`addWorker`, `removeWorker`),
-//!   removing storage nodes (`removeStorage`);
+//!   adding and removing storage nodes (`addStorage`, `removeStorage`);
 //! - `placement`: which PCS runs a node;
 //! - `process_watch`: what the PCSs say of the session's processes, for the
 //!   dashboard (a node killed outside the console shows its process exited);

@@ -22,7 +22,8 @@ pub type Sink = Arc<dyn Fn(String) + Send + Sync>;
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum PmEvent {
     /// A node process changed state: `started`, `crashed`, `restarted`, `joined`
-    /// (a worker `addWorker` started is placed work on), `leaving` (a worker
+    /// (a worker `addWorker` started is placed work on; a storage node
+    /// `addStorage` started is listed active by the cluster), `leaving` (a worker
     /// `removeWorker` asked to leave drains; a storage node whose removal
     /// `removeStorage` had decided hands its records off), `removed` (a leaving
     /// storage node's process exited by itself once it was removed), `exited` (a
@@ -52,8 +53,9 @@ pub enum PmEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         metrics: Option<String>,
         /// The storage cluster's configuration epoch that made the change, for a
-        /// storage node `removeStorage` made leave (or that was then removed), so
-        /// the event can be matched with `status` and `dida cluster members`.
+        /// storage node `addStorage` made join (active) or `removeStorage` made
+        /// leave (or that was then removed), so the event can be matched with
+        /// `status` and `dida cluster members`.
         #[serde(skip_serializing_if = "Option::is_none")]
         epoch: Option<u64>,
     },

@@ -2,7 +2,9 @@
 //! typed settings (`dida_settings`, the definition `dida <role>` parses), filled
 //! from the script and the PuppetMaster's flags, then validated as the node will
 //! validate them — so a setting the node would refuse fails its setup line here,
-//! with the node's message, before anything starts.
+//! with the node's message, before anything starts. A storage node `addStorage`
+//! adds to the running cluster gets the same settings as those of the setup
+//! block, with `--join` in place of `--peers`.
 
 use dida_core::script::{NodeDecl, Role};
 use dida_proto::control::{Flag, StartNodeRequest};
@@ -12,12 +14,15 @@ use dida_settings::{
 
 use crate::config::PmConfig;
 
-/// The nodes of the setup block, as every node's settings name them.
+/// The nodes of the setup block (and those added to the running cluster since),
+/// as every node's settings name them.
 #[derive(Debug, Clone, Default)]
 pub struct Declared {
-    /// `ID=URL,…` of the storage nodes.
+    /// `ID=URL,…` of the storage nodes, in the order of the cluster's
+    /// configuration.
     pub storage: String,
-    /// How many storage nodes there are.
+    /// How many storage nodes the setup block declares: the replication factor
+    /// is capped at it.
     pub storage_nodes: usize,
     /// `ID=URL,…` of the workers.
     pub workers: String,
@@ -66,28 +71,14 @@ pub fn node_settings(
 ) -> Result<NodeSettings, SettingsError> {
     let id = decl.id.as_str();
     let url = decl.url.to_string();
-    let metrics_listen = metrics_addr(decl, config.metrics_port_offset)
-        .map(|addr| {
-            addr.parse().map_err(|_| {
-                SettingsError::Flag(format!(
-                    "--metrics-listen {addr}: with --metrics-port-offset, a node's host must be \
-                     an IP address"
-                ))
-            })
-        })
-        .transpose()?;
+    let metrics_listen = metrics_listen(config, decl)?;
     let replication_factor = declared.replication_factor(config);
     let no_scheduler =
         || SettingsError::Inconsistent("the setup block declares no scheduler".into());
     let settings: NodeSettings = match decl.role {
         Role::Storage => {
-            let mut settings = StorageSettings::new(id, &url, &declared.storage)?;
-            settings.gossip_delay = decl.gossip_delay_ms;
-            settings.replication_factor = Some(replication_factor);
-            settings.max_versions = config.max_versions;
-            settings.write_acks = config.write_acks;
-            settings.metrics_listen = metrics_listen;
-            settings.validated()?.into()
+            let settings = StorageSettings::new(id, &url, &declared.storage)?;
+            storage_settings(settings, config, declared, decl)?.into()
         }
         Role::Worker => {
             let scheduler = declared.scheduler.as_deref().ok_or_else(no_scheduler)?;
@@ -113,6 +104,42 @@ pub fn node_settings(
     Ok(settings)
 }
 
+/// `settings` (which say how storage node `decl` finds its cluster: `--peers` or
+/// `--join`) with every other flag the PuppetMaster gives the storage nodes of the
+/// setup block `declared`, validated. One place, so that a node `addStorage`
+/// starts runs exactly like those of the setup block — a joining node whose
+/// replication factor differs is refused by the cluster.
+fn storage_settings(
+    mut settings: StorageSettings,
+    config: &PmConfig,
+    declared: &Declared,
+    decl: &NodeDecl,
+) -> Result<StorageSettings, SettingsError> {
+    settings.gossip_delay = decl.gossip_delay_ms;
+    settings.replication_factor = Some(declared.replication_factor(config));
+    settings.max_versions = config.max_versions;
+    settings.write_acks = config.write_acks;
+    settings.metrics_listen = metrics_listen(config, decl)?;
+    settings.validated()
+}
+
+/// `--metrics-listen` of node `decl`, with `--metrics-port-offset`.
+fn metrics_listen(
+    config: &PmConfig,
+    decl: &NodeDecl,
+) -> Result<Option<std::net::SocketAddr>, SettingsError> {
+    metrics_addr(decl, config.metrics_port_offset)
+        .map(|addr| {
+            addr.parse().map_err(|_| {
+                SettingsError::Flag(format!(
+                    "--metrics-listen {addr}: with --metrics-port-offset, a node's host must be \
+                     an IP address"
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// What the PCS is asked to start for `decl`: its settings as flags (the id and
 /// URL travel in the request's own fields).
 pub fn start_request(
@@ -122,7 +149,27 @@ pub fn start_request(
     debug_sink: Option<&str>,
 ) -> Result<StartNodeRequest, SettingsError> {
     let settings = node_settings(config, declared, decl, debug_sink)?;
-    Ok(StartNodeRequest {
+    Ok(request_of(config, decl, &settings))
+}
+
+/// What the PCS is asked to start for storage node `decl` joining the running
+/// cluster through the storage nodes at `seeds` (`addStorage`): `--join` in place
+/// of `--peers`, every other flag as the setup block `declared` gives its storage
+/// nodes.
+pub fn join_request(
+    config: &PmConfig,
+    declared: &Declared,
+    decl: &NodeDecl,
+    seeds: &[String],
+) -> Result<StartNodeRequest, SettingsError> {
+    let settings = StorageSettings::joining(&decl.id, &decl.url.to_string(), seeds)?;
+    let settings = storage_settings(settings, config, declared, decl)?.into();
+    Ok(request_of(config, decl, &settings))
+}
+
+/// The start request of `decl` with `settings` as flags.
+fn request_of(config: &PmConfig, decl: &NodeDecl, settings: &NodeSettings) -> StartNodeRequest {
+    StartNodeRequest {
         role: decl.role.to_string(),
         node_id: decl.id.clone(),
         url: decl.url.to_string(),
@@ -136,7 +183,7 @@ pub fn start_request(
             })
             .collect(),
         log_level: config.node_log.clone(),
-    })
+    }
 }
 
 /// The start requests of a whole setup block, or the first node's refusal, named

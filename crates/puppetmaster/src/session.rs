@@ -4,11 +4,13 @@
 //!
 //! Commands run in order. `client` returns as soon as the scheduler accepted the
 //! execution (its outcome is printed when it arrives); the administrative commands
-//! (`populate`, `status`, `listServer`, `listGlobal`, `crash`, `restart`, `addWorker`)
-//! finish before the next line, each bounded by deadlines; `wait` and `await` block
-//! on purpose. `removeWorker` returns once the worker is leaving (it takes no new
-//! work); the worker drains meanwhile and its end is announced when its PCS reaps
-//! it — the session waits for that before it stops its nodes. `removeStorage`
+//! (`populate`, `status`, `listServer`, `listGlobal`, `crash`, `restart`, `addWorker`,
+//! `addStorage`) finish before the next line, each bounded by deadlines; `wait` and
+//! `await` block on purpose. `addStorage` returns once the storage cluster lists the
+//! new node active: it has caught up the ranges it gains. `removeWorker` returns
+//! once the worker is leaving (it takes no new work); the worker drains meanwhile
+//! and its end is announced when its PCS reaps it — the session waits for that
+//! before it stops its nodes. `removeStorage`
 //! returns once the storage cluster decided the node leaves; the node hands its
 //! records off, is removed and exits by itself, which is announced when its PCS
 //! sees it — the session waits for that too before it stops its nodes.
@@ -292,6 +294,20 @@ impl Session {
                     .add_worker(number, decl.clone(), sink.as_deref(), &self.printer)
                     .await
                     .map(drop)
+            }
+            Command::AddStorage(decl) => {
+                let took = self
+                    .cluster
+                    .add_storage(number, decl.clone(), &self.printer)
+                    .await?;
+                self.printer.text(|| {
+                    format!(
+                        "storage {} is active: it caught up {} ms after it listened",
+                        decl.id,
+                        took.as_millis()
+                    )
+                });
+                Ok(())
             }
             Command::RemoveWorker { id } => {
                 let removal = self.cluster.remove_worker(id, &self.printer).await?;
