@@ -5,7 +5,8 @@
 //! It starts a local cluster of `--nodes` real storage processes, writes `--keys`
 //! keys of `--value-bytes` each, and keeps `--clients` requests in flight (a
 //! closed loop of reads, one write in `--write-every`, of random keys of the data
-//! set) through the whole run:
+//! set) through the whole run, with a client that follows the cluster's view as
+//! every long-lived client does (so it learns the new node and routes to it):
 //!
 //! 1. **before**: measured for `--before` seconds;
 //! 2. **during**: a new node starts with `dida storage --join`; measured in
@@ -29,7 +30,7 @@ use anyhow::{ensure, Context};
 use clap::Args;
 use dida_core::{Membership, Standing};
 use dida_local_cluster::{current_dida, ClusterSpec, LocalCluster};
-use dida_storage_client::{cluster, ClientConfig, StorageClient};
+use dida_storage_client::{cluster, ClientConfig, StorageClient, VIEW_REFRESH};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -225,6 +226,9 @@ pub(crate) async fn run(args: RebalanceBenchArgs) -> anyhow::Result<()> {
     };
     print(RebalanceLine::Setup(setup));
     let client = Arc::new(cluster.client()?);
+    // Like every long-lived client (workers, the scheduler), it follows the
+    // cluster's view, and so learns the node that joins and routes to it.
+    let following = tokio::spawn(client.clone().follow_view(VIEW_REFRESH));
     let value: Arc<str> = "x".repeat(args.value_bytes as usize).into();
     populate(&client, args.keys, &value).await?;
 
@@ -288,6 +292,7 @@ pub(crate) async fn run(args: RebalanceBenchArgs) -> anyhow::Result<()> {
         ratio: None,
         met: Some(errors == 0),
     }));
+    following.abort();
     stop_cluster(cluster).await
 }
 

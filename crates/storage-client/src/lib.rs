@@ -21,6 +21,7 @@
 //! thin command-line shell around it.
 
 pub mod cluster;
+mod members;
 pub mod registry;
 
 use std::collections::BTreeSet;
@@ -29,24 +30,31 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use dida_core::limits::{check_key, check_value};
+use dida_core::membership::{Member, NodeUrl};
 use dida_core::{
-    Liveness, MemberState, MemberStates, Membership, MembershipError, Record, Ring, Version,
+    ClusterConfig, Liveness, MemberState, MemberStates, Membership, MembershipError, Record, Ring,
+    Standing, Version,
 };
 use dida_proto::acked::{self, AckedLinks};
-use dida_proto::convert::{record_from_wire, version_from_wire, version_to_wire, view_from_wire};
+use dida_proto::convert::{
+    config_from_wire, liveness_from_wire, record_from_wire, version_from_wire, version_to_wire,
+};
 use dida_proto::reserved::RESERVED_WRITER_HEADER;
 use dida_proto::storage::storage_call_reply::Answer;
 use dida_proto::storage::storage_call_request::Call;
 use dida_proto::storage::storage_client::StorageClient as GrpcClient;
 use dida_proto::storage::{
-    ListRecordsRequest, PingRequest, ReadReply, ReadRequest, StatusReply, StatusRequest,
-    StorageCallReply, StorageCallRequest, UpdateIfValueIsRequest, ViewRequest, WriteRequest,
+    ListRecordsRequest, Liveness as WireLiveness, MemberView, PingRequest, ReadReply, ReadRequest,
+    StatusReply, StatusRequest, StorageCallReply, StorageCallRequest, UpdateIfValueIsRequest,
+    ViewRequest, WriteRequest,
 };
 use dida_proto::transport::NodeChannel;
 use dida_proto::transport::{
     describe, is_connect_failure, lazy_channel_with_headers, MAX_MESSAGE_BYTES,
 };
 use tokio::sync::watch;
+
+use crate::members::KnownMembers;
 use tonic::Code;
 
 /// How a client routes and how long it waits.
@@ -271,15 +279,15 @@ pub struct ReplicaRead {
 /// methods take `&self`.
 #[derive(Debug)]
 pub struct StorageClient {
-    membership: Membership,
+    /// Every node this client knows, with its channel, by index.
+    members: KnownMembers,
+    /// Headers every call carries, for the channels of members learned later.
+    headers: Vec<(&'static str, &'static str)>,
     config: ClientConfig,
     /// Every node's incarnation and liveness as last heard, the ring of those
     /// alive, and the members the cluster's configuration took out of every ring
     /// for good (leaving or removed, `dida cluster remove`).
     view: RwLock<(MemberStates, Arc<Ring>, BTreeSet<usize>)>,
-    nodes: Vec<GrpcClient<NodeChannel>>,
-    /// Each node's URL, as the key of its `Calls` stream.
-    urls: Vec<String>,
     /// Reads, writes and conditional updates: one `Calls` stream per node.
     calls: AckedLinks<StorageCallRequest, StorageCallReply>,
     /// Dropped with the client, which ends its streams.
@@ -321,44 +329,71 @@ impl StorageClient {
     ) -> Result<Self, ClientError> {
         let ids: Vec<&str> = membership.ids().collect();
         let ring = Ring::new(&ids, config.vnodes, config.replication_factor);
-        let nodes = membership
-            .members()
-            .iter()
-            .map(|m| {
-                lazy_channel_with_headers(
-                    &m.url.to_string(),
-                    config.deadline,
-                    config.deadline,
-                    headers,
-                )
-                .map(|channel| {
-                    GrpcClient::new(channel)
-                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-                })
-                .map_err(|e| ClientError::Invalid(format!("bad URL for {}: {e}", m.id)))
-            })
-            .collect::<Result<_, _>>()?;
         let (stop_signal, stop) = watch::channel(());
-        let nodes_len = membership.len();
-        Ok(Self {
-            urls: membership
-                .members()
-                .iter()
-                .map(|m| m.url.to_string())
-                .collect(),
+        let client = Self {
+            members: KnownMembers::new(),
+            headers: headers.to_vec(),
             calls: acked::storage_calls(config.deadline, stop).with_headers(headers),
             _stop: stop_signal,
-            membership,
             config,
             view: RwLock::new((
-                MemberStates::assumed(nodes_len),
+                MemberStates::assumed(membership.len()),
                 Arc::new(ring),
                 BTreeSet::new(),
             )),
-            nodes,
             next_read: AtomicUsize::new(0),
+        };
+        for member in membership.members() {
+            client
+                .members
+                .append(member.clone(), |m| client.connect(m))?;
+        }
+        Ok(client)
+    }
+
+    /// A channel to `member`, carrying this client's headers and deadline.
+    fn connect(&self, member: &Member) -> Result<GrpcClient<NodeChannel>, ClientError> {
+        lazy_channel_with_headers(
+            &member.url.to_string(),
+            self.config.deadline,
+            self.config.deadline,
+            &self.headers,
+        )
+        .map(|channel| {
+            GrpcClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES)
         })
+        .map_err(|e| ClientError::Invalid(format!("bad URL for {}: {e}", member.id)))
+    }
+
+    /// Adds the members `config` lists that this client does not know (nodes
+    /// that joined), joining at incarnation 0 — out of its ring until a view says
+    /// they are alive. Removed members are left out. Returns whether any was added.
+    fn admit(&self, config: &ClusterConfig) -> bool {
+        let mut added = false;
+        for (index, member) in config.members.iter().enumerate() {
+            if member.standing == Standing::Removed || self.members.index_of(&member.id).is_ok() {
+                continue;
+            }
+            let Ok(url) = NodeUrl::parse(&member.url) else {
+                continue;
+            };
+            let member = Member {
+                id: member.id.clone(),
+                url,
+                replica: index as u32 + 1,
+            };
+            added |= self
+                .members
+                .append(member, |m| self.connect(m))
+                .unwrap_or(false);
+        }
+        if added {
+            let mut view = self.view.write().expect("view lock poisoned");
+            view.0.grow(self.members.len(), MemberState::ADMITTED);
+        }
+        added
     }
 
     /// The ring of the nodes this client believes alive.
@@ -372,7 +407,7 @@ impl StorageClient {
         let view = self.view.read().expect("view lock poisoned");
         view.0
             .out_of_ring()
-            .map(|n| self.membership.members()[n].id.clone())
+            .map(|n| self.members.get(n).member.id.clone())
             .collect()
     }
 
@@ -384,7 +419,7 @@ impl StorageClient {
         let view = self.view.read().expect("view lock poisoned");
         view.2
             .iter()
-            .map(|&n| self.membership.members()[n].id.clone())
+            .map(|&n| self.members.get(n).member.id.clone())
             .collect()
     }
 
@@ -397,21 +432,33 @@ impl StorageClient {
         let candidates: Vec<usize> = {
             let view = self.view.read().expect("view lock poisoned");
             let (in_ring, out): (Vec<usize>, Vec<usize>) =
-                (0..self.nodes.len()).partition(|&n| !view.0.excluded(n));
+                (0..self.members.len()).partition(|&n| !view.0.excluded(n));
             in_ring.into_iter().chain(out).collect()
         };
         for node in candidates {
-            let Ok(reply) = self.nodes[node].clone().view(ViewRequest {}).await else {
+            let Ok(reply) = self
+                .members
+                .get(node)
+                .node
+                .clone()
+                .view(ViewRequest {})
+                .await
+            else {
                 continue;
             };
             let reply = reply.into_inner();
-            let states = view_from_wire(&self.membership, &reply.members);
+            let admitted = reply
+                .config
+                .clone()
+                .and_then(|config| config_from_wire(config).ok())
+                .is_some_and(|config| self.admit(&config));
+            let states = self.states_from_wire(&reply.members);
             let departed = reply
                 .departed
                 .iter()
-                .filter_map(|id| self.membership.index_of(id).ok())
+                .filter_map(|id| self.members.index_of(id).ok())
                 .collect();
-            return self.learn(states, departed);
+            return self.learn(states, departed) | admitted;
         }
         false
     }
@@ -445,7 +492,7 @@ impl StorageClient {
         if !changed {
             return false;
         }
-        let ids: Vec<&str> = self.membership.ids().collect();
+        let ids = self.members.ids();
         let departed = view.2.clone();
         let mut members = view.0.clone();
         // A departed member counts as failed here: out of the ring whatever its
@@ -513,9 +560,28 @@ impl StorageClient {
         }
     }
 
-    /// The cluster this client talks to.
-    pub fn membership(&self) -> &Membership {
-        &self.membership
+    /// The storage nodes this client knows: those it was given, and those it
+    /// learned joined since.
+    pub fn membership(&self) -> Membership {
+        self.members.membership()
+    }
+
+    /// `view` by this client's member indices; entries for nodes it does not know
+    /// are left out.
+    fn states_from_wire(&self, view: &[MemberView]) -> Vec<(usize, MemberState)> {
+        view.iter()
+            .filter_map(|entry| {
+                let index = self.members.index_of(&entry.id).ok()?;
+                let liveness = WireLiveness::try_from(entry.liveness).ok()?;
+                Some((
+                    index,
+                    MemberState {
+                        incarnation: entry.incarnation,
+                        liveness: liveness_from_wire(liveness),
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// Ids of the replicas of `key` among the nodes believed alive, primary first.
@@ -523,13 +589,13 @@ impl StorageClient {
         self.ring()
             .replicas(key)
             .iter()
-            .map(|&n| self.membership.members()[n].id.as_str())
+            .map(|&n| self.members.get(n).member.id.as_str())
             .collect()
     }
 
     /// Id of the primary of `key` among the nodes believed alive.
     pub fn primary(&self, key: &str) -> &str {
-        &self.membership.members()[self.primary_index(key)].id
+        &self.members.get(self.primary_index(key)).member.id
     }
 
     /// Reads the newest version of `key` (or exactly `version`) from one of its
@@ -581,7 +647,7 @@ impl StorageClient {
     ) -> Result<Option<Record>, ClientError> {
         check_key(key).map_err(|e| ClientError::Invalid(e.to_string()))?;
         Ok(self
-            .read_at(self.membership.index_of(node)?, key, version)
+            .read_at(self.members.index_of(node)?, key, version)
             .await?
             .1)
     }
@@ -596,7 +662,7 @@ impl StorageClient {
         version: Version,
     ) -> Result<ReplicaRead, ClientError> {
         check_key(key).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let index = self.membership.index_of(node)?;
+        let index = self.members.index_of(node)?;
         let reply = self.read_reply(index, key, Some(version)).await?;
         let discarded = reply.record.is_none()
             && reply.max_versions > 0
@@ -651,7 +717,7 @@ impl StorageClient {
     async fn call(&self, node: usize, call: Call) -> Result<Answer, ClientError> {
         let answer = self
             .calls
-            .send(&self.urls[node], |seq| StorageCallRequest {
+            .send(&self.members.get(node).url, |seq| StorageCallRequest {
                 seq,
                 call: Some(call),
             })
@@ -676,7 +742,7 @@ impl StorageClient {
         key: &str,
         value: &str,
     ) -> Result<Version, ClientError> {
-        self.write_at(self.membership.index_of(node)?, key, value)
+        self.write_at(self.members.index_of(node)?, key, value)
             .await
     }
 
@@ -747,8 +813,11 @@ impl StorageClient {
         node: &str,
         mut each: impl FnMut(Vec<Record>),
     ) -> Result<usize, ClientError> {
-        let index = self.membership.index_of(node)?;
-        let mut pages = self.nodes[index]
+        let index = self.members.index_of(node)?;
+        let mut pages = self
+            .members
+            .get(index)
+            .node
             .clone()
             .list_records(ListRecordsRequest {})
             .await
@@ -775,8 +844,11 @@ impl StorageClient {
 
     /// The named node's status report.
     pub async fn status(&self, node: &str) -> Result<StatusReply, ClientError> {
-        let index = self.membership.index_of(node)?;
-        Ok(self.nodes[index]
+        let index = self.members.index_of(node)?;
+        Ok(self
+            .members
+            .get(index)
+            .node
             .clone()
             .status(StatusRequest {})
             .await
@@ -794,16 +866,16 @@ impl StorageClient {
         loop {
             let mut missing = None;
             let mut views = Vec::new();
-            for id in self.membership.ids() {
+            for id in self.members.ids() {
                 match self.status(id).await {
                     Ok(status) => {
-                        let states = view_from_wire(&self.membership, &status.view);
+                        let states = self.states_from_wire(&status.view);
                         let out: Vec<&str> = states
                             .iter()
                             .filter(|(_, state)| !state.in_ring())
-                            .map(|&(n, _)| self.membership.members()[n].id.as_str())
+                            .map(|&(n, _)| self.members.get(n).member.id.as_str())
                             .collect();
-                        if status.fenced || !out.is_empty() || states.len() != self.nodes.len() {
+                        if status.fenced || !out.is_empty() || states.len() != self.members.len() {
                             missing = Some(format!("{id} counts {out:?} out of the ring"));
                         }
                         views.push(states);
@@ -829,8 +901,10 @@ impl StorageClient {
 
     /// A no-op call to the named node: the transport baseline and a liveness probe.
     pub async fn ping(&self, node: &str) -> Result<(), ClientError> {
-        let index = self.membership.index_of(node)?;
-        self.nodes[index]
+        let index = self.members.index_of(node)?;
+        self.members
+            .get(index)
+            .node
             .clone()
             .ping(PingRequest {})
             .await
@@ -839,7 +913,7 @@ impl StorageClient {
     }
 
     fn call_failed(&self, index: usize, status: tonic::Status) -> ClientError {
-        let member = &self.membership.members()[index];
+        let member = &self.members.get(index).member;
         let (node, url) = (member.id.clone(), member.url.to_string());
         // Statuses made by this process's transport carry the underlying error as
         // their source; statuses a node sent back do not.
@@ -866,7 +940,7 @@ impl StorageClient {
     /// lost after it may have left is a timeout or an unreachable node whose words do
     /// not claim it was never sent.
     fn send_failed(&self, node: usize, failure: acked::Failure) -> ClientError {
-        let member = &self.membership.members()[node];
+        let member = &self.members.get(node).member;
         let (id, url) = (member.id.clone(), member.url.to_string());
         match failure {
             acked::Failure::Refused(status) => self.call_failed(node, status),
@@ -892,7 +966,7 @@ impl StorageClient {
 
     /// The node did not answer within the client's deadline.
     fn timed_out(&self, index: usize) -> ClientError {
-        let member = &self.membership.members()[index];
+        let member = &self.members.get(index).member;
         ClientError::Timeout {
             node: member.id.clone(),
             url: member.url.to_string(),
@@ -902,7 +976,7 @@ impl StorageClient {
 
     fn bad_reply(&self, node: usize, error: impl std::fmt::Display) -> ClientError {
         ClientError::BadReply {
-            node: self.membership.members()[node].id.clone(),
+            node: self.members.get(node).member.id.clone(),
             message: error.to_string(),
         }
     }

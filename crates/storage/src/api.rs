@@ -195,6 +195,9 @@ impl Storage for StorageApi {
                 .iter()
                 .map(|&n| state.id_of(n).to_string())
                 .collect(),
+            config: Some(dida_proto::convert::config_to_wire(
+                &state.cluster().decided(),
+            )),
         }))
     }
 }

@@ -93,6 +93,12 @@ pub struct StorageConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
+/// The rate at which a node moves records when the ring changes — a joining or
+/// restarted node catching up its ranges (`rejoin`), a node handing off ranges it
+/// no longer replicates (`handoff`) — so that moving data leaves each node's
+/// bandwidth and CPU to its clients. A gigabyte moves in about half a minute.
+pub const MOVE_BYTES_PER_SECOND: u64 = 32 * 1024 * 1024;
+
 /// Default [`StorageConfig::probe_fanout`] (`--probe-fanout`): three peers a period.
 /// With a handful of nodes that is nearly every peer (detection as fast as probing
 /// all), and in a large cluster a failure is still probed by about three nodes a

@@ -37,6 +37,7 @@ use tonic::Status;
 use tracing::{debug, info, warn};
 
 use crate::anti_entropy::{check_reply, digests_on_wire, versions_by_key};
+use crate::config::MOVE_BYTES_PER_SECOND;
 use crate::peering::Peering;
 use crate::stats;
 use crate::store::{lacks, MultiVersionStore};
@@ -47,9 +48,6 @@ use crate::view::View;
 const RANGES_PER_BATCH: usize = 16;
 /// Most value bytes in one handoff push.
 const MAX_PUSH_BYTES: usize = 1024 * 1024;
-/// The rate handoff pushes are paced to, so that moving ranges leaves the node's
-/// bandwidth and CPU to its clients.
-const BYTES_PER_SECOND: u64 = 32 * 1024 * 1024;
 /// Comparisons with one replica per batch: the first finds what it lacks, the
 /// second confirms the pushes arrived (a third covers a push refused while views
 /// were still settling); what is still unconfirmed waits for the next pass.
@@ -224,7 +222,7 @@ async fn confirm(
 }
 
 /// Pushes the records of `lacking` to `replica` as handoff pushes of at most
-/// [`MAX_PUSH_BYTES`], paced to [`BYTES_PER_SECOND`]. Versions dropped meanwhile
+/// [`MAX_PUSH_BYTES`], paced to [`MOVE_BYTES_PER_SECOND`]. Versions dropped meanwhile
 /// (none are, the range being unreplicated here) are skipped.
 async fn push_lacking(
     node: &Handoff,
@@ -265,7 +263,7 @@ async fn send(node: &Handoff, replica: usize, records: Vec<Record>) -> Result<()
     stats::add(&stats.handoff_records_sent, count);
     stats::add(&stats.handoff_bytes_sent, bytes);
     tokio::time::sleep(Duration::from_secs_f64(
-        bytes as f64 / BYTES_PER_SECOND as f64,
+        bytes as f64 / MOVE_BYTES_PER_SECOND as f64,
     ))
     .await;
     Ok(())

@@ -10,7 +10,10 @@
 //!
 //! 1. **Joining.** The peer adopts "joining" (nothing changes for it) and returns
 //!    its records of the ranges this node will replicate whose digests differ. The
-//!    bulk of the data moves here, while the interim primaries keep serving.
+//!    bulk of the data moves here, while the interim primaries keep serving: one
+//!    peer at a time (a range several peers hold comes once), in replies of
+//!    bounded size, paced to `MOVE_BYTES_PER_SECOND` so the peers keep serving
+//!    their clients.
 //! 2. **Alive.** The same call announcing "alive": the peer adopts it under its
 //!    view's write lock, so from then on it executes no write of this node's keys
 //!    (they are this node's again in its ring), and it has applied every write it
@@ -54,6 +57,7 @@ pub(crate) use handback::answer_handback;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use dida_core::{Liveness, MemberState, RangeId, Record, Ring};
 use dida_proto::storage::{HandbackReply, HandbackRequest};
@@ -62,6 +66,7 @@ use futures::future::join_all;
 use tracing::{debug, error, info, warn};
 
 use crate::anti_entropy::digests_on_wire;
+use crate::config::MOVE_BYTES_PER_SECOND;
 use crate::gossip::Gossip;
 use crate::peering::Peering;
 use crate::roster::Roster;
@@ -209,6 +214,8 @@ async fn catch_up(
     let state = &joiner.peering;
     // The ranges the phase is for, and what each peer still owes of them.
     let mut pending: Option<(BTreeSet<RangeId>, Owed)> = None;
+    // In the joining phase, the waiting peer asked next (see below).
+    let mut turn = 0;
     loop {
         if state.is_fenced() || state.incarnation() != incarnation {
             return Phase::Interrupted;
@@ -226,7 +233,7 @@ async fn catch_up(
         }
         let (_, waiting) = pending.get_or_insert_with(|| {
             let waiting = (0..state.roster().len())
-                .filter(|&p| p != state.me())
+                .filter(|&p| p != state.me() && view.is_member(p))
                 .map(|p| (p, needed.clone()))
                 .collect();
             (needed.clone(), waiting)
@@ -243,7 +250,19 @@ async fn catch_up(
             },
         );
         let wire_view = state.states_to_wire(&announced);
-        let peers: Vec<usize> = waiting.keys().copied().collect();
+        // The joining phase moves the bulk of the data: one peer at a time, so
+        // that a range several peers replicate comes once (the next peer's digest
+        // then matches) and the move takes one peer's CPU, not every peer's, from
+        // their clients. The alive phase carries only what changed since, and asks
+        // every peer at once, since the node waits for all of them.
+        let peers: Vec<usize> = match liveness {
+            Liveness::Joining => {
+                let keys: Vec<usize> = waiting.keys().copied().collect();
+                vec![keys[turn % keys.len()]]
+            }
+            _ => waiting.keys().copied().collect(),
+        };
+        let started = tokio::time::Instant::now();
         let divergence = kept.then_some(&*target);
         let durable = state.config().data_dir.is_some();
         let calls = peers.iter().map(|&peer| {
@@ -258,9 +277,11 @@ async fn catch_up(
             )
         });
         let answers = join_all(calls).await;
+        let mut moved = None;
         for (peer, answer) in peers.into_iter().zip(answers) {
             match answer {
-                Answer::Complete(ranges, keys) => {
+                Answer::Complete(ranges, keys, bytes) => {
+                    moved = Some(moved.unwrap_or(0) + bytes);
                     diverged.extend(keys);
                     let left = waiting.get_mut(&peer).expect("waiting peer");
                     for range in ranges {
@@ -281,14 +302,22 @@ async fn catch_up(
                 Answer::NotRunning if !durable => {
                     waiting.remove(&peer);
                 }
-                Answer::NotRunning => {}
-                Answer::Silent => {}
+                Answer::NotRunning | Answer::Silent => turn += 1,
             }
         }
-        if !waiting.is_empty() {
-            let silent: Vec<&str> = waiting.keys().map(|&p| state.id_of(p)).collect();
-            debug!(node = state.id(), phase = %liveness, ?silent, "rejoin waits for peers");
-            tokio::time::sleep(state.config().probe_interval).await;
+        match moved {
+            _ if waiting.is_empty() => {}
+            // Progress: the next page comes at once, paced to the rate that
+            // leaves the nodes to their clients.
+            Some(bytes) => {
+                let paced = Duration::from_secs_f64(bytes as f64 / MOVE_BYTES_PER_SECOND as f64);
+                tokio::time::sleep_until(started + paced).await;
+            }
+            None => {
+                let silent: Vec<&str> = waiting.keys().map(|&p| state.id_of(p)).collect();
+                debug!(node = state.id(), phase = %liveness, ?silent, "rejoin waits for peers");
+                tokio::time::sleep(state.config().probe_interval).await;
+            }
         }
     }
 }
@@ -298,9 +327,10 @@ type Owed = BTreeMap<usize, BTreeSet<RangeId>>;
 
 /// What one handback call came to.
 enum Answer {
-    /// The peer answered; these ranges are done, and these keys were written
-    /// elsewhere while this node was out (only looked for when asked).
-    Complete(Vec<RangeId>, BTreeSet<String>),
+    /// The peer answered; these ranges are done, these keys were written
+    /// elsewhere while this node was out (only looked for when asked), and this
+    /// many bytes of records came.
+    Complete(Vec<RangeId>, BTreeSet<String>, u64),
     /// The peer refused the connection: it is not running.
     NotRunning,
     /// No answer (timeout, pause, partition) or a refusal: ask again.
@@ -361,8 +391,10 @@ async fn handback_from(
                 None => BTreeSet::new(),
             };
             let mut merged = 0;
+            let mut bytes = 0;
             for record in &records {
                 merged += usize::from(joiner.store.merge(record));
+                bytes += (record.key.len() + record.value.len()) as u64;
             }
             if merged > 0 {
                 debug!(
@@ -375,7 +407,7 @@ async fn handback_from(
             if !view.is_empty() {
                 state.learn(Some(peer), view);
             }
-            Answer::Complete(complete_ranges, written_elsewhere)
+            Answer::Complete(complete_ranges, written_elsewhere, bytes)
         }
         Err(status) if is_connect_failure(&status) => Answer::NotRunning,
         Err(status) => {
