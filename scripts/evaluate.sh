@@ -2,7 +2,7 @@
 # Regenerates the evaluation report with one command: builds the release binary,
 # makes sure Redis is installed, runs every benchmark (`dida bench storage`, with
 # other --write-acks / --gossip-delay / --replication-factor too, `dida bench chain`,
-# `dida bench idle`, `dida bench elastic`), redis-benchmark against a redis-server it starts and stops
+# `dida bench idle`, `dida bench elastic`, `dida bench rebalance`), redis-benchmark against a redis-server it starts and stops
 # itself, and a few `dida faults` runs; then `dida bench report` rewrites
 # docs/evaluation.md and the plots docs/img/*.svg from the results. On a busy 2-core
 # machine: about 7.5 minutes of benchmarks, plus the build (8.5 minutes when every
@@ -96,7 +96,14 @@ fi
 sampler=$!
 redis_pid=
 cleanup() {
-  kill "$sampler" 2>/dev/null || true
+  # 8. A storage node joining a loaded cluster (about 40 s with 100,000 keys).
+if [[ $quick == 1 ]]; then
+  run rebalance "$dida" bench rebalance --keys 5000 --before 1 --window 0.3 --json
+else
+  run rebalance "$dida" bench rebalance --json
+fi
+
+kill "$sampler" 2>/dev/null || true
   if [[ -n $redis_pid ]]; then kill "$redis_pid" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
@@ -215,6 +222,13 @@ if [[ $quick == 1 ]]; then
   run elastic "$dida" bench elastic --phase 1 --warmup 0.3 --json
 else
   run elastic "$dida" bench elastic --json
+fi
+
+# 8. A storage node joining a loaded cluster (about 40 s with 100,000 keys).
+if [[ $quick == 1 ]]; then
+  run rebalance "$dida" bench rebalance --keys 5000 --before 1 --window 0.3 --json
+else
+  run rebalance "$dida" bench rebalance --json
 fi
 
 kill "$sampler" 2>/dev/null || true

@@ -88,6 +88,33 @@ fn the_report_reads_what_the_benchmarks_write() {
     assert_eq!(leave["clean_exit"], true, "{leave}");
     assert_eq!(leave["state_after"], "gone", "{leave}");
 
+    // A node joins a loaded cluster: it receives about its share, nothing fails.
+    bench(
+        results.path(),
+        "rebalance.jsonl",
+        &[
+            "rebalance",
+            "--keys",
+            "3000",
+            "--before",
+            "0.5",
+            "--window",
+            "0.3",
+        ],
+    );
+    let rebalance = std::fs::read_to_string(results.path().join("rebalance.jsonl")).unwrap();
+    let moved: serde_json::Value = rebalance
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["event"] == "move")
+        .unwrap_or_else(|| panic!("no move line in {rebalance}"));
+    let share = moved["share"].as_f64().unwrap();
+    assert!((0.5..=1.5).contains(&share), "{moved}");
+    assert!(
+        rebalance.contains("\"text\":\"0 requests failed\""),
+        "{rebalance}"
+    );
+
     let docs = tempfile::tempdir().unwrap();
     let output = Command::new(dida())
         .args(["bench", "report", "--input"])
@@ -120,5 +147,9 @@ fn the_report_reads_what_the_benchmarks_write() {
         report.contains("## Workers joining and leaving under load")
             && report.contains("| three workers | 3 |"),
         "the elastic run is read:\n{report}"
+    );
+    assert!(
+        report.contains("## A storage node joining under load") && report.contains("| during |"),
+        "the rebalance run is read:\n{report}"
     );
 }

@@ -16,6 +16,8 @@
 //! - `idle.jsonl`: `dida bench idle --json`;
 //! - `elastic.jsonl`: `dida bench elastic --json`, workers joining and leaving under
 //!   HTTP load;
+//! - `rebalance.jsonl`: `dida bench rebalance --json`, a storage node joining a
+//!   loaded cluster;
 //! - `faults-*.json`: `dida faults --json` (one report object), with the run's stderr
 //!   in `faults-*.log`;
 //! - `faults-timeline.jsonl`: `dida faults --timeline`, operations per 100 ms and the
@@ -36,6 +38,7 @@ use crate::lines::{
     self, BenchLine, BenchSetup, Comparison, IdleLine, IdleMeasurement, IdleSetup, Measurement,
     ModeCost, PerHop, StorageSetup,
 };
+use crate::rebalance::{MoveLine, RebalanceLine, RebalancePhase, RebalanceSetup};
 
 /// Everything one run left in its directory.
 #[derive(Debug, Default)]
@@ -62,6 +65,8 @@ pub(crate) struct Evaluation {
     pub idle: Option<IdleRun>,
     /// `dida bench elastic`.
     pub elastic: Option<ElasticRun>,
+    /// `dida bench rebalance`.
+    pub rebalance: Option<RebalanceRun>,
     /// `dida faults` runs, by file name.
     pub faults: Vec<FaultsRun>,
     /// The timeline of one `dida faults` run.
@@ -114,6 +119,7 @@ impl Evaluation {
             .collect(),
             idle: optional(&dir.join("idle.jsonl"), IdleRun::parse)?,
             elastic: optional(&dir.join("elastic.jsonl"), ElasticRun::parse)?,
+            rebalance: optional(&dir.join("rebalance.jsonl"), RebalanceRun::parse)?,
             timeline: optional(&dir.join("faults-timeline.jsonl"), Timeline::parse)?,
             redis_benchmark: optional(&dir.join("redis-benchmark.csv"), parse_redis_benchmark)?
                 .unwrap_or_default(),
@@ -346,6 +352,33 @@ impl ElasticRun {
         }
         if run.phases.is_empty() {
             bail!("no phase in it (did the benchmark fail? see elastic.log)");
+        }
+        Ok(run)
+    }
+}
+
+/// One `dida bench rebalance` run: its phases, the move, the verdicts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RebalanceRun {
+    pub setup: Option<RebalanceSetup>,
+    pub phases: Vec<RebalancePhase>,
+    pub moved: Option<MoveLine>,
+    pub verdicts: Vec<String>,
+}
+
+impl RebalanceRun {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut run = Self::default();
+        for line in lines::parse_lines::<RebalanceLine>(text)? {
+            match line {
+                RebalanceLine::Setup(setup) => run.setup = Some(setup),
+                RebalanceLine::Phase(phase) => run.phases.push(phase),
+                RebalanceLine::Move(moved) => run.moved = Some(moved),
+                RebalanceLine::Verdict(verdict) => run.verdicts.push(verdict.text),
+            }
+        }
+        if run.moved.is_none() {
+            bail!("no move in it (did the benchmark fail? see rebalance.log)");
         }
         Ok(run)
     }

@@ -54,6 +54,7 @@ pub(crate) fn document(evaluation: &Evaluation, drawn: &[String], method: &str) 
     out.push_str(&crash_section(evaluation, &image));
     out.push_str(&idle_section(evaluation));
     out.push_str(&elastic_section(evaluation));
+    out.push_str(&rebalance_section(evaluation));
     out.push_str("---\n\n");
     out.push_str("<!-- The rest is copied from docs/evaluation-method.md. -->\n\n");
     out.push_str(method.trim_end());
@@ -1020,6 +1021,71 @@ fn elastic_section(evaluation: &Evaluation) -> String {
             leave.exit,
             leave.drain_ms,
             leave.state_after
+        );
+    }
+    if !run.verdicts.is_empty() {
+        let _ = writeln!(out, "```\n{}\n```\n", run.verdicts.join("\n"));
+    }
+    out
+}
+
+fn rebalance_section(evaluation: &Evaluation) -> String {
+    let mut out = String::from("## A storage node joining under load\n\n");
+    let Some(run) = &evaluation.rebalance else {
+        out.push_str("`dida bench rebalance` did not run (see above).\n\n");
+        return out;
+    };
+    if let Some(setup) = &run.setup {
+        let _ = write!(
+            out,
+            "`dida bench rebalance`: a local cluster of {} storage nodes (replication factor \
+             {}) holding {} keys of {} bytes, under {} requests in flight (closed loop, random \
+             keys of the data set, one write in {} and reads otherwise) from a client that \
+             follows the cluster's view. A sixth node then joins (`dida storage --join`): it \
+             is admitted, catches up the ranges it gains from one peer at a time, paced, \
+             enters the ring, and the old replicas hand off what they no longer replicate. \
+             *during* runs from the join's start until the data is at rest again (every key \
+             on exactly its replicas); *before* and *after* are measured as long as each \
+             other. The ratio that matters is p99 during over p99 before, measured in the \
+             same run against the same cluster.\n\n",
+            setup.nodes,
+            setup.replication_factor,
+            setup.keys,
+            setup.value_bytes,
+            setup.clients,
+            setup.write_every
+        );
+    }
+    out.push_str(
+        "| phase | requests/s | p50 (ms) | p99 (ms) | p99.9 (ms) | errors | seconds |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for phase in &run.phases {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} |",
+            phase.phase,
+            phase.ops_per_s,
+            phase.p50_ms,
+            phase.p99_ms,
+            phase.p999_ms,
+            phase.errors,
+            phase.seconds
+        );
+    }
+    out.push('\n');
+    if let Some(moved) = &run.moved {
+        let _ = writeln!(
+            out,
+            "The new node was listed active {:.1} s after it started and the data was at rest \
+             {:.1} s after; it received {} keys ({:.1} MiB of values), {:.2}x its ideal share \
+             of {:.0} (replication factor × keys ÷ nodes: consistent hashing moves no more).\n",
+            moved.active_s,
+            moved.at_rest_s,
+            moved.keys_moved,
+            moved.bytes_moved as f64 / (1024.0 * 1024.0),
+            moved.share,
+            moved.ideal_keys
         );
     }
     if !run.verdicts.is_empty() {
