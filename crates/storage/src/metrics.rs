@@ -178,6 +178,20 @@ impl Collector for StorageCollector {
             Some(&Unit::Bytes),
             stats.bytes_dropped.load(Relaxed),
         )?;
+        counter(
+            &mut encoder,
+            "storage_catch_up_records",
+            "Records peers sent while this node caught up (joining or rejoining): the ranges gained",
+            None,
+            stats.catch_up_records_received.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "storage_catch_up_received",
+            "Bytes of keys and values peers sent while this node caught up",
+            Some(&Unit::Bytes),
+            stats.catch_up_bytes_received.load(Relaxed),
+        )?;
         let membership = &state.membership_stats();
         counter(
             &mut encoder,

@@ -21,6 +21,8 @@ pub(crate) struct ReplicationStats {
     pub handoff_bytes_sent: AtomicU64,
     pub records_dropped: AtomicU64,
     pub bytes_dropped: AtomicU64,
+    pub catch_up_records_received: AtomicU64,
+    pub catch_up_bytes_received: AtomicU64,
 }
 
 /// Adds `n` to one of the counters.
@@ -44,6 +46,8 @@ impl ReplicationStats {
             handoff_bytes_sent: self.handoff_bytes_sent.load(Relaxed),
             records_dropped: self.records_dropped.load(Relaxed),
             bytes_dropped: self.bytes_dropped.load(Relaxed),
+            catch_up_records_received: self.catch_up_records_received.load(Relaxed),
+            catch_up_bytes_received: self.catch_up_bytes_received.load(Relaxed),
         }
     }
 }

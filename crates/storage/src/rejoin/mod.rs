@@ -396,6 +396,11 @@ async fn handback_from(
                 merged += usize::from(joiner.store.merge(record));
                 bytes += (record.key.len() + record.value.len()) as u64;
             }
+            stats::add(
+                &state.stats().catch_up_records_received,
+                records.len() as u64,
+            );
+            stats::add(&state.stats().catch_up_bytes_received, bytes);
             if merged > 0 {
                 debug!(
                     node = state.id(),
