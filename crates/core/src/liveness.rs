@@ -109,9 +109,11 @@ impl MemberStates {
         Self(vec![MemberState::ASSUMED; members])
     }
 
-    /// The state of member `index`.
+    /// The state of member `index`; [`MemberState::ADMITTED`] for an index past
+    /// the list — a member admitted by a configuration a node is still taking in
+    /// (its roster may list it a moment before its view does).
     pub fn get(&self, index: usize) -> MemberState {
-        self.0[index]
+        self.0.get(index).copied().unwrap_or(MemberState::ADMITTED)
     }
 
     /// Number of members.
@@ -151,7 +153,7 @@ impl MemberStates {
 
     /// Whether member `index` is out of the ring.
     pub fn excluded(&self, index: usize) -> bool {
-        !self.0[index].in_ring()
+        !self.get(index).in_ring()
     }
 
     /// Indices of the members declared failed (in their current incarnation).

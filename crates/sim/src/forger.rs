@@ -2,7 +2,8 @@
 //! messages no honest peer sends — pushes from a non-member, pushes of a version
 //! that would make the next write wrap, of version `0.0`, of a replica number no
 //! member has, or from an incarnation past the bound, and probes that declare
-//! their receiver failed from a non-member or name a stranger in their view —
+//! their receiver failed from a non-member or in a view naming more members than
+//! a cluster may have —
 //! and checks that each is refused (invariant R1 of docs/protocols.md).
 //!
 //! Forgeries are handed to the node's handler directly, as a message that reached
@@ -18,6 +19,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dida_core::cluster::MAX_MEMBERS;
 use dida_core::{MemberState, Version};
 use dida_proto::storage::{
     Liveness, MemberView, ProbeRequest, PushRequest, Record, Version as WireVersion,
@@ -147,15 +149,17 @@ impl Forger {
                         vec![target_failed],
                     )
                 } else {
-                    let stranger = MemberView {
-                        id: "s99".to_string(),
+                    // A stranger alone is skipped (a member this node has not
+                    // learned of yet); a view longer than any cluster is refused.
+                    let strangers = (0..MAX_MEMBERS).map(|n| MemberView {
+                        id: format!("stranger{n}"),
                         incarnation: 1,
                         liveness: Liveness::Failed as i32,
-                    };
+                    });
                     (
-                        "probe declaring its receiver failed beside a non-member",
+                        "probe declaring its receiver failed in a view longer than any cluster",
                         member_id.as_str(),
-                        vec![target_failed, stranger],
+                        std::iter::once(target_failed).chain(strangers).collect(),
                     )
                 };
                 let probe = ProbeRequest {
