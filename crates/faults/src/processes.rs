@@ -297,6 +297,12 @@ impl Injector for Processes {
         Ok(())
     }
 
+    /// Not yet: the local cluster starts no node after the first ones.
+    async fn join(&self, node: &str) -> Result<(), InjectError> {
+        let reason = "the real-process suite does not start joining nodes yet";
+        Err(failed("join", node, reason))
+    }
+
     async fn restart(&self, node: &str, keep_data: bool) -> Result<(), InjectError> {
         let mut cluster = self.cluster.lock().await;
         if keep_data && !self.keeps_data {

@@ -540,6 +540,7 @@ fn fault_marks(faults: &[Fault]) -> Vec<Mark> {
             FaultKind::Partition => (MarkEvent::Partition, Some(MarkEvent::Heal)),
             FaultKind::Restart => (MarkEvent::Kill, Some(MarkEvent::Restart)),
             FaultKind::Leave => (MarkEvent::Leave, Some(MarkEvent::Left)),
+            FaultKind::Join => (MarkEvent::Join, Some(MarkEvent::Joined)),
             FaultKind::Declare => continue,
         };
         let mut mark = Mark::at_ns(fault.at_ns, start, &fault.node);
