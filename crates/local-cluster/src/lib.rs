@@ -17,6 +17,10 @@
 //! it still runs, then started again with exactly the command line it was first
 //! started with — the same id, port, membership and `--dial` links, so it is reachable
 //! at the same URL through the same proxies and comes back as the same member.
+//!
+//! And a storage node can **join** the running cluster ([`LocalCluster::join`]):
+//! one of the [`ClusterSpec::spare`] nodes, whose ports (and proxy links) were
+//! chosen at start, is started with `dida storage --join`.
 
 pub mod proxy;
 
@@ -74,6 +78,13 @@ pub struct ClusterSpec {
     /// Give every node `--metrics-listen` on a free loopback port (see
     /// [`LocalCluster::metrics_addr`]).
     pub metrics: bool,
+    /// Storage nodes that may join the running cluster later
+    /// ([`LocalCluster::join`]), named after the first ones (`s6`, `s7`, … after
+    /// five). Their ports are chosen at start, and with [`Self::partitionable`] the
+    /// links to and from them too, so that the nodes started now dial them
+    /// through their links (`--dial` may name a node that joins later) and
+    /// [`LocalCluster::cut`] can partition them like the others.
+    pub spare: usize,
 }
 
 /// Where a durable cluster's nodes keep their data, and how they sync it.
@@ -113,6 +124,7 @@ impl Default for ClusterSpec {
             partitionable: false,
             data: None,
             metrics: false,
+            spare: 0,
         }
     }
 }
@@ -126,9 +138,20 @@ pub struct LocalCluster {
     /// The `dida` binary every node runs.
     binary: PathBuf,
     /// Each storage node's arguments (after the binary), by index, built once at
-    /// start so that a restart runs exactly the same command line.
+    /// start (at its join for a spare node, empty until then) so that a restart
+    /// runs exactly the same command line.
     storage_args: Vec<Vec<String>>,
+    /// Each storage node's process, by index: the first nodes, then the spare
+    /// ones (`None` until they join).
     children: Vec<Option<Child>>,
+    /// The spare nodes ([`ClusterSpec::spare`]) as `(id, url)`, by index past the
+    /// first nodes.
+    spares: Vec<(String, String)>,
+    /// The metrics address of each spare node, chosen at start.
+    spare_metrics: Vec<Option<SocketAddr>>,
+    /// The spare nodes started so far, by index, in the order they joined (the
+    /// order the cluster's configuration lists them in).
+    joined: Vec<usize>,
     compute: Option<Compute>,
     /// With [`ClusterSpec::partitionable`]: the link node `from` dials node `to`
     /// through, by (from, to) index.
@@ -182,22 +205,26 @@ impl LocalCluster {
             bail!("a cluster needs at least one node");
         }
         spec.check()?;
-        // The nodes' ports stay reserved until the proxies are up, so that no proxy
-        // (bound to a free port itself) takes the port of a node not started yet.
-        let reserved = reserve_ports(spec.nodes)?;
+        // The nodes' ports (the spare ones' too) stay reserved until the proxies
+        // are up, so that no proxy (bound to a free port itself) takes the port of
+        // a node not started yet.
+        let total = spec.nodes + spec.spare;
+        let reserved = reserve_ports(total)?;
         let ports = ports_of(&reserved)?;
-        let peers = ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| format!("s{}=http://127.0.0.1:{port}", i + 1))
+        let url = |index: usize| format!("http://127.0.0.1:{}", ports[index]);
+        let peers = (0..spec.nodes)
+            .map(|i| format!("s{}={}", i + 1, url(i)))
             .collect::<Vec<_>>()
             .join(",");
         let membership = Membership::parse(&peers)?;
+        let spares = (spec.nodes..total)
+            .map(|i| (format!("s{}", i + 1), url(i)))
+            .collect();
         let mut links = BTreeMap::new();
         if spec.partitionable {
             for (to, port) in ports.iter().enumerate() {
                 let destination = SocketAddr::from(([127, 0, 0, 1], *port));
-                for from in (0..spec.nodes).filter(|&from| from != to) {
+                for from in (0..total).filter(|&from| from != to) {
                     let link = Link::start(destination)
                         .await
                         .context("cannot start the partition proxies")?;
@@ -205,15 +232,18 @@ impl LocalCluster {
                 }
             }
         }
-        let metrics_ports = match spec.metrics {
-            true => free_ports(spec.nodes)?.into_iter().map(Some).collect(),
-            false => vec![None; spec.nodes],
+        let mut metrics_ports: Vec<Option<SocketAddr>> = match spec.metrics {
+            true => free_ports(total)?
+                .into_iter()
+                .map(|port| Some(SocketAddr::from(([127, 0, 0, 1], port))))
+                .collect(),
+            false => vec![None; total],
         };
+        let spare_metrics = metrics_ports.split_off(spec.nodes);
         let storage_args = metrics_ports
             .into_iter()
             .enumerate()
-            .map(|(index, port)| {
-                let metrics = port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+            .map(|(index, metrics)| {
                 storage_settings(&spec, &peers, index, dial(&links, index), metrics)
                     .map(|settings| settings.to_args())
             })
@@ -225,6 +255,9 @@ impl LocalCluster {
             binary: binary.to_path_buf(),
             storage_args,
             children: Vec::new(),
+            spares,
+            spare_metrics,
+            joined: Vec::new(),
             compute: None,
             links,
         };
@@ -233,6 +266,8 @@ impl LocalCluster {
             let child = cluster.spawn_node(i)?;
             cluster.children.push(Some(child));
         }
+        cluster.children.resize_with(total, || None);
+        cluster.storage_args.resize_with(total, Vec::new);
         cluster.wait_until_ready(Duration::from_secs(30)).await?;
         Ok(cluster)
     }
@@ -454,9 +489,9 @@ impl LocalCluster {
             .spawn()
             .with_context(|| {
                 format!(
-                    "cannot start {} storage for s{}",
+                    "cannot start {} storage for {}",
                     self.binary.display(),
-                    index + 1
+                    self.id_at(index)
                 )
             })
     }
@@ -464,7 +499,8 @@ impl LocalCluster {
     async fn wait_until_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
         let client = self.client()?;
         let deadline = Instant::now() + limit;
-        for index in 0..self.spec.nodes {
+        let started = (0..self.spec.nodes).chain(self.joined.clone());
+        for index in started.collect::<Vec<_>>() {
             self.wait_for_node(&client, index, deadline, limit).await?;
         }
         // Every node joins before it serves as a primary: the cluster is ready once
@@ -486,7 +522,7 @@ impl LocalCluster {
         deadline: Instant,
         limit: Duration,
     ) -> anyhow::Result<()> {
-        let id = format!("s{}", index + 1);
+        let id = self.id_at(index);
         loop {
             // The node itself must answer: another process on its port (it
             // lost a race for the port) would answer a ping too.
@@ -526,7 +562,7 @@ impl LocalCluster {
     /// The command line storage node `id` runs (after the binary): the same on
     /// every (re)start.
     pub fn storage_args(&self, id: &str) -> anyhow::Result<&[String]> {
-        Ok(&self.storage_args[self.membership.index_of(id)?])
+        Ok(&self.storage_args[self.index_of(id)?])
     }
 
     /// Restarts storage node `id`: SIGKILLs it if it still runs (a crash, not a
@@ -535,7 +571,7 @@ impl LocalCluster {
     /// status itself. It then rejoins (catches up, then serves) on its own;
     /// [`StorageClient::wait_until_all_alive`] waits for that.
     pub async fn restart(&mut self, id: &str, limit: Duration) -> anyhow::Result<()> {
-        let index = self.membership.index_of(id)?;
+        let index = self.index_of(id)?;
         if let Some(mut child) = self.children[index].take() {
             child
                 .kill()
@@ -571,7 +607,8 @@ impl LocalCluster {
     /// line, and waits up to `limit` until every node answers and counts every other
     /// alive.
     pub async fn start_stopped(&mut self, limit: Duration) -> anyhow::Result<()> {
-        for index in 0..self.spec.nodes {
+        let started = (0..self.spec.nodes).chain(self.joined.clone());
+        for index in started.collect::<Vec<_>>() {
             if self.children[index].is_none() {
                 self.children[index] = Some(self.spawn_node(index)?);
             }
@@ -582,7 +619,7 @@ impl LocalCluster {
     /// Deletes the data directory of storage node `id`, which must not be running:
     /// its disk was lost, and it comes back empty, as a replacement.
     pub fn delete_data(&self, id: &str) -> anyhow::Result<()> {
-        let index = self.membership.index_of(id)?;
+        let index = self.index_of(id)?;
         ensure!(self.children[index].is_none(), "{id} still runs");
         let data = self
             .spec
@@ -595,12 +632,92 @@ impl LocalCluster {
 
     /// Whether storage node `id`'s process runs (it was not killed, or was restarted).
     pub fn is_running(&self, id: &str) -> anyhow::Result<bool> {
-        Ok(self.children[self.membership.index_of(id)?].is_some())
+        Ok(self.children[self.index_of(id)?].is_some())
     }
 
     /// The `--peers` value describing this cluster.
     pub fn peers(&self) -> &str {
         &self.peers
+    }
+
+    /// Starts spare node `id` ([`ClusterSpec::spare`]) with `dida storage --join`
+    /// and the seeds `seeds` (URLs of running members), with the flags of the
+    /// others and its links, and waits up to `limit` until it answers its status
+    /// itself: it answers once the cluster admitted it, and then catches up and
+    /// turns active on its own (the caller waits for that, asking the cluster).
+    /// Its command line is kept: a restart asks the same seeds again.
+    pub async fn join(
+        &mut self,
+        id: &str,
+        seeds: &[String],
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let index = self.index_of(id)?;
+        ensure!(
+            index >= self.spec.nodes,
+            "{id} is one of the first storage nodes, not a spare one"
+        );
+        ensure!(
+            !self.joined.contains(&index),
+            "spare storage node {id} was started already"
+        );
+        let spare = index - self.spec.nodes;
+        let url = self.spares[spare].1.clone();
+        let settings = StorageSettings::joining(id, &url, seeds)?;
+        let metrics = self.spare_metrics[spare];
+        let settings = with_spec(
+            settings,
+            &self.spec,
+            index,
+            dial(&self.links, index),
+            metrics,
+        )?;
+        self.storage_args[index] = settings.to_args();
+        let child = self.spawn_node(index)?;
+        self.children[index] = Some(child);
+        self.joined.push(index);
+        tracing::info!(node = %id, "local cluster: storage node joining");
+        let client = self.client()?;
+        self.wait_for_node(&client, index, Instant::now() + limit, limit)
+            .await
+            .with_context(|| format!("joining storage node {id} did not answer"))
+    }
+
+    /// Every storage node started so far, in the order the cluster's
+    /// configuration lists them: the first ones (`--peers`), then those that
+    /// joined ([`LocalCluster::join`]), in the order they did.
+    pub fn members(&self) -> anyhow::Result<Membership> {
+        let first = self
+            .membership
+            .members()
+            .iter()
+            .map(|m| (m.id.clone(), m.url.to_string()));
+        let joined = self.joined.iter().map(|&index| {
+            let (id, url) = &self.spares[index - self.spec.nodes];
+            (id.clone(), url.clone())
+        });
+        Ok(Membership::in_order(first.chain(joined))?)
+    }
+
+    /// The id of storage node `index`: a first node's, or a spare one's.
+    fn id_at(&self, index: usize) -> String {
+        match index.checked_sub(self.spec.nodes) {
+            Some(spare) => self.spares[spare].0.clone(),
+            None => self.membership.members()[index].id.clone(),
+        }
+    }
+
+    /// The index of storage node `id`: a first node's, or a spare one's (after
+    /// the first nodes).
+    fn index_of(&self, id: &str) -> anyhow::Result<usize> {
+        if let Ok(index) = self.membership.index_of(id) {
+            return Ok(index);
+        }
+        self.spares
+            .iter()
+            .position(|(spare, _)| spare == id)
+            .map(|spare| self.spec.nodes + spare)
+            .with_context(|| format!("no storage node {id} in this cluster, spare or not"))
     }
 
     /// The cluster's membership.
@@ -613,10 +730,11 @@ impl LocalCluster {
         (1..=self.spec.nodes).map(|i| format!("s{i}"))
     }
 
-    /// A routing client configured like the nodes.
+    /// A routing client configured like the nodes, of every node started so far
+    /// ([`LocalCluster::members`]).
     pub fn client(&self) -> anyhow::Result<StorageClient> {
         Ok(StorageClient::new(
-            self.membership.clone(),
+            self.members()?,
             ClientConfig {
                 replication_factor: self.spec.replication_factor,
                 deadline: Duration::from_secs(5),
@@ -627,7 +745,7 @@ impl LocalCluster {
 
     /// SIGKILLs node `id` (a fail-stop crash) and reaps it.
     pub async fn kill(&mut self, id: &str) -> anyhow::Result<()> {
-        let index = self.membership.index_of(id)?;
+        let index = self.index_of(id)?;
         let Some(mut child) = self.children[index].take() else {
             bail!("storage node {id} is not running");
         };
@@ -641,7 +759,7 @@ impl LocalCluster {
     /// How storage node `id`'s process ended, once it has ended on its own (a
     /// node removed from the cluster stops by itself); `None` while it runs.
     pub fn try_wait(&mut self, id: &str) -> anyhow::Result<Option<std::process::ExitStatus>> {
-        let index = self.membership.index_of(id)?;
+        let index = self.index_of(id)?;
         let child = self.children[index]
             .as_mut()
             .with_context(|| format!("storage node {id} was not started or was killed"))?;
@@ -680,7 +798,7 @@ impl LocalCluster {
 
     /// The process id of storage node `id`, while it runs (it changes on restart).
     pub fn pid(&self, id: &str) -> anyhow::Result<u32> {
-        let index = self.membership.index_of(id)?;
+        let index = self.index_of(id)?;
         self.children[index]
             .as_ref()
             .and_then(Child::id)
@@ -716,10 +834,7 @@ impl LocalCluster {
     }
 
     fn link(&self, from: &str, to: &str) -> anyhow::Result<&Link> {
-        let key = (
-            self.membership.index_of(from)?,
-            self.membership.index_of(to)?,
-        );
+        let key = (self.index_of(from)?, self.index_of(to)?);
         self.links.get(&key).with_context(|| {
             if self.spec.partitionable {
                 format!("no link from {from} to {to}")
@@ -811,7 +926,22 @@ fn storage_settings(
         .map_err(|e| SettingsError::Flag(e.to_string()))?
         .url
         .to_string();
-    let mut settings = StorageSettings::new(&id, &url, peers)?;
+    let settings = StorageSettings::new(&id, &url, peers)?;
+    with_spec(settings, spec, index, dial, metrics_listen)
+}
+
+/// `settings` with the flags `spec` gives storage node `index` (its gossip delay,
+/// the cluster's placement, acknowledgement and repair settings, its data
+/// directory), its `--dial` links and metrics address, validated as the node will
+/// validate them: what the first nodes and the spare ones share.
+fn with_spec(
+    mut settings: StorageSettings,
+    spec: &ClusterSpec,
+    index: usize,
+    dial: Option<String>,
+    metrics_listen: Option<SocketAddr>,
+) -> Result<StorageSettings, SettingsError> {
+    let id = settings.id.clone();
     settings.gossip_delay = spec.gossip_delays_ms.get(index).copied().unwrap_or(0);
     settings.replication_factor = Some(spec.replication_factor);
     settings.max_versions = spec.max_versions;
