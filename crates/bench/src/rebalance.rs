@@ -53,9 +53,6 @@ const MOVE_LIMIT: Duration = Duration::from_secs(600);
 /// Writes in flight while the data set is written.
 const POPULATE_IN_FLIGHT: usize = 32;
 
-/// The id of the node that joins.
-const JOINING: &str = "joiner";
-
 /// Flags of `dida bench rebalance`.
 #[derive(Debug, Args)]
 pub(crate) struct RebalanceBenchArgs {
@@ -205,9 +202,12 @@ pub(crate) async fn run(args: RebalanceBenchArgs) -> anyhow::Result<()> {
     let nodes = usize::try_from(args.nodes).context("--nodes")?;
     let spec = ClusterSpec {
         nodes,
+        spare: 1,
         replication_factor: REPLICATION_FACTOR,
         ..ClusterSpec::default()
     };
+    // The spare node, named after the others.
+    let joining = format!("s{}", nodes + 1);
     let mut cluster = LocalCluster::start(&binary, spec)
         .await
         .with_context(|| format!("cannot start a local cluster of {nodes} storage nodes"))?;
@@ -245,21 +245,22 @@ pub(crate) async fn run(args: RebalanceBenchArgs) -> anyhow::Result<()> {
     let (ops, before) = closed_loop::run(ops, args.before).await?;
     print(RebalanceLine::Phase(phase("before", &before)));
 
-    let first: Vec<String> = cluster.ids().collect();
-    let seeds: Vec<&str> = first.iter().map(String::as_str).collect();
+    let seeds: Vec<String> = cluster
+        .membership()
+        .members()
+        .iter()
+        .map(|m| m.url.to_string())
+        .collect();
     let started = Instant::now();
-    cluster.join_storage(JOINING, &seeds)?;
+    cluster.join(&joining, &seeds, MOVE_LIMIT).await?;
     let (ops, during, active, at_rest) =
-        measure_move(&mut cluster, ops, args.window, started, args.keys).await?;
+        measure_move(&mut cluster, &joining, ops, args.window, started, args.keys).await?;
     print(RebalanceLine::Phase(phase("during", &during)));
     let (_, after) = closed_loop::run(ops, args.before).await?;
     print(RebalanceLine::Phase(phase("after", &after)));
 
-    let grown = StorageClient::new(
-        Membership::parse(&cluster.all_peers())?,
-        ClientConfig::default(),
-    )?;
-    let keys_moved = grown.status(JOINING).await?.keys;
+    let grown = StorageClient::new(cluster.members()?, ClientConfig::default())?;
+    let keys_moved = grown.status(&joining).await?.keys;
     let ideal_keys = (REPLICATION_FACTOR as u64 * args.keys) as f64 / (nodes + 1) as f64;
     let share = keys_moved as f64 / ideal_keys;
     print(RebalanceLine::Move(MoveLine {
@@ -315,6 +316,7 @@ async fn populate(client: &StorageClient, keys: u64, value: &str) -> anyhow::Res
 /// what the windows measured together, and the time to each milestone.
 async fn measure_move(
     cluster: &mut LocalCluster,
+    joining: &str,
     mut ops: Vec<Mixed>,
     window: Duration,
     started: Instant,
@@ -328,7 +330,7 @@ async fn measure_move(
             "the move did not end within {MOVE_LIMIT:?}"
         );
         ensure!(
-            cluster.joined_running(JOINING)?,
+            cluster.try_wait(joining)?.is_none(),
             "the joining node exited (see its log above)"
         );
         let (back, measured) = closed_loop::run(ops, window).await?;
@@ -337,8 +339,8 @@ async fn measure_move(
             Some(total) => total.absorb(measured)?,
             None => during = Some(measured),
         }
-        let peers = Membership::parse(&cluster.all_peers())?;
-        if active.is_none() && is_active(&peers).await {
+        let peers = cluster.members()?;
+        if active.is_none() && is_active(&peers, joining).await {
             active = Some(started.elapsed());
         }
         if active.is_some() && at_rest(&peers, keys).await {
@@ -348,15 +350,15 @@ async fn measure_move(
     }
 }
 
-/// Whether the cluster lists the joining node active and alive.
-async fn is_active(peers: &Membership) -> bool {
+/// Whether the cluster lists node `joining` active and alive.
+async fn is_active(peers: &Membership, joining: &str) -> bool {
     let Ok(reply) = cluster::members(peers, None, Duration::from_secs(2)).await else {
         return false;
     };
     cluster::MembersView::of(&reply).is_ok_and(|view| {
         view.rows
             .iter()
-            .any(|r| r.id == JOINING && r.standing == Standing::Active && r.state == "alive")
+            .any(|r| r.id == joining && r.standing == Standing::Active && r.state == "alive")
     })
 }
 

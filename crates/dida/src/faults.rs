@@ -38,9 +38,10 @@ pub struct FaultsArgs {
     /// between storage nodes cut silently, then healed), mixed (each fault drawn
     /// among kill, pause, partition and restart), restart (SIGKILL, then the node started again with the same
     /// flags after a time in --fault-ms), leave (one node decommissioned, as
-    /// `dida cluster remove` does, among faults drawn as mixed draws them) or
-    /// rolling-restart (every node restarted in turn, each left to answer and
-    /// settle before the next).
+    /// `dida cluster remove` does, among faults drawn as mixed draws them), join
+    /// (half of the faults, rounded up, new nodes started with `dida storage
+    /// --join`, among faults drawn as mixed draws them) or rolling-restart (every
+    /// node restarted in turn, each left to answer and settle before the next).
     #[arg(long, default_value = "kill", value_parser = parse_nemesis)]
     nemesis: NemesisKind,
     /// How long a pause or partition lasts (or a restarted node stays down), MIN-MAX

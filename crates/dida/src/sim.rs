@@ -32,8 +32,9 @@ pub struct SimArgs {
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     probe_fanout: Option<usize>,
     /// The nemesis: kill, pause, partition, restart, mixed (each fault drawn among
-    /// those four), rolling-restart, declare-all or storm (default: by seed, the
-    /// first five in turn).
+    /// those four), leave (one member removed among mixed faults), join (new nodes
+    /// join, half the faults, among mixed ones), rolling-restart, declare-all or
+    /// storm (default: by seed, the first seven in turn).
     #[arg(long)]
     nemesis: Option<NemesisKind>,
     /// Turn the fence of invariant D2 off, to see the checks catch the lost writes.

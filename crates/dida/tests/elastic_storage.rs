@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dida_core::Membership;
 use dida_local_cluster::{free_ports, ClusterSpec, LocalCluster};
 use dida_settings::{RoleSettings, StorageSettings};
 use dida_storage_client::{ClientConfig, StorageClient};
@@ -25,11 +24,14 @@ use support::{dida, eventually, misplaced_keys, stderr, stdout};
 const REPLICATION_FACTOR: usize = 3;
 const WRITE_ACKS: usize = 2;
 
-async fn cluster(nodes: usize) -> LocalCluster {
+/// A cluster of `nodes` storage nodes, and `spare` more (named after them) that
+/// may join later.
+async fn cluster(nodes: usize, spare: usize) -> LocalCluster {
     let cluster = LocalCluster::start(
         dida(),
         ClusterSpec {
             nodes,
+            spare,
             replication_factor: REPLICATION_FACTOR,
             write_acks: WRITE_ACKS,
             ..ClusterSpec::default()
@@ -96,10 +98,22 @@ fn state_of(members: &Value, id: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A routing client for the members `peers` lists.
-fn client_of(peers: &str) -> StorageClient {
+/// Starts spare node `id` with `--join` to the nodes `seeds`, and waits until the
+/// cluster lists it active: it caught up, entered the ring and finished its join.
+async fn join(cluster: &mut LocalCluster, id: &str, seeds: &[&str]) {
+    let members = cluster.members().unwrap();
+    let seeds: Vec<String> = seeds
+        .iter()
+        .map(|seed| members.get(seed).unwrap().url.to_string())
+        .collect();
+    cluster.join(id, &seeds, JOIN_LIMIT).await.unwrap();
+    cluster.wait_active(id, JOIN_LIMIT).await.unwrap();
+}
+
+/// A routing client for every storage node the cluster started, joined ones too.
+fn client_of(cluster: &LocalCluster) -> StorageClient {
     StorageClient::new(
-        Membership::parse(peers).unwrap(),
+        cluster.members().unwrap(),
         ClientConfig {
             replication_factor: REPLICATION_FACTOR,
             deadline: Duration::from_secs(5),
@@ -147,7 +161,7 @@ async fn joined_share(client: &StorageClient, id: &str, nodes: usize, written: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing() {
-    let mut cluster = cluster(3).await;
+    let mut cluster = cluster(3, 2).await;
     let first_peers = cluster.peers().to_string();
     let client = Arc::new(cluster.client().unwrap());
 
@@ -219,15 +233,12 @@ async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing()
     // s4 joins, then s5: each a two-epoch change, decided then finished. Once
     // active, each holds what it caught up: about its share of every key's 3
     // copies among 4 (then 5) nodes — consistent hashing moves no more.
-    cluster.join_storage("s4", &["s1", "s2", "s3"]).unwrap();
-    cluster.wait_joined("s4", JOIN_LIMIT).await.unwrap();
+    join(&mut cluster, "s4", &["s1", "s2", "s3"]).await;
     assert_eq!(members(&first_peers).await["epoch"], 2);
-    joined_share(&client_of(&cluster.all_peers()), "s4", 4, &written).await;
-    cluster.join_storage("s5", &["s2", "s3"]).unwrap();
-    cluster.wait_joined("s5", JOIN_LIMIT).await.unwrap();
+    joined_share(&client_of(&cluster), "s4", 4, &written).await;
+    join(&mut cluster, "s5", &["s2", "s3"]).await;
     assert_eq!(members(&first_peers).await["epoch"], 4);
-    let peers = cluster.all_peers();
-    joined_share(&client_of(&peers), "s5", 5, &written).await;
+    joined_share(&client_of(&cluster), "s5", 5, &written).await;
     // Then s1 leaves.
     let removal = dida_cluster(&first_peers, &["remove", "s1"]).await;
     assert!(
@@ -250,7 +261,10 @@ async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing()
         "the load ran through the changes"
     );
     for id in ["s4", "s5"] {
-        assert!(cluster.joined_running(id).unwrap(), "{id} is still running");
+        assert!(
+            cluster.try_wait(id).unwrap().is_none(),
+            "{id} is still running"
+        );
     }
 
     // The configuration: s1 removed, s2..s5 alive, epoch 6 (two per change).
@@ -263,7 +277,7 @@ async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing()
 
     // Nothing acknowledged is lost, and the counter counted every increment,
     // read through a client that knows the grown membership.
-    let grown = client_of(&peers);
+    let grown = client_of(&cluster);
     grown.refresh_view().await;
     for (key, value) in &acknowledged {
         let read = grown
@@ -304,7 +318,7 @@ async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_moves_about_its_share_and_bad_joins_are_refused() {
-    let mut cluster = cluster(4).await;
+    let mut cluster = cluster(4, 1).await;
     let peers = cluster.peers().to_string();
     let seeds: Vec<String> = cluster
         .membership()
@@ -374,10 +388,9 @@ async fn a_join_moves_about_its_share_and_bad_joins_are_refused() {
     );
 
     // A good join now: it receives about its share and nothing else moves.
-    cluster.join_storage("s5", &["s1", "s2", "s3"]).unwrap();
-    cluster.wait_joined("s5", JOIN_LIMIT).await.unwrap();
+    join(&mut cluster, "s5", &["s1", "s2", "s3"]).await;
     assert_eq!(members(&peers).await["epoch"], 4);
-    let grown = client_of(&cluster.all_peers());
+    let grown = client_of(&cluster);
     let after = at_rest(&grown, &["s1", "s2", "s3", "s5"], 2000).await;
     let moved = after["s5"];
     let ideal = total as f64 / 4.0;
@@ -387,5 +400,5 @@ async fn a_join_moves_about_its_share_and_bad_joins_are_refused() {
         moved as f64 / ideal
     );
     assert!(moved as f64 <= 1.5 * ideal, "moved {moved}, ideal {ideal}");
-    assert!(cluster.joined_running("s5").unwrap(), "s5 runs");
+    assert!(cluster.try_wait("s5").unwrap().is_none(), "s5 runs");
 }

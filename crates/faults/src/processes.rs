@@ -1,20 +1,24 @@
 //! The real-process back-end of [`dida_verify::plan::Injector`]: storage nodes run
 //! as processes of this machine ([`LocalCluster`]), faults are signals (SIGKILL,
 //! SIGSTOP, SIGCONT), proxy links cut and healed, and restarts with the original
-//! command line. Each fault is confirmed: a killed node must stop answering, a
-//! paused one must be stopped and answer nothing, a restarted one must answer its
-//! status again. Which nodes are lost, the cluster says ([`crate::survey`]).
+//! command line, and joins as spare nodes of the local cluster started with
+//! `dida storage --join`. Each fault is confirmed: a killed node must stop
+//! answering, a paused one must be stopped and answer nothing, a restarted one must
+//! answer its status again, a joining one must be listed active by the cluster.
+//! Which nodes are lost, the cluster says ([`crate::survey`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Mutex as SyncMutex;
+use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
 
+use dida_core::{Membership, Standing};
 use dida_local_cluster::LocalCluster;
 use dida_proto::storage::membership_client::MembershipClient;
 use dida_proto::storage::RemoveMemberRequest;
 use dida_proto::transport::lazy_channel;
-use dida_storage_client::StorageClient;
+use dida_storage_client::cluster::{self, MembersView};
+use dida_storage_client::{ClientConfig, StorageClient};
 use dida_verify::plan::{Fault, FaultKind, InjectError, Injector};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Mutex;
@@ -29,6 +33,12 @@ const RESTART_LIMIT: Duration = Duration::from_secs(10);
 const LEAVE_CALL_DEADLINE: Duration = Duration::from_secs(15);
 /// How long a leaving node gets to hand its records off and stop.
 const LEAVE_LIMIT: Duration = Duration::from_secs(60);
+/// How long a joining node gets to answer its status: to be admitted (a decision
+/// of the nodes, `--join`'s call deadline 15 s) and start serving.
+const JOIN_START_LIMIT: Duration = Duration::from_secs(20);
+/// How long a joining node gets, from its start, to catch up and be listed
+/// active: like a leave's handoff, its catch-up of the ranges it gains.
+const JOIN_LIMIT: Duration = Duration::from_secs(60);
 /// The deadline of each status call of a survey, and of a confirming ping.
 pub(crate) const SURVEY_DEADLINE: Duration = Duration::from_secs(1);
 /// The longest a pause takes to be confirmed (SIGSTOP takes effect as each thread
@@ -46,13 +56,22 @@ const SETTLE_AT_MOST: Duration = Duration::from_secs(15);
 pub struct Processes {
     /// The processes and their proxies.
     cluster: Mutex<LocalCluster>,
-    /// The storage node ids, in membership order.
-    ids: Vec<String>,
+    /// Every storage node ever a member, in membership order, the nodes that
+    /// joined included once they were started (removed ones too: see
+    /// [`Processes::members`]).
+    membership: SyncMutex<Membership>,
+    /// The storage node ids surveyed and faulted: the first nodes, and each node
+    /// that joined once its join was over.
+    ids: SyncMutex<Vec<String>>,
     /// Whether the nodes keep their records in data directories: then a restart
     /// starts a node on its data, else empty (the suite's default).
     keeps_data: bool,
-    /// A client of the cluster with a short deadline, to confirm faults and survey.
-    probe: StorageClient,
+    /// How the clients that confirm faults and survey are configured (a short
+    /// deadline).
+    probe_config: ClientConfig,
+    /// A client of the cluster's membership with `probe_config`, to confirm
+    /// faults and survey; replaced when a node joins, so that it reaches it.
+    probe: SyncMutex<Arc<StorageClient>>,
     /// The nodes killed and not started again (not asked in surveys).
     killed: SyncMutex<BTreeSet<String>>,
     /// The nodes removed from the cluster (a leave): no longer members, not asked.
@@ -65,22 +84,88 @@ pub struct Processes {
 
 impl Processes {
     /// Faults `cluster`, whose nodes keep their data on disk when `keeps_data`;
-    /// `probe` confirms faults and surveys, and each node lost is sent on `losses`.
+    /// clients configured with `probe_config` confirm faults and survey, and each
+    /// node lost is sent on `losses`.
     pub fn new(
         cluster: LocalCluster,
         keeps_data: bool,
-        probe: StorageClient,
+        probe_config: ClientConfig,
         losses: Option<UnboundedSender<String>>,
-    ) -> Self {
-        Self {
-            ids: cluster.ids().collect(),
+    ) -> anyhow::Result<Self> {
+        let membership = cluster.members()?;
+        let probe = StorageClient::new(membership.clone(), probe_config.clone())?;
+        Ok(Self {
+            ids: SyncMutex::new(cluster.ids().collect()),
+            membership: SyncMutex::new(membership),
             cluster: Mutex::new(cluster),
             keeps_data,
-            probe,
+            probe_config,
+            probe: SyncMutex::new(Arc::new(probe)),
             killed: SyncMutex::default(),
             removed: SyncMutex::default(),
             losses: SyncMutex::new(losses),
             reported: SyncMutex::default(),
+        })
+    }
+
+    /// Every storage node ever a member, joined ones included: a client of the
+    /// cluster as it is now is made of it (removed members stay listed, as the
+    /// cluster's configuration keeps them, so that every index is the cluster's).
+    pub fn membership(&self) -> Membership {
+        self.membership
+            .lock()
+            .map(|m| m.clone())
+            .expect("membership lock poisoned")
+    }
+
+    /// The client that confirms faults and surveys.
+    fn probe(&self) -> Arc<StorageClient> {
+        self.probe
+            .lock()
+            .map(|p| p.clone())
+            .expect("probe lock poisoned")
+    }
+
+    /// The members not killed (removed ones aside) but `except`, as `(id, url)`:
+    /// those a request to the cluster is sent to.
+    fn seeds(&self, except: &str) -> Vec<(String, String)> {
+        let membership = self.membership();
+        let killed = self.killed();
+        self.members()
+            .into_iter()
+            .filter(|id| id != except && !killed.contains(id))
+            .filter_map(|id| {
+                let url = membership.get(&id).ok()?.url.to_string();
+                Some((id, url))
+            })
+            .collect()
+    }
+
+    /// Waits until the cluster's configuration (the latest any member not killed
+    /// tells) lists `node` active, or `limit` from `started` passed.
+    async fn wait_until_active(
+        &self,
+        node: &str,
+        started: tokio::time::Instant,
+        limit: Duration,
+    ) -> Result<(), String> {
+        loop {
+            let seeds = Membership::in_order(self.seeds(node)).map_err(|e| e.to_string())?;
+            let answer = cluster::members(&seeds, None, SURVEY_DEADLINE).await;
+            let last = match answer.and_then(|reply| MembersView::of(&reply)) {
+                Ok(view) if view.standing(node) == Some(Standing::Active) => return Ok(()),
+                Ok(view) => format!(
+                    "{} lists it {:?} (epoch {})",
+                    view.answered_by,
+                    view.standing(node),
+                    view.config.epoch
+                ),
+                Err(error) => error.to_string(),
+            };
+            if started.elapsed() >= limit {
+                return Err(format!("not active within {limit:?}: {last}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -93,13 +178,13 @@ impl Processes {
         self.removed.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
-    /// The members: every node but those removed.
+    /// The members: every node but those removed (and a joining node's only once
+    /// its join is over).
     fn members(&self) -> Vec<String> {
         let removed = self.removed();
-        self.ids
-            .iter()
-            .filter(|id| !removed.contains(*id))
-            .cloned()
+        self.ids()
+            .into_iter()
+            .filter(|id| !removed.contains(id))
             .collect()
     }
 
@@ -107,7 +192,8 @@ impl Processes {
     /// since the last survey.
     async fn survey(&self) -> Survey {
         let members = self.members();
-        let survey = survey::survey(&self.probe, &members, &self.killed(), SURVEY_DEADLINE).await;
+        let probe = self.probe();
+        let survey = survey::survey(&probe, &members, &self.killed(), SURVEY_DEADLINE).await;
         self.report(&survey.lost);
         survey
     }
@@ -163,7 +249,7 @@ impl Processes {
     /// Whether `node` answers a ping within `within`.
     async fn answers(&self, node: &str, within: Duration) -> bool {
         matches!(
-            tokio::time::timeout(within, self.probe.ping(node)).await,
+            tokio::time::timeout(within, self.probe().ping(node)).await,
             Ok(Ok(()))
         )
     }
@@ -180,7 +266,7 @@ fn failed(action: &'static str, node: &str, reason: impl fmt::Display) -> Inject
 
 impl Injector for Processes {
     fn ids(&self) -> Vec<String> {
-        self.ids.clone()
+        self.ids.lock().map(|ids| ids.clone()).unwrap_or_default()
     }
 
     async fn kill(&self, node: &str) -> Result<(), InjectError> {
@@ -241,15 +327,7 @@ impl Injector for Processes {
             id: node.to_string(),
             cluster_id: String::new(),
         };
-        let killed = self.killed();
-        let askers: Vec<String> = {
-            let cluster = self.cluster.lock().await;
-            self.members()
-                .into_iter()
-                .filter(|id| id != node && !killed.contains(id))
-                .filter_map(|id| Some(cluster.membership().get(&id).ok()?.url.to_string()))
-                .collect()
-        };
+        let askers = self.seeds(node).into_iter().map(|(_, url)| url);
         let mut refusals = Vec::new();
         let mut decided = false;
         for url in askers {
@@ -297,6 +375,36 @@ impl Injector for Processes {
         Ok(())
     }
 
+    /// Starts `node`, a spare node of the local cluster (its port and proxy
+    /// links chosen at start), with `--join` and the URLs of the members not
+    /// killed as seeds, and waits until the cluster lists it active; from then on
+    /// it is surveyed, and faulted, like the others.
+    async fn join(&self, node: &str) -> Result<(), InjectError> {
+        let started = tokio::time::Instant::now();
+        let seeds: Vec<String> = self.seeds(node).into_iter().map(|(_, url)| url).collect();
+        let membership = {
+            let mut cluster = self.cluster.lock().await;
+            cluster
+                .join(node, &seeds, JOIN_START_LIMIT)
+                .await
+                .map_err(|e| failed("join", node, e))?;
+            cluster.members().map_err(|e| failed("join", node, e))?
+        };
+        // The cluster admitted it: a client of the cluster now reaches it too.
+        let probe = StorageClient::new(membership.clone(), self.probe_config.clone())
+            .map_err(|e| failed("join", node, e))?;
+        if let (Ok(mut current), Ok(mut client)) = (self.membership.lock(), self.probe.lock()) {
+            *current = membership;
+            *client = Arc::new(probe);
+        }
+        let active = self.wait_until_active(node, started, JOIN_LIMIT).await;
+        // Running and admitted, whether or not it got to be active: a member.
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.push(node.to_string());
+        }
+        active.map_err(|reason| failed("join", node, reason))
+    }
+
     async fn restart(&self, node: &str, keep_data: bool) -> Result<(), InjectError> {
         let mut cluster = self.cluster.lock().await;
         if keep_data && !self.keeps_data {
@@ -327,8 +435,9 @@ impl Injector for Processes {
     /// would hold the call for a whole deadline past the fault's planned end.
     async fn declared_by(&self, node: &str) -> Vec<String> {
         let mut declaring = Vec::new();
+        let probe = self.probe();
         for other in self.members().iter().filter(|id| *id != node) {
-            let status = tokio::time::timeout(SURVEY_DEADLINE, self.probe.status(other)).await;
+            let status = tokio::time::timeout(SURVEY_DEADLINE, probe.status(other)).await;
             if let Ok(Ok(status)) = status {
                 if status.failed.iter().any(|f| f == node) {
                     declaring.push(other.clone());

@@ -291,10 +291,20 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             },
             partitionable: matches!(
                 config.nemesis,
-                NemesisKind::Partition | NemesisKind::Mixed | NemesisKind::Leave
+                NemesisKind::Partition
+                    | NemesisKind::Mixed
+                    | NemesisKind::Leave
+                    | NemesisKind::Join
             ),
             data: None,
             metrics: false,
+            // A join plan has as many joins as `joins_of` says, whatever the
+            // seed: one spare node (port, proxy links) for each.
+            spare: if config.nemesis == NemesisKind::Join {
+                plan::joins_of(config.planned_faults())
+            } else {
+                0
+            },
         },
     )
     .await
@@ -325,7 +335,6 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
         None
     };
     let membership = cluster.membership().clone();
-    let all_nodes: Vec<String> = cluster.ids().collect();
     let client_config = |deadline| ClientConfig {
         replication_factor: config.replication_factor,
         deadline,
@@ -392,8 +401,12 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     } else {
         (None, None)
     };
-    let probe = new_client(processes::SURVEY_DEADLINE)?;
-    let cluster = Arc::new(Processes::new(cluster, false, probe, kills));
+    let cluster = Arc::new(Processes::new(
+        cluster,
+        false,
+        client_config(processes::SURVEY_DEADLINE),
+        kills,
+    )?);
     let schedule = Schedule {
         duration: config.duration,
         faults: config.crashes,
@@ -443,14 +456,19 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
     // are fenced (or will be as soon as they hear of it) and no longer hold data
     // anyone reads.
     // A node removed from the cluster (a leave) handed everything off and stopped.
+    // Nodes that joined are read back like the first ones, by a client that
+    // knows them.
     let lost = &survey.lost;
     let removed = cluster.removed();
+    let membership = cluster.membership();
+    let all_nodes: Vec<String> = membership.ids().map(str::to_string).collect();
     let live: Vec<String> = all_nodes
         .iter()
         .filter(|n| !lost.contains(*n) && !removed.contains(*n))
         .cloned()
         .collect();
-    let reader = new_client(Duration::from_secs(5))?;
+    let reader = StorageClient::new(membership, client_config(Duration::from_secs(5)))
+        .context("cannot build a storage client")?;
     let (snapshot, converged, convergence) = readback::wait_for_convergence(
         &reader,
         &live,
@@ -530,7 +548,8 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
 }
 
 /// The timeline's marks of the faults the nemesis injected: kill; pause and resume;
-/// partition (with the links cut) and heal; kill and restart.
+/// partition (with the links cut) and heal; kill and restart; leave and left; join
+/// and joined.
 fn fault_marks(faults: &[Fault]) -> Vec<Mark> {
     let mut marks = Vec::new();
     for fault in faults.iter().filter(|f| f.error.is_none()) {
@@ -540,6 +559,7 @@ fn fault_marks(faults: &[Fault]) -> Vec<Mark> {
             FaultKind::Partition => (MarkEvent::Partition, Some(MarkEvent::Heal)),
             FaultKind::Restart => (MarkEvent::Kill, Some(MarkEvent::Restart)),
             FaultKind::Leave => (MarkEvent::Leave, Some(MarkEvent::Left)),
+            FaultKind::Join => (MarkEvent::Join, Some(MarkEvent::Joined)),
             FaultKind::Declare => continue,
         };
         let mut mark = Mark::at_ns(fault.at_ns, start, &fault.node);

@@ -17,6 +17,10 @@
 //! it still runs, then started again with exactly the command line it was first
 //! started with — the same id, port, membership and `--dial` links, so it is reachable
 //! at the same URL through the same proxies and comes back as the same member.
+//!
+//! And a storage node can **join** the running cluster ([`LocalCluster::join`]):
+//! one of the [`ClusterSpec::spare`] nodes, whose ports (and proxy links) were
+//! chosen at start, is started with `dida storage --join`.
 
 pub mod proxy;
 
@@ -27,8 +31,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use dida_core::Membership;
-use dida_core::Standing;
+use dida_core::{Membership, Standing};
 use dida_proto::execution::scheduler_client::SchedulerClient;
 use dida_proto::execution::worker_client::WorkerClient;
 use dida_proto::storage::PingRequest;
@@ -75,6 +78,13 @@ pub struct ClusterSpec {
     /// Give every node `--metrics-listen` on a free loopback port (see
     /// [`LocalCluster::metrics_addr`]).
     pub metrics: bool,
+    /// Storage nodes that may join the running cluster later
+    /// ([`LocalCluster::join`]), named after the first ones (`s6`, `s7`, … after
+    /// five). Their ports are chosen at start, and with [`Self::partitionable`] the
+    /// links to and from them too, so that the nodes started now dial them
+    /// through their links (`--dial` may name a node that joins later) and
+    /// [`LocalCluster::cut`] can partition them like the others.
+    pub spare: usize,
 }
 
 /// Where a durable cluster's nodes keep their data, and how they sync it.
@@ -114,6 +124,7 @@ impl Default for ClusterSpec {
             partitionable: false,
             data: None,
             metrics: false,
+            spare: 0,
         }
     }
 }
@@ -127,23 +138,24 @@ pub struct LocalCluster {
     /// The `dida` binary every node runs.
     binary: PathBuf,
     /// Each storage node's arguments (after the binary), by index, built once at
-    /// start so that a restart runs exactly the same command line.
+    /// start (at its join for a spare node, empty until then) so that a restart
+    /// runs exactly the same command line.
     storage_args: Vec<Vec<String>>,
+    /// Each storage node's process, by index: the first nodes, then the spare
+    /// ones (`None` until they join).
     children: Vec<Option<Child>>,
+    /// The spare nodes ([`ClusterSpec::spare`]) as `(id, url)`, by index past the
+    /// first nodes.
+    spares: Vec<(String, String)>,
+    /// The metrics address of each spare node, chosen at start.
+    spare_metrics: Vec<Option<SocketAddr>>,
+    /// The spare nodes started so far, by index, in the order they joined (the
+    /// order the cluster's configuration lists them in).
+    joined: Vec<usize>,
     compute: Option<Compute>,
     /// With [`ClusterSpec::partitionable`]: the link node `from` dials node `to`
     /// through, by (from, to) index.
     links: BTreeMap<(usize, usize), Link>,
-    /// Storage nodes started later with `--join` ([`LocalCluster::join_storage`]).
-    joined: Vec<JoinedNode>,
-}
-
-/// A storage node that joined the running cluster.
-#[derive(Debug)]
-struct JoinedNode {
-    id: String,
-    url: String,
-    child: Child,
 }
 
 /// Settings of the compute half started by [`LocalCluster::start_compute`].
@@ -193,22 +205,26 @@ impl LocalCluster {
             bail!("a cluster needs at least one node");
         }
         spec.check()?;
-        // The nodes' ports stay reserved until the proxies are up, so that no proxy
-        // (bound to a free port itself) takes the port of a node not started yet.
-        let reserved = reserve_ports(spec.nodes)?;
+        // The nodes' ports (the spare ones' too) stay reserved until the proxies
+        // are up, so that no proxy (bound to a free port itself) takes the port of
+        // a node not started yet.
+        let total = spec.nodes + spec.spare;
+        let reserved = reserve_ports(total)?;
         let ports = ports_of(&reserved)?;
-        let peers = ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| format!("s{}=http://127.0.0.1:{port}", i + 1))
+        let url = |index: usize| format!("http://127.0.0.1:{}", ports[index]);
+        let peers = (0..spec.nodes)
+            .map(|i| format!("s{}={}", i + 1, url(i)))
             .collect::<Vec<_>>()
             .join(",");
         let membership = Membership::parse(&peers)?;
+        let spares = (spec.nodes..total)
+            .map(|i| (format!("s{}", i + 1), url(i)))
+            .collect();
         let mut links = BTreeMap::new();
         if spec.partitionable {
             for (to, port) in ports.iter().enumerate() {
                 let destination = SocketAddr::from(([127, 0, 0, 1], *port));
-                for from in (0..spec.nodes).filter(|&from| from != to) {
+                for from in (0..total).filter(|&from| from != to) {
                     let link = Link::start(destination)
                         .await
                         .context("cannot start the partition proxies")?;
@@ -216,15 +232,18 @@ impl LocalCluster {
                 }
             }
         }
-        let metrics_ports = match spec.metrics {
-            true => free_ports(spec.nodes)?.into_iter().map(Some).collect(),
-            false => vec![None; spec.nodes],
+        let mut metrics_ports: Vec<Option<SocketAddr>> = match spec.metrics {
+            true => free_ports(total)?
+                .into_iter()
+                .map(|port| Some(SocketAddr::from(([127, 0, 0, 1], port))))
+                .collect(),
+            false => vec![None; total],
         };
+        let spare_metrics = metrics_ports.split_off(spec.nodes);
         let storage_args = metrics_ports
             .into_iter()
             .enumerate()
-            .map(|(index, port)| {
-                let metrics = port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+            .map(|(index, metrics)| {
                 storage_settings(&spec, &peers, index, dial(&links, index), metrics)
                     .map(|settings| settings.to_args())
             })
@@ -236,15 +255,19 @@ impl LocalCluster {
             binary: binary.to_path_buf(),
             storage_args,
             children: Vec::new(),
+            spares,
+            spare_metrics,
+            joined: Vec::new(),
             compute: None,
             links,
-            joined: Vec::new(),
         };
         drop(reserved);
         for i in 0..cluster.spec.nodes {
             let child = cluster.spawn_node(i)?;
             cluster.children.push(Some(child));
         }
+        cluster.children.resize_with(total, || None);
+        cluster.storage_args.resize_with(total, Vec::new);
         cluster.wait_until_ready(Duration::from_secs(30)).await?;
         Ok(cluster)
     }
@@ -466,9 +489,9 @@ impl LocalCluster {
             .spawn()
             .with_context(|| {
                 format!(
-                    "cannot start {} storage for s{}",
+                    "cannot start {} storage for {}",
                     self.binary.display(),
-                    index + 1
+                    self.id_at(index)
                 )
             })
     }
@@ -476,7 +499,8 @@ impl LocalCluster {
     async fn wait_until_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
         let client = self.client()?;
         let deadline = Instant::now() + limit;
-        for index in 0..self.spec.nodes {
+        let started = (0..self.spec.nodes).chain(self.joined.clone());
+        for index in started.collect::<Vec<_>>() {
             self.wait_for_node(&client, index, deadline, limit).await?;
         }
         // Every node joins before it serves as a primary: the cluster is ready once
@@ -498,7 +522,7 @@ impl LocalCluster {
         deadline: Instant,
         limit: Duration,
     ) -> anyhow::Result<()> {
-        let id = format!("s{}", index + 1);
+        let id = self.id_at(index);
         loop {
             // The node itself must answer: another process on its port (it
             // lost a race for the port) would answer a ping too.
@@ -538,7 +562,7 @@ impl LocalCluster {
     /// The command line storage node `id` runs (after the binary): the same on
     /// every (re)start.
     pub fn storage_args(&self, id: &str) -> anyhow::Result<&[String]> {
-        Ok(&self.storage_args[self.membership.index_of(id)?])
+        Ok(&self.storage_args[self.index_of(id)?])
     }
 
     /// Restarts storage node `id`: SIGKILLs it if it still runs (a crash, not a
@@ -547,7 +571,7 @@ impl LocalCluster {
     /// status itself. It then rejoins (catches up, then serves) on its own;
     /// [`StorageClient::wait_until_all_alive`] waits for that.
     pub async fn restart(&mut self, id: &str, limit: Duration) -> anyhow::Result<()> {
-        let index = self.membership.index_of(id)?;
+        let index = self.index_of(id)?;
         if let Some(mut child) = self.children[index].take() {
             child
                 .kill()
@@ -583,7 +607,8 @@ impl LocalCluster {
     /// line, and waits up to `limit` until every node answers and counts every other
     /// alive.
     pub async fn start_stopped(&mut self, limit: Duration) -> anyhow::Result<()> {
-        for index in 0..self.spec.nodes {
+        let started = (0..self.spec.nodes).chain(self.joined.clone());
+        for index in started.collect::<Vec<_>>() {
             if self.children[index].is_none() {
                 self.children[index] = Some(self.spawn_node(index)?);
             }
@@ -594,7 +619,7 @@ impl LocalCluster {
     /// Deletes the data directory of storage node `id`, which must not be running:
     /// its disk was lost, and it comes back empty, as a replacement.
     pub fn delete_data(&self, id: &str) -> anyhow::Result<()> {
-        let index = self.membership.index_of(id)?;
+        let index = self.index_of(id)?;
         ensure!(self.children[index].is_none(), "{id} still runs");
         let data = self
             .spec
@@ -607,7 +632,7 @@ impl LocalCluster {
 
     /// Whether storage node `id`'s process runs (it was not killed, or was restarted).
     pub fn is_running(&self, id: &str) -> anyhow::Result<bool> {
-        Ok(self.children[self.membership.index_of(id)?].is_some())
+        Ok(self.children[self.index_of(id)?].is_some())
     }
 
     /// The `--peers` value describing this cluster.
@@ -615,80 +640,114 @@ impl LocalCluster {
         &self.peers
     }
 
-    /// Starts storage node `id` on a free port with the cluster's settings and
-    /// `--join` to the URLs of `seeds` (ids of the first membership), and returns
-    /// its URL. The node asks to be admitted, catches up and enters the ring on its
-    /// own: [`LocalCluster::wait_joined`] waits for that. It reaches its peers
-    /// directly (no partition links) and is killed when the cluster is dropped.
-    pub fn join_storage(&mut self, id: &str, seeds: &[&str]) -> anyhow::Result<String> {
-        let url = format!("http://127.0.0.1:{}", free_ports(1)?[0]);
-        let seeds = seeds
-            .iter()
-            .map(|seed| Ok(self.membership.get(seed)?.url.to_string()))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut settings = StorageSettings::joining(id, &url, &seeds)?;
-        apply_spec(&mut settings, &self.spec, id)?;
-        let child = node_command(&self.binary, &self.spec.env)
-            .args(settings.validated()?.to_args())
-            .spawn()
-            .with_context(|| format!("cannot start joining storage node {id}"))?;
-        self.joined.push(JoinedNode {
-            id: id.to_string(),
-            url: url.clone(),
-            child,
-        });
-        tracing::info!(node = %id, %url, "local cluster: storage node joining");
-        Ok(url)
+    /// Starts spare node `id` ([`ClusterSpec::spare`]) with `dida storage --join`
+    /// and the seeds `seeds` (URLs of running members), with the flags of the
+    /// others and its links, and waits up to `limit` until it answers its status
+    /// itself: it answers once the cluster admitted it, and then catches up and
+    /// turns active on its own (the caller waits for that, asking the cluster).
+    /// Its command line is kept: a restart asks the same seeds again.
+    pub async fn join(
+        &mut self,
+        id: &str,
+        seeds: &[String],
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let index = self.index_of(id)?;
+        ensure!(
+            index >= self.spec.nodes,
+            "{id} is one of the first storage nodes, not a spare one"
+        );
+        ensure!(
+            !self.joined.contains(&index),
+            "spare storage node {id} was started already"
+        );
+        let spare = index - self.spec.nodes;
+        let url = self.spares[spare].1.clone();
+        let settings = StorageSettings::joining(id, &url, seeds)?;
+        let metrics = self.spare_metrics[spare];
+        let settings = with_spec(
+            settings,
+            &self.spec,
+            index,
+            dial(&self.links, index),
+            metrics,
+        )?;
+        self.storage_args[index] = settings.to_args();
+        let child = self.spawn_node(index)?;
+        self.children[index] = Some(child);
+        self.joined.push(index);
+        tracing::info!(node = %id, "local cluster: storage node joining");
+        let client = self.client()?;
+        self.wait_for_node(&client, index, Instant::now() + limit, limit)
+            .await
+            .with_context(|| format!("joining storage node {id} did not answer"))
     }
 
-    /// Waits up to `limit` until the cluster lists joined node `id` active and
-    /// alive (it caught up and entered the ring), failing early if its process
-    /// exits (a refused join).
-    pub async fn wait_joined(&mut self, id: &str, limit: Duration) -> anyhow::Result<()> {
+    /// Waits up to `limit` until the cluster lists storage node `id` active and
+    /// alive — a node that joined has then caught up, entered the ring and
+    /// finished its join — failing early if its process exits.
+    pub async fn wait_active(&mut self, id: &str, limit: Duration) -> anyhow::Result<()> {
+        let index = self.index_of(id)?;
         let deadline = Instant::now() + limit;
         loop {
-            let node = self
-                .joined
-                .iter_mut()
-                .find(|n| n.id == id)
-                .with_context(|| format!("{id} did not join this cluster"))?;
-            if let Some(status) = node.child.try_wait()? {
-                bail!("joining storage node {id} exited: {status}");
+            if let Some(child) = self.children[index].as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("storage node {id} exited: {status}");
+                }
             }
-            let url = node.url.clone();
-            let seeds = Membership::parse(&self.all_peers())?;
-            if let Ok(members) = cluster::members(&seeds, Some(id), Duration::from_secs(2)).await {
-                if let Ok(view) = cluster::MembersView::of(&members) {
-                    let row = view.rows.iter().find(|r| r.id == id && r.url == url);
-                    if row.is_some_and(|r| r.standing == Standing::Active && r.state == "alive") {
+            let members = self.members()?;
+            if let Ok(reply) = cluster::members(&members, Some(id), Duration::from_secs(2)).await {
+                if let Ok(view) = cluster::MembersView::of(&reply) {
+                    let active = view.rows.iter().any(|r| {
+                        r.id == id && r.standing == Standing::Active && r.state == "alive"
+                    });
+                    if active {
                         return Ok(());
                     }
                 }
             }
             if Instant::now() > deadline {
-                bail!("storage node {id} did not join within {limit:?}");
+                bail!("storage node {id} was not active within {limit:?}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// The `--peers` value of every storage node started: the first membership and
-    /// the nodes that joined since.
-    pub fn all_peers(&self) -> String {
-        std::iter::once(self.peers.clone())
-            .chain(self.joined.iter().map(|n| format!("{}={}", n.id, n.url)))
-            .collect::<Vec<_>>()
-            .join(",")
+    /// Every storage node started so far, in the order the cluster's
+    /// configuration lists them: the first ones (`--peers`), then those that
+    /// joined ([`LocalCluster::join`]), in the order they did.
+    pub fn members(&self) -> anyhow::Result<Membership> {
+        let first = self
+            .membership
+            .members()
+            .iter()
+            .map(|m| (m.id.clone(), m.url.to_string()));
+        let joined = self.joined.iter().map(|&index| {
+            let (id, url) = &self.spares[index - self.spec.nodes];
+            (id.clone(), url.clone())
+        });
+        Ok(Membership::in_order(first.chain(joined))?)
     }
 
-    /// Whether joined node `id`'s process still runs.
-    pub fn joined_running(&mut self, id: &str) -> anyhow::Result<bool> {
-        let node = self
-            .joined
-            .iter_mut()
-            .find(|n| n.id == id)
-            .with_context(|| format!("{id} did not join this cluster"))?;
-        Ok(node.child.try_wait()?.is_none())
+    /// The id of storage node `index`: a first node's, or a spare one's.
+    fn id_at(&self, index: usize) -> String {
+        match index.checked_sub(self.spec.nodes) {
+            Some(spare) => self.spares[spare].0.clone(),
+            None => self.membership.members()[index].id.clone(),
+        }
+    }
+
+    /// The index of storage node `id`: a first node's, or a spare one's (after
+    /// the first nodes).
+    fn index_of(&self, id: &str) -> anyhow::Result<usize> {
+        if let Ok(index) = self.membership.index_of(id) {
+            return Ok(index);
+        }
+        self.spares
+            .iter()
+            .position(|(spare, _)| spare == id)
+            .map(|spare| self.spec.nodes + spare)
+            .with_context(|| format!("no storage node {id} in this cluster, spare or not"))
     }
 
     /// The cluster's membership.
@@ -701,10 +760,11 @@ impl LocalCluster {
         (1..=self.spec.nodes).map(|i| format!("s{i}"))
     }
 
-    /// A routing client configured like the nodes.
+    /// A routing client configured like the nodes, of every node started so far
+    /// ([`LocalCluster::members`]).
     pub fn client(&self) -> anyhow::Result<StorageClient> {
         Ok(StorageClient::new(
-            self.membership.clone(),
+            self.members()?,
             ClientConfig {
                 replication_factor: self.spec.replication_factor,
                 deadline: Duration::from_secs(5),
@@ -715,7 +775,7 @@ impl LocalCluster {
 
     /// SIGKILLs node `id` (a fail-stop crash) and reaps it.
     pub async fn kill(&mut self, id: &str) -> anyhow::Result<()> {
-        let index = self.membership.index_of(id)?;
+        let index = self.index_of(id)?;
         let Some(mut child) = self.children[index].take() else {
             bail!("storage node {id} is not running");
         };
@@ -729,7 +789,7 @@ impl LocalCluster {
     /// How storage node `id`'s process ended, once it has ended on its own (a
     /// node removed from the cluster stops by itself); `None` while it runs.
     pub fn try_wait(&mut self, id: &str) -> anyhow::Result<Option<std::process::ExitStatus>> {
-        let index = self.membership.index_of(id)?;
+        let index = self.index_of(id)?;
         let child = self.children[index]
             .as_mut()
             .with_context(|| format!("storage node {id} was not started or was killed"))?;
@@ -768,7 +828,7 @@ impl LocalCluster {
 
     /// The process id of storage node `id`, while it runs (it changes on restart).
     pub fn pid(&self, id: &str) -> anyhow::Result<u32> {
-        let index = self.membership.index_of(id)?;
+        let index = self.index_of(id)?;
         self.children[index]
             .as_ref()
             .and_then(Child::id)
@@ -804,10 +864,7 @@ impl LocalCluster {
     }
 
     fn link(&self, from: &str, to: &str) -> anyhow::Result<&Link> {
-        let key = (
-            self.membership.index_of(from)?,
-            self.membership.index_of(to)?,
-        );
+        let key = (self.index_of(from)?, self.index_of(to)?);
         self.links.get(&key).with_context(|| {
             if self.spec.partitionable {
                 format!("no link from {from} to {to}")
@@ -899,27 +956,30 @@ fn storage_settings(
         .map_err(|e| SettingsError::Flag(e.to_string()))?
         .url
         .to_string();
-    let mut settings = StorageSettings::new(&id, &url, peers)?;
-    apply_spec(&mut settings, spec, &id)?;
-    settings.gossip_delay = spec.gossip_delays_ms.get(index).copied().unwrap_or(0);
-    settings.dial = dial;
-    settings.metrics_listen = metrics_listen;
-    settings.validated()
+    let settings = StorageSettings::new(&id, &url, peers)?;
+    with_spec(settings, spec, index, dial, metrics_listen)
 }
 
-/// The settings every storage node of a cluster `spec` shares, given to node `id`:
-/// replication, versions, acknowledgements, anti-entropy and its data directory.
-fn apply_spec(
-    settings: &mut StorageSettings,
+/// `settings` with the flags `spec` gives storage node `index` (its gossip delay,
+/// the cluster's placement, acknowledgement and repair settings, its data
+/// directory), its `--dial` links and metrics address, validated as the node will
+/// validate them: what the first nodes and the spare ones share.
+fn with_spec(
+    mut settings: StorageSettings,
     spec: &ClusterSpec,
-    id: &str,
-) -> Result<(), SettingsError> {
+    index: usize,
+    dial: Option<String>,
+    metrics_listen: Option<SocketAddr>,
+) -> Result<StorageSettings, SettingsError> {
+    let id = settings.id.clone();
+    settings.gossip_delay = spec.gossip_delays_ms.get(index).copied().unwrap_or(0);
     settings.replication_factor = Some(spec.replication_factor);
     settings.max_versions = spec.max_versions;
     settings.write_acks = spec.write_acks;
     settings.anti_entropy_interval = spec.anti_entropy_interval_ms;
+    settings.dial = dial;
     if let Some(data) = &spec.data {
-        settings.data_dir = Some(data.root.join(id));
+        settings.data_dir = Some(data.root.join(&id));
         settings.fsync = Some(match data.fsync.as_str() {
             "always" => Fsync::Always,
             "batch" => Fsync::Batch,
@@ -931,7 +991,8 @@ fn apply_spec(
             }
         });
     }
-    Ok(())
+    settings.metrics_listen = metrics_listen;
+    settings.validated()
 }
 
 /// The `--dial` of storage node `index` with [`ClusterSpec::partitionable`]: the

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use dida_core::{Liveness, Ring, Version};
+use dida_core::{ClusterConfig, Liveness, Ring, Standing, Version};
 use dida_storage::Node;
 use dida_verify::at_rest::{divergence, extra_holders, Holdings};
 use dida_verify::history::Operation;
@@ -39,6 +39,9 @@ pub struct Outcome<'a> {
     /// The nodes removed from the cluster (a leave): stopped, no longer members,
     /// having handed everything off.
     pub removed: &'a BTreeSet<usize>,
+    /// The nodes that joined the cluster during the run: out of every ring before
+    /// they did, so counted like lost ones among the possible primaries of W2.
+    pub joined: &'a BTreeSet<usize>,
     /// The replica number of each node (creators of versions).
     pub replicas: &'a [u32],
     /// Ring parameters shared by every node.
@@ -82,8 +85,10 @@ impl Outcome<'_> {
 
     /// D3 at the end: the running nodes' views converged — every running node is
     /// alive at its own incarnation (none still fenced or joining), every crashed
-    /// one is failed (removed members aside: no one watches them any more).
+    /// one is failed (removed members aside: no one watches them any more) — and
+    /// so did their configurations ([`Outcome::configurations`]).
     fn views(&self, serving: &[usize], findings: &mut Vec<Finding>) {
+        self.configurations(serving, findings);
         for (n, node) in self.nodes.iter().enumerate() {
             let crashed = self.processes[n].state() == ProcState::Crashed;
             if !crashed && !serving.contains(&n) {
@@ -97,7 +102,9 @@ impl Outcome<'_> {
             for (member, (id, state)) in
                 self.nodes[observer].member_states().into_iter().enumerate()
             {
-                if self.removed.contains(&member) {
+                // Removed members no one watches; a member admitted that the
+                // simulator never started (a join that failed) has no process.
+                if self.removed.contains(&member) || member >= self.nodes.len() {
                     continue;
                 }
                 let crashed = self.processes[member].state() == ProcState::Crashed;
@@ -127,6 +134,56 @@ impl Outcome<'_> {
         }
     }
 
+    /// D3 for membership: every serving node knows every member (a node that
+    /// joined included), holds the same decided configuration, and no change is
+    /// left half done in it (a member still joining or leaving would block every
+    /// later change).
+    fn configurations(&self, serving: &[usize], findings: &mut Vec<Finding>) {
+        let mut first: Option<(&str, ClusterConfig)> = None;
+        for &n in serving {
+            let node = &self.nodes[n];
+            let known = node.member_states().len();
+            if known != self.nodes.len() {
+                findings.push(Finding {
+                    invariant: "D3",
+                    detail: format!(
+                        "{} knows {known} members, but the cluster has {}",
+                        node.id(),
+                        self.nodes.len()
+                    ),
+                });
+            }
+            let config = node.cluster_config();
+            for member in &config.members {
+                if matches!(member.standing, Standing::Joining | Standing::Leaving) {
+                    findings.push(Finding {
+                        invariant: "D3",
+                        detail: format!(
+                            "{} lists {} as {:?} at the end (epoch {})",
+                            node.id(),
+                            member.id,
+                            member.standing,
+                            config.epoch
+                        ),
+                    });
+                }
+            }
+            match &first {
+                None => first = Some((node.id(), config)),
+                Some((other, theirs)) if *theirs != config => findings.push(Finding {
+                    invariant: "D3",
+                    detail: format!(
+                        "{} holds configuration epoch {} and {other} epoch {}",
+                        node.id(),
+                        config.epoch,
+                        theirs.epoch
+                    ),
+                }),
+                Some(_) => {}
+            }
+        }
+    }
+
     /// V1 (a version names one value everywhere), V2 (at most `max_versions` per
     /// key per replica) and W2 (only a node that was the key's primary in some
     /// view creates its versions), over every node's store, crashed ones included.
@@ -136,7 +193,15 @@ impl Outcome<'_> {
     /// may be used again.
     fn versions(&self, findings: &mut Vec<Finding>) {
         let ids: Vec<&str> = self.nodes.iter().map(|n| n.id()).collect();
-        let lost: Vec<usize> = self.ever_lost.union(self.removed).copied().collect();
+        let lost: Vec<usize> = self
+            .ever_lost
+            .iter()
+            .chain(self.removed)
+            .chain(self.joined)
+            .copied()
+            .collect::<BTreeSet<usize>>()
+            .into_iter()
+            .collect();
         let mut values: BTreeMap<(String, Version), (String, &str)> = BTreeMap::new();
         let mut primaries: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
         let retired = self.retired.iter().map(|node| (node, true));

@@ -5,7 +5,8 @@
 //! an in-memory network instead of gRPC, with simulated time. The seed decides
 //! everything random: message delays (so reordering), losses and duplicates, the
 //! faults (crashes, restarts, pauses, symmetric, asymmetric and partial partitions,
-//! often of a key's primary), and the clients' writes, compare-and-swaps and reads.
+//! often of a key's primary, members leaving and new nodes joining), and the
+//! clients' writes, compare-and-swaps and reads.
 //! The same seed gives the same run, event for event.
 //!
 //! Throughout the workload a hostile peer ([`forger`]) hands the nodes forged
@@ -27,7 +28,7 @@
 //! crate (about 1,000 lines).
 //!
 //! Modules: [`process`] (up, paused, crashed), [`network`], [`cluster`] (which
-//! node runs at each index, and restarts), [`sim_kv`], [`forger`],
+//! node runs at each index, restarts, leaves and joins), [`sim_kv`], [`forger`],
 //! [`nemesis`], [`checks`], [`trace`], [`run`] (one seed) and [`many`] (many seeds
 //! on all cores).
 

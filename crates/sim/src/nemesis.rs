@@ -1,8 +1,8 @@
 //! The simulator's own nemeses, beyond every fault budget by design: forged
 //! declarations of every node (`declare-all`) and storms of false suspicions
 //! (`storm`). Nothing crashes in either, so every acknowledged write must survive.
-//! The budgeted kinds (kill, pause, partition, restart, mixed, rolling restart) run
-//! through the nemesis both back-ends share, `dida_verify::nemesis`.
+//! The budgeted kinds (kill, pause, partition, restart, mixed, leave, join, rolling
+//! restart) run through the nemesis both back-ends share, `dida_verify::nemesis`.
 
 use std::time::Duration;
 

@@ -75,8 +75,11 @@ type Slot = (Arc<Node>, Arc<Process>);
 /// The simulated network between the nodes of one run.
 #[derive(Debug)]
 pub struct Network {
-    ids: Vec<String>,
-    /// The node and process now at each index; a restart installs new ones.
+    /// Each node's id, by index; a node that joins is appended ([`Network::add`]).
+    ids: Mutex<Vec<String>>,
+    /// The node and process now at each index; a restart installs new ones, and
+    /// a node that joins has none until it runs (nothing listens at its address
+    /// while the cluster decides to admit it).
     slots: Mutex<Vec<Option<Slot>>>,
     /// Directed links that deliver nothing: `(from, to)`.
     cuts: Mutex<BTreeSet<(usize, usize)>>,
@@ -97,7 +100,7 @@ impl Network {
     ) -> Arc<Self> {
         Arc::new(Self {
             slots: Mutex::new(vec![None; ids.len()]),
-            ids,
+            ids: Mutex::new(ids),
             cuts: Mutex::new(BTreeSet::new()),
             rng,
             faults,
@@ -117,11 +120,52 @@ impl Network {
         self.slots.lock().expect("slots lock poisoned")[index] = Some((node, process));
     }
 
-    /// The node and process at `index` now.
+    /// Gives the node `id`, admitted to the cluster, the next index, with nothing
+    /// running there yet: messages to it are refused, as at an address nobody
+    /// listens on, until it is [`Network::install`]ed (as they are before, while
+    /// the cluster admits it). Returns its index, which the cluster's
+    /// configuration gives it too: members are only ever appended.
+    pub fn add(&self, id: String) -> usize {
+        let mut ids = self.ids.lock().expect("ids lock poisoned");
+        let mut slots = self.slots.lock().expect("slots lock poisoned");
+        ids.push(id);
+        slots.push(None);
+        ids.len() - 1
+    }
+
+    /// How many nodes have an index, running or not.
+    pub fn len(&self) -> usize {
+        self.ids.lock().expect("ids lock poisoned").len()
+    }
+
+    /// Whether no node has an index.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The node and process at `index` now; the node must be installed.
     pub fn slot(&self, index: usize) -> (Arc<Node>, Arc<Process>) {
-        self.slots.lock().expect("slots lock poisoned")[index]
-            .clone()
-            .expect("every node is installed before messages flow")
+        self.installed(index)
+            .expect("a node is installed before anyone looks at it")
+    }
+
+    /// The node and process at `index` now, if one is installed there.
+    fn installed(&self, index: usize) -> Option<(Arc<Node>, Arc<Process>)> {
+        self.slots
+            .lock()
+            .expect("slots lock poisoned")
+            .get(index)
+            .cloned()
+            .flatten()
+    }
+
+    /// The id of node `index`; `#index` for an index the cluster admitted a node
+    /// at before the simulator [`Network::add`]ed it (messages to it are refused).
+    fn id(&self, index: usize) -> String {
+        let ids = self.ids.lock().expect("ids lock poisoned");
+        ids.get(index)
+            .cloned()
+            .unwrap_or_else(|| format!("#{index}"))
     }
 
     /// The transport node `me` sends through.
@@ -158,7 +202,7 @@ impl Network {
 
     fn name(&self, sender: Sender) -> String {
         match sender {
-            Sender::Node(n) => self.ids[n].clone(),
+            Sender::Node(n) => self.id(n),
             Sender::Client(c) => format!("client{c}"),
         }
     }
@@ -213,7 +257,7 @@ impl Network {
                 "{} from {} to {}: no answer within {:?}",
                 call.what,
                 self.name(from),
-                self.ids[to],
+                self.id(to),
                 call.deadline
             ))),
         }
@@ -235,10 +279,19 @@ impl Network {
         H: Fn(Arc<Node>, Req) -> Fut + Send + Sync + Clone + 'static,
         Fut: Future<Output = Result<Rep, Status>> + Send + 'static,
     {
-        let (sender, receiver, what) = (self.name(from), self.ids[to].clone(), call.what);
-        if self.slot(to).1.state() == ProcState::Crashed {
+        let (sender, receiver, what) = (self.name(from), self.id(to), call.what);
+        let listening = self.installed(to);
+        if listening
+            .as_ref()
+            .is_none_or(|(_, process)| process.state() == ProcState::Crashed)
+        {
+            let why = if listening.is_some() {
+                "crashed"
+            } else {
+                "not started"
+            };
             self.trace.event(format_args!(
-                "{sender} -> {receiver} {what}: refused (crashed)"
+                "{sender} -> {receiver} {what}: refused ({why})"
             ));
             return Some(Err(connection_refused(&receiver)));
         }
@@ -342,7 +395,8 @@ macro_rules! relay {
 #[tonic::async_trait]
 impl PeerTransport for SimTransport {
     /// Nothing to prepare: the simulated network finds a node by its index at
-    /// every call, and the simulator installs an admitted node at its index.
+    /// every call, and the simulator gives a joining node its index before it asks
+    /// to be admitted ([`Network::add`]) and installs it there once admitted.
     fn add_peer(&self, _: usize, _: &str, _: &NodeUrl) -> Result<(), String> {
         Ok(())
     }

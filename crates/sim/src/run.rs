@@ -28,7 +28,7 @@ use dida_verify::plan::{self, Fault, NemesisKind, Schedule};
 use dida_verify::workload::{run_storage_client, storage_keys, StorageWorkload};
 
 use crate::checks::{Finding, Outcome};
-use crate::cluster::{lost_nodes, Cluster};
+use crate::cluster::{lost_nodes, Cluster, FIRST_PORT};
 use crate::forger::{forged_values_kept, Forger};
 use crate::nemesis::beyond_budget;
 use crate::network::{LinkFaults, Network};
@@ -163,9 +163,8 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     let membership = Membership::new(
         ids.iter()
             .enumerate()
-            .map(|(i, id)| (id.clone(), format!("http://127.0.0.1:{}", 7001 + i))),
+            .map(|(i, id)| (id.clone(), format!("http://127.0.0.1:{}", FIRST_PORT + i))),
     )?;
-    let replicas: Vec<u32> = membership.members().iter().map(|m| m.replica).collect();
     let rpc_deadline = Duration::from_secs(1);
     let network = Network::new(
         ids.clone(),
@@ -221,7 +220,6 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
             let kv = SimKv {
                 network: network.clone(),
                 me: c,
-                nodes: NODES,
                 deadline: Duration::from_secs(10),
                 rng: rng.clone(),
                 trace: trace.clone(),
@@ -315,12 +313,24 @@ async fn simulate(seed: u64, config: &SimConfig) -> anyhow::Result<SeedReport> {
     let processes = cluster.processes();
     let retired = cluster.retired();
     let removed = cluster.removed();
+    let joined = cluster.joined();
+    // Each node's replica number, as the configuration it was started with gives
+    // it (joined nodes' included).
+    let replicas = nodes
+        .iter()
+        .map(|node| {
+            let membership = node.cluster_config().membership()?;
+            Ok(membership.get(node.id())?.replica)
+        })
+        .collect::<anyhow::Result<Vec<u32>>>()?;
+    let ids: Vec<String> = nodes.iter().map(|node| node.id().to_string()).collect();
     let outcome = Outcome {
         nodes: &nodes,
         processes: &processes,
         retired: &retired,
         ever_lost: &ever_lost,
         removed: &removed,
+        joined: &joined,
         replicas: &replicas,
         vnodes: VNODES,
         replication_factor: REPLICATION_FACTOR,
@@ -429,7 +439,10 @@ async fn watch_views(
     let mut last: Vec<Option<Sample>> = vec![None; cluster.len()];
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        for (n, node) in cluster.nodes().iter().enumerate() {
+        let nodes = cluster.nodes();
+        // Nodes that joined meanwhile have had no sample yet.
+        last.resize(nodes.len(), None);
+        for (n, node) in nodes.iter().enumerate() {
             if cluster.process(n).state() == ProcState::Crashed {
                 continue;
             }

@@ -1,6 +1,6 @@
 //! The simulator's back-end of [`dida_verify::kv::KeyValue`]: each call goes to a
 //! node drawn at random (as behind a load balancer: a node that just resumed from a
-//! pause gets its share at once) through the in-memory network, and its error is
+//! pause gets its share at once, and a node that joins from the moment it runs) through the in-memory network, and its error is
 //! mapped to "not applied" or "may have been applied" by its kind.
 
 use std::future::Future;
@@ -27,8 +27,6 @@ pub struct SimKv {
     pub network: Arc<Network>,
     /// This client's number (for the trace and the network's sender).
     pub me: usize,
-    /// How many storage nodes there are to draw from.
-    pub nodes: usize,
     /// How long a call waits for an answer.
     pub deadline: Duration,
     /// The run's seeded generator, which draws the node of each call.
@@ -52,7 +50,7 @@ impl SimKv {
     {
         let target = {
             let mut rng = self.rng.lock().expect("rng lock poisoned");
-            rng.random_range(0..self.nodes)
+            rng.random_range(0..self.network.len())
         };
         let call = Call {
             what,

@@ -1,6 +1,6 @@
 //! The simulator in the test suite: a seed replays event for event, a range of
 //! seeds passes every check with each nemesis of the rotation in its share of
-//! them (a leave among the others), and the
+//! them (a leave or joins among the others), and the
 //! protocol with its fence (invariant D2) turned off is caught.
 //!
 //! `DIDA_SIM_SEEDS` sets how many seeds the passing test runs (default 200, about
@@ -9,7 +9,7 @@
 
 use dida_sim::many::{run_seeds, summarize};
 use dida_sim::{run_seed, SimConfig};
-use dida_verify::plan::NemesisKind;
+use dida_verify::plan::{FaultKind, NemesisKind};
 
 fn seeds_wanted() -> u64 {
     std::env::var("DIDA_SIM_SEEDS")
@@ -212,4 +212,63 @@ fn a_rolling_restart_restarts_every_node_in_turn_and_loses_nothing() {
             .all(|f| f.confirmed && f.end_ns.is_some()));
         assert_eq!(report.lost_acknowledged, 0, "seed {}", report.seed);
     }
+}
+
+/// Joins run in the simulator through the nemesis both back-ends share: each
+/// planned join admits a new node under an id never used (`s6`, then `s7`), which
+/// catches up and turns active within the join's deadline; every check then
+/// covers it (D3: every serving node knows it and lists it active; H2, G2, A1
+/// over its store too), and a join seed replays event for event.
+#[test]
+fn joined_nodes_become_active_members_that_every_check_covers() {
+    let config = SimConfig {
+        nemesis: Some(NemesisKind::Join),
+        ..SimConfig::default()
+    };
+    let reports = run_seeds(0, 30, &config, &|_| {}).unwrap();
+    let mut grew_twice = false;
+    for report in &reports {
+        assert!(
+            report.passed(),
+            "seed {}: {:?}",
+            report.seed,
+            report.findings
+        );
+        let joined: Vec<&str> = report
+            .faults
+            .iter()
+            .filter(|f| f.kind == FaultKind::Join)
+            .map(|f| f.node.as_str())
+            .collect();
+        assert!(!joined.is_empty(), "seed {}: a join a run", report.seed);
+        assert_eq!(joined, ["s6", "s7"][..joined.len()], "seed {}", report.seed);
+        grew_twice |= joined.len() == 2;
+        assert!(report
+            .faults
+            .iter()
+            .filter(|f| f.kind == FaultKind::Join)
+            .all(|f| f.confirmed && f.end_ns.is_some()));
+        assert_eq!(report.lost_acknowledged, 0, "seed {}", report.seed);
+    }
+    assert!(grew_twice, "some seed's cluster grows twice");
+    let seed = reports
+        .iter()
+        .find(|r| {
+            r.faults
+                .iter()
+                .filter(|f| f.kind == FaultKind::Join)
+                .count()
+                == 2
+        })
+        .map(|r| r.seed)
+        .unwrap();
+    let (first, again) = (
+        run_seed(seed, &config).unwrap(),
+        run_seed(seed, &config).unwrap(),
+    );
+    assert_eq!(
+        (first.events, first.fingerprint),
+        (again.events, again.fingerprint),
+        "join seed {seed} ran differently twice"
+    );
 }

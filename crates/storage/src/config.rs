@@ -61,7 +61,9 @@ pub struct StorageConfig {
     pub suspicion_timeout: Duration,
     /// Peers this node reaches at another address than the membership's URL (a
     /// proxy, a NAT), by id. The fault suite routes peer traffic through proxies it
-    /// can cut this way, to partition nodes without root.
+    /// can cut this way, to partition nodes without root. An id may name a node
+    /// that is no member yet: the route applies once the node joins (a node's
+    /// flags do not change while it runs, nor when it restarts).
     pub dial_overrides: BTreeMap<String, NodeUrl>,
     /// Whether this node refuses the pushes of peers it counts failed or that do
     /// not replicate the pushed keys in its view (invariants D2, R2), makes the
@@ -230,13 +232,6 @@ impl StorageConfig {
             return Err(ConfigError::NotPositive {
                 what: "the probe interval and probe timeout",
             });
-        }
-        if let Some(id) = self
-            .dial_overrides
-            .keys()
-            .find(|id| self.membership.index_of(id).is_err())
-        {
-            return Err(ConfigError::DialNotAMember { id: id.clone() });
         }
         Ok(())
     }

@@ -75,12 +75,6 @@ pub enum ConfigError {
         /// The replication factor it may not exceed.
         replication_factor: usize,
     },
-    /// `--dial` routes a node that is not a member.
-    #[error("--dial names {id}, which is not a member of --peers")]
-    DialNotAMember {
-        /// The id `--dial` names.
-        id: String,
-    },
     /// A member's URL cannot be dialled.
     #[error("bad address for peer {id}: {reason}")]
     PeerAddress {

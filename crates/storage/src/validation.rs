@@ -100,9 +100,14 @@ pub(crate) fn wire_version(membership: &Roster, wire: wire::Version) -> Result<V
 /// member states by index, checked whole: at most [`MAX_MEMBERS`] entries, each
 /// member named once, with a known liveness and an incarnation of at most
 /// [`MemberState::MAX_INCARNATION`]. An entry naming an id this node does not know
-/// is skipped: a node the cluster admitted in a configuration this node has not
-/// learned yet (it learns it from the configuration epoch every probe carries).
-/// What it skips changes nothing here.
+/// is skipped when it may be a node the cluster admitted in a configuration this
+/// node has not learned yet (it learns it from the configuration epoch every probe
+/// carries): only a sender that knows more members than this node can name one,
+/// and its view, which names every member it knows, then names every member this
+/// node knows too (members are only ever appended). A view naming an unknown id
+/// and leaving out a member this node knows comes from a forged or misconfigured
+/// sender, and is refused whole (R1): merging the rest of it would let a stranger's
+/// entry carry a declaration in. What is skipped changes nothing here.
 pub(crate) fn view(
     membership: &Roster,
     view: &[wire::MemberView],
@@ -112,6 +117,16 @@ pub(crate) fn view(
             "its view has {} entries, more than the {MAX_MEMBERS} members a cluster may have",
             view.len()
         )));
+    }
+    if let Some(stranger) = view.iter().find(|e| membership.index_of(&e.id).is_err()) {
+        let named: BTreeSet<&str> = view.iter().map(|e| e.id.as_str()).collect();
+        if let Some(missing) = membership.iter().find(|m| !named.contains(m.id.as_str())) {
+            return Err(Refusal(format!(
+                "its view has an entry for {:?}, which is not a member, and none for member \
+                 {:?}: it is no view of a node that knows more members than this one",
+                stranger.id, missing.id
+            )));
+        }
     }
     let mut seen = BTreeSet::new();
     view.iter()
@@ -277,8 +292,23 @@ mod tests {
                 ),
             ]
         );
-        // A member this node has not learned of yet is skipped, not refused.
-        assert_eq!(view(&m, &[entry("s9", 1, 2)]).unwrap(), vec![]);
+        // A member this node has not learned of yet is skipped, not refused, in
+        // the view of a node that knows every member this one does, and more.
+        let ahead = [
+            entry("s1", 1, 2),
+            entry("s2", 1, 2),
+            entry("s3", 1, 2),
+            entry("s9", 1, 2),
+        ];
+        assert_eq!(view(&m, &ahead).unwrap().len(), 3);
+        // Beside a member this node knows, without the others, it is a stranger.
+        for bad in [
+            vec![entry("s9", 1, 2)],
+            vec![entry("s2", 1, 3), entry("s9", 1, 2)],
+        ] {
+            let Refusal(why) = view(&m, &bad).unwrap_err();
+            assert!(why.contains("not a member"), "{bad:?}: {why}");
+        }
         let flood: Vec<wire::MemberView> = (0..=MAX_MEMBERS)
             .map(|i| entry(&format!("x{i}"), 1, 2))
             .collect();

@@ -544,6 +544,13 @@ async fn a_probe_is_believed_only_from_a_member_naming_members() {
         ("intruder", vec![me_failed.clone()], "not a storage node"),
         ("s1", vec![me_failed.clone()], "receiving node itself"),
         ("s2", flood(), "more than the 1024 members"),
+        // A stranger beside a declaration, in a view that leaves out members this
+        // node knows: no view of a node that learned of a member this one has not.
+        (
+            "s2",
+            vec![me_failed.clone(), entry("s99", 1, WireLiveness::Failed)],
+            "not a member",
+        ),
         (
             "s2",
             vec![

@@ -17,7 +17,11 @@
 //!
 //! **What.** A kill is confirmed by the back-end; a leave lasts until the node
 //! has handed its records off and stopped, after which it is no longer a member
-//! and no later fault targets or counts it; a pause, partition or restart
+//! and no later fault targets or counts it; a join starts a new node under an id
+//! the cluster never used ([`fresh_id`]) and lasts until the cluster lists it
+//! active, after which later faults may target it like any member (a join has no
+//! target to resolve and is never skipped for the budget: it loses no node); a
+//! pause, partition or restart
 //! lasts its planned length, then is undone (SIGCONT, heal, start again), and the
 //! nodes that declared the target failed meanwhile are recorded. A rolling restart
 //! waits after each restart until the cluster settled (every node in service in two
@@ -66,12 +70,30 @@ pub async fn run<I: Injector>(
     clock: RunClock,
 ) -> Vec<Fault> {
     let mut ids = injector.ids();
+    // Every id the cluster ever had, removed members' included: a joining node
+    // takes one never used, so that every version's replica number and every
+    // view entry keeps naming one node.
+    let mut used: BTreeSet<String> = ids.iter().cloned().collect();
     // Nodes the nemesis left down: killed, or killed and not started again.
     let mut down: BTreeSet<String> = BTreeSet::new();
     let mut faults = Vec::new();
     for planned in plan {
         if let Some(wait) = planned.at.checked_sub(clock.elapsed()) {
             tokio::time::sleep(wait).await;
+        }
+        if planned.kind == FaultKind::Join {
+            let node = fresh_id(&used);
+            used.insert(node.clone());
+            let fault = join(injector, node, clock).await;
+            if fault.confirmed {
+                // A member like the others from now on: later faults may hit it.
+                ids.push(fault.node.clone());
+            }
+            faults.push(fault);
+            if setup.settle_between {
+                settle(injector, &down).await;
+            }
+            continue;
         }
         let lost = injector.lost().await;
         let live: Vec<String> = ids.iter().filter(|n| !lost.contains(*n)).cloned().collect();
@@ -117,6 +139,31 @@ pub async fn run<I: Injector>(
         }
     }
     faults
+}
+
+/// The first of `s1`, `s2`, … not in `used`: the id of a node that joins, never
+/// one a member had (the cluster refuses an id ever used, removed members'
+/// included). Both back-ends name their nodes so.
+pub fn fresh_id(used: &BTreeSet<String>) -> String {
+    (1..)
+        .map(|n| format!("s{n}"))
+        .find(|id| !used.contains(id))
+        .expect("some id is free")
+}
+
+/// Has `node` join the cluster through `injector` and returns the fault: confirmed
+/// once the cluster lists it active, ended then (or when the back-end gave up).
+async fn join<I: Injector>(injector: &I, node: String, clock: RunClock) -> Fault {
+    let mut fault = Fault::new(FaultKind::Join, node, clock.now_ns(), Vec::new());
+    injector.note(format_args!("nemesis: {} joins the cluster", fault.node));
+    let joined = injector.join(&fault.node).await;
+    fault.end_ns = Some(clock.now_ns());
+    injector.note(format_args!("nemesis: {} joined ({joined:?})", fault.node));
+    if let Err(error) = joined {
+        fault.error = Some(error.to_string());
+    }
+    fault.confirmed = fault.error.is_none();
+    fault
 }
 
 /// The target's id and the workload keys it leads, or `None` when no node is in
@@ -220,12 +267,14 @@ async fn inject<I: Injector>(
             injector.note(format_args!("nemesis: {node} left ({left:?})"));
             return left;
         }
-        FaultKind::Declare => {
+        FaultKind::Declare | FaultKind::Join => {
+            // Neither hits a node in service: `run` starts joins itself, and
+            // forged declarations are the simulator's own nemesis.
             return Err(InjectError {
                 action: "plan",
                 node,
-                reason: "forged declarations are the simulator's own nemesis".to_string(),
-            })
+                reason: format!("{:?} is not a fault of a member", fault.kind),
+            });
         }
     }
     tokio::time::sleep_until(started + planned.length).await;
@@ -309,6 +358,9 @@ mod tests {
         }
         async fn leave(&self, node: &str) -> Result<(), InjectError> {
             self.call(format!("leave {node}"))
+        }
+        async fn join(&self, node: &str) -> Result<(), InjectError> {
+            self.call(format!("join {node}"))
         }
         async fn restart(&self, node: &str, _keep_data: bool) -> Result<(), InjectError> {
             self.killed.lock().unwrap().remove(node);
@@ -425,5 +477,55 @@ mod tests {
                 assert!(!fault.cuts.iter().flatten().any(|n| *n == left.node));
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn joins_take_ids_never_used_and_the_joined_nodes_become_targets() {
+        let mut targeted_a_joined_node = false;
+        for seed in 0..60 {
+            let faults = 1 + (seed as usize % 4);
+            let schedule = Schedule {
+                duration: Duration::from_secs(20),
+                faults,
+                nodes: 5,
+                lengths: (Duration::from_secs(1), Duration::from_secs(2)),
+            };
+            let planned = plan(seed, NemesisKind::Join, &schedule);
+            let recorder = Recorder::default();
+            // A budget of one, spent by the first kill: joins go on regardless.
+            let done = run(&recorder, &planned, &setup(1), RunClock::start()).await;
+            let joined: Vec<&Fault> = done.iter().filter(|f| f.kind == FaultKind::Join).collect();
+            assert_eq!(joined.len(), crate::plan::joins_of(faults), "seed {seed}");
+            let mut ids: BTreeSet<String> = (1..=5).map(|i| format!("s{i}")).collect();
+            for fault in &joined {
+                assert!(fault.confirmed && fault.end_ns.is_some(), "{fault:?}");
+                assert!(ids.insert(fault.node.clone()), "seed {seed}: {done:?}");
+            }
+            let kills = done
+                .iter()
+                .filter(|f| f.kind == FaultKind::Kill && f.confirmed);
+            assert!(kills.count() <= 1, "the budget holds: {done:?}");
+            let calls = recorder.calls.into_inner().unwrap();
+            for fault in &joined {
+                assert!(calls.contains(&format!("join {}", fault.node)), "{calls:?}");
+            }
+            // A later fault may hit a joined node, as it may any member.
+            targeted_a_joined_node |= done
+                .iter()
+                .skip_while(|f| f.kind != FaultKind::Join)
+                .any(|f| f.kind != FaultKind::Join && joined.iter().any(|j| j.node == f.node));
+        }
+        assert!(
+            targeted_a_joined_node,
+            "some seed faults a node that joined"
+        );
+    }
+
+    #[test]
+    fn a_fresh_id_is_never_one_in_use_or_removed() {
+        let used: BTreeSet<String> = ["s1", "s2", "s4", "s5"].map(String::from).into();
+        assert_eq!(fresh_id(&used), "s3");
+        let used: BTreeSet<String> = (1..=6).map(|i| format!("s{i}")).collect();
+        assert_eq!(fresh_id(&used), "s7");
     }
 }

@@ -4,8 +4,9 @@
 //! injects them ([`Injector`]).
 //!
 //! Adding a fault kind means one variant of [`NemesisKind`] and, if it needs an
-//! action the trait lacks (joining or removing a member, for elastic membership),
-//! one method of [`Injector`] implemented by each back-end.
+//! action the trait lacks (as removing and adding a member did, for elastic
+//! membership: [`Injector::leave`], [`Injector::join`]), one method of [`Injector`]
+//! implemented by each back-end.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -47,6 +48,12 @@ pub enum NemesisKind {
     /// hands its records off and stops) at a drawn moment, among crashes, pauses,
     /// partitions and restarts drawn as [`Self::Mixed`] draws them.
     Leave,
+    /// New storage nodes join the running cluster (`dida storage --join`: admitted
+    /// as joining, caught up, then active), each at a drawn moment, among crashes,
+    /// pauses, partitions and restarts drawn as [`Self::Mixed`] draws them: half of
+    /// the run's faults, rounded up, are joins ([`joins_of`]). A joined node is a
+    /// member like the others from then on, which later faults may hit.
+    Join,
     /// Every node restarted in turn, one at a time, each left to answer and settle
     /// before the next: a rolling upgrade. Outside the simulator's default rotation.
     RollingRestart,
@@ -65,13 +72,14 @@ pub enum NemesisKind {
 
 impl NemesisKind {
     /// Every kind, in the order the simulator's seeds take them by default.
-    pub const ROTATION: [NemesisKind; 6] = [
+    pub const ROTATION: [NemesisKind; 7] = [
         Self::Kill,
         Self::Pause,
         Self::Partition,
         Self::Restart,
         Self::Mixed,
         Self::Leave,
+        Self::Join,
     ];
 
     /// The simulator's kinds outside the default rotation, run only when asked for:
@@ -100,13 +108,14 @@ impl NemesisKind {
     }
 
     /// Every kind, for listings and parsing.
-    pub const ALL: [NemesisKind; 9] = [
+    pub const ALL: [NemesisKind; 10] = [
         Self::Kill,
         Self::Pause,
         Self::Partition,
         Self::Restart,
         Self::Mixed,
         Self::Leave,
+        Self::Join,
         Self::RollingRestart,
         Self::DeclareAll,
         Self::Storm,
@@ -121,6 +130,7 @@ impl NemesisKind {
             Self::Restart => "restart",
             Self::Mixed => "mixed",
             Self::Leave => "leave",
+            Self::Join => "join",
             Self::RollingRestart => "rolling-restart",
             Self::DeclareAll => "declare-all",
             Self::Storm => "storm",
@@ -169,6 +179,9 @@ pub enum FaultKind {
     /// A decommission: the target asked to leave the cluster, which it does once
     /// it has handed its records off.
     Leave,
+    /// A new node started and admitted to the cluster, which it joins once it has
+    /// caught up (its target is the new node's id, one the cluster never used).
+    Join,
 }
 
 /// The shape of a partition (see the module documentation).
@@ -315,6 +328,14 @@ pub trait Injector: Send + Sync {
     /// stopped.
     fn leave(&self, node: &str) -> impl Future<Output = Result<(), InjectError>> + Send;
 
+    /// Starts a new storage node `node` (an id the cluster never used, chosen by
+    /// the nemesis so that the plan's ids are the same on every back-end) at a new
+    /// address, with the flags of the others, which asks live members to admit it
+    /// (`dida storage --join`); waits until the cluster's configuration lists it
+    /// active, that is until it has caught up and entered every ring. From then on
+    /// it is a member like the others: [`Injector::ids`]' later faults may hit it.
+    fn join(&self, node: &str) -> impl Future<Output = Result<(), InjectError>> + Send;
+
     /// Starts a killed `node` again with the same flags, at a higher incarnation,
     /// and waits until it answers: with every record it held (`keep_data`, as on a
     /// data directory) or empty.
@@ -454,7 +475,26 @@ pub fn plan(seed: u64, kind: NemesisKind, schedule: &Schedule) -> Vec<PlannedFau
         let leaving = rng.random_range(0..faults.len());
         faults[leaving].kind = FaultKind::Leave;
     }
+    if kind == NemesisKind::Join {
+        // Drawn last too: which of the faults `mixed` drew become joins.
+        let mut slots: Vec<usize> = (0..faults.len()).collect();
+        for _ in 0..joins_of(faults.len()) {
+            let slot = slots.swap_remove(rng.random_range(0..slots.len()));
+            faults[slot].kind = FaultKind::Join;
+        }
+    }
     faults
+}
+
+/// How many of a `join` run's `faults` faults are joins: half, rounded up, so at
+/// least one whenever there is a fault, and two in a run of three or four (the
+/// second join then grows a cluster that already grew once). A join costs none of
+/// the fault budget — it loses no node, and the newcomer holds nothing anyone
+/// depends on until it has caught up — so the other half keep every fault the
+/// budget allows: with `dida faults`' `--crashes 2` (at most R − 1), one join
+/// and one crash, pause, partition or restart.
+pub fn joins_of(faults: usize) -> usize {
+    faults.div_ceil(2)
 }
 
 /// The moments of `faults` faults in a run of `duration`: the window from 10 % to
@@ -566,6 +606,29 @@ mod tests {
             .map(|fault| format!("{:?}", fault.kind))
             .collect();
         assert_eq!(kinds.len(), 4, "mixed draws all four: {kinds:?}");
+    }
+
+    #[test]
+    fn a_join_run_plans_half_its_faults_as_joins_and_the_rest_as_mixed() {
+        for seed in 0..100 {
+            let faults = 1 + (seed as usize % 4);
+            let joining = plan(seed, NemesisKind::Join, &schedule(faults));
+            let joins = joining.iter().filter(|f| f.kind == FaultKind::Join).count();
+            assert_eq!(joins, joins_of(faults), "seed {seed}: {joining:?}");
+            assert!(joins >= 1);
+            // The faults that are not joins are those `mixed` draws, as for a leave.
+            let mixed = plan(seed, NemesisKind::Mixed, &schedule(faults));
+            for (join_run, mixed_run) in joining.iter().zip(&mixed) {
+                assert_eq!(
+                    (join_run.at, join_run.target),
+                    (mixed_run.at, mixed_run.target)
+                );
+                if join_run.kind != FaultKind::Join {
+                    assert_eq!(join_run.kind, mixed_run.kind, "seed {seed}");
+                }
+            }
+        }
+        assert_eq!(joins_of(0), 0);
     }
 
     #[test]

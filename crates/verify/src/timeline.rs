@@ -117,6 +117,11 @@ pub enum MarkEvent {
     Leave,
     /// It handed its records off, was removed and stopped.
     Left,
+    /// The nemesis started a new node, which asked the cluster to admit it
+    /// (`dida storage --join`).
+    Join,
+    /// The cluster listed it active: it had caught up and entered every ring.
+    Joined,
 }
 
 /// The event's name, as in the timeline file (taken from serde, so there is one
