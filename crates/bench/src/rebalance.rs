@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use clap::Args;
-use dida_core::{Membership, Standing};
+use dida_core::Membership;
 use dida_local_cluster::{current_dida, ClusterSpec, LocalCluster};
-use dida_storage_client::{cluster, ClientConfig, StorageClient, VIEW_REFRESH};
+use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -339,27 +339,15 @@ async fn measure_move(
             Some(total) => total.absorb(measured)?,
             None => during = Some(measured),
         }
-        let peers = cluster.members()?;
-        if active.is_none() && is_active(&peers, joining).await {
+        if active.is_none() && cluster.is_active(joining).await? {
             active = Some(started.elapsed());
         }
+        let peers = cluster.members()?;
         if active.is_some() && at_rest(&peers, keys).await {
             let during = during.context("at least one window ran")?;
             return Ok((ops, during, active.unwrap_or_default(), started.elapsed()));
         }
     }
-}
-
-/// Whether the cluster lists node `joining` active and alive.
-async fn is_active(peers: &Membership, joining: &str) -> bool {
-    let Ok(reply) = cluster::members(peers, None, Duration::from_secs(2)).await else {
-        return false;
-    };
-    cluster::MembersView::of(&reply).is_ok_and(|view| {
-        view.rows
-            .iter()
-            .any(|r| r.id == joining && r.standing == Standing::Active && r.state == "alive")
-    })
 }
 
 /// Whether the nodes hold `RF × keys` keys between them: each only what it

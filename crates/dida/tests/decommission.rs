@@ -14,7 +14,10 @@ use dida_local_cluster::{ClusterSpec, LocalCluster};
 use serde_json::Value;
 
 mod support;
-use support::{dida, eventually, misplaced_keys, stderr, stdout};
+use support::{
+    cluster_members, dida, dida_cluster, eventually, member_state, misplaced_keys, stderr, stdout,
+    Load, LoadOutcome,
+};
 
 const REPLICATION_FACTOR: usize = 3;
 
@@ -39,43 +42,15 @@ async fn cluster(nodes: usize) -> LocalCluster {
     cluster
 }
 
-/// Runs `dida cluster ARGS --peers PEERS` to its end.
-async fn dida_cluster(peers: &str, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(dida())
-        .arg("cluster")
-        .args(args)
-        .args(["--peers", peers])
-        .output()
-        .await
-        .expect("dida cluster runs")
-}
-
-/// `dida cluster members --json`.
-async fn members(peers: &str) -> Value {
-    let output = dida_cluster(peers, &["members", "--json"]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
-    serde_json::from_str(stdout(&output).trim()).expect("one JSON object")
-}
-
-fn state_of(members: &Value, id: &str) -> String {
-    members["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == id)
-        .map(|m| m["state"].as_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_node_hands_its_records_off_under_load_and_loses_nothing() {
     let mut cluster = cluster(5).await;
     let peers = cluster.peers().to_string();
     let client = Arc::new(cluster.client().unwrap());
 
-    let before = members(&peers).await;
+    let before = cluster_members(&peers).await;
     assert_eq!(before["epoch"], 0);
-    assert_eq!(state_of(&before, "s1"), "alive");
+    assert_eq!(member_state(&before, "s1"), "alive");
 
     let mut acknowledged = BTreeMap::new();
     for n in 0..1500 {
@@ -89,51 +64,7 @@ async fn a_removed_node_hands_its_records_off_under_load_and_loses_nothing() {
     client.write("counter", "0").await.unwrap();
 
     // Two writers and a compare-and-swap counter run through the whole change.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..2)
-        .map(|w| {
-            let (client, stop) = (client.clone(), stop.clone());
-            tokio::spawn(async move {
-                // Writes acknowledged, and how many failed: a failed write may
-                // still have been applied, so its key may exist.
-                let (mut acknowledged, mut failed) = (BTreeMap::new(), 0);
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let (key, value) = (format!("during-{w}-{n}"), format!("value {w} {n}"));
-                    if client.write(&key, &value).await.is_ok() {
-                        acknowledged.insert(key, value);
-                    } else {
-                        failed += 1;
-                    }
-                    n += 1;
-                }
-                (acknowledged, failed)
-            })
-        })
-        .collect();
-    let counter = {
-        let (client, stop) = (client.clone(), stop.clone());
-        tokio::spawn(async move {
-            // Increments acknowledged, and those whose outcome is unknown (the
-            // call failed after it may have been applied).
-            let (mut increments, mut unknown) = (0u64, 0u64);
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(Some(current)) = client.read("counter", None).await else {
-                    continue;
-                };
-                let next = (current.value.parse::<u64>().unwrap() + 1).to_string();
-                match client
-                    .update_if_value_is("counter", &current.value, &next)
-                    .await
-                {
-                    Ok(Some(_)) => increments += 1,
-                    Ok(None) => {}
-                    Err(_) => unknown += 1,
-                }
-            }
-            (increments, unknown)
-        })
-    };
+    let load = Load::start(&client);
 
     let removal = dida_cluster(&peers, &["remove", "s1", "--json"]).await;
     assert!(
@@ -149,18 +80,17 @@ async fn a_removed_node_hands_its_records_off_under_load_and_loses_nothing() {
     assert_eq!(events.first().unwrap()["state"], "leaving", "{events:?}");
     assert_eq!(events.last().unwrap()["state"], "removed", "{events:?}");
 
-    stop.store(true, Ordering::Relaxed);
-    let (mut during, mut failed) = (0, 0);
-    for writer in writers {
-        let (written, failures) = writer.await.unwrap();
-        during += written.len();
-        failed += failures;
-        acknowledged.extend(written);
-    }
-    let (increments, unknown) = counter.await.unwrap();
-    eprintln!("{during} writes and {increments} increments acknowledged during the removal");
+    let LoadOutcome {
+        acknowledged: during,
+        failed,
+        increments,
+        unknown,
+    } = load.stop().await;
+    let during_count = during.len();
+    acknowledged.extend(during);
+    eprintln!("{during_count} writes and {increments} increments acknowledged during the removal");
     assert!(
-        during > 0 && increments > 0,
+        during_count > 0 && increments > 0,
         "the load ran through the change"
     );
 
@@ -171,11 +101,11 @@ async fn a_removed_node_hands_its_records_off_under_load_and_loses_nothing() {
     })
     .await;
     assert!(status.success(), "s1 exited with {status}");
-    let after = members(&peers).await;
+    let after = cluster_members(&peers).await;
     assert_eq!(after["epoch"], 2, "{after}");
-    assert_eq!(state_of(&after, "s1"), "removed");
+    assert_eq!(member_state(&after, "s1"), "removed");
     for id in ["s2", "s3", "s4", "s5"] {
-        assert_eq!(state_of(&after, id), "alive", "{after}");
+        assert_eq!(member_state(&after, id), "alive", "{after}");
     }
     // `dida kv status` tells a removed node from a failed one.
     let status = tokio::process::Command::new(dida())
@@ -251,7 +181,7 @@ async fn a_removed_node_hands_its_records_off_under_load_and_loses_nothing() {
         );
     }
     assert_eq!(
-        members(&peers).await["epoch"],
+        cluster_members(&peers).await["epoch"],
         2,
         "refusals changed nothing"
     );
@@ -286,7 +216,7 @@ async fn one_change_at_a_time_and_never_below_the_replication_factor() {
     cluster.resume("s4").unwrap();
     eventually(Duration::from_secs(30), "s4 to be removed", || {
         let peers = peers.clone();
-        async move { (state_of(&members(&peers).await, "s4") == "removed").then_some(()) }
+        async move { (member_state(&cluster_members(&peers).await, "s4") == "removed").then_some(()) }
     })
     .await;
 
@@ -297,7 +227,7 @@ async fn one_change_at_a_time_and_never_below_the_replication_factor() {
         "{}",
         stderr(&below)
     );
-    let after = members(&peers).await;
+    let after = cluster_members(&peers).await;
     assert_eq!(after["epoch"], 2);
-    assert_eq!(state_of(&after, "s3"), "alive");
+    assert_eq!(member_state(&after, "s3"), "alive");
 }

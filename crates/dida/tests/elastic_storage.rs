@@ -9,18 +9,19 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use dida_local_cluster::{free_ports, ClusterSpec, LocalCluster};
 use dida_settings::{RoleSettings, StorageSettings};
 use dida_storage_client::{ClientConfig, StorageClient};
-use serde_json::Value;
 use tokio::process::Command;
 
 mod support;
-use support::{dida, eventually, misplaced_keys, stderr, stdout};
+use support::{
+    cluster_members, dida, dida_cluster, eventually, member_state, misplaced_keys, stderr, stdout,
+    Load, LoadOutcome,
+};
 
 const REPLICATION_FACTOR: usize = 3;
 const WRITE_ACKS: usize = 2;
@@ -69,34 +70,6 @@ async fn refused_join(settings: &StorageSettings) -> std::process::Output {
         .output()
         .await
         .expect("dida storage runs")
-}
-
-/// Runs `dida cluster ARGS --peers PEERS` to its end.
-async fn dida_cluster(peers: &str, args: &[&str]) -> std::process::Output {
-    Command::new(dida())
-        .arg("cluster")
-        .args(args)
-        .args(["--peers", peers])
-        .output()
-        .await
-        .expect("dida cluster runs")
-}
-
-/// `dida cluster members --json`.
-async fn members(peers: &str) -> Value {
-    let output = dida_cluster(peers, &["members", "--json"]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
-    serde_json::from_str(stdout(&output).trim()).expect("one JSON object")
-}
-
-fn state_of(members: &Value, id: &str) -> String {
-    members["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == id)
-        .map(|m| m["state"].as_str().unwrap().to_string())
-        .unwrap_or_default()
 }
 
 /// Starts spare node `id` with `--join` to the nodes `seeds`, and waits until the
@@ -152,10 +125,9 @@ async fn at_rest(
 }
 
 /// Checks that node `id`, just joined to a cluster of `nodes`, holds about its
-/// share of the keys `written` so far (`RF × keys / nodes`), at most 1.5 times.
-async fn joined_share(client: &StorageClient, id: &str, nodes: usize, written: &AtomicUsize) {
+/// share of the `keys` written so far (`RF × keys / nodes`), at most 1.5 times.
+async fn joined_share(client: &StorageClient, id: &str, nodes: usize, keys: usize) {
     let held = client.status(id).await.unwrap().keys;
-    let keys = written.load(Ordering::Relaxed);
     let ideal = (REPLICATION_FACTOR * keys) as f64 / nodes as f64;
     eprintln!(
         "{id} joined holding {held} keys of {keys}: {:.2}x its ideal share {ideal:.0}",
@@ -195,62 +167,18 @@ async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing()
     client.write("counter", "0").await.unwrap();
 
     // Two writers and a compare-and-swap counter run through every change.
-    let stop = Arc::new(AtomicBool::new(false));
-    let written = Arc::new(AtomicUsize::new(acknowledged.len() + 1));
-    let writers: Vec<_> = (0..2)
-        .map(|w| {
-            let (client, stop, written) = (client.clone(), stop.clone(), written.clone());
-            tokio::spawn(async move {
-                // Writes acknowledged, and how many failed: a failed write may
-                // still have been applied, so its key may exist.
-                let (mut acknowledged, mut failed) = (BTreeMap::new(), 0);
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let (key, value) = (format!("during-{w}-{n}"), format!("value {w} {n}"));
-                    if client.write(&key, &value).await.is_ok() {
-                        acknowledged.insert(key, value);
-                        written.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failed += 1;
-                    }
-                    n += 1;
-                }
-                (acknowledged, failed)
-            })
-        })
-        .collect();
-    let counter = {
-        let (client, stop) = (client.clone(), stop.clone());
-        tokio::spawn(async move {
-            // Increments acknowledged, and those whose outcome is unknown.
-            let (mut increments, mut unknown) = (0u64, 0u64);
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(Some(current)) = client.read("counter", None).await else {
-                    continue;
-                };
-                let next = (current.value.parse::<u64>().unwrap() + 1).to_string();
-                match client
-                    .update_if_value_is("counter", &current.value, &next)
-                    .await
-                {
-                    Ok(Some(_)) => increments += 1,
-                    Ok(None) => {}
-                    Err(_) => unknown += 1,
-                }
-            }
-            (increments, unknown)
-        })
-    };
+    let load = Load::start(&client);
+    let keys_so_far = || acknowledged.len() + 1 + load.acknowledged();
 
     // s4 joins, then s5: each a two-epoch change, decided then finished. Once
     // active, each holds what it caught up: about its share of every key's 3
     // copies among 4 (then 5) nodes — consistent hashing moves no more.
     join(&mut cluster, "s4", &["s1", "s2", "s3"]).await;
-    assert_eq!(members(&first_peers).await["epoch"], 2);
-    joined_share(&client_of(&cluster), "s4", 4, &written).await;
+    assert_eq!(cluster_members(&first_peers).await["epoch"], 2);
+    joined_share(&client_of(&cluster), "s4", 4, keys_so_far()).await;
     join(&mut cluster, "s5", &["s2", "s3"]).await;
-    assert_eq!(members(&first_peers).await["epoch"], 4);
-    joined_share(&client_of(&cluster), "s5", 5, &written).await;
+    assert_eq!(cluster_members(&first_peers).await["epoch"], 4);
+    joined_share(&client_of(&cluster), "s5", 5, keys_so_far()).await;
     // Then s1 leaves.
     let removal = dida_cluster(&first_peers, &["remove", "s1"]).await;
     assert!(
@@ -259,18 +187,17 @@ async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing()
         stdout(&removal),
         stderr(&removal)
     );
-    stop.store(true, Ordering::Relaxed);
-    let (mut during, mut failed) = (0, 0);
-    for writer in writers {
-        let (written, failures) = writer.await.unwrap();
-        during += written.len();
-        failed += failures;
-        acknowledged.extend(written);
-    }
-    let (increments, unknown) = counter.await.unwrap();
-    eprintln!("{during} writes and {increments} increments acknowledged during the changes");
+    let LoadOutcome {
+        acknowledged: during,
+        failed,
+        increments,
+        unknown,
+    } = load.stop().await;
+    let during_count = during.len();
+    acknowledged.extend(during);
+    eprintln!("{during_count} writes and {increments} increments acknowledged during the changes");
     assert!(
-        during > 0 && increments > 0,
+        during_count > 0 && increments > 0,
         "the load ran through the changes"
     );
     for id in ["s4", "s5"] {
@@ -281,11 +208,11 @@ async fn three_nodes_grow_to_five_and_shrink_to_four_under_load_losing_nothing()
     }
 
     // The configuration: s1 removed, s2..s5 alive, epoch 6 (two per change).
-    let after = members(&first_peers).await;
+    let after = cluster_members(&first_peers).await;
     assert_eq!(after["epoch"], 6, "{after}");
-    assert_eq!(state_of(&after, "s1"), "removed", "{after}");
+    assert_eq!(member_state(&after, "s1"), "removed", "{after}");
     for id in ["s2", "s3", "s4", "s5"] {
-        assert_eq!(state_of(&after, id), "alive", "{after}");
+        assert_eq!(member_state(&after, id), "alive", "{after}");
     }
 
     // Nothing acknowledged is lost, and the counter counted every increment,
@@ -392,18 +319,18 @@ async fn a_join_moves_about_its_share_and_bad_joins_are_refused() {
     cluster.resume("s4").unwrap();
     eventually(Duration::from_secs(60), "s4 to leave", || {
         let peers = peers.clone();
-        async move { (state_of(&members(&peers).await, "s4") == "removed").then_some(()) }
+        async move { (member_state(&cluster_members(&peers).await, "s4") == "removed").then_some(()) }
     })
     .await;
     assert_eq!(
-        members(&peers).await["epoch"],
+        cluster_members(&peers).await["epoch"],
         2,
         "the refusals changed nothing"
     );
 
     // A good join now: it receives about its share and nothing else moves.
     join(&mut cluster, "s5", &["s1", "s2", "s3"]).await;
-    assert_eq!(members(&peers).await["epoch"], 4);
+    assert_eq!(cluster_members(&peers).await["epoch"], 4);
     let grown = client_of(&cluster);
     let after = at_rest(&grown, &["s1", "s2", "s3", "s5"], 2000..=2000).await;
     let moved = after["s5"];

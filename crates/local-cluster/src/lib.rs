@@ -695,22 +695,28 @@ impl LocalCluster {
                     bail!("storage node {id} exited: {status}");
                 }
             }
-            let members = self.members()?;
-            if let Ok(reply) = cluster::members(&members, Some(id), Duration::from_secs(2)).await {
-                if let Ok(view) = cluster::MembersView::of(&reply) {
-                    let active = view.rows.iter().any(|r| {
-                        r.id == id && r.standing == Standing::Active && r.state == "alive"
-                    });
-                    if active {
-                        return Ok(());
-                    }
-                }
+            if self.is_active(id).await? {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!("storage node {id} was not active within {limit:?}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Whether the cluster, asked now, lists storage node `id` active and alive
+    /// (false when no node answers within 2 s).
+    pub async fn is_active(&self, id: &str) -> anyhow::Result<bool> {
+        let members = self.members()?;
+        let Ok(reply) = cluster::members(&members, Some(id), Duration::from_secs(2)).await else {
+            return Ok(false);
+        };
+        Ok(cluster::MembersView::of(&reply).is_ok_and(|view| {
+            view.rows
+                .iter()
+                .any(|r| r.id == id && r.standing == Standing::Active && r.state == "alive")
+        }))
     }
 
     /// Every storage node started so far, in the order the cluster's

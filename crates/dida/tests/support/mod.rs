@@ -160,3 +160,137 @@ pub async fn outcome(scheduler: &SchedulerClient<NodeChannel>, id: &str) -> Exec
         );
     }
 }
+
+/// The load the membership tests run through their changes: two writers of
+/// fresh keys (`during-W-N`) and a compare-and-swap counter (key `counter`,
+/// which must hold a number), until [`Load::stop`].
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acknowledged: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    writers: Vec<tokio::task::JoinHandle<(std::collections::BTreeMap<String, String>, usize)>>,
+    counter: tokio::task::JoinHandle<(u64, u64)>,
+}
+
+/// What a [`Load`] did.
+pub struct LoadOutcome {
+    /// The writes acknowledged, key to value.
+    pub acknowledged: std::collections::BTreeMap<String, String>,
+    /// Writes that failed: a failed write may still have been applied, so its
+    /// key may exist.
+    pub failed: usize,
+    /// Increments of the counter acknowledged.
+    pub increments: u64,
+    /// Increments whose outcome is unknown (the call failed after it may have
+    /// been applied).
+    pub unknown: u64,
+}
+
+impl Load {
+    /// Starts the writers and the counter on `client`.
+    pub fn start(client: &std::sync::Arc<dida_storage_client::StorageClient>) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(AtomicUsize::new(0));
+        let writers = (0..2)
+            .map(|w| {
+                let (client, stop, count) = (client.clone(), stop.clone(), acknowledged.clone());
+                tokio::spawn(async move {
+                    let (mut acknowledged, mut failed) = (std::collections::BTreeMap::new(), 0);
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let (key, value) = (format!("during-{w}-{n}"), format!("value {w} {n}"));
+                        if client.write(&key, &value).await.is_ok() {
+                            acknowledged.insert(key, value);
+                            count.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            failed += 1;
+                        }
+                        n += 1;
+                    }
+                    (acknowledged, failed)
+                })
+            })
+            .collect();
+        let counter = {
+            let (client, stop) = (client.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut increments, mut unknown) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(Some(current)) = client.read("counter", None).await else {
+                        continue;
+                    };
+                    let next = (current.value.parse::<u64>().unwrap() + 1).to_string();
+                    match client
+                        .update_if_value_is("counter", &current.value, &next)
+                        .await
+                    {
+                        Ok(Some(_)) => increments += 1,
+                        Ok(None) => {}
+                        Err(_) => unknown += 1,
+                    }
+                }
+                (increments, unknown)
+            })
+        };
+        Self {
+            stop,
+            acknowledged,
+            writers,
+            counter,
+        }
+    }
+
+    /// Writes acknowledged so far.
+    pub fn acknowledged(&self) -> usize {
+        self.acknowledged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the load and returns what it did.
+    pub async fn stop(self) -> LoadOutcome {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut acknowledged, mut failed) = (std::collections::BTreeMap::new(), 0);
+        for writer in self.writers {
+            let (written, failures) = writer.await.unwrap();
+            acknowledged.extend(written);
+            failed += failures;
+        }
+        let (increments, unknown) = self.counter.await.unwrap();
+        LoadOutcome {
+            acknowledged,
+            failed,
+            increments,
+            unknown,
+        }
+    }
+}
+
+/// Runs `dida cluster ARGS --peers PEERS` to its end.
+pub async fn dida_cluster(peers: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(dida())
+        .arg("cluster")
+        .args(args)
+        .args(["--peers", peers])
+        .output()
+        .await
+        .expect("dida cluster runs")
+}
+
+/// `dida cluster members --json`: the cluster's configuration and states.
+pub async fn cluster_members(peers: &str) -> serde_json::Value {
+    let output = dida_cluster(peers, &["members", "--json"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(stdout(&output).trim()).expect("one JSON object")
+}
+
+/// The state `members` (from [`cluster_members`]) gives node `id`; empty if it
+/// lists no such node.
+pub fn member_state(members: &serde_json::Value, id: &str) -> String {
+    members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .map(|m| m["state"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}

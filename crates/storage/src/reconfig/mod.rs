@@ -551,23 +551,36 @@ pub(crate) async fn run(
         if records > 0 || peering.is_fenced() {
             continue;
         }
-        let me = peering.id().to_string();
-        match propose(&peering, |base| {
-            base.finish_leave(&me)
-                .ok_or_else(|| ChangeError::NotActive {
-                    id: me.clone(),
-                    standing: base.standing(peering.me()),
-                })
+        finish_own_change(
+            &peering,
+            ClusterConfig::finish_leave,
+            "handed every record off and left the cluster",
+            "could not finish leaving; retrying",
+        )
+        .await;
+    }
+}
+
+/// Proposes `finish`, the second epoch of this node's own change (its leave or
+/// its join), and logs the outcome: `done` once decided, `retrying` otherwise
+/// (the caller asks again at its next tick).
+async fn finish_own_change(
+    peering: &Peering,
+    finish: fn(&ClusterConfig, &str) -> Option<ClusterConfig>,
+    done: &str,
+    retrying: &str,
+) {
+    let me = peering.id().to_string();
+    match propose(peering, |base| {
+        finish(base, &me).ok_or_else(|| ChangeError::NotActive {
+            id: me.clone(),
+            standing: base.standing(peering.me()),
         })
-        .await
-        {
-            Ok(config) => info!(
-                node = peering.id(),
-                config_epoch = config.epoch,
-                "handed every record off and left the cluster"
-            ),
-            Err(e) => warn!(node = peering.id(), error = %e, "could not finish leaving; retrying"),
-        }
+    })
+    .await
+    {
+        Ok(config) => info!(node = peering.id(), config_epoch = config.epoch, "{done}"),
+        Err(e) => warn!(node = peering.id(), error = %e, "{retrying}"),
     }
 }
 
@@ -578,20 +591,11 @@ async fn finish_joining(peering: &Peering) {
     if peering.liveness() != dida_core::Liveness::Alive || peering.is_fenced() {
         return;
     }
-    let me = peering.id().to_string();
-    match propose(peering, |base| {
-        base.finish_join(&me).ok_or_else(|| ChangeError::NotActive {
-            id: me.clone(),
-            standing: base.standing(peering.me()),
-        })
-    })
-    .await
-    {
-        Ok(config) => info!(
-            node = peering.id(),
-            config_epoch = config.epoch,
-            "caught up: joined the cluster as an active member"
-        ),
-        Err(e) => warn!(node = peering.id(), error = %e, "could not finish joining; retrying"),
-    }
+    finish_own_change(
+        peering,
+        ClusterConfig::finish_join,
+        "caught up: joined the cluster as an active member",
+        "could not finish joining; retrying",
+    )
+    .await;
 }
