@@ -32,7 +32,12 @@
 //! crashed peer after it (with N nodes probing `fanout` peers a period, within a
 //! period or two) and declared `probe_timeout` (direct) + `probe_timeout`
 //! (indirect) + `suspicion_timeout` later, then spread in a few periods: with the
-//! defaults (250 ms, 500 ms, 1500 ms) about 3 s, and typically 2–2.5 s.
+//! defaults (250 ms, 500 ms, 1500 ms) about 3 s for a node that stops answering. A
+//! SIGKILLed process refuses connections at once, so it is declared one
+//! suspicion timeout after the first probe that missed it, to the period:
+//! suspicions are timed by the periods' scheduled ticks, not by when the task woke.
+//! A node that declares tells `fanout` live peers at once (it probes them early,
+//! and the probe carries its view), so the news does not wait for the next period.
 //!
 //! **Start-up.** Nodes of a cluster start one after another: a peer that has never
 //! answered is not suspected during the first `STARTUP_GRACE` (30 s) after this node
@@ -157,7 +162,7 @@ pub(crate) async fn run(state: Arc<Peering>, detection: Arc<Detection>) {
     loop {
         tokio::time::sleep_until(deadline).await;
         let late = health::tick_late(deadline, Instant::now(), interval);
-        detector.period(late).await;
+        detector.period(deadline, late).await;
         deadline = (deadline + interval).max(Instant::now());
     }
 }
@@ -197,15 +202,16 @@ impl Detector {
         }
     }
 
-    /// One period: probes unless fenced, then updates the local health.
-    async fn period(&mut self, late_tick: bool) {
+    /// One period, scheduled for `tick`: probes unless fenced, then updates the
+    /// local health.
+    async fn period(&mut self, tick: Instant, late_tick: bool) {
         let incarnation = self.state.incarnation();
         let declared = incarnation != self.incarnation;
         self.incarnation = incarnation;
         let signs = if self.state.is_fenced() {
             Signs::default()
         } else {
-            self.probe_period().await
+            self.probe_period(tick).await
         };
         let before = self.health.score();
         self.health.observe(&Signs {
@@ -234,7 +240,14 @@ impl Detector {
     /// for those that miss, indirectly; lets `suspicions` decide what the answers
     /// mean, logs it and declares the failures due if a majority was heard from.
     /// Returns what the probes showed of this node's own health.
-    async fn probe_period(&mut self) -> Signs {
+    ///
+    /// Suspicions are timed by `tick`, the instant the period was scheduled for,
+    /// not by when this task woke or the slowest answer came back: every period
+    /// then ages a suspicion by exactly one interval, and a suspicion timeout that
+    /// is a multiple of the interval falls due on its period — measured from the
+    /// wake-up, it fell a period late whenever the first period woke later than the
+    /// last (half the time, 250 ms of the crash detection time).
+    async fn probe_period(&mut self, tick: Instant) -> Signs {
         let state = self.state.clone();
         let config = state.config();
         let view = state.view().current();
@@ -276,12 +289,11 @@ impl Detector {
             .collect();
         let verdict = self.detection.with_heard(|heard| {
             self.suspicions.started(heard.ever());
-            let now = Instant::now();
-            if !heard.majority(now, suspicion_timeout, &live) {
-                self.suspicions.restart_clocks(now);
+            if !heard.majority(Instant::now(), suspicion_timeout, &live) {
+                self.suspicions.restart_clocks(tick);
             }
             self.suspicions
-                .observe(now, &answers, heard, suspicion_timeout, &failed)
+                .observe(tick, &answers, heard, suspicion_timeout, &failed)
         });
         self.report(&verdict);
         if !verdict.due.is_empty() {
@@ -377,6 +389,28 @@ impl Detector {
         warn!(node = state.id(), failed = ?names, "declaring crashed peers failed");
         stats::add(&state.membership_stats().declarations, due.len() as u64);
         state.declare_failed(view, &due);
+        self.announce(live, &due, probe_timeout).await;
+    }
+
+    /// Tells `fanout` live peers of a declaration at once, by probing them early
+    /// (the probe carries the view), instead of leaving the news for the next
+    /// period: a survivor whose own probes had not yet reached the crashed peer
+    /// would otherwise learn of it a period or two later. The peers are the next
+    /// ones in this node's schedule, so this costs `fanout` probes per
+    /// declaration, whatever the size of the cluster, and keeps the turn order.
+    async fn announce(&mut self, live: &[usize], declared: &[usize], timeout: Duration) {
+        let state = self.state.clone();
+        let told = self
+            .schedule
+            .next(state.config().probe_fanout, state.incarnation(), |peer| {
+                live.contains(&peer) && !declared.contains(&peer)
+            });
+        let detection = &self.detection;
+        join_all(
+            told.into_iter()
+                .map(|peer| probe_heard(&state, detection, peer, timeout)),
+        )
+        .await;
     }
 }
 
@@ -447,7 +481,7 @@ pub(crate) async fn probe(state: &Peering, peer: usize, timeout: Duration) -> bo
     let request = ProbeRequest {
         from: state.id().to_string(),
         view: state.view_to_wire(),
-        config_epoch: state.cluster().decided().epoch,
+        config_epoch: state.cluster().decided_epoch(),
     };
     match tokio::time::timeout(timeout, state.transport().probe(peer, request)).await {
         Ok(Ok(reply)) => {

@@ -141,7 +141,8 @@ impl Suspicions {
     }
 
     /// Takes one period's `answers` (each probed peer and whether it was reached,
-    /// directly or indirectly) at `now`. A suspect heard from since it was
+    /// directly or indirectly); `now` is the instant the period was scheduled for, so
+    /// each period ages a suspicion by exactly one interval. A suspect heard from since it was
     /// suspected (`heard`, any message) is cleared, probed or not; a silent one is
     /// due once suspected for `suspicion_timeout` (which the caller stretches by
     /// its local health). `failed` is the view's failed set, whose members are
