@@ -189,6 +189,7 @@ pub(crate) async fn run(node: Repairer) {
     let mut ticker = tokio::time::interval(state.config().anti_entropy_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut turn = state.me();
+    let mut cache = PartnerCache::default();
     loop {
         // Biased: the simulator replays a run exactly, so no random choice here.
         let everyone = tokio::select! {
@@ -201,12 +202,7 @@ pub(crate) async fn run(node: Repairer) {
         }
         let view = state.view().current();
         let ring = &view.ring;
-        let partners: Vec<(usize, Vec<RangeId>)> = state
-            .live_peers(&view)
-            .into_iter()
-            .map(|peer| (peer, shared_ranges(ring, state.me(), peer)))
-            .filter(|(_, ranges)| !ranges.is_empty())
-            .collect();
+        let partners = cache.partners(ring, state.me(), state.live_peers(&view));
         if partners.is_empty() {
             continue;
         }
@@ -225,6 +221,35 @@ pub(crate) async fn run(node: Repairer) {
                 debug!(node = state.id(), peer = state.id_of(*peer), error = %status.message(), "anti-entropy round failed");
             }
         }
+    }
+}
+
+/// The live peers this node shares ranges with, and those ranges, kept while the
+/// ring and the live peers stay the same: recomputing them is a pass over every
+/// range for every peer, which every round of an idle cluster would otherwise pay,
+/// and which grows with the square of the cluster's size.
+#[derive(Default)]
+struct PartnerCache {
+    /// The ring's fingerprint and the live peers the partners were computed for.
+    key: Option<(u64, Vec<usize>)>,
+    partners: Vec<(usize, Vec<RangeId>)>,
+}
+
+impl PartnerCache {
+    /// The partners of node `me` on `ring` among `live` peers, recomputed only when
+    /// either changed.
+    fn partners(&mut self, ring: &Ring, me: usize, live: Vec<usize>) -> &[(usize, Vec<RangeId>)] {
+        let key = (ring.fingerprint(), live);
+        if self.key.as_ref() != Some(&key) {
+            self.partners = key
+                .1
+                .iter()
+                .map(|&peer| (peer, shared_ranges(ring, me, peer)))
+                .filter(|(_, ranges)| !ranges.is_empty())
+                .collect();
+            self.key = Some(key);
+        }
+        &self.partners
     }
 }
 
@@ -378,6 +403,32 @@ mod tests {
             b.merge(record);
         }
         (a, b)
+    }
+
+    #[test]
+    fn partners_are_recomputed_when_the_ring_or_the_live_peers_change() {
+        let ring = Ring::new(&FIVE, 32, 3);
+        let mut cache = PartnerCache::default();
+        let expected = |ring: &Ring, live: &[usize]| -> Vec<(usize, Vec<RangeId>)> {
+            live.iter()
+                .map(|&peer| (peer, shared_ranges(ring, 0, peer)))
+                .filter(|(_, ranges)| !ranges.is_empty())
+                .collect()
+        };
+        assert_eq!(
+            cache.partners(&ring, 0, vec![1, 2, 3, 4]),
+            expected(&ring, &[1, 2, 3, 4])
+        );
+        assert_eq!(
+            cache.partners(&ring, 0, vec![1, 3]),
+            expected(&ring, &[1, 3])
+        );
+        let smaller = Ring::without(&FIVE, 32, 3, |node| node == 4);
+        assert_eq!(
+            cache.partners(&smaller, 0, vec![1, 3]),
+            expected(&smaller, &[1, 3])
+        );
+        assert_ne!(expected(&ring, &[1, 3]), expected(&smaller, &[1, 3]));
     }
 
     #[test]

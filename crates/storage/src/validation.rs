@@ -9,7 +9,7 @@
 //! also names the receiving node and the message. The rules, and why each exists,
 //! are the invariants of docs/protocols.md ("Validating what peers send").
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use dida_core::cluster::MAX_MEMBERS;
 use dida_core::limits::check_key;
@@ -118,7 +118,8 @@ pub(crate) fn view(
             view.len()
         )));
     }
-    if let Some(stranger) = view.iter().find(|e| membership.index_of(&e.id).is_err()) {
+    let indices = member_indices(membership, view);
+    if let Some((stranger, _)) = view.iter().zip(&indices).find(|(_, i)| i.is_none()) {
         let named: BTreeSet<&str> = view.iter().map(|e| e.id.as_str()).collect();
         if let Some(missing) = membership.iter().find(|m| !named.contains(m.id.as_str())) {
             return Err(Refusal(format!(
@@ -130,7 +131,8 @@ pub(crate) fn view(
     }
     let mut seen = BTreeSet::new();
     view.iter()
-        .filter_map(|entry| Some((membership.index_of(&entry.id).ok()?, entry)))
+        .zip(indices)
+        .filter_map(|(entry, index)| Some((index?, entry)))
         .map(|(index, entry)| {
             if !seen.insert(index) {
                 return Err(Refusal(format!(
@@ -159,6 +161,30 @@ pub(crate) fn view(
                     liveness: liveness_from_wire(liveness),
                 },
             ))
+        })
+        .collect()
+}
+
+/// The member index of each entry of `view` (`None` for a name no member has).
+/// Views list the members in member order, so entry `i` is looked up at member `i`
+/// first, and by name only when that misses: a scan of the roster per entry would
+/// make every probe cost the square of the cluster's size.
+fn member_indices(membership: &Roster, view: &[wire::MemberView]) -> Vec<Option<usize>> {
+    let mut by_id: Option<HashMap<&str, usize>> = None;
+    view.iter()
+        .enumerate()
+        .map(|(position, entry)| {
+            if position < membership.len() && membership.get(position).id == entry.id {
+                return Some(position);
+            }
+            let by_id = by_id.get_or_insert_with(|| {
+                membership
+                    .iter()
+                    .enumerate()
+                    .map(|(index, member)| (member.id.as_str(), index))
+                    .collect()
+            });
+            by_id.get(entry.id.as_str()).copied()
         })
         .collect()
 }
@@ -267,6 +293,23 @@ mod tests {
         assert!(record(&m, unversioned).is_err());
         let all = records(&m, vec![wire_record(1, 1), wire_record(0, 0)]);
         assert!(all.is_err(), "one bad record refuses them all");
+    }
+
+    #[test]
+    fn view_entries_are_found_in_member_order_or_by_name() {
+        let m = membership();
+        let ids = |names: &[&str]| -> Vec<wire::MemberView> {
+            names.iter().map(|id| entry(id, 1, 1)).collect()
+        };
+        assert_eq!(
+            member_indices(&m, &ids(&["s1", "s2", "s3"])),
+            [Some(0), Some(1), Some(2)]
+        );
+        assert_eq!(
+            member_indices(&m, &ids(&["s3", "s1", "s9", "s2", "s2"])),
+            [Some(2), Some(0), None, Some(1), Some(1)]
+        );
+        assert_eq!(member_indices(&m, &ids(&[])), []);
     }
 
     #[test]

@@ -83,6 +83,16 @@ impl ClusterState {
             .clone()
     }
 
+    /// The epoch of [`decided`](Self::decided), without copying the configuration:
+    /// every probe and its answer carry it, and a copy costs two strings per member.
+    pub fn decided_epoch(&self) -> u64 {
+        self.acceptor
+            .lock()
+            .expect("acceptor lock poisoned")
+            .decided
+            .epoch
+    }
+
     /// Runs `step` on the acceptor and persists the state if `step` changed it,
     /// before returning `step`'s answer. A failure to persist is an error: the
     /// answer must not leave the node then.

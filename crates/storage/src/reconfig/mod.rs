@@ -263,9 +263,10 @@ pub(crate) fn members(peering: &Peering) -> MembersReply {
 /// What a probe's answer carries of this node's configuration: its epoch, and the
 /// whole configuration when the prober's (`theirs`) is older.
 pub(crate) fn offer(peering: &Peering, theirs: u64, reply: &mut ProbeReply) {
-    let config = peering.cluster().decided();
-    reply.config_epoch = config.epoch;
-    if config.epoch > theirs {
+    reply.config_epoch = peering.cluster().decided_epoch();
+    if reply.config_epoch > theirs {
+        let config = peering.cluster().decided();
+        reply.config_epoch = config.epoch;
         reply.config = Some(config_to_wire(&config));
     }
 }
@@ -273,7 +274,6 @@ pub(crate) fn offer(peering: &Peering, theirs: u64, reply: &mut ProbeReply) {
 /// Learns from a probe's answer from `peer`: a newer configuration it sent is
 /// adopted, and a peer that is behind is sent this node's.
 pub(crate) async fn learn_from_probe(peering: &Peering, peer: usize, reply: &ProbeReply) {
-    let mine = peering.cluster().decided();
     if let Some(config) = reply.config.clone() {
         match config_from_wire(config) {
             Ok(config) => learn(peering, &config),
@@ -281,7 +281,8 @@ pub(crate) async fn learn_from_probe(peering: &Peering, peer: usize, reply: &Pro
                 warn!(node = peering.id(), peer = peering.id_of(peer), %why, "ignored a malformed configuration")
             }
         }
-    } else if reply.config_epoch < mine.epoch {
+    } else if reply.config_epoch < peering.cluster().decided_epoch() {
+        let mine = peering.cluster().decided();
         let commit = ConfigCommitRequest {
             from: peering.id().to_string(),
             decided: Some(config_to_wire(&mine)),
