@@ -9,6 +9,12 @@
 //! cluster is empty, populates it, waits until every replica holds every key, and
 //! measures again — both in one run, on the same processes, so that the ratio compares
 //! like with like on a shared machine.
+//!
+//! Last, it SIGKILLs one node and polls every survivor until it lists the node
+//! failed: the crash detection time of this cluster size. The detector's cost and
+//! its speed are two sides of one trade (probing fewer peers a period costs less
+//! and may detect later), so one run shows both; `--nodes 5`, `10` and `20` show
+//! how each grows with the cluster.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +28,7 @@ use tracing::info;
 
 use crate::cpu::CpuClock;
 use crate::lines::{self, IdleLine, IdleMeasurement, IdleSetup};
-use crate::storage::{parse_positive_seconds, stop_cluster};
+use crate::storage::parse_positive_seconds;
 
 /// The target: loaded idle CPU at most this many times the empty cluster's.
 const TARGET_RATIO: f64 = 2.0;
@@ -34,9 +40,12 @@ const POPULATE_IN_FLIGHT: usize = 16;
 /// How long the replicas may take to hold every key once the writes returned.
 const CONVERGE_LIMIT: Duration = Duration::from_secs(180);
 
-/// Quiet time before each measurement, so that start-up, the last gossip pushes and
-/// the repairs they cause are over: a few anti-entropy rounds.
-const SETTLE: Duration = Duration::from_secs(3);
+/// How often each survivor is polled for the killed node: the resolution of the
+/// detection times.
+const DETECTION_POLL: Duration = Duration::from_millis(10);
+
+/// How long the survivors may take to list the killed node failed.
+const DETECTION_LIMIT: Duration = Duration::from_secs(30);
 
 /// Flags of `dida bench idle`.
 #[derive(Debug, Args)]
@@ -56,6 +65,13 @@ pub(crate) struct IdleBenchArgs {
     /// Seconds of idleness per measurement (fractions allowed).
     #[arg(long, default_value = "10", value_parser = parse_positive_seconds)]
     duration: Duration,
+    /// Quiet seconds before each measurement, so that start-up, the last gossip
+    /// pushes and the repairs they cause are over: several anti-entropy rounds, and
+    /// time for every node to have probed every peer (and so opened its connection
+    /// to it) — with 20 nodes probing 3 peers a period that takes 14 periods, 3.5 s,
+    /// and a 3 s settle counted 20 nodes' connection set-up as idle cost.
+    #[arg(long, default_value = "10", value_parser = parse_positive_seconds)]
+    settle: Duration,
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -86,7 +102,7 @@ pub(crate) async fn run(args: IdleBenchArgs) -> anyhow::Result<()> {
         ..ClusterSpec::default()
     };
     let anti_entropy_interval_ms = spec.anti_entropy_interval_ms;
-    let cluster = LocalCluster::start(&current_dida()?, spec)
+    let mut cluster = LocalCluster::start(&current_dida()?, spec)
         .await
         .with_context(|| {
             format!(
@@ -96,11 +112,57 @@ pub(crate) async fn run(args: IdleBenchArgs) -> anyhow::Result<()> {
         })?;
     print_setup(&args, anti_entropy_interval_ms);
     let outcome = measure_both(&args, &cluster, clock, &value).await;
-    let stopped = stop_cluster(cluster).await;
+    let detection = match &outcome {
+        Ok(_) if args.nodes >= 3 => Some(measure_detection(&mut cluster).await),
+        _ => None,
+    };
+    let stopped = cluster.kill_all().await;
     let [empty, loaded] = outcome?;
-    stopped?;
     print_verdict(args.json, &Verdict::of(&empty, &loaded));
+    if let Some(detection) = detection {
+        print_detection(args.json, &detection?);
+    }
+    stopped.context("cannot stop the local cluster")?;
     Ok(())
+}
+
+/// SIGKILLs the cluster's last node and returns, for every survivor in ascending
+/// order, how long after the kill it listed the node failed. All survivors are
+/// polled at once, every [`DETECTION_POLL`]. (A cluster of fewer than 3 nodes
+/// cannot declare: the detector needs a majority of the live nodes.)
+async fn measure_detection(cluster: &mut LocalCluster) -> anyhow::Result<lines::IdleDetection> {
+    let client = cluster.client().context("cannot create a storage client")?;
+    let mut ids: Vec<String> = cluster.ids().collect();
+    let victim = ids.pop().context("the cluster has no node")?;
+    cluster
+        .kill(&victim)
+        .await
+        .with_context(|| format!("cannot SIGKILL storage node {victim}"))?;
+    let killed = Instant::now();
+    let detected = ids.iter().map(|survivor| {
+        let (client, victim) = (&client, &victim);
+        async move {
+            loop {
+                let status = client.status(survivor).await.with_context(|| {
+                    format!("cannot get the status of storage node {survivor}")
+                })?;
+                if status.failed.iter().any(|failed| failed == victim) {
+                    return Ok(killed.elapsed().as_secs_f64());
+                }
+                if killed.elapsed() > DETECTION_LIMIT {
+                    bail!("{survivor} did not list the killed node {victim} failed within {DETECTION_LIMIT:?}");
+                }
+                tokio::time::sleep(DETECTION_POLL).await;
+            }
+        }
+    });
+    let mut survivors_s = futures::future::try_join_all(detected).await?;
+    survivors_s.sort_by(f64::total_cmp);
+    Ok(lines::IdleDetection {
+        killed: victim,
+        survivors_s,
+        poll_ms: DETECTION_POLL.as_millis() as u64,
+    })
 }
 
 /// Measures the empty cluster, populates it, waits until it converged, and measures
@@ -111,7 +173,7 @@ async fn measure_both(
     clock: CpuClock,
     value: &str,
 ) -> anyhow::Result<[IdleRow; 2]> {
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(args.settle).await;
     let empty = measure_idle(cluster, clock, "idle-empty", 0, args.duration).await?;
     print_row(args.json, &empty);
 
@@ -127,7 +189,7 @@ async fn measure_both(
         seconds = started.elapsed().as_secs_f64(),
         "populated, every replica holds every key"
     );
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(args.settle).await;
     let loaded = measure_idle(cluster, clock, "idle-loaded", args.keys, args.duration).await?;
     print_row(args.json, &loaded);
     Ok([empty, loaded])
@@ -310,6 +372,24 @@ fn print_verdict(json: bool, verdict: &Verdict) {
     }
     println!();
     println!("{}", verdict.text());
+}
+
+fn print_detection(json: bool, detection: &lines::IdleDetection) {
+    if json {
+        lines::print_json(&IdleLine::Detection(detection.clone()));
+        return;
+    }
+    let times = &detection.survivors_s;
+    let (Some(first), Some(last)) = (times.first(), times.last()) else {
+        return;
+    };
+    println!(
+        "crash detection: {} SIGKILLed, listed failed by all {} survivors after {first:.2}–{last:.2} s (median {:.2} s; polled every {} ms)",
+        detection.killed,
+        times.len(),
+        times[times.len() / 2],
+        detection.poll_ms
+    );
 }
 
 #[cfg(test)]

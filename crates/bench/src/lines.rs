@@ -242,6 +242,20 @@ pub(crate) enum IdleLine {
     Measurement(IdleMeasurement),
     /// The verdict on the idle target.
     Verdict(Verdict),
+    /// How long the survivors took to declare a SIGKILLed node failed.
+    Detection(IdleDetection),
+}
+
+/// The crash detection measured at the end of `dida bench idle`: one node
+/// SIGKILLed, every survivor polled until it lists the node failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct IdleDetection {
+    /// The node killed.
+    pub killed: String,
+    /// Seconds from the SIGKILL until each survivor listed it failed, ascending.
+    pub survivors_s: Vec<f64>,
+    /// How often each survivor was polled, in milliseconds: the resolution.
+    pub poll_ms: u64,
 }
 
 /// The set-up of `dida bench idle`.

@@ -1,6 +1,6 @@
 //! The benchmarks and the evaluation report speak one schema: short real runs of
-//! `dida bench storage --durability`, `dida bench chain --http` and `dida bench
-//! elastic` write their JSON lines, and `dida bench report` reads them back into a
+//! `dida bench storage --durability`, `dida bench chain --http`, `dida bench
+//! elastic`, `dida bench rebalance` and `dida bench idle` write their JSON lines, and `dida bench report` reads them back into a
 //! report that shows them. A field one side renamed would fail this test, not fill
 //! the report with zeros. The elastic run is also the demonstration, checked
 //! here: workers join and one leaves under HTTP load, and no execution is lost.
@@ -115,6 +115,35 @@ fn the_report_reads_what_the_benchmarks_write() {
         "{rebalance}"
     );
 
+    // The idle cost, then a crash detected by every survivor.
+    bench(
+        results.path(),
+        "idle.jsonl",
+        &[
+            "idle",
+            "--nodes",
+            "3",
+            "--keys",
+            "20",
+            "--duration",
+            "0.3",
+            "--settle",
+            "0.5",
+        ],
+    );
+    let idle = std::fs::read_to_string(results.path().join("idle.jsonl")).unwrap();
+    let detection: serde_json::Value = idle
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["event"] == "detection")
+        .unwrap_or_else(|| panic!("no detection line in {idle}"));
+    assert_eq!(detection["killed"], "s3", "{detection}");
+    assert_eq!(
+        detection["survivors_s"].as_array().unwrap().len(),
+        2,
+        "{detection}"
+    );
+
     let docs = tempfile::tempdir().unwrap();
     let output = Command::new(dida())
         .args(["bench", "report", "--input"])
@@ -142,6 +171,10 @@ fn the_report_reads_what_the_benchmarks_write() {
     assert!(
         report.contains("`dida bench chain`"),
         "the chain run is read:\n{report}"
+    );
+    assert!(
+        report.contains("`s3` was SIGKILLed: its 2 survivors listed it failed"),
+        "the idle run's detection is read:\n{report}"
     );
     assert!(
         report.contains("## Workers joining and leaving under load")

@@ -35,8 +35,8 @@ use dida_verify::Report;
 
 use crate::elastic::{ElasticLine, ElasticSetup, LeaveLine, PhaseLine, TotalsLine};
 use crate::lines::{
-    self, BenchLine, BenchSetup, Comparison, IdleLine, IdleMeasurement, IdleSetup, Measurement,
-    ModeCost, PerHop, StorageSetup,
+    self, BenchLine, BenchSetup, Comparison, IdleDetection, IdleLine, IdleMeasurement, IdleSetup,
+    Measurement, ModeCost, PerHop, StorageSetup,
 };
 use crate::rebalance::{MoveLine, RebalanceLine, RebalancePhase, RebalanceSetup};
 
@@ -293,6 +293,8 @@ pub(crate) struct IdleRun {
     pub setup: Option<IdleSetup>,
     pub rows: Vec<IdleMeasurement>,
     pub verdicts: Vec<String>,
+    /// The crash detection measured at the end of the run.
+    pub detection: Option<IdleDetection>,
 }
 
 /// The lines of `kind` (`durability`, `transport`, `metrics` or `gateway`) of a
@@ -319,6 +321,7 @@ impl IdleRun {
                 IdleLine::Setup(setup) => run.setup = Some(setup),
                 IdleLine::Measurement(row) => run.rows.push(row),
                 IdleLine::Verdict(verdict) => run.verdicts.push(verdict.text),
+                IdleLine::Detection(detection) => run.detection = Some(detection),
             }
         }
         if run.rows.is_empty() {
@@ -608,11 +611,17 @@ mod tests {
 {"event":"measurement","workload":"idle-empty","keys":0,"core_seconds":0.21,"duration_s":10.0}
 {"event":"measurement","workload":"idle-loaded","keys":300000,"core_seconds":0.3,"duration_s":10.0}
 {"event":"verdict","text":"idle CPU with 300000 keys: 1.43× the empty cluster's (target ≤ 2×): met","ratio":1.43,"met":true}
+{"event":"detection","killed":"s5","survivors_s":[1.5,1.51,1.52,1.74],"poll_ms":10}
 "#;
         let run = IdleRun::parse(text).unwrap();
         assert_eq!(run.rows.len(), 2);
         assert_eq!(run.rows[1].core_seconds, 0.3);
         assert!(run.verdicts[0].ends_with("met"));
+        let detection = run.detection.expect("the detection line is read");
+        assert_eq!(
+            (detection.killed.as_str(), detection.survivors_s.len()),
+            ("s5", 4)
+        );
     }
 
     #[test]

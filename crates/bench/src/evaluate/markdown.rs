@@ -946,6 +946,20 @@ fn idle_section(evaluation: &Evaluation) -> String {
     if !run.verdicts.is_empty() {
         let _ = writeln!(out, "```\n{}\n```\n", run.verdicts.join("\n"));
     }
+    if let Some(detection) = &run.detection {
+        let times = &detection.survivors_s;
+        if let (Some(first), Some(last)) = (times.first(), times.last()) {
+            let _ = writeln!(
+                out,
+                "Then `{}` was SIGKILLed: its {} survivors listed it failed {first:.2}–{last:.2} s \
+                 later (median {:.2} s, each polled every {} ms).\n",
+                detection.killed,
+                times.len(),
+                times[times.len() / 2],
+                detection.poll_ms
+            );
+        }
+    }
     out
 }
 
