@@ -61,6 +61,8 @@ pub struct Lease {
     intent: watch::Sender<Intent>,
     heard: watch::Receiver<Heard>,
     refused: watch::Receiver<Option<String>>,
+    /// Becomes true when the renewal task has stopped renewing (or it ended).
+    renewing_stopped: watch::Receiver<bool>,
 }
 
 impl Lease {
@@ -70,11 +72,13 @@ impl Lease {
         let (intent, intent_rx) = watch::channel(Intent::Member);
         let (heard_tx, heard) = watch::channel(Heard::Nothing);
         let (refused_tx, refused) = watch::channel(None);
+        let (stopped_tx, renewing_stopped) = watch::channel(false);
         let task = tokio::spawn(renew_forever(
             state.clone(),
             intent_rx,
             heard_tx,
             refused_tx,
+            stopped_tx,
         ));
         (
             Self {
@@ -82,6 +86,7 @@ impl Lease {
                 intent,
                 heard,
                 refused,
+                renewing_stopped,
             },
             task,
         )
@@ -132,6 +137,15 @@ impl Lease {
         };
         let _ = self.intent.send(Intent::Left);
         let config = &self.state.config;
+        // A renewal still in flight would register the worker again (as leaving)
+        // after the deregistration: wait until the renewal task has stopped. It
+        // stops at once when idle, and within its RPC deadline when not; if it
+        // ended otherwise, the channel closes and there is nothing to wait for.
+        let _ = tokio::time::timeout(
+            config.rpc_deadline,
+            self.renewing_stopped.wait_for(|stopped| *stopped),
+        )
+        .await;
         let request = DeregisterWorkerRequest {
             worker_id: config.id.clone(),
             url: config.url.to_string(),
@@ -149,12 +163,15 @@ impl Lease {
     }
 }
 
-/// Registers, then renews, for as long as the worker is a member or leaving.
+/// Registers, then renews, for as long as the worker is a member or leaving; says
+/// on `stopped` when it stops for good (the worker left), so no renewal follows
+/// the deregistration.
 async fn renew_forever(
     state: Arc<WorkerState>,
     mut intent: watch::Receiver<Intent>,
     heard: watch::Sender<Heard>,
     refused: watch::Sender<Option<String>>,
+    stopped: watch::Sender<bool>,
 ) {
     let mut period = FIRST_RENEWAL;
     let mut registered = false;
@@ -163,7 +180,10 @@ async fn renew_forever(
         let leaving = match now {
             Intent::Member => false,
             Intent::Leaving => true,
-            Intent::Left => return,
+            Intent::Left => {
+                stopped.send_replace(true);
+                return;
+            }
         };
         match register(&state, leaving, period).await {
             Ok(reply) => {
