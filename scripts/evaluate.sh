@@ -213,6 +213,14 @@ if "$dida" bench idle --help >/dev/null 2>&1; then
   else
     run idle "$dida" bench idle --json
   fi
+  # The cost per node and the detection time as the cluster grows (5 nodes above).
+  for nodes in 10 20; do
+    if [[ $quick == 1 ]]; then
+      run "idle-nodes-$nodes" "$dida" bench idle --nodes "$nodes" --keys 100 --duration 2 --settle 4 --json
+    else
+      run "idle-nodes-$nodes" "$dida" bench idle --nodes "$nodes" --keys 1000 --json
+    fi
+  done
 else
   skip "idle cost" "this dida has no \`dida bench idle\` yet"
 fi

@@ -14,6 +14,8 @@
 //!   `durability` lines (each mode's throughput over memory's) are read;
 //! - `chain.jsonl`: `dida bench chain --json`;
 //! - `idle.jsonl`: `dida bench idle --json`;
+//! - `idle-nodes-*.jsonl`: `dida bench idle --json` with other `--nodes`, for the
+//!   cost per node and the detection time as the cluster grows;
 //! - `elastic.jsonl`: `dida bench elastic --json`, workers joining and leaving under
 //!   HTTP load;
 //! - `rebalance.jsonl`: `dida bench rebalance --json`, a storage node joining a
@@ -63,6 +65,8 @@ pub(crate) struct Evaluation {
     pub chain: Option<BenchRun>,
     /// `dida bench idle`.
     pub idle: Option<IdleRun>,
+    /// `dida bench idle` at other cluster sizes, by file name.
+    pub idle_sizes: Vec<IdleRun>,
     /// `dida bench elastic`.
     pub elastic: Option<ElasticRun>,
     /// `dida bench rebalance`.
@@ -132,6 +136,11 @@ impl Evaluation {
             let mut run = read_with(&path, BenchRun::parse)?;
             run.name = stem(&path, "settings-", ".jsonl");
             evaluation.settings.push(run);
+        }
+        for path in files(dir, "idle-nodes-", ".jsonl")? {
+            evaluation
+                .idle_sizes
+                .push(read_with(&path, IdleRun::parse)?);
         }
         for path in files(dir, "faults-", ".json")? {
             let label = stem(&path, "faults-", ".json");

@@ -12,7 +12,7 @@ use super::analysis::{
 use super::figures::{self, settings_concurrency};
 use super::input::{BenchRun, Evaluation, LoadSample};
 use crate::chain::rpc_bound;
-use crate::lines::{Measurement, ModeCost};
+use crate::lines::{IdleDetection, Measurement, ModeCost};
 use crate::report::REDIS_VERDICT_TARGET;
 use dida_verify::report::CheckStatus;
 
@@ -960,6 +960,64 @@ fn idle_section(evaluation: &Evaluation) -> String {
             );
         }
     }
+    out.push_str(&idle_sizes_table(evaluation));
+    out
+}
+
+/// The empty cluster's idle CPU per node, and the crash detection, at every
+/// cluster size measured: what the crash detector costs and how fast it is as the
+/// cluster grows (issue 25: per node at 20 nodes within 1.5× of 5, detection no
+/// slower than 1.6–1.75 s).
+fn idle_sizes_table(evaluation: &Evaluation) -> String {
+    let mut runs: Vec<(usize, f64, Option<&IdleDetection>)> = evaluation
+        .idle
+        .iter()
+        .chain(&evaluation.idle_sizes)
+        .filter_map(|run| {
+            let nodes = run.setup.as_ref()?.nodes;
+            let empty = run.rows.iter().find(|row| row.workload == "idle-empty")?;
+            (nodes > 0 && empty.duration_s > 0.0).then(|| {
+                let per_node = empty.core_seconds / nodes as f64 / empty.duration_s * 10.0;
+                (nodes, per_node, run.detection.as_ref())
+            })
+        })
+        .collect();
+    runs.sort_by_key(|&(nodes, ..)| nodes);
+    let Some(&(smallest, base, _)) = runs.first() else {
+        return String::new();
+    };
+    if runs.len() < 2 {
+        return String::new();
+    }
+    let mut out = String::from(
+        "By cluster size (the empty cluster, core-seconds per node per 10 s; detection \
+         from the SIGKILL to the first and the last survivor listing the node failed):\n\n\
+         | nodes | core-seconds per node | per node vs the smallest | detection, first–last |\n\
+         |---:|---:|---:|---|\n",
+    );
+    for &(nodes, per_node, detection) in &runs {
+        let vs = if base > 0.0 {
+            format!("{:.2}×", per_node / base)
+        } else {
+            "–".to_string()
+        };
+        let detected = detection
+            .and_then(|d| Some((d.survivors_s.first()?, d.survivors_s.last()?)))
+            .map_or("–".to_string(), |(first, last)| {
+                format!("{first:.2}–{last:.2} s")
+            });
+        let _ = writeln!(out, "| {nodes} | {per_node:.3} | {vs} | {detected} |");
+    }
+    if let Some(&(largest, per_node, _)) = runs.last() {
+        if base > 0.0 {
+            let ratio = per_node / base;
+            let _ = writeln!(
+                out,
+                "\n**Per node, {largest} nodes cost {ratio:.2}× what {smallest} do (target ≤ 1.5×): {}**\n",
+                if ratio <= 1.5 { "met" } else { "NOT met" }
+            );
+        }
+    }
     out
 }
 
@@ -1113,7 +1171,7 @@ mod tests {
     use super::*;
     use crate::evaluate::input::{FaultsRun, IdleRun, RedisBenchmarkRow};
     use crate::lines::samples::{measurement, storage_setup};
-    use crate::lines::IdleMeasurement;
+    use crate::lines::{IdleMeasurement, IdleSetup};
     use dida_verify::history::HistoryCounts;
     use dida_verify::plan::{Fault, FaultKind};
     use dida_verify::report::{Check, RunSettings};
@@ -1269,6 +1327,53 @@ mod tests {
         assert!(!text.contains("img/storage-latency.svg"));
         assert!(text.contains("`dida bench chain` did not run"));
         assert!(text.contains("No crash timeline in this run"));
+    }
+
+    #[test]
+    fn idle_runs_of_several_sizes_compare_the_cost_per_node() {
+        let run = |nodes: usize, core_seconds: f64, last: f64| IdleRun {
+            setup: Some(IdleSetup {
+                cluster: "local".into(),
+                nodes,
+                replication_factor: 3,
+                keys: 1000,
+                value_size: 16,
+                duration_s: 10.0,
+                anti_entropy_interval_ms: 1000,
+                cores: 2,
+            }),
+            rows: vec![IdleMeasurement {
+                workload: "idle-empty".into(),
+                keys: 0,
+                core_seconds,
+                duration_s: 10.0,
+            }],
+            detection: Some(IdleDetection {
+                killed: format!("s{nodes}"),
+                survivors_s: vec![1.5, last],
+                poll_ms: 10,
+            }),
+            ..IdleRun::default()
+        };
+        let evaluation = Evaluation {
+            idle: Some(run(5, 0.2, 1.6)),
+            idle_sizes: vec![run(20, 1.2, 1.75), run(10, 0.5, 1.7)],
+            ..Evaluation::default()
+        };
+        let text = idle_section(&evaluation);
+        for expected in [
+            "| 5 | 0.040 | 1.00× | 1.50–1.60 s |",
+            "| 10 | 0.050 | 1.25× | 1.50–1.70 s |",
+            "| 20 | 0.060 | 1.50× | 1.50–1.75 s |",
+            "**Per node, 20 nodes cost 1.50× what 5 do (target ≤ 1.5×): met**",
+        ] {
+            assert!(text.contains(expected), "no {expected:?} in:\n{text}");
+        }
+        let alone = Evaluation {
+            idle: Some(run(5, 0.2, 1.6)),
+            ..Evaluation::default()
+        };
+        assert!(!idle_section(&alone).contains("By cluster size"));
     }
 
     #[test]
