@@ -45,6 +45,8 @@ pub struct KvArgs {
 #[derive(Debug, Subcommand)]
 enum KvCommand {
     /// Read the newest version of KEY (or exactly --version) from one of its replicas.
+    // `--version` here is a record's version, not the program's.
+    #[command(disable_version_flag = true)]
     Read {
         /// The key to read.
         key: String,

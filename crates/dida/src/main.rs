@@ -30,9 +30,18 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+/// The version every subcommand's `--version` prints: the crate's, and the commit
+/// it was built from (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DIDA_COMMIT"),
+    ")"
+);
+
 /// dida: a distributed function-as-a-service platform.
 #[derive(Debug, Parser)]
-#[command(name = "dida", version, about, long_about = None)]
+#[command(name = "dida", version = VERSION, propagate_version = true, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -37,6 +37,46 @@ fn completions_are_printed_for_bash_zsh_and_fish() {
     assert_eq!(unknown.status.code(), Some(2));
 }
 
+#[test]
+fn every_subcommand_names_the_version_and_the_commit_it_was_built_from() {
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| text(&output.stdout).trim().to_string());
+    for args in [
+        &["--version"][..],
+        &["storage", "--version"],
+        &["worker", "--version"],
+        &["kv", "--version"],
+        &["bench", "idle", "--version"],
+    ] {
+        let output = run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        let line = text(&output.stdout);
+        assert!(
+            line.contains(&format!("{} (commit ", env!("CARGO_PKG_VERSION"))),
+            "{args:?}: {line}"
+        );
+        if let Some(commit) = &commit {
+            assert!(
+                line.contains(commit.as_str()),
+                "{args:?}: {line} lacks {commit}"
+            );
+        }
+    }
+    // `kv read --version` is a record's version, not the program's.
+    let read = run(&["kv", "read", "k", "--version", "not-a-version"]);
+    assert_eq!(read.status.code(), Some(2), "{}", text(&read.stderr));
+    assert!(text(&read.stderr).contains("not-a-version"));
+}
+
 /// Storage nodes nobody serves: every call fails at once (connection refused).
 const NO_PEERS: &str = "s1=http://127.0.0.1:1";
 

@@ -1,0 +1,29 @@
+//! Records the commit the binary was built from, for `dida --version` (and every
+//! subcommand's): a user reporting a bug, or an operator checking what a node
+//! runs, then names the exact source. Built outside a git checkout (a source
+//! tarball, `cargo install` from a registry) the commit is `unknown`.
+
+use std::process::Command;
+
+fn main() {
+    let git = |args: &[&str]| -> Option<String> {
+        let output = Command::new("git").args(args).output().ok()?;
+        let text = String::from_utf8(output.stdout).ok()?;
+        (output.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=DIDA_COMMIT={commit}");
+    // Build again when HEAD moves: a checkout (HEAD itself), a commit on the branch
+    // (the ref it names, loose or packed).
+    for path in ["HEAD", "packed-refs"] {
+        if let Some(file) = git(&["rev-parse", "--git-path", path]) {
+            println!("cargo:rerun-if-changed={file}");
+        }
+    }
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(file) = git(&["rev-parse", "--git-path", &branch]) {
+            println!("cargo:rerun-if-changed={file}");
+        }
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+}
