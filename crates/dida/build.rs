@@ -14,15 +14,14 @@ fn main() {
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=DIDA_COMMIT={commit}");
     // Build again when HEAD moves: a checkout (HEAD itself), a commit on the branch
-    // (the ref it names, loose or packed).
-    for path in ["HEAD", "packed-refs"] {
+    // (the ref it names, loose or packed). Only files that exist are watched: cargo
+    // runs a build script every time when a watched file is missing.
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    for path in ["HEAD", "packed-refs"].into_iter().chain(branch.as_deref()) {
         if let Some(file) = git(&["rev-parse", "--git-path", path]) {
-            println!("cargo:rerun-if-changed={file}");
-        }
-    }
-    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        if let Some(file) = git(&["rev-parse", "--git-path", &branch]) {
-            println!("cargo:rerun-if-changed={file}");
+            if std::path::Path::new(&file).exists() {
+                println!("cargo:rerun-if-changed={file}");
+            }
         }
     }
     println!("cargo:rerun-if-changed=build.rs");
