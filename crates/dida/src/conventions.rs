@@ -140,6 +140,41 @@ pub fn print_completions(shell: clap_complete::Shell, mut command: clap::Command
     print_bytes(&script);
 }
 
+/// Writes the man page of `command` and of each of its visible subcommands, at
+/// every depth, into `dir` (`dida.1`, `dida-storage.1`, `dida-bench-idle.1`, …),
+/// and prints each file written. Hidden subcommands (internal ones) get none.
+pub fn write_man_pages(dir: &std::path::Path, command: clap::Command) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    let mut command = command;
+    // Built, every subcommand knows its full name (`dida-bench-idle`) and the
+    // flags propagated to it (`--version`).
+    command.build();
+    let mut pending = vec![command];
+    while let Some(command) = pending.pop() {
+        let name = command
+            .get_display_name()
+            .unwrap_or_else(|| command.get_name())
+            .to_string();
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.clone())
+            .title(name.to_uppercase())
+            .render(&mut page)
+            .with_context(|| format!("cannot render the man page of {name}"))?;
+        std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("{}", path.display());
+        pending.extend(
+            command
+                .get_subcommands()
+                .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
+                .cloned(),
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, Parser};

@@ -109,6 +109,13 @@ enum Command {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Write the man pages of dida and of every subcommand (dida.1, dida-storage.1,
+    /// dida-bench-idle.1, …) into a directory, for `man -l` or a MANPATH.
+    Man {
+        /// The directory to write them to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
     /// Compile one untrusted operator within a budget, for the scheduler or a
     /// worker that started this process (internal, see `dida_worker::bounded`).
     #[command(hide = true, name = dida_worker::bounded::COMPILE_SUBCOMMAND)]
@@ -139,6 +146,7 @@ impl Command {
                     | Command::Certs(_)
                     | Command::New(_)
                     | Command::Completions { .. }
+                    | Command::Man { .. }
                     | Command::CompileOperator(_) => None,
                 }
             };
@@ -187,7 +195,9 @@ fn main() -> ExitCode {
         | Command::Logs(_)
         | Command::Puppetmaster(_) => "warn",
         Command::Faults(_) => "warn,dida_faults=info",
-        Command::Certs(_) | Command::New(_) | Command::Completions { .. } => "warn",
+        Command::Certs(_) | Command::New(_) | Command::Completions { .. } | Command::Man { .. } => {
+            "warn"
+        }
         // Simulated nodes would log every suspicion of every seed.
         Command::Sim(_) => "off",
         // The compiler child's stderr is the reason its parent reports.
@@ -250,6 +260,7 @@ fn main() -> ExitCode {
                 conventions::print_completions(shell, Cli::command());
                 Ok(())
             }
+            Command::Man { out } => conventions::write_man_pages(&out, Cli::command()),
         }
     });
     // The exit status says which outcome it was (see `exit` and the README's

@@ -77,6 +77,34 @@ fn every_subcommand_names_the_version_and_the_commit_it_was_built_from() {
     assert!(text(&read.stderr).contains("not-a-version"));
 }
 
+#[test]
+fn man_pages_are_written_for_every_visible_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(&["man", "--out", dir.path().to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let written = text(&output.stdout);
+    for page in [
+        "dida.1",
+        "dida-storage.1",
+        "dida-worker.1",
+        "dida-kv-read.1",
+        "dida-bench-idle.1",
+        "dida-cluster-remove.1",
+    ] {
+        assert!(written.contains(page), "{page} not listed in {written}");
+        let roff = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(
+            roff.starts_with(".ie") || roff.contains(".TH "),
+            "{page}: {roff}"
+        );
+        assert!(roff.contains("commit "), "{page} names no commit");
+    }
+    let storage = std::fs::read_to_string(dir.path().join("dida-storage.1")).unwrap();
+    assert!(storage.contains(r"\-\-join"), "the flags are described");
+    // Internal subcommands get no page.
+    assert!(!written.contains("compile"), "{written}");
+}
+
 /// Storage nodes nobody serves: every call fails at once (connection refused).
 const NO_PEERS: &str = "s1=http://127.0.0.1:1";
 
