@@ -27,6 +27,14 @@ fn bench(dir: &Path, name: &str, args: &[&str]) {
     std::fs::write(dir.join(name), &output.stdout).unwrap();
 }
 
+/// The first line of `text` (a benchmark's `--json` output) whose `event` is `event`.
+fn event_line(text: &str, event: &str) -> serde_json::Value {
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["event"] == event)
+        .unwrap_or_else(|| panic!("no {event} line in {text}"))
+}
+
 #[test]
 fn the_report_reads_what_the_benchmarks_write() {
     let results = tempfile::tempdir().unwrap();
@@ -62,13 +70,7 @@ fn the_report_reads_what_the_benchmarks_write() {
         &["elastic", "--phase", "0.5", "--warmup", "0.2"],
     );
     let elastic = std::fs::read_to_string(results.path().join("elastic.jsonl")).unwrap();
-    let line = |event: &str| -> serde_json::Value {
-        elastic
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .find(|l| l["event"] == event)
-            .unwrap_or_else(|| panic!("no {event} line in {elastic}"))
-    };
+    let line = |event: &str| event_line(&elastic, event);
     // None lost: every invocation succeeded and the scheduler counted exactly them.
     let totals = line("totals");
     assert!(totals["sent"].as_u64().unwrap() > 0, "{totals}");
@@ -103,11 +105,7 @@ fn the_report_reads_what_the_benchmarks_write() {
         ],
     );
     let rebalance = std::fs::read_to_string(results.path().join("rebalance.jsonl")).unwrap();
-    let moved: serde_json::Value = rebalance
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|l| l["event"] == "move")
-        .unwrap_or_else(|| panic!("no move line in {rebalance}"));
+    let moved = event_line(&rebalance, "move");
     let share = moved["share"].as_f64().unwrap();
     assert!((0.5..=1.5).contains(&share), "{moved}");
     assert!(
@@ -132,11 +130,7 @@ fn the_report_reads_what_the_benchmarks_write() {
         ],
     );
     let idle = std::fs::read_to_string(results.path().join("idle.jsonl")).unwrap();
-    let detection: serde_json::Value = idle
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|l| l["event"] == "detection")
-        .unwrap_or_else(|| panic!("no detection line in {idle}"));
+    let detection = event_line(&idle, "detection");
     assert_eq!(detection["killed"], "s3", "{detection}");
     assert_eq!(
         detection["survivors_s"].as_array().unwrap().len(),
