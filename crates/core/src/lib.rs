@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod datafile;
 pub mod events;
 pub mod limits;
+pub mod listen;
 pub mod liveness;
 pub mod membership;
 pub mod record;

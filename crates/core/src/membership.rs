@@ -20,49 +20,65 @@ pub struct Member {
     pub replica: u32,
 }
 
-/// A node address of the form `http://HOST:PORT`.
+/// A node address of the form `http://HOST:PORT` or `https://HOST:PORT`.
+///
+/// The scheme only says how the address was written: a process with TLS on
+/// connects with TLS whatever the scheme, and one without TLS refuses an `https`
+/// URL (`dida_proto::security`). Writing `https` where TLS is on lets a
+/// configuration say what it means.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeUrl {
     /// Host name or IP address, as written.
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// Whether the URL was written `https://`.
+    pub https: bool,
 }
 
 impl NodeUrl {
-    /// Parses `http://HOST:PORT` (a trailing `/` is accepted). Only plain `http` is
-    /// supported: dida nodes speak gRPC over cleartext HTTP/2.
+    /// Parses `http://HOST:PORT` or `https://HOST:PORT` (a trailing `/` is
+    /// accepted).
     pub fn parse(text: &str) -> Result<Self, MembershipError> {
         let bad = |why: &str| MembershipError::BadUrl {
             url: text.to_string(),
             why: why.to_string(),
         };
-        let rest = text
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("it must start with http://"))?;
+        let (rest, https) = match (text.strip_prefix("http://"), text.strip_prefix("https://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => return Err(bad("it must start with http:// or https://")),
+        };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| bad("it must name a port, as in http://127.0.0.1:7001"))?;
-        if host.is_empty() || host.contains('/') || host.contains('@') {
-            return Err(bad("the host is missing or malformed"));
-        }
-        let port: u16 = port
-            .parse()
-            .map_err(|_| bad("the port must be a number from 1 to 65535"))?;
-        if port == 0 {
-            return Err(bad("the port must be a number from 1 to 65535"));
-        }
-        Ok(Self {
-            host: host.to_string(),
-            port,
-        })
+        let (host, port) = parse_host_port(rest).map_err(|why| bad(&why))?;
+        Ok(Self { host, port, https })
+    }
+
+    /// The address `HOST:PORT` of the URL.
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Splits `HOST:PORT`, checking both parts: a port from 1 to 65535 and a host with
+/// no `/` or `@` (an IPv6 address goes in brackets, `[::1]:7001`).
+pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or("it must name a port, as in 127.0.0.1:7001")?;
+    if host.is_empty() || host.contains('/') || host.contains('@') {
+        return Err("the host is missing or malformed".to_string());
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port != 0 => Ok((host.to_string(), port)),
+        _ => Err("the port must be a number from 1 to 65535".to_string()),
     }
 }
 
 impl fmt::Display for NodeUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}:{}", self.host, self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
     }
 }
 

@@ -552,7 +552,7 @@ mod tests {
             ("wait 99999999999", "too large"),
             ("storage s1 localhost:3001 0", "must start with http://"),
             (
-                "storage s1 https://localhost:3001 0",
+                "storage s1 ftp://localhost:3001 0",
                 "must start with http://",
             ),
             ("storage s1 http://localhost 0", "must name a port"),

@@ -279,7 +279,7 @@ proptest! {
     #[test]
     fn node_urls_round_trip(text in near_miss(PEER_WORDS), host in "[a-z0-9.-]{1,20}", port in 1u16..) {
         let _ = NodeUrl::parse(&text);
-        let url = NodeUrl { host, port };
+        let url = NodeUrl { host, port, https: false };
         prop_assert_eq!(NodeUrl::parse(&url.to_string()), Ok(url));
     }
 

@@ -120,7 +120,12 @@ pub fn report_error(json: bool, command: &str, error: &anyhow::Error) {
 /// Reports a command-line error clap found, then exits like clap (status 2; 0 for
 /// `--help` and `--version`). With `--json` on the command line, an `error` event
 /// goes to stdout too.
+///
+/// Missing required settings are reported on one line that names each of them and
+/// where it may come from: a node started in a container or by a unit file with
+/// a setting left out says which, not a usage block.
 pub fn exit_on_usage_error(error: clap::Error) -> ! {
+    let missing = missing_settings(&error);
     if error.use_stderr() && std::env::args_os().any(|arg| arg == "--json") {
         let rendered = error.render().to_string();
         let message = rendered
@@ -128,9 +133,46 @@ pub fn exit_on_usage_error(error: clap::Error) -> ! {
             .next()
             .unwrap_or_default()
             .trim_start_matches("error: ");
-        print_line(&error_event("usage", message));
+        print_line(&error_event("usage", missing.as_deref().unwrap_or(message)));
+    }
+    if let Some(missing) = missing {
+        eprintln!("error: {missing}");
+        std::process::exit(crate::exit::Exit::Usage.code().into());
     }
     error.exit()
+}
+
+/// Reports a `--config` file that cannot be used, then exits with status 2, as
+/// for a command line that does not parse.
+pub fn exit_on_settings_file_error(error: &crate::exit::UsageError) -> ! {
+    if std::env::args_os().any(|arg| arg == "--json") {
+        print_line(&error_event("usage", &error.to_string()));
+    }
+    eprintln!("error: {error}");
+    std::process::exit(crate::exit::Exit::Usage.code().into());
+}
+
+/// One line naming the required flags `error` says are missing, if that is what
+/// it says.
+fn missing_settings(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::MissingRequiredArgument {
+        return None;
+    }
+    let Some(ContextValue::Strings(flags)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let names: Vec<&str> = flags
+        .iter()
+        .map(|flag| flag.split_whitespace().next().unwrap_or(flag))
+        .collect();
+    Some(format!(
+        "missing required setting{} {}: give {} as a flag, a DIDA_… environment \
+         variable (see --help) or a key of a --config file",
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", "),
+        if names.len() == 1 { "it" } else { "each" },
+    ))
 }
 
 /// `dida completions SHELL`: the completion script of `command` for `shell`.

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | any other failure (bad input found after parsing, an internal error) |
-//! | 2 | usage error: the command line does not parse (clap's own status) |
+//! | 2 | usage error: the command line does not parse (clap's own status), or settings contradict one another or the settings file |
 //! | 3 | `dida kv cas`: the value was not the expected one, nothing was swapped |
 //! | 4 | `dida kv read`: the key (or that version of it) is missing |
 //! | 5 | the cluster (a storage node, the scheduler) could not be reached or did not answer in time |
@@ -21,6 +21,7 @@ use std::process::ExitCode;
 
 use dida_core::Version;
 use dida_proto::transport::describe;
+use dida_settings::SettingsError;
 use dida_storage_client::ClientError;
 
 /// What a `dida` command's exit status tells a script.
@@ -74,6 +75,8 @@ impl Exit {
                     Some(Exit::ApplicationFailed)
                 } else if cause.is::<NotFinished>() {
                     Some(Exit::NotFinished)
+                } else if cause.is::<SettingsError>() || cause.is::<UsageError>() {
+                    Some(Exit::Usage)
                 } else if let Some(call) = cause.downcast_ref::<CallFailed>() {
                     call.unreachable().then_some(Exit::Unreachable)
                 } else if let Some(client) = cause.downcast_ref::<ClientError>() {
@@ -97,6 +100,12 @@ impl From<Exit> for ExitCode {
         ExitCode::from(exit.code())
     }
 }
+
+/// Settings given outside the command line (a `--config` file) that cannot be
+/// used: the same outcome as a command line that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// `dida kv cas` ran, and the key's value was not the expected one.
 #[derive(Debug, thiserror::Error)]

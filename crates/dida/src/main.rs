@@ -7,6 +7,7 @@ mod certs;
 mod client;
 mod cluster;
 mod compile;
+mod config_file;
 mod conventions;
 mod dashboard;
 mod env_flags;
@@ -53,7 +54,8 @@ struct Cli {
 }
 
 /// The flags of a subcommand that runs a node or talks to a cluster: its own, then
-/// how it authenticates and how it logs. Only these subcommands list them in
+/// how it authenticates and how it logs, and the file its settings may also come
+/// from (`--config`). Only these subcommands list them in
 /// `--help`; the local ones (`new`, `certs`, `completions`, `sim`) take neither.
 #[derive(Debug, clap::Args)]
 struct Connected<T: clap::Args> {
@@ -63,6 +65,8 @@ struct Connected<T: clap::Args> {
     security: security::SecurityArgs,
     #[command(flatten)]
     log: logging::LogArgs,
+    #[command(flatten)]
+    config: config_file::ConfigArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,12 +140,19 @@ impl Command {
         }
     }
 
-    /// The authentication and log flags of a subcommand that takes them.
-    fn connection(&self) -> Option<(&security::SecurityArgs, &logging::LogArgs)> {
+    /// The authentication, log and settings-file flags of a subcommand that takes
+    /// them.
+    fn connection(
+        &self,
+    ) -> Option<(
+        &security::SecurityArgs,
+        &logging::LogArgs,
+        &config_file::ConfigArgs,
+    )> {
         macro_rules! of {
             ($($variant:ident),*) => {
                 match self {
-                    $(Command::$variant(c) => Some((&c.security, &c.log)),)*
+                    $(Command::$variant(c) => Some((&c.security, &c.log, &c.config)),)*
                     Command::Sim(_)
                     | Command::Certs(_)
                     | Command::New(_)
@@ -173,8 +184,11 @@ impl Command {
 
 fn main() -> ExitCode {
     conventions::exit_quietly_on_broken_pipe();
-    let matches = env_flags::with_env_variables(Cli::command())
-        .try_get_matches()
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = config_file::apply(env_flags::with_env_variables(Cli::command()), &args)
+        .unwrap_or_else(|e| conventions::exit_on_settings_file_error(&e));
+    let matches = command
+        .try_get_matches_from(&args)
         .unwrap_or_else(|e| conventions::exit_on_usage_error(e));
     let json = conventions::wants_json(&matches);
     let command_path = conventions::command_path(&matches);
@@ -205,7 +219,7 @@ fn main() -> ExitCode {
     };
     let connection = cli.command.connection();
     let log_format = connection
-        .and_then(|(_, log)| log.log_format)
+        .and_then(|(_, log, _)| log.log_format)
         .or(cli.log_format)
         .unwrap_or_default();
     logging::init(default_log, log_format);
@@ -215,7 +229,10 @@ fn main() -> ExitCode {
     std::env::set_var(logging::LOG_FORMAT_ENV, log_format.as_str());
     // `dida certs` makes identities; it needs none of its own (nor do the local
     // `new`, `completions`, `compile-operator` and the in-memory simulator).
-    if let Some((security, _)) = connection {
+    if let Some(file) = connection.and_then(|(_, _, config)| config.file()) {
+        tracing::info!(file = %file.display(), "settings read from a file as well");
+    }
+    if let Some((security, _, _)) = connection {
         if let Err(error) = security.install(cli.command.tls_name()) {
             conventions::report_error(json, &command_path, &error);
             return exit::Exit::of(&error).into();

@@ -15,7 +15,9 @@ pub async fn run(settings: SchedulerSettings) -> anyhow::Result<()> {
     let workers = settings.worker_membership()?;
     let storage = settings.storage_membership()?;
     let max_retained_bytes = settings.max_retained_bytes();
+    let listen = settings.listen_addr()?;
     let mut config = SchedulerConfig::new(settings.id, url, workers);
+    config.listen = Some(listen);
     config.worker_lease = Duration::from_millis(settings.worker_lease_ms);
     config.execution_timeout = Duration::from_secs(settings.execution_timeout);
     config.rpc_deadline = Duration::from_millis(settings.rpc_deadline);

@@ -20,6 +20,7 @@ fn into_config(
     admitted: Option<ClusterConfig>,
 ) -> anyhow::Result<StorageConfig> {
     let replication_factor = settings.resolved_replication_factor()?;
+    let listen = settings.listen_addr()?;
     let mut config = match admitted {
         Some(admitted) => {
             let membership = admitted
@@ -35,6 +36,7 @@ fn into_config(
     if let Some(cluster_id) = settings.cluster_id {
         config.cluster_id = cluster_id;
     }
+    config.listen = Some(listen);
     config.gossip_delay = Duration::from_millis(settings.gossip_delay);
     config.replication_factor = replication_factor;
     config.max_versions = settings.max_versions;

@@ -17,7 +17,9 @@ fn into_config(settings: WorkerSettings) -> anyhow::Result<WorkerConfig> {
     let storage = settings.storage_membership()?;
     let replication_factor = settings.resolved_replication_factor()?;
     let scheduler = NodeUrl::parse(&settings.scheduler).context("invalid --scheduler")?;
+    let listen = settings.listen_addr()?;
     let mut config = WorkerConfig::new(settings.id, url, storage, scheduler);
+    config.listen = Some(listen);
     config.gossip_delay = Duration::from_millis(settings.gossip_delay);
     config.drain_timeout = Duration::from_secs(settings.drain_timeout);
     config.operators_dir = settings.operators;

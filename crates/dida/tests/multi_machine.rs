@@ -43,13 +43,12 @@ struct Machines {
 }
 
 impl Machines {
-    fn create() -> Option<Self> {
-        let tag = format!("dida{}", std::process::id() % 100_000);
-        let subnet = format!(
-            "10.{}.{}",
-            100 + std::process::id() % 100,
-            std::process::id() % 250
-        );
+    /// The machines of test `test` (0, 1, …): tests run at once in one process,
+    /// so each has names and a subnet of its own.
+    fn create(test: u32) -> Option<Self> {
+        let pid = std::process::id();
+        let tag = format!("dida{}{test}", pid % 100_000);
+        let subnet = format!("10.{}.{}", 100 + pid % 100, (pid * 2 + test) % 250);
         let machines = Self {
             names: [format!("{tag}a"), format!("{tag}b")],
             addresses: [format!("{subnet}.1"), format!("{subnet}.2")],
@@ -149,7 +148,7 @@ async fn a_puppetmaster_places_nodes_on_the_pcs_of_their_machine() {
         skip("the multi-machine test needs root (network namespaces)");
         return;
     }
-    let Some(machines) = Machines::create() else {
+    let Some(machines) = Machines::create(0) else {
         skip("cannot create network namespaces and a veth pair here");
         return;
     };
@@ -225,4 +224,117 @@ async fn a_puppetmaster_places_nodes_on_the_pcs_of_their_machine() {
             "{server} holds key 23 (replication factor 2 across both machines)"
         );
     }
+}
+
+/// A name only the other machine resolves: namespace `b`'s `/etc/hosts` (which
+/// `ip netns exec` mounts from `/etc/netns/<b>/hosts`) maps it to machine a.
+const FAR_NAME: &str = "dida-far-s1";
+
+/// Gives namespace `ns` an `/etc/hosts` mapping `name` to `address`; removed when
+/// dropped.
+struct HostsFile(std::path::PathBuf);
+
+impl HostsFile {
+    fn create(ns: &str, name: &str, address: &str) -> std::io::Result<Self> {
+        let dir = Path::new("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join("hosts"),
+            format!("127.0.0.1 localhost\n{address} {name}\n"),
+        )?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for HostsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `--listen 0.0.0.0:PORT --url http://NAME:PORT`: a storage node that binds every
+/// interface of machine a and is known to its peer and its clients, on machine b,
+/// only by a name machine a cannot resolve. Every write needs both replicas
+/// (`--write-acks 2`), so each one that succeeds crossed between the nodes; the
+/// records listed at the far node, asked by its name, are the proof that it
+/// serves there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_listening_on_every_interface_serves_peers_that_know_only_its_name() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !root {
+        skip("the listen/advertise test needs root (network namespaces)");
+        return;
+    }
+    let Some(machines) = Machines::create(1) else {
+        skip("cannot create network namespaces and a veth pair here");
+        return;
+    };
+    let [a, b] = &machines.addresses;
+    let _hosts = HostsFile::create(&machines.names[1], FAR_NAME, a).unwrap();
+    let peers = format!("s1=http://{FAR_NAME}:7001,s2=http://{b}:7001");
+    let storage = |index: usize, id: &str, url: &str, listen: &str| {
+        machines
+            .dida(index)
+            .args(["storage", "--id", id, "--url", url, "--listen", listen])
+            .args(["--peers", &peers, "--replication-factor", "2"])
+            .args(["--write-acks", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let _s1 = storage(0, "s1", &format!("http://{FAR_NAME}:7001"), "0.0.0.0:7001");
+    let _s2 = storage(1, "s2", &format!("http://{b}:7001"), &format!("{b}:7001"));
+    let kv = |args: &[&str]| {
+        let mut command = machines.dida(1);
+        command
+            .args(["kv", "--peers", &peers, "--replication-factor", "2"])
+            .args(args);
+        command
+    };
+    // The nodes may take a moment to listen and find each other: retry the first
+    // write until it is acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..10 {
+        let (key, value) = (format!("key{i}"), format!("value{i}"));
+        loop {
+            let output = kv(&["write", &key, &value]).output().await.unwrap();
+            if output.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key} was never acknowledged: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let output = kv(&["list", "--server", "s1"]).output().await.unwrap();
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for i in 0..10 {
+        assert!(
+            listed.contains(&format!("key{i}")),
+            "s1, asked at {FAR_NAME}, lists key{i}: {listed}"
+        );
+    }
+    // Machine a itself cannot resolve the name the node advertises.
+    let output = machines
+        .dida(0)
+        .args(["kv", "--peers", &peers, "--replication-factor", "2"])
+        .args(["list", "--server", "s1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success(), "machine a resolved {FAR_NAME}");
 }

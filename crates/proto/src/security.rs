@@ -255,6 +255,20 @@ impl Security {
     }
 }
 
+impl Security {
+    /// Refuses an `https://` URL when this process has no TLS: it could neither
+    /// call a node there nor be called there itself.
+    pub fn check_scheme(&self, url: &str) -> anyhow::Result<()> {
+        if self.tls.is_none() && url.starts_with("https://") {
+            bail!(
+                "{url} is an https:// URL, but this process has no TLS: give --tls-dir \
+                 (or --tls-cert, --tls-key and --tls-ca), or write the URL with http://"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Whether `host` names this machine only.
 pub fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');

@@ -11,6 +11,8 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use dida_core::listen::ListenAddr;
+use dida_core::membership::NodeUrl;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -126,6 +128,16 @@ pub async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
     TcpListener::bind((host, port))
         .await
         .with_context(|| format!("cannot listen on {host}:{port} (is the port already in use?)"))
+}
+
+/// Binds the address a node listens on (`--listen`, or its URL's host and port)
+/// for a node whose peers call it at `url`.
+///
+/// Refuses an `https://` URL when this process has no TLS: peers would call it
+/// with TLS and never be answered.
+pub async fn bind_node(listen: &ListenAddr, url: &NodeUrl) -> anyhow::Result<TcpListener> {
+    crate::security::installed().check_scheme(&url.to_string())?;
+    bind(&listen.host, listen.port).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM: how a node process knows to stop.

@@ -112,7 +112,7 @@ impl Interceptor for Credentials {
 ///
 /// With TLS on ([`security::installed`]), the connection is made with TLS whatever
 /// the URL's scheme, presenting this process's certificate and trusting only the
-/// cluster's CA.
+/// cluster's CA. Without it, an `https://` URL is refused.
 pub fn lazy_channel(url: &str, deadline: Duration) -> anyhow::Result<NodeChannel> {
     lazy_channel_for_waits(url, deadline, deadline)
 }
@@ -137,6 +137,7 @@ pub fn lazy_channel_with_headers(
     headers: &[(&'static str, &str)],
 ) -> anyhow::Result<NodeChannel> {
     let security = security::installed();
+    security.check_scheme(url)?;
     let url = match (&security.tls, url.strip_prefix("http://")) {
         (Some(_), Some(rest)) => format!("https://{rest}"),
         _ => url.to_string(),

@@ -1,5 +1,6 @@
 //! Configuring, starting and stopping the scheduler.
 
+use dida_core::listen::ListenAddr;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,7 +12,7 @@ use dida_proto::acked::{self, AckedLinks};
 use dida_proto::execution::scheduler_server::SchedulerServer;
 use dida_proto::execution::{HandOffReply, HandOffRequest};
 use dida_proto::registry::operators_server::OperatorsServer;
-use dida_proto::server::{bind, wait_for_termination, ServerHandle};
+use dida_proto::server::{bind, bind_node, wait_for_termination, ServerHandle};
 use dida_proto::transport::MAX_MESSAGE_BYTES;
 use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
 use tokio::net::TcpListener;
@@ -60,6 +61,10 @@ pub struct SchedulerConfig {
     pub max_retained_bytes: usize,
     /// Where the HTTP gateway serves (`--http-listen`), if it does.
     pub http_listen: Option<NodeUrl>,
+    /// Where to bind (`--listen`); `None` binds the host and port of the node's
+    /// URL. Given when peers reach the node by a name it cannot bind (a container,
+    /// a pod, NAT).
+    pub listen: Option<dida_core::listen::ListenAddr>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (`--metrics-listen`).
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The names of the operators built into the workers (`EchoOperator`, …),
@@ -84,6 +89,7 @@ impl SchedulerConfig {
             storage: None,
             max_retained_bytes: DEFAULT_RETAINED_BYTES,
             http_listen: None,
+            listen: None,
             metrics_listen: None,
             builtin_operators: BTreeSet::new(),
         }
@@ -321,7 +327,11 @@ pub async fn start_with_gateway(
 
 /// Runs the `dida scheduler` process until Ctrl-C or SIGTERM.
 pub async fn run(config: SchedulerConfig) -> anyhow::Result<()> {
-    let listener = bind(&config.url.host, config.url.port).await?;
+    let listen = config
+        .listen
+        .clone()
+        .unwrap_or_else(|| ListenAddr::of_url(&config.url));
+    let listener = bind_node(&listen, &config.url).await?;
     let http = match &config.http_listen {
         Some(url) => {
             crate::http::check_exposure(&url.host)?;

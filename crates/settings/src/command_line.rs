@@ -5,6 +5,8 @@ use std::ffi::OsString;
 use std::fmt::Display;
 
 use clap::{Args, FromArgMatches};
+use dida_core::listen::{check_advertised, ListenAddr};
+use dida_core::membership::NodeUrl;
 use dida_core::script::Role;
 
 use crate::SettingsError;
@@ -39,15 +41,33 @@ pub trait RoleSettings: Args + FromArgMatches + Sized {
     fn flags(&self) -> Vec<Flag>;
 
     /// Checks the settings that depend on one another (`--write-acks` against the
-    /// replication factor, the replication factor against the membership), which no
-    /// single flag's parser can.
+    /// replication factor, the replication factor against the membership, `--url`
+    /// against `--listen`), which no single flag's parser can.
     fn check(&self) -> Result<(), SettingsError>;
 
     /// The node's id.
     fn id(&self) -> &str;
 
-    /// The node's URL, as given.
+    /// The node's URL, as given: where its peers and clients call it.
     fn url(&self) -> &str;
+
+    /// `--listen`, as given: where the node binds, if not at its URL.
+    fn listen(&self) -> Option<&str>;
+
+    /// The address the node binds: `--listen`, or the host and port of `--url`.
+    fn listen_addr(&self) -> Result<ListenAddr, SettingsError> {
+        let url = NodeUrl::parse(self.url())
+            .map_err(|e| SettingsError::Flag(format!("invalid --url: {e}")))?;
+        match self.listen() {
+            None => Ok(ListenAddr::of_url(&url)),
+            Some(listen) => {
+                let listen = ListenAddr::parse(listen)
+                    .map_err(|e| SettingsError::Flag(format!("invalid --listen: {e}")))?;
+                check_advertised(&listen, &url).map_err(SettingsError::Inconsistent)?;
+                Ok(listen)
+            }
+        }
+    }
 
     /// The role's flags as a clap command named `dida <role>`, taking no binary
     /// name (the arguments start with the first flag).

@@ -31,6 +31,13 @@ pub struct SchedulerSettings {
     /// Where the scheduler serves, for example http://127.0.0.1:3000.
     #[arg(long, env = "DIDA_SCHEDULER_URL", value_parser = values::node_url())]
     pub url: String,
+    /// The address to bind, HOST:PORT (default: the host and port of --url). Give
+    /// it when peers reach this node by a name or address it cannot bind itself
+    /// (a container, a pod, NAT): `--listen 0.0.0.0:3000 --url http://NAME:3000`.
+    /// Its port must be --url's.
+    #[arg(long, env = "DIDA_SCHEDULER_LISTEN", value_parser = values::listen_addr(),
+          value_name = "HOST:PORT")]
+    pub listen: Option<String>,
     /// Static workers: ID=URL,ID=URL,… They are members for as long as the
     /// scheduler runs. Optional: workers started with --scheduler pointing here
     /// register themselves and hold a lease (--worker-lease-ms).
@@ -126,6 +133,7 @@ impl RoleSettings for SchedulerSettings {
         Flags::default()
             .value("id", &self.id)
             .value("url", &self.url)
+            .optional("listen", self.listen.as_ref())
             .optional("workers", self.workers.as_ref())
             .value("worker-lease-ms", self.worker_lease_ms)
             .value("execution-timeout", self.execution_timeout)
@@ -139,6 +147,7 @@ impl RoleSettings for SchedulerSettings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        self.listen_addr()?;
         if self.worker_lease_ms < MIN_WORKER_LEASE_MS {
             return Err(SettingsError::Flag(format!(
                 "--worker-lease-ms {} is too short: at least {MIN_WORKER_LEASE_MS} (workers \
@@ -157,6 +166,10 @@ impl RoleSettings for SchedulerSettings {
     fn url(&self) -> &str {
         &self.url
     }
+
+    fn listen(&self) -> Option<&str> {
+        self.listen.as_deref()
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +186,7 @@ mod tests {
         let full = SchedulerSettings {
             id: "sched".into(),
             url: "http://127.0.0.1:3000".into(),
+            listen: Some("0.0.0.0:3000".into()),
             workers: Some(WORKERS.into()),
             worker_lease_ms: 1500,
             execution_timeout: 60,

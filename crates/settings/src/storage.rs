@@ -57,6 +57,13 @@ pub struct StorageSettings {
     /// Where this node serves, for example http://127.0.0.1:7001.
     #[arg(long, env = "DIDA_STORAGE_URL", value_parser = values::node_url())]
     pub url: String,
+    /// The address to bind, HOST:PORT (default: the host and port of --url). Give
+    /// it when peers reach this node by a name or address it cannot bind itself
+    /// (a container, a pod, NAT): `--listen 0.0.0.0:7001 --url http://NAME:7001`.
+    /// Its port must be --url's.
+    #[arg(long, env = "DIDA_STORAGE_LISTEN", value_parser = values::listen_addr(),
+          value_name = "HOST:PORT")]
+    pub listen: Option<String>,
     /// Milliseconds every gossip message this node sends waits before leaving (0 to
     /// 600000).
     #[arg(long, env = "DIDA_STORAGE_GOSSIP_DELAY", default_value_t = 0,
@@ -236,6 +243,7 @@ impl RoleSettings for StorageSettings {
         Flags::default()
             .value("id", &self.id)
             .value("url", &self.url)
+            .optional("listen", self.listen.as_ref())
             .value("gossip-delay", self.gossip_delay)
             .optional("peers", self.peers.as_ref())
             .optional("join", self.join.as_ref())
@@ -260,6 +268,7 @@ impl RoleSettings for StorageSettings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        self.listen_addr()?;
         let factor = self.resolved_replication_factor()?;
         check_write_acks(self.write_acks, factor).map_err(SettingsError::Inconsistent)?;
         Ok(())
@@ -271,6 +280,10 @@ impl RoleSettings for StorageSettings {
 
     fn url(&self) -> &str {
         &self.url
+    }
+
+    fn listen(&self) -> Option<&str> {
+        self.listen.as_deref()
     }
 }
 
@@ -299,6 +312,7 @@ mod tests {
         let full = StorageSettings {
             id: "s1".into(),
             url: "http://127.0.0.1:7001".into(),
+            listen: Some("0.0.0.0:7001".into()),
             gossip_delay: 7,
             peers: Some(PEERS.into()),
             join: None,

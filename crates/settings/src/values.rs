@@ -11,6 +11,7 @@ use dida_core::limits::{
     MAX_DEADLINE_MS, MAX_GOSSIP_DELAY_MS, MAX_OPERATOR_CONCURRENCY, MAX_OPERATOR_MEMORY_MB,
     MAX_RETAINED_MB, MAX_VERSIONS, MAX_VNODES,
 };
+use dida_core::listen::ListenAddr;
 use dida_core::membership::{check_node_id, NodeUrl};
 use dida_core::Membership;
 
@@ -182,6 +183,14 @@ pub fn node_urls() -> ValueParser {
 /// The URLs of a comma-separated list, trimmed, empty entries skipped.
 pub fn split_urls(text: &str) -> impl Iterator<Item = &str> {
     text.split(',').map(str::trim).filter(|url| !url.is_empty())
+}
+
+/// The address a node binds, `HOST:PORT` (`--listen`), checked and kept as written.
+pub fn listen_addr() -> ValueParser {
+    ValueParser::new(
+        clap::builder::NonEmptyStringValueParser::new()
+            .try_map(|text: String| ListenAddr::parse(&text).map(|_| text)),
+    )
 }
 
 /// A listening address `HOST:PORT` (a name or an address), checked and kept as

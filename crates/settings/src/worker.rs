@@ -22,6 +22,13 @@ pub struct WorkerSettings {
     /// Where this worker serves, for example http://127.0.0.1:4001.
     #[arg(long, env = "DIDA_WORKER_URL", value_parser = values::node_url())]
     pub url: String,
+    /// The address to bind, HOST:PORT (default: the host and port of --url). Give
+    /// it when peers reach this node by a name or address it cannot bind itself
+    /// (a container, a pod, NAT): `--listen 0.0.0.0:4001 --url http://NAME:4001`.
+    /// Its port must be --url's.
+    #[arg(long, env = "DIDA_WORKER_LISTEN", value_parser = values::listen_addr(),
+          value_name = "HOST:PORT")]
+    pub listen: Option<String>,
     /// Milliseconds the worker waits before forwarding a request to the next worker
     /// (0 to 600000).
     #[arg(long, env = "DIDA_WORKER_GOSSIP_DELAY", default_value_t = 0,
@@ -127,6 +134,7 @@ impl RoleSettings for WorkerSettings {
         Flags::default()
             .value("id", &self.id)
             .value("url", &self.url)
+            .optional("listen", self.listen.as_ref())
             .value("gossip-delay", self.gossip_delay)
             .value("storage", &self.storage)
             .value("scheduler", &self.scheduler)
@@ -146,6 +154,7 @@ impl RoleSettings for WorkerSettings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        self.listen_addr()?;
         self.resolved_replication_factor().map(|_| ())
     }
 
@@ -155,6 +164,10 @@ impl RoleSettings for WorkerSettings {
 
     fn url(&self) -> &str {
         &self.url
+    }
+
+    fn listen(&self) -> Option<&str> {
+        self.listen.as_deref()
     }
 }
 
@@ -172,6 +185,7 @@ mod tests {
         let full = WorkerSettings {
             id: "w1".into(),
             url: "http://127.0.0.1:4001".into(),
+            listen: Some("0.0.0.0:4001".into()),
             gossip_delay: 3,
             storage: STORAGE.into(),
             scheduler: "http://127.0.0.1:3000".into(),

@@ -90,6 +90,10 @@ pub struct StorageConfig {
     /// When a record logged to `data_dir` reaches the disk (`--fsync`); unused
     /// without a data directory.
     pub fsync: FsyncPolicy,
+    /// Where to bind (`--listen`); `None` binds the host and port of the node's
+    /// URL. Given when peers reach the node by a name it cannot bind (a container,
+    /// a pod, NAT).
+    pub listen: Option<dida_core::listen::ListenAddr>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (`--metrics-listen`);
     /// `None` serves none of them and records no per-RPC metrics.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -193,6 +197,7 @@ impl StorageConfig {
             incarnation: incarnation_now(),
             data_dir: None,
             fsync: FsyncPolicy::Always,
+            listen: None,
             metrics_listen: None,
         }
     }

@@ -4,10 +4,11 @@
 //! which is how tests run a whole cluster in one process; [`run`] is the `dida storage`
 //! process: it binds the node's URL and serves until interrupted.
 
+use dida_core::listen::ListenAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use dida_proto::server::{bind, wait_for_termination, ServerHandle};
+use dida_proto::server::{bind_node, wait_for_termination, ServerHandle};
 use dida_proto::storage::membership_server::MembershipServer;
 use dida_proto::storage::replication_server::ReplicationServer;
 use dida_proto::storage::storage_server::StorageServer;
@@ -131,8 +132,8 @@ pub async fn start(
     })
 }
 
-/// Runs the `dida storage` process: binds the node's own URL and serves until
-/// Ctrl-C or SIGTERM, or until the cluster removed it (`dida cluster remove`).
+/// Runs the `dida storage` process: binds `--listen` (or the node's own URL) and
+/// serves until Ctrl-C or SIGTERM, or until the cluster removed it (`dida cluster remove`).
 pub async fn run(config: StorageConfig) -> Result<(), StorageError> {
     config.validate()?;
     let url = config
@@ -141,9 +142,13 @@ pub async fn run(config: StorageConfig) -> Result<(), StorageError> {
         .map_err(ConfigError::from)?
         .url
         .clone();
-    let listener = bind(&url.host, url.port)
+    let listen = config
+        .listen
+        .clone()
+        .unwrap_or_else(|| ListenAddr::of_url(&url));
+    let listener = bind_node(&listen, &url)
         .await
-        .map_err(|e| StorageError::serve("bind its URL", e))?;
+        .map_err(|e| StorageError::serve("bind its address", e))?;
     let handle = start(config, listener).await?;
     let mut departed = handle.departed();
     tokio::select! {

@@ -1,5 +1,6 @@
 //! Configuring, starting and stopping a worker.
 
+use dida_core::listen::ListenAddr;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -17,7 +18,7 @@ use dida_proto::execution::worker_server::WorkerServer;
 use dida_proto::execution::{
     HandOffReply, HandOffRequest, ReportOutcomesReply, ReportOutcomesRequest,
 };
-use dida_proto::server::{bind, wait_for_termination, ServerHandle};
+use dida_proto::server::{bind_node, wait_for_termination, ServerHandle};
 use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
 use dida_storage_client::{ClientConfig, StorageClient, VIEW_REFRESH};
 use dida_telemetry::NodeTelemetry;
@@ -66,6 +67,10 @@ pub struct WorkerConfig {
     /// Debug mode (`--debug-sink`): after each operator, the worker sends what it
     /// output and wrote, with the metadata, to this PuppetMaster debug sink.
     pub debug_sink: Option<NodeUrl>,
+    /// Where to bind (`--listen`); `None` binds the host and port of the node's
+    /// URL. Given when peers reach the node by a name it cannot bind (a container,
+    /// a pod, NAT).
+    pub listen: Option<dida_core::listen::ListenAddr>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (`--metrics-listen`).
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -93,6 +98,7 @@ impl WorkerConfig {
             consistency: ConsistencySettings::default(),
             rpc_deadline: Duration::from_secs(5),
             debug_sink: None,
+            listen: None,
             metrics_listen: None,
         }
     }
@@ -245,7 +251,11 @@ pub async fn start_member(
 /// scheduler's worker set gracefully (drains, deregisters) and stops. Fails if the
 /// scheduler refuses the worker (its id is held by another live worker, …).
 pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
-    let listener = bind(&config.url.host, config.url.port).await?;
+    let listen = config
+        .listen
+        .clone()
+        .unwrap_or_else(|| ListenAddr::of_url(&config.url));
+    let listener = bind_node(&listen, &config.url).await?;
     let drain_timeout = config.drain_timeout;
     let (handle, mut membership) = start_member(config, listener).await?;
     tokio::select! {
