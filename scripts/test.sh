@@ -23,5 +23,17 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace
 
+# `cargo install --path crates/dida`, as docs/deploy.md tells users to install: in
+# the dev profile, so it reuses the test build and only links.
+echo "== cargo install --path crates/dida"
+rm -rf target/install-check
+cargo install --quiet --locked --debug --path crates/dida --root target/install-check
+target/install-check/bin/dida --version
+
+# The Kubernetes manifests and systemd units, offline: rendered with kubectl
+# kustomize, validated against the Kubernetes schemas and by checkov, and pod
+# ordinals checked against node ids and data directories (docs/deploy.md).
+bash scripts/validate-kubernetes.sh
+
 # CI machines have bounded disk; say how much the build took.
 echo "== build size: $(du -sh target 2>/dev/null | cut -f1)"
