@@ -35,5 +35,11 @@ target/install-check/bin/dida --version
 # ordinals checked against node ids and data directories (docs/deploy.md).
 bash scripts/validate-kubernetes.sh
 
+# A whole cluster in podman containers of the FROM-scratch image, mutual TLS,
+# a SIGKILL and a rolling upgrade under load: no acknowledged write lost
+# (docs/containers.md). Builds the image first (a static musl release build in
+# target/image). Skips, saying why, only where podman cannot run a container.
+bash scripts/test-containers.sh
+
 # CI machines have bounded disk; say how much the build took.
 echo "== build size: $(du -sh target 2>/dev/null | cut -f1)"
