@@ -11,26 +11,7 @@
 # and exported as CONTAINERS_CONF; a CONTAINERS_CONF already set is kept as is, so
 # a machine with its own working configuration keeps it.
 #
-# Defines dida_apt_install PACKAGE… (apt-get as root, or through sudo).
-
-dida_apt_install() {
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: $* missing and this is not a Debian-like system (no apt-get); install them by hand" >&2
-    return 1
-  fi
-  local sudo=()
-  if [[ $(id -u) -ne 0 ]]; then
-    if ! command -v sudo >/dev/null 2>&1; then
-      echo "error: $* missing; as root, run: apt-get install -y $*" >&2
-      return 1
-    fi
-    sudo=(sudo)
-  fi
-  echo "== installing $* (Debian packages)" >&2
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y "$@" >&2 ||
-    { "${sudo[@]}" apt-get update >&2 &&
-      DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y "$@" >&2; }
-}
+source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
 
 dida_missing=()
 command -v podman >/dev/null 2>&1 || dida_missing+=(podman)

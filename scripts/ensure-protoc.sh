@@ -4,19 +4,10 @@
 # Python virtual environment with grpcio-tools (from PyPI) under target/, whose
 # client the test crates/dida/tests/python_client.rs generates and drives.
 # Sourced by scripts/test.sh; exports DIDA_TEST_PYTHON, the environment's python.
+source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
 if ! command -v protoc >/dev/null 2>&1; then
   echo "== installing protobuf-compiler (the standard protoc)" >&2
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: protoc is missing and this is not a Debian-like system (no apt-get); install protoc by hand" >&2
-    false
-  elif [[ $(id -u) -eq 0 ]]; then
-    apt-get install -y protobuf-compiler || { apt-get update && apt-get install -y protobuf-compiler; }
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo apt-get install -y protobuf-compiler || { sudo apt-get update && sudo apt-get install -y protobuf-compiler; }
-  else
-    echo "error: protoc is missing; as root, run: apt-get install -y protobuf-compiler" >&2
-    false
-  fi
+  dida_apt_install protobuf-compiler
 fi
 # Pinned, so the generated client is the same on every machine.
 grpc_tools_version=1.85.4

