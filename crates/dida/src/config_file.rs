@@ -50,17 +50,16 @@ pub fn apply(command: Command, args: &[OsString]) -> Result<Command, UsageError>
     let Some(name) = subcommand_name(&command, args) else {
         return Ok(command);
     };
-    let takes_config = command
+    let Some(sub) = command
         .find_subcommand(&name)
-        .is_some_and(|sub| sub.get_arguments().any(|arg| arg.get_id() == "config"));
-    if !takes_config {
+        .filter(|sub| sub.get_arguments().any(|arg| arg.get_id() == "config"))
+    else {
         return Ok(command);
-    }
+    };
     let Some(path) = config_path(args) else {
         return Ok(command);
     };
     let settings = read(&path)?;
-    let sub = command.find_subcommand(&name).expect("found above").clone();
     let mut defaults = Vec::new();
     for (key, value) in &settings {
         let flag = key.replace('_', "-");

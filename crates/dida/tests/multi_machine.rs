@@ -43,6 +43,27 @@ struct Machines {
 }
 
 impl Machines {
+    /// The machines of test `test`, or `None` after saying on stderr why the test
+    /// is skipped: namespaces need root, and a machine that can make them.
+    fn for_test(test: u32) -> Option<Self> {
+        // The effective user id, from /proc (field 3 of the Uid: line).
+        let root = std::fs::read_to_string("/proc/self/status")
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+            })
+            .unwrap_or(false);
+        if !root {
+            skip("network namespaces need root");
+            return None;
+        }
+        let machines = Self::create(test);
+        if machines.is_none() {
+            skip("cannot create network namespaces and a veth pair here");
+        }
+        machines
+    }
+
     /// The machines of test `test` (0, 1, …): tests run at once in one process,
     /// so each has names and a subnet of its own.
     fn create(test: u32) -> Option<Self> {
@@ -137,19 +158,7 @@ async fn start_pcs(machines: &Machines, index: usize) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_puppetmaster_places_nodes_on_the_pcs_of_their_machine() {
-    // The effective user id, from /proc (field 3 of the Uid: line).
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false);
-    if !root {
-        skip("the multi-machine test needs root (network namespaces)");
-        return;
-    }
-    let Some(machines) = Machines::create(0) else {
-        skip("cannot create network namespaces and a veth pair here");
+    let Some(machines) = Machines::for_test(0) else {
         return;
     };
     let _pcs_a = start_pcs(&machines, 0).await;
@@ -260,18 +269,7 @@ impl Drop for HostsFile {
 /// serves there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_listening_on_every_interface_serves_peers_that_know_only_its_name() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false);
-    if !root {
-        skip("the listen/advertise test needs root (network namespaces)");
-        return;
-    }
-    let Some(machines) = Machines::create(1) else {
-        skip("cannot create network namespaces and a veth pair here");
+    let Some(machines) = Machines::for_test(1) else {
         return;
     };
     let [a, b] = &machines.addresses;
