@@ -79,11 +79,13 @@ pub const MAX_SCRIPT_LINE_BYTES: usize = MAX_INPUT_BYTES + 8 * 1024;
 /// both are read whole.
 pub const MAX_SCRIPT_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Largest operator file (`<ClassName>.wasm`) a worker loads (16 MiB). The sample
-/// operators are a few hundred KiB; compiling is CPU-heavy and a worker keeps every
-/// compiled operator, so a file far larger than any real operator is refused before
-/// it is read.
-pub const MAX_OPERATOR_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest operator file (`<ClassName>.wasm`) a worker loads (48 MiB). A Rust
+/// operator is a few hundred KiB, but a Python or JavaScript one carries its
+/// interpreter (componentize-py's are about 19 MB); compiling is CPU-heavy and a
+/// worker keeps every compiled operator, so a file far larger than any real operator
+/// is refused before it is read. Below the transport's 64 MiB message limit, so a
+/// deploy of the largest file still fits one request.
+pub const MAX_OPERATOR_FILE_BYTES: u64 = 48 * 1024 * 1024;
 
 /// Most virtual nodes per storage node on the ring (4096, 32 times the default 128).
 /// Every node and client builds the ring, with a point and a preference list per

@@ -53,8 +53,11 @@ enum OperatorCommand {
     },
 }
 
-/// Deadline of a call: a deploy validates (compiles) the component and stores it.
-const CALL_DEADLINE: Duration = Duration::from_secs(60);
+/// Deadline of a call: a deploy validates the component, compiling it within the
+/// budget of the largest one, and stores it.
+fn call_deadline() -> Duration {
+    dida_worker::bounded::CompileBudget::largest().wall_time + Duration::from_secs(60)
+}
 
 /// Deadline of connecting to the scheduler.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
@@ -66,7 +69,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         .as_deref()
         .context("--scheduler (or DIDA_SCHEDULER) is required")?;
     let url = NodeUrl::parse(url).context("invalid --scheduler")?;
-    let channel = lazy_channel_for_waits(&url.to_string(), CONNECT_DEADLINE, CALL_DEADLINE)?;
+    let channel = lazy_channel_for_waits(&url.to_string(), CONNECT_DEADLINE, call_deadline())?;
     let mut client = OperatorsClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

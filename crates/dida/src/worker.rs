@@ -18,10 +18,12 @@ fn into_config(settings: WorkerSettings) -> anyhow::Result<WorkerConfig> {
     let replication_factor = settings.resolved_replication_factor()?;
     let scheduler = NodeUrl::parse(&settings.scheduler).context("invalid --scheduler")?;
     let listen = settings.listen_addr()?;
+    let compile_cache = settings.compile_cache_dir();
     let mut config = WorkerConfig::new(settings.id, url, storage, scheduler);
     config.listen = Some(listen);
     config.gossip_delay = Duration::from_millis(settings.gossip_delay);
     config.drain_timeout = Duration::from_secs(settings.drain_timeout);
+    config.compile_cache = compile_cache;
     config.operators_dir = settings.operators;
     config.replication_factor = replication_factor;
     config.vnodes = settings.vnodes;

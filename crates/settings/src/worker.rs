@@ -98,6 +98,13 @@ pub struct WorkerSettings {
     /// --insecure.
     #[arg(long, env = "DIDA_WORKER_METRICS_LISTEN", value_name = "HOST:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Keep compiled operators in this directory, so each component is compiled
+    /// once per machine, not once per start (a Python operator takes seconds to
+    /// compile). `off` keeps none. Default: `$XDG_CACHE_HOME/dida/compiled`, else
+    /// `$HOME/.cache/dida/compiled`. It must be this user's own and writable by no
+    /// one else: whoever writes there runs code in the worker.
+    #[arg(long, env = "DIDA_WORKER_COMPILE_CACHE", value_name = "DIR|off")]
+    pub compile_cache: Option<String>,
 }
 
 impl WorkerSettings {
@@ -111,6 +118,26 @@ impl WorkerSettings {
             format!("--storage={storage}"),
             format!("--scheduler={scheduler}"),
         ])
+    }
+
+    /// The directory of compiled operators (`--compile-cache`, or its default from
+    /// the environment); `None` when it is `off` or no default can be found.
+    pub fn compile_cache_dir(&self) -> Option<PathBuf> {
+        match self.compile_cache.as_deref() {
+            Some("off") => None,
+            Some(dir) => Some(PathBuf::from(dir)),
+            None => {
+                let base = std::env::var_os("XDG_CACHE_HOME")
+                    .filter(|dir| !dir.is_empty())
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        std::env::var_os("HOME")
+                            .filter(|dir| !dir.is_empty())
+                            .map(|home| PathBuf::from(home).join(".cache"))
+                    })?;
+                Some(base.join("dida").join("compiled"))
+            }
+        }
     }
 
     /// The storage nodes (`--storage`).
@@ -150,6 +177,7 @@ impl RoleSettings for WorkerSettings {
             .value("rpc-deadline", self.rpc_deadline)
             .optional("debug-sink", self.debug_sink.as_ref())
             .optional("metrics-listen", self.metrics_listen)
+            .optional("compile-cache", self.compile_cache.as_ref())
             .build()
     }
 
@@ -201,6 +229,7 @@ mod tests {
             rpc_deadline: 98,
             debug_sink: Some("http://127.0.0.1:10001".into()),
             metrics_listen: Some("127.0.0.1:14001".parse().unwrap()),
+            compile_cache: Some("/var/cache/dida".into()),
         };
         check_definition(&[full]);
     }

@@ -5,7 +5,9 @@
 //! the scheduler 1.2 GB and 20 s of CPU per deploy. So every component that came from
 //! a client — a deploy the scheduler checks, a deployed operator a worker fetches —
 //! is compiled by a child process, `dida compile-operator`, that limits itself before
-//! it reads the component (see [`COMPILE_BUDGET`]):
+//! it reads the component (see [`CompileBudget::for_component`]: a fixed budget
+//! plus a share per MiB, since a Python or JavaScript operator carries a whole
+//! interpreter):
 //!
 //! - **memory**: `RLIMIT_DATA` (heap and private writable mappings; wasmtime's
 //!   address-space reservations are not writable and do not count, which is why the
@@ -41,6 +43,9 @@ use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use dida_core::limits::MAX_OPERATOR_FILE_BYTES;
+use dida_storage_client::registry::digest_of;
+
 use crate::runtime::{OperatorPre, OperatorRuntime};
 
 /// The resources one compilation of an untrusted component may use.
@@ -54,17 +59,49 @@ pub struct CompileBudget {
     pub wall_time: Duration,
 }
 
-/// The budget of every untrusted compilation. The sample operators (a few hundred
-/// KiB each) compile in well under a second with less than 100 MiB; the limits leave
-/// a legitimate component of the maximum size (16 MiB) room, and refuse one built to
-/// be expensive.
+/// The budget of a component of no size; [`CompileBudget::for_component`] adds
+/// [`COMPILE_BUDGET_PER_MIB`] for each MiB. The sample Rust operators (a few hundred
+/// KiB each) compile in well under a second with less than 100 MiB; a component
+/// built to be expensive is refused at this scale (a 3.2 MB one needed 950 MB).
 pub const COMPILE_BUDGET: CompileBudget = CompileBudget {
     memory_bytes: 768 << 20,
     cpu: Duration::from_secs(20),
     wall_time: Duration::from_secs(15),
 };
 
-/// Children compiling at once per process: each may use [`COMPILE_BUDGET`], and the
+/// What each MiB of a component adds to [`COMPILE_BUDGET`]. A Python operator
+/// (componentize-py, 18.4 MiB, most of it CPython's code) took 26 s of CPU, 28 s of
+/// wall time and 436 MiB on a loaded 2-core machine, and made a 38 MB artifact, so a
+/// component's cost is about 1.4 s of CPU and 24 MiB per MiB; this leaves it room
+/// twice over, while the budget still grows only with what a client sent.
+pub const COMPILE_BUDGET_PER_MIB: CompileBudget = CompileBudget {
+    memory_bytes: 24 << 20,
+    cpu: Duration::from_secs(3),
+    wall_time: Duration::from_secs(3),
+};
+
+impl CompileBudget {
+    /// The budget of compiling a component of `len` bytes: [`COMPILE_BUDGET`] plus
+    /// [`COMPILE_BUDGET_PER_MIB`] for each started MiB.
+    pub fn for_component(len: usize) -> Self {
+        let mib = u32::try_from(len.div_ceil(1 << 20)).unwrap_or(u32::MAX);
+        CompileBudget {
+            memory_bytes: COMPILE_BUDGET.memory_bytes
+                + u64::from(mib) * COMPILE_BUDGET_PER_MIB.memory_bytes,
+            cpu: COMPILE_BUDGET.cpu + COMPILE_BUDGET_PER_MIB.cpu * mib,
+            wall_time: COMPILE_BUDGET.wall_time + COMPILE_BUDGET_PER_MIB.wall_time * mib,
+        }
+    }
+
+    /// The budget of the largest component a worker loads
+    /// ([`MAX_OPERATOR_FILE_BYTES`]): what a caller waiting for a compilation must
+    /// allow for.
+    pub fn largest() -> Self {
+        Self::for_component(MAX_OPERATOR_FILE_BYTES as usize)
+    }
+}
+
+/// Children compiling at once per process: each may use its budget, and the
 /// scheduler and workers have other work than compiling.
 pub const CONCURRENT_COMPILES: usize = 2;
 
@@ -73,8 +110,9 @@ pub const CONCURRENT_COMPILES: usize = 2;
 pub const COMPILE_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// Largest compiled artifact a parent reads from its child (four times the largest
-/// component): what a compilation can make the parent hold.
-pub const MAX_ARTIFACT_BYTES: u64 = 64 << 20;
+/// component; CPython's made 2.1 times its component): what a compilation can make
+/// the parent hold.
+pub const MAX_ARTIFACT_BYTES: u64 = 4 * MAX_OPERATOR_FILE_BYTES;
 
 /// Bytes of the child's error output kept for the message.
 const MAX_CHILD_ERROR_BYTES: u64 = 16 << 10;
@@ -95,7 +133,7 @@ pub enum CompileError {
     /// It is not an operator a worker can run (not a component, another world).
     #[error("{0}")]
     Invalid(String),
-    /// Compiling it went over [`COMPILE_BUDGET`].
+    /// Compiling it went over its [`CompileBudget::for_component`].
     #[error("compiling it went over the budget of untrusted compilation: {0}")]
     OverBudget(String),
     /// Every compilation slot stayed taken for [`COMPILE_QUEUE_WAIT`].
@@ -134,11 +172,22 @@ pub async fn check(runtime: &OperatorRuntime, wasm: Vec<u8>) -> Result<(), Compi
 }
 
 /// Compiles an untrusted `wasm` within the budget and loads it (a worker's deployed
-/// operator).
+/// operator), or loads what an earlier compilation of it left in the runtime's
+/// compile cache.
 pub async fn compile(
     runtime: &OperatorRuntime,
     wasm: Vec<u8>,
 ) -> Result<OperatorPre, CompileError> {
+    let digest = digest_of(&wasm);
+    let cached = {
+        let (runtime, digest) = (runtime.clone(), digest.clone());
+        tokio::task::spawn_blocking(move || runtime.cached(&digest))
+            .await
+            .map_err(|e| CompileError::Internal(format!("loading task failed: {e}")))?
+    };
+    if let Some(pre) = cached {
+        return Ok(pre);
+    }
     precheck(&wasm)?;
     let _slot = slot().await?;
     let Some(program) = COMPILER.get() else {
@@ -146,7 +195,7 @@ pub async fn compile(
     };
     let artifact = in_child(program, runtime, wasm, true).await?;
     let runtime = runtime.clone();
-    tokio::task::spawn_blocking(move || runtime.load_artifact(&artifact))
+    tokio::task::spawn_blocking(move || runtime.load_and_keep_artifact(&digest, &artifact))
         .await
         .map_err(|e| CompileError::Internal(format!("loading task failed: {e}")))?
         .map_err(|e| CompileError::Internal(format!("{e:#}")))
@@ -195,7 +244,7 @@ async fn slot() -> Result<SemaphorePermit<'static>, CompileError> {
     }
 }
 
-/// Compiles in a child process under [`COMPILE_BUDGET`]; returns the artifact when
+/// Compiles in a child process under its [`CompileBudget::for_component`]; returns the artifact when
 /// `emit` (else an empty one: the child only checked).
 async fn in_child(
     program: &Path,
@@ -203,7 +252,7 @@ async fn in_child(
     wasm: Vec<u8>,
     emit: bool,
 ) -> Result<Vec<u8>, CompileError> {
-    let budget = COMPILE_BUDGET;
+    let budget = CompileBudget::for_component(wasm.len());
     let mut command = tokio::process::Command::new(program);
     command
         .arg(COMPILE_SUBCOMMAND)
@@ -318,16 +367,16 @@ async fn in_child(
 /// Compiles in a thread of this process, waiting at most the budget's wall time
 /// (see the module documentation: no memory bound).
 async fn in_thread(runtime: &OperatorRuntime, wasm: Vec<u8>) -> Result<OperatorPre, CompileError> {
+    let wall_time = CompileBudget::for_component(wasm.len()).wall_time;
     let runtime = runtime.clone();
     let task = tokio::task::spawn_blocking(move || runtime.compile(&wasm));
-    match tokio::time::timeout(COMPILE_BUDGET.wall_time, task).await {
+    match tokio::time::timeout(wall_time, task).await {
         Ok(Ok(compiled)) => compiled.map_err(|e| CompileError::Invalid(format!("{e:#}"))),
         Ok(Err(e)) => Err(CompileError::Internal(format!(
             "compilation task failed: {e}"
         ))),
         Err(_) => Err(CompileError::OverBudget(format!(
-            "it took longer than {:?}",
-            COMPILE_BUDGET.wall_time
+            "it took longer than {wall_time:?}"
         ))),
     }
 }

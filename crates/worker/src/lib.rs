@@ -10,6 +10,8 @@
 //!   a file replaced on disk;
 //! - [`bounded`]: compiles untrusted (deployed) components in a child process with
 //!   a memory, CPU and time budget;
+//! - [`compiled_cache`]: compiled operators kept on disk by component digest and
+//!   engine, so a component is compiled once per machine;
 //! - [`runtime`]: the wasmtime engine (pooling allocator, fuel) and one invocation
 //!   with its CPU, memory and wall-time limits;
 //! - `host`: what an operator may call — storage, metadata, logging;
@@ -26,6 +28,7 @@
 pub mod bounded;
 mod capture;
 mod chain;
+pub mod compiled_cache;
 mod completions;
 pub mod consistency;
 mod host;

@@ -73,6 +73,9 @@ pub struct WorkerConfig {
     pub listen: Option<dida_core::listen::ListenAddr>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (`--metrics-listen`).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Where compiled operators are kept across starts (`--compile-cache`); `None`
+    /// compiles every operator on every start.
+    pub compile_cache: Option<PathBuf>,
 }
 
 impl WorkerConfig {
@@ -100,6 +103,7 @@ impl WorkerConfig {
             debug_sink: None,
             listen: None,
             metrics_listen: None,
+            compile_cache: None,
         }
     }
 }
@@ -166,7 +170,10 @@ pub async fn start_member(
             dir.display()
         );
     }
-    let runtime = OperatorRuntime::new(config.limits)?;
+    let mut runtime = OperatorRuntime::new(config.limits)?;
+    if let Some(dir) = &config.compile_cache {
+        runtime = runtime.with_compiled_cache(dir);
+    }
     let storage = StorageClient::new(
         config.storage.clone(),
         ClientConfig {

@@ -26,6 +26,7 @@ use wasmtime::{
 };
 
 use crate::capture::Capture;
+use crate::compiled_cache::CompiledCache;
 use crate::consistency::ExecutionStorage;
 use crate::host::HostState;
 
@@ -101,6 +102,8 @@ pub struct OperatorRuntime {
     linker: Arc<Linker<HostState>>,
     limits: SandboxLimits,
     slots: Arc<Semaphore>,
+    /// Where compiled operators are kept across starts (`--compile-cache`).
+    compiled_cache: Option<CompiledCache>,
 }
 
 impl std::fmt::Debug for OperatorRuntime {
@@ -158,7 +161,27 @@ impl OperatorRuntime {
             linker: Arc::new(linker),
             limits,
             slots: Arc::new(Semaphore::new(slots as usize)),
+            compiled_cache: None,
         })
+    }
+
+    /// Keeps compiled operators in `dir` (see [`crate::compiled_cache`]), so a
+    /// component is compiled once per machine, not once per start. A directory that
+    /// cannot be used is logged and left out: the runtime compiles as if it had none.
+    pub fn with_compiled_cache(mut self, dir: &std::path::Path) -> Self {
+        match CompiledCache::open(dir, &self.engine) {
+            Ok(cache) => self.compiled_cache = Some(cache),
+            Err(error) => tracing::warn!(
+                error = format!("{error:#}"),
+                "compiled operators will not be kept on disk"
+            ),
+        }
+        self
+    }
+
+    /// The cache of compiled operators, if the runtime has one.
+    pub fn compiled_cache(&self) -> Option<&CompiledCache> {
+        self.compiled_cache.as_ref()
     }
 
     /// The limits every invocation runs under.
@@ -172,10 +195,47 @@ impl OperatorRuntime {
     /// go through [`crate::bounded`], which compiles them in a child process with a
     /// budget.
     pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<OperatorPre> {
+        let Some(cache) = &self.compiled_cache else {
+            let component = Component::new(&self.engine, wasm)
+                .map_err(anyhow::Error::from)
+                .context("not a valid WebAssembly component")?;
+            return self.prepare(&component);
+        };
+        let entry = cache.entry_of(wasm);
+        if let Some(component) = cache.load(&self.engine, &entry) {
+            return self.prepare(&component);
+        }
         let component = Component::new(&self.engine, wasm)
             .map_err(anyhow::Error::from)
             .context("not a valid WebAssembly component")?;
-        self.prepare(&component)
+        let pre = self.prepare(&component)?;
+        match component.serialize() {
+            Ok(artifact) => cache.store(&entry, &artifact),
+            Err(error) => tracing::warn!(%error, "cannot serialise a compiled operator"),
+        }
+        Ok(pre)
+    }
+
+    /// The operator compiled from the component whose SHA-256 is `digest`, if the
+    /// compile cache holds it: how a worker skips compiling a deployed operator again.
+    pub(crate) fn cached(&self, digest: &str) -> Option<OperatorPre> {
+        let cache = self.compiled_cache.as_ref()?;
+        let component = cache.load(&self.engine, &cache.entry(digest))?;
+        self.prepare(&component).ok()
+    }
+
+    /// Loads an artifact made by the `dida compile-operator` child (see
+    /// [`Self::load_artifact`]) and keeps it in the compile cache under `digest`.
+    pub(crate) fn load_and_keep_artifact(
+        &self,
+        digest: &str,
+        artifact: &[u8],
+    ) -> anyhow::Result<OperatorPre> {
+        let pre = self.load_artifact(artifact)?;
+        if let Some(cache) = &self.compiled_cache {
+            cache.store(&cache.entry(digest), artifact);
+        }
+        Ok(pre)
     }
 
     /// Compiles a component, checks that it is an operator (as [`Self::compile`]
