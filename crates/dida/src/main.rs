@@ -3,6 +3,7 @@
 //! This crate only wires the role crates to the command line: each subcommand parses
 //! its flags into the role's configuration and runs it.
 
+mod build_operator;
 mod certs;
 mod client;
 mod cluster;
@@ -20,11 +21,13 @@ mod metrics_args;
 mod operator;
 mod pcs;
 mod puppetmaster;
+mod python_operator;
 mod scaffold;
 mod scheduler;
 mod security;
 mod sim;
 mod storage;
+mod toolchains;
 mod worker;
 
 use std::process::ExitCode;
@@ -106,8 +109,10 @@ enum Command {
     Certs(certs::CertsArgs),
     /// Deploy operators to a running cluster, list and remove them.
     Operator(Connected<operator::OperatorArgs>),
-    /// Write a new operator crate that builds anywhere (see docs/operators.md).
+    /// Write a new operator, in Rust or Python, that builds anywhere (see docs/operators.md).
     New(scaffold::NewArgs),
+    /// Build the operator in a directory into a WebAssembly component and print its path.
+    Build(build_operator::BuildArgs),
     /// Print the shell completion script of dida for SHELL.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -156,6 +161,7 @@ impl Command {
                     Command::Sim(_)
                     | Command::Certs(_)
                     | Command::New(_)
+                    | Command::Build(_)
                     | Command::Completions { .. }
                     | Command::Man { .. }
                     | Command::CompileOperator(_) => None,
@@ -209,9 +215,11 @@ fn main() -> ExitCode {
         | Command::Logs(_)
         | Command::Puppetmaster(_) => "warn",
         Command::Faults(_) => "warn,dida_faults=info",
-        Command::Certs(_) | Command::New(_) | Command::Completions { .. } | Command::Man { .. } => {
-            "warn"
-        }
+        Command::Certs(_)
+        | Command::New(_)
+        | Command::Build(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => "warn",
         // Simulated nodes would log every suspicion of every seed.
         Command::Sim(_) => "off",
         // The compiler child's stderr is the reason its parent reports.
@@ -272,6 +280,7 @@ fn main() -> ExitCode {
             Command::Certs(args) => certs::run(args),
             Command::Operator(c) => operator::run(c.args).await,
             Command::New(args) => scaffold::run(args),
+            Command::Build(args) => build_operator::run(args),
             Command::CompileOperator(args) => compile::run(args),
             Command::Completions { shell } => {
                 conventions::print_completions(shell, Cli::command());

@@ -28,6 +28,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dida_core::app::check_operator_name;
 
+use crate::build_operator::Language;
 use crate::conventions::print_line;
 
 /// The contract between worker and operator, as this binary's workers implement it.
@@ -48,10 +49,14 @@ pub struct NewArgs {
     /// library gets this name, so the build emits <NAME>.wasm; the package is its
     /// kebab-case form (hello-operator).
     name: String,
-    /// Directory to create the crate in (default: ./<package name>). It must not
+    /// Directory to create the operator in (default: ./<package name>). It must not
     /// exist or be empty.
     #[arg(long)]
     path: Option<PathBuf>,
+    /// The language to write the operator in: a Rust crate, or a Python `app.py`
+    /// (built by `dida build` with componentize-py).
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: Language,
 }
 
 /// Runs `dida new`.
@@ -60,14 +65,24 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
     check_class_name(class)?;
     let package = package_name(class);
     let dir = args.path.unwrap_or_else(|| PathBuf::from(&package));
-    write_scaffold(&dir, class)?;
+    let first_steps = match args.lang {
+        Language::Rust => {
+            write_scaffold(&dir, class)?;
+            "cargo test\n    dida build          # or: cargo build --release --target wasm32-wasip2"
+        }
+        Language::Python => {
+            write_files(&dir, class, crate::python_operator::scaffold_files(class))?;
+            "python3 -m unittest\n    dida build"
+        }
+    };
     print_line(&format!(
-        "created operator {class} (package {package}) in {}\n\n\
-         next:\n    cd {}\n    cargo test\n    cargo build --release --target wasm32-wasip2\n\
-         \nthen give target/wasm32-wasip2/release/ to a worker as --operators \
+        "created operator {class} in {dir}\n\n\
+         next:\n    cd {dir}\n    {first_steps}\n    \
+         dida operator deploy --scheduler URL $(dida build)\n    \
+         printf 'operator {class} 0\\n' > app.txt\n    \
+         dida run --scheduler URL --input world app.txt\n\n\
          (see README.md there)",
-        dir.display(),
-        dir.display()
+        dir = dir.display(),
     ));
     Ok(())
 }
@@ -127,6 +142,23 @@ pub fn package_name(class: &str) -> String {
 
 /// Writes the crate of operator `class` into `dir`, which must not exist or be empty.
 pub fn write_scaffold(dir: &Path, class: &str) -> anyhow::Result<()> {
+    let package = package_name(class);
+    let files = vec![
+        ("Cargo.toml", operator_manifest(class, &package)?),
+        ("Cargo.lock", GUEST_LOCK.to_string()),
+        ("src/lib.rs", operator_source(class)),
+        ("wit/operator.wit", OPERATOR_WIT.to_string()),
+        ("vendor/dida-sdk/Cargo.toml", sdk_manifest()?),
+        ("vendor/dida-sdk/src/lib.rs", SDK_LIB.to_string()),
+        ("README.md", readme(class, &package)),
+        (".gitignore", "/target\n".to_string()),
+    ];
+    write_files(dir, class, files)
+}
+
+/// Writes `files` (path relative to `dir`, text) of operator `class` into `dir`,
+/// which must not exist or be empty.
+fn write_files(dir: &Path, class: &str, files: Vec<(&str, String)>) -> anyhow::Result<()> {
     check_class_name(class)?;
     match fs::read_dir(dir) {
         Ok(mut entries) => {
@@ -143,17 +175,6 @@ pub fn write_scaffold(dir: &Path, class: &str) -> anyhow::Result<()> {
         }
         Err(error) => return Err(error).with_context(|| format!("cannot read {}", dir.display())),
     }
-    let package = package_name(class);
-    let files = [
-        ("Cargo.toml", operator_manifest(class, &package)?),
-        ("Cargo.lock", GUEST_LOCK.to_string()),
-        ("src/lib.rs", operator_source(class)),
-        ("wit/operator.wit", OPERATOR_WIT.to_string()),
-        ("vendor/dida-sdk/Cargo.toml", sdk_manifest()?),
-        ("vendor/dida-sdk/src/lib.rs", SDK_LIB.to_string()),
-        ("README.md", readme(class, &package)),
-        (".gitignore", "/target\n".to_string()),
-    ];
     for (relative, text) in files {
         let path = dir.join(relative);
         if let Some(parent) = path.parent() {

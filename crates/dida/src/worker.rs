@@ -19,11 +19,13 @@ fn into_config(settings: WorkerSettings) -> anyhow::Result<WorkerConfig> {
     let scheduler = NodeUrl::parse(&settings.scheduler).context("invalid --scheduler")?;
     let listen = settings.listen_addr()?;
     let compile_cache = settings.compile_cache_dir();
+    let limits = sandbox_limits(&settings);
     let mut config = WorkerConfig::new(settings.id, url, storage, scheduler);
     config.listen = Some(listen);
     config.gossip_delay = Duration::from_millis(settings.gossip_delay);
     config.drain_timeout = Duration::from_secs(settings.drain_timeout);
     config.compile_cache = compile_cache;
+    config.limits = limits;
     config.operators_dir = settings.operators;
     config.replication_factor = replication_factor;
     config.vnodes = settings.vnodes;
@@ -31,12 +33,6 @@ fn into_config(settings: WorkerSettings) -> anyhow::Result<WorkerConfig> {
         .iter()
         .map(|op| (op.name.to_string(), op.wasm))
         .collect();
-    config.limits = SandboxLimits {
-        fuel: settings.max_fuel,
-        memory_bytes: settings.max_memory_mb * 1024 * 1024,
-        wall_time: Duration::from_millis(settings.max_wall_ms),
-        concurrent_invocations: settings.concurrency,
-    };
     config.consistency = ConsistencySettings {
         pinned_read_deadline: Duration::from_millis(settings.consistency_deadline),
         ..ConsistencySettings::default()
@@ -49,6 +45,29 @@ fn into_config(settings: WorkerSettings) -> anyhow::Result<WorkerConfig> {
         .transpose()
         .context("invalid --debug-sink")?;
     Ok(config)
+}
+
+/// The sandbox limits of a worker with these settings.
+fn sandbox_limits(settings: &WorkerSettings) -> SandboxLimits {
+    SandboxLimits {
+        fuel: settings.max_fuel,
+        memory_bytes: settings.max_memory_mb * 1024 * 1024,
+        wall_time: Duration::from_millis(settings.max_wall_ms),
+        concurrent_invocations: settings.concurrency,
+    }
+}
+
+/// The sandbox limits of a worker started with default settings, as the
+/// PuppetMaster and local clusters start them: what `dida build` compiles an
+/// operator for, so such workers find it in their compile cache.
+pub fn default_sandbox_limits() -> anyhow::Result<SandboxLimits> {
+    let settings = WorkerSettings::new(
+        "w",
+        "http://127.0.0.1:1",
+        "s=http://127.0.0.1:2",
+        "http://127.0.0.1:3",
+    )?;
+    Ok(sandbox_limits(&settings))
 }
 
 /// Runs a worker until interrupted.

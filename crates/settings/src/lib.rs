@@ -22,6 +22,7 @@
 mod command_line;
 mod error;
 mod node;
+pub mod paths;
 mod scheduler;
 mod storage;
 pub mod values;

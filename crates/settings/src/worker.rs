@@ -126,17 +126,7 @@ impl WorkerSettings {
         match self.compile_cache.as_deref() {
             Some("off") => None,
             Some(dir) => Some(PathBuf::from(dir)),
-            None => {
-                let base = std::env::var_os("XDG_CACHE_HOME")
-                    .filter(|dir| !dir.is_empty())
-                    .map(PathBuf::from)
-                    .or_else(|| {
-                        std::env::var_os("HOME")
-                            .filter(|dir| !dir.is_empty())
-                            .map(|home| PathBuf::from(home).join(".cache"))
-                    })?;
-                Some(base.join("dida").join("compiled"))
-            }
+            None => crate::paths::default_compile_cache(),
         }
     }
 
