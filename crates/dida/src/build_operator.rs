@@ -79,13 +79,17 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
             .with_context(|| format!("{} is not a valid operator.toml", manifest_path.display()))?;
         check_operator_name(&manifest.name)
             .map_err(|e| anyhow::anyhow!("{}: name: {e}", manifest_path.display()))?;
-        return match manifest.language.as_str() {
-            "python" => crate::python_operator::build(dir, &manifest.name),
-            "rust" => build_rust(dir),
-            other => bail!(
-                "{}: language {other:?} is not one dida builds (rust, python)",
-                manifest_path.display()
-            ),
+        let language =
+            <Language as clap::ValueEnum>::from_str(&manifest.language, false).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: language {:?} is not one dida builds (rust, python)",
+                    manifest_path.display(),
+                    manifest.language
+                )
+            })?;
+        return match language {
+            Language::Python => crate::python_operator::build(dir, &manifest.name),
+            Language::Rust => build_rust(dir),
         };
     }
     if dir.join("Cargo.toml").is_file() {

@@ -196,18 +196,14 @@ impl OperatorRuntime {
     /// budget.
     pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<OperatorPre> {
         let Some(cache) = &self.compiled_cache else {
-            let component = Component::new(&self.engine, wasm)
-                .map_err(anyhow::Error::from)
-                .context("not a valid WebAssembly component")?;
+            let component = self.component(wasm)?;
             return self.prepare(&component);
         };
         let entry = cache.entry_of(wasm);
         if let Some(component) = cache.load(&self.engine, &entry) {
             return self.prepare(&component);
         }
-        let component = Component::new(&self.engine, wasm)
-            .map_err(anyhow::Error::from)
-            .context("not a valid WebAssembly component")?;
+        let component = self.component(wasm)?;
         let pre = self.prepare(&component)?;
         match component.serialize() {
             Ok(artifact) => cache.store(&entry, &artifact),
@@ -243,9 +239,7 @@ impl OperatorRuntime {
     /// runtime with the same limits loads without compiling again. This is what the
     /// `dida compile-operator` child process runs, under its budget.
     pub fn compile_to_artifact(&self, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let component = Component::new(&self.engine, wasm)
-            .map_err(anyhow::Error::from)
-            .context("not a valid WebAssembly component")?;
+        let component = self.component(wasm)?;
         self.prepare(&component)?;
         component
             .serialize()
@@ -268,6 +262,13 @@ impl OperatorRuntime {
             .map_err(anyhow::Error::from)
             .context("cannot load the compiled component")?;
         self.prepare(&component)
+    }
+
+    /// Compiles `wasm` into a component (not yet checked to be an operator).
+    fn component(&self, wasm: &[u8]) -> anyhow::Result<Component> {
+        Component::new(&self.engine, wasm)
+            .map_err(anyhow::Error::from)
+            .context("not a valid WebAssembly component")
     }
 
     /// Resolves a compiled component's imports and checks its `run` export.
