@@ -2,7 +2,7 @@
 # Regenerates the evaluation report with one command: builds the release binary,
 # makes sure Redis is installed, runs every benchmark (`dida bench storage`, with
 # other --write-acks / --gossip-delay / --replication-factor too, `dida bench chain`,
-# `dida bench idle`, `dida bench elastic`, `dida bench rebalance`), redis-benchmark against a redis-server it starts and stops
+# `dida bench idle`, `dida bench invoke`, `dida bench elastic`, `dida bench rebalance`), redis-benchmark against a redis-server it starts and stops
 # itself, and a few `dida faults` runs; then `dida bench report` rewrites
 # docs/evaluation.md and the plots docs/img/*.svg from the results. On a busy 2-core
 # machine: about 7.5 minutes of benchmarks, plus the build (8.5 minutes when every
@@ -223,6 +223,28 @@ if "$dida" bench idle --help >/dev/null 2>&1; then
   done
 else
   skip "idle cost" "this dida has no \`dida bench idle\` yet"
+fi
+
+# 6b. One operator invocation per language: IncrementOperator built-in (Rust), and
+# built from the Python and JavaScript samples by `dida build` (which installs
+# componentize-py / componentize-js on first use), against the worker ping.
+operators_out=$out/operators
+mkdir -p "$operators_out"
+invoke_args=()
+for lang in python:Python js:JavaScript; do
+  dir=${lang%%:*} label=${lang##*:}
+  rm -rf "${operators_out:?}/$dir"
+  cp -r "operators/$dir/samples/IncrementOperator" "$operators_out/$dir"
+  if component=$("$dida" build "$operators_out/$dir" 2>"$out/build-$dir.log" | tail -n 1); then
+    invoke_args+=(--operator "$label=$component")
+  else
+    skip "the $label operator" "dida build failed: $(tail -n 1 "$out/build-$dir.log")"
+  fi
+done
+if [[ $quick == 1 ]]; then
+  run invoke "$dida" bench invoke --invocations 20 "${invoke_args[@]}" --json
+else
+  run invoke "$dida" bench invoke "${invoke_args[@]}" --json
 fi
 
 # 7. Workers joining and leaving under a steady HTTP invocation load (about 15 s).

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, then every test of the
 # workspace (unit, in-process clusters, and real processes on loopback).
-# Needs only the Rust toolchain (and the machine's python3); the ensure-*.sh
-# scripts install the rest.
+# Needs only the Rust toolchain (and the machine's python3, node and npm, for the
+# Python and JavaScript operators); the ensure-*.sh scripts install the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-wasm-target.sh

@@ -13,6 +13,8 @@
 //!   the worker ping, the per-hop overhead, and one operator invocation alone;
 //! - `idle`: `dida bench idle` — the CPU an idle, converged cluster burns, empty and
 //!   holding data;
+//! - `invoke`: `dida bench invoke` — one operator invocation per language (compile,
+//!   load, first, warm, memory) against the worker ping;
 //! - `elastic`: `dida bench elastic` — workers joining and leaving under a steady
 //!   HTTP invocation load;
 //! - `rebalance`: `dida bench rebalance` — a storage node joining a loaded cluster:
@@ -35,6 +37,7 @@ mod elastic;
 mod evaluate;
 pub mod http_client;
 mod idle;
+mod invoke;
 mod lines;
 mod rebalance;
 mod redis;
@@ -60,6 +63,9 @@ enum BenchTarget {
     Chain(chain::ChainBenchArgs),
     /// CPU of an idle, converged cluster, empty and then holding data.
     Idle(idle::IdleBenchArgs),
+    /// One operator invocation per language (compile, load, first, warm, memory)
+    /// against the worker ping.
+    Invoke(invoke::InvokeBenchArgs),
     /// Workers joining and leaving under a steady HTTP invocation load: throughput
     /// and latency with one, three and two workers; no execution lost.
     Elastic(elastic::ElasticBenchArgs),
@@ -81,6 +87,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Storage(args) => storage::run(args).await,
         BenchTarget::Chain(args) => chain::run(args).await,
         BenchTarget::Idle(args) => idle::run(args).await,
+        BenchTarget::Invoke(args) => invoke::run(args).await,
         BenchTarget::Elastic(args) => elastic::run(args).await,
         BenchTarget::Rebalance(args) => rebalance::run(args).await,
         BenchTarget::Report(args) => evaluate::run(args),

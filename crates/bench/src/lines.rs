@@ -246,6 +246,50 @@ pub(crate) enum IdleLine {
     Detection(IdleDetection),
 }
 
+/// One line of `dida bench invoke --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub(crate) enum InvokeLine {
+    /// The worker ping: the baseline.
+    Ping(InvokePing),
+    /// One build of the operator.
+    Row(InvokeRow),
+}
+
+/// The worker ping of `dida bench invoke`, back to back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct InvokePing {
+    /// Median, in microseconds.
+    pub p50_us: u64,
+    /// 99th percentile, in microseconds.
+    pub p99_us: u64,
+}
+
+/// What one build of the operator costs (`dida bench invoke`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct InvokeRow {
+    /// The language (or whatever `--operator` called it).
+    pub label: String,
+    /// Size of the component.
+    pub component_bytes: u64,
+    /// Size of the compiled artifact in the compile cache.
+    pub artifact_bytes: u64,
+    /// Compiling it, cold.
+    pub compile_ms: f64,
+    /// Loading it from the compile cache.
+    pub load_ms: f64,
+    /// The first invocation after loading.
+    pub first_us: u64,
+    /// Warm invocations: median.
+    pub warm_p50_us: u64,
+    /// Warm invocations: 99th percentile.
+    pub warm_p99_us: u64,
+    /// Instantiating, in warm invocations: median.
+    pub instantiate_p50_us: u64,
+    /// The linear memory one instance grew to.
+    pub memory_bytes: u64,
+}
+
 /// The crash detection measured at the end of `dida bench idle`: one node
 /// SIGKILLed, every survivor polled until it lists the node failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

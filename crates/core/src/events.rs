@@ -110,6 +110,10 @@ pub enum Event {
         duration_us: u64,
         /// Fuel units it used.
         fuel_used: u64,
+        /// The linear memory its instance grew to, in bytes.
+        memory_bytes: u64,
+        /// Instantiating it, in microseconds (part of `duration_us`).
+        instantiate_us: u64,
         /// `ok` or `error`.
         status: String,
         /// Why it failed (null when it succeeded).
@@ -134,6 +138,18 @@ pub enum Event {
         operator: OperatorInfo,
         /// The digest of the operator it replaced under the same name, if any.
         replaced_digest: Option<String>,
+    },
+    /// A registered application (`dida app register|list|remove`); `change` says
+    /// what happened to it: `registered`, `replaced`, `listed` or `removed`.
+    App {
+        /// What happened to it.
+        change: String,
+        /// Its name.
+        name: String,
+        /// Its operators, in chain order.
+        operators: Vec<String>,
+        /// When it was registered, milliseconds since the Unix epoch.
+        registered_unix_ms: u64,
     },
     /// A deployed operator was removed (`dida operator remove`).
     Removed {

@@ -1,12 +1,10 @@
 //! `dida run` and `dida status`: submit an application and fetch its outcome (and,
 //! for `status`, how each of its operators ran).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use dida_core::app::read_app_file;
 use dida_core::events::{rfc3339_utc, Event};
 use dida_core::limits::check_deadline_s;
 use dida_core::membership::NodeUrl;
@@ -17,17 +15,36 @@ use tokio::time::Instant;
 
 use crate::exit::{CallFailed, ExecutionFailed, NotFinished};
 
+/// `--scheduler`, the scheduler a client command talks to: defined once for every
+/// such command, with the default of the cluster `dida up` starts, so that the
+/// local developer loop needs no flag.
+#[derive(Debug, Args)]
+pub struct SchedulerAddress {
+    /// The scheduler's URL (by default the one `dida up` starts).
+    #[arg(
+        long = "scheduler",
+        env = "DIDA_SCHEDULER",
+        default_value = dida_settings::local::DEFAULT_SCHEDULER_URL,
+        global = true
+    )]
+    pub url: String,
+}
+
 /// Flags of `dida run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The scheduler's URL.
-    #[arg(long, env = "DIDA_SCHEDULER")]
-    scheduler: String,
+    #[command(flatten)]
+    scheduler: SchedulerAddress,
     /// The input string of the execution.
     #[arg(long)]
     input: String,
-    /// The application file: `operator <ClassName> <position>` per line.
-    app: PathBuf,
+    /// What to run: an application file (`operator <ClassName> <position>` per
+    /// line), or the name of a registered application (`dida app list`).
+    #[arg(required_unless_present = "operators", conflicts_with = "operators")]
+    app: Option<String>,
+    /// Run these operators as a chain, in this order, without an application file.
+    #[arg(long, value_delimiter = ',', value_name = "A,B,…")]
+    operators: Vec<String>,
     /// Print the execution id and return at once; `dida status ID` fetches the outcome.
     #[arg(long = "async")]
     detach: bool,
@@ -43,9 +60,8 @@ pub struct RunArgs {
 /// Flags of `dida status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The scheduler's URL.
-    #[arg(long, env = "DIDA_SCHEDULER")]
-    scheduler: String,
+    #[command(flatten)]
+    scheduler: SchedulerAddress,
     /// The execution id `dida run --async` printed.
     id: String,
     /// Wait for the execution to finish (up to --timeout seconds) instead of answering
@@ -99,10 +115,11 @@ pub(crate) fn scheduler(
 /// `Run` call that submits and answers with the outcome when the execution ends.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let limit = timeout(args.timeout)?;
-    let operators = read_app_file(&args.app)?;
-    let mut client = scheduler(&args.scheduler, limit)?;
+    let (app, operators) =
+        crate::app::resolve(&args.scheduler.url, args.app.as_deref(), args.operators).await?;
+    let mut client = scheduler(&args.scheduler.url, limit)?;
     let submit = SubmitRequest {
-        app: args.app.display().to_string(),
+        app: app.clone(),
         operators,
         input: args.input.clone(),
     };
@@ -110,7 +127,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         CallFailed::new(
             format!(
                 "the scheduler at {} did not take the execution",
-                args.scheduler
+                args.scheduler.url
             ),
             s,
         )
@@ -122,7 +139,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 line: None,
                 id: reply.execution_id,
                 input: args.input,
-                app: args.app.display().to_string(),
+                app,
             };
             println!("{}", event.to_json_line());
         } else {
@@ -148,7 +165,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// Runs `dida status`.
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let mut client = scheduler(&args.scheduler, OUTCOME_WAIT)?;
+    let mut client = scheduler(&args.scheduler.url, OUTCOME_WAIT)?;
     let limit = timeout(args.timeout)?;
     let outcome = if args.wait {
         wait_for(&mut client, &args.id, limit).await?
@@ -163,7 +180,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
                 CallFailed::new(
                     format!(
                         "cannot fetch the outcome of {} from {}",
-                        args.id, args.scheduler
+                        args.id, args.scheduler.url
                     ),
                     s,
                 )
@@ -269,6 +286,8 @@ fn operator_events(outcome: &ExecutionOutcome) -> Vec<Event> {
             started: rfc3339_utc(run.started_unix_ms),
             duration_us: run.duration_us,
             fuel_used: run.fuel_used,
+            memory_bytes: run.memory_bytes,
+            instantiate_us: run.instantiate_us,
             status: if run.error.is_none() { "ok" } else { "error" }.to_string(),
             error: run.error.clone(),
         })
@@ -298,13 +317,16 @@ fn runs_text(outcome: &ExecutionOutcome) -> String {
             Some(error) => format!("failed: {error}"),
         };
         text.push_str(&format!(
-            "    [{}] {} on worker {}, started {}, took {:.3} ms, fuel {}: {result}\n",
+            "    [{}] {} on worker {}, started {}, took {:.3} ms (instantiating {:.3} ms), \
+             fuel {}, memory {} KiB: {result}\n",
             run.order,
             run.classname,
             run.worker_id,
             rfc3339_utc(run.started_unix_ms),
             run.duration_us as f64 / 1000.0,
+            run.instantiate_us as f64 / 1000.0,
             run.fuel_used,
+            run.memory_bytes / 1024,
         ));
     }
     text

@@ -10,16 +10,15 @@ use dida_core::events::{rfc3339_utc, Event};
 use dida_proto::execution::{ExecutionLogsRequest, ListExecutionsRequest, LogLine};
 use dida_scheduler::executions::level_name;
 
-use crate::client::scheduler;
+use crate::client::{scheduler, SchedulerAddress};
 use crate::conventions::{print_bytes, print_line};
 use crate::exit::CallFailed;
 
 /// Flags of `dida executions`.
 #[derive(Debug, Args)]
 pub struct ExecutionsArgs {
-    /// The scheduler's URL.
-    #[arg(long, env = "DIDA_SCHEDULER")]
-    scheduler: String,
+    #[command(flatten)]
+    scheduler: SchedulerAddress,
     /// List at most this many, newest first (1 to 1000).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: u32,
@@ -31,9 +30,8 @@ pub struct ExecutionsArgs {
 /// Flags of `dida logs`.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// The scheduler's URL.
-    #[arg(long, env = "DIDA_SCHEDULER")]
-    scheduler: String,
+    #[command(flatten)]
+    scheduler: SchedulerAddress,
     /// The execution id (`dida run --async` and `dida executions` print it).
     id: String,
     /// Print one `log` event per line, as JSON.
@@ -43,12 +41,12 @@ pub struct LogsArgs {
 
 /// Runs `dida executions`.
 pub async fn list(args: ExecutionsArgs) -> anyhow::Result<()> {
-    let reply = scheduler(&args.scheduler, Duration::ZERO)?
+    let reply = scheduler(&args.scheduler.url, Duration::ZERO)?
         .list_executions(ListExecutionsRequest { limit: args.limit })
         .await
         .map_err(|s| {
             CallFailed::new(
-                format!("cannot list the executions of {}", args.scheduler),
+                format!("cannot list the executions of {}", args.scheduler.url),
                 s,
             )
         })?
@@ -120,7 +118,7 @@ fn execution_table(events: &[Event]) -> String {
 
 /// Runs `dida logs`.
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
-    let reply = scheduler(&args.scheduler, Duration::ZERO)?
+    let reply = scheduler(&args.scheduler.url, Duration::ZERO)?
         .execution_logs(ExecutionLogsRequest {
             execution_id: args.id.clone(),
         })

@@ -3,6 +3,7 @@
 //! This crate only wires the role crates to the command line: each subcommand parses
 //! its flags into the role's configuration and runs it.
 
+mod app;
 mod build_operator;
 mod certs;
 mod client;
@@ -15,6 +16,7 @@ mod env_flags;
 mod executions;
 mod exit;
 mod faults;
+mod js_operator;
 mod kv;
 mod logging;
 mod metrics_args;
@@ -28,6 +30,7 @@ mod security;
 mod sim;
 mod storage;
 mod toolchains;
+mod up;
 mod worker;
 
 use std::process::ExitCode;
@@ -109,7 +112,12 @@ enum Command {
     Certs(certs::CertsArgs),
     /// Deploy operators to a running cluster, list and remove them.
     Operator(Connected<operator::OperatorArgs>),
-    /// Write a new operator, in Rust or Python, that builds anywhere (see docs/operators.md).
+    /// Register applications (named chains of operators), list and remove them.
+    App(Connected<app::AppArgs>),
+    /// Bring a whole cluster up on this machine (storage, workers, scheduler, HTTP
+    /// gateway, dashboard) until Ctrl-C, for developing operators and applications.
+    Up(Connected<up::UpArgs>),
+    /// Write a new operator, in Rust, Python or JavaScript, that builds anywhere (see docs/operators.md).
     New(scaffold::NewArgs),
     /// Build the operator in a directory into a WebAssembly component and print its path.
     Build(build_operator::BuildArgs),
@@ -183,7 +191,9 @@ impl Command {
             Faults,
             Pcs,
             Puppetmaster,
-            Operator
+            Operator,
+            App,
+            Up
         )
     }
 }
@@ -205,12 +215,14 @@ fn main() -> ExitCode {
         | Command::Scheduler(_)
         | Command::Pcs(_)
         | Command::Dashboard(_) => "info",
+        Command::Up(_) => "warn",
         Command::Kv(_)
         | Command::Cluster(_)
         | Command::Bench(_)
         | Command::Run(_)
         | Command::Status(_)
         | Command::Operator(_)
+        | Command::App(_)
         | Command::Executions(_)
         | Command::Logs(_)
         | Command::Puppetmaster(_) => "warn",
@@ -279,6 +291,8 @@ fn main() -> ExitCode {
             Command::Puppetmaster(c) => puppetmaster::run(c.args).await,
             Command::Certs(args) => certs::run(args),
             Command::Operator(c) => operator::run(c.args).await,
+            Command::App(c) => app::run(c.args).await,
+            Command::Up(c) => up::run(c.args).await,
             Command::New(args) => scaffold::run(args),
             Command::Build(args) => build_operator::run(args),
             Command::CompileOperator(args) => compile::run(args),

@@ -13,14 +13,14 @@ use dida_proto::registry::operators_client::OperatorsClient;
 use dida_proto::registry::{DeployRequest, DeployedOperator, ListOperatorsRequest, RemoveRequest};
 use dida_proto::transport::{lazy_channel_for_waits, NodeChannel, MAX_MESSAGE_BYTES};
 
+use crate::client::SchedulerAddress;
 use crate::exit::CallFailed;
 
 /// Flags of `dida operator`.
 #[derive(Debug, Args)]
 pub struct OperatorArgs {
-    /// The scheduler's URL.
-    #[arg(long, env = "DIDA_SCHEDULER", global = true)]
-    scheduler: Option<String>,
+    #[command(flatten)]
+    scheduler: SchedulerAddress,
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -64,11 +64,7 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Runs `dida operator`.
 pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
-    let url = args
-        .scheduler
-        .as_deref()
-        .context("--scheduler (or DIDA_SCHEDULER) is required")?;
-    let url = NodeUrl::parse(url).context("invalid --scheduler")?;
+    let url = NodeUrl::parse(&args.scheduler.url).context("invalid --scheduler")?;
     let channel = lazy_channel_for_waits(&url.to_string(), CONNECT_DEADLINE, call_deadline())?;
     let mut client = OperatorsClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -216,9 +216,8 @@ execution with its message.
 ```sh
 python3 -m unittest                 # the logic's unit tests, on the host
 dida build                          # build/{class}.wasm (installs componentize-py once)
-dida operator deploy --scheduler URL build/{class}.wasm
-printf 'operator {class} 0\n' > app.txt
-dida run --scheduler URL --input world app.txt
+dida operator deploy build/{class}.wasm   # to the cluster of `dida up`; --scheduler URL for another
+dida run --operators {class} --input world
 ```
 
 See docs/operators.md in the dida repository for what an operator can do.

@@ -53,9 +53,12 @@ pub struct NewArgs {
     /// exist or be empty.
     #[arg(long)]
     path: Option<PathBuf>,
-    /// The language to write the operator in: a Rust crate, or a Python `app.py`
-    /// (built by `dida build` with componentize-py).
-    #[arg(long, value_enum, default_value = "rust")]
+    /// The language to write the operator in: rust (a crate), python (an `app.py`,
+    /// built by `dida build` with componentize-py) or js (an `app.js`, built with
+    /// componentize-js).
+    // The values are named here rather than listed with their documentation, which
+    // would take `dida new --help` past a screenful.
+    #[arg(long, value_enum, default_value = "rust", hide_possible_values = true)]
     lang: Language,
 }
 
@@ -68,20 +71,35 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
     let first_steps = match args.lang {
         Language::Rust => {
             write_scaffold(&dir, class)?;
-            "cargo test\n    dida build          # or: cargo build --release --target wasm32-wasip2"
+            "cargo test"
         }
         Language::Python => {
             write_files(&dir, class, crate::python_operator::scaffold_files(class))?;
-            "python3 -m unittest\n    dida build"
+            "python3 -m unittest"
+        }
+        Language::Js => {
+            write_files(
+                &dir,
+                class,
+                crate::js_operator::scaffold_files(class, &package),
+            )?;
+            // The SDK, which package.json maps `#dida` to: the tests run at once.
+            crate::js_operator::write_sdk(&dir)?;
+            "node --test"
         }
     };
     print_line(&format!(
         "created operator {class} in {dir}\n\n\
-         next:\n    cd {dir}\n    {first_steps}\n    \
-         dida operator deploy --scheduler URL $(dida build)\n    \
-         printf 'operator {class} 0\\n' > app.txt\n    \
-         dida run --scheduler URL --input world app.txt\n\n\
+         next, with `dida up` running (else add --scheduler URL to the dida commands):\n    \
+         cd {dir}\n    \
+         {first_steps}\n    \
+         dida build\n    \
+         dida operator deploy build/{class}.wasm\n    \
+         dida run --operators {class} --input world\n    \
+         dida app register {lower} --operators {class}\n    \
+         dida run {lower} --input world\n\n\
          (see README.md there)",
+        lower = package,
         dir = dir.display(),
     ));
     Ok(())
@@ -151,7 +169,7 @@ pub fn write_scaffold(dir: &Path, class: &str) -> anyhow::Result<()> {
         ("vendor/dida-sdk/Cargo.toml", sdk_manifest()?),
         ("vendor/dida-sdk/src/lib.rs", SDK_LIB.to_string()),
         ("README.md", readme(class, &package)),
-        (".gitignore", "/target\n".to_string()),
+        (".gitignore", "/target\n/build\n".to_string()),
     ];
     write_files(dir, class, files)
 }
@@ -330,17 +348,14 @@ with the Rust toolchain: the WIT contract (`wit/operator.wit`) and the SDK
 ```sh
 rustup target add wasm32-wasip2               # once
 cargo test                                    # the logic's unit tests, on the host
-cargo build --release --target wasm32-wasip2  # target/wasm32-wasip2/release/{class}.wasm
+dida build                                    # build/{class}.wasm (cargo build --release --target wasm32-wasip2)
+dida operator deploy build/{class}.wasm       # to the cluster of `dida up`; --scheduler URL for another
+dida run --operators {class} --input world
 ```
 
-Give the directory holding `{class}.wasm` to the workers, for example to a PuppetMaster
-cluster:
-
-```sh
-dida pm script.txt --operators target/wasm32-wasip2/release
-```
-
-and name the operator in an application file: `operator {class} 0`.
+Or give the directory holding `{class}.wasm` to the workers (`dida pm script.txt
+--operators build`), and name the operator in an application file:
+`operator {class} 0`.
 See docs/operators.md in the dida repository for what an operator can do.
 "#
     )

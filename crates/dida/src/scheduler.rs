@@ -16,7 +16,9 @@ pub async fn run(settings: SchedulerSettings) -> anyhow::Result<()> {
     let storage = settings.storage_membership()?;
     let max_retained_bytes = settings.max_retained_bytes();
     let listen = settings.listen_addr()?;
+    let compile_cache = settings.compile_cache_dir();
     let mut config = SchedulerConfig::new(settings.id, url, workers);
+    config.compile_cache = compile_cache;
     config.listen = Some(listen);
     config.worker_lease = Duration::from_millis(settings.worker_lease_ms);
     config.execution_timeout = Duration::from_secs(settings.execution_timeout);

@@ -1,6 +1,7 @@
 //! Where the tools that build operators in other languages than Rust are installed
-//! (componentize-py for Python), and how they are run: once per user, under the
-//! user's cache directory, so `dida build` needs no step by hand.
+//! (componentize-py for Python, componentize-js for JavaScript), and how they are
+//! run: once per user, under the user's cache directory, so `dida build` needs no
+//! step by hand.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -152,6 +152,17 @@ async fn a_deployed_operator_runs_on_workers_started_after_the_deploy() {
         "{operators}"
     );
 
+    // Not while a registered application uses it: the application would break.
+    let refused = cluster.dida(&["operator", "remove", "Hello"]);
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains("used by registered application(s) hello"),
+        "{}",
+        stderr(&refused)
+    );
+    let unregistered = cluster.dida(&["app", "remove", "hello"]);
+    assert!(unregistered.status.success(), "{}", stderr(&unregistered));
+
     // Removing the name: new submits no longer find it.
     let removed = cluster.dida(&["operator", "remove", "Hello"]);
     assert!(removed.status.success(), "{}", stderr(&removed));

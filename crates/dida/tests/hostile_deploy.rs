@@ -317,3 +317,97 @@ async fn with_a_cluster_token_only_the_scheduler_changes_reserved_keys() {
     let list = dida(&["operator", "list"]);
     assert!(stdout(&list).contains("Hello"), "{}", stdout(&list));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_application_registrations_are_refused_and_change_nothing() {
+    use dida_proto::registry::applications_client::ApplicationsClient;
+    use dida_proto::registry::{ListAppsRequest, RegisterAppRequest};
+    use tonic::Code;
+
+    let mut cluster = Cluster::start(1).await;
+    cluster.start_workers().await;
+    let channel =
+        dida_proto::transport::lazy_channel(&cluster.scheduler_url, Duration::from_secs(30))
+            .unwrap();
+    let mut client = ApplicationsClient::new(channel);
+    let echo = || vec!["EchoOperator".to_string()];
+    let forged = [
+        (
+            "",
+            echo(),
+            Code::InvalidArgument,
+            "invalid application name",
+        ),
+        (
+            "../etc",
+            echo(),
+            Code::InvalidArgument,
+            "invalid application name",
+        ),
+        (
+            ".hidden",
+            echo(),
+            Code::InvalidArgument,
+            "invalid application name",
+        ),
+        (
+            &"a".repeat(129),
+            echo(),
+            Code::InvalidArgument,
+            "invalid application name",
+        ),
+        ("empty", vec![], Code::InvalidArgument, "no operator"),
+        (
+            "long",
+            vec!["EchoOperator".to_string(); dida_core::limits::MAX_CHAIN_OPERATORS + 1],
+            Code::InvalidArgument,
+            "the limit is",
+        ),
+        (
+            "bad",
+            vec!["not-a-class".to_string()],
+            Code::InvalidArgument,
+            "not-a-class",
+        ),
+        (
+            "unknown",
+            vec!["NoSuchOperator".to_string()],
+            Code::NotFound,
+            "NoSuchOperator",
+        ),
+        // 8 MiB of names: over the message limit, refused before it is decoded.
+        ("huge", vec!["A".repeat(100); 80_000], Code::OutOfRange, ""),
+    ];
+    for (name, operators, code, message) in forged {
+        let shown = &name[..name.len().min(12)];
+        let Err(refused) = client
+            .register(RegisterAppRequest {
+                name: name.to_string(),
+                operators,
+            })
+            .await
+        else {
+            panic!("the forged registration {shown:?} was accepted");
+        };
+        assert!(
+            refused.code() == code
+                || (message.is_empty() && refused.code() == Code::ResourceExhausted),
+            "{shown}: {refused:?}"
+        );
+        assert!(refused.message().contains(message), "{shown}: {refused:?}");
+    }
+    let listed = client.list(ListAppsRequest {}).await.unwrap().into_inner();
+    assert!(listed.apps.is_empty(), "{listed:?}");
+
+    // A real registration still works, and the scheduler still serves.
+    client
+        .register(RegisterAppRequest {
+            name: "echo".into(),
+            operators: echo(),
+        })
+        .await
+        .unwrap();
+    let run = cluster.dida(&["run", "echo", "--input", "hi"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(stdout(&run).contains("[0] hi"), "{}", stdout(&run));
+}

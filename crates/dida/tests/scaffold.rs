@@ -5,7 +5,7 @@
 //! worker started after the deploy, over HTTP and with `dida run`, and its
 //! executions, per-operator timings and log lines can be inspected.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use dida_worker::runtime::OperatorRuntime;
@@ -13,31 +13,10 @@ use dida_worker::SandboxLimits;
 use serde_json::{json, Value};
 
 mod support;
-use support::dida;
 use support::live::{stderr, stdout, LiveCluster};
+use support::{as_on_a_users_machine, dida, target_dir};
 
 const CLASS: &str = "HelloOperator";
-
-/// Variables the outer `cargo test` sets (or passes on) that would redirect or
-/// reconfigure the scaffold's own builds: flags, a forced target or target
-/// directory, wrappers, profile overrides, and the outer package's identity.
-const SCRUBBED: &[&str] = &[
-    "RUSTFLAGS",
-    "CARGO_ENCODED_RUSTFLAGS",
-    "CARGO_BUILD_RUSTFLAGS",
-    "RUSTDOCFLAGS",
-    "CARGO_ENCODED_RUSTDOCFLAGS",
-    "CARGO_BUILD_TARGET",
-    "CARGO_BUILD_TARGET_DIR",
-    "CARGO_BUILD_BUILD_DIR",
-    "RUSTC_WRAPPER",
-    "RUSTC_WORKSPACE_WRAPPER",
-    "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_MANIFEST_DIR",
-    "CARGO_MANIFEST_PATH",
-    "CARGO_TARGET_TMPDIR",
-];
 
 /// `dida new ARGS…`.
 fn dida_new(args: &[&str]) -> Output {
@@ -57,19 +36,8 @@ fn cargo(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .args(args)
         .env("CARGO_TARGET_DIR", target_dir());
-    for var in SCRUBBED {
-        command.env_remove(var);
-    }
-    for (var, _) in std::env::vars_os() {
-        if var.to_string_lossy().starts_with("CARGO_PROFILE_") {
-            command.env_remove(&var);
-        }
-    }
+    as_on_a_users_machine(&mut command);
     command.output().expect("run cargo")
-}
-
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +124,8 @@ async fn a_new_operator_is_built_deployed_invoked_and_inspected() {
     let status = stdout(&status);
     assert!(
         status.contains(&format!("[0] {CLASS} on worker w1, started "))
-            && status.contains(" ms, fuel "),
+            && status.contains(" ms), fuel ")
+            && status.contains(" KiB: ok"),
         "{status}"
     );
     let logs = cluster.dida(&["logs", &http_id]);

@@ -202,21 +202,29 @@ pub async fn run(
                     break;
                 }
             }
-            Input::Page(request) => {
-                let answer = if matches!(request.text.trim(), "quit" | "exit") {
-                    Err("quit from the PuppetMaster's terminal (or Ctrl-C)".to_string())
-                } else {
-                    run_line(session, printer, number, &request.text, Source::Page).await
-                };
-                // The page may have stopped waiting; the line ran all the same.
-                let _ = request.reply.send(answer);
-            }
+            Input::Page(request) => answer_page(session, printer, number, request).await,
         }
     }
     drop(ready_tx);
     drop(lines_rx);
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     Ok(())
+}
+
+/// Runs line `number`, typed into the dashboard's page, and answers the page.
+pub(crate) async fn answer_page(
+    session: &mut Session,
+    printer: &Printer,
+    number: usize,
+    request: ScriptRequest,
+) {
+    let answer = if matches!(request.text.trim(), "quit" | "exit") {
+        Err("quit from the PuppetMaster's terminal (or Ctrl-C)".to_string())
+    } else {
+        run_line(session, printer, number, &request.text, Source::Page).await
+    };
+    // The page may have stopped waiting; the line ran all the same.
+    let _ = request.reply.send(answer);
 }
 
 /// A line to run, from the terminal or from the dashboard's page.

@@ -105,6 +105,86 @@ pub async fn run(config: PmConfig, mode: Mode, printer: Arc<Printer>) -> anyhow:
     Ok(summary)
 }
 
+/// Brings up the nodes `setup` declares (script lines, SPEC §6.2) and keeps them
+/// running until Ctrl-C or SIGTERM, then stops every one: what `dida up` runs.
+/// `ready` is called once every node answers, with the session's printer. Fails,
+/// after stopping what did start, when a line is invalid or a node cannot start.
+pub async fn serve(
+    config: PmConfig,
+    setup: &str,
+    printer: Arc<Printer>,
+    ready: impl FnOnce(&Printer),
+) -> anyhow::Result<()> {
+    let base_dir = std::env::current_dir().context("cannot find the current directory")?;
+    let dashboard_listen = config.dashboard;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let mut session = Session::start(config, printer.clone(), base_dir).await?;
+    let (dashboard, mut page_lines) = match dashboard_listen {
+        Some(listen) => match dashboard::start(listen, &mut session, &printer).await {
+            Ok((handle, lines)) => (Some(handle), Some(lines)),
+            Err(error) => {
+                session.shutdown().await;
+                return Err(error);
+            }
+        },
+        None => (None, None),
+    };
+    let mode = Mode {
+        stop_on_error: true,
+        ..Mode::default()
+    };
+    let started = tokio::select! {
+        started = async {
+            run_script(&mut session, setup, &mode, &printer).await
+                && session.finish_setup().await
+        } => Some(started),
+        _ = tokio::signal::ctrl_c() => None,
+        _ = terminate.recv() => None,
+    };
+    let result = match started {
+        Some(true) => {
+            ready(&printer);
+            // Lines typed into the dashboard's console run until the end.
+            let mut number = setup.lines().count();
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = terminate.recv() => break,
+                    Some(request) = next_page_line(&mut page_lines) => {
+                        number += 1;
+                        console::answer_page(&mut session, &printer, number, request).await;
+                    }
+                }
+            }
+            printer.note("stopping the nodes");
+            Ok(())
+        }
+        Some(false) => Err(anyhow::anyhow!(
+            "the cluster did not come up (the reason is above); the nodes that started \
+             are stopped"
+        )),
+        None => {
+            printer.note("interrupted: stopping the nodes");
+            Ok(())
+        }
+    };
+    session.shutdown().await;
+    drop(dashboard);
+    result
+}
+
+/// The next line typed into the dashboard's console; pending forever without a
+/// dashboard (or once it is gone).
+async fn next_page_line(
+    lines: &mut Option<tokio::sync::mpsc::Receiver<dida_dashboard::ScriptRequest>>,
+) -> Option<dida_dashboard::ScriptRequest> {
+    match lines {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The script's folder, against which its `client` and `populate` paths resolve.
 fn script_dir(path: &Path) -> anyhow::Result<PathBuf> {
     let absolute = std::path::absolute(path)

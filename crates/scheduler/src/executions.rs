@@ -101,6 +101,10 @@ pub struct OperatorRun {
     pub duration_us: u64,
     /// Fuel units it used (about one per WebAssembly instruction).
     pub fuel_used: u64,
+    /// The linear memory its instance grew to, in bytes.
+    pub memory_bytes: u64,
+    /// Instantiating it, in microseconds (part of `duration_us`).
+    pub instantiate_us: u64,
     /// Why it failed (`None` when it returned an output).
     pub error: Option<String>,
 }
@@ -609,6 +613,8 @@ fn operator_run(run: &wire::OperatorRun) -> OperatorRun {
         started_unix_ms: run.started_unix_ms,
         duration_us: run.duration_us,
         fuel_used: run.fuel_used,
+        memory_bytes: run.memory_bytes,
+        instantiate_us: run.instantiate_us,
         error: run.error.clone(),
     }
 }
@@ -768,6 +774,8 @@ mod tests {
             duration_us: 250,
             fuel_used: 4_000,
             error: error.map(String::from),
+            memory_bytes: 1 << 20,
+            instantiate_us: 40,
         }
     }
 

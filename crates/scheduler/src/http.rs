@@ -31,7 +31,7 @@ use dida_core::app::parse_app;
 use dida_core::limits::{MAX_INPUT_BYTES, MAX_SCRIPT_FILE_BYTES};
 use dida_proto::execution::SubmitRequest;
 use dida_proto::{http_server, security};
-use dida_storage_client::registry::{now_unix_ms, AppEntry, RegistryError};
+use dida_storage_client::registry::AppEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 use tonic::{Code, Status};
 use tracing::info;
 
+use crate::apps;
 use crate::executions::{ExecutionDetails, ExecutionLogs, DEFAULT_LISTED_EXECUTIONS};
 use crate::node::SchedulerState;
 use crate::service::SchedulerService;
@@ -49,9 +50,6 @@ pub const MAX_INVOKE_BODY_BYTES: usize = 2 * MAX_INPUT_BYTES + 64 * 1024;
 
 /// Largest application body: an application file.
 pub const MAX_APP_BODY_BYTES: usize = MAX_SCRIPT_FILE_BYTES as usize;
-
-/// Longest application name: it is a URL path segment and an index key.
-pub const MAX_APP_NAME_BYTES: usize = 128;
 
 /// The OpenAPI description of the gateway, served at `/v1/openapi.yaml`.
 const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
@@ -232,26 +230,6 @@ fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> ApiResult<T> {
     })
 }
 
-fn check_app_name(name: &str) -> ApiResult<()> {
-    let valid = !name.is_empty()
-        && name.len() <= MAX_APP_NAME_BYTES
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !name.starts_with('.');
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "invalid application name {name:?}: use 1 to {MAX_APP_NAME_BYTES} letters, \
-                 digits, '-', '_' or '.', not starting with '.'"
-            ),
-        ))
-    }
-}
-
 #[derive(Debug, Serialize)]
 struct AppView {
     name: String,
@@ -275,7 +253,7 @@ async fn put_app(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    check_app_name(&name)?;
+    apps::check_app_name(&name)?;
     let body = read_body(&headers, body, MAX_APP_BODY_BYTES).await?;
     let text = std::str::from_utf8(&body).map_err(|e| {
         ApiError::new(
@@ -285,23 +263,7 @@ async fn put_app(
     })?;
     let operators = parse_app(&name, text)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    service(&state).runnable(&operators).await?;
-    let entry = AppEntry {
-        operators,
-        registered_unix_ms: now_unix_ms(),
-    };
-    let replaced = state
-        .registry
-        .apps
-        .update(|index| {
-            if !index.contains_key(&name) && index.len() >= MAX_APPS {
-                return Err(RegistryError::Refused(format!(
-                    "{MAX_APPS} applications are registered already"
-                )));
-            }
-            Ok(index.insert(name.clone(), entry.clone()).is_some())
-        })
-        .await?;
+    let (entry, replaced) = apps::register(&service(&state), &name, operators).await?;
     let status = if replaced {
         StatusCode::OK
     } else {
@@ -310,43 +272,24 @@ async fn put_app(
     Ok((status, Json(app_view(&name, &entry))).into_response())
 }
 
-/// Most applications registered at once.
-const MAX_APPS: usize = 1000;
-
 async fn get_app(
     State(state): State<Arc<SchedulerState>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<AppView>> {
-    let apps = state.registry.apps.current().await?;
-    let entry = apps.get(&name).ok_or_else(|| unknown_app(&name))?;
-    Ok(Json(app_view(&name, entry)))
+    let entry = apps::get(&state.registry, &name).await?;
+    Ok(Json(app_view(&name, &entry)))
 }
 
 async fn delete_app(
     State(state): State<Arc<SchedulerState>>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let removed = state
-        .registry
-        .apps
-        .update(|index| Ok(index.remove(&name).is_some()))
-        .await?;
-    if removed {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(unknown_app(&name))
-    }
-}
-
-fn unknown_app(name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("unknown application {name:?}: register it with PUT /v1/apps/{name}"),
-    )
+    apps::remove(&state.registry, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_apps(State(state): State<Arc<SchedulerState>>) -> ApiResult<Json<serde_json::Value>> {
-    let apps = state.registry.apps.current().await?;
+    let apps = apps::list(&state.registry).await?;
     let apps: Vec<AppView> = apps.iter().map(|(n, e)| app_view(n, e)).collect();
     Ok(Json(json!({ "apps": apps })))
 }
@@ -384,11 +327,10 @@ async fn invoke_app(
 ) -> ApiResult<Response> {
     let body = read_body(&headers, body, MAX_INVOKE_BODY_BYTES).await?;
     let invocation: AppInvocation = parse_json(&body)?;
-    let apps = state.registry.apps.current().await?;
-    let app = apps.get(&name).ok_or_else(|| unknown_app(&name))?;
+    let app = apps::get(&state.registry, &name).await?;
     let submit = SubmitRequest {
         app: name.clone(),
-        operators: app.operators.clone(),
+        operators: app.operators,
         input: invocation.input,
     };
     run(&state, submit, params.asynchronous).await

@@ -9,6 +9,8 @@
 //! but the one to the first worker. Workers come and go: besides the static ones of
 //! `--workers`, workers register themselves and hold leases ([`members`]).
 
+pub mod apps;
+mod apps_service;
 mod catalogue;
 pub mod executions;
 mod http;

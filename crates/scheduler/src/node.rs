@@ -11,6 +11,7 @@ use dida_core::Membership;
 use dida_proto::acked::{self, AckedLinks};
 use dida_proto::execution::scheduler_server::SchedulerServer;
 use dida_proto::execution::{HandOffReply, HandOffRequest};
+use dida_proto::registry::applications_server::ApplicationsServer;
 use dida_proto::registry::operators_server::OperatorsServer;
 use dida_proto::server::{bind, bind_node, wait_for_termination, ServerHandle};
 use dida_proto::transport::MAX_MESSAGE_BYTES;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::apps_service::ApplicationsService;
 use crate::catalogue::OperatorCatalogue;
 use crate::executions::{ExecutionDetails, ExecutionLogs, ExecutionSummary, ExecutionTable};
 use crate::members::WorkerState;
@@ -71,6 +73,9 @@ pub struct SchedulerConfig {
     /// which no one may deploy over or remove: a deployment would change what they
     /// run for every application of the cluster. The `dida` binary fills it.
     pub builtin_operators: BTreeSet<String>,
+    /// Where validating a deploy keeps what it compiles, and finds what this
+    /// machine compiled before (`--compile-cache`); `None`: nowhere.
+    pub compile_cache: Option<std::path::PathBuf>,
 }
 
 impl SchedulerConfig {
@@ -92,6 +97,7 @@ impl SchedulerConfig {
             listen: None,
             metrics_listen: None,
             builtin_operators: BTreeSet::new(),
+            compile_cache: None,
         }
     }
 }
@@ -246,7 +252,11 @@ pub async fn start_with_gateway(
         )),
         operators: Arc::new(OperatorCatalogue::default()),
         workers,
-        registry: ClusterRegistry::new(storage.clone(), config.builtin_operators.clone()),
+        registry: ClusterRegistry::new(
+            storage.clone(),
+            config.builtin_operators.clone(),
+            config.compile_cache.clone(),
+        ),
         storage,
         config,
     });
@@ -259,6 +269,9 @@ pub async fn start_with_gateway(
         state: state.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let applications = ApplicationsServer::new(ApplicationsService {
+        state: state.clone(),
+    });
     let execution_metrics = state
         .executions
         .lock()
@@ -280,7 +293,8 @@ pub async fn start_with_gateway(
     let router = dida_proto::transport::server_builder(telemetry.telemetry.rpc_layer())?
         .add_service(telemetry.health)
         .add_service(service)
-        .add_service(operators);
+        .add_service(operators)
+        .add_service(applications);
     let view = state
         .storage
         .clone()

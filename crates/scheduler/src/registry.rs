@@ -134,18 +134,32 @@ pub(crate) struct ClusterRegistry {
     validator: OnceLock<Result<OperatorRuntime, String>>,
     /// The names of the built-in operators, which cannot be deployed over.
     builtins: BTreeSet<String>,
+    /// Where validation keeps what it compiles and finds what was compiled before.
+    compile_cache: Option<std::path::PathBuf>,
+    /// Held from check to change by the two changes that depend on each other:
+    /// registering an application (its operators must be runnable) and removing an
+    /// operator (no registered application may use it). Without it, each could
+    /// pass its check before the other's change and leave an application that
+    /// cannot run.
+    pub dependencies: tokio::sync::Mutex<()>,
 }
 
 impl ClusterRegistry {
     /// The registry kept in `storage`'s cluster (none: nothing can be deployed or
     /// registered, and every operator is the workers' own), refusing to deploy
     /// over the names in `builtins`.
-    pub fn new(storage: Option<Arc<StorageClient>>, builtins: BTreeSet<String>) -> Self {
+    pub fn new(
+        storage: Option<Arc<StorageClient>>,
+        builtins: BTreeSet<String>,
+        compile_cache: Option<std::path::PathBuf>,
+    ) -> Self {
         Self {
             operators: Arc::new(CachedIndex::new(OPERATOR_INDEX_KEY, storage.clone())),
             apps: Arc::new(CachedIndex::new(APP_INDEX_KEY, storage)),
             validator: OnceLock::new(),
             builtins,
+            compile_cache,
+            dependencies: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -199,11 +213,34 @@ impl ClusterRegistry {
 
     /// Stops deploying `name`; returns what it ran. A built-in's name is refused,
     /// unless something is deployed under it (from before built-ins were
-    /// protected): removing that restores the built-in.
+    /// protected): removing that restores the built-in. So is the name of an
+    /// operator a registered application uses (see [`crate::apps`]): the
+    /// application would fail on every invocation.
     pub async fn remove(&self, name: &str) -> Result<Deployment, Status> {
         check_operator_name(name).map_err(Status::invalid_argument)?;
+        let _dependencies = self.dependencies.lock().await;
         if !self.operators.current().await?.contains_key(name) {
             self.check_not_builtin(name, "removed")?;
+        }
+        if !self.builtins.contains(name) {
+            // Read afresh: an application registered through another scheduler
+            // since the last refresh must count too.
+            self.apps.refresh().await?;
+            let users: Vec<String> = self
+                .apps
+                .current()
+                .await?
+                .into_iter()
+                .filter(|(_, app)| app.operators.iter().any(|o| o == name))
+                .map(|(app, _)| app)
+                .collect();
+            if !users.is_empty() {
+                return Err(Status::failed_precondition(format!(
+                    "operator {name} is used by registered application(s) {}: remove \
+                     them first (dida app remove NAME), or deploy a new version over it",
+                    users.join(", ")
+                )));
+            }
         }
         let removed = self
             .operators
@@ -232,11 +269,15 @@ impl ClusterRegistry {
         let runtime = self
             .validator
             .get_or_init(|| {
-                OperatorRuntime::new(SandboxLimits {
+                let runtime = OperatorRuntime::new(SandboxLimits {
                     concurrent_invocations: 1,
                     ..SandboxLimits::default()
                 })
-                .map_err(|e| format!("{e:#}"))
+                .map_err(|e| format!("{e:#}"))?;
+                Ok(match &self.compile_cache {
+                    Some(dir) => runtime.with_compiled_cache(dir),
+                    None => runtime,
+                })
             })
             .clone()
             .map_err(|e| Status::internal(format!("cannot make a runtime to validate: {e}")))?;

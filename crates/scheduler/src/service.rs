@@ -40,15 +40,7 @@ pub const MAX_APP_NAME_BYTES: usize = 4096;
 /// Every refusal is `INVALID_ARGUMENT` with a message saying which limit, and by how
 /// much.
 pub(crate) fn validate_submit(request: &SubmitRequest) -> Result<(), Status> {
-    if request.operators.is_empty() {
-        return Err(Status::invalid_argument("the application has no operator"));
-    }
-    if request.operators.len() > MAX_CHAIN_OPERATORS {
-        return Err(Status::invalid_argument(format!(
-            "the application has {} operators; the limit is {MAX_CHAIN_OPERATORS}",
-            request.operators.len()
-        )));
-    }
+    check_chain_length(&request.operators)?;
     check_input(&request.input).map_err(|e| {
         Status::invalid_argument(format!(
             "{e} (an execution's input is at most {MAX_INPUT_BYTES} bytes)"
@@ -60,7 +52,33 @@ pub(crate) fn validate_submit(request: &SubmitRequest) -> Result<(), Status> {
             request.app.len()
         )));
     }
-    for name in &request.operators {
+    check_operator_names(&request.operators)
+}
+
+/// Checks an application's operator list: 1 to [`MAX_CHAIN_OPERATORS`] valid class
+/// names (for a registration; a submit checks the same, its input in between).
+pub(crate) fn check_chain(operators: &[String]) -> Result<(), Status> {
+    check_chain_length(operators)?;
+    check_operator_names(operators)
+}
+
+/// Checks that a chain has 1 to [`MAX_CHAIN_OPERATORS`] operators.
+fn check_chain_length(operators: &[String]) -> Result<(), Status> {
+    if operators.is_empty() {
+        return Err(Status::invalid_argument("the application has no operator"));
+    }
+    if operators.len() > MAX_CHAIN_OPERATORS {
+        return Err(Status::invalid_argument(format!(
+            "the application has {} operators; the limit is {MAX_CHAIN_OPERATORS}",
+            operators.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that every operator of a chain has a valid class name.
+fn check_operator_names(operators: &[String]) -> Result<(), Status> {
+    for name in operators {
         check_operator_name(name).map_err(Status::invalid_argument)?;
     }
     Ok(())

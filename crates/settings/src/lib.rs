@@ -21,6 +21,7 @@
 
 mod command_line;
 mod error;
+pub mod local;
 mod node;
 pub mod paths;
 mod scheduler;

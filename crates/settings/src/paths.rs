@@ -17,7 +17,17 @@ pub fn user_cache_dir() -> Option<PathBuf> {
     Some(base.join("dida"))
 }
 
-/// The default `--compile-cache` of a worker: `<user cache>/compiled`.
+/// The default `--compile-cache` of a worker and of the scheduler:
+/// `<user cache>/compiled`.
 pub fn default_compile_cache() -> Option<PathBuf> {
     user_cache_dir().map(|dir| dir.join("compiled"))
+}
+
+/// The directory a `--compile-cache` value names: `off` none, nothing its default.
+pub fn compile_cache_dir(flag: Option<&str>) -> Option<PathBuf> {
+    match flag {
+        Some("off") => None,
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => default_compile_cache(),
+    }
 }

@@ -84,9 +84,22 @@ pub struct SchedulerSettings {
     /// --insecure.
     #[arg(long, env = "DIDA_SCHEDULER_METRICS_LISTEN", value_name = "HOST:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Keep the operators it compiles to validate a deploy in this directory, and
+    /// validate a component found there (compiled before by this machine's `dida
+    /// build` or workers) without compiling it again. `off` keeps none. Default, as
+    /// for workers: `$XDG_CACHE_HOME/dida/compiled`, else `$HOME/.cache/dida/compiled`;
+    /// it must be this user's own and writable by no one else.
+    #[arg(long, env = "DIDA_SCHEDULER_COMPILE_CACHE", value_name = "DIR|off")]
+    pub compile_cache: Option<String>,
 }
 
 impl SchedulerSettings {
+    /// The directory of compiled operators (`--compile-cache`, or its default from
+    /// the environment); `None` when it is `off` or no default can be found.
+    pub fn compile_cache_dir(&self) -> Option<std::path::PathBuf> {
+        crate::paths::compile_cache_dir(self.compile_cache.as_deref())
+    }
+
     /// The settings of the scheduler `id` at `url` with the static workers
     /// `workers`, every other flag at its default (whatever this process's
     /// environment says).
@@ -143,6 +156,7 @@ impl RoleSettings for SchedulerSettings {
             .value("max-retained-mb", self.max_retained_mb)
             .optional("http-listen", self.http_listen.as_ref())
             .optional("metrics-listen", self.metrics_listen)
+            .optional("compile-cache", self.compile_cache.as_ref())
             .build()
     }
 
@@ -196,6 +210,7 @@ mod tests {
             max_retained_mb: 10,
             http_listen: Some("127.0.0.1:8080".into()),
             metrics_listen: Some("127.0.0.1:13000".parse().unwrap()),
+            compile_cache: Some("/var/cache/dida".into()),
         };
         check_definition(&[full]);
     }

@@ -123,11 +123,7 @@ impl WorkerSettings {
     /// The directory of compiled operators (`--compile-cache`, or its default from
     /// the environment); `None` when it is `off` or no default can be found.
     pub fn compile_cache_dir(&self) -> Option<PathBuf> {
-        match self.compile_cache.as_deref() {
-            Some("off") => None,
-            Some(dir) => Some(PathBuf::from(dir)),
-            None => crate::paths::default_compile_cache(),
-        }
+        crate::paths::compile_cache_dir(self.compile_cache.as_deref())
     }
 
     /// The storage nodes (`--storage`).

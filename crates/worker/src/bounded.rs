@@ -161,14 +161,12 @@ pub fn use_compiler_process(program: PathBuf) {
 }
 
 /// Checks that an untrusted `wasm` is an operator the workers can run, by compiling
-/// it within the budget (the scheduler's validation of a deploy).
+/// it within the budget (the scheduler's validation of a deploy) — or by finding it
+/// in the runtime's compile cache, where only a successful compilation of these
+/// very bytes by this engine can have put it (`dida build` does, on the machine it
+/// ran on). A compilation here is kept there too, so deploying it again is quick.
 pub async fn check(runtime: &OperatorRuntime, wasm: Vec<u8>) -> Result<(), CompileError> {
-    precheck(&wasm)?;
-    let _slot = slot().await?;
-    match COMPILER.get() {
-        Some(program) => in_child(program, runtime, wasm, false).await.map(drop),
-        None => in_thread(runtime, wasm).await.map(drop),
-    }
+    compile(runtime, wasm).await.map(drop)
 }
 
 /// Compiles an untrusted `wasm` within the budget and loads it (a worker's deployed
@@ -193,7 +191,7 @@ pub async fn compile(
     let Some(program) = COMPILER.get() else {
         return in_thread(runtime, wasm).await;
     };
-    let artifact = in_child(program, runtime, wasm, true).await?;
+    let artifact = in_child(program, runtime, wasm).await?;
     let runtime = runtime.clone();
     tokio::task::spawn_blocking(move || runtime.load_and_keep_artifact(&digest, &artifact))
         .await
@@ -244,13 +242,12 @@ async fn slot() -> Result<SemaphorePermit<'static>, CompileError> {
     }
 }
 
-/// Compiles in a child process under its [`CompileBudget::for_component`]; returns the artifact when
-/// `emit` (else an empty one: the child only checked).
+/// Compiles in a child process under its [`CompileBudget::for_component`]; returns the
+/// compiled artifact.
 async fn in_child(
     program: &Path,
     runtime: &OperatorRuntime,
     wasm: Vec<u8>,
-    emit: bool,
 ) -> Result<Vec<u8>, CompileError> {
     let budget = CompileBudget::for_component(wasm.len());
     let mut command = tokio::process::Command::new(program);
@@ -263,12 +260,10 @@ async fn in_child(
         .arg("--cpu-limit-seconds")
         .arg(budget.cpu.as_secs().max(1).to_string())
         .stdin(Stdio::piped())
-        .stdout(if emit { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if emit {
-        command.arg("--emit");
-    }
+    command.arg("--emit");
     let mut child = command
         .spawn()
         .map_err(|e| CompileError::Internal(format!("cannot start {}: {e}", program.display())))?;

@@ -39,6 +39,8 @@ struct Captured {
     /// The end of stderr, for the panic message of a trap.
     stderr_tail: Vec<u8>,
     fuel_used: u64,
+    /// The instance's linear memory, in bytes.
+    memory_bytes: u64,
     /// How long instantiating the operator took, once it was.
     instantiation: Option<std::time::Duration>,
 }
@@ -96,6 +98,16 @@ impl Capture {
     /// The fuel the invocation used.
     pub(crate) fn fuel_used(&self) -> u64 {
         self.lock().fuel_used
+    }
+
+    /// Records the linear memory the instance grew to.
+    pub(crate) fn set_memory_bytes(&self, bytes: u64) {
+        self.lock().memory_bytes = bytes;
+    }
+
+    /// The linear memory the instance grew to, in bytes.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        self.lock().memory_bytes
     }
 
     /// Records how long instantiating the operator took.

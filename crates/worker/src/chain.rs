@@ -111,6 +111,10 @@ async fn hop(state: Arc<WorkerState>, mut request: ChainRequest) {
         duration_us: took.as_micros() as u64,
         fuel_used: capture.fuel_used(),
         error: result.as_ref().err().cloned(),
+        memory_bytes: capture.memory_bytes(),
+        instantiate_us: capture
+            .instantiation()
+            .map_or(0, |took| took.as_micros() as u64),
     });
     state.metrics.finished(
         &classname,

@@ -23,12 +23,15 @@ use crate::runtime::bindings::dida::operator::{log, meta, storage, types};
 pub(crate) struct MemoryLimiter {
     max_bytes: usize,
     pub memory_exceeded: bool,
+    /// The linear memory of the instance, its memories summed: what it was
+    /// allowed to grow to (wasmtime asks for each memory's initial size too).
+    pub memory_bytes: usize,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -36,6 +39,9 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             self.memory_exceeded = true;
             return Ok(false);
         }
+        self.memory_bytes = self
+            .memory_bytes
+            .saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
 
@@ -87,6 +93,7 @@ impl HostState {
             limiter: MemoryLimiter {
                 max_bytes: memory_bytes,
                 memory_exceeded: false,
+                memory_bytes: 0,
             },
             storage,
             entries,

@@ -95,6 +95,17 @@ pub enum InvocationError {
     Instantiation(String),
 }
 
+/// What one invocation cost, as the worker records it per operator run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InvocationCost {
+    /// Instantiating the operator (`None`: it never was).
+    pub instantiation: Option<std::time::Duration>,
+    /// The linear memory the instance grew to, in bytes.
+    pub memory_bytes: u64,
+    /// Fuel the call used.
+    pub fuel_used: u64,
+}
+
 /// Runs operators: one engine and linker per worker.
 #[derive(Clone)]
 pub struct OperatorRuntime {
@@ -299,6 +310,21 @@ impl OperatorRuntime {
         storage: ExecutionStorage,
         input: &str,
     ) -> Result<String, InvocationError> {
+        self.invoke_alone_measured(operator, name, storage, input)
+            .await
+            .0
+    }
+
+    /// [`Self::invoke_alone`], and what the invocation cost as the worker records it
+    /// for each operator run: how benchmarks tell instantiation from the call, and
+    /// see each instance's memory.
+    pub async fn invoke_alone_measured(
+        &self,
+        operator: &OperatorPre,
+        name: &str,
+        storage: ExecutionStorage,
+        input: &str,
+    ) -> (Result<String, InvocationError>, InvocationCost) {
         let execution_id = format!("{name}-alone");
         let meta = ExecutionMeta {
             id: execution_id.clone(),
@@ -314,9 +340,15 @@ impl OperatorRuntime {
             Capture::new(0, dida_core::limits::MAX_EXECUTION_LOG_BYTES),
         );
         let deadline = tokio::time::Instant::now() + self.limits.wall_time;
-        self.invoke(operator, host, meta, input, None, deadline)
-            .await
-            .0
+        let (result, host) = self
+            .invoke(operator, host, meta, input, None, deadline)
+            .await;
+        let cost = InvocationCost {
+            instantiation: host.capture.instantiation(),
+            memory_bytes: host.capture.memory_bytes(),
+            fuel_used: host.capture.fuel_used(),
+        };
+        (result, cost)
     }
 
     /// Runs `run(meta, input, previous)` of an operator in a fresh sandbox, stopping
@@ -377,6 +409,8 @@ impl OperatorRuntime {
         let host = store.into_data();
         host.capture
             .set_fuel_used(self.limits.fuel.saturating_sub(left));
+        host.capture
+            .set_memory_bytes(host.limiter.memory_bytes as u64);
         (result, host)
     }
 

@@ -14,6 +14,7 @@
 //!   `durability` lines (each mode's throughput over memory's) are read;
 //! - `chain.jsonl`: `dida bench chain --json`;
 //! - `idle.jsonl`: `dida bench idle --json`;
+//! - `invoke.jsonl`: `dida bench invoke --json`;
 //! - `idle-nodes-*.jsonl`: `dida bench idle --json` with other `--nodes`, for the
 //!   cost per node and the detection time as the cluster grows;
 //! - `elastic.jsonl`: `dida bench elastic --json`, workers joining and leaving under
@@ -38,7 +39,7 @@ use dida_verify::Report;
 use crate::elastic::{ElasticLine, ElasticSetup, LeaveLine, PhaseLine, TotalsLine};
 use crate::lines::{
     self, BenchLine, BenchSetup, Comparison, IdleDetection, IdleLine, IdleMeasurement, IdleSetup,
-    Measurement, ModeCost, PerHop, StorageSetup,
+    InvokeLine, InvokePing, InvokeRow, Measurement, ModeCost, PerHop, StorageSetup,
 };
 use crate::rebalance::{MoveLine, RebalanceLine, RebalancePhase, RebalanceSetup};
 
@@ -65,6 +66,8 @@ pub(crate) struct Evaluation {
     pub chain: Option<BenchRun>,
     /// `dida bench idle`.
     pub idle: Option<IdleRun>,
+    /// `dida bench invoke`.
+    pub invoke: Option<InvokeRun>,
     /// `dida bench idle` at other cluster sizes, by file name.
     pub idle_sizes: Vec<IdleRun>,
     /// `dida bench elastic`.
@@ -122,6 +125,7 @@ impl Evaluation {
             .flatten()
             .collect(),
             idle: optional(&dir.join("idle.jsonl"), IdleRun::parse)?,
+            invoke: optional(&dir.join("invoke.jsonl"), InvokeRun::parse)?,
             elastic: optional(&dir.join("elastic.jsonl"), ElasticRun::parse)?,
             rebalance: optional(&dir.join("rebalance.jsonl"), RebalanceRun::parse)?,
             timeline: optional(&dir.join("faults-timeline.jsonl"), Timeline::parse)?,
@@ -293,6 +297,29 @@ impl BenchRun {
             Some(BenchSetup::Chain(setup)) => Some(&setup.cluster),
             None => None,
         }
+    }
+}
+
+/// One `dida bench invoke` run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InvokeRun {
+    pub ping: Option<InvokePing>,
+    pub rows: Vec<InvokeRow>,
+}
+
+impl InvokeRun {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut run = Self::default();
+        for line in lines::parse_lines::<InvokeLine>(text)? {
+            match line {
+                InvokeLine::Ping(ping) => run.ping = Some(ping),
+                InvokeLine::Row(row) => run.rows.push(row),
+            }
+        }
+        if run.rows.is_empty() || run.ping.is_none() {
+            bail!("no measurement in it (did the benchmark fail? see invoke.log)");
+        }
+        Ok(run)
     }
 }
 

@@ -53,6 +53,7 @@ pub(crate) fn document(evaluation: &Evaluation, drawn: &[String], method: &str) 
     out.push_str(&metrics_section(evaluation));
     out.push_str(&crash_section(evaluation, &image));
     out.push_str(&idle_section(evaluation));
+    out.push_str(&invoke_section(evaluation));
     out.push_str(&elastic_section(evaluation));
     out.push_str(&rebalance_section(evaluation));
     out.push_str("---\n\n");
@@ -914,6 +915,33 @@ fn crash_section(evaluation: &Evaluation, image: &dyn Fn(&str, &str) -> String) 
         }
     }
     out.push('\n');
+    out
+}
+
+fn invoke_section(evaluation: &Evaluation) -> String {
+    let mut out = String::from("## Operators by language\n\n");
+    let Some(run) = &evaluation.invoke else {
+        out.push_str("`dida bench invoke` did not run (see above).\n\n");
+        return out;
+    };
+    let Some(ping) = &run.ping else {
+        return out;
+    };
+    out.push_str(
+        "`dida bench invoke`: `IncrementOperator` built from Rust (the built-in), Python \
+         and JavaScript (the samples, by `dida build`), each compiled cold into an empty \
+         compile cache, loaded from it by a fresh runtime, invoked once (first) and then \
+         back to back (warm), in the benchmark's own worker runtime with the worker's \
+         default limits, against one storage node on loopback (each invocation reads and \
+         writes a key: two storage round trips). Memory is the linear memory one \
+         instance grew to. The worker ping is the baseline.\n\n",
+    );
+    out.push_str(&crate::invoke::table(&run.rows, ping));
+    out.push('\n');
+    let verdicts = crate::invoke::verdicts(&run.rows);
+    if !verdicts.is_empty() {
+        let _ = writeln!(out, "```\n{}\n```\n", verdicts.join("\n"));
+    }
     out
 }
 

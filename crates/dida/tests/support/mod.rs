@@ -294,3 +294,44 @@ pub fn member_state(members: &serde_json::Value, id: &str) -> String {
         .map(|m| m["state"].as_str().unwrap().to_string())
         .unwrap_or_default()
 }
+
+/// Variables the outer `cargo test` sets (or passes on) that would redirect or
+/// reconfigure the scaffold's own builds: flags, a forced target or target
+/// directory, wrappers, profile overrides, and the outer package's identity.
+const SCRUBBED: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_BUILD_DIR",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_TARGET_TMPDIR",
+];
+
+/// Takes from `command` the variables of [`SCRUBBED`] and every `CARGO_PROFILE_…`,
+/// so that a cargo it runs (itself, or through `dida build`) builds as it would on a
+/// user's machine.
+pub fn as_on_a_users_machine(command: &mut std::process::Command) {
+    for var in SCRUBBED {
+        command.env_remove(var);
+    }
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("CARGO_PROFILE_") {
+            command.env_remove(&var);
+        }
+    }
+}
+
+/// The target directory the tests build operator crates in, kept between runs (and
+/// between tests) so that a rerun builds incrementally.
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target")
+}
