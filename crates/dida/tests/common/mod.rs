@@ -1,8 +1,11 @@
 //! What the tests of operators written in other languages than Rust share
-//! (`python_operators.rs`, `js_operators.rs`; each includes this module with
+//! (`python_operators.rs`, `js_operators.rs`, `mixed_chain.rs`; each includes this module with
 //! `mod common;` beside `mod support;`): building the samples of
 //! `operators/<language>` with `dida build`, running a PuppetMaster script on the
 //! components, and reducing a run to what must not depend on the language.
+//!
+//! Each test binary uses its own subset of them, hence the `dead_code` allowance.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
