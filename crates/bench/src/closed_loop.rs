@@ -140,8 +140,8 @@ async fn drive<O: Operation>(mut op: O, deadline: Instant) -> anyhow::Result<(O,
 }
 
 /// An empty latency histogram: 1 µs to a minute, three significant digits (so a
-/// percentile is off by at most 0.1%).
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+/// percentile is off by at most 0.1%); every benchmark records into one.
+pub(crate) fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("cannot create a latency histogram")
 }
 

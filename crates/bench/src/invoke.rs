@@ -39,6 +39,7 @@ use dida_worker::runtime::{InvocationCost, OperatorPre, OperatorRuntime};
 use dida_worker::SandboxLimits;
 use hdrhistogram::Histogram;
 
+use crate::closed_loop::new_histogram;
 use crate::lines::{self, InvokeLine, InvokePing, InvokeRow};
 
 /// The operator every language implements alike (SPEC's `IncrementOperator`).
@@ -135,7 +136,7 @@ async fn measure(
 /// `invocations` worker pings, back to back.
 async fn ping(url: &str, invocations: u64) -> anyhow::Result<InvokePing> {
     let mut worker = WorkerClient::new(lazy_channel(url, PING_DEADLINE)?);
-    let mut latency = histogram()?;
+    let mut latency = new_histogram()?;
     for _ in 0..invocations {
         let started = Instant::now();
         worker
@@ -174,8 +175,8 @@ async fn measure_operator(
     let load = started.elapsed();
 
     let (first, _) = invoke(&runtime, &operator, storage).await?;
-    let mut latency = histogram()?;
-    let mut instantiation = histogram()?;
+    let mut latency = new_histogram()?;
+    let mut instantiation = new_histogram()?;
     let mut memory_bytes = 0;
     for _ in 0..invocations {
         let (took, cost) = invoke(&runtime, &operator, storage).await?;
@@ -221,10 +222,6 @@ async fn invoke(
         bail!("{OPERATOR} returned {output:?}, not a count");
     }
     Ok((took, cost))
-}
-
-fn histogram() -> anyhow::Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).context("cannot create a latency histogram")
 }
 
 fn record(histogram: &mut Histogram<u64>, took: Duration) {
