@@ -10,6 +10,8 @@ source scripts/ensure-wasm-target.sh
 source scripts/ensure-chromium.sh
 # The .proto files are checked with the standard protoc and a generated Python client.
 source scripts/ensure-protoc.sh
+# The RESP endpoint's test drives redis-cli and the Python redis client.
+source scripts/ensure-redis-clients.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

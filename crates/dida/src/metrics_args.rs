@@ -1,5 +1,6 @@
-//! `--metrics-listen`: the one check of the address every role serves its metrics
-//! on (the flag itself is defined with each role's settings).
+//! The one check of the extra addresses a role serves on — `--metrics-listen` on
+//! every role, `--resp-listen` on storage nodes (the flags themselves are defined
+//! with each role's settings).
 
 use std::net::SocketAddr;
 
@@ -10,10 +11,19 @@ use anyhow::Context;
 /// traffic, so it is kept to loopback unless the cluster is secured or `--insecure`
 /// says so. The only way a role reads the flag.
 pub fn checked(metrics_listen: Option<SocketAddr>) -> anyhow::Result<Option<SocketAddr>> {
-    if let Some(addr) = metrics_listen {
+    checked_listener("--metrics-listen", metrics_listen)
+}
+
+/// `addr` of listener flag `flag`, once checked like every other listener: kept to
+/// loopback unless the cluster is secured or `--insecure` says so.
+pub fn checked_listener(
+    flag: &str,
+    addr: Option<SocketAddr>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    if let Some(addr) = addr {
         dida_proto::security::installed()
             .check_exposure(&addr.ip().to_string())
-            .context("--metrics-listen")?;
+            .with_context(|| flag.to_string())?;
     }
-    Ok(metrics_listen)
+    Ok(addr)
 }

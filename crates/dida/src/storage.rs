@@ -46,6 +46,8 @@ fn into_config(
     config.anti_entropy_interval = Duration::from_millis(settings.anti_entropy_interval);
     config.rpc_deadline = Duration::from_millis(settings.rpc_deadline);
     config.metrics_listen = crate::metrics_args::checked(settings.metrics_listen)?;
+    config.resp_listen =
+        crate::metrics_args::checked_listener("--resp-listen", settings.resp_listen)?;
     config.ack_timeout = Duration::from_millis(settings.ack_timeout);
     config.probe_interval = Duration::from_millis(settings.probe_interval);
     config.probe_timeout = Duration::from_millis(settings.probe_timeout);

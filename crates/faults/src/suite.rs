@@ -298,6 +298,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             ),
             data: None,
             metrics: false,
+            resp: false,
             // A join plan has as many joins as `joins_of` says, whatever the
             // seed: one spare node (port, proxy links) for each.
             spare: if config.nemesis == NemesisKind::Join {

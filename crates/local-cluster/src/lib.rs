@@ -50,6 +50,9 @@ use crate::proxy::Link;
 /// The flag giving a node its metrics address, as [`LocalCluster`] writes it.
 const METRICS_LISTEN: &str = "--metrics-listen=";
 
+/// The flag giving a node its RESP address, as [`LocalCluster`] writes it.
+const RESP_LISTEN: &str = "--resp-listen=";
+
 /// Settings of every node of a local cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -78,6 +81,9 @@ pub struct ClusterSpec {
     /// Give every node `--metrics-listen` on a free loopback port (see
     /// [`LocalCluster::metrics_addr`]).
     pub metrics: bool,
+    /// Give every node of the first membership `--resp-listen` on a free loopback
+    /// port (see [`LocalCluster::resp_addr`]).
+    pub resp: bool,
     /// Storage nodes that may join the running cluster later
     /// ([`LocalCluster::join`]), named after the first ones (`s6`, `s7`, … after
     /// five). Their ports are chosen at start, and with [`Self::partitionable`] the
@@ -124,6 +130,7 @@ impl Default for ClusterSpec {
             partitionable: false,
             data: None,
             metrics: false,
+            resp: false,
             spare: 0,
         }
     }
@@ -240,12 +247,24 @@ impl LocalCluster {
             false => vec![None; total],
         };
         let spare_metrics = metrics_ports.split_off(spec.nodes);
+        let resp_ports: Vec<Option<SocketAddr>> = match spec.resp {
+            true => free_ports(spec.nodes)?
+                .into_iter()
+                .map(|port| Some(SocketAddr::from(([127, 0, 0, 1], port))))
+                .collect(),
+            false => vec![None; spec.nodes],
+        };
         let storage_args = metrics_ports
             .into_iter()
+            .zip(resp_ports)
             .enumerate()
-            .map(|(index, metrics)| {
-                storage_settings(&spec, &peers, index, dial(&links, index), metrics)
-                    .map(|settings| settings.to_args())
+            .map(|(index, (metrics, resp))| {
+                storage_settings(&spec, &peers, index, dial(&links, index), metrics).map(
+                    |mut settings| {
+                        settings.resp_listen = resp;
+                        settings.to_args()
+                    },
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut cluster = Self {
@@ -557,6 +576,18 @@ impl LocalCluster {
             .with_context(|| format!("{id} serves no metrics (ClusterSpec::metrics is off)"))?;
         addr.parse()
             .with_context(|| format!("bad metrics address {addr:?}"))
+    }
+
+    /// Where storage node `id` speaks the Redis protocol, when the cluster was
+    /// started with [`ClusterSpec::resp`].
+    pub fn resp_addr(&self, id: &str) -> anyhow::Result<SocketAddr> {
+        let args = self.storage_args(id)?;
+        let addr = args
+            .iter()
+            .find_map(|arg| arg.strip_prefix(RESP_LISTEN))
+            .with_context(|| format!("{id} serves no RESP (ClusterSpec::resp is off)"))?;
+        addr.parse()
+            .with_context(|| format!("bad RESP address {addr:?}"))
     }
 
     /// The command line storage node `id` runs (after the binary): the same on

@@ -27,6 +27,7 @@ fn remote_flags(role: Role) -> &'static [&'static str] {
     match role {
         Role::Storage => &[
             "metrics-listen",
+            "resp-listen",
             "gossip-delay",
             "peers",
             "join",

@@ -158,6 +158,13 @@ pub struct StorageSettings {
     /// --insecure.
     #[arg(long, env = "DIDA_STORAGE_METRICS_LISTEN", value_name = "HOST:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Also speak the Redis protocol (RESP2/RESP3) at HOST:PORT (port 0 picks one),
+    /// for redis-cli, redis-benchmark and Redis clients: GET, SET, MGET and dida's
+    /// DIDA.CAS and DIDA.GET (docs/resp.md). With --cluster-token, clients must
+    /// AUTH with it. Like every listener, it refuses an address other machines can
+    /// reach unless the process has TLS or a cluster token, or --insecure.
+    #[arg(long, env = "DIDA_STORAGE_RESP_LISTEN", value_name = "HOST:PORT")]
+    pub resp_listen: Option<SocketAddr>,
     /// A deliberate bug, for the fault back-ends only (`dida faults --break-acks`):
     /// acknowledge a write before the other --write-acks replicas hold it, to show
     /// that the checkers catch it. Hidden, and not a flag the PCS passes.
@@ -263,6 +270,7 @@ impl RoleSettings for StorageSettings {
             .optional("data-dir", self.data_dir.as_ref().map(|d| d.display()))
             .optional("fsync", self.fsync)
             .optional("metrics-listen", self.metrics_listen)
+            .optional("resp-listen", self.resp_listen)
             .optional("break-acks", self.break_acks.then_some(true))
             .build()
     }
@@ -332,6 +340,7 @@ mod tests {
             data_dir: Some("/var/lib/dida/s1".into()),
             fsync: Some(Fsync::Batch),
             metrics_listen: Some("127.0.0.1:17001".parse().unwrap()),
+            resp_listen: Some("127.0.0.1:16379".parse().unwrap()),
             break_acks: true,
         };
         let joining = StorageSettings {

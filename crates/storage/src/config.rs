@@ -97,6 +97,9 @@ pub struct StorageConfig {
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (`--metrics-listen`);
     /// `None` serves none of them and records no per-RPC metrics.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Where to serve the Redis protocol (`--resp-listen`); `None` serves it
+    /// nowhere. See docs/resp.md.
+    pub resp_listen: Option<std::net::SocketAddr>,
 }
 
 /// The rate at which a node moves records when the ring changes — a joining or
@@ -199,6 +202,7 @@ impl StorageConfig {
             fsync: FsyncPolicy::Always,
             listen: None,
             metrics_listen: None,
+            resp_listen: None,
         }
     }
 

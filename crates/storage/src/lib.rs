@@ -18,7 +18,8 @@
 //!   with, and the entry point of every message, handed to its protocol;
 //! - `api`, `peer_service` and `membership_service`: the client-facing, the
 //!   peer-facing and the operator-facing gRPC services, thin adapters that authorize a call and hand it to the node;
-//!   [`listing`]: `ListRecords`, streamed in pages of bounded size;
+//!   [`listing`]: `ListRecords`, streamed in pages of bounded size; `resp`: the
+//!   Redis-protocol endpoint (`--resp-listen`), over the same node;
 //! - `peering`: the narrow context the protocols share — identity, view, transport,
 //!   counters — and `lifecycle`, the node's incarnation, fence and catch-up mark
 //!   with their transitions; `view` is the view itself, `validation` the checks
@@ -75,6 +76,7 @@ mod peer_service;
 mod peering;
 mod reconfig;
 mod rejoin;
+mod resp;
 mod roster;
 mod routing;
 mod stats;

@@ -34,6 +34,7 @@ pub struct NodeHandle {
     server: ServerHandle,
     node: Arc<Node>,
     metrics_addr: Option<SocketAddr>,
+    resp_addr: Option<SocketAddr>,
 }
 
 impl NodeHandle {
@@ -45,6 +46,11 @@ impl NodeHandle {
     /// Where the node serves `/metrics`, `/healthz` and `/readyz`, if it does.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where the node serves the Redis protocol (`--resp-listen`), if it does.
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        self.resp_addr
     }
 
     /// Becomes true once the cluster removed this node (`dida cluster remove`): it
@@ -79,6 +85,17 @@ pub async fn start(
         .map_err(ConfigError::from)?;
     let transport = Arc::new(GrpcPeers::new(&config, me)?);
     let config_metrics = config.metrics_listen;
+    let resp_listener = match config.resp_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| StorageError::serve("bind --resp-listen", format!("{addr}: {e}")))?,
+        ),
+        None => None,
+    };
+    let resp_addr = resp_listener
+        .as_ref()
+        .and_then(|listener| listener.local_addr().ok());
     let node = Arc::new(Node::new(config, transport)?);
 
     let (stop_signal, stop) = watch::channel(());
@@ -113,6 +130,13 @@ pub async fn start(
         .map(tokio::spawn)
         .collect();
     tasks.extend(telemetry.tasks);
+    if let Some(listener) = resp_listener {
+        tasks.push(tokio::spawn(crate::resp::serve(
+            listener,
+            node.clone(),
+            stop_signal.subscribe(),
+        )));
+    }
     let server = ServerHandle::spawn(router, listener)
         .map_err(|e| StorageError::serve("start serving", e))?
         .with_tasks(tasks)
@@ -129,6 +153,7 @@ pub async fn start(
         server,
         node,
         metrics_addr: telemetry.metrics_addr,
+        resp_addr,
     })
 }
 
