@@ -54,6 +54,11 @@ async fn certs() -> &'static Path {
 }
 
 async fn tls_cluster() -> LocalCluster {
+    tls_cluster_with(ClusterSpec::default()).await
+}
+
+/// A three-node TLS cluster, with `spec`'s other settings.
+async fn tls_cluster_with(spec: ClusterSpec) -> LocalCluster {
     let dir = certs().await;
     LocalCluster::start(
         dida(),
@@ -61,11 +66,60 @@ async fn tls_cluster() -> LocalCluster {
             nodes: 3,
             replication_factor: 3,
             env: vec![("DIDA_TLS_DIR".into(), dir.to_string_lossy().into_owned())],
-            ..ClusterSpec::default()
+            ..spec
         },
     )
     .await
     .unwrap()
+}
+
+/// `redis-cli` against RESP port `addr`, with `tls` flags; its stdout and stderr.
+fn redis_cli(addr: std::net::SocketAddr, tls: &[String], args: &[&str]) -> String {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
+        .args(tls)
+        .args(args)
+        .output()
+        .expect("redis-cli runs (scripts/ensure-redis-clients.sh installs it)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+    .trim()
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp_speaks_tls_to_certified_clients_only() {
+    let cluster = tls_cluster_with(ClusterSpec {
+        resp: true,
+        ..ClusterSpec::default()
+    })
+    .await;
+    let dir = certs().await;
+    let s1 = cluster.resp_addr("s1").unwrap();
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let certified = [
+        "--tls".to_string(),
+        "--cacert".to_string(),
+        file("ca.pem"),
+        "--cert".to_string(),
+        file("client.pem"),
+        "--key".to_string(),
+        file("client.key"),
+    ];
+    assert_eq!(redis_cli(s1, &certified, &["SET", "resp-tls", "v"]), "OK");
+    assert_eq!(redis_cli(s1, &certified, &["GET", "resp-tls"]), "v");
+    // Without a client certificate, or without TLS at all: nothing is served.
+    let anonymous = redis_cli(s1, &certified[..3], &["GET", "resp-tls"]);
+    assert!(
+        anonymous.starts_with("Error"),
+        "served without a certificate: {anonymous}"
+    );
+    let plain = redis_cli(s1, &[], &["GET", "resp-tls"]);
+    assert!(plain.starts_with("Error"), "served without TLS: {plain}");
+    assert_eq!(redis_cli(s1, &certified, &["PING"]), "PONG");
 }
 
 /// A channel to `url` over TLS trusting `ca`, presenting `identity` (or nothing).

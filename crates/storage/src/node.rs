@@ -131,11 +131,9 @@ pub async fn start(
         .collect();
     tasks.extend(telemetry.tasks);
     if let Some(listener) = resp_listener {
-        tasks.push(tokio::spawn(crate::resp::serve(
-            listener,
-            node.clone(),
-            stop_signal.subscribe(),
-        )));
+        let resp = crate::resp::start(listener, node.clone(), stop_signal.subscribe())
+            .map_err(|e| StorageError::serve("serve RESP over TLS", format!("{e:#}")))?;
+        tasks.push(tokio::spawn(resp));
     }
     let server = ServerHandle::spawn(router, listener)
         .map_err(|e| StorageError::serve("start serving", e))?

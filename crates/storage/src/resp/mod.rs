@@ -18,12 +18,15 @@
 //! Bounds: at most [`MAX_CONNECTIONS`] clients at once (the next is told so and
 //! closed), commands and arguments bounded by `request`, pipelines answered in
 //! rounds of bounded size. When the cluster has an explicit token
-//! (`--cluster-token`), a client must `AUTH` with it before any other command.
+//! (`--cluster-token`), a client must `AUTH` with it before any other command;
+//! when it runs with TLS, the endpoint speaks TLS too and wants a client
+//! certificate of the cluster's CA (`tls`).
 
 mod command;
 mod connection;
 mod reply;
 mod request;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -40,6 +43,9 @@ use crate::node_core::Node;
 /// The most clients served at once by one node's RESP endpoint, like Redis's
 /// `maxclients`; the next client is answered with an error and closed.
 pub const MAX_CONNECTIONS: usize = 4096;
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What every connection of one endpoint shares.
 struct Shared {
@@ -74,8 +80,26 @@ impl Shared {
     }
 }
 
-/// Serves RESP on `listener` until `stop` fires.
-pub(crate) async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver<()>) {
+/// Serves RESP on `listener` until `stop` fires: over TLS when the process has
+/// a TLS identity.
+pub(crate) fn start(
+    listener: TcpListener,
+    node: Arc<Node>,
+    stop: watch::Receiver<()>,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let tls = match &dida_proto::security::installed().tls {
+        Some(identity) => Some(tls::acceptor(identity)?),
+        None => None,
+    };
+    Ok(serve(listener, node, tls, stop))
+}
+
+async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut stop: watch::Receiver<()>,
+) {
     let port = listener.local_addr().map_or(0, |addr| addr.port());
     let shared = Arc::new(Shared {
         node,
@@ -86,7 +110,7 @@ pub(crate) async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watc
         port,
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    info!(port, "serving RESP");
+    info!(port, tls = tls.is_some(), "serving RESP");
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -107,9 +131,19 @@ pub(crate) async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watc
         };
         let shared = shared.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             shared.connected.fetch_add(1, Ordering::Relaxed);
-            connection::serve(stream, shared.clone(), stop).await;
+            match tls {
+                None => connection::serve(stream, shared.clone(), stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => connection::serve(stream, shared.clone(), stop).await,
+                        Ok(Err(error)) => debug!(%peer, %error, "RESP TLS handshake failed"),
+                        Err(_) => debug!(%peer, "RESP TLS handshake timed out"),
+                    }
+                }
+            }
             shared.connected.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
         });
