@@ -88,6 +88,11 @@ pub struct PuppetmasterArgs {
     /// addresses are printed as nodes start; see docs/observability.md.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..), env = "DIDA_PUPPETMASTER_METRICS_PORT_OFFSET")]
     metrics_port_offset: Option<u16>,
+    /// Give every storage node a Redis-protocol address (--resp-listen): its own
+    /// host, at its port plus N (a node on :7001 speaks RESP on :7021 with 20).
+    /// See docs/resp.md.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..), env = "DIDA_PUPPETMASTER_RESP_PORT_OFFSET")]
+    resp_port_offset: Option<u16>,
     /// Serve the session's web dashboard on this address (HOST:PORT): the nodes,
     /// ring, records, executions and charts live, the PuppetMaster's output and
     /// debug stream, and a console that runs script lines. See
@@ -129,6 +134,7 @@ impl PuppetmasterArgs {
         config.rpc_deadline = Duration::from_millis(self.rpc_deadline);
         config.http_listen = self.http_listen;
         config.metrics_port_offset = self.metrics_port_offset;
+        config.resp_port_offset = self.resp_port_offset;
         config.dashboard = self.dashboard;
         let mode = Mode {
             script: self.script,

@@ -73,6 +73,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     config.node_log = args.node_log;
     config.http_listen = Some(layout.http_listen());
+    config.resp_port_offset = Some(dida_settings::local::RESP_PORT_OFFSET);
     config.dashboard = (!args.no_dashboard).then(|| layout.dashboard_listen());
     let setup = setup(&layout, args.storage, args.workers);
     let printer = Arc::new(Printer::stdio(false));
@@ -97,8 +98,11 @@ fn banner(layout: &LocalLayout, storage: usize, workers: usize, dashboard: bool)
     let scheduler = layout.scheduler_url();
     let mut text = format!(
         "dida is up: {storage} storage node(s), {workers} worker(s) and a scheduler on this machine\n\
-         \n  scheduler    {scheduler}\n  HTTP         http://{}/v1/apps\n",
-        layout.http_listen()
+         \n  scheduler    {scheduler}\n  HTTP         http://{}/v1/apps\n  \
+         Redis        redis-cli -p {}   (s1; sN at {} + N)\n",
+        layout.http_listen(),
+        layout.resp_listen(1).port(),
+        layout.resp_listen(0).port(),
     );
     if dashboard {
         text.push_str(&format!(

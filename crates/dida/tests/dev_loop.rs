@@ -7,7 +7,7 @@
 //! application uses. Last, Ctrl-C (SIGINT) stops `dida up` and every node it
 //! started.
 //!
-//! `dida up` binds its default ports (7000-7081 on 127.0.0.1): the point is that
+//! `dida up` binds its default ports (7000-7081 on 127.0.0.1, RESP on 7021-7023): the point is that
 //! the clients find it with no `--scheduler`. Other tests use ports the system
 //! picks, from the ephemeral range, so they do not collide with these.
 
@@ -134,6 +134,23 @@ fn dida_up_then_new_build_deploy_and_run_in_every_language() {
         banner.contains("scheduler    http://127.0.0.1:7000"),
         "{banner}"
     );
+    // Every storage node speaks Redis too, at its port + 20.
+    assert!(banner.contains("redis-cli -p 7021"), "{banner}");
+    let redis_cli = |port: &str, args: &[&str]| {
+        let output = std::process::Command::new("redis-cli")
+            .args(["-p", port])
+            .args(args)
+            .output()
+            .expect("redis-cli runs (scripts/ensure-redis-clients.sh installs it)");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    assert_eq!(redis_cli("7022", &["SET", "dev-loop", "hello"]), "OK");
+    // s1 sees it at once if it leads the key, after gossip otherwise.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while redis_cli("7021", &["GET", "dev-loop"]) != "hello" {
+        assert!(Instant::now() < deadline, "s1 never served the key s2 took");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     for (lang, class, package) in [
         ("python", "HelloPython", "hello-python"),
@@ -211,7 +228,7 @@ fn dida_up_then_new_build_deploy_and_run_in_every_language() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "dida up exited with {status}");
-    for port in [7000, 7001, 7002, 7003, 7011, 7012, 7080, 7081] {
+    for port in [7000, 7001, 7002, 7003, 7011, 7012, 7021, 7080, 7081] {
         assert!(
             TcpStream::connect(("127.0.0.1", port)).is_err(),
             "port {port} still answers after dida up stopped"

@@ -38,6 +38,10 @@ pub struct PmConfig {
     /// offset (`--metrics-port-offset`), so each node's metrics address follows
     /// from the script; `None`: nodes serve no metrics.
     pub metrics_port_offset: Option<u16>,
+    /// Gives every storage node `--resp-listen` on its own host at its port plus
+    /// this offset (`--resp-port-offset`), so each node speaks the Redis protocol
+    /// at an address that follows from the script; `None`: no RESP.
+    pub resp_port_offset: Option<u16>,
     /// Where the web dashboard of the session serves (`--dashboard`), if it does.
     pub dashboard: Option<SocketAddr>,
 }
@@ -62,6 +66,7 @@ impl PmConfig {
             rpc_deadline: Duration::from_secs(2),
             http_listen: None,
             metrics_port_offset: None,
+            resp_port_offset: None,
             dashboard: None,
         }
     }

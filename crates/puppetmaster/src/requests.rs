@@ -120,6 +120,15 @@ fn storage_settings(
     settings.max_versions = config.max_versions;
     settings.write_acks = config.write_acks;
     settings.metrics_listen = metrics_listen(config, decl)?;
+    settings.resp_listen = metrics_addr(decl, config.resp_port_offset)
+        .map(|addr| {
+            addr.parse().map_err(|_| {
+                SettingsError::Flag(format!(
+                    "--resp-listen {addr}: with --resp-port-offset, a node's host must be an                      IP address"
+                ))
+            })
+        })
+        .transpose()?;
     settings.validated()
 }
 

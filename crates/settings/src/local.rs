@@ -5,7 +5,8 @@
 //!
 //! The layout is a block of ports from a base (7000 by default): the scheduler at
 //! the base, storage node `sN` at base + N, worker `wN` at base + 10 + N, the HTTP
-//! gateway at base + 80 and the dashboard at base + 81, all on 127.0.0.1.
+//! gateway at base + 80 and the dashboard at base + 81, all on 127.0.0.1. Storage
+//! node `sN` also speaks the Redis protocol at base + 20 + N.
 
 use std::net::SocketAddr;
 
@@ -19,6 +20,9 @@ pub const DEFAULT_SCHEDULER_URL: &str = "http://127.0.0.1:7000";
 /// Most storage nodes, and most workers, in the layout (their port ranges are ten
 /// wide).
 pub const MAX_NODES_PER_ROLE: usize = 9;
+
+/// How far above its own port each storage node speaks the Redis protocol.
+pub const RESP_PORT_OFFSET: u16 = 20;
 
 /// The ports of a local cluster laid out from a base port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +58,14 @@ impl LocalLayout {
         url(self.offset(10 + n))
     }
 
+    /// Where storage node `sN` (`n` from 1) speaks the Redis protocol.
+    pub fn resp_listen(&self, n: usize) -> SocketAddr {
+        SocketAddr::from((
+            [127, 0, 0, 1],
+            self.offset(n + usize::from(RESP_PORT_OFFSET)),
+        ))
+    }
+
     /// Where the scheduler's HTTP gateway listens.
     pub fn http_listen(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.offset(80)))
@@ -84,6 +96,7 @@ mod tests {
         assert_eq!(layout.scheduler_url(), DEFAULT_SCHEDULER_URL);
         assert_eq!(layout.storage_url(3), "http://127.0.0.1:7003");
         assert_eq!(layout.worker_url(2), "http://127.0.0.1:7012");
+        assert_eq!(layout.resp_listen(1).to_string(), "127.0.0.1:7021");
         assert_eq!(layout.http_listen().to_string(), "127.0.0.1:7080");
         assert_eq!(layout.dashboard_listen().to_string(), "127.0.0.1:7081");
     }
