@@ -3,6 +3,7 @@
 # makes sure Redis is installed, runs every benchmark (`dida bench storage`, with
 # other --write-acks / --gossip-delay / --replication-factor too, `dida bench chain`,
 # `dida bench idle`, `dida bench invoke`, `dida bench elastic`, `dida bench rebalance`), redis-benchmark against a redis-server it starts and stops
+# and, through `dida bench resp`, against a storage node's RESP port
 # itself, and a few `dida faults` runs; then `dida bench report` rewrites
 # docs/evaluation.md and the plots docs/img/*.svg from the results. On a busy 2-core
 # machine: about 7.5 minutes of benchmarks, plus the build (8.5 minutes when every
@@ -143,6 +144,18 @@ if [[ $redis == yes ]]; then
   else
     skip "redis-benchmark" "no redis-server could be started on ports 16379-16399 (see $out/redis-server.log)"
   fi
+fi
+
+# 2b. redis-benchmark against a dida storage node's RESP port and a redis-server,
+# the same flags in the same run, without and with pipelining (-P 1 and 16).
+if [[ $redis == yes ]]; then
+  if [[ $quick == 1 ]]; then
+    run resp "$dida" bench resp --requests 10000 --json
+  else
+    run resp "$dida" bench resp --json
+  fi
+else
+  skip "dida bench resp" "redis-server and redis-benchmark are not installed (scripts/ensure-redis.sh)"
 fi
 
 # 3. Chains of 1 to 20 operators against the RPC bound, and chain-1 over the HTTP

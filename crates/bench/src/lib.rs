@@ -19,6 +19,8 @@
 //!   HTTP invocation load;
 //! - `rebalance`: `dida bench rebalance` — a storage node joining a loaded cluster:
 //!   how long the data takes to move, how much moves, client latency meanwhile;
+//! - `resp`: `dida bench resp` — `redis-benchmark` against a storage node's RESP
+//!   port and against `redis-server`, same flags, same run;
 //! - `cpu`: CPU time of the node processes, from `/proc`;
 //! - `workload`: the storage workloads (which keys, what one request is);
 //! - `redis`: the Redis baseline of `dida bench storage` — starting `redis-server`
@@ -42,6 +44,7 @@ mod lines;
 mod rebalance;
 mod redis;
 mod report;
+mod resp;
 mod storage;
 mod transport;
 mod workload;
@@ -72,6 +75,9 @@ enum BenchTarget {
     /// A storage node joining a loaded cluster: time until the data is at rest,
     /// keys moved against the ideal share, client latency before, during, after.
     Rebalance(rebalance::RebalanceBenchArgs),
+    /// redis-benchmark against a storage node's RESP port and against redis-server,
+    /// with the same flags in the same run.
+    Resp(resp::RespBenchArgs),
     /// The evaluation report: plots and docs/evaluation.md from scripts/evaluate.sh's
     /// results.
     Report(evaluate::ReportArgs),
@@ -90,6 +96,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Invoke(args) => invoke::run(args).await,
         BenchTarget::Elastic(args) => elastic::run(args).await,
         BenchTarget::Rebalance(args) => rebalance::run(args).await,
+        BenchTarget::Resp(args) => resp::run(args).await,
         BenchTarget::Report(args) => evaluate::run(args),
     }
 }

@@ -449,3 +449,24 @@ mod tests {
         assert!(parse_lines::<IdleLine>(r#"{"event":"per_hop"}"#).is_err());
     }
 }
+
+/// One line of `dida bench resp --json`: one command of `redis-benchmark` against
+/// one target at one pipeline depth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RespRow {
+    /// `redis` (a `redis-server` the run started) or `dida` (a storage node's RESP
+    /// port).
+    pub target: String,
+    /// `redis-benchmark -P`: commands in flight on each connection.
+    pub pipeline: u32,
+    /// `redis-benchmark -c`: connections.
+    pub clients: u32,
+    /// `GET` or `SET`.
+    pub command: String,
+    /// Requests per second.
+    pub rps: f64,
+    /// Median latency, in milliseconds.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency, in milliseconds.
+    pub p99_ms: Option<f64>,
+}

@@ -372,7 +372,7 @@ impl Operation for RedisOp {
 /// A `redis-server` process this run started. Dropping it kills the process, so an
 /// error anywhere in the benchmark cannot leave it running; [`RedisServer::stop`]
 /// is the orderly end that also waits for it to exit.
-struct RedisServer {
+pub(crate) struct RedisServer {
     child: Child,
     port: u16,
 }
@@ -381,7 +381,7 @@ impl RedisServer {
     /// Starts `redis-server` from PATH on a free loopback port, in memory only (no
     /// snapshots, no append-only file), and waits until it answers PING. `Ok(None)`
     /// when `redis-server` is not on PATH.
-    async fn start(limit: Duration) -> anyhow::Result<Option<Self>> {
+    pub(crate) async fn start(limit: Duration) -> anyhow::Result<Option<Self>> {
         let port = dida_local_cluster::free_ports(1)?
             .into_iter()
             .next()
@@ -403,6 +403,11 @@ impl RedisServer {
         server.wait_until_ready(limit).await?;
         server.drain_output();
         Ok(Some(server))
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub(crate) fn port(&self) -> u16 {
+        self.port
     }
 
     /// The URL of the server.
@@ -492,7 +497,7 @@ impl RedisServer {
     }
 
     /// Kills the server and waits for it to exit.
-    async fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         let port = self.port;
         tokio::time::timeout(STOP_LIMIT, self.child.kill())
             .await

@@ -26,6 +26,8 @@
 //! - `faults-timeline.jsonl`: `dida faults --timeline`, operations per 100 ms and the
 //!   moments of kill, detection and re-replication;
 //! - `redis-benchmark.csv`: `redis-benchmark --csv`;
+//! - `resp.jsonl`: `dida bench resp --json`, `redis-benchmark` against dida's RESP
+//!   port and `redis-server`;
 //! - `load.tsv`: the machine's load, sampled during the run;
 //! - `skipped.txt`: `what: why` for every part the script left out.
 
@@ -39,7 +41,7 @@ use dida_verify::Report;
 use crate::elastic::{ElasticLine, ElasticSetup, LeaveLine, PhaseLine, TotalsLine};
 use crate::lines::{
     self, BenchLine, BenchSetup, Comparison, IdleDetection, IdleLine, IdleMeasurement, IdleSetup,
-    InvokeLine, InvokePing, InvokeRow, Measurement, ModeCost, PerHop, StorageSetup,
+    InvokeLine, InvokePing, InvokeRow, Measurement, ModeCost, PerHop, RespRow, StorageSetup,
 };
 use crate::rebalance::{MoveLine, RebalanceLine, RebalancePhase, RebalanceSetup};
 
@@ -68,6 +70,8 @@ pub(crate) struct Evaluation {
     pub idle: Option<IdleRun>,
     /// `dida bench invoke`.
     pub invoke: Option<InvokeRun>,
+    /// `dida bench resp`: `redis-benchmark` rows, dida and Redis.
+    pub resp: Option<Vec<RespRow>>,
     /// `dida bench idle` at other cluster sizes, by file name.
     pub idle_sizes: Vec<IdleRun>,
     /// `dida bench elastic`.
@@ -126,6 +130,13 @@ impl Evaluation {
             .collect(),
             idle: optional(&dir.join("idle.jsonl"), IdleRun::parse)?,
             invoke: optional(&dir.join("invoke.jsonl"), InvokeRun::parse)?,
+            resp: optional(&dir.join("resp.jsonl"), |text| {
+                let rows = lines::parse_lines::<RespRow>(text)?;
+                if rows.is_empty() {
+                    bail!("no measurement in it (did the benchmark fail? see resp.log)");
+                }
+                Ok(rows)
+            })?,
             elastic: optional(&dir.join("elastic.jsonl"), ElasticRun::parse)?,
             rebalance: optional(&dir.join("rebalance.jsonl"), RebalanceRun::parse)?,
             timeline: optional(&dir.join("faults-timeline.jsonl"), Timeline::parse)?,
@@ -520,7 +531,7 @@ pub(crate) struct RedisBenchmarkRow {
 /// Parses `redis-benchmark --csv`: a header line naming the columns (`"test","rps",…`)
 /// and one line per command, every field quoted. Older versions print no header and
 /// only test and rps.
-fn parse_redis_benchmark(text: &str) -> anyhow::Result<Vec<RedisBenchmarkRow>> {
+pub(crate) fn parse_redis_benchmark(text: &str) -> anyhow::Result<Vec<RedisBenchmarkRow>> {
     let unquote = |field: &str| field.trim().trim_matches('"').to_string();
     let mut header: Vec<String> = vec!["test".into(), "rps".into()];
     let mut rows = Vec::new();

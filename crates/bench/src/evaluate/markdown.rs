@@ -44,6 +44,7 @@ pub(crate) fn document(evaluation: &Evaluation, drawn: &[String], method: &str) 
     out.push_str(&this_run(evaluation));
     out.push_str(&best_worst_section(evaluation));
     out.push_str(&storage_section(evaluation, &image));
+    out.push_str(&resp_section(evaluation));
     out.push_str(&cdf_section(evaluation, &image));
     out.push_str(&chain_section(evaluation, &image));
     out.push_str(&settings_section(evaluation, &image));
@@ -914,6 +915,28 @@ fn crash_section(evaluation: &Evaluation, image: &dyn Fn(&str, &str) -> String) 
             }
         }
     }
+    out.push('\n');
+    out
+}
+
+/// `redis-benchmark` against dida's RESP port and `redis-server`, same run.
+fn resp_section(evaluation: &Evaluation) -> String {
+    let mut out = String::from("## Speaking Redis: `redis-benchmark` against dida and Redis\n\n");
+    let Some(rows) = &evaluation.resp else {
+        out.push_str("`dida bench resp` did not run (see above).\n\n");
+        return out;
+    };
+    let clients = rows.first().map_or(64, |row| row.clients);
+    let _ = writeln!(
+        out,
+        "`dida bench resp`: Redis's own load generator, `redis-benchmark -c {clients} -r 1000 \
+         -d 16 -t set,get --csv` at each pipeline depth `-P`, against a `redis-server` and \
+         against the RESP port (`--resp-listen`) of the first of three `dida storage` \
+         processes (replication factor 3, `--write-acks 1`), back to back with the same \
+         flags. That node serves the reads of the keys it replicates and forwards the \
+         writes of the keys it does not lead to their primary ([resp.md](resp.md)).\n"
+    );
+    out.push_str(&crate::resp::table(rows));
     out.push('\n');
     out
 }

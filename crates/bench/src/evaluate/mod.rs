@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+pub(crate) use input::parse_redis_benchmark;
 use input::Evaluation;
 
 /// Flags of `dida bench report`.
