@@ -84,7 +84,9 @@ impl Outbox {
     /// Takes the due records, oldest first, up to the size of one message.
     fn take_due(&self, now: Instant) -> Vec<Pending> {
         let mut queue = self.queue.lock().expect("outbox lock poisoned");
-        let mut batch = Vec::new();
+        // Sized for the whole queue at once: growing it one record at a time showed
+        // in the write path's profile.
+        let mut batch = Vec::with_capacity(queue.len());
         let mut bytes = 0;
         while let Some(front) = queue.front() {
             let size = front.record.key.len() + front.record.value.len() + 32;

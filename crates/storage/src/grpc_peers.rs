@@ -6,34 +6,45 @@
 //! while the data connection is busy — a handback or a burst of pushes fills its
 //! HTTP/2 flow-control window, and a probe queued behind them would make a slow link
 //! look like a crash. Load alone must never get a live node declared failed.
+//!
+//! Client requests a node forwards (a write or conditional update to the key's
+//! primary, a read to a replica) travel on one long-lived `Calls` stream per peer
+//! (`dida_proto::acked`), as clients' own requests do: a unary call costs request
+//! headers, a new HTTP/2 stream and trailers on both ends, several times the
+//! message itself, and a profile of `SET` through a node that leads a third of the
+//! keys showed that cost dominating the write path.
 
+use dida_proto::acked::{self, AckedLinks, Failure};
 use dida_proto::reserved::RESERVED_WRITER_HEADER;
 use dida_proto::storage::replication_client::ReplicationClient;
-use dida_proto::storage::storage_client::StorageClient;
+use dida_proto::storage::storage_call_reply::Answer;
+use dida_proto::storage::storage_call_request::Call;
 use dida_proto::storage::{
     ConfigAcceptReply, ConfigAcceptRequest, ConfigCommitReply, ConfigCommitRequest,
     ConfigPrepareReply, ConfigPrepareRequest, DigestReply, DigestRequest, FetchKeyReply,
     FetchKeyRequest, HandbackReply, HandbackRequest, ProbeForReply, ProbeForRequest, ProbeReply,
-    ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, UpdateIfValueIsReply,
-    UpdateIfValueIsRequest, WriteReply, WriteRequest,
+    ProbeRequest, PushReply, PushRequest, ReadReply, ReadRequest, StorageCallReply,
+    StorageCallRequest, UpdateIfValueIsReply, UpdateIfValueIsRequest, WriteReply, WriteRequest,
 };
 use dida_proto::transport::NodeChannel;
-use dida_proto::transport::{lazy_channel, lazy_channel_with_headers, MAX_MESSAGE_BYTES};
+use dida_proto::transport::{lazy_channel, MAX_MESSAGE_BYTES};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
 use dida_core::membership::NodeUrl;
+use tokio::sync::watch;
 use tonic::Status;
 
 use crate::config::StorageConfig;
 use crate::error::ConfigError;
 use crate::transport::PeerTransport;
 
-/// The three clients of one peer.
+/// The clients of one peer.
 #[derive(Debug, Clone)]
 struct PeerClients {
-    storage: StorageClient<NodeChannel>,
+    /// Where the peer is dialled: its forwarded requests' `Calls` stream.
+    url: String,
     replication: ReplicationClient<NodeChannel>,
     /// The probes' own connection (see the module documentation).
     probes: ReplicationClient<NodeChannel>,
@@ -46,16 +57,26 @@ pub(crate) struct GrpcPeers {
     peers: RwLock<Vec<Option<PeerClients>>>,
     rpc_deadline: Duration,
     dial_overrides: BTreeMap<String, NodeUrl>,
+    /// Forwarded client requests: one `Calls` stream per peer. They say they may
+    /// change dida's own keys (a scheduler's write forwarded to its key's
+    /// primary), and the primary checks this node's certificate or token.
+    calls: AckedLinks<StorageCallRequest, StorageCallReply>,
+    /// Ends the `Calls` streams when the transport is dropped with its node.
+    _stop: watch::Sender<()>,
 }
 
 impl GrpcPeers {
     /// Prepares (without connecting) a channel to every member other than `me`, at
     /// the address `config` dials it, with `config.rpc_deadline` on every call.
     pub fn new(config: &StorageConfig, me: usize) -> Result<Self, ConfigError> {
+        let (stop_signal, stop) = watch::channel(());
         let peers = Self {
             peers: RwLock::new(Vec::new()),
             rpc_deadline: config.rpc_deadline,
             dial_overrides: config.dial_overrides.clone(),
+            calls: acked::storage_calls(config.rpc_deadline, stop)
+                .with_headers(&[(RESERVED_WRITER_HEADER, "storage")]),
+            _stop: stop_signal,
         };
         for (index, member) in config.membership.members().iter().enumerate() {
             if index == me {
@@ -77,23 +98,12 @@ impl GrpcPeers {
         let url = self.dial_overrides.get(id).unwrap_or(url).to_string();
         let channel = || lazy_channel(&url, self.rpc_deadline);
         let probes = ReplicationClient::new(channel()?);
-        // Writes a client sent here are forwarded to the key's primary on this
-        // channel, those of the scheduler to dida's own keys included: it says
-        // so, and the primary checks this node's certificate or token.
-        let channel = lazy_channel_with_headers(
-            &url,
-            self.rpc_deadline,
-            self.rpc_deadline,
-            &[(RESERVED_WRITER_HEADER, "storage")],
-        )?;
         Ok(PeerClients {
-            storage: StorageClient::new(channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            replication: ReplicationClient::new(channel)
+            replication: ReplicationClient::new(channel()?)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             probes,
+            url,
         })
     }
 
@@ -107,8 +117,29 @@ impl GrpcPeers {
             .ok_or_else(|| Status::internal(format!("no peer {index} to call")))
     }
 
-    fn storage(&self, index: usize) -> Result<StorageClient<NodeChannel>, Status> {
-        Ok(self.peer(index)?.storage)
+    /// Sends a forwarded client request to peer `index` on its `Calls` stream and
+    /// returns the answer, or the status the unary call would have failed with. A
+    /// request that never left (no connection) is `ABORTED`: it certainly had no
+    /// effect, so the client may retry it.
+    async fn forward(&self, index: usize, call: Call) -> Result<Answer, Status> {
+        let url = self.peer(index)?.url;
+        let reply = self
+            .calls
+            .send(&url, |seq| StorageCallRequest {
+                seq,
+                call: Some(call),
+            })
+            .await
+            .map_err(|failure| match failure {
+                Failure::NotSent(status) => Status::aborted(format!(
+                    "could not reach the peer, nothing was sent: {}",
+                    dida_proto::transport::describe(&status)
+                )),
+                Failure::Refused(status) | Failure::Lost(status) => status,
+            })?;
+        reply
+            .answer
+            .ok_or_else(|| Status::internal("a peer answered a forwarded request with nothing"))
     }
 
     fn replication(&self, index: usize) -> Result<ReplicationClient<NodeChannel>, Status> {
@@ -205,11 +236,17 @@ impl PeerTransport for GrpcPeers {
     }
 
     async fn read(&self, to: usize, request: ReadRequest) -> Result<ReadReply, Status> {
-        Ok(self.storage(to)?.read(request).await?.into_inner())
+        match self.forward(to, Call::Read(request)).await? {
+            Answer::Read(reply) => Ok(reply),
+            _ => Err(mismatched("read")),
+        }
     }
 
     async fn write(&self, to: usize, request: WriteRequest) -> Result<WriteReply, Status> {
-        Ok(self.storage(to)?.write(request).await?.into_inner())
+        match self.forward(to, Call::Write(request)).await? {
+            Answer::Write(reply) => Ok(reply),
+            _ => Err(mismatched("write")),
+        }
     }
 
     async fn update_if_value_is(
@@ -217,10 +254,16 @@ impl PeerTransport for GrpcPeers {
         to: usize,
         request: UpdateIfValueIsRequest,
     ) -> Result<UpdateIfValueIsReply, Status> {
-        Ok(self
-            .storage(to)?
-            .update_if_value_is(request)
-            .await?
-            .into_inner())
+        match self.forward(to, Call::UpdateIfValueIs(request)).await? {
+            Answer::UpdateIfValueIs(reply) => Ok(reply),
+            _ => Err(mismatched("conditional update")),
+        }
     }
+}
+
+/// A peer answered a forwarded request with the reply of another kind.
+fn mismatched(what: &str) -> Status {
+    Status::internal(format!(
+        "a peer answered a forwarded {what} with another kind of reply"
+    ))
 }

@@ -34,8 +34,10 @@ pub enum Command {
     Table(TableQuery),
     /// `CLIENT SETNAME|GETNAME|ID|SETINFO|INFO`.
     Client(ClientCommand),
-    /// `CONFIG GET pattern…`: dida has no Redis parameters, so the answer is empty.
-    ConfigGet,
+    /// `CONFIG GET parameter…`: the few Redis parameters that describe dida too
+    /// (`save`, `appendonly`, which `redis-benchmark` asks for); others are left out
+    /// of the answer, as Redis leaves out parameters it does not have.
+    ConfigGet(Vec<String>),
     /// `GET key`.
     Get(String),
     /// `SET key value`.
@@ -315,7 +317,12 @@ pub fn parse(arguments: &[&[u8]]) -> Result<Command, Reply> {
         "command" => Command::Table(parse_table_query(rest)?),
         "client" => Command::Client(parse_client(rest)?),
         "config" => match subcommand(rest).as_str() {
-            "get" if rest.len() >= 2 => Command::ConfigGet,
+            "get" if rest.len() >= 2 => Command::ConfigGet(
+                rest[1..]
+                    .iter()
+                    .map(|name| String::from_utf8_lossy(name).to_ascii_lowercase())
+                    .collect(),
+            ),
             other => {
                 return Err(Reply::error(
                     "ERR",
@@ -624,6 +631,10 @@ mod tests {
                 }),
                 name: Some("me".into()),
             })
+        );
+        assert_eq!(
+            parsed("CONFIG GET Save appendonly"),
+            Ok(Command::ConfigGet(vec!["save".into(), "appendonly".into()]))
         );
         assert_eq!(
             parsed("client setinfo lib-name redis-py"),

@@ -263,7 +263,21 @@ fn connection_command(shared: &Shared, session: &mut Session, command: Command) 
         }
         Command::Info => Reply::text(shared.info()),
         Command::Table(query) => command::table(&query),
-        Command::ConfigGet => Reply::Map(Vec::new()),
+        Command::ConfigGet(names) => {
+            // No snapshots; a data directory is dida's append-only log.
+            let durable = shared.node.peering.config().data_dir.is_some();
+            let value = |name: &str| match name {
+                "save" => Some(""),
+                "appendonly" => Some(if durable { "yes" } else { "no" }),
+                _ => None,
+            };
+            Reply::Map(
+                names
+                    .iter()
+                    .filter_map(|name| Some((Reply::text(name), Reply::text(value(name)?))))
+                    .collect(),
+            )
+        }
         Command::Client(client) => match client {
             ClientCommand::SetName(name) => {
                 session.name = Some(name);
