@@ -65,6 +65,12 @@ pub struct FaultsArgs {
     /// lost-writes check; this shows that it can.
     #[arg(long)]
     break_acks: bool,
+    /// How the storage clients reach the cluster: grpc (the client library, at
+    /// each key's primary) or resp (a Redis client library at the nodes'
+    /// --resp-listen ports, each client at one node that forwards what it does
+    /// not lead; see docs/resp.md).
+    #[arg(long, value_enum, default_value_t = ClientProtocol::Grpc)]
+    client: ClientProtocol,
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -126,6 +132,10 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
     let mut config = SuiteConfig::new(binary);
     config.duration = args.duration;
     config.clients = args.clients;
+    config.protocol = match args.client {
+        ClientProtocol::Grpc => dida_faults::suite::StorageProtocol::Grpc,
+        ClientProtocol::Resp => dida_faults::suite::StorageProtocol::Resp,
+    };
     config.chain_clients = args.chain_clients;
     config.keys = args.keys;
     config.write_acks = args.write_acks;
@@ -156,4 +166,13 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
         bail!("checks failed: {}", failed.join("; "));
     }
     Ok(())
+}
+
+/// `--client`: the protocol the storage workload speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ClientProtocol {
+    /// dida's gRPC client library.
+    Grpc,
+    /// The Redis protocol, through a Redis client library.
+    Resp,
 }

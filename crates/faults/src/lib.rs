@@ -34,6 +34,7 @@ pub mod chains;
 pub mod marks;
 pub mod processes;
 pub mod readback;
+pub mod resp_kv;
 pub mod storage_kv;
 pub mod suite;
 pub mod survey;

@@ -36,7 +36,19 @@ use crate::chains::{self, ChainWorkload};
 use crate::marks::{self, WatchConfig};
 use crate::processes::{self, Processes};
 use crate::readback;
+use crate::resp_kv::RespKv;
 use crate::storage_kv::StorageKv;
+
+/// How the storage workload's clients reach the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageProtocol {
+    /// The gRPC client library (`dida_storage_client`), which finds each key's
+    /// primary itself.
+    Grpc,
+    /// A Redis client library against the nodes' RESP endpoints (`--resp-listen`),
+    /// each client at one node that forwards what it does not lead.
+    Resp,
+}
 
 /// Everything a run needs to know.
 #[derive(Debug, Clone)]
@@ -47,6 +59,8 @@ pub struct SuiteConfig {
     pub duration: Duration,
     /// Concurrent storage clients.
     pub clients: usize,
+    /// How they reach the cluster (`--client`).
+    pub protocol: StorageProtocol,
     /// Concurrent chain clients (0: no scheduler and workers are started).
     pub chain_clients: usize,
     /// Contended keys of the storage workload (and of the write-then-read chains).
@@ -108,6 +122,7 @@ impl SuiteConfig {
             binary,
             duration: Duration::from_secs(20),
             clients: 8,
+            protocol: StorageProtocol::Grpc,
             chain_clients: 2,
             keys: 5,
             write_acks: 2,
@@ -227,6 +242,11 @@ impl SuiteConfig {
                 0
             },
             clients: self.clients,
+            client_protocol: match self.protocol {
+                StorageProtocol::Grpc => "grpc",
+                StorageProtocol::Resp => "resp",
+            }
+            .to_string(),
             chain_clients: self.chain_clients,
             keys: self.keys,
             duration_ms: millis(self.duration),
@@ -298,7 +318,7 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
             ),
             data: None,
             metrics: false,
-            resp: false,
+            resp: config.protocol == StorageProtocol::Resp,
             // A join plan has as many joins as `joins_of` says, whatever the
             // seed: one spare node (port, proxy links) for each.
             spare: if config.nemesis == NemesisKind::Join {
@@ -361,16 +381,31 @@ async fn run_inner(config: SuiteConfig, phase: Phase) -> anyhow::Result<(Report,
         error_backoff: Duration::from_millis(20),
     };
     let mut tasks: JoinSet<Vec<Operation>> = JoinSet::new();
+    let resp_nodes = match config.protocol {
+        StorageProtocol::Grpc => Vec::new(),
+        StorageProtocol::Resp => membership
+            .ids()
+            .map(|id| cluster.resp_addr(id))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    };
     for i in 0..config.clients {
-        let client = new_client(config.op_deadline)?;
         let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        tasks.spawn(workload::run_storage_client(
-            id,
-            StorageKv(client),
-            storage_workload.clone(),
-            clock,
-            seeds.next_u64(),
-        ));
+        match config.protocol {
+            StorageProtocol::Grpc => tasks.spawn(workload::run_storage_client(
+                id,
+                StorageKv(new_client(config.op_deadline)?),
+                storage_workload.clone(),
+                clock,
+                seeds.next_u64(),
+            )),
+            StorageProtocol::Resp => tasks.spawn(workload::run_storage_client(
+                id,
+                RespKv::new(resp_nodes.clone(), i, config.op_deadline),
+                storage_workload.clone(),
+                clock,
+                seeds.next_u64(),
+            )),
+        };
     }
     if let Some(scheduler) = &scheduler {
         let chain_workload = ChainWorkload {

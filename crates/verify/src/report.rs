@@ -28,6 +28,9 @@ pub struct RunSettings {
     pub workers: usize,
     /// Storage clients.
     pub clients: usize,
+    /// The protocol they spoke (`grpc`, `resp`), when the back-end has a choice.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_protocol: String,
     /// Chain clients.
     pub chain_clients: usize,
     /// Contended keys of the storage workload.
@@ -319,7 +322,7 @@ impl Report {
         let _ = writeln!(
             out,
             "dida faults: {} storage nodes (R={}, --write-acks {}, --max-versions {}, \
-             --gossip-delay {}), {} workers; {} clients on {} keys, {} chain clients; \
+             --gossip-delay {}), {} workers; {} {}clients on {} keys, {} chain clients; \
              {duration:.1} s; seed {}",
             s.nodes,
             s.replication_factor,
@@ -328,6 +331,10 @@ impl Report {
             s.gossip_delay_ms,
             s.workers,
             s.clients,
+            match s.client_protocol.as_str() {
+                "" => String::new(),
+                protocol => format!("{protocol} "),
+            },
             s.keys,
             s.chain_clients,
             s.seed

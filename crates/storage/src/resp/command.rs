@@ -40,12 +40,15 @@ pub enum Command {
     ConfigGet(Vec<String>),
     /// `GET key`.
     Get(String),
-    /// `SET key value`.
+    /// `SET key value`, or `DIDA.SET key value`, which answers the new version
+    /// instead of `OK`.
     Set {
         /// The key.
         key: String,
         /// Its new value.
         value: String,
+        /// Answer the new version (`DIDA.SET`).
+        versioned: bool,
     },
     /// `MGET key…`.
     MGet(Vec<String>),
@@ -131,87 +134,25 @@ struct Entry {
     write: bool,
 }
 
+#[rustfmt::skip]
 const TABLE: &[Entry] = &[
-    Entry {
-        name: "ping",
-        arity: -1,
-        write: false,
-    },
-    Entry {
-        name: "echo",
-        arity: 2,
-        write: false,
-    },
-    Entry {
-        name: "hello",
-        arity: -1,
-        write: false,
-    },
-    Entry {
-        name: "auth",
-        arity: -2,
-        write: false,
-    },
-    Entry {
-        name: "select",
-        arity: 2,
-        write: false,
-    },
-    Entry {
-        name: "quit",
-        arity: -1,
-        write: false,
-    },
-    Entry {
-        name: "info",
-        arity: -1,
-        write: false,
-    },
-    Entry {
-        name: "command",
-        arity: -1,
-        write: false,
-    },
-    Entry {
-        name: "client",
-        arity: -2,
-        write: false,
-    },
-    Entry {
-        name: "config",
-        arity: -2,
-        write: false,
-    },
-    Entry {
-        name: "get",
-        arity: 2,
-        write: false,
-    },
-    Entry {
-        name: "set",
-        arity: -3,
-        write: true,
-    },
-    Entry {
-        name: "mget",
-        arity: -2,
-        write: false,
-    },
-    Entry {
-        name: "exists",
-        arity: -2,
-        write: false,
-    },
-    Entry {
-        name: "dida.cas",
-        arity: 4,
-        write: true,
-    },
-    Entry {
-        name: "dida.get",
-        arity: -2,
-        write: false,
-    },
+    Entry { name: "ping", arity: -1, write: false },
+    Entry { name: "echo", arity: 2, write: false },
+    Entry { name: "hello", arity: -1, write: false },
+    Entry { name: "auth", arity: -2, write: false },
+    Entry { name: "select", arity: 2, write: false },
+    Entry { name: "quit", arity: -1, write: false },
+    Entry { name: "info", arity: -1, write: false },
+    Entry { name: "command", arity: -1, write: false },
+    Entry { name: "client", arity: -2, write: false },
+    Entry { name: "config", arity: -2, write: false },
+    Entry { name: "get", arity: 2, write: false },
+    Entry { name: "set", arity: -3, write: true },
+    Entry { name: "mget", arity: -2, write: false },
+    Entry { name: "exists", arity: -2, write: false },
+    Entry { name: "dida.set", arity: 3, write: true },
+    Entry { name: "dida.cas", arity: 4, write: true },
+    Entry { name: "dida.get", arity: -2, write: false },
 ];
 
 /// Commands Redis has that dida deliberately does not serve, with why: each gets
@@ -336,6 +277,11 @@ pub fn parse(arguments: &[&[u8]]) -> Result<Command, Reply> {
         "set" => parse_set(rest)?,
         "mget" => Command::MGet(rest.iter().map(|k| text(k)).collect::<Result<_, _>>()?),
         "exists" => Command::Exists(rest.iter().map(|k| text(k)).collect::<Result<_, _>>()?),
+        "dida.set" => Command::Set {
+            key: text(rest[0])?,
+            value: text(rest[1])?,
+            versioned: true,
+        },
         "dida.cas" => Command::Cas {
             key: text(rest[0])?,
             expected: text(rest[1])?,
@@ -578,6 +524,7 @@ fn parse_set(rest: &[&[u8]]) -> Result<Command, Reply> {
     Ok(Command::Set {
         key: text(key)?,
         value: text(value)?,
+        versioned: false,
     })
 }
 
@@ -604,7 +551,8 @@ mod tests {
             parsed("SET k v"),
             Ok(Command::Set {
                 key: "k".into(),
-                value: "v".into()
+                value: "v".into(),
+                versioned: false,
             })
         );
         assert_eq!(

@@ -359,7 +359,11 @@ async fn storage_command(node: Arc<Node>, command: Command) -> Reply {
                 .await
                 .map(|records| Reply::Integer(records.iter().flatten().count() as i64))
         }
-        Command::Set { key, value } => match refuse_reserved(&key) {
+        Command::Set {
+            key,
+            value,
+            versioned,
+        } => match refuse_reserved(&key) {
             Some(refusal) => return refusal,
             None => node
                 .write(WriteRequest {
@@ -368,7 +372,10 @@ async fn storage_command(node: Arc<Node>, command: Command) -> Reply {
                     forwarded: false,
                 })
                 .await
-                .map(|_| Reply::Status("OK")),
+                .map(|reply| match (versioned, reply.version) {
+                    (true, Some(version)) => Reply::text(version_from_wire(version).to_string()),
+                    _ => Reply::Status("OK"),
+                }),
         },
         Command::Cas {
             key,
