@@ -6,8 +6,8 @@
 # and, through `dida bench resp`, against a storage node's RESP port
 # itself, and a few `dida faults` runs; then `dida bench report` rewrites
 # docs/evaluation.md and the plots docs/img/*.svg from the results. On a busy 2-core
-# machine: about 7.5 minutes of benchmarks, plus the build (8.5 minutes when every
-# workspace crate is rebuilt, seconds when the build is up to date).
+# machine: about 21 minutes of benchmarks (the last full run: 1,250 s), plus the build
+# (8.5 minutes when every workspace crate is rebuilt, seconds when it is up to date).
 #
 #   bash scripts/evaluate.sh              # the real run; commit docs/ afterwards
 #   EVAL_QUICK=1 bash scripts/evaluate.sh # a smoke test of the script (short runs, fewer settings)
