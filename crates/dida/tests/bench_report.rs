@@ -1,6 +1,6 @@
 //! The benchmarks and the evaluation report speak one schema: short real runs of
 //! `dida bench storage --durability`, `dida bench chain --http`, `dida bench
-//! elastic`, `dida bench rebalance` and `dida bench idle` write their JSON lines, and `dida bench report` reads them back into a
+//! elastic`, `dida bench rebalance`, `dida bench resp` and `dida bench idle` write their JSON lines, and `dida bench report` reads them back into a
 //! report that shows them. A field one side renamed would fail this test, not fill
 //! the report with zeros. The elastic run is also the demonstration, checked
 //! here: workers join and one leaves under HTTP load, and no execution is lost.
@@ -113,6 +113,21 @@ fn the_report_reads_what_the_benchmarks_write() {
         "{rebalance}"
     );
 
+    // redis-benchmark against a storage node's RESP port (dida alone: the suite
+    // installs redis-benchmark with redis-cli, not redis-server).
+    bench(
+        results.path(),
+        "resp.jsonl",
+        &[
+            "resp",
+            "--no-redis",
+            "--requests",
+            "2000",
+            "--pipelines",
+            "1",
+        ],
+    );
+
     // The idle cost, then a crash detected by every survivor.
     bench(
         results.path(),
@@ -165,6 +180,10 @@ fn the_report_reads_what_the_benchmarks_write() {
     assert!(
         report.contains("`dida bench chain`"),
         "the chain run is read:\n{report}"
+    );
+    assert!(
+        report.contains("## Speaking Redis") && report.contains("| 1 | GET | – |"),
+        "the redis-benchmark rows are read:\n{report}"
     );
     assert!(
         report.contains("`s3` was SIGKILLed: its 2 survivors listed it failed"),
