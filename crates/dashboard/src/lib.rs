@@ -132,7 +132,7 @@ pub async fn start(config: DashboardConfig) -> anyhow::Result<DashboardHandle> {
     let server = tokio::spawn(dida_proto::http_server::serve(
         listener,
         http::router(state, addr),
-        dida_proto::http_server::http_limits(),
+        dida_proto::connections::ConnectionLimits::for_a_side_port(),
     ));
     tracing::info!(%addr, "dashboard serving");
     Ok(DashboardHandle {

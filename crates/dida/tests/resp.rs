@@ -278,3 +278,57 @@ async fn a_cluster_token_is_the_auth_password() {
     );
     assert_eq!(redis_cli(s1, &[&authed[..], &["PING"]].concat()), "PONG");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_connections_is_held_to_the_side_port_limits() {
+    let cluster = resp_cluster(Vec::new()).await;
+    let s1 = cluster.resp_addr("s1").unwrap();
+    let info = redis_cli(s1, &["INFO"]);
+    let max_clients: usize = info
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("maxclients:"))
+        .expect("INFO names maxclients")
+        .parse()
+        .unwrap();
+    // One source (all of loopback) may hold a quarter of them.
+    let per_source = (max_clients / 4).max(8);
+    let mut held = Vec::new();
+    for _ in 0..per_source {
+        let mut stream = TcpStream::connect(s1).await.unwrap();
+        assert_eq!(
+            exchange(&mut stream, b"PING\r\n", "\r\n").await,
+            "+PONG\r\n"
+        );
+        held.push(stream);
+    }
+    // The next one is closed at once, unanswered.
+    let answer = answer_until_closed(s1, b"PING\r\n").await;
+    assert_eq!(
+        answer, "",
+        "a connection over the per-source limit was served"
+    );
+    // The gRPC port still serves, and a slot freed is a slot taken.
+    cluster.client().unwrap().ping("s1").await.unwrap();
+    held.pop();
+    let mut stream = eventually_connected(s1).await;
+    assert_eq!(
+        exchange(&mut stream, b"PING\r\n", "\r\n").await,
+        "+PONG\r\n"
+    );
+}
+
+/// A connection the node serves, once a slot is free again (closing one is seen by
+/// the node a moment later).
+async fn eventually_connected(addr: SocketAddr) -> TcpStream {
+    support::eventually(Duration::from_secs(10), "a freed RESP slot", || async {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut reply = [0u8; 7];
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut reply))
+            .await
+            .ok()?
+            .ok()?;
+        (&reply == b"+PONG\r\n").then_some(stream)
+    })
+    .await
+}

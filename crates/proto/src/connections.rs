@@ -77,6 +77,20 @@ impl ConnectionLimits {
             per_address: MAX_CONNECTIONS_PER_ADDRESS.min(total / 2).max(8),
         }
     }
+
+    /// The limits of a port beside the process's gRPC port — the HTTP gateway, the
+    /// dashboard, a storage node's RESP endpoint: a quarter of
+    /// [`ConnectionLimits::for_this_process`], so that all of them together stay
+    /// within the process's descriptors and a flood of such a port leaves the gRPC
+    /// port (and the peers' probes) serving. A quarter of them per source, as for
+    /// gRPC.
+    pub fn for_a_side_port() -> Self {
+        let total = (Self::for_this_process().total / 4).max(16);
+        Self {
+            total,
+            per_address: (total / 4).max(8),
+        }
+    }
 }
 
 /// The source a connection from `ip` counts against for the per-address limit:

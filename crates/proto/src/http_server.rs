@@ -35,18 +35,6 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// 408 instead of holding the connection and its buffer.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The connection limits of an HTTP listener: a quarter of those of the process's
-/// gRPC server ([`ConnectionLimits::for_this_process`]), so that both together stay
-/// within the process's descriptors and a flood of the HTTP port leaves the gRPC
-/// port serving. A quarter of them per source, as for gRPC.
-pub fn http_limits() -> ConnectionLimits {
-    let total = (ConnectionLimits::for_this_process().total / 4).max(16);
-    ConnectionLimits {
-        total,
-        per_address: (total / 4).max(8),
-    }
-}
-
 /// Serves `router` over HTTP/1.1 on `listener` until the returned future is
 /// dropped (every connection it serves is closed with it). Connections are held
 /// within `limits`; headers must arrive within [`HEADER_READ_TIMEOUT`].

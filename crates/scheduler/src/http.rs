@@ -76,7 +76,7 @@ pub(crate) fn serve(
 ) -> anyhow::Result<JoinHandle<()>> {
     let addr = listener.local_addr()?;
     let app = router(state);
-    let limits = http_server::http_limits();
+    let limits = dida_proto::connections::ConnectionLimits::for_a_side_port();
     info!(%addr, total = limits.total, per_source = limits.per_address, "HTTP gateway serving");
     Ok(tokio::spawn(http_server::serve(listener, app, limits)))
 }

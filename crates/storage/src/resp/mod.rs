@@ -15,9 +15,11 @@
 //! `Redis`) cannot follow a redirection at all, while forwarding costs one hop
 //! only for the keys the node does not lead.
 //!
-//! Bounds: at most [`MAX_CONNECTIONS`] clients at once (the next is told so and
-//! closed), commands and arguments bounded by `request`, pipelines answered in
-//! rounds of bounded size. When the cluster has an explicit token
+//! Bounds: connections are held within the limits of every port beside a node's
+//! gRPC port (`ConnectionLimits::for_a_side_port`: a quarter of the process's
+//! budget, a quarter of that per source; one over is closed at once), commands and
+//! arguments are bounded by `request`, pipelines answered in rounds of bounded
+//! size. When the cluster has an explicit token
 //! (`--cluster-token`), a client must `AUTH` with it before any other command;
 //! when it runs with TLS, the endpoint speaks TLS too and wants a client
 //! certificate of the cluster's CA (`tls`).
@@ -28,21 +30,18 @@ mod reply;
 mod request;
 mod tls;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::AsyncWriteExt;
+use dida_proto::connections::{self, ConnectionLimits};
+use futures::StreamExt;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
-use tracing::{debug, info, warn};
+use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
+use tracing::{debug, info};
 
 use crate::node_core::Node;
-
-/// The most clients served at once by one node's RESP endpoint, like Redis's
-/// `maxclients`; the next client is answered with an error and closed.
-pub const MAX_CONNECTIONS: usize = 4096;
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -56,6 +55,8 @@ struct Shared {
     connected: AtomicUsize,
     started: Instant,
     port: u16,
+    /// The most clients held at once (`INFO`'s `maxclients`).
+    max_clients: usize,
 }
 
 impl Shared {
@@ -68,7 +69,7 @@ impl Shared {
             "# Server\r\nredis_version:7.2.0\r\nredis_mode:standalone\r\n\
              dida_version:{}\r\ndida_node:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\n\
              uptime_in_seconds:{}\r\n\r\n# Clients\r\nconnected_clients:{}\r\n\
-             maxclients:{MAX_CONNECTIONS}\r\n\r\n# Replication\r\nrole:master\r\n\r\n\
+             maxclients:{}\r\n\r\n# Replication\r\nrole:master\r\n\r\n\
              # Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\ndida_records:{records}\r\n",
             env!("CARGO_PKG_VERSION"),
             self.node.id(),
@@ -76,6 +77,7 @@ impl Shared {
             self.port,
             self.started.elapsed().as_secs(),
             self.connected.load(Ordering::Relaxed),
+            self.max_clients,
         )
     }
 }
@@ -101,6 +103,7 @@ async fn serve(
     mut stop: watch::Receiver<()>,
 ) {
     let port = listener.local_addr().map_or(0, |addr| addr.port());
+    let limits = ConnectionLimits::for_a_side_port();
     let shared = Arc::new(Shared {
         node,
         token: dida_proto::security::installed().cluster_token.clone(),
@@ -108,27 +111,25 @@ async fn serve(
         connected: AtomicUsize::new(0),
         started: Instant::now(),
         port,
+        max_clients: limits.total,
     });
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     info!(port, tls = tls.is_some(), "serving RESP");
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut accepted = std::pin::pin!(connections::limited(incoming, limits));
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors, or the like: back off, keep serving.
-                    warn!(%error, "RESP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let stream = tokio::select! {
+            connection = accepted.next() => match connection {
+                Some(Ok(connection)) => connection,
+                // `limited` pauses on accept errors rather than yielding them.
+                Some(Err(error)) => {
+                    debug!(%error, "could not accept a RESP connection");
                     continue;
                 }
+                None => return,
             },
             _ = stop.changed() => return,
         };
-        let _ = stream.set_nodelay(true);
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(stream, peer));
-            continue;
-        };
+        let peer = tonic::transport::server::Connected::connect_info(&stream).remote_addr();
         let shared = shared.clone();
         let stop = stop.clone();
         let tls = tls.clone();
@@ -139,23 +140,12 @@ async fn serve(
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => connection::serve(stream, shared.clone(), stop).await,
-                        Ok(Err(error)) => debug!(%peer, %error, "RESP TLS handshake failed"),
-                        Err(_) => debug!(%peer, "RESP TLS handshake timed out"),
+                        Ok(Err(error)) => debug!(?peer, %error, "RESP TLS handshake failed"),
+                        Err(_) => debug!(?peer, "RESP TLS handshake timed out"),
                     }
                 }
             }
             shared.connected.fetch_sub(1, Ordering::Relaxed);
-            drop(slot);
         });
     }
-}
-
-/// Tells a client over [`MAX_CONNECTIONS`] why it is closed.
-async fn refuse(mut stream: tokio::net::TcpStream, peer: SocketAddr) {
-    debug!(%peer, "RESP client refused: too many clients");
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        stream.write_all(b"-ERR max number of clients reached\r\n"),
-    )
-    .await;
 }
