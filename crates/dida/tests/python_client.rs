@@ -14,7 +14,7 @@ use dida_local_cluster::{ClusterSpec, LocalCluster};
 use serde_json::Value;
 
 mod support;
-use support::{dida, eventually};
+use support::{dida, eventually, run_ok as run};
 
 /// The client program: every call has a deadline, and it prints one JSON object.
 const CLIENT: &str = r#"
@@ -53,18 +53,6 @@ fn python() -> PathBuf {
 
 fn proto_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/proto")
-}
-
-/// Runs `command`, failing the test with its output when it fails.
-fn run(command: &mut Command) -> String {
-    let output = command.output().expect("start the command");
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod support;
-use support::dida;
+use support::{dida, run_ok as run};
 
 /// The Python client: every call with a deadline, one JSON object printed.
 const PYTHON_CLIENT: &str = r#"
@@ -56,18 +56,6 @@ fn redis_python() -> PathBuf {
         "DIDA_TEST_REDIS_PYTHON is not set: source scripts/ensure-redis-clients.sh first \
          (scripts/test.sh does)",
     ))
-}
-
-/// Runs `command`, failing the test with its output when it fails; its stdout.
-fn run(command: &mut Command) -> String {
-    let output = command.output().expect("start the command");
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
 }
 
 /// `redis-cli -p PORT ARGS…`, its output trimmed.

@@ -335,3 +335,15 @@ pub fn as_on_a_users_machine(command: &mut std::process::Command) {
 pub fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target")
 }
+
+/// Runs `command`, failing the test with its output when it fails; its stdout.
+pub fn run_ok(command: &mut std::process::Command) -> String {
+    let output = command.output().expect("start the command");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
