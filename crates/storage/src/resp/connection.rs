@@ -85,6 +85,8 @@ where
                 }
             }
         }
+        // A full batch stopped before the input ran out: the rest is already here.
+        let more_waiting = batch.len() == MAX_BATCH;
         for reply in run_batch(&shared, &mut session, batch).await {
             reply.encode(session.protocol, &mut output);
         }
@@ -102,8 +104,8 @@ where
             linger(&mut reader).await;
             return;
         }
-        if matches!(request::parse(&input), Ok(Some(_)) | Err(_)) {
-            continue; // more of the pipeline is already here
+        if more_waiting {
+            continue;
         }
         debug_assert!(input.len() <= MAX_COMMAND_BYTES + READ_CHUNK);
         input.reserve(READ_CHUNK);
